@@ -1,0 +1,59 @@
+// Plan and TrainingSpec: what the planner enumerates and the simulator and
+// executor consume.
+//
+// Rank layout (shared by simulator and executor, Megatron's order):
+//   rank = tp_rank + TP * (dp_rank + DP * pp_rank)
+// TP is fastest, so TP groups are consecutive ranks and sit inside a node.
+// Batch identity (exact, never rounded):
+//   global_batch = micro_batch * grad_accum * DP
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace p3d {
+
+enum class Recompute { kNone, kSelective, kFull };
+const char* RecomputeName(Recompute r);  // "none" | "selective" | "full"
+
+// Precision recipe, bytes per element. Default is the executor's recipe:
+// bf16 weights and activations, fp32 gradient accumulation, fp32 master
+// weights and Adam moments: 2 + 4 + 4 + 4 + 4 = 18 bytes per parameter.
+// grad_bytes = 2 gives the ZeRO paper's 16-byte accounting.
+struct Precision {
+  int param_bytes = 2;       // working weights (bf16)
+  int grad_bytes = 4;        // gradient accumulation buffer
+  int master_bytes = 4;      // fp32 master copy of the weights
+  int optimizer_bytes = 8;   // Adam first + second moment (fp32 each)
+  int activation_bytes = 2;  // activations (bf16)
+  int StateBytesPerParam() const {
+    return param_bytes + grad_bytes + master_bytes + optimizer_bytes;
+  }
+};
+
+struct TrainingSpec {
+  int64_t global_batch = 512;  // sequences per optimizer step
+  int64_t seq = 2048;          // tokens per sequence
+  Precision precision;
+};
+
+// One point of the search space. DP * TP * PP == number of GPUs.
+struct Plan {
+  int dp = 1;
+  int tp = 1;
+  int pp = 1;
+  int vpp = 1;                 // virtual stages (model chunks) per pipeline rank; 1 = plain 1F1B
+  int zero = 0;                // ZeRO stage 0..3 over the DP group
+  int64_t micro_batch = 1;     // sequences per micro-batch per DP rank
+  int64_t grad_accum = 1;      // micro-batches per step per DP rank (m in the pipeline formulas)
+  Recompute recompute = Recompute::kNone;
+  bool sequence_parallel = false;  // Megatron SP (only meaningful with tp > 1)
+
+  int gpus() const { return dp * tp * pp; }
+  int64_t global_batch() const { return micro_batch * grad_accum * dp; }
+};
+
+// One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP".
+std::string PlanSummary(const Plan& plan);
+
+}  // namespace p3d

@@ -1,0 +1,83 @@
+// Hardware description: a GPU, the node it sits in, and the cluster.
+//
+// Figures come from the catalog (vendor datasheets, published.md section 5),
+// from a user's JSON file, or from a profile measured by p3d-calibrate. All
+// rates are in bytes/s or FLOP/s; all sizes in bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace p3d {
+
+// Efficiency of a bf16 GEMM as a function of its size: the fraction of the
+// dense datasheet peak a GEMM of `flops` floating-point operations reaches.
+// Interpolated log-linearly in flops between points; clamped at the ends.
+// This is a data table (catalog default or calibrated), not code constants.
+struct GemmEfficiencyPoint {
+  double flops = 0;       // 2*M*N*K of one GEMM
+  double efficiency = 0;  // achieved / peak, in (0, 1]
+};
+
+// Memory the runtime holds outside the model: not visible to a model-states
+// estimator, but it is what makes "fits" plans go out of memory.
+struct RuntimeMemory {
+  double cuda_context_bytes = 0;      // CUDA context + cuBLAS workspace, per GPU
+  double nccl_per_comm_bytes = 0;     // NCCL buffers per communicator a rank belongs to
+  double allocator_fraction = 0;      // caching-allocator fragmentation, fraction of the rest
+};
+
+// One link class (NVLink inside a node, network across nodes, or PCIe).
+struct LinkSpec {
+  std::string name;            // "nvlink4", "ib-ndr", "pcie4"
+  double bytes_per_s = 0;      // per GPU, one direction, datasheet
+  double efficiency = 1.0;     // achievable fraction of bytes_per_s for large messages
+  double latency_s = 0;        // per collective step (alpha)
+};
+
+struct GpuSpec {
+  std::string name;            // stable catalog id, e.g. "h100-sxm"
+  std::string description;     // e.g. "NVIDIA H100 SXM5 80GB"
+  double memory_bytes = 0;     // device memory (marketed GB taken as GiB) 
+  double hbm_bytes_per_s = 0;  // memory bandwidth, datasheet
+  double hbm_efficiency = 0.8; // achievable fraction for memory-bound kernels
+  double peak_flops = 0;       // dense bf16 (fp16 where no bf16) tensor FLOP/s, fp32 accumulate
+  bool plan_only = false;      // no executor support (e.g. ROCm)
+  std::vector<GemmEfficiencyPoint> gemm_efficiency;
+  RuntimeMemory runtime;
+};
+
+struct NodeSpec {
+  int gpus_per_node = 8;
+  LinkSpec intra;              // GPU-GPU inside a node
+  LinkSpec inter;              // per-GPU share of the node's network
+  double host_memory_bytes = 0;     // CPU memory per node
+  double pcie_bytes_per_s = 0;      // host<->GPU per GPU, one direction
+};
+
+struct ClusterSpec {
+  GpuSpec gpu;
+  NodeSpec node;
+  int num_gpus = 0;
+  int nodes() const { return (num_gpus + node.gpus_per_node - 1) / node.gpus_per_node; }
+  // Where the hardware figures came from ("catalog h100-sxm", "profile file.json", ...).
+  std::string source;
+};
+
+// Catalog access (simulator/hardware_catalog.cc).
+const std::vector<std::string>& CatalogGpuNames();
+StatusOr<ClusterSpec> CatalogCluster(const std::string& gpu_name);  // num_gpus left 0
+// Picks the catalog GPU a user most likely means by "--mem GB" (e.g. 80 -> h100-sxm,
+// 40 -> a100-40gb, 24 -> rtx4090). Error when nothing in the catalog has that capacity.
+StatusOr<std::string> DefaultGpuForMemory(double gb);
+// Reads a custom hardware JSON file (schema in docs/hardware.md); missing fields
+// are an error naming the field.
+StatusOr<ClusterSpec> LoadClusterJson(const std::string& path);
+
+// Interpolated GEMM efficiency (see GemmEfficiencyPoint).
+double GemmEfficiency(const GpuSpec& gpu, double flops);
+
+}  // namespace p3d
