@@ -44,3 +44,19 @@ struct TimeBreakdown {
 };
 
 }  // namespace p3d
+
+namespace p3d {
+
+// One interval on one rank's timeline, for drawing predicted or measured
+// pipeline timelines (SVG) and comparing them.
+enum class TimelineKind { kForward, kBackward, kRecompute, kSendRecv, kTpComm, kDpComm, kOptimizer, kIdle };
+struct TimelineEvent {
+  int rank = 0;          // pipeline rank (row of the timeline)
+  TimelineKind kind = TimelineKind::kForward;
+  int microbatch = -1;   // -1 when not tied to a micro-batch
+  int chunk = 0;         // virtual chunk
+  double start_s = 0;
+  double end_s = 0;
+};
+
+}  // namespace p3d
