@@ -35,6 +35,14 @@ struct TrainingSpec {
   int64_t global_batch = 512;  // sequences per optimizer step
   int64_t seq = 2048;          // tokens per sequence
   Precision precision;
+  // Dropout layers on (attention-probability, attention-output and MLP-output
+  // dropout, plus embedding dropout): their 1-byte masks are stored
+  // activations. p3d trains without dropout; Korthikanti's figures count it.
+  bool dropout = false;
+  // Tokens per chunk when the loss computes logits + cross-entropy in chunks
+  // (fused/chunked cross-entropy); 0 = the whole micro-batch (B*S tokens) at
+  // once, which is what the executor does today.
+  int64_t logits_chunk_tokens = 0;
 };
 
 // One point of the search space. DP * TP * PP == number of GPUs.

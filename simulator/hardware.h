@@ -80,4 +80,9 @@ StatusOr<ClusterSpec> LoadClusterJson(const std::string& path);
 // Interpolated GEMM efficiency (see GemmEfficiencyPoint).
 double GemmEfficiency(const GpuSpec& gpu, double flops);
 
+// The catalog's default GEMM efficiency table for a catalog GPU name (sorted
+// by flops); empty when none is known. Defined in simulator/gemm_efficiency.cc;
+// CatalogCluster fills GpuSpec::gemm_efficiency from it.
+std::vector<GemmEfficiencyPoint> DefaultGemmEfficiency(const std::string& gpu_name);
+
 }  // namespace p3d
