@@ -76,6 +76,13 @@ StatusOr<std::string> DefaultGpuForMemory(double gb);
 // Reads a custom hardware JSON file (schema in docs/hardware.md); missing fields
 // are an error naming the field.
 StatusOr<ClusterSpec> LoadClusterJson(const std::string& path);
+// The same from JSON text; `origin` names the input in messages and `source`.
+StatusOr<ClusterSpec> ParseClusterJson(const std::string& text, const std::string& origin);
+// Writes the schema LoadClusterJson reads (num_gpus and source are not part of it).
+std::string ClusterToJson(const ClusterSpec& cluster);
+// Runtime memory the catalog assumes for every GPU (docs/hardware.md), also
+// used when a hardware JSON file omits "runtime".
+RuntimeMemory DefaultRuntimeMemory();
 
 // Interpolated GEMM efficiency (see GemmEfficiencyPoint).
 double GemmEfficiency(const GpuSpec& gpu, double flops);

@@ -1,0 +1,213 @@
+// Custom hardware as JSON (schema: docs/hardware.md). Field names are the
+// GpuSpec / NodeSpec / LinkSpec member names; sizes are bytes, rates bytes/s
+// or FLOP/s, latencies seconds, as everywhere in p3d.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "simulator/hardware.h"
+
+namespace p3d {
+namespace {
+
+using nlohmann::json;
+
+// Reads fields of one JSON object; every message names the full field path.
+class Reader {
+ public:
+  Reader(const json& j, std::string path) : j_(j), path_(std::move(path)) {}
+
+  Status Object(const char* key, const json** out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    if (!it->is_object()) return IllTyped(key, "an object");
+    *out = &*it;
+    return Status::Ok();
+  }
+  Status String(const char* key, std::string* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    if (!it->is_string() || it->get<std::string>().empty()) return IllTyped(key, "a non-empty string");
+    *out = it->get<std::string>();
+    return Status::Ok();
+  }
+  Status Bool(const char* key, bool* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    if (!it->is_boolean()) return IllTyped(key, "true or false");
+    *out = it->get<bool>();
+    return Status::Ok();
+  }
+  // A finite number in (0, max].
+  Status Positive(const char* key, double max, double* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    if (!it->is_number()) return IllTyped(key, "a number");
+    double v = it->get<double>();
+    if (!std::isfinite(v) || v <= 0 || v > max)
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}' must be in (0, {:g}], got {}", Path(key), max, it->dump()));
+    *out = v;
+    return Status::Ok();
+  }
+  // A finite number in [0, max) (fractions that may be zero).
+  Status Fraction(const char* key, double* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    if (!it->is_number()) return IllTyped(key, "a number");
+    double v = it->get<double>();
+    if (!std::isfinite(v) || v < 0 || v >= 1)
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}' must be in [0, 1), got {}", Path(key), it->dump()));
+    *out = v;
+    return Status::Ok();
+  }
+  bool Has(const char* key) const { return j_.contains(key); }
+  std::string Path(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
+
+ private:
+  Status Missing(const char* key) const {
+    return Status::InvalidArgument(fmt::format("hardware field '{}' is missing", Path(key)));
+  }
+  Status IllTyped(const char* key, const char* want) const {
+    return Status::InvalidArgument(
+        fmt::format("hardware field '{}' must be {}, got {}", Path(key), want, j_.at(key).dump()));
+  }
+  const json& j_;
+  std::string path_;
+};
+
+constexpr double kMaxBytes = 1e15;     // 1 PB: anything larger is a typo
+constexpr double kMaxRate = 1e18;      // bytes/s or FLOP/s
+constexpr double kMaxLatency = 1.0;    // seconds
+
+Status ReadLink(const Reader& parent, const char* key, LinkSpec* link) {
+  const json* j = nullptr;
+  P3D_RETURN_IF_ERROR(parent.Object(key, &j));
+  Reader r(*j, parent.Path(key));
+  P3D_RETURN_IF_ERROR(r.String("name", &link->name));
+  P3D_RETURN_IF_ERROR(r.Positive("bytes_per_s", kMaxRate, &link->bytes_per_s));
+  P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &link->efficiency));
+  return r.Positive("latency_s", kMaxLatency, &link->latency_s);
+}
+
+Status ReadGemmEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
+  const std::string path = gpu_reader.Path("gemm_efficiency");
+  const json& table = gpu.at("gemm_efficiency");
+  if (!table.is_array() || table.empty())
+    return Status::InvalidArgument(fmt::format("hardware field '{}' must be a non-empty array", path));
+  for (size_t i = 0; i < table.size(); ++i) {
+    std::string item = fmt::format("{}[{}]", path, i);
+    if (!table[i].is_object())
+      return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
+    Reader r(table[i], item);
+    GemmEfficiencyPoint p;
+    P3D_RETURN_IF_ERROR(r.Positive("flops", kMaxRate, &p.flops));
+    P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &p.efficiency));
+    if (!out->gemm_efficiency.empty() && p.flops <= out->gemm_efficiency.back().flops)
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}.flops' must increase along the table", item));
+    out->gemm_efficiency.push_back(p);
+  }
+  return Status::Ok();
+}
+
+Status ReadGpu(const Reader& root, GpuSpec* g) {
+  const json* j = nullptr;
+  P3D_RETURN_IF_ERROR(root.Object("gpu", &j));
+  Reader r(*j, "gpu");
+  P3D_RETURN_IF_ERROR(r.String("name", &g->name));
+  g->description = g->name;
+  if (r.Has("description")) P3D_RETURN_IF_ERROR(r.String("description", &g->description));
+  P3D_RETURN_IF_ERROR(r.Positive("memory_bytes", kMaxBytes, &g->memory_bytes));
+  P3D_RETURN_IF_ERROR(r.Positive("hbm_bytes_per_s", kMaxRate, &g->hbm_bytes_per_s));
+  P3D_RETURN_IF_ERROR(r.Positive("hbm_efficiency", 1.0, &g->hbm_efficiency));
+  P3D_RETURN_IF_ERROR(r.Positive("peak_flops", kMaxRate, &g->peak_flops));
+  if (r.Has("plan_only")) P3D_RETURN_IF_ERROR(r.Bool("plan_only", &g->plan_only));
+  g->runtime = DefaultRuntimeMemory();
+  if (r.Has("runtime")) {
+    const json* rt = nullptr;
+    P3D_RETURN_IF_ERROR(r.Object("runtime", &rt));
+    Reader rr(*rt, "gpu.runtime");
+    P3D_RETURN_IF_ERROR(rr.Positive("cuda_context_bytes", kMaxBytes, &g->runtime.cuda_context_bytes));
+    P3D_RETURN_IF_ERROR(rr.Positive("nccl_per_comm_bytes", kMaxBytes, &g->runtime.nccl_per_comm_bytes));
+    P3D_RETURN_IF_ERROR(rr.Fraction("allocator_fraction", &g->runtime.allocator_fraction));
+  }
+  if (r.Has("gemm_efficiency")) return ReadGemmEfficiency(r, *j, g);
+  g->gemm_efficiency = DefaultGemmEfficiency(g->name);
+  return Status::Ok();
+}
+
+Status ReadNode(const Reader& root, NodeSpec* n) {
+  const json* j = nullptr;
+  P3D_RETURN_IF_ERROR(root.Object("node", &j));
+  Reader r(*j, "node");
+  double gpus = 0;
+  P3D_RETURN_IF_ERROR(r.Positive("gpus_per_node", 1024, &gpus));
+  if (gpus != std::floor(gpus))
+    return Status::InvalidArgument(fmt::format("hardware field 'node.gpus_per_node' must be an integer, got {}", gpus));
+  n->gpus_per_node = static_cast<int>(gpus);
+  P3D_RETURN_IF_ERROR(ReadLink(r, "intra", &n->intra));
+  P3D_RETURN_IF_ERROR(ReadLink(r, "inter", &n->inter));
+  P3D_RETURN_IF_ERROR(r.Positive("host_memory_bytes", kMaxBytes, &n->host_memory_bytes));
+  return r.Positive("pcie_bytes_per_s", kMaxRate, &n->pcie_bytes_per_s);
+}
+
+json LinkToJson(const LinkSpec& l) {
+  return {{"name", l.name}, {"bytes_per_s", l.bytes_per_s}, {"efficiency", l.efficiency},
+          {"latency_s", l.latency_s}};
+}
+
+}  // namespace
+
+StatusOr<ClusterSpec> ParseClusterJson(const std::string& text, const std::string& origin) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    return Status::InvalidArgument(fmt::format("hardware file {}: not valid JSON", origin));
+  if (!j.is_object())
+    return Status::InvalidArgument(fmt::format("hardware file {}: top level must be an object", origin));
+  Reader root(j, "");
+  ClusterSpec c;
+  Status s = ReadGpu(root, &c.gpu);
+  if (s.ok()) s = ReadNode(root, &c.node);
+  if (!s.ok()) return Status::InvalidArgument(fmt::format("hardware file {}: {}", origin, s.message()));
+  c.source = fmt::format("file {}", origin);
+  return c;
+}
+
+StatusOr<ClusterSpec> LoadClusterJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::IoError(fmt::format("hardware file {}: cannot open", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseClusterJson(text.str(), path);
+}
+
+std::string ClusterToJson(const ClusterSpec& c) {
+  const GpuSpec& g = c.gpu;
+  json gemm = json::array();
+  for (const auto& p : g.gemm_efficiency) gemm.push_back({{"flops", p.flops}, {"efficiency", p.efficiency}});
+  json gpu = {{"name", g.name},
+              {"description", g.description},
+              {"memory_bytes", g.memory_bytes},
+              {"hbm_bytes_per_s", g.hbm_bytes_per_s},
+              {"hbm_efficiency", g.hbm_efficiency},
+              {"peak_flops", g.peak_flops},
+              {"plan_only", g.plan_only},
+              {"runtime",
+               {{"cuda_context_bytes", g.runtime.cuda_context_bytes},
+                {"nccl_per_comm_bytes", g.runtime.nccl_per_comm_bytes},
+                {"allocator_fraction", g.runtime.allocator_fraction}}}};
+  if (!gemm.empty()) gpu["gemm_efficiency"] = gemm;
+  json node = {{"gpus_per_node", c.node.gpus_per_node},
+               {"intra", LinkToJson(c.node.intra)},
+               {"inter", LinkToJson(c.node.inter)},
+               {"host_memory_bytes", c.node.host_memory_bytes},
+               {"pcie_bytes_per_s", c.node.pcie_bytes_per_s}};
+  return json{{"gpu", gpu}, {"node", node}}.dump(2);
+}
+
+}  // namespace p3d
