@@ -1,0 +1,90 @@
+// Every legality rule of planner/rules.h, each with a case that breaks it and
+// a check that the error names it.
+#include "planner/rules.h"
+
+#include <gtest/gtest.h>
+
+namespace p3d {
+namespace {
+
+PlanRequest Llama13bOn(int gpus) {
+  PlanRequest r;
+  // Llama-2-13B shape: 40 heads (no TP=16), 40 layers.
+  r.model = ModelSpec{.name = "llama-2-13b", .arch = Arch::kLlama, .layers = 40, .hidden = 5120,
+                      .ffn = 13824, .heads = 40, .kv_heads = 40, .vocab = 32000, .max_positions = 4096};
+  r.cluster.num_gpus = gpus;
+  r.cluster.node.gpus_per_node = 8;
+  r.training.global_batch = 64;
+  r.training.seq = 2048;
+  return r;
+}
+
+Plan Layout(int dp, int tp, int pp, int64_t mb, int64_t ga) {
+  Plan p;
+  p.dp = dp;
+  p.tp = tp;
+  p.pp = pp;
+  p.micro_batch = mb;
+  p.grad_accum = ga;
+  return p;
+}
+
+void ExpectRule(const Status& s, const std::string& rule) {
+  ASSERT_FALSE(s.ok()) << "expected rule " << rule;
+  EXPECT_EQ(s.code(), Status::Code::kInfeasible);
+  EXPECT_EQ(s.message().rfind("rule " + rule + ":", 0), 0u) << s.message();
+}
+
+TEST(RulesTest, LegalPlanPasses) {
+  EXPECT_TRUE(CheckPlan(Llama13bOn(16), Layout(4, 2, 2, 2, 8)).ok());
+}
+
+TEST(RulesTest, EachRuleHasAFailingCase) {
+  PlanRequest r = Llama13bOn(16);
+  ExpectRule(CheckPlan(r, Layout(0, 2, 2, 1, 1)), "degrees>=1");
+  ExpectRule(CheckPlan(r, Layout(4, 2, 2, 0, 1)), "micro_batch>=1");
+  ExpectRule(CheckPlan(r, Layout(4, 2, 2, 1, 0)), "grad_accum>=1");
+  ExpectRule(CheckPlan(r, Layout(2, 2, 2, 4, 8)), "gpus=dp*tp*pp");
+  ExpectRule(CheckPlan(r, Layout(1, 16, 1, 4, 16)), "heads%tp");  // published.md sec 4: 40 heads forbid TP=16
+  PlanRequest gqa = r;
+  gqa.model.kv_heads = 4;
+  ExpectRule(CheckPlan(gqa, Layout(2, 8, 1, 4, 8)), "kv_heads%tp");
+  PlanRequest odd_ffn = r;
+  odd_ffn.model.heads = odd_ffn.model.kv_heads = 64;
+  odd_ffn.model.hidden = 8192;
+  odd_ffn.model.ffn = 13825;
+  ExpectRule(CheckPlan(odd_ffn, Layout(8, 2, 1, 1, 8)), "ffn%tp");
+  PlanRequest small_nodes = r;
+  small_nodes.cluster.node.gpus_per_node = 4;
+  ExpectRule(CheckPlan(small_nodes, Layout(2, 8, 1, 4, 8)), "tp<=gpus_per_node");
+  RuleOptions across;
+  across.allow_tp_across_nodes = true;
+  EXPECT_TRUE(CheckPlan(small_nodes, Layout(2, 8, 1, 4, 8), across).ok());
+  ExpectRule(CheckPlan(Llama13bOn(48), Layout(1, 1, 48, 1, 64)), "layers%pp");
+  Plan vpp3 = Layout(4, 2, 2, 2, 8);
+  vpp3.vpp = 3;  // 40 layers / (2*3) is not whole
+  ExpectRule(CheckPlan(r, vpp3), "layers%(pp*vpp)");
+  Plan vpp_no_pp = Layout(8, 2, 1, 1, 8);
+  vpp_no_pp.vpp = 2;
+  ExpectRule(CheckPlan(r, vpp_no_pp), "vpp>1=>pp>1");
+  Plan vpp_odd_m = Layout(4, 1, 4, 16, 1);
+  vpp_odd_m.vpp = 2;
+  ExpectRule(CheckPlan(r, vpp_odd_m), "vpp>1=>m%pp");
+  ExpectRule(CheckPlan(r, Layout(4, 2, 2, 3, 5)), "batch=mb*ga*dp");
+  Plan zero4 = Layout(4, 2, 2, 2, 8);
+  zero4.zero = 4;
+  ExpectRule(CheckPlan(r, zero4), "zero<=3");
+  Plan zero_dp1 = Layout(1, 8, 2, 4, 16);
+  zero_dp1.zero = 1;
+  ExpectRule(CheckPlan(r, zero_dp1), "zero>0=>dp>1");
+  Plan sp_tp1 = Layout(8, 1, 2, 2, 4);
+  sp_tp1.sequence_parallel = true;
+  ExpectRule(CheckPlan(r, sp_tp1), "sp=>tp>1");
+  PlanRequest gpt2 = r;
+  gpt2.model.arch = Arch::kGpt2;
+  gpt2.model.max_positions = 1024;
+  ExpectRule(CheckPlan(gpt2, Layout(4, 2, 2, 2, 8)), "seq<=positions");
+}
+
+}  // namespace
+}  // namespace p3d
