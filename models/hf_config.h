@@ -1,0 +1,44 @@
+// Import of HuggingFace transformers config.json files into a ModelSpec.
+//
+// Supported model_type values: llama, mistral, qwen2, mixtral (Llama
+// architecture; qwen2 adds q/k/v biases, mixtral adds experts) and gpt2.
+// Both transformers 4.x and 5.x layouts are read: `torch_dtype` or `dtype`,
+// `rope_theta`/`rope_scaling` at top level or inside `rope_parameters` (none
+// of these change the parameter count, so they are accepted and not used), and
+// a multimodal wrapper whose own model_type is not supported but whose
+// "text_config" object is (the text model is imported).
+//
+// Fields read (HF name -> ModelSpec):
+//   llama family: hidden_size -> hidden, num_hidden_layers -> layers,
+//     num_attention_heads -> heads, num_key_value_heads -> kv_heads (default
+//     heads), intermediate_size -> ffn, vocab_size -> vocab,
+//     max_position_embeddings -> max_positions (default: transformers' own
+//     default for the model_type), tie_word_embeddings (default false);
+//     mixtral: num_local_experts -> experts, num_experts_per_tok.
+//   gpt2: n_embd, n_layer, n_head, n_positions (or n_ctx), n_inner (absent or
+//     null -> 4 * n_embd), vocab_size, tie_word_embeddings (default true).
+// Shapes p3d cannot represent are errors, not approximations: a head_dim that
+// differs from hidden/heads, attention_bias or mlp_bias set on a llama model.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "models/model_spec.h"
+
+namespace p3d {
+
+// The model_type values ParseHfConfig accepts, in the order above.
+const char* SupportedHfModelTypes();
+
+// `name` becomes ModelSpec::name and prefixes every error message.
+StatusOr<ModelSpec> ParseHfConfig(const nlohmann::json& config, const std::string& name);
+
+// Reads and parses `path`. The model is named after the file's folder when the
+// file is called config.json (".../Llama-2-7b-hf/config.json" ->
+// "Llama-2-7b-hf"), else after the file's stem. Errors name the path.
+StatusOr<ModelSpec> LoadHfConfig(const std::string& path);
+
+}  // namespace p3d

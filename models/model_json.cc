@@ -1,0 +1,111 @@
+#include "models/model_json.h"
+
+#include <array>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "models/json_fields.h"
+
+namespace p3d {
+namespace {
+
+constexpr std::array<std::string_view, 20> kKnownFields = {
+    "p3d_model", "name",     "id",           "arch",     "layers",
+    "hidden",    "ffn",      "heads",        "kv_heads", "vocab",
+    "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token",
+    "parameters", "active_parameters", "source", "shorthand", "comment"};
+
+Status CheckKnownFields(const nlohmann::json& object, const std::string& where) {
+  for (const auto& [key, value] : object.items()) {
+    bool known = false;
+    for (std::string_view k : kKnownFields) known = known || k == key;
+    if (!known)
+      return Status::InvalidArgument(fmt::format(
+          "{}: unknown field '{}' (p3d model fields: arch, layers, hidden, ffn, heads, kv_heads, "
+          "vocab, max_positions, tie_embeddings, qkv_bias, experts, experts_per_token; see "
+          "docs/models.md)",
+          where, key));
+  }
+  return Status::Ok();
+}
+
+// A stated count ("parameters") must match the count the shape gives.
+Status CheckStatedCount(const JsonFields& f, const char* key, int64_t derived) {
+  if (!f.Has(key)) return Status::Ok();
+  P3D_ASSIGN_OR_RETURN(int64_t stated, f.PositiveInt(key));
+  if (stated != derived)
+    return f.Error(key, fmt::format("says {} but the shape gives {}; fix the shape or drop the "
+                                    "field (it is derived)",
+                                    stated, derived));
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<Arch> ArchFromName(const std::string& name, const std::string& where) {
+  if (name == "gpt2") return Arch::kGpt2;
+  if (name == "llama") return Arch::kLlama;
+  return Status::InvalidArgument(
+      fmt::format("{}: field 'arch' must be \"gpt2\" or \"llama\", got \"{}\"", where, name));
+}
+
+nlohmann::json ModelToJson(const ModelSpec& m) {
+  return nlohmann::json{{"p3d_model", 1},
+                        {"name", m.name},
+                        {"arch", ArchName(m.arch)},
+                        {"layers", m.layers},
+                        {"hidden", m.hidden},
+                        {"ffn", m.ffn},
+                        {"heads", m.heads},
+                        {"kv_heads", m.kv_heads},
+                        {"vocab", m.vocab},
+                        {"max_positions", m.max_positions},
+                        {"tie_embeddings", m.tie_embeddings},
+                        {"qkv_bias", m.qkv_bias},
+                        {"experts", m.experts},
+                        {"experts_per_token", m.experts_per_token},
+                        {"parameters", m.TotalParams()},
+                        {"active_parameters", m.ActiveParams()}};
+}
+
+StatusOr<ModelSpec> ModelFromJson(const nlohmann::json& object, const std::string& where,
+                                  const std::string& fallback_name) {
+  if (!object.is_object())
+    return Status::InvalidArgument(fmt::format("{}: a model must be a JSON object", where));
+  P3D_RETURN_IF_ERROR(CheckKnownFields(object, where));
+  JsonFields f(object, where);
+  ModelSpec m;
+  m.name = fallback_name;
+  for (const char* key : {"name", "id"}) {
+    if (f.Has(key)) {
+      P3D_ASSIGN_OR_RETURN(m.name, f.String(key));
+    }
+  }
+  P3D_ASSIGN_OR_RETURN(std::string arch, f.String("arch"));
+  P3D_ASSIGN_OR_RETURN(m.arch, ArchFromName(arch, where));
+  const bool gpt2 = m.arch == Arch::kGpt2;
+  P3D_ASSIGN_OR_RETURN(m.layers, f.PositiveInt("layers"));
+  P3D_ASSIGN_OR_RETURN(m.hidden, f.PositiveInt("hidden"));
+  P3D_ASSIGN_OR_RETURN(m.heads, f.PositiveInt("heads"));
+  P3D_ASSIGN_OR_RETURN(m.vocab, f.PositiveInt("vocab"));
+  if (gpt2) {
+    P3D_ASSIGN_OR_RETURN(m.ffn, f.PositiveIntOr("ffn", 4 * m.hidden));
+    P3D_ASSIGN_OR_RETURN(m.max_positions, f.PositiveInt("max_positions"));
+  } else {
+    P3D_ASSIGN_OR_RETURN(m.ffn, f.PositiveInt("ffn"));
+    P3D_ASSIGN_OR_RETURN(m.max_positions, f.PositiveIntOr("max_positions", 4096));
+  }
+  P3D_ASSIGN_OR_RETURN(m.kv_heads, f.PositiveIntOr("kv_heads", m.heads));
+  P3D_ASSIGN_OR_RETURN(m.tie_embeddings, f.BoolOr("tie_embeddings", gpt2));
+  P3D_ASSIGN_OR_RETURN(m.qkv_bias, f.BoolOr("qkv_bias", false));
+  P3D_ASSIGN_OR_RETURN(m.experts, f.PositiveIntOr("experts", 1));
+  P3D_ASSIGN_OR_RETURN(m.experts_per_token, f.PositiveIntOr("experts_per_token", 1));
+  Status valid = Validate(m);
+  if (!valid.ok()) return Status::InvalidArgument(fmt::format("{}: {}", where, valid.message()));
+  P3D_RETURN_IF_ERROR(CheckStatedCount(f, "parameters", m.TotalParams()));
+  P3D_RETURN_IF_ERROR(CheckStatedCount(f, "active_parameters", m.ActiveParams()));
+  return m;
+}
+
+}  // namespace p3d
