@@ -29,9 +29,14 @@ PassFlops LayerPassFlopsPerToken(const ModelSpec& m, int64_t seq, Recompute reco
   p.backward_input += g.attn_core;
   p.backward_weight = g.weight_gemms();
   switch (recompute) {
-    case Recompute::kNone: break;
-    case Recompute::kSelective: p.recompute = g.attn_core; break;
-    case Recompute::kFull: p.recompute = g.total(); break;
+    case Recompute::kNone:
+      break;
+    case Recompute::kSelective:
+      p.recompute = g.attn_core;
+      break;
+    case Recompute::kFull:
+      p.recompute = g.total();
+      break;
   }
   return p;
 }
@@ -50,9 +55,9 @@ double StepFlops(const ModelSpec& m, int64_t global_batch, int64_t seq, Recomput
                  bool include_recompute) {
   const PassFlops layer = LayerPassFlopsPerToken(m, seq, recompute);
   const PassFlops head = HeadPassFlopsPerToken(m);
-  const double per_token = static_cast<double>(m.layers) *
-                               (include_recompute ? layer.total() : layer.model()) +
-                           head.total();
+  const double per_token =
+      static_cast<double>(m.layers) * (include_recompute ? layer.total() : layer.model()) +
+      head.total();
   return per_token * static_cast<double>(global_batch) * static_cast<double>(seq);
 }
 }  // namespace

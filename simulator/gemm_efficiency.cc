@@ -44,17 +44,17 @@ struct Curve {
   double plateau;      // efficiency of large GEMMs
 };
 // The H100 shape, FLOPs axis at 989 TFLOP/s, efficiency relative to its 0.80 plateau.
-constexpr GemmEfficiencyPoint kH100Shape[] = {{1e8, 0.04 / 0.80},   {1e9, 0.18 / 0.80},
-                                              {8.6e9, 0.41 / 0.80}, {1.72e10, 0.66 / 0.80},
+constexpr GemmEfficiencyPoint kH100Shape[] = {{1e8, 0.04 / 0.80},     {1e9, 0.18 / 0.80},
+                                              {8.6e9, 0.41 / 0.80},   {1.72e10, 0.66 / 0.80},
                                               {1.37e11, 0.78 / 0.80}, {1.1e12, 1.0}};
 constexpr double kH100PeakTflops = 989;
 
 const std::map<std::string, Curve>& Curves() {
   static const std::map<std::string, Curve> curves = {
-      {"h100-sxm", {989, 0.80}}, {"h200", {989, 0.80}},     {"h100-pcie", {756, 0.80}},
+      {"h100-sxm", {989, 0.80}},  {"h200", {989, 0.80}},      {"h100-pcie", {756, 0.80}},
       {"a100-80gb", {312, 0.80}}, {"a100-40gb", {312, 0.80}}, {"b200", {2250, 0.75}},
       {"v100-32gb", {125, 0.80}}, {"v100-16gb", {125, 0.80}}, {"l40s", {362, 0.75}},
-      {"rtx4090", {165, 0.75}},  {"rtx3090", {71, 0.75}},     {"mi300x", {1307, 0.55}},
+      {"rtx4090", {165, 0.75}},   {"rtx3090", {71, 0.75}},    {"mi300x", {1307, 0.55}},
   };
   return curves;
 }

@@ -8,21 +8,30 @@ namespace p3d {
 
 const char* ScheduleName(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::kGPipe: return "gpipe";
-    case ScheduleKind::k1F1B: return "1f1b";
-    case ScheduleKind::kInterleaved1F1B: return "interleaved-1f1b";
+    case ScheduleKind::kGPipe:
+      return "gpipe";
+    case ScheduleKind::k1F1B:
+      return "1f1b";
+    case ScheduleKind::kInterleaved1F1B:
+      return "interleaved-1f1b";
   }
   return "?";
 }
 
 const char* StepKindName(StepKind kind) {
   switch (kind) {
-    case StepKind::kForward: return "forward";
-    case StepKind::kBackward: return "backward";
-    case StepKind::kSendForward: return "send-forward";
-    case StepKind::kRecvForward: return "recv-forward";
-    case StepKind::kSendBackward: return "send-backward";
-    case StepKind::kRecvBackward: return "recv-backward";
+    case StepKind::kForward:
+      return "forward";
+    case StepKind::kBackward:
+      return "backward";
+    case StepKind::kSendForward:
+      return "send-forward";
+    case StepKind::kRecvForward:
+      return "recv-forward";
+    case StepKind::kSendBackward:
+      return "send-backward";
+    case StepKind::kRecvBackward:
+      return "recv-backward";
   }
   return "?";
 }
@@ -114,7 +123,8 @@ PipeSchedule Interleaved(int pp, int vpp, int m) {
 
 StatusOr<PipeSchedule> BuildSchedule(ScheduleKind kind, int pp, int vpp, int64_t microbatches) {
   if (pp < 1) return Status::InvalidArgument(fmt::format("schedule: pp must be >= 1, got {}", pp));
-  if (vpp < 1) return Status::InvalidArgument(fmt::format("schedule: vpp must be >= 1, got {}", vpp));
+  if (vpp < 1)
+    return Status::InvalidArgument(fmt::format("schedule: vpp must be >= 1, got {}", vpp));
   if (microbatches < 1)
     return Status::InvalidArgument(
         fmt::format("schedule: micro-batches (grad_accum) must be >= 1, got {}", microbatches));
@@ -126,15 +136,15 @@ StatusOr<PipeSchedule> BuildSchedule(ScheduleKind kind, int pp, int vpp, int64_t
     case ScheduleKind::kGPipe:
     case ScheduleKind::k1F1B:
       if (vpp != 1)
-        return Status::InvalidArgument(fmt::format(
-            "rule schedule-vpp: {} runs one chunk per rank (vpp=1), got vpp={}; use "
-            "interleaved-1f1b",
-            ScheduleName(kind), vpp));
+        return Status::InvalidArgument(
+            fmt::format("rule schedule-vpp: {} runs one chunk per rank (vpp=1), got vpp={}; use "
+                        "interleaved-1f1b",
+                        ScheduleName(kind), vpp));
       return kind == ScheduleKind::kGPipe ? GPipe(pp, m) : OneFOneB(pp, m);
     case ScheduleKind::kInterleaved1F1B:
       if (vpp < 2)
-        return Status::InvalidArgument(fmt::format(
-            "rule interleave-vpp: interleaved-1f1b needs vpp >= 2, got vpp={}", vpp));
+        return Status::InvalidArgument(
+            fmt::format("rule interleave-vpp: interleaved-1f1b needs vpp >= 2, got vpp={}", vpp));
       if (pp < 2)
         return Status::InvalidArgument(
             "rule interleave-pp: interleaved-1f1b needs pp >= 2 (chunks of one rank would feed "

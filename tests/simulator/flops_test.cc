@@ -29,8 +29,8 @@ struct Shape {
   int64_t heads, hidden, layers, batch;
 };
 // Korthikanti Table 5 and a few Narayanan Table 1 rows.
-const Shape kShapes[] = {{64, 6144, 48, 4},      {96, 12288, 96, 64},    {128, 20480, 105, 280},
-                         {160, 25600, 128, 512}, {24, 2304, 24, 512},    {80, 10240, 60, 1792}};
+const Shape kShapes[] = {{64, 6144, 48, 4},      {96, 12288, 96, 64}, {128, 20480, 105, 280},
+                         {160, 25600, 128, 512}, {24, 2304, 24, 512}, {80, 10240, 60, 1792}};
 
 double Base(const Shape& c, double s) {
   const double h = c.hidden;
@@ -45,7 +45,8 @@ TEST(FlopsTest, ModelFlopsEqualNarayananKorthikantiFormula) {
     const double want = Base(c, s) * (1 + s / (6.0 * c.hidden) + v / (12.0 * c.layers * c.hidden));
     EXPECT_NEAR(ModelFlopsPerStep(m, c.batch, 2048) / want, 1.0, 1e-12) << c.hidden;
     TrainingSpec t{c.batch, 2048, {}};
-    EXPECT_DOUBLE_EQ(HardwareFlopsPerStep(m, t, Recompute::kNone), ModelFlopsPerStep(m, c.batch, 2048));
+    EXPECT_DOUBLE_EQ(HardwareFlopsPerStep(m, t, Recompute::kNone),
+                     ModelFlopsPerStep(m, c.batch, 2048));
   }
 }
 
@@ -56,8 +57,8 @@ TEST(FlopsTest, FullRecomputeEqualsNarayananFormula) {
   for (const Shape& c : kShapes) {
     ModelSpec m = Gpt(c.heads, c.hidden, c.layers);
     const double h = c.hidden;
-    const double want = 96.0 * c.batch * s * c.layers * h * h *
-                        (1 + s / (6.0 * h) + v / (16.0 * c.layers * h));
+    const double want =
+        96.0 * c.batch * s * c.layers * h * h * (1 + s / (6.0 * h) + v / (16.0 * c.layers * h));
     TrainingSpec t{c.batch, 2048, {}};
     EXPECT_NEAR(HardwareFlopsPerStep(m, t, Recompute::kFull) / want, 1.0, 1e-12) << c.hidden;
   }

@@ -15,11 +15,15 @@ struct Case {
   int pp, vpp, m;
 };
 const Case kCases[] = {
-    {ScheduleKind::kGPipe, 1, 1, 1},        {ScheduleKind::kGPipe, 4, 1, 8},
-    {ScheduleKind::k1F1B, 1, 1, 3},         {ScheduleKind::k1F1B, 4, 1, 8},
+    {ScheduleKind::kGPipe, 1, 1, 1},
+    {ScheduleKind::kGPipe, 4, 1, 8},
+    {ScheduleKind::k1F1B, 1, 1, 3},
+    {ScheduleKind::k1F1B, 4, 1, 8},
     {ScheduleKind::k1F1B, 8, 1, 3},  // m < pp
-    {ScheduleKind::k1F1B, 3, 1, 7},         {ScheduleKind::kInterleaved1F1B, 2, 2, 2},
-    {ScheduleKind::kInterleaved1F1B, 4, 2, 8}, {ScheduleKind::kInterleaved1F1B, 4, 3, 12},
+    {ScheduleKind::k1F1B, 3, 1, 7},
+    {ScheduleKind::kInterleaved1F1B, 2, 2, 2},
+    {ScheduleKind::kInterleaved1F1B, 4, 2, 8},
+    {ScheduleKind::kInterleaved1F1B, 4, 3, 12},
     {ScheduleKind::kInterleaved1F1B, 4, 2, 4},  // m == pp: all forwards first
 };
 
@@ -33,8 +37,10 @@ TEST(ScheduleTest, EveryMicrobatchChunkOnceForwardOnceBackwardPerRank) {
       int pos = 0;
       for (const PipeStep& st : (*s)[r]) {
         ++pos;
-        if (st.kind == StepKind::kForward) ++fwd[{st.microbatch, st.chunk}], fwd_pos[{st.microbatch, st.chunk}] = pos;
-        if (st.kind == StepKind::kBackward) ++bwd[{st.microbatch, st.chunk}], bwd_pos[{st.microbatch, st.chunk}] = pos;
+        if (st.kind == StepKind::kForward)
+          ++fwd[{st.microbatch, st.chunk}], fwd_pos[{st.microbatch, st.chunk}] = pos;
+        if (st.kind == StepKind::kBackward)
+          ++bwd[{st.microbatch, st.chunk}], bwd_pos[{st.microbatch, st.chunk}] = pos;
       }
       EXPECT_EQ(static_cast<int>(fwd.size()), c.m * c.vpp) << ScheduleName(c.kind) << " rank " << r;
       EXPECT_EQ(static_cast<int>(bwd.size()), c.m * c.vpp);
@@ -57,11 +63,20 @@ TEST(ScheduleTest, SendsMatchReceives) {
       for (const PipeStep& st : (*s)[r]) {
         const int vs = st.chunk * c.pp + r;
         switch (st.kind) {
-          case StepKind::kSendForward: ++sends_f[{r, st.peer, st.microbatch, vs}]; break;
-          case StepKind::kRecvForward: ++recvs_f[{st.peer, r, st.microbatch, vs - 1}]; break;
-          case StepKind::kSendBackward: ++sends_b[{r, st.peer, st.microbatch, vs}]; break;
-          case StepKind::kRecvBackward: ++recvs_b[{st.peer, r, st.microbatch, vs + 1}]; break;
-          default: EXPECT_EQ(st.peer, -1);
+          case StepKind::kSendForward:
+            ++sends_f[{r, st.peer, st.microbatch, vs}];
+            break;
+          case StepKind::kRecvForward:
+            ++recvs_f[{st.peer, r, st.microbatch, vs - 1}];
+            break;
+          case StepKind::kSendBackward:
+            ++sends_b[{r, st.peer, st.microbatch, vs}];
+            break;
+          case StepKind::kRecvBackward:
+            ++recvs_b[{st.peer, r, st.microbatch, vs + 1}];
+            break;
+          default:
+            EXPECT_EQ(st.peer, -1);
         }
       }
     }
