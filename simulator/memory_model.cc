@@ -1,0 +1,162 @@
+// Memory model arithmetic (derivations: docs/memory-model.md). The per-term
+// functions here are shared by EstimateMemory, PeakStageMemory and
+// ExplainMemory (memory_explain.cc), so the three can never disagree.
+#include "simulator/memory_model.h"
+
+#include <algorithm>
+
+#include "simulator/memory_terms.h"
+
+namespace p3d {
+
+ScheduleKind ScheduleOf(const Plan& plan) {
+  return plan.vpp > 1 ? ScheduleKind::kInterleaved1F1B : ScheduleKind::k1F1B;
+}
+
+int64_t LayersOnStage(int64_t layers, int pp, int stage) {
+  return layers / pp + (stage < layers % pp ? 1 : 0);
+}
+
+double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage) {
+  switch (kind) {
+    case ScheduleKind::kGPipe:
+      return static_cast<double>(m);
+    case ScheduleKind::k1F1B:
+      return static_cast<double>(std::min<int64_t>(m, pp - stage));
+    case ScheduleKind::kInterleaved1F1B: {
+      // Megatron's warm-up forwards of (micro-batch, chunk) pairs, plus the
+      // one in steady state; each pair holds 1/VPP of the stage's layers.
+      int64_t chunks = int64_t{vpp - 1} * pp + 2 * int64_t{pp - stage - 1} + 1;
+      return static_cast<double>(std::min<int64_t>(m * vpp, chunks)) / vpp;
+    }
+  }
+  return static_cast<double>(m);
+}
+
+double LayerParamsPerGpu(const ModelSpec& model, int tp) {
+  const double h = static_cast<double>(model.hidden);
+  const double f = static_cast<double>(model.ffn);
+  const double kvd = memory_internal::KvDimPerRank(model, tp);
+  // q and o: H x H / TP; k and v: H x KVD_r (column-parallel).
+  double attention = 2 * h * h / tp + 2 * h * kvd;
+  // Column-parallel biases (q, k, v) are split; the row-parallel o bias is replicated.
+  if (model.arch == Arch::kGpt2) attention += h / tp + 2 * kvd + h;
+  else if (model.qkv_bias) attention += h / tp + 2 * kvd;
+  const double e = static_cast<double>(model.experts);
+  double mlp = 0;
+  if (model.arch == Arch::kGpt2) mlp = e * (2 * h * f / tp + f / tp + h);  // fc + proj; proj bias replicated
+  else mlp = e * 3 * h * f / tp;                                             // gate, up, down
+  if (model.experts > 1) mlp += h * e;                                        // router, replicated
+  return attention + mlp + static_cast<double>(model.NormParamsPerLayer());
+}
+
+StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage) {
+  StageParams p;
+  const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
+  p.layers = LayersOnStage(model.layers, plan.pp, stage) * LayerParamsPerGpu(model, plan.tp);
+  if (stage == 0) {
+    p.embedding = word_table;
+    if (model.arch == Arch::kGpt2) p.embedding += static_cast<double>(model.max_positions) * model.hidden;
+  }
+  if (stage == plan.pp - 1) {
+    p.final_norm = static_cast<double>(model.FinalNormParams());
+    // Untied: the head. Tied with PP > 1: Megatron keeps a copy of the word
+    // embedding on the last stage and all-reduces its gradient with stage 0.
+    if (!model.tie_embeddings || plan.pp > 1) p.head = word_table;
+  }
+  return p;
+}
+
+double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
+                               const Plan& plan) {
+  return memory_internal::LayerActivations::Of(model, training, plan).Stored(plan.recompute);
+}
+
+StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec& training,
+                                     const ClusterSpec& cluster, const Plan& plan, int stage) {
+  using memory_internal::LayerActivations;
+  const Precision& prec = training.precision;
+  const LayerActivations act = LayerActivations::Of(model, training, plan);
+  const bool first = stage == 0;
+  const bool last = stage == plan.pp - 1;
+  const bool sp = plan.sequence_parallel && plan.tp > 1;
+  const double tokens = static_cast<double>(plan.micro_batch) * training.seq;  // B*S
+  const double e = prec.activation_bytes;
+  const double sp_div = sp ? plan.tp : 1;
+  const ScheduleKind schedule = ScheduleOf(plan);
+
+  StageMemoryDetail d;
+  d.stage = stage;
+  d.layers = LayersOnStage(model.layers, plan.pp, stage);
+  d.params = ParamsOnStage(model, plan, stage);
+  d.in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage);
+
+  // Model states, sharded over DP by the ZeRO stage.
+  const double n = d.params.total();
+  MemoryBreakdown& mem = d.memory;
+  mem.weights = prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
+  mem.gradients = prec.grad_bytes * n / (plan.zero >= 2 ? plan.dp : 1);
+  mem.optimizer = (prec.master_bytes + prec.optimizer_bytes) * n / (plan.zero >= 1 ? plan.dp : 1);
+
+  // Activations.
+  d.layer_activations = act.Stored(plan.recompute) * d.layers * d.in_flight;
+  d.recompute_working = act.RecomputeWorkingSet(plan.recompute);
+  if (first && training.dropout) d.embedding_activations = tokens * model.hidden / sp_div * d.in_flight;
+  if (last) {
+    const double loss_micro_batches =
+        schedule == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;
+    d.loss_activations = loss_micro_batches * memory_internal::LossBytesPerMicroBatch(model, training, plan);
+  }
+  mem.activations = d.layer_activations + d.recompute_working + d.embedding_activations + d.loss_activations;
+
+  // Buffers.
+  if (plan.zero >= 3 && plan.dp > 1) {
+    const double largest = std::max({LayerParamsPerGpu(model, plan.tp), d.params.embedding, d.params.head});
+    d.zero3_gather = prec.param_bytes * kZero3PrefetchModules * largest;
+  }
+  if (plan.dp > 1) d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n);
+  if (plan.pp > 1) d.pp_buffers = 2.0 * plan.vpp * e * tokens * model.hidden / sp_div;
+  if (sp) d.tp_buffers = e * tokens * model.hidden;
+  mem.buffers = d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers;
+
+  // Runtime.
+  const RuntimeMemory& rt = cluster.gpu.runtime;
+  d.communicators = memory_internal::Communicators(model, plan, stage);
+  d.cuda_context = rt.cuda_context_bytes;
+  d.nccl = d.communicators * rt.nccl_per_comm_bytes;
+  d.allocator = rt.allocator_fraction * (mem.activations + mem.buffers);
+  mem.runtime = d.cuda_context + d.nccl + d.allocator;
+  return d;
+}
+
+MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& training,
+                              const ClusterSpec& cluster, const Plan& plan) {
+  MemoryEstimate est;
+  est.stages.reserve(plan.pp);
+  for (int r = 0; r < plan.pp; ++r) {
+    StageMemoryDetail d = StageMemoryDetails(model, training, cluster, plan, r);
+    est.stages.push_back({r, d.layers, d.memory});
+    if (d.memory.total() > est.stages[est.peak_stage].memory.total()) est.peak_stage = r;
+  }
+  return est;
+}
+
+MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
+                                const ClusterSpec& cluster, const Plan& plan, int* peak_stage) {
+  // Stage 0 holds at least as many layers and in-flight micro-batches as any
+  // middle stage, plus the embedding, and every other term is stage-independent,
+  // so only stage 0 and the last stage (head, loss) can be the peak.
+  MemoryBreakdown first = StageMemoryDetails(model, training, cluster, plan, 0).memory;
+  int stage = 0;
+  if (plan.pp > 1) {
+    MemoryBreakdown last = StageMemoryDetails(model, training, cluster, plan, plan.pp - 1).memory;
+    if (last.total() > first.total()) {
+      first = last;
+      stage = plan.pp - 1;
+    }
+  }
+  if (peak_stage != nullptr) *peak_stage = stage;
+  return first;
+}
+
+}  // namespace p3d

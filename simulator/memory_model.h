@@ -1,0 +1,128 @@
+// Memory model: bytes one GPU holds at its peak, per pipeline stage.
+//
+// docs/memory-model.md derives every term. In short, for pipeline rank r (all
+// GPUs of one stage are alike, so "per stage" is "per GPU of that stage"):
+//   weights/gradients/optimizer  Precision bytes x parameters of the stage on
+//                                one TP rank, sharded over DP by the ZeRO stage
+//   activations                  stored activations of the in-flight
+//                                micro-batches (Korthikanti et al. 2022,
+//                                generalised to GQA, SwiGLU, F != 4H), the
+//                                recompute working set, embedding (stage 0)
+//                                and logits/loss temporaries (last stage)
+//   buffers                      ZeRO-3 gather, gradient buckets, PP send/recv,
+//                                SP all-gather
+//   runtime                      CUDA context, NCCL communicators, allocator
+//
+// Preconditions for every function here: Validate(model) passed and the plan
+// is legal (planner/rules.h): degrees, micro_batch and grad_accum >= 1,
+// layers >= pp * vpp, 0 <= stage < pp. Nothing is checked on the hot path.
+//
+// Thread-safety: all functions are pure (no shared state); call them from any
+// number of threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/model_spec.h"
+#include "planner/plan.h"
+#include "simulator/estimate.h"
+#include "simulator/hardware.h"
+#include "simulator/schedule.h"
+
+namespace p3d {
+
+// Executor assumptions the buffers term depends on (docs/memory-model.md).
+inline constexpr double kGradBucketElements = 25e6;  // per gradient-reduction bucket
+inline constexpr int kGradBuckets = 2;               // double-buffered (one reducing, one filling)
+inline constexpr int kZero3PrefetchModules = 2;      // ZeRO-3 gathers the current + next module
+
+// Schedule a plan runs: interleaved 1F1B when vpp > 1, else 1F1B.
+ScheduleKind ScheduleOf(const Plan& plan);
+
+// Transformer layers held by pipeline rank `stage` (all its virtual chunks).
+// Layers are split as evenly as possible; the first L % PP stages get one more.
+int64_t LayersOnStage(int64_t layers, int pp, int stage);
+
+// Micro-batches' worth of the stage's layers whose activations are stored at
+// the stage's peak (the unit is "all layers of the stage for one micro-batch"):
+//   GPipe          m
+//   1F1B           min(m, PP - r)                                (Megatron warm-up + 1)
+//   interleaved    min(m*VPP, (VPP-1)*PP + 2*(PP-r-1) + 1) / VPP (Megatron warm-up + 1)
+// For r = 0 the interleaved count is PP * (1 + (PP-1)/(PP*VPP)) (Korthikanti sec. 1).
+double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage);
+
+// Parameters (elements) one GPU of `stage` holds after TP/PP sharding, before
+// ZeRO sharding, by origin.
+struct StageParams {
+  double layers = 0;      // the stage's transformer layers on one TP rank (norms, row-parallel biases replicated)
+  double embedding = 0;   // stage 0: vocab-parallel word embedding V*H/TP + learned positions (replicated)
+  double head = 0;        // last stage: LM head V*H/TP; tied with PP > 1: the embedding copy Megatron keeps there
+  double final_norm = 0;  // last stage: final norm (replicated)
+  double total() const { return layers + embedding + head + final_norm; }
+};
+// Parameters of one transformer layer on one TP rank.
+double LayerParamsPerGpu(const ModelSpec& model, int tp);
+StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
+
+// Activation bytes one transformer layer stores for one micro-batch on one GPU,
+// under the plan's TP, SP and recompute mode (full recompute: the layer input
+// only). training supplies seq, activation bytes and dropout.
+double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
+                               const Plan& plan);
+
+// Every term of one stage, bytes per GPU; `memory` holds their sums.
+struct StageMemoryDetail {
+  int stage = 0;
+  int64_t layers = 0;
+  StageParams params;
+  double in_flight = 0;              // InFlightMicroBatches for this stage
+  // activations
+  double layer_activations = 0;      // ActivationBytesPerLayer x layers x in_flight
+  double recompute_working = 0;      // one layer's recomputed tensors, one micro-batch
+  double embedding_activations = 0;  // stage 0: embedding dropout mask x in_flight
+  double loss_activations = 0;       // last stage: final-norm/head inputs + logits + fp32 softmax
+  // buffers
+  double zero3_gather = 0;
+  double grad_buckets = 0;
+  double pp_buffers = 0;
+  double tp_buffers = 0;
+  // runtime
+  int communicators = 0;             // NCCL communicators this rank belongs to
+  double cuda_context = 0;
+  double nccl = 0;
+  double allocator = 0;
+  MemoryBreakdown memory;
+};
+StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec& training,
+                                     const ClusterSpec& cluster, const Plan& plan, int stage);
+
+// Every stage; peak_stage is the first stage with the largest total.
+MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& training,
+                              const ClusterSpec& cluster, const Plan& plan);
+
+// The peak stage's breakdown, equal to EstimateMemory(...).peak() exactly, with
+// no heap allocation (it evaluates only the stages that can be the peak:
+// stage 0 dominates every middle stage, so the peak is stage 0 or PP-1).
+MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
+                                const ClusterSpec& cluster, const Plan& plan, int* peak_stage);
+
+// A plan fits when its peak stage total is within the GPU's memory.
+inline bool FitsInMemory(const MemoryBreakdown& peak, const GpuSpec& gpu) {
+  return peak.total() <= gpu.memory_bytes;
+}
+
+// One line of the --explain derivation.
+struct MemoryTerm {
+  std::string name;         // e.g. "activations.layers"
+  std::string formula;      // symbolic, e.g. "L_r * m_r * S*B*H*(34 + 5*NH*S/H)"
+  std::string substituted;  // the same with the numbers put in
+  double bytes = 0;
+};
+// The terms of `stage` in MemoryBreakdown order; their bytes sum to the
+// stage's total.
+std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
+                                      const ClusterSpec& cluster, const Plan& plan, int stage);
+
+}  // namespace p3d
