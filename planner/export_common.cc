@@ -1,0 +1,45 @@
+// Checks shared by every exporter, and the by-name dispatch the CLI uses.
+#include <fmt/format.h>
+
+#include "planner/export.h"
+
+namespace p3d {
+
+Status CheckExportable(const PlanRequest& request, const Plan& plan) {
+  if (plan.dp < 1 || plan.tp < 1 || plan.pp < 1 || plan.vpp < 1) {
+    return Status::InvalidArgument(fmt::format("rule degrees>=1: plan has dp={} tp={} pp={} vpp={}",
+                                               plan.dp, plan.tp, plan.pp, plan.vpp));
+  }
+  if (plan.micro_batch < 1 || plan.grad_accum < 1) {
+    return Status::InvalidArgument(fmt::format(
+        "rule batch>=1: plan has micro_batch={} grad_accum={}", plan.micro_batch, plan.grad_accum));
+  }
+  if (plan.zero < 0 || plan.zero > 3) {
+    return Status::InvalidArgument(
+        fmt::format("rule zero-stage: {} is not a ZeRO stage 0..3", plan.zero));
+  }
+  if (plan.gpus() != request.cluster.num_gpus) {
+    return Status::InvalidArgument(
+        fmt::format("rule dp*tp*pp==gpus: plan uses {}x{}x{}={} GPUs but the request has {}",
+                    plan.dp, plan.tp, plan.pp, plan.gpus(), request.cluster.num_gpus));
+  }
+  if (plan.global_batch() != request.training.global_batch) {
+    return Status::InvalidArgument(fmt::format(
+        "rule batch identity: micro_batch {} x grad_accum {} x DP {} = {} != global batch {}",
+        plan.micro_batch, plan.grad_accum, plan.dp, plan.global_batch(),
+        request.training.global_batch));
+  }
+  return Status::Ok();
+}
+
+StatusOr<ExportedFile> ExportPlan(std::string_view format, const PlanRequest& request,
+                                  const EvaluatedPlan& plan, const LaunchOptions& launch) {
+  if (format == "deepspeed") return ExportDeepSpeedConfig(request, plan);
+  if (format == "megatron") return ExportMegatronArgs(request, plan);
+  if (format == "torchrun") return ExportTorchrun(request, plan, launch);
+  if (format == "slurm") return ExportSlurm(request, plan, launch);
+  return Status::InvalidArgument(fmt::format(
+      "--export: unknown format '{}' (known: deepspeed, megatron, torchrun, slurm)", format));
+}
+
+}  // namespace p3d

@@ -1,0 +1,147 @@
+// DeepSpeed ds_config.json for one plan.
+//
+// Key names and defaults checked against DeepSpeed's configuration reference
+// (deepspeedai/DeepSpeed docs/_pages/config-json.md) and its runtime
+// (deepspeed/runtime/constants.py for data_types.grad_accum_dtype,
+// deepspeed/runtime/pipe/engine.py for the pipeline limits); every key used
+// here is present in DeepSpeed 0.16 and still read by master (2026).
+//
+// DeepSpeed checks train_batch_size == train_micro_batch_size_per_gpu *
+// gradient_accumulation_steps * DP world size, where the DP world size is the
+// mpu's data-parallel size (world / (TP * PP)) when a model-parallel unit is
+// passed to deepspeed.initialize; p3d writes all three so none is inferred.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "planner/export.h"
+
+namespace p3d {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// Bucket sizes in elements, scaled with the hidden size H the way the
+// Hugging Face DeepSpeed integration fills "auto": reduce/allgather buckets
+// H*H, ZeRO-3 prefetch 0.9*H*H, parameters smaller than 10*H stay unsharded.
+Json ZeroSection(const ModelSpec& model, int stage) {
+  const int64_t h2 = model.hidden * model.hidden;
+  Json zero;
+  zero["stage"] = stage;
+  if (stage == 0) return zero;
+  zero["overlap_comm"] = true;
+  zero["contiguous_gradients"] = true;
+  zero["reduce_bucket_size"] = h2;
+  if (stage <= 2) {
+    zero["reduce_scatter"] = true;
+    zero["allgather_partitions"] = true;
+    zero["allgather_bucket_size"] = h2;
+  } else {
+    zero["stage3_prefetch_bucket_size"] = h2 * 9 / 10;
+    zero["stage3_param_persistence_threshold"] = 10 * model.hidden;
+    zero["stage3_max_live_parameters"] = int64_t{1000000000};  // DeepSpeed default (1e9)
+    zero["stage3_max_reuse_distance"] = int64_t{1000000000};   // DeepSpeed default (1e9)
+    zero["stage3_gather_16bit_weights_on_model_save"] = true;
+  }
+  return zero;
+}
+
+Status CheckDeepSpeedLimits(const PlanRequest& request, const Plan& plan) {
+  // deepspeed/runtime/pipe/engine.py, PipelineEngine.__init__:
+  //   assert self.zero_optimization_stage() < ZeroStageEnum.gradients,
+  //          "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism"
+  if (plan.pp > 1 && plan.zero >= 2) {
+    return Status::Infeasible(fmt::format(
+        "deepspeed: ZeRO-{} with PP={}: DeepSpeed's PipelineEngine asserts zero stage < 2 "
+        "(\"ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism\", "
+        "deepspeed/runtime/pipe/engine.py); pick a plan with ZeRO-0/1 or PP=1",
+        plan.zero, plan.pp));
+  }
+  // The PipelineEngine runs schedule.TrainSchedule (1F1B) only.
+  if (plan.vpp > 1) {
+    return Status::Infeasible(fmt::format(
+        "deepspeed: VPP={}: DeepSpeed's PipelineEngine runs only TrainSchedule (non-interleaved "
+        "1F1B, deepspeed/runtime/pipe/schedule.py); export to megatron or pick VPP=1",
+        plan.vpp));
+  }
+  const Precision& p = request.training.precision;
+  if (p.param_bytes != 2 && p.param_bytes != 4) {
+    return Status::Infeasible(fmt::format(
+        "deepspeed: precision.param_bytes={} has no DeepSpeed mode (bf16 = 2, fp32 = 4)",
+        p.param_bytes));
+  }
+  if (p.grad_bytes != 2 && p.grad_bytes != 4) {
+    return Status::Infeasible(
+        fmt::format("deepspeed: precision.grad_bytes={} has no data_types.grad_accum_dtype (bf16 = "
+                    "2, fp32 = 4)",
+                    p.grad_bytes));
+  }
+  if (p.master_bytes != 4 || p.optimizer_bytes != 8) {
+    return Status::Infeasible(fmt::format(
+        "deepspeed: precision master_bytes={} optimizer_bytes={}: DeepSpeed keeps fp32 master "
+        "weights and fp32 Adam moments on the GPU (4 + 8 bytes) unless it offloads",
+        p.master_bytes, p.optimizer_bytes));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<ExportedFile> ExportDeepSpeedConfig(const PlanRequest& request,
+                                             const EvaluatedPlan& evaluated) {
+  const Plan& plan = evaluated.plan;
+  P3D_RETURN_IF_ERROR(CheckExportable(request, plan));
+  P3D_RETURN_IF_ERROR(CheckDeepSpeedLimits(request, plan));
+  const Precision& precision = request.training.precision;
+
+  Json config;
+  config["train_batch_size"] = plan.global_batch();
+  config["train_micro_batch_size_per_gpu"] = plan.micro_batch;
+  config["gradient_accumulation_steps"] = plan.grad_accum;
+  config["gradient_clipping"] = 1.0;
+  config["bf16"] = Json{{"enabled", precision.param_bytes == 2}};
+  config["data_types"] = Json{{"grad_accum_dtype", precision.grad_bytes == 2 ? "bf16" : "fp32"}};
+  config["zero_optimization"] = ZeroSection(request.model, plan.zero);
+
+  ExportedFile out;
+  const int64_t layers_per_stage = (request.model.layers + plan.pp - 1) / plan.pp;
+  if (plan.recompute == Recompute::kFull) {
+    config["activation_checkpointing"] =
+        Json{{"partition_activations", false},           {"cpu_checkpointing", false},
+             {"contiguous_memory_optimization", false},  {"number_checkpoints", layers_per_stage},
+             {"synchronize_checkpoint_boundary", false}, {"profile", false}};
+    if (plan.pp > 1) {
+      // PipelineModule checkpoints every `interval` layers (engine.py reads
+      // pipeline.activation_checkpoint_interval).
+      config["pipeline"] = Json{{"activation_checkpoint_interval", 1}};
+    } else {
+      out.notes.push_back(
+          "full recompute: the model must wrap each transformer layer in "
+          "deepspeed.checkpointing.checkpoint (Megatron-DeepSpeed: --checkpoint-activations); the "
+          "activation_checkpointing section only configures that API");
+    }
+  } else if (plan.recompute == Recompute::kSelective) {
+    out.notes.push_back(
+        "selective recompute has no DeepSpeed config key: it is model code (Megatron-DeepSpeed: "
+        "--recompute-granularity selective); without it activation memory is higher than "
+        "predicted");
+  }
+  if (plan.pp > 1) {
+    out.notes.push_back(fmt::format(
+        "PP={}: build the model as deepspeed.pipe.PipelineModule(num_stages={}) "
+        "(Megatron-DeepSpeed: "
+        "--pipeline-model-parallel-size {}); the config does not carry the pipeline degree",
+        plan.pp, plan.pp, plan.pp));
+  }
+  if (plan.tp > 1) {
+    out.notes.push_back(fmt::format(
+        "TP={}: DeepSpeed's config does not split layers; run Megatron-DeepSpeed with "
+        "--tensor-model-parallel-size {}{} and pass its mpu to deepspeed.initialize so DeepSpeed's "
+        "DP size is world/(TP*PP) = {}",
+        plan.tp, plan.tp, plan.sequence_parallel ? " --sequence-parallel" : "", plan.dp));
+  }
+  out.text = config.dump(2) + "\n";
+  return out;
+}
+
+}  // namespace p3d

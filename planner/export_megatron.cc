@@ -1,0 +1,215 @@
+// Megatron-LM arguments (pretrain_gpt.py) for one plan.
+//
+// Flag names and start-up checks follow megatron/training/arguments.py of
+// Megatron-LM with Megatron Core 0.14 (add_megatron_arguments and
+// validate_args); Megatron-FSDP flags follow
+// docs/discussions/megatron-fsdp-user-guide/megatron-fsdp-user-guide.md.
+// Megatron derives DP = world / (TP * PP * CP) (CP = 1 here) and the number of
+// micro-batches as global_batch / (micro_batch * DP), so --global-batch-size
+// and --micro-batch-size carry the plan's grad_accum exactly.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "planner/export.h"
+
+namespace p3d {
+namespace {
+
+using Args = std::vector<std::pair<std::string, std::string>>;  // flag, value ("" = switch)
+
+Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
+  const ModelSpec& m = request.model;
+  // validate_args: 'Number of layers should be divisible by the pipeline-model-parallel size'
+  if (m.layers % plan.pp != 0) {
+    return Status::Infeasible(fmt::format(
+        "megatron: {} layers are not divisible by PP={} (validate_args asserts num_layers % "
+        "pipeline_model_parallel_size == 0)",
+        m.layers, plan.pp));
+  }
+  if (plan.vpp > 1) {
+    // validate_args: layers per pipeline stage % layers per virtual stage == 0.
+    if (m.layers % (plan.pp * plan.vpp) != 0) {
+      return Status::Infeasible(fmt::format(
+          "megatron: {} layers do not split into PP*VPP={}x{} virtual stages "
+          "(--num-layers-per-virtual-pipeline-stage must divide layers per pipeline stage)",
+          m.layers, plan.pp, plan.vpp));
+    }
+    // validate_args: the interleaved schedule needs PP > 1 (PP > 2 when
+    // --no-overlap-p2p-communication is given; overlap is the default).
+    if (plan.pp < 2) {
+      return Status::Infeasible(
+          fmt::format("megatron: VPP={} needs PP>1 (the interleaved schedule asserts "
+                      "pipeline-model-parallel size > 1)",
+                      plan.vpp));
+    }
+  }
+  // Attention projections split by heads and by query groups (KV heads).
+  if (m.heads % plan.tp != 0) {
+    return Status::Infeasible(
+        fmt::format("megatron: {} attention heads are not divisible by TP={}", m.heads, plan.tp));
+  }
+  if (m.kv_heads % plan.tp != 0) {
+    return Status::Infeasible(fmt::format(
+        "megatron: --num-query-groups {} is not divisible by TP={} (each TP rank holds whole "
+        "query groups)",
+        m.kv_heads, plan.tp));
+  }
+  if (m.ffn % plan.tp != 0) {
+    return Status::Infeasible(
+        fmt::format("megatron: --ffn-hidden-size {} is not divisible by TP={}", m.ffn, plan.tp));
+  }
+  // Megatron-FSDP is documented with TP, CP and EP; it is not combined with
+  // pipeline parallelism, and the classic distributed optimizer shards only
+  // optimizer states (ZeRO-1).
+  if (plan.zero >= 2 && plan.pp > 1) {
+    return Status::Infeasible(fmt::format(
+        "megatron: ZeRO-{} with PP={}: Megatron's distributed optimizer shards only optimizer "
+        "state (ZeRO-1) and Megatron-FSDP (--data-parallel-sharding-strategy) is not used with "
+        "pipeline parallelism; pick ZeRO-0/1 or PP=1",
+        plan.zero, plan.pp));
+  }
+  // Learned absolute positions are a table of max_position_embeddings rows,
+  // and validate_args asserts max_position_embeddings >= seq_length.
+  if (m.arch == Arch::kGpt2 && request.training.seq > m.max_positions) {
+    return Status::Infeasible(
+        fmt::format("megatron: seq {} > {} learned positions (validate_args asserts "
+                    "max_position_embeddings >= seq_length)",
+                    request.training.seq, m.max_positions));
+  }
+  const Precision& p = request.training.precision;
+  if (p.param_bytes != 2 && p.param_bytes != 4) {
+    return Status::Infeasible(fmt::format(
+        "megatron: precision.param_bytes={} has no Megatron mode (--bf16 = 2, fp32 = 4)",
+        p.param_bytes));
+  }
+  if (p.grad_bytes != 2 && p.grad_bytes != 4) {
+    return Status::Infeasible(fmt::format(
+        "megatron: precision.grad_bytes={}: Megatron accumulates gradients in fp32 (4) or, with "
+        "--grad-reduce-in-bf16, bf16 (2)",
+        p.grad_bytes));
+  }
+  return Status::Ok();
+}
+
+void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
+                    std::vector<std::string>& notes) {
+  args.push_back({"--tensor-model-parallel-size", std::to_string(plan.tp)});
+  args.push_back({"--pipeline-model-parallel-size", std::to_string(plan.pp)});
+  if (plan.vpp > 1) {
+    // Accepted by every Megatron-LM release with interleaving; Megatron Core
+    // >= 0.11 also takes --num-virtual-stages-per-pipeline-rank VPP (only one
+    // of the two may be given).
+    args.push_back({"--num-layers-per-virtual-pipeline-stage",
+                    std::to_string(m.layers / (plan.pp * plan.vpp))});
+  }
+  if (plan.sequence_parallel && plan.tp > 1) args.push_back({"--sequence-parallel", ""});
+  if (plan.tp > 1) {
+    notes.push_back(
+        "TP>1: Megatron asserts CUDA_DEVICE_MAX_CONNECTIONS=1 on Hopper and older GPUs; export it "
+        "before launching");
+  }
+  switch (plan.recompute) {
+    case Recompute::kNone:
+      break;
+    case Recompute::kSelective:
+      args.push_back({"--recompute-granularity", "selective"});
+      break;
+    case Recompute::kFull:
+      args.push_back({"--recompute-granularity", "full"});
+      args.push_back({"--recompute-method", "uniform"});
+      args.push_back({"--recompute-num-layers", "1"});
+      break;
+  }
+  if (plan.zero == 1) args.push_back({"--use-distributed-optimizer", ""});
+  if (plan.zero >= 2) {
+    args.push_back({"--use-megatron-fsdp", ""});
+    args.push_back({"--use-distributed-optimizer", ""});
+    args.push_back({"--data-parallel-sharding-strategy",
+                    plan.zero == 2 ? "optim_grads" : "optim_grads_params"});
+    args.push_back({"--no-gradient-accumulation-fusion", ""});
+    args.push_back({"--ckpt-format", "fsdp_dtensor"});
+    notes.push_back(
+        "Megatron-FSDP: unset CUDA_DEVICE_MAX_CONNECTIONS (its user guide recommends it; it may "
+        "slow TP)");
+  }
+}
+
+void AddBatchAndPrecision(const PlanRequest& request, const Plan& plan, Args& args) {
+  args.push_back({"--micro-batch-size", std::to_string(plan.micro_batch)});
+  args.push_back({"--global-batch-size", std::to_string(plan.global_batch())});
+  args.push_back({"--seq-length", std::to_string(request.training.seq)});
+  const Precision& p = request.training.precision;
+  if (p.param_bytes == 2) args.push_back({"--bf16", ""});
+  if (p.grad_bytes == 2) args.push_back({"--grad-reduce-in-bf16", ""});
+  args.push_back({"--clip-grad", "1.0"});
+}
+
+void AddModelShape(const PlanRequest& request, Args& args) {
+  const ModelSpec& m = request.model;
+  args.push_back({"--num-layers", std::to_string(m.layers)});
+  args.push_back({"--hidden-size", std::to_string(m.hidden)});
+  args.push_back({"--ffn-hidden-size", std::to_string(m.ffn)});
+  args.push_back({"--num-attention-heads", std::to_string(m.heads)});
+  if (m.kv_heads != m.heads) {
+    args.push_back({"--group-query-attention", ""});
+    args.push_back({"--num-query-groups", std::to_string(m.kv_heads)});
+  }
+  // Rotary models have no position table: the value only has to cover seq.
+  const int64_t positions =
+      m.arch == Arch::kGpt2 ? m.max_positions : std::max(m.max_positions, request.training.seq);
+  args.push_back({"--max-position-embeddings", std::to_string(positions)});
+  if (m.arch == Arch::kLlama) {
+    args.push_back({"--swiglu", ""});
+    args.push_back({"--normalization", "RMSNorm"});
+    args.push_back({"--position-embedding-type", "rope"});
+    args.push_back({"--disable-bias-linear", ""});
+    if (m.qkv_bias) args.push_back({"--add-qkv-bias", ""});
+  } else {
+    args.push_back({"--normalization", "LayerNorm"});
+    args.push_back({"--position-embedding-type", "learned_absolute"});
+  }
+  if (!m.tie_embeddings) args.push_back({"--untie-embeddings-and-output-weights", ""});
+  if (m.experts > 1) {
+    args.push_back({"--num-experts", std::to_string(m.experts)});
+    args.push_back({"--moe-router-topk", std::to_string(m.experts_per_token)});
+  }
+  // Megatron pads the vocabulary to a multiple of this times TP.
+  args.push_back({"--vocab-size", std::to_string(m.vocab)});
+  args.push_back({"--make-vocab-size-divisible-by", "128"});
+}
+
+}  // namespace
+
+StatusOr<ExportedFile> ExportMegatronArgs(const PlanRequest& request,
+                                          const EvaluatedPlan& evaluated) {
+  const Plan& plan = evaluated.plan;
+  P3D_RETURN_IF_ERROR(CheckExportable(request, plan));
+  P3D_RETURN_IF_ERROR(CheckMegatronLimits(request, plan));
+  ExportedFile out;
+  Args args;
+  AddParallelism(plan, request.model, args, out.notes);
+  AddBatchAndPrecision(request, plan, args);
+  AddModelShape(request, args);
+  const int64_t multiple = 128 * plan.tp;
+  const int64_t padded = (request.model.vocab + multiple - 1) / multiple * multiple;
+  if (padded != request.model.vocab) {
+    out.notes.push_back(fmt::format(
+        "vocab: Megatron pads {} to {} (a multiple of 128 x TP); p3d's memory and time figures "
+        "count {}",
+        request.model.vocab, padded, request.model.vocab));
+  }
+  out.notes.push_back(
+      "--vocab-size is read by --tokenizer-type NullTokenizer (mock data); with a real tokenizer "
+      "add its --tokenizer-type/--tokenizer-model and data flags");
+  for (size_t i = 0; i < args.size(); ++i) {
+    out.text += args[i].first;
+    if (!args[i].second.empty()) out.text += " " + args[i].second;
+    out.text += i + 1 < args.size() ? " \\\n" : "\n";
+  }
+  return out;
+}
+
+}  // namespace p3d

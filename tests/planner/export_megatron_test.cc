@@ -1,0 +1,219 @@
+// Round trip: the Megatron-LM argument text is split back into flag/value
+// pairs and every value is checked against the plan and the model; plans
+// Megatron rejects at start-up are refused.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "planner/export.h"
+#include "tests/planner/export_test_plans.h"
+
+namespace p3d {
+namespace {
+
+using testing::Evaluated;
+using testing::ExportCase;
+using testing::MakePlan;
+using testing::RequestFor;
+
+// "--flag value \\\n--switch \\\n..." -> {flag: value, switch: ""}. Fails the
+// test on a repeated flag or a stray value.
+std::map<std::string, std::string> ParseArgs(const std::string& text) {
+  std::istringstream in(text);
+  std::map<std::string, std::string> args;
+  std::string token, last;
+  while (in >> token) {
+    if (token == "\\") continue;
+    if (token.rfind("--", 0) == 0) {
+      EXPECT_EQ(args.count(token), 0u) << "repeated " << token;
+      args[token] = "";
+      last = token;
+    } else {
+      EXPECT_FALSE(last.empty()) << "value without flag: " << token;
+      EXPECT_EQ(args[last], "") << "two values for " << last;
+      args[last] = token;
+    }
+  }
+  return args;
+}
+
+int64_t Int(const std::map<std::string, std::string>& a, const std::string& flag) {
+  auto it = a.find(flag);
+  EXPECT_NE(it, a.end()) << flag;
+  return it == a.end() ? -1 : std::stoll(it->second);
+}
+
+class MegatronRoundTrip : public ::testing::TestWithParam<ExportCase> {};
+
+TEST_P(MegatronRoundTrip, EveryValueMatchesThePlan) {
+  const ExportCase& c = GetParam();
+  const Plan& p = c.plan;
+  const ModelSpec& m = c.model;
+  PlanRequest request = RequestFor(m, p, c.seq);
+  auto exported = ExportMegatronArgs(request, Evaluated(p));
+  ASSERT_TRUE(exported.ok()) << exported.status().ToString();
+  auto a = ParseArgs(exported->text);
+  std::map<std::string, std::string> expected_switches;  // flag -> "" for every switch we expect
+
+  // Parallel layout and the batch identity as Megatron derives it.
+  EXPECT_EQ(Int(a, "--tensor-model-parallel-size"), p.tp);
+  EXPECT_EQ(Int(a, "--pipeline-model-parallel-size"), p.pp);
+  const int64_t dp = request.cluster.num_gpus / (p.tp * p.pp);
+  EXPECT_EQ(dp, p.dp);
+  EXPECT_EQ(Int(a, "--micro-batch-size"), p.micro_batch);
+  EXPECT_EQ(Int(a, "--global-batch-size"), request.training.global_batch);
+  EXPECT_EQ(Int(a, "--global-batch-size") % (Int(a, "--micro-batch-size") * dp), 0);
+  EXPECT_EQ(Int(a, "--global-batch-size") / (Int(a, "--micro-batch-size") * dp), p.grad_accum);
+  if (p.vpp > 1) {
+    EXPECT_EQ(Int(a, "--num-layers-per-virtual-pipeline-stage") * p.pp * p.vpp, m.layers);
+  } else {
+    EXPECT_EQ(a.count("--num-layers-per-virtual-pipeline-stage"), 0u);
+  }
+  if (p.sequence_parallel && p.tp > 1) expected_switches["--sequence-parallel"];
+  switch (p.recompute) {
+    case Recompute::kNone:
+      EXPECT_EQ(a.count("--recompute-granularity"), 0u);
+      break;
+    case Recompute::kSelective:
+      EXPECT_EQ(a["--recompute-granularity"], "selective");
+      EXPECT_EQ(a.count("--recompute-method"), 0u);  // Megatron asserts none for selective
+      break;
+    case Recompute::kFull:
+      EXPECT_EQ(a["--recompute-granularity"], "full");
+      EXPECT_EQ(a["--recompute-method"], "uniform");
+      EXPECT_EQ(Int(a, "--recompute-num-layers"), 1);
+      break;
+  }
+  if (p.zero >= 1) expected_switches["--use-distributed-optimizer"];
+  if (p.zero >= 2) {
+    expected_switches["--use-megatron-fsdp"];
+    expected_switches["--no-gradient-accumulation-fusion"];
+    EXPECT_EQ(a["--data-parallel-sharding-strategy"],
+              p.zero == 2 ? "optim_grads" : "optim_grads_params");
+    EXPECT_EQ(a["--ckpt-format"], "fsdp_dtensor");
+  } else {
+    EXPECT_EQ(a.count("--data-parallel-sharding-strategy"), 0u);
+  }
+
+  // Training recipe.
+  EXPECT_EQ(Int(a, "--seq-length"), c.seq);
+  expected_switches["--bf16"];
+  EXPECT_EQ(a["--clip-grad"], "1.0");
+
+  // Model shape.
+  EXPECT_EQ(Int(a, "--num-layers"), m.layers);
+  EXPECT_EQ(Int(a, "--hidden-size"), m.hidden);
+  EXPECT_EQ(Int(a, "--ffn-hidden-size"), m.ffn);
+  EXPECT_EQ(Int(a, "--num-attention-heads"), m.heads);
+  if (m.kv_heads != m.heads) {
+    expected_switches["--group-query-attention"];
+    EXPECT_EQ(Int(a, "--num-query-groups"), m.kv_heads);
+  } else {
+    EXPECT_EQ(a.count("--num-query-groups"), 0u);
+  }
+  EXPECT_GE(Int(a, "--max-position-embeddings"), c.seq);
+  if (m.arch == Arch::kGpt2) {
+    EXPECT_EQ(Int(a, "--max-position-embeddings"), m.max_positions);
+  }
+  if (m.arch == Arch::kLlama) {
+    expected_switches["--swiglu"];
+    expected_switches["--disable-bias-linear"];
+    EXPECT_EQ(a["--normalization"], "RMSNorm");
+    EXPECT_EQ(a["--position-embedding-type"], "rope");
+  } else {
+    EXPECT_EQ(a["--normalization"], "LayerNorm");
+    EXPECT_EQ(a["--position-embedding-type"], "learned_absolute");
+  }
+  if (!m.tie_embeddings) expected_switches["--untie-embeddings-and-output-weights"];
+  EXPECT_EQ(Int(a, "--vocab-size"), m.vocab);
+  EXPECT_EQ(Int(a, "--make-vocab-size-divisible-by"), 128);
+
+  // Switches: exactly the expected ones, and nothing unexpected.
+  for (const auto& [flag, value] : a) {
+    if (!value.empty()) continue;
+    EXPECT_EQ(expected_switches.count(flag), 1u) << "unexpected switch " << flag;
+  }
+  for (const auto& [flag, unused] : expected_switches) {
+    ASSERT_EQ(a.count(flag), 1u) << "missing " << flag;
+    EXPECT_EQ(a[flag], "") << flag << " is a switch";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Plans, MegatronRoundTrip,
+    ::testing::Values(
+        ExportCase{"gpt2_dp8", testing::Gpt2Small(), MakePlan(8, 1, 1, 1, 0, 4, 16), 1024},
+        ExportCase{"gpt2_tp2_pp2_zero1_full", testing::Gpt2Small(),
+                   MakePlan(2, 2, 2, 1, 1, 8, 4, Recompute::kFull, true), 512},
+        ExportCase{"llama7b_dp16_zero2", testing::Llama2_7B(), MakePlan(16, 1, 1, 1, 2, 2, 16)},
+        ExportCase{"llama7b_tp4_dp8_zero3_sel", testing::Llama2_7B(),
+                   MakePlan(8, 4, 1, 1, 3, 1, 64, Recompute::kSelective, true)},
+        ExportCase{"llama70b_tp8_pp4_vpp5_zero1_sp", testing::Llama2_70B(),
+                   MakePlan(2, 8, 4, 5, 1, 1, 256, Recompute::kSelective, true)},
+        ExportCase{"llama70b_tp8_pp2_full", testing::Llama2_70B(),
+                   MakePlan(4, 8, 2, 1, 0, 1, 128, Recompute::kFull, false), 8192}),
+    [](const ::testing::TestParamInfo<ExportCase>& info) { return info.param.name; });
+
+Status ExportStatus(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
+  auto r = ExportMegatronArgs(RequestFor(model, plan, seq), Evaluated(plan));
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+void ExpectRefused(const Status& s, const std::string& needle) {
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Status::Code::kInfeasible);
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
+
+TEST(MegatronExport, RefusesSplitsMegatronRejects) {
+  // 80 layers over PP=3.
+  ExpectRefused(ExportStatus(testing::Llama2_70B(), MakePlan(2, 8, 3, 1, 1, 1, 64)),
+                "num_layers % pipeline");
+  // 80 layers, PP=4 x VPP=3: 20 per stage is not a multiple of 80/12.
+  ExpectRefused(ExportStatus(testing::Llama2_70B(), MakePlan(2, 8, 4, 3, 1, 1, 64)), "PP*VPP");
+  // Interleaving without a pipeline.
+  ExpectRefused(ExportStatus(testing::Gpt2Small(), MakePlan(8, 1, 1, 2, 0, 1, 8), 1024),
+                "needs PP>1");
+  // 8 KV heads over TP=16.
+  ExpectRefused(ExportStatus(testing::Llama2_70B(), MakePlan(1, 16, 4, 1, 1, 1, 64)),
+                "--num-query-groups 8");
+  // 12 heads over TP=8.
+  ExpectRefused(ExportStatus(testing::Gpt2Small(), MakePlan(1, 8, 1, 1, 0, 1, 8), 1024),
+                "12 attention heads");
+  // ZeRO-3 with a pipeline.
+  ExpectRefused(ExportStatus(testing::Llama2_70B(), MakePlan(4, 8, 2, 1, 3, 1, 64)),
+                "Megatron-FSDP");
+  // GPT-2 learned positions shorter than seq.
+  ExpectRefused(ExportStatus(testing::Gpt2Small(), MakePlan(8, 1, 1, 1, 0, 1, 8), 2048),
+                "max_position_embeddings");
+}
+
+TEST(MegatronExport, NotesVocabPaddingOnlyWhenMegatronPads) {
+  // GPT-2: 50257 is not a multiple of 128 -> padded to 50304.
+  Plan plan = MakePlan(8, 1, 1, 1, 0, 1, 8);
+  auto gpt2 = ExportMegatronArgs(RequestFor(testing::Gpt2Small(), plan, 1024), Evaluated(plan));
+  ASSERT_TRUE(gpt2.ok());
+  auto has = [](const ExportedFile& f, const std::string& s) {
+    return std::any_of(f.notes.begin(), f.notes.end(),
+                       [&](const std::string& n) { return n.find(s) != std::string::npos; });
+  };
+  EXPECT_TRUE(has(*gpt2, "pads 50257 to 50304"));
+  // Llama: 32000 = 250 x 128 is not padded at TP=1.
+  auto llama = ExportMegatronArgs(RequestFor(testing::Llama2_7B(), plan), Evaluated(plan));
+  ASSERT_TRUE(llama.ok());
+  EXPECT_FALSE(has(*llama, "pads"));
+}
+
+TEST(MegatronExport, Bf16GradientReductionFollowsThePrecision) {
+  Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
+  PlanRequest request = RequestFor(testing::Llama2_7B(), plan);
+  request.training.precision.grad_bytes = 2;
+  auto r = ExportMegatronArgs(request, Evaluated(plan));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(ParseArgs(r->text).count("--grad-reduce-in-bf16"), 1u);
+}
+
+}  // namespace
+}  // namespace p3d
