@@ -89,9 +89,9 @@ StatusOr<int64_t> ParseSize(const std::string& arg) {
 StatusOr<ModelSpec> GenerateLlamaStyle(int64_t params, const std::string& name) {
   if (params < kMinGeneratedParams || params > kMaxGeneratedParams)
     return Status::InvalidArgument(fmt::format(
-        "model size {}: generated Llama-style shapes cover {:.0f}M to {:.0f}T parameters; use a "
-        "zoo model (--list-models) or a model file outside that range",
-        name, kMinGeneratedParams / 1e6, kMaxGeneratedParams / 1e12));
+        "{} parameters is outside the {:.0f}M to {:.0f}T range of generated Llama-style shapes; "
+        "use a zoo model (--list-models) or a model file",
+        params, kMinGeneratedParams / 1e6, kMaxGeneratedParams / 1e12));
   double ideal_heads = IdealHidden(static_cast<double>(params)) / kHeadDim;
   int64_t step = HeadStep(ideal_heads);
   int64_t heads = std::max<int64_t>(step, std::llround(ideal_heads / step) * step);

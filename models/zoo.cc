@@ -122,7 +122,11 @@ StatusOr<ModelSpec> ResolveSize(const std::string& arg) {
   for (const ZooEntry& e : Zoo())
     for (const std::string& s : e.shorthands)
       if (*ParseSize(s) == params) return e.model;
-  return GenerateLlamaStyle(params, "llama-style-" + Lower(arg));
+  StatusOr<ModelSpec> generated = GenerateLlamaStyle(params, "llama-style-" + Lower(arg));
+  if (!generated.ok())
+    return Status::InvalidArgument(
+        fmt::format("model size '{}': {}", arg, generated.status().message()));
+  return generated;
 }
 
 }  // namespace

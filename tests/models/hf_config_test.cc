@@ -1,0 +1,131 @@
+// HuggingFace config.json import: fixture configs written in the layouts of
+// transformers 4.x and 5.x (tests/models/data/hf), and malformed inputs.
+#include "models/hf_config.h"
+
+#include <gtest/gtest.h>
+
+#include "models/model_file.h"
+#include "models/zoo.h"
+
+namespace p3d {
+namespace {
+
+std::string Data(const std::string& rel) { return std::string(P3D_MODELS_TEST_DATA) + "/" + rel; }
+
+ModelSpec Load(const std::string& rel) {
+  StatusOr<ModelSpec> m = LoadHfConfig(Data(rel));
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return m.ok() ? *m : ModelSpec{};
+}
+
+// Exact counts from published.md section 4.
+TEST(HfConfigTest, Llama2_7bTransformers4) {
+  ModelSpec m = Load("hf/Llama-2-7b-hf/config.json");
+  EXPECT_EQ(m.name, "Llama-2-7b-hf");
+  EXPECT_EQ(m.TotalParams(), 6738415616);
+  EXPECT_EQ(m.max_positions, 4096);
+  EXPECT_FALSE(m.tie_embeddings);
+}
+
+// transformers 5 layout: "dtype", rope_parameters, explicit head_dim.
+TEST(HfConfigTest, Llama3_8bTransformers5Layout) {
+  ModelSpec m = Load("hf/Meta-Llama-3-8B-tf5/config.json");
+  EXPECT_EQ(m.TotalParams(), 8030261248);
+  EXPECT_EQ(m.kv_heads, 8);
+}
+
+// A multimodal wrapper: the text model under "text_config" is imported.
+TEST(HfConfigTest, TextConfigNesting) {
+  EXPECT_EQ(Load("hf/llava-llama-3-8b/config.json").TotalParams(), 8030261248);
+}
+
+TEST(HfConfigTest, Mistral7b) {
+  EXPECT_EQ(Load("hf/Mistral-7B-v0.1/config.json").TotalParams(), 7241732096);
+}
+
+TEST(HfConfigTest, Qwen2_72bHasQkvBias) {
+  ModelSpec m = Load("hf/Qwen2-72B/config.json");
+  EXPECT_TRUE(m.qkv_bias);
+  EXPECT_EQ(m.TotalParams(), 72706203648);
+}
+
+TEST(HfConfigTest, Gpt2NullInnerAndTied) {
+  ModelSpec m = Load("hf/gpt2/config.json");
+  EXPECT_EQ(m.arch, Arch::kGpt2);
+  EXPECT_EQ(m.ffn, 3072);
+  EXPECT_TRUE(m.tie_embeddings);
+  EXPECT_EQ(m.TotalParams(), 124439808);
+}
+
+TEST(HfConfigTest, MixtralExperts) {
+  ModelSpec m = Load("hf/Mixtral-8x7B-v0.1/config.json");
+  EXPECT_EQ(m.experts, 8);
+  EXPECT_EQ(m.experts_per_token, 2);
+  EXPECT_EQ(m.TotalParams(), 46702792704);
+}
+
+// The imported shapes equal the zoo's (same source config).
+TEST(HfConfigTest, MatchesZoo) {
+  const std::pair<const char*, const char*> kPairs[] = {
+      {"hf/Llama-2-7b-hf/config.json", "llama-2-7b"}, {"hf/Qwen2-72B/config.json", "qwen2-72b"},
+      {"hf/Mixtral-8x7B-v0.1/config.json", "mixtral-8x7b"}};
+  for (const auto& [file, id] : kPairs) {
+    ModelSpec a = Load(file), b = *ZooModel(id);
+    EXPECT_EQ(a.TotalParams(), b.TotalParams()) << id;
+    EXPECT_EQ(a.ActiveParams(), b.ActiveParams()) << id;
+    EXPECT_EQ(a.max_positions, b.max_positions) << id;
+  }
+}
+
+TEST(HfConfigTest, ResolveModelAcceptsConfigPath) {
+  StatusOr<ModelSpec> m = ResolveModel(Data("hf/Mistral-7B-v0.1/config.json"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->name, "Mistral-7B-v0.1");
+}
+
+// Each bad input is a non-OK status naming the file and the field at fault.
+TEST(HfConfigTest, BadInputsNameFileAndField) {
+  const std::pair<const char*, const char*> kCases[] = {
+      {"bad/truncated.json", "not valid JSON"},
+      {"bad/missing_layers.json", "'num_hidden_layers'"},
+      {"bad/string_hidden.json", "'hidden_size'"},
+      {"bad/negative_heads.json", "'num_attention_heads'"},
+      {"bad/unknown_type.json", "'model_type'"},
+      {"bad/head_dim_mismatch.json", "'head_dim'"},
+      {"bad/kv_not_dividing.json", "kv_heads"},
+  };
+  for (const auto& [file, needle] : kCases) {
+    StatusOr<ModelSpec> m = LoadHfConfig(Data(file));
+    ASSERT_FALSE(m.ok()) << file;
+    const std::string& msg = m.status().message();
+    EXPECT_NE(msg.find(file), std::string::npos) << msg;
+    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+  }
+}
+
+TEST(HfConfigTest, UnknownModelTypeListsSupported) {
+  StatusOr<ModelSpec> m = LoadHfConfig(Data("bad/unknown_type.json"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("bert"), std::string::npos);
+  EXPECT_NE(m.status().message().find(SupportedHfModelTypes()), std::string::npos);
+}
+
+TEST(HfConfigTest, MissingFileIsIoError) {
+  StatusOr<ModelSpec> m = LoadHfConfig(Data("hf/no-such-model/config.json"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), Status::Code::kIoError);
+  EXPECT_NE(m.status().message().find("no-such-model"), std::string::npos);
+}
+
+TEST(HfConfigTest, InMemoryErrorsNameTheConfig) {
+  nlohmann::json j = {{"model_type", "mixtral"}, {"hidden_size", 64}, {"num_hidden_layers", 2},
+                      {"num_attention_heads", 4}, {"intermediate_size", 128},
+                      {"vocab_size", 100}};
+  StatusOr<ModelSpec> m = ParseHfConfig(j, "toy");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("'toy'"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("'num_local_experts'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace p3d
