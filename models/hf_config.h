@@ -21,9 +21,8 @@
 // differs from hidden/heads, attention_bias or mlp_bias set on a llama model.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/status.h"
 #include "models/model_spec.h"

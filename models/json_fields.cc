@@ -1,8 +1,8 @@
 #include "models/json_fields.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 namespace p3d {
 

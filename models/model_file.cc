@@ -1,10 +1,10 @@
 #include "models/model_file.h"
 
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "models/hf_config.h"
 #include "models/model_json.h"

@@ -1,9 +1,8 @@
 // Model files on disk: a HuggingFace config.json or p3d's own model JSON.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/status.h"
 #include "models/model_spec.h"

@@ -1,31 +1,36 @@
 #include "models/model_json.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <array>
 #include <string_view>
-
-#include <fmt/format.h>
 
 #include "models/json_fields.h"
 
 namespace p3d {
 namespace {
 
-constexpr std::array<std::string_view, 20> kKnownFields = {
-    "p3d_model", "name",     "id",           "arch",     "layers",
-    "hidden",    "ffn",      "heads",        "kv_heads", "vocab",
-    "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token",
-    "parameters", "active_parameters", "source", "shorthand", "comment"};
+// The shape fields, and the other fields a p3d model object may carry.
+constexpr std::array<std::string_view, 12> kShapeFields = {
+    "arch",  "layers",        "hidden",         "ffn",      "heads",   "kv_heads",
+    "vocab", "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token"};
+constexpr std::array<std::string_view, 8> kOtherFields = {
+    "p3d_model", "name", "id", "parameters", "active_parameters", "source", "shorthand", "comment"};
 
 Status CheckKnownFields(const nlohmann::json& object, const std::string& where) {
+  auto known = [](const std::string& key) {
+    for (std::string_view k : kShapeFields)
+      if (k == key) return true;
+    for (std::string_view k : kOtherFields)
+      if (k == key) return true;
+    return false;
+  };
   for (const auto& [key, value] : object.items()) {
-    bool known = false;
-    for (std::string_view k : kKnownFields) known = known || k == key;
-    if (!known)
-      return Status::InvalidArgument(fmt::format(
-          "{}: unknown field '{}' (p3d model fields: arch, layers, hidden, ffn, heads, kv_heads, "
-          "vocab, max_positions, tie_embeddings, qkv_bias, experts, experts_per_token; see "
-          "docs/models.md)",
-          where, key));
+    if (!known(key))
+      return Status::InvalidArgument(
+          fmt::format("{}: unknown field '{}' (p3d model fields: {}; see docs/models.md)", where,
+                      key, fmt::join(kShapeFields, ", ")));
   }
   return Status::Ok();
 }

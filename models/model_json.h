@@ -17,9 +17,8 @@
 // Unknown fields are errors, so a typo ("hiden") cannot silently take a default.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/status.h"
 #include "models/model_spec.h"

@@ -1,11 +1,12 @@
 #include "models/size_shorthand.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace p3d {
 namespace {
@@ -16,10 +17,14 @@ constexpr double kAspect = 128.0;  // H / L, as Llama-2-7B (4096/32) and 13B (51
 
 double Multiplier(char suffix) {
   switch (std::tolower(static_cast<unsigned char>(suffix))) {
-    case 'k': return 1e3;
-    case 'm': return 1e6;
-    case 'b': return 1e9;
-    case 't': return 1e12;
+    case 'k':
+      return 1e3;
+    case 'm':
+      return 1e6;
+    case 'b':
+      return 1e9;
+    case 't':
+      return 1e12;
   }
   return 0;
 }
@@ -49,8 +54,8 @@ ModelSpec ShapeWithHeads(int64_t heads, int64_t params, const std::string& name)
   m.max_positions = 4096;
   m.layers = 1;
   int64_t fixed = m.TotalParams() - m.ParamsPerLayer();
-  m.layers = std::max<int64_t>(
-      1, std::llround(static_cast<double>(params - fixed) / static_cast<double>(m.ParamsPerLayer())));
+  m.layers = std::max<int64_t>(1, std::llround(static_cast<double>(params - fixed) /
+                                               static_cast<double>(m.ParamsPerLayer())));
   return m;
 }
 
@@ -76,7 +81,8 @@ StatusOr<int64_t> ParseSize(const std::string& arg) {
   std::string number = arg.substr(0, arg.size() - 1);
   char* end = nullptr;
   double value = std::strtod(number.c_str(), &end);
-  if (end == number.c_str() || *end != '\0') return bad(fmt::format("'{}' is not a number", number));
+  if (end == number.c_str() || *end != '\0')
+    return bad(fmt::format("'{}' is not a number", number));
   if (!std::isfinite(value)) return bad("not a finite number");
   double params = value * Multiplier(arg.back());
   if (params < 1) return bad("the size must be positive");

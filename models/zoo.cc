@@ -1,13 +1,14 @@
 #include "models/zoo.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <map>
-#include <utility>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "models/json_fields.h"
 #include "models/model_file.h"
@@ -64,8 +65,9 @@ StatusOr<std::vector<ZooEntry>> ParseZoo() {
       int64_t params = *ParseSize(s);
       auto [it, fresh] = shorthand_owner.emplace(params, entry->model.name);
       if (!fresh)
-        return Status::Internal(fmt::format("models/zoo.json: shorthand '{}' of '{}' is taken by '{}'",
-                                            s, entry->model.name, it->second));
+        return Status::Internal(
+            fmt::format("models/zoo.json: shorthand '{}' of '{}' is taken by '{}'", s,
+                        entry->model.name, it->second));
     }
     entries.push_back(*std::move(entry));
   }
@@ -98,8 +100,10 @@ std::vector<std::string> CloseMatches(const std::string& query) {
   std::vector<std::pair<size_t, std::string>> scored;
   for (const std::string& id : ZooNames()) {
     size_t d = EditDistance(q, id);
-    bool contains = q.size() >= 3 && (id.find(q) != std::string::npos || q.find(id) != std::string::npos);
-    if (contains || d <= std::max<size_t>(2, q.size() / 4)) scored.emplace_back(contains ? 0 : d, id);
+    bool contains =
+        q.size() >= 3 && (id.find(q) != std::string::npos || q.find(id) != std::string::npos);
+    if (contains || d <= std::max<size_t>(2, q.size() / 4))
+      scored.emplace_back(contains ? 0 : d, id);
   }
   std::stable_sort(scored.begin(), scored.end(),
                    [](const auto& x, const auto& y) { return x.first < y.first; });
@@ -110,7 +114,8 @@ std::vector<std::string> CloseMatches(const std::string& query) {
 
 std::string UnknownModelMessage(const std::string& arg, const char* what) {
   std::vector<std::string> close = CloseMatches(arg);
-  std::string hint = close.empty() ? "" : fmt::format(" Close matches: {}.", fmt::join(close, ", "));
+  std::string hint =
+      close.empty() ? "" : fmt::format(" Close matches: {}.", fmt::join(close, ", "));
   return fmt::format(
       "unknown model '{}': {}.{} Run with --list-models for the zoo, or pass a size such as 7B / "
       "500M / 2T, or a path to a HuggingFace config.json.",
@@ -165,8 +170,7 @@ StatusOr<ModelSpec> ResolveModel(const std::string& arg) {
   if (LooksLikeSize(arg)) return ResolveSize(arg);
   std::error_code ec;
   if (std::filesystem::is_regular_file(arg, ec)) return LoadModelFile(arg);
-  return Status::NotFound(
-      UnknownModelMessage(arg, "not a zoo id, a size, or an existing file"));
+  return Status::NotFound(UnknownModelMessage(arg, "not a zoo id, a size, or an existing file"));
 }
 
 }  // namespace p3d

@@ -67,7 +67,8 @@ TEST(HfConfigTest, MixtralExperts) {
 // The imported shapes equal the zoo's (same source config).
 TEST(HfConfigTest, MatchesZoo) {
   const std::pair<const char*, const char*> kPairs[] = {
-      {"hf/Llama-2-7b-hf/config.json", "llama-2-7b"}, {"hf/Qwen2-72B/config.json", "qwen2-72b"},
+      {"hf/Llama-2-7b-hf/config.json", "llama-2-7b"},
+      {"hf/Qwen2-72B/config.json", "qwen2-72b"},
       {"hf/Mixtral-8x7B-v0.1/config.json", "mixtral-8x7b"}};
   for (const auto& [file, id] : kPairs) {
     ModelSpec a = Load(file), b = *ZooModel(id);
@@ -118,9 +119,9 @@ TEST(HfConfigTest, MissingFileIsIoError) {
 }
 
 TEST(HfConfigTest, InMemoryErrorsNameTheConfig) {
-  nlohmann::json j = {{"model_type", "mixtral"}, {"hidden_size", 64}, {"num_hidden_layers", 2},
-                      {"num_attention_heads", 4}, {"intermediate_size", 128},
-                      {"vocab_size", 100}};
+  nlohmann::json j = {{"model_type", "mixtral"},  {"hidden_size", 64},
+                      {"num_hidden_layers", 2},   {"num_attention_heads", 4},
+                      {"intermediate_size", 128}, {"vocab_size", 100}};
   StatusOr<ModelSpec> m = ParseHfConfig(j, "toy");
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find("'toy'"), std::string::npos) << m.status().message();

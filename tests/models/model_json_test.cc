@@ -30,7 +30,8 @@ TEST(ModelJsonTest, UserFileWithDefaults) {
   EXPECT_EQ(m->max_positions, 4096);
   // 2*V*H + L*(2*H^2 + 2*H*KV*HD + 3*H*F + 2*H) + H, written out by hand.
   const int64_t H = 2048, L = 24, F = 5632, KV = 4, HD = 128, V = 32000;
-  EXPECT_EQ(m->TotalParams(), 2 * V * H + L * (2 * H * H + 2 * H * KV * HD + 3 * H * F + 2 * H) + H);
+  EXPECT_EQ(m->TotalParams(),
+            2 * V * H + L * (2 * H * H + 2 * H * KV * HD + 3 * H * F + 2 * H) + H);
 }
 
 TEST(ModelJsonTest, TypoIsAnErrorNamingTheField) {

@@ -30,12 +30,10 @@ TEST(ZooTest, ParsesAndEveryEntryValidates) {
 // section 4 (tolerance: exact).
 TEST(ZooTest, PublishedParameterCountsExact) {
   const std::pair<const char*, int64_t> kCounts[] = {
-      {"llama-2-7b", 6738415616},     {"llama-2-13b", 13015864320},
-      {"llama-2-70b", 68976648192},   {"llama-3-8b", 8030261248},
-      {"llama-3-70b", 70553706496},   {"llama-3.1-405b", 405853388800},
-      {"qwen2-72b", 72706203648},     {"mistral-7b", 7241732096},
-      {"mixtral-8x7b", 46702792704},  {"gpt2-small", 124439808},
-      {"gpt2-medium", 354823168},     {"gpt2-large", 774030080},
+      {"llama-2-7b", 6738415616}, {"llama-2-13b", 13015864320}, {"llama-2-70b", 68976648192},
+      {"llama-3-8b", 8030261248}, {"llama-3-70b", 70553706496}, {"llama-3.1-405b", 405853388800},
+      {"qwen2-72b", 72706203648}, {"mistral-7b", 7241732096},   {"mixtral-8x7b", 46702792704},
+      {"gpt2-small", 124439808},  {"gpt2-medium", 354823168},   {"gpt2-large", 774030080},
       {"gpt2-xl", 1557611200},
   };
   for (const auto& [id, params] : kCounts) EXPECT_EQ(Get(id).TotalParams(), params) << id;
@@ -74,7 +72,11 @@ TEST(ZooTest, NarayananTable1Billions) {
 // their params+optimizer figure is 18 bytes x 12*L*h^2/(t*p) GiB, so check
 // that 12*L*h^2 reproduces it (tolerance: exact to the printed digits).
 TEST(ZooTest, KorthikantiShapes) {
-  struct Row { const char* id; int64_t a, h, L, t, p; double gib; };
+  struct Row {
+    const char* id;
+    int64_t a, h, L, t, p;
+    double gib;
+  };
   const Row kRows[] = {{"megatron-22b", 64, 6144, 48, 8, 1, 45.5625},
                        {"megatron-175b", 96, 12288, 96, 8, 8, 45.5625},
                        {"megatron-530b", 128, 20480, 105, 8, 35, 31.640625},
