@@ -50,10 +50,13 @@ double LayerParamsPerGpu(const ModelSpec& model, int tp) {
   return attention + mlp + static_cast<double>(model.NormParamsPerLayer());
 }
 
-StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage) {
+namespace {
+
+// ParamsOnStage with the per-layer count already known.
+StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stage, double layer_params) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = LayersOnStage(model.layers, plan.pp, stage) * LayerParamsPerGpu(model, plan.tp);
+  p.layers = LayersOnStage(model.layers, plan.pp, stage) * layer_params;
   if (stage == 0) {
     p.embedding = word_table;
     if (model.arch == Arch::kGpt2) p.embedding += static_cast<double>(model.max_positions) * model.hidden;
@@ -67,16 +70,39 @@ StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage) {
   return p;
 }
 
+// What every stage of one plan shares; computed once per plan.
+struct PlanShared {
+  memory_internal::LayerActivations act;
+  double layer_params;
+  double loss_per_micro_batch;
+  PlanShared(const ModelSpec& model, const TrainingSpec& training, const Plan& plan)
+      : act(memory_internal::LayerActivations::Of(model, training, plan)),
+        layer_params(LayerParamsPerGpu(model, plan.tp)),
+        loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)) {}
+};
+
+StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
+                              const TrainingSpec& training, const ClusterSpec& cluster,
+                              const Plan& plan, int stage);
+
+}  // namespace
+
+StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage) {
+  return ParamsOnStageWith(model, plan, stage, LayerParamsPerGpu(model, plan.tp));
+}
+
 double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
                                const Plan& plan) {
   return memory_internal::LayerActivations::Of(model, training, plan).Stored(plan.recompute);
 }
 
-StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec& training,
-                                     const ClusterSpec& cluster, const Plan& plan, int stage) {
-  using memory_internal::LayerActivations;
+namespace {
+
+StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
+                              const TrainingSpec& training, const ClusterSpec& cluster,
+                              const Plan& plan, int stage) {
   const Precision& prec = training.precision;
-  const LayerActivations act = LayerActivations::Of(model, training, plan);
+  const memory_internal::LayerActivations& act = shared.act;
   const bool first = stage == 0;
   const bool last = stage == plan.pp - 1;
   const bool sp = plan.sequence_parallel && plan.tp > 1;
@@ -88,7 +114,7 @@ StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec&
   StageMemoryDetail d;
   d.stage = stage;
   d.layers = LayersOnStage(model.layers, plan.pp, stage);
-  d.params = ParamsOnStage(model, plan, stage);
+  d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
   d.in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage);
 
   // Model states, sharded over DP by the ZeRO stage.
@@ -105,13 +131,13 @@ StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec&
   if (last) {
     const double loss_micro_batches =
         schedule == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;
-    d.loss_activations = loss_micro_batches * memory_internal::LossBytesPerMicroBatch(model, training, plan);
+    d.loss_activations = loss_micro_batches * shared.loss_per_micro_batch;
   }
   mem.activations = d.layer_activations + d.recompute_working + d.embedding_activations + d.loss_activations;
 
   // Buffers.
   if (plan.zero >= 3 && plan.dp > 1) {
-    const double largest = std::max({LayerParamsPerGpu(model, plan.tp), d.params.embedding, d.params.head});
+    const double largest = std::max({shared.layer_params, d.params.embedding, d.params.head});
     d.zero3_gather = prec.param_bytes * kZero3PrefetchModules * largest;
   }
   if (plan.dp > 1) d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n);
@@ -129,12 +155,20 @@ StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec&
   return d;
 }
 
+}  // namespace
+
+StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec& training,
+                                     const ClusterSpec& cluster, const Plan& plan, int stage) {
+  return StageDetail(PlanShared(model, training, plan), model, training, cluster, plan, stage);
+}
+
 MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& training,
                               const ClusterSpec& cluster, const Plan& plan) {
+  const PlanShared shared(model, training, plan);
   MemoryEstimate est;
   est.stages.reserve(plan.pp);
   for (int r = 0; r < plan.pp; ++r) {
-    StageMemoryDetail d = StageMemoryDetails(model, training, cluster, plan, r);
+    StageMemoryDetail d = StageDetail(shared, model, training, cluster, plan, r);
     est.stages.push_back({r, d.layers, d.memory});
     if (d.memory.total() > est.stages[est.peak_stage].memory.total()) est.peak_stage = r;
   }
@@ -146,10 +180,11 @@ MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& trai
   // Stage 0 holds at least as many layers and in-flight micro-batches as any
   // middle stage, plus the embedding, and every other term is stage-independent,
   // so only stage 0 and the last stage (head, loss) can be the peak.
-  MemoryBreakdown first = StageMemoryDetails(model, training, cluster, plan, 0).memory;
+  const PlanShared shared(model, training, plan);
+  MemoryBreakdown first = StageDetail(shared, model, training, cluster, plan, 0).memory;
   int stage = 0;
   if (plan.pp > 1) {
-    MemoryBreakdown last = StageMemoryDetails(model, training, cluster, plan, plan.pp - 1).memory;
+    MemoryBreakdown last = StageDetail(shared, model, training, cluster, plan, plan.pp - 1).memory;
     if (last.total() > first.total()) {
       first = last;
       stage = plan.pp - 1;
