@@ -1,17 +1,21 @@
 #include "executor/host/rank_grid.h"
 
-#include <cassert>
-
 #include <fmt/format.h>
+
+#include <cassert>
 
 namespace p3d {
 
 const char* GroupKindName(GroupKind kind) {
   switch (kind) {
-    case GroupKind::kTensor: return "tp";
-    case GroupKind::kData: return "dp";
-    case GroupKind::kPipeline: return "pp";
-    case GroupKind::kModel: return "mp";
+    case GroupKind::kTensor:
+      return "tp";
+    case GroupKind::kData:
+      return "dp";
+    case GroupKind::kPipeline:
+      return "pp";
+    case GroupKind::kModel:
+      return "mp";
   }
   return "?";
 }
@@ -56,10 +60,14 @@ int RankGrid::NumGroups(GroupKind kind) const { return world_size() / GroupSize(
 
 int RankGrid::GroupSize(GroupKind kind) const {
   switch (kind) {
-    case GroupKind::kTensor: return tp_;
-    case GroupKind::kData: return dp_;
-    case GroupKind::kPipeline: return pp_;
-    case GroupKind::kModel: return tp_ * pp_;
+    case GroupKind::kTensor:
+      return tp_;
+    case GroupKind::kData:
+      return dp_;
+    case GroupKind::kPipeline:
+      return pp_;
+    case GroupKind::kModel:
+      return tp_ * pp_;
   }
   return 0;
 }
@@ -67,10 +75,14 @@ int RankGrid::GroupSize(GroupKind kind) const {
 SplitArgs RankGrid::SplitOf(GroupKind kind, int rank) const {
   const RankCoords c = Coords(rank);
   switch (kind) {
-    case GroupKind::kTensor: return {c.dp + dp_ * c.pp, c.tp};
-    case GroupKind::kData: return {c.tp + tp_ * c.pp, c.dp};
-    case GroupKind::kPipeline: return {c.tp + tp_ * c.dp, c.pp};
-    case GroupKind::kModel: return {c.dp, c.tp + tp_ * c.pp};
+    case GroupKind::kTensor:
+      return {c.dp + dp_ * c.pp, c.tp};
+    case GroupKind::kData:
+      return {c.tp + tp_ * c.pp, c.dp};
+    case GroupKind::kPipeline:
+      return {c.tp + tp_ * c.dp, c.pp};
+    case GroupKind::kModel:
+      return {c.dp, c.tp + tp_ * c.pp};
   }
   return {};
 }

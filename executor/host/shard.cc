@@ -1,9 +1,9 @@
 #include "executor/host/shard.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cassert>
-
-#include <fmt/format.h>
 
 namespace p3d {
 namespace {
@@ -47,8 +47,7 @@ StatusOr<FlatShards> ShardFlat(int64_t numel, int parts, int64_t alignment) {
   return s;
 }
 
-StatusOr<UnitShards> ShardUnits(const std::vector<int64_t>& unit_numel, int dp,
-                                int64_t alignment) {
+StatusOr<UnitShards> ShardUnits(const std::vector<int64_t>& unit_numel, int dp, int64_t alignment) {
   UnitShards out;
   for (int64_t n : unit_numel) {
     P3D_ASSIGN_OR_RETURN(FlatShards s, ShardFlat(n, dp, alignment));
@@ -112,7 +111,8 @@ StatusOr<AttentionSplit> SplitAttention(int64_t heads, int64_t kv_heads, int tp)
     return Status::InvalidArgument(
         fmt::format("rule heads>=1: heads={} kv_heads={}", heads, kv_heads));
   }
-  P3D_RETURN_IF_ERROR(CheckDivisible(heads, "attention heads", kv_heads, "kv_heads", "heads%kv_heads"));
+  P3D_RETURN_IF_ERROR(
+      CheckDivisible(heads, "attention heads", kv_heads, "kv_heads", "heads%kv_heads"));
   P3D_RETURN_IF_ERROR(CheckDivisible(heads, "attention heads", tp, "tp", "heads%tp"));
   P3D_RETURN_IF_ERROR(CheckDivisible(kv_heads, "KV groups", tp, "tp", "kv_heads%tp"));
   return AttentionSplit{heads / tp, kv_heads / tp};
@@ -158,9 +158,8 @@ StatusOr<std::vector<Range>> ModelChunkLayers(int64_t layers, int chunks,
     next += counts[k];
   }
   if (next != layers) {
-    return Status::InvalidArgument(
-        fmt::format("rule sum(sizes)==layers: the split covers {} layers, the model has {}", next,
-                    layers));
+    return Status::InvalidArgument(fmt::format(
+        "rule sum(sizes)==layers: the split covers {} layers, the model has {}", next, layers));
   }
   return out;
 }

@@ -81,7 +81,7 @@ struct GradBucket {
   Range range;              // in the gradient buffer, including padding at its end
 };
 struct GradBuckets {
-  std::vector<Range> param_range;  // param_range[i]: parameter i in the gradient buffer
+  std::vector<Range> param_range;   // param_range[i]: parameter i in the gradient buffer
   std::vector<GradBucket> buckets;  // buckets[0] is ready first in backward
   int64_t buffer_numel = 0;         // total, including padding
 };

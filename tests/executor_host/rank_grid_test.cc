@@ -111,14 +111,13 @@ TEST(RankGridTest, RejectsInvalidLayoutsNamingTheRule) {
     int tp, dp, pp, gpn;
     const char* rule;
   };
-  for (const Case& c : {Case{0, 1, 1, 8, "rule tp>=1"}, Case{1, -1, 1, 8, "rule dp>=1"},
-                        Case{1, 1, 0, 8, "rule pp>=1"}, Case{1, 1, 1, 0, "rule gpus_per_node>=1"},
-                        Case{1, 3, 4, 8, "rule world%gpus_per_node"},
-                        Case{4, 3, 1, 6, "rule tp-within-node"}}) {
+  for (const Case& c :
+       {Case{0, 1, 1, 8, "rule tp>=1"}, Case{1, -1, 1, 8, "rule dp>=1"},
+        Case{1, 1, 0, 8, "rule pp>=1"}, Case{1, 1, 1, 0, "rule gpus_per_node>=1"},
+        Case{1, 3, 4, 8, "rule world%gpus_per_node"}, Case{4, 3, 1, 6, "rule tp-within-node"}}) {
     auto grid = RankGrid::Create(c.tp, c.dp, c.pp, c.gpn);
     ASSERT_FALSE(grid.ok()) << c.rule;
-    EXPECT_NE(grid.status().message().find(c.rule), std::string::npos)
-        << grid.status().message();
+    EXPECT_NE(grid.status().message().find(c.rule), std::string::npos) << grid.status().message();
   }
   // A single partial node is fine: 2 ranks on an 8-GPU node.
   EXPECT_TRUE(RankGrid::Create(2, 1, 1, 8).ok());
