@@ -1,0 +1,46 @@
+#include "planner/evaluator.h"
+
+#include "simulator/memory_model.h"
+#include "simulator/time_model.h"
+
+namespace p3d {
+
+struct PlanEvaluator::Impl {
+  explicit Impl(const PlanRequest& r) : time(r.model, r.training, r.cluster) {}
+  TimeModel time;
+};
+
+PlanEvaluator::PlanEvaluator(const PlanRequest& request)
+    : request_(request), impl_(new Impl(request_)) {}
+
+PlanEvaluator::~PlanEvaluator() { delete impl_; }
+
+PlanEvaluator::Quick PlanEvaluator::EvaluateQuick(const Plan& plan) {
+  Quick q;
+  int peak_stage = 0;
+  MemoryBreakdown peak = PeakStageMemory(request_.model, request_.training, request_.cluster, plan, &peak_stage);
+  q.peak_bytes = peak.total();
+  q.fits = FitsInMemory(peak, request_.cluster.gpu);
+  if (q.fits) q.step_s = impl_->time.StepSeconds(plan);  // prune by memory first
+  return q;
+}
+
+EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, bool with_timeline) {
+  EvaluatedPlan e;
+  e.plan = plan;
+  e.memory = EstimateMemory(request_.model, request_.training, request_.cluster, plan);
+  e.fits = FitsInMemory(e.memory.peak(), request_.cluster.gpu);
+  StatusOr<TimeEstimate> t = impl_->time.Evaluate(plan, with_timeline);
+  if (t.ok()) {
+    e.time = t->time;
+    e.tokens_per_s = t->tokens_per_s;
+    e.samples_per_s = t->samples_per_s;
+    e.tflops_per_gpu = t->tflops_per_gpu;
+    e.mfu = t->mfu;
+    e.hfu = t->hfu;
+    e.timeline = std::move(t->timeline);
+  }
+  return e;
+}
+
+}  // namespace p3d

@@ -1,0 +1,103 @@
+#include "planner/explain.h"
+
+#include <fmt/format.h>
+
+#include "common/units.h"
+#include "simulator/memory_model.h"
+#include "simulator/time_model.h"
+
+namespace p3d {
+namespace {
+
+std::string Bytes(double b) { return fmt::format("{:.3f} GiB", ToGiB(b)); }
+
+}  // namespace
+
+std::string ExplainPlan(const PlanRequest& r, const EvaluatedPlan& e, int pick) {
+  std::string out = fmt::format("=== explain plan #{}: {} (predictions) ===\n", pick, PlanSummary(e.plan));
+  out += "\n-- memory per GPU, by pipeline stage --\n";
+  for (const StageMemory& s : e.memory.stages) {
+    out += fmt::format("stage {:>3}: {:>3} layers  total {}{}\n", s.stage, s.layers, Bytes(s.memory.total()),
+                       s.stage == e.memory.peak_stage ? "   <- peak, decides fit" : "");
+  }
+  out += fmt::format("\n-- memory terms of the peak stage ({}) --\n", e.memory.peak_stage);
+  for (const MemoryTerm& t : ExplainMemory(r.model, r.training, r.cluster, e.plan, e.memory.peak_stage)) {
+    out += fmt::format("{:<28} {:>12}  = {}\n{:<28} {:>12}    = {}\n", t.name, Bytes(t.bytes), t.formula, "", "",
+                       t.substituted);
+  }
+  out += fmt::format("{:<28} {:>12}  vs GPU memory {} -> {}\n", "total", Bytes(e.memory.peak().total()),
+                     Bytes(r.cluster.gpu.memory_bytes), e.fits ? "fits" : "DOES NOT FIT");
+
+  out += "\n-- step time --\n";
+  StatusOr<std::vector<TimeTerm>> terms = ExplainTime(r.model, r.training, r.cluster, e.plan);
+  if (!terms.ok()) {
+    out += "time model: " + terms.status().ToString() + "\n";
+  } else {
+    for (const TimeTerm& t : *terms) {
+      out += fmt::format("{}{:<30} {:>11.4f} s  = {}\n{:<32} {:>11}    = {}\n", t.in_step ? "*" : " ", t.name,
+                         t.seconds, t.formula, "", "", t.substituted);
+    }
+    out += "(* = a part of the step breakdown; the starred parts sum to the step time)\n";
+  }
+  StepClaimCheck floor = CheckStepClaim(r.model, r.training, r.cluster, e.time.step_s > 0 ? e.time.step_s : 1.0);
+  out += fmt::format(
+      "\nFLOP floor: model FLOPs per step / (GPUs x peak) = {:.3f} s: no plan on this cluster can step faster.\n"
+      "predicted step {:.3f} s -> MFU {:.1f}%, HFU {:.1f}%, {:.1f} TFLOP/s per GPU, {:.0f} tokens/s\n",
+      floor.floor_s, e.time.step_s, 100 * e.mfu, 100 * e.hfu, e.tflops_per_gpu, e.tokens_per_s);
+  return out;
+}
+
+RuleOfThumb CourseRuleOfThumb(const ModelSpec& model) {
+  const double billions = model.TotalParams() / 1e9;
+  RuleOfThumb rule;
+  if (billions < 7) {
+    rule.description = "< 7B: data parallel only";
+    rule.fixed.tp = 1;
+    rule.fixed.pp = 1;
+  } else if (billions < 30) {
+    rule.description = "7-30B: DP + TP2, ZeRO-2";
+    rule.fixed.tp = 2;
+    rule.fixed.pp = 1;
+    rule.fixed.zero = 2;
+  } else if (billions <= 100) {
+    rule.description = "30-100B: TP4, PP2-4, ZeRO-3";
+    rule.fixed.tp = 4;
+    rule.fixed.pp = model.layers % 2 == 0 ? 2 : (model.layers % 4 == 0 ? 4 : 3);
+    rule.fixed.zero = 3;
+  } else {
+    rule.description = "> 100B: TP8, PP4, ZeRO-3 + CPU offload (offload not modelled: evaluated without it)";
+    rule.fixed.tp = 8;
+    rule.fixed.pp = 4;
+    rule.fixed.zero = 3;
+  }
+  return rule;
+}
+
+std::string CompareWithRuleOfThumb(const PlanRequest& r, const EvaluatedPlan& best) {
+  RuleOfThumb rule = CourseRuleOfThumb(r.model);
+  SearchOptions options;
+  options.fixed = rule.fixed;
+  options.top_k = 1;
+  std::string head = fmt::format("course rule of thumb ({}): ", rule.description);
+  StatusOr<SearchResult> res = SearchPlans(r, options);
+  if (!res.ok()) return head + "not legal here: " + res.status().message() + "\n";
+  if (res->fitting == 0 || res->plans.empty()) return head + "no plan with these dimensions fits in memory\n";
+  const EvaluatedPlan& rp = res->plans.front();
+  double ratio = rp.time.step_s / best.time.step_s;
+  return head + fmt::format("best such plan {} predicted {:.3f} s/step, {:.2f}x {} than p3d's best ({:.3f} s)\n",
+                            PlanSummary(rp.plan), rp.time.step_s, ratio >= 1 ? ratio : 1 / ratio,
+                            ratio >= 1 ? "slower" : "faster", best.time.step_s);
+}
+
+std::string ExplainStepClaim(const PlanRequest& r, const EvaluatedPlan& e, double claimed) {
+  StepClaimCheck c = CheckStepClaim(r.model, r.training, r.cluster, claimed);
+  std::string out = fmt::format(
+      "claimed step {:.3f} s: the model FLOPs of one step at 100% of the cluster's peak take {:.3f} s "
+      "(FLOP floor), so the claim needs {:.2f}x the cluster's peak FLOP rate: {}.\n",
+      claimed, c.floor_s, c.required_peak, c.possible ? "possible in principle" : "IMPOSSIBLE");
+  out += fmt::format("p3d predicts {:.3f} s for {} (MFU {:.1f}%).\n", e.time.step_s, PlanSummary(e.plan),
+                     100 * e.mfu);
+  return out;
+}
+
+}  // namespace p3d

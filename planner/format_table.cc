@@ -1,0 +1,54 @@
+#include "planner/format_table.h"
+
+#include <fmt/format.h>
+
+#include "common/units.h"
+
+namespace p3d {
+
+std::string FormatRequest(const PlanRequest& r) {
+  const ClusterSpec& c = r.cluster;
+  std::string out = fmt::format("model    {} ({}, {:.2f}B parameters, L={} H={} NH={} KV={} F={} V={})\n",
+                                r.model.name, ArchName(r.model.arch), r.model.TotalParams() / 1e9,
+                                r.model.layers, r.model.hidden, r.model.heads, r.model.kv_heads,
+                                r.model.ffn, r.model.vocab);
+  out += fmt::format("cluster  {} x {} ({:.1f} GiB each), {} nodes of {} GPUs [{}]\n", c.num_gpus, c.gpu.name,
+                     ToGiB(c.gpu.memory_bytes), c.nodes(), c.node.gpus_per_node, c.source);
+  const Precision& p = r.training.precision;
+  out += fmt::format("training global batch {} x seq {} = {} tokens/step; {} bytes/param of model state "
+                     "(weights {} + grads {} + master {} + Adam {})\n",
+                     r.training.global_batch, r.training.seq, r.training.global_batch * r.training.seq,
+                     p.StateBytesPerParam(), p.param_bytes, p.grad_bytes, p.master_bytes, p.optimizer_bytes);
+  return out;
+}
+
+std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
+  std::string out = fmt::format("searched {} legal plans in {:.3f} s; {} fit in {:.1f} GiB per GPU\n",
+                                res.candidates, res.seconds, res.fitting, ToGiB(r.cluster.gpu.memory_bytes));
+  if (res.fitting == 0)
+    out += "NO PLAN FITS: the closest misses follow (smallest peak memory first)\n";
+  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} | {:>8} {:>9} {:>5} | "
+                     "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>4}\n",
+                     "#", "DP", "TP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "step s", "tokens/s",
+                     "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total", "fits");
+  int rank = 0;
+  for (const EvaluatedPlan& e : res.plans) {
+    const Plan& p = e.plan;
+    MemoryBreakdown m = e.memory.peak();
+    std::string step = e.fits ? fmt::format("{:.3f}", e.time.step_s) : "-";
+    std::string tps = e.fits ? fmt::format("{:.0f}", e.tokens_per_s) : "-";
+    std::string mfu = e.fits ? fmt::format("{:.1f}%", 100 * e.mfu) : "-";
+    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} | {:>8} {:>9} {:>5} | "
+                       "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>4}\n",
+                       ++rank, p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, p.grad_accum,
+                       RecomputeName(p.recompute), p.sequence_parallel ? "y" : "n", step, tps, mfu,
+                       ToGiB(m.weights), ToGiB(m.gradients), ToGiB(m.optimizer), ToGiB(m.activations),
+                       ToGiB(m.buffers), ToGiB(m.runtime), ToGiB(m.total()), e.fits ? "yes" : "NO");
+  }
+  out += "All figures are predictions of p3d's simulator. Memory: the peak pipeline stage of one GPU, GiB "
+         "(2^30 bytes); step s: seconds per optimizer step; tokens/s: whole cluster; MFU: model FLOPs / "
+         "(step x GPUs x peak). Definitions: docs/metrics.md.\n";
+  return out;
+}
+
+}  // namespace p3d

@@ -1,0 +1,195 @@
+#include "planner/plan_cli.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "common/units.h"
+#include "models/zoo.h"
+#include "planner/explain.h"
+#include "planner/export.h"
+#include "planner/format_table.h"
+#include "planner/plan_json.h"
+#include "planner/report.h"
+#include "planner/search.h"
+#include "simulator/hardware.h"
+
+namespace p3d {
+namespace {
+
+StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err) {
+  if (o.gpus < 1) return Status::InvalidArgument(fmt::format("--gpus must be >= 1, got {}", o.gpus));
+  if (o.gpus > (1 << 24)) return Status::InvalidArgument(fmt::format("--gpus {} is too large (max 16777216)", o.gpus));
+  if (o.claim_step_s && (!std::isfinite(*o.claim_step_s) || *o.claim_step_s <= 0))
+    return Status::InvalidArgument(fmt::format("--claim-step must be a positive number of seconds, got {}", *o.claim_step_s));
+  if (o.mem_gb && (!std::isfinite(*o.mem_gb) || *o.mem_gb <= 0 || *o.mem_gb > 100000))
+    return Status::InvalidArgument(fmt::format("--mem must be a positive size in GB, got {}", *o.mem_gb));
+  ClusterSpec cluster;
+  if (!o.gpu.empty()) {
+    bool is_file = o.gpu.find(".json") != std::string::npos || o.gpu.find('/') != std::string::npos;
+    if (is_file) {
+      P3D_ASSIGN_OR_RETURN(cluster, LoadClusterJson(o.gpu));
+    } else {
+      P3D_ASSIGN_OR_RETURN(cluster, CatalogCluster(o.gpu));
+    }
+    if (o.mem_gb) {
+      double have = ToGiB(cluster.gpu.memory_bytes);
+      if (std::fabs(have - *o.mem_gb) > 0.1 * *o.mem_gb)
+        return Status::InvalidArgument(fmt::format("--mem {} contradicts --gpu {} ({:.1f} GiB)", *o.mem_gb, o.gpu, have));
+    }
+  } else if (o.mem_gb) {
+    P3D_ASSIGN_OR_RETURN(std::string name, DefaultGpuForMemory(*o.mem_gb));
+    P3D_ASSIGN_OR_RETURN(cluster, CatalogCluster(name));
+    err << fmt::format("note: --mem {} picked GPU '{}' ({}); pass --gpu NAME to choose another "
+                       "(--list-gpus)\n", *o.mem_gb, name, cluster.gpu.description);
+  } else {
+    return Status::InvalidArgument("give --mem GB or --gpu NAME (see --list-gpus)");
+  }
+  if (o.gpus_per_node) {
+    if (*o.gpus_per_node < 1 || *o.gpus_per_node > 4096)
+      return Status::InvalidArgument(fmt::format("--gpus-per-node must be in 1..4096, got {}", *o.gpus_per_node));
+    cluster.node.gpus_per_node = *o.gpus_per_node;
+  }
+  cluster.num_gpus = static_cast<int>(o.gpus);
+  return cluster;
+}
+
+StatusOr<TrainingSpec> ResolveTraining(const PlanCliOptions& o) {
+  TrainingSpec t;
+  if (o.global_batch) t.global_batch = *o.global_batch;
+  if (o.seq) t.seq = *o.seq;
+  if (t.global_batch < 1 || t.global_batch > (int64_t{1} << 32))
+    return Status::InvalidArgument(fmt::format("--global-batch must be in 1..2^32, got {}", t.global_batch));
+  if (t.seq < 1 || t.seq > (int64_t{1} << 24))
+    return Status::InvalidArgument(fmt::format("--seq must be in 1..2^24, got {}", t.seq));
+  if (o.grad_dtype == "bf16") t.precision.grad_bytes = 2;
+  else if (o.grad_dtype != "fp32")
+    return Status::InvalidArgument(fmt::format("--grad-dtype must be fp32 or bf16, got '{}'", o.grad_dtype));
+  t.dropout = o.dropout;
+  return t;
+}
+
+StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
+  SearchOptions s;
+  auto positive = [](const char* flag, const std::optional<int64_t>& v) -> Status {
+    if (v && (*v < 1 || *v > (int64_t{1} << 24)))
+      return Status::InvalidArgument(fmt::format("{} must be in 1..2^24, got {}", flag, *v));
+    return Status::Ok();
+  };
+  auto as64 = [](const std::optional<int>& v) { return v ? std::optional<int64_t>(*v) : std::nullopt; };
+  P3D_RETURN_IF_ERROR(positive("--dp", as64(o.dp)));
+  P3D_RETURN_IF_ERROR(positive("--tp", as64(o.tp)));
+  P3D_RETURN_IF_ERROR(positive("--pp", as64(o.pp)));
+  P3D_RETURN_IF_ERROR(positive("--vpp", as64(o.vpp)));
+  P3D_RETURN_IF_ERROR(positive("--micro-batch", o.micro_batch));
+  if (o.zero && (*o.zero < 0 || *o.zero > 3))
+    return Status::InvalidArgument(fmt::format("--zero must be 0, 1, 2 or 3, got {}", *o.zero));
+  if (o.top < 1 || o.top > 100000) return Status::InvalidArgument(fmt::format("--top must be in 1..100000, got {}", o.top));
+  if (o.pick < 1 || o.pick > o.top)
+    return Status::InvalidArgument(fmt::format("--pick must be in 1..--top ({}), got {}", o.top, o.pick));
+  s.fixed.dp = o.dp;
+  s.fixed.tp = o.tp;
+  s.fixed.pp = o.pp;
+  s.fixed.vpp = o.vpp;
+  s.fixed.zero = o.zero;
+  s.fixed.micro_batch = o.micro_batch;
+  s.fixed.sequence_parallel = o.sequence_parallel;
+  if (!o.recompute.empty()) {
+    if (o.recompute == "none") s.fixed.recompute = Recompute::kNone;
+    else if (o.recompute == "selective") s.fixed.recompute = Recompute::kSelective;
+    else if (o.recompute == "full") s.fixed.recompute = Recompute::kFull;
+    else return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
+  }
+  s.rules.allow_tp_across_nodes = o.allow_tp_across_nodes;
+  s.top_k = o.top;
+  return s;
+}
+
+Status WriteFile(const std::string& path, const std::string& text, const char* what) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) return Status::IoError(fmt::format("cannot open {} file '{}' for writing", what, path));
+  f << text;
+  f.close();
+  if (!f) return Status::IoError(fmt::format("failed writing {} file '{}'", what, path));
+  return Status::Ok();
+}
+
+void ListGpus(std::ostream& out) {
+  out << fmt::format("{:<12} {:>9} {:>10} {:>10} {:>6}  {}\n", "name", "mem GiB", "TFLOP/s", "HBM GB/s", "/node", "description");
+  for (const std::string& name : CatalogGpuNames()) {
+    StatusOr<ClusterSpec> c = CatalogCluster(name);
+    if (!c.ok()) continue;
+    out << fmt::format("{:<12} {:>9.1f} {:>10.0f} {:>10.0f} {:>6}  {}\n", name, ToGiB(c->gpu.memory_bytes),
+                       c->gpu.peak_flops / 1e12, c->gpu.hbm_bytes_per_s / 1e9, c->node.gpus_per_node,
+                       c->gpu.description);
+  }
+}
+
+void ListModels(std::ostream& out) {
+  out << fmt::format("{:<20} {:>6} {:>5} {:>6} {:>6} {:>4} {:>4} {:>7} {:>10}\n", "name", "arch", "L", "H", "F", "NH",
+                     "KV", "V", "params");
+  for (const std::string& name : ZooNames()) {
+    StatusOr<ModelSpec> m = ZooModel(name);
+    if (!m.ok()) continue;
+    out << fmt::format("{:<20} {:>6} {:>5} {:>6} {:>6} {:>4} {:>4} {:>7} {:>9.2f}B\n", name, ArchName(m->arch),
+                       m->layers, m->hidden, m->ffn, m->heads, m->kv_heads, m->vocab, m->TotalParams() / 1e9);
+  }
+}
+
+}  // namespace
+
+Status RunPlanCli(const PlanCliOptions& o, std::ostream& out, std::ostream& err) {
+  if (o.list_gpus) { ListGpus(out); return Status::Ok(); }
+  if (o.list_models) { ListModels(out); return Status::Ok(); }
+  if (o.model.empty()) return Status::InvalidArgument("--model is required (zoo name, size like 70B, or config.json)");
+
+  PlanRequest request;
+  P3D_ASSIGN_OR_RETURN(request.model, ResolveModel(o.model));
+  P3D_ASSIGN_OR_RETURN(request.cluster, ResolveCluster(o, err));
+  P3D_ASSIGN_OR_RETURN(request.training, ResolveTraining(o));
+  P3D_ASSIGN_OR_RETURN(SearchOptions search, ResolveSearch(o));
+  search.with_timeline = !o.report.empty();
+  bool tty = isatty(fileno(stderr));
+  if (tty) search.progress = [&err](int64_t n) { err << fmt::format("\rsearching... {} plans", n) << std::flush; };
+
+  P3D_ASSIGN_OR_RETURN(SearchResult result, SearchPlans(request, search));
+  if (tty && result.candidates >= 0x10000) err << "\r" << std::string(40, ' ') << "\r";
+
+  const EvaluatedPlan* picked =
+      o.pick <= static_cast<int>(result.plans.size()) ? &result.plans[o.pick - 1] : nullptr;
+  if (o.json) {
+    out << SearchToJson(request, result).dump(2) << "\n";
+  } else {
+    out << FormatRequest(request) << FormatPlanTable(request, result);
+    if (o.explain && picked) {
+      out << "\n" << ExplainPlan(request, *picked, o.pick);
+      if (picked->fits) out << "\n" << CompareWithRuleOfThumb(request, *picked);
+    }
+    if (o.claim_step_s && picked) out << "\n" << ExplainStepClaim(request, *picked, *o.claim_step_s);
+  }
+  if (!o.save_plan.empty()) {
+    if (!picked) return Status::Infeasible("no plan to save");
+    P3D_RETURN_IF_ERROR(WriteFile(o.save_plan, SavedPlanToJson(request, *picked).dump(2) + "\n", "--save-plan"));
+    err << fmt::format("wrote plan #{} to {}\n", o.pick, o.save_plan);
+  }
+  if (!o.export_format.empty()) {
+    if (!picked) return Status::Infeasible("no plan to export");
+    P3D_ASSIGN_OR_RETURN(ExportedFile file, ExportPlan(o.export_format, request, *picked));
+    out << file.text;
+    for (const std::string& note : file.notes) err << "note: " << note << "\n";
+  }
+  if (!o.report.empty()) {
+    P3D_ASSIGN_OR_RETURN(std::string html, RenderReportHtml(request, result.plans, o.pick - 1));
+    P3D_RETURN_IF_ERROR(WriteFile(o.report, html, "--report"));
+    err << fmt::format("wrote report to {}\n", o.report);
+  }
+  if (!picked || !picked->fits) {
+    return Status::Infeasible(fmt::format("no plan fits in {:.1f} GiB per GPU; the closest misses are listed above",
+                                          ToGiB(request.cluster.gpu.memory_bytes)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace p3d

@@ -1,0 +1,43 @@
+// The p3d-plan command as a library function, so that tests can drive it
+// without a process: options in, text out, Status for errors.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "common/status.h"
+
+namespace p3d {
+
+struct PlanCliOptions {
+  std::string model;                  // zoo id, size shorthand ("70B"), or config.json path
+  int64_t gpus = 0;
+  std::optional<double> mem_gb;       // picks a default GPU of this capacity
+  std::string gpu;                    // catalog name or a hardware JSON file
+  std::optional<int> gpus_per_node;
+  std::optional<int> dp, tp, pp, vpp, zero;
+  std::optional<int64_t> micro_batch, global_batch, seq;
+  std::string recompute;              // "" (search), "none", "selective", "full"
+  std::optional<bool> sequence_parallel;
+  std::string grad_dtype = "fp32";    // "fp32" (18 bytes/param) or "bf16" (16)
+  int top = 10;
+  int pick = 1;                       // which ranked plan --explain/--save-plan/--export/--report use
+  bool explain = false;
+  bool json = false;
+  bool list_gpus = false;
+  bool list_models = false;
+  bool allow_tp_across_nodes = false;
+  bool dropout = false;
+  std::string save_plan;              // write the picked plan as JSON here
+  std::string export_format;          // deepspeed | megatron | torchrun | slurm
+  std::string report;                 // write a self-contained HTML report here
+  std::optional<double> claim_step_s; // a claimed step time to check against the FLOP floor
+};
+
+// Runs the command. Output goes to `out`, progress and notes to `err`.
+// Returns the first error (naming the option or rule at fault).
+Status RunPlanCli(const PlanCliOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace p3d

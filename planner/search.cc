@@ -1,0 +1,182 @@
+#include "planner/search.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "planner/evaluator.h"
+
+namespace p3d {
+namespace {
+
+std::vector<int64_t> Divisors(int64_t n) {
+  std::vector<int64_t> small, large;
+  for (int64_t d = 1; d * d <= n; ++d) {
+    if (n % d != 0) continue;
+    small.push_back(d);
+    if (d != n / d) large.push_back(n / d);
+  }
+  small.insert(small.end(), large.rbegin(), large.rend());
+  return small;
+}
+
+Status ValidateRequest(const PlanRequest& r) {
+  P3D_RETURN_IF_ERROR(Validate(r.model));
+  if (r.cluster.num_gpus < 1)
+    return Status::InvalidArgument(fmt::format("--gpus must be >= 1, got {}", r.cluster.num_gpus));
+  if (r.cluster.num_gpus > (1 << 24))
+    return Status::InvalidArgument(fmt::format("--gpus {} is beyond what p3d plans for (16M)", r.cluster.num_gpus));
+  if (r.cluster.node.gpus_per_node < 1)
+    return Status::InvalidArgument("--gpus-per-node must be >= 1");
+  if (r.training.global_batch < 1)
+    return Status::InvalidArgument(fmt::format("--global-batch must be >= 1, got {}", r.training.global_batch));
+  if (r.training.global_batch > (int64_t{1} << 32))
+    return Status::InvalidArgument(fmt::format("--global-batch {} is implausibly large", r.training.global_batch));
+  if (r.training.seq < 1 || r.training.seq > (int64_t{1} << 24))
+    return Status::InvalidArgument(fmt::format("--seq must be in 1..16M, got {}", r.training.seq));
+  if (r.cluster.gpu.memory_bytes <= 0) return Status::InvalidArgument("GPU memory must be positive");
+  return Status::Ok();
+}
+
+struct Candidate {
+  Plan plan;
+  PlanEvaluator::Quick quick;
+};
+
+bool Better(const Candidate& a, const Candidate& b) {
+  if (a.quick.fits != b.quick.fits) return a.quick.fits;
+  if (a.quick.fits && a.quick.step_s != b.quick.step_s) return a.quick.step_s < b.quick.step_s;
+  return a.quick.peak_bytes < b.quick.peak_bytes;
+}
+
+template <typename T>
+bool Allowed(const std::optional<T>& fixed, T value) {
+  return !fixed || *fixed == value;
+}
+
+}  // namespace
+
+StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptions& options) {
+  P3D_RETURN_IF_ERROR(ValidateRequest(request));
+  auto start = std::chrono::steady_clock::now();
+  const SearchConstraints& fx = options.fixed;
+  const int gpus = request.cluster.num_gpus;
+  const ModelSpec& m = request.model;
+
+  PlanEvaluator evaluator(request);
+  SearchResult result;
+  std::map<std::string, int64_t> rejected;
+  auto reject = [&](const Status& s) {
+    // "rule <id>: ..." -> "<id>"
+    const std::string& msg = s.message();
+    size_t colon = msg.find(':');
+    std::string id = msg.rfind("rule ", 0) == 0 && colon != std::string::npos ? msg.substr(5, colon - 5) : msg;
+    ++rejected[id];
+  };
+
+  std::vector<Candidate> fitting;
+  std::vector<Candidate> misses;  // kept only when nothing fits (bounded)
+  const std::vector<Recompute> recomputes = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
+
+  for (int64_t tp : Divisors(gpus)) {
+    for (int64_t pp : Divisors(gpus / tp)) {
+      const int dp = static_cast<int>(gpus / tp / pp);
+      if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.pp, int(pp)) || !Allowed(fx.dp, dp)) continue;
+      // Check the layout-level rules once per (tp, pp, dp) with a representative plan.
+      Plan layout;
+      layout.dp = dp;
+      layout.tp = static_cast<int>(tp);
+      layout.pp = static_cast<int>(pp);
+      if (request.training.global_batch % dp != 0) {
+        reject(Status::Infeasible("rule batch=mb*ga*dp: global batch not divisible by DP"));
+        continue;
+      }
+      const int64_t per_dp = request.training.global_batch / dp;
+      layout.micro_batch = 1;
+      layout.grad_accum = per_dp;
+      if (Status s = CheckPlan(request, layout, options.rules); !s.ok()) {
+        reject(s);
+        continue;
+      }
+      for (int64_t mb : Divisors(per_dp)) {
+        if (!Allowed(fx.micro_batch, mb)) continue;
+        for (int64_t vpp : Divisors(m.layers / pp)) {
+          if (!Allowed(fx.vpp, int(vpp))) continue;
+          for (int zero = 0; zero <= 3; ++zero) {
+            if (!Allowed(fx.zero, zero)) continue;
+            for (Recompute rc : recomputes) {
+              if (!Allowed(fx.recompute, rc)) continue;
+              for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp) {
+                if (!Allowed(fx.sequence_parallel, sp == 1)) continue;
+                Plan p = layout;
+                p.micro_batch = mb;
+                p.grad_accum = per_dp / mb;
+                p.vpp = static_cast<int>(vpp);
+                p.zero = zero;
+                p.recompute = rc;
+                p.sequence_parallel = sp == 1;
+                // Rules that depend on the inner dimensions.
+                if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) || (p.zero > 0 && p.dp == 1)) {
+                  reject(CheckPlan(request, p, options.rules));
+                  continue;
+                }
+                Candidate c{p, evaluator.EvaluateQuick(p)};
+                ++result.candidates;
+                if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
+                if (c.quick.fits) {
+                  fitting.push_back(c);
+                } else if (options.keep_non_fitting) {
+                  if (fitting.empty()) {
+                    misses.push_back(c);
+                    if (misses.size() > size_t(4 * options.top_k + 64)) {
+                      std::partial_sort(misses.begin(), misses.begin() + options.top_k, misses.end(), Better);
+                      misses.resize(options.top_k);
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  result.fitting = static_cast<int64_t>(fitting.size());
+  for (auto& [rule, count] : rejected) result.rejected_by_rule.emplace_back(rule, count);
+  std::sort(result.rejected_by_rule.begin(), result.rejected_by_rule.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second; });
+
+  if (result.candidates == 0) {
+    std::string why;
+    for (auto& [rule, count] : result.rejected_by_rule)
+      why += fmt::format("{}{} ({} layouts)", why.empty() ? "" : ", ", rule, count);
+    // Re-run the rules on the user's fixed layout to quote the exact failure.
+    Plan probe;
+    probe.tp = fx.tp.value_or(1);
+    probe.pp = fx.pp.value_or(1);
+    probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.pp)));
+    probe.vpp = fx.vpp.value_or(1);
+    probe.zero = fx.zero.value_or(0);
+    probe.micro_batch = fx.micro_batch.value_or(1);
+    probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));
+    probe.sequence_parallel = fx.sequence_parallel.value_or(false);
+    Status detail = CheckPlan(request, probe, options.rules);
+    return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs; eliminated by: {}{}", m.name, gpus,
+                                          why.empty() ? "the fixed dimensions" : why,
+                                          detail.ok() ? "" : "; e.g. " + detail.message()));
+  }
+
+  std::vector<Candidate>& pool = fitting.empty() ? misses : fitting;
+  size_t k = std::min(pool.size(), size_t(std::max(options.top_k, 1)));
+  std::partial_sort(pool.begin(), pool.begin() + k, pool.end(), Better);
+  if (fitting.empty() && !options.keep_non_fitting) k = 0;
+  for (size_t i = 0; i < k; ++i) result.plans.push_back(evaluator.Evaluate(pool[i].plan, options.with_timeline));
+
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace p3d

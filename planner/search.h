@@ -1,0 +1,54 @@
+// Plan search: enumerates every legal DP x TP x PP x VPP x ZeRO x micro-batch
+// x recompute x SP combination for a request, evaluates each with the
+// simulator (memory first, time for those that fit) and ranks them.
+//
+// Ranking: plans that fit come first, by predicted step time (fastest first);
+// plans that do not fit follow, by peak-stage memory (smallest first), so a
+// user whose request fits nowhere sees the closest miss.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "planner/evaluated_plan.h"
+#include "planner/rules.h"
+
+namespace p3d {
+
+// A dimension left empty is searched; a set one is fixed.
+struct SearchConstraints {
+  std::optional<int> dp, tp, pp, vpp, zero;
+  std::optional<int64_t> micro_batch;
+  std::optional<Recompute> recompute;
+  std::optional<bool> sequence_parallel;
+};
+
+struct SearchOptions {
+  SearchConstraints fixed;
+  RuleOptions rules;
+  int top_k = 10;                // fully evaluated plans returned
+  bool keep_non_fitting = true;  // return closest misses when nothing fits
+  bool with_timeline = false;    // fill EvaluatedPlan::timeline for the returned plans
+  // Called about every 2^16 candidates with (candidates so far); may print progress.
+  std::function<void(int64_t)> progress;
+};
+
+struct SearchResult {
+  std::vector<EvaluatedPlan> plans;  // ranked, at most top_k
+  int64_t candidates = 0;            // legal plans evaluated
+  int64_t fitting = 0;               // of which fit in memory
+  double seconds = 0;                // wall time of the search
+  // Rules that eliminated layouts, with counts, most frequent first ("heads%tp" -> 12).
+  std::vector<std::pair<std::string, int64_t>> rejected_by_rule;
+};
+
+// Errors: invalid request (Validate(model) fails, num_gpus < 1, batch/seq < 1)
+// -> InvalidArgument naming the field; no legal plan at all -> Infeasible
+// naming the rule(s) that eliminated every layout.
+StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptions& options);
+
+}  // namespace p3d
