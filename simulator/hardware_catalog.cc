@@ -54,8 +54,8 @@ struct CatalogEntry {
   const char* node_name;
 };
 
-GpuSpec Gpu(const char* name, const char* description, double mib, double hbm_gbps,
-            double tflops, bool plan_only = false) {
+GpuSpec Gpu(const char* name, const char* description, double mib, double hbm_gbps, double tflops,
+            bool plan_only = false) {
   GpuSpec g;
   g.name = name;
   g.description = description;
@@ -89,8 +89,7 @@ const std::vector<CatalogEntry>& Catalog() {
     c.push_back({Gpu("h100-sxm", "NVIDIA H100 SXM5 80GB", 81559, 3350, 989),
                  Node(8, NvLink4(), ndr, 2048, 63), "dgx-h100"});
     c.push_back({Gpu("h100-pcie", "NVIDIA H100 PCIe 80GB", 81559, 2000, 756),
-                 Node(8, pcie5, Net("ib-hdr-2x", 2 * 200, 8, 0.9, 15), 1024, 63),
-                 "pcie5-server"});
+                 Node(8, pcie5, Net("ib-hdr-2x", 2 * 200, 8, 0.9, 15), 1024, 63), "pcie5-server"});
     c.push_back({Gpu("h200", "NVIDIA H200 SXM 141GB", 143771, 4800, 989),
                  Node(8, NvLink4(), ndr, 2048, 63), "dgx-h200"});
     // B200: driver total 183359 MiB (179 GiB) for the marketed 180 GB.
@@ -105,9 +104,11 @@ const std::vector<CatalogEntry>& Catalog() {
                  Node(8, pcie4, Net("ib-hdr-2x", 2 * 200, 8, 0.9, 15), 1024, 31.5),
                  "pcie4-server"});
     c.push_back({Gpu("rtx4090", "NVIDIA GeForce RTX 4090 24GB", 24564, 1008, 165),
-                 Node(8, pcie4_shm, Net("eth-100g", 100, 8, 0.8, 25), 256, 31.5), "pcie4-workstation"});
+                 Node(8, pcie4_shm, Net("eth-100g", 100, 8, 0.8, 25), 256, 31.5),
+                 "pcie4-workstation"});
     c.push_back({Gpu("rtx3090", "NVIDIA GeForce RTX 3090 24GB", 24576, 936, 71),
-                 Node(8, pcie4_shm, Net("eth-100g", 100, 8, 0.8, 25), 256, 31.5), "pcie4-workstation"});
+                 Node(8, pcie4_shm, Net("eth-100g", 100, 8, 0.8, 25), 256, 31.5),
+                 "pcie4-workstation"});
     // MI300X: marketed 192 GB taken as GiB; RCCL, no executor support.
     c.push_back({Gpu("mi300x", "AMD Instinct MI300X 192GB", 192 * 1024, 5300, 1307, true),
                  Node(8, InfinityFabric(), ndr, 2048, 63), "mi300x-oam"});
@@ -123,9 +124,8 @@ struct MemoryDefault {
   const char* gpu;
 };
 constexpr MemoryDefault kMemoryDefaults[] = {
-    {16, "v100-16gb"}, {24, "rtx4090"}, {32, "v100-32gb"}, {40, "a100-40gb"},
-    {48, "l40s"},      {80, "h100-sxm"}, {141, "h200"},     {180, "b200"},
-    {192, "mi300x"},
+    {16, "v100-16gb"}, {24, "rtx4090"}, {32, "v100-32gb"}, {40, "a100-40gb"}, {48, "l40s"},
+    {80, "h100-sxm"},  {141, "h200"},   {180, "b200"},     {192, "mi300x"},
 };
 // A --mem value matches a capacity within 7% (so 79.6, 81.5 and the
 // driver-reported 79.6 GiB of an H100 all mean 80; 45 GiB of an L40S means 48).
@@ -159,7 +159,8 @@ StatusOr<ClusterSpec> CatalogCluster(const std::string& gpu_name) {
 
 StatusOr<std::string> DefaultGpuForMemory(double gb) {
   if (!(gb > 0) || !std::isfinite(gb))
-    return Status::InvalidArgument(fmt::format("mem: GPU memory must be a positive number of GB, got {}", gb));
+    return Status::InvalidArgument(
+        fmt::format("mem: GPU memory must be a positive number of GB, got {}", gb));
   const MemoryDefault* best = nullptr;
   double best_distance = std::numeric_limits<double>::infinity();
   for (const auto& d : kMemoryDefaults) {
@@ -172,9 +173,10 @@ StatusOr<std::string> DefaultGpuForMemory(double gb) {
   if (best == nullptr) {
     std::vector<double> known;
     for (const auto& d : kMemoryDefaults) known.push_back(d.gb);
-    return Status::NotFound(fmt::format(
-        "mem: no catalog GPU has {} GB (known capacities: {} GB); pass --gpu NAME or a hardware JSON file",
-        gb, fmt::join(known, ", ")));
+    return Status::NotFound(
+        fmt::format("mem: no catalog GPU has {} GB (known capacities: {} GB); pass --gpu NAME or a "
+                    "hardware JSON file",
+                    gb, fmt::join(known, ", ")));
   }
   return std::string(best->gpu);
 }

@@ -30,7 +30,8 @@ class Reader {
   Status String(const char* key, std::string* out) const {
     auto it = j_.find(key);
     if (it == j_.end()) return Missing(key);
-    if (!it->is_string() || it->get<std::string>().empty()) return IllTyped(key, "a non-empty string");
+    if (!it->is_string() || it->get<std::string>().empty())
+      return IllTyped(key, "a non-empty string");
     *out = it->get<std::string>();
     return Status::Ok();
   }
@@ -48,8 +49,8 @@ class Reader {
     if (!it->is_number()) return IllTyped(key, "a number");
     double v = it->get<double>();
     if (!std::isfinite(v) || v <= 0 || v > max)
-      return Status::InvalidArgument(
-          fmt::format("hardware field '{}' must be in (0, {:g}], got {}", Path(key), max, it->dump()));
+      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in (0, {:g}], got {}",
+                                                 Path(key), max, it->dump()));
     *out = v;
     return Status::Ok();
   }
@@ -80,9 +81,9 @@ class Reader {
   std::string path_;
 };
 
-constexpr double kMaxBytes = 1e15;     // 1 PB: anything larger is a typo
-constexpr double kMaxRate = 1e18;      // bytes/s or FLOP/s
-constexpr double kMaxLatency = 1.0;    // seconds
+constexpr double kMaxBytes = 1e15;   // 1 PB: anything larger is a typo
+constexpr double kMaxRate = 1e18;    // bytes/s or FLOP/s
+constexpr double kMaxLatency = 1.0;  // seconds
 
 Status ReadLink(const Reader& parent, const char* key, LinkSpec* link) {
   const json* j = nullptr;
@@ -98,7 +99,8 @@ Status ReadGemmEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpec* ou
   const std::string path = gpu_reader.Path("gemm_efficiency");
   const json& table = gpu.at("gemm_efficiency");
   if (!table.is_array() || table.empty())
-    return Status::InvalidArgument(fmt::format("hardware field '{}' must be a non-empty array", path));
+    return Status::InvalidArgument(
+        fmt::format("hardware field '{}' must be a non-empty array", path));
   for (size_t i = 0; i < table.size(); ++i) {
     std::string item = fmt::format("{}[{}]", path, i);
     if (!table[i].is_object())
@@ -132,8 +134,10 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
     const json* rt = nullptr;
     P3D_RETURN_IF_ERROR(r.Object("runtime", &rt));
     Reader rr(*rt, "gpu.runtime");
-    P3D_RETURN_IF_ERROR(rr.Positive("cuda_context_bytes", kMaxBytes, &g->runtime.cuda_context_bytes));
-    P3D_RETURN_IF_ERROR(rr.Positive("nccl_per_comm_bytes", kMaxBytes, &g->runtime.nccl_per_comm_bytes));
+    P3D_RETURN_IF_ERROR(
+        rr.Positive("cuda_context_bytes", kMaxBytes, &g->runtime.cuda_context_bytes));
+    P3D_RETURN_IF_ERROR(
+        rr.Positive("nccl_per_comm_bytes", kMaxBytes, &g->runtime.nccl_per_comm_bytes));
     P3D_RETURN_IF_ERROR(rr.Fraction("allocator_fraction", &g->runtime.allocator_fraction));
   }
   if (r.Has("gemm_efficiency")) return ReadGemmEfficiency(r, *j, g);
@@ -148,7 +152,8 @@ Status ReadNode(const Reader& root, NodeSpec* n) {
   double gpus = 0;
   P3D_RETURN_IF_ERROR(r.Positive("gpus_per_node", 1024, &gpus));
   if (gpus != std::floor(gpus))
-    return Status::InvalidArgument(fmt::format("hardware field 'node.gpus_per_node' must be an integer, got {}", gpus));
+    return Status::InvalidArgument(
+        fmt::format("hardware field 'node.gpus_per_node' must be an integer, got {}", gpus));
   n->gpus_per_node = static_cast<int>(gpus);
   P3D_RETURN_IF_ERROR(ReadLink(r, "intra", &n->intra));
   P3D_RETURN_IF_ERROR(ReadLink(r, "inter", &n->inter));
@@ -157,7 +162,9 @@ Status ReadNode(const Reader& root, NodeSpec* n) {
 }
 
 json LinkToJson(const LinkSpec& l) {
-  return {{"name", l.name}, {"bytes_per_s", l.bytes_per_s}, {"efficiency", l.efficiency},
+  return {{"name", l.name},
+          {"bytes_per_s", l.bytes_per_s},
+          {"efficiency", l.efficiency},
           {"latency_s", l.latency_s}};
 }
 
@@ -168,12 +175,14 @@ StatusOr<ClusterSpec> ParseClusterJson(const std::string& text, const std::strin
   if (j.is_discarded())
     return Status::InvalidArgument(fmt::format("hardware file {}: not valid JSON", origin));
   if (!j.is_object())
-    return Status::InvalidArgument(fmt::format("hardware file {}: top level must be an object", origin));
+    return Status::InvalidArgument(
+        fmt::format("hardware file {}: top level must be an object", origin));
   Reader root(j, "");
   ClusterSpec c;
   Status s = ReadGpu(root, &c.gpu);
   if (s.ok()) s = ReadNode(root, &c.node);
-  if (!s.ok()) return Status::InvalidArgument(fmt::format("hardware file {}: {}", origin, s.message()));
+  if (!s.ok())
+    return Status::InvalidArgument(fmt::format("hardware file {}: {}", origin, s.message()));
   c.source = fmt::format("file {}", origin);
   return c;
 }
@@ -189,7 +198,8 @@ StatusOr<ClusterSpec> LoadClusterJson(const std::string& path) {
 std::string ClusterToJson(const ClusterSpec& c) {
   const GpuSpec& g = c.gpu;
   json gemm = json::array();
-  for (const auto& p : g.gemm_efficiency) gemm.push_back({{"flops", p.flops}, {"efficiency", p.efficiency}});
+  for (const auto& p : g.gemm_efficiency)
+    gemm.push_back({{"flops", p.flops}, {"efficiency", p.efficiency}});
   json gpu = {{"name", g.name},
               {"description", g.description},
               {"memory_bytes", g.memory_bytes},

@@ -18,17 +18,22 @@ std::string StageParamsText(const StageParams& p, int64_t layers, double per_lay
 
 std::string InFlightFormula(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::kGPipe: return "m";
-    case ScheduleKind::k1F1B: return "min(m, PP - r)";
-    case ScheduleKind::kInterleaved1F1B: return "min(m*VPP, (VPP-1)*PP + 2*(PP-r-1) + 1) / VPP";
+    case ScheduleKind::kGPipe:
+      return "m";
+    case ScheduleKind::k1F1B:
+      return "min(m, PP - r)";
+    case ScheduleKind::kInterleaved1F1B:
+      return "min(m*VPP, (VPP-1)*PP + 2*(PP-r-1) + 1) / VPP";
   }
   return "m";
 }
 
 std::string InFlightSubstituted(ScheduleKind kind, const Plan& plan, int stage) {
   switch (kind) {
-    case ScheduleKind::kGPipe: return fmt::format("{}", plan.grad_accum);
-    case ScheduleKind::k1F1B: return fmt::format("min({}, {} - {})", plan.grad_accum, plan.pp, stage);
+    case ScheduleKind::kGPipe:
+      return fmt::format("{}", plan.grad_accum);
+    case ScheduleKind::k1F1B:
+      return fmt::format("min({}, {} - {})", plan.grad_accum, plan.pp, stage);
     case ScheduleKind::kInterleaved1F1B:
       return fmt::format("min({}*{}, ({}-1)*{} + 2*({}-{}-1) + 1) / {}", plan.grad_accum, plan.vpp,
                          plan.vpp, plan.pp, plan.pp, stage, plan.vpp);
@@ -54,11 +59,13 @@ std::pair<std::string, std::string> LayerFormula(const ModelSpec& model, const T
       fmt::arg("k", model.experts_per_token), fmt::arg("drop", drop), fmt::arg("tp", plan.tp),
       fmt::arg("kvd", N(kvd)), fmt::arg("c", c), fmt::arg("f", model.ffn));
   const std::string scores = "B*S*S*NH/TP*(e + drop*(1+e))";
-  const std::string scores_sub = fmt::format("{}*{}*{}/{}*({} + {}*(1+{}))", bs, t.seq, model.heads,
-                                             plan.tp, e, drop, e);
+  const std::string scores_sub =
+      fmt::format("{}*{}*{}/{}*({} + {}*(1+{}))", bs, t.seq, model.heads, plan.tp, e, drop, e);
   switch (plan.recompute) {
-    case Recompute::kNone: return {stored + " + " + scores, stored_sub + " + " + scores_sub};
-    case Recompute::kSelective: return {stored, stored_sub};
+    case Recompute::kNone:
+      return {stored + " + " + scores, stored_sub + " + " + scores_sub};
+    case Recompute::kSelective:
+      return {stored, stored_sub};
     case Recompute::kFull:
       return {"e*B*S*H/SPd", fmt::format("{}*{}*{}/{}", e, bs, model.hidden, sp_div)};
   }
@@ -82,58 +89,70 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
 
   std::vector<MemoryTerm> t;
   t.push_back({"weights", "param_bytes * " + p_formula + " / (ZeRO>=3 ? DP : 1)",
-               fmt::format("{} * {} / {}", p.param_bytes, params, shard(plan.zero >= 3)), d.memory.weights});
+               fmt::format("{} * {} / {}", p.param_bytes, params, shard(plan.zero >= 3)),
+               d.memory.weights});
   t.push_back({"gradients", "grad_bytes * " + p_formula + " / (ZeRO>=2 ? DP : 1)",
-               fmt::format("{} * {} / {}", p.grad_bytes, params, shard(plan.zero >= 2)), d.memory.gradients});
+               fmt::format("{} * {} / {}", p.grad_bytes, params, shard(plan.zero >= 2)),
+               d.memory.gradients});
   t.push_back({"optimizer", "(master_bytes + adam_bytes) * " + p_formula + " / (ZeRO>=1 ? DP : 1)",
                fmt::format("({} + {}) * {} / {}", p.master_bytes, p.optimizer_bytes, params,
                            shard(plan.zero >= 1)),
                d.memory.optimizer});
 
   auto [layer_formula, layer_sub] = LayerFormula(model, training, plan);
-  t.push_back({"activations.layers", fmt::format("[{}] * L_r * m_r, m_r = {}", layer_formula, InFlightFormula(kind)),
+  t.push_back({"activations.layers",
+               fmt::format("[{}] * L_r * m_r, m_r = {}", layer_formula, InFlightFormula(kind)),
                fmt::format("[{}] * {} * {}, m_r = {} = {}", layer_sub, d.layers, N(d.in_flight),
                            InFlightSubstituted(kind, plan, stage), N(d.in_flight)),
                d.layer_activations});
-  const char* working =
-      plan.recompute == Recompute::kFull ? "one layer's full activations (no recompute), one micro-batch"
-      : plan.recompute == Recompute::kSelective ? "B*S*S*NH/TP*(e + drop*(1+e)), one layer, one micro-batch"
-                                                : "0 (no recompute)";
-  t.push_back({"activations.recompute_working_set", working, N(d.recompute_working), d.recompute_working});
+  const char* working = plan.recompute == Recompute::kFull
+                            ? "one layer's full activations (no recompute), one micro-batch"
+                        : plan.recompute == Recompute::kSelective
+                            ? "B*S*S*NH/TP*(e + drop*(1+e)), one layer, one micro-batch"
+                            : "0 (no recompute)";
+  t.push_back(
+      {"activations.recompute_working_set", working, N(d.recompute_working), d.recompute_working});
   t.push_back({"activations.embedding", "r == 0 ? drop * B*S*H/SPd * m_r : 0",
                fmt::format("{} ? {} * {}*{}/{} * {} : 0", stage == 0, training.dropout ? 1 : 0, bs,
                            model.hidden, sp_div, N(d.in_flight)),
                d.embedding_activations});
-  t.push_back({"activations.loss",
-               "r == PP-1 ? m_loss * (2*e*B*S*H/SPd + T_c * V/TP * (e + 4)) : 0, m_loss = GPipe ? m : 1",
-               fmt::format("{} ? {} * (2*{}*{}*{}/{} + {} * {}/{} * ({} + 4)) : 0", stage == plan.pp - 1,
-                           kind == ScheduleKind::kGPipe ? plan.grad_accum : 1, e, bs, model.hidden, sp_div,
-                           N(memory_internal::LogitTokens(training, plan)), model.vocab, plan.tp, e),
-               d.loss_activations});
+  t.push_back(
+      {"activations.loss",
+       "r == PP-1 ? m_loss * (2*e*B*S*H/SPd + T_c * V/TP * (e + 4)) : 0, m_loss = GPipe ? m : 1",
+       fmt::format("{} ? {} * (2*{}*{}*{}/{} + {} * {}/{} * ({} + 4)) : 0", stage == plan.pp - 1,
+                   kind == ScheduleKind::kGPipe ? plan.grad_accum : 1, e, bs, model.hidden, sp_div,
+                   N(memory_internal::LogitTokens(training, plan)), model.vocab, plan.tp, e),
+       d.loss_activations});
 
-  t.push_back({"buffers.zero3_gather",
-               fmt::format("ZeRO==3 && DP>1 ? param_bytes * {} * max(P_layer, P_embedding, P_head) : 0",
-                           kZero3PrefetchModules),
-               fmt::format("{} ? {} * {} * max({}, {}, {}) : 0", plan.zero >= 3 && plan.dp > 1, p.param_bytes,
-                           kZero3PrefetchModules, N(per_layer), N(d.params.embedding), N(d.params.head)),
-               d.zero3_gather});
+  t.push_back(
+      {"buffers.zero3_gather",
+       fmt::format("ZeRO==3 && DP>1 ? param_bytes * {} * max(P_layer, P_embedding, P_head) : 0",
+                   kZero3PrefetchModules),
+       fmt::format("{} ? {} * {} * max({}, {}, {}) : 0", plan.zero >= 3 && plan.dp > 1,
+                   p.param_bytes, kZero3PrefetchModules, N(per_layer), N(d.params.embedding),
+                   N(d.params.head)),
+       d.zero3_gather});
   t.push_back({"buffers.grad_buckets",
-               fmt::format("DP>1 ? grad_bytes * min({} * {:g}, P_stage) : 0", kGradBuckets, kGradBucketElements),
+               fmt::format("DP>1 ? grad_bytes * min({} * {:g}, P_stage) : 0", kGradBuckets,
+                           kGradBucketElements),
                fmt::format("{} ? {} * min({:g}, {}) : 0", plan.dp > 1, p.grad_bytes,
                            kGradBuckets * kGradBucketElements, N(d.params.total())),
                d.grad_buckets});
   t.push_back({"buffers.pp_send_recv", "PP>1 ? 2 * VPP * e*B*S*H/SPd : 0",
-               fmt::format("{} ? 2 * {} * {}*{}*{}/{} : 0", plan.pp > 1, plan.vpp, e, bs, model.hidden, sp_div),
+               fmt::format("{} ? 2 * {} * {}*{}*{}/{} : 0", plan.pp > 1, plan.vpp, e, bs,
+                           model.hidden, sp_div),
                d.pp_buffers});
   t.push_back({"buffers.sp_all_gather", "SP ? e*B*S*H : 0",
                fmt::format("{} ? {}*{}*{} : 0", sp_div > 1, e, bs, model.hidden), d.tp_buffers});
 
   const RuntimeMemory& rt = cluster.gpu.runtime;
-  t.push_back({"runtime.cuda_context", "CUDA context + cuBLAS workspace", N(rt.cuda_context_bytes), d.cuda_context});
+  t.push_back({"runtime.cuda_context", "CUDA context + cuBLAS workspace", N(rt.cuda_context_bytes),
+               d.cuda_context});
   t.push_back({"runtime.nccl", "communicators * nccl_per_comm (world, TP, DP, PP, embedding group)",
                fmt::format("{} * {}", d.communicators, N(rt.nccl_per_comm_bytes)), d.nccl});
   t.push_back({"runtime.allocator", "allocator_fraction * (activations + buffers)",
-               fmt::format("{} * ({} + {})", rt.allocator_fraction, N(d.memory.activations), N(d.memory.buffers)),
+               fmt::format("{} * ({} + {})", rt.allocator_fraction, N(d.memory.activations),
+                           N(d.memory.buffers)),
                d.allocator});
   return t;
 }

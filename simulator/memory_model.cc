@@ -40,26 +40,32 @@ double LayerParamsPerGpu(const ModelSpec& model, int tp) {
   // q and o: H x H / TP; k and v: H x KVD_r (column-parallel).
   double attention = 2 * h * h / tp + 2 * h * kvd;
   // Column-parallel biases (q, k, v) are split; the row-parallel o bias is replicated.
-  if (model.arch == Arch::kGpt2) attention += h / tp + 2 * kvd + h;
-  else if (model.qkv_bias) attention += h / tp + 2 * kvd;
+  if (model.arch == Arch::kGpt2)
+    attention += h / tp + 2 * kvd + h;
+  else if (model.qkv_bias)
+    attention += h / tp + 2 * kvd;
   const double e = static_cast<double>(model.experts);
   double mlp = 0;
-  if (model.arch == Arch::kGpt2) mlp = e * (2 * h * f / tp + f / tp + h);  // fc + proj; proj bias replicated
-  else mlp = e * 3 * h * f / tp;                                             // gate, up, down
-  if (model.experts > 1) mlp += h * e;                                        // router, replicated
+  if (model.arch == Arch::kGpt2)
+    mlp = e * (2 * h * f / tp + f / tp + h);  // fc + proj; proj bias replicated
+  else
+    mlp = e * 3 * h * f / tp;           // gate, up, down
+  if (model.experts > 1) mlp += h * e;  // router, replicated
   return attention + mlp + static_cast<double>(model.NormParamsPerLayer());
 }
 
 namespace {
 
 // ParamsOnStage with the per-layer count already known.
-StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stage, double layer_params) {
+StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stage,
+                              double layer_params) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
   p.layers = LayersOnStage(model.layers, plan.pp, stage) * layer_params;
   if (stage == 0) {
     p.embedding = word_table;
-    if (model.arch == Arch::kGpt2) p.embedding += static_cast<double>(model.max_positions) * model.hidden;
+    if (model.arch == Arch::kGpt2)
+      p.embedding += static_cast<double>(model.max_positions) * model.hidden;
   }
   if (stage == plan.pp - 1) {
     p.final_norm = static_cast<double>(model.FinalNormParams());
@@ -127,20 +133,23 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   // Activations.
   d.layer_activations = act.Stored(plan.recompute) * d.layers * d.in_flight;
   d.recompute_working = act.RecomputeWorkingSet(plan.recompute);
-  if (first && training.dropout) d.embedding_activations = tokens * model.hidden / sp_div * d.in_flight;
+  if (first && training.dropout)
+    d.embedding_activations = tokens * model.hidden / sp_div * d.in_flight;
   if (last) {
     const double loss_micro_batches =
         schedule == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;
     d.loss_activations = loss_micro_batches * shared.loss_per_micro_batch;
   }
-  mem.activations = d.layer_activations + d.recompute_working + d.embedding_activations + d.loss_activations;
+  mem.activations =
+      d.layer_activations + d.recompute_working + d.embedding_activations + d.loss_activations;
 
   // Buffers.
   if (plan.zero >= 3 && plan.dp > 1) {
     const double largest = std::max({shared.layer_params, d.params.embedding, d.params.head});
     d.zero3_gather = prec.param_bytes * kZero3PrefetchModules * largest;
   }
-  if (plan.dp > 1) d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n);
+  if (plan.dp > 1)
+    d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n);
   if (plan.pp > 1) d.pp_buffers = 2.0 * plan.vpp * e * tokens * model.hidden / sp_div;
   if (sp) d.tp_buffers = e * tokens * model.hidden;
   mem.buffers = d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers;

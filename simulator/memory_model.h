@@ -56,9 +56,12 @@ double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int s
 // Parameters (elements) one GPU of `stage` holds after TP/PP sharding, before
 // ZeRO sharding, by origin.
 struct StageParams {
-  double layers = 0;      // the stage's transformer layers on one TP rank (norms, row-parallel biases replicated)
-  double embedding = 0;   // stage 0: vocab-parallel word embedding V*H/TP + learned positions (replicated)
-  double head = 0;        // last stage: LM head V*H/TP; tied with PP > 1: the embedding copy Megatron keeps there
+  double layers =
+      0;  // the stage's transformer layers on one TP rank (norms, row-parallel biases replicated)
+  double embedding =
+      0;  // stage 0: vocab-parallel word embedding V*H/TP + learned positions (replicated)
+  double head =
+      0;  // last stage: LM head V*H/TP; tied with PP > 1: the embedding copy Megatron keeps there
   double final_norm = 0;  // last stage: final norm (replicated)
   double total() const { return layers + embedding + head + final_norm; }
 };
@@ -77,7 +80,7 @@ struct StageMemoryDetail {
   int stage = 0;
   int64_t layers = 0;
   StageParams params;
-  double in_flight = 0;              // InFlightMicroBatches for this stage
+  double in_flight = 0;  // InFlightMicroBatches for this stage
   // activations
   double layer_activations = 0;      // ActivationBytesPerLayer x layers x in_flight
   double recompute_working = 0;      // one layer's recomputed tensors, one micro-batch
@@ -89,7 +92,7 @@ struct StageMemoryDetail {
   double pp_buffers = 0;
   double tp_buffers = 0;
   // runtime
-  int communicators = 0;             // NCCL communicators this rank belongs to
+  int communicators = 0;  // NCCL communicators this rank belongs to
   double cuda_context = 0;
   double nccl = 0;
   double allocator = 0;

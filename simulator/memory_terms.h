@@ -36,7 +36,8 @@ struct LayerActivations {
   double scores = 0;
   double input = 0;
 
-  static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training, const Plan& plan) {
+  static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training,
+                             const Plan& plan) {
     const double e = training.precision.activation_bytes;
     const double tokens = static_cast<double>(plan.micro_batch) * training.seq;  // B*S
     const double sp_div = plan.sequence_parallel && plan.tp > 1 ? plan.tp : 1;
@@ -50,7 +51,8 @@ struct LayerActivations {
     a.split = e * tokens *
               (2 * h / plan.tp + 2 * KvDimPerRank(model, plan.tp) +
                mlp_mats * k * static_cast<double>(model.ffn) / plan.tp);
-    a.scores = tokens * training.seq * static_cast<double>(model.heads) / plan.tp * (e + drop * (1 + e));
+    a.scores =
+        tokens * training.seq * static_cast<double>(model.heads) / plan.tp * (e + drop * (1 + e));
     a.input = e * tokens * h / sp_div;
     return a;
   }
@@ -58,18 +60,24 @@ struct LayerActivations {
   // Stored per layer per micro-batch between its forward and its backward.
   double Stored(Recompute r) const {
     switch (r) {
-      case Recompute::kNone: return All();
-      case Recompute::kSelective: return All() - scores;
-      case Recompute::kFull: return input;
+      case Recompute::kNone:
+        return All();
+      case Recompute::kSelective:
+        return All() - scores;
+      case Recompute::kFull:
+        return input;
     }
     return All();
   }
   // Recomputed tensors of one layer alive during its backward.
   double RecomputeWorkingSet(Recompute r) const {
     switch (r) {
-      case Recompute::kNone: return 0;
-      case Recompute::kSelective: return scores;
-      case Recompute::kFull: return All();
+      case Recompute::kNone:
+        return 0;
+      case Recompute::kSelective:
+        return scores;
+      case Recompute::kFull:
+        return All();
     }
     return 0;
   }

@@ -1,12 +1,13 @@
 // Hardware catalog and custom hardware JSON (simulator/hardware_catalog.cc,
 // simulator/hardware_json.cc).
+#include "simulator/hardware.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
 
 #include "common/units.h"
-#include "simulator/hardware.h"
 
 namespace p3d {
 
@@ -65,13 +66,13 @@ TEST(Catalog, DatasheetFigures) {
   EXPECT_EQ(h100.gpu.memory_bytes, 81559 * kMiB);
   EXPECT_EQ(h100.gpu.peak_flops, 989e12);
   EXPECT_EQ(h100.gpu.hbm_bytes_per_s, 3350e9);
-  EXPECT_EQ(h100.node.intra.bytes_per_s, 450e9);   // NVLink4, per direction
-  EXPECT_EQ(h100.node.inter.bytes_per_s, 50e9);    // NDR 400 Gb/s per GPU
+  EXPECT_EQ(h100.node.intra.bytes_per_s, 450e9);  // NVLink4, per direction
+  EXPECT_EQ(h100.node.inter.bytes_per_s, 50e9);   // NDR 400 Gb/s per GPU
   ClusterSpec a100 = CatalogCluster("a100-80gb").value();
   EXPECT_EQ(a100.gpu.memory_bytes, 81920 * kMiB);
   EXPECT_EQ(a100.gpu.peak_flops, 312e12);
-  EXPECT_EQ(a100.node.intra.bytes_per_s, 300e9);   // NVLink3
-  EXPECT_EQ(a100.node.inter.bytes_per_s, 25e9);    // HDR 200 Gb/s per GPU
+  EXPECT_EQ(a100.node.intra.bytes_per_s, 300e9);  // NVLink3
+  EXPECT_EQ(a100.node.inter.bytes_per_s, 25e9);   // HDR 200 Gb/s per GPU
   EXPECT_EQ(CatalogCluster("h200").value().gpu.memory_bytes, 143771 * kMiB);
   EXPECT_EQ(CatalogCluster("b200").value().node.intra.bytes_per_s, 900e9);
   EXPECT_TRUE(CatalogCluster("mi300x").value().gpu.plan_only);
@@ -88,11 +89,23 @@ TEST(Catalog, UnknownGpuNamesTheGpu) {
 
 TEST(DefaultGpuForMemory, MarketedCapacities) {
   const std::pair<double, const char*> cases[] = {
-      {80, "h100-sxm"}, {40, "a100-40gb"}, {24, "rtx4090"}, {141, "h200"}, {192, "mi300x"},
-      {180, "b200"},    {48, "l40s"},      {32, "v100-32gb"}, {16, "v100-16gb"},
+      {80, "h100-sxm"},
+      {40, "a100-40gb"},
+      {24, "rtx4090"},
+      {141, "h200"},
+      {192, "mi300x"},
+      {180, "b200"},
+      {48, "l40s"},
+      {32, "v100-32gb"},
+      {16, "v100-16gb"},
       // Nearby values: typed approximately or the driver-reported GiB.
-      {79.6, "h100-sxm"}, {81.5, "h100-sxm"}, {140.4, "h200"}, {45, "l40s"}, {23.99, "rtx4090"},
-      {179.06, "b200"}, {31.75, "v100-32gb"}};
+      {79.6, "h100-sxm"},
+      {81.5, "h100-sxm"},
+      {140.4, "h200"},
+      {45, "l40s"},
+      {23.99, "rtx4090"},
+      {179.06, "b200"},
+      {31.75, "v100-32gb"}};
   for (auto [gb, want] : cases) {
     auto got = DefaultGpuForMemory(gb);
     ASSERT_TRUE(got.ok()) << gb << ": " << got.status().ToString();
@@ -171,10 +184,13 @@ TEST(ClusterJson, BadFilesNameTheField) {
       {Edit("\"latency_s\": 1e-5", "\"latency_s\": 0"), "node.intra.latency_s"},
       {Edit(", \"latency_s\": 2e-5", ""), "node.inter.latency_s"},
       {Edit("\"efficiency\": 0.9", "\"efficiency\": null"), "node.inter.efficiency"},
-      {Edit("\"pcie_bytes_per_s\": 3.15e10", "\"pcie_bytes_per_s\": true"), "node.pcie_bytes_per_s"},
-      {Edit("\"peak_flops\": 4e14}", "\"peak_flops\": 4e14, \"runtime\": {\"cuda_context_bytes\": 1}}"),
+      {Edit("\"pcie_bytes_per_s\": 3.15e10", "\"pcie_bytes_per_s\": true"),
+       "node.pcie_bytes_per_s"},
+      {Edit("\"peak_flops\": 4e14}",
+            "\"peak_flops\": 4e14, \"runtime\": {\"cuda_context_bytes\": 1}}"),
        "gpu.runtime.nccl_per_comm_bytes"},
-      {Edit("\"peak_flops\": 4e14}", "\"peak_flops\": 4e14, \"gemm_efficiency\": [{\"flops\": 1e9}]}"),
+      {Edit("\"peak_flops\": 4e14}",
+            "\"peak_flops\": 4e14, \"gemm_efficiency\": [{\"flops\": 1e9}]}"),
        "gpu.gemm_efficiency[0].efficiency"},
       {Edit("\"peak_flops\": 4e14}", "\"peak_flops\": 4e14, \"plan_only\": 1}"), "gpu.plan_only"},
       {R"({"node": {}})", "'gpu'"},

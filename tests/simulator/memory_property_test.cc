@@ -174,7 +174,8 @@ TEST(MemoryProperties, ActivationsNeverFallAsMicroBatchRises) {
           if (q.vpp > 1 && q.grad_accum % q.pp != 0) continue;
           for (int r = 0; r < q.pp; ++r) {
             const double a = StageMemoryDetails(m, t, c, q, r).memory.activations;
-            EXPECT_GE(a, previous[r]) << PlanSummary(q) << " stage " << r << " fixed_global=" << fixed_global;
+            EXPECT_GE(a, previous[r])
+                << PlanSummary(q) << " stage " << r << " fixed_global=" << fixed_global;
             previous[r] = a;
           }
         }
