@@ -124,6 +124,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                 }
                 Candidate c{p, evaluator.EvaluateQuick(p)};
                 ++result.candidates;
+                if (options.on_candidate) options.on_candidate(p, c.quick.peak_bytes, c.quick.fits);
                 if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
                 if (c.quick.fits) {
                   fitting.push_back(c);

@@ -35,6 +35,8 @@ struct SearchOptions {
   bool with_timeline = false;    // fill EvaluatedPlan::timeline for the returned plans
   // Called about every 2^16 candidates with (candidates so far); may print progress.
   std::function<void(int64_t)> progress;
+  // Called for every legal candidate with its quick evaluation (tests, tools).
+  std::function<void(const Plan&, double peak_bytes, bool fits)> on_candidate;
 };
 
 struct SearchResult {
