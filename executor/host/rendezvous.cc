@@ -22,7 +22,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr char kMagic[4] = {'P', '3', 'D', 'R'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
+constexpr uint32_t kReplyOk = 0, kReplyError = 1, kReplyRetry = 2;
 constexpr uint32_t kMaxBlobBytes = 1 << 20;
 constexpr auto kRetryDelay = std::chrono::milliseconds(50);
 
@@ -178,7 +179,7 @@ StatusOr<std::unique_ptr<RendezvousServer>> RendezvousServer::Listen(int port) {
 
 RendezvousServer::~RendezvousServer() { close(fd_); }
 
-Status RendezvousServer::Serve(std::string_view blob, int world_size,
+Status RendezvousServer::Serve(std::string_view blob, int world_size, uint32_t round,
                                std::chrono::milliseconds timeout) {
   if (blob.size() > kMaxBlobBytes) {
     return Status::InvalidArgument(
@@ -191,33 +192,41 @@ Status RendezvousServer::Serve(std::string_view blob, int world_size,
   while (missing > 0) {
     if (!WaitFd(fd_, POLLIN, deadline, "accepting").ok()) {
       return Status::IoError(fmt::format(
-          "rendezvous timed out after {}: rank 0 heard from {} of {} ranks on port {}; missing "
-          "ranks: {}",
-          Seconds(timeout), world_size - missing, world_size, port_, MissingRanks(seen)));
+          "rendezvous round {} timed out after {}: rank 0 heard from {} of {} ranks on port {}; "
+          "missing ranks: {}",
+          round, Seconds(timeout), world_size - missing, world_size, port_, MissingRanks(seen)));
     }
     Fd conn(accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC));
     if (conn.get() < 0) continue;  // the peer gave up between poll and accept
     SetNonBlocking(conn.get());
-    char hello[16];
+    char hello[20];
     // A connection that is not a p3d rank (wrong magic, silent) is dropped.
     if (!RecvAll(conn.get(), hello, sizeof(hello), deadline).ok()) continue;
     if (std::memcmp(hello, kMagic, 4) != 0 || GetU32(hello + 4) != kVersion) continue;
-    const int rank = static_cast<int>(GetU32(hello + 8));
-    const int their_world = static_cast<int>(GetU32(hello + 12));
+    const uint32_t their_round = GetU32(hello + 8);
+    const int rank = static_cast<int>(GetU32(hello + 12));
+    const int their_world = static_cast<int>(GetU32(hello + 16));
+    if (their_round > round) {  // a fast rank already at the next rendezvous
+      (void)SendReply(conn.get(), kReplyRetry, "", deadline);
+      continue;
+    }
     std::string error;
-    if (their_world != world_size) {
+    if (their_round < round) {
+      error = fmt::format("rank {} is at rendezvous round {}, rank 0 at round {}", rank,
+                          their_round, round);
+    } else if (their_world != world_size) {
       error = fmt::format("rank {} says the world has {} ranks, rank 0 says {}", rank, their_world,
                           world_size);
     } else if (rank <= 0 || rank >= world_size) {
       error = fmt::format("rank {} is outside [1, {})", rank, world_size);
     } else if (seen[rank]) {
-      error = fmt::format("rank {} joined twice", rank);
+      error = fmt::format("rank {} joined round {} twice", rank, round);
     }
     if (!error.empty()) {
-      SendReply(conn.get(), 1, error, deadline);  // best effort: we fail either way
+      (void)SendReply(conn.get(), kReplyError, error, deadline);  // best effort: we fail anyway
       return Status::InvalidArgument("rendezvous: " + error);
     }
-    const Status sent = SendReply(conn.get(), 0, blob, deadline);
+    const Status sent = SendReply(conn.get(), kReplyOk, blob, deadline);
     if (!sent.ok()) {
       return Status::IoError(
           fmt::format("rendezvous: sending to rank {} failed: {}", rank, sent.message()));
@@ -229,7 +238,7 @@ Status RendezvousServer::Serve(std::string_view blob, int world_size,
 }
 
 StatusOr<std::string> RendezvousFetch(const std::string& addr, int port, int rank, int world_size,
-                                      std::chrono::milliseconds timeout) {
+                                      uint32_t round, std::chrono::milliseconds timeout) {
   const Clock::time_point deadline = Clock::now() + timeout;
   std::string last_error = "no attempt";
   while (true) {
@@ -237,46 +246,54 @@ StatusOr<std::string> RendezvousFetch(const std::string& addr, int port, int ran
     if (fd_or.ok()) {
       Fd fd(*fd_or);
       std::string hello(kMagic, 4);
-      PutU32(&hello, kVersion);
-      PutU32(&hello, static_cast<uint32_t>(rank));
-      PutU32(&hello, static_cast<uint32_t>(world_size));
+      for (uint32_t v :
+           {kVersion, round, static_cast<uint32_t>(rank), static_cast<uint32_t>(world_size)}) {
+        PutU32(&hello, v);
+      }
       char header[8];
       Status s = SendAll(fd.get(), hello.data(), hello.size(), deadline);
       if (s.ok()) s = RecvAll(fd.get(), header, sizeof(header), deadline);
-      const uint32_t len = s.ok() ? GetU32(header + 4) : 0;
-      if (s.ok() && len > kMaxBlobBytes) s = Status::IoError(fmt::format("reply of {} bytes", len));
-      std::string body(len, '\0');
-      if (s.ok()) s = RecvAll(fd.get(), body.data(), len, deadline);
-      if (!s.ok()) {
-        return Status::IoError(fmt::format("rendezvous: rank {} talking to rank 0 at {}:{}: {}",
-                                           rank, addr, port, s.message()));
+      // Until rank 0 answers for this round, a dropped connection or a "retry"
+      // is retried: rank 0 may still be serving the previous round.
+      if (s.ok() && GetU32(header) != kReplyRetry) {
+        const uint32_t len = GetU32(header + 4);
+        if (len > kMaxBlobBytes) s = Status::IoError(fmt::format("reply of {} bytes", len));
+        std::string body(s.ok() ? len : 0, '\0');
+        if (s.ok()) s = RecvAll(fd.get(), body.data(), len, deadline);
+        if (!s.ok()) {
+          return Status::IoError(fmt::format("rendezvous: rank {} reading from rank 0 at {}:{}: {}",
+                                             rank, addr, port, s.message()));
+        }
+        if (GetU32(header) != kReplyOk) {
+          return Status::InvalidArgument(
+              fmt::format("rendezvous: rank 0 refused rank {}: {}", rank, body));
+        }
+        return body;
       }
-      if (GetU32(header) != 0) {
-        return Status::InvalidArgument(
-            fmt::format("rendezvous: rank 0 refused rank {}: {}", rank, body));
-      }
-      return body;
+      last_error = s.ok() ? "rank 0 is still serving an earlier round" : s.message();
+    } else {
+      last_error = fd_or.status().message();
     }
-    last_error = fd_or.status().message();
     if (MsLeft(deadline) == 0) break;
     std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(
         kRetryDelay, std::chrono::milliseconds(MsLeft(deadline))));
   }
-  return Status::IoError(fmt::format(
-      "rendezvous timed out after {}: rank {} could not reach rank 0 at {}:{} (MASTER_ADDR:"
-      "MASTER_PORT; last error: {})",
-      Seconds(timeout), rank, addr, port, last_error));
+  return Status::IoError(
+      fmt::format("rendezvous round {} timed out after {}: rank {} could not reach rank 0 at {}:{} "
+                  "(MASTER_ADDR:MASTER_PORT; last error: {})",
+                  round, Seconds(timeout), rank, addr, port, last_error));
 }
 
-StatusOr<std::string> ShareFromRankZero(const LaunchInfo& info, std::string_view blob,
-                                        std::chrono::milliseconds timeout) {
+StatusOr<std::string> ShareFromRankZero(const LaunchInfo& info, uint32_t round,
+                                        std::string_view blob, std::chrono::milliseconds timeout) {
   if (info.world_size == 1) return std::string(blob);
   if (info.rank != 0) {
-    return RendezvousFetch(info.master_addr, info.master_port, info.rank, info.world_size, timeout);
+    return RendezvousFetch(info.master_addr, info.master_port, info.rank, info.world_size, round,
+                           timeout);
   }
   P3D_ASSIGN_OR_RETURN(std::unique_ptr<RendezvousServer> server,
                        RendezvousServer::Listen(info.master_port));
-  P3D_RETURN_IF_ERROR(server->Serve(blob, info.world_size, timeout));
+  P3D_RETURN_IF_ERROR(server->Serve(blob, info.world_size, round, timeout));
   return std::string(blob);
 }
 

@@ -4,18 +4,25 @@
 // passes (naming the ranks that never arrived), so a missing rank never
 // makes the job hang forever.
 //
+// Rounds: a program may rendezvous several times on one port (one per
+// communicator it builds); `round` numbers them 0, 1, 2, ... and every rank
+// passes the same sequence. A rank that knocks for a later round while rank 0
+// still serves an earlier one is told to retry.
+//
 // Protocol (all integers 32-bit, network byte order):
-//   rank r -> rank 0:  "P3DR", version 1, r, world_size
-//   rank 0 -> rank r:  code (0 ok, 1 error), length, then `length` bytes:
-//                      the blob, or an error message for the client to report.
-// Rank 0 rejects a rank out of range, a rank seen twice, or a world size that
-// differs from its own; it answers the offender with the reason and fails.
+//   rank r -> rank 0:  "P3DR", version 2, round, r, world_size
+//   rank 0 -> rank r:  code (0 ok, 1 error, 2 retry), length, then `length`
+//                      bytes: the blob, or an error message to report.
+// Rank 0 rejects a rank out of range, a rank seen twice, an earlier round, or
+// a world size that differs from its own; it answers the offender with the
+// reason and fails.
 //
 // Thread-safety: a RendezvousServer is used by one thread; distinct servers
 // and clients may run concurrently (the tests run a world in threads).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,7 +45,8 @@ class RendezvousServer {
   // Sends `blob` to ranks 1..world_size-1 as they connect; returns when all
   // have it, or IoError "rendezvous timed out after T s ... missing ranks: ..."
   // once `timeout` has passed.
-  Status Serve(std::string_view blob, int world_size, std::chrono::milliseconds timeout);
+  Status Serve(std::string_view blob, int world_size, uint32_t round,
+               std::chrono::milliseconds timeout);
 
  private:
   RendezvousServer(int fd, int port) : fd_(fd), port_(port) {}
@@ -50,11 +58,11 @@ class RendezvousServer {
 // connection until rank 0 listens or `timeout` passes (IoError naming the
 // address and the last system error).
 StatusOr<std::string> RendezvousFetch(const std::string& addr, int port, int rank, int world_size,
-                                      std::chrono::milliseconds timeout);
+                                      uint32_t round, std::chrono::milliseconds timeout);
 
 // Rank 0 serves `blob` on info.master_port; other ranks fetch it from
 // info.master_addr:master_port and ignore `blob`. With one rank, returns blob.
-StatusOr<std::string> ShareFromRankZero(const LaunchInfo& info, std::string_view blob,
-                                        std::chrono::milliseconds timeout);
+StatusOr<std::string> ShareFromRankZero(const LaunchInfo& info, uint32_t round,
+                                        std::string_view blob, std::chrono::milliseconds timeout);
 
 }  // namespace p3d

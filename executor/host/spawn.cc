@@ -179,6 +179,17 @@ Status SpawnLocalRanks(const SpawnOptions& o) {
   return Status::IoError(failure);
 }
 
+Status SpawnSelf(int nproc, const std::vector<std::string>& args,
+                 std::chrono::milliseconds timeout) {
+  SpawnOptions o;
+  o.nproc = nproc;
+  P3D_ASSIGN_OR_RETURN(std::string self, CurrentExecutable());
+  o.argv.push_back(std::move(self));
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.timeout = timeout;
+  return SpawnLocalRanks(o);
+}
+
 StatusOr<std::string> CurrentExecutable() {
   char buf[PATH_MAX];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);

@@ -43,6 +43,12 @@ struct SpawnOptions {
 // directory"), when a rank fails, or when the timeout passes.
 Status SpawnLocalRanks(const SpawnOptions& options);
 
+// Runs this program again as ranks 0..nproc-1 with arguments `args` (argv[1..]):
+// SpawnLocalRanks with argv[0] = CurrentExecutable(). For `--nproc N` front
+// ends and multi-GPU test drivers, which call it only when RANK is unset.
+Status SpawnSelf(int nproc, const std::vector<std::string>& args,
+                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
 // The running program's path (/proc/self/exe).
 StatusOr<std::string> CurrentExecutable();
 

@@ -34,9 +34,9 @@ TEST(RendezvousTest, RankZeroHandsTheBlobToEveryRank) {
   std::vector<std::thread> ranks;
   for (int r = 1; r < world; ++r) {
     ranks.emplace_back(
-        [&, r] { got[r] = RendezvousFetch("127.0.0.1", port, r, world, milliseconds(10000)); });
+        [&, r] { got[r] = RendezvousFetch("127.0.0.1", port, r, world, 0, milliseconds(10000)); });
   }
-  const Status served = (*server)->Serve(blob, world, milliseconds(10000));
+  const Status served = (*server)->Serve(blob, world, 0, milliseconds(10000));
   for (auto& t : ranks) t.join();
   ASSERT_TRUE(served.ok()) << served.ToString();
   for (int r = 1; r < world; ++r) {
@@ -58,11 +58,11 @@ TEST(RendezvousTest, RanksStartedBeforeRankZeroRetry) {
     ranks.emplace_back([&, r] {
       LaunchInfo mine = info;
       mine.rank = r;
-      got[r] = ShareFromRankZero(mine, "", milliseconds(10000));
+      got[r] = ShareFromRankZero(mine, 0, "", milliseconds(10000));
     });
   }
   std::this_thread::sleep_for(milliseconds(300));  // rank 0 comes late
-  got[0] = ShareFromRankZero(info, "nccl-id", milliseconds(10000));
+  got[0] = ShareFromRankZero(info, 0, "nccl-id", milliseconds(10000));
   for (auto& t : ranks) t.join();
   for (int r = 0; r < 3; ++r) {
     ASSERT_TRUE(got[r].ok()) << "rank " << r << ": " << got[r].status().ToString();
@@ -70,17 +70,50 @@ TEST(RendezvousTest, RanksStartedBeforeRankZeroRetry) {
   }
 }
 
+// Process groups for several layouts rendezvous again and again on one
+// MASTER_PORT; a fast rank may knock while the previous round's listener is
+// closing, and must retry rather than fail.
+TEST(RendezvousTest, BackToBackRoundsOnOnePort) {
+  auto port = FindFreePort();
+  ASSERT_TRUE(port.ok());
+  const int world = 3, rounds = 20;
+  std::vector<std::vector<StatusOr<std::string>>> got(
+      world, std::vector<StatusOr<std::string>>(rounds, Status::Internal("not run")));
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back([&, r] {
+      LaunchInfo info;
+      info.rank = r;
+      info.world_size = world;
+      info.master_addr = "127.0.0.1";
+      info.master_port = *port;
+      for (int k = 0; k < rounds; ++k) {
+        got[r][k] = ShareFromRankZero(info, k, "round" + std::to_string(k), milliseconds(10000));
+      }
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int r = 0; r < world; ++r) {
+    for (int k = 0; k < rounds; ++k) {
+      ASSERT_TRUE(got[r][k].ok()) << "rank " << r << " round " << k << ": "
+                                  << got[r][k].status().ToString();
+      EXPECT_EQ(*got[r][k], "round" + std::to_string(k));
+    }
+  }
+}
+
 TEST(RendezvousTest, RankZeroTimesOutNamingMissingRanks) {
   auto server = RendezvousServer::Listen(0);
   ASSERT_TRUE(server.ok());
   const int port = (*server)->port();
-  std::thread rank1([&] { (void)RendezvousFetch("127.0.0.1", port, 1, 4, milliseconds(5000)); });
+  std::thread rank1([&] { (void)RendezvousFetch("127.0.0.1", port, 1, 4, 0, milliseconds(5000)); });
   const Clock::time_point start = Clock::now();
-  const Status s = (*server)->Serve("x", 4, milliseconds(400));
+  const Status s = (*server)->Serve("x", 4, 0, milliseconds(400));
   const double took = SecondsSince(start);
   rank1.join();
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("rendezvous timed out after 0.4 s"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("rendezvous round 0 timed out after 0.4 s"), std::string::npos)
+      << s.message();
   EXPECT_NE(s.message().find("heard from 2 of 4 ranks"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("missing ranks: 2, 3"), std::string::npos) << s.message();
   EXPECT_GE(took, 0.39);
@@ -91,7 +124,7 @@ TEST(RendezvousTest, RankTimesOutWhenRankZeroNeverListens) {
   auto port = FindFreePort();
   ASSERT_TRUE(port.ok());
   const Clock::time_point start = Clock::now();
-  auto got = RendezvousFetch("127.0.0.1", *port, 2, 3, milliseconds(300));
+  auto got = RendezvousFetch("127.0.0.1", *port, 2, 3, 0, milliseconds(300));
   const double took = SecondsSince(start);
   ASSERT_FALSE(got.ok());
   EXPECT_NE(got.status().message().find("rank 2 could not reach rank 0 at 127.0.0.1:"),
@@ -106,8 +139,8 @@ TEST(RendezvousTest, RejectsWorldSizeMismatchOnBothSides) {
   ASSERT_TRUE(server.ok());
   const int port = (*server)->port();
   StatusOr<std::string> got = Status::Internal("not run");
-  std::thread rank1([&] { got = RendezvousFetch("127.0.0.1", port, 1, 3, milliseconds(5000)); });
-  const Status s = (*server)->Serve("x", 2, milliseconds(5000));
+  std::thread rank1([&] { got = RendezvousFetch("127.0.0.1", port, 1, 3, 0, milliseconds(5000)); });
+  const Status s = (*server)->Serve("x", 2, 0, milliseconds(5000));
   rank1.join();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("rank 1 says the world has 3 ranks, rank 0 says 2"), std::string::npos)
@@ -117,18 +150,34 @@ TEST(RendezvousTest, RejectsWorldSizeMismatchOnBothSides) {
       << got.status().message();
 }
 
+TEST(RendezvousTest, RejectsARankThatMissedARound) {
+  auto server = RendezvousServer::Listen(0);
+  ASSERT_TRUE(server.ok());
+  const int port = (*server)->port();
+  StatusOr<std::string> got = Status::Internal("not run");
+  std::thread rank1([&] { got = RendezvousFetch("127.0.0.1", port, 1, 2, 0, milliseconds(5000)); });
+  const Status s = (*server)->Serve("x", 2, 1, milliseconds(5000));
+  rank1.join();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("rank 1 is at rendezvous round 0, rank 0 at round 1"),
+            std::string::npos)
+      << s.message();
+  EXPECT_FALSE(got.ok());
+}
+
 TEST(RendezvousTest, RejectsADuplicateRank) {
   auto server = RendezvousServer::Listen(0);
   ASSERT_TRUE(server.ok());
   const int port = (*server)->port();
   std::vector<std::thread> ranks;
   for (int i = 0; i < 2; ++i) {
-    ranks.emplace_back([&] { (void)RendezvousFetch("127.0.0.1", port, 1, 3, milliseconds(5000)); });
+    ranks.emplace_back(
+        [&] { (void)RendezvousFetch("127.0.0.1", port, 1, 3, 0, milliseconds(5000)); });
   }
-  const Status s = (*server)->Serve("x", 3, milliseconds(5000));
+  const Status s = (*server)->Serve("x", 3, 0, milliseconds(5000));
   for (auto& t : ranks) t.join();
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("rank 1 joined twice"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("rank 1 joined round 0 twice"), std::string::npos) << s.message();
 }
 
 }  // namespace

@@ -120,14 +120,9 @@ TEST(SpawnTest, RejectsBadOptions) {
 // itself running SpawnChildTest.Rendezvous, which read their launch
 // variables and share a blob from rank 0 through the rendezvous.
 TEST(SpawnTest, SpawnedRanksRendezvous) {
-  auto self = CurrentExecutable();
-  ASSERT_TRUE(self.ok()) << self.status().ToString();
-  SpawnOptions o;
-  o.nproc = 3;
-  o.argv = {*self, "--gtest_filter=SpawnChildTest.Rendezvous"};
-  o.env = {{kChildMarker, "1"}};
-  o.timeout = milliseconds(30000);
-  const Status s = SpawnLocalRanks(o);
+  setenv(kChildMarker, "1", 1);  // inherited by the children only: this test already runs
+  const Status s = SpawnSelf(3, {"--gtest_filter=SpawnChildTest.Rendezvous"}, milliseconds(30000));
+  unsetenv(kChildMarker);
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
@@ -138,7 +133,7 @@ TEST(SpawnChildTest, Rendezvous) {
   ASSERT_EQ(info->launcher, Launcher::kTorchrun);
   ASSERT_EQ(info->world_size, 3);
   const std::string id = "id-" + std::to_string(info->master_port);
-  auto got = ShareFromRankZero(*info, info->rank == 0 ? id : "", milliseconds(20000));
+  auto got = ShareFromRankZero(*info, 0, info->rank == 0 ? id : "", milliseconds(20000));
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(*got, id);
 }
