@@ -1,0 +1,173 @@
+// p3d-plan end to end through RunPlanCli: the main job, the JSON contract,
+// and bad input answered with a message naming the field or rule.
+#include "planner/plan_cli.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace p3d {
+namespace {
+
+struct CliResult {
+  Status status;
+  std::string out, err;
+};
+
+CliResult RunCli(const PlanCliOptions& o) {
+  std::ostringstream out, err;
+  Status s = RunPlanCli(o, out, err);
+  return {s, out.str(), err.str()};
+}
+
+PlanCliOptions MainJob() {
+  PlanCliOptions o;
+  o.model = "70B";
+  o.gpus = 64;
+  o.mem_gb = 80;
+  return o;
+}
+
+TEST(PlanCliTest, MainJobPrintsRankedTable) {
+  CliResult r = RunCli(MainJob());
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_NE(r.out.find("llama-2-70b"), std::string::npos);
+  EXPECT_NE(r.out.find("h100-sxm"), std::string::npos);
+  EXPECT_NE(r.err.find("picked GPU 'h100-sxm'"), std::string::npos);  // says which GPU --mem chose
+  EXPECT_NE(r.out.find("  1 "), std::string::npos);
+  EXPECT_NE(r.out.find(" 10 "), std::string::npos);
+}
+
+// The JSON document carries every key of docs/json-schema.md, in bytes and seconds.
+TEST(PlanCliTest, JsonFollowsSchema) {
+  PlanCliOptions o = MainJob();
+  o.json = true;
+  o.top = 3;
+  CliResult r = RunCli(o);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["schema"], "p3d-plan/1");
+  EXPECT_EQ(j["model"]["parameters"].get<int64_t>(), 68976648192);
+  EXPECT_EQ(j["cluster"]["num_gpus"], 64);
+  EXPECT_GT(j["search"]["candidates"].get<int64_t>(), 0);
+  EXPECT_GE(j["search"]["seconds"].get<double>(), 0);
+  ASSERT_EQ(j["plans"].size(), 3u);
+  for (const auto& p : j["plans"]) {
+    for (const char* k : {"dp", "tp", "pp", "vpp", "zero", "micro_batch", "grad_accum", "global_batch", "seq",
+                          "recompute", "sequence_parallel", "fits", "memory", "time", "tokens_per_s",
+                          "tflops_per_gpu", "mfu"})
+      EXPECT_TRUE(p.contains(k)) << k;
+    EXPECT_EQ(p["dp"].get<int>() * p["tp"].get<int>() * p["pp"].get<int>(), 64);
+    EXPECT_EQ(p["micro_batch"].get<int64_t>() * p["grad_accum"].get<int64_t>() * p["dp"].get<int64_t>(), 512);
+    double sum = 0;
+    for (const char* k : {"weights", "gradients", "optimizer", "activations", "buffers", "runtime"})
+      sum += p["memory"][k].get<double>();
+    EXPECT_NEAR(sum, p["memory"]["total"].get<double>(), 1.0);
+    EXPECT_LE(p["memory"]["total"].get<double>(), j["cluster"]["memory_bytes_per_gpu"].get<double>());
+    double parts = 0;
+    for (const char* k : {"compute_s", "tp_comm_s", "pp_comm_s", "dp_comm_s", "bubble_s", "optimizer_s", "other_s"})
+      parts += p["time"][k].get<double>();
+    EXPECT_NEAR(parts, p["time"]["step_s"].get<double>(), 1e-9 * parts);
+    EXPECT_GT(p["mfu"].get<double>(), 0);
+    EXPECT_LT(p["mfu"].get<double>(), 1);
+  }
+}
+
+void ExpectError(const PlanCliOptions& o, const std::string& needle) {
+  CliResult r = RunCli(o);
+  ASSERT_FALSE(r.status.ok()) << "expected an error mentioning " << needle;
+  EXPECT_NE(r.status.message().find(needle), std::string::npos) << r.status.message();
+}
+
+TEST(PlanCliTest, BadInputNamesTheFieldOrRule) {
+  PlanCliOptions o = MainJob();
+  o.model = "no-such-model";
+  ExpectError(o, "no-such-model");
+  o = MainJob();
+  o.gpus = 0;
+  ExpectError(o, "--gpus");
+  o = MainJob();
+  o.gpus = -8;
+  ExpectError(o, "--gpus");
+  o = MainJob();
+  o.gpus = int64_t{1} << 40;
+  ExpectError(o, "--gpus");
+  o = MainJob();
+  o.mem_gb = -80;
+  ExpectError(o, "--mem");
+  o = MainJob();
+  o.mem_gb = 0.001;
+  ExpectError(o, "0.001");
+  o = MainJob();
+  o.zero = 5;
+  ExpectError(o, "--zero");
+  o = MainJob();
+  o.recompute = "sometimes";
+  ExpectError(o, "--recompute");
+  o = MainJob();
+  o.global_batch = 0;
+  ExpectError(o, "--global-batch");
+  o = MainJob();
+  o.seq = -1;
+  ExpectError(o, "--seq");
+  o = MainJob();
+  o.grad_dtype = "fp8";
+  ExpectError(o, "--grad-dtype");
+  o = MainJob();
+  o.gpu = "tpu-v5";
+  ExpectError(o, "tpu-v5");
+  o = MainJob();
+  o.mem_gb.reset();
+  ExpectError(o, "--mem");
+  o = MainJob();
+  o.tp = 3;  // 64 heads, 8 KV heads: TP=3 divides neither
+  ExpectError(o, "rule");
+  o = MainJob();
+  o.model = "13B";
+  o.gpus = 16;
+  o.tp = 16;
+  o.allow_tp_across_nodes = true;
+  ExpectError(o, "heads%tp");
+}
+
+TEST(PlanCliTest, TruncatedConfigJsonIsAnError) {
+  std::string path = testing::TempDir() + "/truncated_config.json";
+  {
+    std::ofstream f(path);
+    f << "{\"model_type\": \"llama\", \"hidden_size\": 4096, \"num_hidden_";
+  }
+  PlanCliOptions o = MainJob();
+  o.model = path;
+  ExpectError(o, "truncated_config.json");
+  std::remove(path.c_str());
+}
+
+TEST(PlanCliTest, SavedPlanRoundTrips) {
+  std::string path = testing::TempDir() + "/saved_plan.json";
+  PlanCliOptions o = MainJob();
+  o.save_plan = path;
+  o.top = 2;
+  o.pick = 2;
+  ASSERT_TRUE(RunCli(o).status.ok());
+  std::ifstream f(path);
+  nlohmann::json j = nlohmann::json::parse(f);
+  EXPECT_EQ(j["schema"], "p3d-saved-plan/1");
+  EXPECT_TRUE(j["prediction"]["fits"].get<bool>());
+  std::remove(path.c_str());
+}
+
+TEST(PlanCliTest, NothingFitsExitsInfeasible) {
+  PlanCliOptions o;
+  o.model = "13B";
+  o.gpus = 8;
+  o.gpu = "rtx3090";
+  CliResult r = RunCli(o);
+  EXPECT_EQ(r.status.code(), Status::Code::kInfeasible);
+  EXPECT_NE(r.out.find("NO PLAN FITS"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace p3d
