@@ -1,0 +1,61 @@
+// Communication model: ring collectives and point-to-point transfers over the
+// link a process group actually uses, decided by the rank layout.
+//
+// Rank layout (planner/plan.h): rank = tp + TP*(dp + DP*pp). A group is
+// `size` ranks spaced `stride` apart: TP groups have stride 1, DP groups
+// stride TP, PP neighbours stride TP*DP. With G GPUs per node, a group keeps
+// k = min(size, max(1, G/stride)) members in each node; it stays inside one
+// node when k == size, else it spans size/k nodes.
+//
+// Bandwidth a ring gets per member (bus bandwidth):
+//   inside a node:  intra.bytes_per_s * intra.efficiency            (NVLink)
+//   across nodes:   min(intra bus bandwidth, inter.bytes_per_s * inter.efficiency)
+// Across nodes the ring's bottleneck is the per-GPU share of the node's
+// network (inter is already per GPU: one HDR/NDR NIC per GPU in DGX nodes);
+// all groups of the same kind on a node communicate at once (every DP group
+// reduces at the same time), so the k members of a group on one node do not
+// get more than their own k shares between them. This is conservative next to
+// NCCL's multi-channel rings, which can spread one ring's crossing over the
+// members' k NICs (k times this bandwidth, at most NVLink). The conservative
+// rule puts ZeRO-3 without model parallelism at 768-1536 A100s in the
+// communication-bound regime Narayanan et al. measured (Table 2; p3d predicts
+// 117 and 55 TFLOP/s/GPU incl. recompute where the paper has 88 and 44); with
+// k shares it would be compute-bound and faster than PTD-P, against the paper.
+// Latency (alpha) per ring step is the slower link's latency.
+//
+// Costs (n members, `bytes` = the full buffer each rank holds before an
+// all-reduce / after an all-gather / before a reduce-scatter):
+//   all-reduce       2(n-1)/n * bytes / bw + 2(n-1) * alpha
+//   reduce-scatter     (n-1)/n * bytes / bw +  (n-1) * alpha
+//   all-gather         (n-1)/n * bytes / bw +  (n-1) * alpha
+//   send/recv                    bytes / bw +         alpha   (bw of one GPU's link)
+// Contention between concurrent collectives of different kinds (e.g. DP and
+// PP at once) is not modelled.
+#pragma once
+
+#include "simulator/hardware.h"
+
+namespace p3d {
+
+enum class Collective { kAllReduce, kReduceScatter, kAllGather };
+
+// The path one process group's collectives take.
+struct GroupPath {
+  int size = 1;
+  int members_per_node = 1;
+  bool spans_nodes = false;
+  double bus_bytes_per_s = 0;  // effective ring bandwidth per member
+  double latency_s = 0;        // alpha per ring step
+};
+
+// Group of `size` ranks spaced `stride` apart in the rank layout.
+GroupPath GroupPathFor(const NodeSpec& node, int size, int stride);
+
+// Seconds for one collective of `bytes` over `path` (0 when path.size == 1).
+double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path);
+
+// Seconds to send `bytes` between two ranks `stride` apart that both start at
+// `rank` (same node when rank / G == (rank + stride) / G).
+double SendRecvSeconds(const NodeSpec& node, double bytes, int rank, int stride);
+
+}  // namespace p3d

@@ -1,0 +1,227 @@
+#include "simulator/compute_model.h"
+
+#include <algorithm>
+
+namespace p3d {
+
+double MemoryBoundSeconds(const GpuSpec& gpu, double bytes) {
+  return bytes / (gpu.hbm_bytes_per_s * gpu.hbm_efficiency);
+}
+
+double GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double batch, double elem,
+                   double accumulate_bytes) {
+  const double flops = 2.0 * m * n * k * batch;
+  const double compute = flops / (gpu.peak_flops * GemmEfficiency(gpu, flops));
+  const double c_bytes = accumulate_bytes > 0 ? 2.0 * accumulate_bytes : elem;
+  const double bytes = batch * ((m * k + k * n) * elem + m * n * c_bytes);
+  return std::max(compute, MemoryBoundSeconds(gpu, bytes));
+}
+
+double OptimizerSeconds(const GpuSpec& gpu, const Precision& p, double params) {
+  const double per_param =
+      2.0 * (p.master_bytes + p.optimizer_bytes) + 2.0 * p.grad_bytes + p.param_bytes;
+  return MemoryBoundSeconds(gpu, per_param * params);
+}
+
+namespace {
+
+// Shapes of one layer on one TP rank for one micro-batch (doubles: they only
+// feed FLOP and byte counts).
+struct Dims {
+  double b, s, t;  // micro-batch, sequence, tokens T = B*S
+  double t_sp;     // tokens the norms / residual / dropout see: T/TP with SP, else T
+  double h, hd;    // hidden, head dim
+  double heads;    // query heads on this rank NH/TP
+  double q, kv;    // q width NH/TP*HD and k (= v) width on this rank (>= one KV head)
+  double f;        // FFN width per rank F/TP (per expert)
+  double a, g;     // activation and gradient-accumulation bytes per element
+  double experts, topk;
+  bool llama, dropout;
+  bool qkv_bias, linear_bias;  // biases on q/k/v; biases on every linear (GPT-2)
+};
+
+Dims MakeDims(const ModelSpec& m, const TrainingSpec& t, const ComputeShape& sh) {
+  Dims d;
+  const double tp = sh.tp;
+  d.b = static_cast<double>(sh.micro_batch);
+  d.s = static_cast<double>(t.seq);
+  d.t = d.b * d.s;
+  d.t_sp = sh.sequence_parallel ? d.t / tp : d.t;
+  d.h = static_cast<double>(m.hidden);
+  d.hd = static_cast<double>(m.head_dim());
+  d.heads = static_cast<double>(m.heads) / tp;
+  d.q = d.heads * d.hd;
+  d.kv = std::max(1.0, static_cast<double>(m.kv_heads) / tp) * d.hd;  // KV < TP: replicated heads
+  d.f = static_cast<double>(m.ffn) / tp;
+  d.a = t.precision.activation_bytes;
+  d.g = t.precision.grad_bytes;
+  d.experts = static_cast<double>(m.experts);
+  d.topk = static_cast<double>(m.experts_per_token);
+  d.llama = m.arch == Arch::kLlama;
+  d.dropout = t.dropout;
+  d.linear_bias = m.arch == Arch::kGpt2;
+  d.qkv_bias = d.linear_bias || m.qkv_bias;
+  return d;
+}
+
+// A weight GEMM X[M,K] * W[K,N]: forward, and backward dX = dY W^T, dW += X^T dY.
+struct WeightGemm {
+  double m, n, k, count;  // count: identical GEMMs (MoE experts)
+};
+
+double Forward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
+  return w.count * GemmSeconds(gpu, w.m, w.n, w.k, 1, d.a);
+}
+double Backward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
+  return w.count *
+         (GemmSeconds(gpu, w.m, w.k, w.n, 1, d.a) + GemmSeconds(gpu, w.k, w.n, w.m, 1, d.a, d.g));
+}
+
+// The layer's weight GEMMs on one TP rank: qkv and fc/gate+up column-parallel
+// (N split), out-proj and fc2/down row-parallel (K split); the MoE router is
+// replicated.
+int WeightGemms(const Dims& d, WeightGemm out[5]) {
+  int n = 0;
+  out[n++] = {d.t, d.q + 2 * d.kv, d.h, 1};
+  out[n++] = {d.t, d.h, d.q, 1};
+  const double tokens = d.experts > 1 ? d.t * d.topk / d.experts : d.t;
+  out[n++] = {tokens, (d.llama ? 2 : 1) * d.f, d.h, d.experts};
+  out[n++] = {tokens, d.h, d.f, d.experts};
+  if (d.experts > 1) out[n++] = {d.t, d.experts, d.h, 1};
+  return n;
+}
+
+// Attention core: scores = Q K^T (S x S x HD) and out = P V (S x HD x S) per
+// head, B*NH/TP heads per batched call.
+double CoreForwardGemms(const GpuSpec& gpu, const Dims& d) {
+  const double batch = d.b * d.heads;
+  return GemmSeconds(gpu, d.s, d.s, d.hd, batch, d.a) +
+         GemmSeconds(gpu, d.s, d.hd, d.s, batch, d.a);
+}
+// dP = dO V^T (S x S x HD); dV = P^T dO, dQ = dS K, dK = dS^T Q (S x HD x S each).
+double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
+  const double batch = d.b * d.heads;
+  return GemmSeconds(gpu, d.s, d.s, d.hd, batch, d.a) +
+         3 * GemmSeconds(gpu, d.s, d.hd, d.s, batch, d.a);
+}
+
+// Memory-bound bytes of the attention core's elementwise part, forward:
+// scale + causal mask + softmax reads the scores and writes the
+// probabilities; attention dropout reads and writes them and writes a 1-byte
+// mask; the context [B*NH/TP, S, HD] is permuted back to [T, NH/TP*HD] (a copy:
+// read + write T*q).
+double CoreForwardBytes(const Dims& d) {
+  const double scores = d.b * d.heads * d.s * d.s;
+  return scores * 2 * d.a + (d.dropout ? scores * (2 * d.a + 1) : 0) + 2 * d.t * d.q * d.a;
+}
+// Backward: softmax backward reads P and dP and writes dS; dropout backward
+// reads dP and the mask and writes dP; the context gradient is permuted.
+double CoreBackwardBytes(const Dims& d) {
+  const double scores = d.b * d.heads * d.s * d.s;
+  return scores * 3 * d.a + (d.dropout ? scores * (2 * d.a + 1) : 0) + 2 * d.t * d.q * d.a;
+}
+
+// The rest of the layer's memory-bound ops, forward, bytes:
+//   2 norms             read x, write y                      2 * 2*T_sp*H*a
+//   rotary (Llama)      read + write q and k                 2*T*(q + kv)*a
+//   2 residual adds     read 2, write 1                      2 * 3*T_sp*H*a
+//   2 hidden dropouts   (dropout on) + 1-byte mask write     2 * T_sp*H*1
+//   activation          GELU: read, write T*F; SwiGLU: read gate and up, write one
+//                       (per routed token for MoE)
+//   MoE permute/unpermute  read + write the routed tokens twice   4*T*k*H*a
+//   q/k/v bias add      a separate kernel after the GEMM (the other biases
+//                       fuse into bias-GELU and bias-dropout-add)   2*T*(q + 2kv)*a
+double LayerForwardBytes(const Dims& d) {
+  double bytes = 2 * 2 * d.t_sp * d.h * d.a + 2 * 3 * d.t_sp * d.h * d.a;
+  if (d.qkv_bias) bytes += 2 * d.t * (d.q + 2 * d.kv) * d.a;
+  if (d.llama) bytes += 2 * d.t * (d.q + d.kv) * d.a;
+  if (d.dropout) bytes += 2 * d.t_sp * d.h;
+  const double routed = d.experts > 1 ? d.t * d.topk : d.t;
+  bytes += routed * d.f * (d.llama ? 3 : 2) * d.a;
+  if (d.experts > 1) bytes += 4 * d.t * d.topk * d.h * d.a;
+  return bytes;
+}
+// Backward: norm backward reads x and dy twice (one pass for the weight
+// gradient, one for dx) and writes dx (5 tensors); residual branches add
+// gradients (read 2, write 1); rotary as forward; dropout reads dy and the
+// mask and writes dx; GELU backward reads x and dy, writes dx (3); SwiGLU
+// backward reads gate, up, dy and writes dgate, dup (5); MoE permutes the
+// gradients back; each bias gradient reads its GEMM's output gradient once
+// (q/k/v: T*(q+2kv); GPT-2 also fc: T*F/TP, out-proj and fc2: T_sp*H).
+double LayerBackwardBytes(const Dims& d) {
+  double bytes = 2 * 5 * d.t_sp * d.h * d.a + 2 * 3 * d.t_sp * d.h * d.a;
+  if (d.qkv_bias) bytes += d.t * (d.q + 2 * d.kv) * d.a;
+  if (d.linear_bias) bytes += (d.t * d.f * d.topk + 2 * d.t_sp * d.h) * d.a;
+  if (d.llama) bytes += 2 * d.t * (d.q + d.kv) * d.a;
+  if (d.dropout) bytes += 2 * d.t_sp * d.h * (2 * d.a + 1);
+  const double routed = d.experts > 1 ? d.t * d.topk : d.t;
+  bytes += routed * d.f * (d.llama ? 5 : 3) * d.a;
+  if (d.experts > 1) bytes += 4 * d.t * d.topk * d.h * d.a;
+  return bytes;
+}
+
+}  // namespace
+
+LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& training,
+                              const GpuSpec& gpu, const ComputeShape& shape) {
+  const Dims d = MakeDims(model, training, shape);
+  WeightGemm gemms[5];
+  const int n = WeightGemms(d, gemms);
+  LayerKernelTimes out;
+  for (int i = 0; i < n; ++i) {
+    out.forward.gemm_s += Forward(gpu, d, gemms[i]);
+    out.backward.gemm_s += Backward(gpu, d, gemms[i]);
+  }
+  const double core_fwd = CoreForwardGemms(gpu, d);
+  const double core_fwd_mem = MemoryBoundSeconds(gpu, CoreForwardBytes(d));
+  out.forward.gemm_s += core_fwd;
+  out.backward.gemm_s += CoreBackwardGemms(gpu, d);
+  out.forward.memory_s = core_fwd_mem + MemoryBoundSeconds(gpu, LayerForwardBytes(d));
+  out.backward.memory_s = MemoryBoundSeconds(gpu, CoreBackwardBytes(d)) +
+                          MemoryBoundSeconds(gpu, LayerBackwardBytes(d));
+  switch (shape.recompute) {
+    case Recompute::kNone:
+      break;
+    case Recompute::kSelective:
+      out.recompute = {core_fwd, core_fwd_mem};
+      break;
+    case Recompute::kFull:
+      out.recompute = out.forward;
+      break;
+  }
+  return out;
+}
+
+// Embedding (stage 0), vocab-parallel: each TP rank gathers the rows it owns
+// for all T tokens (read T*H, write T*H; the partial sums are then reduced over
+// TP, see time_model); GPT adds learned positions (read 2, write 1) and, with
+// dropout, embedding dropout. Backward scatter-adds T rows of dY into the
+// accumulation buffer (read dY, read + write the grad rows).
+// Head (last stage): final norm; logits GEMM T x V/TP x H; vocab-parallel
+// cross-entropy forward casts the logits to fp32 and makes max, exp-sum and
+// normalise passes: T*V/TP*(a + 4 + 4 + 4 + 4) bytes; backward reads the fp32
+// softmax and writes dlogits: T*V/TP*(4 + a); the logits GEMM's dX and dW.
+EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training,
+                            const GpuSpec& gpu, const ComputeShape& shape) {
+  const Dims d = MakeDims(model, training, shape);
+  const double v = static_cast<double>(model.vocab) / shape.tp;
+  EdgeKernelTimes e;
+  double emb_fwd = 2 * d.t * d.h * d.a;
+  double emb_bwd = d.t * d.h * (d.a + 2 * d.g);
+  if (!d.llama) {
+    emb_fwd += 3 * d.t * d.h * d.a;
+    emb_bwd += d.t * d.h * (d.a + 2 * d.g);
+  }
+  if (d.dropout) emb_fwd += d.t_sp * d.h * (2 * d.a + 1), emb_bwd += d.t_sp * d.h * (2 * d.a + 1);
+  e.embedding_forward.memory_s = MemoryBoundSeconds(gpu, emb_fwd);
+  e.embedding_backward.memory_s = MemoryBoundSeconds(gpu, emb_bwd);
+
+  const WeightGemm logits{d.t, v, d.h, 1};
+  e.head_forward.gemm_s = Forward(gpu, d, logits);
+  e.head_backward.gemm_s = Backward(gpu, d, logits);
+  e.head_forward.memory_s = MemoryBoundSeconds(gpu, 2 * d.t_sp * d.h * d.a + d.t * v * (d.a + 16));
+  e.head_backward.memory_s = MemoryBoundSeconds(gpu, 3 * d.t_sp * d.h * d.a + d.t * v * (4 + d.a));
+  return e;
+}
+
+}  // namespace p3d

@@ -1,0 +1,84 @@
+// Compute model: kernel time of one transformer layer (and of the embedding,
+// and of the LM head + loss) for one micro-batch on one GPU, under a plan's
+// tensor parallelism, sequence parallelism and recompute mode.
+//
+// GEMMs: each GEMM of the layer at its TP-sharded shape (M x N x K per rank)
+// takes max(FLOPs / (peak * GemmEfficiency(gpu, FLOPs)),
+//           bytes / (HBM bandwidth * hbm_efficiency)),
+// where bytes = A + B + C at the activation width (weight-gradient GEMMs
+// read and write the fp32 (grad_bytes) accumulation buffer instead of
+// writing C). The attention core runs as two cuBLAS strided-batched GEMMs
+// (QK^T and P*V over B*NH/TP heads) with the softmax in between, which is
+// what the executor runs first (no fused/flash attention); a batched call's
+// efficiency is looked up at the FLOPs of the whole call.
+// Memory-bound ops: bytes moved / (HBM bandwidth * hbm_efficiency); every
+// op's bytes are listed in compute_model.cc and docs/time-model.md.
+// Backward GEMMs: dX = dY W^T and dW = X^T dY per weight GEMM; the attention
+// core's four backward batched GEMMs (dP, dV, dS->dQ, dK).
+// Recompute: selective re-runs the attention core forward (two batched GEMMs,
+// softmax, attention dropout); full re-runs the whole layer forward.
+//
+// Units: seconds. Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+
+#include "models/model_spec.h"
+#include "planner/plan.h"
+#include "simulator/hardware.h"
+
+namespace p3d {
+
+// Seconds of one kernel class; gemm + memory = total kernel time.
+struct KernelTime {
+  double gemm_s = 0;
+  double memory_s = 0;
+  double total() const { return gemm_s + memory_s; }
+  KernelTime& operator+=(const KernelTime& o) {
+    gemm_s += o.gemm_s;
+    memory_s += o.memory_s;
+    return *this;
+  }
+};
+
+// One transformer layer, one micro-batch (B = micro_batch sequences), one GPU.
+struct LayerKernelTimes {
+  KernelTime forward;
+  KernelTime backward;   // input- and weight-gradient GEMMs + memory-bound backward ops
+  KernelTime recompute;  // forward work repeated during backward (0 without recompute)
+};
+// Embedding on pipeline stage 0, and final norm + LM head + cross-entropy on
+// the last stage, one micro-batch, one GPU.
+struct EdgeKernelTimes {
+  KernelTime embedding_forward, embedding_backward;
+  KernelTime head_forward, head_backward;
+};
+
+// The shape parameters the kernel times depend on (the cache key of TimeModel).
+struct ComputeShape {
+  int tp = 1;
+  int64_t micro_batch = 1;
+  Recompute recompute = Recompute::kNone;
+  bool sequence_parallel = false;
+};
+
+LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& training,
+                              const GpuSpec& gpu, const ComputeShape& shape);
+EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training,
+                            const GpuSpec& gpu, const ComputeShape& shape);
+
+// One GEMM C[M,N] = A[M,K] * B[K,N], `batch` of them in one call; bytes as
+// described above with `elem` bytes per element; `accumulate_bytes` > 0 means
+// C is an accumulation buffer of that width (read and written).
+double GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double batch, double elem,
+                   double accumulate_bytes = 0);
+// Seconds to move `bytes` through HBM at the GPU's achievable bandwidth.
+double MemoryBoundSeconds(const GpuSpec& gpu, double bytes);
+
+// AdamW step over `params` parameters on one GPU: reads fp32 master, m, v and
+// the gradient, writes master, m, v and the bf16 working copy, plus one read
+// of the gradient for the global-norm clip:
+//   bytes/param = 2*(master + optimizer) + 2*grad + param  (34 for the default recipe).
+double OptimizerSeconds(const GpuSpec& gpu, const Precision& precision, double params);
+
+}  // namespace p3d

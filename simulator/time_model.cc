@@ -1,0 +1,501 @@
+#include "simulator/time_model.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "models/flops.h"
+#include "simulator/comm_model.h"
+#include "simulator/compute_model.h"
+#include "simulator/memory_model.h"
+#include "simulator/pipeline_sim.h"
+#include "simulator/schedule.h"
+
+namespace p3d {
+
+namespace {
+
+// Per-shape costs of one micro-batch on one GPU, cached by ComputeShape.
+struct ShapeCosts {
+  ComputeShape key;
+  LayerKernelTimes layer;
+  EdgeKernelTimes edge;
+  // TP collectives, seconds per micro-batch (exposed: TP comm does not overlap).
+  double tp_layer_fwd = 0;  // 2 all-reduces (SP: 2 all-gathers + 2 reduce-scatters)
+  double tp_layer_bwd = 0;  // 2 more (+ 2 for the recomputed forward with full recompute)
+  double tp_emb_fwd = 0, tp_emb_bwd = 0, tp_head_fwd = 0, tp_head_bwd = 0;
+};
+
+bool SameShape(const ComputeShape& a, const ComputeShape& b) {
+  return a.tp == b.tp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
+         a.sequence_parallel == b.sequence_parallel;
+}
+
+// Exposed time of a collective of C seconds that runs in `buckets` equal
+// buckets as a backward of Tb seconds produces them: bucket i can start once
+// the backward has produced it, and the last bucket only after the backward
+// ends, so at least C/buckets is exposed.
+double BucketExposed(double c, double tb, double buckets) {
+  if (c <= 0) return 0;
+  return std::max(c / buckets, c - tb * (buckets - 1) / buckets);
+}
+
+// Prefetched chain of modules (ZeRO-3): module i's parameters are gathered
+// (g_i) while module i-1 computes (c_{i-1}):
+//   T = g_1 + sum_{i<n} max(c_i, g_{i+1}) + c_n.
+// Modules: an optional front edge, n identical layers, an optional back edge.
+struct Module {
+  double c = 0, g = 0;
+};
+double PrefetchChain(const Module* front, int64_t n, const Module& layer, const Module* back) {
+  Module seq[3];
+  int64_t count[3];
+  int k = 0;
+  if (front) seq[k] = *front, count[k++] = 1;
+  if (n > 0) seq[k] = layer, count[k++] = n;
+  if (back) seq[k] = *back, count[k++] = 1;
+  if (k == 0) return 0;
+  double t = seq[0].g;
+  for (int i = 0; i < k; ++i) {
+    // Within a run of identical modules: (count-1) overlaps with themselves.
+    t += static_cast<double>(count[i] - 1) * std::max(seq[i].c, seq[i].g);
+    t += i + 1 < k ? std::max(seq[i].c, seq[i + 1].g) : seq[i].c;
+  }
+  return t;
+}
+
+const char* RecomputeLabel(Recompute r) {
+  return r == Recompute::kNone ? "none" : r == Recompute::kSelective ? "selective" : "full";
+}
+
+}  // namespace
+
+struct TimeModel::Impl {
+  ModelSpec model;
+  TrainingSpec training;
+  ClusterSpec cluster;
+  double model_flops = 0;
+  std::vector<ShapeCosts> shapes;
+  struct ScheduleEntry {
+    int pp, vpp;
+    int64_t m;
+    PipeSchedule schedule;
+  };
+  std::vector<ScheduleEntry> schedules;
+  PipelineSimulator sim;
+  PipelineCosts costs;
+  PipelineResult result;
+  // Per pipeline rank, seconds per step.
+  std::vector<double> tp_rank, dp_in_rank, dp_tail_rank, opt_rank;
+
+  // What Run leaves for Evaluate / Explain.
+  struct Details {
+    TimeBreakdown time;
+    int critical = 0;
+    int last = 0;  // rank that ends the step
+    double makespan = 0;
+  } out;
+
+  Impl(const ModelSpec& m, const TrainingSpec& t, const ClusterSpec& c)
+      : model(m), training(t), cluster(c) {
+    model_flops = ModelFlopsPerStep(model, training.global_batch, training.seq);
+  }
+
+  const ShapeCosts& Shape(const Plan& plan);
+  const PipeSchedule* Schedule(const Plan& plan, Status* status);
+  Status Run(const Plan& plan, bool with_timeline);
+  int64_t ChunkLayers(const Plan& plan, int v) const {
+    const int64_t chunks = static_cast<int64_t>(plan.pp) * plan.vpp;
+    return model.layers / chunks + (v < model.layers % chunks ? 1 : 0);
+  }
+  Status Check(const Plan& plan) const;
+};
+
+const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
+  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute,
+                         plan.sequence_parallel && plan.tp > 1};
+  for (const ShapeCosts& s : shapes)
+    if (SameShape(s.key, key)) return s;
+  ShapeCosts s;
+  s.key = key;
+  s.layer = LayerKernels(model, training, cluster.gpu, key);
+  s.edge = EdgeKernels(model, training, cluster.gpu, key);
+  const GroupPath tp = GroupPathFor(cluster.node, plan.tp, 1);
+  const double x = static_cast<double>(plan.micro_batch) * training.seq * model.hidden *
+                   training.precision.activation_bytes;  // B*S*H activations
+  const double ar = CollectiveSeconds(Collective::kAllReduce, x, tp);
+  const double rs = CollectiveSeconds(Collective::kReduceScatter, x, tp);
+  const double ag = CollectiveSeconds(Collective::kAllGather, x, tp);
+  const double pair = key.sequence_parallel ? rs + ag : ar;  // same bytes either way
+  s.tp_layer_fwd = 2 * pair;
+  // Backward: the 2 collectives' conjugates; with SP also the all-gathers of
+  // the sequence-sharded inputs of the column-parallel GEMMs (q/k/v and fc),
+  // which Megatron repeats in backward to form the weight gradients (stored
+  // sharded); full recompute repeats the forward's 2.
+  s.tp_layer_bwd = 2 * pair + (key.sequence_parallel ? 2 * ag : 0) +
+                   (plan.recompute == Recompute::kFull ? 2 * pair : 0);
+  // Vocab-parallel embedding: partial rows reduced over TP (SP: reduce-scatter;
+  // its backward all-gathers the gradient). Head: SP all-gathers the final
+  // norm's output (backward: reduce-scatter); without SP the column-parallel
+  // logits GEMM all-reduces dX in backward. Vocab-parallel cross-entropy:
+  // three all-reduces of B*S fp32 values (max, sum, target logit).
+  s.tp_emb_fwd = key.sequence_parallel ? rs : ar;
+  s.tp_emb_bwd = key.sequence_parallel ? ag : 0;
+  const double ce =
+      3 * CollectiveSeconds(Collective::kAllReduce,
+                            static_cast<double>(plan.micro_batch) * training.seq * 4, tp);
+  s.tp_head_fwd = (key.sequence_parallel ? ag : 0) + ce;
+  s.tp_head_bwd = key.sequence_parallel ? rs : ar;
+  shapes.push_back(s);
+  return shapes.back();
+}
+
+const PipeSchedule* TimeModel::Impl::Schedule(const Plan& plan, Status* status) {
+  for (const ScheduleEntry& e : schedules)
+    if (e.pp == plan.pp && e.vpp == plan.vpp && e.m == plan.grad_accum) return &e.schedule;
+  auto s = BuildSchedule(ScheduleOf(plan), plan.pp, plan.vpp, plan.grad_accum);
+  if (!s.ok()) {
+    *status = s.status();
+    return nullptr;
+  }
+  schedules.push_back({plan.pp, plan.vpp, plan.grad_accum, std::move(s).value()});
+  return &schedules.back().schedule;
+}
+
+Status TimeModel::Impl::Check(const Plan& p) const {
+  if (p.dp < 1 || p.tp < 1 || p.pp < 1 || p.vpp < 1)
+    return Status::InvalidArgument(
+        fmt::format("plan: dp, tp, pp and vpp must be >= 1, got dp={} tp={} pp={} vpp={}", p.dp,
+                    p.tp, p.pp, p.vpp));
+  if (p.micro_batch < 1 || p.grad_accum < 1)
+    return Status::InvalidArgument(
+        fmt::format("plan: micro_batch and grad_accum must be >= 1, got {} and {}", p.micro_batch,
+                    p.grad_accum));
+  if (p.zero < 0 || p.zero > 3)
+    return Status::InvalidArgument(fmt::format("plan: zero must be 0..3, got {}", p.zero));
+  if (p.global_batch() != training.global_batch)
+    return Status::InvalidArgument(fmt::format(
+        "rule batch=mb*ga*dp: micro_batch {} x grad_accum {} x dp {} = {} != global_batch {}",
+        p.micro_batch, p.grad_accum, p.dp, p.global_batch(), training.global_batch));
+  if (cluster.num_gpus > 0 && p.gpus() != cluster.num_gpus)
+    return Status::InvalidArgument(fmt::format("rule gpus=dp*tp*pp: {} x {} x {} != {} GPUs", p.dp,
+                                               p.tp, p.pp, cluster.num_gpus));
+  if (model.layers < static_cast<int64_t>(p.pp) * p.vpp)
+    return Status::InvalidArgument(
+        fmt::format("plan: {} layers cannot fill pp*vpp = {} chunks", model.layers, p.pp * p.vpp));
+  if (training.seq < 1)
+    return Status::InvalidArgument(fmt::format("training: seq must be >= 1, got {}", training.seq));
+  const GpuSpec& g = cluster.gpu;
+  if (!(g.peak_flops > 0) || !(g.hbm_bytes_per_s > 0) || !(g.hbm_efficiency > 0))
+    return Status::InvalidArgument(fmt::format(
+        "hardware '{}': peak_flops, hbm_bytes_per_s and hbm_efficiency must be positive", g.name));
+  const NodeSpec& n = cluster.node;
+  if (n.gpus_per_node < 1 || !(n.intra.bytes_per_s * n.intra.efficiency > 0) ||
+      !(n.inter.bytes_per_s * n.inter.efficiency > 0))
+    return Status::InvalidArgument(fmt::format(
+        "hardware '{}': gpus_per_node and link bandwidths (intra, inter) must be positive",
+        g.name));
+  return Status::Ok();
+}
+
+Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
+  const ShapeCosts& sc = Shape(plan);
+  Status status;
+  const PipeSchedule* schedule = Schedule(plan, &status);
+  if (!schedule) return status;
+  const int pp = plan.pp, vpp = plan.vpp, stages = pp * vpp;
+  const double m = static_cast<double>(plan.grad_accum);
+  const Precision& prec = training.precision;
+  const NodeSpec& node = cluster.node;
+  const GpuSpec& gpu = cluster.gpu;
+
+  const GroupPath dp_path = GroupPathFor(node, plan.dp, plan.tp);
+  const double layer_params = LayerParamsPerGpu(model, plan.tp);
+  const StageParams first = ParamsOnStage(model, plan, 0);
+  const StageParams last = ParamsOnStage(model, plan, pp - 1);
+  const double bucket_elems = kGradBucketElements;
+
+  costs.pp = pp, costs.vpp = vpp, costs.microbatches = plan.grad_accum;
+  costs.forward_s.assign(stages, 0.0);
+  costs.backward_s.assign(stages, 0.0);
+  costs.p2p_s.assign(stages - 1, 0.0);
+  tp_rank.assign(pp, 0.0);
+  dp_in_rank.assign(pp, 0.0);
+  dp_tail_rank.assign(pp, 0.0);
+  opt_rank.assign(pp, 0.0);
+
+  // ZeRO-3 gathers (parameters, bf16) and reduce-scatters (gradients) per module.
+  auto gather = [&](double params) {
+    return plan.zero >= 3
+               ? CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path)
+               : 0.0;
+  };
+  auto scatter = [&](double params) {
+    return CollectiveSeconds(Collective::kReduceScatter, params * prec.grad_bytes, dp_path);
+  };
+
+  const double layer_fwd_k = sc.layer.forward.total();
+  const double layer_bwd_k = sc.layer.backward.total() + sc.layer.recompute.total();
+  std::vector<double>& fwd = costs.forward_s;
+  std::vector<double>& bwd = costs.backward_s;
+  for (int r = 0; r < pp; ++r) {
+    for (int c = 0; c < vpp; ++c) {
+      const int v = c * pp + r;
+      const int i = r * vpp + c;
+      const int64_t n = ChunkLayers(plan, v);
+      const bool is_first = v == 0, is_last = v == stages - 1;
+      const double nd = static_cast<double>(n);
+      double fk = nd * layer_fwd_k, bk = nd * layer_bwd_k;
+      double ft = nd * sc.tp_layer_fwd, bt = nd * sc.tp_layer_bwd;
+      double chunk_params = nd * layer_params;
+      Module front, back, layer{0, 0};
+      if (is_first) {
+        fk += sc.edge.embedding_forward.total(), bk += sc.edge.embedding_backward.total();
+        ft += sc.tp_emb_fwd, bt += sc.tp_emb_bwd;
+        chunk_params += first.embedding;
+      }
+      if (is_last) {
+        fk += sc.edge.head_forward.total(), bk += sc.edge.head_backward.total();
+        ft += sc.tp_head_fwd, bt += sc.tp_head_bwd;
+        chunk_params += last.head + last.final_norm;
+      }
+      double dp_in = 0;
+      if (plan.zero >= 3 && plan.dp > 1) {
+        // Forward: gather each module's parameters, prefetched one ahead.
+        front = {sc.edge.embedding_forward.total() + sc.tp_emb_fwd, gather(first.embedding)};
+        back = {sc.edge.head_forward.total() + sc.tp_head_fwd, gather(last.head + last.final_norm)};
+        layer = {layer_fwd_k + sc.tp_layer_fwd, gather(layer_params)};
+        const double tf =
+            PrefetchChain(is_first ? &front : nullptr, n, layer, is_last ? &back : nullptr);
+        // Backward (reverse order): gather again, then reduce-scatter the gradient.
+        Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd,
+                      gather(last.head + last.final_norm) + scatter(last.head + last.final_norm)};
+        Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd,
+                     gather(first.embedding) + scatter(first.embedding)};
+        Module blayer{layer_bwd_k + sc.tp_layer_bwd, gather(layer_params) + scatter(layer_params)};
+        const double tb =
+            PrefetchChain(is_last ? &bfront : nullptr, n, blayer, is_first ? &bback : nullptr);
+        dp_in = (tf - (fk + ft)) + (tb - (bk + bt));
+        fwd[i] = tf;
+        bwd[i] = tb;
+      } else {
+        fwd[i] = fk + ft;
+        bwd[i] = bk + bt;
+        if (plan.zero == 2 && plan.dp > 1) {
+          // Gradients reduce-scattered every micro-batch, bucketed under the backward.
+          const double exposed = BucketExposed(
+              scatter(chunk_params), bwd[i], std::max(1.0, std::ceil(chunk_params / bucket_elems)));
+          bwd[i] += exposed;
+          dp_in = exposed;
+        }
+      }
+      tp_rank[r] += m * (ft + bt);
+      dp_in_rank[r] += m * dp_in;
+      if (!is_last) {
+        // Activation of one micro-batch, scattered over TP (Megatron's
+        // scatter-gather optimisation; with SP it is already 1/TP).
+        const double bytes = static_cast<double>(plan.micro_batch) * training.seq * model.hidden *
+                             prec.activation_bytes / plan.tp;
+        const int a = plan.tp * plan.dp * (v % pp), b = plan.tp * plan.dp * ((v + 1) % pp);
+        costs.p2p_s[v] = SendRecvSeconds(node, bytes, std::min(a, b), std::abs(a - b));
+      }
+    }
+  }
+  P3D_RETURN_IF_ERROR(sim.Run(*schedule, costs, with_timeline, &result));
+
+  // After the last backward: gradient reduction, optimizer, parameter gather.
+  double step_end = 0;
+  int last_rank = 0;
+  for (int r = 0; r < pp; ++r) {
+    const StageParams sp = ParamsOnStage(model, plan, r);
+    const double params = sp.total();
+    double tb = 0;
+    for (int c = 0; c < vpp; ++c) tb += bwd[r * vpp + c];
+    const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
+    double tail = 0;
+    if (plan.zero <= 1)
+      tail += BucketExposed(
+          CollectiveSeconds(Collective::kAllReduce, params * prec.grad_bytes, dp_path), tb,
+          buckets);
+    if (plan.zero == 1 || plan.zero == 2)
+      tail += CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path);
+    if (pp > 1 && model.tie_embeddings && (r == 0 || r == pp - 1)) {
+      // Tied word embedding: its gradient is all-reduced between the first and last stage.
+      const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
+      tail += CollectiveSeconds(Collective::kAllReduce, emb * prec.grad_bytes,
+                                GroupPathFor(node, 2, plan.tp * plan.dp * (pp - 1)));
+    }
+    dp_tail_rank[r] = tail;
+    opt_rank[r] = OptimizerSeconds(gpu, prec, params / (plan.zero >= 1 ? plan.dp : 1));
+    const double end = result.end_s[r] + tail + opt_rank[r];
+    if (end > step_end) step_end = end, last_rank = r;
+  }
+
+  int crit = 0;
+  for (int r = 1; r < pp; ++r)
+    if (result.busy_s[r] > result.busy_s[crit]) crit = r;
+  TimeBreakdown& t = out.time;
+  const double busy = result.busy_s[crit];
+  t.tp_comm_s = tp_rank[crit];
+  const double slack = std::max(0.0, result.makespan_s - busy);
+  t.pp_comm_s = std::clamp(result.critical_p2p_s, 0.0, slack);
+  t.bubble_s = slack - t.pp_comm_s;
+  t.compute_s = std::max(0.0, busy - t.tp_comm_s - dp_in_rank[crit]);
+  const double tail = std::max(0.0, step_end - result.makespan_s);
+  t.optimizer_s = std::min(opt_rank[last_rank], tail);
+  t.dp_comm_s = dp_in_rank[crit] + (tail - t.optimizer_s);
+  t.other_s = 0;
+  t.step_s = t.compute_s + t.tp_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
+             t.other_s;
+  out.critical = crit;
+  out.last = last_rank;
+  out.makespan = result.makespan_s;
+  if (with_timeline) {
+    for (int r = 0; r < pp; ++r) {
+      const double e = result.end_s[r];
+      result.events.push_back({r, TimelineKind::kDpComm, -1, 0, e, e + dp_tail_rank[r]});
+      result.events.push_back({r, TimelineKind::kOptimizer, -1, 0, e + dp_tail_rank[r],
+                               e + dp_tail_rank[r] + opt_rank[r]});
+    }
+  }
+  return Status::Ok();
+}
+
+TimeModel::TimeModel(const ModelSpec& model, const TrainingSpec& training,
+                     const ClusterSpec& cluster)
+    : impl_(std::make_unique<Impl>(model, training, cluster)) {}
+TimeModel::~TimeModel() = default;
+
+double TimeModel::StepSeconds(const Plan& plan) {
+  if (!impl_->Run(plan, false).ok()) return std::numeric_limits<double>::infinity();
+  return impl_->out.time.step_s;
+}
+
+StatusOr<TimeEstimate> TimeModel::Evaluate(const Plan& plan, bool with_timeline) {
+  P3D_RETURN_IF_ERROR(impl_->Check(plan));
+  P3D_RETURN_IF_ERROR(impl_->Run(plan, with_timeline));
+  const Impl& im = *impl_;
+  TimeEstimate e;
+  e.time = im.out.time;
+  e.critical_stage = im.out.critical;
+  const double step = e.time.step_s;
+  const double gpus = plan.gpus();
+  const double peak = im.cluster.gpu.peak_flops;
+  const double batch = static_cast<double>(im.training.global_batch);
+  e.model_flops = im.model_flops;
+  e.hardware_flops = HardwareFlopsPerStep(im.model, im.training, plan.recompute);
+  e.tokens_per_s = batch * im.training.seq / step;
+  e.samples_per_s = batch / step;
+  e.tflops_per_gpu = e.model_flops / step / gpus / 1e12;
+  e.mfu = e.model_flops / (step * gpus * peak);
+  e.hfu = e.hardware_flops / (step * gpus * peak);
+  e.flop_floor_s = e.model_flops / (gpus * peak);
+  if (with_timeline) e.timeline = im.result.events;
+  return e;
+}
+
+StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
+  P3D_ASSIGN_OR_RETURN(TimeEstimate e, Evaluate(plan));
+  const Impl& im = *impl_;
+  const ShapeCosts& sc = impl_->Shape(plan);
+  const ModelSpec& md = im.model;
+  const GpuSpec& gpu = im.cluster.gpu;
+  const double ms = 1e3;
+  std::vector<TimeTerm> t;
+  auto add = [&](std::string name, std::string formula, std::string substituted, double s,
+                 bool in_step = false) {
+    t.push_back({std::move(name), std::move(formula), std::move(substituted), s, in_step});
+  };
+  add("floor", "model FLOPs / (GPUs * peak)",
+      fmt::format("{:.4g} / ({} * {:.0f} TFLOP/s)", e.model_flops, plan.gpus(),
+                  gpu.peak_flops / 1e12),
+      e.flop_floor_s);
+  const std::string mb =
+      fmt::format("B={} S={} H={} TP={}", plan.micro_batch, im.training.seq, md.hidden, plan.tp);
+  add("layer.forward.gemm", "sum over sharded GEMMs max(2MNK / (peak * eff(2MNK)), bytes / HBM)",
+      mb + fmt::format(", per micro-batch: {:.3f} ms", sc.layer.forward.gemm_s * ms),
+      sc.layer.forward.gemm_s);
+  add("layer.forward.memory", "bytes of norms, softmax, activation, residual, rotary / (HBM * eff)",
+      fmt::format("{:.0f} GB/s * {:.2f}: {:.3f} ms", gpu.hbm_bytes_per_s / 1e9, gpu.hbm_efficiency,
+                  sc.layer.forward.memory_s * ms),
+      sc.layer.forward.memory_s);
+  add("layer.backward", "dX and dW GEMMs + memory-bound backward ops",
+      fmt::format("{:.3f} + {:.3f} ms", sc.layer.backward.gemm_s * ms,
+                  sc.layer.backward.memory_s * ms),
+      sc.layer.backward.total());
+  add("layer.recompute", "none: 0; selective: attention core forward; full: whole layer forward",
+      fmt::format("{}: {:.3f} ms", RecomputeLabel(plan.recompute), sc.layer.recompute.total() * ms),
+      sc.layer.recompute.total());
+  add("layer.tp_comm", "2 all-reduces fwd + 2 bwd (+2 full recompute) of B*S*H*a over TP",
+      fmt::format("fwd {:.3f} ms, bwd {:.3f} ms", sc.tp_layer_fwd * ms, sc.tp_layer_bwd * ms),
+      sc.tp_layer_fwd + sc.tp_layer_bwd);
+  const int crit = im.out.critical;
+  double f = 0, b = 0;
+  for (int c = 0; c < plan.vpp; ++c)
+    f += im.costs.forward_s[crit * plan.vpp + c], b += im.costs.backward_s[crit * plan.vpp + c];
+  add("stage.busiest", "per micro-batch forward + backward on the busiest pipeline rank",
+      fmt::format("rank {}: {:.3f} + {:.3f} ms, x m={}", crit, f * ms, b * ms, plan.grad_accum),
+      im.result.busy_s[crit]);
+  const double p = plan.pp, v = plan.vpp, mm = static_cast<double>(plan.grad_accum);
+  add("pipeline.makespan",
+      std::string("simulated ") + ScheduleName(ScheduleOf(plan)) +
+          "; even-stage closed form busy * (1 + (p-1)/(v*m))",
+      fmt::format("{:.3f} s simulated vs {:.3f} s closed form", im.out.makespan,
+                  im.result.busy_s[crit] * (1 + (p - 1) / (v * mm))),
+      im.out.makespan);
+  double p2p = 0;
+  for (double x : im.costs.p2p_s) p2p = std::max(p2p, x);
+  add("pp.p2p", "B*S*H*a/TP bytes per boundary / link bw + latency",
+      fmt::format("{:.3f} ms per transfer (slowest boundary)", p2p * ms), p2p);
+  add("dp.tail",
+      "ZeRO-0/1 all-reduce exposed beyond the last backward (buckets); ZeRO-1/2 "
+      "parameter all-gather; tied-embedding all-reduce",
+      fmt::format("rank {}: {:.3f} ms", im.out.last, im.dp_tail_rank[im.out.last] * ms),
+      im.dp_tail_rank[im.out.last]);
+  const TimeBreakdown& tb = e.time;
+  add("time.compute", "kernels of the busiest rank", fmt::format("{:.4f} s", tb.compute_s),
+      tb.compute_s, true);
+  add("time.tp_comm", "TP collectives of the busiest rank (not overlapped)",
+      fmt::format("{:.4f} s", tb.tp_comm_s), tb.tp_comm_s, true);
+  add("time.pp_comm", "p2p on the critical chain", fmt::format("{:.4f} s", tb.pp_comm_s),
+      tb.pp_comm_s, true);
+  add("time.dp_comm", "exposed DP/ZeRO collectives", fmt::format("{:.4f} s", tb.dp_comm_s),
+      tb.dp_comm_s, true);
+  add("time.bubble", "makespan - busy - pp_comm", fmt::format("{:.4f} s", tb.bubble_s), tb.bubble_s,
+      true);
+  add("time.optimizer", "AdamW bytes/param * params on the GPU / HBM",
+      fmt::format("{:.4f} s", tb.optimizer_s), tb.optimizer_s, true);
+  add("time.other", "not modelled", "0", tb.other_s, true);
+  add("step", "sum of time.*",
+      fmt::format("{:.3f} s -> {:.0f} tokens/s, {:.1f} TFLOP/s/GPU, MFU {:.1f}%", tb.step_s,
+                  e.tokens_per_s, e.tflops_per_gpu, 100 * e.mfu),
+      tb.step_s);
+  return t;
+}
+
+StatusOr<TimeEstimate> EstimateTime(const ModelSpec& model, const TrainingSpec& training,
+                                    const ClusterSpec& cluster, const Plan& plan) {
+  TimeModel tm(model, training, cluster);
+  return tm.Evaluate(plan);
+}
+
+StatusOr<std::vector<TimeTerm>> ExplainTime(const ModelSpec& model, const TrainingSpec& training,
+                                            const ClusterSpec& cluster, const Plan& plan) {
+  TimeModel tm(model, training, cluster);
+  return tm.Explain(plan);
+}
+
+StepClaimCheck CheckStepClaim(const ModelSpec& model, const TrainingSpec& training,
+                              const ClusterSpec& cluster, double claimed_step_s) {
+  StepClaimCheck c;
+  c.claimed_s = claimed_step_s;
+  c.floor_s = ModelFlopsPerStep(model, training.global_batch, training.seq) /
+              (static_cast<double>(cluster.num_gpus) * cluster.gpu.peak_flops);
+  c.required_peak = c.floor_s / claimed_step_s;
+  c.possible = claimed_step_s >= c.floor_s;
+  return c;
+}
+
+}  // namespace p3d
