@@ -10,14 +10,6 @@
 #include "common/units.h"
 
 namespace p3d {
-
-// Until the time-model helper defines DefaultGemmEfficiency in
-// simulator/gemm_efficiency.cc, this weak test-only definition lets the test
-// link; the library's strong definition wins once it exists.
-__attribute__((weak)) std::vector<GemmEfficiencyPoint> DefaultGemmEfficiency(const std::string&) {
-  return {};
-}
-
 namespace {
 
 TEST(Catalog, HasEveryRequiredGpu) {
@@ -56,6 +48,11 @@ TEST(Catalog, EveryEntryIsPhysicallySane) {
     EXPECT_GE(c.node.intra.bytes_per_s, c.node.inter.bytes_per_s);
     EXPECT_GT(c.node.host_memory_bytes, 0);
     EXPECT_GT(c.node.pcie_bytes_per_s, 0);
+    // The GEMM table is the time model's default for this GPU.
+    const auto table = DefaultGemmEfficiency(name);
+    ASSERT_EQ(c.gpu.gemm_efficiency.size(), table.size());
+    for (size_t i = 0; i < table.size(); ++i)
+      EXPECT_EQ(c.gpu.gemm_efficiency[i].flops, table[i].flops);
   }
 }
 
