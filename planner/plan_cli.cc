@@ -67,6 +67,16 @@ StatusOr<TrainingSpec> ResolveTraining(const PlanCliOptions& o) {
   if (o.grad_dtype == "bf16") t.precision.grad_bytes = 2;
   else if (o.grad_dtype != "fp32")
     return Status::InvalidArgument(fmt::format("--grad-dtype must be fp32 or bf16, got '{}'", o.grad_dtype));
+  if (o.master_bytes) {
+    if (*o.master_bytes < 0 || *o.master_bytes > 8)
+      return Status::InvalidArgument(fmt::format("--master-bytes must be in 0..8, got {}", *o.master_bytes));
+    t.precision.master_bytes = *o.master_bytes;
+  }
+  if (o.adam_bytes) {
+    if (*o.adam_bytes < 0 || *o.adam_bytes > 16)
+      return Status::InvalidArgument(fmt::format("--adam-bytes must be in 0..16, got {}", *o.adam_bytes));
+    t.precision.optimizer_bytes = *o.adam_bytes;
+  }
   t.dropout = o.dropout;
   return t;
 }

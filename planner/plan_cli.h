@@ -22,6 +22,8 @@ struct PlanCliOptions {
   std::string recompute;              // "" (search), "none", "selective", "full"
   std::optional<bool> sequence_parallel;
   std::string grad_dtype = "fp32";    // "fp32" (18 bytes/param) or "bf16" (16)
+  std::optional<int> master_bytes;    // bytes/param of the master weights (default 4, fp32)
+  std::optional<int> adam_bytes;      // bytes/param of the Adam moments (default 8, two fp32)
   int top = 10;
   int pick = 1;                       // which ranked plan --explain/--save-plan/--export/--report use
   bool explain = false;

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--recompute", o.recompute, "fix activation recomputation: none | selective | full");
   app.add_flag("--sp,!--no-sp", o.sequence_parallel, "fix sequence parallel on (--sp) or off (--no-sp)");
   app.add_option("--grad-dtype", o.grad_dtype, "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param)");
+  app.add_option("--master-bytes", o.master_bytes, "bytes/param of master weights (default 4 = fp32)");
+  app.add_option("--adam-bytes", o.adam_bytes, "bytes/param of Adam moments (default 8 = two fp32)");
   app.add_flag("--dropout", o.dropout, "count dropout masks in activation memory (p3d trains without dropout)");
   app.add_option("--top", o.top, "number of ranked plans to print (default 10)");
   app.add_option("--pick", o.pick, "which ranked plan --explain/--save-plan/--export/--report use (default 1)");
