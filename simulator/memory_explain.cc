@@ -41,6 +41,15 @@ std::string InFlightSubstituted(ScheduleKind kind, const Plan& plan, int stage) 
   return "";
 }
 
+// Attention scores, softmax and dropout of one layer, one micro-batch.
+std::pair<std::string, std::string> ScoresFormula(const ModelSpec& model, const TrainingSpec& t,
+                                                  const Plan& plan) {
+  const int e = t.precision.activation_bytes;
+  return {"B*S*S*NH/TP*(e + drop*(1+e))",
+          fmt::format("{}*{}*{}*{}/{}*({} + {}*(1+{}))", plan.micro_batch, t.seq, t.seq,
+                      model.heads, plan.tp, e, t.dropout ? 1 : 0, e)};
+}
+
 // Per-layer stored bytes: formula and substitution for the plan's recompute mode.
 std::pair<std::string, std::string> LayerFormula(const ModelSpec& model, const TrainingSpec& t,
                                                  const Plan& plan) {
@@ -58,9 +67,7 @@ std::pair<std::string, std::string> LayerFormula(const ModelSpec& model, const T
       fmt::arg("e", e), fmt::arg("bs", bs), fmt::arg("h", model.hidden), fmt::arg("spd", sp_div),
       fmt::arg("k", model.experts_per_token), fmt::arg("drop", drop), fmt::arg("tp", plan.tp),
       fmt::arg("kvd", N(kvd)), fmt::arg("c", c), fmt::arg("f", model.ffn));
-  const std::string scores = "B*S*S*NH/TP*(e + drop*(1+e))";
-  const std::string scores_sub =
-      fmt::format("{}*{}*{}/{}*({} + {}*(1+{}))", bs, t.seq, model.heads, plan.tp, e, drop, e);
+  const auto [scores, scores_sub] = ScoresFormula(model, t, plan);
   switch (plan.recompute) {
     case Recompute::kNone:
       return {stored + " + " + scores, stored_sub + " + " + scores_sub};
@@ -105,13 +112,17 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
                fmt::format("[{}] * {} * {}, m_r = {} = {}", layer_sub, d.layers, N(d.in_flight),
                            InFlightSubstituted(kind, plan, stage), N(d.in_flight)),
                d.layer_activations});
-  const char* working = plan.recompute == Recompute::kFull
-                            ? "one layer's full activations (no recompute), one micro-batch"
-                        : plan.recompute == Recompute::kSelective
-                            ? "B*S*S*NH/TP*(e + drop*(1+e)), one layer, one micro-batch"
-                            : "0 (no recompute)";
+  // Recomputed tensors of one layer, one micro-batch: selective recomputes
+  // the scores, full the whole layer (the no-recompute per-layer formula).
+  std::pair<std::string, std::string> working{"0 (no recompute)", "0"};
+  if (plan.recompute != Recompute::kNone) {
+    Plan whole = plan;
+    whole.recompute = Recompute::kNone;
+    working = plan.recompute == Recompute::kFull ? LayerFormula(model, training, whole)
+                                                 : ScoresFormula(model, training, plan);
+  }
   t.push_back(
-      {"activations.recompute_working_set", working, N(d.recompute_working), d.recompute_working});
+      {"activations.recompute_working_set", working.first, working.second, d.recompute_working});
   t.push_back({"activations.embedding", "r == 0 ? drop * B*S*H/SPd * m_r : 0",
                fmt::format("{} ? {} * {}*{}/{} * {} : 0", stage == 0, training.dropout ? 1 : 0, bs,
                            model.hidden, sp_div, N(d.in_flight)),
