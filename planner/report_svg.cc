@@ -48,7 +48,8 @@ constexpr std::string_view kFigureCss =
     " .fig .axis-line, .fig .tick { stroke: #888; }"
     " .fig .capacity { stroke: #c00; stroke-width: 2; stroke-dasharray: 6 3; } .fig "
     ".capacity-label { fill: #c00; }"
-    " .fig .ev { stroke: #fff; stroke-width: 0.5; }";
+    " .fig .ev { stroke: #fff; stroke-width: 0.5; }"
+    " .fig .total, .fig .capacity-label { paint-order: stroke; stroke: #fff; stroke-width: 3px; }";
 }  // namespace
 
 std::string Open(double width, double height, std::string_view css_class, std::string_view title,

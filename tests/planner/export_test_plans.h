@@ -3,6 +3,7 @@
 // Llama-2-70B (HF meta-llama config.json).
 #pragma once
 
+#include <ostream>
 #include <string>
 
 #include "planner/evaluated_plan.h"
@@ -92,5 +93,6 @@ struct ExportCase {
   Plan plan;
   int64_t seq = 2048;
 };
+inline void PrintTo(const ExportCase& c, std::ostream* os) { *os << c.name; }
 
 }  // namespace p3d::testing
