@@ -339,11 +339,16 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
   TimeBreakdown& t = out.time;
   const double busy = result.busy_s[crit];
   t.tp_comm_s = tp_rank[crit];
-  const double slack = std::max(0.0, result.makespan_s - busy);
+  // Idle time of the busiest rank (rounding residue of a bubble-free pipeline is 0).
+  double slack = result.makespan_s - busy;
+  if (slack <= 1e-12 * result.makespan_s) slack = 0;
   t.pp_comm_s = std::clamp(result.critical_p2p_s, 0.0, slack);
   t.bubble_s = slack - t.pp_comm_s;
   t.compute_s = std::max(0.0, busy - t.tp_comm_s - dp_in_rank[crit]);
-  const double tail = std::max(0.0, step_end - result.makespan_s);
+  // What the last rank to finish adds after the pipeline drains (its early end
+  // hides part of its reduction and optimizer).
+  const double tail = std::max(0.0, (result.end_s[last_rank] - result.makespan_s) +
+                                        dp_tail_rank[last_rank] + opt_rank[last_rank]);
   t.optimizer_s = std::min(opt_rank[last_rank], tail);
   t.dp_comm_s = dp_in_rank[crit] + (tail - t.optimizer_s);
   t.other_s = 0;
