@@ -91,6 +91,13 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
         "--grad-reduce-in-bf16, bf16 (2)",
         p.grad_bytes));
   }
+  if (p.master_bytes != 4 || p.optimizer_bytes != 8) {
+    return Status::Infeasible(
+        fmt::format("megatron: precision master_bytes={} optimizer_bytes={}: p3d exports "
+                    "Megatron's default fp32 "
+                    "main weights and fp32 Adam moments (4 + 8 bytes) only",
+                    p.master_bytes, p.optimizer_bytes));
+  }
   return Status::Ok();
 }
 

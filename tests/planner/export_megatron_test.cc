@@ -215,5 +215,14 @@ TEST(MegatronExport, Bf16GradientReductionFollowsThePrecision) {
   EXPECT_EQ(ParseArgs(r->text).count("--grad-reduce-in-bf16"), 1u);
 }
 
+TEST(MegatronExport, RefusesOptimizerStatePrecisionItDoesNotWrite) {
+  Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
+  PlanRequest request = RequestFor(testing::Llama2_7B(), plan);
+  request.training.precision.optimizer_bytes = 4;
+  auto r = ExportMegatronArgs(request, Evaluated(plan));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("optimizer_bytes=4"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace p3d
