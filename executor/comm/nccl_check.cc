@@ -1,0 +1,68 @@
+#include "executor/comm/nccl_check.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+
+namespace p3d {
+namespace {
+
+std::atomic<int> g_log_rank{-1};
+
+std::string HostName() {
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+const char* NcclResultName(ncclResult_t r) {
+  switch (r) {
+    case ncclSuccess:
+      return "ncclSuccess";
+    case ncclUnhandledCudaError:
+      return "ncclUnhandledCudaError";
+    case ncclSystemError:
+      return "ncclSystemError";
+    case ncclInternalError:
+      return "ncclInternalError";
+    case ncclInvalidArgument:
+      return "ncclInvalidArgument";
+    case ncclInvalidUsage:
+      return "ncclInvalidUsage";
+    case ncclRemoteError:
+      return "ncclRemoteError";
+    case ncclInProgress:
+      return "ncclInProgress";
+    default:
+      return "ncclResult";
+  }
+}
+
+}  // namespace
+
+void SetCommLogRank(int rank) { g_log_rank.store(rank); }
+
+std::string CommLogPrefix() {
+  const int rank = g_log_rank.load();
+  return fmt::format("{} rank {}", HostName(), rank < 0 ? std::string("?") : std::to_string(rank));
+}
+
+std::string CommErrorMessage(const char* file, int line, const char* expr,
+                             const std::string& what) {
+  return fmt::format("{} {}:{}: {} failed: {}", CommLogPrefix(), file, line, expr, what);
+}
+
+std::string NcclResultString(ncclResult_t result) {
+  const char* last = ncclGetLastError(nullptr);
+  std::string out = fmt::format("{} ({})", NcclResultName(result), ncclGetErrorString(result));
+  if (last != nullptr && last[0] != '\0') out += fmt::format("; NCCL: {}", last);
+  return out;
+}
+
+std::string CudaErrorString(cudaError_t err) {
+  return fmt::format("{} ({})", cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+}  // namespace p3d
