@@ -126,6 +126,20 @@ Status WriteFile(const std::string& path, const std::string& text, const char* w
   return Status::Ok();
 }
 
+// A refused export names the framework's limit; point to the best-ranked plan
+// the framework does accept, so the user need not search by hand.
+Status WithExportableHint(const Status& refusal, const std::string& format, const PlanRequest& request,
+                          const std::vector<EvaluatedPlan>& plans) {
+  if (refusal.code() != Status::Code::kInfeasible) return refusal;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    if (!plans[i].fits || !ExportPlan(format, request, plans[i]).ok()) continue;
+    return Status::Infeasible(fmt::format("{}\nplan #{} ({}) is the best-ranked plan {} accepts: rerun with --pick {}",
+                                          refusal.message(), i + 1, PlanSummary(plans[i].plan), format, i + 1));
+  }
+  return Status::Infeasible(fmt::format("{}\nnone of the {} listed plans can be exported to {}; raise --top or fix "
+                                        "dimensions (e.g. --zero 1 --vpp 1)", refusal.message(), plans.size(), format));
+}
+
 void ListGpus(std::ostream& out) {
   out << fmt::format("{:<12} {:>9} {:>10} {:>10} {:>6}  {}\n", "name", "mem GiB", "TFLOP/s", "HBM GB/s", "/node", "description");
   for (const std::string& name : CatalogGpuNames()) {
@@ -186,7 +200,9 @@ Status RunPlanCli(const PlanCliOptions& o, std::ostream& out, std::ostream& err)
   }
   if (!o.export_format.empty()) {
     if (!picked) return Status::Infeasible("no plan to export");
-    P3D_ASSIGN_OR_RETURN(ExportedFile file, ExportPlan(o.export_format, request, *picked));
+    StatusOr<ExportedFile> exported = ExportPlan(o.export_format, request, *picked);
+    if (!exported.ok()) return WithExportableHint(exported.status(), o.export_format, request, result.plans);
+    const ExportedFile& file = *exported;
     out << file.text;
     for (const std::string& note : file.notes) err << "note: " << note << "\n";
   }
