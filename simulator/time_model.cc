@@ -105,6 +105,9 @@ struct TimeModel::Impl {
 
   const ShapeCosts& Shape(const Plan& plan);
   const PipeSchedule* Schedule(const Plan& plan, Status* status);
+  // Fills costs (per-chunk durations, p2p) and the per-rank TP, in-stage DP,
+  // end-of-step DP and optimizer seconds: everything but the simulation.
+  Status Prepare(const Plan& plan);
   Status Run(const Plan& plan, bool with_timeline);
   int64_t ChunkLayers(const Plan& plan, int v) const {
     const int64_t chunks = static_cast<int64_t>(plan.pp) * plan.vpp;
@@ -200,11 +203,8 @@ Status TimeModel::Impl::Check(const Plan& p) const {
   return Status::Ok();
 }
 
-Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
+Status TimeModel::Impl::Prepare(const Plan& plan) {
   const ShapeCosts& sc = Shape(plan);
-  Status status;
-  const PipeSchedule* schedule = Schedule(plan, &status);
-  if (!schedule) return status;
   const int pp = plan.pp, vpp = plan.vpp, stages = pp * vpp;
   const double m = static_cast<double>(plan.grad_accum);
   const Precision& prec = training.precision;
@@ -303,11 +303,7 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
       }
     }
   }
-  P3D_RETURN_IF_ERROR(sim.Run(*schedule, costs, with_timeline, &result));
-
   // After the last backward: gradient reduction, optimizer, parameter gather.
-  double step_end = 0;
-  int last_rank = 0;
   for (int r = 0; r < pp; ++r) {
     const StageParams sp = ParamsOnStage(model, plan, r);
     const double params = sp.total();
@@ -329,7 +325,22 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
     }
     dp_tail_rank[r] = tail;
     opt_rank[r] = OptimizerSeconds(gpu, prec, params / (plan.zero >= 1 ? plan.dp : 1));
-    const double end = result.end_s[r] + tail + opt_rank[r];
+  }
+
+  return Status::Ok();
+}
+
+Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
+  Status status;
+  const PipeSchedule* schedule = Schedule(plan, &status);
+  if (!schedule) return status;
+  P3D_RETURN_IF_ERROR(Prepare(plan));
+  const int pp = plan.pp;
+  P3D_RETURN_IF_ERROR(sim.Run(*schedule, costs, with_timeline, &result));
+  double step_end = 0;
+  int last_rank = 0;
+  for (int r = 0; r < pp; ++r) {
+    const double end = result.end_s[r] + dp_tail_rank[r] + opt_rank[r];
     if (end > step_end) step_end = end, last_rank = r;
   }
 
@@ -376,6 +387,24 @@ TimeModel::~TimeModel() = default;
 double TimeModel::StepSeconds(const Plan& plan) {
   if (!impl_->Run(plan, false).ok()) return std::numeric_limits<double>::infinity();
   return impl_->out.time.step_s;
+}
+
+double TimeModel::StepLowerBound(const Plan& plan) {
+  Impl& im = *impl_;
+  if (!im.Prepare(plan).ok()) return std::numeric_limits<double>::infinity();
+  const int pp = plan.pp, vpp = plan.vpp;
+  const double m = static_cast<double>(plan.grad_accum);
+  double bound = 0, fill = 0;
+  for (int r = 0; r < pp; ++r) {
+    // Rank r starts no earlier than micro-batch 0 has crossed stages 0..r-1,
+    // then runs all its work, then its reduction and optimizer.
+    double busy = 0;
+    for (int c = 0; c < vpp; ++c)
+      busy += m * (im.costs.forward_s[r * vpp + c] + im.costs.backward_s[r * vpp + c]);
+    bound = std::max(bound, fill + busy + im.dp_tail_rank[r] + im.opt_rank[r]);
+    fill += im.costs.forward_s[r * vpp] + (r + 1 < pp ? im.costs.p2p_s[r] : 0.0);
+  }
+  return bound;
 }
 
 StatusOr<TimeEstimate> TimeModel::Evaluate(const Plan& plan, bool with_timeline) {

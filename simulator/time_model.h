@@ -81,6 +81,11 @@ class TimeModel {
 
   // Step seconds only (the ranking key). Precondition: the plan is legal.
   double StepSeconds(const Plan& plan);
+  // A lower bound of StepSeconds in O(PP*VPP), without the pipeline
+  // simulation: max over ranks of (forward fill before the rank + its busy
+  // time + its end-of-step reduction and optimizer). The planner can skip
+  // plans whose bound is already slower than its K-th best.
+  double StepLowerBound(const Plan& plan);
   // Everything, checked: errors name the plan field at fault.
   StatusOr<TimeEstimate> Evaluate(const Plan& plan, bool with_timeline = false);
   // The derivation of Evaluate's figures, line by line.

@@ -62,6 +62,21 @@ void BM_StepSeconds70B64(benchmark::State& state) {
 }
 BENCHMARK(BM_StepSeconds70B64);
 
+// The simulation-free lower bound (for branch-and-bound pruning in the search).
+void BM_StepLowerBound70B64(benchmark::State& state) {
+  const std::vector<Plan> plans = Plans();
+  TimeModel tm(Llama70B(), TrainingSpec{}, A100x64());
+  size_t i = 0;
+  double sink = 0;
+  for (auto _ : state) {
+    sink += tm.StepLowerBound(plans[i]);
+    if (++i == plans.size()) i = 0;
+  }
+  benchmark::DoNotOptimize(sink);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_StepLowerBound70B64);
+
 // Full estimate with breakdown and figures (what --explain and JSON output use).
 void BM_Evaluate70B64(benchmark::State& state) {
   const std::vector<Plan> plans = Plans();

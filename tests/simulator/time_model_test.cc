@@ -94,6 +94,17 @@ TEST(TimeModelTest, CachedFastPathAgreesWithOneShotEstimate) {
   }
 }
 
+TEST(TimeModelTest, LowerBoundNeverExceedsTheSimulatedStep) {
+  TrainingSpec t;
+  TimeModel tm(Llama70B(), t, Cluster("a100-80gb", 64));
+  for (const Plan& p : PlansFor64()) {
+    const double bound = tm.StepLowerBound(p);
+    const double step = tm.StepSeconds(p);
+    EXPECT_LE(bound, step * (1 + 1e-12)) << PlanSummary(p);
+    if (p.pp == 1) EXPECT_NEAR(bound, step, 1e-9 * step) << PlanSummary(p);  // no pipeline: exact
+  }
+}
+
 TEST(TimeModelTest, RecomputeCostsTimeAndThroughputFiguresAreConsistent) {
   TrainingSpec t;
   TimeModel tm(Llama70B(), t, Cluster("a100-80gb", 64));
