@@ -1,0 +1,74 @@
+#include "executor/check.h"
+#include "executor/kernels/common.cuh"
+#include "executor/kernels/elementwise.h"
+#include "executor/kernels/launch.h"
+#include "executor/rng.h"
+
+namespace p3d {
+namespace {
+
+__global__ void ResidualAddKernel(const bf16* a, const bf16* b, bf16* out, int64_t packs) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    kernels::Pack8 x = kernels::LoadPack(a + i * 8), y = kernels::LoadPack(b + i * 8);
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+      x.v[k] = __float2bfloat16(__bfloat162float(x.v[k]) + __bfloat162float(y.v[k]));
+    kernels::StorePack(out + i * 8, x);
+  }
+}
+
+__global__ void CastKernel(const float* in, bf16* out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    out[i] = __float2bfloat16_rn(in[i]);
+}
+
+__global__ void InitNormalKernel(float* out, int64_t n, float stddev, uint64_t seed,
+                                 uint64_t stream_id) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float u1, u2;
+    TwoUniforms(RandomBits(seed, stream_id, static_cast<uint64_t>(i)), &u1, &u2);
+    out[i] = stddev * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+  }
+}
+
+__global__ void FillKernel(float* out, int64_t n, float value) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    out[i] = value;
+}
+
+}  // namespace
+
+Status ResidualAdd(const bf16* a, const bf16* b, bf16* out, int64_t n, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequireMultiple("ResidualAdd", "n", n, 8));
+  ResidualAddKernel<<<kernels::GridFor(n / 8, 256), 256, 0, stream>>>(a, b, out, n / 8);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status CastToBf16(const float* in, bf16* out, int64_t n, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequirePositive("CastToBf16", "n", n));
+  CastKernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(in, out, n);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status InitNormal(float* out, int64_t n, float stddev, uint64_t seed, uint64_t stream_id,
+                  cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequirePositive("InitNormal", "n", n));
+  InitNormalKernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(out, n, stddev, seed, stream_id);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status Fill(float* out, int64_t n, float value, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequirePositive("Fill", "n", n));
+  FillKernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(out, n, value);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+}  // namespace p3d

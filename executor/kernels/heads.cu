@@ -1,0 +1,131 @@
+#include <cmath>
+
+#include "executor/check.h"
+#include "executor/kernels/common.cuh"
+#include "executor/kernels/heads.h"
+#include "executor/kernels/launch.h"
+
+namespace p3d {
+namespace {
+
+// Thread = one (b, s, head slot, i < HD/2) pair; head slot in [0, NH + 2*KV).
+template <bool kBackward>
+__global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16* k, bf16* v,
+                               const bf16* dq, const bf16* dk, const bf16* dv, HeadShape sh,
+                               const float* cos_t, const float* sin_t) {
+  const int64_t half = sh.head_dim / 2;
+  const int64_t slots = sh.heads + 2 * sh.kv_heads;
+  const int64_t n = sh.batch * sh.seq * slots * half;
+  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < n;
+       idx += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t i = idx % half;
+    int64_t rest = idx / half;
+    const int64_t slot = rest % slots;
+    rest /= slots;
+    const int64_t s = rest % sh.seq, b = rest / sh.seq;
+    // Tokens-major offset of this (b, s, slot) head.
+    const int64_t tok = ((b * sh.seq + s) * slots + slot) * sh.head_dim;
+    // Heads-major tensor and offset.
+    int64_t head, count;
+    bf16* fwd_out;
+    const bf16* bwd_in;
+    if (slot < sh.heads) {
+      head = slot; count = sh.heads; fwd_out = q; bwd_in = dq;
+    } else if (slot < sh.heads + sh.kv_heads) {
+      head = slot - sh.heads; count = sh.kv_heads; fwd_out = k; bwd_in = dk;
+    } else {
+      head = slot - sh.heads - sh.kv_heads; count = sh.kv_heads; fwd_out = v; bwd_in = dv;
+    }
+    const int64_t hm = ((b * count + head) * sh.seq + s) * sh.head_dim;
+    const bool rotate = cos_t != nullptr && slot < sh.heads + sh.kv_heads;
+    float c = 1.0f, sn = 0.0f;
+    if (rotate) {
+      c = cos_t[s * half + i];
+      sn = sin_t[s * half + i];
+    }
+    if (!kBackward) {
+      const float x0 = __bfloat162float(qkv_in[tok + i]), x1 = __bfloat162float(qkv_in[tok + i + half]);
+      fwd_out[hm + i] = __float2bfloat16(x0 * c - x1 * sn);
+      fwd_out[hm + i + half] = __float2bfloat16(x1 * c + x0 * sn);
+    } else {
+      const float g0 = __bfloat162float(bwd_in[hm + i]), g1 = __bfloat162float(bwd_in[hm + i + half]);
+      qkv_out[tok + i] = __float2bfloat16(g0 * c + g1 * sn);
+      qkv_out[tok + i + half] = __float2bfloat16(g1 * c - g0 * sn);
+    }
+  }
+}
+
+__global__ void SwapAxes12Kernel(const bf16* in, bf16* out, int64_t nb, int64_t na, int64_t nc,
+                                 int64_t nd) {
+  const int64_t dp = nd / 8;
+  const int64_t n = nb * na * nc * dp;
+  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < n;
+       idx += int64_t{gridDim.x} * blockDim.x) {
+    // idx enumerates the OUTPUT [B, C, A, D/8] so that stores are coalesced.
+    const int64_t p = idx % dp;
+    int64_t rest = idx / dp;
+    const int64_t a = rest % na;
+    rest /= na;
+    const int64_t c = rest % nc, b = rest / nc;
+    const int64_t src = ((b * na + a) * nc + c) * nd + p * 8;
+    kernels::StorePack(out + idx * 8, kernels::LoadPack(in + src));
+  }
+}
+
+Status CheckShape(const char* kernel, const HeadShape& sh) {
+  P3D_RETURN_IF_ERROR(RequirePositive(kernel, "batch", sh.batch));
+  P3D_RETURN_IF_ERROR(RequirePositive(kernel, "seq", sh.seq));
+  P3D_RETURN_IF_ERROR(RequirePositive(kernel, "heads", sh.heads));
+  P3D_RETURN_IF_ERROR(RequirePositive(kernel, "kv_heads", sh.kv_heads));
+  return RequireMultiple(kernel, "head_dim", sh.head_dim, 2);
+}
+
+}  // namespace
+
+void BuildRotaryTables(int64_t seq, int64_t head_dim, double theta, std::vector<float>* cos_table,
+                       std::vector<float>* sin_table) {
+  const int64_t half = head_dim / 2;
+  cos_table->resize(seq * half);
+  sin_table->resize(seq * half);
+  for (int64_t s = 0; s < seq; ++s) {
+    for (int64_t i = 0; i < half; ++i) {
+      double angle = static_cast<double>(s) * std::pow(theta, -2.0 * static_cast<double>(i) /
+                                                                  static_cast<double>(head_dim));
+      (*cos_table)[s * half + i] = static_cast<float>(std::cos(angle));
+      (*sin_table)[s * half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+}
+
+Status SplitQkvHeads(const bf16* qkv, bf16* q, bf16* k, bf16* v, const HeadShape& sh,
+                     const float* cos_table, const float* sin_table, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(CheckShape("SplitQkvHeads", sh));
+  const int64_t n = sh.batch * sh.seq * (sh.heads + 2 * sh.kv_heads) * (sh.head_dim / 2);
+  QkvHeadsKernel<false><<<kernels::GridFor(n, 256), 256, 0, stream>>>(
+      qkv, nullptr, q, k, v, nullptr, nullptr, nullptr, sh, cos_table, sin_table);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status MergeQkvHeadsGrad(const bf16* dq, const bf16* dk, const bf16* dv, bf16* dqkv,
+                         const HeadShape& sh, const float* cos_table, const float* sin_table,
+                         cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(CheckShape("MergeQkvHeadsGrad", sh));
+  const int64_t n = sh.batch * sh.seq * (sh.heads + 2 * sh.kv_heads) * (sh.head_dim / 2);
+  QkvHeadsKernel<true><<<kernels::GridFor(n, 256), 256, 0, stream>>>(
+      nullptr, dqkv, nullptr, nullptr, nullptr, dq, dk, dv, sh, cos_table, sin_table);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status SwapAxes12(const bf16* in, bf16* out, int64_t b, int64_t a, int64_t c, int64_t d,
+                  cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequireMultiple("SwapAxes12", "d", d, 8));
+  P3D_RETURN_IF_ERROR(RequirePositive("SwapAxes12", "b*a*c", b * a * c));
+  const int64_t n = b * a * c * (d / 8);
+  SwapAxes12Kernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(in, out, b, a, c, d);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+}  // namespace p3d

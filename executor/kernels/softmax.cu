@@ -1,0 +1,108 @@
+#include "executor/check.h"
+#include "executor/kernels/common.cuh"
+#include "executor/kernels/launch.h"
+#include "executor/kernels/softmax.h"
+
+namespace p3d {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+
+// One warp per row; lane handles packs of 8 at columns lane*8 + 256*i.
+__global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, int64_t rows, int64_t seq) {
+  const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t pos = row % seq;
+  const bf16* xr = x + row * seq;
+  bf16* pr = p + row * seq;
+  float m = kernels::kNegLarge, l = 0.0f;
+  for (int64_t c = lane * 8; c <= pos; c += 256) {
+    kernels::Pack8 v = kernels::LoadPack(xr + c);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      if (c + k <= pos) {
+        const float f = __bfloat162float(v.v[k]);
+        if (f > m) {
+          l = l * __expf(m - f) + 1.0f;
+          m = f;
+        } else {
+          l += __expf(f - m);
+        }
+      }
+    }
+  }
+  kernels::WarpMergeMaxSum(m, l);
+  const float inv = 1.0f / l;
+  for (int64_t c = lane * 8; c < seq; c += 256) {
+    kernels::Pack8 out;
+    if (c <= pos) {
+      kernels::Pack8 v = kernels::LoadPack(xr + c);
+#pragma unroll
+      for (int k = 0; k < 8; ++k)
+        out.v[k] = __float2bfloat16(c + k <= pos ? __expf(__bfloat162float(v.v[k]) - m) * inv : 0.0f);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) out.v[k] = __float2bfloat16(0.0f);
+    }
+    kernels::StorePack(pr + c, out);
+  }
+}
+
+__global__ void CausalSoftmaxBackwardKernel(const bf16* p, const bf16* dp, bf16* ds, int64_t rows,
+                                            int64_t seq) {
+  const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t pos = row % seq;
+  const bf16* pr = p + row * seq;
+  const bf16* dpr = dp + row * seq;
+  float dot = 0.0f;
+  for (int64_t c = lane * 8; c <= pos; c += 256) {
+    kernels::Pack8 a = kernels::LoadPack(pr + c), g = kernels::LoadPack(dpr + c);
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+      if (c + k <= pos) dot += __bfloat162float(a.v[k]) * __bfloat162float(g.v[k]);
+  }
+  dot = kernels::WarpSum(dot);
+  bf16* dsr = ds + row * seq;
+  for (int64_t c = lane * 8; c < seq; c += 256) {
+    kernels::Pack8 out;
+    if (c <= pos) {
+      kernels::Pack8 a = kernels::LoadPack(pr + c), g = kernels::LoadPack(dpr + c);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float v = __bfloat162float(a.v[k]) * (__bfloat162float(g.v[k]) - dot);
+        out.v[k] = __float2bfloat16(c + k <= pos ? v : 0.0f);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) out.v[k] = __float2bfloat16(0.0f);
+    }
+    kernels::StorePack(dsr + c, out);
+  }
+}
+
+}  // namespace
+
+Status CausalSoftmaxForward(const bf16* x, bf16* p, int64_t rows, int64_t seq,
+                            cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequireMultiple("CausalSoftmaxForward", "seq", seq, 8));
+  P3D_RETURN_IF_ERROR(RequirePositive("CausalSoftmaxForward", "rows", rows));
+  const unsigned blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  CausalSoftmaxForwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, p, rows, seq);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status CausalSoftmaxBackward(const bf16* p, const bf16* dp, bf16* ds, int64_t rows, int64_t seq,
+                             cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequireMultiple("CausalSoftmaxBackward", "seq", seq, 8));
+  P3D_RETURN_IF_ERROR(RequirePositive("CausalSoftmaxBackward", "rows", rows));
+  const unsigned blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  CausalSoftmaxBackwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(p, dp, ds, rows, seq);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+}  // namespace p3d

@@ -1,0 +1,195 @@
+#include "executor/memory_plan.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "executor/kernels/column_reduce.h"
+#include "executor/kernels/optimizer.h"
+
+namespace p3d {
+namespace {
+
+constexpr int64_t kBf16 = 2, kF32 = 4, kI32 = 4;
+
+struct Dims {
+  int64_t T, B, S, H, Eq, Ekv, Q3, F, mlp_pre_cols, scores;
+  bool layernorm;
+};
+
+Dims MakeDims(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
+  Dims d;
+  d.B = t.micro_batch;
+  d.S = t.seq;
+  d.T = d.B * d.S;
+  d.H = s.hidden;
+  d.Eq = s.q_dim();
+  d.Ekv = s.kv_dim();
+  d.Q3 = s.qkv_dim();
+  d.F = s.ffn;
+  d.mlp_pre_cols = m.arch == Arch::kGpt2 ? s.ffn : 2 * s.ffn;
+  d.scores = d.B * s.heads * d.S * d.S;
+  d.layernorm = m.arch == Arch::kGpt2;
+  return d;
+}
+
+// Adds one layer's activation set (all but x_in) under `term`; `with_probs`
+// adds probs too (else probs is left for the caller).
+void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, MemoryTerm term,
+                 bool with_probs, LayerActivationOffsets* o) {
+  o->norm1_out = a.Add(pre + "norm1_out", term, d.T * d.H * kBf16);
+  o->norm1_mean = a.Add(pre + "norm1_mean", term, d.layernorm ? d.T * kF32 : 0);
+  o->norm1_rstd = a.Add(pre + "norm1_rstd", term, d.T * kF32);
+  o->q = a.Add(pre + "q", term, d.T * d.Eq * kBf16);
+  o->k = a.Add(pre + "k", term, d.T * d.Ekv * kBf16);
+  o->v = a.Add(pre + "v", term, d.T * d.Ekv * kBf16);
+  if (with_probs) o->probs = a.Add(pre + "probs", term, d.scores * kBf16);
+  o->att_out = a.Add(pre + "att_out", term, d.T * d.Eq * kBf16);
+  o->x_mid = a.Add(pre + "x_mid", term, d.T * d.H * kBf16);
+  o->norm2_out = a.Add(pre + "norm2_out", term, d.T * d.H * kBf16);
+  o->norm2_mean = a.Add(pre + "norm2_mean", term, d.layernorm ? d.T * kF32 : 0);
+  o->norm2_rstd = a.Add(pre + "norm2_rstd", term, d.T * kF32);
+  o->mlp_pre = a.Add(pre + "mlp_pre", term, d.T * d.mlp_pre_cols * kBf16);
+  o->mlp_act = a.Add(pre + "mlp_act", term, d.T * d.F * kBf16);
+}
+
+}  // namespace
+
+const char* MemoryTermName(MemoryTerm term) {
+  switch (term) {
+    case MemoryTerm::kWeights: return "weights";
+    case MemoryTerm::kGradients: return "gradients";
+    case MemoryTerm::kOptimizer: return "optimizer";
+    case MemoryTerm::kActivations: return "activations";
+    case MemoryTerm::kBuffers: return "buffers";
+  }
+  return "?";
+}
+
+int64_t ArenaPlan::Add(std::string name, MemoryTerm term, int64_t bytes) {
+  ArenaRegion r{std::move(name), term, total_, bytes};
+  const int64_t padded = (bytes + kArenaAlignBytes - 1) / kArenaAlignBytes * kArenaAlignBytes;
+  total_ += padded;
+  regions_.push_back(std::move(r));
+  padded_.push_back(padded);
+  return regions_.back().offset;
+}
+
+int64_t ArenaPlan::TermBytes(MemoryTerm term) const {
+  int64_t sum = 0;
+  for (size_t i = 0; i < regions_.size(); ++i)
+    if (regions_[i].term == term) sum += padded_[i];
+  return sum;
+}
+
+int64_t LayerActivationBytes(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
+  const Dims d = MakeDims(m, s, t);
+  const int64_t x_in = d.T * d.H * kBf16;
+  if (t.recompute == Recompute::kFull) return x_in;
+  const int64_t stats = d.T * kF32 * (d.layernorm ? 4 : 2);
+  int64_t bytes = x_in + stats +
+                  kBf16 * d.T * (d.H /*norm1_out*/ + d.Eq /*q*/ + 2 * d.Ekv /*k,v*/ +
+                                 d.Eq /*att_out*/ + d.H /*x_mid*/ + d.H /*norm2_out*/ +
+                                 d.mlp_pre_cols + d.F /*mlp_act*/);
+  if (t.recompute == Recompute::kNone) bytes += d.scores * kBf16;
+  return bytes;
+}
+
+StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalShape& s,
+                                                const ParamLayout& params,
+                                                const TrainingShape& t, int64_t workspace_bytes) {
+  if (t.micro_batch < 1 || t.seq < 1)
+    return Status::InvalidArgument(
+        fmt::format("micro_batch = {} and seq = {} must be positive", t.micro_batch, t.seq));
+  auto multiple8 = [](const char* rule, int64_t v) -> Status {
+    if (v % 8 != 0)
+      return Status::InvalidArgument(fmt::format(
+          "rule {} % 8: {} = {} must be a multiple of 8 (16-byte vector width of the kernels)",
+          rule, rule, v));
+    return Status::Ok();
+  };
+  P3D_RETURN_IF_ERROR(multiple8("seq", t.seq));
+  P3D_RETURN_IF_ERROR(multiple8("hidden", s.hidden));
+  P3D_RETURN_IF_ERROR(multiple8("head_dim", s.head_dim));
+  P3D_RETURN_IF_ERROR(multiple8("ffn", s.ffn));
+  if (m.arch == Arch::kGpt2 && t.seq > m.max_positions)
+    return Status::InvalidArgument(fmt::format(
+        "seq = {} exceeds the model's {} learned positions (max_positions)", t.seq,
+        m.max_positions));
+  if (t.logits_chunk < 0)
+    return Status::InvalidArgument("logits_chunk must be >= 0 (0 = default)");
+
+  const Dims d = MakeDims(m, s, t);
+  TrainingMemoryPlan p;
+  ArenaPlan& a = p.arena;
+  const int64_t n = params.total;
+  p.weights = a.Add("weights (bf16)", MemoryTerm::kWeights, n * kBf16);
+  p.grads = a.Add("gradients (fp32)", MemoryTerm::kGradients, n * kF32);
+  p.master = a.Add("master weights (fp32)", MemoryTerm::kOptimizer, n * kF32);
+  p.adam_m = a.Add("adam m (fp32)", MemoryTerm::kOptimizer, n * kF32);
+  p.adam_v = a.Add("adam v (fp32)", MemoryTerm::kOptimizer, n * kF32);
+
+  // Stored activations.
+  p.layers.resize(s.layers);
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string pre = fmt::format("layer {} ", l);
+    LayerActivationOffsets& o = p.layers[l];
+    o.x_in = a.Add(pre + "x_in", MemoryTerm::kActivations, d.T * d.H * kBf16);
+    if (t.recompute != Recompute::kFull)
+      AddLayerSet(a, d, pre, MemoryTerm::kActivations, t.recompute == Recompute::kNone, &o);
+  }
+  p.x_final = a.Add("x_final", MemoryTerm::kActivations, d.T * d.H * kBf16);
+  p.final_norm_out = a.Add("final_norm_out", MemoryTerm::kActivations, d.T * d.H * kBf16);
+  p.final_mean = a.Add("final_mean", MemoryTerm::kActivations, d.layernorm ? d.T * kF32 : 0);
+  p.final_rstd = a.Add("final_rstd", MemoryTerm::kActivations, d.T * kF32);
+
+  // Loss chunk (activations: the simulator counts logits/loss temporaries there).
+  const int64_t vocab = s.vocab;
+  p.logits_ld = (vocab + 63) / 64 * 64;
+  p.logits_chunk = std::min(d.T, t.logits_chunk > 0 ? t.logits_chunk : kDefaultLogitsChunk);
+  p.logits = a.Add("logits chunk (fp32)", MemoryTerm::kActivations,
+                   p.logits_chunk * p.logits_ld * kF32);
+  p.dlogits = a.Add("dlogits chunk (bf16)", MemoryTerm::kActivations,
+                    p.logits_chunk * p.logits_ld * kBf16);
+  p.losses = a.Add("token losses (fp32)", MemoryTerm::kActivations, d.T * kF32);
+
+  // One layer's transient set: recompute target (full) / score scratch (selective, full).
+  if (t.recompute == Recompute::kFull) {
+    LayerActivationOffsets work;
+    AddLayerSet(a, d, "recompute ", MemoryTerm::kBuffers, true, &work);
+    for (auto& o : p.layers) {
+      const int64_t x_in = o.x_in;
+      o = work;
+      o.x_in = x_in;
+    }
+  } else if (t.recompute == Recompute::kSelective) {
+    const int64_t probs = a.Add("probs scratch", MemoryTerm::kBuffers, d.scores * kBf16);
+    for (auto& o : p.layers) o.probs = probs;
+  }
+  p.qkv_tokens = a.Add("qkv tokens / dqkv", MemoryTerm::kBuffers, d.T * d.Q3 * kBf16);
+  p.o_heads = a.Add("attention out heads / d", MemoryTerm::kBuffers, d.T * d.Eq * kBf16);
+  p.branch = a.Add("branch out / d norm out", MemoryTerm::kBuffers,
+                   d.T * std::max(d.H, d.Eq) * kBf16);
+  p.dres = a.Add("d residual", MemoryTerm::kBuffers, d.T * d.H * kBf16);
+  p.dmlp_act = a.Add("d mlp_act", MemoryTerm::kBuffers, d.T * d.F * kBf16);
+  p.dmlp_pre = a.Add("d mlp_pre", MemoryTerm::kBuffers, d.T * d.mlp_pre_cols * kBf16);
+  p.dqkv_heads = a.Add("dq dk dv heads", MemoryTerm::kBuffers, d.T * d.Q3 * kBf16);
+  p.dprobs = a.Add("d probs", MemoryTerm::kBuffers, d.scores * kBf16);
+  p.scalars = a.Add("scalars", MemoryTerm::kBuffers, 4 * kF32);
+  p.norm_partials = a.Add("grad-norm partials (fp64)", MemoryTerm::kBuffers, kGradNormBlocks * 8);
+  const int64_t widest = std::max({d.H, d.Q3, d.F});
+  p.column_partials =
+      a.Add("column partials", MemoryTerm::kBuffers, 2 * ColumnPartialsFloats(widest) * kF32);
+  p.tokens = a.Add("tokens", MemoryTerm::kBuffers, d.T * kI32);
+  p.targets = a.Add("targets", MemoryTerm::kBuffers, d.T * kI32);
+  p.bucket_token = a.Add("embedding buckets", MemoryTerm::kBuffers, d.T * kI32);
+  p.bucket_offset = a.Add("embedding bucket offsets", MemoryTerm::kBuffers, (d.T + 1) * kI32);
+  p.positions = a.Add("embedding bucket positions", MemoryTerm::kBuffers, d.T * kI32);
+  const bool rotary = m.arch == Arch::kLlama;
+  p.rope_cos = a.Add("rotary cos", MemoryTerm::kBuffers, rotary ? d.S * s.head_dim / 2 * kF32 : 0);
+  p.rope_sin = a.Add("rotary sin", MemoryTerm::kBuffers, rotary ? d.S * s.head_dim / 2 * kF32 : 0);
+  p.workspace = a.Add("cuBLASLt workspace", MemoryTerm::kBuffers, workspace_bytes);
+  return p;
+}
+
+}  // namespace p3d

@@ -1,0 +1,114 @@
+// Memory planning: the executor allocates ONE device arena up front; every
+// buffer of a training step is a named region of it, tagged with the term of
+// the simulator's MemoryBreakdown (simulator/estimate.h) it belongs to, so
+// measured memory can be compared with the estimate term by term:
+//   weights      bf16 working weights
+//   gradients    fp32 gradient accumulation buffer
+//   optimizer    fp32 master weights + Adam m + Adam v
+//   activations  tensors stored in the forward pass for the backward pass
+//                (per layer, per recompute mode), plus the loss's logits chunk
+//   buffers      transient working memory of one layer at a time (attention
+//                scores of the layer being computed, backward gradient buffers),
+//                reduction scratch, token arrays, cuBLASLt workspace
+// (runtime = CUDA context etc. is not in the arena; p3d-run measures it.)
+//
+// Stored activations per layer, T = B*S tokens, bf16 unless noted:
+//   none       x_in, norm1_out [T,H]; q [T,NH*HD]; k, v [T,KV*HD];
+//              probs [B,NH,S,S]; att_out [T,NH*HD]; x_mid, norm2_out [T,H];
+//              mlp_pre [T,F] (GPT-2) / [T,2F] (Llama); mlp_act [T,F];
+//              norm statistics fp32 [T] (mean: LayerNorm only; rstd)
+//   selective  the same without probs (recomputed from q, k in backward)
+//   full       x_in only; the layer is recomputed in backward into one
+//              shared set of these buffers (counted under buffers)
+// LayerActivationBytes() gives the per-layer total for each mode.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "executor/param_layout.h"
+#include "executor/parallel_context.h"
+#include "models/model_spec.h"
+#include "planner/plan.h"
+
+namespace p3d {
+
+enum class MemoryTerm { kWeights, kGradients, kOptimizer, kActivations, kBuffers };
+inline constexpr int kMemoryTerms = 5;
+const char* MemoryTermName(MemoryTerm term);  // "weights", "gradients", ...
+
+inline constexpr int64_t kArenaAlignBytes = 256;
+
+struct ArenaRegion {
+  std::string name;
+  MemoryTerm term = MemoryTerm::kBuffers;
+  int64_t offset = 0;  // bytes from the arena base, kArenaAlignBytes-aligned
+  int64_t bytes = 0;   // requested size (the region may be followed by padding)
+};
+
+// Invariant: regions are disjoint, in increasing offset, each aligned.
+class ArenaPlan {
+ public:
+  // Appends a region and returns its offset. bytes == 0 yields a valid, empty region.
+  int64_t Add(std::string name, MemoryTerm term, int64_t bytes);
+  int64_t total_bytes() const { return total_; }
+  // Sum over regions of the term, padding included (so the terms sum to total_bytes()).
+  int64_t TermBytes(MemoryTerm term) const;
+  const std::vector<ArenaRegion>& regions() const { return regions_; }
+
+ private:
+  std::vector<ArenaRegion> regions_;
+  std::vector<int64_t> padded_;
+  int64_t total_ = 0;
+};
+
+// Byte offsets of one layer's stored activations (full recompute: all but x_in
+// point into the shared recompute set; selective: probs points to scratch).
+struct LayerActivationOffsets {
+  int64_t x_in = 0, norm1_out = 0, norm1_mean = 0, norm1_rstd = 0, q = 0, k = 0, v = 0;
+  int64_t probs = 0, att_out = 0, x_mid = 0, norm2_out = 0, norm2_mean = 0, norm2_rstd = 0;
+  int64_t mlp_pre = 0, mlp_act = 0;
+};
+
+struct TrainingShape {
+  int64_t micro_batch = 1;   // B
+  int64_t seq = 0;           // S
+  Recompute recompute = Recompute::kNone;
+  int64_t logits_chunk = 0;  // tokens per loss chunk; 0 = default (kDefaultLogitsChunk, <= T)
+};
+
+inline constexpr int64_t kDefaultLogitsChunk = 1024;
+
+// Every byte offset the model binds to a pointer.
+struct TrainingMemoryPlan {
+  ArenaPlan arena;
+  int64_t weights = 0, grads = 0, master = 0, adam_m = 0, adam_v = 0;
+  std::vector<LayerActivationOffsets> layers;
+  int64_t x_final = 0, final_norm_out = 0, final_mean = 0, final_rstd = 0;
+  int64_t qkv_tokens = 0, o_heads = 0, branch = 0, dres = 0, dmlp_act = 0, dmlp_pre = 0;
+  int64_t dqkv_heads = 0, dprobs = 0;
+  int64_t logits = 0, dlogits = 0, losses = 0, scalars = 0, norm_partials = 0, column_partials = 0;
+  int64_t tokens = 0, targets = 0, bucket_token = 0, bucket_offset = 0, positions = 0;
+  int64_t rope_cos = 0, rope_sin = 0, workspace = 0;
+  int64_t logits_chunk = 0;  // tokens per loss chunk actually used
+  int64_t logits_ld = 0;     // row stride of the logits chunk: V rounded up to 64
+};
+
+// Scalars region layout (fp32): [0] loss sum, [1] grad norm, [2] clip scale.
+inline constexpr int kScalarLossSum = 0, kScalarGradNorm = 1, kScalarClipScale = 2;
+
+// Per-layer stored-activation bytes for the mode (what the simulator's
+// activation term should count per layer on one GPU).
+int64_t LayerActivationBytes(const ModelSpec& model, const LocalShape& local,
+                             const TrainingShape& shape);
+
+// Errors: seq % 8, head_dim % 8, hidden % 8, ffn % 8 (vector-width rules of the
+// kernels), seq > max_positions for learned positions, non-positive sizes.
+StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& model, const LocalShape& local,
+                                                const ParamLayout& params,
+                                                const TrainingShape& shape,
+                                                int64_t workspace_bytes);
+
+}  // namespace p3d

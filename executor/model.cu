@@ -1,0 +1,513 @@
+#include "executor/model.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+#include "executor/check.h"
+#include "executor/kernels/activation.h"
+#include "executor/kernels/column_reduce.h"
+#include "executor/kernels/cross_entropy.h"
+#include "executor/kernels/elementwise.h"
+#include "executor/kernels/embedding.h"
+#include "executor/kernels/heads.h"
+#include "executor/kernels/norm.h"
+#include "executor/kernels/softmax.h"
+#include "executor/str_cat.h"
+#include "executor/token_buckets.h"
+
+namespace p3d {
+
+Model::Model(const ModelConfig& config, const LocalShape& local, ParamLayout params,
+             TrainingMemoryPlan plan, cudaStream_t stream)
+    : config_(config),
+      local_(local),
+      params_(std::move(params)),
+      plan_(std::move(plan)),
+      stream_(stream) {}
+
+Model::~Model() {
+  matmul_.reset();
+  if (base_) cudaFree(base_);
+}
+
+StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaStream_t stream) {
+  const ParallelContext& ctx = config.parallel;
+  if (ctx.tp != 1 || ctx.pp != 1)
+    return Status::InvalidArgument(StrCat("executor: tp=", ctx.tp, " pp=", ctx.pp,
+                                          " requested; this executor trains on one GPU (tp = pp = 1)"));
+  P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, ctx));
+  P3D_ASSIGN_OR_RETURN(ParamLayout params, BuildParamLayout(config.spec, ctx, local));
+  P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
+                       PlanTrainingMemory(config.spec, local, params, config.shape,
+                                          static_cast<int64_t>(Matmul::kWorkspaceBytes)));
+  std::unique_ptr<Model> model(
+      new Model(config, local, std::move(params), std::move(plan), stream));
+  const int64_t bytes = model->plan_.arena.total_bytes();
+  cudaError_t err = cudaMalloc(&model->base_, static_cast<size_t>(bytes));
+  if (err != cudaSuccess) {
+    model->base_ = nullptr;
+    cudaGetLastError();  // clear the allocation error
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    return Status::Infeasible(StrCat(
+        "executor: the planned arena of ", bytes / 1073741824.0, " GiB does not fit: ",
+        free_b / 1073741824.0, " GiB free of ", total_b / 1073741824.0, " GiB (",
+        cudaGetErrorString(err), "); try --recompute full, a smaller --micro-batch or --seq"));
+  }
+  P3D_ASSIGN_OR_RETURN(model->matmul_,
+                       Matmul::Create(model->At<void>(model->plan_.workspace),
+                                      Matmul::kWorkspaceBytes));
+  if (config.spec.arch == Arch::kLlama) {
+    std::vector<float> cos_t, sin_t;
+    BuildRotaryTables(config.shape.seq, local.head_dim, config.rope_theta, &cos_t, &sin_t);
+    CUDA_CHECK(cudaMemcpy(model->At<float>(model->plan_.rope_cos), cos_t.data(),
+                          cos_t.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(model->At<float>(model->plan_.rope_sin), sin_t.data(),
+                          sin_t.size() * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  return StatusOr<std::unique_ptr<Model>>(std::move(model));
+}
+
+Status Model::Mark(Phase phase) { return timer_ ? timer_->Mark(phase) : Status::Ok(); }
+
+Status Model::InitParameters(uint64_t seed) {
+  const int64_t n = params_.total;
+  float* master = At<float>(plan_.master);
+  CUDA_CHECK(cudaMemsetAsync(master, 0, n * sizeof(float), stream_));
+  for (size_t i = 0; i < params_.tensors.size(); ++i) {
+    const ParamTensor& t = params_.tensors[i];
+    switch (t.init) {
+      case ParamInit::kNormal:
+        P3D_RETURN_IF_ERROR(InitNormal(master + t.offset, t.size(), t.stddev, seed, i, stream_));
+        break;
+      case ParamInit::kOnes:
+        P3D_RETURN_IF_ERROR(Fill(master + t.offset, t.size(), 1.0f, stream_));
+        break;
+      case ParamInit::kZeros:
+        break;
+    }
+  }
+  P3D_RETURN_IF_ERROR(CastToBf16(master, W(0), n, stream_));
+  CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_m), 0, n * sizeof(float), stream_));
+  CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_v), 0, n * sizeof(float), stream_));
+  return ZeroGrads();
+}
+
+Status Model::ZeroGrads() {
+  CUDA_CHECK(cudaMemsetAsync(G(0), 0, params_.total * sizeof(float), stream_));
+  CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.scalars), 0, 4 * sizeof(float), stream_));
+  return Status::Ok();
+}
+
+Status Model::Linear(const bf16* x, const bf16* w, const bf16* bias, bf16* y, int64_t rows,
+                     int64_t in, int64_t out) {
+  MatmulParams p;
+  p.m = rows;
+  p.n = out;
+  p.k = in;
+  p.a = x;
+  p.b = w;
+  p.trans_b = true;
+  p.d = y;
+  p.bias = bias;
+  return matmul_->Run(p, stream_);
+}
+
+Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16* dx, float* dw,
+                             float* db, int64_t rows, int64_t in, int64_t out) {
+  if (dx) {
+    MatmulParams p;  // dx [rows, in] = dy [rows, out] @ w [out, in]
+    p.m = rows;
+    p.n = in;
+    p.k = out;
+    p.a = dy;
+    p.b = w;
+    p.d = dx;
+    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  }
+  MatmulParams g;  // dw [out, in] += dy^T [out, rows] @ x [rows, in]
+  g.m = out;
+  g.n = in;
+  g.k = rows;
+  g.a = dy;
+  g.trans_a = true;
+  g.b = x;
+  g.d = dw;
+  g.d_type = DType::kF32;
+  g.beta = 1.0f;
+  P3D_RETURN_IF_ERROR(matmul_->Run(g, stream_));
+  if (db) {
+    P3D_RETURN_IF_ERROR(
+        BiasGradAccumulate(dy, rows, out, At<float>(plan_.column_partials), db, stream_));
+  }
+  return Status::Ok();
+}
+
+// probs [B, NH, S, S] = causal softmax(q k^T / sqrt(HD)), batched over (b, kv head):
+// the G = NH/KV query heads of one kv head are one [G*S, HD] matrix.
+Status Model::AttentionProbs(const bf16* q, const bf16* k, bf16* probs) {
+  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq;
+  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
+  MatmulParams p;
+  p.m = groups * S;
+  p.n = S;
+  p.k = HD;
+  p.a = q;
+  p.b = k;
+  p.trans_b = true;
+  p.d = probs;
+  p.alpha = 1.0f / std::sqrt(static_cast<float>(HD));
+  p.batch = static_cast<int>(B * local_.kv_heads);
+  p.stride_a = groups * S * HD;
+  p.stride_b = S * HD;
+  p.stride_d = groups * S * S;
+  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  return CausalSoftmaxForward(probs, probs, B * local_.heads * S, S, stream_);
+}
+
+Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets) {
+  const int64_t T = config_.shape.micro_batch * config_.shape.seq;
+  if (static_cast<int64_t>(tokens.size()) != T || static_cast<int64_t>(targets.size()) != T)
+    return Status::InvalidArgument(StrCat("micro-batch has ", tokens.size(), " tokens and ",
+                                          targets.size(), " targets; B*S = ", T));
+  const int64_t V = config_.spec.vocab;
+  for (int64_t i = 0; i < T; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= V || targets[i] < 0 || targets[i] >= V)
+      return Status::InvalidArgument(StrCat("token id ", tokens[i], " / target ", targets[i],
+                                            " at position ", i, " outside the vocabulary [0, ", V,
+                                            ")"));
+  }
+  TokenBuckets b = BuildTokenBuckets(tokens);
+  buckets_ = static_cast<int64_t>(b.token.size());
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.tokens), tokens.data(), T * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.targets), targets.data(), T * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_token), b.token.data(), buckets_ * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_offset), b.offset.data(),
+                             b.offset.size() * 4, cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.positions), b.positions.data(), T * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  return Status::Ok();
+}
+
+Status Model::LayerForward(int64_t l, bool write_output) {
+  const ModelSpec& m = config_.spec;
+  const LayerParamOffsets& w = params_.layers[l];
+  const LayerActivationOffsets& o = plan_.layers[l];
+  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
+  const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
+  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
+  const bool gpt2 = m.arch == Arch::kGpt2;
+  const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
+  bf16* branch = At<bf16>(plan_.branch);
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  NormForwardArgs n1{norm, At<bf16>(o.x_in), W(w.norm1_w), WOpt(w.norm1_b), At<bf16>(o.norm1_out),
+                     gpt2 ? At<float>(o.norm1_mean) : nullptr, At<float>(o.norm1_rstd), T, H,
+                     config_.norm_eps};
+  P3D_RETURN_IF_ERROR(NormForward(n1, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  bf16* qkv = At<bf16>(plan_.qkv_tokens);
+  P3D_RETURN_IF_ERROR(
+      Linear(At<bf16>(o.norm1_out), W(w.qkv_w), WOpt(w.qkv_b), qkv, T, H, local_.qkv_dim()));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
+  const HeadShape hs{B, S, local_.heads, local_.kv_heads, HD};
+  const float* rc = gpt2 ? nullptr : At<float>(plan_.rope_cos);
+  const float* rsn = gpt2 ? nullptr : At<float>(plan_.rope_sin);
+  P3D_RETURN_IF_ERROR(
+      SplitQkvHeads(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v), hs, rc, rsn, stream_));
+  P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
+  MatmulParams pv;  // o_heads [G*S, HD] = probs [G*S, S] @ v [S, HD], per (b, kv)
+  pv.m = groups * S;
+  pv.n = HD;
+  pv.k = S;
+  pv.a = At<bf16>(o.probs);
+  pv.b = At<bf16>(o.v);
+  pv.d = At<bf16>(plan_.o_heads);
+  pv.batch = static_cast<int>(B * local_.kv_heads);
+  pv.stride_a = groups * S * S;
+  pv.stride_b = S * HD;
+  pv.stride_d = groups * S * HD;
+  P3D_RETURN_IF_ERROR(matmul_->Run(pv, stream_));
+  P3D_RETURN_IF_ERROR(
+      SwapAxes12(At<bf16>(plan_.o_heads), At<bf16>(o.att_out), B, local_.heads, S, HD, stream_));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), WOpt(w.out_b), branch, T, Eq, H));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  P3D_RETURN_IF_ERROR(ResidualAdd(At<bf16>(o.x_in), branch, At<bf16>(o.x_mid), T * H, stream_));
+  NormForwardArgs n2{norm, At<bf16>(o.x_mid), W(w.norm2_w), WOpt(w.norm2_b), At<bf16>(o.norm2_out),
+                     gpt2 ? At<float>(o.norm2_mean) : nullptr, At<float>(o.norm2_rstd), T, H,
+                     config_.norm_eps};
+  P3D_RETURN_IF_ERROR(NormForward(n2, stream_));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  const int64_t pre_cols = gpt2 ? F : 2 * F;
+  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.norm2_out), W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre),
+                             T, H, pre_cols));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  if (gpt2) {
+    P3D_RETURN_IF_ERROR(GeluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T * F, stream_));
+  } else {
+    P3D_RETURN_IF_ERROR(SwiGluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T, F, stream_));
+  }
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.mlp_act), W(w.proj_w), WOpt(w.proj_b), branch, T, F, H));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  if (!write_output) return Status::Ok();
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  bf16* out = l + 1 < local_.layers ? At<bf16>(plan_.layers[l + 1].x_in) : At<bf16>(plan_.x_final);
+  return ResidualAdd(At<bf16>(o.x_mid), branch, out, T * H, stream_);
+}
+
+// On entry d residual holds dL/d(layer output); on exit dL/d(layer input).
+Status Model::LayerBackward(int64_t l) {
+  const ModelSpec& m = config_.spec;
+  const LayerParamOffsets& w = params_.layers[l];
+  const LayerActivationOffsets& o = plan_.layers[l];
+  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
+  const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim(), Ekv = local_.kv_dim();
+  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
+  const bool gpt2 = m.arch == Arch::kGpt2;
+  const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
+  bf16* dres = At<bf16>(plan_.dres);
+  bf16* branch = At<bf16>(plan_.branch);
+  float* partials = At<float>(plan_.column_partials);
+
+  if (config_.shape.recompute == Recompute::kFull) {
+    P3D_RETURN_IF_ERROR(LayerForward(l, /*write_output=*/false));
+  }
+  // MLP.
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  bf16* dact = At<bf16>(plan_.dmlp_act);
+  bf16* dpre = At<bf16>(plan_.dmlp_pre);
+  P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.mlp_act), W(w.proj_w), dact, G(w.proj_w),
+                                     GOpt(w.proj_b), T, F, H));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  if (gpt2) {
+    P3D_RETURN_IF_ERROR(GeluBackward(dact, At<bf16>(o.mlp_pre), dpre, T * F, stream_));
+  } else {
+    P3D_RETURN_IF_ERROR(SwiGluBackward(dact, At<bf16>(o.mlp_pre), dpre, T, F, stream_));
+  }
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  const int64_t pre_cols = gpt2 ? F : 2 * F;
+  P3D_RETURN_IF_ERROR(LinearBackward(dpre, At<bf16>(o.norm2_out), W(w.fc_w), branch, G(w.fc_w),
+                                     GOpt(w.fc_b), T, H, pre_cols));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  NormBackwardArgs n2{norm, branch, At<bf16>(o.x_mid), W(w.norm2_w),
+                      gpt2 ? At<float>(o.norm2_mean) : nullptr, At<float>(o.norm2_rstd), dres,
+                      dres, G(w.norm2_w), GOpt(w.norm2_b), partials, T, H};
+  P3D_RETURN_IF_ERROR(NormBackward(n2, stream_));
+
+  // Attention.
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.att_out), W(w.out_w), branch, G(w.out_w),
+                                     GOpt(w.out_b), T, Eq, H));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
+  bf16* d_o = At<bf16>(plan_.o_heads);  // dO heads-major [B, NH, S, HD]
+  P3D_RETURN_IF_ERROR(SwapAxes12(branch, d_o, B, S, local_.heads, HD, stream_));
+  if (config_.shape.recompute == Recompute::kSelective) {
+    P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
+  }
+  const bf16* q = At<bf16>(o.q);
+  const bf16* k = At<bf16>(o.k);
+  const bf16* v = At<bf16>(o.v);
+  const bf16* probs = At<bf16>(o.probs);
+  bf16* dprobs = At<bf16>(plan_.dprobs);
+  bf16* dq = At<bf16>(plan_.dqkv_heads);
+  bf16* dk = dq + T * Eq;
+  bf16* dv = dk + T * Ekv;
+  const int batch = static_cast<int>(B * local_.kv_heads);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  MatmulParams p;  // dP [G*S, S] = dO [G*S, HD] @ v^T
+  p.m = groups * S; p.n = S; p.k = HD;
+  p.a = d_o; p.b = v; p.trans_b = true; p.d = dprobs;
+  p.batch = batch; p.stride_a = groups * S * HD; p.stride_b = S * HD; p.stride_d = groups * S * S;
+  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  P3D_RETURN_IF_ERROR(CausalSoftmaxBackward(probs, dprobs, dprobs, B * local_.heads * S, S, stream_));
+  p = MatmulParams();  // dq [G*S, HD] = scale * dS [G*S, S] @ k [S, HD]
+  p.m = groups * S; p.n = HD; p.k = S;
+  p.a = dprobs; p.b = k; p.d = dq; p.alpha = scale;
+  p.batch = batch; p.stride_a = groups * S * S; p.stride_b = S * HD; p.stride_d = groups * S * HD;
+  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  p = MatmulParams();  // dk [S, HD] = scale * dS^T [S, G*S] @ q [G*S, HD]
+  p.m = S; p.n = HD; p.k = groups * S;
+  p.a = dprobs; p.trans_a = true; p.b = q; p.d = dk; p.alpha = scale;
+  p.batch = batch; p.stride_a = groups * S * S; p.stride_b = groups * S * HD; p.stride_d = S * HD;
+  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  p = MatmulParams();  // dv [S, HD] = P^T [S, G*S] @ dO [G*S, HD]
+  p.m = S; p.n = HD; p.k = groups * S;
+  p.a = probs; p.trans_a = true; p.b = d_o; p.d = dv;
+  p.batch = batch; p.stride_a = groups * S * S; p.stride_b = groups * S * HD; p.stride_d = S * HD;
+  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  const HeadShape hs{B, S, local_.heads, local_.kv_heads, HD};
+  const float* rc = gpt2 ? nullptr : At<float>(plan_.rope_cos);
+  const float* rsn = gpt2 ? nullptr : At<float>(plan_.rope_sin);
+  bf16* dqkv = At<bf16>(plan_.qkv_tokens);
+  P3D_RETURN_IF_ERROR(MergeQkvHeadsGrad(dq, dk, dv, dqkv, hs, rc, rsn, stream_));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(LinearBackward(dqkv, At<bf16>(o.norm1_out), W(w.qkv_w), branch, G(w.qkv_w),
+                                     GOpt(w.qkv_b), T, H, local_.qkv_dim()));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  NormBackwardArgs n1{norm, branch, At<bf16>(o.x_in), W(w.norm1_w),
+                      gpt2 ? At<float>(o.norm1_mean) : nullptr, At<float>(o.norm1_rstd), dres,
+                      dres, G(w.norm1_w), GOpt(w.norm1_b), partials, T, H};
+  return NormBackward(n1, stream_);
+}
+
+// Final norm, then per chunk of tokens: logits, fused cross-entropy, and the
+// head's backward; finally the final norm's backward into d residual.
+Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
+  const bool gpt2 = config_.spec.arch == Arch::kGpt2;
+  const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
+  const int64_t T = config_.shape.micro_batch * config_.shape.seq, H = local_.hidden;
+  const int64_t V = local_.vocab, ld = plan_.logits_ld;
+  bf16* xf = At<bf16>(plan_.final_norm_out);
+  bf16* dxf = At<bf16>(plan_.branch);
+  float* logits = At<float>(plan_.logits);
+  bf16* dlogits = At<bf16>(plan_.dlogits);
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  NormForwardArgs nf{norm, At<bf16>(plan_.x_final), W(params_.final_norm_w),
+                     WOpt(params_.final_norm_b), xf, gpt2 ? At<float>(plan_.final_mean) : nullptr,
+                     At<float>(plan_.final_rstd), T, H, config_.norm_eps};
+  P3D_RETURN_IF_ERROR(NormForward(nf, stream_));
+  for (int64_t c0 = 0; c0 < T; c0 += plan_.logits_chunk) {
+    const int64_t rows = std::min(plan_.logits_chunk, T - c0);
+    P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+    MatmulParams p;  // logits [rows, V] = xf [rows, H] @ head [V, H]^T, fp32 out
+    p.m = rows; p.n = V; p.k = H;
+    p.a = xf + c0 * H; p.b = W(params_.head); p.trans_b = true;
+    p.d = logits; p.d_type = DType::kF32; p.ldd = ld;
+    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+    if (logits_out) {
+      CUDA_CHECK(cudaMemcpy2DAsync(logits_out + c0 * V, V * sizeof(float), logits,
+                                   ld * sizeof(float), V * sizeof(float), rows,
+                                   cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+    CrossEntropyArgs ce{logits, At<int32_t>(plan_.targets) + c0, dlogits,
+                        At<float>(plan_.losses) + c0, rows, V, ld, grad_scale};
+    P3D_RETURN_IF_ERROR(CrossEntropyForwardBackward(ce, stream_));
+    P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+    p = MatmulParams();  // dxf [rows, H] = dlogits [rows, V] @ head [V, H]
+    p.m = rows; p.n = H; p.k = V;
+    p.a = dlogits; p.lda = ld; p.b = W(params_.head); p.d = dxf + c0 * H;
+    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+    p = MatmulParams();  // dhead [V, H] += dlogits^T [V, rows] @ xf [rows, H]
+    p.m = V; p.n = H; p.k = rows;
+    p.a = dlogits; p.trans_a = true; p.lda = ld; p.b = xf + c0 * H;
+    p.d = G(params_.head); p.d_type = DType::kF32; p.beta = 1.0f;
+    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  }
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  P3D_RETURN_IF_ERROR(AccumulateLossSum(At<float>(plan_.losses), T,
+                                        At<float>(plan_.scalars) + kScalarLossSum, stream_));
+  NormBackwardArgs nb{norm, dxf, At<bf16>(plan_.x_final), W(params_.final_norm_w),
+                      gpt2 ? At<float>(plan_.final_mean) : nullptr, At<float>(plan_.final_rstd),
+                      nullptr, At<bf16>(plan_.dres), G(params_.final_norm_w),
+                      GOpt(params_.final_norm_b), At<float>(plan_.column_partials), T, H};
+  return NormBackward(nb, stream_);
+}
+
+Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets,
+                              float grad_scale, PhaseTimer* timer, float* logits_out) {
+  timer_ = timer;
+  P3D_RETURN_IF_ERROR(Mark(Phase::kIdle));
+  P3D_RETURN_IF_ERROR(UploadBatch(tokens, targets));
+  const int64_t S = config_.shape.seq, T = config_.shape.micro_batch * S, H = local_.hidden;
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  P3D_RETURN_IF_ERROR(EmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte),
+                                       WOpt(params_.wpe), At<bf16>(plan_.layers[0].x_in), T, S, H,
+                                       stream_));
+  for (int64_t l = 0; l < local_.layers; ++l) P3D_RETURN_IF_ERROR(LayerForward(l, true));
+  P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale, logits_out));
+  for (int64_t l = local_.layers - 1; l >= 0; --l) P3D_RETURN_IF_ERROR(LayerBackward(l));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  const bf16* dres = At<bf16>(plan_.dres);
+  P3D_RETURN_IF_ERROR(EmbeddingBackward(dres, At<int32_t>(plan_.bucket_token),
+                                        At<int32_t>(plan_.bucket_offset),
+                                        At<int32_t>(plan_.positions), buckets_, H,
+                                        G(params_.wte), stream_));
+  if (params_.wpe >= 0) {
+    P3D_RETURN_IF_ERROR(PositionEmbeddingBackward(dres, config_.shape.micro_batch, S, H,
+                                                  G(params_.wpe), stream_));
+  }
+  timer_ = nullptr;
+  return Status::Ok();
+}
+
+Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer* timer) {
+  timer_ = timer;
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOptimizer));
+  float* scalars = At<float>(plan_.scalars);
+  const float max_norm = max_grad_norm > 0.0f ? max_grad_norm : FLT_MAX;
+  P3D_RETURN_IF_ERROR(GradNormClip(G(0), params_.total, max_norm, At<double>(plan_.norm_partials),
+                                   scalars + kScalarGradNorm, scalars + kScalarClipScale, stream_));
+  // One launch per maximal run of consecutive tensors with equal decay.
+  const auto& ts = params_.tensors;
+  for (size_t i = 0; i < ts.size();) {
+    size_t j = i;
+    while (j + 1 < ts.size() && ts[j + 1].decay == ts[i].decay) ++j;
+    const int64_t begin = ts[i].offset, end = ts[j].offset + ts[j].size();
+    AdamWHyper hr = h;
+    hr.weight_decay = ts[i].decay ? h.weight_decay : 0.0f;
+    P3D_RETURN_IF_ERROR(AdamWUpdate(G(begin), scalars + kScalarClipScale,
+                                    At<float>(plan_.master) + begin, At<float>(plan_.adam_m) + begin,
+                                    At<float>(plan_.adam_v) + begin, W(begin), end - begin, hr,
+                                    stream_));
+    i = j + 1;
+  }
+  timer_ = nullptr;
+  return Status::Ok();
+}
+
+StatusOr<StepScalars> Model::ReadScalars() {
+  float host[4];
+  CUDA_CHECK(cudaMemcpyAsync(host, At<float>(plan_.scalars), sizeof(host), cudaMemcpyDeviceToHost,
+                             stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return StepScalars{host[kScalarLossSum], host[kScalarGradNorm]};
+}
+
+namespace {
+
+int64_t BufferElementBytes(ParamBuffer which) { return which == ParamBuffer::kWeights ? 2 : 4; }
+
+int64_t BufferOffset(const TrainingMemoryPlan& p, ParamBuffer which) {
+  switch (which) {
+    case ParamBuffer::kWeights: return p.weights;
+    case ParamBuffer::kGrads: return p.grads;
+    case ParamBuffer::kMaster: return p.master;
+    case ParamBuffer::kAdamM: return p.adam_m;
+    case ParamBuffer::kAdamV: return p.adam_v;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Status Model::CopyOut(ParamBuffer which, void* host) const {
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  CUDA_CHECK(cudaMemcpy(host, At<char>(BufferOffset(plan_, which)),
+                        params_.total * BufferElementBytes(which), cudaMemcpyDeviceToHost));
+  return Status::Ok();
+}
+
+Status Model::CopyIn(ParamBuffer which, const void* host) {
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  CUDA_CHECK(cudaMemcpy(At<char>(BufferOffset(plan_, which)), host,
+                        params_.total * BufferElementBytes(which), cudaMemcpyHostToDevice));
+  return Status::Ok();
+}
+
+}  // namespace p3d

@@ -1,0 +1,147 @@
+// Model: a decoder-only transformer (GPT-2 or Llama style, from ModelSpec)
+// training on one GPU: forward, fused chunked loss, backward, AdamW.
+//
+// Data flow of one micro-batch (pre-norm blocks, T = B*S tokens):
+//   x0 = embed(tokens)                          (token + learned positions for GPT-2)
+//   per layer: x_mid = x + Wo attn(norm1(x));  x_out = x_mid + mlp(norm2(x_mid))
+//   loss = CE(head(final_norm(x_L)), targets), mean over all tokens of the step
+// Attention is causal, computed as batched GEMMs: probs = softmax(q k^T / sqrt(HD))
+// then probs v (see executor/kernels/heads.h for the layout). What the simulator
+// must assume for it: the QK^T and PV GEMMs run over the full S x S square (the
+// causal half is computed and masked, so attention FLOPs are the non-causal
+// 4*B*S^2*H per layer forward), and the [B, NH, S, S] scores are materialised in
+// bf16 (stored per layer with recompute=none; one layer's worth otherwise).
+//
+// Loss: logits are computed kLogitsChunk tokens at a time (TrainingShape::
+// logits_chunk, default kDefaultLogitsChunk = 1024): chunk logits fp32 +
+// dlogits bf16 = chunk * roundup(V, 64) * 6 bytes (V = 50257: 309 MiB at 1024),
+// and the chunk's head backward runs immediately, so no [T, V] tensor exists.
+//
+// Recompute (same meaning as planner/plan.h Recompute):
+//   none       every activation the backward needs is stored
+//   selective  attention probabilities are not stored; backward recomputes
+//              q k^T and the softmax from the stored q, k (Korthikanti et al.)
+//   full       only each layer's input is stored; backward re-runs the layer's
+//              forward into one shared set of buffers, then runs its backward
+//
+// Precision: bf16 weights and activations; fp32 GEMM accumulation; fp32
+// gradients accumulated across micro-batches; fp32 master weights and Adam
+// moments; statistics (norm mean/rstd, softmax, loss) in fp32.
+//
+// Memory: everything lives in one device arena planned up front
+// (executor/memory_plan.h), so memory() lists each region and its term.
+//
+// Determinism: no atomics anywhere; with the same seed, data and shapes every
+// run produces bit-identical losses and weights.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "common/status.h"
+#include "executor/kernels/optimizer.h"
+#include "executor/matmul.h"
+#include "executor/memory_plan.h"
+#include "executor/param_layout.h"
+#include "executor/parallel_context.h"
+#include "executor/phase_timer.h"
+#include "models/model_spec.h"
+
+namespace p3d {
+
+struct ModelConfig {
+  ModelSpec spec;
+  ParallelContext parallel;  // SingleGpuContext(spec) on one GPU
+  TrainingShape shape;
+  double rope_theta = 10000.0;  // Llama rotary base
+  float norm_eps = 1e-5f;
+};
+
+// The five flat parameter-state buffers (same element offsets, ParamLayout).
+enum class ParamBuffer { kWeights /*bf16*/, kGrads, kMaster, kAdamM, kAdamV /*fp32*/ };
+
+struct StepScalars {
+  float loss_sum = 0.0f;   // sum of token losses since ZeroGrads()
+  float grad_norm = 0.0f;  // global gradient norm of the last OptimizerStep (before clipping)
+};
+
+class Model {
+ public:
+  // Plans memory, allocates the arena, creates the cuBLASLt wrapper. Errors:
+  // tp/pp > 1 (Executor I is single-GPU), MoE models, shape rules of
+  // PlanTrainingMemory, out of device memory (with the planned total in the message).
+  static StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, cudaStream_t stream);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // master <- deterministic init from seed; weights <- bf16(master); grads, m, v <- 0.
+  Status InitParameters(uint64_t seed);
+  // grads <- 0 and loss sum <- 0 (start of an optimizer step).
+  Status ZeroGrads();
+  // Forward, loss and backward of one micro-batch. tokens/targets: [B*S] host
+  // arrays, values in [0, V). Adds the micro-batch's gradients (scaled by
+  // grad_scale = d loss / d token loss, 1/(tokens per step) for a mean) into the
+  // fp32 gradients and its summed token loss into the loss sum.
+  // logits_out (host, nullable): receives the fp32 logits [B*S, V] for verification.
+  Status TrainMicroBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets,
+                         float grad_scale, PhaseTimer* timer, float* logits_out);
+  // Clips gradients to max_grad_norm (<= 0: no clipping, norm still computed)
+  // and applies AdamW; h.weight_decay applies to tensors with decay = true.
+  Status OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer* timer);
+  // Synchronises the stream and reads the step scalars.
+  StatusOr<StepScalars> ReadScalars();
+
+  // Synchronous copies of a whole parameter-state buffer (ParamLayout::total
+  // elements, bf16 for kWeights, fp32 otherwise) to/from host memory.
+  Status CopyOut(ParamBuffer which, void* host) const;
+  Status CopyIn(ParamBuffer which, const void* host);
+
+  const ModelConfig& config() const { return config_; }
+  const LocalShape& local() const { return local_; }
+  const ParamLayout& params() const { return params_; }
+  const TrainingMemoryPlan& memory() const { return plan_; }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  Model(const ModelConfig& config, const LocalShape& local, ParamLayout params,
+        TrainingMemoryPlan plan, cudaStream_t stream);
+
+  template <typename T>
+  T* At(int64_t byte_offset) const {
+    return reinterpret_cast<T*>(base_ + byte_offset);
+  }
+  bf16* W(int64_t elem) const { return At<bf16>(plan_.weights) + elem; }
+  float* G(int64_t elem) const { return At<float>(plan_.grads) + elem; }
+  const bf16* WOpt(int64_t elem) const { return elem < 0 ? nullptr : W(elem); }
+  float* GOpt(int64_t elem) const { return elem < 0 ? nullptr : G(elem); }
+  Status Mark(Phase phase);
+
+  Status UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets);
+  // y [rows, out] = x [rows, in] @ w[out, in]^T (+ bias).
+  Status Linear(const bf16* x, const bf16* w, const bf16* bias, bf16* y, int64_t rows, int64_t in,
+                int64_t out);
+  // dx = dy @ w (if dx); dw += dy^T @ x; db += column sums of dy (if db).
+  Status LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16* dx, float* dw,
+                        float* db, int64_t rows, int64_t in, int64_t out);
+  Status AttentionProbs(const bf16* q, const bf16* k, bf16* probs);
+  Status LayerForward(int64_t layer, bool write_output);
+  Status LayerBackward(int64_t layer);
+  Status LossForwardBackward(float grad_scale, float* logits_out);
+
+  ModelConfig config_;
+  LocalShape local_;
+  ParamLayout params_;
+  TrainingMemoryPlan plan_;
+  cudaStream_t stream_;
+  char* base_ = nullptr;
+  std::unique_ptr<Matmul> matmul_;
+  SingleGpuTensorParallel tp_;
+  PhaseTimer* timer_ = nullptr;  // set during TrainMicroBatch/OptimizerStep when profiling
+  int64_t buckets_ = 0;          // distinct tokens of the current micro-batch
+};
+
+}  // namespace p3d

@@ -1,0 +1,70 @@
+// ParallelContext: what part of the model this GPU holds, and the hook through
+// which tensor-parallel layers reduce their partial results.
+//
+// Shard sizes follow Megatron: attention heads, kv heads, FFN columns and the
+// vocabulary are split TP ways (column-parallel QKV / fc / gate-up / LM head,
+// row-parallel output projection / down projection); a pipeline stage holds the
+// contiguous layer range [first_layer, first_layer + layers), the embedding only
+// on stage 0 and the final norm + head + loss only on the last stage.
+//
+// Executor I runs one GPU (tp = pp = 1): Model::Create refuses anything else
+// until the collectives of issue 5 exist. The shard arithmetic below is already
+// the general one, so layers are written against local sizes.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/status.h"
+#include "executor/dtype.h"
+#include "models/model_spec.h"
+
+namespace p3d {
+
+struct ParallelContext {
+  int tp = 1, tp_rank = 0;
+  int pp = 1, pp_rank = 0;
+  int64_t first_layer = 0;
+  int64_t layers = 0;  // layers on this stage
+  bool has_embedding() const { return pp_rank == 0; }
+  bool has_head() const { return pp_rank == pp - 1; }
+};
+
+// Sizes of this GPU's shard of every layer (B and S are not sharded here).
+struct LocalShape {
+  int64_t layers = 0;    // on this stage
+  int64_t hidden = 0;    // H (not sharded)
+  int64_t heads = 0;     // NH / TP
+  int64_t kv_heads = 0;  // KV / TP
+  int64_t head_dim = 0;  // HD
+  int64_t ffn = 0;       // F / TP
+  int64_t vocab = 0;     // V / TP (rows of this rank's embedding / head shard)
+  int64_t q_dim() const { return heads * head_dim; }
+  int64_t kv_dim() const { return kv_heads * head_dim; }
+  int64_t qkv_dim() const { return q_dim() + 2 * kv_dim(); }
+};
+
+// Single-stage context holding all of `model`'s layers (one GPU).
+ParallelContext SingleGpuContext(const ModelSpec& model);
+
+// Errors name the rule: "heads % tp", "kv_heads % tp", "ffn % tp", "vocab % tp",
+// "layer range" (stage range outside [0, L)).
+StatusOr<LocalShape> ShardShape(const ModelSpec& model, const ParallelContext& ctx);
+
+// Reduction hook of tensor-parallel layers: the forward output of a
+// row-parallel layer and the input gradient of a column-parallel layer are
+// partial sums over the TP group and must be all-reduced. With TP = 1 the sum
+// over one rank is the identity: SingleGpuTensorParallel does nothing.
+class TensorParallelOps {
+ public:
+  virtual ~TensorParallelOps() = default;
+  virtual Status AllReduceSum(bf16* data, int64_t count, cudaStream_t stream) = 0;
+};
+
+class SingleGpuTensorParallel final : public TensorParallelOps {
+ public:
+  Status AllReduceSum(bf16*, int64_t, cudaStream_t) override { return Status::Ok(); }
+};
+
+}  // namespace p3d

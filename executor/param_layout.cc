@@ -1,0 +1,97 @@
+#include "executor/param_layout.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace p3d {
+namespace {
+
+constexpr float kInitStd = 0.02f;
+
+class Builder {
+ public:
+  explicit Builder(ParamLayout* layout) : layout_(layout) {}
+  int64_t Add(std::string name, int64_t rows, int64_t cols, ParamInit init, float stddev = 0.0f) {
+    ParamTensor t;
+    t.name = std::move(name);
+    t.rows = rows;
+    t.cols = cols;
+    t.offset = layout_->total;
+    t.init = init;
+    t.stddev = stddev;
+    t.decay = cols != 0;
+    layout_->total += (t.size() + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
+    layout_->tensors.push_back(std::move(t));
+    return layout_->tensors.back().offset;
+  }
+
+ private:
+  ParamLayout* layout_;
+};
+
+}  // namespace
+
+int64_t ParamLayout::count() const {
+  int64_t n = 0;
+  for (const auto& t : tensors) n += t.size();
+  return n;
+}
+
+StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext& ctx,
+                                       const LocalShape& s) {
+  if (m.experts > 1)
+    return Status::InvalidArgument(
+        fmt::format("model '{}': the executor trains dense models only (experts = {})", m.name,
+                    m.experts));
+  const bool gpt2 = m.arch == Arch::kGpt2;
+  const bool qkv_bias = gpt2 || m.qkv_bias;
+  const float resid_std = kInitStd / std::sqrt(2.0f * static_cast<float>(m.layers));
+  ParamLayout p;
+  Builder b(&p);
+  if (ctx.has_embedding()) {
+    p.wte = b.Add("wte.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd);
+    if (gpt2) p.wpe = b.Add("wpe.weight", m.max_positions, s.hidden, ParamInit::kNormal, kInitStd);
+  }
+  for (int64_t i = 0; i < s.layers; ++i) {
+    const std::string pre = fmt::format("layers.{}.", ctx.first_layer + i);
+    LayerParamOffsets l;
+    // Matrices first, then vectors: AdamW runs per maximal run of equal decay.
+    l.qkv_w = b.Add(pre + "qkv.weight", s.qkv_dim(), s.hidden, ParamInit::kNormal, kInitStd);
+    l.out_w = b.Add(pre + "out.weight", s.hidden, s.q_dim(), ParamInit::kNormal, resid_std);
+    if (gpt2) {
+      l.fc_w = b.Add(pre + "fc.weight", s.ffn, s.hidden, ParamInit::kNormal, kInitStd);
+      l.proj_w = b.Add(pre + "proj.weight", s.hidden, s.ffn, ParamInit::kNormal, resid_std);
+    } else {
+      l.fc_w = b.Add(pre + "gate_up.weight", 2 * s.ffn, s.hidden, ParamInit::kNormal, kInitStd);
+      l.proj_w = b.Add(pre + "down.weight", s.hidden, s.ffn, ParamInit::kNormal, resid_std);
+    }
+    l.norm1_w = b.Add(pre + "norm1.weight", s.hidden, 0, ParamInit::kOnes);
+    if (gpt2) l.norm1_b = b.Add(pre + "norm1.bias", s.hidden, 0, ParamInit::kZeros);
+    if (qkv_bias) l.qkv_b = b.Add(pre + "qkv.bias", s.qkv_dim(), 0, ParamInit::kZeros);
+    // Row-parallel biases live on every TP rank; Executor I has tp = 1.
+    if (gpt2) l.out_b = b.Add(pre + "out.bias", s.hidden, 0, ParamInit::kZeros);
+    l.norm2_w = b.Add(pre + "norm2.weight", s.hidden, 0, ParamInit::kOnes);
+    if (gpt2) {
+      l.norm2_b = b.Add(pre + "norm2.bias", s.hidden, 0, ParamInit::kZeros);
+      l.fc_b = b.Add(pre + "fc.bias", s.ffn, 0, ParamInit::kZeros);
+      l.proj_b = b.Add(pre + "proj.bias", s.hidden, 0, ParamInit::kZeros);
+    }
+    p.layers.push_back(l);
+  }
+  if (ctx.has_head()) {
+    p.final_norm_w = b.Add("final_norm.weight", s.hidden, 0, ParamInit::kOnes);
+    if (gpt2) p.final_norm_b = b.Add("final_norm.bias", s.hidden, 0, ParamInit::kZeros);
+    if (m.tie_embeddings) {
+      if (!ctx.has_embedding())
+        return Status::InvalidArgument(
+            "rule tied-head: a tied LM head needs the embedding on the same stage");
+      p.head = p.wte;
+    } else {
+      p.head = b.Add("head.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd);
+    }
+  }
+  return p;
+}
+
+}  // namespace p3d

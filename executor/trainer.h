@@ -1,0 +1,77 @@
+// Trainer: the training loop behind p3d-run on one GPU. Builds the model from
+// the options, initialises (or loads) it, runs the steps, measures them and
+// optionally dumps the tensors the PyTorch reference check needs.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "executor/kernels/optimizer.h"
+#include "executor/memory_plan.h"
+#include "executor/metrics.h"
+#include "executor/phase_timer.h"
+#include "models/model_spec.h"
+
+namespace p3d {
+
+struct TrainOptions {
+  ModelSpec model;
+  int64_t micro_batch = 1, grad_accum = 1, seq = 1024;
+  int64_t steps = 10;
+  int warmup = 2;                 // steps excluded from the timing statistics
+  Recompute recompute = Recompute::kNone;
+  uint64_t seed = 1234;
+  AdamWHyper adam;                // lr, betas, eps, weight decay (step is set per step)
+  float max_grad_norm = 1.0f;     // <= 0: no clipping
+  int64_t logits_chunk = 0;       // 0: default (memory_plan.h)
+  std::string data_path;          // empty: synthetic tokens
+  std::string data_dtype = "uint16";
+  std::string dump_dir;           // non-empty: write the reference-check tensors here
+  std::string save_path, load_path;
+  bool profile = false;           // one extra, phase-timed step after the run
+};
+
+struct StepRecord {
+  int64_t step = 0;
+  double loss = 0;       // mean token loss of the step
+  double grad_norm = 0;  // before clipping
+  double seconds = 0;    // wall clock, synchronised
+};
+
+struct MemoryReport {
+  int64_t arena_bytes = 0;                       // allocator peak: the one arena
+  std::array<int64_t, kMemoryTerms> term_bytes{};  // arena by MemoryTerm
+  std::vector<ArenaRegion> regions;
+  int64_t device_used_peak_bytes = 0;  // max over steps of cudaMemGetInfo total - free
+  int64_t device_total_bytes = 0;
+  int64_t device_used_before_bytes = 0;  // used before the arena (context, other processes)
+};
+
+struct TrainResult {
+  std::string device_name;
+  std::string catalog_gpu;  // empty when the card is unknown
+  std::string mfu_note;     // why no MFU, when none
+  double peak_flops = 0;    // datasheet dense bf16 FLOP/s (0 when unknown)
+  std::string data;         // data source description
+  int64_t first_step = 0;
+  int64_t param_count = 0;
+  std::vector<StepRecord> steps;
+  std::optional<StepTimeStats> time;  // absent when too few steps were timed
+  double model_flops_per_step = 0;
+  double tokens_per_s = 0, tflops_per_gpu = 0;
+  std::optional<double> mfu;
+  MemoryReport memory;
+  std::optional<std::array<double, kPhases>> phase_seconds;  // of the profiled step
+  double profiled_step_seconds = 0;
+};
+
+// on_step (optional) is called after every step, e.g. to print it.
+StatusOr<TrainResult> Train(const TrainOptions& options,
+                            const std::function<void(const StepRecord&)>& on_step);
+
+}  // namespace p3d
