@@ -232,8 +232,12 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
                ? CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path)
                : 0.0;
   };
+  // Per-micro-batch gradient reduce-scatter (ZeRO-2/3): the micro-batch's
+  // gradient leaves the backward GEMMs at the working precision (bf16) and is
+  // accumulated into the rank's fp32 shard after the reduction, since no
+  // full-size accumulation buffer exists (the memory model shards it).
   auto scatter = [&](double params) {
-    return CollectiveSeconds(Collective::kReduceScatter, params * prec.grad_bytes, dp_path);
+    return CollectiveSeconds(Collective::kReduceScatter, params * prec.param_bytes, dp_path);
   };
 
   const double layer_fwd_k = sc.layer.forward.total();
