@@ -46,6 +46,7 @@ struct Options {
   int iters = 20;
   std::vector<std::string> ops = {"all-reduce", "reduce-scatter", "all-gather", "sendrecv"};
   double timeout_s = 120;
+  bool blocking = false;
 };
 
 // busbw = algbw * BusFactor: the bytes each rank's busiest link carries per
@@ -174,6 +175,7 @@ Status RunRank(const Options& o) {
   P3D_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(1, launch.world_size, 1, devices));
   CommOptions copt;
   copt.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  copt.blocking = o.blocking;
   P3D_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroups> pg,
                        ProcessGroups::Create(launch, grid, copt));
   Communicator& world = pg->world();
@@ -193,9 +195,10 @@ Status RunRank(const Options& o) {
     ncclGetVersion(&version);
     const char* nvls = std::getenv("NCCL_NVLS_ENABLE");
     std::printf(
-        "# p3d-comm-bench: %d ranks, %s, NCCL %d, NCCL_NVLS_ENABLE=%s, float32, sum, "
-        "%d warmup + %d timed iterations\n",
-        n, prop.name, version, nvls ? nvls : "(unset)", o.warmup, o.iters);
+        "# p3d-comm-bench: %d ranks, %s, NCCL %d, %s communicators, NCCL_NVLS_ENABLE=%s, "
+        "float32, sum, %d warmup + %d timed iterations\n",
+        n, prop.name, version, o.blocking ? "blocking" : "nonblocking", nvls ? nvls : "(unset)",
+        o.warmup, o.iters);
     std::printf("# %-14s %12s %12s %11s %12s %12s %7s\n", "op", "size(B)", "count", "time(us)",
                 "algbw(GB/s)", "busbw(GB/s)", "#wrong");
   }
@@ -254,6 +257,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"all-reduce", "reduce-scatter", "all-gather", "sendrecv"}));
   app.add_option("--nccl-timeout-s", o.timeout_s, "watchdog deadline for any NCCL wait");
+  app.add_flag("--blocking", o.blocking, "blocking NCCL communicators (default: nonblocking)");
   CLI11_PARSE(app, argc, argv);
 
   const auto launch = p3d::ParseLaunchEnv(p3d::ProcessEnv());

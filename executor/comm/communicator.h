@@ -2,7 +2,7 @@
 // parallel group) with typed wrappers for the collectives the executor uses,
 // and a watchdog so that no wait can hang.
 //
-// Every communicator is NONBLOCKING (ncclConfig_t.blocking = 0): an NCCL
+// Communicators are NONBLOCKING by default (ncclConfig_t.blocking = 0): an NCCL
 // call may return before NCCL has finished it (even before it is on the
 // stream), so nothing inside NCCL can block the host forever. Every wait
 // polls instead:

@@ -15,9 +15,9 @@ namespace {
 constexpr GroupKind kGroupKinds[] = {GroupKind::kTensor, GroupKind::kData, GroupKind::kPipeline,
                                      GroupKind::kModel};
 
-ncclConfig_t NonBlockingConfig(const char* name) {
+ncclConfig_t Config(const char* name, bool blocking) {
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
+  config.blocking = blocking ? 1 : 0;
   config.commName = name;
   return config;
 }
@@ -50,7 +50,7 @@ StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const LaunchInfo&
   auto watchdog = std::make_shared<Watchdog>(options.timeout);
   std::unique_ptr<ProcessGroups> pg(new ProcessGroups(grid, watchdog));
   ncclComm_t world = nullptr;
-  ncclConfig_t config = NonBlockingConfig("world");
+  ncclConfig_t config = Config("world", options.blocking);
   NCCL_CHECK(ncclCommInitRankConfig(&world, launch.world_size, id, launch.rank, &config));
   pg->world_ =
       std::make_unique<Communicator>("world", world, launch.rank, launch.world_size, watchdog);
@@ -61,7 +61,7 @@ StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const LaunchInfo&
   for (GroupKind kind : kGroupKinds) {
     const SplitArgs split = grid.SplitOf(kind, launch.rank);
     const char* name = GroupKindName(kind);
-    ncclConfig_t sub_config = NonBlockingConfig(name);
+    ncclConfig_t sub_config = Config(name, options.blocking);
     ncclComm_t sub = nullptr;
     NCCL_CHECK(ncclCommSplit(world, split.color, split.key, &sub, &sub_config));
     const std::string what = fmt::format("group {} (rank {} of {}): ncclCommSplit(color {})", name,

@@ -7,7 +7,7 @@
 //      never uses NVLink multicast);
 //   2. rank 0 makes an ncclUniqueId; the TCP rendezvous (rendezvous.h) hands
 //      it to every rank (round `round`, bounded by rendezvous_timeout);
-//   3. ncclCommInitRankConfig, nonblocking, polled by the watchdog;
+//   3. ncclCommInitRankConfig, nonblocking (default), polled by the watchdog;
 //   4. ncclCommSplit(world, color, key) per group kind with RankGrid::SplitOf,
 //      so group(kTensor).rank() == tp, group(kData).rank() == dp, etc.
 // Every step is deadline-bounded: a missing rank fails Create with an error
@@ -37,6 +37,11 @@ struct CommOptions {
   // Rendezvous round (see rendezvous.h): 0 for the first ProcessGroups a
   // program creates, then 1, 2, ... on every rank alike.
   uint32_t round = 0;
+  // Blocking communicators (ncclConfig_t.blocking = 1) let NCCL block inside
+  // init, split and enqueue (e.g. while a peer is missing), where only NCCL's
+  // own timeouts apply; the watchdog still bounds every Wait. For measuring
+  // the enqueue overhead of nonblocking mode (p3d-comm-bench --blocking).
+  bool blocking = false;
 };
 
 class ProcessGroups {
