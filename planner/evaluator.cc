@@ -15,15 +15,18 @@ PlanEvaluator::PlanEvaluator(const PlanRequest& request)
 
 PlanEvaluator::~PlanEvaluator() { delete impl_; }
 
-PlanEvaluator::Quick PlanEvaluator::EvaluateQuick(const Plan& plan) {
+PlanEvaluator::Quick PlanEvaluator::EvaluateMemory(const Plan& plan) {
   Quick q;
   int peak_stage = 0;
   MemoryBreakdown peak = PeakStageMemory(request_.model, request_.training, request_.cluster, plan, &peak_stage);
   q.peak_bytes = peak.total();
   q.fits = FitsInMemory(peak, request_.cluster.gpu);
-  if (q.fits) q.step_s = impl_->time.StepSeconds(plan);  // prune by memory first
   return q;
 }
+
+double PlanEvaluator::StepLowerBound(const Plan& plan) { return impl_->time.StepLowerBound(plan); }
+
+double PlanEvaluator::StepSeconds(const Plan& plan) { return impl_->time.StepSeconds(plan); }
 
 EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, bool with_timeline) {
   EvaluatedPlan e;

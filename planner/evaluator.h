@@ -15,14 +15,16 @@ class PlanEvaluator {
   PlanEvaluator(const PlanEvaluator&) = delete;
   PlanEvaluator& operator=(const PlanEvaluator&) = delete;
 
-  // Peak-stage memory and step time only; no heap allocation on the hot path.
-  // step_s is computed only when the plan fits (else 0).
+  // Peak-stage memory only; no heap allocation.
   struct Quick {
     double peak_bytes = 0;
-    double step_s = 0;
+    double step_s = 0;  // filled by the caller from StepSeconds when the plan is timed
     bool fits = false;
   };
-  Quick EvaluateQuick(const Plan& plan);
+  Quick EvaluateMemory(const Plan& plan);
+  // A bound no slower than the simulated step (cheap), and the simulated step.
+  double StepLowerBound(const Plan& plan);
+  double StepSeconds(const Plan& plan);
 
   // Every predicted figure, per stage, for output. The plan must be legal.
   EvaluatedPlan Evaluate(const Plan& plan, bool with_timeline);

@@ -76,7 +76,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     ++rejected[id];
   };
 
-  std::vector<Candidate> fitting;
+  const size_t k = static_cast<size_t>(std::max(options.top_k, 1));
+  std::vector<Candidate> fitting;  // with their step-time lower bounds
   std::vector<Candidate> misses;  // kept only when nothing fits (bounded)
   const std::vector<Recompute> recomputes = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
 
@@ -122,19 +123,19 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   reject(CheckPlan(request, p, options.rules));
                   continue;
                 }
-                Candidate c{p, evaluator.EvaluateQuick(p)};
+                Candidate c{p, evaluator.EvaluateMemory(p)};
                 ++result.candidates;
                 if (options.on_candidate) options.on_candidate(p, c.quick.peak_bytes, c.quick.fits);
                 if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
                 if (c.quick.fits) {
+                  ++result.fitting;
+                  c.quick.step_s = evaluator.StepLowerBound(p);  // replaced by the simulated step below
                   fitting.push_back(c);
-                } else if (options.keep_non_fitting) {
-                  if (fitting.empty()) {
-                    misses.push_back(c);
-                    if (misses.size() > size_t(4 * options.top_k + 64)) {
-                      std::partial_sort(misses.begin(), misses.begin() + options.top_k, misses.end(), Better);
-                      misses.resize(options.top_k);
-                    }
+                } else if (options.keep_non_fitting && result.fitting == 0) {
+                  misses.push_back(c);
+                  if (misses.size() > 4 * k + 64) {
+                    std::partial_sort(misses.begin(), misses.begin() + k, misses.end(), Better);
+                    misses.resize(k);
                   }
                 }
               }
@@ -145,7 +146,6 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     }
   }
 
-  result.fitting = static_cast<int64_t>(fitting.size());
   for (auto& [rule, count] : rejected) result.rejected_by_rule.emplace_back(rule, count);
   std::sort(result.rejected_by_rule.begin(), result.rejected_by_rule.end(),
             [](const auto& a, const auto& b) { return a.second > b.second; });
@@ -170,11 +170,30 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                                           detail.ok() ? "" : "; e.g. " + detail.message()));
   }
 
-  std::vector<Candidate>& pool = fitting.empty() ? misses : fitting;
-  size_t k = std::min(pool.size(), size_t(std::max(options.top_k, 1)));
-  std::partial_sort(pool.begin(), pool.begin() + k, pool.end(), Better);
-  if (fitting.empty() && !options.keep_non_fitting) k = 0;
-  for (size_t i = 0; i < k; ++i) result.plans.push_back(evaluator.Evaluate(pool[i].plan, options.with_timeline));
+  // Simulate in order of the lower bound and stop once the bound cannot beat
+  // the K-th best simulated step: the bound never exceeds the simulated step,
+  // so the top K are exact while most plans are never simulated.
+  std::sort(fitting.begin(), fitting.end(),
+            [](const Candidate& a, const Candidate& b) { return a.quick.step_s < b.quick.step_s; });
+  std::vector<Candidate> top;  // max-heap, worst first
+  for (Candidate& c : fitting) {
+    if (top.size() == k && !(c.quick.step_s < top.front().quick.step_s)) break;
+    c.quick.step_s = evaluator.StepSeconds(c.plan);
+    ++result.simulated;
+    if (top.size() < k) {
+      top.push_back(c);
+      std::push_heap(top.begin(), top.end(), Better);
+    } else if (Better(c, top.front())) {
+      std::pop_heap(top.begin(), top.end(), Better);
+      top.back() = c;
+      std::push_heap(top.begin(), top.end(), Better);
+    }
+  }
+  std::vector<Candidate>& pool = top.empty() ? misses : top;
+  if (top.empty() && !options.keep_non_fitting) pool.clear();
+  size_t n = std::min(pool.size(), k);
+  std::partial_sort(pool.begin(), pool.begin() + n, pool.end(), Better);
+  for (size_t i = 0; i < n; ++i) result.plans.push_back(evaluator.Evaluate(pool[i].plan, options.with_timeline));
 
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
