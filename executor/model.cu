@@ -62,10 +62,11 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   if (config.spec.arch == Arch::kLlama) {
     std::vector<float> cos_t, sin_t;
     BuildRotaryTables(config.shape.seq, local.head_dim, config.rope_theta, &cos_t, &sin_t);
-    CUDA_CHECK(cudaMemcpy(model->At<float>(model->plan_.rope_cos), cos_t.data(),
-                          cos_t.size() * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(model->At<float>(model->plan_.rope_sin), sin_t.data(),
-                          sin_t.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpyAsync(model->At<float>(model->plan_.rope_cos), cos_t.data(),
+                               cos_t.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(cudaMemcpyAsync(model->At<float>(model->plan_.rope_sin), sin_t.data(),
+                               sin_t.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
   }
   return StatusOr<std::unique_ptr<Model>>(std::move(model));
 }
@@ -496,17 +497,21 @@ int64_t BufferOffset(const TrainingMemoryPlan& p, ParamBuffer which) {
 
 }  // namespace
 
+// On the model's stream (which need not synchronise with the legacy default
+// stream), then waited for.
 Status Model::CopyOut(ParamBuffer which, void* host) const {
+  CUDA_CHECK(cudaMemcpyAsync(host, At<char>(BufferOffset(plan_, which)),
+                             params_.total * BufferElementBytes(which), cudaMemcpyDeviceToHost,
+                             stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
-  CUDA_CHECK(cudaMemcpy(host, At<char>(BufferOffset(plan_, which)),
-                        params_.total * BufferElementBytes(which), cudaMemcpyDeviceToHost));
   return Status::Ok();
 }
 
 Status Model::CopyIn(ParamBuffer which, const void* host) {
+  CUDA_CHECK(cudaMemcpyAsync(At<char>(BufferOffset(plan_, which)), host,
+                             params_.total * BufferElementBytes(which), cudaMemcpyHostToDevice,
+                             stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
-  CUDA_CHECK(cudaMemcpy(At<char>(BufferOffset(plan_, which)), host,
-                        params_.total * BufferElementBytes(which), cudaMemcpyHostToDevice));
   return Status::Ok();
 }
 

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# gpu_check.sh: THE script that builds p3d on a GPU machine and runs every GPU
+# check and timing, one named section after another. A failing section is
+# recorded and the next one still runs.
+#
+#   scripts/gpu_check.sh                 # all sections, in order
+#   scripts/gpu_check.sh build executor_tests reference   # a subset (build first)
+#
+# Output ($OUT, default build-gpu/gpu-out): gpu_check.log (every command and its
+# output), summary.txt (one line per section, also printed last) and
+# results.tar.gz (JSON results, reference tables, GEMM tables, loss curves).
+# Adding a check: write a section_<name> function, append <name> to SECTIONS,
+# put artifacts under "$RES" and call `record <name> PASS|FAIL "details"`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-$ROOT/build-gpu}
+OUT=${OUT:-$BUILD/gpu-out}
+mkdir -p "$OUT"
+LOG=$OUT/gpu_check.log
+SUMMARY=$OUT/summary.txt
+RES=$(mktemp -d)/results
+mkdir -p "$RES"
+BIN=$BUILD/bin
+export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
+: >"$LOG"
+: >"$SUMMARY"
+
+SECTIONS=(env build executor_tests reference checkpoint loss_curve speed_1p3b speed_3b_full largest)
+
+log() { echo "$*" >>"$LOG"; }
+record() { printf '%-18s %-4s %s\n' "$1" "$2" "$3" | tee -a "$SUMMARY" >>"$LOG"; }
+# Runs a command with a time limit, output to the log (and to a file when given as RUN_TEE).
+run() {
+  log "+ $*"
+  if [ -n "${RUN_TEE:-}" ]; then timeout "${RUN_LIMIT:-300}" "$@" 2>&1 | tee "$RUN_TEE" >>"$LOG"
+  else timeout "${RUN_LIMIT:-300}" "$@" >>"$LOG" 2>&1; fi
+}
+# Last summary lines of a p3d-run JSON (python: json is there, numpy/torch not needed).
+summarize() {
+  python3 - "$1" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+s, m = j["summary"], j["memory"]
+t = s.get("step_time_s", {})
+mfu = s.get("mfu")
+print(f"{j['run']['model']['name']} B={j['run']['micro_batch']}x{j['run']['grad_accum']} S={j['run']['seq']} "
+      f"rc={j['run']['recompute']}: step {t.get('median', float('nan'))*1e3:.1f} ms, "
+      f"{s.get('tflops_per_gpu', float('nan')):.1f} TFLOP/s, MFU {'n/a' if mfu is None else f'{mfu*100:.1f}%'}, "
+      f"arena {m['arena_bytes']/2**30:.2f} GiB, device peak {m['device_used_peak_bytes']/2**30:.2f} GiB, "
+      f"loss {j['steps'][0]['loss']:.3f}->{j['steps'][-1]['loss']:.3f}")
+PY
+}
+
+section_env() {
+  run nvidia-smi -L
+  run nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv
+  run nvcc --version
+  run cmake --version
+  record env PASS "$(nvidia-smi -L 2>/dev/null | head -1)"
+}
+
+section_build() {
+  local nvcc_bin
+  nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  if ! run cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DP3D_ENABLE_CUDA=ON \
+      -DCMAKE_CUDA_COMPILER="$nvcc_bin" -DCMAKE_CUDA_ARCHITECTURES=90; then
+    record build FAIL "cmake configure"; return
+  fi
+  local t0=$SECONDS
+  # -k 0: a broken target elsewhere must not stop the others from building.
+  if RUN_LIMIT=480 run cmake --build "$BUILD" -j "$(nproc)" -- -k 0; then
+    record build PASS "$((SECONDS - t0)) s"
+  else
+    record build FAIL "some targets failed (see log); $((SECONDS - t0)) s"
+  fi
+}
+
+section_executor_tests() {
+  RUN_LIMIT=300 run ctest --test-dir "$BUILD" -R '^executor_' --output-on-failure
+  local rc=$?
+  local line
+  line=$(grep -E "tests passed|tests failed" "$LOG" | tail -1)
+  [ $rc -eq 0 ] && record executor_tests PASS "$line" || record executor_tests FAIL "$line"
+}
+
+# Byte-level tokens of the repo's text corpus (bench/data), shared by later sections.
+corpus_tokens() {
+  [ -f "$RES/corpus.u16" ] || run "$BIN/p3d-tokenize" bench/data/p3d-docs.txt "$RES/corpus.u16"
+  echo "$RES/corpus.u16"
+}
+
+section_reference() {
+  local data status=PASS details=""
+  data=$(corpus_tokens)
+  for m in tiny-gpt2-bytes tiny-llama-bytes; do
+    local dump=$RES/dump-$m
+    run "$BIN/p3d-run" --model "tests/executor/models/$m.json" --data "$data" --micro-batch 4 \
+        --grad-accum 2 --seq 128 --steps 10 --warmup 1 --lr 1e-3 --weight-decay 0.1 --clip 1.0 \
+        --seed 7 --dump "$dump" --json "$RES/reference-run-$m.json"
+    RUN_TEE=$RES/reference-$m.txt run python3 tests/executor/reference.py "$dump" \
+        --json "$RES/reference-$m.json"
+    local rc=$?
+    rm -f "$dump"/*.bin
+    [ $rc -eq 0 ] || status=FAIL
+    details+="$m: $(tail -1 "$RES/reference-$m.txt" 2>/dev/null); "
+  done
+  record reference $status "$details"
+}
+
+section_checkpoint() {
+  local data a b c
+  data=$(corpus_tokens)
+  local common=(--model tests/executor/models/tiny-llama-bytes.json --data "$data" --micro-batch 4
+                --seq 128 --lr 1e-3 --seed 3 --warmup 1)
+  run "$BIN/p3d-run" "${common[@]}" --steps 20 --json "$RES/ckpt-straight.json"
+  run "$BIN/p3d-run" "${common[@]}" --steps 10 --save "$RES/ckpt.bin" --json "$RES/ckpt-first.json"
+  run "$BIN/p3d-run" "${common[@]}" --steps 10 --load "$RES/ckpt.bin" --json "$RES/ckpt-resumed.json"
+  rm -f "$RES/ckpt.bin"
+  local verdict
+  verdict=$(python3 - "$RES" <<'PY'
+import json, sys
+d = sys.argv[1]
+a = [s["loss"] for s in json.load(open(f"{d}/ckpt-straight.json"))["steps"]]
+r = json.load(open(f"{d}/ckpt-resumed.json"))
+c = [s["loss"] for s in r["steps"]]
+same = r["run"]["first_step"] == 10 and c == a[10:]
+print(("PASS" if same else "FAIL") + f" losses 10..19 resumed == uninterrupted: {same} (last {c[-1]!r} vs {a[-1]!r})")
+PY
+)
+  record checkpoint "${verdict%% *}" "${verdict#* }"
+}
+
+section_loss_curve() {
+  local data
+  data=$(corpus_tokens)
+  run "$BIN/p3d-run" --model tests/executor/models/tiny-gpt2-bytes.json --data "$data" \
+      --micro-batch 16 --seq 256 --steps 400 --warmup 5 --lr 1e-3 --weight-decay 0.1 --seed 1 \
+      --json "$RES/loss-curve-tiny-gpt2-bytes.json"
+  local verdict
+  verdict=$(python3 - "$RES/loss-curve-tiny-gpt2-bytes.json" <<'PY'
+import json, sys
+l = [s["loss"] for s in json.load(open(sys.argv[1]))["steps"]]
+first, last = sum(l[:10]) / 10, sum(l[-10:]) / 10
+ok = last < 0.6 * first
+print(("PASS" if ok else "FAIL") + f" mean loss steps 0-9 {first:.3f} -> steps {len(l)-10}-{len(l)-1} {last:.3f}"
+      + " (" + ", ".join(f"{i}:{l[i]:.3f}" for i in range(0, len(l), 50)) + ")")
+PY
+)
+  record loss_curve "${verdict%% *}" "${verdict#* }"
+}
+
+section_speed_1p3b() {
+  RUN_TEE=$RES/gemm-bench-gpt-1.3b.txt run "$BIN/p3d-gemm-bench" --model gpt-1.3b --micro-batch 4 --seq 2048
+  local status=PASS details=""
+  for cfg in "none 1 12" "selective 1 8" "none 4 5"; do
+    set -- $cfg
+    local json=$RES/speed-gpt-1.3b-$1-ga$2.json
+    if run "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --grad-accum "$2" \
+        --steps "$3" --warmup 2 --recompute "$1" --profile --json "$json"; then
+      details+="$(summarize "$json"); "
+    else
+      status=FAIL; details+="gpt-1.3b rc=$1 ga=$2 failed; "
+    fi
+  done
+  record speed_1p3b $status "$details"
+}
+
+section_speed_3b_full() {
+  local json=$RES/speed-gpt-2.7b-full.json
+  if run "$BIN/p3d-run" --model gpt-2.7b --micro-batch 4 --seq 2048 --steps 6 --warmup 2 \
+      --recompute full --profile --json "$json"; then
+    record speed_3b_full PASS "$(summarize "$json")"
+  else
+    record speed_3b_full FAIL "see log"
+  fi
+}
+
+# The largest model (of a descending list) whose arena fits this card, full recompute.
+section_largest() {
+  for m in llama-2-13b llama-2-7b 6B 5B 4B megatron-3.6b; do
+    local json=$RES/largest-$m.json
+    run "$BIN/p3d-run" --model "$m" --micro-batch 1 --seq 2048 --steps 4 --warmup 1 \
+        --recompute full --json "$json"
+    local rc=$?
+    if [ $rc -eq 0 ]; then record largest PASS "$(summarize "$json")"; return; fi
+    log "largest: $m did not run (exit $rc)"
+  done
+  record largest FAIL "none of the candidates fit"
+}
+
+wanted=("$@")
+[ ${#wanted[@]} -eq 0 ] && wanted=("${SECTIONS[@]}")
+for s in "${wanted[@]}"; do
+  log "===== section $s ($(date -u +%H:%M:%S)) ====="
+  t0=$SECONDS
+  "section_$s"
+  log "===== end $s: $((SECONDS - t0)) s ====="
+done
+tar -czf "$OUT/results.tar.gz" -C "$(dirname "$RES")" results
+echo "=== gpu_check summary ($(nvidia-smi -L 2>/dev/null | head -1)) ==="
+cat "$SUMMARY"

@@ -1,0 +1,153 @@
+// Host-side layout logic of the executor (CPU, runs in CI): shard shapes,
+// parameter layout and the memory plan.
+#include <gtest/gtest.h>
+
+#include "executor/memory_plan.h"
+#include "executor/param_layout.h"
+#include "executor/parallel_context.h"
+#include "models/zoo.h"
+
+namespace p3d {
+namespace {
+
+ModelSpec Zoo(const char* id) {
+  auto m = ZooModel(id);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return *m;
+}
+
+StatusOr<ParamLayout> Layout(const ModelSpec& m) {
+  ParallelContext ctx = SingleGpuContext(m);
+  P3D_ASSIGN_OR_RETURN(LocalShape s, ShardShape(m, ctx));
+  return BuildParamLayout(m, ctx, s);
+}
+
+// The layout holds exactly the model's parameters (published.md section 4
+// counts, via ModelSpec::TotalParams which the models tests pin to them).
+TEST(ParamLayoutTest, CountsEqualTheModelsParameterCount) {
+  for (const char* id : {"gpt2-small", "gpt-1.3b", "llama-2-7b", "llama-3-8b", "qwen2-72b"}) {
+    const ModelSpec m = Zoo(id);
+    auto p = Layout(m);
+    ASSERT_TRUE(p.ok()) << id;
+    EXPECT_EQ(p->count(), m.TotalParams()) << id;
+  }
+  EXPECT_EQ(Layout(Zoo("gpt2-small"))->count(), 124439808);  // published.md section 4
+}
+
+TEST(ParamLayoutTest, TensorsAreAlignedDisjointAndTiedHeadSharesTheEmbedding) {
+  auto p = Layout(Zoo("gpt2-small"));
+  ASSERT_TRUE(p.ok());
+  int64_t end = 0;
+  for (const ParamTensor& t : p->tensors) {
+    EXPECT_EQ(t.offset % kParamAlignElements, 0) << t.name;
+    EXPECT_GE(t.offset, end) << t.name;
+    end = t.offset + t.size();
+    EXPECT_EQ(t.decay, t.cols != 0) << t.name;
+  }
+  EXPECT_LE(end, p->total);
+  EXPECT_EQ(p->head, p->wte);
+  auto l = Layout(Zoo("llama-2-7b"));
+  EXPECT_NE(l->head, l->wte);
+  EXPECT_EQ(l->wpe, -1);
+  EXPECT_EQ(l->layers[0].norm1_b, -1);
+}
+
+TEST(ParamLayoutTest, RefusesMoe) {
+  auto p = Layout(Zoo("mixtral-8x7b"));
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("dense"), std::string::npos);
+}
+
+TEST(ShardShapeTest, TensorParallelDividesHeadsFfnVocabAndNamesTheRule) {
+  ModelSpec m = Zoo("llama-2-70b");
+  ParallelContext ctx = SingleGpuContext(m);
+  ctx.tp = 8;
+  auto s = ShardShape(m, ctx);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->heads, 8);
+  EXPECT_EQ(s->kv_heads, 1);
+  EXPECT_EQ(s->ffn, 28672 / 8);
+  ctx.tp = 16;  // 8 kv heads
+  s = ShardShape(m, ctx);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("kv_heads % tp"), std::string::npos);
+  ctx = SingleGpuContext(m);
+  ctx.first_layer = 70;
+  ctx.layers = 20;
+  EXPECT_NE(ShardShape(m, ctx).status().message().find("layer range"), std::string::npos);
+}
+
+TrainingMemoryPlan Plan(const ModelSpec& m, int64_t B, int64_t S, Recompute rc) {
+  ParallelContext ctx = SingleGpuContext(m);
+  auto s = ShardShape(m, ctx);
+  auto p = BuildParamLayout(m, ctx, *s);
+  auto plan = PlanTrainingMemory(m, *s, *p, {B, S, rc, 0}, 32 << 20);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  return *plan;
+}
+
+TEST(MemoryPlanTest, RegionsAreAlignedDisjointAndTermsSumToTheArena) {
+  for (Recompute rc : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
+    TrainingMemoryPlan p = Plan(Zoo("llama-3-8b"), 1, 1024, rc);
+    int64_t end = 0, sum = 0;
+    for (const ArenaRegion& r : p.arena.regions()) {
+      EXPECT_EQ(r.offset % kArenaAlignBytes, 0) << r.name;
+      EXPECT_GE(r.offset, end) << r.name;
+      end = r.offset + r.bytes;
+    }
+    for (int t = 0; t < kMemoryTerms; ++t) sum += p.arena.TermBytes(static_cast<MemoryTerm>(t));
+    EXPECT_EQ(sum, p.arena.total_bytes());
+    EXPECT_LE(end, p.arena.total_bytes());
+  }
+}
+
+// Per-layer stored activations for a GPT shape (F = 4H, KV = NH), bytes:
+//   none: 32*T*H + 2*B*NH*S^2 + 16*T;  selective: 32*T*H + 16*T;  full: 2*T*H.
+// (Korthikanti et al. 2022 Table 2 has sbh(34 + 5as/h) for Megatron with
+// dropout: 2sbh of dropout masks + as^2b mask bytes + 2as^2b of pre-softmax
+// scores that p3d does not keep; the 16T are fp32 LayerNorm statistics.)
+TEST(MemoryPlanTest, PerLayerActivationBytesFollowTheDocumentedFormula) {
+  const ModelSpec m = Zoo("gpt-1.3b");
+  ParallelContext ctx = SingleGpuContext(m);
+  auto s = ShardShape(m, ctx);
+  const int64_t B = 4, S = 2048, T = B * S, H = 2048, NH = 16;
+  EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kNone, 0}),
+            32 * T * H + 2 * B * NH * S * S + 16 * T);
+  EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kSelective, 0}), 32 * T * H + 16 * T);
+  EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kFull, 0}), 2 * T * H);
+  // The arena's activation term is L layers of that plus the final norm and the loss chunk.
+  TrainingMemoryPlan p = Plan(m, B, S, Recompute::kSelective);
+  const int64_t per_layer = LayerActivationBytes(m, *s, {B, S, Recompute::kSelective, 0});
+  const int64_t extra = p.arena.TermBytes(MemoryTerm::kActivations) - m.layers * per_layer;
+  const int64_t final_and_loss = 2 * (2 * T * H) + 8 * T + 4 * T +
+                                 p.logits_chunk * p.logits_ld * 6;
+  EXPECT_GE(extra, final_and_loss);
+  EXPECT_LT(extra, final_and_loss + 64 * kArenaAlignBytes);  // alignment padding only
+}
+
+TEST(MemoryPlanTest, ParameterStateIs18BytesPerParameter) {
+  const ModelSpec m = Zoo("gpt2-small");
+  TrainingMemoryPlan p = Plan(m, 1, 256, Recompute::kNone);
+  const double per_param =
+      static_cast<double>(p.arena.TermBytes(MemoryTerm::kWeights) +
+                          p.arena.TermBytes(MemoryTerm::kGradients) +
+                          p.arena.TermBytes(MemoryTerm::kOptimizer)) /
+      static_cast<double>(m.TotalParams());
+  EXPECT_NEAR(per_param, 18.0, 0.02);  // alignment gaps only
+}
+
+TEST(MemoryPlanTest, ErrorsNameTheRule) {
+  const ModelSpec m = Zoo("gpt2-small");
+  ParallelContext ctx = SingleGpuContext(m);
+  auto s = ShardShape(m, ctx);
+  auto p = BuildParamLayout(m, ctx, *s);
+  auto bad = PlanTrainingMemory(m, *s, *p, {1, 100, Recompute::kNone, 0}, 0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("seq % 8"), std::string::npos);
+  bad = PlanTrainingMemory(m, *s, *p, {1, 2048, Recompute::kNone, 0}, 0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("max_positions"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace p3d
