@@ -5,25 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include "tests/simulator/paper_shapes.h"
 
 namespace p3d {
 namespace {
 
-// GPT shapes of Korthikanti Table 5 / Narayanan Table 1: F = 4H, no GQA.
-ModelSpec Gpt(int64_t heads, int64_t hidden, int64_t layers, int64_t vocab = 51200) {
-  ModelSpec m;
-  m.name = "gpt";
-  m.arch = Arch::kGpt2;
-  m.layers = layers;
-  m.hidden = hidden;
-  m.ffn = 4 * hidden;
-  m.heads = heads;
-  m.kv_heads = heads;
-  m.vocab = vocab;
-  m.max_positions = 2048;
-  m.tie_embeddings = true;
-  return m;
-}
 
 struct Shape {
   int64_t heads, hidden, layers, batch;
@@ -41,7 +27,7 @@ TEST(FlopsTest, ModelFlopsEqualNarayananKorthikantiFormula) {
   // 72*B*s*L*h^2*(1 + s/(6h) + V/(12*L*h)), exact up to rounding.
   const double s = 2048, v = 51200;
   for (const Shape& c : kShapes) {
-    ModelSpec m = Gpt(c.heads, c.hidden, c.layers);
+    ModelSpec m = PaperGpt(c.heads, c.hidden, c.layers);
     const double want = Base(c, s) * (1 + s / (6.0 * c.hidden) + v / (12.0 * c.layers * c.hidden));
     EXPECT_NEAR(ModelFlopsPerStep(m, c.batch, 2048) / want, 1.0, 1e-12) << c.hidden;
     TrainingSpec t{c.batch, 2048, {}};
@@ -55,7 +41,7 @@ TEST(FlopsTest, FullRecomputeEqualsNarayananFormula) {
   // forward twice, the LM head once.
   const double s = 2048, v = 51200;
   for (const Shape& c : kShapes) {
-    ModelSpec m = Gpt(c.heads, c.hidden, c.layers);
+    ModelSpec m = PaperGpt(c.heads, c.hidden, c.layers);
     const double h = c.hidden;
     const double want =
         96.0 * c.batch * s * c.layers * h * h * (1 + s / (6.0 * h) + v / (16.0 * c.layers * h));
@@ -73,7 +59,7 @@ TEST(FlopsTest, SelectiveRecomputeAddsOneAttentionCoreForward) {
   // difference to the paper's formula (8*B*s^2*h*L) so neither drifts silently.
   const double s = 2048, v = 51200;
   for (const Shape& c : kShapes) {
-    ModelSpec m = Gpt(c.heads, c.hidden, c.layers);
+    ModelSpec m = PaperGpt(c.heads, c.hidden, c.layers);
     const double h = c.hidden;
     TrainingSpec t{c.batch, 2048, {}};
     const double got = HardwareFlopsPerStep(m, t, Recompute::kSelective);
@@ -85,7 +71,7 @@ TEST(FlopsTest, SelectiveRecomputeAddsOneAttentionCoreForward) {
 }
 
 TEST(FlopsTest, LayerSplitAndBackwardSplit) {
-  ModelSpec m = Gpt(64, 6144, 48);
+  ModelSpec m = PaperGpt(64, 6144, 48);
   const LayerGemmFlops g = LayerForwardFlopsPerToken(m, 2048);
   const double h = 6144;
   EXPECT_DOUBLE_EQ(g.qkv, 6 * h * h);

@@ -6,25 +6,11 @@
 
 #include "common/units.h"
 #include "simulator/memory_model.h"
+#include "tests/simulator/paper_shapes.h"
 
 namespace p3d {
 namespace {
 
-// A GPT shape as the papers use it: F = 4h, no GQA, learned positions, tied head.
-ModelSpec Gpt(int64_t layers, int64_t hidden, int64_t heads, int64_t vocab = 51200) {
-  ModelSpec m;
-  m.name = "gpt-paper";
-  m.arch = Arch::kGpt2;
-  m.layers = layers;
-  m.hidden = hidden;
-  m.ffn = 4 * hidden;
-  m.heads = heads;
-  m.kv_heads = heads;
-  m.vocab = vocab;
-  m.max_positions = 2048;
-  m.tie_embeddings = true;
-  return m;
-}
 
 ClusterSpec AnyCluster() {
   ClusterSpec c;
@@ -37,7 +23,7 @@ ClusterSpec AnyCluster() {
 // (relative 1e-12) for GPT shapes with dropout, since Table 2 is the special
 // case F = 4h, KV = NH, 2-byte activations of p3d's formula.
 TEST(KorthikantiTable2, PerLayerFormulasReduceExactly) {
-  const ModelSpec m = Gpt(48, 6144, 64);
+  const ModelSpec m = PaperGpt(64, 6144, 48);
   TrainingSpec t;
   t.seq = 2048;
   t.dropout = true;
@@ -100,7 +86,7 @@ const Fig1Case kFig1[] = {
 TEST(KorthikantiFig1, ParamsOptimizerAndActivationsWithin2Percent) {
   for (const Fig1Case& c : kFig1) {
     SCOPED_TRACE(c.name);
-    const ModelSpec m = Gpt(c.layers, c.hidden, c.heads);
+    const ModelSpec m = PaperGpt(c.heads, c.hidden, c.layers);
     TrainingSpec t;
     t.seq = 2048;
     t.global_batch = c.batch;
@@ -134,7 +120,7 @@ TEST(KorthikantiFig1, ParamsOptimizerAndActivationsWithin2Percent) {
 // Psi = 7.5e9, tolerance 1%. The model is Narayanan's 7.5B GPT (h 4096,
 // L 36): 7.47e9 parameters.
 TEST(ZeroPaper, ModelStates7p5BWithin1Percent) {
-  const ModelSpec m = Gpt(36, 4096, 32);
+  const ModelSpec m = PaperGpt(32, 4096, 36);
   ASSERT_NEAR(m.TotalParams() / 7.5e9, 1.0, 0.01);
   TrainingSpec t;
   t.precision.grad_bytes = 2;

@@ -11,24 +11,11 @@
 
 #include "models/flops.h"
 #include "simulator/time_model.h"
+#include "tests/simulator/paper_shapes.h"
 
 namespace p3d {
 namespace {
 
-ModelSpec Gpt(int64_t heads, int64_t hidden, int64_t layers) {
-  ModelSpec m;
-  m.name = "gpt";
-  m.arch = Arch::kGpt2;
-  m.layers = layers;
-  m.hidden = hidden;
-  m.ffn = 4 * hidden;
-  m.heads = heads;
-  m.kv_heads = heads;
-  m.vocab = 51200;
-  m.max_positions = 2048;
-  m.tie_embeddings = true;
-  return m;
-}
 
 ClusterSpec A100(int gpus) {
   auto c = CatalogCluster("a100-80gb");
@@ -55,7 +42,7 @@ struct Row {
 };
 
 double Predict(const Row& r, Recompute rc, bool sp) {
-  ModelSpec m = Gpt(r.heads, r.hidden, r.layers);
+  ModelSpec m = PaperGpt(r.heads, r.hidden, r.layers);
   Plan p;
   p.tp = r.tp, p.pp = r.pp, p.vpp = r.vpp;
   p.dp = r.gpus / (r.tp * r.pp);
@@ -122,7 +109,7 @@ namespace {
 // 768 and 1536 GPUs (paper: 149 vs 88 and 141 vs 44 TFLOP/s/GPU). ZeRO-3 runs
 // with DeepSpeed's fp16 gradients (grad_bytes 2), both with full recompute.
 TEST(TimePublishedTest, NarayananTable2PtdpBeatsZero3) {
-  const ModelSpec m = Gpt(96, 12288, 96);
+  const ModelSpec m = PaperGpt(96, 12288, 96);
   for (int gpus : {768, 1536}) {
     TrainingSpec zt = PaperTraining(1536);
     zt.precision.grad_bytes = 2;
