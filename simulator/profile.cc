@@ -1,0 +1,359 @@
+// Calibrated profiles (profile.h; derivations in docs/calibration.md).
+#include "simulator/profile.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace p3d {
+namespace {
+
+using nlohmann::json;
+
+// Reads one field of a JSON object; messages carry the file and the field path.
+class Fields {
+ public:
+  Fields(const json& j, std::string path, std::string origin)
+      : j_(j), path_(std::move(path)), origin_(std::move(origin)) {}
+  // The element or member at `path` (e.g. "calibration.gemm[3]").
+  StatusOr<Fields> Child(const json& j, std::string path) const {
+    if (!j.is_object())
+      return Status::InvalidArgument(
+          fmt::format("profile {}: field '{}' must be an object", origin_, path));
+    return Fields(j, std::move(path), origin_);
+  }
+
+  bool Has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+  std::string Path(const char* key) const { return path_ + "." + key; }
+
+  // A finite number > 0.
+  Status Positive(const char* key, double* out) const {
+    if (!Has(key)) return Error(key, "is missing");
+    const json& v = j_.at(key);
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
+      return Error(key, fmt::format("must be a positive number, got {}", v.dump()));
+    *out = v.get<double>();
+    return Status::Ok();
+  }
+  // A finite number >= 0.
+  Status NonNegative(const char* key, double* out) const {
+    if (!Has(key)) return Error(key, "is missing");
+    const json& v = j_.at(key);
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
+      return Error(key, fmt::format("must be a number >= 0, got {}", v.dump()));
+    *out = v.get<double>();
+    return Status::Ok();
+  }
+  Status String(const char* key, std::string* out) const {
+    if (!Has(key)) return Error(key, "is missing");
+    const json& v = j_.at(key);
+    if (!v.is_string() || v.get<std::string>().empty())
+      return Error(key, fmt::format("must be a non-empty string, got {}", v.dump()));
+    *out = v.get<std::string>();
+    return Status::Ok();
+  }
+  Status Array(const char* key, const json** out) const {
+    if (!Has(key)) return Error(key, "is missing");
+    if (!j_.at(key).is_array()) return Error(key, "must be an array");
+    *out = &j_.at(key);
+    return Status::Ok();
+  }
+  Status Object(const char* key, const json** out) const {
+    if (!Has(key)) return Error(key, "is missing");
+    if (!j_.at(key).is_object()) return Error(key, "must be an object");
+    *out = &j_.at(key);
+    return Status::Ok();
+  }
+  Status Error(const char* key, const std::string& what) const {
+    return Status::InvalidArgument(
+        fmt::format("profile {}: field '{}' {}", origin_, Path(key), what));
+  }
+
+ private:
+  const json& j_;
+  std::string path_;
+  std::string origin_;
+};
+
+// comm_model.h: ring steps and bytes-per-bus-byte factor of one collective.
+Status StepsAndFactor(const std::string& op, int n, double* steps, double* factor) {
+  if (n < 2) return Status::InvalidArgument(fmt::format("group size {} < 2", n));
+  if (op == "all-reduce") {
+    *steps = 2.0 * (n - 1);
+    *factor = 2.0 * (n - 1) / n;
+  } else if (op == "reduce-scatter" || op == "all-gather") {
+    *steps = n - 1;
+    *factor = static_cast<double>(n - 1) / n;
+  } else if (op == "send-recv") {
+    *steps = 1;
+    *factor = 1;
+  } else {
+    return Status::InvalidArgument(fmt::format(
+        "unknown collective '{}' (all-reduce, reduce-scatter, all-gather, send-recv)", op));
+  }
+  return Status::Ok();
+}
+
+struct GemmPoint {
+  double flops = 0;    // summed over the shapes merged into the point
+  double seconds = 0;  // fwd + dx + dw, summed likewise
+  bool plan = false;
+  int shapes = 1;
+};
+
+Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
+  const json* list = nullptr;
+  P3D_RETURN_IF_ERROR(cal.Array("gemm", &list));
+  std::vector<GemmPoint> points;
+  for (size_t i = 0; i < list->size(); ++i) {
+    P3D_ASSIGN_OR_RETURN(Fields g, cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("gemm"), i)));
+    double m, n, k, fwd, dx, dw;
+    std::string source;
+    for (auto [key, out] : {std::pair{"m", &m}, {"n", &n}, {"k", &k}, {"fwd_s", &fwd},
+                            {"dx_s", &dx}, {"dw_s", &dw}}) {
+      Status s = g.Positive(key, out);
+      if (!s.ok()) return s;
+    }
+    P3D_RETURN_IF_ERROR(g.String("source", &source));
+    if (source != "plan" && source != "sweep")
+      return g.Error("source", fmt::format("must be \"plan\" or \"sweep\", got \"{}\"", source));
+    GemmPoint p{2 * m * n * k, fwd + dx + dw, source == "plan", 1};
+    if (3 * p.flops / p.seconds > c->gpu.peak_flops)
+      return g.Error("fwd_s", fmt::format("gives {:.0f} TFLOP/s, above the {:.0f} TFLOP/s peak of "
+                                          "'{}': the profile is not of this GPU",
+                                          3 * p.flops / p.seconds / 1e12,
+                                          c->gpu.peak_flops / 1e12, c->gpu.name));
+    points.push_back(p);
+  }
+  if (points.empty()) return cal.Error("gemm", "must not be empty");
+  double lo = INFINITY, hi = 0;
+  for (const GemmPoint& p : points)
+    if (p.plan) lo = std::min(lo, p.flops), hi = std::max(hi, p.flops);
+  // Plan shapes define the table inside their FLOPs range; the sweep extends it.
+  std::erase_if(points, [&](const GemmPoint& p) { return !p.plan && p.flops >= lo && p.flops <= hi; });
+  std::sort(points.begin(), points.end(),
+            [](const GemmPoint& a, const GemmPoint& b) { return a.flops < b.flops; });
+  // Shapes within 1% of the first FLOPs of a group become one point at the
+  // group's mean FLOPs; its efficiency is summed FLOPs over summed time, so
+  // the point predicts the group's total time.
+  std::vector<GemmPoint> merged;
+  double group_start = 0;
+  for (const GemmPoint& p : points) {
+    if (!merged.empty() && p.flops <= group_start * 1.01) {
+      merged.back().flops += p.flops;
+      merged.back().seconds += p.seconds;
+      merged.back().shapes += 1;
+    } else {
+      merged.push_back(p);
+      group_start = p.flops;
+    }
+  }
+  c->gpu.gemm_efficiency.clear();
+  for (const GemmPoint& p : merged)
+    c->gpu.gemm_efficiency.push_back(
+        {p.flops / p.shapes, 3 * p.flops / p.seconds / c->gpu.peak_flops});
+  return Status::Ok();
+}
+
+Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
+  const json* hbm = nullptr;
+  P3D_RETURN_IF_ERROR(cal.Object("hbm", &hbm));
+  P3D_ASSIGN_OR_RETURN(Fields h, cal.Child(*hbm, cal.Path("hbm")));
+  double bytes, seconds;
+  P3D_RETURN_IF_ERROR(h.Positive("elementwise_bytes", &bytes));
+  P3D_RETURN_IF_ERROR(h.Positive("elementwise_s", &seconds));
+  const double eff = bytes / seconds / c->gpu.hbm_bytes_per_s;
+  if (eff > 1)
+    return h.Error("elementwise_s",
+                   fmt::format("gives {:.0f} GB/s, above the {:.0f} GB/s datasheet bandwidth of '{}'",
+                               bytes / seconds / 1e9, c->gpu.hbm_bytes_per_s / 1e9, c->gpu.name));
+  c->gpu.hbm_efficiency = eff;
+  return Status::Ok();
+}
+
+Status ApplyRuntime(const Fields& cal, ClusterSpec* c) {
+  const json* rt = nullptr;
+  P3D_RETURN_IF_ERROR(cal.Object("runtime", &rt));
+  P3D_ASSIGN_OR_RETURN(Fields r, cal.Child(*rt, cal.Path("runtime")));
+  if (r.Has("device_total_bytes"))
+    P3D_RETURN_IF_ERROR(r.Positive("device_total_bytes", &c->gpu.memory_bytes));
+  double free_after = 0;
+  P3D_RETURN_IF_ERROR(r.Positive("free_after_context_bytes", &free_after));
+  if (free_after >= c->gpu.memory_bytes)
+    return r.Error("free_after_context_bytes",
+                   fmt::format("({:.0f}) must be below the card's memory_bytes ({:.0f})",
+                               free_after, c->gpu.memory_bytes));
+  c->gpu.runtime.cuda_context_bytes = c->gpu.memory_bytes - free_after;
+  if (r.Has("nccl_bytes")) {
+    double bytes = 0, comms = 0;
+    P3D_RETURN_IF_ERROR(r.Positive("nccl_bytes", &bytes));
+    P3D_RETURN_IF_ERROR(r.Positive("nccl_communicators", &comms));
+    c->gpu.runtime.nccl_per_comm_bytes = bytes / comms;
+  }
+  if (r.Has("arena_request_bytes")) {
+    double request = 0, overhead = 0;
+    P3D_RETURN_IF_ERROR(r.Positive("arena_request_bytes", &request));
+    P3D_RETURN_IF_ERROR(r.NonNegative("arena_overhead_bytes", &overhead));
+    if (overhead >= request)
+      return r.Error("arena_overhead_bytes", "must be below arena_request_bytes");
+    c->gpu.runtime.allocator_fraction = overhead / request;
+  }
+  return Status::Ok();
+}
+
+Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
+  const json* list = nullptr;
+  P3D_RETURN_IF_ERROR(cal.Array("collectives", &list));
+  std::vector<CollectiveSample> samples;
+  for (size_t i = 0; i < list->size(); ++i) {
+    P3D_ASSIGN_OR_RETURN(
+        Fields f, cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("collectives"), i)));
+    CollectiveSample s;
+    std::string link;
+    double n = 0;
+    P3D_RETURN_IF_ERROR(f.String("op", &s.op));
+    P3D_RETURN_IF_ERROR(f.String("link", &link));
+    if (link != "intra")
+      return f.Error("link", fmt::format("must be \"intra\" (one host measures no network), got "
+                                         "\"{}\"", link));
+    P3D_RETURN_IF_ERROR(f.Positive("group_size", &n));
+    P3D_RETURN_IF_ERROR(f.Positive("bytes", &s.bytes));
+    P3D_RETURN_IF_ERROR(f.Positive("seconds", &s.seconds));
+    s.group_size = static_cast<int>(n);
+    double steps, factor;
+    Status known = StepsAndFactor(s.op, s.group_size, &steps, &factor);
+    if (!known.ok()) return f.Error("op", known.message());
+    samples.push_back(s);
+  }
+  if (samples.empty()) return Status::Ok();  // one GPU: nothing to fit
+  StatusOr<LinkFit> fit = FitCollectives(samples);
+  if (!fit.ok()) return cal.Error("collectives", fit.status().message());
+  LinkSpec& l = c->node.intra;
+  l.latency_s = fit->alpha_s;
+  l.efficiency = fit->bus_bytes_per_s / l.bytes_per_s;
+  if (l.efficiency > 1)
+    return cal.Error("collectives",
+                     fmt::format("fit a bus bandwidth of {:.0f} GB/s, above the {:.0f} GB/s "
+                                 "datasheet link '{}'",
+                                 fit->bus_bytes_per_s / 1e9, l.bytes_per_s / 1e9, l.name));
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<LinearGemmShape> LinearGemmShapes(const ModelSpec& model, int64_t tokens, int tp,
+                                              int64_t logits_chunk) {
+  const int64_t H = model.hidden, HD = model.head_dim();
+  const int64_t q = model.heads * HD / tp, kv = std::max<int64_t>(1, model.kv_heads / tp) * HD;
+  const int64_t f = model.ffn / tp, fc = (model.arch == Arch::kLlama ? 2 : 1) * f;
+  const int64_t chunk = logits_chunk > 0 ? std::min(logits_chunk, tokens) : tokens;
+  const std::string who = model.name;
+  std::vector<LinearGemmShape> shapes = {{who + " qkv", tokens, q + 2 * kv, H},
+                                         {who + " out", tokens, H, q},
+                                         {who + " fc", tokens, fc, H},
+                                         {who + " fc2", tokens, H, f},
+                                         {who + " head", chunk, model.vocab / tp, H}};
+  std::vector<LinearGemmShape> unique;
+  for (const LinearGemmShape& s : shapes) {
+    bool seen = std::any_of(unique.begin(), unique.end(), [&](const LinearGemmShape& u) {
+      return u.m == s.m && u.n == s.n && u.k == s.k;
+    });
+    if (!seen) unique.push_back(s);
+  }
+  return unique;
+}
+
+StatusOr<LinkFit> FitCollectives(const std::vector<CollectiveSample>& samples) {
+  if (samples.size() < 2)
+    return Status::InvalidArgument(
+        fmt::format("a fit needs at least 2 samples, got {}", samples.size()));
+  // Weighted least squares on t = steps*alpha + (factor*bytes)*beta, weight
+  // 1/t: minimise sum ((steps*alpha + x*beta) / t - 1)^2.
+  double saa = 0, sab = 0, sbb = 0, sa = 0, sb = 0;
+  for (const CollectiveSample& s : samples) {
+    double steps, factor;
+    P3D_RETURN_IF_ERROR(StepsAndFactor(s.op, s.group_size, &steps, &factor));
+    const double a = steps / s.seconds, b = factor * s.bytes / s.seconds;
+    saa += a * a, sab += a * b, sbb += b * b, sa += a, sb += b;
+  }
+  const double det = saa * sbb - sab * sab;
+  if (!(std::fabs(det) > 0)) return Status::InvalidArgument("samples do not determine a fit (one size only?)");
+  double alpha = (sa * sbb - sb * sab) / det, beta = (saa * sb - sab * sa) / det;
+  if (alpha <= 0) {  // latency not resolvable: fit bandwidth alone, keep a 1 ns floor
+    alpha = 1e-9;
+    double num = 0, den = 0;
+    for (const CollectiveSample& s : samples) {
+      double steps, factor;
+      StepsAndFactor(s.op, s.group_size, &steps, &factor);
+      const double b = factor * s.bytes / s.seconds;
+      num += b * (1 - steps * alpha / s.seconds), den += b * b;
+    }
+    beta = num / den;
+  }
+  if (!(beta > 0)) return Status::InvalidArgument("fit gives a non-positive bandwidth");
+  LinkFit fit{alpha, 1 / beta, 0, static_cast<int>(samples.size())};
+  for (const CollectiveSample& s : samples) {
+    double steps, factor;
+    StepsAndFactor(s.op, s.group_size, &steps, &factor);
+    const double t = steps * alpha + factor * s.bytes * beta;
+    fit.max_rel_error = std::max(fit.max_rel_error, std::fabs(t - s.seconds) / s.seconds);
+  }
+  return fit;
+}
+
+StatusOr<ClusterSpec> ApplyCalibration(const ClusterSpec& base, const json& calibration,
+                                       const std::string& origin) {
+  if (!calibration.is_object())
+    return Status::InvalidArgument(
+        fmt::format("profile {}: field 'calibration' must be an object", origin));
+  Fields cal(calibration, "calibration", origin);
+  std::string card;
+  P3D_RETURN_IF_ERROR(cal.String("card", &card));
+  if (cal.Has("catalog_gpu")) {
+    std::string measured;
+    P3D_RETURN_IF_ERROR(cal.String("catalog_gpu", &measured));
+    if (measured != base.gpu.name)
+      return cal.Error("catalog_gpu",
+                       fmt::format("is '{}' ({}), but the plan is for '{}': pass --gpu {} or "
+                                   "calibrate on the GPU you plan for",
+                                   measured, card, base.gpu.name, measured));
+  }
+  ClusterSpec c = base;
+  if (cal.Has("gemm")) P3D_RETURN_IF_ERROR(ApplyGemm(cal, &c));
+  if (cal.Has("hbm")) P3D_RETURN_IF_ERROR(ApplyHbm(cal, &c));
+  if (cal.Has("runtime")) P3D_RETURN_IF_ERROR(ApplyRuntime(cal, &c));
+  if (cal.Has("collectives")) P3D_RETURN_IF_ERROR(ApplyCollectives(cal, &c));
+  c.gpu.description = card;
+  c.source = fmt::format("profile {}", origin);
+  return c;
+}
+
+StatusOr<ClusterSpec> ApplyProfile(const ClusterSpec& base, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::IoError(fmt::format("profile {}: cannot open", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object())
+    return Status::InvalidArgument(fmt::format("profile {}: not a JSON object", path));
+  if (doc.value("schema", "") != kProfileSchema)
+    return Status::InvalidArgument(fmt::format("profile {}: field 'schema' must be \"{}\"", path,
+                                               kProfileSchema));
+  if (!doc.contains("calibration"))
+    return Status::InvalidArgument(fmt::format("profile {}: field 'calibration' is missing", path));
+  return ApplyCalibration(base, doc["calibration"], path);
+}
+
+std::string ProfileToJson(const ClusterSpec& applied, const json& calibration) {
+  json doc = json::parse(ClusterToJson(applied));
+  json out = {{"schema", kProfileSchema}};
+  out["gpu"] = doc["gpu"];
+  out["node"] = doc["node"];
+  out["calibration"] = calibration;
+  return out.dump(2);
+}
+
+}  // namespace p3d
