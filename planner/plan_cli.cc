@@ -15,6 +15,7 @@
 #include "planner/report.h"
 #include "planner/search.h"
 #include "simulator/hardware.h"
+#include "simulator/profile.h"
 
 namespace p3d {
 namespace {
@@ -44,9 +45,12 @@ StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err)
     P3D_ASSIGN_OR_RETURN(cluster, CatalogCluster(name));
     err << fmt::format("note: --mem {} picked GPU '{}' ({}); pass --gpu NAME to choose another "
                        "(--list-gpus)\n", *o.mem_gb, name, cluster.gpu.description);
+  } else if (!o.profile.empty()) {
+    P3D_ASSIGN_OR_RETURN(cluster, LoadClusterJson(o.profile));  // the profile's own hardware part
   } else {
     return Status::InvalidArgument("give --mem GB or --gpu NAME (see --list-gpus)");
   }
+  if (!o.profile.empty()) P3D_ASSIGN_OR_RETURN(cluster, ApplyProfile(cluster, o.profile));
   if (o.gpus_per_node) {
     if (*o.gpus_per_node < 1 || *o.gpus_per_node > 4096)
       return Status::InvalidArgument(fmt::format("--gpus-per-node must be in 1..4096, got {}", *o.gpus_per_node));

@@ -16,6 +16,7 @@ struct PlanCliOptions {
   int64_t gpus = 0;
   std::optional<double> mem_gb;       // picks a default GPU of this capacity
   std::string gpu;                    // catalog name or a hardware JSON file
+  std::string profile;                // p3d-calibrate profile applied on top (docs/calibration.md)
   std::optional<int> gpus_per_node;
   std::optional<int> dp, tp, pp, vpp, zero;
   std::optional<int64_t> micro_batch, global_batch, seq;

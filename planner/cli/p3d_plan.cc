@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.add_option("--gpus,-n", o.gpus, "number of GPUs");
   app.add_option("--mem", o.mem_gb, "GPU memory in GB (picks a catalog GPU of that size)");
   app.add_option("--gpu,--hardware", o.gpu, "catalog GPU name (--list-gpus) or a hardware JSON file (docs/hardware.md)");
+  app.add_option("--profile", o.profile, "measured hardware profile from p3d-calibrate (docs/calibration.md)");
   app.add_option("--gpus-per-node", o.gpus_per_node, "GPUs per node (default: the GPU's usual node)");
   app.add_option("--dp", o.dp, "fix data-parallel degree");
   app.add_option("--tp", o.tp, "fix tensor-parallel degree");
