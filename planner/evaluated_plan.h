@@ -22,7 +22,8 @@ struct PlanRequest {
 // never a measurement). docs/metrics.md defines each figure.
 struct EvaluatedPlan {
   Plan plan;
-  bool fits = false;            // peak stage total <= GPU memory
+  bool fits = false;            // peak stage total <= GPU memory (and, with offload,
+                                // host bytes per node <= host memory)
   MemoryEstimate memory;        // per stage; memory.peak() decides fit
   TimeBreakdown time;           // slowest pipeline rank, seconds per step
   double tokens_per_s = 0;      // global_batch * seq / step_s

@@ -20,7 +20,9 @@ PlanEvaluator::Quick PlanEvaluator::EvaluateMemory(const Plan& plan) {
   int peak_stage = 0;
   MemoryBreakdown peak = PeakStageMemory(request_.model, request_.training, request_.cluster, plan, &peak_stage);
   q.peak_bytes = peak.total();
-  q.fits = FitsInMemory(peak, request_.cluster.gpu);
+  q.fits = FitsInMemory(peak, request_.cluster.gpu) &&
+           FitsInHostMemory(HostBytesPerNode(request_.model, request_.training, request_.cluster, plan),
+                            request_.cluster.node);
   return q;
 }
 
@@ -32,7 +34,8 @@ EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, bool with_timeline) {
   EvaluatedPlan e;
   e.plan = plan;
   e.memory = EstimateMemory(request_.model, request_.training, request_.cluster, plan);
-  e.fits = FitsInMemory(e.memory.peak(), request_.cluster.gpu);
+  e.fits = FitsInMemory(e.memory.peak(), request_.cluster.gpu) &&
+           FitsInHostMemory(e.memory.host_bytes_per_node, request_.cluster.node);
   StatusOr<TimeEstimate> t = impl_->time.Evaluate(plan, with_timeline);
   if (t.ok()) {
     e.time = t->time;

@@ -27,6 +27,15 @@ std::string ExplainPlan(const PlanRequest& r, const EvaluatedPlan& e, int pick) 
   }
   out += fmt::format("{:<28} {:>12}  vs GPU memory {} -> {}\n", "total", Bytes(e.memory.peak().total()),
                      Bytes(r.cluster.gpu.memory_bytes), e.fits ? "fits" : "DOES NOT FIT");
+  int host_stage = 0;  // the stage whose GPUs need the most host memory
+  for (const StageMemory& s : e.memory.stages)
+    if (s.host_bytes > e.memory.stages[host_stage].host_bytes) host_stage = s.stage;
+  const std::vector<MemoryTerm> host = ExplainHostMemory(r.model, r.training, r.cluster, e.plan, host_stage);
+  if (!host.empty()) out += fmt::format("\n-- host (CPU) memory with offload: one GPU of stage {}, then the node --\n", host_stage);
+  for (const MemoryTerm& t : host) {
+    out += fmt::format("{:<28} {:>12}  = {}\n{:<28} {:>12}    = {}\n", t.name, Bytes(t.bytes), t.formula, "", "",
+                       t.substituted);
+  }
 
   out += "\n-- step time --\n";
   StatusOr<std::vector<TimeTerm>> terms = ExplainTime(r.model, r.training, r.cluster, e.plan);

@@ -27,10 +27,11 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                                 res.candidates, res.seconds, res.fitting, ToGiB(r.cluster.gpu.memory_bytes));
   if (res.fitting == 0)
     out += "NO PLAN FITS: the closest misses follow (smallest peak memory first)\n";
-  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} | {:>8} {:>9} {:>5} | "
-                     "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>4}\n",
-                     "#", "DP", "TP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "step s", "tokens/s",
-                     "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total", "fits");
+  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>7} | {:>8} {:>9} {:>5} | "
+                     "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>4}\n",
+                     "#", "DP", "TP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "offload", "step s",
+                     "tokens/s", "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total",
+                     "host/node", "fits");
   int rank = 0;
   for (const EvaluatedPlan& e : res.plans) {
     const Plan& p = e.plan;
@@ -38,16 +39,20 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
     std::string step = e.fits ? fmt::format("{:.3f}", e.time.step_s) : "-";
     std::string tps = e.fits ? fmt::format("{:.0f}", e.tokens_per_s) : "-";
     std::string mfu = e.fits ? fmt::format("{:.1f}%", 100 * e.mfu) : "-";
-    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} | {:>8} {:>9} {:>5} | "
-                       "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>4}\n",
+    std::string host = p.offload == Offload::kNone
+                           ? "-"
+                           : fmt::format("{:.1f}", ToGiB(e.memory.host_bytes_per_node));
+    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>7} | {:>8} {:>9} {:>5} | "
+                       "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>9} {:>4}\n",
                        ++rank, p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, p.grad_accum,
-                       RecomputeName(p.recompute), p.sequence_parallel ? "y" : "n", step, tps, mfu,
+                       RecomputeName(p.recompute), p.sequence_parallel ? "y" : "n",
+                       p.offload == Offload::kNone ? "-" : OffloadName(p.offload), step, tps, mfu,
                        ToGiB(m.weights), ToGiB(m.gradients), ToGiB(m.optimizer), ToGiB(m.activations),
-                       ToGiB(m.buffers), ToGiB(m.runtime), ToGiB(m.total()), e.fits ? "yes" : "NO");
+                       ToGiB(m.buffers), ToGiB(m.runtime), ToGiB(m.total()), host, e.fits ? "yes" : "NO");
   }
   out += "All figures are predictions of p3d's simulator. Memory: the peak pipeline stage of one GPU, GiB "
          "(2^30 bytes); step s: seconds per optimizer step; tokens/s: whole cluster; MFU: model FLOPs / "
-         "(step x GPUs x peak). Definitions: docs/metrics.md.\n";
+         "(step x GPUs x peak); host/node: CPU memory of one node with offload, GiB. Definitions: docs/metrics.md.\n";
   return out;
 }
 

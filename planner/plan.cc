@@ -13,10 +13,30 @@ const char* RecomputeName(Recompute r) {
   return "?";
 }
 
+const char* OffloadName(Offload o) {
+  switch (o) {
+    case Offload::kNone: return "none";
+    case Offload::kOptimizer: return "optimizer";
+    case Offload::kOptimizerAndParams: return "params";
+  }
+  return "?";
+}
+
+bool ParseOffload(const std::string& name, Offload* out) {
+  for (Offload o : {Offload::kNone, Offload::kOptimizer, Offload::kOptimizerAndParams}) {
+    if (name == OffloadName(o)) {
+      *out = o;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string PlanSummary(const Plan& p) {
-  return fmt::format("DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}", p.dp, p.tp, p.pp, p.vpp,
+  return fmt::format("DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}", p.dp, p.tp, p.pp, p.vpp,
                      p.zero, p.micro_batch, p.grad_accum, RecomputeName(p.recompute),
-                     p.sequence_parallel ? " SP" : "");
+                     p.sequence_parallel ? " SP" : "",
+                     p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload));
 }
 
 }  // namespace p3d

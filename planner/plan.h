@@ -16,6 +16,18 @@ namespace p3d {
 enum class Recompute { kNone, kSelective, kFull };
 const char* RecomputeName(Recompute r);  // "none" | "selective" | "full"
 
+// CPU offload (ZeRO-Offload / ZeRO-Infinity style, docs/offload.md):
+//   kOptimizer          fp32 master weights, Adam moments and the fp32
+//                       gradient accumulation live in host memory; the AdamW
+//                       step runs on the CPU. Needs ZeRO >= 1 (DeepSpeed's
+//                       offload_optimizer is a ZeRO feature).
+//   kOptimizerAndParams also the bf16 parameter shards of ZeRO-3 live on the
+//                       host and are uploaded for every forward and backward.
+enum class Offload { kNone, kOptimizer, kOptimizerAndParams };
+const char* OffloadName(Offload o);  // "none" | "optimizer" | "params"
+// Inverse of OffloadName; false when `name` is none of the three.
+bool ParseOffload(const std::string& name, Offload* out);
+
 // Precision recipe, bytes per element. Default is the executor's recipe:
 // bf16 weights and activations, fp32 gradient accumulation, fp32 master
 // weights and Adam moments: 2 + 4 + 4 + 4 + 4 = 18 bytes per parameter.
@@ -56,12 +68,14 @@ struct Plan {
   int64_t grad_accum = 1;      // micro-batches per step per DP rank (m in the pipeline formulas)
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;  // Megatron SP (only meaningful with tp > 1)
+  Offload offload = Offload::kNone;
 
   int gpus() const { return dp * tp * pp; }
   int64_t global_batch() const { return micro_batch * grad_accum * dp; }
 };
 
-// One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP".
+// One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP"
+// (" offload=optimizer" appended when offloading).
 std::string PlanSummary(const Plan& plan);
 
 }  // namespace p3d

@@ -116,6 +116,12 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
     else if (o.recompute == "full") s.fixed.recompute = Recompute::kFull;
     else return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
   }
+  if (!o.offload.empty()) {
+    Offload offload;
+    if (!ParseOffload(o.offload, &offload))
+      return Status::InvalidArgument(fmt::format("--offload must be none, optimizer or params, got '{}'", o.offload));
+    s.fixed.offload = offload;
+  }
   s.rules.allow_tp_across_nodes = o.allow_tp_across_nodes;
   s.top_k = o.top;
   return s;

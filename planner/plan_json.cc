@@ -59,17 +59,22 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"global_batch", p.global_batch()},
               {"seq", t.seq},
               {"recompute", RecomputeName(p.recompute)},
-              {"sequence_parallel", p.sequence_parallel}};
+              {"sequence_parallel", p.sequence_parallel},
+              {"offload", OffloadName(p.offload)}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
   json stages = json::array();
   for (const StageMemory& s : e.memory.stages)
-    stages.push_back(json{{"stage", s.stage}, {"layers", s.layers}, {"memory", MemoryToJson(s.memory)}});
+    stages.push_back(json{{"stage", s.stage},
+                          {"layers", s.layers},
+                          {"memory", MemoryToJson(s.memory)},
+                          {"host_bytes", s.host_bytes}});
   const TimeBreakdown& t = e.time;
   return json{{"fits", e.fits},
               {"memory", MemoryToJson(e.memory.peak())},
               {"peak_stage", e.memory.peak_stage},
+              {"host_bytes_per_node", e.memory.host_bytes_per_node},
               {"stages", stages},
               {"time",
                {{"step_s", t.step_s},
@@ -79,6 +84,7 @@ json PredictionToJson(const EvaluatedPlan& e) {
                 {"dp_comm_s", t.dp_comm_s},
                 {"bubble_s", t.bubble_s},
                 {"optimizer_s", t.optimizer_s},
+                {"offload_s", t.offload_s},
                 {"other_s", t.other_s}}},
               {"tokens_per_s", e.tokens_per_s},
               {"samples_per_s", e.samples_per_s},
@@ -184,6 +190,14 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   else if (recompute == "selective") s.plan.recompute = Recompute::kSelective;
   else if (recompute == "full") s.plan.recompute = Recompute::kFull;
   else return Status::InvalidArgument(fmt::format("{}: field 'recompute' must be none|selective|full, got '{}'", lw, recompute));
+  // "offload" is absent from plans saved before offload existed: none.
+  if (plan.contains("offload")) {
+    std::string offload;
+    P3D_RETURN_IF_ERROR(Get(plan, "offload", lw, &offload));
+    if (!ParseOffload(offload, &s.plan.offload))
+      return Status::InvalidArgument(
+          fmt::format("{}: field 'offload' must be none|optimizer|params, got '{}'", lw, offload));
+  }
   if (doc.contains("prediction")) s.prediction = doc.at("prediction");
   return s;
 }

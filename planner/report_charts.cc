@@ -27,13 +27,14 @@ std::array<Term, 6> MemoryTerms(const MemoryBreakdown& m) {
            {"runtime", "runtime", m.runtime}}};
 }
 
-std::array<Term, 7> TimeTerms(const TimeBreakdown& t) {
+std::array<Term, 8> TimeTerms(const TimeBreakdown& t) {
   return {{{"compute", "compute", t.compute_s},
            {"tp", "TP comm", t.tp_comm_s},
            {"pp", "PP comm", t.pp_comm_s},
            {"dp", "DP comm", t.dp_comm_s},
            {"bubble", "bubble", t.bubble_s},
            {"optimizer", "optimizer", t.optimizer_s},
+           {"offload", "offload", t.offload_s},
            {"other", "other", t.other_s}}};
 }
 
@@ -52,6 +53,7 @@ constexpr const char* kTimeCss =
     "#72b7b2; }"
     " .time .seg-bubble, .time .key-bubble { fill: #d9d9d9; }"
     " .time .seg-optimizer, .time .key-optimizer { fill: #9d755d; }"
+    " .time .seg-offload, .time .key-offload { fill: #ff9da6; }"
     " .time .seg-other, .time .key-other { fill: #bab0ac; }";
 
 std::string GiB(double bytes) { return fmt::format("{:.2f} GiB", ToGiB(bytes)); }

@@ -11,6 +11,11 @@ Status Fail(const char* rule, const std::string& detail) {
 
 }  // namespace
 
+bool ZeroMeaningfulAtDp1(const Plan& p) {
+  return (p.offload == Offload::kOptimizer && p.zero <= 2) ||
+         (p.offload == Offload::kOptimizerAndParams && p.zero == 3);
+}
+
 Status CheckPlan(const PlanRequest& r, const Plan& p, const RuleOptions& options) {
   const ModelSpec& m = r.model;
   if (p.dp < 1 || p.tp < 1 || p.pp < 1 || p.vpp < 1)
@@ -46,8 +51,17 @@ Status CheckPlan(const PlanRequest& r, const Plan& p, const RuleOptions& options
                 fmt::format("micro-batch {} x grad-accum {} x DP {} = {}, but the global batch is {}",
                             p.micro_batch, p.grad_accum, p.dp, p.global_batch(), r.training.global_batch));
   if (p.zero < 0 || p.zero > 3) return Fail("zero<=3", fmt::format("ZeRO stage {} is not in 0..3", p.zero));
-  if (p.zero > 0 && p.dp == 1)
-    return Fail("zero>0=>dp>1", fmt::format("ZeRO-{} shards over DP, but DP=1 (use ZeRO-0)", p.zero));
+  if (p.offload != Offload::kNone && p.zero < 1)
+    return Fail("offload=>zero>=1", fmt::format("offload {} needs ZeRO >= 1 (DeepSpeed's ZeRO-Offload), "
+                                                "got ZeRO-{}", OffloadName(p.offload), p.zero));
+  if (p.offload == Offload::kOptimizerAndParams && p.zero != 3)
+    return Fail("offload_params=>zero3",
+                fmt::format("parameter offload needs ZeRO-3 (parameters sharded), got ZeRO-{}", p.zero));
+  if (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))
+    return Fail("zero>0=>dp>1",
+                fmt::format("ZeRO-{} shards over DP, but DP=1 (use ZeRO-0; with DP=1 only offload plans "
+                            "use ZeRO: 1/2 with --offload optimizer, 3 with --offload params)",
+                            p.zero));
   if (p.sequence_parallel && p.tp == 1)
     return Fail("sp=>tp>1", "sequence parallel splits activations along TP, but TP=1");
   if (m.arch == Arch::kGpt2 && r.training.seq > m.max_positions)

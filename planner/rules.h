@@ -12,7 +12,13 @@
 //   vpp>1=>m%pp          interleaved 1F1B needs micro-batches divisible by PP (Megatron)
 //   batch=mb*ga*dp       global batch == micro-batch x grad-accum x DP, exactly
 //   zero<=3              ZeRO stage in 0..3
-//   zero>0=>dp>1         ZeRO shards over DP; with DP=1 it is ZeRO-0 (not listed twice)
+//   zero>0=>dp>1         ZeRO shards over DP; with DP=1 it is ZeRO-0 (not listed twice),
+//                        except with offload, where DP=1 ZeRO-1/2 (optimizer offload)
+//                        and ZeRO-3 (parameter offload) are distinct plans, as on
+//                        DeepSpeed's single-GPU ZeRO-Offload
+//   offload=>zero>=1     optimizer offload needs ZeRO >= 1 (DeepSpeed offload_optimizer
+//                        is a ZeRO stage 1-3 feature)
+//   offload_params=>zero3 parameter offload needs ZeRO-3 (DeepSpeed offload_param)
 //   sp=>tp>1             sequence parallel splits along TP
 //   seq<=positions       sequence fits the learned position table (GPT-2 style)
 //   micro_batch>=1, grad_accum>=1, degrees>=1
@@ -26,6 +32,10 @@ namespace p3d {
 struct RuleOptions {
   bool allow_tp_across_nodes = false;
 };
+
+// With DP = 1, whether the plan's ZeRO stage (>= 1) still changes anything:
+// only with offload (rule zero>0=>dp>1).
+bool ZeroMeaningfulAtDp1(const Plan& plan);
 
 // Returns OK if `plan` is legal for `request`, else Infeasible naming the
 // first rule that fails (message starts with "rule <id>: ").

@@ -107,6 +107,11 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
           if (!Allowed(fx.vpp, int(vpp))) continue;
           for (int zero = 0; zero <= 3; ++zero) {
             if (!Allowed(fx.zero, zero)) continue;
+            // Offload choices the ZeRO stage admits (rules offload=>zero>=1,
+            // offload_params=>zero3); others are not candidates at all.
+            const int offloads = zero == 0 ? 1 : zero < 3 ? 2 : 3;
+            for (int off = 0; off < offloads; ++off) {
+            if (!Allowed(fx.offload, Offload(off))) continue;
             for (Recompute rc : recomputes) {
               if (!Allowed(fx.recompute, rc)) continue;
               for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp) {
@@ -116,10 +121,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                 p.grad_accum = per_dp / mb;
                 p.vpp = static_cast<int>(vpp);
                 p.zero = zero;
+                p.offload = Offload(off);
                 p.recompute = rc;
                 p.sequence_parallel = sp == 1;
                 // Rules that depend on the inner dimensions.
-                if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) || (p.zero > 0 && p.dp == 1)) {
+                if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
+                    (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))) {
                   reject(CheckPlan(request, p, options.rules));
                   continue;
                 }
@@ -139,6 +146,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   }
                 }
               }
+            }
             }
           }
         }
@@ -164,6 +172,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.micro_batch = fx.micro_batch.value_or(1);
     probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));
     probe.sequence_parallel = fx.sequence_parallel.value_or(false);
+    probe.offload = fx.offload.value_or(Offload::kNone);
     Status detail = CheckPlan(request, probe, options.rules);
     return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs; eliminated by: {}{}", m.name, gpus,
                                           why.empty() ? "the fixed dimensions" : why,

@@ -1,5 +1,5 @@
 // Plan search: enumerates every legal DP x TP x PP x VPP x ZeRO x micro-batch
-// x recompute x SP combination for a request, evaluates each with the
+// x recompute x SP x offload combination for a request, evaluates each with the
 // simulator (memory first, time for those that fit) and ranks them.
 //
 // Ranking: plans that fit come first, by predicted step time (fastest first);
@@ -25,6 +25,7 @@ struct SearchConstraints {
   std::optional<int64_t> micro_batch;
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;
+  std::optional<Offload> offload;
 };
 
 struct SearchOptions {

@@ -22,16 +22,20 @@ struct StageMemory {
   int stage = 0;          // pipeline stage index (pp rank)
   int64_t layers = 0;     // transformer layers held by this stage (all its virtual chunks)
   MemoryBreakdown memory;
+  double host_bytes = 0;  // CPU memory one GPU of this stage needs with offload (0 without)
 };
 
 struct MemoryEstimate {
   std::vector<StageMemory> stages;  // one per pipeline stage
   int peak_stage = 0;               // stage with the largest total: it decides fit
+  // CPU memory of one node with offload (0 without): GPUs per node x the
+  // largest per-GPU host figure; checked against NodeSpec::host_memory_bytes.
+  double host_bytes_per_node = 0;
   MemoryBreakdown peak() const { return stages.empty() ? MemoryBreakdown{} : stages[peak_stage].memory; }
 };
 
-// Where the time of one step goes on the slowest pipeline rank. The parts sum
-// to step_s exactly.
+// Where the time of one step goes on the slowest pipeline rank. The parts
+// (every field but step_s) sum to step_s exactly.
 struct TimeBreakdown {
   double step_s = 0;
   double compute_s = 0;     // forward + backward (+ recompute) kernels, GEMM and memory-bound
@@ -39,7 +43,8 @@ struct TimeBreakdown {
   double pp_comm_s = 0;     // exposed pipeline send/recv
   double dp_comm_s = 0;     // exposed data-parallel / ZeRO collectives
   double bubble_s = 0;      // pipeline idle time
-  double optimizer_s = 0;   // optimizer step (+ gradient clipping)
+  double optimizer_s = 0;   // optimizer step (+ gradient clipping); on the CPU with offload
+  double offload_s = 0;     // exposed host<->GPU (PCIe/C2C) transfers of offload
   double other_s = 0;       // everything else (launch overheads, ...)
 };
 

@@ -56,7 +56,22 @@ struct NodeSpec {
   LinkSpec inter;              // per-GPU share of the node's network
   double host_memory_bytes = 0;     // CPU memory per node
   double pcie_bytes_per_s = 0;      // host<->GPU per GPU, one direction
+  // CPU AdamW throughput of the whole node (all cores, shared by its GPUs):
+  // fp32 parameters updated per second, gradient-norm pass included. 0 means
+  // DefaultCpuAdamParamsPerS() (hardware JSON files do not carry it yet).
+  double cpu_adam_params_per_s = 0;
 };
+
+// Offload defaults (docs/offload.md states the assumptions):
+// pinned host<->GPU copies reach this fraction of pcie_bytes_per_s, per GPU
+// and direction, with every GPU of a node copying at once (each GPU has its
+// own x16 link; switches shared by two GPUs are not modelled).
+inline constexpr double kHostLinkEfficiency = 0.8;
+// Node CPU AdamW throughput assumed for server CPUs (two sockets,
+// memory-bound at ~30 bytes per parameter).
+double DefaultCpuAdamParamsPerS();
+// node.cpu_adam_params_per_s, or the default when it is 0.
+double CpuAdamParamsPerS(const NodeSpec& node);
 
 struct ClusterSpec {
   GpuSpec gpu;

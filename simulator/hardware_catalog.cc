@@ -135,6 +135,18 @@ constexpr double kMemoryTolerance = 0.07;
 
 RuntimeMemory DefaultRuntimeMemory() { return kDefaultRuntime; }
 
+// A vectorised multi-threaded fp32 AdamW is memory-bound: it reads gradient,
+// master, m, v (16 bytes), writes master, m, v and the bf16 copy (14 bytes)
+// and reads the gradient once more for the clipping norm: 34 bytes/param.
+// A two-socket server sustains ~100 GB/s of that mixed traffic (about half
+// its STREAM bandwidth): 3e9 params/s per node. bench/results/cpu-adam.md
+// has the measured per-core rate behind this; p3d-calibrate replaces it.
+double DefaultCpuAdamParamsPerS() { return 3e9; }
+
+double CpuAdamParamsPerS(const NodeSpec& node) {
+  return node.cpu_adam_params_per_s > 0 ? node.cpu_adam_params_per_s : DefaultCpuAdamParamsPerS();
+}
+
 const std::vector<std::string>& CatalogGpuNames() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> n;

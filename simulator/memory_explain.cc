@@ -94,16 +94,26 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
   const ScheduleKind kind = ScheduleOf(plan);
   auto shard = [&](bool sharded) { return sharded ? plan.dp : 1; };
 
+  // A term offload moves to the host is 0 on the GPU (ExplainHostMemory has it).
+  const bool offload = plan.offload != Offload::kNone;
+  const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
+  auto on_gpu = [](bool offloaded, std::string text) {
+    return offloaded ? "0 (offloaded to the host)" : text;
+  };
   std::vector<MemoryTerm> t;
-  t.push_back({"weights", "param_bytes * " + p_formula + " / (ZeRO>=3 ? DP : 1)",
-               fmt::format("{} * {} / {}", p.param_bytes, params, shard(plan.zero >= 3)),
+  t.push_back({"weights", "param_bytes * " + p_formula + " / (ZeRO>=3 ? DP : 1); 0 with --offload params",
+               on_gpu(params_offload,
+                      fmt::format("{} * {} / {}", p.param_bytes, params, shard(plan.zero >= 3))),
                d.memory.weights});
-  t.push_back({"gradients", "grad_bytes * " + p_formula + " / (ZeRO>=2 ? DP : 1)",
-               fmt::format("{} * {} / {}", p.grad_bytes, params, shard(plan.zero >= 2)),
+  t.push_back({"gradients",
+               "grad_bytes * " + p_formula + " / (ZeRO>=2 ? DP : 1); 0 with offload and ZeRO>=2",
+               on_gpu(offload && plan.zero >= 2,
+                      fmt::format("{} * {} / {}", p.grad_bytes, params, shard(plan.zero >= 2))),
                d.memory.gradients});
-  t.push_back({"optimizer", "(master_bytes + adam_bytes) * " + p_formula + " / (ZeRO>=1 ? DP : 1)",
-               fmt::format("({} + {}) * {} / {}", p.master_bytes, p.optimizer_bytes, params,
-                           shard(plan.zero >= 1)),
+  t.push_back({"optimizer",
+               "(master_bytes + adam_bytes) * " + p_formula + " / (ZeRO>=1 ? DP : 1); 0 with offload",
+               on_gpu(offload, fmt::format("({} + {}) * {} / {}", p.master_bytes, p.optimizer_bytes,
+                                           params, shard(plan.zero >= 1))),
                d.memory.optimizer});
 
   auto [layer_formula, layer_sub] = LayerFormula(model, training, plan);
@@ -137,16 +147,19 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
 
   t.push_back(
       {"buffers.zero3_gather",
-       fmt::format("ZeRO==3 && DP>1 ? param_bytes * {} * max(P_layer, P_embedding, P_head) : 0",
+       fmt::format("ZeRO==3 && (DP>1 || --offload params) ? param_bytes * {} * max(P_layer, "
+                   "P_embedding, P_head) : 0",
                    kZero3PrefetchModules),
-       fmt::format("{} ? {} * {} * max({}, {}, {}) : 0", plan.zero >= 3 && plan.dp > 1,
+       fmt::format("{} ? {} * {} * max({}, {}, {}) : 0",
+                   plan.zero >= 3 && (plan.dp > 1 || params_offload),
                    p.param_bytes, kZero3PrefetchModules, N(per_layer), N(d.params.embedding),
                    N(d.params.head)),
        d.zero3_gather});
   t.push_back({"buffers.grad_buckets",
-               fmt::format("DP>1 ? grad_bytes * min({} * {:g}, P_stage) : 0", kGradBuckets,
-                           kGradBucketElements),
-               fmt::format("{} ? {} * min({:g}, {}) : 0", plan.dp > 1, p.grad_bytes,
+               fmt::format("DP>1 || (offload && ZeRO>=2) ? grad_bytes * min({} * {:g}, P_stage) : 0",
+                           kGradBuckets, kGradBucketElements),
+               fmt::format("{} ? {} * min({:g}, {}) : 0", plan.dp > 1 || (offload && plan.zero >= 2),
+                           p.grad_bytes,
                            kGradBuckets * kGradBucketElements, N(d.params.total())),
                d.grad_buckets});
   t.push_back({"buffers.pp_send_recv", "PP>1 ? 2 * VPP * e*B*S*H/SPd : 0",
@@ -165,6 +178,30 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
                fmt::format("{} * ({} + {})", rt.allocator_fraction, N(d.memory.activations),
                            N(d.memory.buffers)),
                d.allocator});
+  return t;
+}
+
+std::vector<MemoryTerm> ExplainHostMemory(const ModelSpec& model, const TrainingSpec& training,
+                                          const ClusterSpec& cluster, const Plan& plan, int stage) {
+  std::vector<MemoryTerm> t;
+  if (plan.offload == Offload::kNone) return t;
+  const StageMemoryDetail d = StageMemoryDetails(model, training, cluster, plan, stage);
+  const Precision& p = training.precision;
+  const std::string shard = fmt::format("{} / {}", N(d.params.total()), plan.dp);
+  auto add = [&](const char* name, const char* what, int bytes, double value) {
+    t.push_back({name, fmt::format("{} * P_r / DP", what), fmt::format("{} * {}", bytes, shard), value});
+  };
+  add("host.master", "master_bytes", p.master_bytes, d.host.master);
+  add("host.optimizer", "adam_bytes", p.optimizer_bytes, d.host.optimizer);
+  add("host.gradients", "grad_bytes (pinned)", p.grad_bytes, d.host.gradients);
+  add("host.params", "param_bytes (pinned)", p.param_bytes, d.host.params);
+  t.push_back({"host.runtime", "driver, runtime, data loading per GPU process (assumed)",
+               N(kHostRuntimePerGpuBytes), d.host.runtime});
+  const double node = HostBytesPerNode(model, training, cluster, plan);
+  t.push_back({"host.node", "GPUs per node * max over stages of the host total per GPU",
+               fmt::format("{} * {} vs host memory {}", GpusOnNode(cluster),
+                           N(node / GpusOnNode(cluster)), N(cluster.node.host_memory_bytes)),
+               node});
   return t;
 }
 

@@ -123,12 +123,26 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
   d.in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage);
 
-  // Model states, sharded over DP by the ZeRO stage.
+  // Model states, sharded over DP by the ZeRO stage. Offload moves the
+  // optimizer states, the ZeRO-2/3 gradient shard (ZeRO-1 still accumulates
+  // the full gradient on the GPU) and with parameter offload the ZeRO-3
+  // weight shard to the host.
   const double n = d.params.total();
+  const bool offload = plan.offload != Offload::kNone;
+  const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   MemoryBreakdown& mem = d.memory;
-  mem.weights = prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
-  mem.gradients = prec.grad_bytes * n / (plan.zero >= 2 ? plan.dp : 1);
-  mem.optimizer = (prec.master_bytes + prec.optimizer_bytes) * n / (plan.zero >= 1 ? plan.dp : 1);
+  mem.weights = params_offload ? 0 : prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
+  mem.gradients = offload && plan.zero >= 2 ? 0 : prec.grad_bytes * n / (plan.zero >= 2 ? plan.dp : 1);
+  mem.optimizer =
+      offload ? 0 : (prec.master_bytes + prec.optimizer_bytes) * n / (plan.zero >= 1 ? plan.dp : 1);
+  if (offload) {
+    const double shard = n / plan.dp;
+    d.host.master = prec.master_bytes * shard;
+    d.host.optimizer = prec.optimizer_bytes * shard;
+    d.host.gradients = prec.grad_bytes * shard;
+    d.host.params = prec.param_bytes * shard;
+    d.host.runtime = kHostRuntimePerGpuBytes;
+  }
 
   // Activations.
   d.layer_activations = act.Stored(plan.recompute) * d.layers * d.in_flight;
@@ -144,11 +158,13 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
       d.layer_activations + d.recompute_working + d.embedding_activations + d.loss_activations;
 
   // Buffers.
-  if (plan.zero >= 3 && plan.dp > 1) {
+  if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
     const double largest = std::max({shared.layer_params, d.params.embedding, d.params.head});
     d.zero3_gather = prec.param_bytes * kZero3PrefetchModules * largest;
   }
-  if (plan.dp > 1)
+  // With offload under ZeRO-2/3 the buckets also stage each micro-batch's
+  // gradient for its copy to the host, even at DP = 1.
+  if (plan.dp > 1 || (offload && plan.zero >= 2))
     d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n);
   if (plan.pp > 1) d.pp_buffers = 2.0 * plan.vpp * e * tokens * model.hidden / sp_div;
   if (sp) d.tp_buffers = e * tokens * model.hidden;
@@ -178,10 +194,29 @@ MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& traini
   est.stages.reserve(plan.pp);
   for (int r = 0; r < plan.pp; ++r) {
     StageMemoryDetail d = StageDetail(shared, model, training, cluster, plan, r);
-    est.stages.push_back({r, d.layers, d.memory});
+    est.stages.push_back({r, d.layers, d.memory, d.host.total()});
     if (d.memory.total() > est.stages[est.peak_stage].memory.total()) est.peak_stage = r;
+    est.host_bytes_per_node = std::max(est.host_bytes_per_node, GpusOnNode(cluster) * d.host.total());
   }
   return est;
+}
+
+int GpusOnNode(const ClusterSpec& cluster) {
+  const int n = cluster.num_gpus > 0 ? std::min(cluster.node.gpus_per_node, cluster.num_gpus)
+                                     : cluster.node.gpus_per_node;
+  return std::max(1, n);
+}
+
+double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
+                        const ClusterSpec& cluster, const Plan& plan) {
+  if (plan.offload == Offload::kNone) return 0;
+  // Host bytes grow with the stage's parameters, largest on stage 0
+  // (embedding) or the last stage (head), as for PeakStageMemory.
+  const PlanShared shared(model, training, plan);
+  double host = StageDetail(shared, model, training, cluster, plan, 0).host.total();
+  if (plan.pp > 1)
+    host = std::max(host, StageDetail(shared, model, training, cluster, plan, plan.pp - 1).host.total());
+  return GpusOnNode(cluster) * host;
 }
 
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,

@@ -12,6 +12,10 @@
 //   buffers                      ZeRO-3 gather, gradient buckets, PP send/recv,
 //                                SP all-gather
 //   runtime                      CUDA context, NCCL communicators, allocator
+// With CPU offload (Plan::offload, docs/offload.md) the fp32 master weights,
+// Adam moments and (ZeRO-2/3) the fp32 gradient shard leave the GPU, and with
+// parameter offload the ZeRO-3 bf16 parameter shard too; the host then holds
+// them per GPU (HostMemoryDetail), checked per node against host memory.
 //
 // Preconditions for every function here: Validate(model) passed and the plan
 // is legal (planner/rules.h): degrees, micro_batch and grad_accum >= 1,
@@ -37,6 +41,10 @@ namespace p3d {
 inline constexpr double kGradBucketElements = 25e6;  // per gradient-reduction bucket
 inline constexpr int kGradBuckets = 2;               // double-buffered (one reducing, one filling)
 inline constexpr int kZero3PrefetchModules = 2;      // ZeRO-3 gathers the current + next module
+// Host memory one GPU's process holds outside the offloaded states with
+// offload: CUDA driver host allocations, the runtime, data loading (an
+// assumption until calibrated, docs/memory-model.md).
+inline constexpr double kHostRuntimePerGpuBytes = 2.0 * 1024 * 1024 * 1024;
 
 // Schedule a plan runs: interleaved 1F1B when vpp > 1, else 1F1B.
 ScheduleKind ScheduleOf(const Plan& plan);
@@ -75,6 +83,21 @@ StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
                                const Plan& plan);
 
+// CPU memory one GPU of a stage needs with offload, bytes (all 0 without
+// offload). P_s = P_r / DP is the GPU's shard (offload needs ZeRO >= 1):
+//   master     master_bytes * P_s     fp32 master weights
+//   optimizer  optimizer_bytes * P_s  Adam moments
+//   gradients  grad_bytes * P_s       pinned gradient shard the GPU copies into
+//                                     and accumulates (fp32 by default)
+//   params     param_bytes * P_s      pinned bf16 parameters the CPU step writes
+//                                     and the GPU uploads (with parameter
+//                                     offload: the resident ZeRO-3 shard)
+//   runtime    kHostRuntimePerGpuBytes
+struct HostMemoryDetail {
+  double master = 0, optimizer = 0, gradients = 0, params = 0, runtime = 0;
+  double total() const { return master + optimizer + gradients + params + runtime; }
+};
+
 // Every term of one stage, bytes per GPU; `memory` holds their sums.
 struct StageMemoryDetail {
   int stage = 0;
@@ -97,6 +120,7 @@ struct StageMemoryDetail {
   double nccl = 0;
   double allocator = 0;
   MemoryBreakdown memory;
+  HostMemoryDetail host;  // CPU memory with offload
 };
 StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec& training,
                                      const ClusterSpec& cluster, const Plan& plan, int stage);
@@ -116,6 +140,19 @@ inline bool FitsInMemory(const MemoryBreakdown& peak, const GpuSpec& gpu) {
   return peak.total() <= gpu.memory_bytes;
 }
 
+// GPUs whose offloaded state one node's CPU memory holds: min(gpus_per_node, num_gpus).
+int GpusOnNode(const ClusterSpec& cluster);
+// CPU memory of one node with offload, bytes (0 without offload):
+// GpusOnNode x the largest per-GPU HostMemoryDetail total over the stages (an
+// upper bound, exact when every stage of a node holds equal parameters).
+// No heap allocation (evaluates stage 0 and the last stage, as PeakStageMemory).
+double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
+                        const ClusterSpec& cluster, const Plan& plan);
+// Offload plans also need their host figure within the node's memory.
+inline bool FitsInHostMemory(double host_bytes_per_node, const NodeSpec& node) {
+  return host_bytes_per_node <= node.host_memory_bytes;
+}
+
 // One line of the --explain derivation.
 struct MemoryTerm {
   std::string name;         // e.g. "activations.layers"
@@ -127,5 +164,9 @@ struct MemoryTerm {
 // stage's total.
 std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
                                       const ClusterSpec& cluster, const Plan& plan, int stage);
+// The host terms of `stage` (HostMemoryDetail order) and a last "host.node"
+// line: GpusOnNode x the largest per-GPU host total. Empty without offload.
+std::vector<MemoryTerm> ExplainHostMemory(const ModelSpec& model, const TrainingSpec& training,
+                                          const ClusterSpec& cluster, const Plan& plan, int stage);
 
 }  // namespace p3d

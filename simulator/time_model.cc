@@ -66,6 +66,22 @@ double PrefetchChain(const Module* front, int64_t n, const Module& layer, const 
   return t;
 }
 
+// Offload (docs/offload.md): seconds of one host<->GPU copy of `bytes` on one
+// GPU's link, and of the CPU AdamW over `params` of each GPU on a node (the
+// node's CPU serves all its GPUs at once).
+double HostCopySeconds(const NodeSpec& node, double bytes) {
+  return bytes > 0 ? bytes / (node.pcie_bytes_per_s * kHostLinkEfficiency) : 0.0;
+}
+double CpuAdamSeconds(const ClusterSpec& cluster, double params) {
+  return GpusOnNode(cluster) * params / CpuAdamParamsPerS(cluster.node);
+}
+// A CPU step of `cpu` seconds whose output uploads in `chunks` pieces, each
+// as soon as it is produced (two-stage pipeline): what the upload adds after
+// the CPU step ends.
+double UploadAfterCpu(double cpu, double upload, double chunks) {
+  return std::max(0.0, upload - cpu) + std::min(cpu, upload) / chunks;
+}
+
 const char* RecomputeLabel(Recompute r) {
   return r == Recompute::kNone ? "none" : r == Recompute::kSelective ? "selective" : "full";
 }
@@ -89,6 +105,10 @@ struct TimeModel::Impl {
   PipelineResult result;
   // Per pipeline rank, seconds per step.
   std::vector<double> tp_rank, dp_in_rank, dp_tail_rank, opt_rank;
+  // Offload, per pipeline rank, seconds per step: exposed transfers inside the
+  // micro-batches (gradient copies, parameter uploads) and after the last
+  // backward (ZeRO-1 gradient copy, upload of the updated parameters).
+  std::vector<double> off_in_rank, off_tail_rank;
 
   // What Run leaves for Evaluate / Explain.
   struct Details {
@@ -200,6 +220,9 @@ Status TimeModel::Impl::Check(const Plan& p) const {
     return Status::InvalidArgument(fmt::format(
         "hardware '{}': gpus_per_node and link bandwidths (intra, inter) must be positive",
         g.name));
+  if (p.offload != Offload::kNone && !(n.pcie_bytes_per_s > 0))
+    return Status::InvalidArgument(fmt::format(
+        "hardware '{}': pcie_bytes_per_s must be positive for offload plans", g.name));
   return Status::Ok();
 }
 
@@ -225,6 +248,15 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   dp_in_rank.assign(pp, 0.0);
   dp_tail_rank.assign(pp, 0.0);
   opt_rank.assign(pp, 0.0);
+  off_in_rank.assign(pp, 0.0);
+  off_tail_rank.assign(pp, 0.0);
+  const bool offload = plan.offload != Offload::kNone;
+  const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
+  // Parameter offload: a module's bf16 shard (1/DP) is uploaded before its
+  // all-gather, every forward and every backward.
+  auto upload = [&](double params) {
+    return HostCopySeconds(node, params * prec.param_bytes / plan.dp);
+  };
 
   // ZeRO-3 gathers (parameters, bf16) and reduce-scatters (gradients) per module.
   auto gather = [&](double params) {
@@ -265,23 +297,33 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
         ft += sc.tp_head_fwd, bt += sc.tp_head_bwd;
         chunk_params += last.head + last.final_norm;
       }
-      double dp_in = 0;
-      if (plan.zero >= 3 && plan.dp > 1) {
-        // Forward: gather each module's parameters, prefetched one ahead.
-        front = {sc.edge.embedding_forward.total() + sc.tp_emb_fwd, gather(first.embedding)};
-        back = {sc.edge.head_forward.total() + sc.tp_head_fwd, gather(last.head + last.final_norm)};
-        layer = {layer_fwd_k + sc.tp_layer_fwd, gather(layer_params)};
-        const double tf =
-            PrefetchChain(is_first ? &front : nullptr, n, layer, is_last ? &back : nullptr);
-        // Backward (reverse order): gather again, then reduce-scatter the gradient.
-        Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd,
-                      gather(last.head + last.final_norm) + scatter(last.head + last.final_norm)};
-        Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd,
-                     gather(first.embedding) + scatter(first.embedding)};
-        Module blayer{layer_bwd_k + sc.tp_layer_bwd, gather(layer_params) + scatter(layer_params)};
-        const double tb =
-            PrefetchChain(is_last ? &bfront : nullptr, n, blayer, is_first ? &bback : nullptr);
-        dp_in = (tf - (fk + ft)) + (tb - (bk + bt));
+      double dp_in = 0, off_in = 0;
+      if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
+        // Forward and backward chains, with or without the parameter uploads.
+        auto chains = [&](bool uploads, double* tf, double* tb) {
+          auto fetch = [&](double params) { return gather(params) + (uploads ? upload(params) : 0.0); };
+          const double head = last.head + last.final_norm;
+          // Forward: gather each module's parameters, prefetched one ahead.
+          front = {sc.edge.embedding_forward.total() + sc.tp_emb_fwd, fetch(first.embedding)};
+          back = {sc.edge.head_forward.total() + sc.tp_head_fwd, fetch(head)};
+          layer = {layer_fwd_k + sc.tp_layer_fwd, fetch(layer_params)};
+          *tf = PrefetchChain(is_first ? &front : nullptr, n, layer, is_last ? &back : nullptr);
+          // Backward (reverse order): gather again, then reduce-scatter the gradient.
+          Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd, fetch(head) + scatter(head)};
+          Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd,
+                       fetch(first.embedding) + scatter(first.embedding)};
+          Module blayer{layer_bwd_k + sc.tp_layer_bwd, fetch(layer_params) + scatter(layer_params)};
+          *tb = PrefetchChain(is_last ? &bfront : nullptr, n, blayer, is_first ? &bback : nullptr);
+        };
+        double tf = 0, tb = 0;
+        chains(params_offload, &tf, &tb);
+        if (params_offload) {
+          // What the uploads add beyond the gathers is offload time.
+          double tf0 = 0, tb0 = 0;
+          chains(false, &tf0, &tb0);
+          off_in = (tf - tf0) + (tb - tb0);
+        }
+        dp_in = (tf - (fk + ft)) + (tb - (bk + bt)) - off_in;
         fwd[i] = tf;
         bwd[i] = tb;
       } else {
@@ -295,8 +337,19 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
           dp_in = exposed;
         }
       }
+      if (offload && plan.zero >= 2) {
+        // ZeRO-2/3 offload: every micro-batch's reduced bf16 gradient shard is
+        // copied to the host bucket by bucket under the backward (DeepSpeed
+        // ZeRO-Offload); the host accumulates it in fp32.
+        const double d2h = HostCopySeconds(node, chunk_params * prec.param_bytes / plan.dp);
+        const double exposed =
+            BucketExposed(d2h, bwd[i], std::max(1.0, std::ceil(chunk_params / bucket_elems)));
+        bwd[i] += exposed;
+        off_in += exposed;
+      }
       tp_rank[r] += m * (ft + bt);
       dp_in_rank[r] += m * dp_in;
+      off_in_rank[r] += m * off_in;
       if (!is_last) {
         // Activation of one micro-batch, scattered over TP (Megatron's
         // scatter-gather optimisation; with SP it is already 1/TP).
@@ -314,11 +367,18 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
     double tb = 0;
     for (int c = 0; c < vpp; ++c) tb += bwd[r * vpp + c];
     const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
+    const double shard = params / (plan.zero >= 1 ? plan.dp : 1);
     double tail = 0;
-    if (plan.zero <= 1)
-      tail += BucketExposed(
-          CollectiveSeconds(Collective::kAllReduce, params * prec.grad_bytes, dp_path), tb,
-          buckets);
+    if (plan.zero <= 1) {
+      const double ar = CollectiveSeconds(Collective::kAllReduce, params * prec.grad_bytes, dp_path);
+      const double exposed = BucketExposed(ar, tb, buckets);
+      tail += exposed;
+      // ZeRO-1 offload: each reduced bucket's shard is copied to the host
+      // (grad_bytes) after its reduction, once per step.
+      if (offload)
+        off_tail_rank[r] +=
+            BucketExposed(ar + HostCopySeconds(node, shard * prec.grad_bytes), tb, buckets) - exposed;
+    }
     if (plan.zero == 1 || plan.zero == 2)
       tail += CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path);
     if (pp > 1 && model.tie_embeddings && (r == 0 || r == pp - 1)) {
@@ -328,7 +388,17 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
                                 GroupPathFor(node, 2, plan.tp * plan.dp * (pp - 1)));
     }
     dp_tail_rank[r] = tail;
-    opt_rank[r] = OptimizerSeconds(gpu, prec, params / (plan.zero >= 1 ? plan.dp : 1));
+    if (!offload) {
+      opt_rank[r] = OptimizerSeconds(gpu, prec, shard);
+    } else {
+      // CPU AdamW on the shard; the updated bf16 shard goes back to the GPU in
+      // bucket-sized chunks as the CPU produces them (parameter offload keeps
+      // it on the host for the next forward's uploads).
+      opt_rank[r] = CpuAdamSeconds(cluster, shard);
+      if (!params_offload)
+        off_tail_rank[r] += UploadAfterCpu(opt_rank[r], HostCopySeconds(node, shard * prec.param_bytes),
+                                           std::max(1.0, std::ceil(shard / bucket_elems)));
+    }
   }
 
   return Status::Ok();
@@ -344,7 +414,7 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
   double step_end = 0;
   int last_rank = 0;
   for (int r = 0; r < pp; ++r) {
-    const double end = result.end_s[r] + dp_tail_rank[r] + opt_rank[r];
+    const double end = result.end_s[r] + dp_tail_rank[r] + opt_rank[r] + off_tail_rank[r];
     if (end > step_end) step_end = end, last_rank = r;
   }
 
@@ -359,16 +429,20 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
   if (slack <= 1e-12 * result.makespan_s) slack = 0;
   t.pp_comm_s = std::clamp(result.critical_p2p_s, 0.0, slack);
   t.bubble_s = slack - t.pp_comm_s;
-  t.compute_s = std::max(0.0, busy - t.tp_comm_s - dp_in_rank[crit]);
+  t.compute_s = std::max(0.0, busy - t.tp_comm_s - dp_in_rank[crit] - off_in_rank[crit]);
   // What the last rank to finish adds after the pipeline drains (its early end
-  // hides part of its reduction and optimizer).
-  const double tail = std::max(0.0, (result.end_s[last_rank] - result.makespan_s) +
-                                        dp_tail_rank[last_rank] + opt_rank[last_rank]);
+  // hides part of its reduction, optimizer and offload copies), attributed to
+  // the optimizer first, then the offload copies, then DP communication.
+  const double tail =
+      std::max(0.0, (result.end_s[last_rank] - result.makespan_s) + dp_tail_rank[last_rank] +
+                        opt_rank[last_rank] + off_tail_rank[last_rank]);
   t.optimizer_s = std::min(opt_rank[last_rank], tail);
-  t.dp_comm_s = dp_in_rank[crit] + (tail - t.optimizer_s);
+  const double off_tail = std::min(off_tail_rank[last_rank], tail - t.optimizer_s);
+  t.offload_s = off_in_rank[crit] + off_tail;
+  t.dp_comm_s = dp_in_rank[crit] + (tail - t.optimizer_s - off_tail);
   t.other_s = 0;
   t.step_s = t.compute_s + t.tp_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
-             t.other_s;
+             t.offload_s + t.other_s;
   out.critical = crit;
   out.last = last_rank;
   out.makespan = result.makespan_s;
@@ -376,8 +450,9 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
     for (int r = 0; r < pp; ++r) {
       const double e = result.end_s[r];
       result.events.push_back({r, TimelineKind::kDpComm, -1, 0, e, e + dp_tail_rank[r]});
+      // The optimizer interval includes the offload upload that follows it.
       result.events.push_back({r, TimelineKind::kOptimizer, -1, 0, e + dp_tail_rank[r],
-                               e + dp_tail_rank[r] + opt_rank[r]});
+                               e + dp_tail_rank[r] + opt_rank[r] + off_tail_rank[r]});
     }
   }
   return Status::Ok();
@@ -405,7 +480,7 @@ double TimeModel::StepLowerBound(const Plan& plan) {
     double busy = 0;
     for (int c = 0; c < vpp; ++c)
       busy += m * (im.costs.forward_s[r * vpp + c] + im.costs.backward_s[r * vpp + c]);
-    bound = std::max(bound, fill + busy + im.dp_tail_rank[r] + im.opt_rank[r]);
+    bound = std::max(bound, fill + busy + im.dp_tail_rank[r] + im.opt_rank[r] + im.off_tail_rank[r]);
     fill += im.costs.forward_s[r * vpp] + (r + 1 < pp ? im.costs.p2p_s[r] : 0.0);
   }
   return bound;
@@ -492,6 +567,41 @@ StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
       "parameter all-gather; tied-embedding all-reduce",
       fmt::format("rank {}: {:.3f} ms", im.out.last, im.dp_tail_rank[im.out.last] * ms),
       im.dp_tail_rank[im.out.last]);
+  if (plan.offload != Offload::kNone) {
+    // Unoverlapped per-step figures of one GPU of the rank that ends the step;
+    // time.offload and time.optimizer are what of them is exposed.
+    const Precision& pr = im.training.precision;
+    const NodeSpec& node = im.cluster.node;
+    const double params = ParamsOnStage(md, plan, im.out.last).total();
+    const double shard = params / plan.dp;
+    const double gbps = node.pcie_bytes_per_s * kHostLinkEfficiency / 1e9;
+    const bool per_micro = plan.zero >= 2;
+    const double d2h_bytes = per_micro ? mm * shard * pr.param_bytes : shard * pr.grad_bytes;
+    add("offload.d2h_gradients",
+        per_micro ? "m * param_bytes * P_r/DP / (pcie * eff): each micro-batch's reduced gradient "
+                    "shard, under its backward"
+                  : "grad_bytes * P_r/DP / (pcie * eff): the reduced gradient shard once per step",
+        fmt::format("{:.4g} GB / ({:.1f} GB/s * {})", d2h_bytes / 1e9,
+                    node.pcie_bytes_per_s / 1e9, kHostLinkEfficiency),
+        HostCopySeconds(node, d2h_bytes));
+    add("offload.cpu_adam", "GPUs per node * P_r/DP / CPU AdamW params/s of the node",
+        fmt::format("{} * {:.4g} / {:.3g}", GpusOnNode(im.cluster), shard,
+                    CpuAdamParamsPerS(node)),
+        CpuAdamSeconds(im.cluster, shard));
+    if (plan.offload == Offload::kOptimizer) {
+      add("offload.h2d_params",
+          "param_bytes * P_r/DP / (pcie * eff), pipelined with the CPU step in 25M-param chunks",
+          fmt::format("{:.4g} GB at {:.1f} GB/s", shard * pr.param_bytes / 1e9, gbps),
+          HostCopySeconds(node, shard * pr.param_bytes));
+    } else {
+      add("offload.param_uploads",
+          "2 * m * param_bytes * P_r/DP / (pcie * eff): every forward and backward, prefetched "
+          "with the ZeRO-3 gathers",
+          fmt::format("2 * {} * {:.4g} GB at {:.1f} GB/s", plan.grad_accum,
+                      shard * pr.param_bytes / 1e9, gbps),
+          HostCopySeconds(node, 2 * mm * shard * pr.param_bytes));
+    }
+  }
   const TimeBreakdown& tb = e.time;
   add("time.compute", "kernels of the busiest rank", fmt::format("{:.4f} s", tb.compute_s),
       tb.compute_s, true);
@@ -503,8 +613,12 @@ StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
       tb.dp_comm_s, true);
   add("time.bubble", "makespan - busy - pp_comm", fmt::format("{:.4f} s", tb.bubble_s), tb.bubble_s,
       true);
-  add("time.optimizer", "AdamW bytes/param * params on the GPU / HBM",
+  add("time.optimizer",
+      plan.offload == Offload::kNone ? "AdamW bytes/param * params on the GPU / HBM"
+                                     : "CPU AdamW (offload.cpu_adam), exposed after the pipeline",
       fmt::format("{:.4f} s", tb.optimizer_s), tb.optimizer_s, true);
+  add("time.offload", "exposed host<->GPU copies (gradients, parameter uploads)",
+      fmt::format("{:.4f} s", tb.offload_s), tb.offload_s, true);
   add("time.other", "not modelled", "0", tb.other_s, true);
   add("step", "sum of time.*",
       fmt::format("{:.3f} s -> {:.0f} tokens/s, {:.1f} TFLOP/s/GPU, MFU {:.1f}%", tb.step_s,

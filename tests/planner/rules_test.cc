@@ -84,6 +84,42 @@ TEST(RulesTest, EachRuleHasAFailingCase) {
   gpt2.model.arch = Arch::kGpt2;
   gpt2.model.max_positions = 1024;
   ExpectRule(CheckPlan(gpt2, Layout(4, 2, 2, 2, 8)), "seq<=positions");
+  Plan offload_zero0 = Layout(4, 2, 2, 2, 8);
+  offload_zero0.offload = Offload::kOptimizer;
+  ExpectRule(CheckPlan(r, offload_zero0), "offload=>zero>=1");
+  Plan params_zero2 = Layout(4, 2, 2, 2, 8);
+  params_zero2.zero = 2;
+  params_zero2.offload = Offload::kOptimizerAndParams;
+  ExpectRule(CheckPlan(r, params_zero2), "offload_params=>zero3");
+}
+
+// DeepSpeed's ZeRO-Offload: optimizer offload under ZeRO 1-3, parameter
+// offload under ZeRO-3 only; with DP = 1 ZeRO is listed only where offload
+// makes it a different plan (ZeRO-1/2 + optimizer, ZeRO-3 + params).
+TEST(RulesTest, OffloadStages) {
+  PlanRequest r = Llama13bOn(16);
+  for (int zero = 1; zero <= 3; ++zero) {
+    Plan p = Layout(4, 2, 2, 2, 8);
+    p.zero = zero;
+    p.offload = Offload::kOptimizer;
+    EXPECT_TRUE(CheckPlan(r, p).ok()) << PlanSummary(p);
+    p.offload = Offload::kOptimizerAndParams;
+    EXPECT_EQ(CheckPlan(r, p).ok(), zero == 3) << PlanSummary(p);
+  }
+  PlanRequest one_node = Llama13bOn(8);
+  Plan dp1 = Layout(1, 8, 1, 1, 64);
+  for (int zero = 1; zero <= 3; ++zero) {
+    dp1.zero = zero;
+    dp1.offload = Offload::kNone;
+    ExpectRule(CheckPlan(one_node, dp1), "zero>0=>dp>1");
+    dp1.offload = Offload::kOptimizer;
+    if (zero <= 2)
+      EXPECT_TRUE(CheckPlan(one_node, dp1).ok()) << PlanSummary(dp1);
+    else
+      ExpectRule(CheckPlan(one_node, dp1), "zero>0=>dp>1");  // same as ZeRO-2 at DP=1
+    dp1.offload = Offload::kOptimizerAndParams;
+    if (zero == 3) EXPECT_TRUE(CheckPlan(one_node, dp1).ok()) << PlanSummary(dp1);
+  }
 }
 
 }  // namespace

@@ -28,13 +28,13 @@ PlanRequest Request(const std::string& model, const std::string& gpu, int gpus, 
 TEST(SearchTest, EveryCandidateIsLegalAndUnique) {
   PlanRequest r = Request("llama-2-13b", "a100-80gb", 16, 64);
   SearchOptions o;
-  std::set<std::tuple<int, int, int, int, int, int64_t, int, bool>> seen;
+  std::set<std::tuple<int, int, int, int, int, int64_t, int, bool, int>> seen;
   int64_t n = 0;
   o.on_candidate = [&](const Plan& p, double, bool) {
     ++n;
     EXPECT_TRUE(CheckPlan(r, p).ok()) << PlanSummary(p) << ": " << CheckPlan(r, p).message();
     EXPECT_TRUE(seen.insert({p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, int(p.recompute),
-                             p.sequence_parallel}).second)
+                             p.sequence_parallel, int(p.offload)}).second)
         << "duplicate " << PlanSummary(p);
   };
   StatusOr<SearchResult> res = SearchPlans(r, o);
@@ -60,14 +60,16 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
           for (int zero = 0; zero <= 3; ++zero)
             for (int64_t mb = 1; mb <= 32; ++mb)
               for (int rc = 0; rc < 3; ++rc)
-                for (int sp = 0; sp < 2; ++sp) {
-                  Plan p;
-                  p.dp = dp, p.tp = tp, p.pp = pp, p.vpp = vpp, p.zero = zero, p.micro_batch = mb;
-                  p.grad_accum = r.training.global_batch / std::max<int64_t>(1, mb * dp);
-                  p.recompute = Recompute(rc);
-                  p.sequence_parallel = sp;
-                  if (CheckPlan(r, p).ok()) ++legal;
-                }
+                for (int sp = 0; sp < 2; ++sp)
+                  for (int off = 0; off < 3; ++off) {
+                    Plan p;
+                    p.dp = dp, p.tp = tp, p.pp = pp, p.vpp = vpp, p.zero = zero, p.micro_batch = mb;
+                    p.grad_accum = r.training.global_batch / std::max<int64_t>(1, mb * dp);
+                    p.recompute = Recompute(rc);
+                    p.sequence_parallel = sp;
+                    p.offload = Offload(off);
+                    if (CheckPlan(r, p).ok()) ++legal;
+                  }
   EXPECT_EQ(enumerated, legal);
 }
 
@@ -118,6 +120,7 @@ TEST(SearchTest, NothingFitsReturnsClosestMisses) {
   // 13B on 8 x 24 GB cards without offload: model states alone exceed 24 GB even at TP8 (issue 8).
   PlanRequest r = Request("llama-2-13b", "rtx3090", 8, 64);
   SearchOptions o;
+  o.fixed.offload = Offload::kNone;
   o.top_k = 5;
   StatusOr<SearchResult> res = SearchPlans(r, o);
   ASSERT_TRUE(res.ok());

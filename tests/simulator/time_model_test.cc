@@ -63,9 +63,9 @@ TEST(TimeModelTest, BreakdownSumsToStepAndUtilisationBelowOne) {
       ASSERT_TRUE(e.ok()) << e.status().ToString();
       const TimeBreakdown& b = e->time;
       EXPECT_EQ(b.step_s, b.compute_s + b.tp_comm_s + b.pp_comm_s + b.dp_comm_s + b.bubble_s +
-                              b.optimizer_s + b.other_s);
+                              b.optimizer_s + b.offload_s + b.other_s);
       for (double part : {b.compute_s, b.tp_comm_s, b.pp_comm_s, b.dp_comm_s, b.bubble_s,
-                          b.optimizer_s, b.other_s})
+                          b.optimizer_s, b.offload_s, b.other_s})
         EXPECT_GE(part, 0);
       EXPECT_GT(e->mfu, 0);
       EXPECT_LT(e->mfu, 1) << PlanSummary(p);
