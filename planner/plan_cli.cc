@@ -50,7 +50,9 @@ StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err)
   } else {
     return Status::InvalidArgument("give --mem GB or --gpu NAME (see --list-gpus)");
   }
-  if (!o.profile.empty()) P3D_ASSIGN_OR_RETURN(cluster, ApplyProfile(cluster, o.profile));
+  if (!o.profile.empty()) {
+    P3D_ASSIGN_OR_RETURN(cluster, ApplyProfile(cluster, o.profile));
+  }
   if (o.gpus_per_node) {
     if (*o.gpus_per_node < 1 || *o.gpus_per_node > 4096)
       return Status::InvalidArgument(fmt::format("--gpus-per-node must be in 1..4096, got {}", *o.gpus_per_node));
