@@ -24,11 +24,17 @@ using Json = nlohmann::ordered_json;
 // Bucket sizes in elements, scaled with the hidden size H the way the
 // Hugging Face DeepSpeed integration fills "auto": reduce/allgather buckets
 // H*H, ZeRO-3 prefetch 0.9*H*H, parameters smaller than 10*H stay unsharded.
-Json ZeroSection(const ModelSpec& model, int stage) {
+Json ZeroSection(const ModelSpec& model, int stage, Offload offload) {
   const int64_t h2 = model.hidden * model.hidden;
   Json zero;
   zero["stage"] = stage;
   if (stage == 0) return zero;
+  // config-json.md: offload_optimizer is valid for ZeRO stages 1-3,
+  // offload_param for stage 3 only (rules offload=>zero>=1, offload_params=>zero3).
+  if (offload != Offload::kNone)
+    zero["offload_optimizer"] = Json{{"device", "cpu"}, {"pin_memory", true}};
+  if (offload == Offload::kOptimizerAndParams)
+    zero["offload_param"] = Json{{"device", "cpu"}, {"pin_memory", true}};
   zero["overlap_comm"] = true;
   zero["contiguous_gradients"] = true;
   zero["reduce_bucket_size"] = h2;
@@ -101,9 +107,15 @@ StatusOr<ExportedFile> ExportDeepSpeedConfig(const PlanRequest& request,
   config["gradient_clipping"] = 1.0;
   config["bf16"] = Json{{"enabled", precision.param_bytes == 2}};
   config["data_types"] = Json{{"grad_accum_dtype", precision.grad_bytes == 2 ? "bf16" : "fp32"}};
-  config["zero_optimization"] = ZeroSection(request.model, plan.zero);
+  config["zero_optimization"] = ZeroSection(request.model, plan.zero, plan.offload);
 
   ExportedFile out;
+  if (plan.offload != Offload::kNone) {
+    out.notes.push_back(
+        "offload: give DeepSpeed an Adam/AdamW optimizer (it then runs DeepSpeedCPUAdam; "
+        "zero_force_ds_cpu_optimizer, default true, rejects a torch optimizer) and make sure each "
+        "node has the host memory p3d predicts (host/node column)");
+  }
   const int64_t layers_per_stage = (request.model.layers + plan.pp - 1) / plan.pp;
   if (plan.recompute == Recompute::kFull) {
     config["activation_checkpointing"] =

@@ -79,6 +79,21 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
                     "max_position_embeddings >= seq_length)",
                     request.training.seq, m.max_positions));
   }
+  // Megatron Core's optimizer CPU offload (HybridDeviceOptimizer,
+  // megatron/core/optimizer/cpu_offloading) works on the distributed
+  // optimizer's shards (ZeRO-1); it has no parameter offload, and validate_args
+  // requires --use-precision-aware-optimizer with it.
+  if (plan.offload == Offload::kOptimizerAndParams) {
+    return Status::Infeasible(
+        "megatron: --offload params: Megatron has no ZeRO-3 parameter offload to CPU (only "
+        "--optimizer-cpu-offload); export to deepspeed or pick --offload optimizer");
+  }
+  if (plan.offload == Offload::kOptimizer && plan.zero != 1) {
+    return Status::Infeasible(fmt::format(
+        "megatron: --offload optimizer with ZeRO-{}: Megatron's --optimizer-cpu-offload offloads the "
+        "distributed optimizer's shards (ZeRO-1, --use-distributed-optimizer); pick ZeRO-1",
+        plan.zero));
+  }
   const Precision& p = request.training.precision;
   if (p.param_bytes != 2 && p.param_bytes != 4) {
     return Status::Infeasible(fmt::format(
@@ -131,6 +146,14 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
       break;
   }
   if (plan.zero == 1) args.push_back({"--use-distributed-optimizer", ""});
+  if (plan.offload == Offload::kOptimizer) {
+    // megatron/core/optimizer/cpu_offloading/README.md; validate_args asserts
+    // --use-precision-aware-optimizer with --optimizer-cpu-offload.
+    args.push_back({"--optimizer-cpu-offload", ""});
+    args.push_back({"--optimizer-offload-fraction", "1.0"});
+    args.push_back({"--use-precision-aware-optimizer", ""});
+    args.push_back({"--overlap-cpu-optimizer-d2h-h2d", ""});
+  }
   if (plan.zero >= 2) {
     args.push_back({"--use-megatron-fsdp", ""});
     args.push_back({"--use-distributed-optimizer", ""});

@@ -206,3 +206,34 @@ TEST(ExportPlan, DispatchesByNameAndRejectsUnknownFormats) {
 
 }  // namespace
 }  // namespace p3d
+
+namespace p3d {
+namespace {
+
+// DeepSpeed config-json.md: zero_optimization.offload_optimizer (ZeRO 1-3)
+// and offload_param (ZeRO-3 only), device "cpu", pinned host memory.
+TEST(DeepSpeedExport, OffloadWritesOffloadSectionsForTheStage) {
+  const json cpu_pinned = {{"device", "cpu"}, {"pin_memory", true}};
+  for (int zero = 1; zero <= 3; ++zero) {
+    for (Offload offload : {Offload::kOptimizer, Offload::kOptimizerAndParams}) {
+      if (offload == Offload::kOptimizerAndParams && zero != 3) continue;
+      Plan plan = MakePlan(8, 1, 1, 1, zero, 1, 8);
+      plan.offload = offload;
+      auto r = ExportDeepSpeedConfig(RequestFor(testing::Llama2_7B(), plan), Evaluated(plan));
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      const json zero_section = json::parse(r->text)["zero_optimization"];
+      EXPECT_EQ(zero_section["stage"].get<int>(), zero);
+      EXPECT_EQ(zero_section["offload_optimizer"], cpu_pinned) << PlanSummary(plan);
+      EXPECT_EQ(zero_section.contains("offload_param"), offload == Offload::kOptimizerAndParams)
+          << PlanSummary(plan);
+      EXPECT_TRUE(HasNoteContaining(*r, "DeepSpeedCPUAdam"));
+    }
+  }
+  Plan none = MakePlan(8, 1, 1, 1, 2, 1, 8);
+  auto r = ExportDeepSpeedConfig(RequestFor(testing::Llama2_7B(), none), Evaluated(none));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(json::parse(r->text)["zero_optimization"].contains("offload_optimizer"));
+}
+
+}  // namespace
+}  // namespace p3d

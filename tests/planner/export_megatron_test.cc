@@ -224,5 +224,37 @@ TEST(MegatronExport, RefusesOptimizerStatePrecisionItDoesNotWrite) {
   EXPECT_NE(r.status().message().find("optimizer_bytes=4"), std::string::npos);
 }
 
+// Megatron Core optimizer CPU offload (megatron/core/optimizer/cpu_offloading/
+// README.md; validate_args asserts --use-precision-aware-optimizer with it):
+// the distributed optimizer's shards only, no parameter offload.
+TEST(MegatronExport, OptimizerOffloadWritesMegatronCoreFlagsOnZero1Only) {
+  Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
+  plan.offload = Offload::kOptimizer;
+  auto r = ExportMegatronArgs(RequestFor(testing::Llama2_7B(), plan), Evaluated(plan));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto a = ParseArgs(r->text);
+  for (const char* flag : {"--use-distributed-optimizer", "--optimizer-cpu-offload",
+                           "--use-precision-aware-optimizer", "--overlap-cpu-optimizer-d2h-h2d"})
+    EXPECT_EQ(a.count(flag), 1u) << flag;
+  EXPECT_EQ(a["--optimizer-offload-fraction"], "1.0");
+
+  plan.zero = 2;
+  auto zero2 = ExportMegatronArgs(RequestFor(testing::Llama2_7B(), plan), Evaluated(plan));
+  ASSERT_FALSE(zero2.ok());
+  EXPECT_EQ(zero2.status().code(), Status::Code::kInfeasible);
+  EXPECT_NE(zero2.status().message().find("--optimizer-cpu-offload"), std::string::npos);
+
+  plan.zero = 3;
+  plan.offload = Offload::kOptimizerAndParams;
+  auto params = ExportMegatronArgs(RequestFor(testing::Llama2_7B(), plan), Evaluated(plan));
+  ASSERT_FALSE(params.ok());
+  EXPECT_NE(params.status().message().find("parameter offload"), std::string::npos);
+
+  Plan none = MakePlan(8, 1, 1, 1, 1, 1, 8);
+  auto plain = ExportMegatronArgs(RequestFor(testing::Llama2_7B(), none), Evaluated(none));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(ParseArgs(plain->text).count("--optimizer-cpu-offload"), 0u);
+}
+
 }  // namespace
 }  // namespace p3d

@@ -43,9 +43,10 @@ EvaluatedPlan SyntheticPlan(int pp, int64_t ga) {
             .dp_comm_s = 0.5,
             .bubble_s = 0.875,
             .optimizer_s = 0.25,
+            .offload_s = 0.1875,
             .other_s = 0.0625};
   e.time.step_s = e.time.compute_s + e.time.tp_comm_s + e.time.pp_comm_s + e.time.dp_comm_s +
-                  e.time.bubble_s + e.time.optimizer_s + e.time.other_s;
+                  e.time.bubble_s + e.time.optimizer_s + e.time.offload_s + e.time.other_s;
   e.tokens_per_s = 1234.0;
   e.mfu = 0.42;
   e.timeline = testing::OneFOneBTimeline(pp, static_cast<int>(ga), 0.01, 0.02);
@@ -136,7 +137,7 @@ TEST(ReportHtml, ManyStagesKeepOneBarEachAndTheirTotalsInTooltips) {
 TEST(ReportHtml, TimeBarTotalAndTermsEqualTheInputs) {
   EvaluatedPlan e = SyntheticPlan(4, 8);
   const std::string svg = RenderTimeSvg(e.time);
-  EXPECT_EQ(testing::Count(svg, "class=\"seg seg-"), 7);
+  EXPECT_EQ(testing::Count(svg, "class=\"seg seg-"), 8);  // one per TimeBreakdown part
   char step[32];
   std::snprintf(step, sizeof step, "step %.3g s", e.time.step_s);
   EXPECT_NE(svg.find(step), std::string::npos) << svg;
