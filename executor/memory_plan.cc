@@ -82,6 +82,13 @@ int64_t ArenaPlan::TermBytes(MemoryTerm term) const {
   return sum;
 }
 
+int64_t DefaultAttentionBlocks(int64_t seq) {
+  for (int64_t blocks : {4, 2}) {
+    if (seq % (8 * blocks) == 0 && seq / blocks >= 64) return blocks;
+  }
+  return 1;
+}
+
 int64_t LayerActivationBytes(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
   const Dims d = MakeDims(m, s, t);
   const int64_t x_in = d.T * d.H * kBf16;
@@ -118,9 +125,15 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
         m.max_positions));
   if (t.logits_chunk < 0)
     return Status::InvalidArgument("logits_chunk must be >= 0 (0 = default)");
+  const int64_t blocks = t.attention_blocks > 0 ? t.attention_blocks : DefaultAttentionBlocks(t.seq);
+  if (t.attention_blocks < 0 || t.seq % blocks != 0 || (t.seq / blocks) % 8 != 0)
+    return Status::InvalidArgument(fmt::format(
+        "rule attention blocks: {} causal blocks must cut seq = {} into multiples of 8",
+        t.attention_blocks, t.seq));
 
   const Dims d = MakeDims(m, s, t);
   TrainingMemoryPlan p;
+  p.attention_blocks = blocks;
   ArenaPlan& a = p.arena;
   const int64_t n = params.total;
   p.weights = a.Add("weights (bf16)", MemoryTerm::kWeights, n * kBf16);
@@ -145,7 +158,7 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
 
   // Loss chunk (activations: the simulator counts logits/loss temporaries there).
   const int64_t vocab = s.vocab;
-  p.logits_ld = (vocab + 63) / 64 * 64;
+  p.logits_ld = PaddedVocab(vocab);
   p.logits_chunk = std::min(d.T, t.logits_chunk > 0 ? t.logits_chunk : kDefaultLogitsChunk);
   p.logits = a.Add("logits chunk (fp32)", MemoryTerm::kActivations,
                    p.logits_chunk * p.logits_ld * kF32);

@@ -77,7 +77,15 @@ struct TrainingShape {
   int64_t seq = 0;           // S
   Recompute recompute = Recompute::kNone;
   int64_t logits_chunk = 0;  // tokens per loss chunk; 0 = default (kDefaultLogitsChunk, <= T)
+  int64_t attention_blocks = 0;  // causal query blocks per sequence; 0 = DefaultAttentionBlocks(S)
 };
+
+// Causal blocking of the batched attention: the S query positions are cut into
+// `blocks` blocks of S/blocks, and block i's GEMMs touch keys [0, (i+1) S/blocks)
+// only, so the attention GEMMs and softmax do (blocks+1)/(2 blocks) of the
+// full-square work (5/8 for 4 blocks). Default: the largest of 4, 2, 1 with
+// S/blocks >= 64 and a multiple of 8 (small blocks make small, slow GEMMs).
+int64_t DefaultAttentionBlocks(int64_t seq);
 
 inline constexpr int64_t kDefaultLogitsChunk = 1024;
 
@@ -93,7 +101,8 @@ struct TrainingMemoryPlan {
   int64_t tokens = 0, targets = 0, bucket_token = 0, bucket_offset = 0, positions = 0;
   int64_t rope_cos = 0, rope_sin = 0, workspace = 0;
   int64_t logits_chunk = 0;  // tokens per loss chunk actually used
-  int64_t logits_ld = 0;     // row stride of the logits chunk: V rounded up to 64
+  int64_t logits_ld = 0;     // row stride of the logits chunk: PaddedVocab(V)
+  int64_t attention_blocks = 1;  // causal query blocks per sequence actually used
 };
 
 // Scalars region layout (fp32): [0] loss sum, [1] grad norm, [2] clip scale.
@@ -105,7 +114,8 @@ int64_t LayerActivationBytes(const ModelSpec& model, const LocalShape& local,
                              const TrainingShape& shape);
 
 // Errors: seq % 8, head_dim % 8, hidden % 8, ffn % 8 (vector-width rules of the
-// kernels), seq > max_positions for learned positions, non-positive sizes.
+// kernels), seq > max_positions for learned positions, non-positive sizes,
+// attention_blocks not dividing S into blocks that are multiples of 8.
 StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& model, const LocalShape& local,
                                                 const ParamLayout& params,
                                                 const TrainingShape& shape,

@@ -56,6 +56,10 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
         free_b / 1073741824.0, " GiB free of ", total_b / 1073741824.0, " GiB (",
         cudaGetErrorString(err), "); try --recompute full, a smaller --micro-batch or --seq"));
   }
+  // dlogits columns [V, PaddedVocab(V)) are never written by the loss and must be 0.
+  CUDA_CHECK(cudaMemsetAsync(model->At<char>(model->plan_.dlogits), 0,
+                             model->plan_.logits_chunk * model->plan_.logits_ld * sizeof(bf16),
+                             stream));
   P3D_ASSIGN_OR_RETURN(model->matmul_,
                        Matmul::Create(model->At<void>(model->plan_.workspace),
                                       Matmul::kWorkspaceBytes));
@@ -146,26 +150,57 @@ Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16*
   return Status::Ok();
 }
 
-// probs [B, NH, S, S] = causal softmax(q k^T / sqrt(HD)), batched over (b, kv head):
-// the G = NH/KV query heads of one kv head are one [G*S, HD] matrix.
+// The attention GEMMs, batched over (b, kv head) and cut into causal query
+// blocks of Sb = S / attention_blocks positions (memory_plan.h). Per batch
+// entry the query side is [S*G, .] (row s*G + j: position s, head j of the
+// group, kernels/heads.h) and the key side [S, HD]; block i holds query rows
+// [i*Sb*G, (i+1)*Sb*G) and needs keys [0, (i+1)*Sb) only.
+Status Model::CausalAttentionGemm(CausalGemm kind, const bf16* a, const bf16* b, bf16* d,
+                                  float alpha) {
+  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, HD = local_.head_dim;
+  const int64_t G = local_.heads / local_.kv_heads, blocks = plan_.attention_blocks;
+  const int64_t Sb = S / blocks;
+  for (int64_t i = 0; i < blocks; ++i) {
+    MatmulParams p;
+    p.alpha = alpha;
+    p.batch = static_cast<int>(B * local_.kv_heads);
+    switch (kind) {
+      case CausalGemm::kScores:  // d[block rows, 0:(i+1)Sb] = a[block rows, HD] b[0:(i+1)Sb, HD]^T
+        p.m = Sb * G; p.n = (i + 1) * Sb; p.k = HD;
+        p.a = a + i * Sb * G * HD; p.b = b; p.trans_b = true;
+        p.d = d + i * Sb * G * S; p.ldd = S;
+        p.stride_a = S * G * HD; p.stride_b = S * HD; p.stride_d = S * G * S;
+        break;
+      case CausalGemm::kValues:  // d[block rows, HD] = a[block rows, 0:(i+1)Sb] b[0:(i+1)Sb, HD]
+        p.m = Sb * G; p.n = HD; p.k = (i + 1) * Sb;
+        p.a = a + i * Sb * G * S; p.lda = S; p.b = b;
+        p.d = d + i * Sb * G * HD;
+        p.stride_a = S * G * S; p.stride_b = S * HD; p.stride_d = S * G * HD;
+        break;
+      case CausalGemm::kKeys:  // d[key block i, HD] = a[rows >= i Sb G, key block i]^T b[those rows, HD]
+        p.m = Sb; p.n = HD; p.k = (S - i * Sb) * G;
+        p.a = a + i * Sb * G * S + i * Sb; p.trans_a = true; p.lda = S;
+        p.b = b + i * Sb * G * HD;
+        p.d = d + i * Sb * HD;
+        p.stride_a = S * G * S; p.stride_b = S * G * HD; p.stride_d = S * HD;
+        break;
+    }
+    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  }
+  return Status::Ok();
+}
+
+SoftmaxShape Model::ScoresShape() const {
+  const int64_t S = config_.shape.seq;
+  return {config_.shape.micro_batch * local_.heads * S, S, local_.heads / local_.kv_heads,
+          S / plan_.attention_blocks};
+}
+
+// probs = causal softmax(q k^T / sqrt(HD)) over each block's key range.
 Status Model::AttentionProbs(const bf16* q, const bf16* k, bf16* probs) {
-  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq;
-  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
-  MatmulParams p;
-  p.m = groups * S;
-  p.n = S;
-  p.k = HD;
-  p.a = q;
-  p.b = k;
-  p.trans_b = true;
-  p.d = probs;
-  p.alpha = 1.0f / std::sqrt(static_cast<float>(HD));
-  p.batch = static_cast<int>(B * local_.kv_heads);
-  p.stride_a = groups * S * HD;
-  p.stride_b = S * HD;
-  p.stride_d = groups * S * S;
-  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
-  return CausalSoftmaxForward(probs, probs, B * local_.heads * S, S, stream_);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(local_.head_dim));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kScores, q, k, probs, scale));
+  return CausalSoftmaxForward(probs, probs, ScoresShape(), stream_);
 }
 
 Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets) {
@@ -223,20 +258,11 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   P3D_RETURN_IF_ERROR(
       SplitQkvHeads(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v), hs, rc, rsn, stream_));
   P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
-  MatmulParams pv;  // o_heads [G*S, HD] = probs [G*S, S] @ v [S, HD], per (b, kv)
-  pv.m = groups * S;
-  pv.n = HD;
-  pv.k = S;
-  pv.a = At<bf16>(o.probs);
-  pv.b = At<bf16>(o.v);
-  pv.d = At<bf16>(plan_.o_heads);
-  pv.batch = static_cast<int>(B * local_.kv_heads);
-  pv.stride_a = groups * S * S;
-  pv.stride_b = S * HD;
-  pv.stride_d = groups * S * HD;
-  P3D_RETURN_IF_ERROR(matmul_->Run(pv, stream_));
-  P3D_RETURN_IF_ERROR(
-      SwapAxes12(At<bf16>(plan_.o_heads), At<bf16>(o.att_out), B, local_.heads, S, HD, stream_));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kValues, At<bf16>(o.probs), At<bf16>(o.v),
+                                          At<bf16>(plan_.o_heads), 1.0f));
+  // [B, KV, S, G*HD] -> tokens-major [B, S, KV, G*HD] = [B, S, NH*HD].
+  P3D_RETURN_IF_ERROR(SwapAxes12(At<bf16>(plan_.o_heads), At<bf16>(o.att_out), B,
+                                 local_.kv_heads, S, groups * HD, stream_));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), WOpt(w.out_b), branch, T, Eq, H));
@@ -312,42 +338,23 @@ Status Model::LayerBackward(int64_t l) {
   P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.att_out), W(w.out_w), branch, G(w.out_w),
                                      GOpt(w.out_b), T, Eq, H));
   P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
-  bf16* d_o = At<bf16>(plan_.o_heads);  // dO heads-major [B, NH, S, HD]
-  P3D_RETURN_IF_ERROR(SwapAxes12(branch, d_o, B, S, local_.heads, HD, stream_));
+  bf16* d_o = At<bf16>(plan_.o_heads);  // dO heads-major [B, KV, S, G*HD]
+  P3D_RETURN_IF_ERROR(SwapAxes12(branch, d_o, B, S, local_.kv_heads, groups * HD, stream_));
   if (config_.shape.recompute == Recompute::kSelective) {
     P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
   }
-  const bf16* q = At<bf16>(o.q);
-  const bf16* k = At<bf16>(o.k);
-  const bf16* v = At<bf16>(o.v);
   const bf16* probs = At<bf16>(o.probs);
   bf16* dprobs = At<bf16>(plan_.dprobs);
   bf16* dq = At<bf16>(plan_.dqkv_heads);
   bf16* dk = dq + T * Eq;
   bf16* dv = dk + T * Ekv;
-  const int batch = static_cast<int>(B * local_.kv_heads);
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-  MatmulParams p;  // dP [G*S, S] = dO [G*S, HD] @ v^T
-  p.m = groups * S; p.n = S; p.k = HD;
-  p.a = d_o; p.b = v; p.trans_b = true; p.d = dprobs;
-  p.batch = batch; p.stride_a = groups * S * HD; p.stride_b = S * HD; p.stride_d = groups * S * S;
-  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
-  P3D_RETURN_IF_ERROR(CausalSoftmaxBackward(probs, dprobs, dprobs, B * local_.heads * S, S, stream_));
-  p = MatmulParams();  // dq [G*S, HD] = scale * dS [G*S, S] @ k [S, HD]
-  p.m = groups * S; p.n = HD; p.k = S;
-  p.a = dprobs; p.b = k; p.d = dq; p.alpha = scale;
-  p.batch = batch; p.stride_a = groups * S * S; p.stride_b = S * HD; p.stride_d = groups * S * HD;
-  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
-  p = MatmulParams();  // dk [S, HD] = scale * dS^T [S, G*S] @ q [G*S, HD]
-  p.m = S; p.n = HD; p.k = groups * S;
-  p.a = dprobs; p.trans_a = true; p.b = q; p.d = dk; p.alpha = scale;
-  p.batch = batch; p.stride_a = groups * S * S; p.stride_b = groups * S * HD; p.stride_d = S * HD;
-  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
-  p = MatmulParams();  // dv [S, HD] = P^T [S, G*S] @ dO [G*S, HD]
-  p.m = S; p.n = HD; p.k = groups * S;
-  p.a = probs; p.trans_a = true; p.b = d_o; p.d = dv;
-  p.batch = batch; p.stride_a = groups * S * S; p.stride_b = groups * S * HD; p.stride_d = S * HD;
-  P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  // dP = dO v^T; dS = softmax backward; dq = scale dS k; dk = scale dS^T q; dv = P^T dO.
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kScores, d_o, At<bf16>(o.v), dprobs, 1.0f));
+  P3D_RETURN_IF_ERROR(CausalSoftmaxBackward(probs, dprobs, dprobs, ScoresShape(), stream_));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kValues, dprobs, At<bf16>(o.k), dq, scale));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kKeys, dprobs, At<bf16>(o.q), dk, scale));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kKeys, probs, d_o, dv, 1.0f));
   const HeadShape hs{B, S, local_.heads, local_.kv_heads, HD};
   const float* rc = gpt2 ? nullptr : At<float>(plan_.rope_cos);
   const float* rsn = gpt2 ? nullptr : At<float>(plan_.rope_sin);
@@ -384,8 +391,10 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
   for (int64_t c0 = 0; c0 < T; c0 += plan_.logits_chunk) {
     const int64_t rows = std::min(plan_.logits_chunk, T - c0);
     P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
-    MatmulParams p;  // logits [rows, V] = xf [rows, H] @ head [V, H]^T, fp32 out
-    p.m = rows; p.n = V; p.k = H;
+    // Over the padded vocabulary ld = PaddedVocab(V): head rows >= V are zero,
+    // so logits there are 0 (ignored by the loss) and dlogits there stay 0.
+    MatmulParams p;  // logits [rows, ld] = xf [rows, H] @ head [ld, H]^T, fp32 out
+    p.m = rows; p.n = ld; p.k = H;
     p.a = xf + c0 * H; p.b = W(params_.head); p.trans_b = true;
     p.d = logits; p.d_type = DType::kF32; p.ldd = ld;
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
@@ -400,12 +409,12 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
                         At<float>(plan_.losses) + c0, rows, V, ld, grad_scale};
     P3D_RETURN_IF_ERROR(CrossEntropyForwardBackward(ce, stream_));
     P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
-    p = MatmulParams();  // dxf [rows, H] = dlogits [rows, V] @ head [V, H]
-    p.m = rows; p.n = H; p.k = V;
+    p = MatmulParams();  // dxf [rows, H] = dlogits [rows, ld] @ head [ld, H]
+    p.m = rows; p.n = H; p.k = ld;
     p.a = dlogits; p.lda = ld; p.b = W(params_.head); p.d = dxf + c0 * H;
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
-    p = MatmulParams();  // dhead [V, H] += dlogits^T [V, rows] @ xf [rows, H]
-    p.m = V; p.n = H; p.k = rows;
+    p = MatmulParams();  // dhead [ld, H] += dlogits^T [ld, rows] @ xf [rows, H]
+    p.m = ld; p.n = H; p.k = rows;
     p.a = dlogits; p.trans_a = true; p.lda = ld; p.b = xf + c0 * H;
     p.d = G(params_.head); p.d_type = DType::kF32; p.beta = 1.0f;
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));

@@ -6,11 +6,13 @@
 //   per layer: x_mid = x + Wo attn(norm1(x));  x_out = x_mid + mlp(norm2(x_mid))
 //   loss = CE(head(final_norm(x_L)), targets), mean over all tokens of the step
 // Attention is causal, computed as batched GEMMs: probs = softmax(q k^T / sqrt(HD))
-// then probs v (see executor/kernels/heads.h for the layout). What the simulator
-// must assume for it: the QK^T and PV GEMMs run over the full S x S square (the
-// causal half is computed and masked, so attention FLOPs are the non-causal
-// 4*B*S^2*H per layer forward), and the [B, NH, S, S] scores are materialised in
-// bf16 (stored per layer with recompute=none; one layer's worth otherwise).
+// then probs v (see executor/kernels/heads.h for the layout), cut into causal
+// query blocks (memory_plan.h DefaultAttentionBlocks): block i of n only touches
+// keys of blocks <= i. What the simulator must assume for it: the attention-core
+// GEMMs do (n+1)/(2n) of the full S x S work (5/8 at n = 4; model FLOPs still
+// count the full square, models/flops.h), they and the softmax are bound by
+// reading/writing the bf16 [B, NH, S, S] score matrix, which is materialised
+// (stored per layer with recompute=none; one layer's worth otherwise).
 //
 // Loss: logits are computed kLogitsChunk tokens at a time (TrainingShape::
 // logits_chunk, default kDefaultLogitsChunk = 1024): chunk logits fp32 +
@@ -43,6 +45,7 @@
 
 #include "common/status.h"
 #include "executor/kernels/optimizer.h"
+#include "executor/kernels/softmax.h"
 #include "executor/matmul.h"
 #include "executor/memory_plan.h"
 #include "executor/param_layout.h"
@@ -127,6 +130,13 @@ class Model {
   // dx = dy @ w (if dx); dw += dy^T @ x; db += column sums of dy (if db).
   Status LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16* dx, float* dw,
                         float* db, int64_t rows, int64_t in, int64_t out);
+  enum class CausalGemm {
+    kScores,  // [S*G, keys] = A[S*G, HD] B[keys, HD]^T   (q k^T, dO v^T)
+    kValues,  // [S*G, HD]   = A[S*G, keys] B[keys, HD]   (P v, dS k)
+    kKeys,    // [S, HD]     = A[S*G, S]^T B[S*G, HD]     (dS^T q, P^T dO)
+  };
+  Status CausalAttentionGemm(CausalGemm kind, const bf16* a, const bf16* b, bf16* d, float alpha);
+  SoftmaxShape ScoresShape() const;
   Status AttentionProbs(const bf16* q, const bf16* k, bf16* probs);
   Status LayerForward(int64_t layer, bool write_output);
   Status LayerBackward(int64_t layer);

@@ -1,5 +1,6 @@
 #include "executor/param_layout.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -12,16 +13,19 @@ constexpr float kInitStd = 0.02f;
 class Builder {
  public:
   explicit Builder(ParamLayout* layout) : layout_(layout) {}
-  int64_t Add(std::string name, int64_t rows, int64_t cols, ParamInit init, float stddev = 0.0f) {
+  int64_t Add(std::string name, int64_t rows, int64_t cols, ParamInit init, float stddev = 0.0f,
+              int64_t storage_rows = 0) {
     ParamTensor t;
     t.name = std::move(name);
     t.rows = rows;
     t.cols = cols;
+    t.storage_rows = std::max(rows, storage_rows);
     t.offset = layout_->total;
     t.init = init;
     t.stddev = stddev;
     t.decay = cols != 0;
-    layout_->total += (t.size() + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
+    const int64_t stored = cols == 0 ? t.storage_rows : t.storage_rows * cols;
+    layout_->total += (stored + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
     layout_->tensors.push_back(std::move(t));
     return layout_->tensors.back().offset;
   }
@@ -50,7 +54,8 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
   ParamLayout p;
   Builder b(&p);
   if (ctx.has_embedding()) {
-    p.wte = b.Add("wte.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd);
+    p.wte = b.Add("wte.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd,
+                  PaddedVocab(s.vocab));
     if (gpt2) p.wpe = b.Add("wpe.weight", m.max_positions, s.hidden, ParamInit::kNormal, kInitStd);
   }
   for (int64_t i = 0; i < s.layers; ++i) {
@@ -88,7 +93,8 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
             "rule tied-head: a tied LM head needs the embedding on the same stage");
       p.head = p.wte;
     } else {
-      p.head = b.Add("head.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd);
+      p.head = b.Add("head.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd,
+                     PaddedVocab(s.vocab));
     }
   }
   return p;

@@ -14,7 +14,11 @@
 //   global      wte [V, H]; wpe [P, H] (GPT-2); final_norm.weight [H] (+ bias, GPT-2);
 //               head.weight [V, H] unless the head is tied to wte.
 // Each tensor starts at a multiple of kParamAlignElements (256-byte aligned in
-// bf16); the gaps are zero in every buffer and stay zero.
+// bf16); the gaps are zero in every buffer and stay zero. The vocabulary
+// tensors (wte, head) are stored with PaddedVocab(V) rows: the extra rows are
+// zero and stay zero (their gradient is zero), so the LM-head GEMMs can run
+// with n or k = PaddedVocab(V) instead of an odd V (50257), which cuBLASLt
+// runs about 6x slower on H100 (p3d-gemm-bench, bench/results/executor-h100.md).
 //
 // Initialisation (deterministic from the seed): matrices N(0, 0.02), the two
 // residual-branch output projections (out, proj/down) N(0, 0.02 / sqrt(2 L)),
@@ -32,12 +36,19 @@
 namespace p3d {
 
 inline constexpr int64_t kParamAlignElements = 128;
+inline constexpr int64_t kVocabRowAlign = 64;
+// V rounded up to a multiple of kVocabRowAlign: stored rows of wte/head and the
+// row stride of the logits chunk.
+constexpr int64_t PaddedVocab(int64_t vocab) {
+  return (vocab + kVocabRowAlign - 1) / kVocabRowAlign * kVocabRowAlign;
+}
 
 enum class ParamInit { kNormal, kOnes, kZeros };
 
 struct ParamTensor {
   std::string name;          // e.g. "layers.3.qkv.weight"
   int64_t rows = 0, cols = 0;  // cols == 0 for a vector
+  int64_t storage_rows = 0;  // rows stored (>= rows; zero padding rows beyond `rows`)
   int64_t offset = 0;        // elements into the flat buffers
   ParamInit init = ParamInit::kZeros;
   float stddev = 0.0f;       // kNormal only

@@ -15,6 +15,7 @@
 
 #include "executor/matmul.h"
 #include "executor/kernels/elementwise.h"
+#include "executor/param_layout.h"
 #include "models/zoo.h"
 
 namespace {
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
   const p3d::ModelSpec& m = *spec;
   const int64_t T = B * S, H = m.hidden, HD = m.head_dim(), G = m.heads / m.kv_heads;
   const int64_t Q3 = (m.heads + 2 * m.kv_heads) * HD, F = m.ffn, V = m.vocab, L = m.layers;
-  const int64_t Vp = (V + 63) / 64 * 64;
+  const int64_t Vp = p3d::PaddedVocab(V);
   const int64_t fc = m.arch == p3d::Arch::kGpt2 ? F : 2 * F;
   const int batch = static_cast<int>(B * m.kv_heads);
   using p3d::DType;
@@ -75,9 +76,14 @@ int main(int argc, char** argv) {
       {"attn dP", G * S, S, HD, false, true, DType::kBf16, 0, batch, L},
       {"attn dq", G * S, HD, S, false, false, DType::kBf16, 0, batch, L},
       {"attn dk/dv", S, HD, G * S, true, false, DType::kBf16, 0, batch, 2 * L},
-      {"head fwd", chunk, V, H, false, true, DType::kF32, 0, 1, T / chunk, 0, Vp},
-      {"head dx", chunk, H, V, false, false, DType::kBf16, 0, 1, T / chunk, Vp, 0},
-      {"head dw", V, H, chunk, true, false, DType::kF32, 1, 1, T / chunk, Vp, 0},
+      // The LM head as p3d-run runs it: over the padded vocabulary Vp.
+      {"head fwd", chunk, Vp, H, false, true, DType::kF32, 0, 1, T / chunk, 0, Vp},
+      {"head dx", chunk, H, Vp, false, false, DType::kBf16, 0, 1, T / chunk, Vp, 0},
+      {"head dw", Vp, H, chunk, true, false, DType::kF32, 1, 1, T / chunk, Vp, 0},
+      // For comparison only (count 0, not in the floor): the same over the odd V.
+      {"head fwd V", chunk, V, H, false, true, DType::kF32, 0, 1, 0, 0, Vp},
+      {"head dx V", chunk, H, V, false, false, DType::kBf16, 0, 1, 0, Vp, 0},
+      {"head dw V", V, H, chunk, true, false, DType::kF32, 1, 1, 0, Vp, 0},
   };
   void* ws = nullptr;
   if (cudaMalloc(&ws, p3d::Matmul::kWorkspaceBytes) != cudaSuccess) return Fail("cudaMalloc failed");

@@ -36,7 +36,11 @@ __global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16*
     } else {
       head = slot - sh.heads - sh.kv_heads; count = sh.kv_heads; fwd_out = v; bwd_in = dv;
     }
-    const int64_t hm = ((b * count + head) * sh.seq + s) * sh.head_dim;
+    // k, v: [B, KV, S, HD]; q: [B, KV, S, G, HD] with head = g*G + j.
+    const int64_t groups = sh.heads / sh.kv_heads;
+    const int64_t hm = slot < sh.heads
+        ? (((b * sh.kv_heads + head / groups) * sh.seq + s) * groups + head % groups) * sh.head_dim
+        : ((b * count + head) * sh.seq + s) * sh.head_dim;
     const bool rotate = cos_t != nullptr && slot < sh.heads + sh.kv_heads;
     float c = 1.0f, sn = 0.0f;
     if (rotate) {
@@ -77,6 +81,7 @@ Status CheckShape(const char* kernel, const HeadShape& sh) {
   P3D_RETURN_IF_ERROR(RequirePositive(kernel, "seq", sh.seq));
   P3D_RETURN_IF_ERROR(RequirePositive(kernel, "heads", sh.heads));
   P3D_RETURN_IF_ERROR(RequirePositive(kernel, "kv_heads", sh.kv_heads));
+  P3D_RETURN_IF_ERROR(RequireMultiple(kernel, "heads", sh.heads, sh.kv_heads));
   return RequireMultiple(kernel, "head_dim", sh.head_dim, 2);
 }
 

@@ -2,9 +2,12 @@
 //
 // The QKV projection writes tokens-major qkv [B, S, (NH + 2*KV) * HD]: per token
 // NH query heads, then KV key heads, then KV value heads, HD each. Attention runs
-// on heads-major tensors q [B, NH, S, HD], k and v [B, KV, S, HD], so that the
-// G = NH/KV query heads sharing one kv head form a single [G*S, HD] matrix and
-// every attention GEMM is one strided-batched product over B*KV.
+// on heads-major tensors k and v [B, KV, S, HD] and q [B, KV, S, G, HD], where
+// query head h = g*G + j (G = NH/KV) sits at [b, g, s, j]: the G query heads
+// that share kv head g form one [S*G, HD] matrix whose row s*G + j is position
+// s. Every attention GEMM is then a strided-batched product over B*KV, and a
+// block of query positions is a contiguous block of rows (causal blocking).
+// For G = 1 (no GQA) q is simply [B, NH, S, HD].
 //
 // Rotary (Llama, rotate-half convention as in HF transformers): for head-dim
 // pair (i, i + HD/2), i < HD/2, at position s with angle a = s * theta^(-2i/HD):
@@ -30,8 +33,8 @@ struct HeadShape {
 void BuildRotaryTables(int64_t seq, int64_t head_dim, double theta, std::vector<float>* cos_table,
                        std::vector<float>* sin_table);
 
-// qkv (tokens-major) -> q, k, v (heads-major); rotary applied to q and k when
-// cos/sin are non-null. HD even.
+// qkv (tokens-major) -> q [B, KV, S, G, HD], k, v [B, KV, S, HD]; rotary applied
+// to q and k when cos/sin are non-null. HD even.
 Status SplitQkvHeads(const bf16* qkv, bf16* q, bf16* k, bf16* v, const HeadShape& shape,
                      const float* cos_table, const float* sin_table, cudaStream_t stream);
 
@@ -41,8 +44,9 @@ Status MergeQkvHeadsGrad(const bf16* dq, const bf16* dk, const bf16* dv, bf16* d
                          const HeadShape& shape, const float* cos_table, const float* sin_table,
                          cudaStream_t stream);
 
-// out[b, c, a, :] = in[b, a, c, :] for in [B, A, C, D]; D % 8 == 0. Moves
-// attention output [B, NH, S, HD] to tokens-major [B, S, NH*HD] and back.
+// out[b, c, a, :] = in[b, a, c, :] for in [B, A, C, D]; D % 8 == 0. Moves the
+// attention output [B, KV, S, G*HD] to tokens-major [B, S, KV, G*HD] = [B, S, NH*HD]
+// and back.
 Status SwapAxes12(const bf16* in, bf16* out, int64_t b, int64_t a, int64_t c, int64_t d,
                   cudaStream_t stream);
 

@@ -9,11 +9,13 @@ namespace {
 constexpr int kWarpsPerBlock = 8;
 
 // One warp per row; lane handles packs of 8 at columns lane*8 + 256*i.
-__global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, int64_t rows, int64_t seq) {
+__global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, SoftmaxShape sh) {
   const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
-  if (row >= rows) return;
+  if (row >= sh.rows) return;
   const int lane = threadIdx.x % 32;
-  const int64_t pos = row % seq;
+  const int64_t seq = sh.seq;
+  const int64_t pos = (row / sh.group) % seq;
+  const int64_t end = (pos / sh.block + 1) * sh.block;
   const bf16* xr = x + row * seq;
   bf16* pr = p + row * seq;
   float m = kernels::kNegLarge, l = 0.0f;
@@ -34,7 +36,7 @@ __global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, int64_t rows,
   }
   kernels::WarpMergeMaxSum(m, l);
   const float inv = 1.0f / l;
-  for (int64_t c = lane * 8; c < seq; c += 256) {
+  for (int64_t c = lane * 8; c < end; c += 256) {
     kernels::Pack8 out;
     if (c <= pos) {
       kernels::Pack8 v = kernels::LoadPack(xr + c);
@@ -49,12 +51,14 @@ __global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, int64_t rows,
   }
 }
 
-__global__ void CausalSoftmaxBackwardKernel(const bf16* p, const bf16* dp, bf16* ds, int64_t rows,
-                                            int64_t seq) {
+__global__ void CausalSoftmaxBackwardKernel(const bf16* p, const bf16* dp, bf16* ds,
+                                            SoftmaxShape sh) {
   const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
-  if (row >= rows) return;
+  if (row >= sh.rows) return;
   const int lane = threadIdx.x % 32;
-  const int64_t pos = row % seq;
+  const int64_t seq = sh.seq;
+  const int64_t pos = (row / sh.group) % seq;
+  const int64_t end = (pos / sh.block + 1) * sh.block;
   const bf16* pr = p + row * seq;
   const bf16* dpr = dp + row * seq;
   float dot = 0.0f;
@@ -66,7 +70,7 @@ __global__ void CausalSoftmaxBackwardKernel(const bf16* p, const bf16* dp, bf16*
   }
   dot = kernels::WarpSum(dot);
   bf16* dsr = ds + row * seq;
-  for (int64_t c = lane * 8; c < seq; c += 256) {
+  for (int64_t c = lane * 8; c < end; c += 256) {
     kernels::Pack8 out;
     if (c <= pos) {
       kernels::Pack8 a = kernels::LoadPack(pr + c), g = kernels::LoadPack(dpr + c);
@@ -83,24 +87,29 @@ __global__ void CausalSoftmaxBackwardKernel(const bf16* p, const bf16* dp, bf16*
   }
 }
 
+Status CheckShape(const char* kernel, const SoftmaxShape& sh) {
+  P3D_RETURN_IF_ERROR(RequireMultiple(kernel, "seq", sh.seq, 8));
+  P3D_RETURN_IF_ERROR(RequirePositive(kernel, "rows", sh.rows));
+  P3D_RETURN_IF_ERROR(RequirePositive(kernel, "group", sh.group));
+  P3D_RETURN_IF_ERROR(RequireMultiple(kernel, "block", sh.block, 8));
+  return RequireMultiple(kernel, "seq (by block)", sh.seq, sh.block);
+}
+
 }  // namespace
 
-Status CausalSoftmaxForward(const bf16* x, bf16* p, int64_t rows, int64_t seq,
-                            cudaStream_t stream) {
-  P3D_RETURN_IF_ERROR(RequireMultiple("CausalSoftmaxForward", "seq", seq, 8));
-  P3D_RETURN_IF_ERROR(RequirePositive("CausalSoftmaxForward", "rows", rows));
-  const unsigned blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  CausalSoftmaxForwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, p, rows, seq);
+Status CausalSoftmaxForward(const bf16* x, bf16* p, const SoftmaxShape& sh, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(CheckShape("CausalSoftmaxForward", sh));
+  const unsigned blocks = static_cast<unsigned>((sh.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  CausalSoftmaxForwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, p, sh);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }
 
-Status CausalSoftmaxBackward(const bf16* p, const bf16* dp, bf16* ds, int64_t rows, int64_t seq,
+Status CausalSoftmaxBackward(const bf16* p, const bf16* dp, bf16* ds, const SoftmaxShape& sh,
                              cudaStream_t stream) {
-  P3D_RETURN_IF_ERROR(RequireMultiple("CausalSoftmaxBackward", "seq", seq, 8));
-  P3D_RETURN_IF_ERROR(RequirePositive("CausalSoftmaxBackward", "rows", rows));
-  const unsigned blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  CausalSoftmaxBackwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(p, dp, ds, rows, seq);
+  P3D_RETURN_IF_ERROR(CheckShape("CausalSoftmaxBackward", sh));
+  const unsigned blocks = static_cast<unsigned>((sh.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  CausalSoftmaxBackwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(p, dp, ds, sh);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }

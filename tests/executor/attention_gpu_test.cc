@@ -14,9 +14,23 @@ namespace {
 
 using testing::DeviceArray;
 
+// Element offset of (b, position t, head slot) in its heads-major tensor:
+// q [B, KV, S, G, HD] (head = g*G + j), k and v [B, KV, S, HD] (kernels/heads.h).
+int64_t HeadsMajorOffset(const HeadShape& s, int64_t b, int64_t t, int64_t slot) {
+  const int64_t G = s.heads / s.kv_heads, HD = s.head_dim;
+  if (slot < s.heads) return (((b * s.kv_heads + slot / G) * s.seq + t) * G + slot % G) * HD;
+  const int64_t kv = slot < s.heads + s.kv_heads ? slot - s.heads : slot - s.heads - s.kv_heads;
+  return ((b * s.kv_heads + kv) * s.seq + t) * HD;
+}
+
 struct Split {
   std::vector<double> q, k, v;
 };
+
+double* HeadsMajor(Split& r, const HeadShape& s, int64_t b, int64_t t, int64_t slot) {
+  std::vector<double>& t_ = slot < s.heads ? r.q : slot < s.heads + s.kv_heads ? r.k : r.v;
+  return &t_[HeadsMajorOffset(s, b, t, slot)];
+}
 
 // Reference of SplitQkvHeads (rotary with double-precision angles).
 Split SplitRef(const std::vector<float>& qkv, const HeadShape& s, bool rotary) {
@@ -36,12 +50,7 @@ Split SplitRef(const std::vector<float>& qkv, const HeadShape& s, bool rotary) {
             c = std::cos(a);
             sn = std::sin(a);
           }
-          std::vector<double>* out;
-          int64_t head, count;
-          if (slot < s.heads) { out = &r.q; head = slot; count = s.heads; }
-          else if (slot < s.heads + s.kv_heads) { out = &r.k; head = slot - s.heads; count = s.kv_heads; }
-          else { out = &r.v; head = slot - s.heads - s.kv_heads; count = s.kv_heads; }
-          double* o = &(*out)[((b * count + head) * s.seq + t) * HD];
+          double* o = HeadsMajor(r, s, b, t, slot);
           o[i] = x[i] * c - x[i + half] * sn;
           o[i + half] = x[i + half] * c + x[i] * sn;
         }
@@ -82,12 +91,10 @@ void RunSplit(bool rotary) {
               c = std::cos(a);
               sn = std::sin(a);
             }
-            const std::vector<float>* d;
-            int64_t head, count;
-            if (slot < s.heads) { d = &dq; head = slot; count = s.heads; }
-            else if (slot < s.heads + s.kv_heads) { d = &dk; head = slot - s.heads; count = s.kv_heads; }
-            else { d = &dv; head = slot - s.heads - s.kv_heads; count = s.kv_heads; }
-            const float* g = &(*d)[((b * count + head) * s.seq + t) * HD];
+            const int64_t off = HeadsMajorOffset(s, b, t, slot);
+            const float* g = slot < s.heads                ? &dq[off]
+                             : slot < s.heads + s.kv_heads ? &dk[off]
+                                                           : &dv[off];
             double* o = &merge_ref[((b * s.seq + t) * slots + slot) * HD];
             o[i] = g[i] * c + g[i + half] * sn;
             o[i + half] = -g[i] * sn + g[i + half] * c;
@@ -149,37 +156,62 @@ TEST(HeadsTest, SwapAxes12BothWays) {
   EXPECT_EQ(testing::RelError(testing::FromBf16(back.Download()), testing::ToDouble(x)), 0.0);
 }
 
-TEST(SoftmaxTest, CausalForwardAndBackward) {
-  const int64_t S = 264, blocks = 3, rows = blocks * S;  // 3 [S, S] blocks, S not a multiple of 256
+// Scores laid out [B*KV, S, G, S] (row r is position (r / G) % S) with causal
+// query blocks: a row reads/writes only columns below its block's end.
+TEST(SoftmaxTest, CausalBlockedForwardAndBackward) {
+  const int64_t S = 256, G = 2, entries = 3, block = 64, rows = entries * S * G;
   auto x = testing::RandomBf16Values(rows * S, 11, 6.0f);
   auto dp = testing::RandomBf16Values(rows * S, 12);
-  std::vector<double> p(rows * S, 0.0), ds(rows * S, 0.0);
-  std::vector<float> p_bf16(rows * S, 0.0f);
+  auto pos_of = [&](int64_t r) { return (r / G) % S; };
+  auto end_of = [&](int64_t r) { return (pos_of(r) / block + 1) * block; };
+  std::vector<double> p, ds;  // reference over the written range [0, end) of each row
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t pos = r % S;
+    const int64_t pos = pos_of(r);
     double mx = -1e300, sum = 0;
     for (int64_t j = 0; j <= pos; ++j) mx = std::max(mx, static_cast<double>(x[r * S + j]));
     for (int64_t j = 0; j <= pos; ++j) sum += std::exp(x[r * S + j] - mx);
-    for (int64_t j = 0; j <= pos; ++j) p[r * S + j] = std::exp(x[r * S + j] - mx) / sum;
+    for (int64_t j = 0; j < end_of(r); ++j)
+      p.push_back(j <= pos ? std::exp(x[r * S + j] - mx) / sum : 0.0);
   }
-  DeviceArray<bf16> buf(testing::ToBf16(x));
-  ASSERT_TRUE(CausalSoftmaxForward(buf.get(), buf.get(), rows, S, nullptr).ok());  // in place
-  auto got = testing::FromBf16(buf.Download());
-  EXPECT_LT(testing::RelError(got, p), testing::kBf16Tol);
+  // Columns at or beyond a row's block end must stay untouched: mark them with 7.
+  std::vector<float> x_marked = x;
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = r % S + 1; j < S; ++j) ASSERT_EQ(got[r * S + j], 0.0f) << r << "," << j;
+    for (int64_t j = end_of(r); j < S; ++j) x_marked[r * S + j] = 7.0f;
+  DeviceArray<bf16> buf(testing::ToBf16(x_marked));
+  const SoftmaxShape shape{rows, S, G, block};
+  ASSERT_TRUE(CausalSoftmaxForward(buf.get(), buf.get(), shape, nullptr).ok());  // in place
+  auto got = testing::FromBf16(buf.Download());
+  std::vector<float> got_written;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < end_of(r); ++j) got_written.push_back(got[r * S + j]);
+    for (int64_t j = pos_of(r) + 1; j < end_of(r); ++j) ASSERT_EQ(got[r * S + j], 0.0f) << r << "," << j;
+    for (int64_t j = end_of(r); j < S; ++j) ASSERT_EQ(got[r * S + j], 7.0f) << r << "," << j;
+  }
+  EXPECT_LT(testing::RelError(got_written, p), testing::kBf16Tol);
   // Backward uses the kernel's own bf16 probabilities, as the model does.
   for (int64_t r = 0; r < rows; ++r) {
     double dot = 0;
-    for (int64_t j = 0; j <= r % S; ++j) dot += static_cast<double>(got[r * S + j]) * dp[r * S + j];
-    for (int64_t j = 0; j <= r % S; ++j) ds[r * S + j] = got[r * S + j] * (dp[r * S + j] - dot);
+    for (int64_t j = 0; j <= pos_of(r); ++j) dot += static_cast<double>(got[r * S + j]) * dp[r * S + j];
+    for (int64_t j = 0; j < end_of(r); ++j)
+      ds.push_back(j <= pos_of(r) ? got[r * S + j] * (dp[r * S + j] - dot) : 0.0);
   }
-  DeviceArray<bf16> dbuf(testing::ToBf16(dp));
-  ASSERT_TRUE(CausalSoftmaxBackward(buf.get(), dbuf.get(), dbuf.get(), rows, S, nullptr).ok());
-  auto gds = testing::FromBf16(dbuf.Download());
-  EXPECT_LT(testing::RelError(gds, ds), testing::kBf16Tol);
+  std::vector<float> dp_marked = dp;
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = r % S + 1; j < S; ++j) ASSERT_EQ(gds[r * S + j], 0.0f);
+    for (int64_t j = end_of(r); j < S; ++j) dp_marked[r * S + j] = 7.0f;
+  DeviceArray<bf16> dbuf(testing::ToBf16(dp_marked));
+  ASSERT_TRUE(CausalSoftmaxBackward(buf.get(), dbuf.get(), dbuf.get(), shape, nullptr).ok());
+  auto gds = testing::FromBf16(dbuf.Download());
+  std::vector<float> gds_written;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < end_of(r); ++j) gds_written.push_back(gds[r * S + j]);
+    for (int64_t j = pos_of(r) + 1; j < end_of(r); ++j) ASSERT_EQ(gds[r * S + j], 0.0f);
+    for (int64_t j = end_of(r); j < S; ++j) ASSERT_EQ(gds[r * S + j], 7.0f);
+  }
+  EXPECT_LT(testing::RelError(gds_written, ds), testing::kBf16Tol);
+}
+
+TEST(SoftmaxTest, RejectsBlocksThatDoNotDivideTheSequence) {
+  EXPECT_FALSE(CausalSoftmaxForward(nullptr, nullptr, {64, 64, 1, 24}, nullptr).ok());
 }
 
 }  // namespace

@@ -26,10 +26,14 @@ TEST(TokenBucketsTest, GroupsPositionsByTokenInOrder) {
   EXPECT_EQ(b.offset.front(), 0);
   EXPECT_EQ(b.offset.back(), 500);
   for (size_t u = 0; u < b.token.size(); ++u) {
-    if (u > 0) EXPECT_LT(b.token[u - 1], b.token[u]);
+    if (u > 0) {
+      EXPECT_LT(b.token[u - 1], b.token[u]);
+    }
     for (int32_t p = b.offset[u]; p < b.offset[u + 1]; ++p) {
       EXPECT_EQ(tokens[b.positions[p]], b.token[u]);
-      if (p > b.offset[u]) EXPECT_LT(b.positions[p - 1], b.positions[p]);
+      if (p > b.offset[u]) {
+        EXPECT_LT(b.positions[p - 1], b.positions[p]);
+      }
     }
   }
   TokenBuckets empty = BuildTokenBuckets({});

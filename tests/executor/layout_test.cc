@@ -136,6 +136,14 @@ TEST(MemoryPlanTest, ParameterStateIs18BytesPerParameter) {
   EXPECT_NEAR(per_param, 18.0, 0.02);  // alignment gaps only
 }
 
+TEST(MemoryPlanTest, DefaultCausalBlocksKeepBlocksAtLeast64Positions) {
+  EXPECT_EQ(DefaultAttentionBlocks(2048), 4);
+  EXPECT_EQ(DefaultAttentionBlocks(256), 4);
+  EXPECT_EQ(DefaultAttentionBlocks(128), 2);
+  EXPECT_EQ(DefaultAttentionBlocks(64), 1);
+  EXPECT_EQ(DefaultAttentionBlocks(200), 1);  // 200/2 = 100 is not a multiple of 8
+}
+
 TEST(MemoryPlanTest, ErrorsNameTheRule) {
   const ModelSpec m = Zoo("gpt2-small");
   ParallelContext ctx = SingleGpuContext(m);
@@ -147,6 +155,9 @@ TEST(MemoryPlanTest, ErrorsNameTheRule) {
   bad = PlanTrainingMemory(m, *s, *p, {1, 2048, Recompute::kNone, 0}, 0);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("max_positions"), std::string::npos);
+  bad = PlanTrainingMemory(m, *s, *p, {1, 96, Recompute::kNone, 0, 8}, 0);  // 96/8 = 12
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("attention blocks"), std::string::npos);
 }
 
 }  // namespace

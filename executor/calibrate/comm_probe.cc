@@ -1,0 +1,104 @@
+// Collective probe (probes.h): every operation the executor uses, at each
+// size, result checked on every rank, then timed; float32 sum.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "executor/calibrate/probes.h"
+#include "executor/comm/process_groups.h"
+
+namespace p3d {
+namespace {
+
+constexpr const char* kOps[] = {"all-reduce", "reduce-scatter", "all-gather", "send-recv"};
+
+// Small integers: every sum below is exact in float32.
+float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * (i % 13 + 1)); }
+
+// Elements of the full buffer (comm_model.h's `bytes`), what this rank sends
+// and what it receives.
+struct Counts {
+  size_t full, send, recv;
+};
+Counts CountsOf(const std::string& op, double bytes, int n) {
+  size_t full = static_cast<size_t>(bytes / sizeof(float));
+  full -= full % n;
+  if (op == "reduce-scatter") return {full, full, full / n};
+  if (op == "all-gather") return {full, full / n, full};
+  return {full, full, full};
+}
+
+Status Issue(const std::string& op, Communicator& c, const Counts& k, float* send, float* recv,
+             cudaStream_t stream) {
+  if (op == "all-reduce") return c.AllReduce(send, recv, k.full, ncclFloat32, ncclSum, stream);
+  if (op == "reduce-scatter")
+    return c.ReduceScatter(send, recv, k.recv, ncclFloat32, ncclSum, stream);
+  if (op == "all-gather") return c.AllGather(send, recv, k.send, ncclFloat32, stream);
+  const int next = (c.rank() + 1) % c.size(), prev = (c.rank() + c.size() - 1) % c.size();
+  const P2POp ops[] = {{P2POp::Kind::kSend, next, send, k.full, ncclFloat32},
+                       {P2POp::Kind::kRecv, prev, recv, k.full, ncclFloat32}};
+  return c.SendRecv(ops, stream);
+}
+
+float Expected(const std::string& op, const Counts& k, int rank, int n, size_t i) {
+  if (op == "all-reduce") return static_cast<float>(n * (n + 1) / 2 * (i % 13 + 1));
+  if (op == "reduce-scatter") {
+    const size_t g = rank * k.recv + i;
+    return static_cast<float>(n * (n + 1) / 2 * (g % 13 + 1));
+  }
+  if (op == "all-gather") return Value(static_cast<int>(i / k.send), i % k.send);
+  return Value((rank + n - 1) % n, i);
+}
+
+}  // namespace
+
+StatusOr<nlohmann::json> ProbeCollectives(ProcessGroups& groups, const std::vector<double>& sizes,
+                                          const Progress& progress, cudaStream_t stream) {
+  Communicator& world = groups.world();
+  const int n = world.size(), rank = world.rank();
+  const double largest = *std::max_element(sizes.begin(), sizes.end());
+  float *send = nullptr, *recv = nullptr;
+  double* slowest = nullptr;
+  P3D_CAL_CUDA(cudaMalloc(&send, largest + 64));
+  P3D_CAL_CUDA(cudaMalloc(&recv, largest + 64));
+  P3D_CAL_CUDA(cudaMalloc(&slowest, sizeof(double)));
+  nlohmann::json out = nlohmann::json::array();
+  for (const char* op : kOps) {
+    for (double bytes : sizes) {
+      const Counts k = CountsOf(op, bytes, n);
+      std::vector<float> host(k.send);
+      for (size_t i = 0; i < k.send; ++i) host[i] = Value(rank, i);
+      P3D_CAL_CUDA(cudaMemcpy(send, host.data(), k.send * sizeof(float), cudaMemcpyHostToDevice));
+      P3D_CAL_CUDA(cudaMemset(recv, 0, k.recv * sizeof(float)));
+      P3D_RETURN_IF_ERROR(Issue(op, world, k, send, recv, stream));
+      P3D_RETURN_IF_ERROR(world.Wait(stream));
+      std::vector<float> got(k.recv);
+      P3D_CAL_CUDA(cudaMemcpy(got.data(), recv, k.recv * sizeof(float), cudaMemcpyDeviceToHost));
+      size_t wrong = 0;
+      for (size_t i = 0; i < k.recv; ++i) wrong += got[i] != Expected(op, k, rank, n, i);
+      if (wrong)
+        return Status::Internal(fmt::format("rank {}: {} of {} bytes gave {} wrong elements", rank, op,
+                                            bytes, wrong));
+      P3D_ASSIGN_OR_RETURN(double mean, TimeLaunches(
+          [&]() { return Issue(op, world, k, send, recv, stream); }, 3, 10, stream));
+      // The slowest rank's time is the collective's time.
+      P3D_CAL_CUDA(cudaMemcpy(slowest, &mean, sizeof(double), cudaMemcpyHostToDevice));
+      P3D_RETURN_IF_ERROR(world.AllReduce(slowest, slowest, 1, ncclFloat64, ncclMax, stream));
+      P3D_RETURN_IF_ERROR(world.Wait(stream));
+      P3D_CAL_CUDA(cudaMemcpy(&mean, slowest, sizeof(double), cudaMemcpyDeviceToHost));
+      const double full = static_cast<double>(k.full) * sizeof(float);
+      if (rank == 0)
+        progress.Say(fmt::format("{:<14} {:>2} GPUs {:>10.0f} B  {:8.1f} us  algbw {:6.1f} GB/s  (checked)",
+                                 op, n, full, mean * 1e6, full / mean / 1e9));
+      out.push_back({{"op", op}, {"link", "intra"}, {"group_size", n}, {"bytes", full},
+                     {"seconds", mean}, {"wrong_elements", 0}});
+    }
+  }
+  cudaFree(send);
+  cudaFree(recv);
+  cudaFree(slowest);
+  return out;
+}
+
+}  // namespace p3d

@@ -1,0 +1,265 @@
+// p3d-calibrate: measure the GPUs at hand and write the hardware profile the
+// simulator plans with (docs/calibration.md).
+//
+//   p3d-calibrate --out profile.json                      # every visible GPU
+//   p3d-calibrate --nproc 1 --models gpt-1.3b --micro-batches 4 --out p.json
+//
+// Measures, checking every result while timing it: runtime memory (context,
+// cuBLASLt, NCCL communicators, allocation overhead), HBM bandwidth, the
+// linear-layer GEMMs of the given models in the executor's three layouts
+// plus a size sweep, and (2+ GPUs) NCCL all-reduce / reduce-scatter /
+// all-gather / send-recv across message sizes. Bounded by --max-seconds.
+// Started without RANK it runs itself as --nproc ranks on this node; rank 0
+// measures the GEMMs and HBM and writes the file. Exit 0 ok, 2 bad input,
+// 4 a measurement failed or gave a wrong result.
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <nccl.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include "executor/calibrate/probes.h"
+#include "executor/comm/process_groups.h"
+#include "executor/host/spawn.h"
+#include "executor/metrics.h"
+#include "models/zoo.h"
+#include "simulator/memory_terms.h"
+
+namespace p3d {
+namespace {
+
+struct Options {
+  int nproc = 0;
+  std::vector<std::string> models = {"gpt-1.3b", "gpt2-medium"};
+  std::vector<int64_t> micro_batches = {1, 2, 4};
+  std::vector<int> tps = {1, 2};
+  int64_t seq = 2048;
+  int64_t logits_chunk = 1024;  // p3d-run's default loss chunk (executor/memory_plan.h)
+  std::vector<int64_t> sweep = {256, 512, 1024, 2048, 4096, 8192};
+  std::vector<double> comm_bytes = {1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20};
+  double hbm_bytes = 512 << 20;
+  double max_seconds = 150;
+  std::string base_gpu;
+  std::string out = "profile.json";
+  std::string command;
+};
+
+std::string DriverVersion() {
+  std::ifstream in("/proc/driver/nvidia/version");
+  std::string line;
+  if (std::getline(in, line)) {
+    const std::string key = "Kernel Module";
+    size_t at = line.find(key);
+    if (at != std::string::npos) {
+      std::istringstream rest(line.substr(at + key.size()));
+      std::string version;
+      if (rest >> version) return version;
+    }
+  }
+  int v = 0;
+  cudaDriverGetVersion(&v);
+  return fmt::format("CUDA driver API {}", v);
+}
+
+std::string UtcNow() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+StatusOr<std::vector<GemmShapeToMeasure>> Shapes(const Options& o) {
+  std::vector<GemmShapeToMeasure> shapes;
+  std::set<std::tuple<int64_t, int64_t, int64_t>> seen;
+  auto add = [&](LinearGemmShape s, const char* source) {
+    if (seen.insert({s.m, s.n, s.k}).second) shapes.push_back({std::move(s), source});
+  };
+  for (const std::string& name : o.models) {
+    P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel(name));
+    for (int64_t b : o.micro_batches)
+      for (int tp : o.tps) {
+        if (model.heads % tp || model.ffn % tp) continue;
+        for (LinearGemmShape s : LinearGemmShapes(model, b * o.seq, tp, o.logits_chunk)) {
+          s.label = fmt::format("{} B={} TP={}", s.label, b, tp);
+          add(s, "plan");
+        }
+      }
+  }
+  for (int64_t n : o.sweep) add({fmt::format("sweep {}^3", n), n, n, n}, "sweep");
+  return shapes;
+}
+
+StatusOr<size_t> FreeBytes() {
+  size_t free = 0, total = 0;
+  P3D_CAL_CUDA(cudaMemGetInfo(&free, &total));
+  return free;
+}
+
+// NCCL memory: free bytes before ProcessGroups::Create and after one small
+// call of every kind on each group of size > 1 (NCCL connects lazily).
+StatusOr<nlohmann::json> CalibrateComm(const LaunchInfo& launch, int devices, const Options& o,
+                                       const Progress& progress, cudaStream_t stream) {
+  if (launch.world_size > devices)
+    return Status::InvalidArgument(fmt::format(
+        "rule single-node: {} ranks but {} GPUs on this host; p3d-calibrate measures one node",
+        launch.world_size, devices));
+  P3D_ASSIGN_OR_RETURN(size_t before, FreeBytes());
+  P3D_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(1, launch.world_size, 1, devices));
+  P3D_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroups> groups,
+                       ProcessGroups::Create(launch, grid, CommOptions{}));
+  const double small = 4096 * 4.0 * launch.world_size;
+  for (Communicator* c : {&groups->world(), &groups->group(GroupKind::kData)}) {
+    (void)c;
+  }
+  // The first small collectives connect the world's rings; the DP group is
+  // the same ranks and is connected by its first use the same way.
+  P3D_ASSIGN_OR_RETURN(nlohmann::json warm, ProbeCollectives(*groups, {small}, progress, stream));
+  P3D_ASSIGN_OR_RETURN(size_t after, FreeBytes());
+  Plan dp_plan;
+  dp_plan.dp = launch.world_size;
+  const int comms = memory_internal::Communicators(ModelSpec{}, dp_plan, 0);
+  progress.Say(fmt::format("nccl: {:.0f} MiB for the process groups of DP{} ({} communicators as "
+                           "the simulator counts them)",
+                           (static_cast<double>(before) - after) / 1048576, launch.world_size, comms));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json samples, ProbeCollectives(*groups, o.comm_bytes, progress, stream));
+  return nlohmann::json{{"nccl_bytes", static_cast<double>(before) - static_cast<double>(after)},
+                        {"nccl_communicators", comms},
+                        {"collectives", samples}};
+}
+
+void PrintSummary(const ClusterSpec& c, std::ostream& out) {
+  out << fmt::format("profile for {} ({}): {}\n", c.gpu.name, c.gpu.description, c.source);
+  out << "  GEMM efficiency (FLOPs of one GEMM -> fraction of " << c.gpu.peak_flops / 1e12
+      << " TFLOP/s):\n";
+  for (const auto& p : c.gpu.gemm_efficiency)
+    out << fmt::format("    {:10.3g}  {:.3f}\n", p.flops, p.efficiency);
+  out << fmt::format("  HBM efficiency {:.3f} of {:.0f} GB/s\n", c.gpu.hbm_efficiency,
+                     c.gpu.hbm_bytes_per_s / 1e9);
+  out << fmt::format("  memory {:.0f} MiB; runtime: context {:.0f} MiB, NCCL {:.0f} MiB per "
+                     "communicator, allocator fraction {:.4f}\n",
+                     c.gpu.memory_bytes / 1048576, c.gpu.runtime.cuda_context_bytes / 1048576,
+                     c.gpu.runtime.nccl_per_comm_bytes / 1048576, c.gpu.runtime.allocator_fraction);
+  out << fmt::format("  intra-node link {}: efficiency {:.3f} of {:.0f} GB/s, latency {:.2f} us\n",
+                     c.node.intra.name, c.node.intra.efficiency, c.node.intra.bytes_per_s / 1e9,
+                     c.node.intra.latency_s * 1e6);
+}
+
+Status RunRank(const Options& o) {
+  Progress progress(o.max_seconds);
+  P3D_ASSIGN_OR_RETURN(LaunchInfo launch, ParseLaunchEnv(ProcessEnv()));
+  int devices = 0;
+  P3D_CAL_CUDA(cudaGetDeviceCount(&devices));
+  P3D_CAL_CUDA(cudaSetDevice(launch.local_rank));
+  cudaDeviceProp prop;
+  P3D_CAL_CUDA(cudaGetDeviceProperties(&prop, launch.local_rank));
+  std::string base_name = o.base_gpu;
+  if (base_name.empty()) {
+    StatusOr<std::string> id = CatalogGpuForDevice(prop.name);
+    if (!id.ok())
+      return Status::InvalidArgument(fmt::format(
+          "'{}' is not in the catalog: pass --base-gpu NAME (p3d-plan --list-gpus) for its datasheet "
+          "figures",
+          prop.name));
+    base_name = *id;
+  }
+  P3D_ASSIGN_OR_RETURN(ClusterSpec base, CatalogCluster(base_name));
+  if (launch.rank == 0)
+    progress.Say(fmt::format("{} rank(s); rank 0 on {} (catalog {}), budget {:.0f} s",
+                             launch.world_size, prop.name, base_name, o.max_seconds));
+  cudaStream_t stream;
+  P3D_CAL_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+  P3D_ASSIGN_OR_RETURN(nlohmann::json runtime, ProbeRuntime(progress));
+  nlohmann::json collectives = nlohmann::json::array();
+  if (launch.world_size > 1) {
+    P3D_ASSIGN_OR_RETURN(nlohmann::json comm, CalibrateComm(launch, devices, o, progress, stream));
+    runtime["nccl_bytes"] = comm["nccl_bytes"];
+    runtime["nccl_communicators"] = comm["nccl_communicators"];
+    collectives = comm["collectives"];
+  }
+  if (launch.rank != 0) return Status::Ok();
+
+  P3D_ASSIGN_OR_RETURN(nlohmann::json hbm, ProbeHbm(o.hbm_bytes, progress, stream));
+  P3D_ASSIGN_OR_RETURN(std::vector<GemmShapeToMeasure> shapes, Shapes(o));
+  int skipped = 0;
+  P3D_ASSIGN_OR_RETURN(nlohmann::json gemm, ProbeGemms(shapes, progress, stream, &skipped));
+  int nccl = 0;
+  ncclGetVersion(&nccl);
+  int runtime_version = 0;
+  cudaRuntimeGetVersion(&runtime_version);
+  nlohmann::json calibration = {
+      {"card", prop.name},
+      {"catalog_gpu", base_name},
+      {"driver", DriverVersion()},
+      {"cuda_runtime", runtime_version},
+      {"nccl", nccl},
+      {"date", UtcNow()},
+      {"gpus", launch.world_size},
+      {"command", o.command},
+      {"seconds", progress.elapsed_s()},
+      {"gemm_shapes_skipped", skipped},
+      {"gemm", gemm},
+      {"hbm", hbm},
+      {"runtime", runtime},
+      {"collectives", collectives}};
+  P3D_ASSIGN_OR_RETURN(ClusterSpec applied, ApplyCalibration(base, calibration, o.out));
+  std::ofstream file(o.out);
+  file << ProfileToJson(applied, calibration) << "\n";
+  if (!file) return Status::IoError(fmt::format("cannot write --out file '{}'", o.out));
+  PrintSummary(applied, std::cout);
+  progress.Say(fmt::format("wrote {}", o.out));
+  cudaStreamDestroy(stream);
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace p3d
+
+int main(int argc, char** argv) {
+  p3d::Options o;
+  CLI::App app{"p3d-calibrate: measure this node's GPUs and write the hardware profile "
+               "p3d-plan --profile uses (docs/calibration.md)"};
+  app.add_option("--nproc", o.nproc, "ranks to start on this node when RANK is unset (0: all GPUs)");
+  app.add_option("--models", o.models, "models whose GEMM shapes to measure")->delimiter(',');
+  app.add_option("--micro-batches", o.micro_batches, "micro-batch sizes B of those shapes")->delimiter(',');
+  app.add_option("--tp", o.tps, "tensor-parallel degrees of those shapes")->delimiter(',');
+  app.add_option("--seq", o.seq, "sequence length S of those shapes");
+  app.add_option("--logits-chunk", o.logits_chunk, "tokens per LM-head GEMM (p3d-run's loss chunk)");
+  app.add_option("--sweep", o.sweep, "square GEMM sizes n (n x n x n) extending the table")->delimiter(',');
+  app.add_option("--comm-bytes", o.comm_bytes, "collective message sizes, bytes")->delimiter(',');
+  app.add_option("--hbm-bytes", o.hbm_bytes, "buffer size of the bandwidth probe, bytes");
+  app.add_option("--max-seconds", o.max_seconds, "time budget; GEMM shapes past it are skipped");
+  app.add_option("--base-gpu", o.base_gpu, "catalog GPU whose datasheet figures apply (default: this card's)");
+  app.add_option("--out", o.out, "profile file to write");
+  CLI11_PARSE(app, argc, argv);
+  for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);
+
+  const auto launch = p3d::ParseLaunchEnv(p3d::ProcessEnv());
+  if (launch.ok() && launch->launcher == p3d::Launcher::kNone) {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+      std::cerr << "p3d-calibrate: no GPU visible\n";
+      return 4;
+    }
+    const int nproc = o.nproc > 0 ? o.nproc : devices;
+    if (nproc > 1) {
+      const p3d::Status s = p3d::SpawnSelf(
+          nproc, std::vector<std::string>(argv + 1, argv + argc),
+          std::chrono::milliseconds(static_cast<int64_t>((o.max_seconds + 120) * 1000)));
+      if (!s.ok()) std::cerr << "p3d-calibrate: " << s.ToString() << "\n";
+      return s.ok() ? 0 : 4;
+    }
+  }
+  const p3d::Status s = p3d::RunRank(o);
+  if (!s.ok()) {
+    std::cerr << "p3d-calibrate: " << s.ToString() << "\n";
+    return s.code() == p3d::Status::Code::kInvalidArgument ? 2 : 4;
+  }
+  return 0;
+}

@@ -1,0 +1,103 @@
+// The measurements behind p3d-calibrate. Each probe measures one thing the
+// simulator needs, checks the result it computed while timing it, and
+// returns the raw figures as the JSON of docs/calibration.md ("calibration"
+// object); simulator/profile.h turns them into hardware figures.
+//
+// Timing: CUDA events around `reps` back-to-back launches on one stream
+// after warm-up launches, divided by reps (what a training step's stream of
+// kernels sees, launch gaps included). Every probe runs on the current
+// device and returns Status::Internal naming the call or the wrong result.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "simulator/profile.h"
+
+namespace p3d {
+
+class ProcessGroups;
+
+// Progress lines on stderr, stamped with seconds since the start, and the
+// deadline every probe respects.
+class Progress {
+ public:
+  explicit Progress(double budget_s)
+      : start_(std::chrono::steady_clock::now()), budget_s_(budget_s) {}
+  double elapsed_s() const;
+  bool out_of_time() const { return elapsed_s() > budget_s_; }
+  void Say(const std::string& line) const;
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+  double budget_s_;
+};
+
+// Calls launch() `warmup` times, then times `reps` calls; mean seconds per call.
+template <typename Launch>
+StatusOr<double> TimeLaunches(Launch&& launch, int warmup, int reps, cudaStream_t stream);
+
+// Runtime memory ("runtime" object): free memory after the CUDA context, a
+// cuBLASLt handle and one GEMM (their buffers freed again), the card's total
+// as nvidia-smi reports it, and cudaMalloc's overhead on one arena-sized
+// allocation. Run first, before anything else allocates.
+StatusOr<nlohmann::json> ProbeRuntime(const Progress& progress);
+
+// HBM ("hbm" object): device-to-device copy and the executor's residual-add
+// kernel over `bytes`-sized buffers, result spot-checked.
+StatusOr<nlohmann::json> ProbeHbm(double bytes, const Progress& progress, cudaStream_t stream);
+
+// GEMMs ("gemm" array): forward, input-gradient and weight-gradient layouts of
+// each shape through executor/matmul.h, a few entries of each checked against
+// a CPU dot product. Shapes after the deadline are skipped (and counted).
+struct GemmShapeToMeasure {
+  LinearGemmShape shape;
+  std::string source;  // "plan" | "sweep"
+};
+StatusOr<nlohmann::json> ProbeGemms(const std::vector<GemmShapeToMeasure>& shapes,
+                                    const Progress& progress, cudaStream_t stream,
+                                    int* skipped);
+
+// Collectives ("collectives" array) over the world communicator, every rank
+// calling it; results checked on every rank, time = slowest rank's mean.
+// Also the NCCL bytes the groups hold ("nccl_bytes", "nccl_communicators"),
+// measured around ProcessGroups::Create by the caller and passed in.
+StatusOr<nlohmann::json> ProbeCollectives(ProcessGroups& groups,
+                                          const std::vector<double>& sizes_bytes,
+                                          const Progress& progress, cudaStream_t stream);
+
+// ---- implementation of the template ----
+
+#define P3D_CAL_CUDA(expr)                                                                     \
+  do {                                                                                         \
+    cudaError_t p3d_cal_err_ = (expr);                                                         \
+    if (p3d_cal_err_ != cudaSuccess)                                                           \
+      return ::p3d::Status::Internal(std::string(#expr) + ": " + cudaGetErrorString(p3d_cal_err_)); \
+  } while (0)
+
+template <typename Launch>
+StatusOr<double> TimeLaunches(Launch&& launch, int warmup, int reps, cudaStream_t stream) {
+  for (int i = 0; i < warmup; ++i) P3D_RETURN_IF_ERROR(launch());
+  cudaEvent_t start, stop;
+  P3D_CAL_CUDA(cudaEventCreate(&start));
+  P3D_CAL_CUDA(cudaEventCreate(&stop));
+  P3D_CAL_CUDA(cudaEventRecord(start, stream));
+  for (int i = 0; i < reps; ++i) P3D_RETURN_IF_ERROR(launch());
+  P3D_CAL_CUDA(cudaEventRecord(stop, stream));
+  P3D_CAL_CUDA(cudaEventSynchronize(stop));
+  float ms = 0;
+  P3D_CAL_CUDA(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  P3D_CAL_CUDA(cudaGetLastError());
+  return ms * 1e-3 / reps;
+}
+
+}  // namespace p3d
