@@ -22,8 +22,10 @@
 // collectives, dp_comm = its exposed ZeRO-2/3 in-stage collectives + the
 // exposed end-of-step DP collectives, pp_comm = p2p time on the critical
 // chain (at most makespan - busy), bubble = the rest of the pipeline makespan,
-// optimizer = the optimizer step on the rank that ends last, other = 0 (no
-// launch-overhead term yet). step_s is defined as the sum of the parts.
+// optimizer = the optimizer step on the rank that ends last (the CPU AdamW
+// with offload), offload = exposed host<->GPU copies of CPU offload
+// (docs/offload.md), other = 0 (no launch-overhead term yet). step_s is
+// defined as the sum of the parts.
 //
 // Preconditions (planner/rules.h CheckPlan passes): degrees >= 1, layers %
 // (pp*vpp) == 0 is NOT required (layers are split as evenly as possible),
