@@ -111,42 +111,42 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
             // offload_params=>zero3); others are not candidates at all.
             const int offloads = zero == 0 ? 1 : zero < 3 ? 2 : 3;
             for (int off = 0; off < offloads; ++off) {
-            if (!Allowed(fx.offload, Offload(off))) continue;
-            for (Recompute rc : recomputes) {
-              if (!Allowed(fx.recompute, rc)) continue;
-              for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp) {
-                if (!Allowed(fx.sequence_parallel, sp == 1)) continue;
-                Plan p = layout;
-                p.micro_batch = mb;
-                p.grad_accum = per_dp / mb;
-                p.vpp = static_cast<int>(vpp);
-                p.zero = zero;
-                p.offload = Offload(off);
-                p.recompute = rc;
-                p.sequence_parallel = sp == 1;
-                // Rules that depend on the inner dimensions.
-                if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
-                    (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))) {
-                  reject(CheckPlan(request, p, options.rules));
-                  continue;
-                }
-                Candidate c{p, evaluator.EvaluateMemory(p)};
-                ++result.candidates;
-                if (options.on_candidate) options.on_candidate(p, c.quick.peak_bytes, c.quick.fits);
-                if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
-                if (c.quick.fits) {
-                  ++result.fitting;
-                  c.quick.step_s = evaluator.StepLowerBound(p);  // replaced by the simulated step below
-                  fitting.push_back(c);
-                } else if (options.keep_non_fitting && result.fitting == 0) {
-                  misses.push_back(c);
-                  if (misses.size() > 4 * k + 64) {
-                    std::partial_sort(misses.begin(), misses.begin() + k, misses.end(), Better);
-                    misses.resize(k);
+              if (!Allowed(fx.offload, Offload(off))) continue;
+              for (Recompute rc : recomputes) {
+                if (!Allowed(fx.recompute, rc)) continue;
+                for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp) {
+                  if (!Allowed(fx.sequence_parallel, sp == 1)) continue;
+                  Plan p = layout;
+                  p.micro_batch = mb;
+                  p.grad_accum = per_dp / mb;
+                  p.vpp = static_cast<int>(vpp);
+                  p.zero = zero;
+                  p.offload = Offload(off);
+                  p.recompute = rc;
+                  p.sequence_parallel = sp == 1;
+                  // Rules that depend on the inner dimensions.
+                  if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
+                      (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))) {
+                    reject(CheckPlan(request, p, options.rules));
+                    continue;
+                  }
+                  Candidate c{p, evaluator.EvaluateMemory(p)};
+                  ++result.candidates;
+                  if (options.on_candidate) options.on_candidate(p, c.quick.peak_bytes, c.quick.fits);
+                  if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
+                  if (c.quick.fits) {
+                    ++result.fitting;
+                    c.quick.step_s = evaluator.StepLowerBound(p);  // replaced by the simulated step below
+                    fitting.push_back(c);
+                  } else if (options.keep_non_fitting && result.fitting == 0) {
+                    misses.push_back(c);
+                    if (misses.size() > 4 * k + 64) {
+                      std::partial_sort(misses.begin(), misses.begin() + k, misses.end(), Better);
+                      misses.resize(k);
+                    }
                   }
                 }
               }
-            }
             }
           }
         }
