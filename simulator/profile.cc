@@ -245,7 +245,7 @@ Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
 }  // namespace
 
 std::vector<LinearGemmShape> LinearGemmShapes(const ModelSpec& model, int64_t tokens, int tp,
-                                              int64_t logits_chunk) {
+                                              int64_t logits_chunk, int64_t vocab_rows) {
   const int64_t H = model.hidden, HD = model.head_dim();
   const int64_t q = model.heads * HD / tp, kv = std::max<int64_t>(1, model.kv_heads / tp) * HD;
   const int64_t f = model.ffn / tp, fc = (model.arch == Arch::kLlama ? 2 : 1) * f;
@@ -255,7 +255,7 @@ std::vector<LinearGemmShape> LinearGemmShapes(const ModelSpec& model, int64_t to
                                          {who + " out", tokens, H, q},
                                          {who + " fc", tokens, fc, H},
                                          {who + " fc2", tokens, H, f},
-                                         {who + " head", chunk, model.vocab / tp, H}};
+                                         {who + " head", chunk, (vocab_rows > 0 ? vocab_rows : model.vocab) / tp, H}};
   std::vector<LinearGemmShape> unique;
   for (const LinearGemmShape& s : shapes) {
     bool seen = std::any_of(unique.begin(), unique.end(), [&](const LinearGemmShape& u) {

@@ -55,10 +55,11 @@ struct LinearGemmShape {
 
 // The linear GEMMs of one micro-batch of `model` with B*S = tokens on one GPU
 // of a TP group (q/k/v and fc column-parallel, out-proj and fc2 row-parallel),
-// and the LM head in chunks of `logits_chunk` tokens (0: all tokens at once).
-// Duplicate shapes are listed once.
+// and the LM head in chunks of `logits_chunk` tokens (0: all tokens at once)
+// over `vocab_rows` output rows split by TP (0: the model's V; p3d-run pads V,
+// executor/param_layout.h PaddedVocab). Duplicate shapes are listed once.
 std::vector<LinearGemmShape> LinearGemmShapes(const ModelSpec& model, int64_t tokens, int tp,
-                                              int64_t logits_chunk);
+                                              int64_t logits_chunk, int64_t vocab_rows = 0);
 
 // t = alpha + bytes * factor / bus_bytes_per_s fitted to measured times.
 struct LinkFit {

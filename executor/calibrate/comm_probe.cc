@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "executor/calibrate/probes.h"
-#include "executor/comm/process_groups.h"
+#include "executor/comm/communicator.h"
 
 namespace p3d {
 namespace {
@@ -53,15 +53,14 @@ float Expected(const std::string& op, const Counts& k, int rank, int n, size_t i
 
 }  // namespace
 
-StatusOr<nlohmann::json> ProbeCollectives(ProcessGroups& groups, const std::vector<double>& sizes,
+StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector<double>& sizes,
                                           const Progress& progress, cudaStream_t stream) {
-  Communicator& world = groups.world();
   const int n = world.size(), rank = world.rank();
   const double largest = *std::max_element(sizes.begin(), sizes.end());
   float *send = nullptr, *recv = nullptr;
   double* slowest = nullptr;
-  P3D_CAL_CUDA(cudaMalloc(&send, largest + 64));
-  P3D_CAL_CUDA(cudaMalloc(&recv, largest + 64));
+  P3D_CAL_CUDA(cudaMalloc(&send, static_cast<size_t>(largest) + 64));
+  P3D_CAL_CUDA(cudaMalloc(&recv, static_cast<size_t>(largest) + 64));
   P3D_CAL_CUDA(cudaMalloc(&slowest, sizeof(double)));
   nlohmann::json out = nlohmann::json::array();
   for (const char* op : kOps) {
@@ -89,8 +88,8 @@ StatusOr<nlohmann::json> ProbeCollectives(ProcessGroups& groups, const std::vect
       P3D_CAL_CUDA(cudaMemcpy(&mean, slowest, sizeof(double), cudaMemcpyDeviceToHost));
       const double full = static_cast<double>(k.full) * sizeof(float);
       if (rank == 0)
-        progress.Say(fmt::format("{:<14} {:>2} GPUs {:>10.0f} B  {:8.1f} us  algbw {:6.1f} GB/s  (checked)",
-                                 op, n, full, mean * 1e6, full / mean / 1e9));
+        progress.Say(fmt::format("{} {:<14} {:>2} GPUs {:>10.0f} B  {:8.1f} us  algbw {:6.1f} GB/s  (checked)",
+                                 world.name(), op, n, full, mean * 1e6, full / mean / 1e9));
       out.push_back({{"op", op}, {"link", "intra"}, {"group_size", n}, {"bytes", full},
                      {"seconds", mean}, {"wrong_elements", 0}});
     }

@@ -28,6 +28,7 @@
 #include "executor/comm/process_groups.h"
 #include "executor/host/spawn.h"
 #include "executor/metrics.h"
+#include "executor/param_layout.h"
 #include "models/zoo.h"
 #include "simulator/memory_terms.h"
 
@@ -85,7 +86,8 @@ StatusOr<std::vector<GemmShapeToMeasure>> Shapes(const Options& o) {
     for (int64_t b : o.micro_batches)
       for (int tp : o.tps) {
         if (model.heads % tp || model.ffn % tp) continue;
-        for (LinearGemmShape s : LinearGemmShapes(model, b * o.seq, tp, o.logits_chunk)) {
+        for (LinearGemmShape s : LinearGemmShapes(model, b * o.seq, tp, o.logits_chunk,
+                                                           PaddedVocab(model.vocab))) {
           s.label = fmt::format("{} B={} TP={}", s.label, b, tp);
           add(s, "plan");
         }
@@ -113,13 +115,13 @@ StatusOr<nlohmann::json> CalibrateComm(const LaunchInfo& launch, int devices, co
   P3D_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(1, launch.world_size, 1, devices));
   P3D_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroups> groups,
                        ProcessGroups::Create(launch, grid, CommOptions{}));
-  const double small = 4096 * 4.0 * launch.world_size;
-  for (Communicator* c : {&groups->world(), &groups->group(GroupKind::kData)}) {
-    (void)c;
-  }
-  // The first small collectives connect the world's rings; the DP group is
-  // the same ranks and is connected by its first use the same way.
-  P3D_ASSIGN_OR_RETURN(nlohmann::json warm, ProbeCollectives(*groups, {small}, progress, stream));
+  // NCCL connects lazily: one small checked call of every kind on the world
+  // and on the DP group (the same ranks), as a DP run would make.
+  const std::vector<double> small = {4096.0 * 4 * launch.world_size};
+  P3D_ASSIGN_OR_RETURN(nlohmann::json warm_world,
+                       ProbeCollectives(groups->world(), small, progress, stream));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json warm_dp,
+                       ProbeCollectives(groups->group(GroupKind::kData), small, progress, stream));
   P3D_ASSIGN_OR_RETURN(size_t after, FreeBytes());
   Plan dp_plan;
   dp_plan.dp = launch.world_size;
@@ -127,7 +129,7 @@ StatusOr<nlohmann::json> CalibrateComm(const LaunchInfo& launch, int devices, co
   progress.Say(fmt::format("nccl: {:.0f} MiB for the process groups of DP{} ({} communicators as "
                            "the simulator counts them)",
                            (static_cast<double>(before) - after) / 1048576, launch.world_size, comms));
-  P3D_ASSIGN_OR_RETURN(nlohmann::json samples, ProbeCollectives(*groups, o.comm_bytes, progress, stream));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json samples, ProbeCollectives(groups->world(), o.comm_bytes, progress, stream));
   return nlohmann::json{{"nccl_bytes", static_cast<double>(before) - static_cast<double>(after)},
                         {"nccl_communicators", comms},
                         {"collectives", samples}};

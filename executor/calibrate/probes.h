@@ -23,7 +23,7 @@
 
 namespace p3d {
 
-class ProcessGroups;
+class Communicator;
 
 // Progress lines on stderr, stamped with seconds since the start, and the
 // deadline every probe respects.
@@ -65,11 +65,9 @@ StatusOr<nlohmann::json> ProbeGemms(const std::vector<GemmShapeToMeasure>& shape
                                     const Progress& progress, cudaStream_t stream,
                                     int* skipped);
 
-// Collectives ("collectives" array) over the world communicator, every rank
-// calling it; results checked on every rank, time = slowest rank's mean.
-// Also the NCCL bytes the groups hold ("nccl_bytes", "nccl_communicators"),
-// measured around ProcessGroups::Create by the caller and passed in.
-StatusOr<nlohmann::json> ProbeCollectives(ProcessGroups& groups,
+// Collectives ("collectives" array) over `comm`, every member calling it;
+// results checked on every rank, time = the slowest rank's mean.
+StatusOr<nlohmann::json> ProbeCollectives(Communicator& comm,
                                           const std::vector<double>& sizes_bytes,
                                           const Progress& progress, cudaStream_t stream);
 

@@ -62,6 +62,10 @@ TEST(LinearGemmShapes, GptShapesAreTheExecutorsLinearLayers) {
   EXPECT_EQ(shapes[4].m, 1024);   // head, one loss chunk
   EXPECT_EQ(shapes[4].n, m.vocab);
   for (const auto& s : shapes) EXPECT_EQ(s.flops(), 2.0 * s.m * s.n * s.k);
+  // The executor's padded vocabulary replaces V in the head only.
+  auto padded = LinearGemmShapes(m, 4096, 1, 1024, 50304);
+  EXPECT_EQ(padded[4].n, 50304);
+  EXPECT_EQ(padded[0].n, shapes[0].n);
 }
 
 TEST(LinearGemmShapes, LlamaTensorParallelSplitsAndDeduplicates) {
