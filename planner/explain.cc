@@ -74,10 +74,11 @@ RuleOfThumb CourseRuleOfThumb(const ModelSpec& model) {
     rule.fixed.pp = model.layers % 2 == 0 ? 2 : (model.layers % 4 == 0 ? 4 : 3);
     rule.fixed.zero = 3;
   } else {
-    rule.description = "> 100B: TP8, PP4, ZeRO-3 + CPU offload (offload not modelled: evaluated without it)";
+    rule.description = "> 100B: TP8, PP4, ZeRO-3 + CPU optimizer offload";
     rule.fixed.tp = 8;
     rule.fixed.pp = 4;
     rule.fixed.zero = 3;
+    rule.fixed.offload = Offload::kOptimizer;
   }
   return rule;
 }

@@ -17,8 +17,7 @@ std::string ExplainPlan(const PlanRequest& request, const EvaluatedPlan& plan, i
 
 // The course's rule of thumb for a model size, as fixed search dimensions:
 //   < 7B: DP only;  7-30B: DP + TP2, ZeRO-2;  30-100B: TP4, PP2-4 (the smallest
-//   that divides), ZeRO-3;  > 100B: TP8, PP4, ZeRO-3 (+ CPU offload, which p3d
-//   does not model yet: the rule's plan is evaluated without it).
+//   that divides), ZeRO-3;  > 100B: TP8, PP4, ZeRO-3 + CPU optimizer offload.
 struct RuleOfThumb {
   std::string description;
   SearchConstraints fixed;
