@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -20,21 +21,38 @@ StatusOr<size_t> FreeBytes() {
   return free;
 }
 
-// nvidia-smi's memory.total (MiB) of the current device; 0 when unavailable.
-double NvidiaSmiTotalBytes() {
+// One nvidia-smi field of the current device ("memory.total", "driver_version");
+// empty when nvidia-smi is unavailable.
+std::string NvidiaSmi(const char* field) {
   int dev = 0;
   char bus[32] = {0};
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetPCIBusId(bus, sizeof(bus), dev) != cudaSuccess)
-    return 0;
+    return "";
   std::string cmd = fmt::format(
-      "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i {} 2>/dev/null", bus);
+      "nvidia-smi --query-gpu={} --format=csv,noheader,nounits -i {} 2>/dev/null", field, bus);
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  double mib = 0;
-  if (!pipe || std::fscanf(pipe.get(), "%lf", &mib) != 1) return 0;
-  return mib * 1024 * 1024;
+  char buf[128] = {0};
+  if (!pipe || !std::fgets(buf, sizeof(buf), pipe.get())) return "";
+  std::string v(buf);
+  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+  return v;
+}
+
+// nvidia-smi's memory.total (MiB) in bytes; 0 when unavailable.
+double NvidiaSmiTotalBytes() {
+  const std::string mib = NvidiaSmi("memory.total");
+  return mib.empty() ? 0 : std::atof(mib.c_str()) * 1024 * 1024;
 }
 
 }  // namespace
+
+std::string DriverVersion() {
+  const std::string v = NvidiaSmi("driver_version");
+  if (!v.empty()) return v;
+  int api = 0;
+  cudaDriverGetVersion(&api);
+  return fmt::format("CUDA driver API {}", api);
+}
 
 double Progress::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -69,7 +87,9 @@ StatusOr<nlohmann::json> ProbeRuntime(const Progress& progress) {
     P3D_CAL_CUDA(cudaFree(ws));
     P3D_ASSIGN_OR_RETURN(size_t free_ctx, FreeBytes());
     // One arena-sized allocation: how much more than asked does it take?
-    const size_t request = (size_t{1} << 30) + 12345;
+    // (A whole number of 2 MiB pages: the rounding of an odd size to the
+    // next page, < 2 MiB once per arena, is no fraction of it.)
+    const size_t request = size_t{1} << 30;
     void* arena = nullptr;
     P3D_CAL_CUDA(cudaMalloc(&arena, request));
     P3D_ASSIGN_OR_RETURN(size_t free_arena, FreeBytes());

@@ -22,7 +22,6 @@
 #include <fstream>
 #include <iostream>
 #include <set>
-#include <sstream>
 
 #include "executor/calibrate/probes.h"
 #include "executor/comm/process_groups.h"
@@ -50,23 +49,6 @@ struct Options {
   std::string out = "profile.json";
   std::string command;
 };
-
-std::string DriverVersion() {
-  std::ifstream in("/proc/driver/nvidia/version");
-  std::string line;
-  if (std::getline(in, line)) {
-    const std::string key = "Kernel Module";
-    size_t at = line.find(key);
-    if (at != std::string::npos) {
-      std::istringstream rest(line.substr(at + key.size()));
-      std::string version;
-      if (rest >> version) return version;
-    }
-  }
-  int v = 0;
-  cudaDriverGetVersion(&v);
-  return fmt::format("CUDA driver API {}", v);
-}
 
 std::string UtcNow() {
   std::time_t t = std::time(nullptr);

@@ -50,6 +50,9 @@ StatusOr<double> TimeLaunches(Launch&& launch, int warmup, int reps, cudaStream_
 // allocation. Run first, before anything else allocates.
 StatusOr<nlohmann::json> ProbeRuntime(const Progress& progress);
 
+// The NVIDIA driver version (nvidia-smi), or the CUDA driver API version.
+std::string DriverVersion();
+
 // HBM ("hbm" object): device-to-device copy and the executor's residual-add
 // kernel over `bytes`-sized buffers, result spot-checked.
 StatusOr<nlohmann::json> ProbeHbm(double bytes, const Progress& progress, cudaStream_t stream);
