@@ -54,7 +54,9 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
     return Status::Infeasible(StrCat(
         "executor: the planned arena of ", bytes / 1073741824.0, " GiB does not fit: ",
         free_b / 1073741824.0, " GiB free of ", total_b / 1073741824.0, " GiB (",
-        cudaGetErrorString(err), "); try --recompute full, a smaller --micro-batch or --seq"));
+        cudaGetErrorString(err), "); try ",
+        config.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
+        "a smaller --micro-batch or --seq, or a larger card"));
   }
   // dlogits columns [V, PaddedVocab(V)) are never written by the loss and must be 0.
   CUDA_CHECK(cudaMemsetAsync(model->At<char>(model->plan_.dlogits), 0,

@@ -16,7 +16,7 @@
 //
 // Loss: logits are computed kLogitsChunk tokens at a time (TrainingShape::
 // logits_chunk, default kDefaultLogitsChunk = 1024): chunk logits fp32 +
-// dlogits bf16 = chunk * roundup(V, 64) * 6 bytes (V = 50257: 309 MiB at 1024),
+// dlogits bf16 = chunk * PaddedVocab(V) * 6 bytes (V = 50257: 295 MiB at 1024),
 // and the chunk's head backward runs immediately, so no [T, V] tensor exists.
 //
 // Recompute (same meaning as planner/plan.h Recompute):
