@@ -25,24 +25,24 @@ std::string CublasStatusString(cublasStatus_t status);
 
 }  // namespace p3d
 
-#define CUDA_CHECK(expr)                                                                      \
-  do {                                                                                        \
-    cudaError_t p3d_cuda_err_ = (expr);                                                       \
-    if (p3d_cuda_err_ != cudaSuccess) {                                                       \
-      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                                  \
-          __FILE__, __LINE__, #expr,                                                          \
-          std::string(cudaGetErrorName(p3d_cuda_err_)) + " (" +                               \
-              cudaGetErrorString(p3d_cuda_err_) + ")"));                                      \
-    }                                                                                         \
+#define CUDA_CHECK(expr)                                                               \
+  do {                                                                                 \
+    cudaError_t p3d_cuda_err_ = (expr);                                                \
+    if (p3d_cuda_err_ != cudaSuccess) {                                                \
+      return ::p3d::Status::Internal(                                                  \
+          ::p3d::GpuErrorMessage(__FILE__, __LINE__, #expr,                            \
+                                 std::string(cudaGetErrorName(p3d_cuda_err_)) + " (" + \
+                                     cudaGetErrorString(p3d_cuda_err_) + ")"));        \
+    }                                                                                  \
   } while (0)
 
-#define CUBLAS_CHECK(expr)                                                                    \
-  do {                                                                                        \
-    cublasStatus_t p3d_cublas_st_ = (expr);                                                   \
-    if (p3d_cublas_st_ != CUBLAS_STATUS_SUCCESS) {                                            \
-      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                                  \
-          __FILE__, __LINE__, #expr, ::p3d::CublasStatusString(p3d_cublas_st_)));             \
-    }                                                                                         \
+#define CUBLAS_CHECK(expr)                                                        \
+  do {                                                                            \
+    cublasStatus_t p3d_cublas_st_ = (expr);                                       \
+    if (p3d_cublas_st_ != CUBLAS_STATUS_SUCCESS) {                                \
+      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                      \
+          __FILE__, __LINE__, #expr, ::p3d::CublasStatusString(p3d_cublas_st_))); \
+    }                                                                             \
   } while (0)
 
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())

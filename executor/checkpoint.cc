@@ -65,13 +65,13 @@ StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, Model& model) {
     return Status::InvalidArgument(fmt::format("checkpoint '{}': unreadable header", path));
   const nlohmann::json expected = ModelToJson(model.config().spec);
   if (header.value("model", nlohmann::json()) != expected)
-    return Status::InvalidArgument(fmt::format(
-        "checkpoint '{}' holds model {} but the run is configured for {}", path,
-        header.value("model", nlohmann::json()).dump(), expected.dump()));
+    return Status::InvalidArgument(
+        fmt::format("checkpoint '{}' holds model {} but the run is configured for {}", path,
+                    header.value("model", nlohmann::json()).dump(), expected.dump()));
   if (header.value("param_elements", int64_t{-1}) != model.params().total)
-    return Status::InvalidArgument(fmt::format(
-        "checkpoint '{}': parameter layout has {} elements, this build lays out {}", path,
-        header.value("param_elements", int64_t{-1}), model.params().total));
+    return Status::InvalidArgument(
+        fmt::format("checkpoint '{}': parameter layout has {} elements, this build lays out {}",
+                    path, header.value("param_elements", int64_t{-1}), model.params().total));
   CheckpointInfo info;
   info.step = header.value("step", int64_t{0});
   info.adam_steps = header.value("adam_steps", int64_t{0});

@@ -77,9 +77,9 @@ class FileSource final : public TokenSource {
 
 Status CheckShape(const BatchShape& s) {
   if (s.micro_batch < 1 || s.seq < 1 || s.grad_accum < 1)
-    return Status::InvalidArgument(fmt::format(
-        "data: micro_batch = {}, seq = {}, grad_accum = {} must all be positive", s.micro_batch,
-        s.seq, s.grad_accum));
+    return Status::InvalidArgument(
+        fmt::format("data: micro_batch = {}, seq = {}, grad_accum = {} must all be positive",
+                    s.micro_batch, s.seq, s.grad_accum));
   return Status::Ok();
 }
 
@@ -108,14 +108,14 @@ StatusOr<std::unique_ptr<TokenSource>> MakeFileSource(const std::string& path, T
   std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t width = dtype == TokenDType::kUint16 ? 2 : 4;
   if (raw.size() % width != 0)
-    return Status::InvalidArgument(fmt::format(
-        "data file '{}': {} bytes is not a whole number of {}-byte tokens", path, raw.size(),
-        width));
+    return Status::InvalidArgument(
+        fmt::format("data file '{}': {} bytes is not a whole number of {}-byte tokens", path,
+                    raw.size(), width));
   const int64_t n = static_cast<int64_t>(raw.size() / width);
   if (n < shape.seq + 1)
-    return Status::InvalidArgument(fmt::format(
-        "data file '{}' holds {} tokens; a sequence of {} needs at least {}", path, n, shape.seq,
-        shape.seq + 1));
+    return Status::InvalidArgument(
+        fmt::format("data file '{}' holds {} tokens; a sequence of {} needs at least {}", path, n,
+                    shape.seq, shape.seq + 1));
   std::vector<int32_t> data(n);
   for (int64_t i = 0; i < n; ++i) {
     const auto* p = reinterpret_cast<const unsigned char*>(raw.data()) + i * width;

@@ -1,6 +1,5 @@
-#include "executor/matmul.h"
-
 #include "executor/check.h"
+#include "executor/matmul.h"
 #include "executor/str_cat.h"
 
 namespace p3d {
@@ -57,10 +56,10 @@ StatusOr<const Matmul::Plan*> Matmul::GetPlan(const MatmulParams& p, const Key& 
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   cublasOperation_t op_a = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS A = our B
   cublasOperation_t op_b = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS B = our A
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
-                                              sizeof(op_a)));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
-                                              sizeof(op_b)));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   if (p.bias) {
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     cudaDataType_t bias_type = CUDA_R_16BF;
@@ -77,8 +76,10 @@ StatusOr<const Matmul::Plan*> Matmul::GetPlan(const MatmulParams& p, const Key& 
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, CudaType(p.d_type), p.n, p.m, p.ldd));
   if (p.batch > 1) {
     int32_t count = p.batch;
-    struct { cublasLtMatrixLayout_t layout; int64_t stride; } sets[] = {
-        {plan->a, p.stride_b}, {plan->b, p.stride_a}, {plan->d, p.stride_d}};
+    struct {
+      cublasLtMatrixLayout_t layout;
+      int64_t stride;
+    } sets[] = {{plan->a, p.stride_b}, {plan->b, p.stride_a}, {plan->d, p.stride_d}};
     for (auto& s : sets) {
       CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(s.layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
                                                     &count, sizeof(count)));
@@ -115,10 +116,10 @@ StatusOr<const Matmul::Plan*> Matmul::GetPlan(const MatmulParams& p, const Key& 
   cublasLtMatmulPreferenceDestroy(pref);
   CUBLAS_CHECK(st);
   if (found == 0) {
-    return Status::Internal(StrCat("cuBLASLt has no algorithm for m=", p.m, " n=", p.n, " k=", p.k,
-                                   " trans_a=", p.trans_a, " trans_b=", p.trans_b, " lda=", p.lda,
-                                   " ldb=", p.ldb, " ldd=", p.ldd, " out=",
-                                   p.d_type == DType::kBf16 ? "bf16" : "fp32", " batch=", p.batch));
+    return Status::Internal(StrCat(
+        "cuBLASLt has no algorithm for m=", p.m, " n=", p.n, " k=", p.k, " trans_a=", p.trans_a,
+        " trans_b=", p.trans_b, " lda=", p.lda, " ldb=", p.ldb, " ldd=", p.ldd,
+        " out=", p.d_type == DType::kBf16 ? "bf16" : "fp32", " batch=", p.batch));
   }
   plan->algo = result.algo;
   const Plan* raw = plan.get();
@@ -129,8 +130,8 @@ StatusOr<const Matmul::Plan*> Matmul::GetPlan(const MatmulParams& p, const Key& 
 Status Matmul::Run(const MatmulParams& in, cudaStream_t stream) {
   MatmulParams p = in;
   if (p.m <= 0 || p.n <= 0 || p.k <= 0 || p.batch <= 0)
-    return Status::InvalidArgument(StrCat("matmul: m=", p.m, " n=", p.n, " k=", p.k,
-                                          " batch=", p.batch, " must be positive"));
+    return Status::InvalidArgument(
+        StrCat("matmul: m=", p.m, " n=", p.n, " k=", p.k, " batch=", p.batch, " must be positive"));
   if (!p.a || !p.b || !p.d) return Status::InvalidArgument("matmul: null operand pointer");
   const int64_t a_cols = p.trans_a ? p.m : p.k, b_cols = p.trans_b ? p.k : p.n;
   if (p.lda == 0) p.lda = a_cols;
@@ -138,8 +139,8 @@ Status Matmul::Run(const MatmulParams& in, cudaStream_t stream) {
   if (p.ldd == 0) p.ldd = p.n;
   if (p.lda < a_cols || p.ldb < b_cols || p.ldd < p.n)
     return Status::InvalidArgument(StrCat("matmul: leading dimension too small (lda=", p.lda, " < ",
-                                          a_cols, " or ldb=", p.ldb, " < ", b_cols, " or ldd=",
-                                          p.ldd, " < ", p.n, ")"));
+                                          a_cols, " or ldb=", p.ldb, " < ", b_cols,
+                                          " or ldd=", p.ldd, " < ", p.n, ")"));
   if (p.bias && p.d_type != DType::kBf16)
     return Status::InvalidArgument("matmul: a bias epilogue needs bf16 output");
 
@@ -169,8 +170,8 @@ Status Matmul::Run(const MatmulParams& in, cudaStream_t stream) {
                                                 &p.bias, sizeof(p.bias)));
   }
   CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &p.alpha, p.b, plan->a, p.a, plan->b, &p.beta,
-                              p.d, plan->d, p.d, plan->d, &plan->algo, workspace_,
-                              workspace_bytes_, stream));
+                              p.d, plan->d, p.d, plan->d, &plan->algo, workspace_, workspace_bytes_,
+                              stream));
   return Status::Ok();
 }
 

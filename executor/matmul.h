@@ -40,11 +40,11 @@ struct MatmulParams {
   const bf16* b = nullptr;
   bool trans_b = false;
   int64_t ldb = 0;
-  void* d = nullptr;        // bf16 or fp32 per d_type
+  void* d = nullptr;  // bf16 or fp32 per d_type
   DType d_type = DType::kBf16;
   int64_t ldd = 0;
   float alpha = 1.0f;
-  float beta = 0.0f;        // 0: overwrite D; 1: accumulate into D
+  float beta = 0.0f;           // 0: overwrite D; 1: accumulate into D
   const bf16* bias = nullptr;  // [n], added to every row (bf16 output only)
   int batch = 1;
   int64_t stride_a = 0, stride_b = 0, stride_d = 0;  // elements between batch entries

@@ -1,8 +1,8 @@
 #include "executor/memory_plan.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "executor/kernels/column_reduce.h"
 #include "executor/kernels/optimizer.h"
@@ -57,11 +57,16 @@ void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, MemoryTerm
 
 const char* MemoryTermName(MemoryTerm term) {
   switch (term) {
-    case MemoryTerm::kWeights: return "weights";
-    case MemoryTerm::kGradients: return "gradients";
-    case MemoryTerm::kOptimizer: return "optimizer";
-    case MemoryTerm::kActivations: return "activations";
-    case MemoryTerm::kBuffers: return "buffers";
+    case MemoryTerm::kWeights:
+      return "weights";
+    case MemoryTerm::kGradients:
+      return "gradients";
+    case MemoryTerm::kOptimizer:
+      return "optimizer";
+    case MemoryTerm::kActivations:
+      return "activations";
+    case MemoryTerm::kBuffers:
+      return "buffers";
   }
   return "?";
 }
@@ -95,16 +100,16 @@ int64_t LayerActivationBytes(const ModelSpec& m, const LocalShape& s, const Trai
   if (t.recompute == Recompute::kFull) return x_in;
   const int64_t stats = d.T * kF32 * (d.layernorm ? 4 : 2);
   int64_t bytes = x_in + stats +
-                  kBf16 * d.T * (d.H /*norm1_out*/ + d.Eq /*q*/ + 2 * d.Ekv /*k,v*/ +
-                                 d.Eq /*att_out*/ + d.H /*x_mid*/ + d.H /*norm2_out*/ +
-                                 d.mlp_pre_cols + d.F /*mlp_act*/);
+                  kBf16 * d.T *
+                      (d.H /*norm1_out*/ + d.Eq /*q*/ + 2 * d.Ekv /*k,v*/ + d.Eq /*att_out*/ +
+                       d.H /*x_mid*/ + d.H /*norm2_out*/ + d.mlp_pre_cols + d.F /*mlp_act*/);
   if (t.recompute == Recompute::kNone) bytes += d.scores * kBf16;
   return bytes;
 }
 
 StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalShape& s,
-                                                const ParamLayout& params,
-                                                const TrainingShape& t, int64_t workspace_bytes) {
+                                                const ParamLayout& params, const TrainingShape& t,
+                                                int64_t workspace_bytes) {
   if (t.micro_batch < 1 || t.seq < 1)
     return Status::InvalidArgument(
         fmt::format("micro_batch = {} and seq = {} must be positive", t.micro_batch, t.seq));
@@ -120,16 +125,16 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   P3D_RETURN_IF_ERROR(multiple8("head_dim", s.head_dim));
   P3D_RETURN_IF_ERROR(multiple8("ffn", s.ffn));
   if (m.arch == Arch::kGpt2 && t.seq > m.max_positions)
-    return Status::InvalidArgument(fmt::format(
-        "seq = {} exceeds the model's {} learned positions (max_positions)", t.seq,
-        m.max_positions));
-  if (t.logits_chunk < 0)
-    return Status::InvalidArgument("logits_chunk must be >= 0 (0 = default)");
-  const int64_t blocks = t.attention_blocks > 0 ? t.attention_blocks : DefaultAttentionBlocks(t.seq);
+    return Status::InvalidArgument(
+        fmt::format("seq = {} exceeds the model's {} learned positions (max_positions)", t.seq,
+                    m.max_positions));
+  if (t.logits_chunk < 0) return Status::InvalidArgument("logits_chunk must be >= 0 (0 = default)");
+  const int64_t blocks =
+      t.attention_blocks > 0 ? t.attention_blocks : DefaultAttentionBlocks(t.seq);
   if (t.attention_blocks < 0 || t.seq % blocks != 0 || (t.seq / blocks) % 8 != 0)
-    return Status::InvalidArgument(fmt::format(
-        "rule attention blocks: {} causal blocks must cut seq = {} into multiples of 8",
-        t.attention_blocks, t.seq));
+    return Status::InvalidArgument(
+        fmt::format("rule attention blocks: {} causal blocks must cut seq = {} into multiples of 8",
+                    t.attention_blocks, t.seq));
 
   const Dims d = MakeDims(m, s, t);
   TrainingMemoryPlan p;
@@ -160,10 +165,10 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   const int64_t vocab = s.vocab;
   p.logits_ld = PaddedVocab(vocab);
   p.logits_chunk = std::min(d.T, t.logits_chunk > 0 ? t.logits_chunk : kDefaultLogitsChunk);
-  p.logits = a.Add("logits chunk (fp32)", MemoryTerm::kActivations,
-                   p.logits_chunk * p.logits_ld * kF32);
-  p.dlogits = a.Add("dlogits chunk (bf16)", MemoryTerm::kActivations,
-                    p.logits_chunk * p.logits_ld * kBf16);
+  p.logits =
+      a.Add("logits chunk (fp32)", MemoryTerm::kActivations, p.logits_chunk * p.logits_ld * kF32);
+  p.dlogits =
+      a.Add("dlogits chunk (bf16)", MemoryTerm::kActivations, p.logits_chunk * p.logits_ld * kBf16);
   p.losses = a.Add("token losses (fp32)", MemoryTerm::kActivations, d.T * kF32);
 
   // One layer's transient set: recompute target (full) / score scratch (selective, full).
@@ -181,8 +186,8 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   }
   p.qkv_tokens = a.Add("qkv tokens / dqkv", MemoryTerm::kBuffers, d.T * d.Q3 * kBf16);
   p.o_heads = a.Add("attention out heads / d", MemoryTerm::kBuffers, d.T * d.Eq * kBf16);
-  p.branch = a.Add("branch out / d norm out", MemoryTerm::kBuffers,
-                   d.T * std::max(d.H, d.Eq) * kBf16);
+  p.branch =
+      a.Add("branch out / d norm out", MemoryTerm::kBuffers, d.T * std::max(d.H, d.Eq) * kBf16);
   p.dres = a.Add("d residual", MemoryTerm::kBuffers, d.T * d.H * kBf16);
   p.dmlp_act = a.Add("d mlp_act", MemoryTerm::kBuffers, d.T * d.F * kBf16);
   p.dmlp_pre = a.Add("d mlp_pre", MemoryTerm::kBuffers, d.T * d.mlp_pre_cols * kBf16);

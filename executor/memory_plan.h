@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "executor/param_layout.h"
 #include "executor/parallel_context.h"
+#include "executor/param_layout.h"
 #include "models/model_spec.h"
 #include "planner/plan.h"
 
@@ -73,10 +73,10 @@ struct LayerActivationOffsets {
 };
 
 struct TrainingShape {
-  int64_t micro_batch = 1;   // B
-  int64_t seq = 0;           // S
+  int64_t micro_batch = 1;  // B
+  int64_t seq = 0;          // S
   Recompute recompute = Recompute::kNone;
-  int64_t logits_chunk = 0;  // tokens per loss chunk; 0 = default (kDefaultLogitsChunk, <= T)
+  int64_t logits_chunk = 0;      // tokens per loss chunk; 0 = default (kDefaultLogitsChunk, <= T)
   int64_t attention_blocks = 0;  // causal query blocks per sequence; 0 = DefaultAttentionBlocks(S)
 };
 
@@ -100,8 +100,8 @@ struct TrainingMemoryPlan {
   int64_t logits = 0, dlogits = 0, losses = 0, scalars = 0, norm_partials = 0, column_partials = 0;
   int64_t tokens = 0, targets = 0, bucket_token = 0, bucket_offset = 0, positions = 0;
   int64_t rope_cos = 0, rope_sin = 0, workspace = 0;
-  int64_t logits_chunk = 0;  // tokens per loss chunk actually used
-  int64_t logits_ld = 0;     // row stride of the logits chunk: PaddedVocab(V)
+  int64_t logits_chunk = 0;      // tokens per loss chunk actually used
+  int64_t logits_ld = 0;         // row stride of the logits chunk: PaddedVocab(V)
   int64_t attention_blocks = 1;  // causal query blocks per sequence actually used
 };
 

@@ -41,8 +41,8 @@ constexpr DeviceAlias kDeviceAliases[] = {
 StatusOr<StepTimeStats> SummarizeStepTimes(const std::vector<double>& times, int warmup) {
   if (warmup < 0) return Status::InvalidArgument("warm-up steps must be >= 0");
   if (static_cast<int>(times.size()) <= warmup)
-    return Status::InvalidArgument(fmt::format(
-        "{} steps leave none to time after {} warm-up steps", times.size(), warmup));
+    return Status::InvalidArgument(
+        fmt::format("{} steps leave none to time after {} warm-up steps", times.size(), warmup));
   std::vector<double> t(times.begin() + warmup, times.end());
   std::sort(t.begin(), t.end());
   StepTimeStats s;

@@ -1,5 +1,3 @@
-#include "executor/model.h"
-
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -14,6 +12,7 @@
 #include "executor/kernels/heads.h"
 #include "executor/kernels/norm.h"
 #include "executor/kernels/softmax.h"
+#include "executor/model.h"
 #include "executor/str_cat.h"
 #include "executor/token_buckets.h"
 
@@ -35,8 +34,9 @@ Model::~Model() {
 StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaStream_t stream) {
   const ParallelContext& ctx = config.parallel;
   if (ctx.tp != 1 || ctx.pp != 1)
-    return Status::InvalidArgument(StrCat("executor: tp=", ctx.tp, " pp=", ctx.pp,
-                                          " requested; this executor trains on one GPU (tp = pp = 1)"));
+    return Status::InvalidArgument(
+        StrCat("executor: tp=", ctx.tp, " pp=", ctx.pp,
+               " requested; this executor trains on one GPU (tp = pp = 1)"));
   P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, ctx));
   P3D_ASSIGN_OR_RETURN(ParamLayout params, BuildParamLayout(config.spec, ctx, local));
   P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
@@ -51,20 +51,19 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
     cudaGetLastError();  // clear the allocation error
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    return Status::Infeasible(StrCat(
-        "executor: the planned arena of ", bytes / 1073741824.0, " GiB does not fit: ",
-        free_b / 1073741824.0, " GiB free of ", total_b / 1073741824.0, " GiB (",
-        cudaGetErrorString(err), "); try ",
-        config.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
-        "a smaller --micro-batch or --seq, or a larger card"));
+    return Status::Infeasible(
+        StrCat("executor: the planned arena of ", bytes / 1073741824.0,
+               " GiB does not fit: ", free_b / 1073741824.0, " GiB free of ",
+               total_b / 1073741824.0, " GiB (", cudaGetErrorString(err), "); try ",
+               config.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
+               "a smaller --micro-batch or --seq, or a larger card"));
   }
   // dlogits columns [V, PaddedVocab(V)) are never written by the loss and must be 0.
   CUDA_CHECK(cudaMemsetAsync(model->At<char>(model->plan_.dlogits), 0,
                              model->plan_.logits_chunk * model->plan_.logits_ld * sizeof(bf16),
                              stream));
-  P3D_ASSIGN_OR_RETURN(model->matmul_,
-                       Matmul::Create(model->At<void>(model->plan_.workspace),
-                                      Matmul::kWorkspaceBytes));
+  P3D_ASSIGN_OR_RETURN(model->matmul_, Matmul::Create(model->At<void>(model->plan_.workspace),
+                                                      Matmul::kWorkspaceBytes));
   if (config.spec.arch == Arch::kLlama) {
     std::vector<float> cos_t, sin_t;
     BuildRotaryTables(config.shape.seq, local.head_dim, config.rope_theta, &cos_t, &sin_t);
@@ -168,23 +167,43 @@ Status Model::CausalAttentionGemm(CausalGemm kind, const bf16* a, const bf16* b,
     p.batch = static_cast<int>(B * local_.kv_heads);
     switch (kind) {
       case CausalGemm::kScores:  // d[block rows, 0:(i+1)Sb] = a[block rows, HD] b[0:(i+1)Sb, HD]^T
-        p.m = Sb * G; p.n = (i + 1) * Sb; p.k = HD;
-        p.a = a + i * Sb * G * HD; p.b = b; p.trans_b = true;
-        p.d = d + i * Sb * G * S; p.ldd = S;
-        p.stride_a = S * G * HD; p.stride_b = S * HD; p.stride_d = S * G * S;
+        p.m = Sb * G;
+        p.n = (i + 1) * Sb;
+        p.k = HD;
+        p.a = a + i * Sb * G * HD;
+        p.b = b;
+        p.trans_b = true;
+        p.d = d + i * Sb * G * S;
+        p.ldd = S;
+        p.stride_a = S * G * HD;
+        p.stride_b = S * HD;
+        p.stride_d = S * G * S;
         break;
       case CausalGemm::kValues:  // d[block rows, HD] = a[block rows, 0:(i+1)Sb] b[0:(i+1)Sb, HD]
-        p.m = Sb * G; p.n = HD; p.k = (i + 1) * Sb;
-        p.a = a + i * Sb * G * S; p.lda = S; p.b = b;
+        p.m = Sb * G;
+        p.n = HD;
+        p.k = (i + 1) * Sb;
+        p.a = a + i * Sb * G * S;
+        p.lda = S;
+        p.b = b;
         p.d = d + i * Sb * G * HD;
-        p.stride_a = S * G * S; p.stride_b = S * HD; p.stride_d = S * G * HD;
+        p.stride_a = S * G * S;
+        p.stride_b = S * HD;
+        p.stride_d = S * G * HD;
         break;
-      case CausalGemm::kKeys:  // d[key block i, HD] = a[rows >= i Sb G, key block i]^T b[those rows, HD]
-        p.m = Sb; p.n = HD; p.k = (S - i * Sb) * G;
-        p.a = a + i * Sb * G * S + i * Sb; p.trans_a = true; p.lda = S;
+      case CausalGemm::kKeys:  // d[key block i, HD] = a[rows >= i Sb G, key block i]^T b[those
+                               // rows, HD]
+        p.m = Sb;
+        p.n = HD;
+        p.k = (S - i * Sb) * G;
+        p.a = a + i * Sb * G * S + i * Sb;
+        p.trans_a = true;
+        p.lda = S;
         p.b = b + i * Sb * G * HD;
         p.d = d + i * Sb * HD;
-        p.stride_a = S * G * S; p.stride_b = S * G * HD; p.stride_d = S * HD;
+        p.stride_a = S * G * S;
+        p.stride_b = S * G * HD;
+        p.stride_d = S * HD;
         break;
     }
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
@@ -225,8 +244,8 @@ Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32
                              cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_token), b.token.data(), buckets_ * 4,
                              cudaMemcpyHostToDevice, stream_));
-  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_offset), b.offset.data(),
-                             b.offset.size() * 4, cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_offset), b.offset.data(), b.offset.size() * 4,
+                             cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.positions), b.positions.data(), T * 4,
                              cudaMemcpyHostToDevice, stream_));
   return Status::Ok();
@@ -244,8 +263,15 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   bf16* branch = At<bf16>(plan_.branch);
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  NormForwardArgs n1{norm, At<bf16>(o.x_in), W(w.norm1_w), WOpt(w.norm1_b), At<bf16>(o.norm1_out),
-                     gpt2 ? At<float>(o.norm1_mean) : nullptr, At<float>(o.norm1_rstd), T, H,
+  NormForwardArgs n1{norm,
+                     At<bf16>(o.x_in),
+                     W(w.norm1_w),
+                     WOpt(w.norm1_b),
+                     At<bf16>(o.norm1_out),
+                     gpt2 ? At<float>(o.norm1_mean) : nullptr,
+                     At<float>(o.norm1_rstd),
+                     T,
+                     H,
                      config_.norm_eps};
   P3D_RETURN_IF_ERROR(NormForward(n1, stream_));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
@@ -263,23 +289,30 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kValues, At<bf16>(o.probs), At<bf16>(o.v),
                                           At<bf16>(plan_.o_heads), 1.0f));
   // [B, KV, S, G*HD] -> tokens-major [B, S, KV, G*HD] = [B, S, NH*HD].
-  P3D_RETURN_IF_ERROR(SwapAxes12(At<bf16>(plan_.o_heads), At<bf16>(o.att_out), B,
-                                 local_.kv_heads, S, groups * HD, stream_));
+  P3D_RETURN_IF_ERROR(SwapAxes12(At<bf16>(plan_.o_heads), At<bf16>(o.att_out), B, local_.kv_heads,
+                                 S, groups * HD, stream_));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), WOpt(w.out_b), branch, T, Eq, H));
   P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(ResidualAdd(At<bf16>(o.x_in), branch, At<bf16>(o.x_mid), T * H, stream_));
-  NormForwardArgs n2{norm, At<bf16>(o.x_mid), W(w.norm2_w), WOpt(w.norm2_b), At<bf16>(o.norm2_out),
-                     gpt2 ? At<float>(o.norm2_mean) : nullptr, At<float>(o.norm2_rstd), T, H,
+  NormForwardArgs n2{norm,
+                     At<bf16>(o.x_mid),
+                     W(w.norm2_w),
+                     WOpt(w.norm2_b),
+                     At<bf16>(o.norm2_out),
+                     gpt2 ? At<float>(o.norm2_mean) : nullptr,
+                     At<float>(o.norm2_rstd),
+                     T,
+                     H,
                      config_.norm_eps};
   P3D_RETURN_IF_ERROR(NormForward(n2, stream_));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   const int64_t pre_cols = gpt2 ? F : 2 * F;
-  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.norm2_out), W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre),
-                             T, H, pre_cols));
+  P3D_RETURN_IF_ERROR(
+      Linear(At<bf16>(o.norm2_out), W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre), T, H, pre_cols));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   if (gpt2) {
     P3D_RETURN_IF_ERROR(GeluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T * F, stream_));
@@ -330,9 +363,19 @@ Status Model::LayerBackward(int64_t l) {
                                      GOpt(w.fc_b), T, H, pre_cols));
   P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  NormBackwardArgs n2{norm, branch, At<bf16>(o.x_mid), W(w.norm2_w),
-                      gpt2 ? At<float>(o.norm2_mean) : nullptr, At<float>(o.norm2_rstd), dres,
-                      dres, G(w.norm2_w), GOpt(w.norm2_b), partials, T, H};
+  NormBackwardArgs n2{norm,
+                      branch,
+                      At<bf16>(o.x_mid),
+                      W(w.norm2_w),
+                      gpt2 ? At<float>(o.norm2_mean) : nullptr,
+                      At<float>(o.norm2_rstd),
+                      dres,
+                      dres,
+                      G(w.norm2_w),
+                      GOpt(w.norm2_b),
+                      partials,
+                      T,
+                      H};
   P3D_RETURN_IF_ERROR(NormBackward(n2, stream_));
 
   // Attention.
@@ -368,9 +411,19 @@ Status Model::LayerBackward(int64_t l) {
                                      GOpt(w.qkv_b), T, H, local_.qkv_dim()));
   P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  NormBackwardArgs n1{norm, branch, At<bf16>(o.x_in), W(w.norm1_w),
-                      gpt2 ? At<float>(o.norm1_mean) : nullptr, At<float>(o.norm1_rstd), dres,
-                      dres, G(w.norm1_w), GOpt(w.norm1_b), partials, T, H};
+  NormBackwardArgs n1{norm,
+                      branch,
+                      At<bf16>(o.x_in),
+                      W(w.norm1_w),
+                      gpt2 ? At<float>(o.norm1_mean) : nullptr,
+                      At<float>(o.norm1_rstd),
+                      dres,
+                      dres,
+                      G(w.norm1_w),
+                      GOpt(w.norm1_b),
+                      partials,
+                      T,
+                      H};
   return NormBackward(n1, stream_);
 }
 
@@ -386,9 +439,16 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
   float* logits = At<float>(plan_.logits);
   bf16* dlogits = At<bf16>(plan_.dlogits);
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  NormForwardArgs nf{norm, At<bf16>(plan_.x_final), W(params_.final_norm_w),
-                     WOpt(params_.final_norm_b), xf, gpt2 ? At<float>(plan_.final_mean) : nullptr,
-                     At<float>(plan_.final_rstd), T, H, config_.norm_eps};
+  NormForwardArgs nf{norm,
+                     At<bf16>(plan_.x_final),
+                     W(params_.final_norm_w),
+                     WOpt(params_.final_norm_b),
+                     xf,
+                     gpt2 ? At<float>(plan_.final_mean) : nullptr,
+                     At<float>(plan_.final_rstd),
+                     T,
+                     H,
+                     config_.norm_eps};
   P3D_RETURN_IF_ERROR(NormForward(nf, stream_));
   for (int64_t c0 = 0; c0 < T; c0 += plan_.logits_chunk) {
     const int64_t rows = std::min(plan_.logits_chunk, T - c0);
@@ -396,9 +456,15 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
     // Over the padded vocabulary ld = PaddedVocab(V): head rows >= V are zero,
     // so logits there are 0 (ignored by the loss) and dlogits there stay 0.
     MatmulParams p;  // logits [rows, ld] = xf [rows, H] @ head [ld, H]^T, fp32 out
-    p.m = rows; p.n = ld; p.k = H;
-    p.a = xf + c0 * H; p.b = W(params_.head); p.trans_b = true;
-    p.d = logits; p.d_type = DType::kF32; p.ldd = ld;
+    p.m = rows;
+    p.n = ld;
+    p.k = H;
+    p.a = xf + c0 * H;
+    p.b = W(params_.head);
+    p.trans_b = true;
+    p.d = logits;
+    p.d_type = DType::kF32;
+    p.ldd = ld;
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
     if (logits_out) {
       CUDA_CHECK(cudaMemcpy2DAsync(logits_out + c0 * V, V * sizeof(float), logits,
@@ -407,27 +473,50 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
       CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-    CrossEntropyArgs ce{logits, At<int32_t>(plan_.targets) + c0, dlogits,
-                        At<float>(plan_.losses) + c0, rows, V, ld, grad_scale};
+    CrossEntropyArgs ce{logits,  At<int32_t>(plan_.targets) + c0,
+                        dlogits, At<float>(plan_.losses) + c0,
+                        rows,    V,
+                        ld,      grad_scale};
     P3D_RETURN_IF_ERROR(CrossEntropyForwardBackward(ce, stream_));
     P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
     p = MatmulParams();  // dxf [rows, H] = dlogits [rows, ld] @ head [ld, H]
-    p.m = rows; p.n = H; p.k = ld;
-    p.a = dlogits; p.lda = ld; p.b = W(params_.head); p.d = dxf + c0 * H;
+    p.m = rows;
+    p.n = H;
+    p.k = ld;
+    p.a = dlogits;
+    p.lda = ld;
+    p.b = W(params_.head);
+    p.d = dxf + c0 * H;
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
     p = MatmulParams();  // dhead [ld, H] += dlogits^T [ld, rows] @ xf [rows, H]
-    p.m = ld; p.n = H; p.k = rows;
-    p.a = dlogits; p.trans_a = true; p.lda = ld; p.b = xf + c0 * H;
-    p.d = G(params_.head); p.d_type = DType::kF32; p.beta = 1.0f;
+    p.m = ld;
+    p.n = H;
+    p.k = rows;
+    p.a = dlogits;
+    p.trans_a = true;
+    p.lda = ld;
+    p.b = xf + c0 * H;
+    p.d = G(params_.head);
+    p.d_type = DType::kF32;
+    p.beta = 1.0f;
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
   }
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(AccumulateLossSum(At<float>(plan_.losses), T,
                                         At<float>(plan_.scalars) + kScalarLossSum, stream_));
-  NormBackwardArgs nb{norm, dxf, At<bf16>(plan_.x_final), W(params_.final_norm_w),
-                      gpt2 ? At<float>(plan_.final_mean) : nullptr, At<float>(plan_.final_rstd),
-                      nullptr, At<bf16>(plan_.dres), G(params_.final_norm_w),
-                      GOpt(params_.final_norm_b), At<float>(plan_.column_partials), T, H};
+  NormBackwardArgs nb{norm,
+                      dxf,
+                      At<bf16>(plan_.x_final),
+                      W(params_.final_norm_w),
+                      gpt2 ? At<float>(plan_.final_mean) : nullptr,
+                      At<float>(plan_.final_rstd),
+                      nullptr,
+                      At<bf16>(plan_.dres),
+                      G(params_.final_norm_w),
+                      GOpt(params_.final_norm_b),
+                      At<float>(plan_.column_partials),
+                      T,
+                      H};
   return NormBackward(nb, stream_);
 }
 
@@ -438,21 +527,19 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
   P3D_RETURN_IF_ERROR(UploadBatch(tokens, targets));
   const int64_t S = config_.shape.seq, T = config_.shape.micro_batch * S, H = local_.hidden;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  P3D_RETURN_IF_ERROR(EmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte),
-                                       WOpt(params_.wpe), At<bf16>(plan_.layers[0].x_in), T, S, H,
-                                       stream_));
+  P3D_RETURN_IF_ERROR(EmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte), WOpt(params_.wpe),
+                                       At<bf16>(plan_.layers[0].x_in), T, S, H, stream_));
   for (int64_t l = 0; l < local_.layers; ++l) P3D_RETURN_IF_ERROR(LayerForward(l, true));
   P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale, logits_out));
   for (int64_t l = local_.layers - 1; l >= 0; --l) P3D_RETURN_IF_ERROR(LayerBackward(l));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   const bf16* dres = At<bf16>(plan_.dres);
-  P3D_RETURN_IF_ERROR(EmbeddingBackward(dres, At<int32_t>(plan_.bucket_token),
-                                        At<int32_t>(plan_.bucket_offset),
-                                        At<int32_t>(plan_.positions), buckets_, H,
-                                        G(params_.wte), stream_));
+  P3D_RETURN_IF_ERROR(
+      EmbeddingBackward(dres, At<int32_t>(plan_.bucket_token), At<int32_t>(plan_.bucket_offset),
+                        At<int32_t>(plan_.positions), buckets_, H, G(params_.wte), stream_));
   if (params_.wpe >= 0) {
-    P3D_RETURN_IF_ERROR(PositionEmbeddingBackward(dres, config_.shape.micro_batch, S, H,
-                                                  G(params_.wpe), stream_));
+    P3D_RETURN_IF_ERROR(
+        PositionEmbeddingBackward(dres, config_.shape.micro_batch, S, H, G(params_.wpe), stream_));
   }
   timer_ = nullptr;
   return Status::Ok();
@@ -473,10 +560,10 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
     const int64_t begin = ts[i].offset, end = ts[j].offset + ts[j].size();
     AdamWHyper hr = h;
     hr.weight_decay = ts[i].decay ? h.weight_decay : 0.0f;
-    P3D_RETURN_IF_ERROR(AdamWUpdate(G(begin), scalars + kScalarClipScale,
-                                    At<float>(plan_.master) + begin, At<float>(plan_.adam_m) + begin,
-                                    At<float>(plan_.adam_v) + begin, W(begin), end - begin, hr,
-                                    stream_));
+    P3D_RETURN_IF_ERROR(
+        AdamWUpdate(G(begin), scalars + kScalarClipScale, At<float>(plan_.master) + begin,
+                    At<float>(plan_.adam_m) + begin, At<float>(plan_.adam_v) + begin, W(begin),
+                    end - begin, hr, stream_));
     i = j + 1;
   }
   timer_ = nullptr;
@@ -497,11 +584,16 @@ int64_t BufferElementBytes(ParamBuffer which) { return which == ParamBuffer::kWe
 
 int64_t BufferOffset(const TrainingMemoryPlan& p, ParamBuffer which) {
   switch (which) {
-    case ParamBuffer::kWeights: return p.weights;
-    case ParamBuffer::kGrads: return p.grads;
-    case ParamBuffer::kMaster: return p.master;
-    case ParamBuffer::kAdamM: return p.adam_m;
-    case ParamBuffer::kAdamV: return p.adam_v;
+    case ParamBuffer::kWeights:
+      return p.weights;
+    case ParamBuffer::kGrads:
+      return p.grads;
+    case ParamBuffer::kMaster:
+      return p.master;
+    case ParamBuffer::kAdamM:
+      return p.adam_m;
+    case ParamBuffer::kAdamV:
+      return p.adam_v;
   }
   return 0;
 }

@@ -48,8 +48,8 @@
 #include "executor/kernels/softmax.h"
 #include "executor/matmul.h"
 #include "executor/memory_plan.h"
-#include "executor/param_layout.h"
 #include "executor/parallel_context.h"
+#include "executor/param_layout.h"
 #include "executor/phase_timer.h"
 #include "models/model_spec.h"
 

@@ -1,9 +1,9 @@
 #include "executor/param_layout.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 
 namespace p3d {
 namespace {
@@ -25,7 +25,8 @@ class Builder {
     t.stddev = stddev;
     t.decay = cols != 0;
     const int64_t stored = cols == 0 ? t.storage_rows : t.storage_rows * cols;
-    layout_->total += (stored + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
+    layout_->total +=
+        (stored + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
     layout_->tensors.push_back(std::move(t));
     return layout_->tensors.back().offset;
   }
@@ -45,17 +46,16 @@ int64_t ParamLayout::count() const {
 StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext& ctx,
                                        const LocalShape& s) {
   if (m.experts > 1)
-    return Status::InvalidArgument(
-        fmt::format("model '{}': the executor trains dense models only (experts = {})", m.name,
-                    m.experts));
+    return Status::InvalidArgument(fmt::format(
+        "model '{}': the executor trains dense models only (experts = {})", m.name, m.experts));
   const bool gpt2 = m.arch == Arch::kGpt2;
   const bool qkv_bias = gpt2 || m.qkv_bias;
   const float resid_std = kInitStd / std::sqrt(2.0f * static_cast<float>(m.layers));
   ParamLayout p;
   Builder b(&p);
   if (ctx.has_embedding()) {
-    p.wte = b.Add("wte.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd,
-                  PaddedVocab(s.vocab));
+    p.wte =
+        b.Add("wte.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd, PaddedVocab(s.vocab));
     if (gpt2) p.wpe = b.Add("wpe.weight", m.max_positions, s.hidden, ParamInit::kNormal, kInitStd);
   }
   for (int64_t i = 0; i < s.layers; ++i) {

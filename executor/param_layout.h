@@ -46,13 +46,13 @@ constexpr int64_t PaddedVocab(int64_t vocab) {
 enum class ParamInit { kNormal, kOnes, kZeros };
 
 struct ParamTensor {
-  std::string name;          // e.g. "layers.3.qkv.weight"
+  std::string name;            // e.g. "layers.3.qkv.weight"
   int64_t rows = 0, cols = 0;  // cols == 0 for a vector
-  int64_t storage_rows = 0;  // rows stored (>= rows; zero padding rows beyond `rows`)
-  int64_t offset = 0;        // elements into the flat buffers
+  int64_t storage_rows = 0;    // rows stored (>= rows; zero padding rows beyond `rows`)
+  int64_t offset = 0;          // elements into the flat buffers
   ParamInit init = ParamInit::kZeros;
-  float stddev = 0.0f;       // kNormal only
-  bool decay = false;        // weight decay on (2-D tensors)
+  float stddev = 0.0f;  // kNormal only
+  bool decay = false;   // weight decay on (2-D tensors)
   int64_t size() const { return cols == 0 ? rows : rows * cols; }
 };
 
@@ -68,8 +68,8 @@ struct ParamLayout {
   std::vector<ParamTensor> tensors;  // in buffer order
   std::vector<LayerParamOffsets> layers;
   int64_t wte = -1, wpe = -1, final_norm_w = -1, final_norm_b = -1;
-  int64_t head = -1;  // == wte when tied
-  int64_t total = 0;  // buffer length in elements, gaps included
+  int64_t head = -1;      // == wte when tied
+  int64_t total = 0;      // buffer length in elements, gaps included
   int64_t count() const;  // parameters (gaps excluded)
 };
 

@@ -6,11 +6,16 @@ namespace p3d {
 
 const char* PhaseName(Phase phase) {
   switch (phase) {
-    case Phase::kGemm: return "gemm";
-    case Phase::kAttention: return "attention";
-    case Phase::kOther: return "other";
-    case Phase::kOptimizer: return "optimizer";
-    case Phase::kIdle: return "idle";
+    case Phase::kGemm:
+      return "gemm";
+    case Phase::kAttention:
+      return "attention";
+    case Phase::kOther:
+      return "other";
+    case Phase::kOptimizer:
+      return "optimizer";
+    case Phase::kIdle:
+      return "idle";
   }
   return "?";
 }

@@ -8,8 +8,7 @@
 namespace p3d {
 namespace {
 
-constexpr Recompute kRecomputeModes[] = {Recompute::kNone, Recompute::kSelective,
-                                         Recompute::kFull};
+constexpr Recompute kRecomputeModes[] = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
 
 }  // namespace
 
@@ -52,14 +51,16 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
                        r.steps.size(), o.warmup);
   }
   const MemoryReport& m = r.memory;
-  out += fmt::format("memory        arena {:.2f} GiB (allocator peak) = weights {:.2f} + gradients "
-                     "{:.2f} + optimizer {:.2f} + activations {:.2f} + buffers {:.2f}\n",
-                     ToGiB(m.arena_bytes), ToGiB(m.term_bytes[0]), ToGiB(m.term_bytes[1]),
-                     ToGiB(m.term_bytes[2]), ToGiB(m.term_bytes[3]), ToGiB(m.term_bytes[4]));
-  out += fmt::format("              device used peak {:.2f} GiB of {:.2f} GiB (cudaMemGetInfo; "
-                     "{:.2f} GiB used before the arena)\n",
-                     ToGiB(m.device_used_peak_bytes), ToGiB(m.device_total_bytes),
-                     ToGiB(m.device_used_before_bytes));
+  out += fmt::format(
+      "memory        arena {:.2f} GiB (allocator peak) = weights {:.2f} + gradients "
+      "{:.2f} + optimizer {:.2f} + activations {:.2f} + buffers {:.2f}\n",
+      ToGiB(m.arena_bytes), ToGiB(m.term_bytes[0]), ToGiB(m.term_bytes[1]), ToGiB(m.term_bytes[2]),
+      ToGiB(m.term_bytes[3]), ToGiB(m.term_bytes[4]));
+  out += fmt::format(
+      "              device used peak {:.2f} GiB of {:.2f} GiB (cudaMemGetInfo; "
+      "{:.2f} GiB used before the arena)\n",
+      ToGiB(m.device_used_peak_bytes), ToGiB(m.device_total_bytes),
+      ToGiB(m.device_used_before_bytes));
   if (r.phase_seconds) {
     const auto& p = *r.phase_seconds;
     double sum = 0;
@@ -76,12 +77,13 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
 nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
   nlohmann::json steps = nlohmann::json::array();
   for (const StepRecord& s : r.steps)
-    steps.push_back({{"step", s.step}, {"loss", s.loss}, {"grad_norm", s.grad_norm},
-                     {"seconds", s.seconds}});
+    steps.push_back(
+        {{"step", s.step}, {"loss", s.loss}, {"grad_norm", s.grad_norm}, {"seconds", s.seconds}});
   nlohmann::json j;
-  j["device"] = {{"name", r.device_name},
-                 {"catalog_gpu", r.catalog_gpu.empty() ? nlohmann::json() : nlohmann::json(r.catalog_gpu)},
-                 {"peak_flops", r.peak_flops > 0 ? nlohmann::json(r.peak_flops) : nlohmann::json()}};
+  j["device"] = {
+      {"name", r.device_name},
+      {"catalog_gpu", r.catalog_gpu.empty() ? nlohmann::json() : nlohmann::json(r.catalog_gpu)},
+      {"peak_flops", r.peak_flops > 0 ? nlohmann::json(r.peak_flops) : nlohmann::json()}};
   j["run"] = {{"model", ModelToJson(o.model)},
               {"micro_batch", o.micro_batch},
               {"grad_accum", o.grad_accum},
@@ -101,8 +103,8 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
   nlohmann::json summary = {{"model_flops_per_step", r.model_flops_per_step}};
   if (r.time) {
     const StepTimeStats& t = *r.time;
-    summary["step_time_s"] = {{"median", t.median_s}, {"min", t.min_s},   {"max", t.max_s},
-                              {"p10", t.p10_s},       {"p90", t.p90_s},   {"mean", t.mean_s},
+    summary["step_time_s"] = {{"median", t.median_s}, {"min", t.min_s}, {"max", t.max_s},
+                              {"p10", t.p10_s},       {"p90", t.p90_s}, {"mean", t.mean_s},
                               {"count", t.count}};
     summary["tokens_per_s"] = r.tokens_per_s;
     summary["tflops_per_gpu"] = r.tflops_per_gpu;
@@ -112,8 +114,10 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
   j["summary"] = summary;
   nlohmann::json regions = nlohmann::json::array();
   for (const ArenaRegion& reg : r.memory.regions)
-    regions.push_back({{"name", reg.name}, {"term", MemoryTermName(reg.term)},
-                       {"offset", reg.offset}, {"bytes", reg.bytes}});
+    regions.push_back({{"name", reg.name},
+                       {"term", MemoryTermName(reg.term)},
+                       {"offset", reg.offset},
+                       {"bytes", reg.bytes}});
   nlohmann::json terms;
   for (int t = 0; t < kMemoryTerms; ++t)
     terms[MemoryTermName(static_cast<MemoryTerm>(t))] = r.memory.term_bytes[t];

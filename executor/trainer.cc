@@ -38,7 +38,10 @@ StatusOr<int64_t> DeviceUsedBytes(int64_t* total) {
 nlohmann::json DumpMeta(const TrainOptions& o, const Model& model) {
   nlohmann::json tensors = nlohmann::json::array();
   for (const ParamTensor& t : model.params().tensors)
-    tensors.push_back({{"name", t.name}, {"rows", t.rows}, {"cols", t.cols}, {"offset", t.offset},
+    tensors.push_back({{"name", t.name},
+                       {"rows", t.rows},
+                       {"cols", t.cols},
+                       {"offset", t.offset},
                        {"decay", t.decay}});
   return {{"model", ModelToJson(o.model)},
           {"micro_batch", o.micro_batch},
@@ -124,7 +127,9 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   if (dump) {
     std::error_code ec;
     std::filesystem::create_directories(o.dump_dir, ec);
-    if (ec) return Status::IoError(fmt::format("--dump: cannot create '{}': {}", o.dump_dir, ec.message()));
+    if (ec)
+      return Status::IoError(
+          fmt::format("--dump: cannot create '{}': {}", o.dump_dir, ec.message()));
     std::vector<uint16_t> w(total);
     P3D_RETURN_IF_ERROR(model->CopyOut(ParamBuffer::kWeights, w.data()));
     P3D_RETURN_IF_ERROR(WriteFile(o.dump_dir + "/weights.bin", w.data(), w.size() * 2));
@@ -161,8 +166,7 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
     rec.step = step;
     rec.loss = static_cast<double>(sc.loss_sum) / static_cast<double>(T * o.grad_accum);
     rec.grad_norm = sc.grad_norm;
-    rec.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return rec;
   };
 

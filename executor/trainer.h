@@ -23,17 +23,17 @@ struct TrainOptions {
   ModelSpec model;
   int64_t micro_batch = 1, grad_accum = 1, seq = 1024;
   int64_t steps = 10;
-  int warmup = 2;                 // steps excluded from the timing statistics
+  int warmup = 2;  // steps excluded from the timing statistics
   Recompute recompute = Recompute::kNone;
   uint64_t seed = 1234;
-  AdamWHyper adam;                // lr, betas, eps, weight decay (step is set per step)
-  float max_grad_norm = 1.0f;     // <= 0: no clipping
-  int64_t logits_chunk = 0;       // 0: default (memory_plan.h)
-  std::string data_path;          // empty: synthetic tokens
+  AdamWHyper adam;             // lr, betas, eps, weight decay (step is set per step)
+  float max_grad_norm = 1.0f;  // <= 0: no clipping
+  int64_t logits_chunk = 0;    // 0: default (memory_plan.h)
+  std::string data_path;       // empty: synthetic tokens
   std::string data_dtype = "uint16";
-  std::string dump_dir;           // non-empty: write the reference-check tensors here
+  std::string dump_dir;  // non-empty: write the reference-check tensors here
   std::string save_path, load_path;
-  bool profile = false;           // one extra, phase-timed step after the run
+  bool profile = false;  // one extra, phase-timed step after the run
 };
 
 struct StepRecord {
@@ -44,7 +44,7 @@ struct StepRecord {
 };
 
 struct MemoryReport {
-  int64_t arena_bytes = 0;                       // allocator peak: the one arena
+  int64_t arena_bytes = 0;                         // allocator peak: the one arena
   std::array<int64_t, kMemoryTerms> term_bytes{};  // arena by MemoryTerm
   std::vector<ArenaRegion> regions;
   int64_t device_used_peak_bytes = 0;  // max over steps of cudaMemGetInfo total - free

@@ -5,16 +5,16 @@
 // floor a step built from these GEMMs cannot beat.
 //
 //   p3d-gemm-bench --model gpt-1.3b --micro-batch 4 --seq 2048
-#include <CLI/CLI.hpp>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
 #include <vector>
 
-#include "executor/matmul.h"
 #include "executor/kernels/elementwise.h"
+#include "executor/matmul.h"
 #include "executor/param_layout.h"
 #include "models/zoo.h"
 
@@ -27,7 +27,7 @@ struct Gemm {
   p3d::DType out;
   float beta;
   int batch;
-  int64_t per_step;  // occurrences per micro-batch
+  int64_t per_step;          // occurrences per micro-batch
   int64_t lda = 0, ldd = 0;  // 0 = packed; the loss chunk pads V to Vp
 };
 
@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
       {"head dw V", V, H, chunk, true, false, DType::kF32, 1, 1, 0, Vp, 0},
   };
   void* ws = nullptr;
-  if (cudaMalloc(&ws, p3d::Matmul::kWorkspaceBytes) != cudaSuccess) return Fail("cudaMalloc failed");
+  if (cudaMalloc(&ws, p3d::Matmul::kWorkspaceBytes) != cudaSuccess)
+    return Fail("cudaMalloc failed");
   auto mm = p3d::Matmul::Create(ws, p3d::Matmul::kWorkspaceBytes);
   if (!mm.ok()) return Fail(mm.status().ToString());
   cudaEvent_t e0, e1;
@@ -113,12 +114,22 @@ int main(int argc, char** argv) {
       return Fail("initialisation failed for " + g.what);
     cudaMemset(d, 0, d_elems * 4);
     p3d::MatmulParams p;
-    p.m = g.m; p.n = g.n; p.k = g.k;
-    p.a = static_cast<p3d::bf16*>(a); p.trans_a = g.ta; p.lda = g.lda;
-    p.b = static_cast<p3d::bf16*>(b); p.trans_b = g.tb;
-    p.d = d; p.d_type = g.out; p.beta = g.beta; p.ldd = g.ldd;
+    p.m = g.m;
+    p.n = g.n;
+    p.k = g.k;
+    p.a = static_cast<p3d::bf16*>(a);
+    p.trans_a = g.ta;
+    p.lda = g.lda;
+    p.b = static_cast<p3d::bf16*>(b);
+    p.trans_b = g.tb;
+    p.d = d;
+    p.d_type = g.out;
+    p.beta = g.beta;
+    p.ldd = g.ldd;
     p.batch = g.batch;
-    p.stride_a = g.m * g.k; p.stride_b = g.k * g.n; p.stride_d = g.m * g.n;
+    p.stride_a = g.m * g.k;
+    p.stride_b = g.k * g.n;
+    p.stride_d = g.m * g.n;
     std::vector<float> ms;
     for (int i = 0; i < reps + 3; ++i) {
       cudaEventRecord(e0);
@@ -139,11 +150,15 @@ int main(int argc, char** argv) {
     flops_step += flops * g.per_step;
     std::cout << fmt::format("{:<12} {:>7} {:>7} {:>7} {:>6} {:>6} {:>10.3f} {:>9.1f}\n", g.what,
                              g.m, g.n, g.k, g.batch, g.per_step, med * 1e3, flops / med / 1e12);
-    cudaFree(a); cudaFree(b); cudaFree(d); cudaFree(tmp);
+    cudaFree(a);
+    cudaFree(b);
+    cudaFree(d);
+    cudaFree(tmp);
   }
   std::cout << fmt::format(
       "GEMM floor of one micro-batch (fwd + bwd, no recompute, attention core as the full S x S "
-      "square; p3d-run computes (n+1)/(2n) of it with n causal blocks): {:.2f} ms for {:.3e} FLOP = "
+      "square; p3d-run computes (n+1)/(2n) of it with n causal blocks): {:.2f} ms for {:.3e} FLOP "
+      "= "
       "{:.1f} TFLOP/s\n",
       floor_s * 1e3, flops_step, flops_step / floor_s / 1e12);
   return 0;

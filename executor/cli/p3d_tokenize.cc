@@ -3,7 +3,6 @@
 //
 //   p3d-tokenize bench/data/corpus.txt /tmp/corpus.u16
 #include <CLI/CLI.hpp>
-
 #include <fstream>
 #include <iostream>
 #include <iterator>

@@ -13,12 +13,12 @@
 namespace p3d {
 
 struct CrossEntropyArgs {
-  const float* logits = nullptr;   // [rows, ld], columns [0, vocab) used
+  const float* logits = nullptr;     // [rows, ld], columns [0, vocab) used
   const int32_t* targets = nullptr;  // [rows], each in [0, vocab)
-  bf16* dlogits = nullptr;         // [rows, ld]: (softmax - onehot) * grad_scale
-  float* losses = nullptr;         // [rows]: logsumexp - logit[target]
+  bf16* dlogits = nullptr;           // [rows, ld]: (softmax - onehot) * grad_scale
+  float* losses = nullptr;           // [rows]: logsumexp - logit[target]
   int64_t rows = 0, vocab = 0, ld = 0;
-  float grad_scale = 1.0f;         // 1 / (tokens in the global batch) for a mean loss
+  float grad_scale = 1.0f;  // 1 / (tokens in the global batch) for a mean loss
 };
 Status CrossEntropyForwardBackward(const CrossEntropyArgs& a, cudaStream_t stream);
 

@@ -31,7 +31,8 @@ __global__ void EmbeddingBackwardKernel(const bf16* dx, const int32_t* bucket_to
   float* row = dwte + int64_t{bucket_token[u]} * hidden;
   for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) {
     float acc = 0.0f;
-    for (int32_t p = begin; p < end; ++p) acc += __bfloat162float(dx[int64_t{positions[p]} * hidden + j]);
+    for (int32_t p = begin; p < end; ++p)
+      acc += __bfloat162float(dx[int64_t{positions[p]} * hidden + j]);
     row[j] += acc;
   }
 }
@@ -78,7 +79,7 @@ Status PositionEmbeddingBackward(const bf16* dx, int64_t batch, int64_t seq, int
   const int64_t n = seq * hidden;
   P3D_RETURN_IF_ERROR(RequirePositive("PositionEmbeddingBackward", "seq*hidden", n));
   PositionEmbeddingBackwardKernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(dx, batch, seq,
-                                                                              hidden, dwpe);
+                                                                                hidden, dwpe);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }

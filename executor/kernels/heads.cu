@@ -30,17 +30,28 @@ __global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16*
     bf16* fwd_out;
     const bf16* bwd_in;
     if (slot < sh.heads) {
-      head = slot; count = sh.heads; fwd_out = q; bwd_in = dq;
+      head = slot;
+      count = sh.heads;
+      fwd_out = q;
+      bwd_in = dq;
     } else if (slot < sh.heads + sh.kv_heads) {
-      head = slot - sh.heads; count = sh.kv_heads; fwd_out = k; bwd_in = dk;
+      head = slot - sh.heads;
+      count = sh.kv_heads;
+      fwd_out = k;
+      bwd_in = dk;
     } else {
-      head = slot - sh.heads - sh.kv_heads; count = sh.kv_heads; fwd_out = v; bwd_in = dv;
+      head = slot - sh.heads - sh.kv_heads;
+      count = sh.kv_heads;
+      fwd_out = v;
+      bwd_in = dv;
     }
     // k, v: [B, KV, S, HD]; q: [B, KV, S, G, HD] with head = g*G + j.
     const int64_t groups = sh.heads / sh.kv_heads;
-    const int64_t hm = slot < sh.heads
-        ? (((b * sh.kv_heads + head / groups) * sh.seq + s) * groups + head % groups) * sh.head_dim
-        : ((b * count + head) * sh.seq + s) * sh.head_dim;
+    const int64_t hm =
+        slot < sh.heads
+            ? (((b * sh.kv_heads + head / groups) * sh.seq + s) * groups + head % groups) *
+                  sh.head_dim
+            : ((b * count + head) * sh.seq + s) * sh.head_dim;
     const bool rotate = cos_t != nullptr && slot < sh.heads + sh.kv_heads;
     float c = 1.0f, sn = 0.0f;
     if (rotate) {
@@ -48,11 +59,13 @@ __global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16*
       sn = sin_t[s * half + i];
     }
     if (!kBackward) {
-      const float x0 = __bfloat162float(qkv_in[tok + i]), x1 = __bfloat162float(qkv_in[tok + i + half]);
+      const float x0 = __bfloat162float(qkv_in[tok + i]),
+                  x1 = __bfloat162float(qkv_in[tok + i + half]);
       fwd_out[hm + i] = __float2bfloat16(x0 * c - x1 * sn);
       fwd_out[hm + i + half] = __float2bfloat16(x1 * c + x0 * sn);
     } else {
-      const float g0 = __bfloat162float(bwd_in[hm + i]), g1 = __bfloat162float(bwd_in[hm + i + half]);
+      const float g0 = __bfloat162float(bwd_in[hm + i]),
+                  g1 = __bfloat162float(bwd_in[hm + i + half]);
       qkv_out[tok + i] = __float2bfloat16(g0 * c + g1 * sn);
       qkv_out[tok + i + half] = __float2bfloat16(g1 * c - g0 * sn);
     }
@@ -94,8 +107,8 @@ void BuildRotaryTables(int64_t seq, int64_t head_dim, double theta, std::vector<
   sin_table->resize(seq * half);
   for (int64_t s = 0; s < seq; ++s) {
     for (int64_t i = 0; i < half; ++i) {
-      double angle = static_cast<double>(s) * std::pow(theta, -2.0 * static_cast<double>(i) /
-                                                                  static_cast<double>(head_dim));
+      double angle = static_cast<double>(s) *
+                     std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
       (*cos_table)[s * half + i] = static_cast<float>(std::cos(angle));
       (*sin_table)[s * half + i] = static_cast<float>(std::sin(angle));
     }

@@ -136,8 +136,10 @@ Status NormForward(const NormForwardArgs& a, cudaStream_t stream) {
   if (!rms && (!a.bias || !a.mean))
     return Status::InvalidArgument("NormForward: LayerNorm needs bias and mean");
   const unsigned blocks = static_cast<unsigned>((a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  if (rms) NormForwardKernel<true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
-  else NormForwardKernel<false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  if (rms)
+    NormForwardKernel<true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  else
+    NormForwardKernel<false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }
@@ -150,8 +152,10 @@ Status NormBackward(const NormBackwardArgs& a, cudaStream_t stream) {
     return Status::InvalidArgument("NormBackward: LayerNorm needs dbias and mean");
   // Weight partials read dy and x before dx (which may alias nothing they read) is written.
   dim3 grid(static_cast<unsigned>((a.hidden / 2 + 127) / 128), static_cast<unsigned>(kColumnSlabs));
-  if (rms) NormWeightPartialsKernel<true><<<grid, 128, 0, stream>>>(a, RowsPerSlab(a.rows));
-  else NormWeightPartialsKernel<false><<<grid, 128, 0, stream>>>(a, RowsPerSlab(a.rows));
+  if (rms)
+    NormWeightPartialsKernel<true><<<grid, 128, 0, stream>>>(a, RowsPerSlab(a.rows));
+  else
+    NormWeightPartialsKernel<false><<<grid, 128, 0, stream>>>(a, RowsPerSlab(a.rows));
   CUDA_CHECK_LAUNCH();
   P3D_RETURN_IF_ERROR(AccumulateColumnPartials(a.partials, a.hidden, a.dweight, stream));
   if (!rms) {
@@ -159,8 +163,10 @@ Status NormBackward(const NormBackwardArgs& a, cudaStream_t stream) {
                                                  a.hidden, a.dbias, stream));
   }
   const unsigned blocks = static_cast<unsigned>((a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  if (rms) NormBackwardDxKernel<true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
-  else NormBackwardDxKernel<false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  if (rms)
+    NormBackwardDxKernel<true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  else
+    NormBackwardDxKernel<false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }

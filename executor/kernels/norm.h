@@ -21,8 +21,8 @@ struct NormForwardArgs {
   const bf16* weight = nullptr;  // [H]
   const bf16* bias = nullptr;    // [H], LayerNorm only
   bf16* y = nullptr;
-  float* mean = nullptr;         // [rows], LayerNorm only (saved for backward)
-  float* rstd = nullptr;         // [rows]
+  float* mean = nullptr;  // [rows], LayerNorm only (saved for backward)
+  float* rstd = nullptr;  // [rows]
   int64_t rows = 0, hidden = 0;
   float eps = 1e-5f;
 };

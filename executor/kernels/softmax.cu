@@ -42,7 +42,8 @@ __global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, SoftmaxShape 
       kernels::Pack8 v = kernels::LoadPack(xr + c);
 #pragma unroll
       for (int k = 0; k < 8; ++k)
-        out.v[k] = __float2bfloat16(c + k <= pos ? __expf(__bfloat162float(v.v[k]) - m) * inv : 0.0f);
+        out.v[k] =
+            __float2bfloat16(c + k <= pos ? __expf(__bfloat162float(v.v[k]) - m) * inv : 0.0f);
     } else {
 #pragma unroll
       for (int k = 0; k < 8; ++k) out.v[k] = __float2bfloat16(0.0f);

@@ -27,8 +27,7 @@ struct SoftmaxShape {
 
 // p[r, j] = exp(x[r, j] - max) / sum over j <= pos; 0 for pos < j < end.
 // fp32 arithmetic; in place allowed (p == x).
-Status CausalSoftmaxForward(const bf16* x, bf16* p, const SoftmaxShape& shape,
-                            cudaStream_t stream);
+Status CausalSoftmaxForward(const bf16* x, bf16* p, const SoftmaxShape& shape, cudaStream_t stream);
 
 // ds[r, j] = p[r, j] * (dp[r, j] - sum_k p[r, k] dp[r, k]); 0 for pos < j < end.
 // In place allowed (ds == dp).

@@ -67,16 +67,20 @@ void RunSplit(bool rotary) {
   BuildRotaryTables(s.seq, s.head_dim, 10000.0, &cos_t, &sin_t);
   DeviceArray<float> dcos(cos_t), dsin(sin_t);
   DeviceArray<bf16> dqkv(testing::ToBf16(qkv)), q(ref.q.size()), k(ref.k.size()), v(ref.v.size());
-  q.Poison(); k.Poison(); v.Poison();
+  q.Poison();
+  k.Poison();
+  v.Poison();
   ASSERT_TRUE(SplitQkvHeads(dqkv.get(), q.get(), k.get(), v.get(), s, rotary ? dcos.get() : nullptr,
-                            rotary ? dsin.get() : nullptr, nullptr).ok());
+                            rotary ? dsin.get() : nullptr, nullptr)
+                  .ok());
   EXPECT_LT(testing::RelError(testing::FromBf16(q.Download()), ref.q), testing::kBf16Tol);
   EXPECT_LT(testing::RelError(testing::FromBf16(k.Download()), ref.k), testing::kBf16Tol);
   EXPECT_LT(testing::RelError(testing::FromBf16(v.Download()), ref.v), testing::kBf16Tol);
 
   // Backward reference: each (i, i + HD/2) pair was rotated by R(a); the
   // gradient is rotated back by R(a)^T and written tokens-major.
-  auto dq = testing::RandomBf16Values(ref.q.size(), 2), dk = testing::RandomBf16Values(ref.k.size(), 3);
+  auto dq = testing::RandomBf16Values(ref.q.size(), 2),
+       dk = testing::RandomBf16Values(ref.k.size(), 3);
   auto dv = testing::RandomBf16Values(ref.v.size(), 4);
   std::vector<double> merge_ref(T * Q3, 0.0);
   {
@@ -105,7 +109,8 @@ void RunSplit(bool rotary) {
   out.Poison();
   ASSERT_TRUE(MergeQkvHeadsGrad(ddq.get(), ddk.get(), ddv.get(), out.get(), s,
                                 rotary ? dcos.get() : nullptr, rotary ? dsin.get() : nullptr,
-                                nullptr).ok());
+                                nullptr)
+                  .ok());
   EXPECT_LT(testing::RelError(testing::FromBf16(out.Download()), merge_ref), testing::kBf16Tol);
 }
 
@@ -120,7 +125,8 @@ TEST(HeadsTest, RotaryBackwardIsTheTransposeOfForward) {
   const int64_t Q3 = (s.heads + 2 * s.kv_heads) * s.head_dim, T = s.seq;
   auto x = testing::RandomBf16Values(T * Q3, 5);
   Split fx = SplitRef(x, s, true);
-  auto dq = testing::RandomBf16Values(fx.q.size(), 6), dk = testing::RandomBf16Values(fx.k.size(), 7);
+  auto dq = testing::RandomBf16Values(fx.q.size(), 6),
+       dk = testing::RandomBf16Values(fx.k.size(), 7);
   auto dv = testing::RandomBf16Values(fx.v.size(), 8);
   double lhs = 0;
   for (size_t i = 0; i < fx.q.size(); ++i) lhs += fx.q[i] * dq[i];
@@ -131,7 +137,8 @@ TEST(HeadsTest, RotaryBackwardIsTheTransposeOfForward) {
   DeviceArray<bf16> ddq(testing::ToBf16(dq)), ddk(testing::ToBf16(dk)), ddv(testing::ToBf16(dv));
   DeviceArray<bf16> out(T * Q3);
   ASSERT_TRUE(MergeQkvHeadsGrad(ddq.get(), ddk.get(), ddv.get(), out.get(), s, dcos.get(),
-                                dsin.get(), nullptr).ok());
+                                dsin.get(), nullptr)
+                  .ok());
   auto m = testing::FromBf16(out.Download());
   double rhs = 0;
   for (int64_t i = 0; i < T * Q3; ++i) rhs += static_cast<double>(x[i]) * m[i];
@@ -184,14 +191,16 @@ TEST(SoftmaxTest, CausalBlockedForwardAndBackward) {
   std::vector<float> got_written;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < end_of(r); ++j) got_written.push_back(got[r * S + j]);
-    for (int64_t j = pos_of(r) + 1; j < end_of(r); ++j) ASSERT_EQ(got[r * S + j], 0.0f) << r << "," << j;
+    for (int64_t j = pos_of(r) + 1; j < end_of(r); ++j)
+      ASSERT_EQ(got[r * S + j], 0.0f) << r << "," << j;
     for (int64_t j = end_of(r); j < S; ++j) ASSERT_EQ(got[r * S + j], 7.0f) << r << "," << j;
   }
   EXPECT_LT(testing::RelError(got_written, p), testing::kBf16Tol);
   // Backward uses the kernel's own bf16 probabilities, as the model does.
   for (int64_t r = 0; r < rows; ++r) {
     double dot = 0;
-    for (int64_t j = 0; j <= pos_of(r); ++j) dot += static_cast<double>(got[r * S + j]) * dp[r * S + j];
+    for (int64_t j = 0; j <= pos_of(r); ++j)
+      dot += static_cast<double>(got[r * S + j]) * dp[r * S + j];
     for (int64_t j = 0; j < end_of(r); ++j)
       ds.push_back(j <= pos_of(r) ? got[r * S + j] * (dp[r * S + j] - dot) : 0.0);
   }

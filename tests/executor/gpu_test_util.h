@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
-#include <cstring>
 #include <vector>
 
 #include "executor/dtype.h"

@@ -60,7 +60,8 @@ TEST(DataTest, SyntheticIsStatelessAndTargetsAreNextTokens) {
 std::string WriteTemp(const std::string& name, const std::vector<uint8_t>& bytes) {
   const std::string path = ::testing::TempDir() + "/" + name;
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   return path;
 }
 
@@ -120,10 +121,10 @@ TEST(MetricsTest, KnownCardsMapToCatalogEntriesUnknownCardsAreRefused) {
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("no MFU"), std::string::npos);
   // Every mapped id exists in the simulator's catalog (the peak comes from there).
-  for (const char* name : {"NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA H200",
-                           "NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-40GB", "NVIDIA B200",
-                           "NVIDIA L40S", "NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 3090",
-                           "Tesla V100-SXM2-32GB", "Tesla V100-SXM2-16GB"}) {
+  for (const char* name :
+       {"NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA H200", "NVIDIA A100-SXM4-80GB",
+        "NVIDIA A100-SXM4-40GB", "NVIDIA B200", "NVIDIA L40S", "NVIDIA GeForce RTX 4090",
+        "NVIDIA GeForce RTX 3090", "Tesla V100-SXM2-32GB", "Tesla V100-SXM2-16GB"}) {
     auto id = CatalogGpuForDevice(name);
     ASSERT_TRUE(id.ok()) << name;
     EXPECT_TRUE(CatalogCluster(*id).ok()) << *id;
@@ -131,7 +132,8 @@ TEST(MetricsTest, KnownCardsMapToCatalogEntriesUnknownCardsAreRefused) {
 }
 
 TEST(RunReportTest, RecomputeNamesRoundTrip) {
-  for (const char* n : {"none", "selective", "full"}) EXPECT_STREQ(RecomputeName(*ParseRecompute(n)), n);
+  for (const char* n : {"none", "selective", "full"})
+    EXPECT_STREQ(RecomputeName(*ParseRecompute(n)), n);
   auto bad = ParseRecompute("partial");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("none, selective, full"), std::string::npos);
@@ -147,12 +149,14 @@ TEST(RunReportTest, JsonHasTheDocumentedKeysAndNoMfuForUnknownCards) {
   r.time = StepTimeStats{1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1};
   r.tflops_per_gpu = 100;
   nlohmann::json j = TrainResultToJson(o, r);
-  for (const char* k : {"device", "run", "steps", "summary", "memory"}) EXPECT_TRUE(j.contains(k)) << k;
+  for (const char* k : {"device", "run", "steps", "summary", "memory"})
+    EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_TRUE(j["summary"]["mfu"].is_null());
   EXPECT_EQ(j["summary"]["mfu_note"], "unknown card");
   EXPECT_EQ(j["steps"].size(), 3u);
   EXPECT_DOUBLE_EQ(j["summary"]["step_time_s"]["median"].get<double>(), 0.1);
-  EXPECT_NE(FormatSummary(o, r).find("MFU           not reported: unknown card"), std::string::npos);
+  EXPECT_NE(FormatSummary(o, r).find("MFU           not reported: unknown card"),
+            std::string::npos);
 }
 
 }  // namespace

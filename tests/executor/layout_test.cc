@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "executor/memory_plan.h"
-#include "executor/param_layout.h"
 #include "executor/parallel_context.h"
+#include "executor/param_layout.h"
 #include "models/zoo.h"
 
 namespace p3d {
@@ -119,8 +119,7 @@ TEST(MemoryPlanTest, PerLayerActivationBytesFollowTheDocumentedFormula) {
   TrainingMemoryPlan p = Plan(m, B, S, Recompute::kSelective);
   const int64_t per_layer = LayerActivationBytes(m, *s, {B, S, Recompute::kSelective, 0});
   const int64_t extra = p.arena.TermBytes(MemoryTerm::kActivations) - m.layers * per_layer;
-  const int64_t final_and_loss = 2 * (2 * T * H) + 8 * T + 4 * T +
-                                 p.logits_chunk * p.logits_ld * 6;
+  const int64_t final_and_loss = 2 * (2 * T * H) + 8 * T + 4 * T + p.logits_chunk * p.logits_ld * 6;
   EXPECT_GE(extra, final_and_loss);
   EXPECT_LT(extra, final_and_loss + 64 * kArenaAlignBytes);  // alignment padding only
 }
@@ -128,11 +127,10 @@ TEST(MemoryPlanTest, PerLayerActivationBytesFollowTheDocumentedFormula) {
 TEST(MemoryPlanTest, ParameterStateIs18BytesPerParameter) {
   const ModelSpec m = Zoo("gpt2-small");
   TrainingMemoryPlan p = Plan(m, 1, 256, Recompute::kNone);
-  const double per_param =
-      static_cast<double>(p.arena.TermBytes(MemoryTerm::kWeights) +
-                          p.arena.TermBytes(MemoryTerm::kGradients) +
-                          p.arena.TermBytes(MemoryTerm::kOptimizer)) /
-      static_cast<double>(m.TotalParams());
+  const double per_param = static_cast<double>(p.arena.TermBytes(MemoryTerm::kWeights) +
+                                               p.arena.TermBytes(MemoryTerm::kGradients) +
+                                               p.arena.TermBytes(MemoryTerm::kOptimizer)) /
+                           static_cast<double>(m.TotalParams());
   EXPECT_NEAR(per_param, 18.0, 0.02);  // alignment gaps only
 }
 

@@ -43,10 +43,12 @@ TEST(EmbeddingTest, ForwardBackwardWithPositions) {
   DeviceArray<bf16> ddx(testing::ToBf16(dx));
   DeviceArray<float> dgte(gte0), dgpe(gpe0);
   out.Poison();
-  ASSERT_TRUE(EmbeddingForward(dtok.get(), dwte.get(), dwpe.get(), out.get(), T, S, H, nullptr).ok());
+  ASSERT_TRUE(
+      EmbeddingForward(dtok.get(), dwte.get(), dwpe.get(), out.get(), T, S, H, nullptr).ok());
   EXPECT_LT(testing::RelError(testing::FromBf16(out.Download()), x), testing::kBf16Tol);
   ASSERT_TRUE(EmbeddingBackward(ddx.get(), btok.get(), boff.get(), bpos.get(),
-                                static_cast<int64_t>(bk.token.size()), H, dgte.get(), nullptr).ok());
+                                static_cast<int64_t>(bk.token.size()), H, dgte.get(), nullptr)
+                  .ok());
   ASSERT_TRUE(PositionEmbeddingBackward(ddx.get(), B, S, H, dgpe.get(), nullptr).ok());
   EXPECT_LT(testing::RelError(dgte.Download(), gte), testing::kF32Tol);
   EXPECT_LT(testing::RelError(dgpe.Download(), gpe), testing::kF32Tol);
@@ -97,7 +99,8 @@ TEST(OptimizerTest, GradNormClipBothSides) {
   for (double max_norm : {norm / 2, norm * 2}) {
     out.Poison();
     ASSERT_TRUE(GradNormClip(dg.get(), n, static_cast<float>(max_norm), partials.get(), out.get(),
-                             out.get() + 1, nullptr).ok());
+                             out.get() + 1, nullptr)
+                    .ok());
     auto r = out.Download();
     EXPECT_NEAR(r[0], norm, 1e-5 * norm);
     EXPECT_NEAR(r[1], std::min(1.0, max_norm / (norm + 1e-6)), 1e-6);
@@ -121,7 +124,8 @@ TEST(OptimizerTest, AdamWThreeStepsMatchTorchFormula) {
     h.step = step;
     weights.Poison();
     ASSERT_TRUE(AdamWUpdate(dg.get(), scale.get(), master.get(), dm.get(), dv.get(), weights.get(),
-                            n, h, nullptr).ok());
+                            n, h, nullptr)
+                    .ok());
     const double b1 = h.beta1, b2 = h.beta2;
     for (int64_t i = 0; i < n; ++i) {
       const double gi = static_cast<double>(g[i]) * clip;

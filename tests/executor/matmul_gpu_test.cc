@@ -1,12 +1,11 @@
 // The cuBLASLt wrapper against a float64 CPU product of the same bf16 inputs,
 // for every transpose combination, bias, accumulation, padded leading
 // dimensions and the strided-batched attention shapes.
-#include "executor/matmul.h"
-
 #include <gtest/gtest.h>
 
 #include <memory>
 
+#include "executor/matmul.h"
 #include "tests/executor/gpu_test_util.h"
 
 namespace p3d {
@@ -28,8 +27,7 @@ struct Case {
 std::vector<double> Reference(const Case& c, const std::vector<float>& a, int64_t lda,
                               const std::vector<float>& b, int64_t ldb,
                               const std::vector<float>& d0, int64_t ldd,
-                              const std::vector<float>& bias, int64_t sa, int64_t sb,
-                              int64_t sd) {
+                              const std::vector<float>& bias, int64_t sa, int64_t sb, int64_t sd) {
   std::vector<double> d(d0.begin(), d0.end());
   for (int bt = 0; bt < c.batch; ++bt)
     for (int64_t i = 0; i < c.m; ++i)
@@ -65,31 +63,50 @@ void RunCase(const Case& c, uint32_t seed) {
   auto mm = Matmul::Create(workspace.get(), Matmul::kWorkspaceBytes);
   ASSERT_TRUE(mm.ok()) << mm.status().ToString();
   MatmulParams p;
-  p.m = c.m; p.n = c.n; p.k = c.k;
-  p.a = da.get(); p.trans_a = c.ta; p.lda = lda;
-  p.b = db.get(); p.trans_b = c.tb; p.ldb = ldb;
-  p.ldd = ldd; p.alpha = c.alpha; p.beta = c.beta; p.d_type = c.out;
+  p.m = c.m;
+  p.n = c.n;
+  p.k = c.k;
+  p.a = da.get();
+  p.trans_a = c.ta;
+  p.lda = lda;
+  p.b = db.get();
+  p.trans_b = c.tb;
+  p.ldb = ldb;
+  p.ldd = ldd;
+  p.alpha = c.alpha;
+  p.beta = c.beta;
+  p.d_type = c.out;
   p.bias = c.bias ? dbias.get() : nullptr;
-  p.batch = c.batch; p.stride_a = sa; p.stride_b = sb; p.stride_d = sd;
+  p.batch = c.batch;
+  p.stride_a = sa;
+  p.stride_b = sb;
+  p.stride_d = sd;
   std::vector<double> ref = Reference(c, a, lda, b, ldb, d0, ldd, bias, sa, sb, sd);
   // Compare only the [m, n] part of each padded row (padding is not written).
   auto valid = [&](auto const& full) {
     std::vector<double> out;
     for (int bt = 0; bt < c.batch; ++bt)
       for (int64_t i = 0; i < c.m; ++i)
-        for (int64_t j = 0; j < c.n; ++j) out.push_back(static_cast<double>(full[bt * sd + i * ldd + j]));
+        for (int64_t j = 0; j < c.n; ++j)
+          out.push_back(static_cast<double>(full[bt * sd + i * ldd + j]));
     return out;
   };
   const std::vector<double> ref_valid = valid(ref);
   if (c.out == DType::kF32) {
     DeviceArray<float> dd(d0.size());
-    if (c.beta != 0) dd.Upload(d0); else dd.Poison();
+    if (c.beta != 0)
+      dd.Upload(d0);
+    else
+      dd.Poison();
     p.d = dd.get();
     ASSERT_TRUE(mm.value()->Run(p, nullptr).ok());
     EXPECT_LT(testing::RelError(valid(dd.Download()), ref_valid), 1e-5);
   } else {
     DeviceArray<bf16> dd(d0.size());
-    if (c.beta != 0) dd.Upload(testing::ToBf16(d0)); else dd.Poison();
+    if (c.beta != 0)
+      dd.Upload(testing::ToBf16(d0));
+    else
+      dd.Poison();
     p.d = dd.get();
     ASSERT_TRUE(mm.value()->Run(p, nullptr).ok());
     EXPECT_LT(testing::RelError(valid(testing::FromBf16(dd.Download())), ref_valid),
@@ -132,11 +149,17 @@ TEST(MatmulTest, RejectsBadArgumentsWithAMessage) {
   ASSERT_TRUE(mm.ok());
   DeviceArray<bf16> x(64);
   MatmulParams p;
-  p.m = 8; p.n = 8; p.k = 0; p.a = x.get(); p.b = x.get(); p.d = x.get();
+  p.m = 8;
+  p.n = 8;
+  p.k = 0;
+  p.a = x.get();
+  p.b = x.get();
+  p.d = x.get();
   Status s = mm.value()->Run(p, nullptr);
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("k=0"), std::string::npos) << s.message();
-  p.k = 8; p.lda = 4;
+  p.k = 8;
+  p.lda = 4;
   s = mm.value()->Run(p, nullptr);
   EXPECT_NE(s.message().find("lda=4"), std::string::npos) << s.message();
 }

@@ -4,8 +4,6 @@
 //  - two models built from the same seed train bit-identically (no atomics);
 //  - checkpoint save -> load -> continue reproduces the uninterrupted losses.
 // Agreement with an independent implementation is reference.py's job (gpu_check.sh).
-#include "executor/model.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +13,7 @@
 
 #include "executor/checkpoint.h"
 #include "executor/data.h"
+#include "executor/model.h"
 
 namespace p3d {
 namespace {
@@ -145,7 +144,8 @@ TEST_P(ModelTest, EveryParameterTensorGetsAGradient) {
   auto g = Grads(*model);
   for (const ParamTensor& t : model->params().tensors) {
     double sq = 0;
-    for (int64_t i = 0; i < t.size(); ++i) sq += static_cast<double>(g[t.offset + i]) * g[t.offset + i];
+    for (int64_t i = 0; i < t.size(); ++i)
+      sq += static_cast<double>(g[t.offset + i]) * g[t.offset + i];
     EXPECT_GT(sq, 0.0) << t.name;
   }
 }

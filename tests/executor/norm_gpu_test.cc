@@ -1,11 +1,10 @@
 // LayerNorm / RMSNorm forward and backward against float64 CPU references.
-#include "executor/kernels/norm.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "executor/kernels/column_reduce.h"
+#include "executor/kernels/norm.h"
 #include "tests/executor/gpu_test_util.h"
 
 namespace p3d {
@@ -60,7 +59,8 @@ NormRef Reference(bool rms, const std::vector<float>& x, const std::vector<float
 }
 
 void RunNorm(bool rms, int64_t rows, int64_t H) {
-  SCOPED_TRACE(::testing::Message() << (rms ? "rms" : "layernorm") << " rows=" << rows << " H=" << H);
+  SCOPED_TRACE(::testing::Message()
+               << (rms ? "rms" : "layernorm") << " rows=" << rows << " H=" << H);
   const float eps = 1e-5f;
   auto x = testing::RandomBf16Values(rows * H, 1, 2.0f);
   for (float& v : x) v = RoundToBf16(v + 0.3f);  // non-zero row means exercise LayerNorm's mean
@@ -78,9 +78,16 @@ void RunNorm(bool rms, int64_t rows, int64_t H) {
   y.Poison();
   mean.Poison();
   rstd.Poison();
-  NormForwardArgs f{rms ? NormKind::kRmsNorm : NormKind::kLayerNorm, dx_.get(), dw_.get(),
-                    rms ? nullptr : db_.get(), y.get(), rms ? nullptr : mean.get(), rstd.get(),
-                    rows, H, eps};
+  NormForwardArgs f{rms ? NormKind::kRmsNorm : NormKind::kLayerNorm,
+                    dx_.get(),
+                    dw_.get(),
+                    rms ? nullptr : db_.get(),
+                    y.get(),
+                    rms ? nullptr : mean.get(),
+                    rstd.get(),
+                    rows,
+                    H,
+                    eps};
   ASSERT_TRUE(NormForward(f, nullptr).ok());
   EXPECT_LT(testing::RelError(testing::FromBf16(y.Download()), ref.y), testing::kBf16Tol);
   EXPECT_LT(testing::RelError(rstd.Download(), ref.rstd), testing::kF32Tol);
@@ -90,9 +97,19 @@ void RunNorm(bool rms, int64_t rows, int64_t H) {
     for (int64_t i = 0; i < rows; ++i) EXPECT_NEAR(m[i], ref.mean[i], 1e-5);
   }
   // Backward in place on the residual gradient (dx aliases dresidual), as the model does.
-  NormBackwardArgs bk{f.kind, ddy.get(), dx_.get(), dw_.get(), rms ? nullptr : mean.get(),
-                      rstd.get(), dgrad.get(), dgrad.get(), gw.get(), rms ? nullptr : gb.get(),
-                      partials.get(), rows, H};
+  NormBackwardArgs bk{f.kind,
+                      ddy.get(),
+                      dx_.get(),
+                      dw_.get(),
+                      rms ? nullptr : mean.get(),
+                      rstd.get(),
+                      dgrad.get(),
+                      dgrad.get(),
+                      gw.get(),
+                      rms ? nullptr : gb.get(),
+                      partials.get(),
+                      rows,
+                      H};
   ASSERT_TRUE(NormBackward(bk, nullptr).ok());
   EXPECT_LT(testing::RelError(testing::FromBf16(dgrad.Download()), ref.dx), testing::kBf16Tol);
   EXPECT_LT(testing::RelError(gw.Download(), ref.dw), 1e-5);
