@@ -87,13 +87,6 @@ int64_t ArenaPlan::TermBytes(MemoryTerm term) const {
   return sum;
 }
 
-int64_t DefaultAttentionBlocks(int64_t seq) {
-  for (int64_t blocks : {4, 2}) {
-    if (seq % (8 * blocks) == 0 && seq / blocks >= 64) return blocks;
-  }
-  return 1;
-}
-
 int64_t LayerActivationBytes(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
   const Dims d = MakeDims(m, s, t);
   const int64_t x_in = d.T * d.H * kBf16;

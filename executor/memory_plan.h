@@ -83,11 +83,10 @@ struct TrainingShape {
 // Causal blocking of the batched attention: the S query positions are cut into
 // `blocks` blocks of S/blocks, and block i's GEMMs touch keys [0, (i+1) S/blocks)
 // only, so the attention GEMMs and softmax do (blocks+1)/(2 blocks) of the
-// full-square work (5/8 for 4 blocks). Default: the largest of 4, 2, 1 with
-// S/blocks >= 64 and a multiple of 8 (small blocks make small, slow GEMMs).
-int64_t DefaultAttentionBlocks(int64_t seq);
-
-inline constexpr int64_t kDefaultLogitsChunk = 1024;
+// full-square work (5/8 for 4 blocks). The default rule, DefaultAttentionBlocks,
+// and the loss chunk, kDefaultLogitsChunkTokens, live in planner/plan.h so the
+// simulator assumes exactly what the executor does.
+inline constexpr int64_t kDefaultLogitsChunk = kDefaultLogitsChunkTokens;
 
 // Every byte offset the model binds to a pointer.
 struct TrainingMemoryPlan {

@@ -43,6 +43,17 @@ struct Precision {
   }
 };
 
+inline constexpr int64_t kDefaultLogitsChunkTokens = 1024;
+
+// The executor's causal blocking rule: the largest of 4, 2, 1 blocks whose
+// size S/n is >= 64 and a multiple of 8 (small blocks make slow GEMMs).
+inline int64_t DefaultAttentionBlocks(int64_t seq) {
+  for (int64_t blocks : {4, 2}) {
+    if (seq % (8 * blocks) == 0 && seq / blocks >= 64) return blocks;
+  }
+  return 1;
+}
+
 struct TrainingSpec {
   int64_t global_batch = 512;  // sequences per optimizer step
   int64_t seq = 2048;          // tokens per sequence
@@ -51,10 +62,15 @@ struct TrainingSpec {
   // dropout, plus embedding dropout): their 1-byte masks are stored
   // activations. p3d trains without dropout; Korthikanti's figures count it.
   bool dropout = false;
-  // Tokens per chunk when the loss computes logits + cross-entropy in chunks
-  // (fused/chunked cross-entropy); 0 = the whole micro-batch (B*S tokens) at
-  // once, which is what the executor does today.
-  int64_t logits_chunk_tokens = 0;
+  // The executor's recipe, which the simulator assumes (executor/model.h):
+  // tokens per chunk of the fused, chunked cross-entropy (0 = the whole
+  // micro-batch's B*S tokens at once) ...
+  int64_t logits_chunk_tokens = kDefaultLogitsChunkTokens;
+  // ... and causal query blocks of the batched attention (block i of n
+  // multiplies only keys of blocks <= i: (n+1)/(2n) of the S x S work);
+  // 0 = DefaultAttentionBlocks(seq), 1 = the full square.
+  int64_t attention_blocks = 0;
+  int64_t AttentionBlocks() const { return attention_blocks > 0 ? attention_blocks : DefaultAttentionBlocks(seq); }
 };
 
 // One point of the search space. DP * TP * PP == number of GPUs.

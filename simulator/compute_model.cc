@@ -36,6 +36,7 @@ struct Dims {
   double f;        // FFN width per rank F/TP (per expert)
   double a, g;     // activation and gradient-accumulation bytes per element
   double experts, topk;
+  double blocks;   // causal query blocks of the attention core (TrainingSpec::AttentionBlocks)
   bool llama, dropout;
   bool qkv_bias, linear_bias;  // biases on q/k/v; biases on every linear (GPT-2)
 };
@@ -57,6 +58,7 @@ Dims MakeDims(const ModelSpec& m, const TrainingSpec& t, const ComputeShape& sh)
   d.g = t.precision.grad_bytes;
   d.experts = static_cast<double>(m.experts);
   d.topk = static_cast<double>(m.experts_per_token);
+  d.blocks = static_cast<double>(t.AttentionBlocks());
   d.llama = m.arch == Arch::kLlama;
   d.dropout = t.dropout;
   d.linear_bias = m.arch == Arch::kGpt2;
@@ -92,18 +94,31 @@ int WeightGemms(const Dims& d, WeightGemm out[5]) {
 }
 
 // Attention core: scores = Q K^T (S x S x HD) and out = P V (S x HD x S) per
-// head, B*NH/TP heads per batched call.
+// head, B*NH/TP heads per batched call, cut into n causal query blocks as the
+// executor does (executor/model.h): block i of n multiplies its S/n queries by
+// the (i+1)*S/n keys of blocks <= i, so the blocks do (n+1)/(2n) of the square.
 double CoreForwardGemms(const GpuSpec& gpu, const Dims& d) {
-  const double batch = d.b * d.heads;
-  return GemmSeconds(gpu, d.s, d.s, d.hd, batch, d.a) +
-         GemmSeconds(gpu, d.s, d.hd, d.s, batch, d.a);
+  const double batch = d.b * d.heads, sb = d.s / d.blocks;
+  double seconds = 0;
+  for (int i = 0; i < static_cast<int>(d.blocks); ++i) {
+    const double keys = (i + 1) * sb;
+    seconds += GemmSeconds(gpu, sb, keys, d.hd, batch, d.a) + GemmSeconds(gpu, sb, d.hd, keys, batch, d.a);
+  }
+  return seconds;
 }
-// dP = dO V^T (S x S x HD); dV = P^T dO, dQ = dS K, dK = dS^T Q (S x HD x S each).
+// dP = dO V^T (S x S x HD); dV = P^T dO, dQ = dS K, dK = dS^T Q (S x HD x S each), per block.
 double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
-  const double batch = d.b * d.heads;
-  return GemmSeconds(gpu, d.s, d.s, d.hd, batch, d.a) +
-         3 * GemmSeconds(gpu, d.s, d.hd, d.s, batch, d.a);
+  const double batch = d.b * d.heads, sb = d.s / d.blocks;
+  double seconds = 0;
+  for (int i = 0; i < static_cast<int>(d.blocks); ++i) {
+    const double keys = (i + 1) * sb;
+    seconds += GemmSeconds(gpu, sb, keys, d.hd, batch, d.a) + 3 * GemmSeconds(gpu, sb, d.hd, keys, batch, d.a);
+  }
+  return seconds;
 }
+
+// Elements of the score matrix the blocked attention materialises: (n+1)/(2n) of B*NH/TP*S*S.
+double ScoreElements(const Dims& d) { return d.b * d.heads * d.s * d.s * (d.blocks + 1) / (2 * d.blocks); }
 
 // Memory-bound bytes of the attention core's elementwise part, forward:
 // scale + causal mask + softmax reads the scores and writes the
@@ -111,13 +126,13 @@ double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
 // mask; the context [B*NH/TP, S, HD] is permuted back to [T, NH/TP*HD] (a copy:
 // read + write T*q).
 double CoreForwardBytes(const Dims& d) {
-  const double scores = d.b * d.heads * d.s * d.s;
+  const double scores = ScoreElements(d);
   return scores * 2 * d.a + (d.dropout ? scores * (2 * d.a + 1) : 0) + 2 * d.t * d.q * d.a;
 }
 // Backward: softmax backward reads P and dP and writes dS; dropout backward
 // reads dP and the mask and writes dP; the context gradient is permuted.
 double CoreBackwardBytes(const Dims& d) {
-  const double scores = d.b * d.heads * d.s * d.s;
+  const double scores = ScoreElements(d);
   return scores * 3 * d.a + (d.dropout ? scores * (2 * d.a + 1) : 0) + 2 * d.t * d.q * d.a;
 }
 

@@ -277,7 +277,8 @@ TEST(MemoryBuffers, ZeroThreeGathersAndChunkedLossShrinks) {
   StageMemoryDetail d = StageMemoryDetails(m, t, Cluster(), p, 0);
   EXPECT_DOUBLE_EQ(d.zero3_gather, 2.0 * kZero3PrefetchModules * LayerParamsPerGpu(m, 8));
   EXPECT_EQ(d.communicators, 3);  // world, TP, DP
-  const double whole = d.loss_activations;
+  t.logits_chunk_tokens = 0;  // the whole micro-batch's logits at once
+  const double whole = StageMemoryDetails(m, t, Cluster(), p, 0).loss_activations;
   t.logits_chunk_tokens = 1024;
   const double chunked = StageMemoryDetails(m, t, Cluster(), p, 0).loss_activations;
   // Logits of 1024 of the 2048 tokens: (e + 4) * 1024 * V/TP less.

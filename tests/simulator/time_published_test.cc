@@ -30,6 +30,9 @@ TrainingSpec PaperTraining(int64_t global_batch) {
   t.global_batch = global_batch;
   t.seq = 2048;
   t.dropout = true;  // both papers train GPT with dropout (Korthikanti's activation terms count it)
+  // Megatron's recipe, not p3d's executor's: full-square attention GEMMs and softmax, whole-batch logits.
+  t.attention_blocks = 1;
+  t.logits_chunk_tokens = 0;
   return t;
 }
 
