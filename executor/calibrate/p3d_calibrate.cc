@@ -39,7 +39,7 @@ struct Options {
   std::vector<std::string> models = {"gpt-1.3b", "gpt2-medium"};
   std::vector<int64_t> micro_batches = {1, 2, 4};
   std::vector<int> tps = {1, 2};
-  int64_t seq = 2048;
+  std::vector<int64_t> seqs = {2048};
   int64_t logits_chunk = 1024;  // p3d-run's default loss chunk (executor/memory_plan.h)
   std::vector<int64_t> sweep = {256, 512, 1024, 2048, 4096, 8192};
   std::vector<double> comm_bytes = {1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20};
@@ -65,15 +65,16 @@ StatusOr<std::vector<GemmShapeToMeasure>> Shapes(const Options& o) {
   };
   for (const std::string& name : o.models) {
     P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel(name));
-    for (int64_t b : o.micro_batches)
-      for (int tp : o.tps) {
-        if (model.heads % tp || model.ffn % tp) continue;
-        for (LinearGemmShape s : LinearGemmShapes(model, b * o.seq, tp, o.logits_chunk,
-                                                           PaddedVocab(model.vocab))) {
-          s.label = fmt::format("{} B={} TP={}", s.label, b, tp);
-          add(s, "plan");
+    for (int64_t seq : o.seqs)
+      for (int64_t b : o.micro_batches)
+        for (int tp : o.tps) {
+          if (model.heads % tp || model.ffn % tp) continue;
+          for (LinearGemmShape s : LinearGemmShapes(model, b * seq, tp, o.logits_chunk,
+                                                    PaddedVocab(model.vocab))) {
+            s.label = fmt::format("{} T={} TP={}", s.label, b * seq, tp);
+            add(s, "plan");
+          }
         }
-      }
   }
   for (int64_t n : o.sweep) add({fmt::format("sweep {}^3", n), n, n, n}, "sweep");
   return shapes;
@@ -213,7 +214,7 @@ int main(int argc, char** argv) {
   app.add_option("--models", o.models, "models whose GEMM shapes to measure")->delimiter(',');
   app.add_option("--micro-batches", o.micro_batches, "micro-batch sizes B of those shapes")->delimiter(',');
   app.add_option("--tp", o.tps, "tensor-parallel degrees of those shapes")->delimiter(',');
-  app.add_option("--seq", o.seq, "sequence length S of those shapes");
+  app.add_option("--seq", o.seqs, "sequence lengths S of those shapes")->delimiter(',');
   app.add_option("--logits-chunk", o.logits_chunk, "tokens per LM-head GEMM (p3d-run's loss chunk)");
   app.add_option("--sweep", o.sweep, "square GEMM sizes n (n x n x n) extending the table")->delimiter(',');
   app.add_option("--comm-bytes", o.comm_bytes, "collective message sizes, bytes")->delimiter(',');
