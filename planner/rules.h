@@ -24,6 +24,8 @@
 //   micro_batch>=1, grad_accum>=1, degrees>=1
 #pragma once
 
+#include <string>
+
 #include "common/status.h"
 #include "planner/evaluated_plan.h"
 
@@ -40,5 +42,11 @@ bool ZeroMeaningfulAtDp1(const Plan& plan);
 // Returns OK if `plan` is legal for `request`, else Infeasible naming the
 // first rule that fails (message starts with "rule <id>: ").
 Status CheckPlan(const PlanRequest& request, const Plan& plan, const RuleOptions& options = {});
+
+// The id of the first rule `plan` breaks, or nullptr when it is legal; the
+// message is written to *detail only when detail is non-null (no formatting
+// otherwise: the search calls this for every rejected combination).
+const char* FailedRule(const PlanRequest& request, const Plan& plan, const RuleOptions& options,
+                      std::string* detail = nullptr);
 
 }  // namespace p3d

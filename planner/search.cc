@@ -67,14 +67,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
 
   PlanEvaluator evaluator(request);
   SearchResult result;
-  std::map<std::string, int64_t> rejected;
-  auto reject = [&](const Status& s) {
-    // "rule <id>: ..." -> "<id>"
-    const std::string& msg = s.message();
-    size_t colon = msg.find(':');
-    std::string id = msg.rfind("rule ", 0) == 0 && colon != std::string::npos ? msg.substr(5, colon - 5) : msg;
-    ++rejected[id];
-  };
+  std::map<std::string, int64_t> rejected;  // rule id -> layouts it eliminated
+  auto reject = [&](const char* rule) { ++rejected[rule]; };
 
   const size_t k = static_cast<size_t>(std::max(options.top_k, 1));
   std::vector<Candidate> fitting;  // with their step-time lower bounds
@@ -91,14 +85,14 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       layout.tp = static_cast<int>(tp);
       layout.pp = static_cast<int>(pp);
       if (request.training.global_batch % dp != 0) {
-        reject(Status::Infeasible("rule batch=mb*ga*dp: global batch not divisible by DP"));
+        reject("batch=mb*ga*dp");
         continue;
       }
       const int64_t per_dp = request.training.global_batch / dp;
       layout.micro_batch = 1;
       layout.grad_accum = per_dp;
-      if (Status s = CheckPlan(request, layout, options.rules); !s.ok()) {
-        reject(s);
+      if (const char* rule = FailedRule(request, layout, options.rules)) {
+        reject(rule);
         continue;
       }
       for (int64_t mb : Divisors(per_dp)) {
@@ -127,7 +121,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   // Rules that depend on the inner dimensions.
                   if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
                       (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))) {
-                    reject(CheckPlan(request, p, options.rules));
+                    reject(FailedRule(request, p, options.rules));
                     continue;
                   }
                   Candidate c{p, evaluator.EvaluateMemory(p)};
