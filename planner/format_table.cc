@@ -27,7 +27,7 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                                 res.candidates, res.seconds, res.fitting, ToGiB(r.cluster.gpu.memory_bytes));
   if (res.fitting == 0)
     out += "NO PLAN FITS: the closest misses follow (smallest peak memory first)\n";
-  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>7} | {:>8} {:>9} {:>5} | "
+  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
                      "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>4}\n",
                      "#", "DP", "TP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "offload", "step s",
                      "tokens/s", "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total",
@@ -42,7 +42,7 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
     std::string host = p.offload == Offload::kNone
                            ? "-"
                            : fmt::format("{:.1f}", ToGiB(e.memory.host_bytes_per_node));
-    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>7} | {:>8} {:>9} {:>5} | "
+    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
                        "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>9} {:>4}\n",
                        ++rank, p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, p.grad_accum,
                        RecomputeName(p.recompute), p.sequence_parallel ? "y" : "n",
