@@ -102,7 +102,8 @@ int64_t LayerActivationBytes(const ModelSpec& m, const LocalShape& s, const Trai
 
 StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalShape& s,
                                                 const ParamLayout& params, const TrainingShape& t,
-                                                int64_t workspace_bytes) {
+                                                int64_t workspace_bytes,
+                                                const ParamStateSizes& states) {
   if (t.micro_batch < 1 || t.seq < 1)
     return Status::InvalidArgument(
         fmt::format("micro_batch = {} and seq = {} must be positive", t.micro_batch, t.seq));
@@ -134,11 +135,14 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   p.attention_blocks = blocks;
   ArenaPlan& a = p.arena;
   const int64_t n = params.total;
+  const int64_t opt = states.optimizer_elements >= 0 ? states.optimizer_elements : n;
   p.weights = a.Add("weights (bf16)", MemoryTerm::kWeights, n * kBf16);
   p.grads = a.Add("gradients (fp32)", MemoryTerm::kGradients, n * kF32);
-  p.master = a.Add("master weights (fp32)", MemoryTerm::kOptimizer, n * kF32);
-  p.adam_m = a.Add("adam m (fp32)", MemoryTerm::kOptimizer, n * kF32);
-  p.adam_v = a.Add("adam v (fp32)", MemoryTerm::kOptimizer, n * kF32);
+  p.grad_shard =
+      a.Add("gradient shard (fp32)", MemoryTerm::kGradients, states.grad_shard_elements * kF32);
+  p.master = a.Add("master weights (fp32)", MemoryTerm::kOptimizer, opt * kF32);
+  p.adam_m = a.Add("adam m (fp32)", MemoryTerm::kOptimizer, opt * kF32);
+  p.adam_v = a.Add("adam v (fp32)", MemoryTerm::kOptimizer, opt * kF32);
 
   // Stored activations.
   p.layers.resize(s.layers);

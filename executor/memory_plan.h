@@ -92,6 +92,7 @@ inline constexpr int64_t kDefaultLogitsChunk = kDefaultLogitsChunkTokens;
 struct TrainingMemoryPlan {
   ArenaPlan arena;
   int64_t weights = 0, grads = 0, master = 0, adam_m = 0, adam_v = 0;
+  int64_t grad_shard = 0;  // ParamStateSizes::grad_shard_elements fp32 (ZeRO-2/3)
   std::vector<LayerActivationOffsets> layers;
   int64_t x_final = 0, final_norm_out = 0, final_mean = 0, final_rstd = 0;
   int64_t qkv_tokens = 0, o_heads = 0, branch = 0, dres = 0, dmlp_act = 0, dmlp_pre = 0;
@@ -112,12 +113,25 @@ inline constexpr int kScalarLossSum = 0, kScalarGradNorm = 1, kScalarClipScale =
 int64_t LayerActivationBytes(const ModelSpec& model, const LocalShape& local,
                              const TrainingShape& shape);
 
+// Sizes of the parameter-state buffers under ZeRO (executor/zero_layout.h).
+// Weights (bf16) and the gradient buffer (fp32) always span the whole flat
+// layout: the gradient buffer is where each micro-batch's backward accumulates
+// (with ZeRO-2/3 it is reduce-scattered and re-zeroed per micro-batch), and
+// the weight buffer is the all-gather target (with ZeRO-3 each layer is
+// gathered into it before use; it is not freed between uses, see
+// docs/executor.md "Data parallel").
+struct ParamStateSizes {
+  int64_t optimizer_elements = -1;  // master, m, v each; -1: the whole layout
+  int64_t grad_shard_elements = 0;  // fp32 reduced-gradient shard (ZeRO-2/3), else 0
+};
+
 // Errors: seq % 8, head_dim % 8, hidden % 8, ffn % 8 (vector-width rules of the
 // kernels), seq > max_positions for learned positions, non-positive sizes,
 // attention_blocks not dividing S into blocks that are multiples of 8.
 StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& model, const LocalShape& local,
                                                 const ParamLayout& params,
                                                 const TrainingShape& shape,
-                                                int64_t workspace_bytes);
+                                                int64_t workspace_bytes,
+                                                const ParamStateSizes& states = {});
 
 }  // namespace p3d

@@ -37,13 +37,21 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
     return Status::InvalidArgument(
         StrCat("executor: tp=", ctx.tp, " pp=", ctx.pp,
                " requested; this executor trains on one GPU (tp = pp = 1)"));
+  const DataParallelConfig& dpc = config.data;
+  if (dpc.dp < 1) return Status::InvalidArgument(StrCat("executor: dp = ", dpc.dp, " must be >= 1"));
   P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, ctx));
-  P3D_ASSIGN_OR_RETURN(ParamLayout params, BuildParamLayout(config.spec, ctx, local));
+  P3D_ASSIGN_OR_RETURN(ParamLayout params, BuildParamLayout(config.spec, ctx, local,
+                                                            dpc.dp * kParamAlignElements));
+  P3D_ASSIGN_OR_RETURN(ZeroLayout zero, BuildZeroLayout(params, dpc.zero, dpc.dp, dpc.dp_rank));
+  ParamStateSizes states;
+  states.optimizer_elements = zero.local_numel;
+  states.grad_shard_elements = dpc.zero >= 2 ? zero.local_numel : 0;
   P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
                        PlanTrainingMemory(config.spec, local, params, config.shape,
-                                          static_cast<int64_t>(Matmul::kWorkspaceBytes)));
+                                          static_cast<int64_t>(Matmul::kWorkspaceBytes), states));
   std::unique_ptr<Model> model(
       new Model(config, local, std::move(params), std::move(plan), stream));
+  P3D_ASSIGN_OR_RETURN(model->dp_, DataParallel::Create(model->params_, zero, dpc.comm, stream));
   const int64_t bytes = model->plan_.arena.total_bytes();
   cudaError_t err = cudaMalloc(&model->base_, static_cast<size_t>(bytes));
   if (err != cudaSuccess) {
@@ -58,6 +66,8 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
                config.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
                "a smaller --micro-batch or --seq, or a larger card"));
   }
+  model->dp_->Bind(model->W(0), model->G(0),
+                   dpc.zero >= 2 ? model->At<float>(model->plan_.grad_shard) : nullptr);
   // dlogits columns [V, PaddedVocab(V)) are never written by the loss and must be 0.
   CUDA_CHECK(cudaMemsetAsync(model->At<char>(model->plan_.dlogits), 0,
                              model->plan_.logits_chunk * model->plan_.logits_ld * sizeof(bf16),
@@ -78,31 +88,41 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
 
 Status Model::Mark(Phase phase) { return timer_ ? timer_->Mark(phase) : Status::Ok(); }
 
+// The full fp32 parameters are built in the gradient buffer (as large as the
+// layout), so a ZeRO rank, whose master holds only its slices, can cast all
+// weights and copy its slices.
 Status Model::InitParameters(uint64_t seed) {
   const int64_t n = params_.total;
-  float* master = At<float>(plan_.master);
-  CUDA_CHECK(cudaMemsetAsync(master, 0, n * sizeof(float), stream_));
+  float* full = G(0);
+  CUDA_CHECK(cudaMemsetAsync(full, 0, n * sizeof(float), stream_));
   for (size_t i = 0; i < params_.tensors.size(); ++i) {
     const ParamTensor& t = params_.tensors[i];
     switch (t.init) {
       case ParamInit::kNormal:
-        P3D_RETURN_IF_ERROR(InitNormal(master + t.offset, t.size(), t.stddev, seed, i, stream_));
+        P3D_RETURN_IF_ERROR(InitNormal(full + t.offset, t.size(), t.stddev, seed, i, stream_));
         break;
       case ParamInit::kOnes:
-        P3D_RETURN_IF_ERROR(Fill(master + t.offset, t.size(), 1.0f, stream_));
+        P3D_RETURN_IF_ERROR(Fill(full + t.offset, t.size(), 1.0f, stream_));
         break;
       case ParamInit::kZeros:
         break;
     }
   }
-  P3D_RETURN_IF_ERROR(CastToBf16(master, W(0), n, stream_));
-  CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_m), 0, n * sizeof(float), stream_));
-  CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_v), 0, n * sizeof(float), stream_));
+  P3D_RETURN_IF_ERROR(CastToBf16(full, W(0), n, stream_));
+  for (const OwnedSlice& sl : zero().slices)
+    CUDA_CHECK(cudaMemcpyAsync(At<float>(plan_.master) + sl.local, full + sl.begin,
+                               sl.size() * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  const int64_t local = zero().local_numel;
+  CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_m), 0, local * sizeof(float), stream_));
+  CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_v), 0, local * sizeof(float), stream_));
   return ZeroGrads();
 }
 
 Status Model::ZeroGrads() {
   CUDA_CHECK(cudaMemsetAsync(G(0), 0, params_.total * sizeof(float), stream_));
+  if (zero().zero >= 2)
+    CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.grad_shard), 0,
+                               zero().local_numel * sizeof(float), stream_));
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.scalars), 0, 4 * sizeof(float), stream_));
   return Status::Ok();
 }
@@ -520,19 +540,42 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
   return NormBackward(nb, stream_);
 }
 
+// DataParallel hooks (no-ops on one GPU): ZeRO-3 gathers before each unit's
+// use (prefetching the next), gradient reductions after each unit's backward.
 Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets,
-                              float grad_scale, PhaseTimer* timer, float* logits_out) {
+                              float grad_scale, PhaseTimer* timer, float* logits_out,
+                              bool last_micro) {
   timer_ = timer;
   P3D_RETURN_IF_ERROR(Mark(Phase::kIdle));
   P3D_RETURN_IF_ERROR(UploadBatch(tokens, targets));
   const int64_t S = config_.shape.seq, T = config_.shape.micro_batch * S, H = local_.hidden;
+  const int emb = params_.embedding_unit, head = params_.head_unit;
+  const bool tied = params_.head == params_.wte;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  dp_->BeginPass();
+  P3D_RETURN_IF_ERROR(dp_->BeforeUse(emb, params_.LayerUnit(0)));
   P3D_RETURN_IF_ERROR(EmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte), WOpt(params_.wpe),
                                        At<bf16>(plan_.layers[0].x_in), T, S, H, stream_));
-  for (int64_t l = 0; l < local_.layers; ++l) P3D_RETURN_IF_ERROR(LayerForward(l, true));
+  for (int64_t l = 0; l < local_.layers; ++l) {
+    const int next = l + 1 < local_.layers ? params_.LayerUnit(l + 1) : head;
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l), next));
+    P3D_RETURN_IF_ERROR(LayerForward(l, true));
+  }
+  P3D_RETURN_IF_ERROR(dp_->BeforeUse(head, -1));
+  if (tied) P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(emb));
+  P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(head));
   P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale, logits_out));
-  for (int64_t l = local_.layers - 1; l >= 0; --l) P3D_RETURN_IF_ERROR(LayerBackward(l));
+  P3D_RETURN_IF_ERROR(dp_->GradsReady(head, last_micro));
+  dp_->BeginPass();
+  for (int64_t l = local_.layers - 1; l >= 0; --l) {
+    const int unit = params_.LayerUnit(l);
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit, l > 0 ? params_.LayerUnit(l - 1) : -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(unit));
+    P3D_RETURN_IF_ERROR(LayerBackward(l));
+    P3D_RETURN_IF_ERROR(dp_->GradsReady(unit, last_micro));
+  }
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(emb));
   const bf16* dres = At<bf16>(plan_.dres);
   P3D_RETURN_IF_ERROR(
       EmbeddingBackward(dres, At<int32_t>(plan_.bucket_token), At<int32_t>(plan_.bucket_offset),
@@ -541,6 +584,7 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
     P3D_RETURN_IF_ERROR(
         PositionEmbeddingBackward(dres, config_.shape.micro_batch, S, H, G(params_.wpe), stream_));
   }
+  P3D_RETURN_IF_ERROR(dp_->GradsReady(emb, last_micro));
   timer_ = nullptr;
   return Status::Ok();
 }
@@ -549,23 +593,30 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   timer_ = timer;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOptimizer));
   float* scalars = At<float>(plan_.scalars);
+  P3D_RETURN_IF_ERROR(dp_->FinishGrads());
+  P3D_RETURN_IF_ERROR(dp_->AllReduceSum(scalars + kScalarLossSum, 1));
   const float max_norm = max_grad_norm > 0.0f ? max_grad_norm : FLT_MAX;
-  P3D_RETURN_IF_ERROR(GradNormClip(G(0), params_.total, max_norm, At<double>(plan_.norm_partials),
-                                   scalars + kScalarGradNorm, scalars + kScalarClipScale, stream_));
-  // One launch per maximal run of consecutive tensors with equal decay.
-  const auto& ts = params_.tensors;
-  for (size_t i = 0; i < ts.size();) {
-    size_t j = i;
-    while (j + 1 < ts.size() && ts[j + 1].decay == ts[i].decay) ++j;
-    const int64_t begin = ts[i].offset, end = ts[j].offset + ts[j].size();
+  // ZeRO-2/3: the reduced gradients are the owned shard (gaps are zero).
+  const bool sharded = zero().zero >= 2;
+  const float* grads = sharded ? At<float>(plan_.grad_shard) : G(0);
+  double* partials = At<double>(plan_.norm_partials);
+  P3D_RETURN_IF_ERROR(GradSquaredSumPartials(
+      grads, sharded ? zero().local_numel : params_.total, partials, stream_));
+  P3D_RETURN_IF_ERROR(dp_->ReducePartials(partials, kGradNormBlocks));
+  P3D_RETURN_IF_ERROR(ClipScaleFromPartials(partials, max_norm, scalars + kScalarGradNorm,
+                                            scalars + kScalarClipScale, stream_));
+  // One launch per owned run of consecutive tensors with equal decay.
+  for (const AdamSegment& seg : zero().segments) {
     AdamWHyper hr = h;
-    hr.weight_decay = ts[i].decay ? h.weight_decay : 0.0f;
-    P3D_RETURN_IF_ERROR(
-        AdamWUpdate(G(begin), scalars + kScalarClipScale, At<float>(plan_.master) + begin,
-                    At<float>(plan_.adam_m) + begin, At<float>(plan_.adam_v) + begin, W(begin),
-                    end - begin, hr, stream_));
-    i = j + 1;
+    hr.weight_decay = seg.decay ? h.weight_decay : 0.0f;
+    const float* g = sharded ? grads + seg.local : G(seg.begin);
+    P3D_RETURN_IF_ERROR(AdamWUpdate(g, scalars + kScalarClipScale,
+                                    At<float>(plan_.master) + seg.local,
+                                    At<float>(plan_.adam_m) + seg.local,
+                                    At<float>(plan_.adam_v) + seg.local, W(seg.begin),
+                                    seg.end - seg.begin, hr, stream_));
   }
+  P3D_RETURN_IF_ERROR(dp_->AfterOptimizer());
   timer_ = nullptr;
   return Status::Ok();
 }
@@ -574,7 +625,7 @@ StatusOr<StepScalars> Model::ReadScalars() {
   float host[4];
   CUDA_CHECK(cudaMemcpyAsync(host, At<float>(plan_.scalars), sizeof(host), cudaMemcpyDeviceToHost,
                              stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  P3D_RETURN_IF_ERROR(Sync());
   return StepScalars{host[kScalarLossSum], host[kScalarGradNorm]};
 }
 
@@ -602,20 +653,24 @@ int64_t BufferOffset(const TrainingMemoryPlan& p, ParamBuffer which) {
 
 // On the model's stream (which need not synchronise with the legacy default
 // stream), then waited for.
+int64_t Model::BufferElements(ParamBuffer which) const {
+  const bool optimizer = which == ParamBuffer::kMaster || which == ParamBuffer::kAdamM ||
+                         which == ParamBuffer::kAdamV;
+  return optimizer ? zero().local_numel : params_.total;
+}
+
 Status Model::CopyOut(ParamBuffer which, void* host) const {
   CUDA_CHECK(cudaMemcpyAsync(host, At<char>(BufferOffset(plan_, which)),
-                             params_.total * BufferElementBytes(which), cudaMemcpyDeviceToHost,
-                             stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return Status::Ok();
+                             BufferElements(which) * BufferElementBytes(which),
+                             cudaMemcpyDeviceToHost, stream_));
+  return Sync();
 }
 
 Status Model::CopyIn(ParamBuffer which, const void* host) {
   CUDA_CHECK(cudaMemcpyAsync(At<char>(BufferOffset(plan_, which)), host,
-                             params_.total * BufferElementBytes(which), cudaMemcpyHostToDevice,
-                             stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return Status::Ok();
+                             BufferElements(which) * BufferElementBytes(which),
+                             cudaMemcpyHostToDevice, stream_));
+  return Sync();
 }
 
 }  // namespace p3d

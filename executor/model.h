@@ -44,6 +44,7 @@
 #include <span>
 
 #include "common/status.h"
+#include "executor/data_parallel.h"
 #include "executor/kernels/optimizer.h"
 #include "executor/kernels/softmax.h"
 #include "executor/matmul.h"
@@ -55,9 +56,17 @@
 
 namespace p3d {
 
+// Data parallelism of this replica (executor/data_parallel.h).
+struct DataParallelConfig {
+  int dp = 1, dp_rank = 0;
+  int zero = 0;                  // ZeRO stage 0..3
+  Communicator* comm = nullptr;  // the DP group; required when dp > 1
+};
+
 struct ModelConfig {
   ModelSpec spec;
   ParallelContext parallel;  // SingleGpuContext(spec) on one GPU
+  DataParallelConfig data;
   TrainingShape shape;
   double rope_theta = 10000.0;  // Llama rotary base
   float norm_eps = 1e-5f;
@@ -74,14 +83,16 @@ struct StepScalars {
 class Model {
  public:
   // Plans memory, allocates the arena, creates the cuBLASLt wrapper. Errors:
-  // tp/pp > 1 (Executor I is single-GPU), MoE models, shape rules of
+  // tp/pp > 1 (not implemented yet), MoE models, ZeroLayout rules, shape rules of
   // PlanTrainingMemory, out of device memory (with the planned total in the message).
   static StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, cudaStream_t stream);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
-  // master <- deterministic init from seed; weights <- bf16(master); grads, m, v <- 0.
+  // master <- deterministic init from seed (every DP rank computes the same
+  // full parameters and keeps its owned slices); weights <- bf16(full);
+  // grads, m, v <- 0.
   Status InitParameters(uint64_t seed);
   // grads <- 0 and loss sum <- 0 (start of an optimizer step).
   Status ZeroGrads();
@@ -90,28 +101,37 @@ class Model {
   // grad_scale = d loss / d token loss, 1/(tokens per step) for a mean) into the
   // fp32 gradients and its summed token loss into the loss sum.
   // logits_out (host, nullable): receives the fp32 logits [B*S, V] for verification.
+  // last_micro: the step's last micro-batch (ZeRO-0/1 reduce gradients in its backward).
   Status TrainMicroBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets,
-                         float grad_scale, PhaseTimer* timer, float* logits_out);
+                         float grad_scale, PhaseTimer* timer, float* logits_out,
+                         bool last_micro = true);
   // Clips gradients to max_grad_norm (<= 0: no clipping, norm still computed)
   // and applies AdamW; h.weight_decay applies to tensors with decay = true.
+  // With DP: waits for the gradient reductions, sums the loss over the DP
+  // group, clips by the norm of the full (reduced) gradient, updates the owned
+  // slices and, ZeRO-1/2, all-gathers the weights.
   Status OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer* timer);
   // Synchronises the stream and reads the step scalars.
   StatusOr<StepScalars> ReadScalars();
 
-  // Synchronous copies of a whole parameter-state buffer (ParamLayout::total
-  // elements, bf16 for kWeights, fp32 otherwise) to/from host memory.
+  // Synchronous copies of a whole parameter-state buffer (BufferElements(),
+  // bf16 for kWeights, fp32 otherwise) to/from host memory.
   Status CopyOut(ParamBuffer which, void* host) const;
   Status CopyIn(ParamBuffer which, const void* host);
+  // ParamLayout::total, or ZeroLayout::local_numel for master / m / v.
+  int64_t BufferElements(ParamBuffer which) const;
 
   const ModelConfig& config() const { return config_; }
   const LocalShape& local() const { return local_; }
   const ParamLayout& params() const { return params_; }
   const TrainingMemoryPlan& memory() const { return plan_; }
+  const ZeroLayout& zero() const { return dp_->zero(); }
   cudaStream_t stream() const { return stream_; }
 
  private:
   Model(const ModelConfig& config, const LocalShape& local, ParamLayout params,
         TrainingMemoryPlan plan, cudaStream_t stream);
+  Status Sync() const { return dp_->Sync(stream_); }
 
   template <typename T>
   T* At(int64_t byte_offset) const {
@@ -149,6 +169,7 @@ class Model {
   cudaStream_t stream_;
   char* base_ = nullptr;
   std::unique_ptr<Matmul> matmul_;
+  std::unique_ptr<DataParallel> dp_;
   SingleGpuTensorParallel tp_;
   PhaseTimer* timer_ = nullptr;  // set during TrainMicroBatch/OptimizerStep when profiling
   int64_t buckets_ = 0;          // distinct tokens of the current micro-batch

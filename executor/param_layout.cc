@@ -30,6 +30,11 @@ class Builder {
     layout_->tensors.push_back(std::move(t));
     return layout_->tensors.back().offset;
   }
+  // Closes the unit that started at `begin`: pads the buffer to unit_align.
+  void EndUnit(UnitKind kind, int64_t layer, int64_t begin, int64_t unit_align) {
+    layout_->total = (layout_->total + unit_align - 1) / unit_align * unit_align;
+    layout_->units.push_back({kind, layer, begin, layout_->total});
+  }
 
  private:
   ParamLayout* layout_;
@@ -44,7 +49,10 @@ int64_t ParamLayout::count() const {
 }
 
 StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext& ctx,
-                                       const LocalShape& s) {
+                                       const LocalShape& s, int64_t unit_align) {
+  if (unit_align < 1 || unit_align % kParamAlignElements != 0)
+    return Status::InvalidArgument(fmt::format(
+        "rule unit_align: {} must be a positive multiple of {}", unit_align, kParamAlignElements));
   if (m.experts > 1)
     return Status::InvalidArgument(fmt::format(
         "model '{}': the executor trains dense models only (experts = {})", m.name, m.experts));
@@ -57,8 +65,11 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
     p.wte =
         b.Add("wte.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd, PaddedVocab(s.vocab));
     if (gpt2) p.wpe = b.Add("wpe.weight", m.max_positions, s.hidden, ParamInit::kNormal, kInitStd);
+    p.embedding_unit = 0;
+    b.EndUnit(UnitKind::kEmbedding, -1, 0, unit_align);
   }
   for (int64_t i = 0; i < s.layers; ++i) {
+    const int64_t unit_begin = p.total;
     const std::string pre = fmt::format("layers.{}.", ctx.first_layer + i);
     LayerParamOffsets l;
     // Matrices first, then vectors: AdamW runs per maximal run of equal decay.
@@ -83,8 +94,10 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
       l.proj_b = b.Add(pre + "proj.bias", s.hidden, 0, ParamInit::kZeros);
     }
     p.layers.push_back(l);
+    b.EndUnit(UnitKind::kLayer, i, unit_begin, unit_align);
   }
   if (ctx.has_head()) {
+    const int64_t unit_begin = p.total;
     p.final_norm_w = b.Add("final_norm.weight", s.hidden, 0, ParamInit::kOnes);
     if (gpt2) p.final_norm_b = b.Add("final_norm.bias", s.hidden, 0, ParamInit::kZeros);
     if (m.tie_embeddings) {
@@ -96,6 +109,8 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
       p.head = b.Add("head.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd,
                      PaddedVocab(s.vocab));
     }
+    p.head_unit = static_cast<int>(p.units.size());
+    b.EndUnit(UnitKind::kHead, -1, unit_begin, unit_align);
   }
   return p;
 }

@@ -20,6 +20,15 @@
 // with n or k = PaddedVocab(V) instead of an odd V (50257), which cuBLASLt
 // runs about 6x slower on H100 (p3d-gemm-bench, bench/results/executor-h100.md).
 //
+// Units: the buffer is cut into units, in order: the embedding unit (wte,
+// wpe; first stage only), one unit per layer, the head unit (final norm and an
+// untied head; last stage only). Each unit ends on a multiple of `unit_align`
+// elements (zero padding), so a data-parallel group of DP ranks can split every
+// unit into DP equal, aligned slices (unit_align = DP * kParamAlignElements):
+// one unit is the gradient bucket of the DP all-reduce / reduce-scatter and the
+// ZeRO-3 gather unit (executor/zero_layout.h). With unit_align =
+// kParamAlignElements the units add no padding (the single-GPU layout).
+//
 // Initialisation (deterministic from the seed): matrices N(0, 0.02), the two
 // residual-branch output projections (out, proj/down) N(0, 0.02 / sqrt(2 L)),
 // norm weights 1, biases 0. Weight decay applies to 2-D tensors only.
@@ -64,18 +73,31 @@ struct LayerParamOffsets {
   int64_t proj_w = -1, proj_b = -1;  // GPT-2 proj [H,F] or Llama down [H,F]
 };
 
+enum class UnitKind { kEmbedding, kLayer, kHead };
+struct ParamUnit {
+  UnitKind kind = UnitKind::kLayer;
+  int64_t layer = -1;           // local layer index for kLayer, else -1
+  int64_t begin = 0, end = 0;   // elements [begin, end) of the flat buffers, padding included
+  int64_t size() const { return end - begin; }
+};
+
 struct ParamLayout {
   std::vector<ParamTensor> tensors;  // in buffer order
   std::vector<LayerParamOffsets> layers;
   int64_t wte = -1, wpe = -1, final_norm_w = -1, final_norm_b = -1;
   int64_t head = -1;      // == wte when tied
+  std::vector<ParamUnit> units;  // in buffer order, covering [0, total)
+  int embedding_unit = -1, head_unit = -1;  // indices into units; -1 when absent
+  int LayerUnit(int64_t layer) const { return static_cast<int>(layer) + (embedding_unit >= 0); }
   int64_t total = 0;      // buffer length in elements, gaps included
   int64_t count() const;  // parameters (gaps excluded)
 };
 
 // Layout for this GPU's shard (LocalShape) of `model`; the embedding/head are
-// present per ParallelContext::has_embedding()/has_head().
+// present per ParallelContext::has_embedding()/has_head(). unit_align: a
+// positive multiple of kParamAlignElements ("rule unit_align").
 StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& model, const ParallelContext& ctx,
-                                       const LocalShape& local);
+                                       const LocalShape& local,
+                                       int64_t unit_align = kParamAlignElements);
 
 }  // namespace p3d

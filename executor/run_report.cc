@@ -61,6 +61,20 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
       "{:.2f} GiB used before the arena)\n",
       ToGiB(m.device_used_peak_bytes), ToGiB(m.device_total_bytes),
       ToGiB(m.device_used_before_bytes));
+  if (!r.ranks.empty()) {
+    const RankReport& slow = r.ranks[r.slowest_rank];
+    const RankReport& peak = r.ranks[r.peak_memory_rank];
+    out += fmt::format(
+        "ranks         {} (DP{} ZeRO-{}): step time above is the slowest rank's per step; "
+        "slowest rank {} ({:.2f} ms median); peak memory rank {} (stage {}) {:.2f} GiB\n",
+        r.world, o.dp, o.zero, slow.rank, slow.median_step_s * 1e3, peak.rank, peak.pp,
+        ToGiB(peak.device_used_peak_bytes));
+    for (const RankReport& k : r.ranks)
+      out += fmt::format("  rank {:3d}   tp {} dp {} pp {}  median step {:.2f} ms  arena {:.2f} GiB  "
+                         "device peak {:.2f} GiB\n",
+                         k.rank, k.tp, k.dp, k.pp, k.median_step_s * 1e3, ToGiB(k.arena_bytes),
+                         ToGiB(k.device_used_peak_bytes));
+  }
   if (r.phase_seconds) {
     const auto& p = *r.phase_seconds;
     double sum = 0;
@@ -87,7 +101,12 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
   j["run"] = {{"model", ModelToJson(o.model)},
               {"micro_batch", o.micro_batch},
               {"grad_accum", o.grad_accum},
-              {"global_batch", o.micro_batch * o.grad_accum},
+              {"global_batch", o.micro_batch * o.grad_accum * o.dp},
+              {"dp", o.dp},
+              {"tp", 1},
+              {"pp", 1},
+              {"zero", o.zero},
+              {"world", r.world},
               {"seq", o.seq},
               {"steps", o.steps},
               {"first_step", r.first_step},
@@ -127,6 +146,21 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
                  {"device_used_before_arena_bytes", r.memory.device_used_before_bytes},
                  {"device_total_bytes", r.memory.device_total_bytes},
                  {"regions", regions}};
+  if (!r.ranks.empty()) {
+    nlohmann::json ranks = nlohmann::json::array();
+    for (const RankReport& k : r.ranks)
+      ranks.push_back({{"rank", k.rank},
+                       {"tp", k.tp},
+                       {"dp", k.dp},
+                       {"pp", k.pp},
+                       {"median_step_s", k.median_step_s},
+                       {"arena_bytes", k.arena_bytes},
+                       {"device_used_peak_bytes", k.device_used_peak_bytes}});
+    j["ranks"] = ranks;
+    j["summary"]["slowest_rank"] = r.slowest_rank;
+    j["summary"]["peak_memory_rank"] = r.peak_memory_rank;
+    j["summary"]["peak_memory_stage"] = r.ranks[r.peak_memory_rank].pp;
+  }
   if (r.phase_seconds) {
     nlohmann::json phases;
     for (int i = 0; i < kPhases; ++i)

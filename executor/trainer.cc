@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "executor/check.h"
+#include "executor/comm/process_groups.h"
 #include "executor/checkpoint.h"
 #include "executor/data.h"
 #include "executor/model.h"
@@ -60,6 +61,45 @@ nlohmann::json DumpMeta(const TrainOptions& o, const Model& model) {
           {"tensors", tensors}};
 }
 
+// Every rank's step times and memory, all-gathered over the world; then each
+// step's time becomes the slowest rank's (what the step costs the job).
+Status GatherRankReports(const TrainOptions& o, ProcessGroups& groups, cudaStream_t stream,
+                         TrainResult* r) {
+  const int world = groups.grid().world_size();
+  const size_t steps = r->steps.size(), per_rank = steps + 2;
+  std::vector<double> mine(per_rank), all(per_rank * world);
+  for (size_t i = 0; i < steps; ++i) mine[i] = r->steps[i].seconds;
+  mine[steps] = static_cast<double>(r->memory.arena_bytes);
+  mine[steps + 1] = static_cast<double>(r->memory.device_used_peak_bytes);
+  double* dev = nullptr;
+  CUDA_CHECK(cudaMalloc(&dev, sizeof(double) * per_rank * (world + 1)));
+  std::unique_ptr<double, void (*)(double*)> guard(dev, [](double* p) { cudaFree(p); });
+  CUDA_CHECK(cudaMemcpyAsync(dev, mine.data(), sizeof(double) * per_rank, cudaMemcpyHostToDevice,
+                             stream));
+  P3D_RETURN_IF_ERROR(
+      groups.world().AllGather(dev, dev + per_rank, per_rank, ncclFloat64, stream));
+  CUDA_CHECK(cudaMemcpyAsync(all.data(), dev + per_rank, sizeof(double) * per_rank * world,
+                             cudaMemcpyDeviceToHost, stream));
+  P3D_RETURN_IF_ERROR(groups.world().Wait(stream));
+  r->ranks.clear();
+  double slowest = -1, peak = -1;
+  for (int k = 0; k < world; ++k) {
+    const double* v = all.data() + per_rank * k;
+    const RankCoords c = groups.grid().Coords(k);
+    RankReport rep{k, c.tp, c.dp, c.pp, 0, static_cast<int64_t>(v[steps]),
+                   static_cast<int64_t>(v[steps + 1])};
+    StatusOr<StepTimeStats> own =
+        SummarizeStepTimes(std::vector<double>(v, v + steps), o.warmup);
+    if (own.ok()) rep.median_step_s = own->median_s;
+    if (rep.median_step_s > slowest) slowest = rep.median_step_s, r->slowest_rank = k;
+    if (v[steps + 1] > peak) peak = v[steps + 1], r->peak_memory_rank = k;
+    for (size_t i = 0; i < steps; ++i)
+      r->steps[i].seconds = std::max(r->steps[i].seconds, v[i]);
+    r->ranks.push_back(rep);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<TrainResult> Train(const TrainOptions& o,
@@ -68,6 +108,17 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   if (o.grad_accum < 1) return Status::InvalidArgument("--grad-accum must be >= 1");
   if (!o.dump_dir.empty() && !o.load_path.empty())
     return Status::InvalidArgument("--dump starts from the seed's initial weights; drop --load");
+  const int world = o.groups ? o.groups->grid().world_size() : 1;
+  if (o.dp != world || (o.groups && o.groups->grid().dp() != o.dp))
+    return Status::InvalidArgument(
+        fmt::format("rule world=dp: --dp {} on {} ranks (this executor runs data parallelism "
+                    "only: tp = pp = 1)",
+                    o.dp, world));
+  if (o.dp > 1 && (!o.dump_dir.empty() || !o.save_path.empty() || !o.load_path.empty()))
+    return Status::InvalidArgument(
+        "--dump, --save and --load are single-GPU only (ZeRO ranks hold slices)");
+  const int rank = o.groups ? o.groups->rank() : 0;
+  const int dp_rank = o.groups ? o.groups->grid().Coords(rank).dp : 0;
   TrainResult r;
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
@@ -94,6 +145,8 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   config.spec = o.model;
   config.parallel = SingleGpuContext(o.model);
   config.shape = {o.micro_batch, o.seq, o.recompute, o.logits_chunk};
+  config.data = {o.dp, dp_rank, o.zero,
+                 o.dp > 1 ? &o.groups->group(GroupKind::kData) : nullptr};
   P3D_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(config, stream));
   r.param_count = model->params().count();
   const TrainingMemoryPlan& plan = model->memory();
@@ -102,7 +155,8 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
     r.memory.term_bytes[t] = plan.arena.TermBytes(static_cast<MemoryTerm>(t));
   r.memory.regions = plan.arena.regions();
 
-  const BatchShape shape{o.micro_batch, o.seq, o.grad_accum};
+  // The global step's micro-batches; this DP rank runs its grad_accum of them.
+  const BatchShape shape{o.micro_batch, o.seq, o.grad_accum * o.dp};
   std::unique_ptr<TokenSource> data;
   if (o.data_path.empty()) {
     P3D_ASSIGN_OR_RETURN(data, MakeSyntheticSource(o.seed, o.model.vocab, shape));
@@ -137,19 +191,22 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
     logits.resize(T * model->local().vocab);
   }
 
-  const float grad_scale = 1.0f / static_cast<float>(T * o.grad_accum);
+  const int64_t global_tokens = T * o.grad_accum * o.dp;
+  const float grad_scale = 1.0f / static_cast<float>(global_tokens);
   std::vector<int32_t> tokens, targets;
   auto run_step = [&](int64_t step, PhaseTimer* timer, bool dump_step) -> StatusOr<StepRecord> {
+    if (o.before_step) o.before_step(step);
     const auto start = std::chrono::steady_clock::now();
     P3D_RETURN_IF_ERROR(model->ZeroGrads());
     for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
-      P3D_RETURN_IF_ERROR(data->Batch(step, micro, &tokens, &targets));
+      P3D_RETURN_IF_ERROR(data->Batch(step, dp_rank * o.grad_accum + micro, &tokens, &targets));
       if (dump && timer == nullptr) {
         dump_tokens.write(reinterpret_cast<const char*>(tokens.data()), T * 4);
         dump_tokens.write(reinterpret_cast<const char*>(targets.data()), T * 4);
       }
       float* logits_out = dump_step && micro == 0 ? logits.data() : nullptr;
-      P3D_RETURN_IF_ERROR(model->TrainMicroBatch(tokens, targets, grad_scale, timer, logits_out));
+      P3D_RETURN_IF_ERROR(model->TrainMicroBatch(tokens, targets, grad_scale, timer, logits_out,
+                                                 micro + 1 == o.grad_accum));
     }
     if (dump_step) {
       std::vector<float> g(total);
@@ -164,7 +221,7 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
     P3D_ASSIGN_OR_RETURN(StepScalars sc, model->ReadScalars());
     StepRecord rec;
     rec.step = step;
-    rec.loss = static_cast<double>(sc.loss_sum) / static_cast<double>(T * o.grad_accum);
+    rec.loss = static_cast<double>(sc.loss_sum) / static_cast<double>(global_tokens);
     rec.grad_norm = sc.grad_norm;
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return rec;
@@ -194,14 +251,16 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   }
   if (!o.save_path.empty()) P3D_RETURN_IF_ERROR(SaveCheckpoint(o.save_path, *model, ck));
 
+  if (o.groups && world > 1) P3D_RETURN_IF_ERROR(GatherRankReports(o, *o.groups, stream, &r));
   std::vector<double> times;
   for (const StepRecord& s : r.steps) times.push_back(s.seconds);
   StatusOr<StepTimeStats> stats = SummarizeStepTimes(times, o.warmup);
-  r.model_flops_per_step = ModelFlopsPerStep(o.model, o.micro_batch * o.grad_accum, o.seq);
+  r.world = world;
+  r.model_flops_per_step = ModelFlopsPerStep(o.model, o.micro_batch * o.grad_accum * o.dp, o.seq);
   if (stats.ok()) {
     r.time = *stats;
-    r.tokens_per_s = static_cast<double>(T * o.grad_accum) / stats->median_s;
-    r.tflops_per_gpu = r.model_flops_per_step / stats->median_s / 1e12;
+    r.tokens_per_s = static_cast<double>(global_tokens) / stats->median_s;
+    r.tflops_per_gpu = r.model_flops_per_step / stats->median_s / world / 1e12;
     if (r.peak_flops > 0) r.mfu = r.tflops_per_gpu * 1e12 / r.peak_flops;
   }
 

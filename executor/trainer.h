@@ -1,6 +1,12 @@
-// Trainer: the training loop behind p3d-run on one GPU. Builds the model from
-// the options, initialises (or loads) it, runs the steps, measures them and
-// optionally dumps the tensors the PyTorch reference check needs.
+// Trainer: the training loop behind p3d-run, one process per GPU. Builds the
+// model from the options, initialises (or loads) it, runs the steps, measures
+// them and optionally dumps the tensors the PyTorch reference check needs.
+//
+// Data parallel (dp > 1, ProcessGroups given): every rank initialises the same
+// full weights from the seed and keeps its ZeRO slices; DP rank d runs
+// micro-batches d*grad_accum .. (d+1)*grad_accum - 1 of a global step of
+// grad_accum*DP micro-batches, so DP = N trains on exactly the batches one GPU
+// sees with grad_accum*N; the loss is the mean over the global batch.
 #pragma once
 
 #include <array>
@@ -19,9 +25,16 @@
 
 namespace p3d {
 
+class ProcessGroups;
+
 struct TrainOptions {
   ModelSpec model;
-  int64_t micro_batch = 1, grad_accum = 1, seq = 1024;
+  int dp = 1;    // data-parallel ranks (the world; tp = pp = 1 in this executor)
+  int zero = 0;  // ZeRO stage over DP, 0..3
+  ProcessGroups* groups = nullptr;  // required when dp > 1
+  // Called on every rank before each optimizer step (e.g. fault injection).
+  std::function<void(int64_t step)> before_step;
+  int64_t micro_batch = 1, grad_accum = 1, seq = 1024;  // per DP rank
   int64_t steps = 10;
   int warmup = 2;  // steps excluded from the timing statistics
   Recompute recompute = Recompute::kNone;
@@ -52,6 +65,13 @@ struct MemoryReport {
   int64_t device_used_before_bytes = 0;  // used before the arena (context, other processes)
 };
 
+// One rank's measurements (multi-rank runs; gathered to every rank).
+struct RankReport {
+  int rank = 0, tp = 0, dp = 0, pp = 0;
+  double median_step_s = 0;  // this rank's own median step time after warm-up
+  int64_t arena_bytes = 0, device_used_peak_bytes = 0;
+};
+
 struct TrainResult {
   std::string device_name;
   std::string catalog_gpu;  // empty when the card is unknown
@@ -60,8 +80,12 @@ struct TrainResult {
   std::string data;         // data source description
   int64_t first_step = 0;
   int64_t param_count = 0;
-  std::vector<StepRecord> steps;
+  std::vector<StepRecord> steps;  // loss: DP mean; seconds: the slowest rank's, per step
   std::optional<StepTimeStats> time;  // absent when too few steps were timed
+  int world = 1;
+  std::vector<RankReport> ranks;  // every rank (multi-rank runs), by rank
+  int slowest_rank = 0;           // largest median step time
+  int peak_memory_rank = 0;       // largest device-used peak
   double model_flops_per_step = 0;
   double tokens_per_s = 0, tflops_per_gpu = 0;
   std::optional<double> mfu;

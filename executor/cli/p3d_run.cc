@@ -1,43 +1,154 @@
-// p3d-run: train a GPT-2 or Llama style model on one GPU and measure it.
+// p3d-run: train a GPT-2 or Llama style model on one GPU or data-parallel on
+// several (one process per GPU) and measure it.
 //
 //   p3d-run --model gpt-1.3b --micro-batch 4 --seq 2048 --steps 20 --json run.json
+//   p3d-run --nproc 2 --dp 2 --zero 1 --model gpt-1.3b ...   (spawns 2 local ranks)
+//   torchrun/mpirun/srun ... p3d-run --dp 8 ...              (one rank per process)
+//   p3d-run --nproc 2 --plan plan.json                       (a p3d-plan --save-plan file)
 //
-// Front end only: flag parsing, printing and exit codes (0 ok, 2 bad input,
-// 3 does not fit, 4 GPU/runtime failure). The loop is executor/trainer.h; every
-// printed figure is defined in docs/executor.md.
+// Front end only: flag parsing, bootstrap, printing (rank 0) and exit codes
+// (0 ok, 2 bad input, 3 does not fit, 4 GPU/runtime/communication failure).
+// The loop is executor/trainer.h; every printed figure is defined in
+// docs/executor.md.
+#include <cuda_runtime.h>
+
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <memory>
+#include <thread>
 
+#include "executor/comm/process_groups.h"
+#include "executor/host/launch.h"
+#include "executor/host/spawn.h"
+#include "executor/run_layout.h"
 #include "executor/run_report.h"
 #include "executor/trainer.h"
 #include "models/zoo.h"
+#include "planner/compare.h"
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 int ExitCode(const p3d::Status& s) {
   switch (s.code()) {
     case p3d::Status::Code::kInfeasible:
       return 3;
     case p3d::Status::Code::kInternal:
+    case p3d::Status::Code::kIoError:
       return 4;
     default:
       return 2;
   }
 }
 
+// --fault-inject RANK:STEP:exit|hang, for the failure tests.
+struct Fault {
+  int rank = -1;
+  int64_t step = -1;
+  std::string kind;
+};
+
+p3d::StatusOr<Fault> ParseFault(const std::string& text) {
+  Fault f;
+  const size_t a = text.find(':'), b = text.find(':', a == std::string::npos ? a : a + 1);
+  if (a == std::string::npos || b == std::string::npos)
+    return p3d::Status::InvalidArgument("--fault-inject: expected RANK:STEP:exit|hang, got '" +
+                                        text + "'");
+  try {
+    f.rank = std::stoi(text.substr(0, a));
+    f.step = std::stoll(text.substr(a + 1, b - a - 1));
+  } catch (const std::exception&) {
+    return p3d::Status::InvalidArgument("--fault-inject: RANK and STEP must be integers: '" + text +
+                                        "'");
+  }
+  f.kind = text.substr(b + 1);
+  if (f.kind != "exit" && f.kind != "hang")
+    return p3d::Status::InvalidArgument("--fault-inject: kind must be exit or hang, got '" +
+                                        f.kind + "'");
+  return f;
+}
+
+// Progress deadline of a multi-rank run: when no step finishes within
+// `limit` (a rank blocked outside a watchdog-polled wait, e.g. in a copy
+// queued behind a collective that never completes), abort every communicator
+// so that the blocked calls fail, and end the process if even that does not
+// unblock it.
+class ProgressDeadline {
+ public:
+  ProgressDeadline(p3d::ProcessGroups* groups, int rank, std::chrono::seconds limit)
+      : groups_(groups), rank_(rank), limit_(limit), last_(Clock::now().time_since_epoch().count()) {
+    thread_ = std::thread([this] { Watch(); });
+  }
+  ~ProgressDeadline() {
+    done_ = true;
+    thread_.join();
+  }
+  void Beat() { last_ = Clock::now().time_since_epoch().count(); }
+
+ private:
+  void Watch() {
+    while (!done_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const auto idle = Clock::now() - Clock::time_point(Clock::duration(last_.load()));
+      if (idle < limit_) continue;
+      const std::string reason = "no training step finished within " +
+                                 std::to_string(limit_.count()) + " s (progress deadline)";
+      std::fprintf(stderr, "p3d-run rank %d: %s; aborting every communicator\n", rank_,
+                   reason.c_str());
+      (void)groups_->AbortAll(reason);
+      for (int i = 0; i < 150 && !done_; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (done_) return;
+      std::fprintf(stderr, "p3d-run rank %d: still blocked 15 s after the abort; exiting\n", rank_);
+      std::_Exit(4);
+    }
+  }
+  p3d::ProcessGroups* groups_;
+  int rank_;
+  std::chrono::seconds limit_;
+  std::atomic<Clock::rep> last_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
   p3d::TrainOptions o;
-  std::string model_arg, recompute = "none", json_path;
+  p3d::RunLayout layout;
+  std::string model_arg, recompute = "none", json_path, plan_path, fault_arg;
+  int nproc = 1;
+  double nccl_timeout_s = 300;
+  bool force = false;
   CLI::App app{
-      "p3d-run: train a model on one GPU; print loss per step, then step time, "
-      "tokens/s, TFLOP/s, MFU and memory (docs/executor.md defines each)."};
-  app.add_option("--model,-m", model_arg, "zoo id, size (1.3B) or model file (config.json)")
-      ->required();
-  app.add_option("--micro-batch", o.micro_batch, "sequences per micro-batch (B)");
-  app.add_option("--grad-accum", o.grad_accum, "micro-batches per optimizer step");
+      "p3d-run: train a model on one GPU or data-parallel on several (one process per GPU); "
+      "print loss per step, then step time, tokens/s, TFLOP/s, MFU and memory "
+      "(docs/executor.md defines each)."};
+  app.add_option("--model,-m", model_arg, "zoo id, size (1.3B) or model file (config.json)");
+  app.add_option("--plan", plan_path,
+                 "run exactly this saved plan (p3d-plan --save-plan): model, batch, seq, layout, "
+                 "recompute, ZeRO");
+  app.add_flag("--force", force, "run a --plan even when it is predicted not to fit");
+  app.add_option("--nproc", nproc, "start this many local ranks (one per GPU) and wait for them");
+  app.add_option("--dp", layout.dp, "data-parallel ranks");
+  app.add_option("--tp", layout.tp, "tensor-parallel ranks (1 only, for now)");
+  app.add_option("--pp", layout.pp, "pipeline stages (1 only, for now)");
+  app.add_option("--vpp", layout.vpp, "virtual stages per pipeline rank (1 only, for now)");
+  app.add_option("--zero", layout.zero, "ZeRO stage over the DP group: 0 | 1 | 2 | 3");
+  app.add_flag("--sp", layout.sequence_parallel, "sequence parallelism (with tp > 1; not yet)");
+  app.add_option("--nccl-timeout-s", nccl_timeout_s,
+                 "longest wait for any collective or rendezvous before every rank is aborted");
+  app.add_option("--fault-inject", fault_arg,
+                 "RANK:STEP:exit|hang: that rank exits (or hangs) before that step (failure tests)");
+  app.add_option("--micro-batch", o.micro_batch, "sequences per micro-batch per DP rank (B)");
+  app.add_option("--grad-accum", o.grad_accum, "micro-batches per optimizer step per DP rank");
   app.add_option("--seq", o.seq, "tokens per sequence (S)");
   app.add_option("--steps", o.steps, "optimizer steps to run");
   app.add_option("--warmup", o.warmup, "steps excluded from the timing statistics");
@@ -54,7 +165,7 @@ int main(int argc, char** argv) {
                  "tokens per fused cross-entropy chunk (0: 1024)");
   app.add_option("--data", o.data_path, "flat binary token file (default: synthetic tokens)");
   app.add_option("--data-dtype", o.data_dtype, "token width of --data: uint16 | uint32");
-  app.add_option("--json", json_path, "write the run's results as JSON");
+  app.add_option("--json", json_path, "write the run's results as JSON (rank 0)");
   app.add_option("--save", o.save_path, "write a checkpoint after the last step");
   app.add_option("--load", o.load_path, "continue from a checkpoint");
   app.add_option("--dump", o.dump_dir,
@@ -67,20 +178,99 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  auto fail = [](const p3d::Status& s) {
-    std::cerr << "p3d-run: " << s.ToString() << "\n";
+  auto fail = [](const p3d::Status& s, int rank = 0) {
+    std::cerr << "p3d-run" << (rank > 0 ? " rank " + std::to_string(rank) : std::string())
+              << ": " << s.ToString() << "\n";
     return ExitCode(s);
   };
-  p3d::StatusOr<p3d::ModelSpec> model = p3d::ResolveModel(model_arg);
-  if (!model.ok()) return fail(model.status());
-  o.model = *model;
-  p3d::StatusOr<p3d::Recompute> rc = p3d::ParseRecompute(recompute);
-  if (!rc.ok()) return fail(rc.status());
-  o.recompute = *rc;
+  p3d::StatusOr<p3d::LaunchInfo> launch = p3d::ParseLaunchEnv(p3d::ProcessEnv());
+  if (!launch.ok()) return fail(launch.status());
+
+  // The launcher: start nproc copies of this command as ranks 0..nproc-1.
+  if (nproc > 1 && launch->launcher == p3d::Launcher::kNone) {
+    const p3d::Status s = p3d::SpawnSelf(nproc, args);
+    if (!s.ok()) return fail(s);
+    return 0;
+  }
+  const int rank = launch->rank;
+
+  if (!plan_path.empty()) {
+    if (!model_arg.empty()) return fail(p3d::Status::InvalidArgument("--plan replaces --model"));
+    p3d::StatusOr<p3d::SavedPlan> saved = p3d::LoadSavedPlan(plan_path);
+    if (!saved.ok()) return fail(saved.status(), rank);
+    p3d::Status fit = p3d::CheckPredictedFit(*saved, force, plan_path);
+    if (!fit.ok()) return fail(fit, rank);
+    fit = p3d::ApplySavedPlan(*saved, &o, &layout);
+    if (!fit.ok()) return fail(fit, rank);
+  } else {
+    if (model_arg.empty())
+      return fail(p3d::Status::InvalidArgument("--model (or --plan) is required"));
+    p3d::StatusOr<p3d::ModelSpec> model = p3d::ResolveModel(model_arg);
+    if (!model.ok()) return fail(model.status(), rank);
+    o.model = *model;
+    p3d::StatusOr<p3d::Recompute> rc = p3d::ParseRecompute(recompute);
+    if (!rc.ok()) return fail(rc.status(), rank);
+    o.recompute = *rc;
+  }
+  p3d::Status supported = p3d::CheckSupportedLayout(layout);
+  if (!supported.ok()) return fail(supported, rank);
+  if (layout.world() != launch->world_size)
+    return fail(p3d::Status::InvalidArgument(
+                    "rule world_size: the layout needs " + std::to_string(layout.world()) +
+                    " ranks (dp x tp x pp) but the launch has " +
+                    std::to_string(launch->world_size) + " (--nproc or the launcher's WORLD_SIZE)"),
+                rank);
+  o.dp = layout.dp;
+  o.zero = layout.zero;
+
+  std::unique_ptr<p3d::ProcessGroups> groups;
+  std::unique_ptr<ProgressDeadline> deadline;
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(nccl_timeout_s * 1000));
+  if (launch->world_size > 1) {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
+      return fail(p3d::Status::Internal("no CUDA device visible"), rank);
+    int per_node = devices;
+    if (auto local = p3d::ProcessEnv().Get("LOCAL_WORLD_SIZE")) per_node = std::atoi(local->c_str());
+    p3d::StatusOr<p3d::RankGrid> grid =
+        p3d::RankGrid::Create(layout.tp, layout.dp, layout.pp, per_node);
+    if (!grid.ok()) return fail(grid.status(), rank);
+    p3d::CommOptions copt;
+    copt.timeout = timeout;
+    copt.rendezvous_timeout = timeout;
+    p3d::StatusOr<std::unique_ptr<p3d::ProcessGroups>> g =
+        p3d::ProcessGroups::Create(*launch, *grid, copt);
+    if (!g.ok()) return fail(g.status(), rank);
+    groups = std::move(*g);
+    o.groups = groups.get();
+    deadline = std::make_unique<ProgressDeadline>(
+        groups.get(), rank,
+        std::chrono::duration_cast<std::chrono::seconds>(timeout) + std::chrono::seconds(30));
+  }
+  if (!fault_arg.empty()) {
+    p3d::StatusOr<Fault> fault = ParseFault(fault_arg);
+    if (!fault.ok()) return fail(fault.status(), rank);
+    o.before_step = [f = *fault, rank](int64_t step) {
+      if (rank != f.rank || step != f.step) return;
+      std::fprintf(stderr, "p3d-run rank %d: --fault-inject: %s before step %lld\n", rank,
+                   f.kind.c_str(), static_cast<long long>(step));
+      if (f.kind == "exit") std::_Exit(13);
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+    };
+  }
 
   p3d::StatusOr<p3d::TrainResult> result =
-      p3d::Train(o, [](const p3d::StepRecord& s) { std::cout << p3d::FormatStep(s) << std::endl; });
-  if (!result.ok()) return fail(result.status());
+      p3d::Train(o, [rank, &deadline](const p3d::StepRecord& s) {
+        if (deadline) deadline->Beat();
+        if (rank == 0) std::cout << p3d::FormatStep(s) << std::endl;
+      });
+  deadline.reset();
+  if (!result.ok()) {
+    // Peers must not wait for this rank until their deadline.
+    if (groups) (void)groups->AbortAll("rank " + std::to_string(rank) + " failed");
+    return fail(result.status(), rank);
+  }
+  if (rank != 0) return 0;
   std::cout << p3d::FormatSummary(o, *result);
   if (!json_path.empty()) {
     std::ofstream out(json_path);

@@ -41,6 +41,12 @@ __global__ void ClipScaleKernel(const double* partials, float max_norm, float* n
   }
 }
 
+__global__ void AddKernel(const float* src, float* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    dst[i] += src[i];
+}
+
 struct AdamWDevice {
   float lr, beta1, beta2, eps, decay_factor, step_size, inv_sqrt_bc2;
 };
@@ -64,13 +70,32 @@ __global__ void AdamWKernel(const float* grads, const float* grad_scale, float* 
 
 }  // namespace
 
-Status GradNormClip(const float* grads, int64_t n, float max_norm, double* partials,
-                    float* norm_out, float* scale_out, cudaStream_t stream) {
-  P3D_RETURN_IF_ERROR(RequirePositive("GradNormClip", "n", n));
-  if (!(max_norm > 0.0f)) return Status::InvalidArgument("GradNormClip: max_norm must be > 0");
+Status GradSquaredSumPartials(const float* grads, int64_t n, double* partials,
+                              cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequirePositive("GradSquaredSumPartials", "n", n));
   SquaredSumPartialsKernel<<<kGradNormBlocks, kThreads, 0, stream>>>(grads, n, partials);
   CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status ClipScaleFromPartials(const double* partials, float max_norm, float* norm_out,
+                             float* scale_out, cudaStream_t stream) {
+  if (!(max_norm > 0.0f)) return Status::InvalidArgument("GradNormClip: max_norm must be > 0");
   ClipScaleKernel<<<1, 1024, 0, stream>>>(partials, max_norm, norm_out, scale_out);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status GradNormClip(const float* grads, int64_t n, float max_norm, double* partials,
+                    float* norm_out, float* scale_out, cudaStream_t stream) {
+  if (!(max_norm > 0.0f)) return Status::InvalidArgument("GradNormClip: max_norm must be > 0");
+  P3D_RETURN_IF_ERROR(GradSquaredSumPartials(grads, n, partials, stream));
+  return ClipScaleFromPartials(partials, max_norm, norm_out, scale_out, stream);
+}
+
+Status AddF32(const float* src, float* dst, int64_t n, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(RequirePositive("AddF32", "n", n));
+  AddKernel<<<kernels::GridFor(n, kThreads, 8192), kThreads, 0, stream>>>(src, dst, n);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }

@@ -25,6 +25,18 @@ inline constexpr int kGradNormBlocks = 1024;
 Status GradNormClip(const float* grads, int64_t n, float max_norm, double* partials,
                     float* norm_out, float* scale_out, cudaStream_t stream);
 
+// The two halves of GradNormClip, for sharded gradients: each rank writes the
+// partial sums of squares of its shard (kGradNormBlocks doubles), the ranks
+// sum the partials element-wise (an all-reduce), and ClipScaleFromPartials
+// reduces them in the same fixed tree.
+Status GradSquaredSumPartials(const float* grads, int64_t n, double* partials,
+                              cudaStream_t stream);
+Status ClipScaleFromPartials(const double* partials, float max_norm, float* norm_out,
+                             float* scale_out, cudaStream_t stream);
+
+// dst[i] += src[i] (fp32), i < n: accumulating a reduced gradient shard.
+Status AddF32(const float* src, float* dst, int64_t n, cudaStream_t stream);
+
 struct AdamWHyper {
   float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
   int64_t step = 1;  // t, 1-based

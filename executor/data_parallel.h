@@ -1,0 +1,113 @@
+// DataParallel: the data-parallel side of one model replica's step: gradient
+// reduction over the DP group, overlapped with backward, and the ZeRO stages
+// (executor/zero_layout.h says who owns what).
+//
+// What runs when (one bucket = one unit of param_layout.h: a layer, the
+// embedding unit or the head unit; unit u's gradients are final once its
+// backward has run):
+//   ZeRO-0/1  in the LAST micro-batch of the step, as soon as unit u's
+//             backward is done, an fp32 all-reduce (sum) of u's gradients on
+//             the comm stream, overlapping the backward of the units before it.
+//             ZeRO-1 then updates only the owned slices and all-gathers the
+//             bf16 weights of every unit after the optimizer step.
+//   ZeRO-2    in EVERY micro-batch, unit u's gradients are reduce-scattered
+//             (in place, fp32), the owned slice is added to the fp32 gradient
+//             shard and u's gradient buffer is re-zeroed for the next
+//             micro-batch; all on the comm stream. After the step: all-gather
+//             of the bf16 weights, as ZeRO-1.
+//   ZeRO-3    as ZeRO-2 for gradients; parameters are all-gathered per unit
+//             before every use (forward and again backward), the next layer's
+//             gather issued on the comm stream before the current layer runs
+//             (prefetch one ahead). The gather target is the model's weight
+//             buffer, which stays allocated (no memory saving yet).
+// The gradient norm sums squares over the full gradients (ZeRO-0/1) or over
+// the owned shards with an all-reduce of the partial sums (ZeRO-2/3).
+//
+// Ordering: every comm-stream operation first waits for an event recorded on
+// the compute stream at the point of issue; the compute stream waits for the
+// unit's event before it writes that unit's gradients again (ZeRO-2/3) or uses
+// its gathered weights (ZeRO-3), and for all reductions before the optimizer.
+// Every host wait goes through the communicator's watchdog (Sync).
+//
+// With dp = 1 (or no communicator) every hook is a no-op and Sync is
+// cudaStreamSynchronize: the single-GPU executor is unchanged.
+//
+// Thread-safety: one host thread per rank (as Communicator).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "executor/dtype.h"
+#include "executor/param_layout.h"
+#include "executor/zero_layout.h"
+
+namespace p3d {
+
+class Communicator;
+
+class DataParallel {
+ public:
+  // comm: the DP group (size == zero.dp), or nullptr when zero.dp == 1.
+  static StatusOr<std::unique_ptr<DataParallel>> Create(const ParamLayout& params,
+                                                        const ZeroLayout& zero, Communicator* comm,
+                                                        cudaStream_t compute);
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  bool active() const { return comm_ != nullptr; }
+  const ZeroLayout& zero() const { return zero_; }
+  // Device buffers of the model's arena: bf16 weights and fp32 gradients over
+  // the whole layout, the fp32 gradient shard (ZeRO-2/3, else nullptr).
+  void Bind(bf16* weights, float* grads, float* grad_shard);
+
+  // Unit arguments of -1 (a unit this stage does not hold) are ignored.
+  // Start of a forward or a backward pass over the layers (ZeRO-3 gathers
+  // each unit once per pass).
+  void BeginPass();
+  // ZeRO-3: unit `unit` is gathered before the compute stream goes on;
+  // `prefetch` (or -1) is issued next. No-op otherwise.
+  Status BeforeUse(int unit, int prefetch);
+  // The compute stream is about to write unit `unit`'s gradients.
+  Status BeforeGradWrite(int unit);
+  // Unit `unit`'s gradients of this micro-batch are complete on the compute
+  // stream; `last_micro`: the step's last micro-batch.
+  Status GradsReady(int unit, bool last_micro);
+  // The compute stream waits for every reduction of the step.
+  Status FinishGrads();
+  // Sum over the DP group of n floats on the compute stream (the loss sum).
+  Status AllReduceSum(float* data, int64_t n);
+  // Sum over the DP group of the grad-norm partials (ZeRO-2/3 only).
+  Status ReducePartials(double* partials, int64_t n);
+  // After the owned slices were updated: ZeRO-1/2 all-gather every unit's
+  // bf16 weights (ZeRO-3 gathers before use instead).
+  Status AfterOptimizer();
+  // Waits (watchdog-bounded when active) until `stream` drained.
+  Status Sync(cudaStream_t stream);
+
+ private:
+  DataParallel(const ParamLayout& params, const ZeroLayout& zero, Communicator* comm,
+               cudaStream_t compute)
+      : params_(params), zero_(zero), comm_(comm), compute_(compute) {}
+  Status CommWaitsCompute();
+  Status Gather(int unit, cudaStream_t stream);
+
+  const ParamLayout& params_;
+  ZeroLayout zero_;
+  Communicator* comm_;
+  cudaStream_t compute_;
+  cudaStream_t comm_stream_ = nullptr;
+  cudaEvent_t marker_ = nullptr;         // compute -> comm ordering
+  std::vector<cudaEvent_t> unit_done_;   // comm work of unit u finished
+  std::vector<bool> pending_;            // unit_done_[u] not yet waited for by compute
+  std::vector<bool> gathered_;           // ZeRO-3: unit gathered in this pass
+  bf16* weights_ = nullptr;
+  float* grads_ = nullptr;
+  float* grad_shard_ = nullptr;
+};
+
+}  // namespace p3d

@@ -1,0 +1,29 @@
+// RunLayout: the parallel layout p3d-run executes, from flags (--dp --tp --pp
+// --vpp --zero --sp) or from a saved plan (p3d-plan --save-plan; --plan runs
+// exactly its model, micro-batch, grad-accum, sequence, recompute, logits
+// chunk and layout). Pure logic, tested on CPU.
+#pragma once
+
+#include "common/status.h"
+#include "executor/trainer.h"
+#include "planner/plan_json.h"
+
+namespace p3d {
+
+struct RunLayout {
+  int dp = 1, tp = 1, pp = 1, vpp = 1, zero = 0;
+  bool sequence_parallel = false;
+  int world() const { return dp * tp * pp; }
+};
+
+// Copies the saved plan's model, recipe and layout into `options` / `layout`.
+// Errors: offload plans ("rule offload": the executor keeps every state on
+// the GPU).
+Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* options, RunLayout* layout);
+
+// What this executor can run: any DP with ZeRO 0..3; tp, pp, vpp > 1 and
+// sequence parallelism are refused, naming the dimension ("rule tp=1" etc.),
+// until the tensor- and pipeline-parallel model exists (issue 5).
+Status CheckSupportedLayout(const RunLayout& layout);
+
+}  // namespace p3d

@@ -1,0 +1,144 @@
+// ZeRO ownership arithmetic (executor/zero_layout.h) and the parameter units it
+// splits (executor/param_layout.h), on CPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "executor/param_layout.h"
+#include "executor/run_layout.h"
+#include "executor/zero_layout.h"
+#include "models/zoo.h"
+
+namespace p3d {
+namespace {
+
+ParamLayout Layout(const char* id, int64_t unit_align) {
+  auto m = ZooModel(id);
+  EXPECT_TRUE(m.ok());
+  ParallelContext ctx = SingleGpuContext(*m);
+  auto s = ShardShape(*m, ctx);
+  auto p = BuildParamLayout(*m, ctx, *s, unit_align);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return *p;
+}
+
+// Units tile the buffer in order: embedding, one per layer, head; every tensor
+// lies inside exactly one unit, and each unit is a multiple of unit_align.
+TEST(ParamUnitsTest, UnitsTileTheBufferAndHoldWholeTensors) {
+  for (int64_t align : {int64_t{128}, int64_t{4 * 128}}) {
+    const ParamLayout p = Layout("gpt2-small", align);
+    ASSERT_EQ(p.units.size(), 12u + 2u);
+    EXPECT_EQ(p.embedding_unit, 0);
+    EXPECT_EQ(p.head_unit, 13);
+    EXPECT_EQ(p.LayerUnit(3), 4);
+    int64_t end = 0;
+    for (const ParamUnit& u : p.units) {
+      EXPECT_EQ(u.begin, end);
+      EXPECT_EQ(u.size() % align, 0);
+      end = u.end;
+    }
+    EXPECT_EQ(end, p.total);
+    for (const ParamTensor& t : p.tensors) {
+      const int n = std::count_if(p.units.begin(), p.units.end(), [&](const ParamUnit& u) {
+        return t.offset >= u.begin && t.offset + t.size() <= u.end;
+      });
+      EXPECT_EQ(n, 1) << t.name;
+    }
+    EXPECT_EQ(p.units[p.LayerUnit(5)].begin, p.layers[5].qkv_w);
+  }
+  // The single-GPU alignment adds no padding: the layout is unchanged.
+  EXPECT_EQ(Layout("gpt2-small", 128).total, Layout("gpt2-small", 128).tensors.back().offset +
+                                                   Layout("gpt2-small", 128).tensors.back().size());
+  auto m = ZooModel("gpt2-small");
+  ParallelContext ctx = SingleGpuContext(*m);
+  EXPECT_FALSE(BuildParamLayout(*m, ctx, *ShardShape(*m, ctx), 100).ok());
+}
+
+// The DP slices of every unit partition the buffer across ranks; local
+// offsets are dense; AdamW segments cover exactly the owned elements with the
+// decay flag of the tensor they hold.
+TEST(ZeroLayoutTest, SlicesPartitionTheBufferAndSegmentsCoverThem) {
+  for (int dp : {1, 2, 4}) {
+    const ParamLayout p = Layout("llama-2-7b", dp * kParamAlignElements);
+    std::vector<int> owners(p.units.size() * dp, 0);
+    int64_t covered = 0;
+    for (int r = 0; r < dp; ++r) {
+      auto z = BuildZeroLayout(p, 1, dp, r);
+      ASSERT_TRUE(z.ok()) << z.status().ToString();
+      ASSERT_EQ(z->slices.size(), p.units.size());
+      int64_t local = 0;
+      for (size_t u = 0; u < p.units.size(); ++u) {
+        const OwnedSlice& s = z->slices[u];
+        EXPECT_EQ(s.size() * dp, p.units[u].size());
+        EXPECT_EQ(s.begin, p.units[u].begin + r * s.size());  // in-place reduce-scatter block
+        EXPECT_EQ(s.local, local);
+        local += s.size();
+        covered += s.size();
+      }
+      EXPECT_EQ(z->local_numel, local);
+      int64_t seg_total = 0;
+      for (const AdamSegment& g : z->segments) {
+        seg_total += g.end - g.begin;
+        for (const ParamTensor& t : p.tensors)
+          if (t.offset < g.end && t.offset + t.size() > g.begin) EXPECT_EQ(t.decay, g.decay);
+      }
+      EXPECT_EQ(seg_total, z->local_numel);
+    }
+    EXPECT_EQ(covered, p.total);
+  }
+}
+
+TEST(ZeroLayoutTest, ZeroZeroOwnsEverythingAndRulesAreNamed) {
+  const ParamLayout p = Layout("gpt2-small", 2 * kParamAlignElements);
+  auto z = BuildZeroLayout(p, 0, 2, 1);
+  ASSERT_TRUE(z.ok());
+  ASSERT_EQ(z->slices.size(), 1u);
+  EXPECT_EQ(z->local_numel, p.total);
+  EXPECT_EQ(z->segments.front().local, z->segments.front().begin);
+  EXPECT_NE(BuildZeroLayout(p, 4, 2, 0).status().message().find("zero in 0..3"), std::string::npos);
+  EXPECT_NE(BuildZeroLayout(p, 1, 2, 2).status().message().find("dp_rank"), std::string::npos);
+  const ParamLayout unpadded = Layout("gpt2-small", kParamAlignElements);
+  EXPECT_NE(BuildZeroLayout(unpadded, 1, 7, 0).status().message().find("unit%dp"),
+            std::string::npos);
+}
+
+TEST(RunLayoutTest, RefusesWhatIsNotImplementedByName) {
+  RunLayout l;
+  l.dp = 4;
+  l.zero = 3;
+  EXPECT_TRUE(CheckSupportedLayout(l).ok());
+  l.tp = 2;
+  EXPECT_NE(CheckSupportedLayout(l).message().find("rule tp=1"), std::string::npos);
+  l.tp = 1;
+  l.pp = 2;
+  EXPECT_NE(CheckSupportedLayout(l).message().find("rule pp=1"), std::string::npos);
+  l.pp = 1;
+  l.zero = 5;
+  EXPECT_NE(CheckSupportedLayout(l).message().find("zero in 0..3"), std::string::npos);
+}
+
+TEST(RunLayoutTest, SavedPlanSetsModelRecipeAndLayout) {
+  SavedPlan saved;
+  saved.request.model = *ZooModel("gpt-1.3b");
+  saved.request.training.seq = 2048;
+  saved.plan.dp = 2;
+  saved.plan.zero = 2;
+  saved.plan.micro_batch = 4;
+  saved.plan.grad_accum = 3;
+  saved.plan.recompute = Recompute::kSelective;
+  TrainOptions o;
+  RunLayout l;
+  ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
+  EXPECT_EQ(o.model.name, saved.request.model.name);
+  EXPECT_EQ(o.micro_batch, 4);
+  EXPECT_EQ(o.grad_accum, 3);
+  EXPECT_EQ(o.seq, 2048);
+  EXPECT_EQ(o.recompute, Recompute::kSelective);
+  EXPECT_EQ(l.dp, 2);
+  EXPECT_EQ(l.zero, 2);
+  saved.plan.offload = Offload::kOptimizer;
+  EXPECT_NE(ApplySavedPlan(saved, &o, &l).message().find("rule offload"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace p3d
