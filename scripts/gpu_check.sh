@@ -5,7 +5,11 @@
 #
 #   scripts/gpu_check.sh                 # all sections, in order
 #   scripts/gpu_check.sh build executor_tests reference   # a subset (build first)
+#   TARGETS="p3d-run p3d-tokenize p3d-plan" scripts/gpu_check.sh build dp_equivalence
+#                                        # build only those targets, then the DP sections
 #
+# Multi-GPU sections (dp_equivalence, dp_fault, dp_scaling) need 2 GPUs and
+# record SKIP with fewer.
 # Output ($OUT, default build-gpu/gpu-out): gpu_check.log (every command and its
 # output), summary.txt (one line per section, also printed last) and
 # results.tar.gz (JSON results, reference tables, GEMM tables, loss curves).
@@ -26,7 +30,9 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 : >"$LOG"
 : >"$SUMMARY"
 
-SECTIONS=(env build executor_tests reference checkpoint loss_curve speed_1p3b speed_3b_full largest)
+SECTIONS=(env build executor_tests reference checkpoint loss_curve speed_1p3b speed_3b_full largest
+          dp_equivalence dp_fault dp_scaling)
+GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 log() { echo "$*" >>"$LOG"; }
 record() { printf '%-18s %-4s %s\n' "$1" "$2" "$3" | tee -a "$SUMMARY" >>"$LOG"; }
@@ -69,7 +75,9 @@ section_build() {
   fi
   local t0=$SECONDS
   # -k 0: a broken target elsewhere must not stop the others from building.
-  if RUN_LIMIT=480 run cmake --build "$BUILD" -j "$(nproc)" -- -k 0; then
+  local targets=()
+  [ -n "${TARGETS:-}" ] && targets=(--target $TARGETS)
+  if RUN_LIMIT=480 run cmake --build "$BUILD" -j "$(nproc)" "${targets[@]}" -- -k 0; then
     record build PASS "$((SECONDS - t0)) s"
   else
     record build FAIL "some targets failed (see log); $((SECONDS - t0)) s"
@@ -187,6 +195,106 @@ section_largest() {
     log "largest: $m did not run (exit $rc)"
   done
   record largest FAIL "none of the candidates fit"
+}
+
+# DP = 2 against one GPU on the same global batch: one GPU runs grad-accum
+# 2*ga, each DP rank ga (its half of the micro-batches, trainer.h). Tiny GPT-2
+# on the byte corpus, 20 steps, clipping on. Tolerance (docs/executor.md):
+# max |loss difference| over the 20 steps <= 2e-3 nats; "bit-identical" is
+# noted where every loss is equal.
+section_dp_equivalence() {
+  if [ "$GPUS" -lt 2 ]; then record dp_equivalence SKIP "needs 2 GPUs, found $GPUS"; return; fi
+  local data status=PASS details=""
+  data=$(corpus_tokens)
+  local common=(--model tests/executor/models/tiny-gpt2-bytes.json --data "$data" --micro-batch 4
+                --seq 128 --steps 20 --warmup 1 --lr 1e-3 --weight-decay 0.1 --clip 1.0 --seed 7)
+  for ga in 1 2; do
+    RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --grad-accum $((2 * ga)) \
+        --json "$RES/dp-ref-ga$((2 * ga)).json"
+    for rc in none full; do
+      [ $ga = 1 ] && [ $rc = full ] && continue
+      for z in 0 1 2 3; do
+        local name=dp2-z$z-ga$ga-$rc
+        if ! RUN_LIMIT=120 run "$BIN/p3d-run" --nproc 2 --dp 2 --zero $z "${common[@]}" \
+            --grad-accum $ga --recompute $rc --nccl-timeout-s 60 --json "$RES/$name.json"; then
+          status=FAIL; details+="$name: run failed; "; continue
+        fi
+        local verdict
+        verdict=$(python3 - "$RES/dp-ref-ga$((2 * ga)).json" "$RES/$name.json" <<'PY'
+import json, sys
+a = [s["loss"] for s in json.load(open(sys.argv[1]))["steps"]]
+b = [s["loss"] for s in json.load(open(sys.argv[2]))["steps"]]
+d = max(abs(x - y) for x, y in zip(a, b))
+ok = len(a) == len(b) == 20 and d <= 2e-3
+print(("PASS" if ok else "FAIL") + f" max|dloss| {d:.2e}{' bit-identical' if a == b else ''} (last {b[-1]:.5f} vs {a[-1]:.5f})")
+PY
+)
+        [ "${verdict%% *}" = PASS ] || status=FAIL
+        details+="$name: ${verdict#* }; "
+      done
+    done
+  done
+  record dp_equivalence $status "$details"
+}
+
+# A rank that dies (exit) or hangs before step 3 must end every rank with an
+# error naming it, in bounded time (spawner; comm watchdog / progress deadline).
+section_dp_fault() {
+  if [ "$GPUS" -lt 2 ]; then record dp_fault SKIP "needs 2 GPUs, found $GPUS"; return; fi
+  local status=PASS details=""
+  for kind in exit hang; do
+    local t0=$SECONDS
+    RUN_TEE=$RES/dp-fault-$kind.txt RUN_LIMIT=150 run "$BIN/p3d-run" --nproc 2 --dp 2 \
+        --model tests/executor/models/tiny-gpt2-bytes.json --micro-batch 4 --seq 128 --steps 10 \
+        --fault-inject 1:3:$kind --nccl-timeout-s 15
+    local rc=$? took=$((SECONDS - t0))
+    # 124: the 150 s limit of `timeout` ran out, i.e. a hang.
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then status=FAIL; fi
+    details+="$kind: exit $rc after ${took} s: $(grep -E 'p3d-run|rank' "$RES/dp-fault-$kind.txt" | tail -2 | tr '\n' ' '); "
+  done
+  record dp_fault $status "$details"
+}
+
+# Weak scaling on the 1.3B shape (B = 4, S = 2048 per GPU): one GPU vs DP = 2
+# (ZeRO 0, 1, 2), and a saved DP2 plan run with its prediction beside it.
+section_dp_scaling() {
+  if [ "$GPUS" -lt 2 ]; then record dp_scaling SKIP "needs 2 GPUs, found $GPUS"; return; fi
+  local common=(--model gpt-1.3b --micro-batch 4 --seq 2048 --steps 7 --warmup 2)
+  local status=PASS details=""
+  run "$BIN/p3d-run" "${common[@]}" --json "$RES/scale-1gpu.json" || status=FAIL
+  for z in 0 1 2; do
+    run "$BIN/p3d-run" --nproc 2 --dp 2 --zero $z "${common[@]}" --json "$RES/scale-dp2-z$z.json" \
+      || status=FAIL
+  done
+  local gpu=h100-sxm
+  nvidia-smi -L | grep -q H200 && gpu=h200
+  run "$BIN/p3d-plan" --model gpt-1.3b --gpus 2 --gpu $gpu --dp 2 --tp 1 --pp 1 --zero 1 \
+      --micro-batch 4 --global-batch 8 --seq 2048 --recompute none --offload none \
+      --save-plan "$RES/plan-dp2.json" \
+    && run "$BIN/p3d-run" --nproc 2 --plan "$RES/plan-dp2.json" --steps 7 --warmup 2 \
+      --json "$RES/scale-plan-dp2.json"
+  details=$(python3 - "$RES" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+def tps(f):
+    p = os.path.join(d, f)
+    return json.load(open(p))["summary"].get("tokens_per_s") if os.path.exists(p) else None
+one = tps("scale-1gpu.json")
+out = [f"1 GPU {one:.0f} tok/s" if one else "1 GPU failed"]
+for z in (0, 1, 2):
+    t = tps(f"scale-dp2-z{z}.json")
+    out.append(f"DP2 ZeRO-{z} {t:.0f} tok/s = {t/one:.3f}x (eff {t/one/2:.3f})" if t and one else f"DP2 ZeRO-{z} failed")
+p = os.path.join(d, "plan-dp2.json")
+t = tps("scale-plan-dp2.json")
+if os.path.exists(p) and t:
+    pr = json.load(open(p))["prediction"]
+    out.append(f"plan DP2 ZeRO-1: measured {t:.0f} tok/s vs predicted {pr['tokens_per_s']:.0f} tok/s (step {pr['time']['step_s']*1e3:.1f} ms predicted)")
+else:
+    out.append("plan DP2: not run")
+print("; ".join(out))
+PY
+)
+  record dp_scaling $status "$details"
 }
 
 wanted=("$@")
