@@ -28,15 +28,20 @@ PlanEvaluator::Quick PlanEvaluator::EvaluateMemory(const Plan& plan) {
 
 double PlanEvaluator::StepLowerBound(const Plan& plan) { return impl_->time.StepLowerBound(plan); }
 
-double PlanEvaluator::StepSeconds(const Plan& plan) { return impl_->time.StepSeconds(plan); }
+StatusOr<TimeEstimate> PlanEvaluator::Time(const Plan& plan, bool with_timeline) {
+  return impl_->time.Evaluate(plan, with_timeline);
+}
 
 EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, bool with_timeline) {
+  return Evaluate(plan, Time(plan, with_timeline));
+}
+
+EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, const StatusOr<TimeEstimate>& t) {
   EvaluatedPlan e;
   e.plan = plan;
   e.memory = EstimateMemory(request_.model, request_.training, request_.cluster, plan);
   e.fits = FitsInMemory(e.memory.peak(), request_.cluster.gpu) &&
            FitsInHostMemory(e.memory.host_bytes_per_node, request_.cluster.node);
-  StatusOr<TimeEstimate> t = impl_->time.Evaluate(plan, with_timeline);
   if (t.ok()) {
     e.time = t->time;
     e.tokens_per_s = t->tokens_per_s;
@@ -44,7 +49,7 @@ EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, bool with_timeline) {
     e.tflops_per_gpu = t->tflops_per_gpu;
     e.mfu = t->mfu;
     e.hfu = t->hfu;
-    e.timeline = std::move(t->timeline);
+    e.timeline = t->timeline;
   }
   return e;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "planner/evaluated_plan.h"
+#include "simulator/time_model.h"
 
 namespace p3d {
 
@@ -22,12 +23,15 @@ class PlanEvaluator {
     bool fits = false;
   };
   Quick EvaluateMemory(const Plan& plan);
-  // A bound no slower than the simulated step (cheap), and the simulated step.
+  // A bound no slower than the simulated step (cheap), and the simulated step
+  // with its breakdown (errors name the plan field at fault).
   double StepLowerBound(const Plan& plan);
-  double StepSeconds(const Plan& plan);
+  StatusOr<TimeEstimate> Time(const Plan& plan, bool with_timeline);
 
   // Every predicted figure, per stage, for output. The plan must be legal.
   EvaluatedPlan Evaluate(const Plan& plan, bool with_timeline);
+  // The same with a time estimate Time() already produced for this plan.
+  EvaluatedPlan Evaluate(const Plan& plan, const StatusOr<TimeEstimate>& time);
 
   const PlanRequest& request() const { return request_; }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 
 #include "planner/evaluator.h"
@@ -43,6 +44,7 @@ Status ValidateRequest(const PlanRequest& r) {
 struct Candidate {
   Plan plan;
   PlanEvaluator::Quick quick;
+  std::optional<StatusOr<TimeEstimate>> time;  // kept for simulated plans, reused for output
 };
 
 bool Better(const Candidate& a, const Candidate& b) {
@@ -181,7 +183,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   std::vector<Candidate> top;  // max-heap, worst first
   for (Candidate& c : fitting) {
     if (top.size() == k && !(c.quick.step_s < top.front().quick.step_s)) break;
-    c.quick.step_s = evaluator.StepSeconds(c.plan);
+    c.time = evaluator.Time(c.plan, /*with_timeline=*/false);
+    c.quick.step_s = c.time->ok() ? (*c.time)->time.step_s : std::numeric_limits<double>::infinity();
     ++result.simulated;
     if (top.size() < k) {
       top.push_back(c);
@@ -196,7 +199,11 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   if (top.empty() && !options.keep_non_fitting) pool.clear();
   size_t n = std::min(pool.size(), k);
   std::partial_sort(pool.begin(), pool.begin() + n, pool.end(), Better);
-  for (size_t i = 0; i < n; ++i) result.plans.push_back(evaluator.Evaluate(pool[i].plan, options.with_timeline));
+  for (size_t i = 0; i < n; ++i) {
+    const Candidate& c = pool[i];
+    result.plans.push_back(options.with_timeline || !c.time ? evaluator.Evaluate(c.plan, options.with_timeline)
+                                                             : evaluator.Evaluate(c.plan, *c.time));
+  }
 
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
