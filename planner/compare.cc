@@ -21,7 +21,8 @@ const json* Find(const json& root, const std::string& dotted) {
   size_t start = 0;
   while (true) {
     size_t dot = dotted.find('.', start);
-    std::string key = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string key =
+        dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (!j->is_object() || !j->contains(key) || j->at(key).is_null()) return nullptr;
     j = &j->at(key);
     if (dot == std::string::npos) return j;
@@ -55,10 +56,10 @@ StatusOr<std::string> Text(const json& root, const std::string& path, const std:
   return j->get<std::string>();
 }
 
-constexpr const char* kMemoryTerms[] = {"weights", "gradients", "optimizer",
-                                        "activations", "buffers", "runtime"};
-constexpr const char* kTimeParts[] = {"compute_s", "tp_comm_s", "pp_comm_s", "dp_comm_s",
-                                      "bubble_s", "optimizer_s", "other_s"};
+constexpr const char* kMemoryTerms[] = {"weights",     "gradients", "optimizer",
+                                        "activations", "buffers",   "runtime"};
+constexpr const char* kTimeParts[] = {"compute_s", "tp_comm_s",   "pp_comm_s", "dp_comm_s",
+                                      "bubble_s",  "optimizer_s", "other_s"};
 
 // The run must be of the plan's configuration.
 Status CheckSameRun(const SavedPlan& p, const json& m, const std::string& plan_file,
@@ -83,10 +84,10 @@ Status CheckSameRun(const SavedPlan& p, const json& m, const std::string& plan_f
   }
   // Layout fields: a single-GPU run may omit them (1, 1, 1, vpp 1, ZeRO 0).
   const std::tuple<const char*, double, double> layout[] = {{"run.dp", p.plan.dp, 1},
-                                                           {"run.tp", p.plan.tp, 1},
-                                                           {"run.pp", p.plan.pp, 1},
-                                                           {"run.vpp", p.plan.vpp, 1},
-                                                           {"run.zero", p.plan.zero, 0}};
+                                                            {"run.tp", p.plan.tp, 1},
+                                                            {"run.pp", p.plan.pp, 1},
+                                                            {"run.vpp", p.plan.vpp, 1},
+                                                            {"run.zero", p.plan.zero, 0}};
   for (const auto& [field, want, absent] : layout) {
     P3D_ASSIGN_OR_RETURN(std::optional<double> got, MaybeNumber(m, field, file));
     const double have = got.value_or(absent);
@@ -133,9 +134,9 @@ std::string Shown(const ComparedFigure& f, const std::optional<double>& v) {
 
 StatusOr<TimelineKind> KindNamed(const std::string& name) {
   static const std::pair<const char*, TimelineKind> kinds[] = {
-      {"forward", TimelineKind::kForward},   {"backward", TimelineKind::kBackward},
+      {"forward", TimelineKind::kForward},     {"backward", TimelineKind::kBackward},
       {"recompute", TimelineKind::kRecompute}, {"send-recv", TimelineKind::kSendRecv},
-      {"tp-comm", TimelineKind::kTpComm},     {"dp-comm", TimelineKind::kDpComm},
+      {"tp-comm", TimelineKind::kTpComm},      {"dp-comm", TimelineKind::kDpComm},
       {"optimizer", TimelineKind::kOptimizer}, {"idle", TimelineKind::kIdle}};
   for (const auto& [n, k] : kinds)
     if (name == n) return k;
@@ -160,15 +161,16 @@ const ComparedFigure* Comparison::Find(const std::string& name) const {
   return nullptr;
 }
 
-StatusOr<Comparison> CompareRun(const json& plan_doc, const std::string& plan_file,
-                                const json& m, const std::string& file) {
+StatusOr<Comparison> CompareRun(const json& plan_doc, const std::string& plan_file, const json& m,
+                                const std::string& file) {
   P3D_ASSIGN_OR_RETURN(SavedPlan p, ParseSavedPlan(plan_doc, plan_file));
   P3D_RETURN_IF_ERROR(CheckSameRun(p, m, plan_file, file));
   Comparison c;
   c.plan_file = plan_file;
   c.measured_file = file;
   c.plan_summary = fmt::format("{} {}", p.request.model.name, PlanSummary(p.plan));
-  if (const json* s = Find(plan_doc, "cluster.source"); s && s->is_string()) c.predicted_source = *s;
+  if (const json* s = Find(plan_doc, "cluster.source"); s && s->is_string())
+    c.predicted_source = *s;
   if (const json* d = Find(m, "device.name"); d && d->is_string()) c.measured_device = *d;
   P3D_ASSIGN_OR_RETURN(c.fit, PredictedFit(p, plan_file));
   c.fit.measured_fits = true;  // it ran
@@ -184,7 +186,8 @@ StatusOr<Comparison> CompareRun(const json& plan_doc, const std::string& plan_fi
   P3D_ASSIGN_OR_RETURN(double cuda_total, Number(m, "memory.device_total_bytes", file));
   const double card = p.request.cluster.gpu.memory_bytes;
   // The driver's reserve is visible only against the card's full size.
-  const double reserve = card >= cuda_total && card - cuda_total < 0.05 * card ? card - cuda_total : 0;
+  const double reserve =
+      card >= cuda_total && card - cuda_total < 0.05 * card ? card - cuda_total : 0;
   const double total = used_peak + reserve;
   for (const char* term : kMemoryTerms) {
     ComparedFigure f = Figure(fmt::format("memory.{}", term), "bytes");
@@ -192,7 +195,8 @@ StatusOr<Comparison> CompareRun(const json& plan_doc, const std::string& plan_fi
     if (std::string(term) == "runtime") {
       f.measured = total - arena;
     } else {
-      P3D_ASSIGN_OR_RETURN(f.measured, MaybeNumber(m, fmt::format("memory.terms_bytes.{}", term), file));
+      P3D_ASSIGN_OR_RETURN(f.measured,
+                           MaybeNumber(m, fmt::format("memory.terms_bytes.{}", term), file));
     }
     c.figures.push_back(f);
   }
@@ -206,7 +210,8 @@ StatusOr<Comparison> CompareRun(const json& plan_doc, const std::string& plan_fi
   P3D_ASSIGN_OR_RETURN(step.predicted, predicted("time.step_s"));
   P3D_ASSIGN_OR_RETURN(step.measured, MaybeNumber(m, "summary.step_time_s.median", file));
   c.figures.push_back(step);
-  P3D_ASSIGN_OR_RETURN(std::optional<double> gemm, MaybeNumber(m, "profile.phase_seconds.gemm", file));
+  P3D_ASSIGN_OR_RETURN(std::optional<double> gemm,
+                       MaybeNumber(m, "profile.phase_seconds.gemm", file));
   for (const char* part : kTimeParts) {
     ComparedFigure f = Figure(fmt::format("time.{}", part), "s");
     P3D_ASSIGN_OR_RETURN(f.predicted, predicted(fmt::format("time.{}", part)));
@@ -255,16 +260,17 @@ StatusOr<Comparison> CompareFailedRun(const std::string& plan_file) {
   c.fit.measured_fits = false;
   c.fit.forced = !c.fit.predicted_fits;
   ComparedFigure total = Figure("memory.total", "bytes");
-  P3D_ASSIGN_OR_RETURN(total.predicted, Number(p.prediction, "memory.total", plan_file + ": prediction"));
+  P3D_ASSIGN_OR_RETURN(total.predicted,
+                       Number(p.prediction, "memory.total", plan_file + ": prediction"));
   c.figures.push_back(total);
   return c;
 }
 
 std::string FormatComparison(const Comparison& c) {
-  std::string out = fmt::format("p3d-compare: {}\n  predicted: {} ({})\n  measured:  {} ({})\n",
-                                c.plan_summary, c.plan_file, c.predicted_source,
-                                c.measured_file.empty() ? "run failed" : c.measured_file,
-                                c.measured_device);
+  std::string out =
+      fmt::format("p3d-compare: {}\n  predicted: {} ({})\n  measured:  {} ({})\n", c.plan_summary,
+                  c.plan_file, c.predicted_source,
+                  c.measured_file.empty() ? "run failed" : c.measured_file, c.measured_device);
   out += fmt::format("{:<24} {:>12} {:>12} {:>9}\n", "", "predicted", "measured", "error");
   std::string group;
   for (const ComparedFigure& f : c.figures) {
@@ -280,8 +286,8 @@ std::string FormatComparison(const Comparison& c) {
   const FitCheck& fit = c.fit;
   out += fmt::format("fit: predicted {} in {:.2f} GiB, measured {}{}: the boundary was {}\n",
                      fit.predicted_fits ? "fits" : "does not fit", ToGiB(fit.capacity_bytes),
-                     fit.measured_fits ? "ran" : "ran out of memory",
-                     fit.forced ? " (forced)" : "", fit.boundary_right() ? "right" : "WRONG");
+                     fit.measured_fits ? "ran" : "ran out of memory", fit.forced ? " (forced)" : "",
+                     fit.boundary_right() ? "right" : "WRONG");
   return out;
 }
 
@@ -289,8 +295,11 @@ json ComparisonToJson(const Comparison& c) {
   json figures = json::array();
   auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(); };
   for (const ComparedFigure& f : c.figures)
-    figures.push_back({{"name", f.name}, {"unit", f.unit}, {"predicted", opt(f.predicted)},
-                       {"measured", opt(f.measured)}, {"error", opt(f.error())}});
+    figures.push_back({{"name", f.name},
+                       {"unit", f.unit},
+                       {"predicted", opt(f.predicted)},
+                       {"measured", opt(f.measured)},
+                       {"error", opt(f.error())}});
   return {{"schema", kCompareSchema},
           {"plan_file", c.plan_file},
           {"measured_file", c.measured_file.empty() ? json() : json(c.measured_file)},
@@ -309,9 +318,9 @@ json ComparisonToJson(const Comparison& c) {
 StatusOr<std::string> RenderComparisonSvg(const json& plan_doc, const std::string& plan_file,
                                           const json& m, const std::string& file) {
   P3D_ASSIGN_OR_RETURN(SavedPlan p, ParseSavedPlan(plan_doc, plan_file));
-  P3D_ASSIGN_OR_RETURN(TimeEstimate est, TimeModel(p.request.model, p.request.training,
-                                                   p.request.cluster)
-                                             .Evaluate(p.plan, /*with_timeline=*/true));
+  P3D_ASSIGN_OR_RETURN(TimeEstimate est,
+                       TimeModel(p.request.model, p.request.training, p.request.cluster)
+                           .Evaluate(p.plan, /*with_timeline=*/true));
   std::vector<TimelineEvent> measured;
   std::string how;
   if (const json* t = Find(m, "timeline"); t && t->is_array()) {
@@ -321,13 +330,16 @@ StatusOr<std::string> RenderComparisonSvg(const json& plan_doc, const std::strin
       P3D_ASSIGN_OR_RETURN(std::string kind, Text((*t)[i], "kind", file + ": " + at));
       StatusOr<TimelineKind> k = KindNamed(kind);
       if (!k.ok())
-        return Status::InvalidArgument(fmt::format("{}: field '{}.kind': {}", file, at, k.status().message()));
+        return Status::InvalidArgument(
+            fmt::format("{}: field '{}.kind': {}", file, at, k.status().message()));
       e.kind = *k;
       P3D_ASSIGN_OR_RETURN(double rank, Number((*t)[i], "rank", file + ": " + at));
       P3D_ASSIGN_OR_RETURN(e.start_s, Number((*t)[i], "start_s", file + ": " + at));
       P3D_ASSIGN_OR_RETURN(e.end_s, Number((*t)[i], "end_s", file + ": " + at));
-      P3D_ASSIGN_OR_RETURN(std::optional<double> mb, MaybeNumber((*t)[i], "microbatch", file + ": " + at));
-      P3D_ASSIGN_OR_RETURN(std::optional<double> chunk, MaybeNumber((*t)[i], "chunk", file + ": " + at));
+      P3D_ASSIGN_OR_RETURN(std::optional<double> mb,
+                           MaybeNumber((*t)[i], "microbatch", file + ": " + at));
+      P3D_ASSIGN_OR_RETURN(std::optional<double> chunk,
+                           MaybeNumber((*t)[i], "chunk", file + ": " + at));
       e.rank = static_cast<int>(rank);
       e.microbatch = static_cast<int>(mb.value_or(-1));
       e.chunk = static_cast<int>(chunk.value_or(0));
@@ -335,10 +347,11 @@ StatusOr<std::string> RenderComparisonSvg(const json& plan_doc, const std::strin
     }
     how = "per-rank events of the run";
   } else {
-    const std::pair<const char*, TimelineKind> phases[] = {
-        {"gemm", TimelineKind::kForward}, {"attention", TimelineKind::kForward},
-        {"other", TimelineKind::kForward}, {"idle", TimelineKind::kIdle},
-        {"optimizer", TimelineKind::kOptimizer}};
+    const std::pair<const char*, TimelineKind> phases[] = {{"gemm", TimelineKind::kForward},
+                                                           {"attention", TimelineKind::kForward},
+                                                           {"other", TimelineKind::kForward},
+                                                           {"idle", TimelineKind::kIdle},
+                                                           {"optimizer", TimelineKind::kOptimizer}};
     double clock = 0;
     for (const auto& [phase, kind] : phases) {
       P3D_ASSIGN_OR_RETURN(std::optional<double> s,

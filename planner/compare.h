@@ -18,11 +18,10 @@
 // tp/pp/dp comm and bubble from the run's "time" object when it has one.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 #include "planner/plan_json.h"
@@ -46,16 +45,16 @@ struct ComparedFigure {
 struct FitCheck {
   bool predicted_fits = false;
   bool measured_fits = false;
-  bool forced = false;       // the run was started with --force
-  double capacity_bytes = 0; // the plan's GPU memory_bytes
+  bool forced = false;        // the run was started with --force
+  double capacity_bytes = 0;  // the plan's GPU memory_bytes
   bool boundary_right() const { return predicted_fits == measured_fits; }
 };
 
 struct Comparison {
   std::string plan_file, measured_file;
-  std::string plan_summary;     // model and layout
-  std::string predicted_source; // hardware the prediction used ("profile p.json", ...)
-  std::string measured_device;  // the run's card
+  std::string plan_summary;      // model and layout
+  std::string predicted_source;  // hardware the prediction used ("profile p.json", ...)
+  std::string measured_device;   // the run's card
   std::vector<ComparedFigure> figures;
   FitCheck fit;
   const ComparedFigure* Find(const std::string& name) const;
@@ -78,7 +77,8 @@ nlohmann::json ComparisonToJson(const Comparison& c);
 // events come from the run's "timeline" array (rank, kind, microbatch,
 // chunk, start_s, end_s) or, when it has none, from the profiled step's
 // phase totals drawn back to back on rank 0.
-StatusOr<std::string> RenderComparisonSvg(const nlohmann::json& plan_doc, const std::string& plan_file,
+StatusOr<std::string> RenderComparisonSvg(const nlohmann::json& plan_doc,
+                                          const std::string& plan_file,
                                           const nlohmann::json& measured,
                                           const std::string& measured_file);
 

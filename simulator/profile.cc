@@ -109,11 +109,16 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
   P3D_RETURN_IF_ERROR(cal.Array("gemm", &list));
   std::vector<GemmPoint> points;
   for (size_t i = 0; i < list->size(); ++i) {
-    P3D_ASSIGN_OR_RETURN(Fields g, cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("gemm"), i)));
+    P3D_ASSIGN_OR_RETURN(Fields g,
+                         cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("gemm"), i)));
     double m, n, k, fwd, dx, dw;
     std::string source;
-    for (auto [key, out] : {std::pair{"m", &m}, {"n", &n}, {"k", &k}, {"fwd_s", &fwd},
-                            {"dx_s", &dx}, {"dw_s", &dw}}) {
+    for (auto [key, out] : {std::pair{"m", &m},
+                            {"n", &n},
+                            {"k", &k},
+                            {"fwd_s", &fwd},
+                            {"dx_s", &dx},
+                            {"dw_s", &dw}}) {
       Status s = g.Positive(key, out);
       if (!s.ok()) return s;
     }
@@ -124,8 +129,8 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
     if (3 * p.flops / p.seconds > c->gpu.peak_flops)
       return g.Error("fwd_s", fmt::format("gives {:.0f} TFLOP/s, above the {:.0f} TFLOP/s peak of "
                                           "'{}': the profile is not of this GPU",
-                                          3 * p.flops / p.seconds / 1e12,
-                                          c->gpu.peak_flops / 1e12, c->gpu.name));
+                                          3 * p.flops / p.seconds / 1e12, c->gpu.peak_flops / 1e12,
+                                          c->gpu.name));
     points.push_back(p);
   }
   if (points.empty()) return cal.Error("gemm", "must not be empty");
@@ -133,7 +138,8 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
   for (const GemmPoint& p : points)
     if (p.plan) lo = std::min(lo, p.flops), hi = std::max(hi, p.flops);
   // Plan shapes define the table inside their FLOPs range; the sweep extends it.
-  std::erase_if(points, [&](const GemmPoint& p) { return !p.plan && p.flops >= lo && p.flops <= hi; });
+  std::erase_if(points,
+                [&](const GemmPoint& p) { return !p.plan && p.flops >= lo && p.flops <= hi; });
   std::sort(points.begin(), points.end(),
             [](const GemmPoint& a, const GemmPoint& b) { return a.flops < b.flops; });
   // Shapes within 1% of the first FLOPs of a group become one point at the
@@ -167,9 +173,10 @@ Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
   P3D_RETURN_IF_ERROR(h.Positive("elementwise_s", &seconds));
   const double eff = bytes / seconds / c->gpu.hbm_bytes_per_s;
   if (eff > 1)
-    return h.Error("elementwise_s",
-                   fmt::format("gives {:.0f} GB/s, above the {:.0f} GB/s datasheet bandwidth of '{}'",
-                               bytes / seconds / 1e9, c->gpu.hbm_bytes_per_s / 1e9, c->gpu.name));
+    return h.Error(
+        "elementwise_s",
+        fmt::format("gives {:.0f} GB/s, above the {:.0f} GB/s datasheet bandwidth of '{}'",
+                    bytes / seconds / 1e9, c->gpu.hbm_bytes_per_s / 1e9, c->gpu.name));
   c->gpu.hbm_efficiency = eff;
   return Status::Ok();
 }
@@ -209,8 +216,8 @@ Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
   P3D_RETURN_IF_ERROR(cal.Array("collectives", &list));
   std::vector<CollectiveSample> samples;
   for (size_t i = 0; i < list->size(); ++i) {
-    P3D_ASSIGN_OR_RETURN(
-        Fields f, cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("collectives"), i)));
+    P3D_ASSIGN_OR_RETURN(Fields f,
+                         cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("collectives"), i)));
     CollectiveSample s;
     std::string link;
     double n = 0;
@@ -218,7 +225,8 @@ Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
     P3D_RETURN_IF_ERROR(f.String("link", &link));
     if (link != "intra")
       return f.Error("link", fmt::format("must be \"intra\" (one host measures no network), got "
-                                         "\"{}\"", link));
+                                         "\"{}\"",
+                                         link));
     P3D_RETURN_IF_ERROR(f.Positive("group_size", &n));
     P3D_RETURN_IF_ERROR(f.Positive("bytes", &s.bytes));
     P3D_RETURN_IF_ERROR(f.Positive("seconds", &s.seconds));
@@ -251,11 +259,12 @@ std::vector<LinearGemmShape> LinearGemmShapes(const ModelSpec& model, int64_t to
   const int64_t f = model.ffn / tp, fc = (model.arch == Arch::kLlama ? 2 : 1) * f;
   const int64_t chunk = logits_chunk > 0 ? std::min(logits_chunk, tokens) : tokens;
   const std::string who = model.name;
-  std::vector<LinearGemmShape> shapes = {{who + " qkv", tokens, q + 2 * kv, H},
-                                         {who + " out", tokens, H, q},
-                                         {who + " fc", tokens, fc, H},
-                                         {who + " fc2", tokens, H, f},
-                                         {who + " head", chunk, (vocab_rows > 0 ? vocab_rows : model.vocab) / tp, H}};
+  std::vector<LinearGemmShape> shapes = {
+      {who + " qkv", tokens, q + 2 * kv, H},
+      {who + " out", tokens, H, q},
+      {who + " fc", tokens, fc, H},
+      {who + " fc2", tokens, H, f},
+      {who + " head", chunk, (vocab_rows > 0 ? vocab_rows : model.vocab) / tp, H}};
   std::vector<LinearGemmShape> unique;
   for (const LinearGemmShape& s : shapes) {
     bool seen = std::any_of(unique.begin(), unique.end(), [&](const LinearGemmShape& u) {
@@ -280,7 +289,8 @@ StatusOr<LinkFit> FitCollectives(const std::vector<CollectiveSample>& samples) {
     saa += a * a, sab += a * b, sbb += b * b, sa += a, sb += b;
   }
   const double det = saa * sbb - sab * sab;
-  if (!(std::fabs(det) > 0)) return Status::InvalidArgument("samples do not determine a fit (one size only?)");
+  if (!(std::fabs(det) > 0))
+    return Status::InvalidArgument("samples do not determine a fit (one size only?)");
   double alpha = (sa * sbb - sb * sab) / det, beta = (saa * sb - sab * sa) / det;
   if (alpha <= 0) {  // latency not resolvable: fit bandwidth alone, keep a 1 ns floor
     alpha = 1e-9;
@@ -340,8 +350,8 @@ StatusOr<ClusterSpec> ApplyProfile(const ClusterSpec& base, const std::string& p
   if (doc.is_discarded() || !doc.is_object())
     return Status::InvalidArgument(fmt::format("profile {}: not a JSON object", path));
   if (doc.value("schema", "") != kProfileSchema)
-    return Status::InvalidArgument(fmt::format("profile {}: field 'schema' must be \"{}\"", path,
-                                               kProfileSchema));
+    return Status::InvalidArgument(
+        fmt::format("profile {}: field 'schema' must be \"{}\"", path, kProfileSchema));
   if (!doc.contains("calibration"))
     return Status::InvalidArgument(fmt::format("profile {}: field 'calibration' is missing", path));
   return ApplyCalibration(base, doc["calibration"], path);

@@ -77,10 +77,11 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector
       size_t wrong = 0;
       for (size_t i = 0; i < k.recv; ++i) wrong += got[i] != Expected(op, k, rank, n, i);
       if (wrong)
-        return Status::Internal(fmt::format("rank {}: {} of {} bytes gave {} wrong elements", rank, op,
-                                            bytes, wrong));
-      P3D_ASSIGN_OR_RETURN(double mean, TimeLaunches(
-          [&]() { return Issue(op, world, k, send, recv, stream); }, 3, 10, stream));
+        return Status::Internal(
+            fmt::format("rank {}: {} of {} bytes gave {} wrong elements", rank, op, bytes, wrong));
+      P3D_ASSIGN_OR_RETURN(
+          double mean,
+          TimeLaunches([&]() { return Issue(op, world, k, send, recv, stream); }, 3, 10, stream));
       // The slowest rank's time is the collective's time.
       P3D_CAL_CUDA(cudaMemcpy(slowest, &mean, sizeof(double), cudaMemcpyHostToDevice));
       P3D_RETURN_IF_ERROR(world.AllReduce(slowest, slowest, 1, ncclFloat64, ncclMax, stream));
@@ -88,10 +89,15 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector
       P3D_CAL_CUDA(cudaMemcpy(&mean, slowest, sizeof(double), cudaMemcpyDeviceToHost));
       const double full = static_cast<double>(k.full) * sizeof(float);
       if (rank == 0)
-        progress.Say(fmt::format("{} {:<14} {:>2} GPUs {:>10.0f} B  {:8.1f} us  algbw {:6.1f} GB/s  (checked)",
-                                 world.name(), op, n, full, mean * 1e6, full / mean / 1e9));
-      out.push_back({{"op", op}, {"link", "intra"}, {"group_size", n}, {"bytes", full},
-                     {"seconds", mean}, {"wrong_elements", 0}});
+        progress.Say(fmt::format(
+            "{} {:<14} {:>2} GPUs {:>10.0f} B  {:8.1f} us  algbw {:6.1f} GB/s  (checked)",
+            world.name(), op, n, full, mean * 1e6, full / mean / 1e9));
+      out.push_back({{"op", op},
+                     {"link", "intra"},
+                     {"group_size", n},
+                     {"bytes", full},
+                     {"seconds", mean},
+                     {"wrong_elements", 0}});
     }
   }
   cudaFree(send);

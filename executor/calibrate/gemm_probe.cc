@@ -28,8 +28,8 @@ Status Slice(const bf16* m, int64_t rows, int64_t cols, int64_t index, bool colu
     P3D_CAL_CUDA(cudaMemcpy2D(raw.data(), sizeof(bf16), m + index, cols * sizeof(bf16),
                               sizeof(bf16), rows, cudaMemcpyDeviceToHost));
   } else {
-    P3D_CAL_CUDA(cudaMemcpy(raw.data(), m + index * cols, cols * sizeof(bf16),
-                            cudaMemcpyDeviceToHost));
+    P3D_CAL_CUDA(
+        cudaMemcpy(raw.data(), m + index * cols, cols * sizeof(bf16), cudaMemcpyDeviceToHost));
   }
   out->resize(len);
   for (int64_t i = 0; i < len; ++i) (*out)[i] = __bfloat162float(raw[i]);
@@ -54,18 +54,21 @@ StatusOr<double> Check(const void* d, bool fp32, int64_t rows, int64_t cols, Ope
     double got = 0;
     if (fp32) {
       float g;
-      P3D_CAL_CUDA(cudaMemcpy(&g, static_cast<const float*>(d) + i * cols + j, 4, cudaMemcpyDeviceToHost));
+      P3D_CAL_CUDA(
+          cudaMemcpy(&g, static_cast<const float*>(d) + i * cols + j, 4, cudaMemcpyDeviceToHost));
       got = g;
     } else {
       bf16 g;
-      P3D_CAL_CUDA(cudaMemcpy(&g, static_cast<const bf16*>(d) + i * cols + j, 2, cudaMemcpyDeviceToHost));
+      P3D_CAL_CUDA(
+          cudaMemcpy(&g, static_cast<const bf16*>(d) + i * cols + j, 2, cudaMemcpyDeviceToHost));
       got = __bfloat162float(g);
     }
     const double err = std::fabs(got - want) / std::max(std::sqrt(scale), 1e-30);
     if (!(err <= kTolerance))
-      return Status::Internal(fmt::format("{}: entry ({}, {}) is {}, the CPU gives {} (error {:.3g} "
-                                          "of the sum's scale, tolerance {})",
-                                          what, i, j, got, want, err, kTolerance));
+      return Status::Internal(
+          fmt::format("{}: entry ({}, {}) is {}, the CPU gives {} (error {:.3g} "
+                      "of the sum's scale, tolerance {})",
+                      what, i, j, got, want, err, kTolerance));
     worst = std::max(worst, err);
   }
   return worst;
@@ -155,13 +158,21 @@ StatusOr<nlohmann::json> ProbeGemms(const std::vector<GemmShapeToMeasure>& shape
                                                     2, reps, stream));
     }
     const double f = g.flops();
-    progress.Say(fmt::format("gemm {:3}/{} {:<28} {:>6}x{:>6}x{:>6}  fwd {:4.0f}  dx {:4.0f}  dw {:4.0f} "
-                             "TFLOP/s  (checked, max error {:.1e})",
-                             s + 1, shapes.size(), g.label, m, n, k, f / seconds[0] / 1e12,
-                             f / seconds[1] / 1e12, f / seconds[2] / 1e12, err));
-    out.push_back({{"label", g.label}, {"source", shapes[s].source}, {"m", m}, {"n", n}, {"k", k},
-                   {"fwd_s", seconds[0]}, {"dx_s", seconds[1]}, {"dw_s", seconds[2]},
-                   {"reps", reps}, {"max_check_error", err}});
+    progress.Say(
+        fmt::format("gemm {:3}/{} {:<28} {:>6}x{:>6}x{:>6}  fwd {:4.0f}  dx {:4.0f}  dw {:4.0f} "
+                    "TFLOP/s  (checked, max error {:.1e})",
+                    s + 1, shapes.size(), g.label, m, n, k, f / seconds[0] / 1e12,
+                    f / seconds[1] / 1e12, f / seconds[2] / 1e12, err));
+    out.push_back({{"label", g.label},
+                   {"source", shapes[s].source},
+                   {"m", m},
+                   {"n", n},
+                   {"k", k},
+                   {"fwd_s", seconds[0]},
+                   {"dx_s", seconds[1]},
+                   {"dw_s", seconds[2]},
+                   {"reps", reps},
+                   {"max_check_error", err}});
   }
   return out;
 }

@@ -26,7 +26,8 @@ StatusOr<size_t> FreeBytes() {
 std::string NvidiaSmi(const char* field) {
   int dev = 0;
   char bus[32] = {0};
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetPCIBusId(bus, sizeof(bus), dev) != cudaSuccess)
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetPCIBusId(bus, sizeof(bus), dev) != cudaSuccess)
     return "";
   std::string cmd = fmt::format(
       "nvidia-smi --query-gpu={} --format=csv,noheader,nounits -i {} 2>/dev/null", field, bus);
@@ -95,17 +96,19 @@ StatusOr<nlohmann::json> ProbeRuntime(const Progress& progress) {
     P3D_ASSIGN_OR_RETURN(size_t free_arena, FreeBytes());
     P3D_CAL_CUDA(cudaFree(arena));
     const double taken = static_cast<double>(free_ctx) - static_cast<double>(free_arena);
-    nlohmann::json j = {{"cuda_total_bytes", total},
-                        {"free_after_context_bytes", free_ctx},
-                        {"cublas_bytes", static_cast<double>(free0) - static_cast<double>(free_ctx)},
-                        {"arena_request_bytes", request},
-                        {"arena_overhead_bytes", std::max(0.0, taken - request)}};
+    nlohmann::json j = {
+        {"cuda_total_bytes", total},
+        {"free_after_context_bytes", free_ctx},
+        {"cublas_bytes", static_cast<double>(free0) - static_cast<double>(free_ctx)},
+        {"arena_request_bytes", request},
+        {"arena_overhead_bytes", std::max(0.0, taken - request)}};
     const double smi = NvidiaSmiTotalBytes();
     if (smi > 0) j["device_total_bytes"] = smi;
     progress.Say(fmt::format(
         "runtime: card {:.0f} MiB (nvidia-smi), CUDA total {:.0f} MiB, free after context + "
         "cuBLASLt {:.0f} MiB, arena overhead {:.1f} MiB",
-        smi / 1048576, total / 1048576.0, free_ctx / 1048576.0, std::max(0.0, taken - request) / 1048576));
+        smi / 1048576, total / 1048576.0, free_ctx / 1048576.0,
+        std::max(0.0, taken - request) / 1048576));
     return j;
   }
 }
@@ -124,14 +127,17 @@ StatusOr<nlohmann::json> ProbeHbm(double bytes, const Progress& progress, cudaSt
   P3D_RETURN_IF_ERROR(CastToBf16(tmp, b, n, stream));
   P3D_CAL_CUDA(cudaFree(tmp));
   const double nbytes = static_cast<double>(n) * sizeof(bf16);
-  P3D_ASSIGN_OR_RETURN(double copy_s, TimeLaunches(
-      [&]() -> Status {
-        P3D_CAL_CUDA(cudaMemcpyAsync(out, a, n * sizeof(bf16), cudaMemcpyDeviceToDevice, stream));
-        return Status::Ok();
-      },
-      2, 10, stream));
-  P3D_ASSIGN_OR_RETURN(double add_s, TimeLaunches(
-      [&]() { return ResidualAdd(a, b, out, n, stream); }, 2, 10, stream));
+  P3D_ASSIGN_OR_RETURN(double copy_s,
+                       TimeLaunches(
+                           [&]() -> Status {
+                             P3D_CAL_CUDA(cudaMemcpyAsync(out, a, n * sizeof(bf16),
+                                                          cudaMemcpyDeviceToDevice, stream));
+                             return Status::Ok();
+                           },
+                           2, 10, stream));
+  P3D_ASSIGN_OR_RETURN(
+      double add_s,
+      TimeLaunches([&]() { return ResidualAdd(a, b, out, n, stream); }, 2, 10, stream));
   // Check a few sums against the host (fp32 add of the two bf16 values, rounded).
   for (int64_t i : {int64_t{0}, n / 3, n - 1}) {
     bf16 x, y, z;
@@ -140,16 +146,17 @@ StatusOr<nlohmann::json> ProbeHbm(double bytes, const Progress& progress, cudaSt
     P3D_CAL_CUDA(cudaMemcpy(&z, out + i, sizeof(bf16), cudaMemcpyDeviceToHost));
     const float want = RoundToBf16(__bfloat162float(x) + __bfloat162float(y));
     if (__bfloat162float(z) != want)
-      return Status::Internal(fmt::format("residual add wrong at element {}: {} + {} gave {}, want {}",
-                                          i, __bfloat162float(x), __bfloat162float(y),
-                                          __bfloat162float(z), want));
+      return Status::Internal(
+          fmt::format("residual add wrong at element {}: {} + {} gave {}, want {}", i,
+                      __bfloat162float(x), __bfloat162float(y), __bfloat162float(z), want));
   }
   P3D_CAL_CUDA(cudaFree(a));
   P3D_CAL_CUDA(cudaFree(b));
   P3D_CAL_CUDA(cudaFree(out));
-  progress.Say(fmt::format("hbm: copy {:.0f} GB/s, residual add {:.0f} GB/s (read + write, {:.0f} MiB "
-                           "buffers; sums checked)",
-                           2 * nbytes / copy_s / 1e9, 3 * nbytes / add_s / 1e9, nbytes / 1048576));
+  progress.Say(
+      fmt::format("hbm: copy {:.0f} GB/s, residual add {:.0f} GB/s (read + write, {:.0f} MiB "
+                  "buffers; sums checked)",
+                  2 * nbytes / copy_s / 1e9, 3 * nbytes / add_s / 1e9, nbytes / 1048576));
   return nlohmann::json{{"copy_bytes", 2 * nbytes},
                         {"copy_s", copy_s},
                         {"elementwise_kernel", "ResidualAdd (executor/kernels/elementwise.h)"},

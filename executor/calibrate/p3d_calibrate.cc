@@ -69,8 +69,8 @@ StatusOr<std::vector<GemmShapeToMeasure>> Shapes(const Options& o) {
       for (int64_t b : o.micro_batches)
         for (int tp : o.tps) {
           if (model.heads % tp || model.ffn % tp) continue;
-          for (LinearGemmShape s : LinearGemmShapes(model, b * seq, tp, o.logits_chunk,
-                                                    PaddedVocab(model.vocab))) {
+          for (LinearGemmShape s :
+               LinearGemmShapes(model, b * seq, tp, o.logits_chunk, PaddedVocab(model.vocab))) {
             s.label = fmt::format("{} T={} TP={}", s.label, b * seq, tp);
             add(s, "plan");
           }
@@ -109,10 +109,12 @@ StatusOr<nlohmann::json> CalibrateComm(const LaunchInfo& launch, int devices, co
   Plan dp_plan;
   dp_plan.dp = launch.world_size;
   const int comms = memory_internal::Communicators(ModelSpec{}, dp_plan, 0);
-  progress.Say(fmt::format("nccl: {:.0f} MiB for the process groups of DP{} ({} communicators as "
-                           "the simulator counts them)",
-                           (static_cast<double>(before) - after) / 1048576, launch.world_size, comms));
-  P3D_ASSIGN_OR_RETURN(nlohmann::json samples, ProbeCollectives(groups->world(), o.comm_bytes, progress, stream));
+  progress.Say(
+      fmt::format("nccl: {:.0f} MiB for the process groups of DP{} ({} communicators as "
+                  "the simulator counts them)",
+                  (static_cast<double>(before) - after) / 1048576, launch.world_size, comms));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json samples,
+                       ProbeCollectives(groups->world(), o.comm_bytes, progress, stream));
   return nlohmann::json{{"nccl_bytes", static_cast<double>(before) - static_cast<double>(after)},
                         {"nccl_communicators", comms},
                         {"collectives", samples}};
@@ -126,10 +128,11 @@ void PrintSummary(const ClusterSpec& c, std::ostream& out) {
     out << fmt::format("    {:10.3g}  {:.3f}\n", p.flops, p.efficiency);
   out << fmt::format("  HBM efficiency {:.3f} of {:.0f} GB/s\n", c.gpu.hbm_efficiency,
                      c.gpu.hbm_bytes_per_s / 1e9);
-  out << fmt::format("  memory {:.0f} MiB; runtime: context {:.0f} MiB, NCCL {:.0f} MiB per "
-                     "communicator, allocator fraction {:.4f}\n",
-                     c.gpu.memory_bytes / 1048576, c.gpu.runtime.cuda_context_bytes / 1048576,
-                     c.gpu.runtime.nccl_per_comm_bytes / 1048576, c.gpu.runtime.allocator_fraction);
+  out << fmt::format(
+      "  memory {:.0f} MiB; runtime: context {:.0f} MiB, NCCL {:.0f} MiB per "
+      "communicator, allocator fraction {:.4f}\n",
+      c.gpu.memory_bytes / 1048576, c.gpu.runtime.cuda_context_bytes / 1048576,
+      c.gpu.runtime.nccl_per_comm_bytes / 1048576, c.gpu.runtime.allocator_fraction);
   out << fmt::format("  intra-node link {}: efficiency {:.3f} of {:.0f} GB/s, latency {:.2f} us\n",
                      c.node.intra.name, c.node.intra.efficiency, c.node.intra.bytes_per_s / 1e9,
                      c.node.intra.latency_s * 1e6);
@@ -147,10 +150,11 @@ Status RunRank(const Options& o) {
   if (base_name.empty()) {
     StatusOr<std::string> id = CatalogGpuForDevice(prop.name);
     if (!id.ok())
-      return Status::InvalidArgument(fmt::format(
-          "'{}' is not in the catalog: pass --base-gpu NAME (p3d-plan --list-gpus) for its datasheet "
-          "figures",
-          prop.name));
+      return Status::InvalidArgument(
+          fmt::format("'{}' is not in the catalog: pass --base-gpu NAME (p3d-plan --list-gpus) for "
+                      "its datasheet "
+                      "figures",
+                      prop.name));
     base_name = *id;
   }
   P3D_ASSIGN_OR_RETURN(ClusterSpec base, CatalogCluster(base_name));
@@ -178,21 +182,20 @@ Status RunRank(const Options& o) {
   ncclGetVersion(&nccl);
   int runtime_version = 0;
   cudaRuntimeGetVersion(&runtime_version);
-  nlohmann::json calibration = {
-      {"card", prop.name},
-      {"catalog_gpu", base_name},
-      {"driver", DriverVersion()},
-      {"cuda_runtime", runtime_version},
-      {"nccl", nccl},
-      {"date", UtcNow()},
-      {"gpus", launch.world_size},
-      {"command", o.command},
-      {"seconds", progress.elapsed_s()},
-      {"gemm_shapes_skipped", skipped},
-      {"gemm", gemm},
-      {"hbm", hbm},
-      {"runtime", runtime},
-      {"collectives", collectives}};
+  nlohmann::json calibration = {{"card", prop.name},
+                                {"catalog_gpu", base_name},
+                                {"driver", DriverVersion()},
+                                {"cuda_runtime", runtime_version},
+                                {"nccl", nccl},
+                                {"date", UtcNow()},
+                                {"gpus", launch.world_size},
+                                {"command", o.command},
+                                {"seconds", progress.elapsed_s()},
+                                {"gemm_shapes_skipped", skipped},
+                                {"gemm", gemm},
+                                {"hbm", hbm},
+                                {"runtime", runtime},
+                                {"collectives", collectives}};
   P3D_ASSIGN_OR_RETURN(ClusterSpec applied, ApplyCalibration(base, calibration, o.out));
   std::ofstream file(o.out);
   file << ProfileToJson(applied, calibration) << "\n";
@@ -208,19 +211,25 @@ Status RunRank(const Options& o) {
 
 int main(int argc, char** argv) {
   p3d::Options o;
-  CLI::App app{"p3d-calibrate: measure this node's GPUs and write the hardware profile "
-               "p3d-plan --profile uses (docs/calibration.md)"};
-  app.add_option("--nproc", o.nproc, "ranks to start on this node when RANK is unset (0: all GPUs)");
+  CLI::App app{
+      "p3d-calibrate: measure this node's GPUs and write the hardware profile "
+      "p3d-plan --profile uses (docs/calibration.md)"};
+  app.add_option("--nproc", o.nproc,
+                 "ranks to start on this node when RANK is unset (0: all GPUs)");
   app.add_option("--models", o.models, "models whose GEMM shapes to measure")->delimiter(',');
-  app.add_option("--micro-batches", o.micro_batches, "micro-batch sizes B of those shapes")->delimiter(',');
+  app.add_option("--micro-batches", o.micro_batches, "micro-batch sizes B of those shapes")
+      ->delimiter(',');
   app.add_option("--tp", o.tps, "tensor-parallel degrees of those shapes")->delimiter(',');
   app.add_option("--seq", o.seqs, "sequence lengths S of those shapes")->delimiter(',');
-  app.add_option("--logits-chunk", o.logits_chunk, "tokens per LM-head GEMM (p3d-run's loss chunk)");
-  app.add_option("--sweep", o.sweep, "square GEMM sizes n (n x n x n) extending the table")->delimiter(',');
+  app.add_option("--logits-chunk", o.logits_chunk,
+                 "tokens per LM-head GEMM (p3d-run's loss chunk)");
+  app.add_option("--sweep", o.sweep, "square GEMM sizes n (n x n x n) extending the table")
+      ->delimiter(',');
   app.add_option("--comm-bytes", o.comm_bytes, "collective message sizes, bytes")->delimiter(',');
   app.add_option("--hbm-bytes", o.hbm_bytes, "buffer size of the bandwidth probe, bytes");
   app.add_option("--max-seconds", o.max_seconds, "time budget; GEMM shapes past it are skipped");
-  app.add_option("--base-gpu", o.base_gpu, "catalog GPU whose datasheet figures apply (default: this card's)");
+  app.add_option("--base-gpu", o.base_gpu,
+                 "catalog GPU whose datasheet figures apply (default: this card's)");
   app.add_option("--out", o.out, "profile file to write");
   CLI11_PARSE(app, argc, argv);
   for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);

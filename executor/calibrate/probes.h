@@ -13,10 +13,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 #include "simulator/profile.h"
@@ -65,8 +64,7 @@ struct GemmShapeToMeasure {
   std::string source;  // "plan" | "sweep"
 };
 StatusOr<nlohmann::json> ProbeGemms(const std::vector<GemmShapeToMeasure>& shapes,
-                                    const Progress& progress, cudaStream_t stream,
-                                    int* skipped);
+                                    const Progress& progress, cudaStream_t stream, int* skipped);
 
 // Collectives ("collectives" array) over `comm`, every member calling it;
 // results checked on every rank, time = the slowest rank's mean.
@@ -76,11 +74,12 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& comm,
 
 // ---- implementation of the template ----
 
-#define P3D_CAL_CUDA(expr)                                                                     \
-  do {                                                                                         \
-    cudaError_t p3d_cal_err_ = (expr);                                                         \
-    if (p3d_cal_err_ != cudaSuccess)                                                           \
-      return ::p3d::Status::Internal(std::string(#expr) + ": " + cudaGetErrorString(p3d_cal_err_)); \
+#define P3D_CAL_CUDA(expr)                                              \
+  do {                                                                  \
+    cudaError_t p3d_cal_err_ = (expr);                                  \
+    if (p3d_cal_err_ != cudaSuccess)                                    \
+      return ::p3d::Status::Internal(std::string(#expr) + ": " +        \
+                                     cudaGetErrorString(p3d_cal_err_)); \
   } while (0)
 
 template <typename Launch>

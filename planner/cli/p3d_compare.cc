@@ -7,7 +7,6 @@
 // Front end only (planner/compare.h): exit 0 when compared, 2 on bad input,
 // 3 when the fit boundary was wrong. docs/calibration.md defines every row.
 #include <CLI/CLI.hpp>
-
 #include <fstream>
 #include <iostream>
 
@@ -23,7 +22,8 @@ int Fail(const p3d::Status& s) {
 p3d::Status Write(const std::string& path, const std::string& text, const char* what) {
   std::ofstream out(path);
   out << text;
-  if (!out) return p3d::Status::IoError("cannot write " + std::string(what) + " file '" + path + "'");
+  if (!out)
+    return p3d::Status::IoError("cannot write " + std::string(what) + " file '" + path + "'");
   return p3d::Status::Ok();
 }
 
@@ -40,8 +40,9 @@ p3d::StatusOr<nlohmann::json> Read(const std::string& path) {
 int main(int argc, char** argv) {
   std::string plan_file, measured_file, json_path, svg_path;
   bool run_failed = false;
-  CLI::App app{"p3d-compare: predicted (p3d-plan --save-plan) vs measured (p3d-run --json), "
-               "figure by figure, with the error of each (docs/calibration.md)"};
+  CLI::App app{
+      "p3d-compare: predicted (p3d-plan --save-plan) vs measured (p3d-run --json), "
+      "figure by figure, with the error of each (docs/calibration.md)"};
   app.add_option("plan", plan_file, "saved plan (p3d-plan --save-plan)")->required();
   app.add_option("measured", measured_file, "run results (p3d-run --json)");
   app.add_option("--json", json_path, "also write the comparison as JSON");

@@ -51,7 +51,8 @@ json SavedPlanDoc(const std::string& name = "compare_plan.json") {
   std::ostringstream out, err;
   Status s = RunPlanCli(o, out, err);
   EXPECT_TRUE(s.ok()) << s.ToString();
-  EXPECT_NE(out.str().find("profile " + o.profile), std::string::npos) << "header names the profile";
+  EXPECT_NE(out.str().find("profile " + o.profile), std::string::npos)
+      << "header names the profile";
   std::ifstream in(o.save_plan);
   return json::parse(in);
 }
@@ -97,7 +98,7 @@ TEST(CompareRun, EveryFigureBesideItsPrediction) {
   EXPECT_DOUBLE_EQ(*c.Find("time.optimizer_s")->measured, 0.008);
   EXPECT_DOUBLE_EQ(*c.Find("time.other_s")->measured, 0.003);
   EXPECT_EQ(*c.Find("time.tp_comm_s")->measured, 0);  // one GPU
-  EXPECT_FALSE(c.Find("time.tp_comm_s")->error());   // 0 measured: no relative error
+  EXPECT_FALSE(c.Find("time.tp_comm_s")->error());    // 0 measured: no relative error
   EXPECT_DOUBLE_EQ(*c.Find("mfu")->measured, 0.344);
   EXPECT_TRUE(c.fit.predicted_fits && c.fit.measured_fits && c.fit.boundary_right());
   EXPECT_EQ(c.predicted_source, "profile " + Temp("compare_profile.json"));
@@ -179,7 +180,8 @@ TEST(CheckPredictedFit, RefusesAPredictedMissUnlessForced) {
   Status s = CheckPredictedFit(miss, false, "plan.json");
   ASSERT_EQ(s.code(), Status::Code::kInfeasible);
   EXPECT_NE(s.message().find("--force"), std::string::npos);
-  EXPECT_NE(s.message().find(fmt::format("{:.2f} GiB", ToGiB(doc["prediction"]["memory"]["total"].get<double>()))),
+  EXPECT_NE(s.message().find(fmt::format(
+                "{:.2f} GiB", ToGiB(doc["prediction"]["memory"]["total"].get<double>()))),
             std::string::npos)
       << s.message();
   EXPECT_TRUE(CheckPredictedFit(miss, /*force=*/true, "plan.json").ok());

@@ -88,8 +88,10 @@ TEST(FitCollectives, RecoversTheCommModelsOwnParameters) {
   GroupPath path{4, 4, false, 3.0e11, 7.5e-6};
   std::vector<CollectiveSample> samples;
   for (double bytes : {1e6, 1.6e7, 2.6e8, 1e9}) {
-    samples.push_back({"all-reduce", 4, bytes, CollectiveSeconds(Collective::kAllReduce, bytes, path)});
-    samples.push_back({"all-gather", 4, bytes, CollectiveSeconds(Collective::kAllGather, bytes, path)});
+    samples.push_back(
+        {"all-reduce", 4, bytes, CollectiveSeconds(Collective::kAllReduce, bytes, path)});
+    samples.push_back(
+        {"all-gather", 4, bytes, CollectiveSeconds(Collective::kAllGather, bytes, path)});
     samples.push_back(
         {"reduce-scatter", 4, bytes, CollectiveSeconds(Collective::kReduceScatter, bytes, path)});
   }
@@ -122,10 +124,20 @@ TEST(ApplyCalibration, GemmTableFromPlanShapesExtendedBySweep) {
 TEST(ApplyCalibration, NearlyEqualShapesMergeIntoTheirSummedRate) {
   json cal = Calibration();
   cal["gemm"] = json::array();
-  cal["gemm"].push_back({{"source", "plan"}, {"m", 1000}, {"n", 1000}, {"k", 1000},
-                         {"fwd_s", 1e-5}, {"dx_s", 1e-5}, {"dw_s", 1e-5}});
-  cal["gemm"].push_back({{"source", "plan"}, {"m", 1000}, {"n", 1005}, {"k", 1000},
-                         {"fwd_s", 2e-5}, {"dx_s", 2e-5}, {"dw_s", 2e-5}});
+  cal["gemm"].push_back({{"source", "plan"},
+                         {"m", 1000},
+                         {"n", 1000},
+                         {"k", 1000},
+                         {"fwd_s", 1e-5},
+                         {"dx_s", 1e-5},
+                         {"dw_s", 1e-5}});
+  cal["gemm"].push_back({{"source", "plan"},
+                         {"m", 1000},
+                         {"n", 1005},
+                         {"k", 1000},
+                         {"fwd_s", 2e-5},
+                         {"dx_s", 2e-5},
+                         {"dw_s", 2e-5}});
   ClusterSpec c = ApplyCalibration(H100(), cal, "p.json").value();
   ASSERT_EQ(c.gpu.gemm_efficiency.size(), 1u);
   const double f = 2e9 + 2.01e9;
@@ -205,7 +217,8 @@ TEST(ApplyProfile, FileRoundTripAndSource) {
   ClusterSpec as_hardware = LoadClusterJson(path).value();
   ASSERT_EQ(as_hardware.gpu.gemm_efficiency.size(), c.gpu.gemm_efficiency.size());
   for (size_t i = 0; i < c.gpu.gemm_efficiency.size(); ++i)
-    EXPECT_DOUBLE_EQ(as_hardware.gpu.gemm_efficiency[i].efficiency, c.gpu.gemm_efficiency[i].efficiency);
+    EXPECT_DOUBLE_EQ(as_hardware.gpu.gemm_efficiency[i].efficiency,
+                     c.gpu.gemm_efficiency[i].efficiency);
   EXPECT_DOUBLE_EQ(as_hardware.node.intra.latency_s, c.node.intra.latency_s);
   EXPECT_DOUBLE_EQ(as_hardware.gpu.runtime.cuda_context_bytes, c.gpu.runtime.cuda_context_bytes);
   // Applying the profile again to its own hardware part changes nothing.
