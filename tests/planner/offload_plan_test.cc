@@ -5,22 +5,15 @@
 #include "models/zoo.h"
 #include "planner/plan_json.h"
 #include "planner/search.h"
+#include "tests/planner/catalog_request.h"
 
 namespace p3d {
 namespace {
 
-PlanRequest Request(const std::string& model, const std::string& gpu, int gpus, int64_t batch) {
-  PlanRequest r;
-  r.model = ZooModel(model).value();
-  r.cluster = CatalogCluster(gpu).value();
-  r.cluster.num_gpus = gpus;
-  r.training.global_batch = batch;
-  return r;
-}
 
 // The homework: 13B on 8 x 24 GB (RTX 3090) fits only with offload.
 TEST(OffloadPlanTest, FindsOffloadPlansWhereNothingElseFits) {
-  PlanRequest r = Request("llama-2-13b", "rtx3090", 8, 64);
+  PlanRequest r = CatalogRequest("llama-2-13b", "rtx3090", 8, 64);
   SearchOptions o;
   o.top_k = 20;
   StatusOr<SearchResult> res = SearchPlans(r, o);
@@ -39,7 +32,7 @@ TEST(OffloadPlanTest, FindsOffloadPlansWhereNothingElseFits) {
 // 7B on 8 x H100 fits on the GPUs: offload plans fit too but rank behind,
 // since their CPU step and copies only add time.
 TEST(OffloadPlanTest, OnGpuPlansRankFirstWhereBothFit) {
-  PlanRequest r = Request("llama-2-7b", "h100-sxm", 8, 64);
+  PlanRequest r = CatalogRequest("llama-2-7b", "h100-sxm", 8, 64);
   SearchOptions o;
   o.top_k = 1;
   StatusOr<SearchResult> all = SearchPlans(r, o);
@@ -55,7 +48,7 @@ TEST(OffloadPlanTest, OnGpuPlansRankFirstWhereBothFit) {
 }
 
 TEST(OffloadPlanTest, SavedPlanRoundTripsOffload) {
-  PlanRequest r = Request("llama-2-13b", "rtx3090", 8, 64);
+  PlanRequest r = CatalogRequest("llama-2-13b", "rtx3090", 8, 64);
   SearchOptions o;
   o.top_k = 1;
   o.fixed.offload = Offload::kOptimizerAndParams;

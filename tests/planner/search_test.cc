@@ -12,21 +12,14 @@
 #include "planner/rules.h"
 #include "simulator/hardware.h"
 #include "simulator/memory_model.h"
+#include "tests/planner/catalog_request.h"
 
 namespace p3d {
 namespace {
 
-PlanRequest Request(const std::string& model, const std::string& gpu, int gpus, int64_t batch = 512) {
-  PlanRequest r;
-  r.model = ZooModel(model).value();
-  r.cluster = CatalogCluster(gpu).value();
-  r.cluster.num_gpus = gpus;
-  r.training.global_batch = batch;
-  return r;
-}
 
 TEST(SearchTest, EveryCandidateIsLegalAndUnique) {
-  PlanRequest r = Request("llama-2-13b", "a100-80gb", 16, 64);
+  PlanRequest r = CatalogRequest("llama-2-13b", "a100-80gb", 16, 64);
   SearchOptions o;
   std::set<std::tuple<int, int, int, int, int, int64_t, int, bool, int>> seen;
   int64_t n = 0;
@@ -46,7 +39,7 @@ TEST(SearchTest, EveryCandidateIsLegalAndUnique) {
 // Brute force over a superset of the space with CheckPlan as the oracle: the
 // search enumerates exactly the legal plans.
 TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
-  PlanRequest r = Request("gpt2-xl", "a100-40gb", 8, 32);  // 25 heads: TP in {1, 5, 25} only
+  PlanRequest r = CatalogRequest("gpt2-xl", "a100-40gb", 8, 32);  // 25 heads: TP in {1, 5, 25} only
   r.training.seq = 1024;                                   // its learned position table
   SearchOptions o;
   int64_t enumerated = 0;
@@ -74,7 +67,7 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
 }
 
 TEST(SearchTest, RanksFittingPlansByStepTime) {
-  PlanRequest r = Request("llama-2-70b", "h100-sxm", 64);
+  PlanRequest r = CatalogRequest("llama-2-70b", "h100-sxm", 64);
   SearchOptions o;
   o.top_k = 20;
   StatusOr<SearchResult> res = SearchPlans(r, o);
@@ -88,7 +81,7 @@ TEST(SearchTest, RanksFittingPlansByStepTime) {
 }
 
 TEST(SearchTest, FixedDimensionsAreHonoured) {
-  PlanRequest r = Request("llama-2-70b", "a100-80gb", 64);
+  PlanRequest r = CatalogRequest("llama-2-70b", "a100-80gb", 64);
   SearchOptions o;
   o.fixed.dp = 8;
   o.fixed.tp = 4;
@@ -106,7 +99,7 @@ TEST(SearchTest, FixedDimensionsAreHonoured) {
 }
 
 TEST(SearchTest, ImpossibleLayoutNamesTheRule) {
-  PlanRequest r = Request("llama-2-13b", "a100-80gb", 16, 64);
+  PlanRequest r = CatalogRequest("llama-2-13b", "a100-80gb", 16, 64);
   SearchOptions o;
   o.fixed.tp = 16;  // published.md sec 4: 40 heads forbid TP=16
   o.rules.allow_tp_across_nodes = true;
@@ -118,7 +111,7 @@ TEST(SearchTest, ImpossibleLayoutNamesTheRule) {
 
 TEST(SearchTest, NothingFitsReturnsClosestMisses) {
   // 13B on 8 x 24 GB cards without offload: model states alone exceed 24 GB even at TP8 (issue 8).
-  PlanRequest r = Request("llama-2-13b", "rtx3090", 8, 64);
+  PlanRequest r = CatalogRequest("llama-2-13b", "rtx3090", 8, 64);
   SearchOptions o;
   o.fixed.offload = Offload::kNone;
   o.top_k = 5;
@@ -133,7 +126,7 @@ TEST(SearchTest, NothingFitsReturnsClosestMisses) {
 // Over the enumerated space: model-state memory never rises with the ZeRO
 // stage, activations never fall as the micro-batch rises (issue 2 properties).
 TEST(SearchTest, MemoryMonotoneInZeroAndMicroBatch) {
-  PlanRequest r = Request("llama-2-70b", "h100-sxm", 64);
+  PlanRequest r = CatalogRequest("llama-2-70b", "h100-sxm", 64);
   SearchOptions o;
   int checked = 0;
   o.on_candidate = [&](const Plan& p, double, bool) {
