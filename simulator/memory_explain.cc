@@ -168,6 +168,10 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
                d.pp_buffers});
   t.push_back({"buffers.sp_all_gather", "SP ? e*B*S*H : 0",
                fmt::format("{} ? {}*{}*{} : 0", sp_div > 1, e, bs, model.hidden), d.tp_buffers});
+  t.push_back({"buffers.backward_scratch",
+               "e * (B*S*(2*QKV_r + q_r + max(H, q_r) + H + F/TP + F_pre/TP) + B*NH/TP*S*S), one layer",
+               fmt::format("{} bytes of one layer's activation-gradient temporaries", N(d.backward_scratch)),
+               d.backward_scratch});
 
   const RuntimeMemory& rt = cluster.gpu.runtime;
   t.push_back({"runtime.cuda_context", "CUDA context + cuBLAS workspace", N(rt.cuda_context_bytes),

@@ -102,6 +102,21 @@ double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& train
   return memory_internal::LayerActivations::Of(model, training, plan).Stored(plan.recompute);
 }
 
+double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan) {
+  const double tokens = static_cast<double>(plan.micro_batch) * training.seq;  // T = B*S
+  const double hd = static_cast<double>(model.head_dim());
+  const double heads = static_cast<double>(model.heads) / plan.tp;
+  const double q = heads * hd;
+  const double kv = std::max(1.0, static_cast<double>(model.kv_heads) / plan.tp) * hd;
+  const double qkv = q + 2 * kv;
+  const double f = static_cast<double>(model.ffn) / plan.tp;
+  const double f_pre = model.arch == Arch::kLlama ? 2 * f : f;  // SwiGLU's gate and up
+  const double h = static_cast<double>(model.hidden);
+  const double scores = static_cast<double>(plan.micro_batch) * heads * training.seq * training.seq;
+  return training.precision.activation_bytes *
+         (tokens * (2 * qkv + q + std::max(h, q) + h + f + f_pre) + scores);
+}
+
 namespace {
 
 StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
@@ -168,7 +183,8 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
     d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n);
   if (plan.pp > 1) d.pp_buffers = 2.0 * plan.vpp * e * tokens * model.hidden / sp_div;
   if (sp) d.tp_buffers = e * tokens * model.hidden;
-  mem.buffers = d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers;
+  d.backward_scratch = BackwardScratchBytes(model, training, plan);
+  mem.buffers = d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers + d.backward_scratch;
 
   // Runtime.
   const RuntimeMemory& rt = cluster.gpu.runtime;

@@ -114,6 +114,7 @@ struct StageMemoryDetail {
   double grad_buckets = 0;
   double pp_buffers = 0;
   double tp_buffers = 0;
+  double backward_scratch = 0;  // one layer's activation-gradient temporaries, one micro-batch
   // runtime
   int communicators = 0;  // NCCL communicators this rank belongs to
   double cuda_context = 0;
@@ -152,6 +153,14 @@ double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
 inline bool FitsInHostMemory(double host_bytes_per_node, const NodeSpec& node) {
   return host_bytes_per_node <= node.host_memory_bytes;
 }
+
+// One layer's backward temporaries for one micro-batch, as the executor
+// allocates them (executor/memory_plan.cc): the q/k/v gradient in token and
+// head layouts, the attention output gradient, the norm-output and residual
+// gradients, the MLP pre- and post-activation gradients, and the score
+// gradient [B, NH/TP, S, S]; activation bytes each. Frameworks built on a
+// caching allocator hold the same tensors transiently.
+double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan);
 
 // One line of the --explain derivation.
 struct MemoryTerm {

@@ -194,7 +194,7 @@ TEST(MemoryProperties, TermsSumToTheBreakdownAndExplainAgrees) {
         const MemoryBreakdown& b = d.memory;
         EXPECT_DOUBLE_EQ(b.activations, d.layer_activations + d.recompute_working +
                                             d.embedding_activations + d.loss_activations);
-        EXPECT_DOUBLE_EQ(b.buffers, d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers);
+        EXPECT_DOUBLE_EQ(b.buffers, d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers + d.backward_scratch);
         EXPECT_DOUBLE_EQ(b.runtime, d.cuda_context + d.nccl + d.allocator);
         std::vector<MemoryTerm> terms = ExplainMemory(m, t, c, p, r);
         double sum = 0;
