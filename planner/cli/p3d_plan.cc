@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; a malformed flag or value: 2 (CLI11 names it)
   }
   p3d::Status s = p3d::RunPlanCli(o, std::cout, std::cerr);
   if (!s.ok()) {
