@@ -621,11 +621,14 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   return Status::Ok();
 }
 
+// Drains the stream first (watchdog-bounded with DP): a pageable copy would
+// block the host, outside any deadline, behind a collective that never ends.
 StatusOr<StepScalars> Model::ReadScalars() {
   float host[4];
+  P3D_RETURN_IF_ERROR(Sync());
   CUDA_CHECK(cudaMemcpyAsync(host, At<float>(plan_.scalars), sizeof(host), cudaMemcpyDeviceToHost,
                              stream_));
-  P3D_RETURN_IF_ERROR(Sync());
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
   return StepScalars{host[kScalarLossSum], host[kScalarGradNorm]};
 }
 

@@ -197,40 +197,45 @@ section_largest() {
   record largest FAIL "none of the candidates fit"
 }
 
-# DP = 2 against one GPU on the same global batch: one GPU runs grad-accum
-# 2*ga, each DP rank ga (its half of the micro-batches, trainer.h). Tiny GPT-2
-# on the byte corpus, 20 steps, clipping on. Tolerance (docs/executor.md):
-# max |loss difference| over the 20 steps <= 2e-3 nats; "bit-identical" is
-# noted where every loss is equal.
+# DP = N (2, and 4 when there are 4 GPUs) against one GPU on the same global
+# batch: one GPU runs grad-accum N*ga, each DP rank ga (its share of the
+# micro-batches, trainer.h). Tiny GPT-2 on the byte corpus, 20 steps, lr 3e-4,
+# clipping on. Tolerance (docs/executor.md): max |loss difference| over the
+# 20 steps <= 2e-3 nats; "bit-identical" is noted where every loss is equal.
 section_dp_equivalence() {
   if [ "$GPUS" -lt 2 ]; then record dp_equivalence SKIP "needs 2 GPUs, found $GPUS"; return; fi
   local data status=PASS details=""
   data=$(corpus_tokens)
   local common=(--model tests/executor/models/tiny-gpt2-bytes.json --data "$data" --micro-batch 4
-                --seq 128 --steps 20 --warmup 1 --lr 1e-3 --weight-decay 0.1 --clip 1.0 --seed 7)
-  for ga in 1 2; do
-    RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --grad-accum $((2 * ga)) \
-        --json "$RES/dp-ref-ga$((2 * ga)).json"
-    for rc in none full; do
-      [ $ga = 1 ] && [ $rc = full ] && continue
-      for z in 0 1 2 3; do
-        local name=dp2-z$z-ga$ga-$rc
-        if ! RUN_LIMIT=120 run "$BIN/p3d-run" --nproc 2 --dp 2 --zero $z "${common[@]}" \
-            --grad-accum $ga --recompute $rc --nccl-timeout-s 60 --json "$RES/$name.json"; then
-          status=FAIL; details+="$name: run failed; "; continue
-        fi
-        local verdict
-        verdict=$(python3 - "$RES/dp-ref-ga$((2 * ga)).json" "$RES/$name.json" <<'PY'
+                --seq 128 --steps 20 --warmup 1 --lr 3e-4 --weight-decay 0.1 --clip 1.0 --seed 7)
+  for dp in 2 4; do
+    [ "$GPUS" -lt $dp ] && continue
+    for ga in 1 2; do
+      local ref=$RES/dp-ref-ga$((dp * ga)).json
+      [ -f "$ref" ] || RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --grad-accum $((dp * ga)) \
+          --json "$ref"
+      for rc in none full; do
+        [ $ga = 1 ] && [ $rc = full ] && continue
+        for z in 0 1 2 3; do
+          local name=dp$dp-z$z-ga$ga-$rc
+          if ! RUN_LIMIT=120 run "$BIN/p3d-run" --nproc $dp --dp $dp --zero $z "${common[@]}" \
+              --grad-accum $ga --recompute $rc --nccl-timeout-s 60 --json "$RES/$name.json"; then
+            status=FAIL; details+="$name: run failed; "; continue
+          fi
+          local verdict
+          verdict=$(python3 - "$ref" "$RES/$name.json" <<'PY'
 import json, sys
 a = [s["loss"] for s in json.load(open(sys.argv[1]))["steps"]]
 b = [s["loss"] for s in json.load(open(sys.argv[2]))["steps"]]
-d = max(abs(x - y) for x, y in zip(a, b))
-ok = len(a) == len(b) == 20 and d <= 2e-3
-print(("PASS" if ok else "FAIL") + f" max|dloss| {d:.2e}{' bit-identical' if a == b else ''} (last {b[-1]:.5f} vs {a[-1]:.5f})")
+d = [abs(x - y) for x, y in zip(a, b)]
+ok = len(a) == len(b) == 20 and max(d) <= 2e-3
+print(("PASS" if ok else "FAIL") + f" max|dloss| {max(d):.2e} at step {d.index(max(d))}"
+      + f"{' bit-identical' if a == b else ''} (last {b[-1]:.5f} vs {a[-1]:.5f})")
 PY
 )
-        [ "${verdict%% *}" = PASS ] || status=FAIL
-        details+="$name: ${verdict#* }; "
+          [ "${verdict%% *}" = PASS ] || status=FAIL
+          details+="$name: ${verdict#* }; "
+        done
       done
     done
   done
@@ -256,41 +261,46 @@ section_dp_fault() {
 }
 
 # Weak scaling on the 1.3B shape (B = 4, S = 2048 per GPU): one GPU vs DP = 2
-# (ZeRO 0, 1, 2), and a saved DP2 plan run with its prediction beside it.
+# and 4 (ZeRO 0, 1, 2), and saved DP plans run with their prediction beside them.
 section_dp_scaling() {
   if [ "$GPUS" -lt 2 ]; then record dp_scaling SKIP "needs 2 GPUs, found $GPUS"; return; fi
   local common=(--model gpt-1.3b --micro-batch 4 --seq 2048 --steps 7 --warmup 2)
-  local status=PASS details=""
-  run "$BIN/p3d-run" "${common[@]}" --json "$RES/scale-1gpu.json" || status=FAIL
-  for z in 0 1 2; do
-    run "$BIN/p3d-run" --nproc 2 --dp 2 --zero $z "${common[@]}" --json "$RES/scale-dp2-z$z.json" \
-      || status=FAIL
-  done
-  local gpu=h100-sxm
+  local status=PASS gpu=h100-sxm
   nvidia-smi -L | grep -q H200 && gpu=h200
-  run "$BIN/p3d-plan" --model gpt-1.3b --gpus 2 --gpu $gpu --dp 2 --tp 1 --pp 1 --zero 1 \
-      --micro-batch 4 --global-batch 8 --seq 2048 --recompute none --offload none \
-      --save-plan "$RES/plan-dp2.json" \
-    && run "$BIN/p3d-run" --nproc 2 --plan "$RES/plan-dp2.json" --steps 7 --warmup 2 \
-      --json "$RES/scale-plan-dp2.json"
+  run "$BIN/p3d-run" "${common[@]}" --json "$RES/scale-1gpu.json" || status=FAIL
+  for dp in 2 4; do
+    [ "$GPUS" -lt $dp ] && continue
+    for z in 0 1 2; do
+      run "$BIN/p3d-run" --nproc $dp --dp $dp --zero $z "${common[@]}" \
+          --json "$RES/scale-dp$dp-z$z.json" || status=FAIL
+    done
+    run "$BIN/p3d-plan" --model gpt-1.3b --gpus $dp --gpu $gpu --dp $dp --tp 1 --pp 1 --zero 1 \
+        --micro-batch 4 --global-batch $((4 * dp)) --seq 2048 --recompute none --offload none \
+        --save-plan "$RES/plan-dp$dp.json" \
+      && run "$BIN/p3d-run" --nproc $dp --plan "$RES/plan-dp$dp.json" --steps 7 --warmup 2 \
+        --json "$RES/scale-plan-dp$dp.json"
+  done
+  local details
   details=$(python3 - "$RES" <<'PY'
 import json, os, sys
 d = sys.argv[1]
-def tps(f):
+def load(f):
     p = os.path.join(d, f)
-    return json.load(open(p))["summary"].get("tokens_per_s") if os.path.exists(p) else None
+    return json.load(open(p)) if os.path.exists(p) else None
+def tps(f):
+    j = load(f)
+    return j["summary"].get("tokens_per_s") if j else None
 one = tps("scale-1gpu.json")
 out = [f"1 GPU {one:.0f} tok/s" if one else "1 GPU failed"]
-for z in (0, 1, 2):
-    t = tps(f"scale-dp2-z{z}.json")
-    out.append(f"DP2 ZeRO-{z} {t:.0f} tok/s = {t/one:.3f}x (eff {t/one/2:.3f})" if t and one else f"DP2 ZeRO-{z} failed")
-p = os.path.join(d, "plan-dp2.json")
-t = tps("scale-plan-dp2.json")
-if os.path.exists(p) and t:
-    pr = json.load(open(p))["prediction"]
-    out.append(f"plan DP2 ZeRO-1: measured {t:.0f} tok/s vs predicted {pr['tokens_per_s']:.0f} tok/s (step {pr['time']['step_s']*1e3:.1f} ms predicted)")
-else:
-    out.append("plan DP2: not run")
+for dp in (2, 4):
+    for z in (0, 1, 2):
+        t = tps(f"scale-dp{dp}-z{z}.json")
+        if t and one: out.append(f"DP{dp} ZeRO-{z} {t:.0f} tok/s = {t/one:.3f}x (eff {t/one/dp:.3f})")
+    p, t = load(f"plan-dp{dp}.json"), tps(f"scale-plan-dp{dp}.json")
+    if p and t:
+        pr = p["prediction"]
+        out.append(f"plan DP{dp} ZeRO-1: measured {t:.0f} tok/s vs predicted {pr['tokens_per_s']:.0f}"
+                   f" (step {pr['time']['step_s']*1e3:.1f} ms predicted)")
 print("; ".join(out))
 PY
 )
