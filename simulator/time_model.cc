@@ -272,6 +272,23 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
     return CollectiveSeconds(Collective::kReduceScatter, params * prec.param_bytes, dp_path);
   };
 
+  // ZeRO-3 per-module communication, the same for every chunk: computed once.
+  struct ModuleComm {
+    double fetch = 0, scatter = 0;  // gather (+ upload), gradient reduce-scatter
+  };
+  struct {
+    ModuleComm emb, head, layer, emb_up, head_up, layer_up;
+  } z3;
+  if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
+    auto module = [&](double params, bool uploads) {
+      return ModuleComm{gather(params) + (uploads ? upload(params) : 0.0), scatter(params)};
+    };
+    const double head_params = last.head + last.final_norm;
+    z3.emb = module(first.embedding, false), z3.emb_up = module(first.embedding, true);
+    z3.head = module(head_params, false), z3.head_up = module(head_params, true);
+    z3.layer = module(layer_params, false), z3.layer_up = module(layer_params, true);
+  }
+
   const double layer_fwd_k = sc.layer.forward.total();
   const double layer_bwd_k = sc.layer.backward.total() + sc.layer.recompute.total();
   std::vector<double>& fwd = costs.forward_s;
@@ -301,18 +318,18 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
       if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
         // Forward and backward chains, with or without the parameter uploads.
         auto chains = [&](bool uploads, double* tf, double* tb) {
-          auto fetch = [&](double params) { return gather(params) + (uploads ? upload(params) : 0.0); };
-          const double head = last.head + last.final_norm;
+          const ModuleComm& emb = uploads ? z3.emb_up : z3.emb;
+          const ModuleComm& head = uploads ? z3.head_up : z3.head;
+          const ModuleComm& lay = uploads ? z3.layer_up : z3.layer;
           // Forward: gather each module's parameters, prefetched one ahead.
-          front = {sc.edge.embedding_forward.total() + sc.tp_emb_fwd, fetch(first.embedding)};
-          back = {sc.edge.head_forward.total() + sc.tp_head_fwd, fetch(head)};
-          layer = {layer_fwd_k + sc.tp_layer_fwd, fetch(layer_params)};
+          front = {sc.edge.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
+          back = {sc.edge.head_forward.total() + sc.tp_head_fwd, head.fetch};
+          layer = {layer_fwd_k + sc.tp_layer_fwd, lay.fetch};
           *tf = PrefetchChain(is_first ? &front : nullptr, n, layer, is_last ? &back : nullptr);
           // Backward (reverse order): gather again, then reduce-scatter the gradient.
-          Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd, fetch(head) + scatter(head)};
-          Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd,
-                       fetch(first.embedding) + scatter(first.embedding)};
-          Module blayer{layer_bwd_k + sc.tp_layer_bwd, fetch(layer_params) + scatter(layer_params)};
+          Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd, head.fetch + head.scatter};
+          Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd, emb.fetch + emb.scatter};
+          Module blayer{layer_bwd_k + sc.tp_layer_bwd, lay.fetch + lay.scatter};
           *tb = PrefetchChain(is_last ? &bfront : nullptr, n, blayer, is_first ? &bback : nullptr);
         };
         double tf = 0, tb = 0;
