@@ -12,8 +12,8 @@ StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(const ParamLayout& 
                                                              Communicator* comm,
                                                              cudaStream_t compute) {
   if (zero.dp > 1 && (comm == nullptr || comm->size() != zero.dp))
-    return Status::InvalidArgument(StrCat("data parallel: dp = ", zero.dp,
-                                          " needs a DP communicator of that size"));
+    return Status::InvalidArgument(
+        StrCat("data parallel: dp = ", zero.dp, " needs a DP communicator of that size"));
   std::unique_ptr<DataParallel> d(
       new DataParallel(params, zero, zero.dp > 1 ? comm : nullptr, compute));
   if (!d->active()) return StatusOr<std::unique_ptr<DataParallel>>(std::move(d));

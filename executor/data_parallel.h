@@ -101,10 +101,10 @@ class DataParallel {
   Communicator* comm_;
   cudaStream_t compute_;
   cudaStream_t comm_stream_ = nullptr;
-  cudaEvent_t marker_ = nullptr;         // compute -> comm ordering
-  std::vector<cudaEvent_t> unit_done_;   // comm work of unit u finished
-  std::vector<bool> pending_;            // unit_done_[u] not yet waited for by compute
-  std::vector<bool> gathered_;           // ZeRO-3: unit gathered in this pass
+  cudaEvent_t marker_ = nullptr;        // compute -> comm ordering
+  std::vector<cudaEvent_t> unit_done_;  // comm work of unit u finished
+  std::vector<bool> pending_;           // unit_done_[u] not yet waited for by compute
+  std::vector<bool> gathered_;          // ZeRO-3: unit gathered in this pass
   bf16* weights_ = nullptr;
   float* grads_ = nullptr;
   float* grad_shard_ = nullptr;

@@ -130,8 +130,7 @@ struct ParamStateSizes {
 // attention_blocks not dividing S into blocks that are multiples of 8.
 StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& model, const LocalShape& local,
                                                 const ParamLayout& params,
-                                                const TrainingShape& shape,
-                                                int64_t workspace_bytes,
+                                                const TrainingShape& shape, int64_t workspace_bytes,
                                                 const ParamStateSizes& states = {});
 
 }  // namespace p3d

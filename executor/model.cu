@@ -38,10 +38,11 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
         StrCat("executor: tp=", ctx.tp, " pp=", ctx.pp,
                " requested; this executor trains on one GPU (tp = pp = 1)"));
   const DataParallelConfig& dpc = config.data;
-  if (dpc.dp < 1) return Status::InvalidArgument(StrCat("executor: dp = ", dpc.dp, " must be >= 1"));
+  if (dpc.dp < 1)
+    return Status::InvalidArgument(StrCat("executor: dp = ", dpc.dp, " must be >= 1"));
   P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, ctx));
-  P3D_ASSIGN_OR_RETURN(ParamLayout params, BuildParamLayout(config.spec, ctx, local,
-                                                            dpc.dp * kParamAlignElements));
+  P3D_ASSIGN_OR_RETURN(ParamLayout params,
+                       BuildParamLayout(config.spec, ctx, local, dpc.dp * kParamAlignElements));
   P3D_ASSIGN_OR_RETURN(ZeroLayout zero, BuildZeroLayout(params, dpc.zero, dpc.dp, dpc.dp_rank));
   ParamStateSizes states;
   states.optimizer_elements = zero.local_numel;
@@ -121,8 +122,8 @@ Status Model::InitParameters(uint64_t seed) {
 Status Model::ZeroGrads() {
   CUDA_CHECK(cudaMemsetAsync(G(0), 0, params_.total * sizeof(float), stream_));
   if (zero().zero >= 2)
-    CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.grad_shard), 0,
-                               zero().local_numel * sizeof(float), stream_));
+    CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.grad_shard), 0, zero().local_numel * sizeof(float),
+                               stream_));
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.scalars), 0, 4 * sizeof(float), stream_));
   return Status::Ok();
 }
@@ -600,8 +601,8 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   const bool sharded = zero().zero >= 2;
   const float* grads = sharded ? At<float>(plan_.grad_shard) : G(0);
   double* partials = At<double>(plan_.norm_partials);
-  P3D_RETURN_IF_ERROR(GradSquaredSumPartials(
-      grads, sharded ? zero().local_numel : params_.total, partials, stream_));
+  P3D_RETURN_IF_ERROR(GradSquaredSumPartials(grads, sharded ? zero().local_numel : params_.total,
+                                             partials, stream_));
   P3D_RETURN_IF_ERROR(dp_->ReducePartials(partials, kGradNormBlocks));
   P3D_RETURN_IF_ERROR(ClipScaleFromPartials(partials, max_norm, scalars + kScalarGradNorm,
                                             scalars + kScalarClipScale, stream_));
@@ -610,11 +611,10 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
     AdamWHyper hr = h;
     hr.weight_decay = seg.decay ? h.weight_decay : 0.0f;
     const float* g = sharded ? grads + seg.local : G(seg.begin);
-    P3D_RETURN_IF_ERROR(AdamWUpdate(g, scalars + kScalarClipScale,
-                                    At<float>(plan_.master) + seg.local,
-                                    At<float>(plan_.adam_m) + seg.local,
-                                    At<float>(plan_.adam_v) + seg.local, W(seg.begin),
-                                    seg.end - seg.begin, hr, stream_));
+    P3D_RETURN_IF_ERROR(
+        AdamWUpdate(g, scalars + kScalarClipScale, At<float>(plan_.master) + seg.local,
+                    At<float>(plan_.adam_m) + seg.local, At<float>(plan_.adam_v) + seg.local,
+                    W(seg.begin), seg.end - seg.begin, hr, stream_));
   }
   P3D_RETURN_IF_ERROR(dp_->AfterOptimizer());
   timer_ = nullptr;
@@ -657,8 +657,8 @@ int64_t BufferOffset(const TrainingMemoryPlan& p, ParamBuffer which) {
 // On the model's stream (which need not synchronise with the legacy default
 // stream), then waited for.
 int64_t Model::BufferElements(ParamBuffer which) const {
-  const bool optimizer = which == ParamBuffer::kMaster || which == ParamBuffer::kAdamM ||
-                         which == ParamBuffer::kAdamV;
+  const bool optimizer =
+      which == ParamBuffer::kMaster || which == ParamBuffer::kAdamM || which == ParamBuffer::kAdamV;
   return optimizer ? zero().local_numel : params_.total;
 }
 

@@ -76,8 +76,8 @@ struct LayerParamOffsets {
 enum class UnitKind { kEmbedding, kLayer, kHead };
 struct ParamUnit {
   UnitKind kind = UnitKind::kLayer;
-  int64_t layer = -1;           // local layer index for kLayer, else -1
-  int64_t begin = 0, end = 0;   // elements [begin, end) of the flat buffers, padding included
+  int64_t layer = -1;          // local layer index for kLayer, else -1
+  int64_t begin = 0, end = 0;  // elements [begin, end) of the flat buffers, padding included
   int64_t size() const { return end - begin; }
 };
 
@@ -85,8 +85,8 @@ struct ParamLayout {
   std::vector<ParamTensor> tensors;  // in buffer order
   std::vector<LayerParamOffsets> layers;
   int64_t wte = -1, wpe = -1, final_norm_w = -1, final_norm_b = -1;
-  int64_t head = -1;      // == wte when tied
-  std::vector<ParamUnit> units;  // in buffer order, covering [0, total)
+  int64_t head = -1;                        // == wte when tied
+  std::vector<ParamUnit> units;             // in buffer order, covering [0, total)
   int embedding_unit = -1, head_unit = -1;  // indices into units; -1 when absent
   int LayerUnit(int64_t layer) const { return static_cast<int>(layer) + (embedding_unit >= 0); }
   int64_t total = 0;      // buffer length in elements, gaps included

@@ -70,10 +70,11 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
         r.world, o.dp, o.zero, slow.rank, slow.median_step_s * 1e3, peak.rank, peak.pp,
         ToGiB(peak.device_used_peak_bytes));
     for (const RankReport& k : r.ranks)
-      out += fmt::format("  rank {:3d}   tp {} dp {} pp {}  median step {:.2f} ms  arena {:.2f} GiB  "
-                         "device peak {:.2f} GiB\n",
-                         k.rank, k.tp, k.dp, k.pp, k.median_step_s * 1e3, ToGiB(k.arena_bytes),
-                         ToGiB(k.device_used_peak_bytes));
+      out += fmt::format(
+          "  rank {:3d}   tp {} dp {} pp {}  median step {:.2f} ms  arena {:.2f} GiB  "
+          "device peak {:.2f} GiB\n",
+          k.rank, k.tp, k.dp, k.pp, k.median_step_s * 1e3, ToGiB(k.arena_bytes),
+          ToGiB(k.device_used_peak_bytes));
   }
   if (r.phase_seconds) {
     const auto& p = *r.phase_seconds;

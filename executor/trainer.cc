@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "executor/check.h"
-#include "executor/comm/process_groups.h"
 #include "executor/checkpoint.h"
+#include "executor/comm/process_groups.h"
 #include "executor/data.h"
 #include "executor/model.h"
 #include "models/flops.h"
@@ -74,10 +74,9 @@ Status GatherRankReports(const TrainOptions& o, ProcessGroups& groups, cudaStrea
   double* dev = nullptr;
   CUDA_CHECK(cudaMalloc(&dev, sizeof(double) * per_rank * (world + 1)));
   std::unique_ptr<double, void (*)(double*)> guard(dev, [](double* p) { cudaFree(p); });
-  CUDA_CHECK(cudaMemcpyAsync(dev, mine.data(), sizeof(double) * per_rank, cudaMemcpyHostToDevice,
-                             stream));
-  P3D_RETURN_IF_ERROR(
-      groups.world().AllGather(dev, dev + per_rank, per_rank, ncclFloat64, stream));
+  CUDA_CHECK(
+      cudaMemcpyAsync(dev, mine.data(), sizeof(double) * per_rank, cudaMemcpyHostToDevice, stream));
+  P3D_RETURN_IF_ERROR(groups.world().AllGather(dev, dev + per_rank, per_rank, ncclFloat64, stream));
   CUDA_CHECK(cudaMemcpyAsync(all.data(), dev + per_rank, sizeof(double) * per_rank * world,
                              cudaMemcpyDeviceToHost, stream));
   P3D_RETURN_IF_ERROR(groups.world().Wait(stream));
@@ -86,15 +85,13 @@ Status GatherRankReports(const TrainOptions& o, ProcessGroups& groups, cudaStrea
   for (int k = 0; k < world; ++k) {
     const double* v = all.data() + per_rank * k;
     const RankCoords c = groups.grid().Coords(k);
-    RankReport rep{k, c.tp, c.dp, c.pp, 0, static_cast<int64_t>(v[steps]),
-                   static_cast<int64_t>(v[steps + 1])};
-    StatusOr<StepTimeStats> own =
-        SummarizeStepTimes(std::vector<double>(v, v + steps), o.warmup);
+    RankReport rep{
+        k, c.tp, c.dp, c.pp, 0, static_cast<int64_t>(v[steps]), static_cast<int64_t>(v[steps + 1])};
+    StatusOr<StepTimeStats> own = SummarizeStepTimes(std::vector<double>(v, v + steps), o.warmup);
     if (own.ok()) rep.median_step_s = own->median_s;
     if (rep.median_step_s > slowest) slowest = rep.median_step_s, r->slowest_rank = k;
     if (v[steps + 1] > peak) peak = v[steps + 1], r->peak_memory_rank = k;
-    for (size_t i = 0; i < steps; ++i)
-      r->steps[i].seconds = std::max(r->steps[i].seconds, v[i]);
+    for (size_t i = 0; i < steps; ++i) r->steps[i].seconds = std::max(r->steps[i].seconds, v[i]);
     r->ranks.push_back(rep);
   }
   return Status::Ok();
@@ -145,8 +142,7 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   config.spec = o.model;
   config.parallel = SingleGpuContext(o.model);
   config.shape = {o.micro_batch, o.seq, o.recompute, o.logits_chunk};
-  config.data = {o.dp, dp_rank, o.zero,
-                 o.dp > 1 ? &o.groups->group(GroupKind::kData) : nullptr};
+  config.data = {o.dp, dp_rank, o.zero, o.dp > 1 ? &o.groups->group(GroupKind::kData) : nullptr};
   P3D_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(config, stream));
   r.param_count = model->params().count();
   const TrainingMemoryPlan& plan = model->memory();

@@ -29,8 +29,8 @@ class ProcessGroups;
 
 struct TrainOptions {
   ModelSpec model;
-  int dp = 1;    // data-parallel ranks (the world; tp = pp = 1 in this executor)
-  int zero = 0;  // ZeRO stage over DP, 0..3
+  int dp = 1;                       // data-parallel ranks (the world; tp = pp = 1 in this executor)
+  int zero = 0;                     // ZeRO stage over DP, 0..3
   ProcessGroups* groups = nullptr;  // required when dp > 1
   // Called on every rank before each optimizer step (e.g. fault injection).
   std::function<void(int64_t step)> before_step;
@@ -80,7 +80,7 @@ struct TrainResult {
   std::string data;         // data source description
   int64_t first_step = 0;
   int64_t param_count = 0;
-  std::vector<StepRecord> steps;  // loss: DP mean; seconds: the slowest rank's, per step
+  std::vector<StepRecord> steps;      // loss: DP mean; seconds: the slowest rank's, per step
   std::optional<StepTimeStats> time;  // absent when too few steps were timed
   int world = 1;
   std::vector<RankReport> ranks;  // every rank (multi-rank runs), by rank

@@ -82,7 +82,10 @@ p3d::StatusOr<Fault> ParseFault(const std::string& text) {
 class ProgressDeadline {
  public:
   ProgressDeadline(p3d::ProcessGroups* groups, int rank, std::chrono::seconds limit)
-      : groups_(groups), rank_(rank), limit_(limit), last_(Clock::now().time_since_epoch().count()) {
+      : groups_(groups),
+        rank_(rank),
+        limit_(limit),
+        last_(Clock::now().time_since_epoch().count()) {
     thread_ = std::thread([this] { Watch(); });
   }
   ~ProgressDeadline() {
@@ -145,8 +148,9 @@ int main(int argc, char** argv) {
   app.add_flag("--sp", layout.sequence_parallel, "sequence parallelism (with tp > 1; not yet)");
   app.add_option("--nccl-timeout-s", nccl_timeout_s,
                  "longest wait for any collective or rendezvous before every rank is aborted");
-  app.add_option("--fault-inject", fault_arg,
-                 "RANK:STEP:exit|hang: that rank exits (or hangs) before that step (failure tests)");
+  app.add_option(
+      "--fault-inject", fault_arg,
+      "RANK:STEP:exit|hang: that rank exits (or hangs) before that step (failure tests)");
   app.add_option("--micro-batch", o.micro_batch, "sequences per micro-batch per DP rank (B)");
   app.add_option("--grad-accum", o.grad_accum, "micro-batches per optimizer step per DP rank");
   app.add_option("--seq", o.seq, "tokens per sequence (S)");
@@ -179,8 +183,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   auto fail = [](const p3d::Status& s, int rank = 0) {
-    std::cerr << "p3d-run" << (rank > 0 ? " rank " + std::to_string(rank) : std::string())
-              << ": " << s.ToString() << "\n";
+    std::cerr << "p3d-run" << (rank > 0 ? " rank " + std::to_string(rank) : std::string()) << ": "
+              << s.ToString() << "\n";
     return ExitCode(s);
   };
   p3d::StatusOr<p3d::LaunchInfo> launch = p3d::ParseLaunchEnv(p3d::ProcessEnv());
@@ -231,7 +235,8 @@ int main(int argc, char** argv) {
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
       return fail(p3d::Status::Internal("no CUDA device visible"), rank);
     int per_node = devices;
-    if (auto local = p3d::ProcessEnv().Get("LOCAL_WORLD_SIZE")) per_node = std::atoi(local->c_str());
+    if (auto local = p3d::ProcessEnv().Get("LOCAL_WORLD_SIZE"))
+      per_node = std::atoi(local->c_str());
     p3d::StatusOr<p3d::RankGrid> grid =
         p3d::RankGrid::Create(layout.tp, layout.dp, layout.pp, per_node);
     if (!grid.ok()) return fail(grid.status(), rank);

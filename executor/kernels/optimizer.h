@@ -29,8 +29,7 @@ Status GradNormClip(const float* grads, int64_t n, float max_norm, double* parti
 // partial sums of squares of its shard (kGradNormBlocks doubles), the ranks
 // sum the partials element-wise (an all-reduce), and ClipScaleFromPartials
 // reduces them in the same fixed tree.
-Status GradSquaredSumPartials(const float* grads, int64_t n, double* partials,
-                              cudaStream_t stream);
+Status GradSquaredSumPartials(const float* grads, int64_t n, double* partials, cudaStream_t stream);
 Status ClipScaleFromPartials(const double* partials, float max_norm, float* norm_out,
                              float* scale_out, cudaStream_t stream);
 

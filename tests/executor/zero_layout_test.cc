@@ -1,12 +1,13 @@
 // ZeRO ownership arithmetic (executor/zero_layout.h) and the parameter units it
 // splits (executor/param_layout.h), on CPU.
+#include "executor/zero_layout.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
 #include "executor/param_layout.h"
 #include "executor/run_layout.h"
-#include "executor/zero_layout.h"
 #include "models/zoo.h"
 
 namespace p3d {
@@ -48,7 +49,7 @@ TEST(ParamUnitsTest, UnitsTileTheBufferAndHoldWholeTensors) {
   }
   // The single-GPU alignment adds no padding: the layout is unchanged.
   EXPECT_EQ(Layout("gpt2-small", 128).total, Layout("gpt2-small", 128).tensors.back().offset +
-                                                   Layout("gpt2-small", 128).tensors.back().size());
+                                                 Layout("gpt2-small", 128).tensors.back().size());
   auto m = ZooModel("gpt2-small");
   ParallelContext ctx = SingleGpuContext(*m);
   EXPECT_FALSE(BuildParamLayout(*m, ctx, *ShardShape(*m, ctx), 100).ok());
