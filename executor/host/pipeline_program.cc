@@ -1,0 +1,226 @@
+#include "executor/host/pipeline_program.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <set>
+#include <utility>
+
+namespace p3d {
+namespace {
+
+bool IsComm(StepKind k) { return k != StepKind::kForward && k != StepKind::kBackward; }
+bool IsSend(StepKind k) { return k == StepKind::kSendForward || k == StepKind::kSendBackward; }
+
+// Per-chunk slot pools: lowest free slot first.
+class SlotPools {
+ public:
+  explicit SlotPools(int vpp) : live_(vpp), used_(vpp) {}
+  int Acquire(int chunk, int mb) {
+    std::set<int>& used = used_[chunk];
+    int s = 0;
+    while (used.count(s)) ++s;
+    used.insert(s);
+    live_[chunk][mb] = s;
+    peak_ = std::max(peak_, s + 1);
+    return s;
+  }
+  int Find(int chunk, int mb) const {
+    auto it = live_[chunk].find(mb);
+    return it == live_[chunk].end() ? -1 : it->second;
+  }
+  void Release(int chunk, int mb) {
+    used_[chunk].erase(live_[chunk][mb]);
+    live_[chunk].erase(mb);
+  }
+  bool Empty() const {
+    for (const auto& m : live_)
+      if (!m.empty()) return false;
+    return true;
+  }
+  int peak() const { return peak_; }
+
+ private:
+  std::vector<std::map<int, int>> live_;  // chunk -> mb -> slot
+  std::vector<std::set<int>> used_;
+  int peak_ = 0;
+};
+
+}  // namespace
+
+StatusOr<PipelineProgram> CompilePipelineProgram(const std::vector<PipeStep>& steps, int vpp) {
+  if (vpp < 1) return Status::InvalidArgument(fmt::format("pipeline program: vpp={} < 1", vpp));
+  PipelineProgram prog;
+  prog.vpp = vpp;
+  SlotPools pools(vpp);
+  std::set<std::pair<int, int>> forwarded;
+  // A receive of the forward input precedes its forward: its slot is taken
+  // at the receive; the forward then finds it.
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const PipeStep& s = steps[i];
+    if (s.chunk < 0 || s.chunk >= vpp)
+      return Status::InvalidArgument(
+          fmt::format("pipeline program: step {} ({}) has chunk {} outside [0, {})", i,
+                      StepKindName(s.kind), s.chunk, vpp));
+    if (IsComm(s.kind)) {
+      if (prog.actions.empty() || prog.actions.back().kind != PipeAction::Kind::kComm)
+        prog.actions.push_back({PipeAction::Kind::kComm, -1, -1, -1, {}, {}});
+      int slot = pools.Find(s.chunk, s.microbatch);
+      if (s.kind == StepKind::kRecvForward) {
+        if (slot >= 0 || forwarded.count({s.microbatch, s.chunk}))
+          return Status::InvalidArgument(fmt::format(
+              "pipeline program: step {}: input of micro-batch {} chunk {} received twice", i,
+              s.microbatch, s.chunk));
+        slot = pools.Acquire(s.chunk, s.microbatch);
+      }
+      if (slot < 0 && s.kind != StepKind::kSendBackward)
+        return Status::InvalidArgument(
+            fmt::format("pipeline program: step {} ({}) of micro-batch {} chunk {} has no live "
+                        "activation slot",
+                        i, StepKindName(s.kind), s.microbatch, s.chunk));
+      prog.actions.back().comm.push_back(s);
+      prog.actions.back().comm_slot.push_back(slot);
+      continue;
+    }
+    PipeAction a;
+    a.microbatch = s.microbatch;
+    a.chunk = s.chunk;
+    if (s.kind == StepKind::kForward) {
+      if (!forwarded.insert({s.microbatch, s.chunk}).second)
+        return Status::InvalidArgument(fmt::format(
+            "pipeline program: micro-batch {} chunk {} forwarded twice", s.microbatch, s.chunk));
+      a.kind = PipeAction::Kind::kForward;
+      a.slot = pools.Find(s.chunk, s.microbatch);
+      if (a.slot < 0) a.slot = pools.Acquire(s.chunk, s.microbatch);
+    } else {
+      a.kind = PipeAction::Kind::kBackward;
+      a.slot = pools.Find(s.chunk, s.microbatch);
+      if (a.slot < 0 || !forwarded.count({s.microbatch, s.chunk}))
+        return Status::InvalidArgument(
+            fmt::format("pipeline program: backward of micro-batch {} chunk {} before its forward",
+                        s.microbatch, s.chunk));
+      pools.Release(s.chunk, s.microbatch);
+    }
+    prog.actions.push_back(std::move(a));
+  }
+  if (!pools.Empty())
+    return Status::InvalidArgument("pipeline program: a forward has no backward (slot left live)");
+  prog.slots = std::max(1, pools.peak());
+  return prog;
+}
+
+namespace {
+
+struct Message {
+  int mb = 0, model_chunk = 0;  // what the tensor belongs to (see below)
+  bool forward = true;
+  int action = 0;  // index of the comm action holding the op in its rank's program
+};
+
+}  // namespace
+
+// A forward message carries the output of model chunk k (sender) = the input
+// of k + 1 (receiver); a backward message the input gradient of k (sender) =
+// the output gradient of k - 1 (receiver). Both are keyed by the sender's k.
+Status CheckPipelinePrograms(const std::vector<PipelineProgram>& programs) {
+  const int pp = static_cast<int>(programs.size());
+  if (pp < 1) return Status::InvalidArgument("pipeline check: no programs");
+  const int vpp = programs[0].vpp;
+  const int last = pp * vpp - 1;
+  // sends[a][b], recvs[b][a]: messages in program order.
+  std::vector<std::vector<std::vector<Message>>> sends(pp, std::vector<std::vector<Message>>(pp)),
+      recvs(pp, std::vector<std::vector<Message>>(pp));
+  for (int r = 0; r < pp; ++r) {
+    std::set<std::pair<int, int>> have_input, have_grad;  // (mb, chunk) received
+    const auto& acts = programs[r].actions;
+    for (size_t i = 0; i < acts.size(); ++i) {
+      const PipeAction& a = acts[i];
+      if (a.kind != PipeAction::Kind::kComm) {
+        const int k = ModelChunk(pp, r, a.chunk);
+        if (a.kind == PipeAction::Kind::kForward && k > 0 &&
+            !have_input.count({a.microbatch, a.chunk}))
+          return Status::Internal(fmt::format(
+              "pipeline check: rank {} forwards micro-batch {} chunk {} before receiving its input",
+              r, a.microbatch, a.chunk));
+        if (a.kind == PipeAction::Kind::kBackward && k < last &&
+            !have_grad.count({a.microbatch, a.chunk}))
+          return Status::Internal(
+              fmt::format("pipeline check: rank {} runs backward of micro-batch {} chunk {} "
+                          "before receiving its output gradient",
+                          r, a.microbatch, a.chunk));
+        continue;
+      }
+      for (const PipeStep& s : a.comm) {
+        if (s.peer < 0 || s.peer >= pp)
+          return Status::Internal(fmt::format("pipeline check: rank {} step {} has peer {}", r,
+                                              StepKindName(s.kind), s.peer));
+        const int k = ModelChunk(pp, r, s.chunk);
+        const bool fwd = s.kind == StepKind::kSendForward || s.kind == StepKind::kRecvForward;
+        if (IsSend(s.kind)) {
+          sends[r][s.peer].push_back({s.microbatch, k, fwd, static_cast<int>(i)});
+        } else {
+          // Key by the sender's model chunk.
+          recvs[r][s.peer].push_back({s.microbatch, fwd ? k - 1 : k + 1, fwd, static_cast<int>(i)});
+          (fwd ? have_input : have_grad).insert({s.microbatch, s.chunk});
+        }
+      }
+    }
+  }
+  // FIFO matching per ordered pair (a -> b).
+  for (int a = 0; a < pp; ++a)
+    for (int b = 0; b < pp; ++b) {
+      const auto& s = sends[a][b];
+      const auto& v = recvs[b][a];
+      if (s.size() != v.size())
+        return Status::Internal(
+            fmt::format("pipeline check: rank {} sends {} messages to rank {}, which receives {}",
+                        a, s.size(), b, v.size()));
+      for (size_t k = 0; k < s.size(); ++k)
+        if (s[k].mb != v[k].mb || s[k].model_chunk != v[k].model_chunk ||
+            s[k].forward != v[k].forward)
+          return Status::Internal(fmt::format(
+              "pipeline check: message {} from rank {} to rank {} carries {} of micro-batch {} "
+              "model chunk {}, but the receiver expects {} of micro-batch {} model chunk {}",
+              k, a, b, s[k].forward ? "activation" : "gradient", s[k].mb, s[k].model_chunk,
+              v[k].forward ? "activation" : "gradient", v[k].mb, v[k].model_chunk));
+    }
+  // Progress simulation. ops[r][i]: for comm action i of rank r, the
+  // counterpart (rank, action) of each op.
+  std::vector<std::map<int, std::vector<std::pair<int, int>>>> needs(pp);
+  for (int a = 0; a < pp; ++a)
+    for (int b = 0; b < pp; ++b)
+      for (size_t k = 0; k < sends[a][b].size(); ++k) {
+        needs[a][sends[a][b][k].action].push_back({b, recvs[b][a][k].action});
+        needs[b][recvs[b][a][k].action].push_back({a, sends[a][b][k].action});
+      }
+  std::vector<size_t> pc(pp, 0);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int r = 0; r < pp; ++r) {
+      const auto& acts = programs[r].actions;
+      while (pc[r] < acts.size()) {
+        const size_t i = pc[r];
+        if (acts[i].kind == PipeAction::Kind::kComm) {
+          bool ready = true;
+          for (auto [peer, action] : needs[r][static_cast<int>(i)])
+            ready = ready && pc[peer] >= static_cast<size_t>(action);
+          if (!ready) break;
+        }
+        ++pc[r];
+        progress = true;
+      }
+    }
+  }
+  for (int r = 0; r < pp; ++r)
+    if (pc[r] < programs[r].actions.size()) {
+      const PipeAction& a = programs[r].actions[pc[r]];
+      const PipeStep& s = a.comm.front();
+      return Status::Internal(fmt::format(
+          "pipeline check: deadlock: rank {} waits at action {} ({} of micro-batch {} chunk {} "
+          "with peer {}, {} ops grouped)",
+          r, pc[r], StepKindName(s.kind), s.microbatch, s.chunk, s.peer, a.comm.size()));
+    }
+  return Status::Ok();
+}
+
+}  // namespace p3d
