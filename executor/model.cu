@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "executor/check.h"
@@ -13,6 +14,7 @@
 #include "executor/kernels/norm.h"
 #include "executor/kernels/softmax.h"
 #include "executor/model.h"
+#include "executor/offload/host_optimizer.h"
 #include "executor/str_cat.h"
 #include "executor/token_buckets.h"
 
@@ -27,6 +29,7 @@ Model::Model(const ModelConfig& config, const LocalShape& local, ParamLayout par
       stream_(stream) {}
 
 Model::~Model() {
+  host_opt_.reset();  // waits for its copies into the arena
   matmul_.reset();
   if (base_) cudaFree(base_);
 }
@@ -44,9 +47,16 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   P3D_ASSIGN_OR_RETURN(ParamLayout params,
                        BuildParamLayout(config.spec, ctx, local, dpc.dp * kParamAlignElements));
   P3D_ASSIGN_OR_RETURN(ZeroLayout zero, BuildZeroLayout(params, dpc.zero, dpc.dp, dpc.dp_rank));
+  if (config.offload == Offload::kOptimizerAndParams)
+    return Status::InvalidArgument(
+        "rule offload=params: this executor offloads the optimizer only (--offload optimizer)");
+  const bool offload = config.offload == Offload::kOptimizer;
   ParamStateSizes states;
-  states.optimizer_elements = zero.local_numel;
-  states.grad_shard_elements = dpc.zero >= 2 ? zero.local_numel : 0;
+  states.optimizer_elements = offload ? 0 : zero.local_numel;
+  // ZeRO-2/3 reduce into a gradient shard; at DP = 1 (nothing to reduce) the
+  // gradient buffer is the shard (every slice has local == begin).
+  const bool shard = dpc.zero >= 2 && dpc.dp > 1;
+  states.grad_shard_elements = shard ? zero.local_numel : 0;
   P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
                        PlanTrainingMemory(config.spec, local, params, config.shape,
                                           static_cast<int64_t>(Matmul::kWorkspaceBytes), states));
@@ -68,7 +78,12 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
                "a smaller --micro-batch or --seq, or a larger card"));
   }
   model->dp_->Bind(model->W(0), model->G(0),
-                   dpc.zero >= 2 ? model->At<float>(model->plan_.grad_shard) : nullptr);
+                   shard ? model->At<float>(model->plan_.grad_shard) : nullptr);
+  if (offload) {
+    P3D_ASSIGN_OR_RETURN(model->host_opt_,
+                         HostOptimizer::Create(zero.local_numel, ZeroDecayRanges(zero),
+                                               {.threads = config.offload_threads}));
+  }
   // dlogits columns [V, PaddedVocab(V)) are never written by the loss and must be 0.
   CUDA_CHECK(cudaMemsetAsync(model->At<char>(model->plan_.dlogits), 0,
                              model->plan_.logits_chunk * model->plan_.logits_ld * sizeof(bf16),
@@ -110,6 +125,11 @@ Status Model::InitParameters(uint64_t seed) {
     }
   }
   P3D_RETURN_IF_ERROR(CastToBf16(full, W(0), n, stream_));
+  if (host_opt_) {
+    P3D_RETURN_IF_ERROR(
+        host_opt_->InitMaster(ZeroOffloadSlices(zero(), full, false, W(0)), stream_));
+    return ZeroGrads();
+  }
   for (const OwnedSlice& sl : zero().slices)
     CUDA_CHECK(cudaMemcpyAsync(At<float>(plan_.master) + sl.local, full + sl.begin,
                                sl.size() * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
@@ -121,7 +141,7 @@ Status Model::InitParameters(uint64_t seed) {
 
 Status Model::ZeroGrads() {
   CUDA_CHECK(cudaMemsetAsync(G(0), 0, params_.total * sizeof(float), stream_));
-  if (zero().zero >= 2)
+  if (GradShard())
     CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.grad_shard), 0, zero().local_numel * sizeof(float),
                                stream_));
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.scalars), 0, 4 * sizeof(float), stream_));
@@ -598,7 +618,7 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   P3D_RETURN_IF_ERROR(dp_->AllReduceSum(scalars + kScalarLossSum, 1));
   const float max_norm = max_grad_norm > 0.0f ? max_grad_norm : FLT_MAX;
   // ZeRO-2/3: the reduced gradients are the owned shard (gaps are zero).
-  const bool sharded = zero().zero >= 2;
+  const bool sharded = GradShard();
   const float* grads = sharded ? At<float>(plan_.grad_shard) : G(0);
   double* partials = At<double>(plan_.norm_partials);
   P3D_RETURN_IF_ERROR(GradSquaredSumPartials(grads, sharded ? zero().local_numel : params_.total,
@@ -606,6 +626,16 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   P3D_RETURN_IF_ERROR(dp_->ReducePartials(partials, kGradNormBlocks));
   P3D_RETURN_IF_ERROR(ClipScaleFromPartials(partials, max_norm, scalars + kScalarGradNorm,
                                             scalars + kScalarClipScale, stream_));
+  if (host_opt_) {
+    // The host waits for the reductions through the watchdog, then the CPU
+    // steps the shard while its gradients stream down and weights stream up.
+    P3D_RETURN_IF_ERROR(Sync());
+    P3D_RETURN_IF_ERROR(host_opt_->Step(ZeroOffloadSlices(zero(), grads, sharded, W(0)),
+                                        scalars + kScalarClipScale, h, stream_));
+    P3D_RETURN_IF_ERROR(dp_->AfterOptimizer());
+    timer_ = nullptr;
+    return Status::Ok();
+  }
   // One launch per owned run of consecutive tensors with equal decay.
   for (const AdamSegment& seg : zero().segments) {
     AdamWHyper hr = h;
@@ -662,7 +692,28 @@ int64_t Model::BufferElements(ParamBuffer which) const {
   return optimizer ? zero().local_numel : params_.total;
 }
 
+int64_t Model::host_optimizer_bytes() const { return host_opt_ ? host_opt_->pinned_bytes() : 0; }
+
+// The offloaded optimizer's state for `which`, or nullptr (on the GPU).
+float* Model::HostState(ParamBuffer which) const {
+  if (!host_opt_) return nullptr;
+  switch (which) {
+    case ParamBuffer::kMaster:
+      return host_opt_->master().data();
+    case ParamBuffer::kAdamM:
+      return host_opt_->adam_m().data();
+    case ParamBuffer::kAdamV:
+      return host_opt_->adam_v().data();
+    default:
+      return nullptr;
+  }
+}
+
 Status Model::CopyOut(ParamBuffer which, void* host) const {
+  if (const float* state = HostState(which)) {
+    std::memcpy(host, state, BufferElements(which) * sizeof(float));
+    return Status::Ok();
+  }
   CUDA_CHECK(cudaMemcpyAsync(host, At<char>(BufferOffset(plan_, which)),
                              BufferElements(which) * BufferElementBytes(which),
                              cudaMemcpyDeviceToHost, stream_));
@@ -670,6 +721,10 @@ Status Model::CopyOut(ParamBuffer which, void* host) const {
 }
 
 Status Model::CopyIn(ParamBuffer which, const void* host) {
+  if (float* state = HostState(which)) {
+    std::memcpy(state, host, BufferElements(which) * sizeof(float));
+    return Status::Ok();
+  }
   CUDA_CHECK(cudaMemcpyAsync(At<char>(BufferOffset(plan_, which)), host,
                              BufferElements(which) * BufferElementBytes(which),
                              cudaMemcpyHostToDevice, stream_));

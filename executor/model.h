@@ -68,6 +68,12 @@ struct ModelConfig {
   ParallelContext parallel;  // SingleGpuContext(spec) on one GPU
   DataParallelConfig data;
   TrainingShape shape;
+  // kOptimizer: this rank's master, Adam m and v (its ZeRO shard) live in
+  // pinned host memory and AdamW runs on the CPU with offload_threads threads
+  // (0: all; executor/offload/host_optimizer.h); the arena holds no optimizer
+  // states. kOptimizerAndParams is refused.
+  Offload offload = Offload::kNone;
+  int offload_threads = 0;
   double rope_theta = 10000.0;  // Llama rotary base
   float norm_eps = 1e-5f;
 };
@@ -79,6 +85,8 @@ struct StepScalars {
   float loss_sum = 0.0f;   // sum of token losses since ZeroGrads()
   float grad_norm = 0.0f;  // global gradient norm of the last OptimizerStep (before clipping)
 };
+
+class HostOptimizer;
 
 class Model {
  public:
@@ -115,7 +123,8 @@ class Model {
   StatusOr<StepScalars> ReadScalars();
 
   // Synchronous copies of a whole parameter-state buffer (BufferElements(),
-  // bf16 for kWeights, fp32 otherwise) to/from host memory.
+  // bf16 for kWeights, fp32 otherwise) to/from host memory (with offload,
+  // master / m / v are the HostOptimizer's).
   Status CopyOut(ParamBuffer which, void* host) const;
   Status CopyIn(ParamBuffer which, const void* host);
   // ParamLayout::total, or ZeroLayout::local_numel for master / m / v.
@@ -126,6 +135,8 @@ class Model {
   const ParamLayout& params() const { return params_; }
   const TrainingMemoryPlan& memory() const { return plan_; }
   const ZeroLayout& zero() const { return dp_->zero(); }
+  // Pinned host bytes of the offloaded optimizer (0 without offload).
+  int64_t host_optimizer_bytes() const;
   cudaStream_t stream() const { return stream_; }
 
  private:
@@ -142,6 +153,9 @@ class Model {
   const bf16* WOpt(int64_t elem) const { return elem < 0 ? nullptr : W(elem); }
   float* GOpt(int64_t elem) const { return elem < 0 ? nullptr : G(elem); }
   Status Mark(Phase phase);
+  float* HostState(ParamBuffer which) const;  // offloaded master / m / v, else nullptr
+  // ZeRO-2/3 with DP > 1: reduced gradients live in the fp32 shard (plan_.grad_shard).
+  bool GradShard() const { return zero().zero >= 2 && zero().dp > 1; }
 
   Status UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets);
   // y [rows, out] = x [rows, in] @ w[out, in]^T (+ bias).
@@ -170,6 +184,7 @@ class Model {
   char* base_ = nullptr;
   std::unique_ptr<Matmul> matmul_;
   std::unique_ptr<DataParallel> dp_;
+  std::unique_ptr<HostOptimizer> host_opt_;  // offload == kOptimizer only
   SingleGpuTensorParallel tp_;
   PhaseTimer* timer_ = nullptr;  // set during TrainMicroBatch/OptimizerStep when profiling
   int64_t buckets_ = 0;          // distinct tokens of the current micro-batch

@@ -6,11 +6,11 @@ namespace p3d {
 
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* o, RunLayout* l) {
   const Plan& p = saved.plan;
-  if (p.offload != Offload::kNone)
+  if (p.offload == Offload::kOptimizerAndParams)
     return Status::InvalidArgument(
-        fmt::format("rule offload: the plan offloads '{}' to the host; p3d-run keeps every state "
-                    "on the GPU",
-                    OffloadName(p.offload)));
+        "rule offload: the plan offloads 'params' to the host; p3d-run offloads the optimizer "
+        "only");
+  o->offload = p.offload;
   o->model = saved.request.model;
   o->micro_batch = p.micro_batch;
   o->grad_accum = p.grad_accum;

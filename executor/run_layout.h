@@ -16,9 +16,9 @@ struct RunLayout {
   int world() const { return dp * tp * pp; }
 };
 
-// Copies the saved plan's model, recipe and layout into `options` / `layout`.
-// Errors: offload plans ("rule offload": the executor keeps every state on
-// the GPU).
+// Copies the saved plan's model, recipe, layout and offload into `options` /
+// `layout`. Errors: parameter offload ("rule offload": the executor offloads
+// the optimizer only).
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* options, RunLayout* layout);
 
 // What this executor can run: any DP with ZeRO 0..3; tp, pp, vpp > 1 and

@@ -61,6 +61,11 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
       "{:.2f} GiB used before the arena)\n",
       ToGiB(m.device_used_peak_bytes), ToGiB(m.device_total_bytes),
       ToGiB(m.device_used_before_bytes));
+  if (m.host_pinned_bytes > 0)
+    out += fmt::format(
+        "              offloaded optimizer: {:.2f} GiB pinned host memory (master, Adam m and v, "
+        "gradient and bf16 staging)\n",
+        ToGiB(m.host_pinned_bytes));
   if (!r.ranks.empty()) {
     const RankReport& slow = r.ranks[r.slowest_rank];
     const RankReport& peak = r.ranks[r.peak_memory_rank];
@@ -107,6 +112,7 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
               {"tp", 1},
               {"pp", 1},
               {"zero", o.zero},
+              {"offload", OffloadName(o.offload)},
               {"world", r.world},
               {"seq", o.seq},
               {"steps", o.steps},
@@ -146,6 +152,7 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
                  {"device_used_peak_bytes", r.memory.device_used_peak_bytes},
                  {"device_used_before_arena_bytes", r.memory.device_used_before_bytes},
                  {"device_total_bytes", r.memory.device_total_bytes},
+                 {"host_pinned_bytes", r.memory.host_pinned_bytes},
                  {"regions", regions}};
   if (!r.ranks.empty()) {
     nlohmann::json ranks = nlohmann::json::array();

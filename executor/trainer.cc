@@ -142,11 +142,14 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   config.spec = o.model;
   config.parallel = SingleGpuContext(o.model);
   config.shape = {o.micro_batch, o.seq, o.recompute, o.logits_chunk};
+  config.offload = o.offload;
+  config.offload_threads = o.offload_threads;
   config.data = {o.dp, dp_rank, o.zero, o.dp > 1 ? &o.groups->group(GroupKind::kData) : nullptr};
   P3D_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Create(config, stream));
   r.param_count = model->params().count();
   const TrainingMemoryPlan& plan = model->memory();
   r.memory.arena_bytes = plan.arena.total_bytes();
+  r.memory.host_pinned_bytes = model->host_optimizer_bytes();
   for (int t = 0; t < kMemoryTerms; ++t)
     r.memory.term_bytes[t] = plan.arena.TermBytes(static_cast<MemoryTerm>(t));
   r.memory.regions = plan.arena.regions();

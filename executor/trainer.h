@@ -29,9 +29,11 @@ class ProcessGroups;
 
 struct TrainOptions {
   ModelSpec model;
-  int dp = 1;                       // data-parallel ranks (the world; tp = pp = 1 in this executor)
-  int zero = 0;                     // ZeRO stage over DP, 0..3
-  ProcessGroups* groups = nullptr;  // required when dp > 1
+  int dp = 1;    // data-parallel ranks (the world; tp = pp = 1 in this executor)
+  int zero = 0;  // ZeRO stage over DP, 0..3
+  Offload offload = Offload::kNone;  // kOptimizer: master/m/v and AdamW on the host (model.h)
+  int offload_threads = 0;           // CPU AdamW threads per rank (0: all)
+  ProcessGroups* groups = nullptr;   // required when dp > 1
   // Called on every rank before each optimizer step (e.g. fault injection).
   std::function<void(int64_t step)> before_step;
   int64_t micro_batch = 1, grad_accum = 1, seq = 1024;  // per DP rank
@@ -63,6 +65,7 @@ struct MemoryReport {
   int64_t device_used_peak_bytes = 0;  // max over steps of cudaMemGetInfo total - free
   int64_t device_total_bytes = 0;
   int64_t device_used_before_bytes = 0;  // used before the arena (context, other processes)
+  int64_t host_pinned_bytes = 0;         // offloaded optimizer's pinned host memory (this rank)
 };
 
 // One rank's measurements (multi-rank runs; gathered to every rank).

@@ -31,7 +31,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 : >"$SUMMARY"
 
 SECTIONS=(env build executor_tests reference checkpoint loss_curve speed_1p3b speed_3b_full largest
-          dp_equivalence dp_fault dp_scaling)
+          dp_equivalence dp_fault dp_scaling offload_step offload_equivalence offload_large)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 log() { echo "$*" >>"$LOG"; }
@@ -305,6 +305,128 @@ print("; ".join(out))
 PY
 )
   record dp_scaling $status "$details"
+}
+
+# Optimizer offload (executor/offload/host_optimizer.h): the GPU test against
+# the GPU AdamW (prints how many bf16 weights ended 1 ulp apart), then the
+# offloaded step's rates for 1e8..1e9 parameters (bench/results/offload-*.md).
+section_offload_step() {
+  local status=PASS details=""
+  RUN_TEE=$RES/offload-test.txt RUN_LIMIT=120 run "$BIN/executor_offload_host_optimizer_gpu_test" \
+    || status=FAIL
+  details+="test: $(grep -E 'after [0-9]+ steps|PASSED|FAILED' "$RES/offload-test.txt" | tr '\n' ' '); "
+  RUN_TEE=$RES/offload-bench.txt RUN_LIMIT=240 run "$BIN/offload_step_bench" --steps 2 1e8 3e8 1e9 \
+    || status=FAIL
+  details+="bench: $(grep -E '^\| 1.00e\+09 \| pipelined' "$RES/offload-bench.txt")"
+  record offload_step $status "$details"
+}
+
+# --offload optimizer against the on-GPU AdamW on the same batches: tiny GPT-2,
+# 20 steps, lr 3e-4, clipping on, ZeRO 0/1/2 at DP = 1 (the gradient buffer
+# is the copy source) and DP = 2 where 2 GPUs exist (ZeRO-2: the reduced shard).
+# Tolerance: max |loss difference| <= 2e-3 nats, the DP-equivalence bound at
+# these settings (the offloaded step puts each weight within 1 bf16 ulp of the
+# GPU's: section offload_step). Then checkpoint: 10 + 10 steps resumed ==
+# 20 straight, bit for bit (master/m/v saved from the host).
+section_offload_equivalence() {
+  local data status=PASS details=""
+  data=$(corpus_tokens)
+  local common=(--model tests/executor/models/tiny-gpt2-bytes.json --data "$data" --micro-batch 4
+                --seq 128 --steps 20 --warmup 1 --lr 3e-4 --weight-decay 0.1 --clip 1.0 --seed 7)
+  local names=()
+  RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --grad-accum 2 --json "$RES/offload-ref.json"
+  for z in 0 1 2; do
+    RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --grad-accum 2 --zero $z --offload optimizer \
+        --json "$RES/offload-dp1-z$z.json" && names+=(offload-dp1-z$z) \
+      || { status=FAIL; details+="dp1 z$z: run failed; "; }
+  done
+  # ZeRO-2 at DP = 1 without offload too: the gradient buffer is the shard there.
+  RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --grad-accum 2 --zero 2 \
+      --json "$RES/gpu-dp1-z2.json" && names+=(gpu-dp1-z2) \
+    || { status=FAIL; details+="gpu dp1 z2: run failed; "; }
+  if [ "$GPUS" -ge 2 ]; then
+    for z in 1 2; do
+      RUN_LIMIT=120 run "$BIN/p3d-run" --nproc 2 --dp 2 --zero $z "${common[@]}" --offload optimizer \
+          --nccl-timeout-s 60 --json "$RES/offload-dp2-z$z.json" && names+=(offload-dp2-z$z) \
+        || { status=FAIL; details+="dp2 z$z: run failed; "; }
+    done
+  fi
+  local ck=(--model tests/executor/models/tiny-llama-bytes.json --data "$data" --micro-batch 4
+            --seq 128 --lr 1e-3 --seed 3 --warmup 1 --zero 1 --offload optimizer)
+  run "$BIN/p3d-run" "${ck[@]}" --steps 20 --json "$RES/offload-ckpt-straight.json"
+  run "$BIN/p3d-run" "${ck[@]}" --steps 10 --save "$RES/offload-ckpt.bin"
+  run "$BIN/p3d-run" "${ck[@]}" --steps 10 --load "$RES/offload-ckpt.bin" \
+      --json "$RES/offload-ckpt-resumed.json"
+  rm -f "$RES/offload-ckpt.bin"
+  local verdict
+  verdict=$(python3 - "$RES" "${names[@]}" <<'PY'
+import json, sys
+d, names = sys.argv[1], sys.argv[2:]
+loss = lambda f: [s["loss"] for s in json.load(open(f"{d}/{f}.json"))["steps"]]
+ref, ok, out = loss("offload-ref"), True, []
+for n in names:
+    b = loss(n)
+    diff = [abs(x - y) for x, y in zip(ref, b)]
+    good = len(b) == len(ref) == 20 and max(diff) <= 2e-3
+    ok &= good
+    out.append(f"{n}: max|dloss| {max(diff):.2e} at step {diff.index(max(diff))}"
+               f"{' bit-identical' if b == ref else ''} (last {b[-1]:.5f} vs {ref[-1]:.5f})")
+try:
+    a, r = loss("offload-ckpt-straight"), loss("offload-ckpt-resumed")
+    same = r == a[10:]
+    out.append(f"checkpoint 10+10 == 20 straight: {same}")
+except (OSError, KeyError, ValueError) as e:
+    same = False
+    out.append(f"checkpoint: {e}")
+print(("PASS" if ok and same and names else "FAIL") + " " + "; ".join(out))
+PY
+)
+  [ "${verdict%% *}" = PASS ] || status=FAIL
+  record offload_equivalence $status "$details${verdict#* }"
+}
+
+# A model that does not fit one card without offload (p3d-plan says so) trains
+# with --offload optimizer: 5B (llama-style, 4.98e9 parameters, 18 B/param =
+# 83 GiB of model state) on one 80 GB H100, ZeRO-1 at DP = 1, full recompute.
+# (On a 141 GB H200 it fits without offload, and no model that does not fits
+# the machine's 128 GiB of host memory: the run is then timing only.) Its
+# loss must fall; step time and peak memory go next to the saved plan's
+# prediction.
+section_offload_large() {
+  local gpu=h100-sxm status=PASS
+  nvidia-smi -L | grep -q H200 && gpu=h200
+  local plan=(--model 5B --gpus 1 --gpu $gpu --seq 2048 --global-batch 4)
+  RUN_TEE=$RES/offload-large-none.txt run "$BIN/p3d-plan" "${plan[@]}" --offload none --top 1
+  local rc_none=$?
+  [ $rc_none -eq 3 ] || [ $gpu = h200 ] || status=FAIL
+  run "$BIN/p3d-plan" "${plan[@]}" --offload optimizer --dp 1 --tp 1 --pp 1 --zero 1 \
+      --micro-batch 1 --recompute full --save-plan "$RES/offload-large-plan.json" || status=FAIL
+  local data
+  data=$(corpus_tokens)
+  RUN_LIMIT=360 run "$BIN/p3d-run" --plan "$RES/offload-large-plan.json" --data "$data" --steps 4 \
+      --warmup 1 --json "$RES/offload-large-run.json" || status=FAIL
+  RUN_TEE=$RES/offload-large-compare.txt run "$BIN/p3d-compare" "$RES/offload-large-plan.json" \
+      "$RES/offload-large-run.json"
+  local details
+  details=$(python3 - "$RES" "$rc_none" <<'PY'
+import json, os, sys
+d, rc_none = sys.argv[1], sys.argv[2]
+p = json.load(open(f"{d}/offload-large-plan.json"))["prediction"]
+f = f"{d}/offload-large-run.json"
+if not os.path.exists(f):
+    print(f"FAIL p3d-plan --offload none exit {rc_none}; the offload run failed"); sys.exit()
+j = json.load(open(f))
+l = [s["loss"] for s in j["steps"]]
+t, m = j["summary"].get("step_time_s", {}), j["memory"]
+ok = l[-1] < l[0]
+print(("PASS" if ok else "FAIL") + f" p3d-plan --offload none exit {rc_none} (3 = nothing fits); "
+      f"loss {' '.join(f'{x:.3f}' for x in l)}; step {t.get('median', float('nan')):.2f} s "
+      f"(predicted {p['time']['step_s']:.2f}); device peak {m['device_used_peak_bytes']/2**30:.2f} GiB "
+      f"(predicted {p['memory']['total']/2**30:.2f}); host pinned {m['host_pinned_bytes']/2**30:.2f} GiB")
+PY
+)
+  [ "${details%% *}" = PASS ] || status=FAIL
+  record offload_large $status "${details#* }"
 }
 
 wanted=("$@")

@@ -5,6 +5,7 @@
 //   p3d-run --nproc 2 --dp 2 --zero 1 --model gpt-1.3b ...   (spawns 2 local ranks)
 //   torchrun/mpirun/srun ... p3d-run --dp 8 ...              (one rank per process)
 //   p3d-run --nproc 2 --plan plan.json                       (a p3d-plan --save-plan file)
+//   p3d-run --model 5B --zero 1 --offload optimizer ...      (AdamW state on the host)
 //
 // Front end only: flag parsing, bootstrap, printing (rank 0) and exit codes
 // (0 ok, 2 bad input, 3 does not fit, 4 GPU/runtime/communication failure).
@@ -13,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -126,7 +128,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   p3d::TrainOptions o;
   p3d::RunLayout layout;
-  std::string model_arg, recompute = "none", json_path, plan_path, fault_arg;
+  std::string model_arg, recompute = "none", json_path, plan_path, fault_arg, offload = "none";
   int nproc = 1;
   double nccl_timeout_s = 300;
   bool force = false;
@@ -146,6 +148,9 @@ int main(int argc, char** argv) {
   app.add_option("--vpp", layout.vpp, "virtual stages per pipeline rank (1 only, for now)");
   app.add_option("--zero", layout.zero, "ZeRO stage over the DP group: 0 | 1 | 2 | 3");
   app.add_flag("--sp", layout.sequence_parallel, "sequence parallelism (with tp > 1; not yet)");
+  app.add_option("--offload", offload,
+                 "CPU offload: none | optimizer (each rank's master weights, Adam moments and "
+                 "AdamW step on the host, docs/offload.md)");
   app.add_option("--nccl-timeout-s", nccl_timeout_s,
                  "longest wait for any collective or rendezvous before every rank is aborted");
   app.add_option(
@@ -215,6 +220,10 @@ int main(int argc, char** argv) {
     p3d::StatusOr<p3d::Recompute> rc = p3d::ParseRecompute(recompute);
     if (!rc.ok()) return fail(rc.status(), rank);
     o.recompute = *rc;
+    if (!p3d::ParseOffload(offload, &o.offload))
+      return fail(
+          p3d::Status::InvalidArgument("--offload '" + offload + "': expected none | optimizer"),
+          rank);
   }
   p3d::Status supported = p3d::CheckSupportedLayout(layout);
   if (!supported.ok()) return fail(supported, rank);
@@ -237,6 +246,9 @@ int main(int argc, char** argv) {
     int per_node = devices;
     if (auto local = p3d::ProcessEnv().Get("LOCAL_WORLD_SIZE"))
       per_node = std::atoi(local->c_str());
+    // The node's cores are shared by its ranks' CPU AdamW.
+    o.offload_threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, per_node));
     p3d::StatusOr<p3d::RankGrid> grid =
         p3d::RankGrid::Create(layout.tp, layout.dp, layout.pp, per_node);
     if (!grid.ok()) return fail(grid.status(), rank);

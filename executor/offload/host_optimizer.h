@@ -112,6 +112,8 @@ class HostOptimizer {
   std::span<float> adam_m() { return {m_, static_cast<size_t>(n_)}; }
   std::span<float> adam_v() { return {v_, static_cast<size_t>(n_)}; }
   int64_t size() const { return n_; }
+  // Pinned host bytes held: 18 per element (master, m, v, gradient and bf16 staging) + 4.
+  int64_t pinned_bytes() const { return n_ * (4 * sizeof(float) + sizeof(uint16_t)) + 4; }
   int threads() const { return threads_; }
 
  private:

@@ -138,6 +138,9 @@ TEST(RunLayoutTest, SavedPlanSetsModelRecipeAndLayout) {
   EXPECT_EQ(l.dp, 2);
   EXPECT_EQ(l.zero, 2);
   saved.plan.offload = Offload::kOptimizer;
+  ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
+  EXPECT_EQ(o.offload, Offload::kOptimizer);
+  saved.plan.offload = Offload::kOptimizerAndParams;
   EXPECT_NE(ApplySavedPlan(saved, &o, &l).message().find("rule offload"), std::string::npos);
 }
 
