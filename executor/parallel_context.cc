@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace p3d {
 
 ParallelContext SingleGpuContext(const ModelSpec& model) {
@@ -25,7 +27,6 @@ StatusOr<LocalShape> ShardShape(const ModelSpec& m, const ParallelContext& c) {
   P3D_RETURN_IF_ERROR(divides("heads % tp", m.heads));
   P3D_RETURN_IF_ERROR(divides("kv_heads % tp", m.kv_heads));
   P3D_RETURN_IF_ERROR(divides("ffn % tp", m.ffn));
-  P3D_RETURN_IF_ERROR(divides("vocab % tp", m.vocab));
   if (c.first_layer < 0 || c.layers < 1 || c.first_layer + c.layers > m.layers)
     return Status::InvalidArgument(
         fmt::format("rule layer range: stage holds layers [{}, {}) outside the model's [0, {})",
@@ -37,7 +38,14 @@ StatusOr<LocalShape> ShardShape(const ModelSpec& m, const ParallelContext& c) {
   s.kv_heads = m.kv_heads / c.tp;
   s.head_dim = m.head_dim();
   s.ffn = m.ffn / c.tp;
-  s.vocab = m.vocab / c.tp;
+  const int64_t align = kVocabShardAlign * c.tp;
+  const int64_t rows = (m.vocab + align - 1) / align * align / c.tp;
+  s.vocab_begin = c.tp_rank * rows;
+  s.vocab = std::min(rows, m.vocab - s.vocab_begin);
+  if (s.vocab < 1)
+    return Status::Infeasible(
+        fmt::format("rule vocab rows: tp rank {} of {} owns vocabulary rows [{}, {}) beyond V = {}",
+                    c.tp_rank, c.tp, s.vocab_begin, s.vocab_begin + rows, m.vocab));
   return s;
 }
 

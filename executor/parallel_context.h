@@ -7,9 +7,8 @@
 // contiguous layer range [first_layer, first_layer + layers), the embedding only
 // on stage 0 and the final norm + head + loss only on the last stage.
 //
-// Executor I runs one GPU (tp = pp = 1): Model::Create refuses anything else
-// until the collectives of issue 5 exist. The shard arithmetic below is already
-// the general one, so layers are written against local sizes.
+// Layers are written against local sizes; executor/tensor_parallel.h holds the
+// TP collectives and vocab-parallel kernels.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -39,17 +38,27 @@ struct LocalShape {
   int64_t kv_heads = 0;  // KV / TP
   int64_t head_dim = 0;  // HD
   int64_t ffn = 0;       // F / TP
-  int64_t vocab = 0;     // V / TP (rows of this rank's embedding / head shard)
+  // Vocab-parallel embedding / head (Megatron): V is padded to Vp, the next
+  // multiple of kVocabShardAlign * TP, and TP rank t owns global rows
+  // [t Vp/TP, (t+1) Vp/TP); `vocab` of them are real (< V), the rest padding.
+  // TP = 1: vocab_begin = 0, vocab = V.
+  int64_t vocab = 0;        // real vocabulary rows of this rank's shard
+  int64_t vocab_begin = 0;  // first global vocabulary row of the shard
   int64_t q_dim() const { return heads * head_dim; }
   int64_t kv_dim() const { return kv_heads * head_dim; }
   int64_t qkv_dim() const { return q_dim() + 2 * kv_dim(); }
 };
 
+// Rows per TP rank are a multiple of this (as Megatron's make-vocab-size-
+// divisible-by, 128 there; 64 here, the executor's vocabulary row padding).
+inline constexpr int64_t kVocabShardAlign = 64;
+
 // Single-stage context holding all of `model`'s layers (one GPU).
 ParallelContext SingleGpuContext(const ModelSpec& model);
 
-// Errors name the rule: "heads % tp", "kv_heads % tp", "ffn % tp", "vocab % tp",
-// "layer range" (stage range outside [0, L)).
+// Errors name the rule: "heads % tp", "kv_heads % tp", "ffn % tp", "vocab rows"
+// (a TP rank whose vocabulary shard holds no real row), "layer range" (stage
+// range outside [0, L)).
 StatusOr<LocalShape> ShardShape(const ModelSpec& model, const ParallelContext& ctx);
 
 // Reduction hook of tensor-parallel layers: the forward output of a

@@ -85,7 +85,7 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
     l.norm1_w = b.Add(pre + "norm1.weight", s.hidden, 0, ParamInit::kOnes);
     if (gpt2) l.norm1_b = b.Add(pre + "norm1.bias", s.hidden, 0, ParamInit::kZeros);
     if (qkv_bias) l.qkv_b = b.Add(pre + "qkv.bias", s.qkv_dim(), 0, ParamInit::kZeros);
-    // Row-parallel biases live on every TP rank; Executor I has tp = 1.
+    // Row-parallel biases live on every TP rank (added by TP rank 0 only).
     if (gpt2) l.out_b = b.Add(pre + "out.bias", s.hidden, 0, ParamInit::kZeros);
     l.norm2_w = b.Add(pre + "norm2.weight", s.hidden, 0, ParamInit::kOnes);
     if (gpt2) {
@@ -100,11 +100,14 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
     const int64_t unit_begin = p.total;
     p.final_norm_w = b.Add("final_norm.weight", s.hidden, 0, ParamInit::kOnes);
     if (gpt2) p.final_norm_b = b.Add("final_norm.bias", s.hidden, 0, ParamInit::kZeros);
-    if (m.tie_embeddings) {
-      if (!ctx.has_embedding())
-        return Status::InvalidArgument(
-            "rule tied-head: a tied LM head needs the embedding on the same stage");
+    if (m.tie_embeddings && ctx.has_embedding()) {
       p.head = p.wte;
+    } else if (m.tie_embeddings) {
+      // Pipeline: the last stage's copy of the tied embedding; initialised to
+      // wte's values, its gradient summed with the first stage's every step.
+      p.head = b.Add("head.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd,
+                     PaddedVocab(s.vocab));
+      p.head_is_tied_copy = true;
     } else {
       p.head = b.Add("head.weight", s.vocab, s.hidden, ParamInit::kNormal, kInitStd,
                      PaddedVocab(s.vocab));

@@ -12,7 +12,11 @@
 //               GPT-2: fc.weight [F, H], fc.bias [F], proj.weight [H, F], proj.bias [H]
 //               Llama: gate_up.weight [2F, H] (rows: F gate, then F up), down.weight [H, F]
 //   global      wte [V, H]; wpe [P, H] (GPT-2); final_norm.weight [H] (+ bias, GPT-2);
-//               head.weight [V, H] unless the head is tied to wte.
+//               head.weight [V, H] unless the head is tied to wte; with
+//               pipeline stages a tied head is a copy of wte on the last stage
+//               (head_is_tied_copy), kept equal by summing both gradients.
+// Under TP the vocabulary tensors hold the rank's LocalShape::vocab rows, and
+// the other matrices their column/row-parallel slices (executor/tensor_parallel.h).
 // Each tensor starts at a multiple of kParamAlignElements (256-byte aligned in
 // bf16); the gaps are zero in every buffer and stay zero. The vocabulary
 // tensors (wte, head) are stored with PaddedVocab(V) rows: the extra rows are
@@ -85,7 +89,8 @@ struct ParamLayout {
   std::vector<ParamTensor> tensors;  // in buffer order
   std::vector<LayerParamOffsets> layers;
   int64_t wte = -1, wpe = -1, final_norm_w = -1, final_norm_b = -1;
-  int64_t head = -1;                        // == wte when tied
+  int64_t head = -1;                        // == wte when tied on one stage
+  bool head_is_tied_copy = false;           // tied model, PP > 1: the last stage's copy of wte
   std::vector<ParamUnit> units;             // in buffer order, covering [0, total)
   int embedding_unit = -1, head_unit = -1;  // indices into units; -1 when absent
   int LayerUnit(int64_t layer) const { return static_cast<int>(layer) + (embedding_unit >= 0); }
