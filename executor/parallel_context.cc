@@ -27,7 +27,11 @@ StatusOr<LocalShape> ShardShape(const ModelSpec& m, const ParallelContext& c) {
   P3D_RETURN_IF_ERROR(divides("heads % tp", m.heads));
   P3D_RETURN_IF_ERROR(divides("kv_heads % tp", m.kv_heads));
   P3D_RETURN_IF_ERROR(divides("ffn % tp", m.ffn));
-  if (c.first_layer < 0 || c.layers < 1 || c.first_layer + c.layers > m.layers)
+  if (c.vpp < 1 || c.layers % c.vpp != 0 || (c.vpp > 1 && c.layers * c.pp != m.layers))
+    return Status::InvalidArgument(fmt::format(
+        "rule layer range: {} layers in vpp={} chunks on pp={} stages must split L = {} evenly",
+        c.layers, c.vpp, c.pp, m.layers));
+  if (c.first_layer < 0 || c.layers < 1 || c.GlobalLayer(c.layers - 1) >= m.layers)
     return Status::InvalidArgument(
         fmt::format("rule layer range: stage holds layers [{}, {}) outside the model's [0, {})",
                     c.first_layer, c.first_layer + c.layers, m.layers));

@@ -24,10 +24,21 @@ namespace p3d {
 struct ParallelContext {
   int tp = 1, tp_rank = 0;
   int pp = 1, pp_rank = 0;
+  // vpp == 1: the stage holds layers [first_layer, first_layer + layers).
+  // vpp > 1 (interleaved): `layers` local layers in vpp chunks of layers/vpp;
+  // local chunk c holds model chunk c * pp + pp_rank of an even split
+  // (simulator/schedule.h's convention); first_layer is unused.
+  int vpp = 1;
   int64_t first_layer = 0;
-  int64_t layers = 0;  // layers on this stage
+  int64_t layers = 0;  // layers on this stage (all chunks)
   bool has_embedding() const { return pp_rank == 0; }
   bool has_head() const { return pp_rank == pp - 1; }
+  // Model layer index of local layer `local`.
+  int64_t GlobalLayer(int64_t local) const {
+    if (vpp == 1) return first_layer + local;
+    const int64_t per_chunk = layers / vpp;
+    return (local / per_chunk * pp + pp_rank) * per_chunk + local % per_chunk;
+  }
 };
 
 // Sizes of this GPU's shard of every layer (B and S are not sharded here).

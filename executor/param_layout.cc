@@ -70,7 +70,7 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
   }
   for (int64_t i = 0; i < s.layers; ++i) {
     const int64_t unit_begin = p.total;
-    const std::string pre = fmt::format("layers.{}.", ctx.first_layer + i);
+    const std::string pre = fmt::format("layers.{}.", ctx.GlobalLayer(i));
     LayerParamOffsets l;
     // Matrices first, then vectors: AdamW runs per maximal run of equal decay.
     l.qkv_w = b.Add(pre + "qkv.weight", s.qkv_dim(), s.hidden, ParamInit::kNormal, kInitStd);

@@ -30,16 +30,19 @@ Status CheckSupportedLayout(const RunLayout& l) {
   if (l.dp < 1) return Status::InvalidArgument(fmt::format("rule dp>=1: --dp {}", l.dp));
   if (l.zero < 0 || l.zero > 3)
     return Status::InvalidArgument(fmt::format("rule zero in 0..3: --zero {}", l.zero));
-  auto refuse = [](const char* rule, int value) {
+  if (l.tp < 1 || l.pp < 1 || l.vpp < 1)
+    return Status::InvalidArgument(
+        fmt::format("rule tp,pp,vpp>=1: --tp {} --pp {} --vpp {}", l.tp, l.pp, l.vpp));
+  if (l.vpp > 1 && l.pp < 2)
+    return Status::InvalidArgument(
+        fmt::format("rule vpp needs pp>1: --vpp {} with --pp {}", l.vpp, l.pp));
+  if (l.tp * l.pp > 1 && l.zero >= 2)
     return Status::InvalidArgument(fmt::format(
-        "rule {}: {} requested; this executor runs data parallelism (ZeRO 0-3) only; tensor and "
-        "pipeline parallelism are not implemented yet (issue 5)",
-        rule, value));
-  };
-  if (l.tp != 1) return refuse("tp=1", l.tp);
-  if (l.pp != 1) return refuse("pp=1", l.pp);
-  if (l.vpp != 1) return refuse("vpp=1", l.vpp);
-  if (l.sequence_parallel) return refuse("sp off", 1);
+        "rule zero with tp/pp: ZeRO-{} with tp={} pp={} is not implemented; use --zero 0 or 1",
+        l.zero, l.tp, l.pp));
+  if (l.sequence_parallel)
+    return Status::InvalidArgument(
+        "rule sp off: sequence parallelism is not implemented yet (issue 5); tp runs without it");
   return Status::Ok();
 }
 

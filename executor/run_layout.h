@@ -21,9 +21,9 @@ struct RunLayout {
 // the optimizer only).
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* options, RunLayout* layout);
 
-// What this executor can run: any DP with ZeRO 0..3; tp, pp, vpp > 1 and
-// sequence parallelism are refused, naming the dimension ("rule tp=1" etc.),
-// until the tensor- and pipeline-parallel model exists (issue 5).
+// What this executor can run: any DP x TP x PP; ZeRO 0..3 with tp = pp = 1,
+// ZeRO 0..1 otherwise ("rule zero with tp/pp"); vpp > 1 needs pp > 1;
+// sequence parallelism is refused ("rule sp off").
 Status CheckSupportedLayout(const RunLayout& layout);
 
 }  // namespace p3d

@@ -150,6 +150,29 @@ TEST(TensorParallelTest, VocabShardsCoverTheVocabulary) {
   EXPECT_NE(s.status().message().find("vocab rows"), std::string::npos);
 }
 
+TEST(TensorParallelTest, InterleavedStageNamesItsModelChunksLayers) {
+  // L = 8, PP = 2, VPP = 2: chunks of 2 layers; rank 1 holds model chunks 1
+  // and 3 = layers 2, 3, 6, 7 (simulator/schedule.h's c * PP + r).
+  ModelSpec m = TinyLlama();
+  m.layers = 8;
+  ParallelContext ctx = SingleGpuContext(m);
+  ctx.pp = 2;
+  ctx.pp_rank = 1;
+  ctx.vpp = 2;
+  ctx.layers = 4;
+  EXPECT_EQ(ctx.GlobalLayer(0), 2);
+  EXPECT_EQ(ctx.GlobalLayer(1), 3);
+  EXPECT_EQ(ctx.GlobalLayer(2), 6);
+  EXPECT_EQ(ctx.GlobalLayer(3), 7);
+  auto s = ShardShape(m, ctx);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  auto p = BuildParamLayout(m, ctx, *s);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->tensors[0].name, "layers.2.qkv.weight");
+  ctx.layers = 3;  // not an even split
+  EXPECT_FALSE(ShardShape(m, ctx).ok());
+}
+
 TEST(TensorParallelTest, NormScalesCountReplicatedTensorsOnce) {
   const ModelSpec m = TinyGpt2();
   const Shard s = Build(m, 2, 0);

@@ -109,11 +109,17 @@ TEST(RunLayoutTest, RefusesWhatIsNotImplementedByName) {
   l.zero = 3;
   EXPECT_TRUE(CheckSupportedLayout(l).ok());
   l.tp = 2;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("rule tp=1"), std::string::npos);
-  l.tp = 1;
+  EXPECT_NE(CheckSupportedLayout(l).message().find("rule zero with tp/pp"), std::string::npos);
+  l.zero = 1;
   l.pp = 2;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("rule pp=1"), std::string::npos);
+  l.vpp = 2;
+  EXPECT_TRUE(CheckSupportedLayout(l).ok());
   l.pp = 1;
+  EXPECT_NE(CheckSupportedLayout(l).message().find("rule vpp needs pp>1"), std::string::npos);
+  l.vpp = 1;
+  l.sequence_parallel = true;
+  EXPECT_NE(CheckSupportedLayout(l).message().find("rule sp off"), std::string::npos);
+  l.sequence_parallel = false;
   l.zero = 5;
   EXPECT_NE(CheckSupportedLayout(l).message().find("zero in 0..3"), std::string::npos);
 }
