@@ -6,10 +6,14 @@
 // Tolerances (the CPU code has no FMA contraction, nvcc's does, cpu_adam.h):
 //   bf16 weights: every element within 1 bf16 ulp of the GPU's (same sign,
 //     bit patterns differing by <= 1); the measured count of 1-ulp elements
-//     is printed (bench/results/offload-h100.md records it).
-//   fp32 master: |cpu - gpu| <= steps * 2 * FLT_EPSILON * max(|w|, lr): at most
-//     ~two fp32 ulps of the weight per step (a rounding flip of w - update)
-//     plus the update's own relative FMA error, scaled to lr, for weights near 0.
+//     is printed.
+//   fp32 master: |cpu - gpu| <= steps * 3 * FLT_EPSILON * max(|w|, lr): about
+//     two fp32 ulps of the weight per step (a rounding flip of w - update,
+//     plus the update's own relative FMA error, scaled to lr, for weights near
+//     0), with headroom for other contraction choices of another nvcc. On H100
+//     (nvcc 13.0) the worst was 18.65 FLT_EPSILON * max(|w|, lr) after 10
+//     steps (limit 30); bf16: 41 of 2e6 weights 1 ulp apart; m, v: 8e-8
+//     (bench/results/offload-h100.md).
 //   Adam m, v: ||cpu - gpu|| / ||gpu|| <= 1e-6 (a few fp32 ulps).
 #include <gtest/gtest.h>
 
@@ -158,7 +162,7 @@ TEST(HostOptimizerTest, MatchesGpuAdamWWithinOneBf16Ulp) {
     const double scale_i = FLT_EPSILON * std::max<double>(std::fabs(mg[i]), Hyper(1).lr);
     const double ulps = std::fabs(double{mc[i]} - mg[i]) / scale_i;
     worst = std::max(worst, ulps);
-    ASSERT_LE(ulps, 2.0 * kSteps) << "master element " << i << ": " << mc[i] << " vs " << mg[i];
+    ASSERT_LE(ulps, 3.0 * kSteps) << "master element " << i << ": " << mc[i] << " vs " << mg[i];
   }
   const double m_err =
       testing::RelError(std::vector<float>((*opt)->adam_m().begin(), (*opt)->adam_m().end()),
