@@ -7,7 +7,7 @@
 # commit and command.
 #
 #   scripts/accuracy_suite.sh                 # every plan the GPUs allow
-#   PLANS=my_plans.tsv STEPS=12 scripts/accuracy_suite.sh
+#   PLANS=my_plans.tsv STEPS=12 CAL_SECONDS=60 scripts/accuracy_suite.sh
 #
 # Output ($OUT, default ./accuracy-out): accuracy.md (commit it as
 # bench/results/accuracy-<card>.md), accuracy.json, profile.json, suite.log,
@@ -57,7 +57,7 @@ seqs=$(grep -v '^#' "$PLANS" | awk 'NF {print $12}' | sort -un | paste -sd, -)
 PROFILE=$OUT/profile.json
 say "calibrate: models $models, micro-batches $micro, sequence lengths $seqs"
 if ! RUN_LIMIT=240 run "$BIN/p3d-calibrate" --nproc "$GPUS" --models "$models" \
-    --micro-batches "$micro" --seq "$seqs" --max-seconds 150 --out "$PROFILE"; then
+    --micro-batches "$micro" --seq "$seqs" --max-seconds "${CAL_SECONDS:-150}" --out "$PROFILE"; then
   say "calibration failed (see $LOG)"; exit 4
 fi
 
