@@ -144,16 +144,29 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   p.adam_m = a.Add("adam m (fp32)", MemoryTerm::kOptimizer, opt * kF32);
   p.adam_v = a.Add("adam v (fp32)", MemoryTerm::kOptimizer, opt * kF32);
 
-  // Stored activations.
-  p.layers.resize(s.layers);
-  for (int64_t l = 0; l < s.layers; ++l) {
-    const std::string pre = fmt::format("layer {} ", l);
-    LayerActivationOffsets& o = p.layers[l];
+  if (t.activation_slots < 1 || t.chunks < 1 || s.layers % t.chunks != 0)
+    return Status::InvalidArgument(
+        fmt::format("rule pipeline slots: {} activation slots, {} chunks of {} layers",
+                    t.activation_slots, t.chunks, s.layers));
+  // Stored activations (one set per activation slot).
+  const int64_t slots = t.activation_slots;
+  p.layers.resize(slots * s.layers);
+  for (int64_t k = 0; k < slots * s.layers; ++k) {
+    const int64_t l = k % s.layers;
+    const std::string pre =
+        slots > 1 ? fmt::format("slot {} layer {} ", k / s.layers, l) : fmt::format("layer {} ", l);
+    LayerActivationOffsets& o = p.layers[k];
     o.x_in = a.Add(pre + "x_in", MemoryTerm::kActivations, d.T * d.H * kBf16);
     if (t.recompute != Recompute::kFull)
       AddLayerSet(a, d, pre, MemoryTerm::kActivations, t.recompute == Recompute::kNone, &o);
   }
   p.x_final = a.Add("x_final", MemoryTerm::kActivations, d.T * d.H * kBf16);
+  p.chunk_output.push_back(p.x_final);
+  for (int64_t k = 1; k < slots * t.chunks; ++k)
+    p.chunk_output.push_back(
+        a.Add(fmt::format("chunk output {}", k), MemoryTerm::kActivations, d.T * d.H * kBf16));
+  p.grad_output =
+      a.Add("received d chunk output", MemoryTerm::kBuffers, t.pipelined ? d.T * d.H * kBf16 : 0);
   p.final_norm_out = a.Add("final_norm_out", MemoryTerm::kActivations, d.T * d.H * kBf16);
   p.final_mean = a.Add("final_mean", MemoryTerm::kActivations, d.layernorm ? d.T * kF32 : 0);
   p.final_rstd = a.Add("final_rstd", MemoryTerm::kActivations, d.T * kF32);
@@ -167,6 +180,8 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   p.dlogits =
       a.Add("dlogits chunk (bf16)", MemoryTerm::kActivations, p.logits_chunk * p.logits_ld * kBf16);
   p.losses = a.Add("token losses (fp32)", MemoryTerm::kActivations, d.T * kF32);
+  p.loss_stats = a.Add("vocab-parallel loss statistics", MemoryTerm::kBuffers,
+                       t.vocab_parallel ? 3 * p.logits_chunk * kF32 : 0);
 
   // One layer's transient set: recompute target (full) / score scratch (selective, full).
   if (t.recompute == Recompute::kFull) {

@@ -78,6 +78,14 @@ struct TrainingShape {
   Recompute recompute = Recompute::kNone;
   int64_t logits_chunk = 0;      // tokens per loss chunk; 0 = default (kDefaultLogitsChunk, <= T)
   int64_t attention_blocks = 0;  // causal query blocks per sequence; 0 = DefaultAttentionBlocks(S)
+  // Pipeline (executor/host/pipeline_program.h): activation slots (micro-
+  // batches of one chunk in flight, each a full set of the stage's stored
+  // layer activations) and chunks per rank (VPP), each slot holding one
+  // [T, H] output per chunk; `pipelined` adds the received output gradient.
+  int64_t activation_slots = 1;
+  int64_t chunks = 1;
+  bool pipelined = false;
+  bool vocab_parallel = false;  // TP > 1: vocab-parallel loss statistics
 };
 
 // Causal blocking of the batched attention: the S query positions are cut into
@@ -93,7 +101,13 @@ struct TrainingMemoryPlan {
   ArenaPlan arena;
   int64_t weights = 0, grads = 0, master = 0, adam_m = 0, adam_v = 0;
   int64_t grad_shard = 0;  // ParamStateSizes::grad_shard_elements fp32 (ZeRO-2/3)
+  // layers[slot * L + l]: layer l's activations in activation slot `slot`.
   std::vector<LayerActivationOffsets> layers;
+  // chunk_output[slot * chunks + c]: the last layer output of chunk c (the
+  // send-forward source; x_final == chunk_output[0]).
+  std::vector<int64_t> chunk_output;
+  int64_t grad_output = 0;  // pipeline: received d chunk output [T, H] bf16
+  int64_t loss_stats = 0;   // TP: 3 * logits_chunk fp32 (vocab-parallel loss)
   int64_t x_final = 0, final_norm_out = 0, final_mean = 0, final_rstd = 0;
   int64_t qkv_tokens = 0, o_heads = 0, branch = 0, dres = 0, dmlp_act = 0, dmlp_pre = 0;
   int64_t dqkv_heads = 0, dprobs = 0;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "executor/check.h"
+#include "executor/comm/communicator.h"
 #include "executor/kernels/activation.h"
 #include "executor/kernels/column_reduce.h"
 #include "executor/kernels/cross_entropy.h"
@@ -12,6 +13,7 @@
 #include "executor/kernels/embedding.h"
 #include "executor/kernels/heads.h"
 #include "executor/kernels/norm.h"
+#include "executor/kernels/optimizer.h"
 #include "executor/kernels/softmax.h"
 #include "executor/model.h"
 #include "executor/offload/host_optimizer.h"
@@ -30,19 +32,44 @@ Model::Model(const ModelConfig& config, const LocalShape& local, ParamLayout par
 
 Model::~Model() {
   host_opt_.reset();  // waits for its copies into the arena
+  pipeline_.reset();
   matmul_.reset();
+  if (norm_scales_) cudaFree(norm_scales_);
+  if (tied_exchange_) cudaFree(tied_exchange_);
   if (base_) cudaFree(base_);
 }
 
 StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaStream_t stream) {
   const ParallelContext& ctx = config.parallel;
-  if (ctx.tp != 1 || ctx.pp != 1)
-    return Status::InvalidArgument(
-        StrCat("executor: tp=", ctx.tp, " pp=", ctx.pp,
-               " requested; this executor trains on one GPU (tp = pp = 1)"));
+  const ModelParallelConfig& mpc = config.model_parallel;
   const DataParallelConfig& dpc = config.data;
   if (dpc.dp < 1)
     return Status::InvalidArgument(StrCat("executor: dp = ", dpc.dp, " must be >= 1"));
+  if ((ctx.tp > 1 && !mpc.tp) || (ctx.pp > 1 && !mpc.pp) || (ctx.tp * ctx.pp > 1 && !mpc.mp))
+    return Status::InvalidArgument("executor: tp or pp > 1 needs the TP, PP and MP communicators");
+  if (ctx.tp * ctx.pp > 1 && dpc.zero >= 2)
+    return Status::InvalidArgument(
+        StrCat("rule zero with tp/pp: ZeRO-", dpc.zero, " with tp=", ctx.tp, " pp=", ctx.pp,
+               " is not implemented (sharded gradients and replicated-tensor norms); use "
+               "--zero 0 or 1"));
+  // The pipeline program of this rank, checked against every rank's program.
+  PipelineProgram program;
+  if (ctx.pp > 1) {
+    P3D_ASSIGN_OR_RETURN(PipeSchedule sched,
+                         BuildSchedule(mpc.schedule, ctx.pp, ctx.vpp, mpc.microbatches));
+    std::vector<PipelineProgram> all;
+    for (int r = 0; r < ctx.pp; ++r) {
+      P3D_ASSIGN_OR_RETURN(PipelineProgram pr, CompilePipelineProgram(sched[r], ctx.vpp));
+      all.push_back(std::move(pr));
+    }
+    Status ok = CheckPipelinePrograms(all);
+    if (!ok.ok())
+      return Status::InvalidArgument(StrCat(
+          "rule pipeline schedule: ", ScheduleName(mpc.schedule), " pp=", ctx.pp, " vpp=", ctx.vpp,
+          " m=", mpc.microbatches, " cannot run with grouped send/recv: ", ok.message(),
+          (ctx.vpp > 1 ? " (interleaved runs with --grad-accum == pp)" : "")));
+    program = all[ctx.pp_rank];
+  }
   P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, ctx));
   P3D_ASSIGN_OR_RETURN(ParamLayout params,
                        BuildParamLayout(config.spec, ctx, local, dpc.dp * kParamAlignElements));
@@ -51,6 +78,11 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
     return Status::InvalidArgument(
         "rule offload=params: this executor offloads the optimizer only (--offload optimizer)");
   const bool offload = config.offload == Offload::kOptimizer;
+  TrainingShape shape = config.shape;
+  shape.activation_slots = ctx.pp > 1 ? program.slots : 1;
+  shape.chunks = ctx.vpp;
+  shape.pipelined = ctx.pp > 1;
+  shape.vocab_parallel = ctx.tp > 1;
   ParamStateSizes states;
   states.optimizer_elements = offload ? 0 : zero.local_numel;
   // ZeRO-2/3 reduce into a gradient shard; at DP = 1 (nothing to reduce) the
@@ -58,11 +90,27 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   const bool shard = dpc.zero >= 2 && dpc.dp > 1;
   states.grad_shard_elements = shard ? zero.local_numel : 0;
   P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
-                       PlanTrainingMemory(config.spec, local, params, config.shape,
+                       PlanTrainingMemory(config.spec, local, params, shape,
                                           static_cast<int64_t>(Matmul::kWorkspaceBytes), states));
   std::unique_ptr<Model> model(
       new Model(config, local, std::move(params), std::move(plan), stream));
   P3D_ASSIGN_OR_RETURN(model->dp_, DataParallel::Create(model->params_, zero, dpc.comm, stream));
+  model->tp_ = TensorParallel(ctx.tp > 1 ? mpc.tp : nullptr);
+  if (ctx.pp > 1) {
+    P3D_ASSIGN_OR_RETURN(model->pipeline_, PipelineRunner::Create(program, mpc.pp, stream));
+  }
+  const std::vector<NormScale> scales = NormScales(model->params_, ctx.tp);
+  if (!scales.empty()) {
+    CUDA_CHECK(cudaMalloc(&model->norm_scales_, scales.size() * sizeof(NormScale)));
+    CUDA_CHECK(cudaMemcpy(model->norm_scales_, scales.data(), scales.size() * sizeof(NormScale),
+                          cudaMemcpyHostToDevice));
+    model->norm_scale_count_ = static_cast<int>(scales.size());
+  }
+  const bool tied_pp =
+      ctx.pp > 1 && config.spec.tie_embeddings && (ctx.has_embedding() || ctx.has_head());
+  if (tied_pp)
+    CUDA_CHECK(cudaMalloc(&model->tied_exchange_,
+                          PaddedVocab(local.vocab) * local.hidden * sizeof(float)));
   const int64_t bytes = model->plan_.arena.total_bytes();
   cudaError_t err = cudaMalloc(&model->base_, static_cast<size_t>(bytes));
   if (err != cudaSuccess) {
@@ -102,6 +150,13 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   return StatusOr<std::unique_ptr<Model>>(std::move(model));
 }
 
+Status Model::Sync() const {
+  Communicator* mp = config_.model_parallel.mp;
+  if (!dp_->active() && mp && config_.parallel.tp * config_.parallel.pp > 1)
+    return mp->Wait(stream_);
+  return dp_->Sync(stream_);
+}
+
 Status Model::Mark(Phase phase) { return timer_ ? timer_->Mark(phase) : Status::Ok(); }
 
 // The full fp32 parameters are built in the gradient buffer (as large as the
@@ -111,7 +166,9 @@ Status Model::InitParameters(uint64_t seed) {
   const int64_t n = params_.total;
   float* full = G(0);
   CUDA_CHECK(cudaMemsetAsync(full, 0, n * sizeof(float), stream_));
-  for (size_t i = 0; i < params_.tensors.size(); ++i) {
+  const bool sliced = config_.parallel.tp > 1 || config_.parallel.pp > 1;
+  if (sliced) P3D_RETURN_IF_ERROR(InitShardFromFull(seed));
+  for (size_t i = 0; i < params_.tensors.size() && !sliced; ++i) {
     const ParamTensor& t = params_.tensors[i];
     switch (t.init) {
       case ParamInit::kNormal:
@@ -137,6 +194,44 @@ Status Model::InitParameters(uint64_t seed) {
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_m), 0, local * sizeof(float), stream_));
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_v), 0, local * sizeof(float), stream_));
   return ZeroGrads();
+}
+
+// Each local tensor is cut from the single-GPU tensor of the same name,
+// generated whole (same seed and stream id as on one GPU) in a scratch buffer,
+// so TP / PP ranks together hold exactly the one-GPU initial weights.
+Status Model::InitShardFromFull(uint64_t seed) {
+  const ModelSpec& m = config_.spec;
+  const ParallelContext one = SingleGpuContext(m);
+  P3D_ASSIGN_OR_RETURN(LocalShape one_shape, ShardShape(m, one));
+  P3D_ASSIGN_OR_RETURN(ParamLayout full_layout, BuildParamLayout(m, one, one_shape));
+  P3D_ASSIGN_OR_RETURN(std::vector<TensorSource> sources,
+                       MapShardToFull(m, config_.parallel, local_, params_, full_layout));
+  int64_t largest = 0;
+  for (const TensorSource& src : sources)
+    largest = std::max(largest, full_layout.tensors[src.full_index].size());
+  float* scratch = nullptr;
+  CUDA_CHECK(cudaMalloc(&scratch, largest * sizeof(float)));
+  std::unique_ptr<float, void (*)(float*)> guard(scratch, [](float* p) { cudaFree(p); });
+  float* local = G(0);
+  for (const TensorSource& src : sources) {
+    const ParamTensor& t = params_.tensors[src.local_index];
+    const ParamTensor& f = full_layout.tensors[src.full_index];
+    if (t.init == ParamInit::kZeros) continue;
+    if (t.init == ParamInit::kOnes) {
+      P3D_RETURN_IF_ERROR(Fill(local + t.offset, t.size(), 1.0f, stream_));
+      continue;
+    }
+    P3D_RETURN_IF_ERROR(InitNormal(scratch, f.size(), f.stddev, seed,
+                                   static_cast<uint64_t>(src.full_index), stream_));
+    const int64_t cols = t.cols == 0 ? 1 : t.cols;
+    for (const ShardBlock& b : src.blocks)
+      CUDA_CHECK(cudaMemcpy2DAsync(
+          local + t.offset + b.dst_row * cols + b.dst_col, cols * sizeof(float),
+          scratch + b.src_row * src.full_cols + b.src_col, src.full_cols * sizeof(float),
+          b.cols * sizeof(float), b.rows, cudaMemcpyDeviceToDevice, stream_));
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream_));  // before the scratch is freed
+  return Status::Ok();
 }
 
 Status Model::ZeroGrads() {
@@ -278,6 +373,7 @@ Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32
                                             ")"));
   }
   TokenBuckets b = BuildTokenBuckets(tokens);
+  if (config_.parallel.tp > 1) b = LocalVocabBuckets(b, local_.vocab_begin, local_.vocab);
   buckets_ = static_cast<int64_t>(b.token.size());
   CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.tokens), tokens.data(), T * 4,
                              cudaMemcpyHostToDevice, stream_));
@@ -295,7 +391,7 @@ Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32
 Status Model::LayerForward(int64_t l, bool write_output) {
   const ModelSpec& m = config_.spec;
   const LayerParamOffsets& w = params_.layers[l];
-  const LayerActivationOffsets& o = plan_.layers[l];
+  const LayerActivationOffsets& o = Acts(l);
   const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
   const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
   const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
@@ -334,7 +430,7 @@ Status Model::LayerForward(int64_t l, bool write_output) {
                                  S, groups * HD, stream_));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
-  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), WOpt(w.out_b), branch, T, Eq, H));
+  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), RowBias(w.out_b), branch, T, Eq, H));
   P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(ResidualAdd(At<bf16>(o.x_in), branch, At<bf16>(o.x_mid), T * H, stream_));
@@ -361,19 +457,18 @@ Status Model::LayerForward(int64_t l, bool write_output) {
     P3D_RETURN_IF_ERROR(SwiGluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T, F, stream_));
   }
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
-  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.mlp_act), W(w.proj_w), WOpt(w.proj_b), branch, T, F, H));
+  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.mlp_act), W(w.proj_w), RowBias(w.proj_b), branch, T, F, H));
   P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
   if (!write_output) return Status::Ok();
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  bf16* out = l + 1 < local_.layers ? At<bf16>(plan_.layers[l + 1].x_in) : At<bf16>(plan_.x_final);
-  return ResidualAdd(At<bf16>(o.x_mid), branch, out, T * H, stream_);
+  return ResidualAdd(At<bf16>(o.x_mid), branch, LayerOutput(l), T * H, stream_);
 }
 
 // On entry d residual holds dL/d(layer output); on exit dL/d(layer input).
 Status Model::LayerBackward(int64_t l) {
   const ModelSpec& m = config_.spec;
   const LayerParamOffsets& w = params_.layers[l];
-  const LayerActivationOffsets& o = plan_.layers[l];
+  const LayerActivationOffsets& o = Acts(l);
   const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
   const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim(), Ekv = local_.kv_dim();
   const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
@@ -470,7 +565,7 @@ Status Model::LayerBackward(int64_t l) {
 
 // Final norm, then per chunk of tokens: logits, fused cross-entropy, and the
 // head's backward; finally the final norm's backward into d residual.
-Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
+Status Model::LossForwardBackward(float grad_scale, float* logits_out, const bf16* x) {
   const bool gpt2 = config_.spec.arch == Arch::kGpt2;
   const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
   const int64_t T = config_.shape.micro_batch * config_.shape.seq, H = local_.hidden;
@@ -481,7 +576,7 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
   bf16* dlogits = At<bf16>(plan_.dlogits);
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   NormForwardArgs nf{norm,
-                     At<bf16>(plan_.x_final),
+                     x,
                      W(params_.final_norm_w),
                      WOpt(params_.final_norm_b),
                      xf,
@@ -514,11 +609,25 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
       CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-    CrossEntropyArgs ce{logits,  At<int32_t>(plan_.targets) + c0,
-                        dlogits, At<float>(plan_.losses) + c0,
-                        rows,    V,
-                        ld,      grad_scale};
-    P3D_RETURN_IF_ERROR(CrossEntropyForwardBackward(ce, stream_));
+    if (tp_.active()) {
+      VocabParallelLossArgs ce{logits,
+                               At<int32_t>(plan_.targets) + c0,
+                               dlogits,
+                               At<float>(plan_.losses) + c0,
+                               At<float>(plan_.loss_stats),
+                               rows,
+                               V,
+                               ld,
+                               local_.vocab_begin,
+                               grad_scale};
+      P3D_RETURN_IF_ERROR(VocabParallelCrossEntropy(ce, tp_, stream_));
+    } else {
+      CrossEntropyArgs ce{logits,  At<int32_t>(plan_.targets) + c0,
+                          dlogits, At<float>(plan_.losses) + c0,
+                          rows,    V,
+                          ld,      grad_scale};
+      P3D_RETURN_IF_ERROR(CrossEntropyForwardBackward(ce, stream_));
+    }
     P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
     p = MatmulParams();  // dxf [rows, H] = dlogits [rows, ld] @ head [ld, H]
     p.m = rows;
@@ -542,12 +651,14 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out) {
     p.beta = 1.0f;
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
   }
+  // The head is column-parallel over the vocabulary: dxf is a partial sum.
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(dxf, T * H, stream_));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(AccumulateLossSum(At<float>(plan_.losses), T,
                                         At<float>(plan_.scalars) + kScalarLossSum, stream_));
   NormBackwardArgs nb{norm,
                       dxf,
-                      At<bf16>(plan_.x_final),
+                      x,
                       W(params_.final_norm_w),
                       gpt2 ? At<float>(plan_.final_mean) : nullptr,
                       At<float>(plan_.final_rstd),
@@ -569,14 +680,12 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
   timer_ = timer;
   P3D_RETURN_IF_ERROR(Mark(Phase::kIdle));
   P3D_RETURN_IF_ERROR(UploadBatch(tokens, targets));
-  const int64_t S = config_.shape.seq, T = config_.shape.micro_batch * S, H = local_.hidden;
   const int emb = params_.embedding_unit, head = params_.head_unit;
   const bool tied = params_.head == params_.wte;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   dp_->BeginPass();
   P3D_RETURN_IF_ERROR(dp_->BeforeUse(emb, params_.LayerUnit(0)));
-  P3D_RETURN_IF_ERROR(EmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte), WOpt(params_.wpe),
-                                       At<bf16>(plan_.layers[0].x_in), T, S, H, stream_));
+  P3D_RETURN_IF_ERROR(EmbedForward());
   for (int64_t l = 0; l < local_.layers; ++l) {
     const int next = l + 1 < local_.layers ? params_.LayerUnit(l + 1) : head;
     P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l), next));
@@ -585,7 +694,7 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
   P3D_RETURN_IF_ERROR(dp_->BeforeUse(head, -1));
   if (tied) P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(emb));
   P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(head));
-  P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale, logits_out));
+  P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale, logits_out, At<bf16>(plan_.x_final)));
   P3D_RETURN_IF_ERROR(dp_->GradsReady(head, last_micro));
   dp_->BeginPass();
   for (int64_t l = local_.layers - 1; l >= 0; --l) {
@@ -595,19 +704,166 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
     P3D_RETURN_IF_ERROR(LayerBackward(l));
     P3D_RETURN_IF_ERROR(dp_->GradsReady(unit, last_micro));
   }
+  P3D_RETURN_IF_ERROR(EmbedBackward(last_micro));
+  timer_ = nullptr;
+  return Status::Ok();
+}
+
+// Token (+ position) embedding of the uploaded tokens into the first layer's
+// input; vocab-parallel with TP: each rank adds its rows, summed over TP
+// (positions added by TP rank 0 only).
+Status Model::EmbedForward() {
+  const int64_t S = config_.shape.seq, T = config_.shape.micro_batch * S, H = local_.hidden;
+  bf16* x0 = At<bf16>(Acts(0).x_in);
+  if (!tp_.active())
+    return EmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte), WOpt(params_.wpe), x0, T, S,
+                            H, stream_);
+  P3D_RETURN_IF_ERROR(VocabParallelEmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte),
+                                                    RowBias(params_.wpe), local_.vocab_begin,
+                                                    local_.vocab, x0, T, S, H, stream_));
+  return tp_.AllReduceSum(x0, T * H, stream_);
+}
+
+// d residual holds dL/dx0: embedding gradients (own vocabulary rows only).
+Status Model::EmbedBackward(bool last_micro) {
+  const int emb = params_.embedding_unit;
+  const int64_t S = config_.shape.seq, H = local_.hidden;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(emb));
   const bf16* dres = At<bf16>(plan_.dres);
-  P3D_RETURN_IF_ERROR(
-      EmbeddingBackward(dres, At<int32_t>(plan_.bucket_token), At<int32_t>(plan_.bucket_offset),
-                        At<int32_t>(plan_.positions), buckets_, H, G(params_.wte), stream_));
+  if (buckets_ > 0)
+    P3D_RETURN_IF_ERROR(
+        EmbeddingBackward(dres, At<int32_t>(plan_.bucket_token), At<int32_t>(plan_.bucket_offset),
+                          At<int32_t>(plan_.positions), buckets_, H, G(params_.wte), stream_));
   if (params_.wpe >= 0) {
     P3D_RETURN_IF_ERROR(
         PositionEmbeddingBackward(dres, config_.shape.micro_batch, S, H, G(params_.wpe), stream_));
   }
-  P3D_RETURN_IF_ERROR(dp_->GradsReady(emb, last_micro));
+  return dp_->GradsReady(emb, last_micro);
+}
+
+bf16* Model::LayerOutput(int64_t l) {
+  const int64_t per_chunk = ChunkLayers();
+  if ((l + 1) % per_chunk != 0) return At<bf16>(Acts(l + 1).x_in);
+  return ChunkOutput(static_cast<int>(l / per_chunk), static_cast<int>(slot_));
+}
+
+bf16* Model::ChunkInput(int chunk, int slot) {
+  return At<bf16>(plan_.layers[slot * local_.layers + chunk * ChunkLayers()].x_in);
+}
+
+bf16* Model::ChunkOutput(int chunk, int slot) {
+  return At<bf16>(plan_.chunk_output[slot * config_.parallel.vpp + chunk]);
+}
+
+int64_t Model::ActivationElements() const {
+  return config_.shape.micro_batch * config_.shape.seq * local_.hidden;
+}
+
+Status Model::TrainStepPipelined(const MicroBatchFn& batch, float grad_scale, PhaseTimer* timer) {
+  if (!pipeline_)
+    return Status::InvalidArgument("TrainStepPipelined: pp = 1 (use TrainMicroBatch)");
+  timer_ = timer;
+  batch_ = &batch;
+  grad_scale_ = grad_scale;
+  Status st = pipeline_->Run(*this);
+  batch_ = nullptr;
+  slot_ = 0;
   timer_ = nullptr;
+  return st;
+}
+
+// Forward of local chunk `chunk` (model chunk chunk * PP + pp_rank) for one
+// micro-batch: the embedding first on model chunk 0; the input otherwise was
+// received into ChunkInput(chunk, slot). The last model chunk stops at its
+// output: the loss runs at the start of its backward.
+Status Model::ForwardChunk(int mb, int chunk, int slot) {
+  slot_ = slot;
+  const ParallelContext& ctx = config_.parallel;
+  const int64_t per_chunk = ChunkLayers();
+  P3D_RETURN_IF_ERROR(Mark(Phase::kIdle));
+  if (ctx.has_embedding() && chunk == 0) {
+    P3D_RETURN_IF_ERROR((*batch_)(mb, &tokens_, &targets_));
+    P3D_RETURN_IF_ERROR(UploadBatch(tokens_, targets_));
+    P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+    dp_->BeginPass();
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.embedding_unit, -1));
+    P3D_RETURN_IF_ERROR(EmbedForward());
+  }
+  for (int64_t l = chunk * per_chunk; l < (chunk + 1) * per_chunk; ++l) {
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l), -1));
+    P3D_RETURN_IF_ERROR(LayerForward(l, true));
+  }
   return Status::Ok();
+}
+
+// Backward of (mb, chunk): from the loss on the last model chunk, else from
+// the received output gradient; ends with d chunk input in d residual (the
+// send-backward source) or, on model chunk 0, in the embedding gradients.
+Status Model::BackwardChunk(int mb, int chunk, int slot) {
+  slot_ = slot;
+  const ParallelContext& ctx = config_.parallel;
+  const int64_t per_chunk = ChunkLayers();
+  const bool last_micro = mb + 1 == config_.model_parallel.microbatches;
+  const bool first = ctx.has_embedding() && chunk == 0;
+  const bool last = ctx.has_head() && chunk == ctx.vpp - 1;
+  P3D_RETURN_IF_ERROR(Mark(Phase::kIdle));
+  if (first || last) {
+    P3D_RETURN_IF_ERROR((*batch_)(mb, &tokens_, &targets_));
+    P3D_RETURN_IF_ERROR(UploadBatch(tokens_, targets_));
+  }
+  if (last) {
+    const int head = params_.head_unit;
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(head, -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(head));
+    P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale_, nullptr, ChunkOutput(chunk, slot)));
+    P3D_RETURN_IF_ERROR(dp_->GradsReady(head, last_micro));
+  } else {
+    CUDA_CHECK(cudaMemcpyAsync(At<bf16>(plan_.dres), GradOutput(),
+                               ActivationElements() * sizeof(bf16), cudaMemcpyDeviceToDevice,
+                               stream_));
+  }
+  for (int64_t l = (chunk + 1) * per_chunk - 1; l >= chunk * per_chunk; --l) {
+    const int unit = params_.LayerUnit(l);
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit, -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(unit));
+    P3D_RETURN_IF_ERROR(LayerBackward(l));
+    P3D_RETURN_IF_ERROR(dp_->GradsReady(unit, last_micro));
+  }
+  if (first) P3D_RETURN_IF_ERROR(EmbedBackward(last_micro));
+  return Status::Ok();
+}
+
+// Pipeline: only the last stage computed losses; every stage gets their sum.
+Status Model::ModelParallelReduceLoss(float* loss_sum) {
+  if (!pipeline_) return Status::Ok();
+  return config_.model_parallel.pp->AllReduce(loss_sum, loss_sum, 1, ncclFloat32, ncclSum, stream_);
+}
+
+// Pipeline with a tied embedding: the first stage's wte and the last stage's
+// head copy receive each other's (DP-reduced) gradient and add it, so both
+// copies see the same sum (fp32 a + b == b + a) and stay equal.
+Status Model::SumTiedEmbeddingGrads() {
+  if (!tied_exchange_) return Status::Ok();
+  const ParallelContext& ctx = config_.parallel;
+  float* g = G(ctx.has_embedding() ? params_.wte : params_.head);
+  const int64_t n = PaddedVocab(local_.vocab) * local_.hidden;
+  const int peer = ctx.has_embedding() ? ctx.pp - 1 : 0;
+  const P2POp ops[2] = {
+      {P2POp::Kind::kSend, peer, g, static_cast<size_t>(n), ncclFloat32},
+      {P2POp::Kind::kRecv, peer, tied_exchange_, static_cast<size_t>(n), ncclFloat32}};
+  P3D_RETURN_IF_ERROR(config_.model_parallel.pp->SendRecv(ops, stream_));
+  return AddF32(tied_exchange_, g, n, stream_);
+}
+
+// Replicated tensors count once, then the partial sums of squares are summed
+// over the TP x PP group (every rank then clips by the same global norm).
+Status Model::ModelParallelNormPartials(const float* grads, double* partials) {
+  if (config_.parallel.tp * config_.parallel.pp == 1) return Status::Ok();
+  P3D_RETURN_IF_ERROR(
+      AdjustNormPartials(grads, norm_scales_, norm_scale_count_, partials, stream_));
+  return config_.model_parallel.mp->AllReduce(partials, partials, kGradNormBlocks, ncclFloat64,
+                                              ncclSum, stream_);
 }
 
 Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer* timer) {
@@ -615,6 +871,8 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   P3D_RETURN_IF_ERROR(Mark(Phase::kOptimizer));
   float* scalars = At<float>(plan_.scalars);
   P3D_RETURN_IF_ERROR(dp_->FinishGrads());
+  P3D_RETURN_IF_ERROR(SumTiedEmbeddingGrads());
+  P3D_RETURN_IF_ERROR(ModelParallelReduceLoss(scalars + kScalarLossSum));
   P3D_RETURN_IF_ERROR(dp_->AllReduceSum(scalars + kScalarLossSum, 1));
   const float max_norm = max_grad_norm > 0.0f ? max_grad_norm : FLT_MAX;
   // ZeRO-2/3: the reduced gradients are the owned shard (gaps are zero).
@@ -623,6 +881,7 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   double* partials = At<double>(plan_.norm_partials);
   P3D_RETURN_IF_ERROR(GradSquaredSumPartials(grads, sharded ? zero().local_numel : params_.total,
                                              partials, stream_));
+  P3D_RETURN_IF_ERROR(ModelParallelNormPartials(grads, partials));
   P3D_RETURN_IF_ERROR(dp_->ReducePartials(partials, kGradNormBlocks));
   P3D_RETURN_IF_ERROR(ClipScaleFromPartials(partials, max_norm, scalars + kScalarGradNorm,
                                             scalars + kScalarClipScale, stream_));

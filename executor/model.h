@@ -40,8 +40,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "common/status.h"
 #include "executor/data_parallel.h"
@@ -52,7 +54,10 @@
 #include "executor/parallel_context.h"
 #include "executor/param_layout.h"
 #include "executor/phase_timer.h"
+#include "executor/pipeline_runner.h"
+#include "executor/tensor_parallel.h"
 #include "models/model_spec.h"
+#include "simulator/schedule.h"
 
 namespace p3d {
 
@@ -63,10 +68,21 @@ struct DataParallelConfig {
   Communicator* comm = nullptr;  // the DP group; required when dp > 1
 };
 
+// Tensor and pipeline parallelism of this rank (executor/tensor_parallel.h,
+// executor/pipeline_runner.h); the layout itself is ModelConfig::parallel.
+struct ModelParallelConfig {
+  Communicator* tp = nullptr;  // the TP group; required when tp > 1
+  Communicator* pp = nullptr;  // the PP group; required when pp > 1
+  Communicator* mp = nullptr;  // TP x PP (same DP rank): the gradient norm; when tp*pp > 1
+  ScheduleKind schedule = ScheduleKind::k1F1B;  // interleaved-1f1b when vpp > 1
+  int64_t microbatches = 1;                     // per optimizer step per DP rank (the schedule's m)
+};
+
 struct ModelConfig {
   ModelSpec spec;
   ParallelContext parallel;  // SingleGpuContext(spec) on one GPU
   DataParallelConfig data;
+  ModelParallelConfig model_parallel;
   TrainingShape shape;
   // kOptimizer: this rank's master, Adam m and v (its ZeRO shard) live in
   // pinned host memory and AdamW runs on the CPU with offload_threads threads
@@ -88,11 +104,18 @@ struct StepScalars {
 
 class HostOptimizer;
 
-class Model {
+// A micro-batch of the step for the pipeline: tokens and targets of
+// micro-batch `microbatch` (0 .. microbatches-1 of this DP rank).
+using MicroBatchFn = std::function<Status(int microbatch, std::vector<int32_t>* tokens,
+                                          std::vector<int32_t>* targets)>;
+
+class Model final : public PipelineStage {
  public:
   // Plans memory, allocates the arena, creates the cuBLASLt wrapper. Errors:
-  // tp/pp > 1 (not implemented yet), MoE models, ZeroLayout rules, shape rules of
-  // PlanTrainingMemory, out of device memory (with the planned total in the message).
+  // "rule zero with tp/pp" (ZeRO-2/3 with tp or pp > 1), "rule pipeline
+  // schedule" (a schedule whose grouped send/recv would deadlock), missing
+  // communicators, MoE models, ZeroLayout rules, shape rules of
+  // PlanTrainingMemory, out of device memory (with the planned total).
   static StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, cudaStream_t stream);
   ~Model();
   Model(const Model&) = delete;
@@ -113,6 +136,19 @@ class Model {
   Status TrainMicroBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets,
                          float grad_scale, PhaseTimer* timer, float* logits_out,
                          bool last_micro = true);
+  // Pipeline (pp > 1): every micro-batch of the step, dispatched as this
+  // pipeline rank's schedule (BuildSchedule) says; loss and gradients as
+  // TrainMicroBatch over all of them. batch: the step's micro-batches.
+  Status TrainStepPipelined(const MicroBatchFn& batch, float grad_scale, PhaseTimer* timer);
+  // PipelineStage (executor/pipeline_runner.h), driven by TrainStepPipelined.
+  Status ForwardChunk(int microbatch, int chunk, int slot) override;
+  Status BackwardChunk(int microbatch, int chunk, int slot) override;
+  bf16* ChunkInput(int chunk, int slot) override;
+  bf16* ChunkOutput(int chunk, int slot) override;
+  bf16* GradOutput() override { return At<bf16>(plan_.grad_output); }
+  bf16* GradInput() override { return At<bf16>(plan_.dres); }
+  int64_t ActivationElements() const override;
+
   // Clips gradients to max_grad_norm (<= 0: no clipping, norm still computed)
   // and applies AdamW; h.weight_decay applies to tensors with decay = true.
   // With DP: waits for the gradient reductions, sums the loss over the DP
@@ -142,7 +178,8 @@ class Model {
  private:
   Model(const ModelConfig& config, const LocalShape& local, ParamLayout params,
         TrainingMemoryPlan plan, cudaStream_t stream);
-  Status Sync() const { return dp_->Sync(stream_); }
+  // Drains the stream, watchdog-bounded whenever any communicator is in use.
+  Status Sync() const;
 
   template <typename T>
   T* At(int64_t byte_offset) const {
@@ -158,6 +195,25 @@ class Model {
   bool GradShard() const { return zero().zero >= 2 && zero().dp > 1; }
 
   Status UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets);
+  Status InitShardFromFull(uint64_t seed);  // TP / PP: slices of the single-GPU init
+  // Layer l's activations in the current slot; the tensor layer l writes.
+  const LayerActivationOffsets& Acts(int64_t l) const {
+    return plan_.layers[slot_ * local_.layers + l];
+  }
+  bf16* LayerOutput(int64_t l);
+  int64_t ChunkLayers() const { return local_.layers / config_.parallel.vpp; }
+  // Row-parallel bias: added by TP rank 0 only (the output is summed over TP).
+  const bf16* RowBias(int64_t elem) const {
+    return config_.parallel.tp_rank == 0 ? WOpt(elem) : nullptr;
+  }
+  Status EmbedForward();
+  Status EmbedBackward(bool last_micro);
+  // Gradient synchronisation TP / PP add to OptimizerStep: the tied
+  // embedding's two copies summed, the loss from the last stage, the norm
+  // partials over TP x PP with replicated tensors counted once.
+  Status ModelParallelReduceLoss(float* loss_sum);
+  Status SumTiedEmbeddingGrads();
+  Status ModelParallelNormPartials(const float* grads, double* partials);
   // y [rows, out] = x [rows, in] @ w[out, in]^T (+ bias).
   Status Linear(const bf16* x, const bf16* w, const bf16* bias, bf16* y, int64_t rows, int64_t in,
                 int64_t out);
@@ -174,7 +230,8 @@ class Model {
   Status AttentionProbs(const bf16* q, const bf16* k, bf16* probs);
   Status LayerForward(int64_t layer, bool write_output);
   Status LayerBackward(int64_t layer);
-  Status LossForwardBackward(float grad_scale, float* logits_out);
+  // x: the last layer's output (x_final, or the last chunk's output slot).
+  Status LossForwardBackward(float grad_scale, float* logits_out, const bf16* x);
 
   ModelConfig config_;
   LocalShape local_;
@@ -185,7 +242,18 @@ class Model {
   std::unique_ptr<Matmul> matmul_;
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<HostOptimizer> host_opt_;  // offload == kOptimizer only
-  SingleGpuTensorParallel tp_;
+  TensorParallel tp_{nullptr};
+  std::unique_ptr<PipelineRunner> pipeline_;  // pp > 1
+  // Outside the arena (small or TP/PP only): NormScale ranges on the device,
+  // the tied-embedding gradient exchange buffer (pp > 1, tied models).
+  NormScale* norm_scales_ = nullptr;
+  int norm_scale_count_ = 0;
+  float* tied_exchange_ = nullptr;
+  int64_t slot_ = 0;  // activation slot of the chunk being run
+  // TrainStepPipelined's state for the stage callbacks.
+  const MicroBatchFn* batch_ = nullptr;
+  float grad_scale_ = 0.0f;
+  std::vector<int32_t> tokens_, targets_;
   PhaseTimer* timer_ = nullptr;  // set during TrainMicroBatch/OptimizerStep when profiling
   int64_t buckets_ = 0;          // distinct tokens of the current micro-batch
 };

@@ -70,9 +70,9 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
     const RankReport& slow = r.ranks[r.slowest_rank];
     const RankReport& peak = r.ranks[r.peak_memory_rank];
     out += fmt::format(
-        "ranks         {} (DP{} ZeRO-{}): step time above is the slowest rank's per step; "
-        "slowest rank {} ({:.2f} ms median); peak memory rank {} (stage {}) {:.2f} GiB\n",
-        r.world, o.dp, o.zero, slow.rank, slow.median_step_s * 1e3, peak.rank, peak.pp,
+        "ranks         {} (DP{} TP{} PP{} ZeRO-{}): step time above is the slowest rank's per "
+        "step; slowest rank {} ({:.2f} ms median); peak memory rank {} (stage {}) {:.2f} GiB\n",
+        r.world, o.dp, o.tp, o.pp, o.zero, slow.rank, slow.median_step_s * 1e3, peak.rank, peak.pp,
         ToGiB(peak.device_used_peak_bytes));
     for (const RankReport& k : r.ranks)
       out += fmt::format(
@@ -109,8 +109,9 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
               {"grad_accum", o.grad_accum},
               {"global_batch", o.micro_batch * o.grad_accum * o.dp},
               {"dp", o.dp},
-              {"tp", 1},
-              {"pp", 1},
+              {"tp", o.tp},
+              {"pp", o.pp},
+              {"vpp", o.vpp},
               {"zero", o.zero},
               {"offload", OffloadName(o.offload)},
               {"world", r.world},

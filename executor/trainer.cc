@@ -12,6 +12,7 @@
 #include "executor/checkpoint.h"
 #include "executor/comm/process_groups.h"
 #include "executor/data.h"
+#include "executor/host/shard.h"
 #include "executor/model.h"
 #include "models/flops.h"
 #include "models/model_json.h"
@@ -106,16 +107,17 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   if (!o.dump_dir.empty() && !o.load_path.empty())
     return Status::InvalidArgument("--dump starts from the seed's initial weights; drop --load");
   const int world = o.groups ? o.groups->grid().world_size() : 1;
-  if (o.dp != world || (o.groups && o.groups->grid().dp() != o.dp))
-    return Status::InvalidArgument(
-        fmt::format("rule world=dp: --dp {} on {} ranks (this executor runs data parallelism "
-                    "only: tp = pp = 1)",
-                    o.dp, world));
-  if (o.dp > 1 && (!o.dump_dir.empty() || !o.save_path.empty() || !o.load_path.empty()))
+  if (o.dp * o.tp * o.pp != world ||
+      (o.groups && (o.groups->grid().dp() != o.dp || o.groups->grid().tp() != o.tp ||
+                    o.groups->grid().pp() != o.pp)))
+    return Status::InvalidArgument(fmt::format(
+        "rule world=dp*tp*pp: dp {} x tp {} x pp {} on {} ranks", o.dp, o.tp, o.pp, world));
+  if (world > 1 && (!o.dump_dir.empty() || !o.save_path.empty() || !o.load_path.empty()))
     return Status::InvalidArgument(
         "--dump, --save and --load are single-GPU only (ZeRO ranks hold slices)");
   const int rank = o.groups ? o.groups->rank() : 0;
-  const int dp_rank = o.groups ? o.groups->grid().Coords(rank).dp : 0;
+  const RankCoords coords = o.groups ? o.groups->grid().Coords(rank) : RankCoords{};
+  const int dp_rank = coords.dp;
   TrainResult r;
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
@@ -141,6 +143,23 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   ModelConfig config;
   config.spec = o.model;
   config.parallel = SingleGpuContext(o.model);
+  if (o.tp * o.pp > 1) {
+    ParallelContext& ctx = config.parallel;
+    ctx.tp = o.tp;
+    ctx.tp_rank = coords.tp;
+    ctx.pp = o.pp;
+    ctx.pp_rank = coords.pp;
+    ctx.vpp = o.vpp;
+    P3D_ASSIGN_OR_RETURN(std::vector<Range> chunks, ModelChunkLayers(o.model.layers, o.pp * o.vpp));
+    ctx.first_layer = StageChunkLayers(chunks, o.pp, coords.pp, 0).offset;
+    ctx.layers = o.model.layers / o.pp;
+    config.model_parallel.tp = o.tp > 1 ? &o.groups->group(GroupKind::kTensor) : nullptr;
+    config.model_parallel.pp = o.pp > 1 ? &o.groups->group(GroupKind::kPipeline) : nullptr;
+    config.model_parallel.mp = &o.groups->group(GroupKind::kModel);
+    config.model_parallel.schedule =
+        o.vpp > 1 ? ScheduleKind::kInterleaved1F1B : ScheduleKind::k1F1B;
+    config.model_parallel.microbatches = o.grad_accum;
+  }
   config.shape = {o.micro_batch, o.seq, o.recompute, o.logits_chunk};
   config.offload = o.offload;
   config.offload_threads = o.offload_threads;
@@ -197,7 +216,13 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
     if (o.before_step) o.before_step(step);
     const auto start = std::chrono::steady_clock::now();
     P3D_RETURN_IF_ERROR(model->ZeroGrads());
-    for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
+    if (o.pp > 1) {
+      MicroBatchFn batch = [&](int micro, std::vector<int32_t>* tok, std::vector<int32_t>* tgt) {
+        return data->Batch(step, dp_rank * o.grad_accum + micro, tok, tgt);
+      };
+      P3D_RETURN_IF_ERROR(model->TrainStepPipelined(batch, grad_scale, timer));
+    }
+    for (int64_t micro = 0; micro < o.grad_accum && o.pp == 1; ++micro) {
       P3D_RETURN_IF_ERROR(data->Batch(step, dp_rank * o.grad_accum + micro, &tokens, &targets));
       if (dump && timer == nullptr) {
         dump_tokens.write(reinterpret_cast<const char*>(tokens.data()), T * 4);

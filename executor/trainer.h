@@ -2,6 +2,10 @@
 // model from the options, initialises (or loads) it, runs the steps, measures
 // them and optionally dumps the tensors the PyTorch reference check needs.
 //
+// Tensor / pipeline parallel: every TP / PP rank initialises its slices of the
+// same full weights; the ranks of one model replica run the same micro-batches;
+// with pp > 1 a step is one pipeline schedule over its grad_accum micro-batches.
+//
 // Data parallel (dp > 1, ProcessGroups given): every rank initialises the same
 // full weights from the seed and keeps its ZeRO slices; DP rank d runs
 // micro-batches d*grad_accum .. (d+1)*grad_accum - 1 of a global step of
@@ -29,11 +33,15 @@ class ProcessGroups;
 
 struct TrainOptions {
   ModelSpec model;
-  int dp = 1;    // data-parallel ranks (the world; tp = pp = 1 in this executor)
-  int zero = 0;  // ZeRO stage over DP, 0..3
+  int dp = 1;    // data-parallel ranks
+  int zero = 0;  // ZeRO stage over DP, 0..3 (0..1 with tp or pp > 1)
+  // Tensor / pipeline parallelism (world = dp * tp * pp, rank_grid.h):
+  // 1F1B when vpp == 1, interleaved 1F1B with vpp chunks per rank otherwise
+  // (layers split evenly into pp * vpp chunks).
+  int tp = 1, pp = 1, vpp = 1;
   Offload offload = Offload::kNone;  // kOptimizer: master/m/v and AdamW on the host (model.h)
   int offload_threads = 0;           // CPU AdamW threads per rank (0: all)
-  ProcessGroups* groups = nullptr;   // required when dp > 1
+  ProcessGroups* groups = nullptr;   // required when dp * tp * pp > 1
   // Called on every rank before each optimizer step (e.g. fault injection).
   std::function<void(int64_t step)> before_step;
   int64_t micro_batch = 1, grad_accum = 1, seq = 1024;  // per DP rank

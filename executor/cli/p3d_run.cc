@@ -143,11 +143,12 @@ int main(int argc, char** argv) {
   app.add_flag("--force", force, "run a --plan even when it is predicted not to fit");
   app.add_option("--nproc", nproc, "start this many local ranks (one per GPU) and wait for them");
   app.add_option("--dp", layout.dp, "data-parallel ranks");
-  app.add_option("--tp", layout.tp, "tensor-parallel ranks (1 only, for now)");
-  app.add_option("--pp", layout.pp, "pipeline stages (1 only, for now)");
-  app.add_option("--vpp", layout.vpp, "virtual stages per pipeline rank (1 only, for now)");
+  app.add_option("--tp", layout.tp, "tensor-parallel ranks (Megatron column/row-parallel layers)");
+  app.add_option("--pp", layout.pp, "pipeline stages (1F1B; interleaved with --vpp > 1)");
+  app.add_option("--vpp", layout.vpp,
+                 "virtual stages (chunks) per pipeline rank; > 1: interleaved 1F1B");
   app.add_option("--zero", layout.zero, "ZeRO stage over the DP group: 0 | 1 | 2 | 3");
-  app.add_flag("--sp", layout.sequence_parallel, "sequence parallelism (with tp > 1; not yet)");
+  app.add_flag("--sp", layout.sequence_parallel, "sequence parallelism (not implemented: refused)");
   app.add_option("--offload", offload,
                  "CPU offload: none | optimizer (each rank's master weights, Adam moments and "
                  "AdamW step on the host, docs/offload.md)");
@@ -234,6 +235,9 @@ int main(int argc, char** argv) {
                     std::to_string(launch->world_size) + " (--nproc or the launcher's WORLD_SIZE)"),
                 rank);
   o.dp = layout.dp;
+  o.tp = layout.tp;
+  o.pp = layout.pp;
+  o.vpp = layout.vpp;
   o.zero = layout.zero;
 
   std::unique_ptr<p3d::ProcessGroups> groups;
