@@ -317,8 +317,8 @@ PY
 # with m > pp, whose grouped send/recv would deadlock), 1 otherwise. Same
 # tolerance as dp_equivalence: max |loss difference| <= 2e-3 nats. TP2 with
 # sequence parallelism is refused by p3d-run (not implemented): noted, not run.
-# Every run has a 60 s limit and a 30 s NCCL watchdog; the section stops
-# starting runs after 170 s (noted as "not run: time budget").
+# Every multi-rank run has a 40 s limit and a 30 s NCCL watchdog; the section
+# starts no run after 140 s (noted as "not run (time budget)").
 section_tp_pp_equivalence() {
   if [ "$GPUS" -lt 2 ]; then record tp_pp_equivalence SKIP "needs 2 GPUs, found $GPUS"; return; fi
   local data status=PASS details="" t0=$SECONDS
@@ -327,25 +327,29 @@ section_tp_pp_equivalence() {
   local layouts=("tp2 1 2 1 1 1" "pp2 1 1 2 1 4" "pp2-vpp2 1 1 2 2 2")
   [ "$GPUS" -ge 4 ] && layouts+=("tp4 1 4 1 1 1" "pp4 1 1 4 1 4" "dp2xtp2 2 2 1 1 1"
                                   "dp2xpp2 2 1 2 1 4" "tp2xpp2 1 2 2 1 4")
-  for model in gpt2 llama; do
-    local common=(--model tests/executor/models/tiny-$model-bytes.json --data "$data" --micro-batch 4
-                  --seq 128 --steps 20 --warmup 1 --lr 3e-4 --weight-decay 0.1 --clip 1.0 --seed 7)
+  # Order: without recompute first, layouts by priority, both models per layout,
+  # so the time budget cuts the least important runs.
+  for rc in none full; do
     for spec in "${layouts[@]}"; do
       read -r lname dp tp pp vpp ga <<<"$spec"
-      if [ $model = llama ] && [ $tp = 4 ]; then
-        details+="$model-$lname: n/a (2 kv heads: rule kv_heads % tp); "; continue
-      fi
-      local ref=$RES/tpp-ref-$model-ga$((dp * ga)).json
-      [ -f "$ref" ] || RUN_LIMIT=60 run "$BIN/p3d-run" "${common[@]}" --grad-accum $((dp * ga)) \
-          --json "$ref"
-      for rc in none full; do
+      for model in gpt2 llama; do
         local name=$model-$lname-$rc
-        if [ $((SECONDS - t0)) -gt 170 ]; then details+="$name: not run (time budget); "; continue; fi
-        local n=$((dp * tp * pp))
-        if ! RUN_LIMIT=60 run "$BIN/p3d-run" --nproc $n --dp $dp --tp $tp --pp $pp --vpp $vpp \
-            --zero 1 "${common[@]}" --grad-accum $ga --recompute $rc --nccl-timeout-s 30 \
-            --json "$RES/tpp-$name.json"; then
-          status=FAIL; details+="$name: run failed; "; continue
+        if [ $model = llama ] && [ $tp = 4 ]; then
+          details+="$name: n/a (2 kv heads: rule kv_heads % tp); "; continue
+        fi
+        if [ $((SECONDS - t0)) -gt 140 ]; then details+="$name: not run (time budget); "; continue; fi
+        local common=(--model tests/executor/models/tiny-$model-bytes.json --data "$data"
+                      --micro-batch 4 --seq 128 --steps 20 --warmup 1 --lr 3e-4 --weight-decay 0.1
+                      --clip 1.0 --seed 7)
+        local ref=$RES/tpp-ref-$model-ga$((dp * ga)).json
+        [ -f "$ref" ] || RUN_LIMIT=60 run "$BIN/p3d-run" "${common[@]}" --grad-accum $((dp * ga)) \
+            --json "$ref"
+        if ! RUN_LIMIT=40 run "$BIN/p3d-run" --nproc $((dp * tp * pp)) --dp $dp --tp $tp --pp $pp \
+            --vpp $vpp --zero 1 "${common[@]}" --grad-accum $ga --recompute $rc \
+            --nccl-timeout-s 30 --json "$RES/tpp-$name.json"; then
+          status=FAIL
+          details+="$name: run failed ($(grep -hE 'p3d-run( rank [0-9]+)?: ' "$LOG" | tail -1)); "
+          continue
         fi
         local verdict
         verdict=$(python3 - "$ref" "$RES/tpp-$name.json" <<'PY'
