@@ -383,8 +383,8 @@ Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32
                              cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_offset), b.offset.data(), b.offset.size() * 4,
                              cudaMemcpyHostToDevice, stream_));
-  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.positions), b.positions.data(), b.positions.size() * 4,
-                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.positions), b.positions.data(),
+                             b.positions.size() * 4, cudaMemcpyHostToDevice, stream_));
   return Status::Ok();
 }
 
