@@ -59,6 +59,20 @@ print(f"{j['run']['model']['name']} B={j['run']['micro_batch']}x{j['run']['grad_
 PY
 }
 
+# Equivalence verdict of a run against one GPU: "PASS|FAIL max|dloss| ... (last ... vs ...)".
+# Pass: 20 steps each and max |loss difference| <= 2e-3 nats (docs/executor.md).
+loss_verdict() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+a = [s["loss"] for s in json.load(open(sys.argv[1]))["steps"]]
+b = [s["loss"] for s in json.load(open(sys.argv[2]))["steps"]]
+d = [abs(x - y) for x, y in zip(a, b)]
+ok = len(a) == len(b) == 20 and max(d) <= 2e-3
+print(("PASS" if ok else "FAIL") + f" max|dloss| {max(d):.2e} at step {d.index(max(d))}"
+      + f"{' bit-identical' if a == b else ''} (last {b[-1]:.5f} vs {a[-1]:.5f})")
+PY
+}
+
 section_env() {
   run nvidia-smi -L
   run nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv
@@ -224,16 +238,7 @@ section_dp_equivalence() {
             status=FAIL; details+="$name: run failed; "; continue
           fi
           local verdict
-          verdict=$(python3 - "$ref" "$RES/$name.json" <<'PY'
-import json, sys
-a = [s["loss"] for s in json.load(open(sys.argv[1]))["steps"]]
-b = [s["loss"] for s in json.load(open(sys.argv[2]))["steps"]]
-d = [abs(x - y) for x, y in zip(a, b)]
-ok = len(a) == len(b) == 20 and max(d) <= 2e-3
-print(("PASS" if ok else "FAIL") + f" max|dloss| {max(d):.2e} at step {d.index(max(d))}"
-      + f"{' bit-identical' if a == b else ''} (last {b[-1]:.5f} vs {a[-1]:.5f})")
-PY
-)
+          verdict=$(loss_verdict "$ref" "$RES/$name.json")
           [ "${verdict%% *}" = PASS ] || status=FAIL
           details+="$name: ${verdict#* }; "
         done
@@ -352,16 +357,7 @@ section_tp_pp_equivalence() {
           continue
         fi
         local verdict
-        verdict=$(python3 - "$ref" "$RES/tpp-$name.json" <<'PY'
-import json, sys
-a = [s["loss"] for s in json.load(open(sys.argv[1]))["steps"]]
-b = [s["loss"] for s in json.load(open(sys.argv[2]))["steps"]]
-d = [abs(x - y) for x, y in zip(a, b)]
-ok = len(a) == len(b) == 20 and max(d) <= 2e-3
-print(("PASS" if ok else "FAIL") + f" max|dloss| {max(d):.2e} at step {d.index(max(d))}"
-      + f"{' bit-identical' if a == b else ''} (last {b[-1]:.5f} vs {a[-1]:.5f})")
-PY
-)
+        verdict=$(loss_verdict "$ref" "$RES/tpp-$name.json")
         [ "${verdict%% *}" = PASS ] || status=FAIL
         details+="$name: ${verdict#* }; "
       done
