@@ -11,6 +11,102 @@ namespace {
 
 bool IsComm(StepKind k) { return k != StepKind::kForward && k != StepKind::kBackward; }
 bool IsSend(StepKind k) { return k == StepKind::kSendForward || k == StepKind::kSendBackward; }
+// The compute step a send follows or a receive precedes.
+StepKind ComputeOf(StepKind k) {
+  return k == StepKind::kSendForward || k == StepKind::kRecvForward ? StepKind::kForward
+                                                                    : StepKind::kBackward;
+}
+bool SamePair(const PipeStep& a, const PipeStep& b) {
+  return a.microbatch == b.microbatch && a.chunk == b.chunk;
+}
+
+// One compute step with the receive it waits for and the send it produces.
+struct Unit {
+  PipeStep compute;
+  std::vector<PipeStep> recvs, sends;
+};
+
+StatusOr<std::vector<Unit>> SplitUnits(const std::vector<PipeStep>& steps, int vpp) {
+  std::vector<Unit> units;
+  std::vector<PipeStep> recvs;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const PipeStep& s = steps[i];
+    if (s.chunk < 0 || s.chunk >= vpp)
+      return Status::InvalidArgument(
+          fmt::format("pipeline program: step {} ({}) has chunk {} outside [0, {})", i,
+                      StepKindName(s.kind), s.chunk, vpp));
+    if (!IsComm(s.kind)) {
+      for (const PipeStep& r : recvs)
+        if (!SamePair(r, s) || ComputeOf(r.kind) != s.kind)
+          return Status::InvalidArgument(fmt::format(
+              "pipeline program: step {} ({} of micro-batch {} chunk {}) is preceded by {} of "
+              "micro-batch {} chunk {}; a receive must come right before its compute step",
+              i, StepKindName(s.kind), s.microbatch, s.chunk, StepKindName(r.kind), r.microbatch,
+              r.chunk));
+      units.push_back({s, std::move(recvs), {}});
+      recvs.clear();
+    } else if (!IsSend(s.kind)) {
+      recvs.push_back(s);
+    } else if (units.empty() || !recvs.empty() || !SamePair(units.back().compute, s) ||
+               units.back().compute.kind != ComputeOf(s.kind)) {
+      return Status::InvalidArgument(fmt::format(
+          "pipeline program: step {} ({} of micro-batch {} chunk {}) does not directly follow "
+          "the compute step it sends the result of",
+          i, StepKindName(s.kind), s.microbatch, s.chunk));
+    } else {
+      units.back().sends.push_back(s);
+    }
+  }
+  if (!recvs.empty())
+    return Status::InvalidArgument(
+        fmt::format("pipeline program: {} of micro-batch {} chunk {} ends the list (no compute "
+                    "step after it)",
+                    StepKindName(recvs[0].kind), recvs[0].microbatch, recvs[0].chunk));
+  return units;
+}
+
+// Iterations and their comm groups (see the header). `pair_steady`: a forward
+// directly followed by a backward is one iteration, if the list has a steady
+// phase at all (a forward after a backward); any other compute step is one.
+std::vector<PipeAction> GroupIterations(const std::vector<Unit>& units, bool pair_steady) {
+  bool steady = false;
+  for (size_t u = 1; u < units.size(); ++u)
+    steady = steady || (units[u - 1].compute.kind == StepKind::kBackward &&
+                        units[u].compute.kind == StepKind::kForward);
+  std::vector<size_t> starts;  // first unit of each iteration, then units.size()
+  for (size_t u = 0; u < units.size();) {
+    starts.push_back(u);
+    const bool pair = pair_steady && steady && units[u].compute.kind == StepKind::kForward &&
+                      u + 1 < units.size() && units[u + 1].compute.kind == StepKind::kBackward;
+    u += pair ? 2 : 1;
+  }
+  starts.push_back(units.size());
+  std::vector<PipeAction> actions;
+  auto add_comm = [&](size_t it, bool sends) {
+    // sends of iteration `it` or receives of iteration `it`.
+    if (it + 1 >= starts.size()) return;
+    for (size_t u = starts[it]; u < starts[it + 1]; ++u)
+      for (const PipeStep& s : sends ? units[u].sends : units[u].recvs) {
+        if (actions.empty() || actions.back().kind != PipeAction::Kind::kComm)
+          actions.push_back({PipeAction::Kind::kComm, -1, -1, -1, {}, {}});
+        actions.back().comm.push_back(s);
+      }
+  };
+  add_comm(0, false);
+  for (size_t it = 0; it + 1 < starts.size(); ++it) {
+    for (size_t u = starts[it]; u < starts[it + 1]; ++u) {
+      PipeAction a;
+      a.kind = units[u].compute.kind == StepKind::kForward ? PipeAction::Kind::kForward
+                                                           : PipeAction::Kind::kBackward;
+      a.microbatch = units[u].compute.microbatch;
+      a.chunk = units[u].compute.chunk;
+      actions.push_back(std::move(a));
+    }
+    add_comm(it, true);
+    add_comm(it + 1, false);
+  }
+  return actions;
+}
 
 // Per-chunk slot pools: lowest free slot first.
 class SlotPools {
@@ -50,58 +146,50 @@ class SlotPools {
 
 StatusOr<PipelineProgram> CompilePipelineProgram(const std::vector<PipeStep>& steps, int vpp) {
   if (vpp < 1) return Status::InvalidArgument(fmt::format("pipeline program: vpp={} < 1", vpp));
+  P3D_ASSIGN_OR_RETURN(std::vector<Unit> units, SplitUnits(steps, vpp));
   PipelineProgram prog;
   prog.vpp = vpp;
+  prog.actions = GroupIterations(units, /*pair_steady=*/vpp > 1);
+  // Slots, in dispatch order. A receive of the forward input
+  // takes its slot; the forward then finds it.
   SlotPools pools(vpp);
   std::set<std::pair<int, int>> forwarded;
-  // A receive of the forward input precedes its forward: its slot is taken
-  // at the receive; the forward then finds it.
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const PipeStep& s = steps[i];
-    if (s.chunk < 0 || s.chunk >= vpp)
-      return Status::InvalidArgument(
-          fmt::format("pipeline program: step {} ({}) has chunk {} outside [0, {})", i,
-                      StepKindName(s.kind), s.chunk, vpp));
-    if (IsComm(s.kind)) {
-      if (prog.actions.empty() || prog.actions.back().kind != PipeAction::Kind::kComm)
-        prog.actions.push_back({PipeAction::Kind::kComm, -1, -1, -1, {}, {}});
-      int slot = pools.Find(s.chunk, s.microbatch);
-      if (s.kind == StepKind::kRecvForward) {
-        if (slot >= 0 || forwarded.count({s.microbatch, s.chunk}))
+  for (PipeAction& a : prog.actions) {
+    const std::pair<int, int> pair{a.microbatch, a.chunk};
+    switch (a.kind) {
+      case PipeAction::Kind::kForward:
+        if (!forwarded.insert(pair).second)
           return Status::InvalidArgument(fmt::format(
-              "pipeline program: step {}: input of micro-batch {} chunk {} received twice", i,
-              s.microbatch, s.chunk));
-        slot = pools.Acquire(s.chunk, s.microbatch);
-      }
-      if (slot < 0 && s.kind != StepKind::kSendBackward)
-        return Status::InvalidArgument(
-            fmt::format("pipeline program: step {} ({}) of micro-batch {} chunk {} has no live "
-                        "activation slot",
-                        i, StepKindName(s.kind), s.microbatch, s.chunk));
-      prog.actions.back().comm.push_back(s);
-      prog.actions.back().comm_slot.push_back(slot);
-      continue;
+              "pipeline program: micro-batch {} chunk {} forwarded twice", a.microbatch, a.chunk));
+        a.slot = pools.Find(a.chunk, a.microbatch);
+        if (a.slot < 0) a.slot = pools.Acquire(a.chunk, a.microbatch);
+        break;
+      case PipeAction::Kind::kBackward:
+        a.slot = pools.Find(a.chunk, a.microbatch);
+        if (a.slot < 0 || !forwarded.count(pair))
+          return Status::InvalidArgument(fmt::format(
+              "pipeline program: backward of micro-batch {} chunk {} before its forward",
+              a.microbatch, a.chunk));
+        pools.Release(a.chunk, a.microbatch);
+        break;
+      case PipeAction::Kind::kComm:
+        for (const PipeStep& s : a.comm) {
+          int slot = pools.Find(s.chunk, s.microbatch);
+          if (s.kind == StepKind::kRecvForward) {
+            if (slot >= 0 || forwarded.count({s.microbatch, s.chunk}))
+              return Status::InvalidArgument(
+                  fmt::format("pipeline program: input of micro-batch {} chunk {} received twice",
+                              s.microbatch, s.chunk));
+            slot = pools.Acquire(s.chunk, s.microbatch);
+          }
+          if (slot < 0 && s.kind != StepKind::kSendBackward)
+            return Status::InvalidArgument(fmt::format(
+                "pipeline program: {} of micro-batch {} chunk {} has no live activation slot",
+                StepKindName(s.kind), s.microbatch, s.chunk));
+          a.comm_slot.push_back(slot);
+        }
+        break;
     }
-    PipeAction a;
-    a.microbatch = s.microbatch;
-    a.chunk = s.chunk;
-    if (s.kind == StepKind::kForward) {
-      if (!forwarded.insert({s.microbatch, s.chunk}).second)
-        return Status::InvalidArgument(fmt::format(
-            "pipeline program: micro-batch {} chunk {} forwarded twice", s.microbatch, s.chunk));
-      a.kind = PipeAction::Kind::kForward;
-      a.slot = pools.Find(s.chunk, s.microbatch);
-      if (a.slot < 0) a.slot = pools.Acquire(s.chunk, s.microbatch);
-    } else {
-      a.kind = PipeAction::Kind::kBackward;
-      a.slot = pools.Find(s.chunk, s.microbatch);
-      if (a.slot < 0 || !forwarded.count({s.microbatch, s.chunk}))
-        return Status::InvalidArgument(
-            fmt::format("pipeline program: backward of micro-batch {} chunk {} before its forward",
-                        s.microbatch, s.chunk));
-      pools.Release(s.chunk, s.microbatch);
-    }
-    prog.actions.push_back(std::move(a));
   }
   if (!pools.Empty())
     return Status::InvalidArgument("pipeline program: a forward has no backward (slot left live)");

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <set>
 #include <string>
 
 namespace p3d {
@@ -25,12 +27,53 @@ int Count(const PipelineProgram& p, PipeAction::Kind kind) {
   return n;
 }
 
-// The executor dispatches simulator/schedule.h's lists as they are: every
-// layout the gpu_check equivalence runs (and more) must be deadlock-free and
-// matched under the grouped-comm model.
-TEST(PipelineProgramTest, OneFOneBAndInterleavedListsAreDeadlockFreeAndMatched) {
-  for (int pp : {1, 2, 3, 4, 8})
-    for (int m : {1, 2, 3, 4, 8, 16}) {
+// Peak number of micro-batches of one chunk in flight in the step list's own
+// order (from the receive of the input, or the forward, to the backward).
+int ListPeakInFlight(const std::vector<PipeStep>& steps, int vpp) {
+  std::vector<std::set<int>> live(vpp);
+  size_t peak = 0;
+  for (const PipeStep& s : steps) {
+    if (s.kind == StepKind::kRecvForward || s.kind == StepKind::kForward)
+      live[s.chunk].insert(s.microbatch);
+    if (s.kind == StepKind::kBackward) live[s.chunk].erase(s.microbatch);
+    for (const auto& l : live) peak = std::max(peak, l.size());
+  }
+  return static_cast<int>(peak);
+}
+
+// The lists grouped the 1F1B way: every run of consecutive send/recv steps
+// between two compute steps is one group (slots are not needed by the check).
+std::vector<PipelineProgram> GroupAdjacent(const PipeSchedule& s, int vpp) {
+  std::vector<PipelineProgram> out;
+  for (const std::vector<PipeStep>& steps : s) {
+    PipelineProgram p;
+    p.vpp = vpp;
+    for (const PipeStep& st : steps) {
+      if (st.kind == StepKind::kForward || st.kind == StepKind::kBackward) {
+        p.actions.push_back({st.kind == StepKind::kForward ? PipeAction::Kind::kForward
+                                                           : PipeAction::Kind::kBackward,
+                             st.microbatch,
+                             st.chunk,
+                             0,
+                             {},
+                             {}});
+        continue;
+      }
+      if (p.actions.empty() || p.actions.back().kind != PipeAction::Kind::kComm)
+        p.actions.push_back({PipeAction::Kind::kComm, -1, -1, -1, {}, {}});
+      p.actions.back().comm.push_back(st);
+      p.actions.back().comm_slot.push_back(0);
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// The executor dispatches simulator/schedule.h's lists: every layout p3d-run
+// accepts must be deadlock-free and matched under the grouped-comm model.
+TEST(PipelineProgramTest, OneFOneBAndGPipeListsAreDeadlockFreeAndMatched) {
+  for (int pp = 1; pp <= 8; ++pp)
+    for (int m = 1; m <= 32; ++m) {
       const auto progs = Compile(ScheduleKind::k1F1B, pp, 1, m);
       Status st = CheckPipelinePrograms(progs);
       EXPECT_TRUE(st.ok()) << "1f1b pp=" << pp << " m=" << m << ": " << st.message();
@@ -40,22 +83,82 @@ TEST(PipelineProgramTest, OneFOneBAndInterleavedListsAreDeadlockFreeAndMatched) 
         // 1F1B keeps min(PP - r, m) micro-batches in flight on rank r.
         EXPECT_EQ(progs[r].slots, std::min(pp - r, m)) << "pp=" << pp << " r=" << r;
       }
+      const auto gpipe = Compile(ScheduleKind::kGPipe, pp, 1, m);
+      st = CheckPipelinePrograms(gpipe);
+      EXPECT_TRUE(st.ok()) << "gpipe pp=" << pp << " m=" << m << ": " << st.message();
+      for (int r = 0; r < pp; ++r) EXPECT_EQ(gpipe[r].slots, m);  // every forward first
     }
-  // Interleaved: with m == pp (every forward first) the grouped lists are
-  // deadlock-free; with m > pp the list's adjacency grouping is not (rank 0
-  // posts a lone send-backward while rank 1 waits for a gradient rank 0 sends
-  // later), which the executor refuses by running this very check.
+}
+
+// Interleaved 1F1B runs for every m divisible by pp (Megatron's constraint,
+// BuildSchedule's rule interleave-microbatches), with the activation slots of
+// the list's own order.
+TEST(PipelineProgramTest, InterleavedListsAreDeadlockFreeForEveryMultipleOfPp) {
+  for (int pp = 2; pp <= 8; ++pp)
+    for (int vpp = 2; vpp <= 4; ++vpp)
+      for (int m = pp; m <= 32; m += pp) {
+        StatusOr<PipeSchedule> s = BuildSchedule(ScheduleKind::kInterleaved1F1B, pp, vpp, m);
+        ASSERT_TRUE(s.ok()) << s.status().message();
+        const auto progs = Compile(ScheduleKind::kInterleaved1F1B, pp, vpp, m);
+        Status st = CheckPipelinePrograms(progs);
+        EXPECT_TRUE(st.ok()) << "interleaved pp=" << pp << " vpp=" << vpp << " m=" << m << ": "
+                             << st.message();
+        for (int r = 0; r < pp; ++r) {
+          EXPECT_EQ(Count(progs[r], PipeAction::Kind::kForward), m * vpp);
+          EXPECT_EQ(Count(progs[r], PipeAction::Kind::kBackward), m * vpp);
+          EXPECT_EQ(progs[r].slots, ListPeakInFlight((*s)[r], vpp))
+              << "pp=" << pp << " vpp=" << vpp << " m=" << m << " r=" << r;
+        }
+      }
+}
+
+// Why interleaved needs its own grouping: grouped the 1F1B way, the lists
+// deadlock as soon as m > pp (and only then: with m == pp both groupings are
+// the same).
+TEST(PipelineProgramTest, InterleavedGroupedLikeOneFOneBDeadlocksWhenMExceedsPp) {
   for (int pp : {2, 4})
     for (int vpp : {2, 3}) {
-      const auto progs = Compile(ScheduleKind::kInterleaved1F1B, pp, vpp, pp);
-      Status st = CheckPipelinePrograms(progs);
-      EXPECT_TRUE(st.ok()) << "interleaved pp=" << pp << " vpp=" << vpp << ": " << st.message();
-      for (int r = 0; r < pp; ++r) EXPECT_EQ(Count(progs[r], PipeAction::Kind::kForward), pp * vpp);
-      Status deadlock =
-          CheckPipelinePrograms(Compile(ScheduleKind::kInterleaved1F1B, pp, vpp, 2 * pp));
-      ASSERT_FALSE(deadlock.ok());
-      EXPECT_NE(deadlock.message().find("deadlock"), std::string::npos) << deadlock.message();
+      StatusOr<PipeSchedule> s = BuildSchedule(ScheduleKind::kInterleaved1F1B, pp, vpp, 2 * pp);
+      ASSERT_TRUE(s.ok());
+      Status st = CheckPipelinePrograms(GroupAdjacent(*s, vpp));
+      ASSERT_FALSE(st.ok()) << "pp=" << pp << " vpp=" << vpp;
+      EXPECT_NE(st.message().find("deadlock"), std::string::npos) << st.message();
+      s = BuildSchedule(ScheduleKind::kInterleaved1F1B, pp, vpp, pp);
+      ASSERT_TRUE(s.ok());
+      EXPECT_TRUE(CheckPipelinePrograms(GroupAdjacent(*s, vpp)).ok());
     }
+}
+
+TEST(PipelineProgramTest, InterleavedSteadyStatePostsOneGroupPerForwardBackwardPair) {
+  // PP=2, VPP=2, m=4, rank 1 (Fm.c: micro-batch m, chunk c):
+  //   [RF0.0] F0.0 [SF0.0 RF1.0] F1.0 [SF1.0 RF0.1] F0.1 B0.1 [SB0.1 RF1.1]
+  //   F1.1 B1.1 [SB1.1 RF2.0 RB0.0] F2.0 B0.0 [SF2.0 SB0.0 RF3.0 RB1.0] ...
+  const auto progs = Compile(ScheduleKind::kInterleaved1F1B, 2, 2, 4);
+  const auto& a = progs[1].actions;
+  ASSERT_GT(a.size(), 13u);
+  EXPECT_EQ(a[11].kind, PipeAction::Kind::kForward);
+  EXPECT_EQ(a[11].microbatch, 2);
+  EXPECT_EQ(a[12].kind, PipeAction::Kind::kBackward);
+  EXPECT_EQ(a[12].microbatch, 0);
+  EXPECT_EQ(a[12].chunk, 0);
+  ASSERT_EQ(a[13].kind, PipeAction::Kind::kComm);
+  ASSERT_EQ(a[13].comm.size(), 4u);
+  const StepKind want[] = {StepKind::kSendForward, StepKind::kSendBackward, StepKind::kRecvForward,
+                           StepKind::kRecvBackward};
+  const int want_mb[] = {2, 0, 3, 1};
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(a[13].comm[k].kind, want[k]) << k;
+    EXPECT_EQ(a[13].comm[k].microbatch, want_mb[k]) << k;
+  }
+  // The group after the last warm-up forward of rank 0 already receives the
+  // first output gradient: [SF1.1 RB0.1] F2.0 B0.1.
+  const auto& r0 = progs[0].actions;
+  ASSERT_GT(r0.size(), 9u);
+  ASSERT_EQ(r0[7].kind, PipeAction::Kind::kComm);
+  ASSERT_EQ(r0[7].comm.size(), 2u);
+  EXPECT_EQ(r0[7].comm[1].kind, StepKind::kRecvBackward);
+  EXPECT_EQ(r0[8].kind, PipeAction::Kind::kForward);
+  EXPECT_EQ(r0[9].kind, PipeAction::Kind::kBackward);
 }
 
 TEST(PipelineProgramTest, GroupsConsecutiveCommStepsBetweenComputeSteps) {
@@ -112,13 +215,25 @@ TEST(PipelineProgramTest, DetectsMismatchedMessages) {
   EXPECT_NE(st.message().find("expects"), std::string::npos) << st.message();
 }
 
-TEST(PipelineProgramTest, RejectsBackwardBeforeForwardAndBadChunks) {
+TEST(PipelineProgramTest, RejectsBackwardBeforeForwardBadChunksAndStrayComm) {
   std::vector<PipeStep> steps = {{StepKind::kBackward, 0, 0, -1}};
   EXPECT_FALSE(CompilePipelineProgram(steps, 1).ok());
   steps = {{StepKind::kForward, 0, 1, -1}};
   EXPECT_FALSE(CompilePipelineProgram(steps, 1).ok());
   steps = {{StepKind::kForward, 0, 0, -1}};
   EXPECT_FALSE(CompilePipelineProgram(steps, 1).ok());  // never backwarded
+  // A send that does not follow the compute step whose result it sends.
+  steps = {{StepKind::kForward, 0, 0, -1},
+           {StepKind::kSendForward, 1, 0, 1},
+           {StepKind::kBackward, 0, 0, -1}};
+  Status st = CompilePipelineProgram(steps, 1).status();
+  EXPECT_NE(st.message().find("does not directly follow"), std::string::npos) << st.message();
+  // A receive that is not for the compute step right after it.
+  steps = {{StepKind::kRecvBackward, 0, 0, 1},
+           {StepKind::kForward, 0, 0, -1},
+           {StepKind::kBackward, 0, 0, -1}};
+  st = CompilePipelineProgram(steps, 1).status();
+  EXPECT_NE(st.message().find("right before its compute"), std::string::npos) << st.message();
 }
 
 }  // namespace
