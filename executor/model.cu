@@ -55,20 +55,9 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   // The pipeline program of this rank, checked against every rank's program.
   PipelineProgram program;
   if (ctx.pp > 1) {
-    P3D_ASSIGN_OR_RETURN(PipeSchedule sched,
-                         BuildSchedule(mpc.schedule, ctx.pp, ctx.vpp, mpc.microbatches));
-    std::vector<PipelineProgram> all;
-    for (int r = 0; r < ctx.pp; ++r) {
-      P3D_ASSIGN_OR_RETURN(PipelineProgram pr, CompilePipelineProgram(sched[r], ctx.vpp));
-      all.push_back(std::move(pr));
-    }
-    Status ok = CheckPipelinePrograms(all);
-    if (!ok.ok())
-      return Status::InvalidArgument(StrCat(
-          "rule pipeline schedule: ", ScheduleName(mpc.schedule), " pp=", ctx.pp, " vpp=", ctx.vpp,
-          " m=", mpc.microbatches, " cannot run with grouped send/recv: ", ok.message(),
-          (ctx.vpp > 1 ? " (interleaved runs with --grad-accum == pp)" : "")));
-    program = all[ctx.pp_rank];
+    P3D_ASSIGN_OR_RETURN(std::vector<PipelineProgram> all,
+                         CompilePipeline(mpc.schedule, ctx.pp, ctx.vpp, mpc.microbatches));
+    program = std::move(all[ctx.pp_rank]);
   }
   P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, ctx));
   P3D_ASSIGN_OR_RETURN(ParamLayout params,

@@ -26,6 +26,7 @@
 
 #include "executor/comm/process_groups.h"
 #include "executor/host/launch.h"
+#include "executor/host/pipeline_program.h"
 #include "executor/host/spawn.h"
 #include "executor/run_layout.h"
 #include "executor/run_report.h"
@@ -158,7 +159,8 @@ int main(int argc, char** argv) {
       "--fault-inject", fault_arg,
       "RANK:STEP:exit|hang: that rank exits (or hangs) before that step (failure tests)");
   app.add_option("--micro-batch", o.micro_batch, "sequences per micro-batch per DP rank (B)");
-  app.add_option("--grad-accum", o.grad_accum, "micro-batches per optimizer step per DP rank");
+  app.add_option("--grad-accum", o.grad_accum,
+                 "micro-batches per optimizer step per DP rank (--vpp > 1: a multiple of --pp)");
   app.add_option("--seq", o.seq, "tokens per sequence (S)");
   app.add_option("--steps", o.steps, "optimizer steps to run");
   app.add_option("--warmup", o.warmup, "steps excluded from the timing statistics");
@@ -239,6 +241,14 @@ int main(int argc, char** argv) {
   o.pp = layout.pp;
   o.vpp = layout.vpp;
   o.zero = layout.zero;
+  if (layout.pp > 1) {
+    // Every rank's pipeline program, checked before NCCL starts (interleaved
+    // needs --grad-accum % pp == 0: "rule interleave-microbatches").
+    const p3d::ScheduleKind kind =
+        layout.vpp > 1 ? p3d::ScheduleKind::kInterleaved1F1B : p3d::ScheduleKind::k1F1B;
+    auto pipeline = p3d::CompilePipeline(kind, layout.pp, layout.vpp, o.grad_accum);
+    if (!pipeline.ok()) return fail(pipeline.status(), rank);
+  }
 
   std::unique_ptr<p3d::ProcessGroups> groups;
   std::unique_ptr<ProgressDeadline> deadline;

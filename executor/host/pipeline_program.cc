@@ -311,4 +311,21 @@ Status CheckPipelinePrograms(const std::vector<PipelineProgram>& programs) {
   return Status::Ok();
 }
 
+StatusOr<std::vector<PipelineProgram>> CompilePipeline(ScheduleKind kind, int pp, int vpp,
+                                                       int64_t microbatches) {
+  P3D_ASSIGN_OR_RETURN(PipeSchedule sched, BuildSchedule(kind, pp, vpp, microbatches));
+  std::vector<PipelineProgram> all;
+  for (int r = 0; r < pp; ++r) {
+    P3D_ASSIGN_OR_RETURN(PipelineProgram prog, CompilePipelineProgram(sched[r], vpp));
+    all.push_back(std::move(prog));
+  }
+  const Status ok = CheckPipelinePrograms(all);
+  if (!ok.ok())
+    return Status::InvalidArgument(
+        fmt::format("rule pipeline schedule: {} pp={} vpp={} m={} cannot run with grouped "
+                    "send/recv: {}",
+                    ScheduleName(kind), pp, vpp, microbatches, ok.message()));
+  return all;
+}
+
 }  // namespace p3d

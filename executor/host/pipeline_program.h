@@ -90,4 +90,12 @@ inline int ModelChunk(int pp, int rank, int chunk) { return chunk * pp + rank; }
 // first stuck rank and action, or the mismatching message.
 Status CheckPipelinePrograms(const std::vector<PipelineProgram>& programs);
 
+// Every rank's program of BuildSchedule(kind, pp, vpp, microbatches),
+// compiled and checked (what p3d-run does before any rank starts, and each
+// rank again for itself). Errors: BuildSchedule's rules (interleaved:
+// "rule interleave-microbatches" where m % pp != 0), compile errors, and
+// "rule pipeline schedule" with the check's message.
+StatusOr<std::vector<PipelineProgram>> CompilePipeline(ScheduleKind kind, int pp, int vpp,
+                                                       int64_t microbatches);
+
 }  // namespace p3d

@@ -129,6 +129,20 @@ TEST(PipelineProgramTest, InterleavedGroupedLikeOneFOneBDeadlocksWhenMExceedsPp)
     }
 }
 
+// What p3d-run checks before any rank starts: interleaved runs for m > pp,
+// and m % pp != 0 is refused by name.
+TEST(PipelineProgramTest, CompilePipelineAcceptsInterleavedMultiplesOfPpOnly) {
+  StatusOr<std::vector<PipelineProgram>> ok =
+      CompilePipeline(ScheduleKind::kInterleaved1F1B, 4, 2, 12);
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->size(), 4u);
+  StatusOr<std::vector<PipelineProgram>> bad =
+      CompilePipeline(ScheduleKind::kInterleaved1F1B, 4, 2, 6);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("rule interleave-microbatches"), std::string::npos)
+      << bad.status().message();
+}
+
 TEST(PipelineProgramTest, InterleavedSteadyStatePostsOneGroupPerForwardBackwardPair) {
   // PP=2, VPP=2, m=4, rank 1 (Fm.c: micro-batch m, chunk c):
   //   [RF0.0] F0.0 [SF0.0 RF1.0] F1.0 [SF1.0 RF0.1] F0.1 B0.1 [SB0.1 RF1.1]
