@@ -331,7 +331,7 @@ section_tp_pp_equivalence() {
   # name dp tp pp vpp grad-accum (per DP rank)
   local layouts=("tp2 1 2 1 1 1" "pp2 1 1 2 1 4" "pp2-vpp2 1 1 2 2 2" "pp2-vpp2-m4 1 1 2 2 4")
   [ "$GPUS" -ge 4 ] && layouts+=("tp4 1 4 1 1 1" "pp4 1 1 4 1 4" "dp2xtp2 2 2 1 1 1"
-                                  "dp2xpp2 2 1 2 1 4" "tp2xpp2 1 2 2 1 4" "pp4-vpp2-m8 1 1 4 2 8")
+                                  "dp2xpp2 2 1 2 1 4" "tp2xpp2 1 2 2 1 4")
   # TPP_LAYOUTS="name dp tp pp vpp ga;..." and TPP_RECOMPUTE="none full" select a subset.
   if [ -n "${TPP_LAYOUTS:-}" ]; then IFS=';' read -r -a layouts <<<"$TPP_LAYOUTS"; fi
   # Order: without recompute first, layouts by priority, both models per layout,
