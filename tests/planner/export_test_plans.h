@@ -1,53 +1,25 @@
 // Requests and plans shared by the exporter and report tests. Model shapes
-// are the public configs: GPT-2 small (HF gpt2 config.json), Llama-2-7B and
-// Llama-2-70B (HF meta-llama config.json).
+// come from the zoo (the public configs: GPT-2 small, Llama-2-7B, Llama-2-70B).
 #pragma once
 
 #include <ostream>
 #include <string>
 
+#include "models/zoo.h"
 #include "planner/evaluated_plan.h"
 
 namespace p3d::testing {
 
 inline ModelSpec Gpt2Small() {
-  ModelSpec m;
-  m.name = "gpt2";
-  m.arch = Arch::kGpt2;
-  m.layers = 12;
-  m.hidden = 768;
-  m.ffn = 3072;
-  m.heads = 12;
-  m.kv_heads = 12;
-  m.vocab = 50257;
-  m.max_positions = 1024;
-  m.tie_embeddings = true;
-  return m;
+  return ZooModel("gpt2-small").value();
 }
 
 inline ModelSpec Llama2_7B() {
-  ModelSpec m;
-  m.name = "llama-2-7b";
-  m.arch = Arch::kLlama;
-  m.layers = 32;
-  m.hidden = 4096;
-  m.ffn = 11008;
-  m.heads = 32;
-  m.kv_heads = 32;
-  m.vocab = 32000;
-  m.max_positions = 4096;
-  return m;
+  return ZooModel("llama-2-7b").value();
 }
 
 inline ModelSpec Llama2_70B() {
-  ModelSpec m = Llama2_7B();
-  m.name = "llama-2-70b";
-  m.layers = 80;
-  m.hidden = 8192;
-  m.ffn = 28672;
-  m.heads = 64;
-  m.kv_heads = 8;
-  return m;
+  return ZooModel("llama-2-70b").value();
 }
 
 inline Plan MakePlan(int dp, int tp, int pp, int vpp, int zero, int64_t mb, int64_t ga,

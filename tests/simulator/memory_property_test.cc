@@ -6,50 +6,22 @@
 #include <numeric>
 
 #include "common/units.h"
+#include "models/zoo.h"
 #include "simulator/memory_model.h"
 
 namespace p3d {
 namespace {
 
 ModelSpec Llama70B() {  // published.md sec. 4: GQA, SwiGLU, untied
-  ModelSpec m;
-  m.name = "llama-2-70b";
-  m.arch = Arch::kLlama;
-  m.layers = 80;
-  m.hidden = 8192;
-  m.ffn = 28672;
-  m.heads = 64;
-  m.kv_heads = 8;
-  m.vocab = 32000;
-  m.max_positions = 4096;
-  return m;
+  return ZooModel("llama-2-70b").value();
 }
 
 ModelSpec Gpt2Xl() {  // tied, learned positions, biases
-  ModelSpec m;
-  m.name = "gpt2-xl";
-  m.arch = Arch::kGpt2;
-  m.layers = 48;
-  m.hidden = 1600;
-  m.ffn = 6400;
-  m.heads = 25;
-  m.kv_heads = 25;
-  m.vocab = 50257;
-  m.max_positions = 1024;
-  m.tie_embeddings = true;
-  return m;
+  return ZooModel("gpt2-xl").value();
 }
 
 ModelSpec Mixtral() {
-  ModelSpec m = Llama70B();
-  m.name = "mixtral-8x7b";
-  m.layers = 32;
-  m.hidden = 4096;
-  m.ffn = 14336;
-  m.heads = 32;
-  m.experts = 8;
-  m.experts_per_token = 2;
-  return m;
+  return ZooModel("mixtral-8x7b").value();
 }
 
 ClusterSpec Cluster() {
