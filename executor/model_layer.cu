@@ -1,0 +1,347 @@
+// Model, one transformer layer: the linear and attention GEMMs and the layer's forward and
+// backward (executor/model.h has the data flow; model.cu the rest of the step).
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <vector>
+#include "executor/check.h"
+#include "executor/comm/communicator.h"
+#include "executor/kernels/activation.h"
+#include "executor/kernels/column_reduce.h"
+#include "executor/kernels/cross_entropy.h"
+#include "executor/kernels/elementwise.h"
+#include "executor/kernels/embedding.h"
+#include "executor/kernels/heads.h"
+#include "executor/kernels/norm.h"
+#include "executor/kernels/optimizer.h"
+#include "executor/kernels/softmax.h"
+#include "executor/model.h"
+#include "executor/offload/host_optimizer.h"
+#include "executor/str_cat.h"
+#include "executor/token_buckets.h"
+
+namespace p3d {
+
+Status Model::Linear(const bf16* x, const bf16* w, const bf16* bias, bf16* y, int64_t rows,
+                     int64_t in, int64_t out) {
+  MatmulParams p;
+  p.m = rows;
+  p.n = out;
+  p.k = in;
+  p.a = x;
+  p.b = w;
+  p.trans_b = true;
+  p.d = y;
+  p.bias = bias;
+  return matmul_->Run(p, stream_);
+}
+
+Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16* dx, float* dw,
+                             float* db, int64_t rows, int64_t in, int64_t out) {
+  if (dx) {
+    MatmulParams p;  // dx [rows, in] = dy [rows, out] @ w [out, in]
+    p.m = rows;
+    p.n = in;
+    p.k = out;
+    p.a = dy;
+    p.b = w;
+    p.d = dx;
+    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  }
+  MatmulParams g;  // dw [out, in] += dy^T [out, rows] @ x [rows, in]
+  g.m = out;
+  g.n = in;
+  g.k = rows;
+  g.a = dy;
+  g.trans_a = true;
+  g.b = x;
+  g.d = dw;
+  g.d_type = DType::kF32;
+  g.beta = 1.0f;
+  P3D_RETURN_IF_ERROR(matmul_->Run(g, stream_));
+  if (db) {
+    P3D_RETURN_IF_ERROR(
+        BiasGradAccumulate(dy, rows, out, At<float>(plan_.column_partials), db, stream_));
+  }
+  return Status::Ok();
+}
+
+// The attention GEMMs, batched over (b, kv head) and cut into causal query
+// blocks of Sb = S / attention_blocks positions (memory_plan.h). Per batch
+// entry the query side is [S*G, .] (row s*G + j: position s, head j of the
+// group, kernels/heads.h) and the key side [S, HD]; block i holds query rows
+// [i*Sb*G, (i+1)*Sb*G) and needs keys [0, (i+1)*Sb) only.
+Status Model::CausalAttentionGemm(CausalGemm kind, const bf16* a, const bf16* b, bf16* d,
+                                  float alpha) {
+  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, HD = local_.head_dim;
+  const int64_t G = local_.heads / local_.kv_heads, blocks = plan_.attention_blocks;
+  const int64_t Sb = S / blocks;
+  for (int64_t i = 0; i < blocks; ++i) {
+    MatmulParams p;
+    p.alpha = alpha;
+    p.batch = static_cast<int>(B * local_.kv_heads);
+    switch (kind) {
+      case CausalGemm::kScores:  // d[block rows, 0:(i+1)Sb] = a[block rows, HD] b[0:(i+1)Sb, HD]^T
+        p.m = Sb * G;
+        p.n = (i + 1) * Sb;
+        p.k = HD;
+        p.a = a + i * Sb * G * HD;
+        p.b = b;
+        p.trans_b = true;
+        p.d = d + i * Sb * G * S;
+        p.ldd = S;
+        p.stride_a = S * G * HD;
+        p.stride_b = S * HD;
+        p.stride_d = S * G * S;
+        break;
+      case CausalGemm::kValues:  // d[block rows, HD] = a[block rows, 0:(i+1)Sb] b[0:(i+1)Sb, HD]
+        p.m = Sb * G;
+        p.n = HD;
+        p.k = (i + 1) * Sb;
+        p.a = a + i * Sb * G * S;
+        p.lda = S;
+        p.b = b;
+        p.d = d + i * Sb * G * HD;
+        p.stride_a = S * G * S;
+        p.stride_b = S * HD;
+        p.stride_d = S * G * HD;
+        break;
+      case CausalGemm::kKeys:  // d[key block i, HD] = a[rows >= i Sb G, key block i]^T b[those
+                               // rows, HD]
+        p.m = Sb;
+        p.n = HD;
+        p.k = (S - i * Sb) * G;
+        p.a = a + i * Sb * G * S + i * Sb;
+        p.trans_a = true;
+        p.lda = S;
+        p.b = b + i * Sb * G * HD;
+        p.d = d + i * Sb * HD;
+        p.stride_a = S * G * S;
+        p.stride_b = S * G * HD;
+        p.stride_d = S * HD;
+        break;
+    }
+    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
+  }
+  return Status::Ok();
+}
+
+SoftmaxShape Model::ScoresShape() const {
+  const int64_t S = config_.shape.seq;
+  return {config_.shape.micro_batch * local_.heads * S, S, local_.heads / local_.kv_heads,
+          S / plan_.attention_blocks};
+}
+
+// probs = causal softmax(q k^T / sqrt(HD)) over each block's key range.
+Status Model::AttentionProbs(const bf16* q, const bf16* k, bf16* probs) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(local_.head_dim));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kScores, q, k, probs, scale));
+  return CausalSoftmaxForward(probs, probs, ScoresShape(), stream_);
+}
+
+Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets) {
+  const int64_t T = config_.shape.micro_batch * config_.shape.seq;
+  if (static_cast<int64_t>(tokens.size()) != T || static_cast<int64_t>(targets.size()) != T)
+    return Status::InvalidArgument(StrCat("micro-batch has ", tokens.size(), " tokens and ",
+                                          targets.size(), " targets; B*S = ", T));
+  const int64_t V = config_.spec.vocab;
+  for (int64_t i = 0; i < T; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= V || targets[i] < 0 || targets[i] >= V)
+      return Status::InvalidArgument(StrCat("token id ", tokens[i], " / target ", targets[i],
+                                            " at position ", i, " outside the vocabulary [0, ", V,
+                                            ")"));
+  }
+  TokenBuckets b = BuildTokenBuckets(tokens);
+  if (config_.parallel.tp > 1) b = LocalVocabBuckets(b, local_.vocab_begin, local_.vocab);
+  buckets_ = static_cast<int64_t>(b.token.size());
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.tokens), tokens.data(), T * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.targets), targets.data(), T * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_token), b.token.data(), buckets_ * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.bucket_offset), b.offset.data(), b.offset.size() * 4,
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<int32_t>(plan_.positions), b.positions.data(),
+                             b.positions.size() * 4, cudaMemcpyHostToDevice, stream_));
+  return Status::Ok();
+}
+
+Status Model::LayerForward(int64_t l, bool write_output) {
+  const ModelSpec& m = config_.spec;
+  const LayerParamOffsets& w = params_.layers[l];
+  const LayerActivationOffsets& o = Acts(l);
+  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
+  const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
+  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
+  const bool gpt2 = m.arch == Arch::kGpt2;
+  const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
+  bf16* branch = At<bf16>(plan_.branch);
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  NormForwardArgs n1{norm,
+                     At<bf16>(o.x_in),
+                     W(w.norm1_w),
+                     WOpt(w.norm1_b),
+                     At<bf16>(o.norm1_out),
+                     gpt2 ? At<float>(o.norm1_mean) : nullptr,
+                     At<float>(o.norm1_rstd),
+                     T,
+                     H,
+                     config_.norm_eps};
+  P3D_RETURN_IF_ERROR(NormForward(n1, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  bf16* qkv = At<bf16>(plan_.qkv_tokens);
+  P3D_RETURN_IF_ERROR(
+      Linear(At<bf16>(o.norm1_out), W(w.qkv_w), WOpt(w.qkv_b), qkv, T, H, local_.qkv_dim()));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
+  const HeadShape hs{B, S, local_.heads, local_.kv_heads, HD};
+  const float* rc = gpt2 ? nullptr : At<float>(plan_.rope_cos);
+  const float* rsn = gpt2 ? nullptr : At<float>(plan_.rope_sin);
+  P3D_RETURN_IF_ERROR(
+      SplitQkvHeads(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v), hs, rc, rsn, stream_));
+  P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kValues, At<bf16>(o.probs), At<bf16>(o.v),
+                                          At<bf16>(plan_.o_heads), 1.0f));
+  // [B, KV, S, G*HD] -> tokens-major [B, S, KV, G*HD] = [B, S, NH*HD].
+  P3D_RETURN_IF_ERROR(SwapAxes12(At<bf16>(plan_.o_heads), At<bf16>(o.att_out), B, local_.kv_heads,
+                                 S, groups * HD, stream_));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), RowBias(w.out_b), branch, T, Eq, H));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  P3D_RETURN_IF_ERROR(ResidualAdd(At<bf16>(o.x_in), branch, At<bf16>(o.x_mid), T * H, stream_));
+  NormForwardArgs n2{norm,
+                     At<bf16>(o.x_mid),
+                     W(w.norm2_w),
+                     WOpt(w.norm2_b),
+                     At<bf16>(o.norm2_out),
+                     gpt2 ? At<float>(o.norm2_mean) : nullptr,
+                     At<float>(o.norm2_rstd),
+                     T,
+                     H,
+                     config_.norm_eps};
+  P3D_RETURN_IF_ERROR(NormForward(n2, stream_));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  const int64_t pre_cols = gpt2 ? F : 2 * F;
+  P3D_RETURN_IF_ERROR(
+      Linear(At<bf16>(o.norm2_out), W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre), T, H, pre_cols));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  if (gpt2) {
+    P3D_RETURN_IF_ERROR(GeluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T * F, stream_));
+  } else {
+    P3D_RETURN_IF_ERROR(SwiGluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T, F, stream_));
+  }
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.mlp_act), W(w.proj_w), RowBias(w.proj_b), branch, T, F, H));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  if (!write_output) return Status::Ok();
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  return ResidualAdd(At<bf16>(o.x_mid), branch, LayerOutput(l), T * H, stream_);
+}
+
+// On entry d residual holds dL/d(layer output); on exit dL/d(layer input).
+Status Model::LayerBackward(int64_t l) {
+  const ModelSpec& m = config_.spec;
+  const LayerParamOffsets& w = params_.layers[l];
+  const LayerActivationOffsets& o = Acts(l);
+  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
+  const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim(), Ekv = local_.kv_dim();
+  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
+  const bool gpt2 = m.arch == Arch::kGpt2;
+  const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
+  bf16* dres = At<bf16>(plan_.dres);
+  bf16* branch = At<bf16>(plan_.branch);
+  float* partials = At<float>(plan_.column_partials);
+
+  if (config_.shape.recompute == Recompute::kFull) {
+    P3D_RETURN_IF_ERROR(LayerForward(l, /*write_output=*/false));
+  }
+  // MLP.
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  bf16* dact = At<bf16>(plan_.dmlp_act);
+  bf16* dpre = At<bf16>(plan_.dmlp_pre);
+  P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.mlp_act), W(w.proj_w), dact, G(w.proj_w),
+                                     GOpt(w.proj_b), T, F, H));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  if (gpt2) {
+    P3D_RETURN_IF_ERROR(GeluBackward(dact, At<bf16>(o.mlp_pre), dpre, T * F, stream_));
+  } else {
+    P3D_RETURN_IF_ERROR(SwiGluBackward(dact, At<bf16>(o.mlp_pre), dpre, T, F, stream_));
+  }
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  const int64_t pre_cols = gpt2 ? F : 2 * F;
+  P3D_RETURN_IF_ERROR(LinearBackward(dpre, At<bf16>(o.norm2_out), W(w.fc_w), branch, G(w.fc_w),
+                                     GOpt(w.fc_b), T, H, pre_cols));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  NormBackwardArgs n2{norm,
+                      branch,
+                      At<bf16>(o.x_mid),
+                      W(w.norm2_w),
+                      gpt2 ? At<float>(o.norm2_mean) : nullptr,
+                      At<float>(o.norm2_rstd),
+                      dres,
+                      dres,
+                      G(w.norm2_w),
+                      GOpt(w.norm2_b),
+                      partials,
+                      T,
+                      H};
+  P3D_RETURN_IF_ERROR(NormBackward(n2, stream_));
+
+  // Attention.
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.att_out), W(w.out_w), branch, G(w.out_w),
+                                     GOpt(w.out_b), T, Eq, H));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
+  bf16* d_o = At<bf16>(plan_.o_heads);  // dO heads-major [B, KV, S, G*HD]
+  P3D_RETURN_IF_ERROR(SwapAxes12(branch, d_o, B, S, local_.kv_heads, groups * HD, stream_));
+  if (config_.shape.recompute == Recompute::kSelective) {
+    P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
+  }
+  const bf16* probs = At<bf16>(o.probs);
+  bf16* dprobs = At<bf16>(plan_.dprobs);
+  bf16* dq = At<bf16>(plan_.dqkv_heads);
+  bf16* dk = dq + T * Eq;
+  bf16* dv = dk + T * Ekv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  // dP = dO v^T; dS = softmax backward; dq = scale dS k; dk = scale dS^T q; dv = P^T dO.
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kScores, d_o, At<bf16>(o.v), dprobs, 1.0f));
+  P3D_RETURN_IF_ERROR(CausalSoftmaxBackward(probs, dprobs, dprobs, ScoresShape(), stream_));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kValues, dprobs, At<bf16>(o.k), dq, scale));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kKeys, dprobs, At<bf16>(o.q), dk, scale));
+  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kKeys, probs, d_o, dv, 1.0f));
+  const HeadShape hs{B, S, local_.heads, local_.kv_heads, HD};
+  const float* rc = gpt2 ? nullptr : At<float>(plan_.rope_cos);
+  const float* rsn = gpt2 ? nullptr : At<float>(plan_.rope_sin);
+  bf16* dqkv = At<bf16>(plan_.qkv_tokens);
+  P3D_RETURN_IF_ERROR(MergeQkvHeadsGrad(dq, dk, dv, dqkv, hs, rc, rsn, stream_));
+
+  P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
+  P3D_RETURN_IF_ERROR(LinearBackward(dqkv, At<bf16>(o.norm1_out), W(w.qkv_w), branch, G(w.qkv_w),
+                                     GOpt(w.qkv_b), T, H, local_.qkv_dim()));
+  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+  NormBackwardArgs n1{norm,
+                      branch,
+                      At<bf16>(o.x_in),
+                      W(w.norm1_w),
+                      gpt2 ? At<float>(o.norm1_mean) : nullptr,
+                      At<float>(o.norm1_rstd),
+                      dres,
+                      dres,
+                      G(w.norm1_w),
+                      GOpt(w.norm1_b),
+                      partials,
+                      T,
+                      H};
+  return NormBackward(n1, stream_);
+}
+
+}  // namespace p3d
