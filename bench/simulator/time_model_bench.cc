@@ -7,19 +7,13 @@
 #include <vector>
 
 #include "simulator/pipeline_sim.h"
+#include "models/zoo.h"
 #include "simulator/time_model.h"
 
 namespace p3d {
 namespace {
 
-ModelSpec Llama70B() {
-  ModelSpec m;
-  m.name = "llama-2-70b";
-  m.arch = Arch::kLlama;
-  m.layers = 80, m.hidden = 8192, m.ffn = 28672, m.heads = 64, m.kv_heads = 8, m.vocab = 32000;
-  m.max_positions = 4096;
-  return m;
-}
+ModelSpec Llama70B() { return ZooModel("llama-2-70b").value(); }
 
 ClusterSpec A100x64() {
   ClusterSpec c = CatalogCluster("a100-80gb").value();

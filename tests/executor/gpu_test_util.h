@@ -18,6 +18,16 @@
 
 namespace p3d::testing {
 
+// n token ids uniform in [0, vocab), reproducible from `seed`.
+inline std::vector<int32_t> RandomTokens(size_t n, int32_t vocab, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int32_t> d(0, vocab - 1);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = d(gen);
+  return t;
+}
+
+
 // Tolerances on ||out - ref|| / ||ref||: fp32 outputs of fp32 arithmetic, and
 // bf16 outputs (rounding alone gives ~2e-3; METHOD.md: 1e-3 .. 1e-2).
 inline constexpr double kF32Tol = 1e-5;

@@ -16,17 +16,9 @@ namespace {
 
 using testing::DeviceArray;
 
-std::vector<int32_t> RandomTokens(size_t n, int32_t vocab, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_int_distribution<int32_t> d(0, vocab - 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(gen);
-  return t;
-}
-
 TEST(EmbeddingTest, ForwardBackwardWithPositions) {
   const int64_t B = 3, S = 40, T = B * S, H = 64, V = 50;  // V small: many repeated tokens
-  auto tokens = RandomTokens(T, V, 1);
+  auto tokens = testing::RandomTokens(T, V, 1);
   auto wte = testing::RandomBf16Values(V * H, 2), wpe = testing::RandomBf16Values(S * H, 3);
   auto dx = testing::RandomBf16Values(T * H, 4);
   auto gte0 = testing::RandomFloats(V * H, 5), gpe0 = testing::RandomFloats(S * H, 6);
@@ -58,7 +50,7 @@ TEST(CrossEntropyTest, LossAndGradientOfAChunk) {
   const int64_t rows = 70, V = 1001, ld = 1024;
   const float scale = 1.0f / 300.0f;
   auto logits = testing::RandomFloats(rows * ld, 7, 8.0f);
-  auto targets = RandomTokens(rows, V, 8);
+  auto targets = testing::RandomTokens(rows, V, 8);
   std::vector<double> loss(rows), dlog(rows * V);
   for (int64_t r = 0; r < rows; ++r) {
     double mx = -1e300, sum = 0;

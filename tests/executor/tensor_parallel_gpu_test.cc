@@ -16,18 +16,10 @@ namespace {
 
 using testing::DeviceArray;
 
-std::vector<int32_t> RandomTokens(size_t n, int32_t vocab, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_int_distribution<int32_t> d(0, vocab - 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(gen);
-  return t;
-}
-
 TEST(VocabParallelTest, EmbeddingMasksRowsOutsideTheShard) {
   // V = 100 over TP 2 with 64 rows per rank: rank 1 owns [64, 100).
   const int64_t B = 2, S = 32, T = B * S, H = 64, V = 100, begin = 64, rows = 36;
-  auto tokens = RandomTokens(T, V, 1);
+  auto tokens = testing::RandomTokens(T, V, 1);
   auto wte = testing::RandomBf16Values(rows * H, 2), wpe = testing::RandomBf16Values(S * H, 3);
   std::vector<double> x(T * H), xp(T * H);
   for (int64_t t = 0; t < T; ++t)
@@ -55,7 +47,7 @@ TEST(VocabParallelTest, CrossEntropyOfAWholeShardIsTheSingleGpuLoss) {
   const int64_t rows = 70, V = 1001, ld = 1024;
   const float scale = 1.0f / 300.0f;
   auto logits = testing::RandomFloats(rows * ld, 7, 8.0f);
-  auto targets = RandomTokens(rows, V, 8);
+  auto targets = testing::RandomTokens(rows, V, 8);
   std::vector<double> loss(rows), dlog(rows * V);
   for (int64_t r = 0; r < rows; ++r) {
     double mx = -1e300, sum = 0;

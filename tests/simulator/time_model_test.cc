@@ -1,6 +1,7 @@
 // Time model invariants: the breakdown sums to the step, MFU <= HFU < 1 by
 // construction, cached and one-shot evaluation agree, named errors, and the
 // course's 2.5 s claim for 70B on 64 A100-80GB is caught by the FLOP floor.
+#include "models/zoo.h"
 #include "simulator/time_model.h"
 
 #include <gtest/gtest.h>
@@ -11,14 +12,7 @@ namespace p3d {
 namespace {
 
 // Llama-2-70B (published.md sec. 4).
-ModelSpec Llama70B() {
-  ModelSpec m;
-  m.name = "llama-2-70b";
-  m.arch = Arch::kLlama;
-  m.layers = 80, m.hidden = 8192, m.ffn = 28672, m.heads = 64, m.kv_heads = 8, m.vocab = 32000;
-  m.max_positions = 4096;
-  return m;
-}
+ModelSpec Llama70B() { return ZooModel("llama-2-70b").value(); }
 
 ClusterSpec Cluster(const char* gpu, int gpus) {
   auto c = CatalogCluster(gpu);
