@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "executor/attention_core.h"
 #include "executor/data_parallel.h"
 #include "executor/kernels/optimizer.h"
 #include "executor/kernels/softmax.h"
@@ -220,14 +221,8 @@ class Model final : public PipelineStage {
   // dx = dy @ w (if dx); dw += dy^T @ x; db += column sums of dy (if db).
   Status LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16* dx, float* dw,
                         float* db, int64_t rows, int64_t in, int64_t out);
-  enum class CausalGemm {
-    kScores,  // [S*G, keys] = A[S*G, HD] B[keys, HD]^T   (q k^T, dO v^T)
-    kValues,  // [S*G, HD]   = A[S*G, keys] B[keys, HD]   (P v, dS k)
-    kKeys,    // [S, HD]     = A[S*G, S]^T B[S*G, HD]     (dS^T q, P^T dO)
-  };
-  Status CausalAttentionGemm(CausalGemm kind, const bf16* a, const bf16* b, bf16* d, float alpha);
-  SoftmaxShape ScoresShape() const;
-  Status AttentionProbs(const bf16* q, const bf16* k, bf16* probs);
+  // The attention core of this rank with the step's shapes and buffers.
+  AttentionCore Core() const;
   Status LayerForward(int64_t layer, bool write_output);
   Status LayerBackward(int64_t layer);
   // x: the last layer's output (x_final, or the last chunk's output slot).

@@ -1,4 +1,4 @@
-// Model, one transformer layer: the linear and attention GEMMs and the layer's forward and
+// Model, one transformer layer: the linear GEMMs and the layer's forward and
 // backward (executor/model.h has the data flow; model.cu the rest of the step).
 
 #include <algorithm>
@@ -13,10 +13,8 @@
 #include "executor/kernels/cross_entropy.h"
 #include "executor/kernels/elementwise.h"
 #include "executor/kernels/embedding.h"
-#include "executor/kernels/heads.h"
 #include "executor/kernels/norm.h"
 #include "executor/kernels/optimizer.h"
-#include "executor/kernels/softmax.h"
 #include "executor/model.h"
 #include "executor/offload/host_optimizer.h"
 #include "executor/str_cat.h"
@@ -68,77 +66,12 @@ Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16*
   return Status::Ok();
 }
 
-// The attention GEMMs, batched over (b, kv head) and cut into causal query
-// blocks of Sb = S / attention_blocks positions (memory_plan.h). Per batch
-// entry the query side is [S*G, .] (row s*G + j: position s, head j of the
-// group, kernels/heads.h) and the key side [S, HD]; block i holds query rows
-// [i*Sb*G, (i+1)*Sb*G) and needs keys [0, (i+1)*Sb) only.
-Status Model::CausalAttentionGemm(CausalGemm kind, const bf16* a, const bf16* b, bf16* d,
-                                  float alpha) {
-  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, HD = local_.head_dim;
-  const int64_t G = local_.heads / local_.kv_heads, blocks = plan_.attention_blocks;
-  const int64_t Sb = S / blocks;
-  for (int64_t i = 0; i < blocks; ++i) {
-    MatmulParams p;
-    p.alpha = alpha;
-    p.batch = static_cast<int>(B * local_.kv_heads);
-    switch (kind) {
-      case CausalGemm::kScores:  // d[block rows, 0:(i+1)Sb] = a[block rows, HD] b[0:(i+1)Sb, HD]^T
-        p.m = Sb * G;
-        p.n = (i + 1) * Sb;
-        p.k = HD;
-        p.a = a + i * Sb * G * HD;
-        p.b = b;
-        p.trans_b = true;
-        p.d = d + i * Sb * G * S;
-        p.ldd = S;
-        p.stride_a = S * G * HD;
-        p.stride_b = S * HD;
-        p.stride_d = S * G * S;
-        break;
-      case CausalGemm::kValues:  // d[block rows, HD] = a[block rows, 0:(i+1)Sb] b[0:(i+1)Sb, HD]
-        p.m = Sb * G;
-        p.n = HD;
-        p.k = (i + 1) * Sb;
-        p.a = a + i * Sb * G * S;
-        p.lda = S;
-        p.b = b;
-        p.d = d + i * Sb * G * HD;
-        p.stride_a = S * G * S;
-        p.stride_b = S * HD;
-        p.stride_d = S * G * HD;
-        break;
-      case CausalGemm::kKeys:  // d[key block i, HD] = a[rows >= i Sb G, key block i]^T b[those
-                               // rows, HD]
-        p.m = Sb;
-        p.n = HD;
-        p.k = (S - i * Sb) * G;
-        p.a = a + i * Sb * G * S + i * Sb;
-        p.trans_a = true;
-        p.lda = S;
-        p.b = b + i * Sb * G * HD;
-        p.d = d + i * Sb * HD;
-        p.stride_a = S * G * S;
-        p.stride_b = S * G * HD;
-        p.stride_d = S * HD;
-        break;
-    }
-    P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
-  }
-  return Status::Ok();
-}
-
-SoftmaxShape Model::ScoresShape() const {
-  const int64_t S = config_.shape.seq;
-  return {config_.shape.micro_batch * local_.heads * S, S, local_.heads / local_.kv_heads,
-          S / plan_.attention_blocks};
-}
-
-// probs = causal softmax(q k^T / sqrt(HD)) over each block's key range.
-Status Model::AttentionProbs(const bf16* q, const bf16* k, bf16* probs) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(local_.head_dim));
-  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kScores, q, k, probs, scale));
-  return CausalSoftmaxForward(probs, probs, ScoresShape(), stream_);
+AttentionCore Model::Core() const {
+  const AttentionCoreShape shape{config_.shape.micro_batch, config_.shape.seq, local_.heads,
+                                 local_.kv_heads, local_.head_dim, plan_.attention_blocks};
+  const bool gpt2 = config_.spec.arch == Arch::kGpt2;
+  return AttentionCore(matmul_.get(), shape, gpt2 ? nullptr : At<float>(plan_.rope_cos),
+                       gpt2 ? nullptr : At<float>(plan_.rope_sin), stream_);
 }
 
 Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets) {
@@ -175,7 +108,6 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   const LayerActivationOffsets& o = Acts(l);
   const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
   const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
-  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
   const bool gpt2 = m.arch == Arch::kGpt2;
   const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
   bf16* branch = At<bf16>(plan_.branch);
@@ -198,17 +130,9 @@ Status Model::LayerForward(int64_t l, bool write_output) {
       Linear(At<bf16>(o.norm1_out), W(w.qkv_w), WOpt(w.qkv_b), qkv, T, H, local_.qkv_dim()));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
-  const HeadShape hs{B, S, local_.heads, local_.kv_heads, HD};
-  const float* rc = gpt2 ? nullptr : At<float>(plan_.rope_cos);
-  const float* rsn = gpt2 ? nullptr : At<float>(plan_.rope_sin);
-  P3D_RETURN_IF_ERROR(
-      SplitQkvHeads(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v), hs, rc, rsn, stream_));
-  P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
-  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kValues, At<bf16>(o.probs), At<bf16>(o.v),
-                                          At<bf16>(plan_.o_heads), 1.0f));
-  // [B, KV, S, G*HD] -> tokens-major [B, S, KV, G*HD] = [B, S, NH*HD].
-  P3D_RETURN_IF_ERROR(SwapAxes12(At<bf16>(plan_.o_heads), At<bf16>(o.att_out), B, local_.kv_heads,
-                                 S, groups * HD, stream_));
+  P3D_RETURN_IF_ERROR(Core().Forward(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v),
+                                     At<bf16>(o.probs), At<bf16>(plan_.o_heads),
+                                     At<bf16>(o.att_out)));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), RowBias(w.out_b), branch, T, Eq, H));
@@ -251,8 +175,7 @@ Status Model::LayerBackward(int64_t l) {
   const LayerParamOffsets& w = params_.layers[l];
   const LayerActivationOffsets& o = Acts(l);
   const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
-  const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim(), Ekv = local_.kv_dim();
-  const int64_t HD = local_.head_dim, groups = local_.heads / local_.kv_heads;
+  const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
   const bool gpt2 = m.arch == Arch::kGpt2;
   const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
   bf16* dres = At<bf16>(plan_.dres);
@@ -300,28 +223,15 @@ Status Model::LayerBackward(int64_t l) {
   P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.att_out), W(w.out_w), branch, G(w.out_w),
                                      GOpt(w.out_b), T, Eq, H));
   P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
-  bf16* d_o = At<bf16>(plan_.o_heads);  // dO heads-major [B, KV, S, G*HD]
-  P3D_RETURN_IF_ERROR(SwapAxes12(branch, d_o, B, S, local_.kv_heads, groups * HD, stream_));
+  const AttentionCore core = Core();
   if (config_.shape.recompute == Recompute::kSelective) {
-    P3D_RETURN_IF_ERROR(AttentionProbs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
+    P3D_RETURN_IF_ERROR(core.Probs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
   }
-  const bf16* probs = At<bf16>(o.probs);
-  bf16* dprobs = At<bf16>(plan_.dprobs);
-  bf16* dq = At<bf16>(plan_.dqkv_heads);
-  bf16* dk = dq + T * Eq;
-  bf16* dv = dk + T * Ekv;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-  // dP = dO v^T; dS = softmax backward; dq = scale dS k; dk = scale dS^T q; dv = P^T dO.
-  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kScores, d_o, At<bf16>(o.v), dprobs, 1.0f));
-  P3D_RETURN_IF_ERROR(CausalSoftmaxBackward(probs, dprobs, dprobs, ScoresShape(), stream_));
-  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kValues, dprobs, At<bf16>(o.k), dq, scale));
-  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kKeys, dprobs, At<bf16>(o.q), dk, scale));
-  P3D_RETURN_IF_ERROR(CausalAttentionGemm(CausalGemm::kKeys, probs, d_o, dv, 1.0f));
-  const HeadShape hs{B, S, local_.heads, local_.kv_heads, HD};
-  const float* rc = gpt2 ? nullptr : At<float>(plan_.rope_cos);
-  const float* rsn = gpt2 ? nullptr : At<float>(plan_.rope_sin);
+  const AttentionCoreScratch scratch{At<bf16>(plan_.o_heads), At<bf16>(plan_.dprobs),
+                                     At<bf16>(plan_.dqkv_heads)};
   bf16* dqkv = At<bf16>(plan_.qkv_tokens);
-  P3D_RETURN_IF_ERROR(MergeQkvHeadsGrad(dq, dk, dv, dqkv, hs, rc, rsn, stream_));
+  P3D_RETURN_IF_ERROR(core.Backward(branch, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v),
+                                    At<bf16>(o.probs), scratch, dqkv));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(LinearBackward(dqkv, At<bf16>(o.norm1_out), W(w.qkv_w), branch, G(w.qkv_w),
