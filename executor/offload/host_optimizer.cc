@@ -13,9 +13,6 @@
 namespace p3d {
 namespace {
 
-// Below this many elements per thread, thread start-up costs more than it saves.
-constexpr int64_t kMinElementsPerThread = int64_t{1} << 16;
-
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
@@ -75,11 +72,12 @@ StatusOr<std::unique_ptr<HostOptimizer>> HostOptimizer::Create(
   P3D_RETURN_IF_ERROR(CheckTiling(std::span<const DecayRange>(decay), n, "decay ranges"));
   std::unique_ptr<HostOptimizer> o(new HostOptimizer());
   o->n_ = n;
-  o->decay_ = std::move(decay);
   o->chunk_ = options.chunk_elements;
   o->threads_ = options.threads > 0
                     ? options.threads
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  o->pool_ = std::make_unique<CpuThreadPool>(o->threads_);
+  for (const DecayRange& r : decay) o->runs_.push_back({r.local, r.local + r.size, r.decay});
   P3D_RETURN_IF_ERROR(HostAlloc(&o->master_, n));
   P3D_RETURN_IF_ERROR(HostAlloc(&o->m_, n));
   P3D_RETURN_IF_ERROR(HostAlloc(&o->v_, n));
@@ -133,21 +131,16 @@ Status HostOptimizer::InitMaster(std::span<const OffloadSlice> slices, cudaStrea
   return Status::Ok();
 }
 
-// CPU AdamW over host elements [begin, end), one call per decay range it meets.
+// CPU AdamW over host elements [begin, end): the decay runs it meets, clipped
+// to it, in one pool dispatch.
 Status HostOptimizer::AdamWChunk(int64_t begin, int64_t end, float scale, const AdamWHyper& h) {
-  auto range = std::upper_bound(decay_.begin(), decay_.end(), begin,
-                                [](int64_t x, const DecayRange& r) { return x < r.local; });
-  for (--range; range != decay_.end() && range->local < end; ++range) {
-    const int64_t b = std::max(begin, range->local);
-    const int64_t e = std::min(end, range->local + range->size);
-    const CpuAdamWHyper ch{h.lr,  h.beta1, h.beta2, h.eps, range->decay ? h.weight_decay : 0.0f,
-                           h.step};
-    const int threads =
-        static_cast<int>(std::clamp<int64_t>((e - b) / kMinElementsPerThread, 1, threads_));
-    P3D_RETURN_IF_ERROR(CpuAdamWUpdate(grads_ + b, scale, master_ + b, m_ + b, v_ + b, weights_ + b,
-                                       e - b, ch, threads));
-  }
-  return Status::Ok();
+  auto run = std::upper_bound(runs_.begin(), runs_.end(), begin,
+                              [](int64_t x, const CpuAdamWRun& r) { return x < r.begin; });
+  chunk_runs_.clear();
+  for (--run; run != runs_.end() && run->begin < end; ++run)
+    chunk_runs_.push_back({std::max(begin, run->begin), std::min(end, run->end), run->decay});
+  const CpuAdamWHyper ch{h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step};
+  return CpuAdamWUpdate(grads_, scale, master_, m_, v_, weights_, chunk_runs_, ch, *pool_);
 }
 
 Status HostOptimizer::Step(std::span<const OffloadSlice> slices, const float* device_clip_scale,

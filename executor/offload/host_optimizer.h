@@ -23,8 +23,13 @@
 // copy engines). Step returns when the CPU work is done; the compute stream
 // waits (on the GPU) for the last upload, so work enqueued after Step sees the
 // new weights. The simulator's model of this (docs/offload.md "Time") assumes
-// 25M-element chunks; the default here is 4M (the exposed tail is one chunk's
-// upload, so smaller is better until per-copy overheads show).
+// 25M-element chunks; the default here is 16M (kOffloadChunkElements: the
+// exposed tail is one chunk's upload, so smaller is better until the per-chunk
+// copy and thread-dispatch overheads show).
+//
+// CPU threads: one CpuThreadPool per HostOptimizer, started by Create and
+// reused by every chunk of every step; a chunk is one dispatch over all its
+// decay runs (cpu_adam.h), each thread a contiguous piece of it.
 //
 // Update rule: exactly the GPU AdamW's (same fp32 formula, order and bias
 // correction; cpu_adam.h), with the gradients multiplied by the clip scale the
@@ -49,6 +54,7 @@
 
 #include "common/status.h"
 #include "executor/dtype.h"
+#include "executor/host/cpu_adam.h"
 #include "executor/kernels/optimizer.h"
 #include "executor/zero_layout.h"
 
@@ -68,7 +74,7 @@ struct DecayRange {
 };
 
 struct HostOptimizerOptions {
-  int64_t chunk_elements = int64_t{1} << 22;  // elements per copy / CPU AdamW call
+  int64_t chunk_elements = kOffloadChunkElements;  // elements per copy / CPU AdamW call
   int threads = 0;                            // CPU AdamW threads; 0: all hardware threads
 };
 
@@ -122,7 +128,9 @@ class HostOptimizer {
   Status AdamWChunk(int64_t begin, int64_t end, float scale, const AdamWHyper& h);
 
   int64_t n_ = 0;
-  std::vector<DecayRange> decay_;
+  std::vector<CpuAdamWRun> runs_;        // the decay ranges as [begin, end) runs
+  std::vector<CpuAdamWRun> chunk_runs_;  // scratch: the runs of one chunk
+  std::unique_ptr<CpuThreadPool> pool_;
   int64_t chunk_ = 0;
   int threads_ = 1;
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr, *grads_ = nullptr;
