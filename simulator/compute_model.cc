@@ -20,7 +20,8 @@ double GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double batc
 double OptimizerSeconds(const GpuSpec& gpu, const Precision& p, double params) {
   const double per_param =
       2.0 * (p.master_bytes + p.optimizer_bytes) + 2.0 * p.grad_bytes + p.param_bytes;
-  return MemoryBoundSeconds(gpu, per_param * params);
+  const double eff = gpu.optimizer_efficiency > 0 ? gpu.optimizer_efficiency : gpu.hbm_efficiency;
+  return per_param * params / (gpu.hbm_bytes_per_s * eff);
 }
 
 namespace {
@@ -117,6 +118,10 @@ double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
   return seconds;
 }
 
+// Forward FLOPs of the blocked core (AttentionEfficiencyPoint::flops): two
+// GEMM families of 2 * S_q * keys * HD per head over the causal blocks.
+double CoreForwardFlops(const Dims& d) { return 4 * d.b * d.heads * d.s * d.s * d.hd * (d.blocks + 1) / (2 * d.blocks); }
+
 // Elements of the score matrix the blocked attention materialises: (n+1)/(2n) of B*NH/TP*S*S.
 double ScoreElements(const Dims& d) { return d.b * d.heads * d.s * d.s * (d.blocks + 1) / (2 * d.blocks); }
 
@@ -139,6 +144,7 @@ double CoreBackwardBytes(const Dims& d) {
 // The rest of the layer's memory-bound ops, forward, bytes:
 //   2 norms             read x, write y                      2 * 2*T_sp*H*a
 //   rotary (Llama)      read + write q and k                 2*T*(q + kv)*a
+//                       (inside a calibrated attention core: not counted here)
 //   2 residual adds     read 2, write 1                      2 * 3*T_sp*H*a
 //   2 hidden dropouts   (dropout on) + 1-byte mask write     2 * T_sp*H*1
 //   activation          GELU: read, write T*F; SwiGLU: read gate and up, write one
@@ -146,10 +152,10 @@ double CoreBackwardBytes(const Dims& d) {
 //   MoE permute/unpermute  read + write the routed tokens twice   4*T*k*H*a
 //   q/k/v bias add      a separate kernel after the GEMM (the other biases
 //                       fuse into bias-GELU and bias-dropout-add)   2*T*(q + 2kv)*a
-double LayerForwardBytes(const Dims& d) {
+double LayerForwardBytes(const Dims& d, bool core_calibrated) {
   double bytes = 2 * 2 * d.t_sp * d.h * d.a + 2 * 3 * d.t_sp * d.h * d.a;
   if (d.qkv_bias) bytes += 2 * d.t * (d.q + 2 * d.kv) * d.a;
-  if (d.llama) bytes += 2 * d.t * (d.q + d.kv) * d.a;
+  if (d.llama && !core_calibrated) bytes += 2 * d.t * (d.q + d.kv) * d.a;
   if (d.dropout) bytes += 2 * d.t_sp * d.h;
   const double routed = d.experts > 1 ? d.t * d.topk : d.t;
   bytes += routed * d.f * (d.llama ? 3 : 2) * d.a;
@@ -163,11 +169,11 @@ double LayerForwardBytes(const Dims& d) {
 // backward reads gate, up, dy and writes dgate, dup (5); MoE permutes the
 // gradients back; each bias gradient reads its GEMM's output gradient once
 // (q/k/v: T*(q+2kv); GPT-2 also fc: T*F/TP, out-proj and fc2: T_sp*H).
-double LayerBackwardBytes(const Dims& d) {
+double LayerBackwardBytes(const Dims& d, bool core_calibrated) {
   double bytes = 2 * 5 * d.t_sp * d.h * d.a + 2 * 3 * d.t_sp * d.h * d.a;
   if (d.qkv_bias) bytes += d.t * (d.q + 2 * d.kv) * d.a;
   if (d.linear_bias) bytes += (d.t * d.f * d.topk + 2 * d.t_sp * d.h) * d.a;
-  if (d.llama) bytes += 2 * d.t * (d.q + d.kv) * d.a;
+  if (d.llama && !core_calibrated) bytes += 2 * d.t * (d.q + d.kv) * d.a;
   if (d.dropout) bytes += 2 * d.t_sp * d.h * (2 * d.a + 1);
   const double routed = d.experts > 1 ? d.t * d.topk : d.t;
   bytes += routed * d.f * (d.llama ? 5 : 3) * d.a;
@@ -187,18 +193,30 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
     out.forward.gemm_s += Forward(gpu, d, gemms[i]);
     out.backward.gemm_s += Backward(gpu, d, gemms[i]);
   }
-  const double core_fwd = CoreForwardGemms(gpu, d);
-  const double core_fwd_mem = MemoryBoundSeconds(gpu, CoreForwardBytes(d));
-  out.forward.gemm_s += core_fwd;
-  out.backward.gemm_s += CoreBackwardGemms(gpu, d);
-  out.forward.memory_s = core_fwd_mem + MemoryBoundSeconds(gpu, LayerForwardBytes(d));
-  out.backward.memory_s = MemoryBoundSeconds(gpu, CoreBackwardBytes(d)) +
-                          MemoryBoundSeconds(gpu, LayerBackwardBytes(d));
+  // The attention core: measured (its GEMMs, softmax and head layouts as one
+  // unit, AttentionEfficiencyPoint) or GEMM table + score-matrix traffic.
+  KernelTime core_fwd, core_bwd, core_probs;
+  AttentionEfficiencyPoint cal;
+  const double core_flops = CoreForwardFlops(d);
+  const bool calibrated = AttentionEfficiency(gpu, d.hd, core_flops, &cal);
+  if (calibrated) {
+    core_fwd.gemm_s = core_flops / (gpu.peak_flops * cal.forward);
+    core_probs.gemm_s = core_flops / 2 / (gpu.peak_flops * cal.probs);
+    core_bwd.gemm_s = 2 * core_flops / (gpu.peak_flops * cal.backward);
+  } else {
+    core_fwd = {CoreForwardGemms(gpu, d), MemoryBoundSeconds(gpu, CoreForwardBytes(d))};
+    core_probs = core_fwd;
+    core_bwd = {CoreBackwardGemms(gpu, d), MemoryBoundSeconds(gpu, CoreBackwardBytes(d))};
+  }
+  out.forward += core_fwd;
+  out.backward += core_bwd;
+  out.forward.memory_s += MemoryBoundSeconds(gpu, LayerForwardBytes(d, calibrated));
+  out.backward.memory_s += MemoryBoundSeconds(gpu, LayerBackwardBytes(d, calibrated));
   switch (shape.recompute) {
     case Recompute::kNone:
       break;
     case Recompute::kSelective:
-      out.recompute = {core_fwd, core_fwd_mem};
+      out.recompute = core_probs;
       break;
     case Recompute::kFull:
       out.recompute = out.forward;

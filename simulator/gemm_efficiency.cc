@@ -1,8 +1,9 @@
-// GEMM efficiency: interpolation (GemmEfficiency) and the catalog's default
-// tables (DefaultGemmEfficiency). docs/time-model.md explains the tables.
+// GEMM efficiency: interpolation (GemmEfficiency, AttentionEfficiency) and the
+// catalog's default tables (DefaultGemmEfficiency). docs/time-model.md explains the tables.
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <vector>
 
 #include "simulator/hardware.h"
 
@@ -18,6 +19,26 @@ double GemmEfficiency(const GpuSpec& gpu, double flops) {
   auto lo = hi - 1;
   double x = (std::log(flops) - std::log(lo->flops)) / (std::log(hi->flops) - std::log(lo->flops));
   return lo->efficiency + x * (hi->efficiency - lo->efficiency);
+}
+
+bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double flops,
+                         AttentionEfficiencyPoint* out) {
+  std::vector<AttentionEfficiencyPoint> t;
+  for (const AttentionEfficiencyPoint& p : gpu.attention_efficiency)
+    if (p.head_dim == head_dim) t.push_back(p);
+  if (t.empty()) return false;
+  std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) { return a.flops < b.flops; });
+  if (flops <= t.front().flops) return *out = t.front(), true;
+  if (flops >= t.back().flops) return *out = t.back(), true;
+  auto hi = std::lower_bound(t.begin(), t.end(), flops,
+                             [](const AttentionEfficiencyPoint& p, double f) { return p.flops < f; });
+  auto lo = hi - 1;
+  const double x =
+      (std::log(flops) - std::log(lo->flops)) / (std::log(hi->flops) - std::log(lo->flops));
+  auto mix = [x](double a, double b) { return a + x * (b - a); };
+  *out = {head_dim, flops, mix(lo->forward, hi->forward), mix(lo->probs, hi->probs),
+          mix(lo->backward, hi->backward)};
+  return true;
 }
 
 namespace {

@@ -24,10 +24,36 @@ struct GemmEfficiencyPoint {
 
 // Memory the runtime holds outside the model: not visible to a model-states
 // estimator, but it is what makes "fits" plans go out of memory.
+// NCCL's share, per GPU with c communicators (c >= 1):
+//   nccl_first_comm_bytes + (c - 1) * nccl_per_comm_bytes + (PP > 1 ? nccl_p2p_bytes : 0)
+// The first communicator carries NCCL's one-time setup; each further one its
+// own connections; point-to-point (pipeline send/recv) connects extra
+// buffers. Catalog: first = per-comm, p2p = 0 (docs/memory-model.md).
 struct RuntimeMemory {
   double cuda_context_bytes = 0;      // CUDA context + cuBLAS workspace, per GPU
-  double nccl_per_comm_bytes = 0;     // NCCL buffers per communicator a rank belongs to
+  double nccl_per_comm_bytes = 0;     // NCCL buffers of each communicator after the first
+  double nccl_first_comm_bytes = 0;   // the first communicator incl. NCCL setup; 0 = per-comm
+  double nccl_p2p_bytes = 0;          // send/recv connections of a pipeline rank
   double allocator_fraction = 0;      // caching-allocator fragmentation, fraction of the rest
+};
+
+// RuntimeMemory's NCCL formula for a rank in `communicators` communicators.
+double NcclBytes(const RuntimeMemory& rt, int communicators, bool pipeline);
+
+// Measured attention core (p3d-calibrate times executor/attention_core.h on
+// the shapes plans use): efficiency = the part's FLOPs / (peak * seconds),
+// where forward FLOPs F = 4 * B * NH/TP * S^2 * HD * (n+1)/(2n) for n causal
+// query blocks, the probabilities part (scores GEMMs + softmax, what selective
+// recompute re-runs) F/2 and the backward 2F. The times include the core's
+// softmax and head-layout kernels, so a calibrated core replaces both the
+// GEMM-table and the HBM estimate of those. Interpolated log-linearly in F
+// among the points of the same head_dim.
+struct AttentionEfficiencyPoint {
+  double head_dim = 0;
+  double flops = 0;     // forward F of one micro-batch on one rank
+  double forward = 0;   // efficiencies in (0, 1]
+  double probs = 0;
+  double backward = 0;
 };
 
 // One link class (NVLink inside a node, network across nodes, or PCIe).
@@ -47,6 +73,16 @@ struct GpuSpec {
   double peak_flops = 0;       // dense bf16 (fp16 where no bf16) tensor FLOP/s, fp32 accumulate
   bool plan_only = false;      // no executor support (e.g. ROCm)
   std::vector<GemmEfficiencyPoint> gemm_efficiency;
+  // Empty: the attention core is timed as GEMMs (gemm_efficiency) plus its
+  // score-matrix traffic at hbm_efficiency.
+  std::vector<AttentionEfficiencyPoint> attention_efficiency;
+  // Fraction of hbm_bytes_per_s the gradient-norm + AdamW step reaches; 0 = hbm_efficiency.
+  double optimizer_efficiency = 0;
+  // Compute seconds lost per second of NCCL communication running under it
+  // (SMs and HBM the collective's kernels take); 0 = not modelled.
+  // gemm: while GEMMs run; memory: while memory-bound kernels run.
+  double overlap_slowdown_gemm = 0;
+  double overlap_slowdown_memory = 0;
   RuntimeMemory runtime;
 };
 
@@ -101,6 +137,12 @@ RuntimeMemory DefaultRuntimeMemory();
 
 // Interpolated GEMM efficiency (see GemmEfficiencyPoint).
 double GemmEfficiency(const GpuSpec& gpu, double flops);
+
+// The calibrated attention-core efficiencies at forward FLOPs `flops` for
+// `head_dim`: interpolated among that head_dim's points (clamped at the
+// ends); nullopt-like false when the GPU has no point of that head_dim.
+bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double flops,
+                         AttentionEfficiencyPoint* out);
 
 // The catalog's default GEMM efficiency table for a catalog GPU name (sorted
 // by flops); empty when none is known. Defined in simulator/gemm_efficiency.cc;

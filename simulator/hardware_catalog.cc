@@ -24,7 +24,9 @@ constexpr double kUs = 1e-6;
 // 2 ring peers, plus LL/LL128 buffers; published.md sec. 6 reports up to
 // ~0.5 GB in the worst case). Allocator: 8% of the memory allocated and freed
 // during a step (activations + buffers), for caching-allocator fragmentation.
-constexpr RuntimeMemory kDefaultRuntime{1210 * kMiB, 0.25 * kGiB, 0.08};
+constexpr RuntimeMemory kDefaultRuntime{.cuda_context_bytes = 1210 * kMiB,
+                                        .nccl_per_comm_bytes = 0.25 * kGiB,
+                                        .allocator_fraction = 0.08};
 
 // Link classes (bytes_per_s is per GPU and per direction). Efficiencies are
 // large-message achievable fractions; latencies are per collective step
@@ -134,6 +136,12 @@ constexpr double kMemoryTolerance = 0.07;
 }  // namespace
 
 RuntimeMemory DefaultRuntimeMemory() { return kDefaultRuntime; }
+
+double NcclBytes(const RuntimeMemory& rt, int communicators, bool pipeline) {
+  if (communicators <= 0) return 0;
+  const double first = rt.nccl_first_comm_bytes > 0 ? rt.nccl_first_comm_bytes : rt.nccl_per_comm_bytes;
+  return first + (communicators - 1) * rt.nccl_per_comm_bytes + (pipeline ? rt.nccl_p2p_bytes : 0);
+}
 
 // A vectorised multi-threaded fp32 AdamW is memory-bound: it reads gradient,
 // master, m, v (16 bytes), writes master, m, v and the bf16 copy (14 bytes)

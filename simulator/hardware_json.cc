@@ -54,6 +54,18 @@ class Reader {
     *out = v;
     return Status::Ok();
   }
+  // A finite number in [0, max].
+  Status NonNegative(const char* key, double max, double* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    if (!it->is_number()) return IllTyped(key, "a number");
+    double v = it->get<double>();
+    if (!std::isfinite(v) || v < 0 || v > max)
+      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in [0, {:g}], got {}",
+                                                 Path(key), max, it->dump()));
+    *out = v;
+    return Status::Ok();
+  }
   // A finite number in [0, max) (fractions that may be zero).
   Status Fraction(const char* key, double* out) const {
     auto it = j_.find(key);
@@ -117,6 +129,39 @@ Status ReadGemmEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpec* ou
   return Status::Ok();
 }
 
+Status ReadAttentionEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
+  const std::string path = gpu_reader.Path("attention_efficiency");
+  const json& table = gpu.at("attention_efficiency");
+  if (!table.is_array())
+    return Status::InvalidArgument(fmt::format("hardware field '{}' must be an array", path));
+  for (size_t i = 0; i < table.size(); ++i) {
+    std::string item = fmt::format("{}[{}]", path, i);
+    if (!table[i].is_object())
+      return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
+    Reader r(table[i], item);
+    AttentionEfficiencyPoint p;
+    P3D_RETURN_IF_ERROR(r.Positive("head_dim", 1e6, &p.head_dim));
+    P3D_RETURN_IF_ERROR(r.Positive("flops", kMaxRate, &p.flops));
+    P3D_RETURN_IF_ERROR(r.Positive("forward", 1.0, &p.forward));
+    P3D_RETURN_IF_ERROR(r.Positive("probs", 1.0, &p.probs));
+    P3D_RETURN_IF_ERROR(r.Positive("backward", 1.0, &p.backward));
+    out->attention_efficiency.push_back(p);
+  }
+  return Status::Ok();
+}
+
+// Optional calibrated figures (absent: the catalog's behaviour).
+Status ReadGpuCalibrated(const Reader& r, const json& gpu, GpuSpec* g) {
+  if (r.Has("attention_efficiency")) P3D_RETURN_IF_ERROR(ReadAttentionEfficiency(r, gpu, g));
+  if (r.Has("optimizer_efficiency"))
+    P3D_RETURN_IF_ERROR(r.Positive("optimizer_efficiency", 1.0, &g->optimizer_efficiency));
+  if (r.Has("overlap_slowdown_gemm"))
+    P3D_RETURN_IF_ERROR(r.Fraction("overlap_slowdown_gemm", &g->overlap_slowdown_gemm));
+  if (r.Has("overlap_slowdown_memory"))
+    P3D_RETURN_IF_ERROR(r.Fraction("overlap_slowdown_memory", &g->overlap_slowdown_memory));
+  return Status::Ok();
+}
+
 Status ReadGpu(const Reader& root, GpuSpec* g) {
   const json* j = nullptr;
   P3D_RETURN_IF_ERROR(root.Object("gpu", &j));
@@ -137,9 +182,15 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
     P3D_RETURN_IF_ERROR(
         rr.Positive("cuda_context_bytes", kMaxBytes, &g->runtime.cuda_context_bytes));
     P3D_RETURN_IF_ERROR(
-        rr.Positive("nccl_per_comm_bytes", kMaxBytes, &g->runtime.nccl_per_comm_bytes));
+        rr.NonNegative("nccl_per_comm_bytes", kMaxBytes, &g->runtime.nccl_per_comm_bytes));
     P3D_RETURN_IF_ERROR(rr.Fraction("allocator_fraction", &g->runtime.allocator_fraction));
+    if (rr.Has("nccl_first_comm_bytes"))
+      P3D_RETURN_IF_ERROR(
+          rr.Positive("nccl_first_comm_bytes", kMaxBytes, &g->runtime.nccl_first_comm_bytes));
+    if (rr.Has("nccl_p2p_bytes"))
+      P3D_RETURN_IF_ERROR(rr.Positive("nccl_p2p_bytes", kMaxBytes, &g->runtime.nccl_p2p_bytes));
   }
+  P3D_RETURN_IF_ERROR(ReadGpuCalibrated(r, *j, g));
   if (r.Has("gemm_efficiency")) return ReadGemmEfficiency(r, *j, g);
   g->gemm_efficiency = DefaultGemmEfficiency(g->name);
   return Status::Ok();
@@ -212,6 +263,22 @@ std::string ClusterToJson(const ClusterSpec& c) {
                 {"nccl_per_comm_bytes", g.runtime.nccl_per_comm_bytes},
                 {"allocator_fraction", g.runtime.allocator_fraction}}}};
   if (!gemm.empty()) gpu["gemm_efficiency"] = gemm;
+  if (g.runtime.nccl_first_comm_bytes > 0)
+    gpu["runtime"]["nccl_first_comm_bytes"] = g.runtime.nccl_first_comm_bytes;
+  if (g.runtime.nccl_p2p_bytes > 0) gpu["runtime"]["nccl_p2p_bytes"] = g.runtime.nccl_p2p_bytes;
+  if (!g.attention_efficiency.empty()) {
+    json att = json::array();
+    for (const auto& p : g.attention_efficiency)
+      att.push_back({{"head_dim", p.head_dim},
+                     {"flops", p.flops},
+                     {"forward", p.forward},
+                     {"probs", p.probs},
+                     {"backward", p.backward}});
+    gpu["attention_efficiency"] = att;
+  }
+  if (g.optimizer_efficiency > 0) gpu["optimizer_efficiency"] = g.optimizer_efficiency;
+  if (g.overlap_slowdown_gemm > 0) gpu["overlap_slowdown_gemm"] = g.overlap_slowdown_gemm;
+  if (g.overlap_slowdown_memory > 0) gpu["overlap_slowdown_memory"] = g.overlap_slowdown_memory;
   json node = {{"gpus_per_node", c.node.gpus_per_node},
                {"intra", LinkToJson(c.node.intra)},
                {"inter", LinkToJson(c.node.inter)},

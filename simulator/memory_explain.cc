@@ -3,6 +3,8 @@
 // own figures, so the derivation always sums to the estimate.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "simulator/memory_model.h"
 #include "simulator/memory_terms.h"
 
@@ -176,8 +178,15 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
   const RuntimeMemory& rt = cluster.gpu.runtime;
   t.push_back({"runtime.cuda_context", "CUDA context + cuBLAS workspace", N(rt.cuda_context_bytes),
                d.cuda_context});
-  t.push_back({"runtime.nccl", "communicators * nccl_per_comm (world, TP, DP, PP, embedding group)",
-               fmt::format("{} * {}", d.communicators, N(rt.nccl_per_comm_bytes)), d.nccl});
+  t.push_back({"runtime.nccl",
+               "c > 0 ? nccl_first + (c - 1) * nccl_per_comm + (PP>1 ? nccl_p2p : 0) : 0, "
+               "c = communicators (world, TP, DP, PP, embedding group)",
+               fmt::format("c = {}: {} + {} * {} + {}", d.communicators,
+                           N(rt.nccl_first_comm_bytes > 0 ? rt.nccl_first_comm_bytes
+                                                          : rt.nccl_per_comm_bytes),
+                           std::max(0, d.communicators - 1), N(rt.nccl_per_comm_bytes),
+                           N(rt.nccl_p2p_bytes)),
+               d.nccl});
   t.push_back({"runtime.allocator", "allocator_fraction * (activations + buffers)",
                fmt::format("{} * ({} + {})", rt.allocator_fraction, N(d.memory.activations),
                            N(d.memory.buffers)),

@@ -190,7 +190,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   const RuntimeMemory& rt = cluster.gpu.runtime;
   d.communicators = memory_internal::Communicators(model, plan, stage);
   d.cuda_context = rt.cuda_context_bytes;
-  d.nccl = d.communicators * rt.nccl_per_comm_bytes;
+  d.nccl = NcclBytes(rt, d.communicators, plan.pp > 1);
   d.allocator = rt.allocator_fraction * (mem.activations + mem.buffers);
   mem.runtime = d.cuda_context + d.nccl + d.allocator;
   return d;

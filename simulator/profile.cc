@@ -1,5 +1,6 @@
 // Calibrated profiles (profile.h; derivations in docs/calibration.md).
 #include "simulator/profile.h"
+#include "simulator/profile_internal.h"
 
 #include <fmt/format.h>
 
@@ -12,71 +13,7 @@ namespace p3d {
 namespace {
 
 using nlohmann::json;
-
-// Reads one field of a JSON object; messages carry the file and the field path.
-class Fields {
- public:
-  Fields(const json& j, std::string path, std::string origin)
-      : j_(j), path_(std::move(path)), origin_(std::move(origin)) {}
-  // The element or member at `path` (e.g. "calibration.gemm[3]").
-  StatusOr<Fields> Child(const json& j, std::string path) const {
-    if (!j.is_object())
-      return Status::InvalidArgument(
-          fmt::format("profile {}: field '{}' must be an object", origin_, path));
-    return Fields(j, std::move(path), origin_);
-  }
-
-  bool Has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
-  std::string Path(const char* key) const { return path_ + "." + key; }
-
-  // A finite number > 0.
-  Status Positive(const char* key, double* out) const {
-    if (!Has(key)) return Error(key, "is missing");
-    const json& v = j_.at(key);
-    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
-      return Error(key, fmt::format("must be a positive number, got {}", v.dump()));
-    *out = v.get<double>();
-    return Status::Ok();
-  }
-  // A finite number >= 0.
-  Status NonNegative(const char* key, double* out) const {
-    if (!Has(key)) return Error(key, "is missing");
-    const json& v = j_.at(key);
-    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
-      return Error(key, fmt::format("must be a number >= 0, got {}", v.dump()));
-    *out = v.get<double>();
-    return Status::Ok();
-  }
-  Status String(const char* key, std::string* out) const {
-    if (!Has(key)) return Error(key, "is missing");
-    const json& v = j_.at(key);
-    if (!v.is_string() || v.get<std::string>().empty())
-      return Error(key, fmt::format("must be a non-empty string, got {}", v.dump()));
-    *out = v.get<std::string>();
-    return Status::Ok();
-  }
-  Status Array(const char* key, const json** out) const {
-    if (!Has(key)) return Error(key, "is missing");
-    if (!j_.at(key).is_array()) return Error(key, "must be an array");
-    *out = &j_.at(key);
-    return Status::Ok();
-  }
-  Status Object(const char* key, const json** out) const {
-    if (!Has(key)) return Error(key, "is missing");
-    if (!j_.at(key).is_object()) return Error(key, "must be an object");
-    *out = &j_.at(key);
-    return Status::Ok();
-  }
-  Status Error(const char* key, const std::string& what) const {
-    return Status::InvalidArgument(
-        fmt::format("profile {}: field '{}' {}", origin_, Path(key), what));
-  }
-
- private:
-  const json& j_;
-  std::string path_;
-  std::string origin_;
-};
+using profile_internal::Fields;
 
 // comm_model.h: ring steps and bytes-per-bus-byte factor of one collective.
 Status StepsAndFactor(const std::string& op, int n, double* steps, double* factor) {
@@ -194,7 +131,14 @@ Status ApplyRuntime(const Fields& cal, ClusterSpec* c) {
                    fmt::format("({:.0f}) must be below the card's memory_bytes ({:.0f})",
                                free_after, c->gpu.memory_bytes));
   c->gpu.runtime.cuda_context_bytes = c->gpu.memory_bytes - free_after;
-  if (r.Has("nccl_bytes")) {
+  if (r.Has("nccl_first_bytes")) {
+    // Measured step by step (docs/calibration.md): the first communicator with
+    // NCCL's setup, one more communicator, the send/recv connections.
+    RuntimeMemory& rt = c->gpu.runtime;
+    P3D_RETURN_IF_ERROR(r.Positive("nccl_first_bytes", &rt.nccl_first_comm_bytes));
+    P3D_RETURN_IF_ERROR(r.NonNegative("nccl_split_bytes", &rt.nccl_per_comm_bytes));
+    P3D_RETURN_IF_ERROR(r.NonNegative("nccl_p2p_bytes", &rt.nccl_p2p_bytes));
+  } else if (r.Has("nccl_bytes")) {  // older profiles: one total over the communicators
     double bytes = 0, comms = 0;
     P3D_RETURN_IF_ERROR(r.Positive("nccl_bytes", &bytes));
     P3D_RETURN_IF_ERROR(r.Positive("nccl_communicators", &comms));
@@ -336,6 +280,9 @@ StatusOr<ClusterSpec> ApplyCalibration(const ClusterSpec& base, const json& cali
   if (cal.Has("hbm")) P3D_RETURN_IF_ERROR(ApplyHbm(cal, &c));
   if (cal.Has("runtime")) P3D_RETURN_IF_ERROR(ApplyRuntime(cal, &c));
   if (cal.Has("collectives")) P3D_RETURN_IF_ERROR(ApplyCollectives(cal, &c));
+  if (cal.Has("attention")) P3D_RETURN_IF_ERROR(profile_internal::ApplyAttention(cal, &c));
+  if (cal.Has("optimizer")) P3D_RETURN_IF_ERROR(profile_internal::ApplyOptimizer(cal, &c));
+  if (cal.Has("interference")) P3D_RETURN_IF_ERROR(profile_internal::ApplyInterference(cal, &c));
   c.gpu.description = card;
   c.source = fmt::format("profile {}", origin);
   return c;

@@ -105,6 +105,10 @@ struct TimeModel::Impl {
   PipelineResult result;
   // Per pipeline rank, seconds per step.
   std::vector<double> tp_rank, dp_in_rank, dp_tail_rank, opt_rank;
+  // DP collective seconds that ran under compute (issued minus exposed), and
+  // the compute they slowed (GpuSpec::overlap_slowdown_*), per rank; the
+  // slowdown is part of dp_tail_rank.
+  std::vector<double> dp_hidden_rank, dp_slowdown_rank;
   // Offload, per pipeline rank, seconds per step: exposed transfers inside the
   // micro-batches (gradient copies, parameter uploads) and after the last
   // backward (ZeRO-1 gradient copy, upload of the updated parameters).
@@ -247,6 +251,8 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   tp_rank.assign(pp, 0.0);
   dp_in_rank.assign(pp, 0.0);
   dp_tail_rank.assign(pp, 0.0);
+  dp_hidden_rank.assign(pp, 0.0);
+  dp_slowdown_rank.assign(pp, 0.0);
   opt_rank.assign(pp, 0.0);
   off_in_rank.assign(pp, 0.0);
   off_tail_rank.assign(pp, 0.0);
@@ -343,15 +349,21 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
         dp_in = (tf - (fk + ft)) + (tb - (bk + bt)) - off_in;
         fwd[i] = tf;
         bwd[i] = tb;
+        const double issued = nd * (2 * z3.layer.fetch + z3.layer.scatter) +
+                              (is_first ? 2 * z3.emb.fetch + z3.emb.scatter : 0.0) +
+                              (is_last ? 2 * z3.head.fetch + z3.head.scatter : 0.0);
+        dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
       } else {
         fwd[i] = fk + ft;
         bwd[i] = bk + bt;
         if (plan.zero == 2 && plan.dp > 1) {
           // Gradients reduce-scattered every micro-batch, bucketed under the backward.
-          const double exposed = BucketExposed(
-              scatter(chunk_params), bwd[i], std::max(1.0, std::ceil(chunk_params / bucket_elems)));
+          const double issued = scatter(chunk_params);
+          const double exposed =
+              BucketExposed(issued, bwd[i], std::max(1.0, std::ceil(chunk_params / bucket_elems)));
           bwd[i] += exposed;
           dp_in = exposed;
+          dp_hidden_rank[r] += m * (issued - exposed);
         }
       }
       if (offload && plan.zero >= 2) {
@@ -390,6 +402,7 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
       const double ar = CollectiveSeconds(Collective::kAllReduce, params * prec.grad_bytes, dp_path);
       const double exposed = BucketExposed(ar, tb, buckets);
       tail += exposed;
+      dp_hidden_rank[r] += ar - exposed;
       // ZeRO-1 offload: each reduced bucket's shard is copied to the host
       // (grad_bytes) after its reduction, once per step.
       if (offload)
@@ -404,7 +417,15 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
       tail += CollectiveSeconds(Collective::kAllReduce, emb * prec.grad_bytes,
                                 GroupPathFor(node, 2, plan.tp * plan.dp * (pp - 1)));
     }
-    dp_tail_rank[r] = tail;
+    // Collectives running under the backward take SMs and HBM bandwidth from
+    // it: the compute they slow, by the backward's GEMM / memory-bound mix.
+    const KernelTime& lb = sc.layer.backward;
+    const double slowdown = lb.total() > 0 ? (lb.gemm_s * gpu.overlap_slowdown_gemm +
+                                              lb.memory_s * gpu.overlap_slowdown_memory) /
+                                                 lb.total()
+                                           : 0.0;
+    dp_slowdown_rank[r] = slowdown * dp_hidden_rank[r];
+    dp_tail_rank[r] = tail + dp_slowdown_rank[r];
     if (!offload) {
       opt_rank[r] = OptimizerSeconds(gpu, prec, shard);
     } else {
@@ -544,7 +565,11 @@ StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
       e.flop_floor_s);
   const std::string mb =
       fmt::format("B={} S={} H={} TP={}", plan.micro_batch, im.training.seq, md.hidden, plan.tp);
-  add("layer.forward.gemm", "sum over sharded GEMMs max(2MNK / (peak * eff(2MNK)), bytes / HBM)",
+  add("layer.forward.gemm",
+      gpu.attention_efficiency.empty()
+          ? "sum over sharded GEMMs max(2MNK / (peak * eff(2MNK)), bytes / HBM)"
+          : "sum over sharded GEMMs max(2MNK / (peak * eff(2MNK)), bytes / HBM) + attention "
+            "core F / (peak * calibrated core eff(F))",
       mb + fmt::format(", per micro-batch: {:.3f} ms", sc.layer.forward.gemm_s * ms),
       sc.layer.forward.gemm_s);
   add("layer.forward.memory", "bytes of norms, softmax, activation, residual, rotary / (HBM * eff)",
@@ -581,8 +606,13 @@ StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
       fmt::format("{:.3f} ms per transfer (slowest boundary)", p2p * ms), p2p);
   add("dp.tail",
       "ZeRO-0/1 all-reduce exposed beyond the last backward (buckets); ZeRO-1/2 "
-      "parameter all-gather; tied-embedding all-reduce",
-      fmt::format("rank {}: {:.3f} ms", im.out.last, im.dp_tail_rank[im.out.last] * ms),
+      "parameter all-gather; tied-embedding all-reduce; + slowdown * DP collectives hidden "
+      "under compute",
+      fmt::format("rank {}: {:.3f} ms, of which slowdown {:.3f} ms ({:.3f} ms hidden x {:.2f} "
+                  "gemm / {:.2f} memory-bound)",
+                  im.out.last, im.dp_tail_rank[im.out.last] * ms,
+                  im.dp_slowdown_rank[im.out.last] * ms, im.dp_hidden_rank[im.out.last] * ms,
+                  gpu.overlap_slowdown_gemm, gpu.overlap_slowdown_memory),
       im.dp_tail_rank[im.out.last]);
   if (plan.offload != Offload::kNone) {
     // Unoverlapped per-step figures of one GPU of the rank that ends the step;
@@ -631,7 +661,8 @@ StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
   add("time.bubble", "makespan - busy - pp_comm", fmt::format("{:.4f} s", tb.bubble_s), tb.bubble_s,
       true);
   add("time.optimizer",
-      plan.offload == Offload::kNone ? "AdamW bytes/param * params on the GPU / HBM"
+      plan.offload == Offload::kNone
+          ? "norm + AdamW bytes/param * params on the GPU / (HBM * optimizer eff, else HBM eff)"
                                      : "CPU AdamW (offload.cpu_adam), exposed after the pipeline",
       fmt::format("{:.4f} s", tb.optimizer_s), tb.optimizer_s, true);
   add("time.offload", "exposed host<->GPU copies (gradients, parameter uploads)",

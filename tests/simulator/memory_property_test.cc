@@ -27,7 +27,7 @@ ModelSpec Mixtral() {
 ClusterSpec Cluster() {
   ClusterSpec c;
   c.gpu.memory_bytes = 80 * kGiB;
-  c.gpu.runtime = {0.5 * kGiB, 0.25 * kGiB, 0.08};
+  c.gpu.runtime = {.cuda_context_bytes = 0.5 * kGiB, .nccl_per_comm_bytes = 0.25 * kGiB, .allocator_fraction = 0.08};
   return c;
 }
 
