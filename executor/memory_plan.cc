@@ -12,8 +12,10 @@ namespace {
 
 constexpr int64_t kBf16 = 2, kF32 = 4, kI32 = 4;
 
+// T: tokens of the micro-batch; Tl: tokens of the residual stream on this
+// rank (T / TP with sequence parallelism, else T).
 struct Dims {
-  int64_t T, B, S, H, Eq, Ekv, Q3, F, mlp_pre_cols, scores;
+  int64_t T, Tl, B, S, H, Eq, Ekv, Q3, F, mlp_pre_cols, scores;
   bool layernorm;
 };
 
@@ -22,6 +24,7 @@ Dims MakeDims(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
   d.B = t.micro_batch;
   d.S = t.seq;
   d.T = d.B * d.S;
+  d.Tl = d.T / std::max<int64_t>(1, t.sequence_shards);
   d.H = s.hidden;
   d.Eq = s.q_dim();
   d.Ekv = s.kv_dim();
@@ -37,18 +40,18 @@ Dims MakeDims(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
 // adds probs too (else probs is left for the caller).
 void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, MemoryTerm term,
                  bool with_probs, LayerActivationOffsets* o) {
-  o->norm1_out = a.Add(pre + "norm1_out", term, d.T * d.H * kBf16);
-  o->norm1_mean = a.Add(pre + "norm1_mean", term, d.layernorm ? d.T * kF32 : 0);
-  o->norm1_rstd = a.Add(pre + "norm1_rstd", term, d.T * kF32);
+  o->norm1_out = a.Add(pre + "norm1_out", term, d.Tl * d.H * kBf16);
+  o->norm1_mean = a.Add(pre + "norm1_mean", term, d.layernorm ? d.Tl * kF32 : 0);
+  o->norm1_rstd = a.Add(pre + "norm1_rstd", term, d.Tl * kF32);
   o->q = a.Add(pre + "q", term, d.T * d.Eq * kBf16);
   o->k = a.Add(pre + "k", term, d.T * d.Ekv * kBf16);
   o->v = a.Add(pre + "v", term, d.T * d.Ekv * kBf16);
   if (with_probs) o->probs = a.Add(pre + "probs", term, d.scores * kBf16);
   o->att_out = a.Add(pre + "att_out", term, d.T * d.Eq * kBf16);
-  o->x_mid = a.Add(pre + "x_mid", term, d.T * d.H * kBf16);
-  o->norm2_out = a.Add(pre + "norm2_out", term, d.T * d.H * kBf16);
-  o->norm2_mean = a.Add(pre + "norm2_mean", term, d.layernorm ? d.T * kF32 : 0);
-  o->norm2_rstd = a.Add(pre + "norm2_rstd", term, d.T * kF32);
+  o->x_mid = a.Add(pre + "x_mid", term, d.Tl * d.H * kBf16);
+  o->norm2_out = a.Add(pre + "norm2_out", term, d.Tl * d.H * kBf16);
+  o->norm2_mean = a.Add(pre + "norm2_mean", term, d.layernorm ? d.Tl * kF32 : 0);
+  o->norm2_rstd = a.Add(pre + "norm2_rstd", term, d.Tl * kF32);
   o->mlp_pre = a.Add(pre + "mlp_pre", term, d.T * d.mlp_pre_cols * kBf16);
   o->mlp_act = a.Add(pre + "mlp_act", term, d.T * d.F * kBf16);
 }
@@ -89,13 +92,13 @@ int64_t ArenaPlan::TermBytes(MemoryTerm term) const {
 
 int64_t LayerActivationBytes(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
   const Dims d = MakeDims(m, s, t);
-  const int64_t x_in = d.T * d.H * kBf16;
+  const int64_t x_in = d.Tl * d.H * kBf16;
   if (t.recompute == Recompute::kFull) return x_in;
-  const int64_t stats = d.T * kF32 * (d.layernorm ? 4 : 2);
-  int64_t bytes = x_in + stats +
-                  kBf16 * d.T *
-                      (d.H /*norm1_out*/ + d.Eq /*q*/ + 2 * d.Ekv /*k,v*/ + d.Eq /*att_out*/ +
-                       d.H /*x_mid*/ + d.H /*norm2_out*/ + d.mlp_pre_cols + d.F /*mlp_act*/);
+  const int64_t stats = d.Tl * kF32 * (d.layernorm ? 4 : 2);
+  int64_t bytes =
+      x_in + stats + kBf16 * d.Tl * 3 * d.H /*norm1_out, x_mid, norm2_out*/ +
+      kBf16 * d.T *
+          (d.Eq /*q*/ + 2 * d.Ekv /*k,v*/ + d.Eq /*att_out*/ + d.mlp_pre_cols + d.F /*mlp_act*/);
   if (t.recompute == Recompute::kNone) bytes += d.scores * kBf16;
   return bytes;
 }
@@ -130,6 +133,11 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
         fmt::format("rule attention blocks: {} causal blocks must cut seq = {} into multiples of 8",
                     t.attention_blocks, t.seq));
 
+  if (t.sequence_shards < 1 || (t.micro_batch * t.seq) % t.sequence_shards != 0)
+    return Status::InvalidArgument(fmt::format(
+        "rule tokens % tp: sequence parallelism splits the B*S = {} tokens of a micro-batch into "
+        "{} equal slices",
+        t.micro_batch * t.seq, t.sequence_shards));
   const Dims d = MakeDims(m, s, t);
   TrainingMemoryPlan p;
   p.attention_blocks = blocks;
@@ -156,20 +164,20 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
     const std::string pre =
         slots > 1 ? fmt::format("slot {} layer {} ", k / s.layers, l) : fmt::format("layer {} ", l);
     LayerActivationOffsets& o = p.layers[k];
-    o.x_in = a.Add(pre + "x_in", MemoryTerm::kActivations, d.T * d.H * kBf16);
+    o.x_in = a.Add(pre + "x_in", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
     if (t.recompute != Recompute::kFull)
       AddLayerSet(a, d, pre, MemoryTerm::kActivations, t.recompute == Recompute::kNone, &o);
   }
-  p.x_final = a.Add("x_final", MemoryTerm::kActivations, d.T * d.H * kBf16);
+  p.x_final = a.Add("x_final", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
   p.chunk_output.push_back(p.x_final);
   for (int64_t k = 1; k < slots * t.chunks; ++k)
     p.chunk_output.push_back(
-        a.Add(fmt::format("chunk output {}", k), MemoryTerm::kActivations, d.T * d.H * kBf16));
+        a.Add(fmt::format("chunk output {}", k), MemoryTerm::kActivations, d.Tl * d.H * kBf16));
   p.grad_output =
-      a.Add("received d chunk output", MemoryTerm::kBuffers, t.pipelined ? d.T * d.H * kBf16 : 0);
-  p.final_norm_out = a.Add("final_norm_out", MemoryTerm::kActivations, d.T * d.H * kBf16);
-  p.final_mean = a.Add("final_mean", MemoryTerm::kActivations, d.layernorm ? d.T * kF32 : 0);
-  p.final_rstd = a.Add("final_rstd", MemoryTerm::kActivations, d.T * kF32);
+      a.Add("received d chunk output", MemoryTerm::kBuffers, t.pipelined ? d.Tl * d.H * kBf16 : 0);
+  p.final_norm_out = a.Add("final_norm_out", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
+  p.final_mean = a.Add("final_mean", MemoryTerm::kActivations, d.layernorm ? d.Tl * kF32 : 0);
+  p.final_rstd = a.Add("final_rstd", MemoryTerm::kActivations, d.Tl * kF32);
 
   // Loss chunk (activations: the simulator counts logits/loss temporaries there).
   const int64_t vocab = s.vocab;
@@ -200,7 +208,9 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   p.o_heads = a.Add("attention out heads / d", MemoryTerm::kBuffers, d.T * d.Eq * kBf16);
   p.branch =
       a.Add("branch out / d norm out", MemoryTerm::kBuffers, d.T * std::max(d.H, d.Eq) * kBf16);
-  p.dres = a.Add("d residual", MemoryTerm::kBuffers, d.T * d.H * kBf16);
+  p.dres = a.Add("d residual", MemoryTerm::kBuffers, d.Tl * d.H * kBf16);
+  p.sp_gather = a.Add("sequence-parallel all-gather", MemoryTerm::kBuffers,
+                      t.sequence_shards > 1 ? d.T * d.H * kBf16 : 0);
   p.dmlp_act = a.Add("d mlp_act", MemoryTerm::kBuffers, d.T * d.F * kBf16);
   p.dmlp_pre = a.Add("d mlp_pre", MemoryTerm::kBuffers, d.T * d.mlp_pre_cols * kBf16);
   p.dqkv_heads = a.Add("dq dk dv heads", MemoryTerm::kBuffers, d.T * d.Q3 * kBf16);

@@ -21,6 +21,16 @@
 //   full       x_in only; the layer is recomputed in backward into one
 //              shared set of these buffers (counted under buffers)
 // LayerActivationBytes() gives the per-layer total for each mode.
+//
+// Sequence parallelism (TrainingShape::sequence_shards = TP, Korthikanti et
+// al. 2022 sec. 4.2.2): the tensors between the TP regions hold T/TP tokens:
+// x_in, norm1_out, x_mid, norm2_out and the norm statistics per layer, the
+// chunk outputs / x_final, final_norm_out and its statistics, the received
+// output gradient and d residual. One [T, H] bf16 buffer ("sequence-parallel
+// all-gather", term buffers; the simulator's buffers.tp_buffers) holds the
+// gathered norm output entering qkv / fc / the LM head, the gathered output
+// gradient before out / proj backward and the gathered d x0 of the embedding
+// backward, one at a time.
 #pragma once
 
 #include <cstdint>
@@ -86,6 +96,7 @@ struct TrainingShape {
   int64_t chunks = 1;
   bool pipelined = false;
   bool vocab_parallel = false;  // TP > 1: vocab-parallel loss statistics
+  int64_t sequence_shards = 1;  // TP with sequence parallelism (T % it == 0), else 1
 };
 
 // Causal blocking of the batched attention: the S query positions are cut into
@@ -111,6 +122,7 @@ struct TrainingMemoryPlan {
   int64_t x_final = 0, final_norm_out = 0, final_mean = 0, final_rstd = 0;
   int64_t qkv_tokens = 0, o_heads = 0, branch = 0, dres = 0, dmlp_act = 0, dmlp_pre = 0;
   int64_t dqkv_heads = 0, dprobs = 0;
+  int64_t sp_gather = 0;  // sequence parallel: the [T, H] all-gather target
   int64_t logits = 0, dlogits = 0, losses = 0, scalars = 0, norm_partials = 0, column_partials = 0;
   int64_t tokens = 0, targets = 0, bucket_token = 0, bucket_offset = 0, positions = 0;
   int64_t rope_cos = 0, rope_sin = 0, workspace = 0;
@@ -139,9 +151,9 @@ struct ParamStateSizes {
   int64_t grad_shard_elements = 0;  // fp32 reduced-gradient shard (ZeRO-2/3), else 0
 };
 
-// Errors: seq % 8, head_dim % 8, hidden % 8, ffn % 8 (vector-width rules of the
-// kernels), seq > max_positions for learned positions, non-positive sizes,
-// attention_blocks not dividing S into blocks that are multiples of 8.
+// Errors: "rule tokens % tp" (sequence_shards not dividing B*S), seq % 8, head_dim % 8, hidden % 8,
+// ffn % 8 (vector-width rules of the kernels), seq > max_positions for learned positions,
+// non-positive sizes, attention_blocks not dividing S into blocks that are multiples of 8.
 StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& model, const LocalShape& local,
                                                 const ParamLayout& params,
                                                 const TrainingShape& shape, int64_t workspace_bytes,

@@ -56,6 +56,13 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
         StrCat("rule zero with tp/pp: ZeRO-", dpc.zero, " with tp=", ctx.tp, " pp=", ctx.pp,
                " is not implemented (sharded gradients and replicated-tensor norms); use "
                "--zero 0 or 1"));
+  if (ctx.sequence_parallel && ctx.tp < 2)
+    return Status::InvalidArgument(StrCat(
+        "rule sp=>tp>1: sequence parallelism splits the residual stream over TP, but tp=", ctx.tp));
+  // All-gather / reduce-scatter order their blocks by communicator rank.
+  if (ctx.sequence_parallel && mpc.tp->rank() != ctx.tp_rank)
+    return Status::InvalidArgument(StrCat("sequence parallel: TP communicator rank ",
+                                          mpc.tp->rank(), " is not tp_rank ", ctx.tp_rank));
   // The pipeline program of this rank, checked against every rank's program.
   PipelineProgram program;
   if (ctx.pp > 1) {
@@ -76,6 +83,7 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   shape.chunks = ctx.vpp;
   shape.pipelined = ctx.pp > 1;
   shape.vocab_parallel = ctx.tp > 1;
+  shape.sequence_shards = ctx.sequence_parallel ? ctx.tp : 1;
   ParamStateSizes states;
   states.optimizer_elements = offload ? 0 : zero.local_numel;
   // ZeRO-2/3 reduce into a gradient shard; at DP = 1 (nothing to reduce) the
@@ -99,6 +107,7 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
                           cudaMemcpyHostToDevice));
     model->norm_scale_count_ = static_cast<int>(scales.size());
   }
+  if (ctx.sequence_parallel) model->sp_grad_ranges_ = SequenceParallelGradRanges(model->params_);
   const bool tied_pp =
       ctx.pp > 1 && config.spec.tie_embeddings && (ctx.has_embedding() || ctx.has_head());
   if (tied_pp)
@@ -237,13 +246,15 @@ Status Model::ZeroGrads() {
 }
 
 // Final norm, then per chunk of tokens: logits, fused cross-entropy, and the
-// head's backward; finally the final norm's backward into d residual.
+// head's backward; finally the final norm's backward into d residual. With
+// sequence parallelism x and the final norm are this rank's token slice; the
+// norm output is all-gathered for the head and d norm output reduce-scattered.
 Status Model::LossForwardBackward(float grad_scale, float* logits_out, const bf16* x) {
   const bool gpt2 = config_.spec.arch == Arch::kGpt2;
   const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
-  const int64_t T = config_.shape.micro_batch * config_.shape.seq, H = local_.hidden;
+  const int64_t T = Tokens(), Tl = StreamTokens(), H = local_.hidden;
   const int64_t V = local_.vocab, ld = plan_.logits_ld;
-  bf16* xf = At<bf16>(plan_.final_norm_out);
+  bf16* xf_local = At<bf16>(plan_.final_norm_out);
   bf16* dxf = At<bf16>(plan_.branch);
   float* logits = At<float>(plan_.logits);
   bf16* dlogits = At<bf16>(plan_.dlogits);
@@ -252,13 +263,15 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out, const bf1
                      x,
                      W(params_.final_norm_w),
                      WOpt(params_.final_norm_b),
-                     xf,
+                     xf_local,
                      gpt2 ? At<float>(plan_.final_mean) : nullptr,
                      At<float>(plan_.final_rstd),
-                     T,
+                     Tl,
                      H,
                      config_.norm_eps};
   P3D_RETURN_IF_ERROR(NormForward(nf, stream_));
+  const bf16* xf = nullptr;
+  P3D_RETURN_IF_ERROR(GatherTokens(xf_local, &xf));
   for (int64_t c0 = 0; c0 < T; c0 += plan_.logits_chunk) {
     const int64_t rows = std::min(plan_.logits_chunk, T - c0);
     P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
@@ -325,12 +338,13 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out, const bf1
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
   }
   // The head is column-parallel over the vocabulary: dxf is a partial sum.
-  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(dxf, T * H, stream_));
+  bf16* dxf_local = nullptr;
+  P3D_RETURN_IF_ERROR(ReduceTokens(dxf, &dxf_local));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(AccumulateLossSum(At<float>(plan_.losses), T,
                                         At<float>(plan_.scalars) + kScalarLossSum, stream_));
   NormBackwardArgs nb{norm,
-                      dxf,
+                      dxf_local,
                       x,
                       W(params_.final_norm_w),
                       gpt2 ? At<float>(plan_.final_mean) : nullptr,
@@ -340,7 +354,7 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out, const bf1
                       G(params_.final_norm_w),
                       GOpt(params_.final_norm_b),
                       At<float>(plan_.column_partials),
-                      T,
+                      Tl,
                       H};
   return NormBackward(nb, stream_);
 }
@@ -384,26 +398,32 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
 
 // Token (+ position) embedding of the uploaded tokens into the first layer's
 // input; vocab-parallel with TP: each rank adds its rows, summed over TP
-// (positions added by TP rank 0 only).
+// (positions added by TP rank 0 only); with sequence parallelism the sum is
+// reduce-scattered into this rank's token slice.
 Status Model::EmbedForward() {
-  const int64_t S = config_.shape.seq, T = config_.shape.micro_batch * S, H = local_.hidden;
+  const int64_t S = config_.shape.seq, T = Tokens(), H = local_.hidden;
   bf16* x0 = At<bf16>(Acts(0).x_in);
   if (!tp_.active())
     return EmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte), WOpt(params_.wpe), x0, T, S,
                             H, stream_);
+  const bool sp = config_.parallel.sequence_parallel;
+  bf16* full = sp ? At<bf16>(plan_.branch) : x0;
   P3D_RETURN_IF_ERROR(VocabParallelEmbeddingForward(At<int32_t>(plan_.tokens), W(params_.wte),
                                                     RowBias(params_.wpe), local_.vocab_begin,
-                                                    local_.vocab, x0, T, S, H, stream_));
+                                                    local_.vocab, full, T, S, H, stream_));
+  if (sp) return tp_.ReduceScatterSum(full, x0, StreamTokens() * H, stream_);
   return tp_.AllReduceSum(x0, T * H, stream_);
 }
 
-// d residual holds dL/dx0: embedding gradients (own vocabulary rows only).
+// d residual holds dL/dx0 (all-gathered from the token slices with sequence
+// parallelism): embedding gradients (own vocabulary rows only).
 Status Model::EmbedBackward(bool last_micro) {
   const int emb = params_.embedding_unit;
   const int64_t S = config_.shape.seq, H = local_.hidden;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(emb));
-  const bf16* dres = At<bf16>(plan_.dres);
+  const bf16* dres = nullptr;
+  P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(plan_.dres), &dres));
   if (buckets_ > 0)
     P3D_RETURN_IF_ERROR(
         EmbeddingBackward(dres, At<int32_t>(plan_.bucket_token), At<int32_t>(plan_.bucket_offset),
@@ -420,6 +440,7 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
   P3D_RETURN_IF_ERROR(Mark(Phase::kOptimizer));
   float* scalars = At<float>(plan_.scalars);
   P3D_RETURN_IF_ERROR(dp_->FinishGrads());
+  P3D_RETURN_IF_ERROR(SumSequenceParallelGrads());
   P3D_RETURN_IF_ERROR(SumTiedEmbeddingGrads());
   P3D_RETURN_IF_ERROR(ModelParallelReduceLoss(scalars + kScalarLossSum));
   P3D_RETURN_IF_ERROR(dp_->AllReduceSum(scalars + kScalarLossSum, 1));

@@ -30,6 +30,13 @@
 // gradients accumulated across micro-batches; fp32 master weights and Adam
 // moments; statistics (norm mean/rstd, softmax, loss) in fp32.
 //
+// Sequence parallel (ParallelContext::sequence_parallel, tp > 1; executor/
+// tensor_parallel.h): x, x_mid, the norms and residual adds work on this TP
+// rank's T/TP token slice; the norm output is all-gathered before qkv / fc /
+// the LM head and the row-parallel outputs (and the vocab-parallel embedding)
+// reduce-scattered into the slice; backward runs the conjugates and sums the
+// norms' gradients over TP before the optimizer.
+//
 // Memory: everything lives in one device arena planned up front
 // (executor/memory_plan.h), so memory() lists each region and its term.
 //
@@ -203,6 +210,21 @@ class Model final : public PipelineStage {
   }
   bf16* LayerOutput(int64_t l);
   int64_t ChunkLayers() const { return local_.layers / config_.parallel.vpp; }
+  // Tokens of the micro-batch (T = B*S) and of this rank's residual stream
+  // (T/TP with sequence parallelism, else T).
+  int64_t Tokens() const { return config_.shape.micro_batch * config_.shape.seq; }
+  int64_t StreamTokens() const {
+    return Tokens() / (config_.parallel.sequence_parallel ? config_.parallel.tp : 1);
+  }
+  // Entering a TP region: with sequence parallelism the [T/TP, H] slice is
+  // all-gathered into plan_.sp_gather and *full points there; else *full = slice.
+  Status GatherTokens(const bf16* slice, const bf16** full);
+  // Leaving a TP region: the partial sums full [T, H] are reduce-scattered in
+  // place (sequence parallel; *slice = this rank's block) or all-reduced
+  // (*slice = full).
+  Status ReduceTokens(bf16* full, bf16** slice);
+  // Sequence parallel: the norms' gradients summed over TP (OptimizerStep).
+  Status SumSequenceParallelGrads();
   // Row-parallel bias: added by TP rank 0 only (the output is summed over TP).
   const bf16* RowBias(int64_t elem) const {
     return config_.parallel.tp_rank == 0 ? WOpt(elem) : nullptr;
@@ -244,7 +266,8 @@ class Model final : public PipelineStage {
   NormScale* norm_scales_ = nullptr;
   int norm_scale_count_ = 0;
   float* tied_exchange_ = nullptr;
-  int64_t slot_ = 0;  // activation slot of the chunk being run
+  std::vector<ElementRange> sp_grad_ranges_;  // sequence parallel: norm gradients summed over TP
+  int64_t slot_ = 0;                          // activation slot of the chunk being run
   // TrainStepPipelined's state for the stage callbacks.
   const MicroBatchFn* batch_ = nullptr;
   float grad_scale_ = 0.0f;

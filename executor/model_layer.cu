@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <vector>
+
 #include "executor/check.h"
 #include "executor/comm/communicator.h"
 #include "executor/kernels/activation.h"
@@ -66,9 +67,32 @@ Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16*
   return Status::Ok();
 }
 
+Status Model::GatherTokens(const bf16* slice, const bf16** full) {
+  if (!config_.parallel.sequence_parallel) {
+    *full = slice;
+    return Status::Ok();
+  }
+  bf16* gathered = At<bf16>(plan_.sp_gather);
+  P3D_RETURN_IF_ERROR(tp_.AllGather(slice, gathered, StreamTokens() * local_.hidden, stream_));
+  *full = gathered;
+  return Status::Ok();
+}
+
+Status Model::ReduceTokens(bf16* full, bf16** slice) {
+  const int64_t H = local_.hidden;
+  if (!config_.parallel.sequence_parallel) {
+    *slice = full;
+    return tp_.AllReduceSum(full, Tokens() * H, stream_);
+  }
+  const int64_t rows = StreamTokens();
+  *slice = full + config_.parallel.tp_rank * rows * H;
+  return tp_.ReduceScatterSum(full, *slice, rows * H, stream_);
+}
+
 AttentionCore Model::Core() const {
-  const AttentionCoreShape shape{config_.shape.micro_batch, config_.shape.seq, local_.heads,
-                                 local_.kv_heads, local_.head_dim, plan_.attention_blocks};
+  const AttentionCoreShape shape{
+      config_.shape.micro_batch, config_.shape.seq, local_.heads,
+      local_.kv_heads,           local_.head_dim,   plan_.attention_blocks};
   const bool gpt2 = config_.spec.arch == Arch::kGpt2;
   return AttentionCore(matmul_.get(), shape, gpt2 ? nullptr : At<float>(plan_.rope_cos),
                        gpt2 ? nullptr : At<float>(plan_.rope_sin), stream_);
@@ -106,7 +130,7 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   const ModelSpec& m = config_.spec;
   const LayerParamOffsets& w = params_.layers[l];
   const LayerActivationOffsets& o = Acts(l);
-  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
+  const int64_t T = Tokens(), Tl = StreamTokens();
   const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
   const bool gpt2 = m.arch == Arch::kGpt2;
   const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
@@ -120,14 +144,15 @@ Status Model::LayerForward(int64_t l, bool write_output) {
                      At<bf16>(o.norm1_out),
                      gpt2 ? At<float>(o.norm1_mean) : nullptr,
                      At<float>(o.norm1_rstd),
-                     T,
+                     Tl,
                      H,
                      config_.norm_eps};
   P3D_RETURN_IF_ERROR(NormForward(n1, stream_));
+  const bf16* norm1_full = nullptr;
+  P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm1_out), &norm1_full));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   bf16* qkv = At<bf16>(plan_.qkv_tokens);
-  P3D_RETURN_IF_ERROR(
-      Linear(At<bf16>(o.norm1_out), W(w.qkv_w), WOpt(w.qkv_b), qkv, T, H, local_.qkv_dim()));
+  P3D_RETURN_IF_ERROR(Linear(norm1_full, W(w.qkv_w), WOpt(w.qkv_b), qkv, T, H, local_.qkv_dim()));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
   P3D_RETURN_IF_ERROR(Core().Forward(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v),
@@ -136,9 +161,10 @@ Status Model::LayerForward(int64_t l, bool write_output) {
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), RowBias(w.out_b), branch, T, Eq, H));
-  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  bf16* attn = nullptr;
+  P3D_RETURN_IF_ERROR(ReduceTokens(branch, &attn));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  P3D_RETURN_IF_ERROR(ResidualAdd(At<bf16>(o.x_in), branch, At<bf16>(o.x_mid), T * H, stream_));
+  P3D_RETURN_IF_ERROR(ResidualAdd(At<bf16>(o.x_in), attn, At<bf16>(o.x_mid), Tl * H, stream_));
   NormForwardArgs n2{norm,
                      At<bf16>(o.x_mid),
                      W(w.norm2_w),
@@ -146,15 +172,17 @@ Status Model::LayerForward(int64_t l, bool write_output) {
                      At<bf16>(o.norm2_out),
                      gpt2 ? At<float>(o.norm2_mean) : nullptr,
                      At<float>(o.norm2_rstd),
-                     T,
+                     Tl,
                      H,
                      config_.norm_eps};
   P3D_RETURN_IF_ERROR(NormForward(n2, stream_));
+  const bf16* norm2_full = nullptr;
+  P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm2_out), &norm2_full));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   const int64_t pre_cols = gpt2 ? F : 2 * F;
   P3D_RETURN_IF_ERROR(
-      Linear(At<bf16>(o.norm2_out), W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre), T, H, pre_cols));
+      Linear(norm2_full, W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre), T, H, pre_cols));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   if (gpt2) {
     P3D_RETURN_IF_ERROR(GeluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T * F, stream_));
@@ -163,18 +191,20 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   }
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.mlp_act), W(w.proj_w), RowBias(w.proj_b), branch, T, F, H));
-  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  bf16* mlp = nullptr;
+  P3D_RETURN_IF_ERROR(ReduceTokens(branch, &mlp));
   if (!write_output) return Status::Ok();
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  return ResidualAdd(At<bf16>(o.x_mid), branch, LayerOutput(l), T * H, stream_);
+  return ResidualAdd(At<bf16>(o.x_mid), mlp, LayerOutput(l), Tl * H, stream_);
 }
 
-// On entry d residual holds dL/d(layer output); on exit dL/d(layer input).
+// On entry d residual holds dL/d(layer output); on exit dL/d(layer input)
+// (this rank's token slice with sequence parallelism).
 Status Model::LayerBackward(int64_t l) {
   const ModelSpec& m = config_.spec;
   const LayerParamOffsets& w = params_.layers[l];
   const LayerActivationOffsets& o = Acts(l);
-  const int64_t B = config_.shape.micro_batch, S = config_.shape.seq, T = B * S;
+  const int64_t T = Tokens(), Tl = StreamTokens();
   const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
   const bool gpt2 = m.arch == Arch::kGpt2;
   const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
@@ -186,10 +216,12 @@ Status Model::LayerBackward(int64_t l) {
     P3D_RETURN_IF_ERROR(LayerForward(l, /*write_output=*/false));
   }
   // MLP.
+  const bf16* dy = nullptr;
+  P3D_RETURN_IF_ERROR(GatherTokens(dres, &dy));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   bf16* dact = At<bf16>(plan_.dmlp_act);
   bf16* dpre = At<bf16>(plan_.dmlp_pre);
-  P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.mlp_act), W(w.proj_w), dact, G(w.proj_w),
+  P3D_RETURN_IF_ERROR(LinearBackward(dy, At<bf16>(o.mlp_act), W(w.proj_w), dact, G(w.proj_w),
                                      GOpt(w.proj_b), T, F, H));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   if (gpt2) {
@@ -197,14 +229,17 @@ Status Model::LayerBackward(int64_t l) {
   } else {
     P3D_RETURN_IF_ERROR(SwiGluBackward(dact, At<bf16>(o.mlp_pre), dpre, T, F, stream_));
   }
+  const bf16* norm2_full = nullptr;
+  P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm2_out), &norm2_full));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   const int64_t pre_cols = gpt2 ? F : 2 * F;
-  P3D_RETURN_IF_ERROR(LinearBackward(dpre, At<bf16>(o.norm2_out), W(w.fc_w), branch, G(w.fc_w),
-                                     GOpt(w.fc_b), T, H, pre_cols));
-  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  P3D_RETURN_IF_ERROR(
+      LinearBackward(dpre, norm2_full, W(w.fc_w), branch, G(w.fc_w), GOpt(w.fc_b), T, H, pre_cols));
+  bf16* dnorm2 = nullptr;
+  P3D_RETURN_IF_ERROR(ReduceTokens(branch, &dnorm2));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   NormBackwardArgs n2{norm,
-                      branch,
+                      dnorm2,
                       At<bf16>(o.x_mid),
                       W(w.norm2_w),
                       gpt2 ? At<float>(o.norm2_mean) : nullptr,
@@ -214,13 +249,14 @@ Status Model::LayerBackward(int64_t l) {
                       G(w.norm2_w),
                       GOpt(w.norm2_b),
                       partials,
-                      T,
+                      Tl,
                       H};
   P3D_RETURN_IF_ERROR(NormBackward(n2, stream_));
 
   // Attention.
+  P3D_RETURN_IF_ERROR(GatherTokens(dres, &dy));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
-  P3D_RETURN_IF_ERROR(LinearBackward(dres, At<bf16>(o.att_out), W(w.out_w), branch, G(w.out_w),
+  P3D_RETURN_IF_ERROR(LinearBackward(dy, At<bf16>(o.att_out), W(w.out_w), branch, G(w.out_w),
                                      GOpt(w.out_b), T, Eq, H));
   P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
   const AttentionCore core = Core();
@@ -233,13 +269,16 @@ Status Model::LayerBackward(int64_t l) {
   P3D_RETURN_IF_ERROR(core.Backward(branch, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v),
                                     At<bf16>(o.probs), scratch, dqkv));
 
+  const bf16* norm1_full = nullptr;
+  P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm1_out), &norm1_full));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
-  P3D_RETURN_IF_ERROR(LinearBackward(dqkv, At<bf16>(o.norm1_out), W(w.qkv_w), branch, G(w.qkv_w),
+  P3D_RETURN_IF_ERROR(LinearBackward(dqkv, norm1_full, W(w.qkv_w), branch, G(w.qkv_w),
                                      GOpt(w.qkv_b), T, H, local_.qkv_dim()));
-  P3D_RETURN_IF_ERROR(tp_.AllReduceSum(branch, T * H, stream_));
+  bf16* dnorm1 = nullptr;
+  P3D_RETURN_IF_ERROR(ReduceTokens(branch, &dnorm1));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   NormBackwardArgs n1{norm,
-                      branch,
+                      dnorm1,
                       At<bf16>(o.x_in),
                       W(w.norm1_w),
                       gpt2 ? At<float>(o.norm1_mean) : nullptr,
@@ -249,7 +288,7 @@ Status Model::LayerBackward(int64_t l) {
                       G(w.norm1_w),
                       GOpt(w.norm1_b),
                       partials,
-                      T,
+                      Tl,
                       H};
   return NormBackward(n1, stream_);
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <vector>
+
 #include "executor/check.h"
 #include "executor/comm/communicator.h"
 #include "executor/kernels/activation.h"
@@ -39,9 +40,8 @@ bf16* Model::ChunkOutput(int chunk, int slot) {
   return At<bf16>(plan_.chunk_output[slot * config_.parallel.vpp + chunk]);
 }
 
-int64_t Model::ActivationElements() const {
-  return config_.shape.micro_batch * config_.shape.seq * local_.hidden;
-}
+// This rank's token slice with sequence parallelism: stages exchange T/TP rows.
+int64_t Model::ActivationElements() const { return StreamTokens() * local_.hidden; }
 
 Status Model::TrainStepPipelined(const MicroBatchFn& batch, float grad_scale, PhaseTimer* timer) {
   if (!pipeline_)
@@ -137,6 +137,15 @@ Status Model::SumTiedEmbeddingGrads() {
       {P2POp::Kind::kRecv, peer, tied_exchange_, static_cast<size_t>(n), ncclFloat32}};
   P3D_RETURN_IF_ERROR(config_.model_parallel.pp->SendRecv(ops, stream_));
   return AddF32(tied_exchange_, g, n, stream_);
+}
+
+// Sequence parallel: each TP rank's norm gradients cover its token slice only
+// (after the DP reduction, which commutes with this sum); summed over TP they
+// are the full gradients, identical on every TP rank again.
+Status Model::SumSequenceParallelGrads() {
+  for (const ElementRange& r : sp_grad_ranges_)
+    P3D_RETURN_IF_ERROR(tp_.AllReduceSumF32(G(r.begin), r.end - r.begin, stream_));
+  return Status::Ok();
 }
 
 // Replicated tensors count once, then the partial sums of squares are summed

@@ -31,6 +31,9 @@ struct ParallelContext {
   int vpp = 1;
   int64_t first_layer = 0;
   int64_t layers = 0;  // layers on this stage (all chunks)
+  // Sequence parallelism over the TP group (tp > 1; executor/tensor_parallel.h):
+  // the residual stream and norms hold this rank's T/TP token slice.
+  bool sequence_parallel = false;
   bool has_embedding() const { return pp_rank == 0; }
   bool has_head() const { return pp_rank == pp - 1; }
   // Model layer index of local layer `local`.

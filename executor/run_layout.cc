@@ -40,9 +40,9 @@ Status CheckSupportedLayout(const RunLayout& l) {
     return Status::InvalidArgument(fmt::format(
         "rule zero with tp/pp: ZeRO-{} with tp={} pp={} is not implemented; use --zero 0 or 1",
         l.zero, l.tp, l.pp));
-  if (l.sequence_parallel)
+  if (l.sequence_parallel && l.tp < 2)
     return Status::InvalidArgument(
-        "rule sp off: sequence parallelism is not implemented yet (issue 5); tp runs without it");
+        fmt::format("rule sp=>tp>1: --sp splits the residual stream over TP, but --tp {}", l.tp));
   return Status::Ok();
 }
 

@@ -23,7 +23,8 @@ Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* options, RunLayout* 
 
 // What this executor can run: any DP x TP x PP; ZeRO 0..3 with tp = pp = 1,
 // ZeRO 0..1 otherwise ("rule zero with tp/pp"); vpp > 1 needs pp > 1;
-// sequence parallelism is refused ("rule sp off").
+// sequence parallelism needs tp > 1 ("rule sp=>tp>1"; the model refuses B*S
+// not divisible by tp: "rule tokens % tp").
 Status CheckSupportedLayout(const RunLayout& layout);
 
 }  // namespace p3d

@@ -5,6 +5,7 @@
 #include <map>
 #include <string_view>
 
+#include "executor/check.h"
 #include "executor/comm/communicator.h"
 
 namespace p3d {
@@ -19,6 +20,14 @@ bool IsTensorParallelSplit(std::string_view name) {
   for (std::string_view s :
        {"qkv.weight", "qkv.bias", "out.weight", "fc.weight", "fc.bias", "gate_up.weight",
         "proj.weight", "down.weight", "wte.weight", "head.weight"})
+    if (EndsWith(name, s)) return true;
+  return false;
+}
+
+// The norms' weights and biases (replicated; token-sliced under sequence parallelism).
+bool IsNormTensor(std::string_view name) {
+  for (std::string_view s : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+                             "final_norm.weight", "final_norm.bias"})
     if (EndsWith(name, s)) return true;
   return false;
 }
@@ -94,6 +103,33 @@ std::vector<NormScale> NormScales(const ParamLayout& params, int tp) {
   return out;
 }
 
+StatusOr<SequenceSlice> SequenceShard(int64_t tokens, int tp, int tp_rank) {
+  if (tp < 1 || tp_rank < 0 || tp_rank >= tp || tokens < 1)
+    return Status::InvalidArgument(
+        fmt::format("sequence parallel: tp rank {} of {} with {} tokens", tp_rank, tp, tokens));
+  if (tokens % tp != 0)
+    return Status::InvalidArgument(fmt::format(
+        "rule tokens % tp: sequence parallelism splits the B*S = {} tokens of a micro-batch into "
+        "tp = {} equal slices",
+        tokens, tp));
+  const int64_t rows = tokens / tp;
+  return SequenceSlice{tp_rank * rows, rows};
+}
+
+std::vector<ElementRange> SequenceParallelGradRanges(const ParamLayout& params) {
+  std::vector<ElementRange> out;
+  bool previous_norm = false;
+  for (const ParamTensor& t : params.tensors) {
+    const bool norm = IsNormTensor(t.name);
+    if (norm && previous_norm)
+      out.back().end = t.offset + t.size();
+    else if (norm)
+      out.push_back({t.offset, t.offset + t.size()});
+    previous_norm = norm;
+  }
+  return out;
+}
+
 TokenBuckets LocalVocabBuckets(const TokenBuckets& all, int64_t vocab_begin, int64_t rows) {
   TokenBuckets b;
   b.offset.push_back(0);
@@ -121,6 +157,29 @@ Status TensorParallel::AllReduceSumF32(float* data, int64_t count, cudaStream_t 
 Status TensorParallel::AllReduceMaxF32(float* data, int64_t count, cudaStream_t stream) {
   if (!comm_) return Status::Ok();
   return comm_->AllReduce(data, data, static_cast<size_t>(count), ncclFloat32, ncclMax, stream);
+}
+
+Status TensorParallel::ReduceScatterSum(const bf16* full, bf16* slice, int64_t slice_count,
+                                        cudaStream_t stream) {
+  if (!comm_) {
+    if (full == slice) return Status::Ok();
+    CUDA_CHECK(
+        cudaMemcpyAsync(slice, full, slice_count * sizeof(bf16), cudaMemcpyDeviceToDevice, stream));
+    return Status::Ok();
+  }
+  return comm_->ReduceScatter(full, slice, static_cast<size_t>(slice_count), ncclBfloat16, ncclSum,
+                              stream);
+}
+
+Status TensorParallel::AllGather(const bf16* slice, bf16* full, int64_t slice_count,
+                                 cudaStream_t stream) {
+  if (!comm_) {
+    if (full == slice) return Status::Ok();
+    CUDA_CHECK(
+        cudaMemcpyAsync(full, slice, slice_count * sizeof(bf16), cudaMemcpyDeviceToDevice, stream));
+    return Status::Ok();
+  }
+  return comm_->AllGather(slice, full, static_cast<size_t>(slice_count), ncclBfloat16, stream);
 }
 
 }  // namespace p3d

@@ -18,6 +18,20 @@
 // Backward: the input gradient of a column-parallel layer (qkv, fc, head) is a
 // partial sum over TP and is all-reduced before the norm backward.
 //
+// Sequence parallel (Korthikanti et al. 2022, sec. 4.2.2; ParallelContext::
+// sequence_parallel): between the TP regions the residual stream, the norms
+// and the residual adds work on this rank's token slice (SequenceShard: rows
+// [r T/TP, (r+1) T/TP) of the token-major [T, H] tensor). Entering a TP region
+// (qkv, fc, LM head) the norm output is all-gathered over TP (g); leaving it
+// (out, proj, embedding) the partial sums are reduce-scattered into the slice
+// (g-bar) instead of all-reduced. Backward: the output gradient is all-gathered
+// before a row-parallel layer's backward, the input gradient of a column-
+// parallel layer reduce-scattered into the slice, and the stored (sliced) norm
+// outputs all-gathered again for the weight gradients. The norms' weight and
+// bias gradients are then partial sums over the token slices and are summed
+// over TP before the optimizer (SequenceParallelGradRanges); row biases and
+// wpe see the gathered gradient and stay identical on every TP rank.
+//
 // Vocab-parallel embedding: x = sum over TP of (token in my rows ? wte row : 0)
 // (+ wpe on rank 0): one all-reduce. Its gradient: each rank adds dx into its
 // own rows only (LocalVocabBuckets).
@@ -76,6 +90,24 @@ struct NormScale {
 };
 std::vector<NormScale> NormScales(const ParamLayout& params, int tp);
 
+// This TP rank's token slice of a [tokens, H] tensor under sequence
+// parallelism: rows [begin, begin + rows). Errors: "rule tokens % tp" (B*S not
+// divisible by TP), a rank outside [0, tp).
+struct SequenceSlice {
+  int64_t begin = 0, rows = 0;
+};
+StatusOr<SequenceSlice> SequenceShard(int64_t tokens, int tp, int tp_rank);
+
+// Element ranges [begin, end) of the flat buffers holding the norm weights and
+// biases (layer norms and the final norm): with sequence parallelism their
+// gradients are partial sums over the token slices and must be summed over TP.
+// Tensors adjacent in the layout share one range (the alignment padding
+// between them holds zero gradients), in increasing order.
+struct ElementRange {
+  int64_t begin = 0, end = 0;
+};
+std::vector<ElementRange> SequenceParallelGradRanges(const ParamLayout& params);
+
 // The positions of tokens in [vocab_begin, vocab_begin + rows), bucketed by
 // LOCAL row (token - vocab_begin), in the order of `all`.
 TokenBuckets LocalVocabBuckets(const TokenBuckets& all, int64_t vocab_begin, int64_t rows);
@@ -88,6 +120,13 @@ class TensorParallel final : public TensorParallelOps {
   Status AllReduceSum(bf16* data, int64_t count, cudaStream_t stream) override;
   Status AllReduceSumF32(float* data, int64_t count, cudaStream_t stream);
   Status AllReduceMaxF32(float* data, int64_t count, cudaStream_t stream);
+  // Sequence parallel: slice [slice_count] = this rank's block of the sum over
+  // TP of full [TP * slice_count] (in place when slice == full + rank *
+  // slice_count); full [TP * slice_count] = every rank's slice, block r from
+  // rank r (in place when slice == full + rank * slice_count). TP = 1: a copy
+  // when the pointers differ.
+  Status ReduceScatterSum(const bf16* full, bf16* slice, int64_t slice_count, cudaStream_t stream);
+  Status AllGather(const bf16* slice, bf16* full, int64_t slice_count, cudaStream_t stream);
 
  private:
   Communicator* comm_;

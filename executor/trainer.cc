@@ -150,6 +150,7 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
     ctx.pp = o.pp;
     ctx.pp_rank = coords.pp;
     ctx.vpp = o.vpp;
+    ctx.sequence_parallel = o.sequence_parallel;
     P3D_ASSIGN_OR_RETURN(std::vector<Range> chunks, ModelChunkLayers(o.model.layers, o.pp * o.vpp));
     ctx.first_layer = StageChunkLayers(chunks, o.pp, coords.pp, 0).offset;
     ctx.layers = o.model.layers / o.pp;

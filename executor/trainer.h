@@ -39,6 +39,7 @@ struct TrainOptions {
   // 1F1B when vpp == 1, interleaved 1F1B with vpp chunks per rank otherwise
   // (layers split evenly into pp * vpp chunks).
   int tp = 1, pp = 1, vpp = 1;
+  bool sequence_parallel = false;  // over TP (tp > 1), executor/tensor_parallel.h
   Offload offload = Offload::kNone;  // kOptimizer: master/m/v and AdamW on the host (model.h)
   int offload_threads = 0;           // CPU AdamW threads per rank (0: all)
   ProcessGroups* groups = nullptr;   // required when dp * tp * pp > 1

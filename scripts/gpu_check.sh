@@ -318,34 +318,38 @@ PY
 # TP4, PP4, DP2xTP2, DP2xPP2, TP2xPP2; each without and with full recompute,
 # tiny GPT-2 (tied embedding: the PP head copy) and tiny Llama (GQA) byte
 # models, 20 steps, lr 3e-4, clipping on. Micro-batches per DP rank: 4 for
-# pipelines (2 = pp for interleaved: the executor refuses interleaved lists
-# with m > pp, whose grouped send/recv would deadlock), 1 otherwise. Same
-# tolerance as dp_equivalence: max |loss difference| <= 2e-3 nats. TP2 with
-# sequence parallelism is refused by p3d-run (not implemented): noted, not run.
-# Every multi-rank run has a 40 s limit and a 30 s NCCL watchdog; the section
-# starts no run after 140 s (noted as "not run (time budget)").
+# pipelines (2 = pp and 4 for interleaved), 1 otherwise. Sequence parallel
+# (--sp): TP2 on 2 GPUs, DP2xTP2 and TP2xPP2 with 4. Same tolerance as
+# dp_equivalence: max |loss difference| <= 2e-3 nats. --sp with --tp 1 must be
+# refused by rule (sp=>tp>1). Every multi-rank run has a 40 s limit and a 30 s
+# NCCL watchdog; the section starts no run after TPP_BUDGET_S (default 140) s
+# (noted as "not run (time budget)").
 section_tp_pp_equivalence() {
   if [ "$GPUS" -lt 2 ]; then record tp_pp_equivalence SKIP "needs 2 GPUs, found $GPUS"; return; fi
   local data status=PASS details="" t0=$SECONDS
   data=$(corpus_tokens)
-  # name dp tp pp vpp grad-accum (per DP rank)
-  local layouts=("tp2 1 2 1 1 1" "pp2 1 1 2 1 4" "pp2-vpp2 1 1 2 2 2" "pp2-vpp2-m4 1 1 2 2 4")
+  # name dp tp pp vpp grad-accum (per DP rank) [sp: 1 = sequence parallel]
+  local layouts=("tp2 1 2 1 1 1" "tp2-sp 1 2 1 1 1 1" "pp2 1 1 2 1 4" "pp2-vpp2 1 1 2 2 2"
+                 "pp2-vpp2-m4 1 1 2 2 4")
   [ "$GPUS" -ge 4 ] && layouts+=("tp4 1 4 1 1 1" "pp4 1 1 4 1 4" "dp2xtp2 2 2 1 1 1"
-                                  "dp2xpp2 2 1 2 1 4" "tp2xpp2 1 2 2 1 4")
-  # TPP_LAYOUTS="name dp tp pp vpp ga;..." and TPP_RECOMPUTE="none full" select a subset.
+                                  "dp2xtp2-sp 2 2 1 1 1 1" "dp2xpp2 2 1 2 1 4" "tp2xpp2 1 2 2 1 4"
+                                  "tp2xpp2-sp 1 2 2 1 4 1")
+  # TPP_LAYOUTS="name dp tp pp vpp ga [sp];..." and TPP_RECOMPUTE="none full" select a subset.
   if [ -n "${TPP_LAYOUTS:-}" ]; then IFS=';' read -r -a layouts <<<"$TPP_LAYOUTS"; fi
   # Order: without recompute first, layouts by priority, both models per layout,
   # so the time budget cuts the least important runs.
   for rc in ${TPP_RECOMPUTE:-none full}; do
     for spec in "${layouts[@]}"; do
-      read -r lname dp tp pp vpp ga <<<"$spec"
+      read -r lname dp tp pp vpp ga sp <<<"$spec"
+      local sp_flag=()
+      [ "${sp:-0}" = 1 ] && sp_flag=(--sp)
       [ $((dp * tp * pp)) -gt "$GPUS" ] && { details+="$lname: needs $((dp * tp * pp)) GPUs; "; continue; }
       for model in gpt2 llama; do
         local name=$model-$lname-$rc
         if [ $model = llama ] && [ $tp = 4 ]; then
           details+="$name: n/a (2 kv heads: rule kv_heads % tp); "; continue
         fi
-        if [ $((SECONDS - t0)) -gt 140 ]; then details+="$name: not run (time budget); "; continue; fi
+        if [ $((SECONDS - t0)) -gt "${TPP_BUDGET_S:-140}" ]; then details+="$name: not run (time budget); "; continue; fi
         local common=(--model tests/executor/models/tiny-$model-bytes.json --data "$data"
                       --micro-batch 4 --seq 128 --steps 20 --warmup 1 --lr 3e-4 --weight-decay 0.1
                       --clip 1.0 --seed 7)
@@ -353,7 +357,7 @@ section_tp_pp_equivalence() {
         [ -f "$ref" ] || RUN_LIMIT=60 run "$BIN/p3d-run" "${common[@]}" --grad-accum $((dp * ga)) \
             --json "$ref"
         if ! RUN_LIMIT=40 run "$BIN/p3d-run" --nproc $((dp * tp * pp)) --dp $dp --tp $tp --pp $pp \
-            --vpp $vpp --zero 1 "${common[@]}" --grad-accum $ga --recompute $rc \
+            --vpp $vpp --zero 1 "${sp_flag[@]}" "${common[@]}" --grad-accum $ga --recompute $rc \
             --nccl-timeout-s 30 --json "$RES/tpp-$name.json"; then
           status=FAIL
           details+="$name: run failed ($(grep -hE 'p3d-run( rank [0-9]+)?: ' "$LOG" | tail -1)); "
@@ -366,14 +370,14 @@ section_tp_pp_equivalence() {
       done
     done
   done
-  # Sequence parallelism is not implemented: p3d-run must refuse it by rule (exit 2).
-  RUN_TEE=$RES/tpp-sp.txt RUN_LIMIT=30 run "$BIN/p3d-run" --nproc 2 --tp 2 --sp \
+  # Sequence parallelism splits over TP: with --tp 1 p3d-run must refuse it by rule.
+  RUN_TEE=$RES/tpp-sp-tp1.txt RUN_LIMIT=30 run "$BIN/p3d-run" --tp 1 --sp \
       --model tests/executor/models/tiny-gpt2-bytes.json --micro-batch 4 --seq 128 --steps 1
   local sp_rc=$?
-  if [ $sp_rc -ne 0 ] && grep -q "rule sp off" "$RES/tpp-sp.txt"; then
-    details+="tp2-sp: refused (rule sp off, not implemented); "
+  if [ $sp_rc -ne 0 ] && grep -q "rule sp=>tp>1" "$RES/tpp-sp-tp1.txt"; then
+    details+="tp1-sp: refused (rule sp=>tp>1); "
   else
-    status=FAIL; details+="tp2-sp: expected the 'rule sp off' refusal, got exit $sp_rc; "
+    status=FAIL; details+="tp1-sp: expected the 'rule sp=>tp>1' refusal, got exit $sp_rc; "
   fi
   details+="section took $((SECONDS - t0)) s"
   record tp_pp_equivalence $status "$details"

@@ -149,7 +149,9 @@ int main(int argc, char** argv) {
   app.add_option("--vpp", layout.vpp,
                  "virtual stages (chunks) per pipeline rank; > 1: interleaved 1F1B");
   app.add_option("--zero", layout.zero, "ZeRO stage over the DP group: 0 | 1 | 2 | 3");
-  app.add_flag("--sp", layout.sequence_parallel, "sequence parallelism (not implemented: refused)");
+  app.add_flag("--sp", layout.sequence_parallel,
+               "sequence parallelism over TP (--tp > 1): norms and residuals on T/TP tokens, "
+               "all-gather / reduce-scatter around the TP regions");
   app.add_option("--offload", offload,
                  "CPU offload: none | optimizer (each rank's master weights, Adam moments and "
                  "AdamW step on the host, docs/offload.md)");
@@ -240,6 +242,7 @@ int main(int argc, char** argv) {
   o.tp = layout.tp;
   o.pp = layout.pp;
   o.vpp = layout.vpp;
+  o.sequence_parallel = layout.sequence_parallel;
   o.zero = layout.zero;
   if (layout.pp > 1) {
     // Every rank's pipeline program, checked before NCCL starts (interleaved

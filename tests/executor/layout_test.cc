@@ -124,6 +124,54 @@ TEST(MemoryPlanTest, PerLayerActivationBytesFollowTheDocumentedFormula) {
   EXPECT_LT(extra, final_and_loss + 64 * kArenaAlignBytes);  // alignment padding only
 }
 
+// Sequence parallelism (Korthikanti et al. 2022 sec. 4.2.2; simulator/
+// memory_terms.h LayerActivations): the four [T, H] tensors a layer stores
+// (x_in, norm1_out, x_mid, norm2_out) and the norm statistics hold T/TP rows;
+// q, k, v, att_out, the MLP tensors and the scores stay [T, .] of the rank's
+// heads / F columns. Full recompute keeps x_in: 2*T*H/TP. Plus one [T, H]
+// all-gather buffer (the simulator's buffers.tp_buffers = e*T*H).
+TEST(MemoryPlanTest, SequenceParallelShardsTheResidualStreamByTp) {
+  const ModelSpec m = Zoo("gpt-1.3b");
+  ParallelContext ctx = SingleGpuContext(m);
+  ctx.tp = 2;
+  auto s = ShardShape(m, ctx);
+  ASSERT_TRUE(s.ok());
+  const int64_t B = 4, S = 2048, T = B * S, H = 2048, NH = 16, tp = 2;
+  TrainingShape none{B, S, Recompute::kNone, 0};
+  none.sequence_shards = tp;
+  // F/TP = 4H/TP; q, att_out = H/TP; k, v = H/TP; mlp_pre, mlp_act = 4H/TP.
+  const int64_t split = 2 * T * (H / tp + 2 * H / tp + H / tp + 8 * H / tp);
+  EXPECT_EQ(LayerActivationBytes(m, *s, none),
+            2 * 4 * T * H / tp + split + 2 * B * (NH / tp) * S * S + 16 * T / tp);
+  TrainingShape full = none;
+  full.recompute = Recompute::kFull;
+  EXPECT_EQ(LayerActivationBytes(m, *s, full), 2 * T * H / tp);
+
+  auto p = BuildParamLayout(m, ctx, *s);
+  ASSERT_TRUE(p.ok());
+  auto with = PlanTrainingMemory(m, *s, *p, none, 32 << 20);
+  TrainingShape plain = none;
+  plain.sequence_shards = 1;
+  auto without = PlanTrainingMemory(m, *s, *p, plain, 32 << 20);
+  ASSERT_TRUE(with.ok() && without.ok());
+  int64_t gather = -1;
+  for (const ArenaRegion& r : with->arena.regions())
+    if (r.name == "sequence-parallel all-gather") gather = r.bytes;
+  EXPECT_EQ(gather, 2 * T * H);
+  for (const ArenaRegion& r : without->arena.regions())
+    EXPECT_FALSE(r.name == "sequence-parallel all-gather" && r.bytes > 0);
+  // Stored per layer: none saves 4 x 2*T*H*(1 - 1/TP) + statistics.
+  const int64_t saved = without->arena.TermBytes(MemoryTerm::kActivations) -
+                        with->arena.TermBytes(MemoryTerm::kActivations);
+  EXPECT_GE(saved, m.layers * (4 * 2 * T * H / tp + 16 * T / tp));
+
+  TrainingShape odd{1, 8, Recompute::kNone, 0};
+  odd.sequence_shards = 3;
+  auto bad = PlanTrainingMemory(m, *s, *p, odd, 0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("rule tokens % tp"), std::string::npos);
+}
+
 TEST(MemoryPlanTest, ParameterStateIs18BytesPerParameter) {
   const ModelSpec m = Zoo("gpt2-small");
   TrainingMemoryPlan p = Plan(m, 1, 256, Recompute::kNone);

@@ -1,5 +1,6 @@
 // Host-side tensor-parallel logic (CPU): shard slicing against the single-GPU
-// layout, gradient-norm scales, local vocabulary buckets.
+// layout, gradient-norm scales, local vocabulary buckets, sequence-parallel
+// token slices and the norm gradients summed over TP.
 #include "executor/tensor_parallel.h"
 
 #include <gtest/gtest.h>
@@ -206,6 +207,59 @@ TEST(TensorParallelTest, LocalVocabBucketsKeepOnlyOwnedTokensInLocalRows) {
   EXPECT_EQ(b.token, (std::vector<int32_t>{2, 72}));
   EXPECT_EQ(b.offset, (std::vector<int32_t>{0, 1, 3}));
   EXPECT_EQ(b.positions, (std::vector<int32_t>{3, 1, 5}));
+}
+
+// Sequence parallel: TP rank r holds rows [r T/TP, (r+1) T/TP); the slices
+// tile [0, T) in rank order (the block order of NCCL's all-gather and
+// reduce-scatter).
+TEST(SequenceParallelTest, SlicesTileTheTokensInRankOrder) {
+  for (int tp : {1, 2, 4, 8}) {
+    const int64_t T = 4 * 128;
+    int64_t next = 0;
+    for (int r = 0; r < tp; ++r) {
+      auto s = SequenceShard(T, tp, r);
+      ASSERT_TRUE(s.ok()) << s.status().message();
+      EXPECT_EQ(s->begin, next) << "tp " << tp << " rank " << r;
+      EXPECT_EQ(s->rows, T / tp);
+      next = s->begin + s->rows;
+    }
+    EXPECT_EQ(next, T);
+  }
+  auto odd = SequenceShard(6, 4, 0);
+  ASSERT_FALSE(odd.ok());
+  EXPECT_NE(odd.status().message().find("rule tokens % tp"), std::string::npos);
+  EXPECT_FALSE(SequenceShard(8, 2, 2).ok());
+}
+
+// Exactly the norms' weights and biases (layer norms and the final norm) are
+// summed over TP; no other tensor's element is inside a range, and the ranges
+// are ordered and disjoint.
+TEST(SequenceParallelTest, GradRangesCoverExactlyTheNorms) {
+  for (const ModelSpec& m : {TinyGpt2(), TinyLlama()}) {
+    for (int pp_rank : {0, 1}) {
+      const Shard s = Build(m, 2, 1, 2, pp_rank);
+      const std::vector<ElementRange> ranges = SequenceParallelGradRanges(s.params);
+      ASSERT_FALSE(ranges.empty());
+      for (size_t i = 1; i < ranges.size(); ++i) EXPECT_LE(ranges[i - 1].end, ranges[i].begin);
+      auto inside = [&](int64_t e) {
+        for (const ElementRange& r : ranges)
+          if (e >= r.begin && e < r.end) return true;
+        return false;
+      };
+      int64_t norm_elements = 0;
+      for (const ParamTensor& t : s.params.tensors) {
+        const bool norm = t.name.find("norm") != std::string::npos;
+        if (norm) norm_elements += t.size();
+        EXPECT_EQ(inside(t.offset), norm) << t.name;
+        EXPECT_EQ(inside(t.offset + t.size() - 1), norm) << t.name;
+      }
+      // GPT-2: 4 norm tensors per layer (+ 2 final); Llama: 2 per layer (+ 1).
+      const int per_layer = m.arch == Arch::kGpt2 ? 4 : 2;
+      const bool last = pp_rank == 1;
+      EXPECT_EQ(norm_elements,
+                m.hidden * (per_layer * s.ctx.layers + (last ? per_layer / 2 : 0)));
+    }
+  }
 }
 
 }  // namespace

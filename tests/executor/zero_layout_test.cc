@@ -118,7 +118,9 @@ TEST(RunLayoutTest, RefusesWhatIsNotImplementedByName) {
   EXPECT_NE(CheckSupportedLayout(l).message().find("rule vpp needs pp>1"), std::string::npos);
   l.vpp = 1;
   l.sequence_parallel = true;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("rule sp off"), std::string::npos);
+  EXPECT_TRUE(CheckSupportedLayout(l).ok());  // dp 4 x tp 2 with SP
+  l.tp = 1;
+  EXPECT_NE(CheckSupportedLayout(l).message().find("rule sp=>tp>1"), std::string::npos);
   l.sequence_parallel = false;
   l.zero = 5;
   EXPECT_NE(CheckSupportedLayout(l).message().find("zero in 0..3"), std::string::npos);
@@ -143,6 +145,12 @@ TEST(RunLayoutTest, SavedPlanSetsModelRecipeAndLayout) {
   EXPECT_EQ(o.recompute, Recompute::kSelective);
   EXPECT_EQ(l.dp, 2);
   EXPECT_EQ(l.zero, 2);
+  EXPECT_FALSE(l.sequence_parallel);
+  saved.plan.tp = 2;
+  saved.plan.sequence_parallel = true;
+  ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
+  EXPECT_EQ(l.tp, 2);
+  EXPECT_TRUE(l.sequence_parallel);
   saved.plan.offload = Offload::kOptimizer;
   ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
   EXPECT_EQ(o.offload, Offload::kOptimizer);
