@@ -54,7 +54,8 @@ float Expected(const std::string& op, const Counts& k, int rank, int n, size_t i
 }  // namespace
 
 StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector<double>& sizes,
-                                          const Progress& progress, cudaStream_t stream) {
+                                          const Progress& progress, cudaStream_t stream,
+                                          const std::vector<std::string>& ops) {
   const int n = world.size(), rank = world.rank();
   const double largest = *std::max_element(sizes.begin(), sizes.end());
   float *send = nullptr, *recv = nullptr;
@@ -64,6 +65,7 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector
   P3D_CAL_CUDA(cudaMalloc(&slowest, sizeof(double)));
   nlohmann::json out = nlohmann::json::array();
   for (const char* op : kOps) {
+    if (!ops.empty() && std::find(ops.begin(), ops.end(), op) == ops.end()) continue;
     for (double bytes : sizes) {
       const Counts k = CountsOf(op, bytes, n);
       std::vector<float> host(k.send);

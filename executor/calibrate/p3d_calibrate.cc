@@ -5,10 +5,12 @@
 //   p3d-calibrate --nproc 1 --models gpt-1.3b --micro-batches 4 --out p.json
 //
 // Measures, checking every result while timing it: runtime memory (context,
-// cuBLASLt, NCCL communicators, allocation overhead), HBM bandwidth, the
-// linear-layer GEMMs of the given models in the executor's three layouts
-// plus a size sweep, and (2+ GPUs) NCCL all-reduce / reduce-scatter /
-// all-gather / send-recv across message sizes. Bounded by --max-seconds.
+// cuBLASLt, NCCL communicators step by step, allocation overhead), HBM
+// bandwidth, the linear-layer GEMMs of the given models in the executor's
+// three layouts plus a size sweep, the attention core at the models' shapes,
+// the optimizer step, and (2+ GPUs) NCCL all-reduce / reduce-scatter /
+// all-gather / send-recv across message sizes and the compute a concurrent
+// all-reduce costs. Bounded by --max-seconds.
 // Started without RANK it runs itself as --nproc ranks on this node; rank 0
 // measures the GEMMs and HBM and writes the file. Exit 0 ok, 2 bad input,
 // 4 a measurement failed or gave a wrong result.
@@ -29,7 +31,7 @@
 #include "executor/metrics.h"
 #include "executor/param_layout.h"
 #include "models/zoo.h"
-#include "simulator/memory_terms.h"
+#include "planner/plan.h"
 
 namespace p3d {
 namespace {
@@ -44,6 +46,7 @@ struct Options {
   std::vector<int64_t> sweep = {256, 512, 1024, 2048, 4096, 8192};
   std::vector<double> comm_bytes = {1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20};
   double hbm_bytes = 512 << 20;
+  int64_t optimizer_params = 256 << 20;
   double max_seconds = 150;
   std::string base_gpu;
   std::string out = "profile.json";
@@ -86,8 +89,33 @@ StatusOr<size_t> FreeBytes() {
   return free;
 }
 
-// NCCL memory: free bytes before ProcessGroups::Create and after one small
-// call of every kind on each group of size > 1 (NCCL connects lazily).
+// Attention-core shapes of the plans: every model x micro-batch x seq x TP
+// (heads and kv heads split over TP), in the executor's default causal blocks.
+StatusOr<std::vector<AttentionShapeToMeasure>> AttentionShapes(const Options& o) {
+  std::vector<AttentionShapeToMeasure> shapes;
+  std::set<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>> seen;
+  for (const std::string& name : o.models) {
+    P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel(name));
+    for (int64_t seq : o.seqs)
+      for (int64_t b : o.micro_batches)
+        for (int tp : o.tps) {
+          if (model.heads % tp || model.kv_heads % tp) continue;
+          AttentionCoreShape sh{b, seq, model.heads / tp, model.kv_heads / tp, model.head_dim(),
+                                DefaultAttentionBlocks(seq)};
+          if (!seen.insert({sh.batch, sh.seq, sh.heads, sh.kv_heads, sh.head_dim}).second) continue;
+          shapes.push_back({fmt::format("{} B={} S={} TP={}", model.name, b, seq, tp), sh});
+        }
+  }
+  return shapes;
+}
+
+// NCCL memory, step by step as a run meets it (NCCL connects lazily):
+//   first  ProcessGroups::Create as p3d-run makes it (world + TP/DP/PP/MP
+//          splits) and one all-reduce on the DP group: NCCL's setup and the
+//          first connected communicator;
+//   split  one all-reduce on the world (another communicator, same ranks);
+//   p2p    one send/recv ring on the DP group (pipeline connections).
+// Then the collectives and the interference probe over the world.
 StatusOr<nlohmann::json> CalibrateComm(const LaunchInfo& launch, int devices, const Options& o,
                                        const Progress& progress, cudaStream_t stream) {
   if (launch.world_size > devices)
@@ -98,26 +126,33 @@ StatusOr<nlohmann::json> CalibrateComm(const LaunchInfo& launch, int devices, co
   P3D_ASSIGN_OR_RETURN(RankGrid grid, RankGrid::Create(1, launch.world_size, 1, devices));
   P3D_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroups> groups,
                        ProcessGroups::Create(launch, grid, CommOptions{}));
-  // NCCL connects lazily: one small checked call of every kind on the world
-  // and on the DP group (the same ranks), as a DP run would make.
   const std::vector<double> small = {4096.0 * 4 * launch.world_size};
-  P3D_ASSIGN_OR_RETURN(nlohmann::json warm_world,
-                       ProbeCollectives(groups->world(), small, progress, stream));
-  P3D_ASSIGN_OR_RETURN(nlohmann::json warm_dp,
-                       ProbeCollectives(groups->group(GroupKind::kData), small, progress, stream));
-  P3D_ASSIGN_OR_RETURN(size_t after, FreeBytes());
-  Plan dp_plan;
-  dp_plan.dp = launch.world_size;
-  const int comms = memory_internal::Communicators(ModelSpec{}, dp_plan, 0);
-  progress.Say(
-      fmt::format("nccl: {:.0f} MiB for the process groups of DP{} ({} communicators as "
-                  "the simulator counts them)",
-                  (static_cast<double>(before) - after) / 1048576, launch.world_size, comms));
+  Communicator& dp = groups->group(GroupKind::kData);
+  P3D_RETURN_IF_ERROR(ProbeCollectives(dp, small, progress, stream, {"all-reduce"}).status());
+  P3D_ASSIGN_OR_RETURN(size_t after_first, FreeBytes());
+  P3D_RETURN_IF_ERROR(
+      ProbeCollectives(groups->world(), small, progress, stream, {"all-reduce"}).status());
+  P3D_ASSIGN_OR_RETURN(size_t after_split, FreeBytes());
+  P3D_RETURN_IF_ERROR(ProbeCollectives(dp, small, progress, stream, {"send-recv"}).status());
+  P3D_ASSIGN_OR_RETURN(size_t after_p2p, FreeBytes());
+  auto diff = [](size_t a, size_t b) {
+    return std::max(0.0, static_cast<double>(a) - static_cast<double>(b));
+  };
+  const double first = diff(before, after_first), split = diff(after_first, after_split),
+               p2p = diff(after_split, after_p2p);
+  if (launch.rank == 0)
+    progress.Say(fmt::format("nccl: first communicator {:.0f} MiB (with NCCL setup), one more "
+                             "{:.0f} MiB, send/recv connections {:.0f} MiB",
+                             first / 1048576, split / 1048576, p2p / 1048576));
   P3D_ASSIGN_OR_RETURN(nlohmann::json samples,
                        ProbeCollectives(groups->world(), o.comm_bytes, progress, stream));
-  return nlohmann::json{{"nccl_bytes", static_cast<double>(before) - static_cast<double>(after)},
-                        {"nccl_communicators", comms},
-                        {"collectives", samples}};
+  P3D_ASSIGN_OR_RETURN(nlohmann::json interference,
+                       ProbeInterference(groups->world(), progress, stream));
+  return nlohmann::json{{"nccl_first_bytes", first},
+                        {"nccl_split_bytes", split},
+                        {"nccl_p2p_bytes", p2p},
+                        {"collectives", samples},
+                        {"interference", interference}};
 }
 
 void PrintSummary(const ClusterSpec& c, std::ostream& out) {
@@ -128,11 +163,21 @@ void PrintSummary(const ClusterSpec& c, std::ostream& out) {
     out << fmt::format("    {:10.3g}  {:.3f}\n", p.flops, p.efficiency);
   out << fmt::format("  HBM efficiency {:.3f} of {:.0f} GB/s\n", c.gpu.hbm_efficiency,
                      c.gpu.hbm_bytes_per_s / 1e9);
+  const RuntimeMemory& rt = c.gpu.runtime;
   out << fmt::format(
-      "  memory {:.0f} MiB; runtime: context {:.0f} MiB, NCCL {:.0f} MiB per "
-      "communicator, allocator fraction {:.4f}\n",
-      c.gpu.memory_bytes / 1048576, c.gpu.runtime.cuda_context_bytes / 1048576,
-      c.gpu.runtime.nccl_per_comm_bytes / 1048576, c.gpu.runtime.allocator_fraction);
+      "  memory {:.0f} MiB; runtime: context {:.0f} MiB, NCCL first communicator {:.0f} MiB, "
+      "each further {:.0f} MiB, send/recv {:.0f} MiB, allocator fraction {:.4f}\n",
+      c.gpu.memory_bytes / 1048576, rt.cuda_context_bytes / 1048576,
+      NcclBytes(rt, 1, false) / 1048576, rt.nccl_per_comm_bytes / 1048576,
+      rt.nccl_p2p_bytes / 1048576, rt.allocator_fraction);
+  out << "  attention core (head dim, forward FLOPs -> forward / probs / backward efficiency):\n";
+  for (const auto& p : c.gpu.attention_efficiency)
+    out << fmt::format("    HD {:3.0f} {:10.3g}  {:.3f} / {:.3f} / {:.3f}\n", p.head_dim, p.flops,
+                       p.forward, p.probs, p.backward);
+  out << fmt::format("  optimizer step {:.3f} of HBM; compute lost per second of hidden "
+                     "collective: {:.2f} (GEMM), {:.2f} (memory-bound)\n",
+                     c.gpu.optimizer_efficiency, c.gpu.overlap_slowdown_gemm,
+                     c.gpu.overlap_slowdown_memory);
   out << fmt::format("  intra-node link {}: efficiency {:.3f} of {:.0f} GB/s, latency {:.2f} us\n",
                      c.node.intra.name, c.node.intra.efficiency, c.node.intra.bytes_per_s / 1e9,
                      c.node.intra.latency_s * 1e6);
@@ -165,19 +210,25 @@ Status RunRank(const Options& o) {
   P3D_CAL_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
   P3D_ASSIGN_OR_RETURN(nlohmann::json runtime, ProbeRuntime(progress));
-  nlohmann::json collectives = nlohmann::json::array();
+  nlohmann::json collectives = nlohmann::json::array(), interference;
   if (launch.world_size > 1) {
     P3D_ASSIGN_OR_RETURN(nlohmann::json comm, CalibrateComm(launch, devices, o, progress, stream));
-    runtime["nccl_bytes"] = comm["nccl_bytes"];
-    runtime["nccl_communicators"] = comm["nccl_communicators"];
+    for (const char* key : {"nccl_first_bytes", "nccl_split_bytes", "nccl_p2p_bytes"})
+      runtime[key] = comm[key];
     collectives = comm["collectives"];
+    interference = comm["interference"];
   }
   if (launch.rank != 0) return Status::Ok();
 
   P3D_ASSIGN_OR_RETURN(nlohmann::json hbm, ProbeHbm(o.hbm_bytes, progress, stream));
   P3D_ASSIGN_OR_RETURN(std::vector<GemmShapeToMeasure> shapes, Shapes(o));
-  int skipped = 0;
+  int skipped = 0, attention_skipped = 0;
   P3D_ASSIGN_OR_RETURN(nlohmann::json gemm, ProbeGemms(shapes, progress, stream, &skipped));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json optimizer,
+                       ProbeOptimizer(o.optimizer_params, progress, stream));
+  P3D_ASSIGN_OR_RETURN(std::vector<AttentionShapeToMeasure> cores, AttentionShapes(o));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json attention,
+                       ProbeAttention(cores, progress, stream, &attention_skipped));
   int nccl = 0;
   ncclGetVersion(&nccl);
   int runtime_version = 0;
@@ -192,10 +243,14 @@ Status RunRank(const Options& o) {
                                 {"command", o.command},
                                 {"seconds", progress.elapsed_s()},
                                 {"gemm_shapes_skipped", skipped},
+                                {"attention_shapes_skipped", attention_skipped},
                                 {"gemm", gemm},
+                                {"attention", attention},
+                                {"optimizer", optimizer},
                                 {"hbm", hbm},
                                 {"runtime", runtime},
                                 {"collectives", collectives}};
+  if (!interference.is_null()) calibration["interference"] = interference;
   P3D_ASSIGN_OR_RETURN(ClusterSpec applied, ApplyCalibration(base, calibration, o.out));
   std::ofstream file(o.out);
   file << ProfileToJson(applied, calibration) << "\n";
@@ -227,6 +282,9 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--comm-bytes", o.comm_bytes, "collective message sizes, bytes")->delimiter(',');
   app.add_option("--hbm-bytes", o.hbm_bytes, "buffer size of the bandwidth probe, bytes");
+  app.add_option("--optimizer-params", o.optimizer_params,
+                 "parameters of the optimizer-step probe (18 bytes each on the GPU)")
+      ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 34));
   app.add_option("--max-seconds", o.max_seconds, "time budget; GEMM shapes past it are skipped");
   app.add_option("--base-gpu", o.base_gpu,
                  "catalog GPU whose datasheet figures apply (default: this card's)");

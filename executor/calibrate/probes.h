@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "executor/attention_core.h"
 #include "simulator/profile.h"
 
 namespace p3d {
@@ -67,10 +68,36 @@ StatusOr<nlohmann::json> ProbeGemms(const std::vector<GemmShapeToMeasure>& shape
                                     const Progress& progress, cudaStream_t stream, int* skipped);
 
 // Collectives ("collectives" array) over `comm`, every member calling it;
-// results checked on every rank, time = the slowest rank's mean.
+// results checked on every rank, time = the slowest rank's mean. `ops`: a
+// subset of "all-reduce", "reduce-scatter", "all-gather", "send-recv"
+// (empty: all four).
 StatusOr<nlohmann::json> ProbeCollectives(Communicator& comm,
                                           const std::vector<double>& sizes_bytes,
-                                          const Progress& progress, cudaStream_t stream);
+                                          const Progress& progress, cudaStream_t stream,
+                                          const std::vector<std::string>& ops = {});
+
+// Attention core ("attention" array): executor/attention_core.h forward, its
+// probabilities part and backward per shape, the last query's output and the
+// last key's value gradient checked against a float64 CPU computation.
+// Shapes after the deadline are skipped (and counted).
+struct AttentionShapeToMeasure {
+  std::string label;  // e.g. "gpt-1.3b B=4 S=2048 TP=1"
+  AttentionCoreShape shape;
+};
+StatusOr<nlohmann::json> ProbeAttention(const std::vector<AttentionShapeToMeasure>& shapes,
+                                        const Progress& progress, cudaStream_t stream,
+                                        int* skipped);
+
+// Optimizer ("optimizer" object): gradient-norm partials, clip scale and
+// AdamW over `params` fp32 parameters, three updates checked on the CPU.
+StatusOr<nlohmann::json> ProbeOptimizer(int64_t params, const Progress& progress,
+                                        cudaStream_t stream);
+
+// Interference ("interference" object): a GEMM loop and a residual-add loop
+// on `compute`, alone and with fp32 all-reduces over `comm` running on a side
+// stream. Every member of `comm` calls it.
+StatusOr<nlohmann::json> ProbeInterference(Communicator& comm, const Progress& progress,
+                                           cudaStream_t compute);
 
 // ---- implementation of the template ----
 
