@@ -17,7 +17,7 @@
 // whole node's rate; this bench drives one GPU), and the exposed upload
 // max(0, up - cpu) + min(cpu, up) / ceil(N / 25M).
 //
-// Usage: offload_step_bench [--gpu h100-sxm] [--chunk 4194304] [--threads 0]
+// Usage: offload_step_bench [--gpu h100-sxm] [--chunk 16777216] [--threads 0]
 //                           [--steps 3] [N ...]     (default N: 1e8 3e8 1e9)
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -146,7 +146,7 @@ Status Run(const std::string& gpu, int64_t chunk, int threads, int steps,
 int main(int argc, char** argv) {
   CLI::App app{"offload_step_bench: one offloaded optimizer step, timed per phase"};
   std::string gpu = "h100-sxm";
-  int64_t chunk = int64_t{1} << 22;
+  int64_t chunk = p3d::kOffloadChunkElements;
   int threads = 0, steps = 3;
   std::vector<double> sizes{1e8, 3e8, 1e9};
   app.add_option("--gpu", gpu, "catalog GPU whose node the simulator columns use");

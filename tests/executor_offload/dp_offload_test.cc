@@ -30,7 +30,7 @@ namespace {
 constexpr int kSteps = 10;
 constexpr double kLossTolerance = 2e-3;  // nats, see the file comment
 
-StatusOr<TrainResult> Run(int zero, Offload offload) {
+StatusOr<TrainResult> TrainDp2(int zero, Offload offload) {
   P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel("tests/executor/models/tiny-gpt2-bytes.json"));
   TrainOptions o;
   o.model = model;
@@ -53,12 +53,12 @@ StatusOr<TrainResult> Run(int zero, Offload offload) {
 }
 
 TEST(DpOffloadTest, ZeroShardOffloadFollowsGpuAdamW) {
-  auto ref = Run(1, Offload::kNone);
+  auto ref = TrainDp2(1, Offload::kNone);
   ASSERT_TRUE(ref.ok()) << ref.status().ToString();
   ASSERT_EQ(ref->steps.size(), static_cast<size_t>(kSteps));
   EXPECT_EQ(ref->memory.host_pinned_bytes, 0);
   for (int zero : {1, 2}) {
-    auto off = Run(zero, Offload::kOptimizer);
+    auto off = TrainDp2(zero, Offload::kOptimizer);
     ASSERT_TRUE(off.ok()) << "ZeRO-" << zero << ": " << off.status().ToString();
     ASSERT_EQ(off->steps.size(), static_cast<size_t>(kSteps));
     double worst = 0;
