@@ -67,8 +67,10 @@ say "p3d-run --plan: $([ $has_plan_flag = 1 ] && echo available || echo 'not bui
 
 # ---- plans ----
 : >"$WORK/status.tsv"
-while read -r name model gpus dp tp pp vpp zero mb ga rc seq force; do
+while read -r name model gpus dp tp pp vpp zero mb ga rc seq force sp offload; do
   [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
+  sp_flag=--no-sp
+  [ "${sp:-0}" = 1 ] && sp_flag=--sp
   plan=$WORK/$name.plan.json run_json=$WORK/$name.run.json cmp=$WORK/$name.compare.json
   if [ "$gpus" -gt "$GPUS" ]; then
     echo -e "$name\tskipped: needs $gpus GPUs" >>"$WORK/status.tsv"; continue
@@ -79,7 +81,8 @@ while read -r name model gpus dp tp pp vpp zero mb ga rc seq force; do
   say "$name: plan"
   run "$BIN/p3d-plan" --model "$model" --gpus "$gpus" --profile "$PROFILE" --dp "$dp" --tp "$tp" \
       --pp "$pp" --vpp "$vpp" --zero "$zero" --micro-batch "$mb" --global-batch $((mb * ga * dp)) \
-      --seq "$seq" --recompute "$rc" --no-sp --offload none --top 1 --save-plan "$plan"
+      --seq "$seq" --recompute "$rc" "$sp_flag" --offload "${offload:-none}" --top 1 \
+      --save-plan "$plan"
   if [ ! -s "$plan" ]; then
     echo -e "$name\tfailed: p3d-plan saved no plan" >>"$WORK/status.tsv"; continue
   fi

@@ -32,7 +32,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 
 SECTIONS=(env build executor_tests reference checkpoint loss_curve speed_1p3b speed_3b_full largest
           dp_equivalence dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
-          tp_pp_equivalence tp_pp_throughput)
+          tp_pp_equivalence tp_pp_throughput accuracy)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 log() { echo "$*" >>"$LOG"; }
@@ -586,6 +586,19 @@ print(f"plan DP2 ZeRO-1 offload: step {t.get('median', float('nan')):.3f} s "
 PY
 )
   record offload_dp $status "$details"
+}
+
+# The calibrate-predict-measure-compare suite (scripts/accuracy_suite.sh) on the
+# binaries of the build section; its table, profile and runs land in $OUT/acc.
+section_accuracy() {
+  RUN_LIMIT=${ACC_LIMIT:-420} run env SKIP_BUILD=1 BUILD="$BUILD" OUT="$OUT/acc" \
+      STEPS="${ACC_STEPS:-5}" WARMUP="${ACC_WARMUP:-2}" CAL_SECONDS="${CAL_SECONDS:-60}" \
+      RUN_LIMIT="${ACC_RUN_LIMIT:-90}" scripts/accuracy_suite.sh
+  local rc=$?
+  local line
+  line=$(grep -m1 '^\*\*Step time' "$OUT/acc/accuracy.md" 2>/dev/null | tr -d '*')
+  [ $rc -eq 0 ] && [ -n "$line" ] && record accuracy PASS "$line" ||
+    record accuracy FAIL "exit $rc ${line:-no table} (see $OUT/acc/suite.log)"
 }
 
 wanted=("$@")
