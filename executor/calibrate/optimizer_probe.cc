@@ -39,6 +39,7 @@ StatusOr<nlohmann::json> ProbeOptimizer(int64_t params, const Progress& progress
   P3D_RETURN_IF_ERROR(InitNormal(master, n, 0.02f, 31, 1, stream));
   P3D_RETURN_IF_ERROR(Fill(m, n, 0.0f, stream));
   P3D_RETURN_IF_ERROR(Fill(v, n, 0.0f, stream));
+  P3D_CAL_CUDA(cudaStreamSynchronize(stream));  // `stream` does not order with cudaMemcpy's
   AdamWHyper h;
   h.weight_decay = 0.1f;
   const float max_norm = 1.0f;
