@@ -11,12 +11,17 @@
 //                      spawn:0 reuses one CpuThreadPool (HostOptimizer now,
 //                      kOffloadChunkElements). Arguments: parameters, threads,
 //                      chunk, spawn.
+//   BM_Dispatch        the per-call cost alone: an empty job for every
+//                      thread, spawn:1 starting and joining threads - 1
+//                      std::threads, spawn:0 one CpuThreadPool::Run.
+//                      Arguments: threads, spawn.
 // The time model's node default (DefaultCpuAdamParamsPerS) is argued from the
 // per-core and per-GB/s figures recorded in bench/results/cpu-adam.md.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "executor/host/cpu_adam.h"
@@ -97,6 +102,29 @@ BENCHMARK(BM_CpuAdamChunked)
     ->ArgsProduct({{64 << 20}, {1, 2}, {1 << 22, kOffloadChunkElements}, {1, 0}})
     ->ArgNames({"params", "threads", "chunk", "spawn"})
     ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_Dispatch(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const bool spawn = state.range(1) != 0;
+  CpuThreadPool pool(threads);
+  std::vector<int> hits(threads);
+  for (auto _ : state) {
+    if (spawn) {
+      std::vector<std::thread> workers;
+      for (int t = 1; t < threads; ++t) workers.emplace_back([&, t] { ++hits[t]; });
+      ++hits[0];
+      for (std::thread& w : workers) w.join();
+    } else {
+      pool.Run(threads, [&](int t) { ++hits[t]; });
+    }
+  }
+  benchmark::DoNotOptimize(hits.data());
+}
+BENCHMARK(BM_Dispatch)
+    ->ArgsProduct({{2, 16, 64}, {1, 0}})
+    ->ArgNames({"threads", "spawn"})
+    ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
 }  // namespace
