@@ -21,9 +21,9 @@ Status Positive(const nlohmann::json& j, const std::string& origin, const char* 
   const nlohmann::json& v = j.at(key);
   const bool number = v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() > 0;
   if (!number || (integer && v.get<double>() != std::floor(v.get<double>())))
-    return FieldError(origin, key,
-                      fmt::format("must be a positive {}, got {}", integer ? "integer" : "number",
-                                  v.dump()));
+    return FieldError(
+        origin, key,
+        fmt::format("must be a positive {}, got {}", integer ? "integer" : "number", v.dump()));
   *out = v.get<double>();
   return Status::Ok();
 }

@@ -56,9 +56,9 @@ Element ScalarAdamW(Element e, float scale, const CpuAdamWHyper& h) {
 Status CheckClose(const char* what, int64_t i, float got, float want, float floor) {
   if (std::fabs(got - want) <= 4 * FLT_EPSILON * std::max(std::fabs(want), floor))
     return Status::Ok();
-  return Status::Internal(fmt::format(
-      "cpu_adam probe: {}[{}] = {:.9g} after one step, the scalar AdamW gives {:.9g}", what, i,
-      got, want));
+  return Status::Internal(
+      fmt::format("cpu_adam probe: {}[{}] = {:.9g} after one step, the scalar AdamW gives {:.9g}",
+                  what, i, got, want));
 }
 
 }  // namespace
@@ -67,7 +67,8 @@ StatusOr<nlohmann::json> ProbeCpuAdam(int64_t params, int threads, double max_se
   if (params < 1)
     return Status::InvalidArgument(fmt::format("cpu_adam probe: params = {} must be >= 1", params));
   if (threads < 0)
-    return Status::InvalidArgument(fmt::format("cpu_adam probe: threads = {} must be >= 0", threads));
+    return Status::InvalidArgument(
+        fmt::format("cpu_adam probe: threads = {} must be >= 0", threads));
   if (!(max_seconds > 0))
     return Status::InvalidArgument(
         fmt::format("cpu_adam probe: max_seconds = {} must be > 0", max_seconds));
@@ -77,10 +78,10 @@ StatusOr<nlohmann::json> ProbeCpuAdam(int64_t params, int threads, double max_se
        m = Allocate<float>(params), v = Allocate<float>(params);
   auto weights = Allocate<uint16_t>(params);
   if (!grads || !master || !m || !v || !weights)
-    return Status::Infeasible(fmt::format(
-        "cpu_adam probe: cannot allocate {:.2f} GB for {} parameters (18 bytes each); "
-        "use fewer",
-        params * 18e-9, params));
+    return Status::Infeasible(
+        fmt::format("cpu_adam probe: cannot allocate {:.2f} GB for {} parameters (18 bytes each); "
+                    "use fewer",
+                    params * 18e-9, params));
   for (int64_t i = 0; i < params; ++i) {
     grads[i] = 1e-3f * static_cast<float>((i * 2654435761u) % 2001) - 1.0f;
     master[i] = 0.02f * static_cast<float>(i % 101) / 101.0f - 0.01f;

@@ -130,13 +130,14 @@ Status CpuAdamWUpdate(const float* grads, float grad_scale, float* master, float
                       uint16_t* weights, std::span<const CpuAdamWRun> runs, const CpuAdamWHyper& h,
                       CpuThreadPool& pool) {
   if (h.step < 1)
-    return Status::InvalidArgument(fmt::format("CpuAdamWUpdate: step must be >= 1, got {}", h.step));
+    return Status::InvalidArgument(
+        fmt::format("CpuAdamWUpdate: step must be >= 1, got {}", h.step));
   for (size_t r = 0; r < runs.size(); ++r)
     if (runs[r].begin < 0 || runs[r].end < runs[r].begin ||
         (r > 0 && runs[r].begin != runs[r - 1].end))
-      return Status::InvalidArgument(fmt::format(
-          "CpuAdamWUpdate: runs must be contiguous and in order: run {} is [{}, {})", r,
-          runs[r].begin, runs[r].end));
+      return Status::InvalidArgument(
+          fmt::format("CpuAdamWUpdate: runs must be contiguous and in order: run {} is [{}, {})", r,
+                      runs[r].begin, runs[r].end));
   if (runs.empty() || runs.front().begin == runs.back().end) return Status::Ok();
   if (!grads || !master || !m || !v || !weights)
     return Status::InvalidArgument("CpuAdamWUpdate: null array");
@@ -164,9 +165,11 @@ double CpuSquaredSum(const float* grads, int64_t n, int threads) {
 
 Status CpuAdamWUpdate(const float* grads, float grad_scale, float* master, float* m, float* v,
                       uint16_t* weights, int64_t n, const CpuAdamWHyper& h, int threads) {
-  if (n < 0) return Status::InvalidArgument(fmt::format("CpuAdamWUpdate: n must be >= 0, got {}", n));
+  if (n < 0)
+    return Status::InvalidArgument(fmt::format("CpuAdamWUpdate: n must be >= 0, got {}", n));
   if (threads < 1)
-    return Status::InvalidArgument(fmt::format("CpuAdamWUpdate: threads must be >= 1, got {}", threads));
+    return Status::InvalidArgument(
+        fmt::format("CpuAdamWUpdate: threads must be >= 1, got {}", threads));
   CpuThreadPool pool(threads);
   const CpuAdamWRun all{0, n, true};
   return CpuAdamWUpdate(grads, grad_scale, master, m, v, weights, {&all, 1}, h, pool);

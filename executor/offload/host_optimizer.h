@@ -75,7 +75,7 @@ struct DecayRange {
 
 struct HostOptimizerOptions {
   int64_t chunk_elements = kOffloadChunkElements;  // elements per copy / CPU AdamW call
-  int threads = 0;                            // CPU AdamW threads; 0: all hardware threads
+  int threads = 0;                                 // CPU AdamW threads; 0: all hardware threads
 };
 
 // What one Step did (filled only when asked: Step then waits for the last upload).

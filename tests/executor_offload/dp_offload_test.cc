@@ -64,10 +64,11 @@ TEST(DpOffloadTest, ZeroShardOffloadFollowsGpuAdamW) {
     double worst = 0;
     for (int s = 0; s < kSteps; ++s)
       worst = std::max(worst, std::fabs(off->steps[s].loss - ref->steps[s].loss));
-    std::printf("rank %d: DP2 ZeRO-%d offload vs GPU AdamW: max |dloss| %.2e over %d steps "
-                "(last %.5f vs %.5f); pinned host %.1f MB\n",
-                comm_test::Launch().rank, zero, worst, kSteps, off->steps.back().loss,
-                ref->steps.back().loss, off->memory.host_pinned_bytes / 1e6);
+    std::printf(
+        "rank %d: DP2 ZeRO-%d offload vs GPU AdamW: max |dloss| %.2e over %d steps "
+        "(last %.5f vs %.5f); pinned host %.1f MB\n",
+        comm_test::Launch().rank, zero, worst, kSteps, off->steps.back().loss,
+        ref->steps.back().loss, off->memory.host_pinned_bytes / 1e6);
     EXPECT_LE(worst, kLossTolerance) << "ZeRO-" << zero;
     // This rank's shard only: 18 pinned bytes per element (host_optimizer.h)
     // of about half the parameters (ZeRO pads each tensor to DP x 128).

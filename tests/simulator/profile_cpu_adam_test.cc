@@ -12,8 +12,8 @@ namespace {
 using nlohmann::json;
 
 json Good() {
-  return {{"params", 134217728},      {"threads", 32},
-          {"seconds_per_step", 0.05}, {"params_per_s", 134217728 / 0.05},
+  return {{"params", 134217728},        {"threads", 32},
+          {"seconds_per_step", 0.05},   {"params_per_s", 134217728 / 0.05},
           {"chunk_elements", 16777216}, {"steps", 10}};
 }
 
@@ -32,12 +32,15 @@ TEST(ProfileCpuAdamTest, RejectsBadFieldsByName) {
   };
   const Case cases[] = {
       {"params_per_s", -1, "field 'calibration.cpu_adam.params_per_s' must be a positive number"},
-      {"params_per_s", "fast", "field 'calibration.cpu_adam.params_per_s' must be a positive number"},
-      {"params_per_s", 1e9, "field 'calibration.cpu_adam.params_per_s' must equal params / "
-                            "seconds_per_step"},
+      {"params_per_s", "fast",
+       "field 'calibration.cpu_adam.params_per_s' must be a positive number"},
+      {"params_per_s", 1e9,
+       "field 'calibration.cpu_adam.params_per_s' must equal params / "
+       "seconds_per_step"},
       {"params_per_s", nullptr, "field 'calibration.cpu_adam.params_per_s' is missing"},
-      {"seconds_per_step", 0, "field 'calibration.cpu_adam.seconds_per_step' must be a positive "
-                              "number"},
+      {"seconds_per_step", 0,
+       "field 'calibration.cpu_adam.seconds_per_step' must be a positive "
+       "number"},
       {"params", 1.5, "field 'calibration.cpu_adam.params' must be a positive integer"},
       {"threads", 0, "field 'calibration.cpu_adam.threads' must be a positive integer"},
       {"threads", nullptr, "field 'calibration.cpu_adam.threads' is missing"},
