@@ -14,7 +14,7 @@
 // Vectorised by the compiler (a branch-free loop over restrict pointers,
 // built with -fno-math-errno) and multi-threaded over a CpuThreadPool, whose
 // threads start once and serve every later call (the offloaded step calls
-// once per copy chunk, hundreds of times a step): the elements are split
+// once per copy chunk, dozens to hundreds of times a step): the elements are split
 // into contiguous pieces of whole cache lines, one per pool thread (the
 // calling thread takes the first), each at least kCpuAdamMinPerThread
 // elements. Results do not depend on the number of threads.
