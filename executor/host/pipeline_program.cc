@@ -108,37 +108,34 @@ std::vector<PipeAction> GroupIterations(const std::vector<Unit>& units, bool pai
   return actions;
 }
 
-// Per-chunk slot pools: lowest free slot first.
-class SlotPools {
+// One pool of chunk-sized activation slots shared by every chunk (all chunks
+// of a rank have L / vpp layers): lowest free slot first, so the peak is the
+// list's peak number of (micro-batch, chunk) pairs in flight.
+class SlotPool {
  public:
-  explicit SlotPools(int vpp) : live_(vpp), used_(vpp) {}
   int Acquire(int chunk, int mb) {
-    std::set<int>& used = used_[chunk];
     int s = 0;
-    while (used.count(s)) ++s;
-    used.insert(s);
-    live_[chunk][mb] = s;
+    while (used_.count(s)) ++s;
+    used_.insert(s);
+    live_[{chunk, mb}] = s;
     peak_ = std::max(peak_, s + 1);
     return s;
   }
   int Find(int chunk, int mb) const {
-    auto it = live_[chunk].find(mb);
-    return it == live_[chunk].end() ? -1 : it->second;
+    auto it = live_.find({chunk, mb});
+    return it == live_.end() ? -1 : it->second;
   }
   void Release(int chunk, int mb) {
-    used_[chunk].erase(live_[chunk][mb]);
-    live_[chunk].erase(mb);
+    auto it = live_.find({chunk, mb});
+    used_.erase(it->second);
+    live_.erase(it);
   }
-  bool Empty() const {
-    for (const auto& m : live_)
-      if (!m.empty()) return false;
-    return true;
-  }
+  bool Empty() const { return live_.empty(); }
   int peak() const { return peak_; }
 
  private:
-  std::vector<std::map<int, int>> live_;  // chunk -> mb -> slot
-  std::vector<std::set<int>> used_;
+  std::map<std::pair<int, int>, int> live_;  // (chunk, mb) -> slot
+  std::set<int> used_;
   int peak_ = 0;
 };
 
@@ -152,7 +149,7 @@ StatusOr<PipelineProgram> CompilePipelineProgram(const std::vector<PipeStep>& st
   prog.actions = GroupIterations(units, /*pair_steady=*/vpp > 1);
   // Slots, in dispatch order. A receive of the forward input
   // takes its slot; the forward then finds it.
-  SlotPools pools(vpp);
+  SlotPool pool;
   std::set<std::pair<int, int>> forwarded;
   for (PipeAction& a : prog.actions) {
     const std::pair<int, int> pair{a.microbatch, a.chunk};
@@ -161,26 +158,26 @@ StatusOr<PipelineProgram> CompilePipelineProgram(const std::vector<PipeStep>& st
         if (!forwarded.insert(pair).second)
           return Status::InvalidArgument(fmt::format(
               "pipeline program: micro-batch {} chunk {} forwarded twice", a.microbatch, a.chunk));
-        a.slot = pools.Find(a.chunk, a.microbatch);
-        if (a.slot < 0) a.slot = pools.Acquire(a.chunk, a.microbatch);
+        a.slot = pool.Find(a.chunk, a.microbatch);
+        if (a.slot < 0) a.slot = pool.Acquire(a.chunk, a.microbatch);
         break;
       case PipeAction::Kind::kBackward:
-        a.slot = pools.Find(a.chunk, a.microbatch);
+        a.slot = pool.Find(a.chunk, a.microbatch);
         if (a.slot < 0 || !forwarded.count(pair))
           return Status::InvalidArgument(fmt::format(
               "pipeline program: backward of micro-batch {} chunk {} before its forward",
               a.microbatch, a.chunk));
-        pools.Release(a.chunk, a.microbatch);
+        pool.Release(a.chunk, a.microbatch);
         break;
       case PipeAction::Kind::kComm:
         for (const PipeStep& s : a.comm) {
-          int slot = pools.Find(s.chunk, s.microbatch);
+          int slot = pool.Find(s.chunk, s.microbatch);
           if (s.kind == StepKind::kRecvForward) {
             if (slot >= 0 || forwarded.count({s.microbatch, s.chunk}))
               return Status::InvalidArgument(
                   fmt::format("pipeline program: input of micro-batch {} chunk {} received twice",
                               s.microbatch, s.chunk));
-            slot = pools.Acquire(s.chunk, s.microbatch);
+            slot = pool.Acquire(s.chunk, s.microbatch);
           }
           if (slot < 0 && s.kind != StepKind::kSendBackward)
             return Status::InvalidArgument(fmt::format(
@@ -191,9 +188,9 @@ StatusOr<PipelineProgram> CompilePipelineProgram(const std::vector<PipeStep>& st
         break;
     }
   }
-  if (!pools.Empty())
+  if (!pool.Empty())
     return Status::InvalidArgument("pipeline program: a forward has no backward (slot left live)");
-  prog.slots = std::max(1, pools.peak());
+  prog.slots = std::max(1, pool.peak());
   return prog;
 }
 

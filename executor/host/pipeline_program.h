@@ -41,13 +41,19 @@
 // matched in FIFO order (NCCL's rule) and a send waits for the receive to be
 // posted (no buffering). A real run only relaxes these waits.
 //
-// Activation slots: a slot is a full set of this rank's per-layer activation
-// buffers; chunk c uses the layers of chunk c in it, so slots are assigned per
-// chunk (lowest free slot at the receive of the forward input, else at the
-// forward; freed at the backward) and `slots` is the peak number of
-// micro-batches of one chunk in flight (1F1B: PP - r). The grouping moves no
-// forward-input receive ahead of any compute step (only output-gradient
-// receives move, ahead of a forward), so the peak is the list's own.
+// Activation slots: a slot is one chunk's worth of this rank's per-layer
+// activation buffers (L / vpp layers and the chunk's output); every chunk of a
+// rank has the same number of layers, so all chunks share one pool. A
+// (micro-batch, chunk) pair takes the lowest free slot at the receive of its
+// forward input, else at its forward, and frees it at its backward; `slots`
+// is the peak number of pairs in flight: 1F1B min(m, PP - r); interleaved
+// with m > PP Megatron's warm-up + 1 = (VPP-1)*PP + 2*(PP-r-1) + 1, and with
+// m == PP (all forwards first) m*VPP. simulator/memory_model.h
+// InFlightMicroBatches x VPP is the same count for 1F1B and interleaved with
+// m > PP.
+// The grouping moves no forward-input receive ahead of any compute step (only
+// output-gradient receives move, ahead of a forward), so the peak is the
+// list's own.
 #pragma once
 
 #include <cstdint>
@@ -68,7 +74,7 @@ struct PipeAction {
 
 struct PipelineProgram {
   std::vector<PipeAction> actions;
-  int slots = 0;  // activation slots needed (>= 1)
+  int slots = 0;  // chunk-sized activation slots needed (>= 1), see above
   int vpp = 1;
 };
 

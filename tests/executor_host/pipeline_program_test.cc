@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
+#include <utility>
+
+#include "simulator/memory_model.h"
 
 namespace p3d {
 namespace {
@@ -27,16 +31,16 @@ int Count(const PipelineProgram& p, PipeAction::Kind kind) {
   return n;
 }
 
-// Peak number of micro-batches of one chunk in flight in the step list's own
+// Peak number of (micro-batch, chunk) pairs in flight in the step list's own
 // order (from the receive of the input, or the forward, to the backward).
-int ListPeakInFlight(const std::vector<PipeStep>& steps, int vpp) {
-  std::vector<std::set<int>> live(vpp);
+int ListPeakInFlight(const std::vector<PipeStep>& steps) {
+  std::set<std::pair<int, int>> live;
   size_t peak = 0;
   for (const PipeStep& s : steps) {
     if (s.kind == StepKind::kRecvForward || s.kind == StepKind::kForward)
-      live[s.chunk].insert(s.microbatch);
-    if (s.kind == StepKind::kBackward) live[s.chunk].erase(s.microbatch);
-    for (const auto& l : live) peak = std::max(peak, l.size());
+      live.insert({s.microbatch, s.chunk});
+    if (s.kind == StepKind::kBackward) live.erase({s.microbatch, s.chunk});
+    peak = std::max(peak, live.size());
   }
   return static_cast<int>(peak);
 }
@@ -91,8 +95,8 @@ TEST(PipelineProgramTest, OneFOneBAndGPipeListsAreDeadlockFreeAndMatched) {
 }
 
 // Interleaved 1F1B runs for every m divisible by pp (Megatron's constraint,
-// BuildSchedule's rule interleave-microbatches), with the activation slots of
-// the list's own order.
+// BuildSchedule's rule interleave-microbatches), with the chunk-sized
+// activation slots of the list's own order.
 TEST(PipelineProgramTest, InterleavedListsAreDeadlockFreeForEveryMultipleOfPp) {
   for (int pp = 2; pp <= 8; ++pp)
     for (int vpp = 2; vpp <= 4; ++vpp)
@@ -106,10 +110,56 @@ TEST(PipelineProgramTest, InterleavedListsAreDeadlockFreeForEveryMultipleOfPp) {
         for (int r = 0; r < pp; ++r) {
           EXPECT_EQ(Count(progs[r], PipeAction::Kind::kForward), m * vpp);
           EXPECT_EQ(Count(progs[r], PipeAction::Kind::kBackward), m * vpp);
-          EXPECT_EQ(progs[r].slots, ListPeakInFlight((*s)[r], vpp))
+          EXPECT_EQ(progs[r].slots, ListPeakInFlight((*s)[r]))
               << "pp=" << pp << " vpp=" << vpp << " m=" << m << " r=" << r;
         }
       }
+}
+
+// Chunk-sized slots of interleaved PP2 / PP4 (VPP 2), derived by hand from
+// simulator/schedule.cc: rank r runs W_r = 2*(PP-r-1) + (VPP-1)*PP warm-up
+// forwards (all m*VPP when m == PP), then forward/backward pairs; a slot is
+// taken at a forward (or its input's receive) and freed at the backward.
+//   m == PP: every forward first, so all m*VPP pairs are in flight: PP2 m2 ->
+//     4 on both ranks, PP4 m4 -> 8 on every rank.
+//   m == 2*PP: the W_r warm-up pairs plus the steady forward, W_r + 1:
+//     PP2 m4: r0 2+2+1 = 5, r1 0+2+1 = 3;
+//     PP4 m8: r0 6+4+1 = 11, r1 4+4+1 = 9, r2 2+4+1 = 7, r3 0+4+1 = 5.
+//   (PP2 m4 rank 0 by chunk: F0.0 F1.0 F0.1 F1.1 | F2.0 B0.1 F3.0 B1.1 ...:
+//   after F3.0, chunk 0 holds micro-batches 0-3 and chunk 1 holds 1, i.e. 5
+//   pairs; per-chunk pools would need chunk 0's peak 4 + chunk 1's peak 2 = 6,
+//   and one slot per micro-batch spanning both chunks 4 x 2 = 8.)
+// Units of a micro-batch's stage layers: slots / VPP, which for m > PP is the
+// simulator's InFlightMicroBatches (Megatron's warm-up + 1, Korthikanti et al.
+// 2022 sec. 1: PP * (1 + (PP-1)/(PP*VPP)) on rank 0).
+TEST(PipelineProgramTest, InterleavedSlotsArePairsInFlightSharedByTheChunks) {
+  struct Case {
+    int pp, m;
+    std::vector<int> slots;  // per rank
+  };
+  const Case cases[] = {
+      {2, 2, {4, 4}}, {2, 4, {5, 3}}, {4, 4, {8, 8, 8, 8}}, {4, 8, {11, 9, 7, 5}}};
+  for (const Case& c : cases) {
+    const auto progs = Compile(ScheduleKind::kInterleaved1F1B, c.pp, 2, c.m);
+    for (int r = 0; r < c.pp; ++r) {
+      EXPECT_EQ(progs[r].slots, c.slots[r]) << "pp=" << c.pp << " m=" << c.m << " r=" << r;
+      if (c.m > c.pp) {
+        EXPECT_DOUBLE_EQ(progs[r].slots / 2.0,
+                         InFlightMicroBatches(ScheduleKind::kInterleaved1F1B, c.pp, 2, c.m, r))
+            << "pp=" << c.pp << " m=" << c.m << " r=" << r;
+      }
+    }
+  }
+  // The chunks share the pool. PP2 m4 rank 0 (lowest free slot first):
+  // F0.0 -> 0, F1.0 -> 1, [RF0.1] F0.1 -> 2, [RF1.1] F1.1 -> 3, F2.0 -> 4,
+  // B0.1 frees 2, F3.0 -> 2: chunk 0 takes the slot chunk 1 just gave back.
+  const auto progs = Compile(ScheduleKind::kInterleaved1F1B, 2, 2, 4);
+  std::map<std::pair<int, int>, int> slot;  // (mb, chunk) -> slot of its forward
+  for (const PipeAction& a : progs[0].actions)
+    if (a.kind == PipeAction::Kind::kForward) slot[{a.microbatch, a.chunk}] = a.slot;
+  EXPECT_EQ(slot[std::make_pair(0, 1)], 2);
+  EXPECT_EQ(slot[std::make_pair(2, 0)], 4);
+  EXPECT_EQ(slot[std::make_pair(3, 0)], 2);
 }
 
 // Why interleaved needs its own grouping: grouped the 1F1B way, the lists
