@@ -9,27 +9,38 @@ namespace p3d {
 
 StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(const ParamLayout& params,
                                                              const ZeroLayout& zero,
+                                                             GradStaging staging,
                                                              Communicator* comm,
                                                              cudaStream_t compute) {
   if (zero.dp > 1 && (comm == nullptr || comm->size() != zero.dp))
     return Status::InvalidArgument(
         StrCat("data parallel: dp = ", zero.dp, " needs a DP communicator of that size"));
+  const bool stage = zero.zero >= 2 && zero.dp > 1;
+  if (staging.staged() != stage || (stage && staging.unit_buffer.size() != params.units.size()))
+    return Status::InvalidArgument(
+        StrCat("data parallel: gradient staging is for ZeRO-2/3 with dp > 1 and covers every "
+               "unit (ZeRO-",
+               zero.zero, ", dp = ", zero.dp, ", ", staging.unit_buffer.size(), " staged units of ",
+               params.units.size(), ")"));
   std::unique_ptr<DataParallel> d(
-      new DataParallel(params, zero, zero.dp > 1 ? comm : nullptr, compute));
+      new DataParallel(params, zero, std::move(staging), zero.dp > 1 ? comm : nullptr, compute));
   if (!d->active()) return StatusOr<std::unique_ptr<DataParallel>>(std::move(d));
   CUDA_CHECK(cudaStreamCreateWithFlags(&d->comm_stream_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaEventCreateWithFlags(&d->marker_, cudaEventDisableTiming));
   const size_t units = params.units.size();
-  d->unit_done_.assign(units, nullptr);
-  for (cudaEvent_t& e : d->unit_done_)
-    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-  d->pending_.assign(units, false);
+  const size_t buffers = stage ? static_cast<size_t>(d->staging_.buffers()) : units;
+  d->grad_done_.assign(buffers, nullptr);
+  d->gather_done_.assign(zero.zero == 3 ? units : 0, nullptr);
+  for (auto* events : {&d->grad_done_, &d->gather_done_})
+    for (cudaEvent_t& e : *events) CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  d->pending_.assign(buffers, false);
   d->gathered_.assign(units, false);
   return StatusOr<std::unique_ptr<DataParallel>>(std::move(d));
 }
 
 DataParallel::~DataParallel() {
-  for (cudaEvent_t e : unit_done_) cudaEventDestroy(e);
+  for (cudaEvent_t e : grad_done_) cudaEventDestroy(e);
+  for (cudaEvent_t e : gather_done_) cudaEventDestroy(e);
   if (marker_) cudaEventDestroy(marker_);
   if (comm_stream_) cudaStreamDestroy(comm_stream_);
 }
@@ -38,6 +49,14 @@ void DataParallel::Bind(bf16* weights, float* grads, float* grad_shard) {
   weights_ = weights;
   grads_ = grads;
   grad_shard_ = grad_shard;
+}
+
+int DataParallel::GradBuffer(int unit) const {
+  return staging_.staged() ? staging_.unit_buffer[unit] : unit;
+}
+
+float* DataParallel::UnitGrads(int unit) const {
+  return grads_ + (staging_.staged() ? staging_.UnitOffset(unit) : params_.units[unit].begin);
 }
 
 Status DataParallel::CommWaitsCompute() {
@@ -61,45 +80,53 @@ Status DataParallel::BeforeUse(int unit, int prefetch) {
     if (u < 0 || gathered_[u]) continue;
     P3D_RETURN_IF_ERROR(CommWaitsCompute());
     P3D_RETURN_IF_ERROR(Gather(u, comm_stream_));
-    CUDA_CHECK(cudaEventRecord(unit_done_[u], comm_stream_));
+    CUDA_CHECK(cudaEventRecord(gather_done_[u], comm_stream_));
     gathered_[u] = true;
   }
-  // unit_done_ is the unit's latest comm work, the gather included.
-  CUDA_CHECK(cudaStreamWaitEvent(compute_, unit_done_[unit], 0));
+  CUDA_CHECK(cudaStreamWaitEvent(compute_, gather_done_[unit], 0));
   return Status::Ok();
 }
 
 Status DataParallel::BeforeGradWrite(int unit) {
-  if (!active() || unit < 0 || !pending_[unit]) return Status::Ok();
-  CUDA_CHECK(cudaStreamWaitEvent(compute_, unit_done_[unit], 0));
-  pending_[unit] = false;
+  if (!active() || unit < 0) return Status::Ok();
+  const int b = GradBuffer(unit);
+  if (!pending_[b]) return Status::Ok();
+  CUDA_CHECK(cudaStreamWaitEvent(compute_, grad_done_[b], 0));
+  pending_[b] = false;
   return Status::Ok();
 }
 
 Status DataParallel::GradsReady(int unit, bool last_micro) {
   if (!active() || unit < 0) return Status::Ok();
   const ParamUnit& u = params_.units[unit];
+  float* g = UnitGrads(unit);
   if (zero_.zero <= 1) {
     if (!last_micro) return Status::Ok();
     P3D_RETURN_IF_ERROR(CommWaitsCompute());
-    P3D_RETURN_IF_ERROR(comm_->AllReduce(grads_ + u.begin, grads_ + u.begin, u.size(), ncclFloat32,
-                                         ncclSum, comm_stream_));
+    P3D_RETURN_IF_ERROR(comm_->AllReduce(g, g, u.size(), ncclFloat32, ncclSum, comm_stream_));
   } else {
+    // In place: rank d's reduced block is at its slice's place in the unit.
     const OwnedSlice& s = zero_.slices[unit];
+    float* owned = g + (s.begin - u.begin);
     P3D_RETURN_IF_ERROR(CommWaitsCompute());
-    P3D_RETURN_IF_ERROR(comm_->ReduceScatter(grads_ + u.begin, grads_ + s.begin, s.size(),
-                                             ncclFloat32, ncclSum, comm_stream_));
-    P3D_RETURN_IF_ERROR(AddF32(grads_ + s.begin, grad_shard_ + s.local, s.size(), comm_stream_));
-    CUDA_CHECK(cudaMemsetAsync(grads_ + u.begin, 0, u.size() * sizeof(float), comm_stream_));
+    P3D_RETURN_IF_ERROR(
+        comm_->ReduceScatter(g, owned, s.size(), ncclFloat32, ncclSum, comm_stream_));
+    P3D_RETURN_IF_ERROR(AddF32(owned, grad_shard_ + s.local, s.size(), comm_stream_));
+    CUDA_CHECK(cudaMemsetAsync(g, 0, u.size() * sizeof(float), comm_stream_));
   }
-  CUDA_CHECK(cudaEventRecord(unit_done_[unit], comm_stream_));
-  pending_[unit] = true;
+  const int b = GradBuffer(unit);
+  CUDA_CHECK(cudaEventRecord(grad_done_[b], comm_stream_));
+  pending_[b] = true;
   return Status::Ok();
 }
 
 Status DataParallel::FinishGrads() {
-  for (size_t u = 0; u < pending_.size(); ++u)
-    P3D_RETURN_IF_ERROR(BeforeGradWrite(static_cast<int>(u)));
+  if (!active()) return Status::Ok();
+  for (size_t b = 0; b < pending_.size(); ++b) {
+    if (!pending_[b]) continue;
+    CUDA_CHECK(cudaStreamWaitEvent(compute_, grad_done_[b], 0));
+    pending_[b] = false;
+  }
   return Status::Ok();
 }
 

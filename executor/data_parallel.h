@@ -10,11 +10,15 @@
 //             the comm stream, overlapping the backward of the units before it.
 //             ZeRO-1 then updates only the owned slices and all-gathers the
 //             bf16 weights of every unit after the optimizer step.
-//   ZeRO-2    in EVERY micro-batch, unit u's gradients are reduce-scattered
-//             (in place, fp32), the owned slice is added to the fp32 gradient
-//             shard and u's gradient buffer is re-zeroed for the next
-//             micro-batch; all on the comm stream. After the step: all-gather
-//             of the bf16 weights, as ZeRO-1.
+//   ZeRO-2    in EVERY micro-batch, unit u's backward accumulates into its
+//             staging buffer (GradStaging, executor/zero_layout.h: a ring of
+//             two slots the size of the largest layer, taken alternately in
+//             backward order, plus dedicated buffers for the tied embedding and
+//             units wider than a slot; no full-size gradient buffer exists);
+//             then u's gradients are reduce-scattered there (in place, fp32),
+//             the owned slice is added to the fp32 gradient shard and u's range
+//             of the staging buffer is re-zeroed; all on the comm stream. After
+//             the step: all-gather of the bf16 weights, as ZeRO-1.
 //   ZeRO-3    as ZeRO-2 for gradients; parameters are all-gathered per unit
 //             before every use (forward and again backward), the next layer's
 //             gather issued on the comm stream before the current layer runs
@@ -24,9 +28,12 @@
 // the owned shards with an all-reduce of the partial sums (ZeRO-2/3).
 //
 // Ordering: every comm-stream operation first waits for an event recorded on
-// the compute stream at the point of issue; the compute stream waits for the
-// unit's event before it writes that unit's gradients again (ZeRO-2/3) or uses
-// its gathered weights (ZeRO-3), and for all reductions before the optimizer.
+// the compute stream at the point of issue; before the compute stream writes a
+// unit's gradients it waits for the last reduction out of the same gradient
+// buffer (ZeRO-0/1: the unit's own range; ZeRO-2/3: its staging buffer, i.e.
+// the unit that used the ring slot before it); before it uses a unit's
+// gathered weights (ZeRO-3) for that gather; and for all reductions before the
+// optimizer.
 // Every host wait goes through the communicator's watchdog (Sync).
 //
 // With dp = 1 (or no communicator) every hook is a no-op and Sync is
@@ -38,6 +45,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -52,17 +60,21 @@ class Communicator;
 class DataParallel {
  public:
   // comm: the DP group (size == zero.dp), or nullptr when zero.dp == 1.
+  // staging: BuildGradStaging(params) when ZeRO >= 2 and dp > 1 (the gradient
+  // buffer bound is then the staging region), else empty.
   static StatusOr<std::unique_ptr<DataParallel>> Create(const ParamLayout& params,
-                                                        const ZeroLayout& zero, Communicator* comm,
-                                                        cudaStream_t compute);
+                                                        const ZeroLayout& zero, GradStaging staging,
+                                                        Communicator* comm, cudaStream_t compute);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
   bool active() const { return comm_ != nullptr; }
   const ZeroLayout& zero() const { return zero_; }
-  // Device buffers of the model's arena: bf16 weights and fp32 gradients over
-  // the whole layout, the fp32 gradient shard (ZeRO-2/3, else nullptr).
+  const GradStaging& staging() const { return staging_; }
+  // Device buffers of the model's arena: bf16 weights over the whole layout;
+  // fp32 gradients over the whole layout, or the staging region when
+  // staging().staged(); the fp32 gradient shard (ZeRO-2/3, else nullptr).
   void Bind(bf16* weights, float* grads, float* grad_shard);
 
   // Unit arguments of -1 (a unit this stage does not hold) are ignored.
@@ -90,21 +102,31 @@ class DataParallel {
   Status Sync(cudaStream_t stream);
 
  private:
-  DataParallel(const ParamLayout& params, const ZeroLayout& zero, Communicator* comm,
-               cudaStream_t compute)
-      : params_(params), zero_(zero), comm_(comm), compute_(compute) {}
+  DataParallel(const ParamLayout& params, const ZeroLayout& zero, GradStaging staging,
+               Communicator* comm, cudaStream_t compute)
+      : params_(params),
+        zero_(zero),
+        staging_(std::move(staging)),
+        comm_(comm),
+        compute_(compute) {}
   Status CommWaitsCompute();
   Status Gather(int unit, cudaStream_t stream);
+  // The gradient buffer unit `unit` accumulates in (index into grad_done_)
+  // and where its gradients start.
+  int GradBuffer(int unit) const;
+  float* UnitGrads(int unit) const;
 
   const ParamLayout& params_;
   ZeroLayout zero_;
+  GradStaging staging_;
   Communicator* comm_;
   cudaStream_t compute_;
   cudaStream_t comm_stream_ = nullptr;
-  cudaEvent_t marker_ = nullptr;        // compute -> comm ordering
-  std::vector<cudaEvent_t> unit_done_;  // comm work of unit u finished
-  std::vector<bool> pending_;           // unit_done_[u] not yet waited for by compute
-  std::vector<bool> gathered_;          // ZeRO-3: unit gathered in this pass
+  cudaEvent_t marker_ = nullptr;          // compute -> comm ordering
+  std::vector<cudaEvent_t> grad_done_;    // per gradient buffer: its last reduction finished
+  std::vector<bool> pending_;             // grad_done_[b] not yet waited for by compute
+  std::vector<cudaEvent_t> gather_done_;  // ZeRO-3, per unit: its last gather finished
+  std::vector<bool> gathered_;            // ZeRO-3: unit gathered in this pass
   bf16* weights_ = nullptr;
   float* grads_ = nullptr;
   float* grad_shard_ = nullptr;

@@ -3,13 +3,15 @@
 // the simulator's MemoryBreakdown (simulator/estimate.h) it belongs to, so
 // measured memory can be compared with the estimate term by term:
 //   weights      bf16 working weights
-//   gradients    fp32 gradient accumulation buffer
+//   gradients    fp32 gradient accumulation buffer (ZeRO-2/3 at DP > 1: the
+//                reduced fp32 shard only; the per-unit staging is a buffer)
 //   optimizer    fp32 master weights + Adam m + Adam v
 //   activations  tensors stored in the forward pass for the backward pass
 //                (per layer, per recompute mode), plus the loss's logits chunk
 //   buffers      transient working memory of one layer at a time (attention
 //                scores of the layer being computed, backward gradient buffers),
-//                reduction scratch, token arrays, cuBLASLt workspace
+//                reduction scratch, token arrays, cuBLASLt workspace,
+//                ZeRO-2/3 gradient staging (ParamStateSizes)
 // (runtime = CUDA context etc. is not in the arena; p3d-run measures it.)
 //
 // Stored activations per layer, T = B*S tokens, bf16 unless noted:
@@ -111,7 +113,8 @@ inline constexpr int64_t kDefaultLogitsChunk = kDefaultLogitsChunkTokens;
 struct TrainingMemoryPlan {
   ArenaPlan arena;
   int64_t weights = 0, grads = 0, master = 0, adam_m = 0, adam_v = 0;
-  int64_t grad_shard = 0;  // ParamStateSizes::grad_shard_elements fp32 (ZeRO-2/3)
+  int64_t grad_shard = 0;    // ParamStateSizes::grad_shard_elements fp32 (ZeRO-2/3)
+  int64_t grad_staging = 0;  // ParamStateSizes::grad_staging_elements fp32 (ZeRO-2/3, DP > 1)
   // layers[slot * L + l]: layer l's activations in activation slot `slot`.
   std::vector<LayerActivationOffsets> layers;
   // chunk_output[slot * chunks + c]: the last layer output of chunk c (the
@@ -140,15 +143,19 @@ int64_t LayerActivationBytes(const ModelSpec& model, const LocalShape& local,
                              const TrainingShape& shape);
 
 // Sizes of the parameter-state buffers under ZeRO (executor/zero_layout.h).
-// Weights (bf16) and the gradient buffer (fp32) always span the whole flat
-// layout: the gradient buffer is where each micro-batch's backward accumulates
-// (with ZeRO-2/3 it is reduce-scattered and re-zeroed per micro-batch), and
-// the weight buffer is the all-gather target (with ZeRO-3 each layer is
-// gathered into it before use; it is not freed between uses, see
-// docs/executor.md "Data parallel").
+// Weights (bf16) always span the whole flat layout: the weight buffer is the
+// all-gather target (with ZeRO-3 each layer is gathered into it before use; it
+// is not freed between uses, see docs/executor.md "Data parallel"). The fp32
+// gradients of a micro-batch's backward accumulate in the whole-layout
+// "gradients (fp32)" buffer (term gradients), except with ZeRO-2/3 at DP > 1:
+// there each unit accumulates in the "gradient staging (fp32)" region (term
+// buffers, GradStaging: two ring slots of the largest layer unit + dedicated
+// buffers), is reduce-scattered into the "gradient shard (fp32)" (term
+// gradients) and re-zeroed, and the whole-layout buffer is empty.
 struct ParamStateSizes {
-  int64_t optimizer_elements = -1;  // master, m, v each; -1: the whole layout
-  int64_t grad_shard_elements = 0;  // fp32 reduced-gradient shard (ZeRO-2/3), else 0
+  int64_t optimizer_elements = -1;    // master, m, v each; -1: the whole layout
+  int64_t grad_shard_elements = 0;    // fp32 reduced-gradient shard (ZeRO-2/3), else 0
+  int64_t grad_staging_elements = 0;  // > 0: GradStaging::total_elements, no whole-layout buffer
 };
 
 // Errors: "rule tokens % tp" (sequence_shards not dividing B*S), seq % 8, head_dim % 8, hidden % 8,

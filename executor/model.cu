@@ -86,16 +86,21 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   shape.sequence_shards = ctx.sequence_parallel ? ctx.tp : 1;
   ParamStateSizes states;
   states.optimizer_elements = offload ? 0 : zero.local_numel;
-  // ZeRO-2/3 reduce into a gradient shard; at DP = 1 (nothing to reduce) the
-  // gradient buffer is the shard (every slice has local == begin).
+  // ZeRO-2/3 reduce into a gradient shard, each unit accumulating in a
+  // staging buffer instead of a whole-layout gradient buffer; at DP = 1
+  // (nothing to reduce) the gradient buffer is the shard (every slice has
+  // local == begin).
   const bool shard = dpc.zero >= 2 && dpc.dp > 1;
   states.grad_shard_elements = shard ? zero.local_numel : 0;
+  GradStaging staging = shard ? BuildGradStaging(params) : GradStaging();
+  states.grad_staging_elements = staging.total_elements;
   P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
                        PlanTrainingMemory(config.spec, local, params, shape,
                                           static_cast<int64_t>(Matmul::kWorkspaceBytes), states));
   std::unique_ptr<Model> model(
       new Model(config, local, std::move(params), std::move(plan), stream));
-  P3D_ASSIGN_OR_RETURN(model->dp_, DataParallel::Create(model->params_, zero, dpc.comm, stream));
+  P3D_ASSIGN_OR_RETURN(
+      model->dp_, DataParallel::Create(model->params_, zero, std::move(staging), dpc.comm, stream));
   model->tp_ = TensorParallel(ctx.tp > 1 ? mpc.tp : nullptr);
   if (ctx.pp > 1) {
     P3D_ASSIGN_OR_RETURN(model->pipeline_, PipelineRunner::Create(program, mpc.pp, stream));
@@ -127,7 +132,7 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
                config.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
                "a smaller --micro-batch or --seq, or a larger card"));
   }
-  model->dp_->Bind(model->W(0), model->G(0),
+  model->dp_->Bind(model->W(0), model->GradRegion(),
                    shard ? model->At<float>(model->plan_.grad_shard) : nullptr);
   if (offload) {
     P3D_ASSIGN_OR_RETURN(model->host_opt_,
@@ -161,37 +166,48 @@ Status Model::Sync() const {
 
 Status Model::Mark(Phase phase) { return timer_ ? timer_->Mark(phase) : Status::Ok(); }
 
-// The full fp32 parameters are built in the gradient buffer (as large as the
-// layout), so a ZeRO rank, whose master holds only its slices, can cast all
-// weights and copy its slices.
+// The full fp32 parameters are built unit by unit where the unit's gradients
+// live (G(unit.begin): the whole-layout buffer, or the unit's staging buffer),
+// so a ZeRO rank, whose master holds only its slices, can cast all weights and
+// copy its slices. With offload the slices go to the host: from the
+// whole-layout buffer, or (staged) collected first in the gradient shard.
 Status Model::InitParameters(uint64_t seed) {
-  const int64_t n = params_.total;
-  float* full = G(0);
-  CUDA_CHECK(cudaMemsetAsync(full, 0, n * sizeof(float), stream_));
+  P3D_RETURN_IF_ERROR(dp_->FinishGrads());  // no reduction still reads or zeroes a buffer
   const bool sliced = config_.parallel.tp > 1 || config_.parallel.pp > 1;
-  if (sliced) P3D_RETURN_IF_ERROR(InitShardFromFull(seed));
-  for (size_t i = 0; i < params_.tensors.size() && !sliced; ++i) {
-    const ParamTensor& t = params_.tensors[i];
-    switch (t.init) {
-      case ParamInit::kNormal:
-        P3D_RETURN_IF_ERROR(InitNormal(full + t.offset, t.size(), t.stddev, seed, i, stream_));
-        break;
-      case ParamInit::kOnes:
-        P3D_RETURN_IF_ERROR(Fill(full + t.offset, t.size(), 1.0f, stream_));
-        break;
-      case ParamInit::kZeros:
-        break;
+  if (sliced) {  // TP / PP: never staged ("rule zero with tp/pp")
+    CUDA_CHECK(cudaMemsetAsync(GradRegion(), 0, GradRegionElements() * sizeof(float), stream_));
+    P3D_RETURN_IF_ERROR(InitShardFromFull(seed));
+  }
+  const bool staged = GradShard();
+  float* owned =
+      host_opt_ ? (staged ? At<float>(plan_.grad_shard) : nullptr) : At<float>(plan_.master);
+  size_t i = 0;  // tensors and units are both in buffer order
+  for (const ParamUnit& u : params_.units) {
+    float* full = G(u.begin);
+    if (!sliced) CUDA_CHECK(cudaMemsetAsync(full, 0, u.size() * sizeof(float), stream_));
+    for (; i < params_.tensors.size() && params_.tensors[i].offset < u.end; ++i) {
+      const ParamTensor& t = params_.tensors[i];
+      if (sliced || t.init == ParamInit::kZeros) continue;
+      if (t.init == ParamInit::kOnes) {
+        P3D_RETURN_IF_ERROR(Fill(G(t.offset), t.size(), 1.0f, stream_));
+      } else {
+        P3D_RETURN_IF_ERROR(InitNormal(G(t.offset), t.size(), t.stddev, seed, i, stream_));
+      }
+    }
+    P3D_RETURN_IF_ERROR(CastToBf16(full, W(u.begin), u.size(), stream_));
+    for (const OwnedSlice& sl : zero().slices) {
+      const int64_t b = std::max(sl.begin, u.begin), e = std::min(sl.end, u.end);
+      if (owned && b < e)
+        CUDA_CHECK(cudaMemcpyAsync(owned + sl.local + (b - sl.begin), G(b), (e - b) * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, stream_));
     }
   }
-  P3D_RETURN_IF_ERROR(CastToBf16(full, W(0), n, stream_));
   if (host_opt_) {
+    const float* grads = staged ? At<float>(plan_.grad_shard) : GradRegion();
     P3D_RETURN_IF_ERROR(
-        host_opt_->InitMaster(ZeroOffloadSlices(zero(), full, false, W(0)), stream_));
+        host_opt_->InitMaster(ZeroOffloadSlices(zero(), grads, staged, W(0)), stream_));
     return ZeroGrads();
   }
-  for (const OwnedSlice& sl : zero().slices)
-    CUDA_CHECK(cudaMemcpyAsync(At<float>(plan_.master) + sl.local, full + sl.begin,
-                               sl.size() * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
   const int64_t local = zero().local_numel;
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_m), 0, local * sizeof(float), stream_));
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_v), 0, local * sizeof(float), stream_));
@@ -214,30 +230,29 @@ Status Model::InitShardFromFull(uint64_t seed) {
   float* scratch = nullptr;
   CUDA_CHECK(cudaMalloc(&scratch, largest * sizeof(float)));
   std::unique_ptr<float, void (*)(float*)> guard(scratch, [](float* p) { cudaFree(p); });
-  float* local = G(0);
   for (const TensorSource& src : sources) {
     const ParamTensor& t = params_.tensors[src.local_index];
     const ParamTensor& f = full_layout.tensors[src.full_index];
     if (t.init == ParamInit::kZeros) continue;
     if (t.init == ParamInit::kOnes) {
-      P3D_RETURN_IF_ERROR(Fill(local + t.offset, t.size(), 1.0f, stream_));
+      P3D_RETURN_IF_ERROR(Fill(G(t.offset), t.size(), 1.0f, stream_));
       continue;
     }
     P3D_RETURN_IF_ERROR(InitNormal(scratch, f.size(), f.stddev, seed,
                                    static_cast<uint64_t>(src.full_index), stream_));
     const int64_t cols = t.cols == 0 ? 1 : t.cols;
     for (const ShardBlock& b : src.blocks)
-      CUDA_CHECK(cudaMemcpy2DAsync(
-          local + t.offset + b.dst_row * cols + b.dst_col, cols * sizeof(float),
-          scratch + b.src_row * src.full_cols + b.src_col, src.full_cols * sizeof(float),
-          b.cols * sizeof(float), b.rows, cudaMemcpyDeviceToDevice, stream_));
+      CUDA_CHECK(cudaMemcpy2DAsync(G(t.offset) + b.dst_row * cols + b.dst_col, cols * sizeof(float),
+                                   scratch + b.src_row * src.full_cols + b.src_col,
+                                   src.full_cols * sizeof(float), b.cols * sizeof(float), b.rows,
+                                   cudaMemcpyDeviceToDevice, stream_));
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));  // before the scratch is freed
   return Status::Ok();
 }
 
 Status Model::ZeroGrads() {
-  CUDA_CHECK(cudaMemsetAsync(G(0), 0, params_.total * sizeof(float), stream_));
+  CUDA_CHECK(cudaMemsetAsync(GradRegion(), 0, GradRegionElements() * sizeof(float), stream_));
   if (GradShard())
     CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.grad_shard), 0, zero().local_numel * sizeof(float),
                                stream_));
@@ -538,7 +553,18 @@ float* Model::HostState(ParamBuffer which) const {
   }
 }
 
+// kGrads with ZeRO-2/3 at DP > 1: the gradients are staged per unit and reduced
+// into the shard; no whole-layout buffer exists to copy.
+Status Model::CheckWholeBuffer(ParamBuffer which) const {
+  if (which == ParamBuffer::kGrads && GradShard())
+    return Status::InvalidArgument(StrCat(
+        "executor: no whole-layout gradient buffer with ZeRO-", zero().zero, " at dp = ", zero().dp,
+        " (gradients are staged per unit and reduced into the shard)"));
+  return Status::Ok();
+}
+
 Status Model::CopyOut(ParamBuffer which, void* host) const {
+  P3D_RETURN_IF_ERROR(CheckWholeBuffer(which));
   if (const float* state = HostState(which)) {
     std::memcpy(host, state, BufferElements(which) * sizeof(float));
     return Status::Ok();
@@ -550,6 +576,7 @@ Status Model::CopyOut(ParamBuffer which, void* host) const {
 }
 
 Status Model::CopyIn(ParamBuffer which, const void* host) {
+  P3D_RETURN_IF_ERROR(CheckWholeBuffer(which));
   if (float* state = HostState(which)) {
     std::memcpy(state, host, BufferElements(which) * sizeof(float));
     return Status::Ok();

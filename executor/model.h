@@ -168,7 +168,8 @@ class Model final : public PipelineStage {
 
   // Synchronous copies of a whole parameter-state buffer (BufferElements(),
   // bf16 for kWeights, fp32 otherwise) to/from host memory (with offload,
-  // master / m / v are the HostOptimizer's).
+  // master / m / v are the HostOptimizer's). kGrads fails with ZeRO-2/3 at
+  // DP > 1: no whole-layout gradient buffer exists there (GradStaging).
   Status CopyOut(ParamBuffer which, void* host) const;
   Status CopyIn(ParamBuffer which, const void* host);
   // ParamLayout::total, or ZeroLayout::local_numel for master / m / v.
@@ -194,19 +195,33 @@ class Model final : public PipelineStage {
     return reinterpret_cast<T*>(base_ + byte_offset);
   }
   bf16* W(int64_t elem) const { return At<bf16>(plan_.weights) + elem; }
-  float* G(int64_t elem) const { return At<float>(plan_.grads) + elem; }
+  // Gradient of flat element `elem`: in the whole-layout buffer, or with
+  // ZeRO-2/3 at DP > 1 in its unit's staging buffer (GradStaging).
+  float* G(int64_t elem) const {
+    const GradStaging& st = dp_->staging();
+    return st.staged() ? At<float>(plan_.grad_staging) + st.Offset(elem)
+                       : At<float>(plan_.grads) + elem;
+  }
   const bf16* WOpt(int64_t elem) const { return elem < 0 ? nullptr : W(elem); }
   float* GOpt(int64_t elem) const { return elem < 0 ? nullptr : G(elem); }
   Status Mark(Phase phase);
-  float* HostState(ParamBuffer which) const;  // offloaded master / m / v, else nullptr
-  // ZeRO-2/3 with DP > 1: reduced gradients live in the fp32 shard (plan_.grad_shard).
+  float* HostState(ParamBuffer which) const;         // offloaded master / m / v, else nullptr
+  Status CheckWholeBuffer(ParamBuffer which) const;  // CopyOut / CopyIn: kGrads exists
+  // ZeRO-2/3 with DP > 1: reduced gradients live in the fp32 shard (plan_.grad_shard)
+  // and each unit's gradients, before the reduction, in plan_.grad_staging.
   bool GradShard() const { return zero().zero >= 2 && zero().dp > 1; }
+  // The fp32 gradient region the backward writes and its length in elements.
+  float* GradRegion() const { return At<float>(GradShard() ? plan_.grad_staging : plan_.grads); }
+  int64_t GradRegionElements() const {
+    return GradShard() ? dp_->staging().total_elements : params_.total;
+  }
 
   Status UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets);
   Status InitShardFromFull(uint64_t seed);  // TP / PP: slices of the single-GPU init
-  // Layer l's activations in the current slot; the tensor layer l writes.
+  // Layer l's activations in the current slot (which holds l's chunk); the
+  // tensor layer l writes.
   const LayerActivationOffsets& Acts(int64_t l) const {
-    return plan_.layers[slot_ * local_.layers + l];
+    return plan_.layers[slot_ * ChunkLayers() + l % ChunkLayers()];
   }
   bf16* LayerOutput(int64_t l);
   int64_t ChunkLayers() const { return local_.layers / config_.parallel.vpp; }

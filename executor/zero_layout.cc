@@ -52,4 +52,36 @@ StatusOr<ZeroLayout> BuildZeroLayout(const ParamLayout& p, int zero, int dp, int
   return z;
 }
 
+GradStaging BuildGradStaging(const ParamLayout& p) {
+  GradStaging st;
+  const int units = static_cast<int>(p.units.size());
+  for (const ParamUnit& u : p.units) {
+    if (u.kind == UnitKind::kLayer) st.slot_elements = std::max(st.slot_elements, u.size());
+    st.unit_begin.push_back(u.begin);
+  }
+  const bool tied = p.head >= 0 && p.head == p.wte;
+  auto dedicated = [&](int u) {
+    return p.units[u].size() > st.slot_elements || (tied && u == p.embedding_unit);
+  };
+  st.unit_buffer.assign(units, -1);
+  st.buffer_begin = {0, st.slot_elements};
+  st.total_elements = 2 * st.slot_elements;
+  for (int u = 0; u < units; ++u) {
+    if (!dedicated(u)) continue;
+    st.unit_buffer[u] = st.buffers();
+    st.buffer_begin.push_back(st.total_elements);
+    st.total_elements += p.units[u].size();
+  }
+  int k = 0;  // position among the ring units, in backward order
+  for (int u = units - 1; u >= 0; --u)
+    if (st.unit_buffer[u] < 0) st.unit_buffer[u] = k++ % 2;
+  return st;
+}
+
+int64_t GradStaging::Offset(int64_t elem) const {
+  const auto next = std::upper_bound(unit_begin.begin(), unit_begin.end(), elem);
+  const int unit = static_cast<int>(next - unit_begin.begin()) - 1;
+  return UnitOffset(unit) + (elem - unit_begin[unit]);
+}
+
 }  // namespace p3d
