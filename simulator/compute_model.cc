@@ -1,6 +1,7 @@
 #include "simulator/compute_model.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace p3d {
 
@@ -72,10 +73,16 @@ struct WeightGemm {
   double m, n, k, count;  // count: identical GEMMs (MoE experts)
 };
 
+// A shape p3d-calibrate measured is timed from its measurement, any other
+// from the efficiency table (hardware.h GemmShapeTime).
 double Forward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
+  GemmShapeTime t;
+  if (MeasuredGemm(gpu, w.m, w.n, w.k, &t)) return w.count * t.fwd_s;
   return w.count * GemmSeconds(gpu, w.m, w.n, w.k, 1, d.a);
 }
 double Backward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
+  GemmShapeTime t;
+  if (MeasuredGemm(gpu, w.m, w.n, w.k, &t)) return w.count * (t.dx_s + t.dw_s);
   return w.count *
          (GemmSeconds(gpu, w.m, w.k, w.n, 1, d.a) + GemmSeconds(gpu, w.k, w.n, w.m, 1, d.a, d.g));
 }
@@ -198,7 +205,7 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
   KernelTime core_fwd, core_bwd, core_probs;
   AttentionEfficiencyPoint cal;
   const double core_flops = CoreForwardFlops(d);
-  const bool calibrated = AttentionEfficiency(gpu, d.hd, core_flops, &cal);
+  const bool calibrated = AttentionEfficiency(gpu, d.hd, d.s, core_flops, &cal);
   if (calibrated) {
     core_fwd.gemm_s = core_flops / (gpu.peak_flops * cal.forward);
     core_probs.gemm_s = core_flops / 2 / (gpu.peak_flops * cal.probs);
@@ -249,9 +256,16 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
   e.embedding_forward.memory_s = MemoryBoundSeconds(gpu, emb_fwd);
   e.embedding_backward.memory_s = MemoryBoundSeconds(gpu, emb_bwd);
 
-  const WeightGemm logits{d.t, v, d.h, 1};
-  e.head_forward.gemm_s = Forward(gpu, d, logits);
-  e.head_backward.gemm_s = Backward(gpu, d, logits);
+  // The logits GEMMs run per loss chunk of logits_chunk_tokens (0: all T).
+  const double chunk = training.logits_chunk_tokens > 0
+                           ? std::min(d.t, static_cast<double>(training.logits_chunk_tokens))
+                           : d.t;
+  const double full = std::floor(d.t / chunk), rest = d.t - full * chunk;
+  for (const WeightGemm& logits : {WeightGemm{chunk, v, d.h, full}, WeightGemm{rest, v, d.h, 1}}) {
+    if (logits.m <= 0 || logits.count <= 0) continue;
+    e.head_forward.gemm_s += Forward(gpu, d, logits);
+    e.head_backward.gemm_s += Backward(gpu, d, logits);
+  }
   e.head_forward.memory_s = MemoryBoundSeconds(gpu, 2 * d.t_sp * d.h * d.a + d.t * v * (d.a + 16));
   e.head_backward.memory_s = MemoryBoundSeconds(gpu, 3 * d.t_sp * d.h * d.a + d.t * v * (4 + d.a));
   return e;

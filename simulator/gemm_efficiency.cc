@@ -21,11 +21,24 @@ double GemmEfficiency(const GpuSpec& gpu, double flops) {
   return lo->efficiency + x * (hi->efficiency - lo->efficiency);
 }
 
-bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double flops,
+bool MeasuredGemm(const GpuSpec& gpu, double m, double n, double k, GemmShapeTime* out) {
+  for (const GemmShapeTime& g : gpu.gemm_shapes) {
+    if (g.m != m || g.k != k || std::fabs(n - g.n) > 0.01 * g.n) continue;
+    const double r = n / g.n;
+    *out = {m, n, k, g.fwd_s * r, g.dx_s * r, g.dw_s * r};
+    return true;
+  }
+  return false;
+}
+
+bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double seq, double flops,
                          AttentionEfficiencyPoint* out) {
   std::vector<AttentionEfficiencyPoint> t;
   for (const AttentionEfficiencyPoint& p : gpu.attention_efficiency)
-    if (p.head_dim == head_dim) t.push_back(p);
+    if (p.head_dim == head_dim && p.seq == seq) t.push_back(p);
+  if (t.empty())
+    for (const AttentionEfficiencyPoint& p : gpu.attention_efficiency)
+      if (p.head_dim == head_dim) t.push_back(p);
   if (t.empty()) return false;
   std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) { return a.flops < b.flops; });
   if (flops <= t.front().flops) return *out = t.front(), true;
@@ -36,7 +49,7 @@ bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double flops,
   const double x =
       (std::log(flops) - std::log(lo->flops)) / (std::log(hi->flops) - std::log(lo->flops));
   auto mix = [x](double a, double b) { return a + x * (b - a); };
-  *out = {head_dim, flops, mix(lo->forward, hi->forward), mix(lo->probs, hi->probs),
+  *out = {head_dim, seq, flops, mix(lo->forward, hi->forward), mix(lo->probs, hi->probs),
           mix(lo->backward, hi->backward)};
   return true;
 }

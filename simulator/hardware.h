@@ -22,6 +22,16 @@ struct GemmEfficiencyPoint {
   double efficiency = 0;  // achieved / peak, in (0, 1]
 };
 
+// A linear-layer GEMM measured by p3d-calibrate at one shape (profile.h
+// LinearGemmShape): forward y[m,n] = x[m,k] W[n,k]^T, input gradient and
+// weight gradient. The compute model times a GEMM of this m and k and an n
+// within 1% (vocabulary padding) from these, scaled by n, and uses the
+// efficiency table for every other shape.
+struct GemmShapeTime {
+  double m = 0, n = 0, k = 0;
+  double fwd_s = 0, dx_s = 0, dw_s = 0;
+};
+
 // Memory the runtime holds outside the model: not visible to a model-states
 // estimator, but it is what makes "fits" plans go out of memory.
 // NCCL's share, per GPU with c communicators (c >= 1):
@@ -47,9 +57,12 @@ double NcclBytes(const RuntimeMemory& rt, int communicators, bool pipeline);
 // recompute re-runs) F/2 and the backward 2F. The times include the core's
 // softmax and head-layout kernels, so a calibrated core replaces both the
 // GEMM-table and the HBM estimate of those. Interpolated log-linearly in F
-// among the points of the same head_dim.
+// among the points of the same head_dim and sequence length (F alone does not
+// fix the shape: B = 16 at S = 1024 has the F of B = 4 at S = 2048 but runs
+// slower per FLOP), else among all points of that head_dim.
 struct AttentionEfficiencyPoint {
   double head_dim = 0;
+  double seq = 0;       // S (0: not recorded)
   double flops = 0;     // forward F of one micro-batch on one rank
   double forward = 0;   // efficiencies in (0, 1]
   double probs = 0;
@@ -73,6 +86,7 @@ struct GpuSpec {
   double peak_flops = 0;       // dense bf16 (fp16 where no bf16) tensor FLOP/s, fp32 accumulate
   bool plan_only = false;      // no executor support (e.g. ROCm)
   std::vector<GemmEfficiencyPoint> gemm_efficiency;
+  std::vector<GemmShapeTime> gemm_shapes;  // measured plan shapes (calibrated profiles)
   // Empty: the attention core is timed as GEMMs (gemm_efficiency) plus its
   // score-matrix traffic at hbm_efficiency.
   std::vector<AttentionEfficiencyPoint> attention_efficiency;
@@ -93,8 +107,9 @@ struct NodeSpec {
   double host_memory_bytes = 0;     // CPU memory per node
   double pcie_bytes_per_s = 0;      // host<->GPU per GPU, one direction
   // CPU AdamW throughput of the whole node (all cores, shared by its GPUs):
-  // fp32 parameters updated per second, gradient-norm pass included. 0 means
-  // DefaultCpuAdamParamsPerS() (hardware JSON files do not carry it yet).
+  // fp32 parameters updated per second (p3d's executor computes the clip
+  // norm on the GPU; the catalog default includes a CPU norm pass). 0 means
+  // DefaultCpuAdamParamsPerS(); p3d-calibrate measures it ("cpu_adam").
   double cpu_adam_params_per_s = 0;
 };
 
@@ -138,10 +153,14 @@ RuntimeMemory DefaultRuntimeMemory();
 // Interpolated GEMM efficiency (see GemmEfficiencyPoint).
 double GemmEfficiency(const GpuSpec& gpu, double flops);
 
+// The measured shape GemmShapeTime describes for (m, n, k), with its times
+// scaled to n; false when none matches.
+bool MeasuredGemm(const GpuSpec& gpu, double m, double n, double k, GemmShapeTime* out);
+
 // The calibrated attention-core efficiencies at forward FLOPs `flops` for
-// `head_dim`: interpolated among that head_dim's points (clamped at the
-// ends); nullopt-like false when the GPU has no point of that head_dim.
-bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double flops,
+// `head_dim` and sequence `seq` (see AttentionEfficiencyPoint; clamped at the
+// ends); false when the GPU has no point of that head_dim.
+bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double seq, double flops,
                          AttentionEfficiencyPoint* out);
 
 // The catalog's default GEMM efficiency table for a catalog GPU name (sorted

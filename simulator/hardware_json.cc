@@ -141,6 +141,7 @@ Status ReadAttentionEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpe
     Reader r(table[i], item);
     AttentionEfficiencyPoint p;
     P3D_RETURN_IF_ERROR(r.Positive("head_dim", 1e6, &p.head_dim));
+    if (r.Has("seq")) P3D_RETURN_IF_ERROR(r.Positive("seq", 1e9, &p.seq));
     P3D_RETURN_IF_ERROR(r.Positive("flops", kMaxRate, &p.flops));
     P3D_RETURN_IF_ERROR(r.Positive("forward", 1.0, &p.forward));
     P3D_RETURN_IF_ERROR(r.Positive("probs", 1.0, &p.probs));
@@ -150,8 +151,33 @@ Status ReadAttentionEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpe
   return Status::Ok();
 }
 
+Status ReadGemmShapes(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
+  const std::string path = gpu_reader.Path("gemm_shapes");
+  const json& table = gpu.at("gemm_shapes");
+  if (!table.is_array())
+    return Status::InvalidArgument(fmt::format("hardware field '{}' must be an array", path));
+  for (size_t i = 0; i < table.size(); ++i) {
+    std::string item = fmt::format("{}[{}]", path, i);
+    if (!table[i].is_object())
+      return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
+    Reader r(table[i], item);
+    GemmShapeTime t;
+    for (auto [key, v] : {std::pair{"m", &t.m}, {"n", &t.n}, {"k", &t.k}}) {
+      Status s = r.Positive(key, 1e9, v);
+      if (!s.ok()) return s;
+    }
+    for (auto [key, v] : {std::pair{"fwd_s", &t.fwd_s}, {"dx_s", &t.dx_s}, {"dw_s", &t.dw_s}}) {
+      Status s = r.Positive(key, kMaxLatency * 1e3, v);
+      if (!s.ok()) return s;
+    }
+    out->gemm_shapes.push_back(t);
+  }
+  return Status::Ok();
+}
+
 // Optional calibrated figures (absent: the catalog's behaviour).
 Status ReadGpuCalibrated(const Reader& r, const json& gpu, GpuSpec* g) {
+  if (r.Has("gemm_shapes")) P3D_RETURN_IF_ERROR(ReadGemmShapes(r, gpu, g));
   if (r.Has("attention_efficiency")) P3D_RETURN_IF_ERROR(ReadAttentionEfficiency(r, gpu, g));
   if (r.Has("optimizer_efficiency"))
     P3D_RETURN_IF_ERROR(r.Positive("optimizer_efficiency", 1.0, &g->optimizer_efficiency));
@@ -209,6 +235,8 @@ Status ReadNode(const Reader& root, NodeSpec* n) {
   P3D_RETURN_IF_ERROR(ReadLink(r, "intra", &n->intra));
   P3D_RETURN_IF_ERROR(ReadLink(r, "inter", &n->inter));
   P3D_RETURN_IF_ERROR(r.Positive("host_memory_bytes", kMaxBytes, &n->host_memory_bytes));
+  if (r.Has("cpu_adam_params_per_s"))
+    P3D_RETURN_IF_ERROR(r.Positive("cpu_adam_params_per_s", kMaxRate, &n->cpu_adam_params_per_s));
   return r.Positive("pcie_bytes_per_s", kMaxRate, &n->pcie_bytes_per_s);
 }
 
@@ -266,10 +294,18 @@ std::string ClusterToJson(const ClusterSpec& c) {
   if (g.runtime.nccl_first_comm_bytes > 0)
     gpu["runtime"]["nccl_first_comm_bytes"] = g.runtime.nccl_first_comm_bytes;
   if (g.runtime.nccl_p2p_bytes > 0) gpu["runtime"]["nccl_p2p_bytes"] = g.runtime.nccl_p2p_bytes;
+  if (!g.gemm_shapes.empty()) {
+    json shapes = json::array();
+    for (const auto& t : g.gemm_shapes)
+      shapes.push_back({{"m", t.m}, {"n", t.n}, {"k", t.k}, {"fwd_s", t.fwd_s},
+                        {"dx_s", t.dx_s}, {"dw_s", t.dw_s}});
+    gpu["gemm_shapes"] = shapes;
+  }
   if (!g.attention_efficiency.empty()) {
     json att = json::array();
     for (const auto& p : g.attention_efficiency)
       att.push_back({{"head_dim", p.head_dim},
+                     {"seq", p.seq},
                      {"flops", p.flops},
                      {"forward", p.forward},
                      {"probs", p.probs},
@@ -284,6 +320,7 @@ std::string ClusterToJson(const ClusterSpec& c) {
                {"inter", LinkToJson(c.node.inter)},
                {"host_memory_bytes", c.node.host_memory_bytes},
                {"pcie_bytes_per_s", c.node.pcie_bytes_per_s}};
+  if (c.node.cpu_adam_params_per_s > 0) node["cpu_adam_params_per_s"] = c.node.cpu_adam_params_per_s;
   return json{{"gpu", gpu}, {"node", node}}.dump(2);
 }
 

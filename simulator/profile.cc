@@ -1,5 +1,6 @@
 // Calibrated profiles (profile.h; derivations in docs/calibration.md).
 #include "simulator/profile.h"
+#include "simulator/profile_cpu_adam.h"
 #include "simulator/profile_internal.h"
 
 #include <fmt/format.h>
@@ -45,6 +46,7 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
   const json* list = nullptr;
   P3D_RETURN_IF_ERROR(cal.Array("gemm", &list));
   std::vector<GemmPoint> points;
+  std::vector<GemmShapeTime> shapes;  // the plan shapes, timed as measured
   for (size_t i = 0; i < list->size(); ++i) {
     P3D_ASSIGN_OR_RETURN(Fields g,
                          cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("gemm"), i)));
@@ -63,6 +65,7 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
     if (source != "plan" && source != "sweep")
       return g.Error("source", fmt::format("must be \"plan\" or \"sweep\", got \"{}\"", source));
     GemmPoint p{2 * m * n * k, fwd + dx + dw, source == "plan", 1};
+    if (p.plan) shapes.push_back({m, n, k, fwd, dx, dw});
     if (3 * p.flops / p.seconds > c->gpu.peak_flops)
       return g.Error("fwd_s", fmt::format("gives {:.0f} TFLOP/s, above the {:.0f} TFLOP/s peak of "
                                           "'{}': the profile is not of this GPU",
@@ -94,6 +97,7 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
       group_start = p.flops;
     }
   }
+  c->gpu.gemm_shapes = std::move(shapes);
   c->gpu.gemm_efficiency.clear();
   for (const GemmPoint& p : merged)
     c->gpu.gemm_efficiency.push_back(
@@ -283,6 +287,10 @@ StatusOr<ClusterSpec> ApplyCalibration(const ClusterSpec& base, const json& cali
   if (cal.Has("attention")) P3D_RETURN_IF_ERROR(profile_internal::ApplyAttention(cal, &c));
   if (cal.Has("optimizer")) P3D_RETURN_IF_ERROR(profile_internal::ApplyOptimizer(cal, &c));
   if (cal.Has("interference")) P3D_RETURN_IF_ERROR(profile_internal::ApplyInterference(cal, &c));
+  if (cal.Has("cpu_adam")) {
+    P3D_ASSIGN_OR_RETURN(c.node.cpu_adam_params_per_s,
+                         CalibratedCpuAdamParamsPerS(calibration.at("cpu_adam"), origin));
+  }
   c.gpu.description = card;
   c.source = fmt::format("profile {}", origin);
   return c;

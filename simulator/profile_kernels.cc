@@ -10,7 +10,7 @@ namespace {
 
 // Measured seconds of one attention-core shape, with its forward FLOPs.
 struct CoreSample {
-  double head_dim = 0, flops = 0;
+  double head_dim = 0, seq = 0, flops = 0;
   double forward_s = 0, probs_s = 0, backward_s = 0;
 };
 
@@ -49,22 +49,24 @@ Status ApplyAttention(const Fields& cal, ClusterSpec* c) {
       if (!st.ok()) return st;
     }
     cs.head_dim = hd;
+    cs.seq = s;
     cs.flops = 4 * b * heads * s * s * hd * (blocks + 1) / (2 * blocks);
     P3D_RETURN_IF_ERROR(CheckBelowPeak(a, "forward_s", cs.flops, cs.forward_s, c->gpu));
     P3D_RETURN_IF_ERROR(CheckBelowPeak(a, "probs_s", cs.flops / 2, cs.probs_s, c->gpu));
     P3D_RETURN_IF_ERROR(CheckBelowPeak(a, "backward_s", 2 * cs.flops, cs.backward_s, c->gpu));
     samples.push_back(cs);
   }
-  // Shapes of one head_dim within 1% of a group's first FLOPs become one
-  // point at the group's mean FLOPs, efficiency = summed FLOPs / summed time.
+  // Shapes of one head_dim and seq within 1% of a group's first FLOPs become
+  // one point at the group's mean FLOPs, efficiency = summed FLOPs / summed time.
   std::sort(samples.begin(), samples.end(), [](const CoreSample& x, const CoreSample& y) {
-    return x.head_dim != y.head_dim ? x.head_dim < y.head_dim : x.flops < y.flops;
+    if (x.head_dim != y.head_dim) return x.head_dim < y.head_dim;
+    return x.seq != y.seq ? x.seq < y.seq : x.flops < y.flops;
   });
   std::vector<std::pair<CoreSample, int>> groups;
   double group_start = 0;
   for (const CoreSample& cs : samples) {
     if (!groups.empty() && groups.back().first.head_dim == cs.head_dim &&
-        cs.flops <= group_start * 1.01) {
+        groups.back().first.seq == cs.seq && cs.flops <= group_start * 1.01) {
       CoreSample& g = groups.back().first;
       g.flops += cs.flops, g.forward_s += cs.forward_s, g.probs_s += cs.probs_s;
       g.backward_s += cs.backward_s;
@@ -77,7 +79,8 @@ Status ApplyAttention(const Fields& cal, ClusterSpec* c) {
   const double peak = c->gpu.peak_flops;
   c->gpu.attention_efficiency.clear();
   for (const auto& [g, n] : groups)
-    c->gpu.attention_efficiency.push_back({g.head_dim, g.flops / n, g.flops / (peak * g.forward_s),
+    c->gpu.attention_efficiency.push_back({g.head_dim, g.seq, g.flops / n,
+                                           g.flops / (peak * g.forward_s),
                                            g.flops / 2 / (peak * g.probs_s),
                                            2 * g.flops / (peak * g.backward_s)});
   return Status::Ok();

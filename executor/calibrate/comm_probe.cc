@@ -1,12 +1,21 @@
 // Collective probe (probes.h): every operation the executor uses, at each
 // size, result checked on every rank, then timed; float32 sum.
+//
+// Timing measures the GPU, not the host: each timed batch is queued behind a
+// device-side delay (one 8192^3 bf16 GEMM, ~1.5 ms on an H100) so that the
+// host has enqueued every collective of the batch before the first starts. A
+// training step enqueues its collectives ahead of the GPU the same way; timed
+// back to back from an idle GPU, the host's enqueue cost of a nonblocking
+// communicator (~50 us a call here) would be charged as link latency.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "executor/calibrate/probes.h"
 #include "executor/comm/communicator.h"
+#include "executor/matmul.h"
 
 namespace p3d {
 namespace {
@@ -41,6 +50,55 @@ Status Issue(const std::string& op, Communicator& c, const Counts& k, float* sen
   return c.SendRecv(ops, stream);
 }
 
+// One large GEMM on `stream`: the device-side delay the timed batches queue behind.
+class DeviceDelay {
+ public:
+  static constexpr int64_t kN = 8192;
+  Status Init() {
+    for (void** p : {&a_, &d_}) P3D_CAL_CUDA(cudaMalloc(p, kN * kN * sizeof(bf16)));
+    P3D_CAL_CUDA(cudaMalloc(&ws_, Matmul::kWorkspaceBytes));
+    P3D_CAL_CUDA(cudaMemset(a_, 0, kN * kN * sizeof(bf16)));
+    P3D_ASSIGN_OR_RETURN(mm_, Matmul::Create(ws_, Matmul::kWorkspaceBytes));
+    return Status::Ok();
+  }
+  ~DeviceDelay() {
+    mm_.reset();
+    for (void* p : {a_, d_, ws_}) cudaFree(p);
+  }
+  Status Enqueue(cudaStream_t stream) {
+    MatmulParams g;
+    g.m = g.n = g.k = kN;
+    g.a = g.b = static_cast<const bf16*>(a_);
+    g.trans_b = true;
+    g.d = static_cast<bf16*>(d_);
+    return mm_->Run(g, stream);
+  }
+
+ private:
+  void *a_ = nullptr, *d_ = nullptr, *ws_ = nullptr;
+  std::unique_ptr<Matmul> mm_;
+};
+
+// Mean seconds of `reps` collectives queued behind the delay (after `warmup`).
+template <typename Launch>
+StatusOr<double> TimeBehindDelay(Launch&& launch, DeviceDelay& delay, int warmup, int reps,
+                                 cudaStream_t stream) {
+  for (int i = 0; i < warmup; ++i) P3D_RETURN_IF_ERROR(launch());
+  cudaEvent_t start, stop;
+  P3D_CAL_CUDA(cudaEventCreate(&start));
+  P3D_CAL_CUDA(cudaEventCreate(&stop));
+  P3D_RETURN_IF_ERROR(delay.Enqueue(stream));
+  P3D_CAL_CUDA(cudaEventRecord(start, stream));
+  for (int i = 0; i < reps; ++i) P3D_RETURN_IF_ERROR(launch());
+  P3D_CAL_CUDA(cudaEventRecord(stop, stream));
+  P3D_CAL_CUDA(cudaEventSynchronize(stop));
+  float ms = 0;
+  P3D_CAL_CUDA(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms * 1e-3 / reps;
+}
+
 float Expected(const std::string& op, const Counts& k, int rank, int n, size_t i) {
   if (op == "all-reduce") return static_cast<float>(n * (n + 1) / 2 * (i % 13 + 1));
   if (op == "reduce-scatter") {
@@ -63,6 +121,8 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector
   P3D_CAL_CUDA(cudaMalloc(&send, static_cast<size_t>(largest) + 64));
   P3D_CAL_CUDA(cudaMalloc(&recv, static_cast<size_t>(largest) + 64));
   P3D_CAL_CUDA(cudaMalloc(&slowest, sizeof(double)));
+  DeviceDelay delay;
+  P3D_RETURN_IF_ERROR(delay.Init());
   nlohmann::json out = nlohmann::json::array();
   for (const char* op : kOps) {
     if (!ops.empty() && std::find(ops.begin(), ops.end(), op) == ops.end()) continue;
@@ -81,9 +141,9 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector
       if (wrong)
         return Status::Internal(
             fmt::format("rank {}: {} of {} bytes gave {} wrong elements", rank, op, bytes, wrong));
-      P3D_ASSIGN_OR_RETURN(
-          double mean,
-          TimeLaunches([&]() { return Issue(op, world, k, send, recv, stream); }, 3, 10, stream));
+      P3D_ASSIGN_OR_RETURN(double mean,
+                           TimeBehindDelay([&]() { return Issue(op, world, k, send, recv, stream); },
+                                           delay, 3, 10, stream));
       // The slowest rank's time is the collective's time.
       P3D_CAL_CUDA(cudaMemcpy(slowest, &mean, sizeof(double), cudaMemcpyHostToDevice));
       P3D_RETURN_IF_ERROR(world.AllReduce(slowest, slowest, 1, ncclFloat64, ncclMax, stream));

@@ -8,7 +8,7 @@
 // cuBLASLt, NCCL communicators step by step, allocation overhead), HBM
 // bandwidth, the linear-layer GEMMs of the given models in the executor's
 // three layouts plus a size sweep, the attention core at the models' shapes,
-// the optimizer step, and (2+ GPUs) NCCL all-reduce / reduce-scatter /
+// the optimizer step, the CPU AdamW of optimizer offload, and (2+ GPUs) NCCL all-reduce / reduce-scatter /
 // all-gather / send-recv across message sizes and the compute a concurrent
 // all-reduce costs. Bounded by --max-seconds.
 // Started without RANK it runs itself as --nproc ranks on this node; rank 0
@@ -25,6 +25,7 @@
 #include <iostream>
 #include <set>
 
+#include "executor/calibrate/cpu_adam_probe.h"
 #include "executor/calibrate/probes.h"
 #include "executor/comm/process_groups.h"
 #include "executor/host/spawn.h"
@@ -47,6 +48,7 @@ struct Options {
   std::vector<double> comm_bytes = {1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20};
   double hbm_bytes = 512 << 20;
   int64_t optimizer_params = 256 << 20;
+  int64_t cpu_adam_params = 128 << 20;
   double max_seconds = 150;
   std::string base_gpu;
   std::string out = "profile.json";
@@ -226,6 +228,12 @@ Status RunRank(const Options& o) {
   P3D_ASSIGN_OR_RETURN(nlohmann::json gemm, ProbeGemms(shapes, progress, stream, &skipped));
   P3D_ASSIGN_OR_RETURN(nlohmann::json optimizer,
                        ProbeOptimizer(o.optimizer_params, progress, stream));
+  progress.Say(fmt::format("cpu adam: all hardware threads, {} M parameters ({:.1f} GB host)",
+                           o.cpu_adam_params >> 20, o.cpu_adam_params * 18 / 1e9));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json cpu_adam,
+                       ProbeCpuAdam(o.cpu_adam_params, /*threads=*/0, /*max_seconds=*/10.0));
+  progress.Say(fmt::format("cpu adam: {:.2f} G params/s (update; the clip norm runs on the GPU)",
+                           cpu_adam.value("params_per_s", 0.0) / 1e9));
   P3D_ASSIGN_OR_RETURN(std::vector<AttentionShapeToMeasure> cores, AttentionShapes(o));
   P3D_ASSIGN_OR_RETURN(nlohmann::json attention,
                        ProbeAttention(cores, progress, stream, &attention_skipped));
@@ -247,6 +255,7 @@ Status RunRank(const Options& o) {
                                 {"gemm", gemm},
                                 {"attention", attention},
                                 {"optimizer", optimizer},
+                                {"cpu_adam", cpu_adam},
                                 {"hbm", hbm},
                                 {"runtime", runtime},
                                 {"collectives", collectives}};
@@ -284,6 +293,9 @@ int main(int argc, char** argv) {
   app.add_option("--hbm-bytes", o.hbm_bytes, "buffer size of the bandwidth probe, bytes");
   app.add_option("--optimizer-params", o.optimizer_params,
                  "parameters of the optimizer-step probe (18 bytes each on the GPU)")
+      ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 34));
+  app.add_option("--cpu-adam-params", o.cpu_adam_params,
+                 "parameters of the CPU AdamW probe (18 bytes each in host memory)")
       ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 34));
   app.add_option("--max-seconds", o.max_seconds, "time budget; GEMM shapes past it are skipped");
   app.add_option("--base-gpu", o.base_gpu,

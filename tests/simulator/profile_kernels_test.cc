@@ -24,6 +24,8 @@ json Calibration() {
   return json::parse(R"({
     "card": "NVIDIA H200", "catalog_gpu": "h200",
     "attention": [
+      {"label": "gpt-1.3b B=16 S=1024 TP=1", "batch": 16, "seq": 1024, "heads": 16, "kv_heads": 16,
+       "head_dim": 128, "blocks": 4, "forward_s": 5.0e-3, "probs_s": 3.0e-3, "backward_s": 9.0e-3},
       {"label": "gpt-1.3b B=4 S=2048 TP=1", "batch": 4, "seq": 2048, "heads": 16, "kv_heads": 16,
        "head_dim": 128, "blocks": 4, "forward_s": 1.0e-3, "probs_s": 0.6e-3, "backward_s": 2.2e-3},
       {"label": "gpt-1.3b B=1 S=2048 TP=1", "batch": 1, "seq": 2048, "heads": 16, "kv_heads": 16,
@@ -41,14 +43,15 @@ constexpr double kCoreFlops = 4.0 * 4 * 16 * 2048.0 * 2048 * 128 * 5 / 8;
 
 TEST(AttentionCalibration, EfficiencyIsFlopsOverPeakTimesSeconds) {
   ClusterSpec c = ApplyCalibration(H200(), Calibration(), "p.json").value();
-  ASSERT_EQ(c.gpu.attention_efficiency.size(), 2u);
+  // B = 16 at S = 1024 has the same F as B = 4 at S = 2048: kept apart by S.
+  ASSERT_EQ(c.gpu.attention_efficiency.size(), 3u);
   AttentionEfficiencyPoint p;
-  ASSERT_TRUE(AttentionEfficiency(c.gpu, 128, kCoreFlops, &p));
+  ASSERT_TRUE(AttentionEfficiency(c.gpu, 128, 2048, kCoreFlops, &p));
   const double peak = c.gpu.peak_flops;
   EXPECT_NEAR(p.forward, kCoreFlops / (peak * 1.0e-3), 1e-12);
   EXPECT_NEAR(p.probs, kCoreFlops / 2 / (peak * 0.6e-3), 1e-12);
   EXPECT_NEAR(p.backward, 2 * kCoreFlops / (peak * 2.2e-3), 1e-12);
-  EXPECT_FALSE(AttentionEfficiency(c.gpu, 64, kCoreFlops, &p)) << "no point of head_dim 64";
+  EXPECT_FALSE(AttentionEfficiency(c.gpu, 64, 2048, kCoreFlops, &p)) << "no point of head_dim 64";
 }
 
 TEST(AttentionCalibration, LayerCoreTakesTheMeasuredTimeAtAMeasuredShape) {
@@ -72,6 +75,36 @@ TEST(AttentionCalibration, LayerCoreTakesTheMeasuredTimeAtAMeasuredShape) {
   const double probs2 = LayerKernels(m, t, c.gpu, mid).recompute.total();
   EXPECT_GT(probs2, 0.25e-3);
   EXPECT_LT(probs2, 0.6e-3);
+}
+
+TEST(GemmCalibration, MeasuredPlanShapesAreTimedAsMeasured) {
+  json cal = Calibration();
+  cal["gemm"] = json::parse(R"([
+    {"label": "qkv", "source": "plan", "m": 8192, "n": 6144, "k": 2048,
+     "fwd_s": 2.7e-4, "dx_s": 2.6e-4, "dw_s": 2.8e-4},
+    {"label": "head", "source": "plan", "m": 1024, "n": 50304, "k": 2048,
+     "fwd_s": 3.0e-4, "dx_s": 3.1e-4, "dw_s": 3.2e-4},
+    {"label": "sweep", "source": "sweep", "m": 4096, "n": 4096, "k": 4096,
+     "fwd_s": 2.0e-4, "dx_s": 2.0e-4, "dw_s": 2.0e-4}])");
+  ClusterSpec c = ApplyCalibration(H200(), cal, "p.json").value();
+  ASSERT_EQ(c.gpu.gemm_shapes.size(), 2u) << "plan shapes only";
+  GemmShapeTime t;
+  ASSERT_TRUE(MeasuredGemm(c.gpu, 8192, 6144, 2048, &t));
+  EXPECT_DOUBLE_EQ(t.fwd_s, 2.7e-4);
+  // The unpadded vocabulary (50257) is timed from the padded measurement, scaled by n.
+  ASSERT_TRUE(MeasuredGemm(c.gpu, 1024, 50257, 2048, &t));
+  EXPECT_NEAR(t.dw_s, 3.2e-4 * 50257 / 50304, 1e-15);
+  EXPECT_FALSE(MeasuredGemm(c.gpu, 8192, 6144, 4096, &t)) << "k differs";
+  EXPECT_FALSE(MeasuredGemm(c.gpu, 8192, 7000, 2048, &t)) << "n differs by more than 1%";
+  // The LM head of gpt-1.3b at B*S = 8192 runs as 8 chunks of 1024 tokens
+  // (TrainingSpec::logits_chunk_tokens), each timed as measured.
+  ModelSpec m = ZooModel("gpt-1.3b").value();
+  TrainingSpec tr;
+  tr.seq = 2048;
+  EdgeKernelTimes e = EdgeKernels(m, tr, c.gpu, {1, 4, Recompute::kNone, false});
+  const double r = 50257.0 / 50304;
+  EXPECT_NEAR(e.head_forward.gemm_s, 8 * 3.0e-4 * r, 1e-12);
+  EXPECT_NEAR(e.head_backward.gemm_s, 8 * (3.1e-4 + 3.2e-4) * r, 1e-12);
 }
 
 TEST(OptimizerCalibration, StepTimeScalesFromTheMeasuredRate) {
