@@ -159,13 +159,14 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
     return Status::InvalidArgument(
         fmt::format("rule pipeline slots: {} activation slots, {} chunks of {} layers",
                     t.activation_slots, t.chunks, s.layers));
-  // Stored activations (one set per activation slot).
+  // Stored activations: one chunk's layers per activation slot.
   const int64_t slots = t.activation_slots;
-  p.layers.resize(slots * s.layers);
-  for (int64_t k = 0; k < slots * s.layers; ++k) {
-    const int64_t l = k % s.layers;
-    const std::string pre =
-        slots > 1 ? fmt::format("slot {} layer {} ", k / s.layers, l) : fmt::format("layer {} ", l);
+  const int64_t chunk_layers = s.layers / t.chunks;
+  p.layers.resize(slots * chunk_layers);
+  for (int64_t k = 0; k < slots * chunk_layers; ++k) {
+    const int64_t l = k % chunk_layers;
+    const std::string pre = slots > 1 ? fmt::format("slot {} layer {} ", k / chunk_layers, l)
+                                      : fmt::format("layer {} ", l);
     LayerActivationOffsets& o = p.layers[k];
     o.x_in = a.Add(pre + "x_in", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
     if (t.recompute != Recompute::kFull)
@@ -173,7 +174,7 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   }
   p.x_final = a.Add("x_final", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
   p.chunk_output.push_back(p.x_final);
-  for (int64_t k = 1; k < slots * t.chunks; ++k)
+  for (int64_t k = 1; k < slots; ++k)
     p.chunk_output.push_back(
         a.Add(fmt::format("chunk output {}", k), MemoryTerm::kActivations, d.Tl * d.H * kBf16));
   p.grad_output =

@@ -90,10 +90,11 @@ struct TrainingShape {
   Recompute recompute = Recompute::kNone;
   int64_t logits_chunk = 0;      // tokens per loss chunk; 0 = default (kDefaultLogitsChunk, <= T)
   int64_t attention_blocks = 0;  // causal query blocks per sequence; 0 = DefaultAttentionBlocks(S)
-  // Pipeline (executor/host/pipeline_program.h): activation slots (micro-
-  // batches of one chunk in flight, each a full set of the stage's stored
-  // layer activations) and chunks per rank (VPP), each slot holding one
-  // [T, H] output per chunk; `pipelined` adds the received output gradient.
+  // Pipeline (executor/host/pipeline_program.h): activation slots (the peak
+  // number of (micro-batch, chunk) pairs in flight), each one chunk's stored
+  // layer activations (L / chunks layers) and its [T, H] output, shared by
+  // all chunks; chunks per rank (VPP); `pipelined` adds the received output
+  // gradient. Stored layer activations: activation_slots x L / chunks layers.
   int64_t activation_slots = 1;
   int64_t chunks = 1;
   bool pipelined = false;
@@ -115,10 +116,12 @@ struct TrainingMemoryPlan {
   int64_t weights = 0, grads = 0, master = 0, adam_m = 0, adam_v = 0;
   int64_t grad_shard = 0;    // ParamStateSizes::grad_shard_elements fp32 (ZeRO-2/3)
   int64_t grad_staging = 0;  // ParamStateSizes::grad_staging_elements fp32 (ZeRO-2/3, DP > 1)
-  // layers[slot * L + l]: layer l's activations in activation slot `slot`.
+  // layers[slot * Lc + j]: activations of layer j of the chunk held in
+  // activation slot `slot` (Lc = L / chunks layers per chunk; layer l of the
+  // rank is layer l % Lc of chunk l / Lc). With one chunk: layers[slot * L + l].
   std::vector<LayerActivationOffsets> layers;
-  // chunk_output[slot * chunks + c]: the last layer output of chunk c (the
-  // send-forward source; x_final == chunk_output[0]).
+  // chunk_output[slot]: the last layer output of the chunk held in the slot
+  // (the send-forward source; x_final == chunk_output[0]).
   std::vector<int64_t> chunk_output;
   int64_t grad_output = 0;  // pipeline: received d chunk output [T, H] bf16
   int64_t loss_stats = 0;   // TP: 3 * logits_chunk fp32 (vocab-parallel loss)

@@ -1,4 +1,4 @@
-// Model, pipeline and model-parallel parts: per-chunk activation buffers, the forward and
+// Model, pipeline and model-parallel parts: activation buffers of a pipeline slot, the forward and
 // backward of one pipeline chunk for one micro-batch, and the reductions over the TP x PP
 // group (loss, tied embedding, gradient norm).
 
@@ -32,13 +32,12 @@ bf16* Model::LayerOutput(int64_t l) {
   return ChunkOutput(static_cast<int>(l / per_chunk), static_cast<int>(slot_));
 }
 
-bf16* Model::ChunkInput(int chunk, int slot) {
-  return At<bf16>(plan_.layers[slot * local_.layers + chunk * ChunkLayers()].x_in);
+// A slot holds one chunk (memory_plan.h), whichever chunk the program put there.
+bf16* Model::ChunkInput(int /*chunk*/, int slot) {
+  return At<bf16>(plan_.layers[slot * ChunkLayers()].x_in);
 }
 
-bf16* Model::ChunkOutput(int chunk, int slot) {
-  return At<bf16>(plan_.chunk_output[slot * config_.parallel.vpp + chunk]);
-}
+bf16* Model::ChunkOutput(int /*chunk*/, int slot) { return At<bf16>(plan_.chunk_output[slot]); }
 
 // This rank's token slice with sequence parallelism: stages exchange T/TP rows.
 int64_t Model::ActivationElements() const { return StreamTokens() * local_.hidden; }
