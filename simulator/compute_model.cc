@@ -6,7 +6,7 @@
 namespace p3d {
 
 double MemoryBoundSeconds(const GpuSpec& gpu, double bytes) {
-  return bytes / (gpu.hbm_bytes_per_s * gpu.hbm_efficiency);
+  return bytes / (gpu.hbm_bytes_per_s * HbmEfficiency(gpu, bytes));
 }
 
 double GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double batch, double elem,
@@ -148,7 +148,8 @@ double CoreBackwardBytes(const Dims& d) {
   return scores * 3 * d.a + (d.dropout ? scores * (2 * d.a + 1) : 0) + 2 * d.t * d.q * d.a;
 }
 
-// The rest of the layer's memory-bound ops, forward, bytes:
+// The rest of the layer's memory-bound ops, forward, bytes (each op one kernel,
+// timed by MemoryBoundSeconds at its own size):
 //   2 norms             read x, write y                      2 * 2*T_sp*H*a
 //   rotary (Llama)      read + write q and k                 2*T*(q + kv)*a
 //                       (inside a calibrated attention core: not counted here)
@@ -159,15 +160,16 @@ double CoreBackwardBytes(const Dims& d) {
 //   MoE permute/unpermute  read + write the routed tokens twice   4*T*k*H*a
 //   q/k/v bias add      a separate kernel after the GEMM (the other biases
 //                       fuse into bias-GELU and bias-dropout-add)   2*T*(q + 2kv)*a
-double LayerForwardBytes(const Dims& d, bool core_calibrated) {
-  double bytes = 2 * 2 * d.t_sp * d.h * d.a + 2 * 3 * d.t_sp * d.h * d.a;
-  if (d.qkv_bias) bytes += 2 * d.t * (d.q + 2 * d.kv) * d.a;
-  if (d.llama && !core_calibrated) bytes += 2 * d.t * (d.q + d.kv) * d.a;
-  if (d.dropout) bytes += 2 * d.t_sp * d.h;
+double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrated) {
+  auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
+  double s = 2 * k(2 * d.t_sp * d.h * d.a) + 2 * k(3 * d.t_sp * d.h * d.a);
+  if (d.qkv_bias) s += k(2 * d.t * (d.q + 2 * d.kv) * d.a);
+  if (d.llama && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
+  if (d.dropout) s += 2 * k(d.t_sp * d.h);
   const double routed = d.experts > 1 ? d.t * d.topk : d.t;
-  bytes += routed * d.f * (d.llama ? 3 : 2) * d.a;
-  if (d.experts > 1) bytes += 4 * d.t * d.topk * d.h * d.a;
-  return bytes;
+  s += k(routed * d.f * (d.llama ? 3 : 2) * d.a);
+  if (d.experts > 1) s += 2 * k(2 * d.t * d.topk * d.h * d.a);
+  return s;
 }
 // Backward: norm backward reads x and dy twice (one pass for the weight
 // gradient, one for dx) and writes dx (5 tensors); residual branches add
@@ -176,16 +178,17 @@ double LayerForwardBytes(const Dims& d, bool core_calibrated) {
 // backward reads gate, up, dy and writes dgate, dup (5); MoE permutes the
 // gradients back; each bias gradient reads its GEMM's output gradient once
 // (q/k/v: T*(q+2kv); GPT-2 also fc: T*F/TP, out-proj and fc2: T_sp*H).
-double LayerBackwardBytes(const Dims& d, bool core_calibrated) {
-  double bytes = 2 * 5 * d.t_sp * d.h * d.a + 2 * 3 * d.t_sp * d.h * d.a;
-  if (d.qkv_bias) bytes += d.t * (d.q + 2 * d.kv) * d.a;
-  if (d.linear_bias) bytes += (d.t * d.f * d.topk + 2 * d.t_sp * d.h) * d.a;
-  if (d.llama && !core_calibrated) bytes += 2 * d.t * (d.q + d.kv) * d.a;
-  if (d.dropout) bytes += 2 * d.t_sp * d.h * (2 * d.a + 1);
+double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrated) {
+  auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
+  double s = 2 * k(5 * d.t_sp * d.h * d.a) + 2 * k(3 * d.t_sp * d.h * d.a);
+  if (d.qkv_bias) s += k(d.t * (d.q + 2 * d.kv) * d.a);
+  if (d.linear_bias) s += k(d.t * d.f * d.topk * d.a) + 2 * k(d.t_sp * d.h * d.a);
+  if (d.llama && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
+  if (d.dropout) s += 2 * k(d.t_sp * d.h * (2 * d.a + 1));
   const double routed = d.experts > 1 ? d.t * d.topk : d.t;
-  bytes += routed * d.f * (d.llama ? 5 : 3) * d.a;
-  if (d.experts > 1) bytes += 4 * d.t * d.topk * d.h * d.a;
-  return bytes;
+  s += k(routed * d.f * (d.llama ? 5 : 3) * d.a);
+  if (d.experts > 1) s += 2 * k(2 * d.t * d.topk * d.h * d.a);
+  return s;
 }
 
 }  // namespace
@@ -217,8 +220,8 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
   }
   out.forward += core_fwd;
   out.backward += core_bwd;
-  out.forward.memory_s += MemoryBoundSeconds(gpu, LayerForwardBytes(d, calibrated));
-  out.backward.memory_s += MemoryBoundSeconds(gpu, LayerBackwardBytes(d, calibrated));
+  out.forward.memory_s += LayerForwardSeconds(gpu, d, calibrated);
+  out.backward.memory_s += LayerBackwardSeconds(gpu, d, calibrated);
   switch (shape.recompute) {
     case Recompute::kNone:
       break;
@@ -246,15 +249,18 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
   const Dims d = MakeDims(model, training, shape);
   const double v = static_cast<double>(model.vocab) / shape.tp;
   EdgeKernelTimes e;
-  double emb_fwd = 2 * d.t * d.h * d.a;
-  double emb_bwd = d.t * d.h * (d.a + 2 * d.g);
+  // One kernel per op: gather (+ positions) (+ dropout); scatter-add (+ positions grad).
+  auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
+  e.embedding_forward.memory_s = k(2 * d.t * d.h * d.a);
+  e.embedding_backward.memory_s = k(d.t * d.h * (d.a + 2 * d.g));
   if (!d.llama) {
-    emb_fwd += 3 * d.t * d.h * d.a;
-    emb_bwd += d.t * d.h * (d.a + 2 * d.g);
+    e.embedding_forward.memory_s += k(3 * d.t * d.h * d.a);
+    e.embedding_backward.memory_s += k(d.t * d.h * (d.a + 2 * d.g));
   }
-  if (d.dropout) emb_fwd += d.t_sp * d.h * (2 * d.a + 1), emb_bwd += d.t_sp * d.h * (2 * d.a + 1);
-  e.embedding_forward.memory_s = MemoryBoundSeconds(gpu, emb_fwd);
-  e.embedding_backward.memory_s = MemoryBoundSeconds(gpu, emb_bwd);
+  if (d.dropout) {
+    e.embedding_forward.memory_s += k(d.t_sp * d.h * (2 * d.a + 1));
+    e.embedding_backward.memory_s += k(d.t_sp * d.h * (2 * d.a + 1));
+  }
 
   // The logits GEMMs run per loss chunk of logits_chunk_tokens (0: all T).
   const double chunk = training.logits_chunk_tokens > 0
@@ -266,8 +272,9 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
     e.head_forward.gemm_s += Forward(gpu, d, logits);
     e.head_backward.gemm_s += Backward(gpu, d, logits);
   }
-  e.head_forward.memory_s = MemoryBoundSeconds(gpu, 2 * d.t_sp * d.h * d.a + d.t * v * (d.a + 16));
-  e.head_backward.memory_s = MemoryBoundSeconds(gpu, 3 * d.t_sp * d.h * d.a + d.t * v * (4 + d.a));
+  // Final norm, then the cross-entropy passes over the logits.
+  e.head_forward.memory_s = k(2 * d.t_sp * d.h * d.a) + k(d.t * v * (d.a + 16));
+  e.head_backward.memory_s = k(3 * d.t_sp * d.h * d.a) + k(d.t * v * (4 + d.a));
   return e;
 }
 

@@ -9,16 +9,30 @@
 
 namespace p3d {
 
-double GemmEfficiency(const GpuSpec& gpu, double flops) {
-  const auto& t = gpu.gemm_efficiency;
-  if (t.empty()) return 1.0;
-  if (flops <= t.front().flops) return t.front().efficiency;
-  if (flops >= t.back().flops) return t.back().efficiency;
-  auto hi = std::lower_bound(t.begin(), t.end(), flops,
+namespace {
+
+// Log-linear interpolation in x over a table sorted by x, clamped at the ends.
+double Interpolate(const std::vector<GemmEfficiencyPoint>& t, double x) {
+  if (x <= t.front().flops) return t.front().efficiency;
+  if (x >= t.back().flops) return t.back().efficiency;
+  auto hi = std::lower_bound(t.begin(), t.end(), x,
                              [](const GemmEfficiencyPoint& p, double f) { return p.flops < f; });
   auto lo = hi - 1;
-  double x = (std::log(flops) - std::log(lo->flops)) / (std::log(hi->flops) - std::log(lo->flops));
-  return lo->efficiency + x * (hi->efficiency - lo->efficiency);
+  double w = (std::log(x) - std::log(lo->flops)) / (std::log(hi->flops) - std::log(lo->flops));
+  return lo->efficiency + w * (hi->efficiency - lo->efficiency);
+}
+
+}  // namespace
+
+double GemmEfficiency(const GpuSpec& gpu, double flops) {
+  if (gpu.gemm_efficiency.empty()) return 1.0;
+  return Interpolate(gpu.gemm_efficiency, flops);
+}
+
+// The table's `flops` field holds bytes here.
+double HbmEfficiency(const GpuSpec& gpu, double bytes) {
+  if (gpu.hbm_efficiency_by_bytes.empty()) return gpu.hbm_efficiency;
+  return Interpolate(gpu.hbm_efficiency_by_bytes, bytes);
 }
 
 bool MeasuredGemm(const GpuSpec& gpu, double m, double n, double k, GemmShapeTime* out) {

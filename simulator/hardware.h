@@ -83,6 +83,11 @@ struct GpuSpec {
   double memory_bytes = 0;     // device memory (marketed GB taken as GiB) 
   double hbm_bytes_per_s = 0;  // memory bandwidth, datasheet
   double hbm_efficiency = 0.8; // achievable fraction for memory-bound kernels
+  // Calibrated: the efficiency of one memory-bound kernel by the bytes it
+  // moves (small kernels do not reach the bandwidth: launch and tail), as
+  // {bytes, efficiency} points interpolated log-linearly, clamped at the ends.
+  // Empty: hbm_efficiency for every size.
+  std::vector<GemmEfficiencyPoint> hbm_efficiency_by_bytes;
   double peak_flops = 0;       // dense bf16 (fp16 where no bf16) tensor FLOP/s, fp32 accumulate
   bool plan_only = false;      // no executor support (e.g. ROCm)
   std::vector<GemmEfficiencyPoint> gemm_efficiency;
@@ -152,6 +157,9 @@ RuntimeMemory DefaultRuntimeMemory();
 
 // Interpolated GEMM efficiency (see GemmEfficiencyPoint).
 double GemmEfficiency(const GpuSpec& gpu, double flops);
+// HBM efficiency of one memory-bound kernel moving `bytes` (see
+// GpuSpec::hbm_efficiency_by_bytes).
+double HbmEfficiency(const GpuSpec& gpu, double bytes);
 
 // The measured shape GemmShapeTime describes for (m, n, k), with its times
 // scaled to n; false when none matches.

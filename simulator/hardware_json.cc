@@ -175,8 +175,30 @@ Status ReadGemmShapes(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
   return Status::Ok();
 }
 
+Status ReadHbmBySize(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
+  const std::string path = gpu_reader.Path("hbm_efficiency_by_bytes");
+  const json& table = gpu.at("hbm_efficiency_by_bytes");
+  if (!table.is_array())
+    return Status::InvalidArgument(fmt::format("hardware field '{}' must be an array", path));
+  for (size_t i = 0; i < table.size(); ++i) {
+    std::string item = fmt::format("{}[{}]", path, i);
+    if (!table[i].is_object())
+      return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
+    Reader r(table[i], item);
+    GemmEfficiencyPoint p;
+    P3D_RETURN_IF_ERROR(r.Positive("bytes", kMaxBytes, &p.flops));
+    P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &p.efficiency));
+    if (!out->hbm_efficiency_by_bytes.empty() && p.flops <= out->hbm_efficiency_by_bytes.back().flops)
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}.bytes' must increase along the table", item));
+    out->hbm_efficiency_by_bytes.push_back(p);
+  }
+  return Status::Ok();
+}
+
 // Optional calibrated figures (absent: the catalog's behaviour).
 Status ReadGpuCalibrated(const Reader& r, const json& gpu, GpuSpec* g) {
+  if (r.Has("hbm_efficiency_by_bytes")) P3D_RETURN_IF_ERROR(ReadHbmBySize(r, gpu, g));
   if (r.Has("gemm_shapes")) P3D_RETURN_IF_ERROR(ReadGemmShapes(r, gpu, g));
   if (r.Has("attention_efficiency")) P3D_RETURN_IF_ERROR(ReadAttentionEfficiency(r, gpu, g));
   if (r.Has("optimizer_efficiency"))
@@ -294,6 +316,12 @@ std::string ClusterToJson(const ClusterSpec& c) {
   if (g.runtime.nccl_first_comm_bytes > 0)
     gpu["runtime"]["nccl_first_comm_bytes"] = g.runtime.nccl_first_comm_bytes;
   if (g.runtime.nccl_p2p_bytes > 0) gpu["runtime"]["nccl_p2p_bytes"] = g.runtime.nccl_p2p_bytes;
+  if (!g.hbm_efficiency_by_bytes.empty()) {
+    json t = json::array();
+    for (const auto& p : g.hbm_efficiency_by_bytes)
+      t.push_back({{"bytes", p.flops}, {"efficiency", p.efficiency}});
+    gpu["hbm_efficiency_by_bytes"] = t;
+  }
   if (!g.gemm_shapes.empty()) {
     json shapes = json::array();
     for (const auto& t : g.gemm_shapes)

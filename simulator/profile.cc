@@ -119,6 +119,30 @@ Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
         fmt::format("gives {:.0f} GB/s, above the {:.0f} GB/s datasheet bandwidth of '{}'",
                     bytes / seconds / 1e9, c->gpu.hbm_bytes_per_s / 1e9, c->gpu.name));
   c->gpu.hbm_efficiency = eff;
+  // Per-size points of the same kernel (optional): the efficiency by bytes
+  // moved, with the large measurement as its top.
+  c->gpu.hbm_efficiency_by_bytes.clear();
+  if (h.Has("elementwise_sizes")) {
+    const json* list = nullptr;
+    P3D_RETURN_IF_ERROR(h.Array("elementwise_sizes", &list));
+    std::vector<GemmEfficiencyPoint> t;
+    for (size_t i = 0; i < list->size(); ++i) {
+      P3D_ASSIGN_OR_RETURN(
+          Fields e, h.Child((*list)[i], fmt::format("{}[{}]", h.Path("elementwise_sizes"), i)));
+      double b = 0, sec = 0;
+      P3D_RETURN_IF_ERROR(e.Positive("bytes", &b));
+      P3D_RETURN_IF_ERROR(e.Positive("seconds", &sec));
+      if (b / sec > c->gpu.hbm_bytes_per_s)
+        return e.Error("seconds", "gives a bandwidth above the datasheet's");
+      t.push_back({b, b / sec / c->gpu.hbm_bytes_per_s});
+    }
+    t.push_back({bytes, eff});
+    std::sort(t.begin(), t.end(), [](const auto& x, const auto& y) { return x.flops < y.flops; });
+    t.erase(std::unique(t.begin(), t.end(),
+                        [](const auto& x, const auto& y) { return x.flops == y.flops; }),
+            t.end());
+    c->gpu.hbm_efficiency_by_bytes = std::move(t);
+  }
   return Status::Ok();
 }
 

@@ -1,6 +1,7 @@
 // Runtime memory and HBM bandwidth probes (probes.h).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -150,6 +151,19 @@ StatusOr<nlohmann::json> ProbeHbm(double bytes, const Progress& progress, cudaSt
           fmt::format("residual add wrong at element {}: {} + {} gave {}, want {}", i,
                       __bfloat162float(x), __bfloat162float(y), __bfloat162float(z), want));
   }
+  // The same kernel on smaller operands (prefixes of the buffers): small
+  // kernels do not reach the bandwidth (launch, tail), and a step is full of
+  // them. Enough launches per size for ~1 ms of timing.
+  nlohmann::json sizes = nlohmann::json::array();
+  for (int64_t mib : {1, 4, 16, 64}) {
+    const int64_t m = std::min(n, mib * (1 << 20) / static_cast<int64_t>(sizeof(bf16)));
+    const int reps = static_cast<int>(std::max<int64_t>(10, (int64_t{256} << 20) / (m * 2)));
+    P3D_ASSIGN_OR_RETURN(
+        double t, TimeLaunches([&]() { return ResidualAdd(a, b, out, m, stream); }, 3, reps, stream));
+    sizes.push_back({{"bytes", 3.0 * m * sizeof(bf16)}, {"seconds", t}});
+    progress.Say(fmt::format("hbm: residual add over {:>3} MiB operands {:7.2f} us, {:5.0f} GB/s",
+                             mib, t * 1e6, 3.0 * m * sizeof(bf16) / t / 1e9));
+  }
   P3D_CAL_CUDA(cudaFree(a));
   P3D_CAL_CUDA(cudaFree(b));
   P3D_CAL_CUDA(cudaFree(out));
@@ -161,7 +175,8 @@ StatusOr<nlohmann::json> ProbeHbm(double bytes, const Progress& progress, cudaSt
                         {"copy_s", copy_s},
                         {"elementwise_kernel", "ResidualAdd (executor/kernels/elementwise.h)"},
                         {"elementwise_bytes", 3 * nbytes},
-                        {"elementwise_s", add_s}};
+                        {"elementwise_s", add_s},
+                        {"elementwise_sizes", sizes}};
 }
 
 }  // namespace p3d

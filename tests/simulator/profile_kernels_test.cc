@@ -107,6 +107,36 @@ TEST(GemmCalibration, MeasuredPlanShapesAreTimedAsMeasured) {
   EXPECT_NEAR(e.head_backward.gemm_s, 8 * (3.1e-4 + 3.2e-4) * r, 1e-12);
 }
 
+TEST(HbmCalibration, SmallKernelsRunBelowTheLargeKernelsBandwidth) {
+  json cal = Calibration();
+  cal["hbm"] = json::parse(R"({"elementwise_bytes": 3.0e9, "elementwise_s": 0.75e-3,
+    "elementwise_sizes": [{"bytes": 6291456, "seconds": 4.0e-6},
+                          {"bytes": 100663296, "seconds": 28.0e-6}]})");
+  ClusterSpec c = ApplyCalibration(H200(), cal, "p.json").value();
+  const double bw = c.gpu.hbm_bytes_per_s;
+  ASSERT_EQ(c.gpu.hbm_efficiency_by_bytes.size(), 3u);
+  EXPECT_NEAR(HbmEfficiency(c.gpu, 6291456), 6291456 / 4.0e-6 / bw, 1e-12);
+  EXPECT_NEAR(HbmEfficiency(c.gpu, 3.0e9), 3.0e9 / 0.75e-3 / bw, 1e-12);
+  EXPECT_NEAR(HbmEfficiency(c.gpu, 1e3), 6291456 / 4.0e-6 / bw, 1e-12) << "clamped below";
+  EXPECT_NEAR(MemoryBoundSeconds(c.gpu, 100663296), 28.0e-6, 1e-15);
+  // Each memory-bound op is its own kernel: a small model's layer pays the
+  // small-kernel rate, so its memory-bound time exceeds the one-efficiency estimate.
+  ModelSpec m = ZooModel("gpt2-medium").value();
+  TrainingSpec t;
+  t.seq = 1024;
+  ClusterSpec flat = c;
+  flat.gpu.hbm_efficiency_by_bytes.clear();
+  ComputeShape sh{1, 2, Recompute::kNone, false};
+  EXPECT_GT(LayerKernels(m, t, c.gpu, sh).forward.memory_s,
+            1.2 * LayerKernels(m, t, flat.gpu, sh).forward.memory_s);
+  cal["hbm"]["elementwise_sizes"][0]["seconds"] = 1e-9;
+  auto bad = ApplyCalibration(H200(), cal, "p.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("calibration.hbm.elementwise_sizes[0].seconds"),
+            std::string::npos)
+      << bad.status().message();
+}
+
 TEST(OptimizerCalibration, StepTimeScalesFromTheMeasuredRate) {
   ClusterSpec c = ApplyCalibration(H200(), Calibration(), "p.json").value();
   EXPECT_NEAR(c.gpu.optimizer_efficiency, 268435456.0 * 34 / 2.4e-3 / c.gpu.hbm_bytes_per_s, 1e-12);
