@@ -554,21 +554,21 @@ PY
 # AdamW, pinned host memory about half the model's 18 B/param per rank), then
 # a saved DP2 ZeRO-1 offload plan of gpt-1.3b (B = 4, S = 2048 per GPU) run
 # for 7 steps, timed, beside its prediction (p3d-compare). Test output and
-# the comparison go to $OUT/offload-dp-*.txt.
+# the comparison go to results.tar.gz (offload-dp-*.txt).
 section_offload_dp() {
   if [ "$GPUS" -lt 2 ]; then record offload_dp SKIP "needs 2 GPUs, found $GPUS"; return; fi
   local gpu=h100-sxm status=PASS details=""
   nvidia-smi -L | grep -q H200 && gpu=h200
-  RUN_TEE=$OUT/offload-dp-test.txt RUN_LIMIT=200 run "$BIN/executor_offload_dp_offload_test" \
+  RUN_TEE=$RES/offload-dp-test.txt RUN_LIMIT=200 run "$BIN/executor_offload_dp_offload_test" \
     || status=FAIL
-  details+="test: $(grep -E 'max \|dloss\||PASSED|FAILED|SKIPPED' "$OUT/offload-dp-test.txt" \
+  details+="test: $(grep -E 'max \|dloss\||PASSED|FAILED|SKIPPED' "$RES/offload-dp-test.txt" \
     | sort -u | tr '\n' ' '); "
   run "$BIN/p3d-plan" --model gpt-1.3b --gpus 2 --gpu $gpu --dp 2 --tp 1 --pp 1 --zero 1 \
       --micro-batch 4 --global-batch 8 --seq 2048 --recompute none --offload optimizer \
       --save-plan "$RES/offload-dp2-plan.json" || status=FAIL
   RUN_LIMIT=240 run "$BIN/p3d-run" --nproc 2 --plan "$RES/offload-dp2-plan.json" --steps 7 \
       --warmup 2 --nccl-timeout-s 120 --json "$RES/offload-dp2-run.json" || status=FAIL
-  RUN_TEE=$OUT/offload-dp-compare.txt run "$BIN/p3d-compare" "$RES/offload-dp2-plan.json" \
+  RUN_TEE=$RES/offload-dp-compare.txt run "$BIN/p3d-compare" "$RES/offload-dp2-plan.json" \
       "$RES/offload-dp2-run.json"
   details+=$(python3 - "$RES" <<'PY'
 import json, os, sys
