@@ -315,6 +315,9 @@ StatusOr<ClusterSpec> ApplyCalibration(const ClusterSpec& base, const json& cali
     P3D_ASSIGN_OR_RETURN(c.node.cpu_adam_params_per_s,
                          CalibratedCpuAdamParamsPerS(calibration.at("cpu_adam"), origin));
   }
+  // The CPU update's rate inside a real offloaded step (pinned copies share
+  // host memory bandwidth with it) supersedes the CPU-only figure.
+  if (cal.Has("offload_step")) P3D_RETURN_IF_ERROR(profile_internal::ApplyOffloadStep(cal, &c));
   c.gpu.description = card;
   c.source = fmt::format("profile {}", origin);
   return c;

@@ -90,4 +90,8 @@ Status ApplyOptimizer(const Fields& cal, ClusterSpec* c);
 // all-reduce -> gpu.overlap_slowdown_gemm / _memory.
 Status ApplyInterference(const Fields& cal, ClusterSpec* c);
 
+// "offload_step": the executor's offloaded optimizer step -> the node's CPU
+// AdamW rate as it runs under the step's copies (node.cpu_adam_params_per_s).
+Status ApplyOffloadStep(const Fields& cal, ClusterSpec* c);
+
 }  // namespace p3d::profile_internal

@@ -1,5 +1,6 @@
 // Kernel-level calibration objects (profile_internal.h; docs/calibration.md):
-// the attention core, the optimizer step and compute slowed by collectives.
+// the attention core, the optimizer step, compute slowed by collectives and
+// the offloaded optimizer step.
 #include <algorithm>
 #include <vector>
 
@@ -124,6 +125,17 @@ Status ApplyInterference(const Fields& cal, ClusterSpec* c) {
   // unless the two serialise completely (then the overlap model is moot).
   c->gpu.overlap_slowdown_gemm = std::clamp((gemm_with - gemm) / comm, 0.0, 0.99);
   c->gpu.overlap_slowdown_memory = std::clamp((mem_with - mem) / comm, 0.0, 0.99);
+  return Status::Ok();
+}
+
+Status ApplyOffloadStep(const Fields& cal, ClusterSpec* c) {
+  const json* obj = nullptr;
+  P3D_RETURN_IF_ERROR(cal.Object("offload_step", &obj));
+  P3D_ASSIGN_OR_RETURN(Fields f, cal.Child(*obj, cal.Path("offload_step")));
+  double params, cpu_s;
+  P3D_RETURN_IF_ERROR(f.Positive("params", &params));
+  P3D_RETURN_IF_ERROR(f.Positive("cpu_adam_s", &cpu_s));
+  c->node.cpu_adam_params_per_s = params / cpu_s;
   return Status::Ok();
 }
 

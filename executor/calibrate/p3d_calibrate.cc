@@ -234,6 +234,8 @@ Status RunRank(const Options& o) {
                        ProbeCpuAdam(o.cpu_adam_params, /*threads=*/0, /*max_seconds=*/10.0));
   progress.Say(fmt::format("cpu adam: {:.2f} G params/s (update; the clip norm runs on the GPU)",
                            cpu_adam.value("params_per_s", 0.0) / 1e9));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json offload_step,
+                       ProbeOffloadStep(o.cpu_adam_params, progress, stream));
   P3D_ASSIGN_OR_RETURN(std::vector<AttentionShapeToMeasure> cores, AttentionShapes(o));
   P3D_ASSIGN_OR_RETURN(nlohmann::json attention,
                        ProbeAttention(cores, progress, stream, &attention_skipped));
@@ -256,6 +258,7 @@ Status RunRank(const Options& o) {
                                 {"attention", attention},
                                 {"optimizer", optimizer},
                                 {"cpu_adam", cpu_adam},
+                                {"offload_step", offload_step},
                                 {"hbm", hbm},
                                 {"runtime", runtime},
                                 {"collectives", collectives}};
@@ -295,7 +298,8 @@ int main(int argc, char** argv) {
                  "parameters of the optimizer-step probe (18 bytes each on the GPU)")
       ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 34));
   app.add_option("--cpu-adam-params", o.cpu_adam_params,
-                 "parameters of the CPU AdamW probe (18 bytes each in host memory)")
+                 "parameters of the CPU AdamW and offloaded-step probes (18 bytes each in host "
+                 "memory)")
       ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 34));
   app.add_option("--max-seconds", o.max_seconds, "time budget; GEMM shapes past it are skipped");
   app.add_option("--base-gpu", o.base_gpu,

@@ -93,6 +93,14 @@ StatusOr<nlohmann::json> ProbeAttention(const std::vector<AttentionShapeToMeasur
 StatusOr<nlohmann::json> ProbeOptimizer(int64_t params, const Progress& progress,
                                         cudaStream_t stream);
 
+// Offloaded optimizer step ("offload_step" object): executor/offload's
+// HostOptimizer over `params` parameters (pinned copies down and up pipelined
+// with the CPU AdamW), the first step's weights checked against the CPU;
+// median of 3 timed steps: step time, the CPU update's time inside it, and
+// the copy rates.
+StatusOr<nlohmann::json> ProbeOffloadStep(int64_t params, const Progress& progress,
+                                          cudaStream_t stream);
+
 // Interference ("interference" object): a GEMM loop and a residual-add loop
 // on `compute`, alone and with fp32 all-reduces over `comm` running on a side
 // stream. Every member of `comm` calls it.

@@ -31,6 +31,7 @@ json Calibration() {
       {"label": "gpt-1.3b B=1 S=2048 TP=1", "batch": 1, "seq": 2048, "heads": 16, "kv_heads": 16,
        "head_dim": 128, "blocks": 4, "forward_s": 0.4e-3, "probs_s": 0.25e-3, "backward_s": 0.9e-3}],
     "optimizer": {"params": 268435456, "bytes_per_param": 34, "seconds": 2.4e-3},
+    "offload_step": {"params": 134217728, "seconds_per_step": 0.041, "cpu_adam_s": 0.040},
     "interference": {"comm_alone_s": 0.010, "gemm_alone_s": 0.030, "gemm_with_comm_s": 0.035,
                      "memory_alone_s": 0.030, "memory_with_comm_s": 0.038},
     "runtime": {"free_after_context_bytes": 140e9, "nccl_first_bytes": 2.0e9,
@@ -145,6 +146,12 @@ TEST(OptimizerCalibration, StepTimeScalesFromTheMeasuredRate) {
   EXPECT_NEAR(OptimizerSeconds(c.gpu, p, 2 * 268435456.0), 4.8e-3, 1e-12);
 }
 
+TEST(OffloadCalibration, CpuRateIsTheUpdateInsideTheOffloadedStep) {
+  ClusterSpec c = ApplyCalibration(H200(), Calibration(), "p.json").value();
+  EXPECT_NEAR(c.node.cpu_adam_params_per_s, 134217728.0 / 0.040, 1e-3);
+  EXPECT_NEAR(CpuAdamParamsPerS(c.node), 134217728.0 / 0.040, 1e-3);
+}
+
 TEST(InterferenceCalibration, SlowdownPerSecondOfHiddenCollective) {
   ClusterSpec c = ApplyCalibration(H200(), Calibration(), "p.json").value();
   EXPECT_NEAR(c.gpu.overlap_slowdown_gemm, 0.5, 1e-12);
@@ -229,6 +236,7 @@ TEST(KernelCalibration, ErrorsNameTheField) {
       {"/interference/gemm_alone_s", 0.005, "calibration.interference.gemm_alone_s"},
       {"/interference/memory_with_comm_s", nullptr, "calibration.interference.memory_with_comm_s"},
       {"/runtime/nccl_split_bytes", -1, "calibration.runtime.nccl_split_bytes"},
+      {"/offload_step/cpu_adam_s", 0, "calibration.offload_step.cpu_adam_s"},
   };
   for (const Case& k : cases) {
     json cal = Calibration();
