@@ -15,8 +15,11 @@
 
 namespace p3d {
 
-StatusOr<nlohmann::json> ProbeOffloadStep(int64_t params, const Progress& progress,
-                                          cudaStream_t stream) {
+namespace {
+
+// One size: the median of 3 timed steps after a checked first step.
+StatusOr<nlohmann::json> MeasureOffloadStep(int64_t params, const Progress& progress,
+                                            cudaStream_t stream) {
   const int64_t n = params / 8 * 8;
   float *grads = nullptr, *init = nullptr, *scale = nullptr;
   bf16* weights = nullptr;
@@ -83,6 +86,32 @@ StatusOr<nlohmann::json> ProbeOffloadStep(int64_t params, const Progress& progre
                         {"cpu_params_per_s", n / s.cpu_adam_s},
                         {"d2h_bytes_per_s", s.d2h_bytes / s.d2h_s},
                         {"h2d_bytes_per_s", s.h2d_bytes / s.h2d_s}};
+}
+
+}  // namespace
+
+// Two sizes, n and 4n: the CPU update's time inside the step is a fixed cost
+// (pipeline fill and drain, thread wake-ups per chunk) plus a marginal one;
+// the rate the time model scales shards by is the marginal
+// (4n - n) / (t(4n) - t(n)). The time model adds the fill itself.
+StatusOr<nlohmann::json> ProbeOffloadStep(int64_t params, const Progress& progress,
+                                          cudaStream_t stream) {
+  P3D_ASSIGN_OR_RETURN(nlohmann::json small, MeasureOffloadStep(params, progress, stream));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json large, MeasureOffloadStep(4 * params, progress, stream));
+  const double n1 = small["params"].get<double>(), n2 = large["params"].get<double>();
+  const double t1 = small["cpu_adam_s"].get<double>(), t2 = large["cpu_adam_s"].get<double>();
+  if (!(t2 > t1))
+    return Status::Internal(fmt::format(
+        "offload probe: the CPU update of {} params took {} s, not longer than {} s for {}", n2,
+        t2, t1, n1));
+  const double rate = (n2 - n1) / (t2 - t1);
+  progress.Say(fmt::format("offload step: marginal CPU AdamW rate inside the step {:.2f} G params/s, "
+                           "fixed {:.1f} ms",
+                           rate / 1e9, (t1 - n1 / rate) * 1e3));
+  return nlohmann::json{{"sizes", {small, large}},
+                        {"params", n2 - n1},
+                        {"cpu_adam_s", t2 - t1},
+                        {"cpu_params_per_s", rate}};
 }
 
 }  // namespace p3d

@@ -94,10 +94,11 @@ StatusOr<nlohmann::json> ProbeOptimizer(int64_t params, const Progress& progress
                                         cudaStream_t stream);
 
 // Offloaded optimizer step ("offload_step" object): executor/offload's
-// HostOptimizer over `params` parameters (pinned copies down and up pipelined
-// with the CPU AdamW), the first step's weights checked against the CPU;
-// median of 3 timed steps: step time, the CPU update's time inside it, and
-// the copy rates.
+// HostOptimizer over `params` and 4 x `params` parameters (pinned copies down
+// and up pipelined with the CPU AdamW), each size's first step's weights
+// checked against the CPU, median of 3 timed steps ("sizes": step time, the
+// CPU update's time inside it, copy rates); "params" / "cpu_adam_s" are the
+// marginal parameters and CPU seconds between the two sizes.
 StatusOr<nlohmann::json> ProbeOffloadStep(int64_t params, const Progress& progress,
                                           cudaStream_t stream);
 
