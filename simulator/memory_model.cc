@@ -26,6 +26,9 @@ double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int s
     case ScheduleKind::kInterleaved1F1B: {
       // Megatron's warm-up forwards of (micro-batch, chunk) pairs, plus the
       // one in steady state; each pair holds 1/VPP of the stage's layers.
+      // With m == PP every rank runs all forwards first (Megatron's
+      // all_warmup_microbatches; schedule.h builds the same list).
+      if (m == pp) return static_cast<double>(m);
       int64_t chunks = int64_t{vpp - 1} * pp + 2 * int64_t{pp - stage - 1} + 1;
       return static_cast<double>(std::min<int64_t>(m * vpp, chunks)) / vpp;
     }

@@ -57,7 +57,8 @@ int64_t LayersOnStage(int64_t layers, int pp, int stage);
 // the stage's peak (the unit is "all layers of the stage for one micro-batch"):
 //   GPipe          m
 //   1F1B           min(m, PP - r)                                (Megatron warm-up + 1)
-//   interleaved    min(m*VPP, (VPP-1)*PP + 2*(PP-r-1) + 1) / VPP (Megatron warm-up + 1)
+//   interleaved    min(m*VPP, (VPP-1)*PP + 2*(PP-r-1) + 1) / VPP (Megatron warm-up + 1);
+//                  m when m == PP (every forward first on every rank)
 // For r = 0 the interleaved count is PP * (1 + (PP-1)/(PP*VPP)) (Korthikanti sec. 1).
 double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage);
 
