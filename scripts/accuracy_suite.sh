@@ -45,8 +45,12 @@ fi
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -n "$(git status --porcelain 2>/dev/null)" ] && COMMIT="$COMMIT (+ uncommitted changes)"
+# P3D_COMMIT: the commit the caller built (a copied tree's own .git may be stale).
+if [ -n "${P3D_COMMIT:-}" ]; then COMMIT=$P3D_COMMIT
+else
+  COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -n "$(git status --porcelain 2>/dev/null)" ] && COMMIT="$COMMIT (+ uncommitted changes)"
+fi
 say "$GPUS x $CARD, driver $DRIVER, commit $COMMIT"
 [ "$GPUS" -ge 1 ] || { say "no GPU"; exit 2; }
 
