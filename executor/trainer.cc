@@ -78,9 +78,12 @@ Status GatherRankReports(const TrainOptions& o, ProcessGroups& groups, cudaStrea
   CUDA_CHECK(
       cudaMemcpyAsync(dev, mine.data(), sizeof(double) * per_rank, cudaMemcpyHostToDevice, stream));
   P3D_RETURN_IF_ERROR(groups.world().AllGather(dev, dev + per_rank, per_rank, ncclFloat64, stream));
+  // The watchdog waits for the all-gather first: a copy to pageable memory
+  // blocks the host, outside any deadline, behind a collective that never ends.
+  P3D_RETURN_IF_ERROR(groups.world().Wait(stream));
   CUDA_CHECK(cudaMemcpyAsync(all.data(), dev + per_rank, sizeof(double) * per_rank * world,
                              cudaMemcpyDeviceToHost, stream));
-  P3D_RETURN_IF_ERROR(groups.world().Wait(stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
   r->ranks.clear();
   double slowest = -1, peak = -1;
   for (int k = 0; k < world; ++k) {

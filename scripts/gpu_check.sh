@@ -250,18 +250,54 @@ section_dp_equivalence() {
 
 # A rank that dies (exit) or hangs before step 3 must end every rank with an
 # error naming it, in bounded time (spawner; comm watchdog / progress deadline).
+# Output lines are stamped with seconds since the start; the record states the
+# time from the fault to the first abort message and who sent it: the
+# watchdog (hang: must be it, within --nccl-timeout-s 15 + the 10 s abort
+# bound + 5 s slack) or the progress deadline (15 + 10 + 20 s: a defect).
 section_dp_fault() {
   if [ "$GPUS" -lt 2 ]; then record dp_fault SKIP "needs 2 GPUs, found $GPUS"; return; fi
   local status=PASS details=""
   for kind in exit hang; do
-    local t0=$SECONDS
-    RUN_TEE=$RES/dp-fault-$kind.txt RUN_LIMIT=150 run "$BIN/p3d-run" --nproc 2 --dp 2 \
-        --model tests/executor/models/tiny-gpt2-bytes.json --micro-batch 4 --seq 128 --steps 10 \
-        --fault-inject 1:3:$kind --nccl-timeout-s 15
-    local rc=$? took=$((SECONDS - t0))
+    local t0=$SECONDS out=$RES/dp-fault-$kind.txt
+    local cmd=("$BIN/p3d-run" --nproc 2 --dp 2 --model tests/executor/models/tiny-gpt2-bytes.json
+               --micro-batch 4 --seq 128 --steps 10 --fault-inject 1:3:$kind --nccl-timeout-s 15)
+    log "+ ${cmd[*]}"
+    timeout 150 "${cmd[@]}" 2>&1 | python3 -u -c '
+import sys, time
+t0 = time.monotonic()
+for line in iter(sys.stdin.readline, ""):
+    sys.stdout.write(f"{time.monotonic() - t0:7.2f} {line}")' | tee "$out" >>"$LOG"
+    local rc=${PIPESTATUS[0]} took=$((SECONDS - t0))
     # 124: the 150 s limit of `timeout` ran out, i.e. a hang.
     if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then status=FAIL; fi
-    details+="$kind: exit $rc after ${took} s: $(grep -E 'p3d-run|rank' "$RES/dp-fault-$kind.txt" | tail -2 | tr '\n' ' '); "
+    # The phrase for the record; exit status 1 when a hang was not ended by
+    # the watchdog within 30 s of the fault.
+    local verdict
+    verdict=$(python3 - "$out" "$kind" <<'PY'
+import sys
+path, kind = sys.argv[1], sys.argv[2]
+fault = first = last = None
+for line in open(path):
+    t, _, text = line.strip().partition(" ")
+    text = text.strip()
+    if fault is None and "--fault-inject" in text:
+        fault = float(t)
+    if first is None and ("aborting NCCL:" in text or "progress deadline" in text):
+        first = (float(t), "progress deadline" if "progress deadline" in text else "watchdog", text)
+    if "p3d-run" in text:
+        last = text
+if fault is None:
+    print("no --fault-inject message")
+    sys.exit(1)
+if first is None:
+    print(f"no abort message; last: {(last or '')[:200]}")
+    sys.exit(1 if kind == "hang" else 0)
+delay = first[0] - fault
+print(f"first abort message {delay:.1f} s after the fault, from the {first[1]}: {first[2][:200]}")
+sys.exit(1 if kind == "hang" and (first[1] != "watchdog" or delay > 30) else 0)
+PY
+) || status=FAIL
+    details+="$kind: exit $rc after ${took} s, $verdict; "
   done
   record dp_fault $status "$details"
 }

@@ -24,6 +24,7 @@
 #include <memory>
 #include <thread>
 
+#include "executor/comm/bounded_abort.h"
 #include "executor/comm/process_groups.h"
 #include "executor/host/launch.h"
 #include "executor/host/pipeline_program.h"
@@ -78,13 +79,14 @@ p3d::StatusOr<Fault> ParseFault(const std::string& text) {
 }
 
 // Progress deadline of a multi-rank run: when no step finishes within
-// `limit` (a rank blocked outside a watchdog-polled wait, e.g. in a copy
-// queued behind a collective that never completes), abort every communicator
-// so that the blocked calls fail, and end the process if even that does not
-// unblock it.
+// `limit` (p3d::ProgressDeadlineFor: longer than the watchdog's bound, so a
+// hung collective is reported by the watchdog first; this catches a rank
+// blocked outside a watchdog-polled wait, e.g. in a copy queued behind a
+// collective that never completes), abort every communicator so that the
+// blocked calls fail, and end the process if even that does not unblock it.
 class ProgressDeadline {
  public:
-  ProgressDeadline(p3d::ProcessGroups* groups, int rank, std::chrono::seconds limit)
+  ProgressDeadline(p3d::ProcessGroups* groups, int rank, std::chrono::milliseconds limit)
       : groups_(groups),
         rank_(rank),
         limit_(limit),
@@ -104,7 +106,7 @@ class ProgressDeadline {
       const auto idle = Clock::now() - Clock::time_point(Clock::duration(last_.load()));
       if (idle < limit_) continue;
       const std::string reason = "no training step finished within " +
-                                 std::to_string(limit_.count()) + " s (progress deadline)";
+                                 std::to_string(limit_.count() / 1000) + " s (progress deadline)";
       std::fprintf(stderr, "p3d-run rank %d: %s; aborting every communicator\n", rank_,
                    reason.c_str());
       (void)groups_->AbortAll(reason);
@@ -117,7 +119,7 @@ class ProgressDeadline {
   }
   p3d::ProcessGroups* groups_;
   int rank_;
-  std::chrono::seconds limit_;
+  std::chrono::milliseconds limit_;
   std::atomic<Clock::rep> last_;
   std::atomic<bool> done_{false};
   std::thread thread_;
@@ -272,14 +274,22 @@ int main(int argc, char** argv) {
     p3d::CommOptions copt;
     copt.timeout = timeout;
     copt.rendezvous_timeout = timeout;
+    // Printed as the watchdog fires (before the aborts, which may block); a
+    // rank whose aborts do not return cannot free its memory, so it exits.
+    copt.hooks.on_fire = [rank](const std::string& message) {
+      std::fprintf(stderr, "p3d-run rank %d: aborting NCCL: %s\n", rank, message.c_str());
+    };
+    copt.hooks.on_stuck = [rank](const std::string& message) {
+      std::fprintf(stderr, "p3d-run rank %d: %s; exiting\n", rank, message.c_str());
+      std::_Exit(4);
+    };
     p3d::StatusOr<std::unique_ptr<p3d::ProcessGroups>> g =
         p3d::ProcessGroups::Create(*launch, *grid, copt);
     if (!g.ok()) return fail(g.status(), rank);
     groups = std::move(*g);
     o.groups = groups.get();
     deadline = std::make_unique<ProgressDeadline>(
-        groups.get(), rank,
-        std::chrono::duration_cast<std::chrono::seconds>(timeout) + std::chrono::seconds(30));
+        groups.get(), rank, p3d::ProgressDeadlineFor(timeout, copt.abort_timeout));
   }
   if (!fault_arg.empty()) {
     p3d::StatusOr<Fault> fault = ParseFault(fault_arg);
@@ -300,9 +310,11 @@ int main(int argc, char** argv) {
       });
   deadline.reset();
   if (!result.ok()) {
-    // Peers must not wait for this rank until their deadline.
+    // The error first (the abort may take up to its timeout), then abort so
+    // that peers do not wait for this rank until their deadline.
+    const int code = fail(result.status(), rank);
     if (groups) (void)groups->AbortAll("rank " + std::to_string(rank) + " failed");
-    return fail(result.status(), rank);
+    return code;
   }
   if (rank != 0) return 0;
   std::cout << p3d::FormatSummary(o, *result);

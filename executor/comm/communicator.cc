@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "executor/comm/bounded_abort.h"
 #include "executor/comm/nccl_check.h"
 
 namespace p3d {
@@ -98,15 +99,44 @@ Status Watchdog::status() const {
 }
 
 Status Watchdog::AbortAll(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!abort_reason_.empty()) return Status::Internal(abort_reason_);
-  abort_reason_ = fmt::format("{} {}; aborted {} communicator{}", CommLogPrefix(), reason,
-                              comms_.size(), comms_.size() == 1 ? "" : "s");
-  // ncclCommAbort makes in-flight kernels of the communicator exit and frees
-  // it; its result carries no further information for us.
-  for (ncclComm_t comm : comms_) (void)ncclCommAbort(comm);
-  comms_.clear();
-  return Status::Internal(abort_reason_);
+  std::vector<ncclComm_t> comms;
+  std::string what, count;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!abort_reason_.empty()) return Status::Internal(abort_reason_);
+    comms.swap(comms_);
+    what = CommLogPrefix() + " " + reason;
+    count = fmt::format("{} communicator{}", comms.size(), comms.size() == 1 ? "" : "s");
+    // Later callers (other threads included) fail fast from here on.
+    abort_reason_ = fmt::format("{}; aborting {}", what, count);
+  }
+  if (hooks_.on_fire) hooks_.on_fire(fmt::format("{}; aborting {}", what, count));
+  // All at once: each ncclCommAbort first raises its communicator's abort
+  // flag, so every in-flight kernel exits before any abort frees memory (which
+  // waits for the kernels of communicators not yet aborted). Results carry no
+  // further information for us. A new thread starts on device 0, so each
+  // first selects its communicator's device.
+  std::vector<std::function<void()>> aborts;
+  for (ncclComm_t comm : comms) {
+    aborts.push_back([comm] {
+      int device = -1;
+      if (ncclCommCuDevice(comm, &device) == ncclSuccess) (void)cudaSetDevice(device);
+      (void)ncclCommAbort(comm);
+    });
+  }
+  const bool done = RunAllWithin(std::move(aborts), abort_timeout_);
+  const std::string message =
+      done ? fmt::format("{}; aborted {}", what, count)
+           : fmt::format(
+                 "{}; ncclCommAbort of {} did not return within {} (a peer may still hold them): "
+                 "this process cannot clean up and must exit",
+                 what, count, Seconds(abort_timeout_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    abort_reason_ = message;
+  }
+  if (!done && hooks_.on_stuck) hooks_.on_stuck(message);
+  return Status::Internal(message);
 }
 
 Status Watchdog::WaitReady(ncclComm_t comm, const std::string& what) {

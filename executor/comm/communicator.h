@@ -10,14 +10,17 @@
 //   - Wait(stream): cudaStreamQuery until the stream drained, checking
 //     ncclCommGetAsyncError on the way;
 // both against a deadline (CommOptions::timeout, the CLI's --nccl-timeout-s).
-// On an NCCL error or when the deadline passes, the Watchdog aborts EVERY
-// communicator it guards (ncclCommAbort: in-flight kernels exit) and the
-// call returns Status::Internal naming the group, the operation and the
-// cause, e.g. "group dp (rank 1 of 2): all-reduce of 1048576 x float32 on
-// stream 0x... did not finish within 2.0 s; aborted 5 communicators". A
-// rank that died or skipped a collective therefore ends every other rank
-// with a clear error in bounded time. After an abort every call fails fast
-// with the first error.
+// On an NCCL error or when the deadline passes, the Watchdog reports the
+// failure (WatchdogHooks::on_fire), then aborts EVERY communicator it guards,
+// all at once, each ncclCommAbort on its own thread (in-flight kernels exit;
+// one after another they can deadlock, bounded_abort.h says why), waiting at
+// most CommOptions::abort_timeout for them; the call returns Status::Internal
+// naming host, rank, group, operation and cause, e.g. "gpu-3 rank 1 group dp
+// (rank 1 of 2): all-reduce of 1048576 x float32 did not finish within 2.0 s
+// (timeout: ...); aborted 5 communicators". A rank that died or skipped a
+// collective therefore ends every other rank with a clear error within
+// timeout + abort_timeout. After an abort every call fails fast with the
+// first error.
 //
 // Collective wrappers enqueue on `stream` and return once NCCL has accepted
 // the work; they do not wait for the result (call Wait, or order later work
@@ -33,11 +36,13 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -48,12 +53,33 @@ namespace p3d {
 const char* NcclTypeName(ncclDataType_t type);
 size_t NcclTypeSize(ncclDataType_t type);
 
+// What the owner of the communicators learns of an abort. Both run on the
+// thread that called AbortAll (the rank's main thread, or a deadline thread),
+// outside the watchdog's lock; unset hooks do nothing.
+struct WatchdogHooks {
+  // Once, before any communicator is aborted: the full message ("host rank R
+  // <group and operation or other reason>; aborting N communicators"), so it
+  // is visible even if the abort never returns.
+  std::function<void(const std::string& message)> on_fire;
+  // When the aborts did not all return within the abort timeout: NCCL kernels
+  // or threads may still run, so the process cannot free its device memory
+  // (that would block) and should end; p3d-run prints and exits here. If it
+  // returns, AbortAll returns the error.
+  std::function<void(const std::string& message)> on_stuck;
+};
+
 // Guards a set of communicators: polls with a deadline and aborts them all
 // on the first error or timeout.
 class Watchdog {
  public:
-  explicit Watchdog(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+  // timeout: longest wait (WaitReady, WaitStream); abort_timeout: longest
+  // wait for the aborts of AbortAll.
+  explicit Watchdog(std::chrono::milliseconds timeout,
+                    std::chrono::milliseconds abort_timeout = std::chrono::seconds(10),
+                    WatchdogHooks hooks = {})
+      : timeout_(timeout), abort_timeout_(abort_timeout), hooks_(std::move(hooks)) {}
   std::chrono::milliseconds timeout() const { return timeout_; }
+  std::chrono::milliseconds abort_timeout() const { return abort_timeout_; }
 
   void Guard(ncclComm_t comm);
   // Removes a communicator that was destroyed cleanly.
@@ -66,8 +92,9 @@ class Watchdog {
   // NCCL error of `comm` or at the deadline.
   Status WaitStream(ncclComm_t comm, cudaStream_t stream, const std::string& what);
 
-  // Aborts every guarded communicator (idempotent) and returns
-  // Status::Internal with the first reason.
+  // Aborts every guarded communicator (idempotent: later calls return the
+  // first error at once) and returns Status::Internal with the first reason.
+  // Reports through the hooks; returns within abort_timeout (plus the hooks).
   Status AbortAll(const std::string& reason);
   // OK until an abort; then the first reason, so later calls fail fast.
   Status status() const;
@@ -75,6 +102,8 @@ class Watchdog {
 
  private:
   const std::chrono::milliseconds timeout_;
+  const std::chrono::milliseconds abort_timeout_;
+  const WatchdogHooks hooks_;
   mutable std::mutex mu_;
   std::vector<ncclComm_t> comms_;  // guarded by mu_
   std::string abort_reason_;       // guarded by mu_; empty until aborted

@@ -47,7 +47,7 @@ StatusOr<std::unique_ptr<ProcessGroups>> ProcessGroups::Create(const LaunchInfo&
   }
   std::memcpy(&id, shared.data(), sizeof(id));
 
-  auto watchdog = std::make_shared<Watchdog>(options.timeout);
+  auto watchdog = std::make_shared<Watchdog>(options.timeout, options.abort_timeout, options.hooks);
   std::unique_ptr<ProcessGroups> pg(new ProcessGroups(grid, watchdog));
   ncclComm_t world = nullptr;
   ncclConfig_t config = Config("world", options.blocking);

@@ -32,6 +32,11 @@ namespace p3d {
 struct CommOptions {
   // Longest wait for any NCCL call or collective (--nccl-timeout-s).
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  // Longest wait for the aborts after an error or timeout (all communicators
+  // at once); past it the watchdog gives up on them (hooks.on_stuck).
+  std::chrono::milliseconds abort_timeout{std::chrono::seconds(10)};
+  // How the caller learns of an abort as it happens (communicator.h).
+  WatchdogHooks hooks;
   // Longest wait for all ranks to reach the rendezvous.
   std::chrono::milliseconds rendezvous_timeout{std::chrono::minutes(5)};
   // Rendezvous round (see rendezvous.h): 0 for the first ProcessGroups a

@@ -10,6 +10,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -228,42 +231,50 @@ TEST(CommTest, TensorAndPipelineLayouts) {
   }
 }
 
-// The watchdog: the last rank skips an all-reduce. Every other rank must end
-// with a timeout error naming the group and the operation within the
-// deadline (plus slack for the abort), never hang; afterwards its groups fail
-// fast, and the shared groups (another watchdog) still work.
-TEST(CommTest, WatchdogEndsASkippedCollective) {
+// The watchdog: the last rank skips an all-reduce on the group `kind` (the
+// world when kind is empty). Every other rank must end with a timeout error
+// naming the group and the operation within the deadline plus the abort,
+// never hang, and see the message through the on_fire hook before the call
+// returns; afterwards its groups fail fast, and the shared groups (another
+// watchdog) still work.
+void SkipOneAllReduce(std::optional<GroupKind> kind, const std::string& expect_op) {
   const LaunchInfo& launch = comm_test::Launch();
   auto grid = RankGrid::Create(1, launch.world_size, 1, comm_test::GpusPerNode());
   ASSERT_TRUE(grid.ok());
   CommOptions options;
   options.timeout = std::chrono::seconds(2);
+  options.abort_timeout = std::chrono::seconds(5);
   options.rendezvous_timeout = std::chrono::seconds(60);
   options.round = comm_test::NextRendezvousRound();
+  auto fired = std::make_shared<std::vector<std::string>>();
+  options.hooks.on_fire = [fired](const std::string& m) { fired->push_back(m); };
   auto pg = ProcessGroups::Create(launch, *grid, options);
   ASSERT_TRUE(pg.ok()) << pg.status().ToString();
-  Communicator& world = (*pg)->world();
+  Communicator& comm = kind ? (*pg)->group(*kind) : (*pg)->world();
   Stream stream;
   const size_t n = 1 << 20;
-  DeviceFloats buf(RankData(world.rank(), n));
-  const bool skipper = world.rank() == world.size() - 1;
+  DeviceFloats buf(RankData(comm.rank(), n));
+  const bool skipper = launch.rank == launch.world_size - 1;
   if (skipper) {
     (void)(*pg)->AbortAll("test: this rank skips the all-reduce");
   } else {
     const auto start = std::chrono::steady_clock::now();
-    Status s = world.AllReduce(buf.get(), buf.get(), n, ncclFloat32, ncclSum, stream.get());
-    if (s.ok()) s = world.Wait(stream.get());
+    Status s = comm.AllReduce(buf.get(), buf.get(), n, ncclFloat32, ncclSum, stream.get());
+    if (s.ok()) s = comm.Wait(stream.get());
     const double took =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ASSERT_FALSE(s.ok()) << "the all-reduce finished without its last rank";
     const std::string& msg = s.message();
-    EXPECT_NE(msg.find("group world (rank 0 of 2): all-reduce of 1048576 x float32"),
-              std::string::npos)
-        << msg;
+    EXPECT_NE(msg.find(expect_op), std::string::npos) << msg;
     EXPECT_NE(msg.find("within 2.0 s"), std::string::npos) << msg;
+    // Every abort returned (they run at once; one after another the world's
+    // abort waited forever for the kernel of a later group).
     EXPECT_NE(msg.find("aborted 5 communicators"), std::string::npos) << msg;
+    ASSERT_EQ(fired->size(), 1u);
+    EXPECT_NE(fired->front().find(expect_op), std::string::npos) << fired->front();
+    EXPECT_NE(fired->front().find("aborting 5 communicators"), std::string::npos) << fired->front();
     EXPECT_GE(took, 2.0);
-    EXPECT_LT(took, 10.0) << msg;
+    EXPECT_LT(took, 7.0) << msg;
     std::printf("rank %d watchdog error after %.2f s: %s\n", launch.rank, took, msg.c_str());
     // The abort ended the stuck kernel: the stream drains (else freeing the
     // buffer would block forever, so give up on the process instead).
@@ -277,7 +288,7 @@ TEST(CommTest, WatchdogEndsASkippedCollective) {
     }
     // Later calls fail fast with the first error.
     const Status again =
-        world.AllReduce(buf.get(), buf.get(), n, ncclFloat32, ncclSum, stream.get());
+        comm.AllReduce(buf.get(), buf.get(), n, ncclFloat32, ncclSum, stream.get());
     EXPECT_NE(again.message().find("aborted earlier"), std::string::npos) << again.message();
   }
   // Both ranks meet again on the shared groups, which were not aborted.
@@ -289,6 +300,16 @@ TEST(CommTest, WatchdogEndsASkippedCollective) {
   const Status met = shared.Wait(barrier_stream.get());
   ASSERT_TRUE(met.ok()) << met.ToString();
   EXPECT_EQ(one.ToHost()[0], static_cast<float>(shared.size()));
+}
+
+TEST(CommTest, WatchdogEndsASkippedCollective) {
+  SkipOneAllReduce(std::nullopt, "group world (rank 0 of 2): all-reduce of 1048576 x float32");
+}
+
+// The dp_fault defect (2 x H200): the hung all-reduce is on the DP group, the
+// third communicator guarded; aborting the world first never returned.
+TEST(CommTest, WatchdogEndsASkippedCollectiveOfALaterGroup) {
+  SkipOneAllReduce(GroupKind::kData, "group dp (rank 0 of 2): all-reduce of 1048576 x float32");
 }
 
 }  // namespace
