@@ -9,7 +9,7 @@ namespace p3d {
 
 StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(const ParamLayout& params,
                                                              const ZeroLayout& zero,
-                                                             GradStaging staging,
+                                                             GradStaging staging, UnitRing gather,
                                                              Communicator* comm,
                                                              cudaStream_t compute) {
   if (zero.dp > 1 && (comm == nullptr || comm->size() != zero.dp))
@@ -22,8 +22,15 @@ StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(const ParamLayout& 
                "unit (ZeRO-",
                zero.zero, ", dp = ", zero.dp, ", ", staging.unit_buffer.size(), " staged units of ",
                params.units.size(), ")"));
-  std::unique_ptr<DataParallel> d(
-      new DataParallel(params, zero, std::move(staging), zero.dp > 1 ? comm : nullptr, compute));
+  const bool sharded = zero.zero == 3 && zero.dp > 1;
+  if (gather.staged() != sharded || (sharded && gather.unit_buffer.size() != params.units.size()))
+    return Status::InvalidArgument(
+        StrCat("data parallel: the weight gather ring is for ZeRO-3 with dp > 1 and covers every "
+               "unit (ZeRO-",
+               zero.zero, ", dp = ", zero.dp, ", ", gather.unit_buffer.size(),
+               " gathered units of ", params.units.size(), ")"));
+  std::unique_ptr<DataParallel> d(new DataParallel(
+      params, zero, std::move(staging), std::move(gather), zero.dp > 1 ? comm : nullptr, compute));
   if (!d->active()) return StatusOr<std::unique_ptr<DataParallel>>(std::move(d));
   CUDA_CHECK(cudaStreamCreateWithFlags(&d->comm_stream_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaEventCreateWithFlags(&d->marker_, cudaEventDisableTiming));
@@ -45,8 +52,9 @@ DataParallel::~DataParallel() {
   if (comm_stream_) cudaStreamDestroy(comm_stream_);
 }
 
-void DataParallel::Bind(bf16* weights, float* grads, float* grad_shard) {
+void DataParallel::Bind(bf16* weights, bf16* gathered, float* grads, float* grad_shard) {
   weights_ = weights;
+  gathered_weights_ = gathered;
   grads_ = grads;
   grad_shard_ = grad_shard;
 }
@@ -65,9 +73,14 @@ Status DataParallel::CommWaitsCompute() {
   return Status::Ok();
 }
 
-// In place: rank d's slice of the unit is the send buffer of the gather.
+// ZeRO-3: from the shard (the slice at its local offset) into the unit's
+// gather buffer. ZeRO-1/2: in place, rank d's slice of the unit is the send
+// buffer.
 Status DataParallel::Gather(int unit, cudaStream_t stream) {
   const OwnedSlice& s = zero_.slices[unit];
+  if (gather_.staged())
+    return comm_->AllGather(weights_ + s.local, gathered_weights_ + gather_.UnitOffset(unit),
+                            s.size(), ncclBfloat16, stream);
   return comm_->AllGather(weights_ + s.begin, weights_ + params_.units[unit].begin, s.size(),
                           ncclBfloat16, stream);
 }

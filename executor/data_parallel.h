@@ -19,11 +19,16 @@
 //             the owned slice is added to the fp32 gradient shard and u's range
 //             of the staging buffer is re-zeroed; all on the comm stream. After
 //             the step: all-gather of the bf16 weights, as ZeRO-1.
-//   ZeRO-3    as ZeRO-2 for gradients; parameters are all-gathered per unit
-//             before every use (forward and again backward), the next layer's
-//             gather issued on the comm stream before the current layer runs
-//             (prefetch one ahead). The gather target is the model's weight
-//             buffer, which stays allocated (no memory saving yet).
+//   ZeRO-3    as ZeRO-2 for gradients; the bf16 weight region holds only
+//             this rank's shard (the owned slices at their local offsets,
+//             what the optimizer updates). Each unit is all-gathered from the
+//             shards before every use (forward and again backward) into its
+//             gather buffer (WeightGather, executor/zero_layout.h: a ring of
+//             two slots of the largest unit, taken alternately in unit order,
+//             plus a dedicated buffer for a tied embedding, which the embedding
+//             and the LM head use at the two ends of the forward), the next
+//             unit's gather issued on the comm stream before the current unit
+//             runs (prefetch one ahead).
 // The gradient norm sums squares over the full gradients (ZeRO-0/1) or over
 // the owned shards with an all-reduce of the partial sums (ZeRO-2/3).
 //
@@ -33,7 +38,11 @@
 // buffer (ZeRO-0/1: the unit's own range; ZeRO-2/3: its staging buffer, i.e.
 // the unit that used the ring slot before it); before it uses a unit's
 // gathered weights (ZeRO-3) for that gather; and for all reductions before the
-// optimizer.
+// optimizer. A ZeRO-3 gather into a ring slot is issued (BeforeUse(unit,
+// prefetch)) after the compute of the slot's previous unit was enqueued (the
+// unit used before `unit`, two units earlier in the use order), so the comm
+// stream's wait for the compute stream at that point keeps the gather from
+// overwriting weights still being read.
 // Every host wait goes through the communicator's watchdog (Sync).
 //
 // With dp = 1 (or no communicator) every hook is a no-op and Sync is
@@ -62,9 +71,11 @@ class DataParallel {
   // comm: the DP group (size == zero.dp), or nullptr when zero.dp == 1.
   // staging: BuildGradStaging(params) when ZeRO >= 2 and dp > 1 (the gradient
   // buffer bound is then the staging region), else empty.
+  // gather: BuildWeightGather(params) when ZeRO-3 and dp > 1, else empty.
   static StatusOr<std::unique_ptr<DataParallel>> Create(const ParamLayout& params,
                                                         const ZeroLayout& zero, GradStaging staging,
-                                                        Communicator* comm, cudaStream_t compute);
+                                                        UnitRing gather, Communicator* comm,
+                                                        cudaStream_t compute);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
@@ -72,17 +83,23 @@ class DataParallel {
   bool active() const { return comm_ != nullptr; }
   const ZeroLayout& zero() const { return zero_; }
   const GradStaging& staging() const { return staging_; }
-  // Device buffers of the model's arena: bf16 weights over the whole layout;
-  // fp32 gradients over the whole layout, or the staging region when
-  // staging().staged(); the fp32 gradient shard (ZeRO-2/3, else nullptr).
-  void Bind(bf16* weights, float* grads, float* grad_shard);
+  const UnitRing& gather() const { return gather_; }
+  // Device buffers of the model's arena: bf16 weights over the whole layout,
+  // or this rank's shard (local offsets) when gather().staged(); the bf16
+  // gather region (gather().staged(), else nullptr); fp32 gradients over the
+  // whole layout, or the staging region when staging().staged(); the fp32
+  // gradient shard (ZeRO-2/3, else nullptr).
+  void Bind(bf16* weights, bf16* gathered, float* grads, float* grad_shard);
 
   // Unit arguments of -1 (a unit this stage does not hold) are ignored.
   // Start of a forward or a backward pass over the layers (ZeRO-3 gathers
   // each unit once per pass).
   void BeginPass();
   // ZeRO-3: unit `unit` is gathered before the compute stream goes on;
-  // `prefetch` (or -1) is issued next. No-op otherwise.
+  // `prefetch` (or -1) is issued next. Contract (the gather ring): units are
+  // used in the forward or backward unit order, `prefetch` is the unit used
+  // right after `unit`, and the call comes after the compute of the unit used
+  // before `unit` was enqueued. No-op otherwise.
   Status BeforeUse(int unit, int prefetch);
   // The compute stream is about to write unit `unit`'s gradients.
   Status BeforeGradWrite(int unit);
@@ -103,10 +120,11 @@ class DataParallel {
 
  private:
   DataParallel(const ParamLayout& params, const ZeroLayout& zero, GradStaging staging,
-               Communicator* comm, cudaStream_t compute)
+               UnitRing gather, Communicator* comm, cudaStream_t compute)
       : params_(params),
         zero_(zero),
         staging_(std::move(staging)),
+        gather_(std::move(gather)),
         comm_(comm),
         compute_(compute) {}
   Status CommWaitsCompute();
@@ -119,6 +137,7 @@ class DataParallel {
   const ParamLayout& params_;
   ZeroLayout zero_;
   GradStaging staging_;
+  UnitRing gather_;
   Communicator* comm_;
   cudaStream_t compute_;
   cudaStream_t comm_stream_ = nullptr;
@@ -128,6 +147,7 @@ class DataParallel {
   std::vector<cudaEvent_t> gather_done_;  // ZeRO-3, per unit: its last gather finished
   std::vector<bool> gathered_;            // ZeRO-3: unit gathered in this pass
   bf16* weights_ = nullptr;
+  bf16* gathered_weights_ = nullptr;
   float* grads_ = nullptr;
   float* grad_shard_ = nullptr;
 };

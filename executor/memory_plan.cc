@@ -144,13 +144,16 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   ArenaPlan& a = p.arena;
   const int64_t n = params.total;
   const int64_t opt = states.optimizer_elements >= 0 ? states.optimizer_elements : n;
-  p.weights = a.Add("weights (bf16)", MemoryTerm::kWeights, n * kBf16);
+  const int64_t w = states.weight_elements >= 0 ? states.weight_elements : n;
+  p.weights = a.Add("weights (bf16)", MemoryTerm::kWeights, w * kBf16);
   const bool staged = states.grad_staging_elements > 0;
   p.grads = a.Add("gradients (fp32)", MemoryTerm::kGradients, staged ? 0 : n * kF32);
   p.grad_shard =
       a.Add("gradient shard (fp32)", MemoryTerm::kGradients, states.grad_shard_elements * kF32);
-  p.grad_staging = a.Add("gradient staging (fp32)", MemoryTerm::kBuffers,
-                         states.grad_staging_elements * kF32);
+  p.grad_staging =
+      a.Add("gradient staging (fp32)", MemoryTerm::kBuffers, states.grad_staging_elements * kF32);
+  p.zero3_gather =
+      a.Add("ZeRO-3 gather (bf16)", MemoryTerm::kBuffers, states.gather_elements * kBf16);
   p.master = a.Add("master weights (fp32)", MemoryTerm::kOptimizer, opt * kF32);
   p.adam_m = a.Add("adam m (fp32)", MemoryTerm::kOptimizer, opt * kF32);
   p.adam_v = a.Add("adam v (fp32)", MemoryTerm::kOptimizer, opt * kF32);

@@ -2,7 +2,8 @@
 // buffer of a training step is a named region of it, tagged with the term of
 // the simulator's MemoryBreakdown (simulator/estimate.h) it belongs to, so
 // measured memory can be compared with the estimate term by term:
-//   weights      bf16 working weights
+//   weights      bf16 working weights (ZeRO-3 at DP > 1: this rank's shard;
+//                the gathered units are a buffer)
 //   gradients    fp32 gradient accumulation buffer (ZeRO-2/3 at DP > 1: the
 //                reduced fp32 shard only; the per-unit staging is a buffer)
 //   optimizer    fp32 master weights + Adam m + Adam v
@@ -11,7 +12,7 @@
 //   buffers      transient working memory of one layer at a time (attention
 //                scores of the layer being computed, backward gradient buffers),
 //                reduction scratch, token arrays, cuBLASLt workspace,
-//                ZeRO-2/3 gradient staging (ParamStateSizes)
+//                ZeRO-2/3 gradient staging, ZeRO-3 gather ring (ParamStateSizes)
 // (runtime = CUDA context etc. is not in the arena; p3d-run measures it.)
 //
 // Stored activations per layer, T = B*S tokens, bf16 unless noted:
@@ -116,6 +117,7 @@ struct TrainingMemoryPlan {
   int64_t weights = 0, grads = 0, master = 0, adam_m = 0, adam_v = 0;
   int64_t grad_shard = 0;    // ParamStateSizes::grad_shard_elements fp32 (ZeRO-2/3)
   int64_t grad_staging = 0;  // ParamStateSizes::grad_staging_elements fp32 (ZeRO-2/3, DP > 1)
+  int64_t zero3_gather = 0;  // ParamStateSizes::gather_elements bf16 (ZeRO-3, DP > 1)
   // layers[slot * Lc + j]: activations of layer j of the chunk held in
   // activation slot `slot` (Lc = L / chunks layers per chunk; layer l of the
   // rank is layer l % Lc of chunk l / Lc). With one chunk: layers[slot * L + l].
@@ -146,9 +148,12 @@ int64_t LayerActivationBytes(const ModelSpec& model, const LocalShape& local,
                              const TrainingShape& shape);
 
 // Sizes of the parameter-state buffers under ZeRO (executor/zero_layout.h).
-// Weights (bf16) always span the whole flat layout: the weight buffer is the
-// all-gather target (with ZeRO-3 each layer is gathered into it before use; it
-// is not freed between uses, see docs/executor.md "Data parallel"). The fp32
+// Weights (bf16) span the whole flat layout ("weights (bf16)", term weights;
+// ZeRO-1/2 all-gather into it in place), except with ZeRO-3 at DP > 1: there
+// it holds this rank's shard (ZeroLayout::local_numel elements) and each unit
+// is all-gathered before use into the "ZeRO-3 gather (bf16)" region (term
+// buffers, WeightGather: two ring slots of the largest unit + a dedicated
+// buffer for a tied embedding). The fp32
 // gradients of a micro-batch's backward accumulate in the whole-layout
 // "gradients (fp32)" buffer (term gradients), except with ZeRO-2/3 at DP > 1:
 // there each unit accumulates in the "gradient staging (fp32)" region (term
@@ -159,6 +164,8 @@ struct ParamStateSizes {
   int64_t optimizer_elements = -1;    // master, m, v each; -1: the whole layout
   int64_t grad_shard_elements = 0;    // fp32 reduced-gradient shard (ZeRO-2/3), else 0
   int64_t grad_staging_elements = 0;  // > 0: GradStaging::total_elements, no whole-layout buffer
+  int64_t weight_elements = -1;       // bf16 weights; -1: the whole layout
+  int64_t gather_elements = 0;        // bf16 ZeRO-3 gather ring: WeightGather's total_elements
 };
 
 // Errors: "rule tokens % tp" (sequence_shards not dividing B*S), seq % 8, head_dim % 8, hidden % 8,

@@ -84,23 +84,15 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   shape.pipelined = ctx.pp > 1;
   shape.vocab_parallel = ctx.tp > 1;
   shape.sequence_shards = ctx.sequence_parallel ? ctx.tp : 1;
-  ParamStateSizes states;
-  states.optimizer_elements = offload ? 0 : zero.local_numel;
-  // ZeRO-2/3 reduce into a gradient shard, each unit accumulating in a
-  // staging buffer instead of a whole-layout gradient buffer; at DP = 1
-  // (nothing to reduce) the gradient buffer is the shard (every slice has
-  // local == begin).
-  const bool shard = dpc.zero >= 2 && dpc.dp > 1;
-  states.grad_shard_elements = shard ? zero.local_numel : 0;
-  GradStaging staging = shard ? BuildGradStaging(params) : GradStaging();
-  states.grad_staging_elements = staging.total_elements;
+  ZeroBuffers zb = BuildZeroBuffers(params, zero, offload);
+  const bool shard = zb.staging.staged(), sharded_weights = zb.gather.staged();
   P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
                        PlanTrainingMemory(config.spec, local, params, shape,
-                                          static_cast<int64_t>(Matmul::kWorkspaceBytes), states));
+                                          static_cast<int64_t>(Matmul::kWorkspaceBytes), zb.sizes));
   std::unique_ptr<Model> model(
       new Model(config, local, std::move(params), std::move(plan), stream));
-  P3D_ASSIGN_OR_RETURN(
-      model->dp_, DataParallel::Create(model->params_, zero, std::move(staging), dpc.comm, stream));
+  P3D_ASSIGN_OR_RETURN(model->dp_, DataParallel::Create(model->params_, zero, std::move(zb.staging),
+                                                        std::move(zb.gather), dpc.comm, stream));
   model->tp_ = TensorParallel(ctx.tp > 1 ? mpc.tp : nullptr);
   if (ctx.pp > 1) {
     P3D_ASSIGN_OR_RETURN(model->pipeline_, PipelineRunner::Create(program, mpc.pp, stream));
@@ -132,7 +124,9 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
                config.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
                "a smaller --micro-batch or --seq, or a larger card"));
   }
-  model->dp_->Bind(model->W(0), model->GradRegion(),
+  model->dp_->Bind(model->At<bf16>(model->plan_.weights),
+                   sharded_weights ? model->At<bf16>(model->plan_.zero3_gather) : nullptr,
+                   model->GradRegion(),
                    shard ? model->At<float>(model->plan_.grad_shard) : nullptr);
   if (offload) {
     P3D_ASSIGN_OR_RETURN(model->host_opt_,
@@ -168,9 +162,10 @@ Status Model::Mark(Phase phase) { return timer_ ? timer_->Mark(phase) : Status::
 
 // The full fp32 parameters are built unit by unit where the unit's gradients
 // live (G(unit.begin): the whole-layout buffer, or the unit's staging buffer),
-// so a ZeRO rank, whose master holds only its slices, can cast all weights and
-// copy its slices. With offload the slices go to the host: from the
-// whole-layout buffer, or (staged) collected first in the gradient shard.
+// so a ZeRO rank, whose master holds only its slices, can cast all weights
+// (ZeRO-3 at DP > 1: its slices into the weight shard) and copy its slices.
+// With offload the slices go to the host: from the whole-layout buffer, or
+// (staged) collected first in the gradient shard.
 Status Model::InitParameters(uint64_t seed) {
   P3D_RETURN_IF_ERROR(dp_->FinishGrads());  // no reduction still reads or zeroes a buffer
   const bool sliced = config_.parallel.tp > 1 || config_.parallel.pp > 1;
@@ -194,24 +189,34 @@ Status Model::InitParameters(uint64_t seed) {
         P3D_RETURN_IF_ERROR(InitNormal(G(t.offset), t.size(), t.stddev, seed, i, stream_));
       }
     }
-    P3D_RETURN_IF_ERROR(CastToBf16(full, W(u.begin), u.size(), stream_));
+    if (!ShardedWeights()) P3D_RETURN_IF_ERROR(CastToBf16(full, W(u.begin), u.size(), stream_));
     for (const OwnedSlice& sl : zero().slices) {
       const int64_t b = std::max(sl.begin, u.begin), e = std::min(sl.end, u.end);
-      if (owned && b < e)
-        CUDA_CHECK(cudaMemcpyAsync(owned + sl.local + (b - sl.begin), G(b), (e - b) * sizeof(float),
+      if (b >= e) continue;
+      const int64_t local = sl.local + (b - sl.begin);
+      if (ShardedWeights()) P3D_RETURN_IF_ERROR(CastToBf16(G(b), OwnedW(b, local), e - b, stream_));
+      if (owned)
+        CUDA_CHECK(cudaMemcpyAsync(owned + local, G(b), (e - b) * sizeof(float),
                                    cudaMemcpyDeviceToDevice, stream_));
     }
   }
   if (host_opt_) {
     const float* grads = staged ? At<float>(plan_.grad_shard) : GradRegion();
-    P3D_RETURN_IF_ERROR(
-        host_opt_->InitMaster(ZeroOffloadSlices(zero(), grads, staged, W(0)), stream_));
+    P3D_RETURN_IF_ERROR(host_opt_->InitMaster(OffloadSlices(grads, staged), stream_));
     return ZeroGrads();
   }
   const int64_t local = zero().local_numel;
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_m), 0, local * sizeof(float), stream_));
   CUDA_CHECK(cudaMemsetAsync(At<float>(plan_.adam_v), 0, local * sizeof(float), stream_));
   return ZeroGrads();
+}
+
+std::vector<OffloadSlice> Model::OffloadSlices(const float* grads, bool grads_local) const {
+  std::vector<OffloadSlice> slices =
+      ZeroOffloadSlices(zero(), grads, grads_local, At<bf16>(plan_.weights));
+  for (size_t i = 0; i < slices.size(); ++i)
+    slices[i].device_bf16 = OwnedW(zero().slices[i].begin, zero().slices[i].local);
+  return slices;
 }
 
 // Each local tensor is cut from the single-GPU tensor of the same name,
@@ -474,8 +479,8 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
     // The host waits for the reductions through the watchdog, then the CPU
     // steps the shard while its gradients stream down and weights stream up.
     P3D_RETURN_IF_ERROR(Sync());
-    P3D_RETURN_IF_ERROR(host_opt_->Step(ZeroOffloadSlices(zero(), grads, sharded, W(0)),
-                                        scalars + kScalarClipScale, h, stream_));
+    P3D_RETURN_IF_ERROR(
+        host_opt_->Step(OffloadSlices(grads, sharded), scalars + kScalarClipScale, h, stream_));
     P3D_RETURN_IF_ERROR(dp_->AfterOptimizer());
     timer_ = nullptr;
     return Status::Ok();
@@ -488,7 +493,7 @@ Status Model::OptimizerStep(const AdamWHyper& h, float max_grad_norm, PhaseTimer
     P3D_RETURN_IF_ERROR(
         AdamWUpdate(g, scalars + kScalarClipScale, At<float>(plan_.master) + seg.local,
                     At<float>(plan_.adam_m) + seg.local, At<float>(plan_.adam_v) + seg.local,
-                    W(seg.begin), seg.end - seg.begin, hr, stream_));
+                    OwnedW(seg.begin, seg.local), seg.end - seg.begin, hr, stream_));
   }
   P3D_RETURN_IF_ERROR(dp_->AfterOptimizer());
   timer_ = nullptr;
@@ -533,7 +538,8 @@ int64_t BufferOffset(const TrainingMemoryPlan& p, ParamBuffer which) {
 int64_t Model::BufferElements(ParamBuffer which) const {
   const bool optimizer =
       which == ParamBuffer::kMaster || which == ParamBuffer::kAdamM || which == ParamBuffer::kAdamV;
-  return optimizer ? zero().local_numel : params_.total;
+  const bool shard = optimizer || (which == ParamBuffer::kWeights && ShardedWeights());
+  return shard ? zero().local_numel : params_.total;
 }
 
 int64_t Model::host_optimizer_bytes() const { return host_opt_ ? host_opt_->pinned_bytes() : 0; }

@@ -111,6 +111,7 @@ struct StepScalars {
 };
 
 class HostOptimizer;
+struct OffloadSlice;
 
 // A micro-batch of the step for the pipeline: tokens and targets of
 // micro-batch `microbatch` (0 .. microbatches-1 of this DP rank).
@@ -170,9 +171,11 @@ class Model final : public PipelineStage {
   // bf16 for kWeights, fp32 otherwise) to/from host memory (with offload,
   // master / m / v are the HostOptimizer's). kGrads fails with ZeRO-2/3 at
   // DP > 1: no whole-layout gradient buffer exists there (GradStaging).
+  // kWeights with ZeRO-3 at DP > 1 is this rank's shard (as master / m / v).
   Status CopyOut(ParamBuffer which, void* host) const;
   Status CopyIn(ParamBuffer which, const void* host);
-  // ParamLayout::total, or ZeroLayout::local_numel for master / m / v.
+  // ParamLayout::total, or ZeroLayout::local_numel for master / m / v (and
+  // for the weights with ZeRO-3 at DP > 1).
   int64_t BufferElements(ParamBuffer which) const;
 
   const ModelConfig& config() const { return config_; }
@@ -194,7 +197,22 @@ class Model final : public PipelineStage {
   T* At(int64_t byte_offset) const {
     return reinterpret_cast<T*>(base_ + byte_offset);
   }
-  bf16* W(int64_t elem) const { return At<bf16>(plan_.weights) + elem; }
+  // bf16 weight of flat element `elem` as the compute reads it: in the
+  // whole-layout weight buffer, or with ZeRO-3 at DP > 1 in its unit's gather
+  // buffer (WeightGather; valid between DataParallel::BeforeUse of the unit
+  // and the gather of the next unit into the same buffer).
+  bf16* W(int64_t elem) const {
+    const UnitRing& g = dp_->gather();
+    return g.staged() ? At<bf16>(plan_.zero3_gather) + g.Offset(elem)
+                      : At<bf16>(plan_.weights) + elem;
+  }
+  // The stored bf16 weight of owned element `elem` (at `local` in this rank's
+  // ZeRO state): what the optimizer and the initialisation write. The shard
+  // with ZeRO-3 at DP > 1, else the whole-layout buffer.
+  bf16* OwnedW(int64_t elem, int64_t local) const {
+    return At<bf16>(plan_.weights) + (ShardedWeights() ? local : elem);
+  }
+  bool ShardedWeights() const { return dp_->gather().staged(); }
   // Gradient of flat element `elem`: in the whole-layout buffer, or with
   // ZeRO-2/3 at DP > 1 in its unit's staging buffer (GradStaging).
   float* G(int64_t elem) const {
@@ -218,6 +236,9 @@ class Model final : public PipelineStage {
 
   Status UploadBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets);
   Status InitShardFromFull(uint64_t seed);  // TP / PP: slices of the single-GPU init
+  // The offloaded optimizer's slices (ZeroOffloadSlices) with their stored
+  // weights at OwnedW.
+  std::vector<OffloadSlice> OffloadSlices(const float* grads, bool grads_local) const;
   // Layer l's activations in the current slot (which holds l's chunk); the
   // tensor layer l writes.
   const LayerActivationOffsets& Acts(int64_t l) const {

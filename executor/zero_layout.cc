@@ -52,36 +52,69 @@ StatusOr<ZeroLayout> BuildZeroLayout(const ParamLayout& p, int zero, int dp, int
   return z;
 }
 
-GradStaging BuildGradStaging(const ParamLayout& p) {
-  GradStaging st;
+namespace {
+
+bool TiedEmbedding(const ParamLayout& p, int unit) {
+  return p.head >= 0 && p.head == p.wte && unit == p.embedding_unit;
+}
+
+UnitRing BuildUnitRing(const ParamLayout& p, int64_t slot_elements) {
+  UnitRing st;
+  st.slot_elements = slot_elements;
   const int units = static_cast<int>(p.units.size());
-  for (const ParamUnit& u : p.units) {
-    if (u.kind == UnitKind::kLayer) st.slot_elements = std::max(st.slot_elements, u.size());
-    st.unit_begin.push_back(u.begin);
-  }
-  const bool tied = p.head >= 0 && p.head == p.wte;
-  auto dedicated = [&](int u) {
-    return p.units[u].size() > st.slot_elements || (tied && u == p.embedding_unit);
-  };
+  for (const ParamUnit& u : p.units) st.unit_begin.push_back(u.begin);
   st.unit_buffer.assign(units, -1);
-  st.buffer_begin = {0, st.slot_elements};
-  st.total_elements = 2 * st.slot_elements;
+  st.buffer_begin = {0, slot_elements};
+  st.total_elements = 2 * slot_elements;
   for (int u = 0; u < units; ++u) {
-    if (!dedicated(u)) continue;
+    if (p.units[u].size() <= slot_elements && !TiedEmbedding(p, u)) continue;
     st.unit_buffer[u] = st.buffers();
     st.buffer_begin.push_back(st.total_elements);
     st.total_elements += p.units[u].size();
   }
-  int k = 0;  // position among the ring units, in backward order
+  int k = 0;  // position among the ring units, counted from the last unit
   for (int u = units - 1; u >= 0; --u)
     if (st.unit_buffer[u] < 0) st.unit_buffer[u] = k++ % 2;
   return st;
 }
 
-int64_t GradStaging::Offset(int64_t elem) const {
+}  // namespace
+
+GradStaging BuildGradStaging(const ParamLayout& p) {
+  int64_t slot = 0;
+  for (const ParamUnit& u : p.units)
+    if (u.kind == UnitKind::kLayer) slot = std::max(slot, u.size());
+  return BuildUnitRing(p, slot);
+}
+
+UnitRing BuildWeightGather(const ParamLayout& p) {
+  int64_t slot = 0;
+  for (int u = 0; u < static_cast<int>(p.units.size()); ++u)
+    if (!TiedEmbedding(p, u)) slot = std::max(slot, p.units[u].size());
+  return BuildUnitRing(p, slot);
+}
+
+int64_t UnitRing::Offset(int64_t elem) const {
   const auto next = std::upper_bound(unit_begin.begin(), unit_begin.end(), elem);
   const int unit = static_cast<int>(next - unit_begin.begin()) - 1;
   return UnitOffset(unit) + (elem - unit_begin[unit]);
+}
+
+ZeroBuffers BuildZeroBuffers(const ParamLayout& params, const ZeroLayout& zero,
+                             bool offload_optimizer) {
+  ZeroBuffers b;
+  b.sizes.optimizer_elements = offload_optimizer ? 0 : zero.local_numel;
+  if (zero.dp > 1 && zero.zero >= 2) {
+    b.staging = BuildGradStaging(params);
+    b.sizes.grad_shard_elements = zero.local_numel;
+    b.sizes.grad_staging_elements = b.staging.total_elements;
+  }
+  if (zero.dp > 1 && zero.zero == 3) {
+    b.gather = BuildWeightGather(params);
+    b.sizes.weight_elements = zero.local_numel;
+    b.sizes.gather_elements = b.gather.total_elements;
+  }
+  return b;
 }
 
 }  // namespace p3d

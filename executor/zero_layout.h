@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "executor/memory_plan.h"
 #include "executor/param_layout.h"
 
 namespace p3d {
@@ -48,45 +49,75 @@ struct ZeroLayout {
 // (the layout was built without unit_align = DP * kParamAlignElements).
 StatusOr<ZeroLayout> BuildZeroLayout(const ParamLayout& params, int zero, int dp, int dp_rank);
 
-// GradStaging: where each unit's fp32 gradients accumulate when ZeRO-2/3 with
-// DP > 1 reduce-scatter them every micro-batch, so no full-size gradient
-// buffer exists (executor/data_parallel.h). One fp32 region holds, back to back:
-//   buffers 0 and 1, the RING: slot_elements each = the largest layer unit.
-//     The units that fit take the two slots alternately in backward order
-//     (head unit, layer L-1, ..., layer 0, embedding unit): the k-th of them
-//     uses slot k % 2, so its backward waits only for the reduction of the
-//     (k-2)-th, issued two units earlier.
+// UnitRing: per-unit working buffers for DP > 1 with ZeRO-2/3, so no
+// full-size buffer exists. One region holds, back to back:
+//   buffers 0 and 1, the RING: slot_elements each. The units that fit take the
+//     two slots alternately in unit order (the k-th ring unit counted from the
+//     last unit uses slot k % 2), so units adjacent in a forward (embedding,
+//     layer 0, ..., layer L-1, head) or a backward (the reverse) never share a
+//     slot: a unit's buffer was last used two units earlier.
 //   buffers 2.., DEDICATED, one per unit, in unit order: a unit larger than a
-//     slot (the embedding or an untied head wider than a layer), and the
-//     embedding unit when the head is tied to wte (the LM head writes wte's
-//     gradient first in the backward, the embedding backward last, with the
-//     whole ring cycled in between).
-// Invariant kept by DataParallel: a staging buffer is all zero while no unit
-// accumulates in it (each reduction re-zeroes the unit's range), so a unit can
-// start accumulating in it without clearing it.
+//     slot, and the embedding unit when the head is tied to wte (the embedding
+//     and the LM head use it at the two ends of the pass, with the whole ring
+//     cycled in between).
+// Two rings are built from one layout:
+//   GradStaging (BuildGradStaging), fp32: where each unit's gradients
+//     accumulate before they are reduce-scattered into the shard
+//     (executor/data_parallel.h). slot_elements = the largest LAYER unit.
+//     Invariant kept by DataParallel: a staging buffer is all zero while no
+//     unit accumulates in it (each reduction re-zeroes the unit's range), so a
+//     unit can start accumulating in it without clearing it.
+//   WeightGather (BuildWeightGather), bf16, ZeRO-3 only: where each unit's
+//     weights are all-gathered before use (the bf16 weight region then holds
+//     only this rank's shard, ZeroLayout's local offsets). slot_elements = the
+//     largest unit other than a tied embedding, so only the tied embedding is
+//     dedicated (ring = 2 x max unit, + the embedding when tied). With the
+//     prefetch of one unit ahead, the unit being gathered takes the slot of the
+//     unit used just before the one in use (DataParallel::BeforeUse).
 //
 // Worked example (gpt-1.3b, tied, DP 2): units embedding (wte PaddedVocab(V) x H
 // + wpe 2048 x H = 107.2 M elements), 24 layers of 50.4 M, head (final norm,
-// 2 H). Ring slots 2 x 50.4 M; the head unit uses slot 0, layer 23 slot 1,
-// layer 22 slot 0, ..., layer 0 slot 1; the embedding unit is dedicated
-// (buffer 2, tied). 208 M fp32 elements (0.78 GiB) instead of the 1.31 G
-// (4.9 GiB) of a full gradient buffer.
-struct GradStaging {
+// 2 H). Both rings: slots 2 x 50.4 M; the head unit uses slot 0, layer 23
+// slot 1, layer 22 slot 0, ..., layer 0 slot 1; the embedding unit is
+// dedicated (buffer 2, tied). 208 M elements: 0.78 GiB of fp32 gradient
+// staging instead of a 1.31 G-element (4.9 GiB) gradient buffer, and 0.39 GiB
+// of bf16 gather buffers next to a 1.23 GiB weight shard instead of 2.45 GiB
+// of whole-model weights.
+struct UnitRing {
   int64_t slot_elements = 0;
-  std::vector<int> unit_buffer;       // unit -> staging buffer (0, 1 ring; >= 2 dedicated)
-  std::vector<int64_t> buffer_begin;  // staging buffer -> its first element in the region
+  std::vector<int> unit_buffer;       // unit -> buffer (0, 1 ring; >= 2 dedicated)
+  std::vector<int64_t> buffer_begin;  // buffer -> its first element in the region
   std::vector<int64_t> unit_begin;    // unit -> ParamUnit::begin (the flat layout)
   int64_t total_elements = 0;         // the region's length
   bool staged() const { return !unit_buffer.empty(); }
   int buffers() const { return static_cast<int>(buffer_begin.size()); }
-  // First staging element of unit `unit`'s gradients.
+  // First element of unit `unit` in the region.
   int64_t UnitOffset(int unit) const { return buffer_begin[unit_buffer[unit]]; }
-  // Staging element that holds flat gradient element `elem` (0 <= elem < total).
+  // Region element that holds flat element `elem` (0 <= elem < total).
   int64_t Offset(int64_t elem) const;
 };
+using GradStaging = UnitRing;
 
-// The staging of `params` (every unit a multiple of kParamAlignElements
-// elements, so each buffer starts 512-byte aligned).
+// The rings of `params` (every unit a multiple of kParamAlignElements
+// elements, so each buffer starts 512-byte aligned in fp32, 256 in bf16).
 GradStaging BuildGradStaging(const ParamLayout& params);
+UnitRing BuildWeightGather(const ParamLayout& params);
+
+// The ZeRO parameter-state buffers of one rank (Model::Create plans exactly these):
+//   optimizer   master / m / v of the owned slices (local_numel), none with
+//               the optimizer offloaded;
+//   ZeRO-2/3, DP > 1: gradients reduced into an fp32 shard (local_numel), each
+//               unit accumulating in GradStaging instead of a whole-layout
+//               buffer (at DP = 1 nothing is reduced and the whole-layout
+//               buffer is the shard: every slice has local == begin);
+//   ZeRO-3, DP > 1: the bf16 weights are the shard (local_numel), each unit
+//               gathered before use into WeightGather.
+struct ZeroBuffers {
+  ParamStateSizes sizes;
+  GradStaging staging;  // staged() iff ZeRO-2/3 at DP > 1
+  UnitRing gather;      // staged() iff ZeRO-3 at DP > 1
+};
+ZeroBuffers BuildZeroBuffers(const ParamLayout& params, const ZeroLayout& zero,
+                             bool offload_optimizer);
 
 }  // namespace p3d
