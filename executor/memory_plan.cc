@@ -38,7 +38,7 @@ Dims MakeDims(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
 
 // Adds one layer's activation set (all but x_in) under `term`; `with_probs`
 // adds probs too (else probs is left for the caller).
-void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, MemoryTerm term,
+void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, RegionTerm term,
                  bool with_probs, LayerActivationOffsets* o) {
   o->norm1_out = a.Add(pre + "norm1_out", term, d.Tl * d.H * kBf16);
   o->norm1_mean = a.Add(pre + "norm1_mean", term, d.layernorm ? d.Tl * kF32 : 0);
@@ -58,23 +58,23 @@ void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, MemoryTerm
 
 }  // namespace
 
-const char* MemoryTermName(MemoryTerm term) {
+const char* RegionTermName(RegionTerm term) {
   switch (term) {
-    case MemoryTerm::kWeights:
+    case RegionTerm::kWeights:
       return "weights";
-    case MemoryTerm::kGradients:
+    case RegionTerm::kGradients:
       return "gradients";
-    case MemoryTerm::kOptimizer:
+    case RegionTerm::kOptimizer:
       return "optimizer";
-    case MemoryTerm::kActivations:
+    case RegionTerm::kActivations:
       return "activations";
-    case MemoryTerm::kBuffers:
+    case RegionTerm::kBuffers:
       return "buffers";
   }
   return "?";
 }
 
-int64_t ArenaPlan::Add(std::string name, MemoryTerm term, int64_t bytes) {
+int64_t ArenaPlan::Add(std::string name, RegionTerm term, int64_t bytes) {
   ArenaRegion r{std::move(name), term, total_, bytes};
   const int64_t padded = (bytes + kArenaAlignBytes - 1) / kArenaAlignBytes * kArenaAlignBytes;
   total_ += padded;
@@ -83,7 +83,7 @@ int64_t ArenaPlan::Add(std::string name, MemoryTerm term, int64_t bytes) {
   return regions_.back().offset;
 }
 
-int64_t ArenaPlan::TermBytes(MemoryTerm term) const {
+int64_t ArenaPlan::TermBytes(RegionTerm term) const {
   int64_t sum = 0;
   for (size_t i = 0; i < regions_.size(); ++i)
     if (regions_[i].term == term) sum += padded_[i];
@@ -145,18 +145,18 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   const int64_t n = params.total;
   const int64_t opt = states.optimizer_elements >= 0 ? states.optimizer_elements : n;
   const int64_t w = states.weight_elements >= 0 ? states.weight_elements : n;
-  p.weights = a.Add("weights (bf16)", MemoryTerm::kWeights, w * kBf16);
+  p.weights = a.Add("weights (bf16)", RegionTerm::kWeights, w * kBf16);
   const bool staged = states.grad_staging_elements > 0;
-  p.grads = a.Add("gradients (fp32)", MemoryTerm::kGradients, staged ? 0 : n * kF32);
+  p.grads = a.Add("gradients (fp32)", RegionTerm::kGradients, staged ? 0 : n * kF32);
   p.grad_shard =
-      a.Add("gradient shard (fp32)", MemoryTerm::kGradients, states.grad_shard_elements * kF32);
+      a.Add("gradient shard (fp32)", RegionTerm::kGradients, states.grad_shard_elements * kF32);
   p.grad_staging =
-      a.Add("gradient staging (fp32)", MemoryTerm::kBuffers, states.grad_staging_elements * kF32);
+      a.Add("gradient staging (fp32)", RegionTerm::kBuffers, states.grad_staging_elements * kF32);
   p.zero3_gather =
-      a.Add("ZeRO-3 gather (bf16)", MemoryTerm::kBuffers, states.gather_elements * kBf16);
-  p.master = a.Add("master weights (fp32)", MemoryTerm::kOptimizer, opt * kF32);
-  p.adam_m = a.Add("adam m (fp32)", MemoryTerm::kOptimizer, opt * kF32);
-  p.adam_v = a.Add("adam v (fp32)", MemoryTerm::kOptimizer, opt * kF32);
+      a.Add("ZeRO-3 gather (bf16)", RegionTerm::kBuffers, states.gather_elements * kBf16);
+  p.master = a.Add("master weights (fp32)", RegionTerm::kOptimizer, opt * kF32);
+  p.adam_m = a.Add("adam m (fp32)", RegionTerm::kOptimizer, opt * kF32);
+  p.adam_v = a.Add("adam v (fp32)", RegionTerm::kOptimizer, opt * kF32);
 
   if (t.activation_slots < 1 || t.chunks < 1 || s.layers % t.chunks != 0)
     return Status::InvalidArgument(
@@ -171,71 +171,71 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
     const std::string pre = slots > 1 ? fmt::format("slot {} layer {} ", k / chunk_layers, l)
                                       : fmt::format("layer {} ", l);
     LayerActivationOffsets& o = p.layers[k];
-    o.x_in = a.Add(pre + "x_in", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
+    o.x_in = a.Add(pre + "x_in", RegionTerm::kActivations, d.Tl * d.H * kBf16);
     if (t.recompute != Recompute::kFull)
-      AddLayerSet(a, d, pre, MemoryTerm::kActivations, t.recompute == Recompute::kNone, &o);
+      AddLayerSet(a, d, pre, RegionTerm::kActivations, t.recompute == Recompute::kNone, &o);
   }
-  p.x_final = a.Add("x_final", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
+  p.x_final = a.Add("x_final", RegionTerm::kActivations, d.Tl * d.H * kBf16);
   p.chunk_output.push_back(p.x_final);
   for (int64_t k = 1; k < slots; ++k)
     p.chunk_output.push_back(
-        a.Add(fmt::format("chunk output {}", k), MemoryTerm::kActivations, d.Tl * d.H * kBf16));
+        a.Add(fmt::format("chunk output {}", k), RegionTerm::kActivations, d.Tl * d.H * kBf16));
   p.grad_output =
-      a.Add("received d chunk output", MemoryTerm::kBuffers, t.pipelined ? d.Tl * d.H * kBf16 : 0);
-  p.final_norm_out = a.Add("final_norm_out", MemoryTerm::kActivations, d.Tl * d.H * kBf16);
-  p.final_mean = a.Add("final_mean", MemoryTerm::kActivations, d.layernorm ? d.Tl * kF32 : 0);
-  p.final_rstd = a.Add("final_rstd", MemoryTerm::kActivations, d.Tl * kF32);
+      a.Add("received d chunk output", RegionTerm::kBuffers, t.pipelined ? d.Tl * d.H * kBf16 : 0);
+  p.final_norm_out = a.Add("final_norm_out", RegionTerm::kActivations, d.Tl * d.H * kBf16);
+  p.final_mean = a.Add("final_mean", RegionTerm::kActivations, d.layernorm ? d.Tl * kF32 : 0);
+  p.final_rstd = a.Add("final_rstd", RegionTerm::kActivations, d.Tl * kF32);
 
   // Loss chunk (activations: the simulator counts logits/loss temporaries there).
   const int64_t vocab = s.vocab;
   p.logits_ld = PaddedVocab(vocab);
   p.logits_chunk = std::min(d.T, t.logits_chunk > 0 ? t.logits_chunk : kDefaultLogitsChunk);
   p.logits =
-      a.Add("logits chunk (fp32)", MemoryTerm::kActivations, p.logits_chunk * p.logits_ld * kF32);
+      a.Add("logits chunk (fp32)", RegionTerm::kActivations, p.logits_chunk * p.logits_ld * kF32);
   p.dlogits =
-      a.Add("dlogits chunk (bf16)", MemoryTerm::kActivations, p.logits_chunk * p.logits_ld * kBf16);
-  p.losses = a.Add("token losses (fp32)", MemoryTerm::kActivations, d.T * kF32);
-  p.loss_stats = a.Add("vocab-parallel loss statistics", MemoryTerm::kBuffers,
+      a.Add("dlogits chunk (bf16)", RegionTerm::kActivations, p.logits_chunk * p.logits_ld * kBf16);
+  p.losses = a.Add("token losses (fp32)", RegionTerm::kActivations, d.T * kF32);
+  p.loss_stats = a.Add("vocab-parallel loss statistics", RegionTerm::kBuffers,
                        t.vocab_parallel ? 3 * p.logits_chunk * kF32 : 0);
 
   // One layer's transient set: recompute target (full) / score scratch (selective, full).
   if (t.recompute == Recompute::kFull) {
     LayerActivationOffsets work;
-    AddLayerSet(a, d, "recompute ", MemoryTerm::kBuffers, true, &work);
+    AddLayerSet(a, d, "recompute ", RegionTerm::kBuffers, true, &work);
     for (auto& o : p.layers) {
       const int64_t x_in = o.x_in;
       o = work;
       o.x_in = x_in;
     }
   } else if (t.recompute == Recompute::kSelective) {
-    const int64_t probs = a.Add("probs scratch", MemoryTerm::kBuffers, d.scores * kBf16);
+    const int64_t probs = a.Add("probs scratch", RegionTerm::kBuffers, d.scores * kBf16);
     for (auto& o : p.layers) o.probs = probs;
   }
-  p.qkv_tokens = a.Add("qkv tokens / dqkv", MemoryTerm::kBuffers, d.T * d.Q3 * kBf16);
-  p.o_heads = a.Add("attention out heads / d", MemoryTerm::kBuffers, d.T * d.Eq * kBf16);
+  p.qkv_tokens = a.Add("qkv tokens / dqkv", RegionTerm::kBuffers, d.T * d.Q3 * kBf16);
+  p.o_heads = a.Add("attention out heads / d", RegionTerm::kBuffers, d.T * d.Eq * kBf16);
   p.branch =
-      a.Add("branch out / d norm out", MemoryTerm::kBuffers, d.T * std::max(d.H, d.Eq) * kBf16);
-  p.dres = a.Add("d residual", MemoryTerm::kBuffers, d.Tl * d.H * kBf16);
-  p.sp_gather = a.Add("sequence-parallel all-gather", MemoryTerm::kBuffers,
+      a.Add("branch out / d norm out", RegionTerm::kBuffers, d.T * std::max(d.H, d.Eq) * kBf16);
+  p.dres = a.Add("d residual", RegionTerm::kBuffers, d.Tl * d.H * kBf16);
+  p.sp_gather = a.Add("sequence-parallel all-gather", RegionTerm::kBuffers,
                       t.sequence_shards > 1 ? d.T * d.H * kBf16 : 0);
-  p.dmlp_act = a.Add("d mlp_act", MemoryTerm::kBuffers, d.T * d.F * kBf16);
-  p.dmlp_pre = a.Add("d mlp_pre", MemoryTerm::kBuffers, d.T * d.mlp_pre_cols * kBf16);
-  p.dqkv_heads = a.Add("dq dk dv heads", MemoryTerm::kBuffers, d.T * d.Q3 * kBf16);
-  p.dprobs = a.Add("d probs", MemoryTerm::kBuffers, d.scores * kBf16);
-  p.scalars = a.Add("scalars", MemoryTerm::kBuffers, 4 * kF32);
-  p.norm_partials = a.Add("grad-norm partials (fp64)", MemoryTerm::kBuffers, kGradNormBlocks * 8);
+  p.dmlp_act = a.Add("d mlp_act", RegionTerm::kBuffers, d.T * d.F * kBf16);
+  p.dmlp_pre = a.Add("d mlp_pre", RegionTerm::kBuffers, d.T * d.mlp_pre_cols * kBf16);
+  p.dqkv_heads = a.Add("dq dk dv heads", RegionTerm::kBuffers, d.T * d.Q3 * kBf16);
+  p.dprobs = a.Add("d probs", RegionTerm::kBuffers, d.scores * kBf16);
+  p.scalars = a.Add("scalars", RegionTerm::kBuffers, 4 * kF32);
+  p.norm_partials = a.Add("grad-norm partials (fp64)", RegionTerm::kBuffers, kGradNormBlocks * 8);
   const int64_t widest = std::max({d.H, d.Q3, d.F});
   p.column_partials =
-      a.Add("column partials", MemoryTerm::kBuffers, 2 * ColumnPartialsFloats(widest) * kF32);
-  p.tokens = a.Add("tokens", MemoryTerm::kBuffers, d.T * kI32);
-  p.targets = a.Add("targets", MemoryTerm::kBuffers, d.T * kI32);
-  p.bucket_token = a.Add("embedding buckets", MemoryTerm::kBuffers, d.T * kI32);
-  p.bucket_offset = a.Add("embedding bucket offsets", MemoryTerm::kBuffers, (d.T + 1) * kI32);
-  p.positions = a.Add("embedding bucket positions", MemoryTerm::kBuffers, d.T * kI32);
+      a.Add("column partials", RegionTerm::kBuffers, 2 * ColumnPartialsFloats(widest) * kF32);
+  p.tokens = a.Add("tokens", RegionTerm::kBuffers, d.T * kI32);
+  p.targets = a.Add("targets", RegionTerm::kBuffers, d.T * kI32);
+  p.bucket_token = a.Add("embedding buckets", RegionTerm::kBuffers, d.T * kI32);
+  p.bucket_offset = a.Add("embedding bucket offsets", RegionTerm::kBuffers, (d.T + 1) * kI32);
+  p.positions = a.Add("embedding bucket positions", RegionTerm::kBuffers, d.T * kI32);
   const bool rotary = m.arch == Arch::kLlama;
-  p.rope_cos = a.Add("rotary cos", MemoryTerm::kBuffers, rotary ? d.S * s.head_dim / 2 * kF32 : 0);
-  p.rope_sin = a.Add("rotary sin", MemoryTerm::kBuffers, rotary ? d.S * s.head_dim / 2 * kF32 : 0);
-  p.workspace = a.Add("cuBLASLt workspace", MemoryTerm::kBuffers, workspace_bytes);
+  p.rope_cos = a.Add("rotary cos", RegionTerm::kBuffers, rotary ? d.S * s.head_dim / 2 * kF32 : 0);
+  p.rope_sin = a.Add("rotary sin", RegionTerm::kBuffers, rotary ? d.S * s.head_dim / 2 * kF32 : 0);
+  p.workspace = a.Add("cuBLASLt workspace", RegionTerm::kBuffers, workspace_bytes);
   return p;
 }
 

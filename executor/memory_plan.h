@@ -48,15 +48,15 @@
 
 namespace p3d {
 
-enum class MemoryTerm { kWeights, kGradients, kOptimizer, kActivations, kBuffers };
-inline constexpr int kMemoryTerms = 5;
-const char* MemoryTermName(MemoryTerm term);  // "weights", "gradients", ...
+enum class RegionTerm { kWeights, kGradients, kOptimizer, kActivations, kBuffers };
+inline constexpr int kRegionTerms = 5;
+const char* RegionTermName(RegionTerm term);  // "weights", "gradients", ...
 
 inline constexpr int64_t kArenaAlignBytes = 256;
 
 struct ArenaRegion {
   std::string name;
-  MemoryTerm term = MemoryTerm::kBuffers;
+  RegionTerm term = RegionTerm::kBuffers;
   int64_t offset = 0;  // bytes from the arena base, kArenaAlignBytes-aligned
   int64_t bytes = 0;   // requested size (the region may be followed by padding)
 };
@@ -65,10 +65,10 @@ struct ArenaRegion {
 class ArenaPlan {
  public:
   // Appends a region and returns its offset. bytes == 0 yields a valid, empty region.
-  int64_t Add(std::string name, MemoryTerm term, int64_t bytes);
+  int64_t Add(std::string name, RegionTerm term, int64_t bytes);
   int64_t total_bytes() const { return total_; }
   // Sum over regions of the term, padding included (so the terms sum to total_bytes()).
-  int64_t TermBytes(MemoryTerm term) const;
+  int64_t TermBytes(RegionTerm term) const;
   const std::vector<ArenaRegion>& regions() const { return regions_; }
 
  private:

@@ -142,12 +142,12 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
   nlohmann::json regions = nlohmann::json::array();
   for (const ArenaRegion& reg : r.memory.regions)
     regions.push_back({{"name", reg.name},
-                       {"term", MemoryTermName(reg.term)},
+                       {"term", RegionTermName(reg.term)},
                        {"offset", reg.offset},
                        {"bytes", reg.bytes}});
   nlohmann::json terms;
-  for (int t = 0; t < kMemoryTerms; ++t)
-    terms[MemoryTermName(static_cast<MemoryTerm>(t))] = r.memory.term_bytes[t];
+  for (int t = 0; t < kRegionTerms; ++t)
+    terms[RegionTermName(static_cast<RegionTerm>(t))] = r.memory.term_bytes[t];
   j["memory"] = {{"arena_bytes", r.memory.arena_bytes},
                  {"terms_bytes", terms},
                  {"device_used_peak_bytes", r.memory.device_used_peak_bytes},

@@ -173,8 +173,8 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
   const TrainingMemoryPlan& plan = model->memory();
   r.memory.arena_bytes = plan.arena.total_bytes();
   r.memory.host_pinned_bytes = model->host_optimizer_bytes();
-  for (int t = 0; t < kMemoryTerms; ++t)
-    r.memory.term_bytes[t] = plan.arena.TermBytes(static_cast<MemoryTerm>(t));
+  for (int t = 0; t < kRegionTerms; ++t)
+    r.memory.term_bytes[t] = plan.arena.TermBytes(static_cast<RegionTerm>(t));
   r.memory.regions = plan.arena.regions();
 
   // The global step's micro-batches; this DP rank runs its grad_accum of them.

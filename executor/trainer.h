@@ -69,7 +69,7 @@ struct StepRecord {
 
 struct MemoryReport {
   int64_t arena_bytes = 0;                         // allocator peak: the one arena
-  std::array<int64_t, kMemoryTerms> term_bytes{};  // arena by MemoryTerm
+  std::array<int64_t, kRegionTerms> term_bytes{};  // arena by RegionTerm
   std::vector<ArenaRegion> regions;
   int64_t device_used_peak_bytes = 0;  // max over steps of cudaMemGetInfo total - free
   int64_t device_total_bytes = 0;

@@ -59,7 +59,7 @@ int64_t StoredLayerBytes(const TrainingMemoryPlan& p) {
   int64_t sum = 0;
   for (const ArenaRegion& r : p.arena.regions())
     if (r.name.starts_with("slot ") || r.name.starts_with("layer ")) {
-      EXPECT_EQ(r.term, MemoryTerm::kActivations) << r.name;
+      EXPECT_EQ(r.term, RegionTerm::kActivations) << r.name;
       sum += r.bytes;
     }
   return sum;
@@ -106,9 +106,8 @@ TEST(ActivationSlotsTest, InterleavedSlotsHoldOneChunkEach) {
 // activations.layers term, StageMemoryDetail::layer_activations = per-layer
 // bytes x stage layers x InFlightMicroBatches, for gpt-1.3b, B = 2, S = 2048
 // (the accuracy suite's interleaved plan: PP2 VPP2 m4), every stage, PP4 VPP2
-// m8 and PP2 1F1B m4. simulator/memory_model.h cannot be included next to
-// executor/memory_plan.h (both declare p3d::MemoryTerm), so the term is
-// assembled here from the simulator's per-layer bytes (memory_terms.h, what
+// m8 and PP2 1F1B m4. The term is assembled here from the simulator's
+// per-layer bytes (memory_terms.h, what
 // ActivationBytesPerLayer returns) and stage layers x in-flight micro-batches
 // = VPP * Lc * slots / VPP, with slots / VPP == InFlightMicroBatches checked
 // in tests/executor_host/pipeline_program_test.cc. Tolerance 1e-3 relative:

@@ -253,10 +253,10 @@ TEST(GradStagingTest, MemoryPlanChargesShardAsGradientsAndStagingAsBuffers) {
   EXPECT_EQ(region(*b, "gradients (fp32)").bytes, 0);
   EXPECT_EQ(region(*b, "gradient shard (fp32)").bytes, z.local_numel * 4);
   const ArenaRegion staging = region(*b, "gradient staging (fp32)");
-  EXPECT_EQ(staging.term, MemoryTerm::kBuffers);
+  EXPECT_EQ(staging.term, RegionTerm::kBuffers);
   EXPECT_EQ(staging.bytes, st.total_elements * 4);
-  EXPECT_EQ(b->arena.TermBytes(MemoryTerm::kGradients), aligned(z.local_numel * 4));
-  EXPECT_EQ(b->arena.TermBytes(MemoryTerm::kBuffers) - a->arena.TermBytes(MemoryTerm::kBuffers),
+  EXPECT_EQ(b->arena.TermBytes(RegionTerm::kGradients), aligned(z.local_numel * 4));
+  EXPECT_EQ(b->arena.TermBytes(RegionTerm::kBuffers) - a->arena.TermBytes(RegionTerm::kBuffers),
             aligned(st.total_elements * 4));
   EXPECT_EQ(a->arena.total_bytes() - b->arena.total_bytes(),
             aligned(p.total * 4) - aligned(z.local_numel * 4) - aligned(st.total_elements * 4));

@@ -95,7 +95,7 @@ TEST(MemoryPlanTest, RegionsAreAlignedDisjointAndTermsSumToTheArena) {
       EXPECT_GE(r.offset, end) << r.name;
       end = r.offset + r.bytes;
     }
-    for (int t = 0; t < kMemoryTerms; ++t) sum += p.arena.TermBytes(static_cast<MemoryTerm>(t));
+    for (int t = 0; t < kRegionTerms; ++t) sum += p.arena.TermBytes(static_cast<RegionTerm>(t));
     EXPECT_EQ(sum, p.arena.total_bytes());
     EXPECT_LE(end, p.arena.total_bytes());
   }
@@ -118,7 +118,7 @@ TEST(MemoryPlanTest, PerLayerActivationBytesFollowTheDocumentedFormula) {
   // The arena's activation term is L layers of that plus the final norm and the loss chunk.
   TrainingMemoryPlan p = Plan(m, B, S, Recompute::kSelective);
   const int64_t per_layer = LayerActivationBytes(m, *s, {B, S, Recompute::kSelective, 0});
-  const int64_t extra = p.arena.TermBytes(MemoryTerm::kActivations) - m.layers * per_layer;
+  const int64_t extra = p.arena.TermBytes(RegionTerm::kActivations) - m.layers * per_layer;
   const int64_t final_and_loss = 2 * (2 * T * H) + 8 * T + 4 * T + p.logits_chunk * p.logits_ld * 6;
   EXPECT_GE(extra, final_and_loss);
   EXPECT_LT(extra, final_and_loss + 64 * kArenaAlignBytes);  // alignment padding only
@@ -161,8 +161,8 @@ TEST(MemoryPlanTest, SequenceParallelShardsTheResidualStreamByTp) {
   for (const ArenaRegion& r : without->arena.regions())
     EXPECT_FALSE(r.name == "sequence-parallel all-gather" && r.bytes > 0);
   // Stored per layer: none saves 4 x 2*T*H*(1 - 1/TP) + statistics.
-  const int64_t saved = without->arena.TermBytes(MemoryTerm::kActivations) -
-                        with->arena.TermBytes(MemoryTerm::kActivations);
+  const int64_t saved = without->arena.TermBytes(RegionTerm::kActivations) -
+                        with->arena.TermBytes(RegionTerm::kActivations);
   EXPECT_GE(saved, m.layers * (4 * 2 * T * H / tp + 16 * T / tp));
 
   TrainingShape odd{1, 8, Recompute::kNone, 0};
@@ -175,9 +175,9 @@ TEST(MemoryPlanTest, SequenceParallelShardsTheResidualStreamByTp) {
 TEST(MemoryPlanTest, ParameterStateIs18BytesPerParameter) {
   const ModelSpec m = Zoo("gpt2-small");
   TrainingMemoryPlan p = Plan(m, 1, 256, Recompute::kNone);
-  const double per_param = static_cast<double>(p.arena.TermBytes(MemoryTerm::kWeights) +
-                                               p.arena.TermBytes(MemoryTerm::kGradients) +
-                                               p.arena.TermBytes(MemoryTerm::kOptimizer)) /
+  const double per_param = static_cast<double>(p.arena.TermBytes(RegionTerm::kWeights) +
+                                               p.arena.TermBytes(RegionTerm::kGradients) +
+                                               p.arena.TermBytes(RegionTerm::kOptimizer)) /
                            static_cast<double>(m.TotalParams());
   EXPECT_NEAR(per_param, 18.0, 0.02);  // alignment gaps only
 }

@@ -235,8 +235,8 @@ TEST(Zero3GatherTest, MemoryPlanHoldsTheShardAndTheRing) {
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     const ArenaRegion w = region(*plan, "weights (bf16)");
     const ArenaRegion ring = region(*plan, "ZeRO-3 gather (bf16)");
-    EXPECT_EQ(w.term, MemoryTerm::kWeights);
-    EXPECT_EQ(ring.term, MemoryTerm::kBuffers);
+    EXPECT_EQ(w.term, RegionTerm::kWeights);
+    EXPECT_EQ(ring.term, RegionTerm::kBuffers);
     if (zero < 3) {
       EXPECT_FALSE(b.gather.staged());
       EXPECT_EQ(w.bytes, p.total * 2) << zero;
@@ -247,7 +247,7 @@ TEST(Zero3GatherTest, MemoryPlanHoldsTheShardAndTheRing) {
     EXPECT_EQ(z->local_numel, p.total / 2);
     EXPECT_EQ(ring.bytes,
               (2 * MaxUnit(p, true) + p.units[p.embedding_unit].size()) * 2);  // + tied embedding
-    EXPECT_EQ(plan->arena.TermBytes(MemoryTerm::kWeights), w.bytes);
+    EXPECT_EQ(plan->arena.TermBytes(RegionTerm::kWeights), w.bytes);
   }
   // DP = 1: nothing to gather, ZeRO-3 keeps the whole layout.
   auto z1 = BuildZeroLayout(p, 3, 1, 0);
