@@ -107,98 +107,76 @@ Status ReadLink(const Reader& parent, const char* key, LinkSpec* link) {
   return r.Positive("latency_s", kMaxLatency, &link->latency_s);
 }
 
-Status ReadGemmEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
-  const std::string path = gpu_reader.Path("gemm_efficiency");
-  const json& table = gpu.at("gemm_efficiency");
-  if (!table.is_array() || table.empty())
-    return Status::InvalidArgument(
-        fmt::format("hardware field '{}' must be a non-empty array", path));
+// Calls read(reader, item path) for every element of the array gpu[key];
+// each must be an object. Messages name the element ("gpu.key[3]").
+template <typename Read>
+Status ReadObjectArray(const Reader& gpu_reader, const json& gpu, const char* key, bool non_empty,
+                       Read&& read) {
+  const std::string path = gpu_reader.Path(key);
+  const json& table = gpu.at(key);
+  if (!table.is_array() || (non_empty && table.empty()))
+    return Status::InvalidArgument(fmt::format("hardware field '{}' must be a {}array", path,
+                                               non_empty ? "non-empty " : ""));
   for (size_t i = 0; i < table.size(); ++i) {
     std::string item = fmt::format("{}[{}]", path, i);
     if (!table[i].is_object())
       return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
-    Reader r(table[i], item);
-    GemmEfficiencyPoint p;
-    P3D_RETURN_IF_ERROR(r.Positive("flops", kMaxRate, &p.flops));
-    P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &p.efficiency));
-    if (!out->gemm_efficiency.empty() && p.flops <= out->gemm_efficiency.back().flops)
-      return Status::InvalidArgument(
-          fmt::format("hardware field '{}.flops' must increase along the table", item));
-    out->gemm_efficiency.push_back(p);
+    P3D_RETURN_IF_ERROR(read(Reader(table[i], item), item));
   }
   return Status::Ok();
+}
+
+// A table of {x_key, efficiency} points with x increasing (GEMM FLOPs, HBM bytes).
+Status ReadEfficiencyTable(const Reader& gpu_reader, const json& gpu, const char* key,
+                           const char* x_key, double x_max, bool non_empty,
+                           std::vector<GemmEfficiencyPoint>* out) {
+  return ReadObjectArray(gpu_reader, gpu, key, non_empty,
+                         [&](const Reader& r, const std::string& item) -> Status {
+                           GemmEfficiencyPoint p;
+                           P3D_RETURN_IF_ERROR(r.Positive(x_key, x_max, &p.flops));
+                           P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &p.efficiency));
+                           if (!out->empty() && p.flops <= out->back().flops)
+                             return Status::InvalidArgument(fmt::format(
+                                 "hardware field '{}.{}' must increase along the table", item,
+                                 x_key));
+                           out->push_back(p);
+                           return Status::Ok();
+                         });
 }
 
 Status ReadAttentionEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
-  const std::string path = gpu_reader.Path("attention_efficiency");
-  const json& table = gpu.at("attention_efficiency");
-  if (!table.is_array())
-    return Status::InvalidArgument(fmt::format("hardware field '{}' must be an array", path));
-  for (size_t i = 0; i < table.size(); ++i) {
-    std::string item = fmt::format("{}[{}]", path, i);
-    if (!table[i].is_object())
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
-    Reader r(table[i], item);
-    AttentionEfficiencyPoint p;
-    P3D_RETURN_IF_ERROR(r.Positive("head_dim", 1e6, &p.head_dim));
-    if (r.Has("seq")) P3D_RETURN_IF_ERROR(r.Positive("seq", 1e9, &p.seq));
-    P3D_RETURN_IF_ERROR(r.Positive("flops", kMaxRate, &p.flops));
-    P3D_RETURN_IF_ERROR(r.Positive("forward", 1.0, &p.forward));
-    P3D_RETURN_IF_ERROR(r.Positive("probs", 1.0, &p.probs));
-    P3D_RETURN_IF_ERROR(r.Positive("backward", 1.0, &p.backward));
-    out->attention_efficiency.push_back(p);
-  }
-  return Status::Ok();
+  return ReadObjectArray(gpu_reader, gpu, "attention_efficiency", false,
+                         [&](const Reader& r, const std::string&) -> Status {
+                           AttentionEfficiencyPoint p;
+                           P3D_RETURN_IF_ERROR(r.Positive("head_dim", 1e6, &p.head_dim));
+                           if (r.Has("seq")) P3D_RETURN_IF_ERROR(r.Positive("seq", 1e9, &p.seq));
+                           P3D_RETURN_IF_ERROR(r.Positive("flops", kMaxRate, &p.flops));
+                           P3D_RETURN_IF_ERROR(r.Positive("forward", 1.0, &p.forward));
+                           P3D_RETURN_IF_ERROR(r.Positive("probs", 1.0, &p.probs));
+                           P3D_RETURN_IF_ERROR(r.Positive("backward", 1.0, &p.backward));
+                           out->attention_efficiency.push_back(p);
+                           return Status::Ok();
+                         });
 }
 
 Status ReadGemmShapes(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
-  const std::string path = gpu_reader.Path("gemm_shapes");
-  const json& table = gpu.at("gemm_shapes");
-  if (!table.is_array())
-    return Status::InvalidArgument(fmt::format("hardware field '{}' must be an array", path));
-  for (size_t i = 0; i < table.size(); ++i) {
-    std::string item = fmt::format("{}[{}]", path, i);
-    if (!table[i].is_object())
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
-    Reader r(table[i], item);
-    GemmShapeTime t;
-    for (auto [key, v] : {std::pair{"m", &t.m}, {"n", &t.n}, {"k", &t.k}}) {
-      Status s = r.Positive(key, 1e9, v);
-      if (!s.ok()) return s;
-    }
-    for (auto [key, v] : {std::pair{"fwd_s", &t.fwd_s}, {"dx_s", &t.dx_s}, {"dw_s", &t.dw_s}}) {
-      Status s = r.Positive(key, kMaxLatency * 1e3, v);
-      if (!s.ok()) return s;
-    }
-    out->gemm_shapes.push_back(t);
-  }
-  return Status::Ok();
-}
-
-Status ReadHbmBySize(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
-  const std::string path = gpu_reader.Path("hbm_efficiency_by_bytes");
-  const json& table = gpu.at("hbm_efficiency_by_bytes");
-  if (!table.is_array())
-    return Status::InvalidArgument(fmt::format("hardware field '{}' must be an array", path));
-  for (size_t i = 0; i < table.size(); ++i) {
-    std::string item = fmt::format("{}[{}]", path, i);
-    if (!table[i].is_object())
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be an object", item));
-    Reader r(table[i], item);
-    GemmEfficiencyPoint p;
-    P3D_RETURN_IF_ERROR(r.Positive("bytes", kMaxBytes, &p.flops));
-    P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &p.efficiency));
-    if (!out->hbm_efficiency_by_bytes.empty() && p.flops <= out->hbm_efficiency_by_bytes.back().flops)
-      return Status::InvalidArgument(
-          fmt::format("hardware field '{}.bytes' must increase along the table", item));
-    out->hbm_efficiency_by_bytes.push_back(p);
-  }
-  return Status::Ok();
+  return ReadObjectArray(
+      gpu_reader, gpu, "gemm_shapes", false, [&](const Reader& r, const std::string&) -> Status {
+        GemmShapeTime t;
+        for (auto [key, v] : {std::pair{"m", &t.m}, {"n", &t.n}, {"k", &t.k}})
+          P3D_RETURN_IF_ERROR(r.Positive(key, 1e9, v));
+        for (auto [key, v] : {std::pair{"fwd_s", &t.fwd_s}, {"dx_s", &t.dx_s}, {"dw_s", &t.dw_s}})
+          P3D_RETURN_IF_ERROR(r.Positive(key, kMaxLatency * 1e3, v));
+        out->gemm_shapes.push_back(t);
+        return Status::Ok();
+      });
 }
 
 // Optional calibrated figures (absent: the catalog's behaviour).
 Status ReadGpuCalibrated(const Reader& r, const json& gpu, GpuSpec* g) {
-  if (r.Has("hbm_efficiency_by_bytes")) P3D_RETURN_IF_ERROR(ReadHbmBySize(r, gpu, g));
+  if (r.Has("hbm_efficiency_by_bytes"))
+    P3D_RETURN_IF_ERROR(ReadEfficiencyTable(r, gpu, "hbm_efficiency_by_bytes", "bytes", kMaxBytes,
+                                            false, &g->hbm_efficiency_by_bytes));
   if (r.Has("gemm_shapes")) P3D_RETURN_IF_ERROR(ReadGemmShapes(r, gpu, g));
   if (r.Has("attention_efficiency")) P3D_RETURN_IF_ERROR(ReadAttentionEfficiency(r, gpu, g));
   if (r.Has("optimizer_efficiency"))
@@ -239,7 +217,9 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
       P3D_RETURN_IF_ERROR(rr.Positive("nccl_p2p_bytes", kMaxBytes, &g->runtime.nccl_p2p_bytes));
   }
   P3D_RETURN_IF_ERROR(ReadGpuCalibrated(r, *j, g));
-  if (r.Has("gemm_efficiency")) return ReadGemmEfficiency(r, *j, g);
+  if (r.Has("gemm_efficiency"))
+    return ReadEfficiencyTable(r, *j, "gemm_efficiency", "flops", kMaxRate, true,
+                               &g->gemm_efficiency);
   g->gemm_efficiency = DefaultGemmEfficiency(g->name);
   return Status::Ok();
 }

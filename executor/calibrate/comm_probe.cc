@@ -79,26 +79,6 @@ class DeviceDelay {
   std::unique_ptr<Matmul> mm_;
 };
 
-// Mean seconds of `reps` collectives queued behind the delay (after `warmup`).
-template <typename Launch>
-StatusOr<double> TimeBehindDelay(Launch&& launch, DeviceDelay& delay, int warmup, int reps,
-                                 cudaStream_t stream) {
-  for (int i = 0; i < warmup; ++i) P3D_RETURN_IF_ERROR(launch());
-  cudaEvent_t start, stop;
-  P3D_CAL_CUDA(cudaEventCreate(&start));
-  P3D_CAL_CUDA(cudaEventCreate(&stop));
-  P3D_RETURN_IF_ERROR(delay.Enqueue(stream));
-  P3D_CAL_CUDA(cudaEventRecord(start, stream));
-  for (int i = 0; i < reps; ++i) P3D_RETURN_IF_ERROR(launch());
-  P3D_CAL_CUDA(cudaEventRecord(stop, stream));
-  P3D_CAL_CUDA(cudaEventSynchronize(stop));
-  float ms = 0;
-  P3D_CAL_CUDA(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms * 1e-3 / reps;
-}
-
 float Expected(const std::string& op, const Counts& k, int rank, int n, size_t i) {
   if (op == "all-reduce") return static_cast<float>(n * (n + 1) / 2 * (i % 13 + 1));
   if (op == "reduce-scatter") {
@@ -141,9 +121,10 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector
       if (wrong)
         return Status::Internal(
             fmt::format("rank {}: {} of {} bytes gave {} wrong elements", rank, op, bytes, wrong));
-      P3D_ASSIGN_OR_RETURN(double mean,
-                           TimeBehindDelay([&]() { return Issue(op, world, k, send, recv, stream); },
-                                           delay, 3, 10, stream));
+      P3D_ASSIGN_OR_RETURN(
+          double mean,
+          TimeLaunchesAfter([&]() { return delay.Enqueue(stream); },
+                            [&]() { return Issue(op, world, k, send, recv, stream); }, 3, 10, stream));
       // The slowest rank's time is the collective's time.
       P3D_CAL_CUDA(cudaMemcpy(slowest, &mean, sizeof(double), cudaMemcpyHostToDevice));
       P3D_RETURN_IF_ERROR(world.AllReduce(slowest, slowest, 1, ncclFloat64, ncclMax, stream));

@@ -43,6 +43,11 @@ class Progress {
 // Calls launch() `warmup` times, then times `reps` calls; mean seconds per call.
 template <typename Launch>
 StatusOr<double> TimeLaunches(Launch&& launch, int warmup, int reps, cudaStream_t stream);
+// The same with prelude() enqueued after the warm-up and before the timed
+// calls (outside the timing): e.g. device work the timed calls queue behind.
+template <typename Prelude, typename Launch>
+StatusOr<double> TimeLaunchesAfter(Prelude&& prelude, Launch&& launch, int warmup, int reps,
+                                   cudaStream_t stream);
 
 // Runtime memory ("runtime" object): free memory after the CUDA context, a
 // cuBLASLt handle and one GEMM (their buffers freed again), the card's total
@@ -118,12 +123,14 @@ StatusOr<nlohmann::json> ProbeInterference(Communicator& comm, const Progress& p
                                      cudaGetErrorString(p3d_cal_err_)); \
   } while (0)
 
-template <typename Launch>
-StatusOr<double> TimeLaunches(Launch&& launch, int warmup, int reps, cudaStream_t stream) {
+template <typename Prelude, typename Launch>
+StatusOr<double> TimeLaunchesAfter(Prelude&& prelude, Launch&& launch, int warmup, int reps,
+                                   cudaStream_t stream) {
   for (int i = 0; i < warmup; ++i) P3D_RETURN_IF_ERROR(launch());
   cudaEvent_t start, stop;
   P3D_CAL_CUDA(cudaEventCreate(&start));
   P3D_CAL_CUDA(cudaEventCreate(&stop));
+  P3D_RETURN_IF_ERROR(prelude());
   P3D_CAL_CUDA(cudaEventRecord(start, stream));
   for (int i = 0; i < reps; ++i) P3D_RETURN_IF_ERROR(launch());
   P3D_CAL_CUDA(cudaEventRecord(stop, stream));
@@ -134,6 +141,11 @@ StatusOr<double> TimeLaunches(Launch&& launch, int warmup, int reps, cudaStream_
   cudaEventDestroy(stop);
   P3D_CAL_CUDA(cudaGetLastError());
   return ms * 1e-3 / reps;
+}
+
+template <typename Launch>
+StatusOr<double> TimeLaunches(Launch&& launch, int warmup, int reps, cudaStream_t stream) {
+  return TimeLaunchesAfter([] { return Status::Ok(); }, launch, warmup, reps, stream);
 }
 
 }  // namespace p3d
