@@ -11,8 +11,15 @@
 // (QK^T and P*V over B*NH/TP heads) with the softmax in between, which is
 // what the executor runs first (no fused/flash attention); a batched call's
 // efficiency is looked up at the FLOPs of the whole call.
-// Memory-bound ops: bytes moved / (HBM bandwidth * hbm_efficiency); every
-// op's bytes are listed in compute_model.cc and docs/time-model.md.
+// Calibrated profiles (docs/calibration.md) replace three of these with
+// measurements: a GEMM of a measured plan shape takes its measured time
+// (GpuSpec::gemm_shapes), the attention core is timed as a unit from its
+// measured efficiency (GpuSpec::attention_efficiency: GEMMs, softmax and head
+// layouts together), and each memory-bound op runs at the measured efficiency
+// of its size (GpuSpec::hbm_efficiency_by_bytes).
+// Memory-bound ops: bytes moved / (HBM bandwidth * HbmEfficiency(bytes)), one
+// kernel per op; every op's bytes are listed in compute_model.cc and
+// docs/time-model.md.
 // Backward GEMMs: dX = dY W^T and dW = X^T dY per weight GEMM; the attention
 // core's four backward batched GEMMs (dP, dV, dS->dQ, dK).
 // Recompute: selective re-runs the attention core forward (two batched GEMMs,
@@ -78,7 +85,8 @@ double MemoryBoundSeconds(const GpuSpec& gpu, double bytes);
 // AdamW step over `params` parameters on one GPU: reads fp32 master, m, v and
 // the gradient, writes master, m, v and the bf16 working copy, plus one read
 // of the gradient for the global-norm clip:
-//   bytes/param = 2*(master + optimizer) + 2*grad + param  (34 for the default recipe).
+//   bytes/param = 2*(master + optimizer) + 2*grad + param  (34 for the default recipe),
+// at hbm * optimizer_efficiency when calibrated, else hbm * hbm_efficiency.
 double OptimizerSeconds(const GpuSpec& gpu, const Precision& precision, double params);
 
 }  // namespace p3d
