@@ -55,6 +55,7 @@
 #include "common/status.h"
 #include "executor/attention_core.h"
 #include "executor/data_parallel.h"
+#include "executor/kernels/norm.h"
 #include "executor/kernels/optimizer.h"
 #include "executor/kernels/softmax.h"
 #include "executor/matmul.h"
@@ -281,6 +282,15 @@ class Model final : public PipelineStage {
                         float* db, int64_t rows, int64_t in, int64_t out);
   // The attention core of this rank with the step's shapes and buffers.
   AttentionCore Core() const;
+  // A layer's two pre-norms (before attention, before the MLP): where their
+  // input, parameters, output and saved statistics live (byte offsets / elements).
+  enum class PreNorm { kAttention, kMlp };
+  struct PreNormSite {
+    int64_t x, weight, bias, out, mean, rstd;
+  };
+  PreNormSite Site(PreNorm which, int64_t layer) const;
+  NormForwardArgs PreNormForward(PreNorm which, int64_t layer) const;
+  NormBackwardArgs PreNormBackward(PreNorm which, int64_t layer, const bf16* dy) const;
   Status LayerForward(int64_t layer, bool write_output);
   Status LayerBackward(int64_t layer);
   // x: the last layer's output (x_final, or the last chunk's output slot).

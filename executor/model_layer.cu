@@ -126,6 +126,52 @@ Status Model::UploadBatch(std::span<const int32_t> tokens, std::span<const int32
   return Status::Ok();
 }
 
+// The two pre-norms of layer l on this rank's token rows (T/TP with sequence
+// parallelism): input, parameters and saved statistics of each.
+Model::PreNormSite Model::Site(PreNorm which, int64_t l) const {
+  const LayerParamOffsets& w = params_.layers[l];
+  const LayerActivationOffsets& o = Acts(l);
+  if (which == PreNorm::kAttention)
+    return {o.x_in, w.norm1_w, w.norm1_b, o.norm1_out, o.norm1_mean, o.norm1_rstd};
+  return {o.x_mid, w.norm2_w, w.norm2_b, o.norm2_out, o.norm2_mean, o.norm2_rstd};
+}
+
+NormForwardArgs Model::PreNormForward(PreNorm which, int64_t l) const {
+  const PreNormSite n = Site(which, l);
+  const bool gpt2 = config_.spec.arch == Arch::kGpt2;
+  return {gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm,
+          At<bf16>(n.x),
+          W(n.weight),
+          WOpt(n.bias),
+          At<bf16>(n.out),
+          gpt2 ? At<float>(n.mean) : nullptr,
+          At<float>(n.rstd),
+          StreamTokens(),
+          local_.hidden,
+          config_.norm_eps};
+}
+
+// dy: the gradient of the norm's output; the residual-stream gradient (d
+// residual) is added into it in place.
+NormBackwardArgs Model::PreNormBackward(PreNorm which, int64_t l, const bf16* dy) const {
+  const PreNormSite n = Site(which, l);
+  const bool gpt2 = config_.spec.arch == Arch::kGpt2;
+  bf16* dres = At<bf16>(plan_.dres);
+  return {gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm,
+          dy,
+          At<bf16>(n.x),
+          W(n.weight),
+          gpt2 ? At<float>(n.mean) : nullptr,
+          At<float>(n.rstd),
+          dres,
+          dres,
+          G(n.weight),
+          GOpt(n.bias),
+          At<float>(plan_.column_partials),
+          StreamTokens(),
+          local_.hidden};
+}
+
 Status Model::LayerForward(int64_t l, bool write_output) {
   const ModelSpec& m = config_.spec;
   const LayerParamOffsets& w = params_.layers[l];
@@ -133,21 +179,10 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   const int64_t T = Tokens(), Tl = StreamTokens();
   const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
   const bool gpt2 = m.arch == Arch::kGpt2;
-  const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
   bf16* branch = At<bf16>(plan_.branch);
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  NormForwardArgs n1{norm,
-                     At<bf16>(o.x_in),
-                     W(w.norm1_w),
-                     WOpt(w.norm1_b),
-                     At<bf16>(o.norm1_out),
-                     gpt2 ? At<float>(o.norm1_mean) : nullptr,
-                     At<float>(o.norm1_rstd),
-                     Tl,
-                     H,
-                     config_.norm_eps};
-  P3D_RETURN_IF_ERROR(NormForward(n1, stream_));
+  P3D_RETURN_IF_ERROR(NormForward(PreNormForward(PreNorm::kAttention, l), stream_));
   const bf16* norm1_full = nullptr;
   P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm1_out), &norm1_full));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
@@ -165,17 +200,7 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   P3D_RETURN_IF_ERROR(ReduceTokens(branch, &attn));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   P3D_RETURN_IF_ERROR(ResidualAdd(At<bf16>(o.x_in), attn, At<bf16>(o.x_mid), Tl * H, stream_));
-  NormForwardArgs n2{norm,
-                     At<bf16>(o.x_mid),
-                     W(w.norm2_w),
-                     WOpt(w.norm2_b),
-                     At<bf16>(o.norm2_out),
-                     gpt2 ? At<float>(o.norm2_mean) : nullptr,
-                     At<float>(o.norm2_rstd),
-                     Tl,
-                     H,
-                     config_.norm_eps};
-  P3D_RETURN_IF_ERROR(NormForward(n2, stream_));
+  P3D_RETURN_IF_ERROR(NormForward(PreNormForward(PreNorm::kMlp, l), stream_));
   const bf16* norm2_full = nullptr;
   P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm2_out), &norm2_full));
 
@@ -207,10 +232,8 @@ Status Model::LayerBackward(int64_t l) {
   const int64_t T = Tokens(), Tl = StreamTokens();
   const int64_t H = local_.hidden, F = local_.ffn, Eq = local_.q_dim();
   const bool gpt2 = m.arch == Arch::kGpt2;
-  const NormKind norm = gpt2 ? NormKind::kLayerNorm : NormKind::kRmsNorm;
   bf16* dres = At<bf16>(plan_.dres);
   bf16* branch = At<bf16>(plan_.branch);
-  float* partials = At<float>(plan_.column_partials);
 
   if (config_.shape.recompute == Recompute::kFull) {
     P3D_RETURN_IF_ERROR(LayerForward(l, /*write_output=*/false));
@@ -238,20 +261,7 @@ Status Model::LayerBackward(int64_t l) {
   bf16* dnorm2 = nullptr;
   P3D_RETURN_IF_ERROR(ReduceTokens(branch, &dnorm2));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  NormBackwardArgs n2{norm,
-                      dnorm2,
-                      At<bf16>(o.x_mid),
-                      W(w.norm2_w),
-                      gpt2 ? At<float>(o.norm2_mean) : nullptr,
-                      At<float>(o.norm2_rstd),
-                      dres,
-                      dres,
-                      G(w.norm2_w),
-                      GOpt(w.norm2_b),
-                      partials,
-                      Tl,
-                      H};
-  P3D_RETURN_IF_ERROR(NormBackward(n2, stream_));
+  P3D_RETURN_IF_ERROR(NormBackward(PreNormBackward(PreNorm::kMlp, l, dnorm2), stream_));
 
   // Attention.
   P3D_RETURN_IF_ERROR(GatherTokens(dres, &dy));
@@ -277,20 +287,7 @@ Status Model::LayerBackward(int64_t l) {
   bf16* dnorm1 = nullptr;
   P3D_RETURN_IF_ERROR(ReduceTokens(branch, &dnorm1));
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  NormBackwardArgs n1{norm,
-                      dnorm1,
-                      At<bf16>(o.x_in),
-                      W(w.norm1_w),
-                      gpt2 ? At<float>(o.norm1_mean) : nullptr,
-                      At<float>(o.norm1_rstd),
-                      dres,
-                      dres,
-                      G(w.norm1_w),
-                      GOpt(w.norm1_b),
-                      partials,
-                      Tl,
-                      H};
-  return NormBackward(n1, stream_);
+  return NormBackward(PreNormBackward(PreNorm::kAttention, l, dnorm1), stream_);
 }
 
 }  // namespace p3d
