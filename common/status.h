@@ -19,7 +19,7 @@ namespace p3d {
 
 class Status {
  public:
-  enum class Code { kOk = 0, kInvalidArgument, kNotFound, kInfeasible, kIoError, kInternal };
+  enum class Code { kOk = 0, kInvalidArgument, kNotFound, kInfeasible, kIoError, kInternal, kUnavailable };
 
   Status() = default;  // OK.
   static Status Ok() { return Status(); }
@@ -29,6 +29,8 @@ class Status {
   static Status Infeasible(std::string msg) { return Status(Code::kInfeasible, std::move(msg)); }
   static Status IoError(std::string msg) { return Status(Code::kIoError, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(Code::kInternal, std::move(msg)); }
+  // A resource the request needs is absent on this machine (no GPU, no driver).
+  static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -72,6 +74,7 @@ inline std::string Status::ToString() const {
     case Code::kInfeasible: return "infeasible: " + message_;
     case Code::kIoError: return "I/O error: " + message_;
     case Code::kInternal: return "internal error: " + message_;
+    case Code::kUnavailable: return "unavailable: " + message_;
   }
   return message_;
 }

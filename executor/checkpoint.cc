@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "common/input_file.h"
 #include "models/model_json.h"
 
 namespace p3d {
@@ -32,7 +33,9 @@ Status SaveCheckpoint(const std::string& path, const Model& model, const Checkpo
                            {"seed", info.seed},
                            {"adam_steps", info.adam_steps}};
   const std::string text = header.dump();
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  // Written beside the old checkpoint and renamed over it only when complete.
+  const std::string tmp = TempPathFor(path);
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
   if (!out) return Status::IoError(fmt::format("checkpoint '{}' cannot be created", path));
   const uint64_t len = text.size();
   out.write(kMagic, sizeof(kMagic));
@@ -41,15 +44,20 @@ Status SaveCheckpoint(const std::string& path, const Model& model, const Checkpo
   std::vector<char> buf;
   for (const BufferSpec& b : kBuffers) {
     buf.resize(model.params().total * b.element_bytes);
-    P3D_RETURN_IF_ERROR(model.CopyOut(b.which, buf.data()));
+    Status copied = model.CopyOut(b.which, buf.data());
+    if (!copied.ok()) {
+      out.close();
+      (void)CommitTempFile(tmp, path, false, "checkpoint");
+      return copied;
+    }
     out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
   }
   out.close();
-  if (!out) return Status::IoError(fmt::format("checkpoint '{}': write failed", path));
-  return Status::Ok();
+  return CommitTempFile(tmp, path, static_cast<bool>(out), "checkpoint");
 }
 
 StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, Model& model) {
+  P3D_RETURN_IF_ERROR(CheckInputFile(path, "checkpoint", int64_t{1} << 50).status());
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IoError(fmt::format("checkpoint '{}' cannot be opened", path));
   char magic[8] = {};

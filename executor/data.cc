@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "common/input_file.h"
 #include "executor/rng.h"
 
 namespace p3d {
@@ -103,6 +104,8 @@ StatusOr<TokenDType> ParseTokenDType(const std::string& name) {
 StatusOr<std::unique_ptr<TokenSource>> MakeFileSource(const std::string& path, TokenDType dtype,
                                                       int64_t vocab, const BatchShape& shape) {
   P3D_RETURN_IF_ERROR(CheckShape(shape));
+  // Held in host memory as int32 (2x a uint16 file): 16 GiB of tokens at most.
+  P3D_RETURN_IF_ERROR(CheckInputFile(path, "data file", int64_t{16} << 30).status());
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IoError(fmt::format("data file '{}' cannot be opened", path));
   std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -44,7 +44,7 @@
 #include "executor/parallel_context.h"
 #include "executor/param_layout.h"
 #include "models/model_spec.h"
-#include "planner/plan.h"
+#include "common/plan.h"
 
 namespace p3d {
 
@@ -107,7 +107,7 @@ struct TrainingShape {
 // `blocks` blocks of S/blocks, and block i's GEMMs touch keys [0, (i+1) S/blocks)
 // only, so the attention GEMMs and softmax do (blocks+1)/(2 blocks) of the
 // full-square work (5/8 for 4 blocks). The default rule, DefaultAttentionBlocks,
-// and the loss chunk, kDefaultLogitsChunkTokens, live in planner/plan.h so the
+// and the loss chunk, kDefaultLogitsChunkTokens, live in common/plan.h so the
 // simulator assumes exactly what the executor does.
 inline constexpr int64_t kDefaultLogitsChunk = kDefaultLogitsChunkTokens;
 

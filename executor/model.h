@@ -19,7 +19,7 @@
 // dlogits bf16 = chunk * PaddedVocab(V) * 6 bytes (V = 50257: 295 MiB at 1024),
 // and the chunk's head backward runs immediately, so no [T, V] tensor exists.
 //
-// Recompute (same meaning as planner/plan.h Recompute):
+// Recompute (same meaning as common/plan.h Recompute):
 //   none       every activation the backward needs is stored
 //   selective  attention probabilities are not stored; backward recomputes
 //              q k^T and the softmax from the stored q, k (Korthikanti et al.)

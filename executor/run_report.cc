@@ -6,18 +6,6 @@
 #include "models/model_json.h"
 
 namespace p3d {
-namespace {
-
-constexpr Recompute kRecomputeModes[] = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
-
-}  // namespace
-
-StatusOr<Recompute> ParseRecompute(const std::string& name) {
-  for (Recompute r : kRecomputeModes)
-    if (name == RecomputeName(r)) return r;
-  return Status::InvalidArgument(
-      fmt::format("--recompute '{}' is not one of: none, selective, full", name));
-}
 
 std::string FormatStep(const StepRecord& s) {
   return fmt::format("step {:5d}  loss {:.4f}  grad-norm {:.3f}  time {:.1f} ms", s.step, s.loss,

@@ -11,9 +11,6 @@
 
 namespace p3d {
 
-// "none" | "selective" | "full" -> Recompute; error lists the choices.
-StatusOr<Recompute> ParseRecompute(const std::string& name);
-
 // One line per step: "step    12  loss 5.4321  grad-norm 1.234  time 123.4 ms".
 std::string FormatStep(const StepRecord& step);
 

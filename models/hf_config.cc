@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "models/json_fields.h"
+#include "common/json_fields.h"
 #include "models/model_file.h"
 
 namespace p3d {
@@ -102,7 +102,7 @@ StatusOr<ModelSpec> ParseHfConfig(const nlohmann::json& config, const std::strin
 }
 
 StatusOr<ModelSpec> LoadHfConfig(const std::string& path) {
-  P3D_ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonFile(path));
+  P3D_ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonFile(path, "model config"));
   return ParseHfConfigAt(config, ModelNameFromPath(path), path);
 }
 

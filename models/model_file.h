@@ -9,10 +9,6 @@
 
 namespace p3d {
 
-// Reads and parses a JSON file. Unreadable files are IoError; malformed or
-// truncated JSON is InvalidArgument with the parser's position. Both name `path`.
-StatusOr<nlohmann::json> ReadJsonFile(const std::string& path);
-
 // ".../Llama-2-7b-hf/config.json" -> "Llama-2-7b-hf"; ".../my-model.json" -> "my-model".
 std::string ModelNameFromPath(const std::string& path);
 

@@ -6,7 +6,7 @@
 #include <array>
 #include <string_view>
 
-#include "models/json_fields.h"
+#include "common/json_fields.h"
 
 namespace p3d {
 namespace {

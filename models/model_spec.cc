@@ -54,20 +54,31 @@ int64_t ModelSpec::ActiveParams() const {
 }
 
 Status Validate(const ModelSpec& m) {
-  auto positive = [&](const char* field, int64_t v) -> Status {
+  // Documented limits (docs/models.md): far above any published model, low
+  // enough that every count below fits int64 and the search stays bounded.
+  auto in_range = [&](const char* field, int64_t v, int64_t max) -> Status {
     if (v <= 0) return Status::InvalidArgument(fmt::format("model field '{}' must be positive, got {}", field, v));
-    if (v > (int64_t{1} << 40)) return Status::InvalidArgument(fmt::format("model field '{}' is implausibly large: {}", field, v));
+    if (v > max)
+      return Status::InvalidArgument(fmt::format("model field '{}' is {}, over the limit of {}", field, v, max));
     return Status::Ok();
   };
-  P3D_RETURN_IF_ERROR(positive("layers", m.layers));
-  P3D_RETURN_IF_ERROR(positive("hidden", m.hidden));
-  P3D_RETURN_IF_ERROR(positive("ffn", m.ffn));
-  P3D_RETURN_IF_ERROR(positive("heads", m.heads));
-  P3D_RETURN_IF_ERROR(positive("kv_heads", m.kv_heads));
-  P3D_RETURN_IF_ERROR(positive("vocab", m.vocab));
-  P3D_RETURN_IF_ERROR(positive("experts", m.experts));
-  P3D_RETURN_IF_ERROR(positive("experts_per_token", m.experts_per_token));
-  if (m.arch == Arch::kGpt2) P3D_RETURN_IF_ERROR(positive("max_positions", m.max_positions));
+  P3D_RETURN_IF_ERROR(in_range("layers", m.layers, kMaxModelLayers));
+  P3D_RETURN_IF_ERROR(in_range("hidden", m.hidden, kMaxModelWidth));
+  P3D_RETURN_IF_ERROR(in_range("ffn", m.ffn, kMaxModelWidth));
+  P3D_RETURN_IF_ERROR(in_range("heads", m.heads, kMaxModelHeads));
+  P3D_RETURN_IF_ERROR(in_range("kv_heads", m.kv_heads, kMaxModelHeads));
+  P3D_RETURN_IF_ERROR(in_range("vocab", m.vocab, kMaxModelVocab));
+  P3D_RETURN_IF_ERROR(in_range("experts", m.experts, kMaxModelExperts));
+  P3D_RETURN_IF_ERROR(in_range("experts_per_token", m.experts_per_token, kMaxModelExperts));
+  if (m.arch == Arch::kGpt2) P3D_RETURN_IF_ERROR(in_range("max_positions", m.max_positions, kMaxModelPositions));
+  // The parameter count in floating point first: the int64 counts must not overflow.
+  const double h = static_cast<double>(m.hidden);
+  const double approx = static_cast<double>(m.layers) * (4 * h * h + 3 * h * static_cast<double>(m.ffn) *
+                                                         static_cast<double>(m.experts)) +
+                        2 * h * static_cast<double>(m.vocab + m.max_positions);
+  if (approx > kMaxModelParams)
+    return Status::InvalidArgument(fmt::format("model: about {:.3g} parameters, over the limit of {:.0e}", approx,
+                                               kMaxModelParams));
   if (m.hidden % m.heads != 0)
     return Status::InvalidArgument(fmt::format("model: hidden {} is not divisible by heads {}", m.hidden, m.heads));
   if (m.heads % m.kv_heads != 0)

@@ -55,8 +55,19 @@ struct ModelSpec {
   int64_t ActiveParams() const;
 };
 
-// Checks internal consistency: positive sizes, heads divide hidden, kv_heads
-// divide heads, experts_per_token <= experts. Messages name the field.
+// Limits every model must respect (docs/models.md): far above any published
+// model; they keep every count in int64 and every search bounded.
+inline constexpr int64_t kMaxModelLayers = 16384;
+inline constexpr int64_t kMaxModelWidth = int64_t{1} << 20;      // hidden, ffn
+inline constexpr int64_t kMaxModelHeads = 65536;
+inline constexpr int64_t kMaxModelVocab = int64_t{1} << 24;
+inline constexpr int64_t kMaxModelPositions = int64_t{1} << 24;
+inline constexpr int64_t kMaxModelExperts = 65536;
+inline constexpr double kMaxModelParams = 1e15;
+
+// Checks internal consistency: sizes positive and within the limits above,
+// heads divide hidden, kv_heads divide heads, experts_per_token <= experts.
+// Messages name the field.
 Status Validate(const ModelSpec& model);
 
 }  // namespace p3d

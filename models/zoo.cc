@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
-#include "models/json_fields.h"
+#include "common/json_fields.h"
 #include "models/model_file.h"
 #include "models/model_json.h"
 #include "models/size_shorthand.h"

@@ -4,7 +4,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <fstream>
+
+#include "common/json_fields.h"
 
 #include "common/units.h"
 #include "planner/report.h"
@@ -30,13 +31,23 @@ const json* Find(const json& root, const std::string& dotted) {
   }
 }
 
+// Every figure of a saved prediction or a run is a size, a time, a rate or a
+// count: finite and not negative.
 StatusOr<double> Number(const json& root, const std::string& path, const std::string& file) {
   const json* j = Find(root, path);
   if (!j) return Status::InvalidArgument(fmt::format("{}: field '{}' is missing", file, path));
-  if (!j->is_number() || !std::isfinite(j->get<double>()))
+  if (!j->is_number() || !std::isfinite(j->get<double>()) || j->get<double>() < 0)
     return Status::InvalidArgument(
-        fmt::format("{}: field '{}' must be a number, got {}", file, path, j->dump()));
+        fmt::format("{}: field '{}' must be a non-negative number, got {}", file, path, j->dump()));
   return j->get<double>();
+}
+
+// A measured figure that must exist and be positive (a step time, a peak).
+StatusOr<double> Measured(const json& root, const std::string& path, const std::string& file) {
+  P3D_ASSIGN_OR_RETURN(double v, Number(root, path, file));
+  if (v <= 0)
+    return Status::InvalidArgument(fmt::format("{}: field '{}' must be positive, got {}", file, path, v));
+  return v;
 }
 
 // A number that may be absent (or null); present but not a number is an error.
@@ -110,12 +121,9 @@ StatusOr<FitCheck> PredictedFit(const SavedPlan& p, const std::string& plan_file
 }
 
 StatusOr<json> ReadJson(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) return Status::IoError(fmt::format("cannot open {} file '{}'", what, path));
-  json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object())
-    return Status::InvalidArgument(
-        fmt::format("{} file '{}' is not a JSON object (truncated or malformed?)", what, path));
+  P3D_ASSIGN_OR_RETURN(json doc, ReadJsonFile(path, fmt::format("{} file", what)));
+  if (!doc.is_object())
+    return Status::InvalidArgument(fmt::format("{} file '{}' is not a JSON object", what, path));
   return doc;
 }
 
@@ -181,9 +189,9 @@ StatusOr<Comparison> CompareRun(const json& plan_doc, const std::string& plan_fi
     return Number(p.prediction, field, plan_file + ": prediction");
   };
   // Memory.
-  P3D_ASSIGN_OR_RETURN(double arena, Number(m, "memory.arena_bytes", file));
-  P3D_ASSIGN_OR_RETURN(double used_peak, Number(m, "memory.device_used_peak_bytes", file));
-  P3D_ASSIGN_OR_RETURN(double cuda_total, Number(m, "memory.device_total_bytes", file));
+  P3D_ASSIGN_OR_RETURN(double arena, Measured(m, "memory.arena_bytes", file));
+  P3D_ASSIGN_OR_RETURN(double used_peak, Measured(m, "memory.device_used_peak_bytes", file));
+  P3D_ASSIGN_OR_RETURN(double cuda_total, Measured(m, "memory.device_total_bytes", file));
   const double card = p.request.cluster.gpu.memory_bytes;
   // The driver's reserve is visible only against the card's full size.
   const double reserve =
@@ -208,7 +216,7 @@ StatusOr<Comparison> CompareRun(const json& plan_doc, const std::string& plan_fi
   // Time.
   ComparedFigure step = Figure("time.step_s", "s");
   P3D_ASSIGN_OR_RETURN(step.predicted, predicted("time.step_s"));
-  P3D_ASSIGN_OR_RETURN(step.measured, MaybeNumber(m, "summary.step_time_s.median", file));
+  P3D_ASSIGN_OR_RETURN(step.measured, Measured(m, "summary.step_time_s.median", file));
   c.figures.push_back(step);
   P3D_ASSIGN_OR_RETURN(std::optional<double> gemm,
                        MaybeNumber(m, "profile.phase_seconds.gemm", file));

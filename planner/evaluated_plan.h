@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "models/model_spec.h"
-#include "planner/plan.h"
+#include "common/plan.h"
 #include "simulator/estimate.h"
 #include "simulator/hardware.h"
 

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <fstream>
 
+#include "common/input_file.h"
 #include "common/units.h"
 #include "models/zoo.h"
 #include "planner/explain.h"
@@ -15,14 +15,15 @@
 #include "planner/report.h"
 #include "planner/search.h"
 #include "simulator/hardware.h"
+#include "simulator/memory_model.h"
 #include "simulator/profile.h"
 
 namespace p3d {
 namespace {
 
 StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err) {
-  if (o.gpus < 1) return Status::InvalidArgument(fmt::format("--gpus must be >= 1, got {}", o.gpus));
-  if (o.gpus > (1 << 24)) return Status::InvalidArgument(fmt::format("--gpus {} is too large (max 16777216)", o.gpus));
+  if (o.gpus < 1 || o.gpus > kMaxGpus)
+    return Status::InvalidArgument(fmt::format("--gpus must be in 1..{}, got {}", kMaxGpus, o.gpus));
   if (o.claim_step_s && (!std::isfinite(*o.claim_step_s) || *o.claim_step_s <= 0))
     return Status::InvalidArgument(fmt::format("--claim-step must be a positive number of seconds, got {}", *o.claim_step_s));
   if (o.mem_gb && (!std::isfinite(*o.mem_gb) || *o.mem_gb <= 0 || *o.mem_gb > 100000))
@@ -58,6 +59,11 @@ StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err)
       return Status::InvalidArgument(fmt::format("--gpus-per-node must be in 1..4096, got {}", *o.gpus_per_node));
     cluster.node.gpus_per_node = *o.gpus_per_node;
   }
+  const int per_node = cluster.node.gpus_per_node;
+  if (o.gpus > per_node && o.gpus % per_node != 0)
+    return Status::InvalidArgument(fmt::format(
+        "rule whole-nodes: {} GPUs do not fill whole nodes of {} GPUs (--gpus-per-node); give a multiple of {}, "
+        "or fewer GPUs than one node", o.gpus, per_node, per_node));
   cluster.num_gpus = static_cast<int>(o.gpus);
   return cluster;
 }
@@ -66,10 +72,11 @@ StatusOr<TrainingSpec> ResolveTraining(const PlanCliOptions& o) {
   TrainingSpec t;
   if (o.global_batch) t.global_batch = *o.global_batch;
   if (o.seq) t.seq = *o.seq;
-  if (t.global_batch < 1 || t.global_batch > (int64_t{1} << 32))
-    return Status::InvalidArgument(fmt::format("--global-batch must be in 1..2^32, got {}", t.global_batch));
-  if (t.seq < 1 || t.seq > (int64_t{1} << 24))
-    return Status::InvalidArgument(fmt::format("--seq must be in 1..2^24, got {}", t.seq));
+  if (t.global_batch < 1 || t.global_batch > kMaxGlobalBatch)
+    return Status::InvalidArgument(
+        fmt::format("--global-batch must be in 1..{} sequences, got {}", kMaxGlobalBatch, t.global_batch));
+  if (t.seq < 1 || t.seq > kMaxSeq)
+    return Status::InvalidArgument(fmt::format("--seq must be in 1..{} tokens, got {}", kMaxSeq, t.seq));
   if (o.grad_dtype == "bf16") t.precision.grad_bytes = 2;
   else if (o.grad_dtype != "fp32")
     return Status::InvalidArgument(fmt::format("--grad-dtype must be fp32 or bf16, got '{}'", o.grad_dtype));
@@ -113,10 +120,10 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.micro_batch = o.micro_batch;
   s.fixed.sequence_parallel = o.sequence_parallel;
   if (!o.recompute.empty()) {
-    if (o.recompute == "none") s.fixed.recompute = Recompute::kNone;
-    else if (o.recompute == "selective") s.fixed.recompute = Recompute::kSelective;
-    else if (o.recompute == "full") s.fixed.recompute = Recompute::kFull;
-    else return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
+    Recompute recompute;
+    if (!ParseRecompute(o.recompute, &recompute))
+      return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
+    s.fixed.recompute = recompute;
   }
   if (!o.offload.empty()) {
     Offload offload;
@@ -129,13 +136,34 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   return s;
 }
 
-Status WriteFile(const std::string& path, const std::string& text, const char* what) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) return Status::IoError(fmt::format("cannot open {} file '{}' for writing", what, path));
-  f << text;
-  f.close();
-  if (!f) return Status::IoError(fmt::format("failed writing {} file '{}'", what, path));
-  return Status::Ok();
+// Plans above this fraction of GPU memory get a note: allocator fragmentation
+// and framework overheads p3d does not model can push them out (docs/metrics.md).
+constexpr double kHeadroomNoteFraction = 0.95;
+
+// Notes for listed fitting plans with little memory headroom.
+std::string HeadroomNotes(const PlanRequest& request, const std::vector<EvaluatedPlan>& plans) {
+  std::string notes;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    double used = plans[i].memory.peak().total() / request.cluster.gpu.memory_bytes;
+    if (plans[i].fits && used > kHeadroomNoteFraction)
+      notes += fmt::format("note: plan #{} uses {:.1f}% of GPU memory (over {:.0f}%): little headroom for "
+                           "fragmentation or overheads p3d does not model\n",
+                           i + 1, 100 * used, 100 * kHeadroomNoteFraction);
+  }
+  return notes;
+}
+
+// Why the best plan does not fit: GPU memory, or (with offload) the node's host memory.
+Status NoFitStatus(const PlanRequest& request, const EvaluatedPlan* best) {
+  const double gpu = request.cluster.gpu.memory_bytes;
+  if (best && FitsInMemory(best->memory.peak(), request.cluster.gpu))
+    return Status::Infeasible(fmt::format(
+        "no plan fits in the host memory of a node ({:.1f} GiB, the offloaded state of {} GPUs); the closest plan "
+        "needs {:.1f} GiB per node; the closest misses are listed above",
+        ToGiB(request.cluster.node.host_memory_bytes), GpusOnNode(request.cluster),
+        ToGiB(best->memory.host_bytes_per_node)));
+  return Status::Infeasible(
+      fmt::format("no plan fits in {:.1f} GiB of GPU memory per GPU; the closest misses are listed above", ToGiB(gpu)));
 }
 
 // A refused export names the framework's limit; point to the best-ranked plan
@@ -195,19 +223,24 @@ Status RunPlanCli(const PlanCliOptions& o, std::ostream& out, std::ostream& err)
 
   const EvaluatedPlan* picked =
       o.pick <= static_cast<int>(result.plans.size()) ? &result.plans[o.pick - 1] : nullptr;
+  if (o.json && !o.export_format.empty())
+    return Status::InvalidArgument("--json and --export both write a document to stdout; give one of them");
   if (o.json) {
     out << SearchToJson(request, result).dump(2) << "\n";
+    err << HeadroomNotes(request, result.plans);
   } else {
-    out << FormatRequest(request) << FormatPlanTable(request, result);
+    // With --export, stdout carries only the exported file: the table goes to stderr.
+    std::ostream& table = o.export_format.empty() ? out : err;
+    table << FormatRequest(request) << FormatPlanTable(request, result) << HeadroomNotes(request, result.plans);
     if (o.explain && picked) {
-      out << "\n" << ExplainPlan(request, *picked, o.pick);
-      if (picked->fits) out << "\n" << CompareWithRuleOfThumb(request, *picked);
+      table << "\n" << ExplainPlan(request, *picked, o.pick);
+      if (picked->fits) table << "\n" << CompareWithRuleOfThumb(request, *picked);
     }
-    if (o.claim_step_s && picked) out << "\n" << ExplainStepClaim(request, *picked, *o.claim_step_s);
+    if (o.claim_step_s && picked) table << "\n" << ExplainStepClaim(request, *picked, *o.claim_step_s);
   }
   if (!o.save_plan.empty()) {
     if (!picked) return Status::Infeasible("no plan to save");
-    P3D_RETURN_IF_ERROR(WriteFile(o.save_plan, SavedPlanToJson(request, *picked).dump(2) + "\n", "--save-plan"));
+    P3D_RETURN_IF_ERROR(WriteFileAtomic(o.save_plan, SavedPlanToJson(request, *picked).dump(2) + "\n", "--save-plan"));
     err << fmt::format("wrote plan #{} to {}\n", o.pick, o.save_plan);
   }
   if (!o.export_format.empty()) {
@@ -220,13 +253,10 @@ Status RunPlanCli(const PlanCliOptions& o, std::ostream& out, std::ostream& err)
   }
   if (!o.report.empty()) {
     P3D_ASSIGN_OR_RETURN(std::string html, RenderReportHtml(request, result.plans, o.pick - 1));
-    P3D_RETURN_IF_ERROR(WriteFile(o.report, html, "--report"));
+    P3D_RETURN_IF_ERROR(WriteFileAtomic(o.report, html, "--report"));
     err << fmt::format("wrote report to {}\n", o.report);
   }
-  if (!picked || !picked->fits) {
-    return Status::Infeasible(fmt::format("no plan fits in {:.1f} GiB per GPU; the closest misses are listed above",
-                                          ToGiB(request.cluster.gpu.memory_bytes)));
-  }
+  if (!picked || !picked->fits) return NoFitStatus(request, result.plans.empty() ? nullptr : &result.plans[0]);
   return Status::Ok();
 }
 

@@ -2,8 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
+#include <cmath>
 
+#include "common/json_fields.h"
 #include "models/model_json.h"
 
 namespace p3d {
@@ -40,10 +41,16 @@ json TrainingToJson(const TrainingSpec& t) {
                 {"activation_bytes", p.activation_bytes}}}};
 }
 
+// Byte counts are whole bytes in every document (the model computes them in
+// double: 30555504639.999996 is 30555504640).
+int64_t Bytes(double b) { return std::llround(b); }
+
 json MemoryToJson(const MemoryBreakdown& m) {
-  return json{{"weights", m.weights},         {"gradients", m.gradients}, {"optimizer", m.optimizer},
-              {"activations", m.activations}, {"buffers", m.buffers},     {"runtime", m.runtime},
-              {"total", m.total()}};
+  return json{{"weights", Bytes(m.weights)},         {"gradients", Bytes(m.gradients)},
+              {"optimizer", Bytes(m.optimizer)},     {"activations", Bytes(m.activations)},
+              {"buffers", Bytes(m.buffers)},         {"runtime", Bytes(m.runtime)},
+              {"total", Bytes(m.weights) + Bytes(m.gradients) + Bytes(m.optimizer) + Bytes(m.activations) +
+                            Bytes(m.buffers) + Bytes(m.runtime)}};
 }
 
 namespace {
@@ -69,12 +76,12 @@ json PredictionToJson(const EvaluatedPlan& e) {
     stages.push_back(json{{"stage", s.stage},
                           {"layers", s.layers},
                           {"memory", MemoryToJson(s.memory)},
-                          {"host_bytes", s.host_bytes}});
+                          {"host_bytes", Bytes(s.host_bytes)}});
   const TimeBreakdown& t = e.time;
   return json{{"fits", e.fits},
               {"memory", MemoryToJson(e.memory.peak())},
               {"peak_stage", e.memory.peak_stage},
-              {"host_bytes_per_node", e.memory.host_bytes_per_node},
+              {"host_bytes_per_node", Bytes(e.memory.host_bytes_per_node)},
               {"stages", stages},
               {"time",
                {{"step_s", t.step_s},
@@ -93,17 +100,16 @@ json PredictionToJson(const EvaluatedPlan& e) {
               {"hfu", e.hfu}};
 }
 
-// Typed field access with errors that name the field and the document.
-template <typename T>
-Status Get(const json& obj, const char* key, const std::string& where, T* out) {
-  if (!obj.is_object() || !obj.contains(key))
-    return Status::InvalidArgument(fmt::format("{}: missing field '{}'", where, key));
-  try {
-    *out = obj.at(key).get<T>();
-  } catch (const json::exception&) {
-    return Status::InvalidArgument(fmt::format("{}: field '{}' has the wrong type", where, key));
-  }
-  return Status::Ok();
+// A sub-object of `obj` (an error names the field when missing or not an object).
+StatusOr<const json*> Object(const JsonFields& f, const json& obj, const char* key) {
+  if (!f.Has(key)) return f.Error(key, "is missing (required)");
+  if (!obj.at(key).is_object()) return f.Error(key, "must be an object");
+  return &obj.at(key);
+}
+
+StatusOr<int> Int(const JsonFields& f, const char* key, int64_t min, int64_t max) {
+  P3D_ASSIGN_OR_RETURN(int64_t v, f.IntInRange(key, min, max));
+  return static_cast<int>(v);
 }
 
 }  // namespace
@@ -142,72 +148,65 @@ json SavedPlanToJson(const PlanRequest& r, const EvaluatedPlan& e) {
 }
 
 StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
-  std::string schema;
-  P3D_RETURN_IF_ERROR(Get(doc, "schema", origin, &schema));
+  if (!doc.is_object()) return Status::InvalidArgument(fmt::format("{}: not a JSON object", origin));
+  JsonFields top(doc, origin);
+  P3D_RETURN_IF_ERROR(top.OnlyKeys({"schema", "model", "cluster", "training", "plan", "prediction"}));
+  P3D_ASSIGN_OR_RETURN(std::string schema, top.String("schema"));
   if (schema != "p3d-saved-plan/1")
     return Status::InvalidArgument(fmt::format("{}: field 'schema' is '{}', expected 'p3d-saved-plan/1'", origin, schema));
   SavedPlan s;
-  if (!doc.contains("model")) return Status::InvalidArgument(fmt::format("{}: missing field 'model'", origin));
+  if (!top.Has("model")) return top.Error("model", "is missing (required)");
   P3D_ASSIGN_OR_RETURN(s.request.model, ModelFromJson(doc.at("model"), origin + ": model", "saved-model"));
 
-  json cluster, training, plan;
-  P3D_RETURN_IF_ERROR(Get(doc, "cluster", origin, &cluster));
-  P3D_RETURN_IF_ERROR(Get(doc, "training", origin, &training));
-  P3D_RETURN_IF_ERROR(Get(doc, "plan", origin, &plan));
-  int num_gpus = 0;
-  json hardware;
-  P3D_RETURN_IF_ERROR(Get(cluster, "num_gpus", origin + ": cluster", &num_gpus));
-  P3D_RETURN_IF_ERROR(Get(cluster, "hardware", origin + ": cluster", &hardware));
-  P3D_ASSIGN_OR_RETURN(s.request.cluster, ParseClusterJson(hardware.dump(), origin + ": cluster.hardware"));
+  P3D_ASSIGN_OR_RETURN(const json* cluster, Object(top, doc, "cluster"));
+  P3D_ASSIGN_OR_RETURN(const json* training, Object(top, doc, "training"));
+  P3D_ASSIGN_OR_RETURN(const json* plan, Object(top, doc, "plan"));
+  JsonFields c(*cluster, origin + ": cluster");
+  P3D_ASSIGN_OR_RETURN(int num_gpus, Int(c, "num_gpus", 1, kMaxGpus));
+  P3D_ASSIGN_OR_RETURN(const json* hardware, Object(c, *cluster, "hardware"));
+  P3D_ASSIGN_OR_RETURN(s.request.cluster, ParseClusterJson(hardware->dump(), origin + ": cluster.hardware"));
   s.request.cluster.num_gpus = num_gpus;
 
-  const std::string tw = origin + ": training";
-  P3D_RETURN_IF_ERROR(Get(training, "global_batch", tw, &s.request.training.global_batch));
-  P3D_RETURN_IF_ERROR(Get(training, "seq", tw, &s.request.training.seq));
-  P3D_RETURN_IF_ERROR(Get(training, "dropout", tw, &s.request.training.dropout));
-  json precision;
-  P3D_RETURN_IF_ERROR(Get(training, "precision", tw, &precision));
-  Precision& p = s.request.training.precision;
-  const std::string pw = tw + ".precision";
-  P3D_RETURN_IF_ERROR(Get(precision, "param_bytes", pw, &p.param_bytes));
-  P3D_RETURN_IF_ERROR(Get(precision, "grad_bytes", pw, &p.grad_bytes));
-  P3D_RETURN_IF_ERROR(Get(precision, "master_bytes", pw, &p.master_bytes));
-  P3D_RETURN_IF_ERROR(Get(precision, "optimizer_bytes", pw, &p.optimizer_bytes));
-  P3D_RETURN_IF_ERROR(Get(precision, "activation_bytes", pw, &p.activation_bytes));
+  JsonFields t(*training, origin + ": training");
+  TrainingSpec& tr = s.request.training;
+  P3D_ASSIGN_OR_RETURN(tr.global_batch, t.IntInRange("global_batch", 1, kMaxGlobalBatch));
+  P3D_ASSIGN_OR_RETURN(tr.seq, t.IntInRange("seq", 1, kMaxSeq));
+  P3D_ASSIGN_OR_RETURN(tr.dropout, t.BoolOr("dropout", false));
+  P3D_ASSIGN_OR_RETURN(const json* precision, Object(t, *training, "precision"));
+  JsonFields pf(*precision, origin + ": training.precision");
+  Precision& p = tr.precision;
+  P3D_ASSIGN_OR_RETURN(p.param_bytes, Int(pf, "param_bytes", 1, 8));
+  P3D_ASSIGN_OR_RETURN(p.grad_bytes, Int(pf, "grad_bytes", 1, 8));
+  P3D_ASSIGN_OR_RETURN(p.master_bytes, Int(pf, "master_bytes", 0, 8));
+  P3D_ASSIGN_OR_RETURN(p.optimizer_bytes, Int(pf, "optimizer_bytes", 0, 16));
+  P3D_ASSIGN_OR_RETURN(p.activation_bytes, Int(pf, "activation_bytes", 1, 8));
 
-  const std::string lw = origin + ": plan";
-  std::string recompute;
-  P3D_RETURN_IF_ERROR(Get(plan, "dp", lw, &s.plan.dp));
-  P3D_RETURN_IF_ERROR(Get(plan, "tp", lw, &s.plan.tp));
-  P3D_RETURN_IF_ERROR(Get(plan, "pp", lw, &s.plan.pp));
-  P3D_RETURN_IF_ERROR(Get(plan, "vpp", lw, &s.plan.vpp));
-  P3D_RETURN_IF_ERROR(Get(plan, "zero", lw, &s.plan.zero));
-  P3D_RETURN_IF_ERROR(Get(plan, "micro_batch", lw, &s.plan.micro_batch));
-  P3D_RETURN_IF_ERROR(Get(plan, "grad_accum", lw, &s.plan.grad_accum));
-  P3D_RETURN_IF_ERROR(Get(plan, "sequence_parallel", lw, &s.plan.sequence_parallel));
-  P3D_RETURN_IF_ERROR(Get(plan, "recompute", lw, &recompute));
-  if (recompute == "none") s.plan.recompute = Recompute::kNone;
-  else if (recompute == "selective") s.plan.recompute = Recompute::kSelective;
-  else if (recompute == "full") s.plan.recompute = Recompute::kFull;
-  else return Status::InvalidArgument(fmt::format("{}: field 'recompute' must be none|selective|full, got '{}'", lw, recompute));
+  JsonFields l(*plan, origin + ": plan");
+  P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "pp", "vpp", "zero", "micro_batch", "grad_accum", "global_batch", "seq",
+                                  "recompute", "sequence_parallel", "offload"}));
+  P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
+  P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
+  P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
+  P3D_ASSIGN_OR_RETURN(s.plan.vpp, Int(l, "vpp", 1, kMaxGpus));
+  P3D_ASSIGN_OR_RETURN(s.plan.zero, Int(l, "zero", 0, 3));
+  P3D_ASSIGN_OR_RETURN(s.plan.micro_batch, l.IntInRange("micro_batch", 1, kMaxGlobalBatch));
+  P3D_ASSIGN_OR_RETURN(s.plan.grad_accum, l.IntInRange("grad_accum", 1, kMaxGlobalBatch));
+  P3D_ASSIGN_OR_RETURN(s.plan.sequence_parallel, l.BoolOr("sequence_parallel", false));
+  P3D_ASSIGN_OR_RETURN(std::string recompute, l.String("recompute"));
+  if (!ParseRecompute(recompute, &s.plan.recompute))
+    return l.Error("recompute", fmt::format("must be none|selective|full, got '{}'", recompute));
   // "offload" is absent from plans saved before offload existed: none.
-  if (plan.contains("offload")) {
-    std::string offload;
-    P3D_RETURN_IF_ERROR(Get(plan, "offload", lw, &offload));
+  if (l.Has("offload")) {
+    P3D_ASSIGN_OR_RETURN(std::string offload, l.String("offload"));
     if (!ParseOffload(offload, &s.plan.offload))
-      return Status::InvalidArgument(
-          fmt::format("{}: field 'offload' must be none|optimizer|params, got '{}'", lw, offload));
+      return l.Error("offload", fmt::format("must be none|optimizer|params, got '{}'", offload));
   }
-  if (doc.contains("prediction")) s.prediction = doc.at("prediction");
+  if (top.Has("prediction")) s.prediction = doc.at("prediction");
   return s;
 }
 
 StatusOr<SavedPlan> LoadSavedPlan(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return Status::IoError(fmt::format("cannot open plan file '{}'", path));
-  json doc = json::parse(f, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded())
-    return Status::InvalidArgument(fmt::format("plan file '{}' is not valid JSON (truncated or malformed)", path));
+  P3D_ASSIGN_OR_RETURN(json doc, ReadJsonFile(path, "plan file"));
   return ParseSavedPlan(doc, path);
 }
 

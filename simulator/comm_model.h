@@ -1,7 +1,7 @@
 // Communication model: ring collectives and point-to-point transfers over the
 // link a process group actually uses, decided by the rank layout.
 //
-// Rank layout (planner/plan.h): rank = tp + TP*(dp + DP*pp). A group is
+// Rank layout (common/plan.h): rank = tp + TP*(dp + DP*pp). A group is
 // `size` ranks spaced `stride` apart: TP groups have stride 1, DP groups
 // stride TP, PP neighbours stride TP*DP. With G GPUs per node, a group keeps
 // k = min(size, max(1, G/stride)) members in each node; it stays inside one

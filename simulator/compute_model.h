@@ -31,7 +31,7 @@
 #include <cstdint>
 
 #include "models/model_spec.h"
-#include "planner/plan.h"
+#include "common/plan.h"
 #include "simulator/hardware.h"
 
 namespace p3d {

@@ -3,11 +3,12 @@
 // or FLOP/s, latencies seconds, as everywhere in p3d.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "common/input_file.h"
+#include "common/json_fields.h"
 #include "simulator/hardware.h"
 
 namespace p3d {
@@ -54,6 +55,29 @@ class Reader {
     *out = v;
     return Status::Ok();
   }
+  // A finite number in [min, max]: a physical rate or size whose plausible
+  // range catches unit slips (GB/s typed where bytes/s is asked).
+  Status Plausible(const char* key, double min, double max, const char* unit, double* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    if (!it->is_number()) return IllTyped(key, "a number");
+    double v = it->get<double>();
+    if (!std::isfinite(v) || v < min || v > max)
+      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in [{:g}, {:g}] {}, got {}", Path(key),
+                                                 min, max, unit, it->dump()));
+    *out = v;
+    return Status::Ok();
+  }
+  // Every key must be one of `known` (a misspelled key is an error, not ignored).
+  Status OnlyKeys(std::initializer_list<std::string_view> known) const {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
+      std::string hint = ClosestMatch(it.key(), known);
+      return Status::InvalidArgument(fmt::format("hardware field '{}' is not a known field{}", Path(it.key().c_str()),
+                                                 hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+    }
+    return Status::Ok();
+  }
   // A finite number in [0, max].
   Status NonNegative(const char* key, double max, double* out) const {
     auto it = j_.find(key);
@@ -96,13 +120,19 @@ class Reader {
 constexpr double kMaxBytes = 1e15;   // 1 PB: anything larger is a typo
 constexpr double kMaxRate = 1e18;    // bytes/s or FLOP/s
 constexpr double kMaxLatency = 1.0;  // seconds
+// Plausible physical ranges (docs/hardware.md): a value outside is a unit slip.
+constexpr double kMinLinkRate = 1e8;      // bytes/s: 0.1 GB/s, below 1 Gb Ethernet
+constexpr double kMinHbmRate = 1e10;      // bytes/s: 10 GB/s
+constexpr double kMinPeakFlops = 1e12;    // FLOP/s: 1 TFLOP/s
+constexpr double kMinMemoryBytes = 1e9;   // bytes: 1 GB of GPU or host memory
 
 Status ReadLink(const Reader& parent, const char* key, LinkSpec* link) {
   const json* j = nullptr;
   P3D_RETURN_IF_ERROR(parent.Object(key, &j));
   Reader r(*j, parent.Path(key));
+  P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "bytes_per_s", "efficiency", "latency_s"}));
   P3D_RETURN_IF_ERROR(r.String("name", &link->name));
-  P3D_RETURN_IF_ERROR(r.Positive("bytes_per_s", kMaxRate, &link->bytes_per_s));
+  P3D_RETURN_IF_ERROR(r.Plausible("bytes_per_s", kMinLinkRate, kMaxRate, "bytes/s", &link->bytes_per_s));
   P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &link->efficiency));
   return r.Positive("latency_s", kMaxLatency, &link->latency_s);
 }
@@ -192,19 +222,25 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
   const json* j = nullptr;
   P3D_RETURN_IF_ERROR(root.Object("gpu", &j));
   Reader r(*j, "gpu");
+  P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "description", "memory_bytes", "hbm_bytes_per_s", "hbm_efficiency",
+                                  "peak_flops", "plan_only", "runtime", "gemm_efficiency", "hbm_efficiency_by_bytes",
+                                  "gemm_shapes", "attention_efficiency", "optimizer_efficiency",
+                                  "overlap_slowdown_gemm", "overlap_slowdown_memory"}));
   P3D_RETURN_IF_ERROR(r.String("name", &g->name));
   g->description = g->name;
   if (r.Has("description")) P3D_RETURN_IF_ERROR(r.String("description", &g->description));
-  P3D_RETURN_IF_ERROR(r.Positive("memory_bytes", kMaxBytes, &g->memory_bytes));
-  P3D_RETURN_IF_ERROR(r.Positive("hbm_bytes_per_s", kMaxRate, &g->hbm_bytes_per_s));
+  P3D_RETURN_IF_ERROR(r.Plausible("memory_bytes", kMinMemoryBytes, kMaxBytes, "bytes", &g->memory_bytes));
+  P3D_RETURN_IF_ERROR(r.Plausible("hbm_bytes_per_s", kMinHbmRate, kMaxRate, "bytes/s", &g->hbm_bytes_per_s));
   P3D_RETURN_IF_ERROR(r.Positive("hbm_efficiency", 1.0, &g->hbm_efficiency));
-  P3D_RETURN_IF_ERROR(r.Positive("peak_flops", kMaxRate, &g->peak_flops));
+  P3D_RETURN_IF_ERROR(r.Plausible("peak_flops", kMinPeakFlops, kMaxRate, "FLOP/s", &g->peak_flops));
   if (r.Has("plan_only")) P3D_RETURN_IF_ERROR(r.Bool("plan_only", &g->plan_only));
   g->runtime = DefaultRuntimeMemory();
   if (r.Has("runtime")) {
     const json* rt = nullptr;
     P3D_RETURN_IF_ERROR(r.Object("runtime", &rt));
     Reader rr(*rt, "gpu.runtime");
+    P3D_RETURN_IF_ERROR(rr.OnlyKeys({"cuda_context_bytes", "nccl_per_comm_bytes", "allocator_fraction",
+                                     "nccl_first_comm_bytes", "nccl_p2p_bytes"}));
     P3D_RETURN_IF_ERROR(
         rr.Positive("cuda_context_bytes", kMaxBytes, &g->runtime.cuda_context_bytes));
     P3D_RETURN_IF_ERROR(
@@ -221,6 +257,10 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
     return ReadEfficiencyTable(r, *j, "gemm_efficiency", "flops", kMaxRate, true,
                                &g->gemm_efficiency);
   g->gemm_efficiency = DefaultGemmEfficiency(g->name);
+  if (g->gemm_efficiency.empty())
+    return Status::InvalidArgument(fmt::format(
+        "hardware field 'gpu.gemm_efficiency' is missing and GPU '{}' has no catalog GEMM efficiency curve; "
+        "give the table (docs/hardware.md) or use a catalog name (--list-gpus)", g->name));
   return Status::Ok();
 }
 
@@ -228,6 +268,8 @@ Status ReadNode(const Reader& root, NodeSpec* n) {
   const json* j = nullptr;
   P3D_RETURN_IF_ERROR(root.Object("node", &j));
   Reader r(*j, "node");
+  P3D_RETURN_IF_ERROR(r.OnlyKeys({"gpus_per_node", "intra", "inter", "host_memory_bytes", "cpu_adam_params_per_s",
+                                  "pcie_bytes_per_s"}));
   double gpus = 0;
   P3D_RETURN_IF_ERROR(r.Positive("gpus_per_node", 1024, &gpus));
   if (gpus != std::floor(gpus))
@@ -236,10 +278,10 @@ Status ReadNode(const Reader& root, NodeSpec* n) {
   n->gpus_per_node = static_cast<int>(gpus);
   P3D_RETURN_IF_ERROR(ReadLink(r, "intra", &n->intra));
   P3D_RETURN_IF_ERROR(ReadLink(r, "inter", &n->inter));
-  P3D_RETURN_IF_ERROR(r.Positive("host_memory_bytes", kMaxBytes, &n->host_memory_bytes));
+  P3D_RETURN_IF_ERROR(r.Plausible("host_memory_bytes", kMinMemoryBytes, kMaxBytes, "bytes", &n->host_memory_bytes));
   if (r.Has("cpu_adam_params_per_s"))
     P3D_RETURN_IF_ERROR(r.Positive("cpu_adam_params_per_s", kMaxRate, &n->cpu_adam_params_per_s));
-  return r.Positive("pcie_bytes_per_s", kMaxRate, &n->pcie_bytes_per_s);
+  return r.Plausible("pcie_bytes_per_s", kMinLinkRate, kMaxRate, "bytes/s", &n->pcie_bytes_per_s);
 }
 
 json LinkToJson(const LinkSpec& l) {
@@ -252,15 +294,15 @@ json LinkToJson(const LinkSpec& l) {
 }  // namespace
 
 StatusOr<ClusterSpec> ParseClusterJson(const std::string& text, const std::string& origin) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return Status::InvalidArgument(fmt::format("hardware file {}: not valid JSON", origin));
+  P3D_ASSIGN_OR_RETURN(json j, ParseJson(text, fmt::format("hardware file {}", origin)));
   if (!j.is_object())
     return Status::InvalidArgument(
         fmt::format("hardware file {}: top level must be an object", origin));
   Reader root(j, "");
   ClusterSpec c;
-  Status s = ReadGpu(root, &c.gpu);
+  // A profile is this hardware document plus "schema" and "calibration".
+  Status s = root.OnlyKeys({"gpu", "node", "schema", "calibration"});
+  if (s.ok()) s = ReadGpu(root, &c.gpu);
   if (s.ok()) s = ReadNode(root, &c.node);
   if (!s.ok())
     return Status::InvalidArgument(fmt::format("hardware file {}: {}", origin, s.message()));
@@ -269,11 +311,8 @@ StatusOr<ClusterSpec> ParseClusterJson(const std::string& text, const std::strin
 }
 
 StatusOr<ClusterSpec> LoadClusterJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::IoError(fmt::format("hardware file {}: cannot open", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseClusterJson(text.str(), path);
+  P3D_ASSIGN_OR_RETURN(std::string text, ReadInputFile(path, "hardware file"));
+  return ParseClusterJson(text, path);
 }
 
 std::string ClusterToJson(const ClusterSpec& c) {

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "models/model_spec.h"
-#include "planner/plan.h"
+#include "common/plan.h"
 #include "simulator/estimate.h"
 #include "simulator/hardware.h"
 #include "simulator/schedule.h"

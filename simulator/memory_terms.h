@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "models/model_spec.h"
-#include "planner/plan.h"
+#include "common/plan.h"
 
 namespace p3d::memory_internal {
 

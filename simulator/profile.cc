@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
+
+#include "common/json_fields.h"
 
 namespace p3d {
 namespace {
@@ -324,14 +324,10 @@ StatusOr<ClusterSpec> ApplyCalibration(const ClusterSpec& base, const json& cali
 }
 
 StatusOr<ClusterSpec> ApplyProfile(const ClusterSpec& base, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::IoError(fmt::format("profile {}: cannot open", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object())
-    return Status::InvalidArgument(fmt::format("profile {}: not a JSON object", path));
-  if (doc.value("schema", "") != kProfileSchema)
+  P3D_ASSIGN_OR_RETURN(json doc, ReadJsonFile(path, "profile"));
+  if (!doc.is_object()) return Status::InvalidArgument(fmt::format("profile {}: not a JSON object", path));
+  auto schema = doc.find("schema");
+  if (schema == doc.end() || !schema->is_string() || *schema != kProfileSchema)
     return Status::InvalidArgument(
         fmt::format("profile {}: field 'schema' must be \"{}\"", path, kProfileSchema));
   if (!doc.contains("calibration"))

@@ -17,6 +17,9 @@ namespace p3d::profile_internal {
 
 using nlohmann::json;
 
+inline constexpr double kMaxProbeSeconds = 3600;  // one probe kernel or collective
+inline constexpr double kMaxProbeValue = 1e18;    // bytes, FLOPs, counts, rates
+
 class Fields {
  public:
   Fields(const json& j, std::string path, std::string origin)
@@ -32,12 +35,18 @@ class Fields {
   bool Has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
   std::string Path(const char* key) const { return path_ + "." + key; }
 
-  // A finite number > 0.
+  // A finite number > 0, at most kMaxProbeValue; a duration (a key named
+  // "seconds" or ending in "_s") at most kMaxProbeSeconds: larger is a unit
+  // slip that would overflow step times (a 1e308 s GEMM ranked NaN plans first).
   Status Positive(const char* key, double* out) const {
     if (!Has(key)) return Error(key, "is missing");
     const json& v = j_.at(key);
     if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
       return Error(key, fmt::format("must be a positive number, got {}", v.dump()));
+    const std::string k = key;
+    const bool duration = k == "seconds" || (k.size() > 2 && k.ends_with("_s"));
+    const double max = duration ? kMaxProbeSeconds : kMaxProbeValue;
+    if (v.get<double>() > max) return Error(key, fmt::format("must be at most {:g}, got {}", max, v.dump()));
     *out = v.get<double>();
     return Status::Ok();
   }

@@ -82,10 +82,6 @@ double UploadAfterCpu(double cpu, double upload, double chunks) {
   return std::max(0.0, upload - cpu) + std::min(cpu, upload) / chunks;
 }
 
-const char* RecomputeLabel(Recompute r) {
-  return r == Recompute::kNone ? "none" : r == Recompute::kSelective ? "selective" : "full";
-}
-
 }  // namespace
 
 struct TimeModel::Impl {
@@ -581,7 +577,7 @@ StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
                   sc.layer.backward.memory_s * ms),
       sc.layer.backward.total());
   add("layer.recompute", "none: 0; selective: attention core forward; full: whole layer forward",
-      fmt::format("{}: {:.3f} ms", RecomputeLabel(plan.recompute), sc.layer.recompute.total() * ms),
+      fmt::format("{}: {:.3f} ms", RecomputeName(plan.recompute), sc.layer.recompute.total() * ms),
       sc.layer.recompute.total());
   add("layer.tp_comm", "2 all-reduces fwd + 2 bwd (+2 full recompute) of B*S*H*a over TP",
       fmt::format("fwd {:.3f} ms, bwd {:.3f} ms", sc.tp_layer_fwd * ms, sc.tp_layer_bwd * ms),

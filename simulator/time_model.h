@@ -41,7 +41,7 @@
 
 #include "common/status.h"
 #include "models/model_spec.h"
-#include "planner/plan.h"
+#include "common/plan.h"
 #include "simulator/estimate.h"
 #include "simulator/hardware.h"
 

@@ -25,6 +25,8 @@
 #include <iostream>
 #include <set>
 
+#include "common/input_file.h"
+#include "common/tool_main.h"
 #include "executor/calibrate/cpu_adam_probe.h"
 #include "executor/calibrate/probes.h"
 #include "executor/comm/process_groups.h"
@@ -32,7 +34,7 @@
 #include "executor/metrics.h"
 #include "executor/param_layout.h"
 #include "models/zoo.h"
-#include "planner/plan.h"
+#include "common/plan.h"
 
 namespace p3d {
 namespace {
@@ -264,9 +266,7 @@ Status RunRank(const Options& o) {
                                 {"collectives", collectives}};
   if (!interference.is_null()) calibration["interference"] = interference;
   P3D_ASSIGN_OR_RETURN(ClusterSpec applied, ApplyCalibration(base, calibration, o.out));
-  std::ofstream file(o.out);
-  file << ProfileToJson(applied, calibration) << "\n";
-  if (!file) return Status::IoError(fmt::format("cannot write --out file '{}'", o.out));
+  P3D_RETURN_IF_ERROR(WriteFileAtomic(o.out, ProfileToJson(applied, calibration) + "\n", "--out profile"));
   PrintSummary(applied, std::cout);
   progress.Say(fmt::format("wrote {}", o.out));
   cudaStreamDestroy(stream);
@@ -293,7 +293,9 @@ int main(int argc, char** argv) {
   app.add_option("--sweep", o.sweep, "square GEMM sizes n (n x n x n) extending the table")
       ->delimiter(',');
   app.add_option("--comm-bytes", o.comm_bytes, "collective message sizes, bytes")->delimiter(',');
-  app.add_option("--hbm-bytes", o.hbm_bytes, "buffer size of the bandwidth probe, bytes");
+  app.add_option("--hbm-bytes", o.hbm_bytes,
+                 "buffer size of the bandwidth probe, bytes (>= 256 MiB: above every catalog card's L2)")
+      ->check(CLI::Range(double(256 << 20), double(int64_t{1} << 36)));
   app.add_option("--optimizer-params", o.optimizer_params,
                  "parameters of the optimizer-step probe (18 bytes each on the GPU)")
       ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 34));
@@ -305,7 +307,7 @@ int main(int argc, char** argv) {
   app.add_option("--base-gpu", o.base_gpu,
                  "catalog GPU whose datasheet figures apply (default: this card's)");
   app.add_option("--out", o.out, "profile file to write");
-  CLI11_PARSE(app, argc, argv);
+  if (int code = p3d::ParseFlags(app, argc, argv); code >= 0) return code;
   for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);
 
   const auto launch = p3d::ParseLaunchEnv(p3d::ProcessEnv());

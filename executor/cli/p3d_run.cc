@@ -8,7 +8,8 @@
 //   p3d-run --model 5B --zero 1 --offload optimizer ...      (AdamW state on the host)
 //
 // Front end only: flag parsing, bootstrap, printing (rank 0) and exit codes
-// (0 ok, 2 bad input, 3 does not fit, 4 GPU/runtime/communication failure).
+// (0 ok, 2 bad input, 3 does not fit, 4 no GPU or a GPU/runtime/communication
+// failure; common/tool_main.h).
 // The loop is executor/trainer.h; every printed figure is defined in
 // docs/executor.md.
 #include <cuda_runtime.h>
@@ -24,6 +25,8 @@
 #include <memory>
 #include <thread>
 
+#include "common/input_file.h"
+#include "common/tool_main.h"
 #include "executor/comm/bounded_abort.h"
 #include "executor/comm/process_groups.h"
 #include "executor/host/launch.h"
@@ -42,13 +45,25 @@ using Clock = std::chrono::steady_clock;
 int ExitCode(const p3d::Status& s) {
   switch (s.code()) {
     case p3d::Status::Code::kInfeasible:
-      return 3;
+      return p3d::kExitInfeasible;
     case p3d::Status::Code::kInternal:
     case p3d::Status::Code::kIoError:
-      return 4;
+    case p3d::Status::Code::kUnavailable:
+      return p3d::kExitRuntime;
     default:
-      return 2;
+      return p3d::kExitBadInput;
   }
+}
+
+// A usable CUDA device, or a message a user can act on (no driver, no GPU).
+p3d::Status CheckGpuPresent() {
+  int devices = 0;
+  const cudaError_t e = cudaGetDeviceCount(&devices);
+  if (e == cudaSuccess && devices > 0) return p3d::Status::Ok();
+  return p3d::Status::Unavailable(
+      std::string("no usable NVIDIA GPU on this machine (CUDA reports ") +
+      (e == cudaSuccess ? "0 devices" : cudaGetErrorName(e)) +
+      "): p3d-run trains on GPUs; p3d-plan answers the same layout questions without one");
 }
 
 // --fault-inject RANK:STEP:exit|hang, for the failure tests.
@@ -125,9 +140,7 @@ class ProgressDeadline {
   std::thread thread_;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   p3d::TrainOptions o;
   p3d::RunLayout layout;
@@ -189,16 +202,13 @@ int main(int argc, char** argv) {
                  "tests/executor/reference.py");
   app.add_flag("--profile", o.profile,
                "time one extra step by phase (GEMM, attention, other, optimizer)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int code = p3d::ParseFlags(app, argc, argv); code >= 0) return code;
   auto fail = [](const p3d::Status& s, int rank = 0) {
     std::cerr << "p3d-run" << (rank > 0 ? " rank " + std::to_string(rank) : std::string()) << ": "
               << s.ToString() << "\n";
     return ExitCode(s);
   };
+  if (p3d::Status gpu = CheckGpuPresent(); !gpu.ok()) return fail(gpu);
   p3d::StatusOr<p3d::LaunchInfo> launch = p3d::ParseLaunchEnv(p3d::ProcessEnv());
   if (!launch.ok()) return fail(launch.status());
 
@@ -224,9 +234,9 @@ int main(int argc, char** argv) {
     p3d::StatusOr<p3d::ModelSpec> model = p3d::ResolveModel(model_arg);
     if (!model.ok()) return fail(model.status(), rank);
     o.model = *model;
-    p3d::StatusOr<p3d::Recompute> rc = p3d::ParseRecompute(recompute);
-    if (!rc.ok()) return fail(rc.status(), rank);
-    o.recompute = *rc;
+    if (!p3d::ParseRecompute(recompute, &o.recompute))
+      return fail(p3d::Status::InvalidArgument("--recompute '" + recompute +
+                                               "' is not one of: none, selective, full"), rank);
     if (!p3d::ParseOffload(offload, &o.offload))
       return fail(
           p3d::Status::InvalidArgument("--offload '" + offload + "': expected none | optimizer"),
@@ -260,8 +270,7 @@ int main(int argc, char** argv) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(nccl_timeout_s * 1000));
   if (launch->world_size > 1) {
     int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
-      return fail(p3d::Status::Internal("no CUDA device visible"), rank);
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1) return fail(CheckGpuPresent(), rank);
     int per_node = devices;
     if (auto local = p3d::ProcessEnv().Get("LOCAL_WORLD_SIZE"))
       per_node = std::atoi(local->c_str());
@@ -319,9 +328,15 @@ int main(int argc, char** argv) {
   if (rank != 0) return 0;
   std::cout << p3d::FormatSummary(o, *result);
   if (!json_path.empty()) {
-    std::ofstream out(json_path);
-    out << p3d::TrainResultToJson(o, *result).dump(2) << "\n";
-    if (!out) return fail(p3d::Status::IoError("cannot write --json file '" + json_path + "'"));
+    const p3d::Status written =
+        p3d::WriteFileAtomic(json_path, p3d::TrainResultToJson(o, *result).dump(2) + "\n", "--json");
+    if (!written.ok()) return fail(written);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return p3d::GuardedMain("p3d-run", p3d::kExitRuntime, [&] { return Run(argc, argv); });
 }

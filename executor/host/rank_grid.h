@@ -2,7 +2,7 @@
 // ranks form its tensor-, data- and pipeline-parallel groups, and the
 // (color, key) pair that builds each group with ncclCommSplit.
 //
-// Layout (shared with planner/plan.h and the simulator; Megatron's order):
+// Layout (shared with common/plan.h and the simulator; Megatron's order):
 //   rank = tp + TP * (dp + DP * pp)
 // TP is fastest, so a TP group is TP consecutive ranks and sits inside a
 // node; PP is slowest, so a pipeline's stages are world/PP ranks apart.

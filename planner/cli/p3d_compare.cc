@@ -7,37 +7,21 @@
 // Front end only (planner/compare.h): exit 0 when compared, 2 on bad input,
 // 3 when the fit boundary was wrong. docs/calibration.md defines every row.
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <iostream>
 
+#include "common/input_file.h"
+#include "common/json_fields.h"
+#include "common/tool_main.h"
 #include "planner/compare.h"
 
 namespace {
 
 int Fail(const p3d::Status& s) {
   std::cerr << "p3d-compare: " << s.ToString() << "\n";
-  return 2;
+  return p3d::kExitBadInput;
 }
 
-p3d::Status Write(const std::string& path, const std::string& text, const char* what) {
-  std::ofstream out(path);
-  out << text;
-  if (!out)
-    return p3d::Status::IoError("cannot write " + std::string(what) + " file '" + path + "'");
-  return p3d::Status::Ok();
-}
-
-p3d::StatusOr<nlohmann::json> Read(const std::string& path) {
-  std::ifstream in(path);
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (!in.is_open() || j.is_discarded())
-    return p3d::Status::InvalidArgument("cannot read JSON file '" + path + "'");
-  return j;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
+int Compare(int argc, char** argv) {
   std::string plan_file, measured_file, json_path, svg_path;
   bool run_failed = false;
   CLI::App app{
@@ -49,7 +33,7 @@ int main(int argc, char** argv) {
   app.add_option("--svg", svg_path, "draw predicted and measured timelines on one axis");
   app.add_flag("--run-failed", run_failed,
                "the forced run of this plan ran out of memory: report the fit boundary only");
-  CLI11_PARSE(app, argc, argv);
+  if (int code = p3d::ParseFlags(app, argc, argv); code >= 0) return code;
   if (run_failed != measured_file.empty())
     return Fail(p3d::Status::InvalidArgument("give either a measured file or --run-failed"));
 
@@ -58,19 +42,25 @@ int main(int argc, char** argv) {
   if (!c.ok()) return Fail(c.status());
   std::cout << p3d::FormatComparison(*c);
   if (!json_path.empty()) {
-    p3d::Status s = Write(json_path, p3d::ComparisonToJson(*c).dump(2) + "\n", "--json");
+    p3d::Status s = p3d::WriteFileAtomic(json_path, p3d::ComparisonToJson(*c).dump(2) + "\n", "--json");
     if (!s.ok()) return Fail(s);
   }
   if (!svg_path.empty() && !run_failed) {
-    auto plan = Read(plan_file);
-    auto measured = Read(measured_file);
+    auto plan = p3d::ReadJsonFile(plan_file, "plan file");
+    auto measured = p3d::ReadJsonFile(measured_file, "measured file");
     if (!plan.ok()) return Fail(plan.status());
     if (!measured.ok()) return Fail(measured.status());
     p3d::StatusOr<std::string> svg =
         p3d::RenderComparisonSvg(*plan, plan_file, *measured, measured_file);
     if (!svg.ok()) return Fail(svg.status());
-    p3d::Status s = Write(svg_path, *svg, "--svg");
+    p3d::Status s = p3d::WriteFileAtomic(svg_path, *svg, "--svg");
     if (!s.ok()) return Fail(s);
   }
-  return c->fit.boundary_right() ? 0 : 3;
+  return c->fit.boundary_right() ? 0 : p3d::kExitInfeasible;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return p3d::GuardedMain("p3d-compare", p3d::kExitBadInput, [&] { return Compare(argc, argv); });
 }

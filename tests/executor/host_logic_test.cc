@@ -95,7 +95,7 @@ TEST(DataTest, FileSourceErrorsNameTheProblem) {
   ASSERT_FALSE(vocab.ok());
   EXPECT_NE(vocab.status().message().find("offset 2"), std::string::npos);
   auto missing = MakeFileSource("/nonexistent/file", TokenDType::kUint16, 100, {1, 2, 1});
-  EXPECT_EQ(missing.status().code(), Status::Code::kIoError);
+  EXPECT_EQ(missing.status().code(), Status::Code::kInvalidArgument);
   EXPECT_FALSE(ParseTokenDType("int8").ok());
   EXPECT_EQ(ByteTokens("A\xff").at(1), 255);
 }
@@ -129,14 +129,6 @@ TEST(MetricsTest, KnownCardsMapToCatalogEntriesUnknownCardsAreRefused) {
     ASSERT_TRUE(id.ok()) << name;
     EXPECT_TRUE(CatalogCluster(*id).ok()) << *id;
   }
-}
-
-TEST(RunReportTest, RecomputeNamesRoundTrip) {
-  for (const char* n : {"none", "selective", "full"})
-    EXPECT_STREQ(RecomputeName(*ParseRecompute(n)), n);
-  auto bad = ParseRecompute("partial");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("none, selective, full"), std::string::npos);
 }
 
 TEST(RunReportTest, JsonHasTheDocumentedKeysAndNoMfuForUnknownCards) {

@@ -111,10 +111,11 @@ TEST(HfConfigTest, UnknownModelTypeListsSupported) {
   EXPECT_NE(m.status().message().find(SupportedHfModelTypes()), std::string::npos);
 }
 
-TEST(HfConfigTest, MissingFileIsIoError) {
+// A missing input file is bad input (exit 2 in every tool), naming the file.
+TEST(HfConfigTest, MissingFileIsBadInput) {
   StatusOr<ModelSpec> m = LoadHfConfig(Data("hf/no-such-model/config.json"));
   ASSERT_FALSE(m.ok());
-  EXPECT_EQ(m.status().code(), Status::Code::kIoError);
+  EXPECT_EQ(m.status().code(), Status::Code::kInvalidArgument);
   EXPECT_NE(m.status().message().find("no-such-model"), std::string::npos);
 }
 

@@ -123,6 +123,29 @@ TEST(CompareRun, AbsentMeasurementsHaveNoError) {
   EXPECT_TRUE(c.Find("mfu")->predicted);
 }
 
+// A measurement must be a measurement: negative, zero or missing step times and
+// memory figures are refused with the field named (issue 18).
+TEST(CompareRun, RefusesNegativeZeroAndMissingMeasurements) {
+  const json plan = SavedPlanDoc();
+  struct Case {
+    const char* path;
+    json value;
+  };
+  const Case cases[] = {{"/summary/step_time_s/median", -0.2},   {"/summary/step_time_s/median", 0},
+                        {"/summary/step_time_s/median", nullptr}, {"/memory/device_used_peak_bytes", -1},
+                        {"/memory/arena_bytes", 0},               {"/memory/terms_bytes/weights", -5},
+                        {"/summary/tokens_per_s", -3}};
+  for (const Case& k : cases) {
+    json run = RunDoc();
+    run[json::json_pointer(k.path)] = k.value;
+    auto r = CompareRun(plan, "plan.json", run, "run.json");
+    ASSERT_FALSE(r.ok()) << k.path << " = " << k.value.dump();
+    std::string field = std::string(k.path + 1);
+    for (char& ch : field) ch = ch == '/' ? '.' : ch;
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(CompareRun, RefusesARunOfAnotherConfiguration) {
   const json plan = SavedPlanDoc();
   auto expect_refused = [&](json run, const std::string& field) {
@@ -160,7 +183,7 @@ TEST(CompareRun, MissingOrIllTypedFieldsNameFileAndField) {
   run["summary"]["step_time_s"]["median"] = "fast";
   r = CompareRun(plan, "plan.json", run, "run.json");
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("'summary.step_time_s.median' must be a number"),
+  EXPECT_NE(r.status().message().find("'summary.step_time_s.median' must be a non-negative number"),
             std::string::npos);
   json bad_plan = plan;
   bad_plan["prediction"]["time"].erase("bubble_s");

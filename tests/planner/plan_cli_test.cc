@@ -1,6 +1,7 @@
 // p3d-plan end to end through RunPlanCli: the main job, the JSON contract,
 // and bad input answered with a message naming the field or rule.
 #include "planner/plan_cli.h"
+#include "tests/planner/run_cli.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -11,17 +12,6 @@
 
 namespace p3d {
 namespace {
-
-struct CliResult {
-  Status status;
-  std::string out, err;
-};
-
-CliResult RunCli(const PlanCliOptions& o) {
-  std::ostringstream out, err;
-  Status s = RunPlanCli(o, out, err);
-  return {s, out.str(), err.str()};
-}
 
 PlanCliOptions MainJob() {
   PlanCliOptions o;

@@ -141,7 +141,9 @@ TEST(ClusterJson, RoundTripsEveryCatalogEntry) {
 
 constexpr const char* kGood = R"({
   "gpu": {"name": "my-gpu", "memory_bytes": 68719476736, "hbm_bytes_per_s": 2e12,
-          "hbm_efficiency": 0.8, "peak_flops": 4e14},
+          "hbm_efficiency": 0.8,
+          "gemm_efficiency": [{"flops": 1e9, "efficiency": 0.3}, {"flops": 1e12, "efficiency": 0.8}],
+          "peak_flops": 4e14},
   "node": {"gpus_per_node": 4,
            "intra": {"name": "nvlink", "bytes_per_s": 1e11, "efficiency": 0.8, "latency_s": 1e-5},
            "inter": {"name": "roce", "bytes_per_s": 1.25e10, "efficiency": 0.9, "latency_s": 2e-5},
@@ -190,6 +192,12 @@ TEST(ClusterJson, BadFilesNameTheField) {
             "\"peak_flops\": 4e14, \"gemm_efficiency\": [{\"flops\": 1e9}]}"),
        "gpu.gemm_efficiency[0].efficiency"},
       {Edit("\"peak_flops\": 4e14}", "\"peak_flops\": 4e14, \"plan_only\": 1}"), "gpu.plan_only"},
+      // Unit slips, misspelled keys and a GPU with no efficiency curve (issue 18).
+      {Edit("\"bytes_per_s\": 1e11", "\"bytes_per_s\": 25"), "node.intra.bytes_per_s"},
+      {Edit("\"peak_flops\": 4e14", "\"peak_flop\": 4e14"), "did you mean 'peak_flops'"},
+      {Edit("\"gpus_per_node\": 4", "\"gpus_per_node\": 4, \"gpus_per_nod\": 4"), "node.gpus_per_nod"},
+      {Edit("\"gemm_efficiency\": [{\"flops\": 1e9, \"efficiency\": 0.3}, {\"flops\": 1e12, \"efficiency\": 0.8}],", ""),
+       "gpu.gemm_efficiency"},
       {R"({"node": {}})", "'gpu'"},
       {R"({"gpu": [], "node": {}})", "'gpu'"},
       {std::string(kGood).substr(0, 120), "not valid JSON"},  // truncated
@@ -215,9 +223,9 @@ TEST(ClusterJson, LoadsFilesAndReportsMissingOnes) {
   auto c = LoadClusterJson(path);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->source, "file " + path);
-  auto missing = LoadClusterJson(path + ".does-not-exist");
+  auto missing = LoadClusterJson(path + ".does-not-exist");  // bad input: exit 2
   ASSERT_FALSE(missing.ok());
-  EXPECT_EQ(missing.status().code(), Status::Code::kIoError);
+  EXPECT_EQ(missing.status().code(), Status::Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -15,6 +15,15 @@ namespace p3d {
 
 enum class Recompute { kNone, kSelective, kFull };
 const char* RecomputeName(Recompute r);  // "none" | "selective" | "full"
+// Inverse of RecomputeName; false when `name` is none of the three.
+bool ParseRecompute(const std::string& name, Recompute* out);
+
+// Input limits every front end enforces (docs/metrics.md, "Input limits"):
+// far beyond any real cluster or recipe, small enough that every count stays
+// exact in int64 and every search and schedule simulation stays bounded.
+inline constexpr int64_t kMaxGpus = int64_t{1} << 24;         // 16,777,216
+inline constexpr int64_t kMaxGlobalBatch = int64_t{1} << 16;  // sequences per step (LAMB: 65536)
+inline constexpr int64_t kMaxSeq = int64_t{1} << 24;          // tokens per sequence
 
 // CPU offload (ZeRO-Offload / ZeRO-Infinity style, docs/offload.md):
 //   kOptimizer          fp32 master weights, Adam moments and the fp32

@@ -1,4 +1,4 @@
-#include "planner/plan.h"
+#include "common/plan.h"
 
 #include <fmt/format.h>
 
@@ -11,6 +11,16 @@ const char* RecomputeName(Recompute r) {
     case Recompute::kFull: return "full";
   }
   return "?";
+}
+
+bool ParseRecompute(const std::string& name, Recompute* out) {
+  for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
+    if (name == RecomputeName(r)) {
+      *out = r;
+      return true;
+    }
+  }
+  return false;
 }
 
 const char* OffloadName(Offload o) {

@@ -1,0 +1,79 @@
+#include "planner/plan_flags.h"
+
+namespace p3d {
+namespace {
+
+// A string option given as "" is an error, not "not given" (--report '').
+const CLI::Validator& NonEmpty() {
+  static const CLI::Validator v(
+      [](std::string& s) { return s.empty() ? std::string("must not be empty") : std::string(); }, "NONEMPTY");
+  return v;
+}
+
+}  // namespace
+
+void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
+  app.add_option("--model,-m", o->model, "zoo id (--list-models), size (7B, 70B, 175B, any size), or config.json")
+      ->check(NonEmpty());
+  app.add_option("--gpus,-n", o->gpus, "number of GPUs");
+  app.add_option("--mem", o->mem_gb, "GPU memory in GB (picks a catalog GPU of that size)");
+  app.add_option("--gpu,--hardware", o->gpu, "catalog GPU name (--list-gpus) or a hardware JSON file (docs/hardware.md)")
+      ->check(NonEmpty());
+  app.add_option("--profile", o->profile, "measured hardware profile from p3d-calibrate (docs/calibration.md)")
+      ->check(NonEmpty());
+  app.add_option("--gpus-per-node", o->gpus_per_node, "GPUs per node (default: the GPU's usual node)");
+  app.add_option("--dp", o->dp, "fix data-parallel degree");
+  app.add_option("--tp", o->tp, "fix tensor-parallel degree");
+  app.add_option("--pp", o->pp, "fix pipeline-parallel degree");
+  app.add_option("--vpp", o->vpp, "fix virtual pipeline stages per rank (interleaved 1F1B when > 1)");
+  app.add_option("--zero", o->zero, "fix ZeRO stage (0-3)");
+  app.add_option("--micro-batch", o->micro_batch, "fix micro-batch size (sequences)");
+  app.add_option("--global-batch", o->global_batch, "global batch in sequences (default 512)");
+  app.add_option("--seq", o->seq, "sequence length in tokens (default 2048)");
+  app.add_option("--recompute", o->recompute, "fix activation recomputation: none | selective | full")
+      ->check(NonEmpty());
+  // Two flags, not one optional<bool> flag: CLI11 2.1 sets an optional<bool>
+  // flag to false when it is absent, which silently removed SP from the search.
+  CLI::Option* sp = app.add_flag_callback("--sp", [o] { o->sequence_parallel = true; },
+                                          "fix sequence parallel on (default: searched)");
+  CLI::Option* no_sp = app.add_flag_callback("--no-sp", [o] { o->sequence_parallel = false; },
+                                             "fix sequence parallel off (default: searched)");
+  sp->excludes(no_sp);
+  app.add_option("--offload", o->offload, "fix CPU offload: none | optimizer (ZeRO>=1) | params (ZeRO-3)")
+      ->check(NonEmpty());
+  app.add_option("--grad-dtype", o->grad_dtype, "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param)");
+  app.add_option("--master-bytes", o->master_bytes, "bytes/param of master weights (default 4 = fp32)");
+  app.add_option("--adam-bytes", o->adam_bytes, "bytes/param of Adam moments (default 8 = two fp32)");
+  app.add_flag("--dropout", o->dropout, "count dropout masks in activation memory (p3d trains without dropout)");
+  app.add_option("--top", o->top, "number of ranked plans to print (default 10)");
+  app.add_option("--pick", o->pick, "which ranked plan --explain/--save-plan/--export/--report use (default 1)");
+  app.add_flag("--explain", o->explain, "derive the picked plan's memory and time, term by term");
+  app.add_option("--claim-step", o->claim_step_s, "check a claimed step time (s) against the FLOP floor");
+  CLI::Option* json = app.add_flag("--json", o->json, "print JSON (docs/json-schema.md) instead of the table");
+  app.add_option("--save-plan", o->save_plan, "write the picked plan (layout + prediction) for p3d-run --plan")
+      ->check(NonEmpty());
+  CLI::Option* exp =
+      app.add_option("--export", o->export_format,
+                     "print the picked plan as: deepspeed | megatron | torchrun | slurm (only that file goes to "
+                     "stdout; the table goes to stderr)")
+          ->check(NonEmpty());
+  exp->excludes(json);
+  app.add_option("--report", o->report, "write a self-contained HTML report (charts, timeline)")->check(NonEmpty());
+  app.add_flag("--allow-tp-across-nodes", o->allow_tp_across_nodes, "let TP groups span nodes");
+  app.add_flag("--list-gpus", o->list_gpus, "list the hardware catalog");
+  app.add_flag("--list-models", o->list_models, "list the model zoo");
+}
+
+StatusOr<PlanCliOptions> ParsePlanFlags(int argc, const char* const* argv) {
+  PlanCliOptions o;
+  CLI::App app;
+  AddPlanFlags(app, &o);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return Status::InvalidArgument(e.what());
+  }
+  return o;
+}
+
+}  // namespace p3d
