@@ -169,7 +169,7 @@ StatusOr<ModelSpec> ResolveModel(const std::string& arg) {
   if (zoo.ok() || zoo.status().code() != Status::Code::kNotFound) return zoo;
   if (LooksLikeSize(arg)) return ResolveSize(arg);
   std::error_code ec;
-  if (std::filesystem::is_regular_file(arg, ec)) return LoadModelFile(arg);
+  if (std::filesystem::is_regular_file(arg, ec) || std::filesystem::is_directory(arg, ec)) return LoadModelFile(arg);
   return Status::NotFound(UnknownModelMessage(arg, "not a zoo id, a size, or an existing file"));
 }
 

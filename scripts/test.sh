@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j "$(nproc)"
+# The CPU tests again under ASan + UBSan (any report fails), with the short fuzz run.
+bash scripts/sanitize.sh

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "models/model_file.h"
 #include "models/zoo.h"
 
@@ -127,6 +129,22 @@ TEST(HfConfigTest, InMemoryErrorsNameTheConfig) {
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find("'toy'"), std::string::npos) << m.status().message();
   EXPECT_NE(m.status().message().find("'num_local_experts'"), std::string::npos);
+}
+
+// A HuggingFace model folder is read through its config.json; a config.json
+// without model_type is named as such, not as a p3d file with unknown fields.
+TEST(HfConfigTest, ModelFoldersAndConfigsWithoutModelType) {
+  auto folder = LoadModelFile(Data("hf/Llama-2-7b-hf"));
+  ASSERT_TRUE(folder.ok()) << folder.status().ToString();
+  EXPECT_EQ(folder->name, "Llama-2-7b-hf");
+  auto empty = LoadModelFile(Data("bad"));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("without a config.json"), std::string::npos);
+  const std::string path = ::testing::TempDir() + "/no_model_type_config.json";
+  std::ofstream(path) << R"({"hidden_size": 4096, "num_hidden_layers": 32})";
+  auto m = LoadModelFile(path);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("no 'model_type' field"), std::string::npos) << m.status().message();
 }
 
 }  // namespace

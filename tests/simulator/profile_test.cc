@@ -205,6 +205,20 @@ TEST(ApplyCalibration, ErrorsNameFileAndField) {
   cal = Calibration();
   cal["runtime"]["free_after_context_bytes"] = 9e10;
   expect_error(cal, "calibration.runtime.free_after_context_bytes");
+  // Out-of-range durations (issue 18): a 1e308 s GEMM made step times overflow
+  // to NaN and ranked those plans first; 1e-300 s is above any peak.
+  cal = Calibration();
+  for (const char* layout : {"fwd_s", "dx_s", "dw_s"}) cal["gemm"][0][layout] = 1e308;
+  expect_error(cal, "calibration.gemm[0].fwd_s");
+  cal = Calibration();
+  for (const char* layout : {"fwd_s", "dx_s", "dw_s"}) cal["gemm"][0][layout] = 1e-300;
+  expect_error(cal, "calibration.gemm[0].fwd_s");
+  cal = Calibration();
+  cal["collectives"][1]["seconds"] = 5000;
+  expect_error(cal, "calibration.collectives[1].seconds");
+  cal = Calibration();
+  cal["hbm"]["elementwise_bytes"] = 1e300;
+  expect_error(cal, "calibration.hbm.elementwise_bytes");
 }
 
 TEST(ApplyProfile, FileRoundTripAndSource) {
