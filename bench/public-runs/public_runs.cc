@@ -1,0 +1,233 @@
+// p3d-public-runs: predicts every published training run of runs.json that
+// p3d's plan space can express, with the layout the source states, and
+// tabulates predicted vs published step time and fit (issue 15's table).
+//
+//   p3d-public-runs --runs bench/public-runs/runs.json --out bench/results/public-runs.md
+//   p3d-public-runs --runs ... --check bench/results/public-runs.md   (exit 1 if any row moved)
+//
+// What is fixed from the source: model shape, GPU, GPU count, TP, PP, VPP, DP,
+// micro-batch, global batch, sequence length, and where stated recompute,
+// sequence parallel and the sharding (distributed optimizer = ZeRO-1, FSDP or
+// ZeRO-3 = ZeRO-3). What the source leaves open is searched and the best
+// fitting plan reported. Rows p3d cannot express yet are listed with the reason.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <map>
+
+#include "common/input_file.h"
+#include "common/json_fields.h"
+#include "common/tool_main.h"
+#include "common/units.h"
+#include "planner/search.h"
+
+namespace p3d {
+namespace {
+
+using nlohmann::json;
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+bool Has(const json& r, const char* k) { return r.contains(k) && !r[k].is_null(); }
+std::string Str(const json& r, const char* k) { return Has(r, k) && r[k].is_string() ? r[k].get<std::string>() : ""; }
+int64_t Int(const json& r, const char* k, int64_t fallback) {
+  return Has(r, k) && r[k].is_number() ? static_cast<int64_t>(r[k].get<double>()) : fallback;
+}
+
+// The catalog GPU of a row, or "" when the card is not in the catalog.
+std::string CatalogGpu(const std::string& gpu) {
+  static const std::map<std::string, std::string> names = {{"h100-sxm", "h100-sxm"},   {"a100-80", "a100-80gb"},
+                                                           {"a100-40", "a100-40gb"},   {"v100-32", "v100-32gb"},
+                                                           {"b200", "b200"},           {"h200", "h200"}};
+  auto it = names.find(gpu);
+  return it == names.end() ? "" : it->second;
+}
+
+struct Row {
+  json src;
+  std::string why_not;  // non-empty: p3d cannot express this run yet
+  PlanRequest request;
+  SearchConstraints fixed;
+  double published_step_s = 0;
+};
+
+Row Build(const json& r) {
+  Row row{r, "", {}, {}, 0};
+  auto no = [&](std::string why) {
+    row.why_not = std::move(why);
+    return row;
+  };
+  const std::string precision = Lower(Str(r, "precision"));
+  if (precision.find("fp8") != std::string::npos || precision.find("float8") != std::string::npos)
+    return no("FP8 training (issue 16)");
+  if (Int(r, "cp", 1) > 1) return no("context parallel (issue 16)");
+  if (Int(r, "ep", 1) > 1 || Int(r, "num_experts", 1) > 1) return no("mixture of experts (issue 16)");
+  if (!Str(r, "attention_variant").empty() && Lower(Str(r, "attention_variant")).find("mla") != std::string::npos)
+    return no("MLA attention (issue 16)");
+  const std::string gpu = CatalogGpu(Str(r, "gpu"));
+  if (gpu.empty()) return no(fmt::format("card '{}' not in the catalog", Str(r, "gpu")));
+  if (!Has(r, "step_time_s")) return no("no step time published or derivable");
+  for (const char* k : {"layers", "hidden", "heads", "ffn_hidden", "vocab", "seq_len", "num_gpus", "global_batch"})
+    if (!Has(r, k)) return no(fmt::format("'{}' not published", k));
+  const int64_t pp = Int(r, "pp", 1);
+  if (Int(r, "layers", 1) % pp != 0) return no("layers not divisible by PP: uneven stages (issue 15)");
+
+  ModelSpec& m = row.request.model;
+  const std::string name = Lower(Str(r, "model_name"));
+  bool llama = false;
+  for (const char* family : {"llama", "mistral", "qwen"}) llama |= name.find(family) != std::string::npos;
+  m.name = Str(r, "id");
+  m.arch = llama ? Arch::kLlama : Arch::kGpt2;
+  m.layers = Int(r, "layers", 0);
+  m.hidden = Int(r, "hidden", 0);
+  m.heads = Int(r, "heads", 0);
+  m.kv_heads = Int(r, "kv_heads", m.heads);
+  m.ffn = Int(r, "ffn_hidden", 0);
+  m.vocab = Int(r, "vocab", 0);
+  m.max_positions = Int(r, "seq_len", 0);
+  m.tie_embeddings = !llama;
+  if (Status s = Validate(m); !s.ok()) return no("model: " + s.message());
+  StatusOr<ClusterSpec> c = CatalogCluster(gpu);
+  row.request.cluster = *c;
+  row.request.cluster.num_gpus = static_cast<int>(Int(r, "num_gpus", 0));
+  if (Has(r, "gpus_per_node")) row.request.cluster.node.gpus_per_node = static_cast<int>(Int(r, "gpus_per_node", 8));
+  row.request.training.global_batch = Int(r, "global_batch", 0);
+  row.request.training.seq = Int(r, "seq_len", 0);
+
+  SearchConstraints& f = row.fixed;
+  f.tp = static_cast<int>(Int(r, "tp", 1));
+  f.pp = static_cast<int>(pp);
+  f.vpp = static_cast<int>(Int(r, "vpp", 1));
+  if (Has(r, "dp")) f.dp = static_cast<int>(Int(r, "dp", 1));
+  if (Has(r, "micro_batch")) f.micro_batch = Int(r, "micro_batch", 1);
+  const std::string rc = Lower(Str(r, "recompute"));
+  if (rc.starts_with("full")) f.recompute = Recompute::kFull;
+  else if (rc.starts_with("selective")) f.recompute = Recompute::kSelective;
+  else if (rc.starts_with("none")) f.recompute = Recompute::kNone;
+  if (Has(r, "sequence_parallel") && r["sequence_parallel"].is_boolean()) f.sequence_parallel = r["sequence_parallel"].get<bool>();
+  if (*f.tp == 1) f.sequence_parallel = false;
+  const std::string sh = Lower(Str(r, "sharding"));
+  if (sh.find("fsdp") != std::string::npos || sh.find("zero stage 3") != std::string::npos ||
+      sh.find("zero-3") != std::string::npos)
+    f.zero = 3;
+  else if (sh.find("distributed optimizer") != std::string::npos || sh.find("zero stage 1") != std::string::npos)
+    f.zero = 1;
+  else if (sh.starts_with("none")) f.zero = 0;
+  f.offload = Offload::kNone;
+  row.published_step_s = r["step_time_s"].get<double>();
+  return row;
+}
+
+struct Result {
+  std::string line;
+  bool predicted = false, fits = false;
+  double error = 0;
+};
+
+Result Predict(const Row& row) {
+  const json& r = row.src;
+  const std::string head = fmt::format("| {} | {} | {} | {} | {} x {} | TP{} PP{} DP{} |", Str(r, "id"), Str(r, "set"),
+                                       Str(r, "framework"), Str(r, "model_name"), Int(r, "num_gpus", 0),
+                                       Str(r, "gpu"), Int(r, "tp", 1), Int(r, "pp", 1),
+                                       Has(r, "dp") ? std::to_string(Int(r, "dp", 0)) : "?");
+  if (!row.why_not.empty()) return {head + fmt::format(" - | - | - | - | not expressible: {} |", row.why_not)};
+  SearchOptions o;
+  o.fixed = row.fixed;
+  o.top_k = 1;
+  StatusOr<SearchResult> s = SearchPlans(row.request, o);
+  if (!s.ok()) return {head + fmt::format(" {:.3f} | - | - | - | refused: {} |", row.published_step_s, s.status().message())};
+  const EvaluatedPlan& e = s->plans.at(0);
+  if (!e.fits)
+    return {head + fmt::format(" {:.3f} | - | - | NO ({:.1f} GiB) | {} |", row.published_step_s,
+                               ToGiB(e.memory.peak().total()), PlanSummary(e.plan)),
+            true, false, 0};
+  const double err = e.time.step_s / row.published_step_s - 1;
+  return {head + fmt::format(" {:.3f} | {:.3f} | {:+.1f}% | yes ({:.1f} GiB) | {} |", row.published_step_s,
+                             e.time.step_s, 100 * err, ToGiB(e.memory.peak().total()), PlanSummary(e.plan)),
+          true, true, err};
+}
+
+std::string Summary(const std::string& set, const std::vector<Result>& results, const std::vector<Row>& rows) {
+  int n = 0, expressible = 0, fits = 0;
+  double sum = 0, max = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (Str(rows[i].src, "set") != set) continue;
+    ++n;
+    if (!results[i].predicted) continue;
+    ++expressible;
+    if (!results[i].fits) continue;
+    ++fits;
+    sum += std::fabs(results[i].error);
+    max = std::max(max, std::fabs(results[i].error));
+  }
+  return fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", set, n, expressible, fits, expressible - fits,
+                     fits ? fmt::format("{:.1f}%", 100 * sum / fits) : "-", fits ? fmt::format("{:.1f}%", 100 * max) : "-");
+}
+
+std::string Table(const json& doc) {
+  std::vector<Row> rows;
+  for (const json& r : doc["rows"]) rows.push_back(Build(r));
+  std::vector<Result> results;
+  for (const Row& row : rows) results.push_back(Predict(row));
+  std::string out =
+      "# Published training runs vs p3d's catalog prediction\n\n"
+      "Generated by `build/bin/p3d-public-runs --runs bench/public-runs/runs.json --out bench/results/public-runs.md`\n"
+      "(pinned by the `public_runs_pinned` test: a change that moves a row fails it until this file is\n"
+      "regenerated). Sources, definitions and the held-aside rule: bench/public-runs/SOURCES.md. Every\n"
+      "p3d figure is a **prediction** with the catalog GPU and p3d's own executor as the implementation\n"
+      "(no framework profile yet: issue 15); published figures are the sources' measurements. Fixed from\n"
+      "the source: shape, GPU and count, TP, PP, VPP, DP, micro-batch, global batch, sequence length, and\n"
+      "where stated recompute, sequence parallel and sharding (distributed optimizer = ZeRO-1, FSDP or\n"
+      "ZeRO-3 = ZeRO-3); the rest is searched and the best fitting plan shown. Error = predicted /\n"
+      "published step time - 1.\n\n"
+      "| set | rows | expressible | predicted to fit | predicted NOT to fit (they ran) | mean abs error | max abs error |\n"
+      "|---|---|---|---|---|---|---|\n";
+  out += Summary("fit", results, rows) + Summary("held", results, rows) + "\n";
+  out += "| id | set | framework | model | GPUs | layout | published step s | predicted step s | error | fits | p3d plan or reason |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const Result& r : results) out += r.line + "\n";
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  std::string runs, out, check;
+  CLI::App app{"p3d-public-runs: p3d's predictions of published training runs"};
+  app.add_option("--runs", runs, "runs.json")->required();
+  app.add_option("--out", out, "write the Markdown table here");
+  app.add_option("--check", check, "compare with this table; exit 1 if any line differs");
+  if (int code = ParseFlags(app, argc, argv); code >= 0) return code;
+  StatusOr<json> doc = ReadJsonFile(runs, "runs file");
+  if (!doc.ok() || !doc->contains("rows")) {
+    std::cerr << "p3d-public-runs: " << (doc.ok() ? "no 'rows'" : doc.status().ToString()) << "\n";
+    return kExitBadInput;
+  }
+  const std::string table = Table(*doc);
+  if (!out.empty()) {
+    if (Status s = WriteFileAtomic(out, table, "--out"); !s.ok()) {
+      std::cerr << "p3d-public-runs: " << s.ToString() << "\n";
+      return kExitBadInput;
+    }
+  }
+  if (!check.empty()) {
+    StatusOr<std::string> pinned = ReadInputFile(check, "pinned table");
+    if (!pinned.ok() || *pinned != table) {
+      std::cerr << "p3d-public-runs: the predictions differ from " << check
+                << " (regenerate it with --out and explain the change in the commit)\n";
+      return 1;
+    }
+  }
+  if (out.empty() && check.empty()) std::cout << table;
+  return 0;
+}
+
+}  // namespace
+}  // namespace p3d
+
+int main(int argc, char** argv) {
+  return p3d::GuardedMain("p3d-public-runs", p3d::kExitBadInput, [&] { return p3d::Main(argc, argv); });
+}
