@@ -15,27 +15,6 @@ double Percentile(const std::vector<double>& sorted, double q) {
   return sorted[lo] + (pos - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
 }
 
-// Exact device names (as the driver reports them) and the catalog entry whose
-// datasheet figures they have. Variants with other clocks or memory (H100 NVL,
-// H200 NVL, A100 PCIe, ...) are deliberately absent: no guessed peak.
-struct DeviceAlias {
-  const char* device_name;
-  const char* catalog_id;
-};
-constexpr DeviceAlias kDeviceAliases[] = {
-    {"NVIDIA H100 80GB HBM3", "h100-sxm"},
-    {"NVIDIA H100 PCIe", "h100-pcie"},
-    {"NVIDIA H200", "h200"},
-    {"NVIDIA A100-SXM4-80GB", "a100-80gb"},
-    {"NVIDIA A100-SXM4-40GB", "a100-40gb"},
-    {"NVIDIA B200", "b200"},
-    {"NVIDIA L40S", "l40s"},
-    {"NVIDIA GeForce RTX 4090", "rtx4090"},
-    {"NVIDIA GeForce RTX 3090", "rtx3090"},
-    {"Tesla V100-SXM2-32GB", "v100-32gb"},
-    {"Tesla V100-SXM2-16GB", "v100-16gb"},
-};
-
 }  // namespace
 
 StatusOr<StepTimeStats> SummarizeStepTimes(const std::vector<double>& times, int warmup) {
@@ -56,15 +35,6 @@ StatusOr<StepTimeStats> SummarizeStepTimes(const std::vector<double>& times, int
   for (double x : t) sum += x;
   s.mean_s = sum / static_cast<double>(t.size());
   return s;
-}
-
-StatusOr<std::string> CatalogGpuForDevice(const std::string& device_name) {
-  for (const auto& a : kDeviceAliases)
-    if (device_name == a.device_name) return std::string(a.catalog_id);
-  return Status::NotFound(fmt::format(
-      "GPU '{}' is not in p3d's device table (executor/metrics.cc); its datasheet peak is "
-      "unknown, so no MFU is reported",
-      device_name));
 }
 
 }  // namespace p3d

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "simulator/hardware.h"  // CatalogGpuForDevice: the catalog maps device names
 
 namespace p3d {
 
@@ -26,10 +27,5 @@ struct StepTimeStats {
 // Statistics of times[warmup..]; error when no step is left after warm-up.
 // Percentiles by linear interpolation between order statistics.
 StatusOr<StepTimeStats> SummarizeStepTimes(const std::vector<double>& times, int warmup);
-
-// Maps a CUDA device name (cudaDeviceProp::name) to the simulator catalog id
-// whose datasheet peak applies, e.g. "NVIDIA H100 80GB HBM3" -> "h100-sxm".
-// NotFound for any card not listed: p3d then refuses to print an MFU.
-StatusOr<std::string> CatalogGpuForDevice(const std::string& device_name);
 
 }  // namespace p3d

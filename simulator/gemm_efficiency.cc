@@ -84,38 +84,22 @@ namespace {
 // Other GPUs, until calibrated (issue 6): the same curve with its FLOPs axis
 // scaled by the GPU's peak relative to H100 (a GEMM reaches a given fraction
 // of peak when it runs for the same time, i.e. at FLOPs proportional to the
-// peak), and the plateau set from typical cuBLAS results for that generation:
-//   a100: 0.80 (~250 of 312 TFLOP/s), v100: 0.80 (fp16), b200: 0.75,
-//   l40s / rtx4090 / rtx3090: 0.75, mi300x: 0.55 (hipBLASLt ~700 of 1307).
-struct Curve {
-  double peak_tflops;  // the GPU's datasheet peak: scales the FLOPs axis
-  double plateau;      // efficiency of large GEMMs
-};
+// peak), and the plateau given per GPU in the catalog (simulator/catalog.json)
+// from typical cuBLAS results for that generation: a100 0.80 (~250 of 312
+// TFLOP/s), v100 0.80 (fp16), b200 0.75, l40s / rtx4090 / rtx3090 0.75, mi300x
+// 0.55 (hipBLASLt ~700 of 1307).
 // The H100 shape, FLOPs axis at 989 TFLOP/s, efficiency relative to its 0.80 plateau.
 constexpr GemmEfficiencyPoint kH100Shape[] = {{1e8, 0.04 / 0.80},     {1e9, 0.18 / 0.80},
                                               {8.6e9, 0.41 / 0.80},   {1.72e10, 0.66 / 0.80},
                                               {1.37e11, 0.78 / 0.80}, {1.1e12, 1.0}};
 constexpr double kH100PeakTflops = 989;
 
-const std::map<std::string, Curve>& Curves() {
-  static const std::map<std::string, Curve> curves = {
-      {"h100-sxm", {989, 0.80}},  {"h200", {989, 0.80}},      {"h100-pcie", {756, 0.80}},
-      {"a100-80gb", {312, 0.80}}, {"a100-40gb", {312, 0.80}}, {"b200", {2250, 0.75}},
-      {"v100-32gb", {125, 0.80}}, {"v100-16gb", {125, 0.80}}, {"l40s", {362, 0.75}},
-      {"rtx4090", {165, 0.75}},   {"rtx3090", {71, 0.75}},    {"mi300x", {1307, 0.55}},
-  };
-  return curves;
-}
-
 }  // namespace
 
-std::vector<GemmEfficiencyPoint> DefaultGemmEfficiency(const std::string& gpu_name) {
-  auto it = Curves().find(gpu_name);
-  if (it == Curves().end()) return {};
-  const Curve& c = it->second;
+std::vector<GemmEfficiencyPoint> GemmEfficiencyCurve(double peak_tflops, double plateau) {
   std::vector<GemmEfficiencyPoint> table;
   for (const GemmEfficiencyPoint& p : kH100Shape)
-    table.push_back({p.flops * c.peak_tflops / kH100PeakTflops, p.efficiency * c.plateau});
+    table.push_back({p.flops * peak_tflops / kH100PeakTflops, p.efficiency * plateau});
   return table;
 }
 

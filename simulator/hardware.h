@@ -172,8 +172,19 @@ bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double seq, double
                          AttentionEfficiencyPoint* out);
 
 // The catalog's default GEMM efficiency table for a catalog GPU name (sorted
-// by flops); empty when none is known. Defined in simulator/gemm_efficiency.cc;
-// CatalogCluster fills GpuSpec::gemm_efficiency from it.
+// by flops); empty when none is known (simulator/hardware_catalog.cc).
 std::vector<GemmEfficiencyPoint> DefaultGemmEfficiency(const std::string& gpu_name);
+
+// The uncalibrated GEMM efficiency curve of a GPU with this dense peak and
+// large-GEMM plateau (simulator/gemm_efficiency.cc explains its shape).
+std::vector<GemmEfficiencyPoint> GemmEfficiencyCurve(double peak_tflops, double plateau);
+
+// The catalog GPU whose datasheet figures a device has, by the exact name the
+// driver reports ("NVIDIA H100 80GB HBM3" -> "h100-sxm"); NotFound for
+// variants the catalog does not list (no guessed peak, so no MFU).
+StatusOr<std::string> CatalogGpuForDevice(const std::string& device_name);
+
+// OK when simulator/catalog.json parsed; else the error naming the field.
+Status CatalogStatus();
 
 }  // namespace p3d

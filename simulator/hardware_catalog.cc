@@ -1,12 +1,16 @@
 // The hardware catalog: GPUs under stable names, each in the node type it
-// usually sits in. docs/hardware.md lists every figure with its source; the
-// comments here name the assumption where a figure is not a datasheet value.
+// usually sits in, read from simulator/catalog.json (data compiled in, like the
+// model zoo). docs/hardware.md lists every figure with its source.
 #include <fmt/format.h>
 
 #include <cmath>
 #include <limits>
 
+#include <algorithm>
+
+#include "common/json_fields.h"
 #include "common/units.h"
+#include "simulator/catalog_data.h"
 #include "simulator/hardware.h"
 
 namespace p3d {
@@ -28,110 +32,117 @@ constexpr RuntimeMemory kDefaultRuntime{.cuda_context_bytes = 1210 * kMiB,
                                         .nccl_per_comm_bytes = 0.25 * kGiB,
                                         .allocator_fraction = 0.08};
 
-// Link classes (bytes_per_s is per GPU and per direction). Efficiencies are
-// large-message achievable fractions; latencies are per collective step
-// including the kernel launch. See docs/hardware.md for the sources.
-LinkSpec NvLink2() { return {"nvlink2", 150 * kGBps, 0.8, 8 * kUs}; }
-LinkSpec NvLink3() { return {"nvlink3", 300 * kGBps, 0.8, 8 * kUs}; }
-// Measured H100 unidirectional ~376-380 of 450 GB/s (published.md sec. 5).
-LinkSpec NvLink4() { return {"nvlink4", 450 * kGBps, 0.84, 8 * kUs}; }
-LinkSpec NvLink5() { return {"nvlink5", 900 * kGBps, 0.8, 8 * kUs}; }
-LinkSpec InfinityFabric() { return {"infinity-fabric", 448 * kGBps, 0.7, 10 * kUs}; }
-// PCIe x16 per direction (128b/130b): Gen3 15.75, Gen4 31.5, Gen5 63 GB/s.
-LinkSpec Pcie(const char* name, double gbps, double efficiency) {
-  return {name, gbps * kGBps, efficiency, 10 * kUs};
-}
-// Node network, per-GPU share: HDR 200 Gb/s and NDR 400 Gb/s per GPU (one
-// NIC per GPU in DGX A100/H100/H200/B200); EDR in DGX-1 is 4 x 100 Gb/s per
-// 8 GPUs. PCIe servers: assumed 2 x 200 Gb/s per 8-GPU node (L40S, H100
-// PCIe) or 1 x 100 Gb/s Ethernet per 8-GPU node (GeForce cards).
-LinkSpec Net(const char* name, double node_gbit_per_s, int gpus, double efficiency,
-             double latency_us) {
-  return {name, node_gbit_per_s / 8 * kGBps / gpus, efficiency, latency_us * kUs};
-}
-
 struct CatalogEntry {
   GpuSpec gpu;
   NodeSpec node;
-  const char* node_name;
+  std::string node_name;
+  double marketed_gb = 0;  // > 0: what --mem GB picks (kMemoryTolerance)
+  std::vector<std::string> device_names;
 };
 
-GpuSpec Gpu(const char* name, const char* description, double mib, double hbm_gbps, double tflops,
-            bool plan_only = false) {
-  GpuSpec g;
-  g.name = name;
-  g.description = description;
-  g.memory_bytes = mib * kMiB;
-  g.hbm_bytes_per_s = hbm_gbps * kGBps;
-  g.peak_flops = tflops * kTFLOP;
-  g.plan_only = plan_only;
-  g.runtime = kDefaultRuntime;
-  return g;
-}
-
-NodeSpec Node(int gpus, LinkSpec intra, LinkSpec inter, double host_gib, double pcie_gbps) {
-  return {gpus, std::move(intra), std::move(inter), host_gib * kGiB, pcie_gbps * kGBps};
-}
-
-// memory: the total the driver reports (nvidia-smi "MiB"), where known;
-// otherwise the marketed GB taken as GiB (noted).
-const std::vector<CatalogEntry>& Catalog() {
-  static const std::vector<CatalogEntry> catalog = [] {
-    const LinkSpec hdr = Net("ib-hdr", 8 * 200, 8, 0.9, 15);
-    const LinkSpec ndr = Net("ib-ndr", 8 * 400, 8, 0.9, 15);
-    const LinkSpec pcie4 = Pcie("pcie4", 31.5, 0.8);
-    const LinkSpec pcie5 = Pcie("pcie5", 63, 0.8);
-    // GeForce cards have no PCIe peer-to-peer: NCCL stages through host memory.
-    const LinkSpec pcie4_shm = Pcie("pcie4-shm", 31.5, 0.6);
-    std::vector<CatalogEntry> c;
-    c.push_back({Gpu("a100-40gb", "NVIDIA A100 SXM4 40GB", 40960, 1555, 312),
-                 Node(8, NvLink3(), hdr, 1024, 31.5), "dgx-a100"});
-    c.push_back({Gpu("a100-80gb", "NVIDIA A100 SXM4 80GB", 81920, 2039, 312),
-                 Node(8, NvLink3(), hdr, 2048, 31.5), "dgx-a100"});
-    c.push_back({Gpu("h100-sxm", "NVIDIA H100 SXM5 80GB", 81559, 3350, 989),
-                 Node(8, NvLink4(), ndr, 2048, 63), "dgx-h100"});
-    c.push_back({Gpu("h100-pcie", "NVIDIA H100 PCIe 80GB", 81559, 2000, 756),
-                 Node(8, pcie5, Net("ib-hdr-2x", 2 * 200, 8, 0.9, 15), 1024, 63), "pcie5-server"});
-    c.push_back({Gpu("h200", "NVIDIA H200 SXM 141GB", 143771, 4800, 989),
-                 Node(8, NvLink4(), ndr, 2048, 63), "dgx-h200"});
-    // B200: driver total 183359 MiB (179 GiB) for the marketed 180 GB.
-    c.push_back({Gpu("b200", "NVIDIA B200 180GB", 183359, 8000, 2250),
-                 Node(8, NvLink5(), ndr, 2048, 63), "dgx-b200"});
-    // V100 has no bf16: peak is fp16 tensor cores.
-    c.push_back({Gpu("v100-32gb", "NVIDIA V100 SXM2 32GB", 32510, 900, 125),
-                 Node(8, NvLink2(), Net("ib-edr-4x", 4 * 100, 8, 0.9, 15), 512, 15.75), "dgx-1v"});
-    c.push_back({Gpu("v100-16gb", "NVIDIA V100 SXM2 16GB", 16160, 900, 125),
-                 Node(8, NvLink2(), Net("ib-edr-4x", 4 * 100, 8, 0.9, 15), 512, 15.75), "dgx-1v"});
-    c.push_back({Gpu("l40s", "NVIDIA L40S 48GB", 46068, 864, 362),
-                 Node(8, pcie4, Net("ib-hdr-2x", 2 * 200, 8, 0.9, 15), 1024, 31.5),
-                 "pcie4-server"});
-    c.push_back({Gpu("rtx4090", "NVIDIA GeForce RTX 4090 24GB", 24564, 1008, 165),
-                 Node(8, pcie4_shm, Net("eth-100g", 100, 8, 0.8, 25), 256, 31.5),
-                 "pcie4-workstation"});
-    c.push_back({Gpu("rtx3090", "NVIDIA GeForce RTX 3090 24GB", 24576, 936, 71),
-                 Node(8, pcie4_shm, Net("eth-100g", 100, 8, 0.8, 25), 256, 31.5),
-                 "pcie4-workstation"});
-    // MI300X: marketed 192 GB taken as GiB; RCCL, no executor support.
-    c.push_back({Gpu("mi300x", "AMD Instinct MI300X 192GB", 192 * 1024, 5300, 1307, true),
-                 Node(8, InfinityFabric(), ndr, 2048, 63), "mi300x-oam"});
-    for (auto& e : c) e.gpu.gemm_efficiency = DefaultGemmEfficiency(e.gpu.name);
-    return c;
-  }();
-  return catalog;
-}
-
-// Marketed capacity (GB) -> catalog GPU a user most likely means.
-struct MemoryDefault {
-  double gb;
-  const char* gpu;
-};
-constexpr MemoryDefault kMemoryDefaults[] = {
-    {16, "v100-16gb"}, {24, "rtx4090"}, {32, "v100-32gb"}, {40, "a100-40gb"}, {48, "l40s"},
-    {80, "h100-sxm"},  {141, "h200"},   {180, "b200"},     {192, "mi300x"},
-};
 // A --mem value matches a capacity within 7% (so 79.6, 81.5 and the
 // driver-reported 79.6 GiB of an H100 all mean 80; 45 GiB of an L40S means 48).
 constexpr double kMemoryTolerance = 0.07;
+
+using nlohmann::json;
+
+StatusOr<LinkSpec> ReadLink(const json& links, const std::string& name) {
+  auto it = links.find(name);
+  if (it == links.end() || !it->is_object())
+    return Status::InvalidArgument(fmt::format("catalog: link '{}' is not defined under 'links'", name));
+  JsonFields f(*it, "catalog link " + name);
+  P3D_RETURN_IF_ERROR(f.OnlyKeys({"gb_per_s", "efficiency", "latency_us"}));
+  LinkSpec l;
+  l.name = name;
+  P3D_ASSIGN_OR_RETURN(double gbps, f.Number("gb_per_s", 0.1, 1e6));
+  P3D_ASSIGN_OR_RETURN(l.efficiency, f.Number("efficiency", 0.01, 1));
+  P3D_ASSIGN_OR_RETURN(double us, f.Number("latency_us", 0.01, 1e6));
+  l.bytes_per_s = gbps * kGBps;
+  l.latency_s = us * kUs;
+  return l;
+}
+
+StatusOr<std::pair<NodeSpec, std::string>> ReadNode(const json& doc, const std::string& id) {
+  auto it = doc["nodes"].find(id);
+  if (it == doc["nodes"].end() || !it->is_object())
+    return Status::InvalidArgument(fmt::format("catalog: node '{}' is not defined under 'nodes'", id));
+  JsonFields f(*it, "catalog node " + id);
+  P3D_RETURN_IF_ERROR(f.OnlyKeys({"name", "gpus_per_node", "intra", "inter", "host_memory_gib", "pcie_gb_per_s"}));
+  NodeSpec n;
+  P3D_ASSIGN_OR_RETURN(int64_t gpus, f.IntInRange("gpus_per_node", 1, 4096));
+  n.gpus_per_node = static_cast<int>(gpus);
+  P3D_ASSIGN_OR_RETURN(std::string intra, f.String("intra"));
+  P3D_ASSIGN_OR_RETURN(std::string inter, f.String("inter"));
+  P3D_ASSIGN_OR_RETURN(n.intra, ReadLink(doc["links"], intra));
+  P3D_ASSIGN_OR_RETURN(n.inter, ReadLink(doc["links"], inter));
+  P3D_ASSIGN_OR_RETURN(double host_gib, f.Number("host_memory_gib", 1, 1e6));
+  P3D_ASSIGN_OR_RETURN(double pcie, f.Number("pcie_gb_per_s", 0.1, 1e6));
+  n.host_memory_bytes = host_gib * kGiB;
+  n.pcie_bytes_per_s = pcie * kGBps;
+  std::string name = id;
+  if (f.Has("name")) {
+    P3D_ASSIGN_OR_RETURN(name, f.String("name"));
+  }
+  return std::pair{n, name};
+}
+
+StatusOr<CatalogEntry> ReadGpu(const json& doc, const json& g, size_t i) {
+  if (!g.is_object()) return Status::InvalidArgument(fmt::format("catalog: gpus[{}] must be an object", i));
+  JsonFields f(g, fmt::format("catalog gpus[{}]", i));
+  P3D_RETURN_IF_ERROR(f.OnlyKeys({"name", "description", "memory_mib", "hbm_gb_per_s", "peak_tflops", "gemm_plateau",
+                                  "node", "marketed_gb", "plan_only", "device_names"}));
+  CatalogEntry e;
+  GpuSpec& gpu = e.gpu;
+  P3D_ASSIGN_OR_RETURN(gpu.name, f.String("name"));
+  P3D_ASSIGN_OR_RETURN(gpu.description, f.String("description"));
+  P3D_ASSIGN_OR_RETURN(double mib, f.Number("memory_mib", 1024, 1e9));
+  P3D_ASSIGN_OR_RETURN(double hbm, f.Number("hbm_gb_per_s", 10, 1e6));
+  P3D_ASSIGN_OR_RETURN(double tflops, f.Number("peak_tflops", 1, 1e6));
+  // A GPU without a curve would be timed at 100% GEMM efficiency: required.
+  P3D_ASSIGN_OR_RETURN(double plateau, f.Number("gemm_plateau", 0.05, 1));
+  P3D_ASSIGN_OR_RETURN(gpu.plan_only, f.BoolOr("plan_only", false));
+  P3D_ASSIGN_OR_RETURN(e.marketed_gb, f.NumberOr("marketed_gb", 1, 1e6, 0));
+  gpu.memory_bytes = mib * kMiB;
+  gpu.hbm_bytes_per_s = hbm * kGBps;
+  gpu.peak_flops = tflops * kTFLOP;
+  gpu.runtime = kDefaultRuntime;
+  gpu.gemm_efficiency = GemmEfficiencyCurve(tflops, plateau);
+  P3D_ASSIGN_OR_RETURN(std::string node, f.String("node"));
+  P3D_ASSIGN_OR_RETURN(auto node_and_name, ReadNode(doc, node));
+  std::tie(e.node, e.node_name) = node_and_name;
+  if (!g.contains("device_names") || !g["device_names"].is_array())
+    return f.Error("device_names", "must be an array of the driver's device names");
+  for (const json& d : g["device_names"]) {
+    if (!d.is_string()) return f.Error("device_names", "must hold strings");
+    e.device_names.push_back(d.get<std::string>());
+  }
+  return e;
+}
+
+StatusOr<std::vector<CatalogEntry>> ParseCatalog() {
+  P3D_ASSIGN_OR_RETURN(json doc, ParseJson(CatalogJsonText(), "simulator/catalog.json"));
+  JsonFields top(doc, "simulator/catalog.json");
+  P3D_RETURN_IF_ERROR(top.OnlyKeys({"comment", "links", "nodes", "gpus"}));
+  for (const char* k : {"links", "nodes"})
+    if (!doc.contains(k) || !doc[k].is_object()) return top.Error(k, "must be an object");
+  if (!doc.contains("gpus") || !doc["gpus"].is_array()) return top.Error("gpus", "must be an array");
+  std::vector<CatalogEntry> out;
+  for (size_t i = 0; i < doc["gpus"].size(); ++i) {
+    P3D_ASSIGN_OR_RETURN(CatalogEntry e, ReadGpu(doc, doc["gpus"][i], i));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+const StatusOr<std::vector<CatalogEntry>>& ParsedCatalog() {
+  static const StatusOr<std::vector<CatalogEntry>> catalog = ParseCatalog();
+  return catalog;
+}
+
+const std::vector<CatalogEntry>& Catalog() {
+  static const std::vector<CatalogEntry> empty;
+  return ParsedCatalog().ok() ? *ParsedCatalog() : empty;
+}
 
 }  // namespace
 
@@ -165,6 +176,7 @@ const std::vector<std::string>& CatalogGpuNames() {
 }
 
 StatusOr<ClusterSpec> CatalogCluster(const std::string& gpu_name) {
+  P3D_RETURN_IF_ERROR(CatalogStatus());
   for (const auto& e : Catalog()) {
     if (e.gpu.name != gpu_name) continue;
     ClusterSpec c;
@@ -178,27 +190,49 @@ StatusOr<ClusterSpec> CatalogCluster(const std::string& gpu_name) {
 }
 
 StatusOr<std::string> DefaultGpuForMemory(double gb) {
+  P3D_RETURN_IF_ERROR(CatalogStatus());
   if (!(gb > 0) || !std::isfinite(gb))
     return Status::InvalidArgument(
         fmt::format("mem: GPU memory must be a positive number of GB, got {}", gb));
-  const MemoryDefault* best = nullptr;
+  const CatalogEntry* best = nullptr;
   double best_distance = std::numeric_limits<double>::infinity();
-  for (const auto& d : kMemoryDefaults) {
-    double distance = std::abs(gb - d.gb);
-    if (distance <= kMemoryTolerance * d.gb && distance < best_distance) {
-      best = &d;
+  std::vector<double> known;
+  for (const CatalogEntry& e : Catalog()) {
+    if (e.marketed_gb <= 0) continue;
+    known.push_back(e.marketed_gb);
+    double distance = std::abs(gb - e.marketed_gb);
+    if (distance <= kMemoryTolerance * e.marketed_gb && distance < best_distance) {
+      best = &e;
       best_distance = distance;
     }
   }
   if (best == nullptr) {
-    std::vector<double> known;
-    for (const auto& d : kMemoryDefaults) known.push_back(d.gb);
+    std::sort(known.begin(), known.end());
     return Status::NotFound(
         fmt::format("mem: no catalog GPU has {} GB (known capacities: {} GB); pass --gpu NAME or a "
                     "hardware JSON file",
                     gb, fmt::join(known, ", ")));
   }
-  return std::string(best->gpu);
+  return best->gpu.name;
 }
+
+StatusOr<std::string> CatalogGpuForDevice(const std::string& device_name) {
+  P3D_RETURN_IF_ERROR(CatalogStatus());
+  for (const CatalogEntry& e : Catalog())
+    for (const std::string& d : e.device_names)
+      if (d == device_name) return e.gpu.name;
+  return Status::NotFound(fmt::format(
+      "GPU '{}' is not among the catalog's device names (simulator/catalog.json); its datasheet peak is "
+      "unknown, so no MFU is reported",
+      device_name));
+}
+
+std::vector<GemmEfficiencyPoint> DefaultGemmEfficiency(const std::string& gpu_name) {
+  for (const CatalogEntry& e : Catalog())
+    if (e.gpu.name == gpu_name) return e.gpu.gemm_efficiency;
+  return {};
+}
+
+Status CatalogStatus() { return ParsedCatalog().status(); }
 
 }  // namespace p3d

@@ -25,6 +25,28 @@ TEST(Catalog, HasEveryRequiredGpu) {
   EXPECT_GE(CatalogGpuNames().size(), 12u);
 }
 
+// The catalog is data (simulator/catalog.json): it parses, every GPU has its
+// GEMM efficiency curve (a missing one used to mean 100% silently), and every
+// device name maps back to its GPU.
+TEST(Catalog, IsDataWithACurveForEveryGpu) {
+  ASSERT_TRUE(CatalogStatus().ok()) << CatalogStatus().ToString();
+  for (const auto& name : CatalogGpuNames()) {
+    SCOPED_TRACE(name);
+    ClusterSpec c = CatalogCluster(name).value();
+    ASSERT_FALSE(c.gpu.gemm_efficiency.empty());
+    EXPECT_EQ(DefaultGemmEfficiency(name).size(), c.gpu.gemm_efficiency.size());
+    EXPECT_LE(c.gpu.gemm_efficiency.back().efficiency, 1.0);
+  }
+  EXPECT_TRUE(DefaultGemmEfficiency("no-such-gpu").empty());
+  EXPECT_EQ(*CatalogGpuForDevice("NVIDIA H800"), "h800");
+  EXPECT_EQ(CatalogGpuForDevice("NVIDIA H100 NVL").status().code(), Status::Code::kNotFound);
+  // H800: an H100 whose NVLink carries 400 GB/s in both directions together (issue 16).
+  ClusterSpec h800 = CatalogCluster("h800").value(), h100 = CatalogCluster("h100-sxm").value();
+  EXPECT_EQ(h800.node.intra.bytes_per_s, 200e9);
+  EXPECT_EQ(h800.gpu.peak_flops, h100.gpu.peak_flops);
+  EXPECT_EQ(h800.gpu.memory_bytes, h100.gpu.memory_bytes);
+}
+
 TEST(Catalog, EveryEntryIsPhysicallySane) {
   for (const auto& name : CatalogGpuNames()) {
     SCOPED_TRACE(name);
