@@ -67,6 +67,9 @@ StatusOr<std::string> Text(const json& root, const std::string& path, const std:
   return j->get<std::string>();
 }
 
+// A measured timeline longer than a day is not a training step.
+constexpr double kMaxTimelineSeconds = 86400;
+
 constexpr const char* kMemoryTerms[] = {"weights",     "gradients", "optimizer",
                                         "activations", "buffers",   "runtime"};
 constexpr const char* kTimeParts[] = {"compute_s", "tp_comm_s",   "pp_comm_s", "dp_comm_s",
@@ -348,6 +351,20 @@ StatusOr<std::string> RenderComparisonSvg(const json& plan_doc, const std::strin
                            MaybeNumber((*t)[i], "microbatch", file + ": " + at));
       P3D_ASSIGN_OR_RETURN(std::optional<double> chunk,
                            MaybeNumber((*t)[i], "chunk", file + ": " + at));
+      // Bounded before any cast: a rank of 1e9 drew a billion-row timeline.
+      const std::string where = file + ": " + at;
+      if (rank != std::floor(rank) || rank >= p.plan.gpus())
+        return Status::InvalidArgument(fmt::format("{}: field 'rank' must be an integer rank below the plan's {} "
+                                                   "GPUs, got {}", where, p.plan.gpus(), rank));
+      if (mb && (*mb != std::floor(*mb) || *mb > 1e9))
+        return Status::InvalidArgument(fmt::format("{}: field 'microbatch' must be a micro-batch index, got {}",
+                                                   where, *mb));
+      if (chunk && (*chunk != std::floor(*chunk) || *chunk >= p.plan.vpp))
+        return Status::InvalidArgument(fmt::format("{}: field 'chunk' must be below the plan's VPP {}, got {}",
+                                                   where, p.plan.vpp, *chunk));
+      if (e.end_s < e.start_s || e.end_s > kMaxTimelineSeconds)
+        return Status::InvalidArgument(fmt::format("{}: 'start_s' .. 'end_s' must be an interval within {} s", where,
+                                                   kMaxTimelineSeconds));
       e.rank = static_cast<int>(rank);
       e.microbatch = static_cast<int>(mb.value_or(-1));
       e.chunk = static_cast<int>(chunk.value_or(0));

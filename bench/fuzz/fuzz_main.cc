@@ -38,12 +38,14 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   unsigned limit_s = 10;
   std::string corpus = ".", only;
+  bool dump = false;
   CLI::App app{"p3d-fuzz: deterministic mutation fuzzing of p3d's parsers"};
   app.add_option("--inputs", inputs, "inputs per target");
   app.add_option("--start", start, "first input index (reproduce one input with --inputs 1)");
   app.add_option("--seed", seed, "generator seed");
   app.add_option("--limit-s", limit_s, "seconds one input may take before it counts as a hang");
   app.add_option("--corpus", corpus, "repository root holding the seed files");
+  app.add_flag("--dump", dump, "print each input before running it (to see a reproduced failure)");
   app.add_option("--target", only, "run one target: model, hardware, profile, saved_plan, run, cli");
   if (int code = p3d::ParseFlags(app, argc, argv); code >= 0) return code;
   std::signal(SIGALRM, OnAlarm);
@@ -58,7 +60,8 @@ int main(int argc, char** argv) {
     }
     g_target = t.name.c_str();
     p3d::fuzz::Rng rng(seed * 0x100000001B3ull + std::hash<std::string>{}(t.name));
-    for (int64_t i = 0; i < start; ++i) (void)p3d::fuzz::Mutate(t.seeds, rng);
+    for (int64_t i = 0; i < start; ++i)  // the same draws as the loop below
+      if (i % 16 != 0) (void)p3d::fuzz::Mutate(t.seeds, rng);
     double slowest = 0;
     std::string bad;
     const auto t0 = std::chrono::steady_clock::now();
@@ -66,6 +69,8 @@ int main(int argc, char** argv) {
       // Every 16th input is a seed itself, so the accepting paths keep being run.
       const std::string input = i % 16 == 0 ? t.seeds[i / 16 % t.seeds.size()] : p3d::fuzz::Mutate(t.seeds, rng);
       g_index = static_cast<long>(i);
+      if (dump) std::fprintf(stderr, "--- %s input %lld ---\n%s\n---\n", t.name.c_str(), static_cast<long long>(i),
+                             input.c_str());
       alarm(limit_s);
       const auto a = std::chrono::steady_clock::now();
       std::string why;

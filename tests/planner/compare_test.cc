@@ -250,6 +250,16 @@ TEST(ComparisonSvg, DrawsBothTracksOnOneAxis) {
   auto bad = RenderComparisonSvg(plan, "plan.json", run, "run.json");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("timeline[1].kind"), std::string::npos);
+  // Found by p3d-fuzz: a rank of 1e9 drew a billion-row timeline (a hang).
+  run["timeline"][1]["kind"] = "backward";
+  for (const auto& [field, value] : {std::pair{"rank", json(1e9)}, {"rank", json(0.5)}, {"chunk", json(3)},
+                                     {"end_s", json(1e300)}, {"microbatch", json(1e300)}}) {
+    json r = run;
+    r["timeline"][0][field] = value;
+    auto refused = RenderComparisonSvg(plan, "plan.json", r, "run.json");
+    ASSERT_FALSE(refused.ok()) << field;
+    EXPECT_NE(refused.status().message().find("timeline[0]"), std::string::npos) << refused.status().message();
+  }
 }
 
 }  // namespace
