@@ -28,9 +28,7 @@ GroupPath GroupPathFor(const NodeSpec& node, int size, int stride) {
 
 double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path) {
   if (path.size <= 1 || bytes <= 0) return 0;
-  const double n = path.size;
-  const double steps = kind == Collective::kAllReduce ? 2 * (n - 1) : n - 1;
-  return steps / n * bytes / path.bus_bytes_per_s + steps * path.latency_s;
+  return BusFactor(kind, path.size) * bytes / path.bus_bytes_per_s + RingSteps(kind, path.size) * path.latency_s;
 }
 
 double SendRecvSeconds(const NodeSpec& node, double bytes, int rank, int stride) {

@@ -33,11 +33,10 @@
 // PP at once) is not modelled.
 #pragma once
 
+#include "simulator/collectives.h"
 #include "simulator/hardware.h"
 
 namespace p3d {
-
-enum class Collective { kAllReduce, kReduceScatter, kAllGather };
 
 // The path one process group's collectives take.
 struct GroupPath {
@@ -51,7 +50,8 @@ struct GroupPath {
 // Group of `size` ranks spaced `stride` apart in the rank layout.
 GroupPath GroupPathFor(const NodeSpec& node, int size, int stride);
 
-// Seconds for one collective of `bytes` over `path` (0 when path.size == 1).
+// Seconds for one ring collective (all-reduce, reduce-scatter, all-gather) of
+// `bytes` over `path` (0 when path.size == 1); send-recv: SendRecvSeconds.
 double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path);
 
 // Seconds to send `bytes` between two ranks `stride` apart that both start at

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "common/json_fields.h"
+#include "simulator/collectives.h"
 
 namespace p3d {
 namespace {
@@ -19,19 +20,11 @@ using profile_internal::Fields;
 // comm_model.h: ring steps and bytes-per-bus-byte factor of one collective.
 Status StepsAndFactor(const std::string& op, int n, double* steps, double* factor) {
   if (n < 2) return Status::InvalidArgument(fmt::format("group size {} < 2", n));
-  if (op == "all-reduce") {
-    *steps = 2.0 * (n - 1);
-    *factor = 2.0 * (n - 1) / n;
-  } else if (op == "reduce-scatter" || op == "all-gather") {
-    *steps = n - 1;
-    *factor = static_cast<double>(n - 1) / n;
-  } else if (op == "send-recv") {
-    *steps = 1;
-    *factor = 1;
-  } else {
-    return Status::InvalidArgument(fmt::format(
-        "unknown collective '{}' (all-reduce, reduce-scatter, all-gather, send-recv)", op));
-  }
+  Collective c;
+  if (!ParseCollective(op, &c))
+    return Status::InvalidArgument(fmt::format("unknown collective '{}' ({})", op, CollectiveNames()));
+  *steps = RingSteps(c, n);
+  *factor = BusFactor(c, n);
   return Status::Ok();
 }
 

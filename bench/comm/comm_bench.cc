@@ -20,22 +20,12 @@
 #include <string>
 #include <vector>
 
+#include "executor/comm/collective_call.h"
 #include "executor/comm/process_groups.h"
 #include "executor/host/spawn.h"
 
 namespace p3d {
 namespace {
-
-enum class Op { kAllReduce, kReduceScatter, kAllGather, kSendRecv };
-
-struct OpInfo {
-  Op op;
-  const char* name;
-};
-constexpr OpInfo kOps[] = {{Op::kAllReduce, "all-reduce"},
-                           {Op::kReduceScatter, "reduce-scatter"},
-                           {Op::kAllGather, "all-gather"},
-                           {Op::kSendRecv, "sendrecv"}};
 
 struct Options {
   int nproc = 0;
@@ -44,89 +34,10 @@ struct Options {
   double factor = 2.0;
   int warmup = 5;
   int iters = 20;
-  std::vector<std::string> ops = {"all-reduce", "reduce-scatter", "all-gather", "sendrecv"};
+  std::vector<std::string> ops = {"all-reduce", "reduce-scatter", "all-gather", "send-recv"};
   double timeout_s = 120;
   bool blocking = false;
 };
-
-// busbw = algbw * BusFactor: the bytes each rank's busiest link carries per
-// byte of the operation's size, for the ring algorithm (docs/comm.md).
-double BusFactor(Op op, int n) {
-  switch (op) {
-    case Op::kAllReduce:
-      return 2.0 * (n - 1) / n;
-    case Op::kReduceScatter:
-    case Op::kAllGather:
-      return static_cast<double>(n - 1) / n;
-    case Op::kSendRecv:
-      return 1.0;
-  }
-  return 1.0;
-}
-
-float Value(int rank, size_t i) { return (rank + 1) * (static_cast<float>(i % 61) - 30.0f) * 0.5f; }
-
-// The elements of one operation at `bytes`: `count` is the size in float32
-// elements (a multiple of n for reduce-scatter / all-gather), send_count and
-// recv_count what each rank sends and receives.
-struct Shape {
-  size_t count, send_count, recv_count;
-};
-Shape ShapeOf(Op op, uint64_t bytes, int n) {
-  size_t count = bytes / sizeof(float);
-  if (op == Op::kReduceScatter || op == Op::kAllGather) count -= count % n;
-  switch (op) {
-    case Op::kAllReduce:
-    case Op::kSendRecv:
-      return {count, count, count};
-    case Op::kReduceScatter:
-      return {count, count, count / n};
-    case Op::kAllGather:
-      return {count, count / n, count};
-  }
-  return {count, count, count};
-}
-
-Status Issue(Op op, Communicator& c, const Shape& s, float* send, float* recv,
-             cudaStream_t stream) {
-  switch (op) {
-    case Op::kAllReduce:
-      return c.AllReduce(send, recv, s.count, ncclFloat32, ncclSum, stream);
-    case Op::kReduceScatter:
-      return c.ReduceScatter(send, recv, s.recv_count, ncclFloat32, ncclSum, stream);
-    case Op::kAllGather:
-      return c.AllGather(send, recv, s.send_count, ncclFloat32, stream);
-    case Op::kSendRecv: {
-      const int next = (c.rank() + 1) % c.size(), prev = (c.rank() + c.size() - 1) % c.size();
-      const P2POp ops[] = {{P2POp::Kind::kSend, next, send, s.count, ncclFloat32},
-                           {P2POp::Kind::kRecv, prev, recv, s.count, ncclFloat32}};
-      return c.SendRecv(ops, stream);
-    }
-  }
-  return Status::Internal("unknown op");
-}
-
-// The expected receive buffer of this rank.
-std::vector<float> Expected(Op op, const Shape& s, int rank, int n) {
-  std::vector<float> want(s.recv_count, 0.0f);
-  for (size_t i = 0; i < s.recv_count; ++i) {
-    switch (op) {
-      case Op::kAllReduce:
-        for (int r = 0; r < n; ++r) want[i] += Value(r, i);
-        break;
-      case Op::kReduceScatter:
-        for (int r = 0; r < n; ++r) want[i] += Value(r, rank * s.recv_count + i);
-        break;
-      case Op::kAllGather:
-        want[i] = Value(static_cast<int>(i / s.send_count), i % s.send_count);
-        break;
-      case Op::kSendRecv:
-        want[i] = Value((rank + n - 1) % n, i);
-        break;
-    }
-  }
-  return want;
-}
 
 #define BENCH_CUDA(expr)                                                             \
   do {                                                                               \
@@ -138,27 +49,25 @@ std::vector<float> Expected(Op op, const Shape& s, int rank, int n) {
 
 // Checks one call against the host, then times `iters` calls; returns
 // {mean seconds per call on this rank, wrong elements on this rank}.
-StatusOr<std::pair<double, double>> Measure(Op op, Communicator& c, const Shape& s, float* send,
+StatusOr<std::pair<double, double>> Measure(Collective op, Communicator& c, const CollectiveCounts& s, float* send,
                                             float* recv, cudaStream_t stream, const Options& o) {
-  std::vector<float> host(s.send_count);
-  // All-gather sends this rank's block; the others send elements from 0.
-  for (size_t i = 0; i < s.send_count; ++i) host[i] = Value(c.rank(), i);
-  BENCH_CUDA(cudaMemcpy(send, host.data(), s.send_count * sizeof(float), cudaMemcpyHostToDevice));
-  BENCH_CUDA(cudaMemset(recv, 0, s.recv_count * sizeof(float)));
-  P3D_RETURN_IF_ERROR(Issue(op, c, s, send, recv, stream));
+  std::vector<float> host(s.send);
+  for (size_t i = 0; i < s.send; ++i) host[i] = CollectiveInput(c.rank(), i);
+  BENCH_CUDA(cudaMemcpy(send, host.data(), s.send * sizeof(float), cudaMemcpyHostToDevice));
+  BENCH_CUDA(cudaMemset(recv, 0, s.recv * sizeof(float)));
+  P3D_RETURN_IF_ERROR(IssueCollective(c, op, s, send, recv, stream));
   P3D_RETURN_IF_ERROR(c.Wait(stream));
-  std::vector<float> got(s.recv_count);
-  BENCH_CUDA(cudaMemcpy(got.data(), recv, s.recv_count * sizeof(float), cudaMemcpyDeviceToHost));
-  const std::vector<float> want = Expected(op, s, c.rank(), c.size());
+  std::vector<float> got(s.recv);
+  BENCH_CUDA(cudaMemcpy(got.data(), recv, s.recv * sizeof(float), cudaMemcpyDeviceToHost));
   double wrong = 0;
-  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != want[i];
+  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != CollectiveExpected(op, s, c.rank(), c.size(), i);
 
-  for (int i = 0; i < o.warmup; ++i) P3D_RETURN_IF_ERROR(Issue(op, c, s, send, recv, stream));
+  for (int i = 0; i < o.warmup; ++i) P3D_RETURN_IF_ERROR(IssueCollective(c, op, s, send, recv, stream));
   cudaEvent_t start, stop;
   BENCH_CUDA(cudaEventCreate(&start));
   BENCH_CUDA(cudaEventCreate(&stop));
   BENCH_CUDA(cudaEventRecord(start, stream));
-  for (int i = 0; i < o.iters; ++i) P3D_RETURN_IF_ERROR(Issue(op, c, s, send, recv, stream));
+  for (int i = 0; i < o.iters; ++i) P3D_RETURN_IF_ERROR(IssueCollective(c, op, s, send, recv, stream));
   BENCH_CUDA(cudaEventRecord(stop, stream));
   P3D_RETURN_IF_ERROR(c.Wait(stream));
   float ms = 0;
@@ -202,13 +111,14 @@ Status RunRank(const Options& o) {
     std::printf("# %-14s %12s %12s %11s %12s %12s %7s\n", "op", "size(B)", "count", "time(us)",
                 "algbw(GB/s)", "busbw(GB/s)", "#wrong");
   }
-  for (const OpInfo& info : kOps) {
-    if (std::find(o.ops.begin(), o.ops.end(), info.name) == o.ops.end()) continue;
+  for (Collective op : kCollectives) {
+    const char* name = CollectiveName(op);
+    if (std::find(o.ops.begin(), o.ops.end(), name) == o.ops.end()) continue;
     for (double b = static_cast<double>(o.min_bytes); b <= static_cast<double>(o.max_bytes);
          b *= o.factor) {
-      const Shape s = ShapeOf(info.op, static_cast<uint64_t>(b), n);
-      if (s.count == 0) continue;
-      P3D_ASSIGN_OR_RETURN(auto result, Measure(info.op, world, s, send, recv, stream, o));
+      const CollectiveCounts s = CountsOf(op, b, n);
+      if (s.full == 0) continue;
+      P3D_ASSIGN_OR_RETURN(auto result, Measure(op, world, s, send, recv, stream, o));
       // Slowest rank's time, total wrong elements.
       const double local[2] = {result.first, result.second};
       BENCH_CUDA(cudaMemcpy(stats, local, sizeof(local), cudaMemcpyHostToDevice));
@@ -217,16 +127,16 @@ Status RunRank(const Options& o) {
       P3D_RETURN_IF_ERROR(world.Wait(stream));
       double global[2];
       BENCH_CUDA(cudaMemcpy(global, stats, sizeof(global), cudaMemcpyDeviceToHost));
-      const double bytes = static_cast<double>(s.count) * sizeof(float);
+      const double bytes = static_cast<double>(s.full) * sizeof(float);
       const double algbw = bytes / global[0] / 1e9;
       if (launch.rank == 0) {
-        std::printf("  %-14s %12.0f %12zu %11.2f %12.2f %12.2f %7.0f\n", info.name, bytes, s.count,
-                    global[0] * 1e6, algbw, algbw * BusFactor(info.op, n), global[1]);
+        std::printf("  %-14s %12.0f %12zu %11.2f %12.2f %12.2f %7.0f\n", name, bytes, s.full,
+                    global[0] * 1e6, algbw, algbw * BusFactor(op, n), global[1]);
         std::fflush(stdout);
       }
       if (global[1] != 0) {
         return Status::Internal(
-            fmt::format("{} of {} bytes gave {} wrong elements", info.name, bytes, global[1]));
+            fmt::format("{} of {} bytes gave {} wrong elements", name, bytes, global[1]));
       }
     }
   }
@@ -255,7 +165,7 @@ int main(int argc, char** argv) {
   app.add_option("--iters", o.iters, "timed calls per size")->check(CLI::PositiveNumber);
   app.add_option("--ops", o.ops, "operations")
       ->delimiter(',')
-      ->check(CLI::IsMember({"all-reduce", "reduce-scatter", "all-gather", "sendrecv"}));
+      ->check(CLI::IsMember({"all-reduce", "reduce-scatter", "all-gather", "send-recv"}));
   app.add_option("--nccl-timeout-s", o.timeout_s, "watchdog deadline for any NCCL wait");
   app.add_flag("--blocking", o.blocking, "blocking NCCL communicators (default: nonblocking)");
   CLI11_PARSE(app, argc, argv);

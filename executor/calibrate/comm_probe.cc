@@ -14,41 +14,12 @@
 #include <vector>
 
 #include "executor/calibrate/probes.h"
+#include "executor/comm/collective_call.h"
 #include "executor/comm/communicator.h"
 #include "executor/matmul.h"
 
 namespace p3d {
 namespace {
-
-constexpr const char* kOps[] = {"all-reduce", "reduce-scatter", "all-gather", "send-recv"};
-
-// Small integers: every sum below is exact in float32.
-float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * (i % 13 + 1)); }
-
-// Elements of the full buffer (comm_model.h's `bytes`), what this rank sends
-// and what it receives.
-struct Counts {
-  size_t full, send, recv;
-};
-Counts CountsOf(const std::string& op, double bytes, int n) {
-  size_t full = static_cast<size_t>(bytes / sizeof(float));
-  full -= full % n;
-  if (op == "reduce-scatter") return {full, full, full / n};
-  if (op == "all-gather") return {full, full / n, full};
-  return {full, full, full};
-}
-
-Status Issue(const std::string& op, Communicator& c, const Counts& k, float* send, float* recv,
-             cudaStream_t stream) {
-  if (op == "all-reduce") return c.AllReduce(send, recv, k.full, ncclFloat32, ncclSum, stream);
-  if (op == "reduce-scatter")
-    return c.ReduceScatter(send, recv, k.recv, ncclFloat32, ncclSum, stream);
-  if (op == "all-gather") return c.AllGather(send, recv, k.send, ncclFloat32, stream);
-  const int next = (c.rank() + 1) % c.size(), prev = (c.rank() + c.size() - 1) % c.size();
-  const P2POp ops[] = {{P2POp::Kind::kSend, next, send, k.full, ncclFloat32},
-                       {P2POp::Kind::kRecv, prev, recv, k.full, ncclFloat32}};
-  return c.SendRecv(ops, stream);
-}
 
 // One large GEMM on `stream`: the device-side delay the timed batches queue behind.
 class DeviceDelay {
@@ -79,16 +50,6 @@ class DeviceDelay {
   std::unique_ptr<Matmul> mm_;
 };
 
-float Expected(const std::string& op, const Counts& k, int rank, int n, size_t i) {
-  if (op == "all-reduce") return static_cast<float>(n * (n + 1) / 2 * (i % 13 + 1));
-  if (op == "reduce-scatter") {
-    const size_t g = rank * k.recv + i;
-    return static_cast<float>(n * (n + 1) / 2 * (g % 13 + 1));
-  }
-  if (op == "all-gather") return Value(static_cast<int>(i / k.send), i % k.send);
-  return Value((rank + n - 1) % n, i);
-}
-
 }  // namespace
 
 StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector<double>& sizes,
@@ -104,27 +65,28 @@ StatusOr<nlohmann::json> ProbeCollectives(Communicator& world, const std::vector
   DeviceDelay delay;
   P3D_RETURN_IF_ERROR(delay.Init());
   nlohmann::json out = nlohmann::json::array();
-  for (const char* op : kOps) {
+  for (Collective c : kCollectives) {
+    const std::string op = CollectiveName(c);
     if (!ops.empty() && std::find(ops.begin(), ops.end(), op) == ops.end()) continue;
     for (double bytes : sizes) {
-      const Counts k = CountsOf(op, bytes, n);
+      const CollectiveCounts k = CountsOf(c, bytes, n);
       std::vector<float> host(k.send);
-      for (size_t i = 0; i < k.send; ++i) host[i] = Value(rank, i);
+      for (size_t i = 0; i < k.send; ++i) host[i] = CollectiveInput(rank, i);
       P3D_CAL_CUDA(cudaMemcpy(send, host.data(), k.send * sizeof(float), cudaMemcpyHostToDevice));
       P3D_CAL_CUDA(cudaMemset(recv, 0, k.recv * sizeof(float)));
-      P3D_RETURN_IF_ERROR(Issue(op, world, k, send, recv, stream));
+      P3D_RETURN_IF_ERROR(IssueCollective(world, c, k, send, recv, stream));
       P3D_RETURN_IF_ERROR(world.Wait(stream));
       std::vector<float> got(k.recv);
       P3D_CAL_CUDA(cudaMemcpy(got.data(), recv, k.recv * sizeof(float), cudaMemcpyDeviceToHost));
       size_t wrong = 0;
-      for (size_t i = 0; i < k.recv; ++i) wrong += got[i] != Expected(op, k, rank, n, i);
+      for (size_t i = 0; i < k.recv; ++i) wrong += got[i] != CollectiveExpected(c, k, rank, n, i);
       if (wrong)
         return Status::Internal(
             fmt::format("rank {}: {} of {} bytes gave {} wrong elements", rank, op, bytes, wrong));
       P3D_ASSIGN_OR_RETURN(
           double mean,
           TimeLaunchesAfter([&]() { return delay.Enqueue(stream); },
-                            [&]() { return Issue(op, world, k, send, recv, stream); }, 3, 10, stream));
+                            [&]() { return IssueCollective(world, c, k, send, recv, stream); }, 3, 10, stream));
       // The slowest rank's time is the collective's time.
       P3D_CAL_CUDA(cudaMemcpy(slowest, &mean, sizeof(double), cudaMemcpyHostToDevice));
       P3D_RETURN_IF_ERROR(world.AllReduce(slowest, slowest, 1, ncclFloat64, ncclMax, stream));
