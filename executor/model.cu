@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/executor_support.h"
 #include "executor/check.h"
 #include "executor/comm/communicator.h"
 #include "executor/kernels/activation.h"
@@ -20,6 +21,8 @@
 #include "executor/kernels/optimizer.h"
 #include "executor/kernels/softmax.h"
 #include "executor/model.h"
+
+#include "common/executor_support.h"
 #include "executor/offload/host_optimizer.h"
 #include "executor/str_cat.h"
 #include "executor/token_buckets.h"
@@ -51,11 +54,14 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
     return Status::InvalidArgument(StrCat("executor: dp = ", dpc.dp, " must be >= 1"));
   if ((ctx.tp > 1 && !mpc.tp) || (ctx.pp > 1 && !mpc.pp) || (ctx.tp * ctx.pp > 1 && !mpc.mp))
     return Status::InvalidArgument("executor: tp or pp > 1 needs the TP, PP and MP communicators");
-  if (ctx.tp * ctx.pp > 1 && dpc.zero >= 2)
-    return Status::InvalidArgument(
-        StrCat("rule zero with tp/pp: ZeRO-", dpc.zero, " with tp=", ctx.tp, " pp=", ctx.pp,
-               " is not implemented (sharded gradients and replicated-tensor norms); use "
-               "--zero 0 or 1"));
+  {
+    Plan plan;
+    plan.tp = ctx.tp;
+    plan.pp = ctx.pp;
+    plan.zero = dpc.zero;
+    plan.offload = config.offload;
+    P3D_RETURN_IF_ERROR(CheckExecutorSupports(plan));
+  }
   if (ctx.sequence_parallel && ctx.tp < 2)
     return Status::InvalidArgument(StrCat(
         "rule sp=>tp>1: sequence parallelism splits the residual stream over TP, but tp=", ctx.tp));
@@ -74,9 +80,6 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   P3D_ASSIGN_OR_RETURN(ParamLayout params,
                        BuildParamLayout(config.spec, ctx, local, dpc.dp * kParamAlignElements));
   P3D_ASSIGN_OR_RETURN(ZeroLayout zero, BuildZeroLayout(params, dpc.zero, dpc.dp, dpc.dp_rank));
-  if (config.offload == Offload::kOptimizerAndParams)
-    return Status::InvalidArgument(
-        "rule offload=params: this executor offloads the optimizer only (--offload optimizer)");
   const bool offload = config.offload == Offload::kOptimizer;
   TrainingShape shape = config.shape;
   shape.activation_slots = ctx.pp > 1 ? program.slots : 1;
@@ -169,7 +172,7 @@ Status Model::Mark(Phase phase) { return timer_ ? timer_->Mark(phase) : Status::
 Status Model::InitParameters(uint64_t seed) {
   P3D_RETURN_IF_ERROR(dp_->FinishGrads());  // no reduction still reads or zeroes a buffer
   const bool sliced = config_.parallel.tp > 1 || config_.parallel.pp > 1;
-  if (sliced) {  // TP / PP: never staged ("rule zero with tp/pp")
+  if (sliced) {  // TP / PP: never staged ("rule zero-with-tp/pp")
     CUDA_CHECK(cudaMemsetAsync(GradRegion(), 0, GradRegionElements() * sizeof(float), stream_));
     P3D_RETURN_IF_ERROR(InitShardFromFull(seed));
   }

@@ -122,7 +122,7 @@ using MicroBatchFn = std::function<Status(int microbatch, std::vector<int32_t>* 
 class Model final : public PipelineStage {
  public:
   // Plans memory, allocates the arena, creates the cuBLASLt wrapper. Errors:
-  // "rule zero with tp/pp" (ZeRO-2/3 with tp or pp > 1), "rule pipeline
+  // "rule zero-with-tp/pp" (ZeRO-2/3 with tp or pp > 1), "rule pipeline
   // schedule" (a schedule whose grouped send/recv would deadlock), missing
   // communicators, MoE models, ZeroLayout rules, shape rules of
   // PlanTrainingMemory, out of device memory (with the planned total).

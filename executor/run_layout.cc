@@ -2,14 +2,13 @@
 
 #include <fmt/format.h>
 
+#include "common/executor_support.h"
+
 namespace p3d {
 
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* o, RunLayout* l) {
   const Plan& p = saved.plan;
-  if (p.offload == Offload::kOptimizerAndParams)
-    return Status::InvalidArgument(
-        "rule offload: the plan offloads 'params' to the host; p3d-run offloads the optimizer "
-        "only");
+  P3D_RETURN_IF_ERROR(CheckExecutorSupports(p));
   o->offload = p.offload;
   o->model = saved.request.model;
   o->micro_batch = p.micro_batch;
@@ -36,10 +35,14 @@ Status CheckSupportedLayout(const RunLayout& l) {
   if (l.vpp > 1 && l.pp < 2)
     return Status::InvalidArgument(
         fmt::format("rule vpp needs pp>1: --vpp {} with --pp {}", l.vpp, l.pp));
-  if (l.tp * l.pp > 1 && l.zero >= 2)
-    return Status::InvalidArgument(fmt::format(
-        "rule zero with tp/pp: ZeRO-{} with tp={} pp={} is not implemented; use --zero 0 or 1",
-        l.zero, l.tp, l.pp));
+  Plan plan;
+  plan.dp = l.dp;
+  plan.tp = l.tp;
+  plan.pp = l.pp;
+  plan.vpp = l.vpp;
+  plan.zero = l.zero;
+  plan.sequence_parallel = l.sequence_parallel;
+  P3D_RETURN_IF_ERROR(CheckExecutorSupports(plan));
   if (l.sequence_parallel && l.tp < 2)
     return Status::InvalidArgument(
         fmt::format("rule sp=>tp>1: --sp splits the residual stream over TP, but --tp {}", l.tp));

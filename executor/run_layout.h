@@ -17,12 +17,12 @@ struct RunLayout {
 };
 
 // Copies the saved plan's model, recipe, layout and offload into `options` /
-// `layout`. Errors: parameter offload ("rule offload": the executor offloads
+// `layout`. Errors: parameter offload ("rule offload-params": the executor offloads
 // the optimizer only).
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* options, RunLayout* layout);
 
 // What this executor can run: any DP x TP x PP; ZeRO 0..3 with tp = pp = 1,
-// ZeRO 0..1 otherwise ("rule zero with tp/pp"); vpp > 1 needs pp > 1;
+// ZeRO 0..1 otherwise ("rule zero-with-tp/pp", common/executor_support.h); vpp > 1 needs pp > 1;
 // sequence parallelism needs tp > 1 ("rule sp=>tp>1"; the model refuses B*S
 // not divisible by tp: "rule tokens % tp").
 Status CheckSupportedLayout(const RunLayout& layout);

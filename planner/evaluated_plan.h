@@ -24,6 +24,8 @@ struct EvaluatedPlan {
   Plan plan;
   bool fits = false;            // peak stage total <= GPU memory (and, with offload,
                                 // host bytes per node <= host memory)
+  const char* runs_rule = nullptr;  // p3d-run runs it (nullptr), else the executor-support
+                                    // rule it breaks (common/executor_support.h)
   MemoryEstimate memory;        // per stage; memory.peak() decides fit
   TimeBreakdown time;           // slowest pipeline rank, seconds per step
   double tokens_per_s = 0;      // global_batch * seq / step_s

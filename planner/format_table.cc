@@ -28,10 +28,10 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
   if (res.fitting == 0)
     out += "NO PLAN FITS: the closest misses follow (smallest peak memory first)\n";
   out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
-                     "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>4}\n",
+                     "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>4} {}\n",
                      "#", "DP", "TP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "offload", "step s",
                      "tokens/s", "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total",
-                     "host/node", "fits");
+                     "host/node", "fits", "runs");
   int rank = 0;
   for (const EvaluatedPlan& e : res.plans) {
     const Plan& p = e.plan;
@@ -43,16 +43,18 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                            ? "-"
                            : fmt::format("{:.1f}", ToGiB(e.memory.host_bytes_per_node));
     out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
-                       "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>9} {:>4}\n",
+                       "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>9} {:>4} {}\n",
                        ++rank, p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, p.grad_accum,
                        RecomputeName(p.recompute), p.sequence_parallel ? "y" : "n",
                        p.offload == Offload::kNone ? "-" : OffloadName(p.offload), step, tps, mfu,
                        ToGiB(m.weights), ToGiB(m.gradients), ToGiB(m.optimizer), ToGiB(m.activations),
-                       ToGiB(m.buffers), ToGiB(m.runtime), ToGiB(m.total()), host, e.fits ? "yes" : "NO");
+                       ToGiB(m.buffers), ToGiB(m.runtime), ToGiB(m.total()), host, e.fits ? "yes" : "NO",
+                       e.runs_rule ? e.runs_rule : "yes");
   }
   out += "All figures are predictions of p3d's simulator. Memory: the peak pipeline stage of one GPU, GiB "
          "(2^30 bytes); step s: seconds per optimizer step; tokens/s: whole cluster; MFU: model FLOPs / "
-         "(step x GPUs x peak); host/node: CPU memory of one node with offload, GiB. Definitions: docs/metrics.md.\n";
+         "(step x GPUs x peak); host/node: CPU memory of one node with offload, GiB; runs: p3d-run can run the plan, or the rule "
+         "it breaks (--runnable lists only plans it runs). Definitions: docs/metrics.md.\n";
   return out;
 }
 

@@ -132,6 +132,7 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
     s.fixed.offload = offload;
   }
   s.rules.allow_tp_across_nodes = o.allow_tp_across_nodes;
+  s.runnable_only = o.runnable;
   s.top_k = o.top;
   return s;
 }

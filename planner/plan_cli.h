@@ -33,6 +33,7 @@ struct PlanCliOptions {
   bool list_gpus = false;
   bool list_models = false;
   bool allow_tp_across_nodes = false;
+  bool runnable = false;              // only plans p3d-run runs
   bool dropout = false;
   std::string save_plan;              // write the picked plan as JSON here
   std::string export_format;          // deepspeed | megatron | torchrun | slurm

@@ -60,6 +60,7 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   exp->excludes(json);
   app.add_option("--report", o->report, "write a self-contained HTML report (charts, timeline)")->check(NonEmpty());
   app.add_flag("--allow-tp-across-nodes", o->allow_tp_across_nodes, "let TP groups span nodes");
+  app.add_flag("--runnable", o->runnable, "only plans p3d-run can run (the table's runs column)");
   app.add_flag("--list-gpus", o->list_gpus, "list the hardware catalog");
   app.add_flag("--list-models", o->list_models, "list the model zoo");
 }

@@ -79,6 +79,8 @@ json PredictionToJson(const EvaluatedPlan& e) {
                           {"host_bytes", Bytes(s.host_bytes)}});
   const TimeBreakdown& t = e.time;
   return json{{"fits", e.fits},
+              {"runs", e.runs_rule == nullptr},
+              {"runs_rule", e.runs_rule ? json(e.runs_rule) : json()},
               {"memory", MemoryToJson(e.memory.peak())},
               {"peak_stage", e.memory.peak_stage},
               {"host_bytes_per_node", Bytes(e.memory.host_bytes_per_node)},

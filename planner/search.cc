@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 
+#include "common/executor_support.h"
 #include "planner/evaluator.h"
 
 namespace p3d {
@@ -125,6 +126,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                       (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))) {
                     reject(FailedRule(request, p, options.rules));
                     continue;
+                  }
+                  if (options.runnable_only) {
+                    if (const char* rule = ExecutorUnsupported(p)) {
+                      reject(rule);
+                      continue;
+                    }
                   }
                   Candidate c{p, evaluator.EvaluateMemory(p)};
                   ++result.candidates;

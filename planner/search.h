@@ -34,6 +34,7 @@ struct SearchOptions {
   int top_k = 10;                // fully evaluated plans returned
   bool keep_non_fitting = true;  // return closest misses when nothing fits
   bool with_timeline = false;    // fill EvaluatedPlan::timeline for the returned plans
+  bool runnable_only = false;    // only plans p3d-run runs (common/executor_support.h)
   // Called about every 2^16 candidates with (candidates so far); may print progress.
   std::function<void(int64_t)> progress;
   // Called for every legal candidate with its quick evaluation (tests, tools).

@@ -109,7 +109,7 @@ TEST(RunLayoutTest, RefusesWhatIsNotImplementedByName) {
   l.zero = 3;
   EXPECT_TRUE(CheckSupportedLayout(l).ok());
   l.tp = 2;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("rule zero with tp/pp"), std::string::npos);
+  EXPECT_NE(CheckSupportedLayout(l).message().find("rule zero-with-tp/pp"), std::string::npos);
   l.zero = 1;
   l.pp = 2;
   l.vpp = 2;
@@ -148,6 +148,9 @@ TEST(RunLayoutTest, SavedPlanSetsModelRecipeAndLayout) {
   EXPECT_FALSE(l.sequence_parallel);
   saved.plan.tp = 2;
   saved.plan.sequence_parallel = true;
+  // ZeRO-2 with TP: refused on loading the plan, naming the executor-support rule.
+  EXPECT_NE(ApplySavedPlan(saved, &o, &l).message().find("rule zero-with-tp/pp"), std::string::npos);
+  saved.plan.zero = 1;
   ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
   EXPECT_EQ(l.tp, 2);
   EXPECT_TRUE(l.sequence_parallel);
@@ -155,7 +158,7 @@ TEST(RunLayoutTest, SavedPlanSetsModelRecipeAndLayout) {
   ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
   EXPECT_EQ(o.offload, Offload::kOptimizer);
   saved.plan.offload = Offload::kOptimizerAndParams;
-  EXPECT_NE(ApplySavedPlan(saved, &o, &l).message().find("rule offload"), std::string::npos);
+  EXPECT_NE(ApplySavedPlan(saved, &o, &l).message().find("rule offload-params"), std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,26 @@
+// What p3d's own executor (p3d-run) can run today, as named rules over a Plan:
+// the one list p3d-plan's `runs` column and --runnable, p3d-run's validation
+// and the executor's model construction all consult (a plan p3d-plan marks
+// runnable is one p3d-run accepts; tests/planner/runnable_test.cc checks it).
+//
+//   offload-params     parameter offload (ZeRO-Infinity): the executor offloads
+//                      the optimizer (ZeRO-Offload) only
+//   zero-with-tp/pp    ZeRO-2/3 with TP or PP > 1: sharded gradients with
+//                      replicated-tensor norms are not implemented (ZeRO 0/1 are)
+#pragma once
+
+#include <string>
+
+#include "common/plan.h"
+#include "common/status.h"
+
+namespace p3d {
+
+// nullptr when the executor runs `plan`; else the id of the first rule it
+// breaks, with the message in *detail when detail is non-null.
+const char* ExecutorUnsupported(const Plan& plan, std::string* detail = nullptr);
+
+// OK, or InvalidArgument "rule <id>: <message>".
+Status CheckExecutorSupports(const Plan& plan);
+
+}  // namespace p3d
