@@ -60,7 +60,8 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"seq", t.seq},
               {"recompute", RecomputeName(p.recompute)},
               {"sequence_parallel", p.sequence_parallel},
-              {"offload", OffloadName(p.offload)}};
+              {"offload", OffloadName(p.offload)},
+              {"attention", AttentionImplName(p.attention)}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
@@ -197,6 +198,16 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
     if (!ParseOffload(offload, &s.plan.offload))
       return Status::InvalidArgument(
           fmt::format("{}: field 'offload' must be none|optimizer|params, got '{}'", lw, offload));
+  }
+  // "attention" is absent from plans saved before the fused core existed:
+  // their predictions describe the unfused core.
+  s.plan.attention = AttentionImpl::kUnfused;
+  if (plan.contains("attention")) {
+    std::string attention;
+    P3D_RETURN_IF_ERROR(Get(plan, "attention", lw, &attention));
+    if (!ParseAttentionImpl(attention, &s.plan.attention))
+      return Status::InvalidArgument(
+          fmt::format("{}: field 'attention' must be fused|unfused, got '{}'", lw, attention));
   }
   if (doc.contains("prediction")) s.prediction = doc.at("prediction");
   return s;

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--seq", o.seq, "sequence length in tokens (default 2048)");
   app.add_option("--recompute", o.recompute, "fix activation recomputation: none | selective | full");
   app.add_flag("--sp,!--no-sp", o.sequence_parallel, "fix sequence parallel on (--sp) or off (--no-sp)");
+  app.add_option("--attention", o.attention,
+                 "attention core: fused (cuDNN flash attention, default) | unfused (S x S scores)");
   app.add_option("--offload", o.offload, "fix CPU offload: none | optimizer (ZeRO>=1) | params (ZeRO-3)");
   app.add_option("--grad-dtype", o.grad_dtype, "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param)");
   app.add_option("--master-bytes", o.master_bytes, "bytes/param of master weights (default 4 = fp32)");
