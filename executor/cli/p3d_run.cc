@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
   p3d::TrainOptions o;
   p3d::RunLayout layout;
   std::string model_arg, recompute = "none", json_path, plan_path, fault_arg, offload = "none";
+  std::string attention = "fused";
   int nproc = 1;
   double nccl_timeout_s = 300;
   bool force = false;
@@ -169,6 +170,9 @@ int main(int argc, char** argv) {
   app.add_option("--steps", o.steps, "optimizer steps to run");
   app.add_option("--warmup", o.warmup, "steps excluded from the timing statistics");
   app.add_option("--recompute", recompute, "activation recomputation: none | selective | full");
+  app.add_option("--attention", attention,
+                 "attention core: fused (cuDNN flash attention) | unfused (batched GEMMs over "
+                 "the S x S scores)");
   app.add_option("--seed", o.seed, "initialisation and synthetic-data seed");
   app.add_option("--lr", o.adam.lr, "AdamW learning rate (constant)");
   app.add_option("--weight-decay", o.adam.weight_decay,
@@ -227,6 +231,10 @@ int main(int argc, char** argv) {
     p3d::StatusOr<p3d::Recompute> rc = p3d::ParseRecompute(recompute);
     if (!rc.ok()) return fail(rc.status(), rank);
     o.recompute = *rc;
+    if (!p3d::ParseAttentionImpl(attention, &o.attention))
+      return fail(p3d::Status::InvalidArgument("--attention '" + attention +
+                                               "': expected fused | unfused"),
+                  rank);
     if (!p3d::ParseOffload(offload, &o.offload))
       return fail(
           p3d::Status::InvalidArgument("--offload '" + offload + "': expected none | optimizer"),
