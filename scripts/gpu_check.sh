@@ -205,7 +205,8 @@ section_speed_1p3b() {
 }
 
 # MFU, TFLOP/s and the profiled attention share of gpt-1.3b (B4, S2048, one GPU)
-# with each attention core (issue 14), recompute none; fused also selective.
+# with each attention core (issue 14), recompute none (with the fused core,
+# selective runs the same code as none: docs/executor.md). ATTN_CONFIGS overrides.
 attention_share() {
   python3 - "$1" <<'PY'
 import json, sys
@@ -219,10 +220,11 @@ PY
 }
 section_attention_speed() {
   local status=PASS details=""
-  for cfg in "fused none" "unfused none" "fused selective"; do
-    set -- $cfg
+  local configs=${ATTN_CONFIGS:-"fused:none unfused:none"}
+  for cfg in $configs; do
+    set -- ${cfg/:/ }
     local json=$RES/speed-gpt-1.3b-$1-$2.json
-    if run "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --steps 8 --warmup 2 \
+    if run "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --steps 6 --warmup 2 \
         --recompute "$2" --attention "$1" --profile --json "$json"; then
       details+="[$1] $(summarize "$json"); $(attention_share "$json"); "
     else
