@@ -30,7 +30,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 : >"$LOG"
 : >"$SUMMARY"
 
-SECTIONS=(env build executor_tests fused_attention reference checkpoint loss_curve speed_1p3b attention_speed long_context speed_3b_full largest
+SECTIONS=(env build executor_tests fused_attention reference checkpoint loss_curve speed_1p3b attention_speed attention_plan long_context speed_3b_full largest
           dp_equivalence dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
           tp_pp_equivalence tp_pp_throughput accuracy)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
@@ -100,7 +100,7 @@ section_build() {
 }
 
 section_executor_tests() {
-  RUN_LIMIT=300 run ctest --test-dir "$BUILD" -R '^executor_' --output-on-failure
+  RUN_LIMIT=300 run ctest --test-dir "$BUILD" -R "${EXECUTOR_TESTS:-^executor_}" --output-on-failure
   local rc=$?
   local line
   line=$(grep -E "tests passed|tests failed" "$LOG" | tail -1)
@@ -232,6 +232,31 @@ section_attention_speed() {
     fi
   done
   record attention_speed $status "$details"
+}
+
+# gpt-1.3b with the fused core as the planner plans it (B4, S2048, grad-accum 4,
+# one GPU): p3d-plan with fixed dims, p3d-run of the saved plan, p3d-compare
+# term by term; then the fused core alone on the long-context layer shape
+# (Llama-3.2-1B: NH32 KV8 HD64, S16384) with torch's SDPA beside it.
+section_attention_plan() {
+  local gpu=h100-sxm status=PASS details=""
+  nvidia-smi -L | grep -q H200 && gpu=h200
+  run "$BIN/p3d-plan" --model gpt-1.3b --gpus 1 --gpu $gpu --dp 1 --tp 1 --pp 1 --zero 0 \
+      --micro-batch 4 --global-batch 16 --seq 2048 --recompute none \
+      --save-plan "$RES/plan-1p3b-fused.json" || status=FAIL
+  run "$BIN/p3d-run" --plan "$RES/plan-1p3b-fused.json" --steps 5 --warmup 2 --profile \
+      --json "$RES/run-1p3b-fused-ga4.json" || status=FAIL
+  RUN_TEE=$RES/compare-1p3b-fused.txt run "$BIN/p3d-compare" "$RES/plan-1p3b-fused.json" \
+      "$RES/run-1p3b-fused-ga4.json"
+  [ -f "$RES/run-1p3b-fused-ga4.json" ] &&
+    details+="$(summarize "$RES/run-1p3b-fused-ga4.json"); $(attention_share "$RES/run-1p3b-fused-ga4.json"); "
+  details+="compare: $(grep -E '^  (activations|buffers|total|step|mfu) ' "$RES/compare-1p3b-fused.txt" | tr -s ' ' | tr '\n' ';'); "
+  local long=(--batch 1 --heads 32 --kv-heads 8 --seq 16384 --head-dim 64)
+  RUN_TEE=$RES/attention-bench-long.txt run "$BIN/p3d-attention-bench" "${long[@]}" --skip-unfused \
+      --reps 10 || status=FAIL
+  RUN_TEE=$RES/sdpa-torch-long.txt run python3 bench/frameworks/sdpa_torch.py "${long[@]}" --reps 10
+  details+="long layer: $(grep -E '^(fused|cudnn|flash) ' "$RES/attention-bench-long.txt" "$RES/sdpa-torch-long.txt" | sed 's/^.*txt://' | tr -s ' ' | tr '\n' ';')"
+  record attention_plan $status "$details"
 }
 
 # Long context: a Llama-3.2-1B-shaped model at S = 16384, micro-batch 1, one GPU.

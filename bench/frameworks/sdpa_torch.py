@@ -2,9 +2,11 @@
 """Times torch's scaled_dot_product_attention (bf16, is_causal=True) forward and
 forward+backward with each backend (cuDNN, FlashAttention-2, memory-efficient)
 on one shape: the comparison of p3d's fused attention (issue 14, bench/results/
-fused-attention.md). Layout as the executor's: q, k, v views of one tokens-major
-[B, S, (NH + 2 KV) * HD] buffer, transposed to [B, heads, S, HD] (strided, no
-copy). Median of --reps CUDA-event timings after --warmup; TFLOP/s counts the
+fused-attention.md). Two layouts: "bhsd", q, k, v as separate contiguous
+[B, heads, S, HD] leaves (the usual benchmark, torch's best case), and "packed",
+views of one tokens-major [B, S, (NH + 2 KV) * HD] buffer as p3d's executor has
+them (autograd then also assembles the packed gradient). Median of --reps
+CUDA-event timings after --warmup; TFLOP/s counts the
 causal half (forward 4 B NH S^2 HD / 2, backward 2.5x that), as
 p3d-attention-bench does.
 
@@ -47,51 +49,58 @@ def main():
     KV = a.kv_heads or NH
     torch.manual_seed(0)
     qkv = (torch.rand(B, S, NH + 2 * KV, HD, device="cuda") * 3 - 1.5).to(torch.bfloat16)
-    qkv.requires_grad_(True)
     dout = (torch.rand(B, NH, S, HD, device="cuda") * 2 - 1).to(torch.bfloat16)
+    leaves = [qkv[:, :, lo:hi].transpose(1, 2).contiguous().requires_grad_(True)
+              for lo, hi in ((0, NH), (NH, NH + KV), (NH + KV, NH + 2 * KV))]
+    qkv.requires_grad_(True)
 
-    def views():
-        q = qkv[:, :, :NH].transpose(1, 2)
-        k = qkv[:, :, NH:NH + KV].transpose(1, 2)
-        v = qkv[:, :, NH + KV:].transpose(1, 2)
-        return q, k, v
+    def inputs(layout):
+        if layout == "bhsd":
+            return leaves
+        return (qkv[:, :, :NH].transpose(1, 2), qkv[:, :, NH:NH + KV].transpose(1, 2),
+                qkv[:, :, NH + KV:].transpose(1, 2))
+
+    def clear():
+        qkv.grad = None
+        for t in leaves:
+            t.grad = None
 
     fwd_flop = 4.0 * B * NH * S * S * HD / 2
     bwd_flop = 2.5 * fwd_flop
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
           f"{torch.cuda.get_device_name()}")
     print(f"shape B{B} NH{NH} KV{KV} S{S} HD{HD} causal, bf16")
-    print(f"{'backend':<10} {'fwd ms':>9} {'f+b ms':>9} {'bwd ms':>9} {'fwd TF/s':>9} {'f+b TF/s':>9}")
+    print(f"{'backend':<10} {'layout':<7} {'fwd ms':>9} {'bwd ms':>9} {'f+b ms':>9} "
+          f"{'fwd TF/s':>9} {'f+b TF/s':>9}")
     ref = None
-    for name, backend in [("cudnn", SDPBackend.CUDNN_ATTENTION),
-                          ("flash", SDPBackend.FLASH_ATTENTION),
-                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)]:
-        try:
-            with sdpa_kernel([backend]):
-                gqa = KV != NH
+    for layout in ("bhsd", "packed"):
+        for name, backend in [("cudnn", SDPBackend.CUDNN_ATTENTION),
+                              ("flash", SDPBackend.FLASH_ATTENTION),
+                              ("efficient", SDPBackend.EFFICIENT_ATTENTION)]:
+            try:
+                with sdpa_kernel([backend]):
+                    gqa = KV != NH
 
-                def fwd():
-                    q, k, v = views()
-                    return F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                          enable_gqa=gqa)
+                    def fwd():
+                        q, k, v = inputs(layout)
+                        return F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                              enable_gqa=gqa)
 
-                def fwd_bwd():
-                    qkv.grad = None
-                    fwd().backward(dout)
+                    def fwd_bwd():
+                        clear()
+                        fwd().backward(dout)
 
-                out = fwd()
-                fwd_bwd()
-                check = (out.float(), qkv.grad.float())
-                if ref is None:
-                    ref = check
-                diff = max(((x - r).norm() / r.norm()).item() for x, r in zip(check, ref))
-                f = median_ms(lambda: fwd(), a.warmup, a.reps)
-                fb = median_ms(fwd_bwd, a.warmup, a.reps)
-            print(f"{name:<10} {f:>9.3f} {fb:>9.3f} {fb - f:>9.3f} {fwd_flop / f * 1e-9:>9.0f} "
-                  f"{(fwd_flop + bwd_flop) / fb * 1e-9:>9.0f}   (rel diff to first: {diff:.1e})")
-        except Exception as e:  # a backend that refuses the shape is reported, not fatal
-            print(f"{name:<10} unavailable: {str(e).splitlines()[0][:150]}")
-
+                    out = fwd().float()
+                    if ref is None:
+                        ref = out
+                    diff = ((out - ref).norm() / ref.norm()).item()
+                    f = median_ms(fwd, a.warmup, a.reps)
+                    fb = median_ms(fwd_bwd, a.warmup, a.reps)
+                print(f"{name:<10} {layout:<7} {f:>9.3f} {fb - f:>9.3f} {fb:>9.3f} "
+                      f"{fwd_flop / f * 1e-9:>9.0f} {(fwd_flop + bwd_flop) / fb * 1e-9:>9.0f}"
+                      f"   (out rel diff to the first: {diff:.1e})")
+            except Exception as e:  # a backend that refuses the shape is reported, not fatal
+                print(f"{name:<10} {layout:<7} unavailable: {str(e).splitlines()[0][:150]}")
 
 if __name__ == "__main__":
     main()
