@@ -128,9 +128,10 @@ double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
 // The fused core (cuDNN flash attention, executor/fused_attention.h): one
 // kernel each way, compute-bound, skipping the masked upper triangle: forward
 // 2 GEMMs over the causal half, 4*B*NH/TP*S^2*HD/2 FLOPs; backward 5 GEMMs,
-// 2.5x that. Uncalibrated efficiencies (of dense bf16 peak), measured with
-// p3d-attention-bench at B4 NH16 S2048 HD128 (bench/results/fused-attention.md).
-constexpr double kFusedForwardEfficiency = 0.45, kFusedBackwardEfficiency = 0.35;
+// 2.5x that. Uncalibrated efficiencies (of dense bf16 peak): p3d-attention-bench
+// at B4 NH16 S2048 HD128 on an H100 SXM, cuDNN 9.14: forward 452, backward 333
+// TFLOP/s of 989 (bench/results/fused-attention.md).
+constexpr double kFusedForwardEfficiency = 0.46, kFusedBackwardEfficiency = 0.34;
 double FusedForwardFlops(const Dims& d) { return 2 * d.b * d.heads * d.s * d.s * d.hd; }
 
 // Forward FLOPs of the blocked core (AttentionEfficiencyPoint::flops): two
