@@ -123,7 +123,8 @@ Status GraphBuilder::Matmul(const GraphTensor& a, const GraphTensor& b, const Gr
   P3D_ASSIGN_OR_RETURN(auto mm, BackendDescriptor::Create(CUDNN_BACKEND_MATMUL_DESCRIPTOR));
   P3D_RETURN_IF_ERROR(mm->SetDataType(CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_DATA_FLOAT));
   P3D_RETURN_IF_ERROR(mm->Finalize());
-  P3D_ASSIGN_OR_RETURN(auto op, BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR));
+  P3D_ASSIGN_OR_RETURN(auto op,
+                       BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR));
   P3D_ASSIGN_OR_RETURN(auto ad, Desc(a.uid));
   P3D_ASSIGN_OR_RETURN(auto bd, Desc(b.uid));
   P3D_ASSIGN_OR_RETURN(auto cd, Desc(c.uid));
@@ -154,7 +155,8 @@ Status GraphBuilder::Reduction(cudnnReduceTensorOp_t red, const GraphTensor& x,
 }
 
 Status GraphBuilder::Reshape(const GraphTensor& x, const GraphTensor& y) {
-  P3D_ASSIGN_OR_RETURN(auto op, BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR));
+  P3D_ASSIGN_OR_RETURN(auto op,
+                       BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR));
   P3D_ASSIGN_OR_RETURN(auto xd, Desc(x.uid));
   P3D_ASSIGN_OR_RETURN(auto yd, Desc(y.uid));
   P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, *xd));
@@ -197,7 +199,8 @@ std::string EngineName(const BackendDescriptor& cfg) {
   cudnnBackendDescriptor_t raw = (*engine)->get();
   int64_t n = 0, index = -1;
   if (cudnnBackendGetAttribute(cfg.get(), CUDNN_ATTR_ENGINECFG_ENGINE,
-                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &raw) != CUDNN_STATUS_SUCCESS ||
+                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n,
+                               &raw) != CUDNN_STATUS_SUCCESS ||
       cudnnBackendGetAttribute(raw, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n,
                                &index) != CUDNN_STATUS_SUCCESS)
     return "engine ?";
@@ -207,7 +210,8 @@ std::string EngineName(const BackendDescriptor& cfg) {
 }  // namespace
 
 StatusOr<GraphPlan> GraphBuilder::Build(cudnnHandle_t handle) {
-  P3D_ASSIGN_OR_RETURN(auto graph, BackendDescriptor::Create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
+  P3D_ASSIGN_OR_RETURN(auto graph,
+                       BackendDescriptor::Create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
   P3D_RETURN_IF_ERROR(graph->Set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle));
   std::vector<cudnnBackendDescriptor_t> raw_ops;
   for (const auto& op : ops_) raw_ops.push_back(op->get());
@@ -227,7 +231,8 @@ StatusOr<GraphPlan> GraphBuilder::Build(cudnnHandle_t handle) {
       ++tried;
       P3D_ASSIGN_OR_RETURN(auto plan,
                            BackendDescriptor::Create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR));
-      P3D_RETURN_IF_ERROR(plan->Set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle));
+      P3D_RETURN_IF_ERROR(
+          plan->Set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle));
       P3D_RETURN_IF_ERROR(plan->SetDescriptor(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, *cfg));
       Status fin = plan->Finalize();
       if (!fin.ok()) {
@@ -260,7 +265,8 @@ Status GraphPlan::Execute(cudnnHandle_t handle, const std::vector<int64_t>& uids
                                 static_cast<int64_t>(uids.size()), uids.data()));
   P3D_RETURN_IF_ERROR(pack->Set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
                                 static_cast<int64_t>(pointers.size()), pointers.data()));
-  P3D_RETURN_IF_ERROR(pack->Set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace));
+  P3D_RETURN_IF_ERROR(
+      pack->Set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace));
   P3D_RETURN_IF_ERROR(pack->Finalize());
   CUDNN_CHECK(cudnnBackendExecute(handle, plan_->get(), pack->get()));
   return Status::Ok();

@@ -30,13 +30,13 @@ std::string CudnnStatusString(cudnnStatus_t status);
 
 }  // namespace p3d
 
-#define CUDNN_CHECK(expr)                                                         \
-  do {                                                                            \
-    cudnnStatus_t p3d_cudnn_st_ = (expr);                                         \
-    if (p3d_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                  \
-      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                      \
-          __FILE__, __LINE__, #expr, ::p3d::CudnnStatusString(p3d_cudnn_st_)));   \
-    }                                                                             \
+#define CUDNN_CHECK(expr)                                                       \
+  do {                                                                          \
+    cudnnStatus_t p3d_cudnn_st_ = (expr);                                       \
+    if (p3d_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                \
+      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                    \
+          __FILE__, __LINE__, #expr, ::p3d::CudnnStatusString(p3d_cudnn_st_))); \
+    }                                                                           \
   } while (0)
 
 namespace p3d {

@@ -49,8 +49,8 @@ Status FusedAttention::CheckShape(const AttentionCoreShape& s) {
   if (s.batch <= 0 || s.seq <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0)
     return Status::InvalidArgument("FusedAttention: B, S, NH, KV, HD must be positive");
   if (s.heads % s.kv_heads != 0)
-    return Status::InvalidArgument(StrCat("FusedAttention: NH = ", s.heads,
-                                          " must be a multiple of KV = ", s.kv_heads));
+    return Status::InvalidArgument(
+        StrCat("FusedAttention: NH = ", s.heads, " must be a multiple of KV = ", s.kv_heads));
   if (s.head_dim % 8 != 0 || s.head_dim > 128)
     return Status::InvalidArgument(StrCat("FusedAttention: head_dim = ", s.head_dim,
                                           " must be a multiple of 8 and at most 128"));
@@ -58,8 +58,8 @@ Status FusedAttention::CheckShape(const AttentionCoreShape& s) {
   if (s.seq % seq_rule != 0)
     return Status::InvalidArgument(
         StrCat("FusedAttention: seq = ", s.seq, " must be a multiple of ", seq_rule, " (cuDNN ",
-               cudnnGetVersion(), seq_rule == 128 ? ": its backward needs a padding mask otherwise)"
-                                                  : ")"));
+               cudnnGetVersion(),
+               seq_rule == 128 ? ": its backward needs a padding mask otherwise)" : ")"));
   return Status::Ok();
 }
 
@@ -100,16 +100,16 @@ Status FusedAttention::BuildForward() {
   const int64_t B = shape_.batch, S = shape_.seq, NH = shape_.heads, KV = shape_.kv_heads;
   const int64_t HD = shape_.head_dim, W = (NH + 2 * KV) * HD, E = NH * HD;
   GraphBuilder g;
-  P3D_ASSIGN_OR_RETURN(GraphTensor q, g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD},
-                                               TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor kt, g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S},
-                                                TokensMajorT(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor v, g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD},
-                                               TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor o, g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD},
-                                               TokensMajor(S, HD, E)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor stats, g.Tensor(CUDNN_DATA_FLOAT, {B, NH, S, 1},
-                                                   {NH * S, S, 1, 1}));
+  P3D_ASSIGN_OR_RETURN(GraphTensor q,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor kt,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S}, TokensMajorT(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor v,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor o,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, E)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor stats,
+                       g.Tensor(CUDNN_DATA_FLOAT, {B, NH, S, 1}, {NH * S, S, 1, 1}));
   P3D_ASSIGN_OR_RETURN(GraphTensor scale, g.Scalar(CUDNN_DATA_FLOAT));
   P3D_ASSIGN_OR_RETURN(GraphTensor neg_inf, g.Scalar(CUDNN_DATA_FLOAT));
   const Dims4 scores{B, NH, S, S}, rows{B, NH, S, 1};
@@ -143,24 +143,24 @@ Status FusedAttention::BuildBackward() {
   const int64_t B = shape_.batch, S = shape_.seq, NH = shape_.heads, KV = shape_.kv_heads;
   const int64_t HD = shape_.head_dim, W = (NH + 2 * KV) * HD, E = NH * HD;
   GraphBuilder g;
-  P3D_ASSIGN_OR_RETURN(GraphTensor q, g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD},
-                                               TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor kt, g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S},
-                                                TokensMajorT(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor vt, g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S},
-                                                TokensMajorT(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor o, g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD},
-                                               TokensMajor(S, HD, E)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor d_o, g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD},
-                                                 TokensMajor(S, HD, E)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor stats, g.Tensor(CUDNN_DATA_FLOAT, {B, NH, S, 1},
-                                                   {NH * S, S, 1, 1}));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dq, g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD},
-                                                TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dk, g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD},
-                                                TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dv, g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD},
-                                                TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor q,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor kt,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S}, TokensMajorT(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor vt,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S}, TokensMajorT(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor o,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, E)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor d_o,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, E)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor stats,
+                       g.Tensor(CUDNN_DATA_FLOAT, {B, NH, S, 1}, {NH * S, S, 1, 1}));
+  P3D_ASSIGN_OR_RETURN(GraphTensor dq,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor dk,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor dv,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W)));
   P3D_ASSIGN_OR_RETURN(GraphTensor scale, g.Scalar(CUDNN_DATA_FLOAT));
   P3D_ASSIGN_OR_RETURN(GraphTensor neg_inf, g.Scalar(CUDNN_DATA_FLOAT));
   P3D_ASSIGN_OR_RETURN(GraphTensor one, g.Scalar(CUDNN_DATA_FLOAT));
@@ -217,8 +217,8 @@ Status FusedAttention::BuildBackward() {
   }
 
   // dQ = dS K, accumulated in fp32 in the workspace.
-  P3D_ASSIGN_OR_RETURN(GraphTensor k, g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD},
-                                               TokensMajor(S, HD, W), true));
+  P3D_ASSIGN_OR_RETURN(GraphTensor k,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W), true));
   P3D_RETURN_IF_ERROR(g.Reshape(kt, k));
   P3D_ASSIGN_OR_RETURN(GraphTensor dq_accum,
                        g.Tensor(CUDNN_DATA_FLOAT, heads, PackedStrides(heads)));
@@ -226,8 +226,8 @@ Status FusedAttention::BuildBackward() {
   P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_IDENTITY, dq_accum, nullptr, nullptr, dq));
 
   P3D_ASSIGN_OR_RETURN(bwd_, g.Build(handle_));
-  bu_ = {q.uid,     kt.uid, vt.uid,      o.uid,   d_o.uid,  stats.uid,       dq.uid,
-         dk.uid,    dv.uid, scale.uid,   neg_inf.uid, one.uid, softmax_sum.uid, dq_accum.uid};
+  bu_ = {q.uid,  kt.uid, vt.uid,    o.uid,       d_o.uid, stats.uid,       dq.uid,
+         dk.uid, dv.uid, scale.uid, neg_inf.uid, one.uid, softmax_sum.uid, dq_accum.uid};
   return Status::Ok();
 }
 
@@ -262,8 +262,8 @@ Status FusedAttention::Backward(const bf16* qkv, const bf16* out, const bf16* d_
   // release to do it (the frontend zeroed it itself before 9.6).
   CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, rows * HD * 4, stream_));
   auto* base = const_cast<bf16*>(qkv);
-  const std::vector<int64_t> uids{bu_.q,  bu_.k,  bu_.v,     bu_.o,       bu_.d_o,
-                                  bu_.stats, bu_.dq, bu_.dk, bu_.dv,      bu_.scale,
+  const std::vector<int64_t> uids{bu_.q,       bu_.k,   bu_.v,           bu_.o,       bu_.d_o,
+                                  bu_.stats,   bu_.dq,  bu_.dk,          bu_.dv,      bu_.scale,
                                   bu_.neg_inf, bu_.one, bu_.softmax_sum, bu_.dq_accum};
   const std::vector<void*> ptrs{base,
                                 base + NH * HD,

@@ -78,7 +78,8 @@ class FusedAttention {
                   bf16* dqkv, void* workspace) const;
 
  private:
-  FusedAttention(const AttentionCoreShape& shape, cudaStream_t stream) : shape_(shape), stream_(stream) {}
+  FusedAttention(const AttentionCoreShape& shape, cudaStream_t stream)
+      : shape_(shape), stream_(stream) {}
   Status BuildForward();
   Status BuildBackward();
 

@@ -33,14 +33,14 @@ int Fail(const std::string& msg) {
   return 2;
 }
 
-#define BENCH_CHECK(expr)                                   \
-  do {                                                      \
-    ::p3d::Status st_ = (expr);                             \
+#define BENCH_CHECK(expr)                                    \
+  do {                                                       \
+    ::p3d::Status st_ = (expr);                              \
     if (!st_.ok()) return Fail(#expr ": " + st_.ToString()); \
   } while (0)
-#define BENCH_CUDA(expr)                                                          \
-  do {                                                                            \
-    cudaError_t e_ = (expr);                                                      \
+#define BENCH_CUDA(expr)                                                                  \
+  do {                                                                                    \
+    cudaError_t e_ = (expr);                                                              \
     if (e_ != cudaSuccess) return Fail(#expr ": " + std::string(cudaGetErrorString(e_))); \
   } while (0)
 
@@ -142,7 +142,12 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   p3d::Status err;
   Row fr{"fused", TimeMs(fwd, warmup, reps, &err), TimeMs(bwd, warmup, reps, &err), 0};
-  fr.fb = TimeMs([&] { P3D_RETURN_IF_ERROR(fwd()); return bwd(); }, warmup, reps, &err);
+  fr.fb = TimeMs(
+      [&] {
+        P3D_RETURN_IF_ERROR(fwd());
+        return bwd();
+      },
+      warmup, reps, &err);
   BENCH_CHECK(err);
   rows.push_back(fr);
 
@@ -178,7 +183,12 @@ int main(int argc, char** argv) {
     std::cout << fmt::format("verify: fused vs unfused rel diff out {:.2e}, dqkv {:.2e}\n",
                              RelDiff(f_out, u_out), RelDiff(f_dqkv, u_dqkv));
     Row ur{"unfused", TimeMs(ufwd, warmup, reps, &err), TimeMs(ubwd, warmup, reps, &err), 0};
-    ur.fb = TimeMs([&] { P3D_RETURN_IF_ERROR(ufwd()); return ubwd(); }, warmup, reps, &err);
+    ur.fb = TimeMs(
+        [&] {
+          P3D_RETURN_IF_ERROR(ufwd());
+          return ubwd();
+        },
+        warmup, reps, &err);
     BENCH_CHECK(err);
     rows.push_back(ur);
   }

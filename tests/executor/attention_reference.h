@@ -20,7 +20,7 @@ struct Reference {
 };
 
 inline Reference CausalAttention(const AttentionCoreShape& s, const std::vector<float>& qkv,
-                          const std::vector<float>& dout) {
+                                 const std::vector<float>& dout) {
   const int64_t B = s.batch, S = s.seq, NH = s.heads, KV = s.kv_heads, HD = s.head_dim;
   const int64_t G = NH / KV, width = (NH + 2 * KV) * HD;
   const double scale = 1.0 / std::sqrt(static_cast<double>(HD));

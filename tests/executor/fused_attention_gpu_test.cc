@@ -9,8 +9,8 @@
 //   stats (fp32)   1e-4  (fp32 scores, exp/log of bf16 inputs)
 //   dq, dk, dv     2e-2  (two bf16 roundings of P and dS on the way, as the
 //                        unfused core's test allows)
-#include <gtest/gtest.h>
 #include <cudnn.h>
+#include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
@@ -69,7 +69,8 @@ Errors RunAgainstReference(const AttentionCoreShape& s, uint32_t seed) {
   e.out = testing::RelError(testing::FromBf16(out.Download()), ref.out);
   e.stats = testing::RelError(stats.Download(), ref.lse);
   e.dq = testing::RelError(Columns(g, width, 0, NH * HD), Columns(r, width, 0, NH * HD));
-  e.dk = testing::RelError(Columns(g, width, NH * HD, KV * HD), Columns(r, width, NH * HD, KV * HD));
+  e.dk =
+      testing::RelError(Columns(g, width, NH * HD, KV * HD), Columns(r, width, NH * HD, KV * HD));
   e.dv = testing::RelError(Columns(g, width, (NH + KV) * HD, KV * HD),
                            Columns(r, width, (NH + KV) * HD, KV * HD));
   return e;
@@ -120,7 +121,9 @@ TEST(FusedAttentionTest, SequenceOf192FollowsTheRule) {
 }
 
 TEST(FusedAttentionTest, RefusesShapesOutsideItsRules) {
-  auto message = [](const AttentionCoreShape& s) { return FusedAttention::CheckShape(s).ToString(); };
+  auto message = [](const AttentionCoreShape& s) {
+    return FusedAttention::CheckShape(s).ToString();
+  };
   EXPECT_NE(message({1, 100, 2, 1, 64, 1}).find("seq = 100 must be a multiple of"),
             std::string::npos);
   EXPECT_NE(message({1, 128, 3, 2, 64, 1}).find("multiple of KV"), std::string::npos);
@@ -169,16 +172,18 @@ TEST(FusedAttentionTest, MatchesUnfusedAttentionCoreWithRotary) {
   const HeadShape hs{s.batch, s.seq, NH, KV, HD};
   ASSERT_TRUE(RotateQkvInPlace(d_qkv.get(), hs, d_cos.get(), d_sin.get(), false, nullptr).ok());
   ASSERT_TRUE((*fa)->Forward(d_qkv.get(), att.get(), stats.get(), ws.get()).ok());
-  ASSERT_TRUE((*fa)->Backward(d_qkv.get(), att.get(), d_dout.get(), stats.get(), dqkv.get(),
-                              ws.get())
-                  .ok());
+  ASSERT_TRUE(
+      (*fa)
+          ->Backward(d_qkv.get(), att.get(), d_dout.get(), stats.get(), dqkv.get(), ws.get())
+          .ok());
   ASSERT_TRUE(RotateQkvInPlace(dqkv.get(), hs, d_cos.get(), d_sin.get(), true, nullptr).ok());
 
   // Both are bf16 computations of the same function: compare each to the
   // other within the sum of their tolerances.
   const std::vector<float> a_ref = testing::FromBf16(att_ref.Download());
   const std::vector<float> g_ref = testing::FromBf16(dqkv_ref.Download());
-  const double e_out = testing::RelError(testing::FromBf16(att.Download()), testing::ToDouble(a_ref));
+  const double e_out =
+      testing::RelError(testing::FromBf16(att.Download()), testing::ToDouble(a_ref));
   const double e_grad =
       testing::RelError(testing::FromBf16(dqkv.Download()), testing::ToDouble(g_ref));
   std::printf("fused vs unfused (rotary, G4): rel diff out %.2e dqkv %.2e\n", e_out, e_grad);
