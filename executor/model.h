@@ -47,8 +47,10 @@
 // Memory: everything lives in one device arena planned up front
 // (executor/memory_plan.h), so memory() lists each region and its term.
 //
-// Determinism: no atomics anywhere; with the same seed, data and shapes every
-// run produces bit-identical losses and weights.
+// Determinism: no atomics in p3d's kernels; with the same seed, data and shapes
+// every run produces bit-identical losses and weights, except that the fused
+// attention backward accumulates dQ with fp32 atomics over key tiles (exact
+// up to two tiles, e.g. S <= 128; docs/executor.md).
 #pragma once
 
 #include <cuda_runtime.h>
