@@ -42,11 +42,26 @@ bool ParseOffload(const std::string& name, Offload* out) {
   return false;
 }
 
+const char* AttentionImplName(AttentionImpl a) {
+  return a == AttentionImpl::kFused ? "fused" : "unfused";
+}
+
+bool ParseAttentionImpl(const std::string& name, AttentionImpl* out) {
+  for (AttentionImpl a : {AttentionImpl::kFused, AttentionImpl::kUnfused}) {
+    if (name == AttentionImplName(a)) {
+      *out = a;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string PlanSummary(const Plan& p) {
-  return fmt::format("DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}", p.dp, p.tp, p.pp, p.vpp,
+  return fmt::format("DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}{}", p.dp, p.tp, p.pp, p.vpp,
                      p.zero, p.micro_batch, p.grad_accum, RecomputeName(p.recompute),
                      p.sequence_parallel ? " SP" : "",
-                     p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload));
+                     p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload),
+                     p.attention == AttentionImpl::kFused ? "" : " attn=unfused");
 }
 
 }  // namespace p3d

@@ -25,6 +25,16 @@ inline constexpr int64_t kMaxGpus = int64_t{1} << 24;         // 16,777,216
 inline constexpr int64_t kMaxGlobalBatch = int64_t{1} << 16;  // sequences per step (LAMB: 65536)
 inline constexpr int64_t kMaxSeq = int64_t{1} << 24;          // tokens per sequence
 
+// The attention core's implementation (docs/executor.md, docs/memory-model.md):
+//   kFused    cuDNN's fused flash attention (executor/fused_attention.h): no
+//             S x S tensor in memory; stores O and the fp32 row log-sum-exp
+//   kUnfused  batched GEMMs over a materialised bf16 S x S score matrix
+//             (executor/attention_core.h), kept for reference and tests
+enum class AttentionImpl { kFused, kUnfused };
+const char* AttentionImplName(AttentionImpl a);  // "fused" | "unfused"
+// Inverse of AttentionImplName; false when `name` is neither.
+bool ParseAttentionImpl(const std::string& name, AttentionImpl* out);
+
 // CPU offload (ZeRO-Offload / ZeRO-Infinity style, docs/offload.md):
 //   kOptimizer          fp32 master weights, Adam moments and the fp32
 //                       gradient accumulation live in host memory; the AdamW
@@ -94,13 +104,14 @@ struct Plan {
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;  // Megatron SP (only meaningful with tp > 1)
   Offload offload = Offload::kNone;
+  AttentionImpl attention = AttentionImpl::kFused;
 
   int gpus() const { return dp * tp * pp; }
   int64_t global_batch() const { return micro_batch * grad_accum * dp; }
 };
 
 // One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP"
-// (" offload=optimizer" appended when offloading).
+// (" offload=optimizer" appended when offloading, " attn=unfused" for the unfused core).
 std::string PlanSummary(const Plan& plan);
 
 }  // namespace p3d

@@ -15,8 +15,8 @@ constexpr int64_t kBf16 = 2, kF32 = 4, kI32 = 4;
 // T: tokens of the micro-batch; Tl: tokens of the residual stream on this
 // rank (T / TP with sequence parallelism, else T).
 struct Dims {
-  int64_t T, Tl, B, S, H, Eq, Ekv, Q3, F, mlp_pre_cols, scores;
-  bool layernorm;
+  int64_t T, Tl, B, S, H, Eq, Ekv, Q3, F, mlp_pre_cols, scores, lse;
+  bool layernorm, fused;
 };
 
 Dims MakeDims(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
@@ -31,7 +31,9 @@ Dims MakeDims(const ModelSpec& m, const LocalShape& s, const TrainingShape& t) {
   d.Q3 = s.qkv_dim();
   d.F = s.ffn;
   d.mlp_pre_cols = m.arch == Arch::kGpt2 ? s.ffn : 2 * s.ffn;
-  d.scores = d.B * s.heads * d.S * d.S;
+  d.fused = t.attention == AttentionImpl::kFused;
+  d.scores = d.fused ? 0 : d.B * s.heads * d.S * d.S;
+  d.lse = d.fused ? d.B * s.heads * d.S : 0;
   d.layernorm = m.arch == Arch::kGpt2;
   return d;
 }
@@ -43,10 +45,15 @@ void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, RegionTerm
   o->norm1_out = a.Add(pre + "norm1_out", term, d.Tl * d.H * kBf16);
   o->norm1_mean = a.Add(pre + "norm1_mean", term, d.layernorm ? d.Tl * kF32 : 0);
   o->norm1_rstd = a.Add(pre + "norm1_rstd", term, d.Tl * kF32);
-  o->q = a.Add(pre + "q", term, d.T * d.Eq * kBf16);
-  o->k = a.Add(pre + "k", term, d.T * d.Ekv * kBf16);
-  o->v = a.Add(pre + "v", term, d.T * d.Ekv * kBf16);
-  if (with_probs) o->probs = a.Add(pre + "probs", term, d.scores * kBf16);
+  if (d.fused) {
+    o->qkv = a.Add(pre + "qkv", term, d.T * d.Q3 * kBf16);
+    o->lse = a.Add(pre + "lse (fp32)", term, d.lse * kF32);
+  } else {
+    o->q = a.Add(pre + "q", term, d.T * d.Eq * kBf16);
+    o->k = a.Add(pre + "k", term, d.T * d.Ekv * kBf16);
+    o->v = a.Add(pre + "v", term, d.T * d.Ekv * kBf16);
+    if (with_probs) o->probs = a.Add(pre + "probs", term, d.scores * kBf16);
+  }
   o->att_out = a.Add(pre + "att_out", term, d.T * d.Eq * kBf16);
   o->x_mid = a.Add(pre + "x_mid", term, d.Tl * d.H * kBf16);
   o->norm2_out = a.Add(pre + "norm2_out", term, d.Tl * d.H * kBf16);
@@ -99,8 +106,10 @@ int64_t LayerActivationBytes(const ModelSpec& m, const LocalShape& s, const Trai
       x_in + stats + kBf16 * d.Tl * 3 * d.H /*norm1_out, x_mid, norm2_out*/ +
       kBf16 * d.T *
           (d.Eq /*q*/ + 2 * d.Ekv /*k,v*/ + d.Eq /*att_out*/ + d.mlp_pre_cols + d.F /*mlp_act*/);
+  // Fused: the same q, k, v bytes as one qkv tensor, plus the fp32 lse (also
+  // under selective); unfused: the bf16 probabilities under none only.
   if (t.recompute == Recompute::kNone) bytes += d.scores * kBf16;
-  return bytes;
+  return bytes + d.lse * kF32;
 }
 
 StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalShape& s,
@@ -207,12 +216,13 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
       o = work;
       o.x_in = x_in;
     }
-  } else if (t.recompute == Recompute::kSelective) {
+  } else if (t.recompute == Recompute::kSelective && !d.fused) {
     const int64_t probs = a.Add("probs scratch", RegionTerm::kBuffers, d.scores * kBf16);
     for (auto& o : p.layers) o.probs = probs;
   }
   p.qkv_tokens = a.Add("qkv tokens / dqkv", RegionTerm::kBuffers, d.T * d.Q3 * kBf16);
-  p.o_heads = a.Add("attention out heads / d", RegionTerm::kBuffers, d.T * d.Eq * kBf16);
+  p.o_heads =
+      a.Add("attention out heads / d", RegionTerm::kBuffers, d.fused ? 0 : d.T * d.Eq * kBf16);
   p.branch =
       a.Add("branch out / d norm out", RegionTerm::kBuffers, d.T * std::max(d.H, d.Eq) * kBf16);
   p.dres = a.Add("d residual", RegionTerm::kBuffers, d.Tl * d.H * kBf16);
@@ -220,8 +230,10 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
                       t.sequence_shards > 1 ? d.T * d.H * kBf16 : 0);
   p.dmlp_act = a.Add("d mlp_act", RegionTerm::kBuffers, d.T * d.F * kBf16);
   p.dmlp_pre = a.Add("d mlp_pre", RegionTerm::kBuffers, d.T * d.mlp_pre_cols * kBf16);
-  p.dqkv_heads = a.Add("dq dk dv heads", RegionTerm::kBuffers, d.T * d.Q3 * kBf16);
+  p.dqkv_heads = a.Add("dq dk dv heads", RegionTerm::kBuffers, d.fused ? 0 : d.T * d.Q3 * kBf16);
   p.dprobs = a.Add("d probs", RegionTerm::kBuffers, d.scores * kBf16);
+  p.attention_workspace = a.Add("fused attention workspace", RegionTerm::kBuffers,
+                                d.fused ? t.attention_workspace : 0);
   p.scalars = a.Add("scalars", RegionTerm::kBuffers, 4 * kF32);
   p.norm_partials = a.Add("grad-norm partials (fp64)", RegionTerm::kBuffers, kGradNormBlocks * 8);
   const int64_t widest = std::max({d.H, d.Q3, d.F});

@@ -23,6 +23,12 @@
 //   selective  the same without probs (recomputed from q, k in backward)
 //   full       x_in only; the layer is recomputed in backward into one
 //              shared set of these buffers (counted under buffers)
+// With the fused attention core (TrainingShape::attention, the default) q, k,
+// v and probs give way to qkv [T, (NH + 2 KV) * HD] (tokens-major, rotary
+// applied) and lse fp32 [B, NH, S]; selective stores what none stores (there
+// is no S x S tensor to drop), and the buffers lose the score gradient, the
+// heads-major copies and gain the cuDNN workspace ("fused attention
+// workspace", TrainingShape::attention_workspace bytes).
 // LayerActivationBytes() gives the per-layer total for each mode.
 //
 // Sequence parallelism (TrainingShape::sequence_shards = TP, Korthikanti et
@@ -83,6 +89,7 @@ struct LayerActivationOffsets {
   int64_t x_in = 0, norm1_out = 0, norm1_mean = 0, norm1_rstd = 0, q = 0, k = 0, v = 0;
   int64_t probs = 0, att_out = 0, x_mid = 0, norm2_out = 0, norm2_mean = 0, norm2_rstd = 0;
   int64_t mlp_pre = 0, mlp_act = 0;
+  int64_t qkv = 0, lse = 0;  // fused attention core only
 };
 
 struct TrainingShape {
@@ -101,6 +108,8 @@ struct TrainingShape {
   bool pipelined = false;
   bool vocab_parallel = false;  // TP > 1: vocab-parallel loss statistics
   int64_t sequence_shards = 1;  // TP with sequence parallelism (T % it == 0), else 1
+  AttentionImpl attention = AttentionImpl::kFused;
+  int64_t attention_workspace = 0;  // fused: FusedAttention::workspace_bytes() for this shape
 };
 
 // Causal blocking of the batched attention: the S query positions are cut into
@@ -130,6 +139,7 @@ struct TrainingMemoryPlan {
   int64_t x_final = 0, final_norm_out = 0, final_mean = 0, final_rstd = 0;
   int64_t qkv_tokens = 0, o_heads = 0, branch = 0, dres = 0, dmlp_act = 0, dmlp_pre = 0;
   int64_t dqkv_heads = 0, dprobs = 0;
+  int64_t attention_workspace = 0;  // fused: the cuDNN graphs' workspace
   int64_t sp_gather = 0;  // sequence parallel: the [T, H] all-gather target
   int64_t logits = 0, dlogits = 0, losses = 0, scalars = 0, norm_partials = 0, column_partials = 0;
   int64_t tokens = 0, targets = 0, bucket_token = 0, bucket_offset = 0, positions = 0;

@@ -41,6 +41,7 @@ Model::~Model() {
   host_opt_.reset();  // waits for its copies into the arena
   pipeline_.reset();
   matmul_.reset();
+  fused_.reset();
   if (norm_scales_) cudaFree(norm_scales_);
   if (tied_exchange_) cudaFree(tied_exchange_);
   if (base_) cudaFree(base_);
@@ -89,11 +90,20 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   shape.sequence_shards = ctx.sequence_parallel ? ctx.tp : 1;
   ZeroBuffers zb = BuildZeroBuffers(params, zero, offload);
   const bool shard = zb.staging.staged(), sharded_weights = zb.gather.staged();
+  // The fused core's cuDNN plans are built first: their workspace is a region of the arena.
+  std::unique_ptr<FusedAttention> fused;
+  if (shape.attention == AttentionImpl::kFused) {
+    P3D_ASSIGN_OR_RETURN(fused, FusedAttention::Create({shape.micro_batch, shape.seq, local.heads,
+                                                        local.kv_heads, local.head_dim, 1},
+                                                       stream));
+    shape.attention_workspace = fused->workspace_bytes();
+  }
   P3D_ASSIGN_OR_RETURN(TrainingMemoryPlan plan,
                        PlanTrainingMemory(config.spec, local, params, shape,
                                           static_cast<int64_t>(Matmul::kWorkspaceBytes), zb.sizes));
   std::unique_ptr<Model> model(
       new Model(config, local, std::move(params), std::move(plan), stream));
+  model->fused_ = std::move(fused);
   P3D_ASSIGN_OR_RETURN(model->dp_, DataParallel::Create(model->params_, zero, std::move(zb.staging),
                                                         std::move(zb.gather), dpc.comm, stream));
   model->tp_ = TensorParallel(ctx.tp > 1 ? mpc.tp : nullptr);

@@ -5,7 +5,12 @@
 //   x0 = embed(tokens)                          (token + learned positions for GPT-2)
 //   per layer: x_mid = x + Wo attn(norm1(x));  x_out = x_mid + mlp(norm2(x_mid))
 //   loss = CE(head(final_norm(x_L)), targets), mean over all tokens of the step
-// Attention is causal, computed as batched GEMMs: probs = softmax(q k^T / sqrt(HD))
+// Attention is causal. The default core (ModelConfig::shape.attention = fused)
+// is cuDNN's fused flash attention (executor/fused_attention.h): rotary is
+// applied in place to the layer's tokens-major qkv, which is stored with the
+// output and the fp32 row log-sum-exp; backward re-derives the probabilities
+// inside the kernel. The unfused core (--attention unfused) computes it as
+// batched GEMMs: probs = softmax(q k^T / sqrt(HD))
 // then probs v (see executor/kernels/heads.h for the layout), cut into causal
 // query blocks (memory_plan.h DefaultAttentionBlocks): block i of n only touches
 // keys of blocks <= i. What the simulator must assume for it: the attention-core
@@ -21,8 +26,10 @@
 //
 // Recompute (same meaning as common/plan.h Recompute):
 //   none       every activation the backward needs is stored
-//   selective  attention probabilities are not stored; backward recomputes
-//              q k^T and the softmax from the stored q, k (Korthikanti et al.)
+//   selective  unfused core: attention probabilities are not stored; backward
+//              recomputes q k^T and the softmax from the stored q, k
+//              (Korthikanti et al.). Fused core: as none (qkv, output and
+//              lse stored; nothing S x S exists to drop, docs/executor.md)
 //   full       only each layer's input is stored; backward re-runs the layer's
 //              forward into one shared set of buffers, then runs its backward
 //
@@ -40,8 +47,10 @@
 // Memory: everything lives in one device arena planned up front
 // (executor/memory_plan.h), so memory() lists each region and its term.
 //
-// Determinism: no atomics anywhere; with the same seed, data and shapes every
-// run produces bit-identical losses and weights.
+// Determinism: no atomics in p3d's kernels; with the same seed, data and shapes
+// every run produces bit-identical losses and weights, except that the fused
+// attention backward accumulates dQ with fp32 atomics over key tiles (exact
+// up to two tiles, e.g. S <= 128; docs/executor.md).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -55,6 +64,7 @@
 #include "common/status.h"
 #include "executor/attention_core.h"
 #include "executor/data_parallel.h"
+#include "executor/fused_attention.h"
 #include "executor/kernels/norm.h"
 #include "executor/kernels/optimizer.h"
 #include "executor/kernels/softmax.h"
@@ -282,6 +292,12 @@ class Model final : public PipelineStage {
                         float* db, int64_t rows, int64_t in, int64_t out);
   // The attention core of this rank with the step's shapes and buffers.
   AttentionCore Core() const;
+  // Layer l's attention core, forward (qkv in, att_out out; the fused core
+  // rotates qkv in place) and backward (d att_out in branch -> dqkv in
+  // plan_.qkv_tokens), with whichever implementation the shape selects.
+  Status AttentionForward(int64_t l, bf16* qkv);
+  Status AttentionBackward(int64_t l, const bf16* d_att_out, bf16* dqkv);
+  bool Fused() const { return fused_ != nullptr; }
   // A layer's two pre-norms (before attention, before the MLP): where their
   // input, parameters, output and saved statistics live (byte offsets / elements).
   enum class PreNorm { kAttention, kMlp };
@@ -303,6 +319,7 @@ class Model final : public PipelineStage {
   cudaStream_t stream_;
   char* base_ = nullptr;
   std::unique_ptr<Matmul> matmul_;
+  std::unique_ptr<FusedAttention> fused_;  // shape.attention == kFused
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<HostOptimizer> host_opt_;  // offload == kOptimizer only
   TensorParallel tp_{nullptr};

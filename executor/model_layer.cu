@@ -14,6 +14,7 @@
 #include "executor/kernels/cross_entropy.h"
 #include "executor/kernels/elementwise.h"
 #include "executor/kernels/embedding.h"
+#include "executor/kernels/heads.h"
 #include "executor/kernels/norm.h"
 #include "executor/kernels/optimizer.h"
 #include "executor/model.h"
@@ -186,13 +187,11 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   const bf16* norm1_full = nullptr;
   P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm1_out), &norm1_full));
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
-  bf16* qkv = At<bf16>(plan_.qkv_tokens);
+  // Fused: qkv is a stored activation of the layer; unfused: a shared buffer
+  // the core copies into heads-major q, k, v.
+  bf16* qkv = At<bf16>(Fused() ? o.qkv : plan_.qkv_tokens);
   P3D_RETURN_IF_ERROR(Linear(norm1_full, W(w.qkv_w), WOpt(w.qkv_b), qkv, T, H, local_.qkv_dim()));
-
-  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
-  P3D_RETURN_IF_ERROR(Core().Forward(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v),
-                                     At<bf16>(o.probs), At<bf16>(plan_.o_heads),
-                                     At<bf16>(o.att_out)));
+  P3D_RETURN_IF_ERROR(AttentionForward(l, qkv));
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.att_out), W(w.out_w), RowBias(w.out_b), branch, T, Eq, H));
@@ -221,6 +220,46 @@ Status Model::LayerForward(int64_t l, bool write_output) {
   if (!write_output) return Status::Ok();
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
   return ResidualAdd(At<bf16>(o.x_mid), mlp, LayerOutput(l), Tl * H, stream_);
+}
+
+Status Model::AttentionForward(int64_t l, bf16* qkv) {
+  const LayerActivationOffsets& o = Acts(l);
+  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
+  if (!Fused()) {
+    return Core().Forward(qkv, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v), At<bf16>(o.probs),
+                          At<bf16>(plan_.o_heads), At<bf16>(o.att_out));
+  }
+  if (config_.spec.arch == Arch::kLlama) {
+    const HeadShape hs{config_.shape.micro_batch, config_.shape.seq, local_.heads,
+                       local_.kv_heads, local_.head_dim};
+    P3D_RETURN_IF_ERROR(RotateQkvInPlace(qkv, hs, At<float>(plan_.rope_cos),
+                                         At<float>(plan_.rope_sin), /*inverse=*/false, stream_));
+  }
+  return fused_->Forward(qkv, At<bf16>(o.att_out), At<float>(o.lse),
+                         At<void>(plan_.attention_workspace));
+}
+
+Status Model::AttentionBackward(int64_t l, const bf16* d_att_out, bf16* dqkv) {
+  const LayerActivationOffsets& o = Acts(l);
+  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
+  if (!Fused()) {
+    const AttentionCore core = Core();
+    if (config_.shape.recompute == Recompute::kSelective) {
+      P3D_RETURN_IF_ERROR(core.Probs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
+    }
+    const AttentionCoreScratch scratch{At<bf16>(plan_.o_heads), At<bf16>(plan_.dprobs),
+                                       At<bf16>(plan_.dqkv_heads)};
+    return core.Backward(d_att_out, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v),
+                         At<bf16>(o.probs), scratch, dqkv);
+  }
+  P3D_RETURN_IF_ERROR(fused_->Backward(At<bf16>(o.qkv), At<bf16>(o.att_out), d_att_out,
+                                       At<float>(o.lse), dqkv,
+                                       At<void>(plan_.attention_workspace)));
+  if (config_.spec.arch != Arch::kLlama) return Status::Ok();
+  const HeadShape hs{config_.shape.micro_batch, config_.shape.seq, local_.heads, local_.kv_heads,
+                     local_.head_dim};
+  return RotateQkvInPlace(dqkv, hs, At<float>(plan_.rope_cos), At<float>(plan_.rope_sin),
+                          /*inverse=*/true, stream_);
 }
 
 // On entry d residual holds dL/d(layer output); on exit dL/d(layer input)
@@ -268,16 +307,8 @@ Status Model::LayerBackward(int64_t l) {
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(LinearBackward(dy, At<bf16>(o.att_out), W(w.out_w), branch, G(w.out_w),
                                      GOpt(w.out_b), T, Eq, H));
-  P3D_RETURN_IF_ERROR(Mark(Phase::kAttention));
-  const AttentionCore core = Core();
-  if (config_.shape.recompute == Recompute::kSelective) {
-    P3D_RETURN_IF_ERROR(core.Probs(At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.probs)));
-  }
-  const AttentionCoreScratch scratch{At<bf16>(plan_.o_heads), At<bf16>(plan_.dprobs),
-                                     At<bf16>(plan_.dqkv_heads)};
   bf16* dqkv = At<bf16>(plan_.qkv_tokens);
-  P3D_RETURN_IF_ERROR(core.Backward(branch, At<bf16>(o.q), At<bf16>(o.k), At<bf16>(o.v),
-                                    At<bf16>(o.probs), scratch, dqkv));
+  P3D_RETURN_IF_ERROR(AttentionBackward(l, branch, dqkv));
 
   const bf16* norm1_full = nullptr;
   P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm1_out), &norm1_full));

@@ -15,6 +15,7 @@ Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* o, RunLayout* l) {
   o->grad_accum = p.grad_accum;
   o->seq = saved.request.training.seq;
   o->recompute = p.recompute;
+  o->attention = p.attention;
   o->logits_chunk = saved.request.training.logits_chunk_tokens;
   l->dp = p.dp;
   l->tp = p.tp;

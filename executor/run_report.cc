@@ -16,9 +16,10 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
   std::string out;
   out += fmt::format("device        {} ({})\n", r.device_name,
                      r.catalog_gpu.empty() ? "not in the catalog" : "catalog " + r.catalog_gpu);
-  out += fmt::format("model         {} ({} parameters), B={} x grad-accum {}, S={}, recompute {}\n",
-                     o.model.name, r.param_count, o.micro_batch, o.grad_accum, o.seq,
-                     RecomputeName(o.recompute));
+  out += fmt::format(
+      "model         {} ({} parameters), B={} x grad-accum {}, S={}, recompute {}, attention {}\n",
+      o.model.name, r.param_count, o.micro_batch, o.grad_accum, o.seq, RecomputeName(o.recompute),
+      AttentionImplName(o.attention));
   if (r.time) {
     const StepTimeStats& t = *r.time;
     out += fmt::format(
@@ -108,6 +109,7 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
               {"first_step", r.first_step},
               {"warmup", o.warmup},
               {"recompute", RecomputeName(o.recompute)},
+              {"attention", AttentionImplName(o.attention)},
               {"seed", o.seed},
               {"lr", o.adam.lr},
               {"weight_decay", o.adam.weight_decay},

@@ -165,6 +165,7 @@ StatusOr<TrainResult> Train(const TrainOptions& o,
     config.model_parallel.microbatches = o.grad_accum;
   }
   config.shape = {o.micro_batch, o.seq, o.recompute, o.logits_chunk};
+  config.shape.attention = o.attention;
   config.offload = o.offload;
   config.offload_threads = o.offload_threads;
   config.data = {o.dp, dp_rank, o.zero, o.dp > 1 ? &o.groups->group(GroupKind::kData) : nullptr};

@@ -49,6 +49,7 @@ struct TrainOptions {
   int64_t steps = 10;
   int warmup = 2;  // steps excluded from the timing statistics
   Recompute recompute = Recompute::kNone;
+  AttentionImpl attention = AttentionImpl::kFused;  // the attention core (common/plan.h)
   uint64_t seed = 1234;
   AdamWHyper adam;             // lr, betas, eps, weight decay (step is set per step)
   float max_grad_norm = 1.0f;  // <= 0: no clipping

@@ -125,6 +125,9 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
       return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
     s.fixed.recompute = recompute;
   }
+  if (!ParseAttentionImpl(o.attention, &s.fixed.attention))
+    return Status::InvalidArgument(
+        fmt::format("--attention must be fused or unfused, got '{}'", o.attention));
   if (!o.offload.empty()) {
     Offload offload;
     if (!ParseOffload(o.offload, &offload))

@@ -23,6 +23,7 @@ struct PlanCliOptions {
   std::string recompute;              // "" (search), "none", "selective", "full"
   std::optional<bool> sequence_parallel;
   std::string offload;                // "" (search), "none", "optimizer", "params"
+  std::string attention = "fused";    // the attention core: "fused" | "unfused" (not searched)
   std::string grad_dtype = "fp32";    // "fp32" (18 bytes/param) or "bf16" (16)
   std::optional<int> master_bytes;    // bytes/param of the master weights (default 4, fp32)
   std::optional<int> adam_bytes;      // bytes/param of the Adam moments (default 8, two fp32)

@@ -39,6 +39,9 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   CLI::Option* no_sp = app.add_flag_callback("--no-sp", [o] { o->sequence_parallel = false; },
                                              "fix sequence parallel off (default: searched)");
   sp->excludes(no_sp);
+  app.add_option("--attention", o->attention,
+                 "attention core: fused (cuDNN flash attention, default) | unfused (S x S scores)")
+      ->check(NonEmpty());
   app.add_option("--offload", o->offload, "fix CPU offload: none | optimizer (ZeRO>=1) | params (ZeRO-3)")
       ->check(NonEmpty());
   app.add_option("--grad-dtype", o->grad_dtype, "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param)");

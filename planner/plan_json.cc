@@ -67,7 +67,8 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"seq", t.seq},
               {"recompute", RecomputeName(p.recompute)},
               {"sequence_parallel", p.sequence_parallel},
-              {"offload", OffloadName(p.offload)}};
+              {"offload", OffloadName(p.offload)},
+              {"attention", AttentionImplName(p.attention)}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
@@ -185,7 +186,7 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
 
   JsonFields l(*plan, origin + ": plan");
   P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "pp", "vpp", "zero", "micro_batch", "grad_accum", "global_batch", "seq",
-                                  "recompute", "sequence_parallel", "offload"}));
+                                  "recompute", "sequence_parallel", "offload", "attention"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
@@ -202,6 +203,14 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
     P3D_ASSIGN_OR_RETURN(std::string offload, l.String("offload"));
     if (!ParseOffload(offload, &s.plan.offload))
       return l.Error("offload", fmt::format("must be none|optimizer|params, got '{}'", offload));
+  }
+  // "attention" is absent from plans saved before the fused core existed:
+  // their predictions describe the unfused core.
+  s.plan.attention = AttentionImpl::kUnfused;
+  if (l.Has("attention")) {
+    P3D_ASSIGN_OR_RETURN(std::string attention, l.String("attention"));
+    if (!ParseAttentionImpl(attention, &s.plan.attention))
+      return l.Error("attention", fmt::format("must be fused|unfused, got '{}'", attention));
   }
   if (top.Has("prediction")) s.prediction = doc.at("prediction");
   return s;

@@ -84,6 +84,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.pp, int(pp)) || !Allowed(fx.dp, dp)) continue;
       // Check the layout-level rules once per (tp, pp, dp) with a representative plan.
       Plan layout;
+      layout.attention = fx.attention;
       layout.dp = dp;
       layout.tp = static_cast<int>(tp);
       layout.pp = static_cast<int>(pp);
@@ -176,6 +177,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));
     probe.sequence_parallel = fx.sequence_parallel.value_or(false);
     probe.offload = fx.offload.value_or(Offload::kNone);
+    probe.attention = fx.attention;
     Status detail = CheckPlan(request, probe, options.rules);
     return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs; eliminated by: {}{}", m.name, gpus,
                                           why.empty() ? "the fixed dimensions" : why,

@@ -26,6 +26,7 @@ struct SearchConstraints {
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;
   std::optional<Offload> offload;
+  AttentionImpl attention = AttentionImpl::kFused;  // not searched: the executor's core
 };
 
 struct SearchOptions {

@@ -30,7 +30,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 : >"$LOG"
 : >"$SUMMARY"
 
-SECTIONS=(env build executor_tests reference checkpoint loss_curve speed_1p3b speed_3b_full largest
+SECTIONS=(env build executor_tests fused_attention reference checkpoint loss_curve speed_1p3b attention_speed attention_plan long_context speed_3b_full largest
           dp_equivalence dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
           tp_pp_equivalence tp_pp_throughput accuracy)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
@@ -100,11 +100,26 @@ section_build() {
 }
 
 section_executor_tests() {
-  RUN_LIMIT=300 run ctest --test-dir "$BUILD" -R '^executor_' --output-on-failure
+  RUN_LIMIT=300 run ctest --test-dir "$BUILD" -R "${EXECUTOR_TESTS:-^executor_}" --output-on-failure
   local rc=$?
   local line
   line=$(grep -E "tests passed|tests failed" "$LOG" | tail -1)
   [ $rc -eq 0 ] && record executor_tests PASS "$line" || record executor_tests FAIL "$line"
+}
+
+# The fused attention (issue 14): its GPU tests, then p3d-attention-bench (fused
+# vs unfused core) and torch's scaled_dot_product_attention per backend on the
+# same shape, card and lease (bench/results/fused-attention.md).
+section_fused_attention() {
+  local status=PASS
+  RUN_TEE=$RES/fused-attention-tests.txt RUN_LIMIT=300 run ctest --test-dir "$BUILD" \
+      -R '^executor_(fused_attention|attention_core|model)_gpu_test$' --output-on-failure -V || status=FAIL
+  local shape=(--batch 4 --heads 16 --seq 2048 --head-dim 128)
+  RUN_TEE=$RES/attention-bench.txt run "$BIN/p3d-attention-bench" "${shape[@]}" --kv-heads 16 ||
+    status=FAIL
+  RUN_TEE=$RES/sdpa-torch.txt run python3 bench/frameworks/sdpa_torch.py "${shape[@]}" || status=FAIL
+  record fused_attention $status "$(grep -E '^(fused|unfused|cudnn|flash|efficient) ' \
+      "$RES/attention-bench.txt" "$RES/sdpa-torch.txt" 2>/dev/null | sed 's/^.*txt://' | tr -s ' ' | tr '\n' ';')"
 }
 
 # Byte-level tokens of the repo's text corpus (bench/data), shared by later sections.
@@ -187,6 +202,84 @@ section_speed_1p3b() {
     fi
   done
   record speed_1p3b $status "$details"
+}
+
+# MFU, TFLOP/s and the profiled attention share of gpt-1.3b (B4, S2048, one GPU)
+# with each attention core (issue 14), recompute none (with the fused core,
+# selective runs the same code as none: docs/executor.md). ATTN_CONFIGS overrides.
+attention_share() {
+  python3 - "$1" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+p = j.get("profile", {})
+ph = p.get("phase_seconds", {})
+tot = sum(ph.values()) or float("nan")
+print(f"attention {ph.get('attention', float('nan')) / tot * 100:.1f}% of the profiled step "
+      f"({', '.join(f'{k} {v*1e3:.1f} ms' for k, v in ph.items())})")
+PY
+}
+section_attention_speed() {
+  local status=PASS details=""
+  local configs=${ATTN_CONFIGS:-"fused:none unfused:none"}
+  for cfg in $configs; do
+    set -- ${cfg/:/ }
+    local json=$RES/speed-gpt-1.3b-$1-$2.json
+    if run "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --steps 6 --warmup 2 \
+        --recompute "$2" --attention "$1" --profile --json "$json"; then
+      details+="[$1] $(summarize "$json"); $(attention_share "$json"); "
+    else
+      status=FAIL; details+="gpt-1.3b attention=$1 rc=$2 failed; "
+    fi
+  done
+  record attention_speed $status "$details"
+}
+
+# gpt-1.3b with the fused core as the planner plans it (B4, S2048, grad-accum 4,
+# one GPU): p3d-plan with fixed dims, p3d-run of the saved plan, p3d-compare
+# term by term; then the fused core alone on the long-context layer shape
+# (Llama-3.2-1B: NH32 KV8 HD64, S16384) with torch's SDPA beside it.
+section_attention_plan() {
+  local gpu=h100-sxm status=PASS details=""
+  nvidia-smi -L | grep -q H200 && gpu=h200
+  run "$BIN/p3d-plan" --model gpt-1.3b --gpus 1 --gpu $gpu --dp 1 --tp 1 --pp 1 --zero 0 \
+      --micro-batch 4 --global-batch 16 --seq 2048 --recompute none \
+      --save-plan "$RES/plan-1p3b-fused.json" || status=FAIL
+  run "$BIN/p3d-run" --plan "$RES/plan-1p3b-fused.json" --steps 5 --warmup 2 --profile \
+      --json "$RES/run-1p3b-fused-ga4.json" || status=FAIL
+  RUN_TEE=$RES/compare-1p3b-fused.txt run "$BIN/p3d-compare" "$RES/plan-1p3b-fused.json" \
+      "$RES/run-1p3b-fused-ga4.json"
+  [ -f "$RES/run-1p3b-fused-ga4.json" ] &&
+    details+="$(summarize "$RES/run-1p3b-fused-ga4.json"); $(attention_share "$RES/run-1p3b-fused-ga4.json"); "
+  details+="compare: $(grep -E '^  (activations|buffers|total|step|mfu) ' "$RES/compare-1p3b-fused.txt" | tr -s ' ' | tr '\n' ';'); "
+  local long=(--batch 1 --heads 32 --kv-heads 8 --seq 16384 --head-dim 64)
+  RUN_TEE=$RES/attention-bench-long.txt run "$BIN/p3d-attention-bench" "${long[@]}" --skip-unfused \
+      --reps 10 || status=FAIL
+  RUN_TEE=$RES/sdpa-torch-long.txt run python3 bench/frameworks/sdpa_torch.py "${long[@]}" --reps 10
+  details+="long layer: $(grep -E '^(fused|cudnn|flash) ' "$RES/attention-bench-long.txt" "$RES/sdpa-torch-long.txt" | sed 's/^.*txt://' | tr -s ' ' | tr '\n' ';')"
+  record attention_plan $status "$details"
+}
+
+# Long context: a Llama-3.2-1B-shaped model at S = 16384, micro-batch 1, one GPU.
+# Fused: planned with fixed dims, run from the saved plan, compared term by term;
+# unfused must refuse (its per-layer S x S probabilities cannot fit).
+section_long_context() {
+  local gpu=h100-sxm status=PASS details=""
+  nvidia-smi -L | grep -q H200 && gpu=h200
+  local model=bench/executor/models/llama-3.2-1b.json
+  run "$BIN/p3d-plan" --model $model --gpus 1 --gpu $gpu --dp 1 --tp 1 --pp 1 --zero 0 \
+      --micro-batch 1 --global-batch 1 --seq 16384 --recompute none \
+      --save-plan "$RES/long-plan.json" || status=FAIL
+  RUN_LIMIT=240 run "$BIN/p3d-run" --plan "$RES/long-plan.json" --steps 4 --warmup 1 \
+      --force --json "$RES/long-run.json" || status=FAIL
+  RUN_TEE=$RES/long-compare.txt run "$BIN/p3d-compare" "$RES/long-plan.json" "$RES/long-run.json"
+  [ -f "$RES/long-run.json" ] && details+="fused: $(summarize "$RES/long-run.json"); "
+  RUN_TEE=$RES/long-unfused.txt RUN_LIMIT=120 run "$BIN/p3d-run" --model $model --micro-batch 1 \
+      --seq 16384 --steps 2 --warmup 1 --attention unfused --json "$RES/long-unfused.json"
+  local rc=$?
+  [ $rc -eq 0 ] && status=FAIL
+  details+="unfused: exit $rc, $(grep -m1 -o 'does not fit[^;]*' "$RES/long-unfused.txt" | head -c 160); "
+  details+="compare: $(grep -iE 'peak|total|activations' "$RES/long-compare.txt" | tr -s ' ' | head -4 | tr '\n' ';')"
+  record long_context $status "$details"
 }
 
 section_speed_3b_full() {

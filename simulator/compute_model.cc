@@ -125,6 +125,15 @@ double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
   return seconds;
 }
 
+// The fused core (cuDNN flash attention, executor/fused_attention.h): one
+// kernel each way, compute-bound, skipping the masked upper triangle: forward
+// 2 GEMMs over the causal half, 4*B*NH/TP*S^2*HD/2 FLOPs; backward 5 GEMMs,
+// 2.5x that. Uncalibrated efficiencies (of dense bf16 peak): p3d-attention-bench
+// at B4 NH16 S2048 HD128 on an H100 SXM, cuDNN 9.14: forward 452, backward 333
+// TFLOP/s of 989 (bench/results/fused-attention.md).
+constexpr double kFusedForwardEfficiency = 0.46, kFusedBackwardEfficiency = 0.34;
+double FusedForwardFlops(const Dims& d) { return 2 * d.b * d.heads * d.s * d.s * d.hd; }
+
 // Forward FLOPs of the blocked core (AttentionEfficiencyPoint::flops): two
 // GEMM families of 2 * S_q * keys * HD per head over the causal blocks.
 double CoreForwardFlops(const Dims& d) { return 4 * d.b * d.heads * d.s * d.s * d.hd * (d.blocks + 1) / (2 * d.blocks); }
@@ -208,8 +217,15 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
   KernelTime core_fwd, core_bwd, core_probs;
   AttentionEfficiencyPoint cal;
   const double core_flops = CoreForwardFlops(d);
-  const bool calibrated = AttentionEfficiency(gpu, d.hd, d.s, core_flops, &cal);
-  if (calibrated) {
+  const bool fused = shape.attention == AttentionImpl::kFused;
+  // Calibrated attention points time the unfused core (p3d-calibrate's probe).
+  const bool calibrated = !fused && AttentionEfficiency(gpu, d.hd, d.s, core_flops, &cal);
+  if (fused) {
+    // Rotary runs as its own kernel (counted by LayerForwardSeconds); the
+    // selective recompute of the fused core recomputes nothing (docs/executor.md).
+    core_fwd.gemm_s = FusedForwardFlops(d) / (gpu.peak_flops * kFusedForwardEfficiency);
+    core_bwd.gemm_s = 2.5 * FusedForwardFlops(d) / (gpu.peak_flops * kFusedBackwardEfficiency);
+  } else if (calibrated) {
     core_fwd.gemm_s = core_flops / (gpu.peak_flops * cal.forward);
     core_probs.gemm_s = core_flops / 2 / (gpu.peak_flops * cal.probs);
     core_bwd.gemm_s = 2 * core_flops / (gpu.peak_flops * cal.backward);
@@ -226,7 +242,7 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
     case Recompute::kNone:
       break;
     case Recompute::kSelective:
-      out.recompute = core_probs;
+      if (!fused) out.recompute = core_probs;
       break;
     case Recompute::kFull:
       out.recompute = out.forward;

@@ -67,6 +67,7 @@ struct ComputeShape {
   int64_t micro_batch = 1;
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
+  AttentionImpl attention = AttentionImpl::kFused;
 };
 
 LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& training,

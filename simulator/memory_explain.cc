@@ -43,10 +43,14 @@ std::string InFlightSubstituted(ScheduleKind kind, const Plan& plan, int stage) 
   return "";
 }
 
-// Attention scores, softmax and dropout of one layer, one micro-batch.
+// Attention scores, softmax and dropout of one layer, one micro-batch (the
+// unfused core), or the fused core's fp32 row log-sum-exp.
 std::pair<std::string, std::string> ScoresFormula(const ModelSpec& model, const TrainingSpec& t,
                                                   const Plan& plan) {
   const int e = t.precision.activation_bytes;
+  if (plan.attention == AttentionImpl::kFused)
+    return {"4*B*S*NH/TP (fused attention: fp32 row log-sum-exp)",
+            fmt::format("4*{}*{}*{}/{}", plan.micro_batch, t.seq, model.heads, plan.tp)};
   return {"B*S*S*NH/TP*(e + drop*(1+e))",
           fmt::format("{}*{}*{}*{}/{}*({} + {}*(1+{}))", plan.micro_batch, t.seq, t.seq,
                       model.heads, plan.tp, e, t.dropout ? 1 : 0, e)};
@@ -73,7 +77,9 @@ std::pair<std::string, std::string> LayerFormula(const ModelSpec& model, const T
   switch (plan.recompute) {
     case Recompute::kNone:
       return {stored + " + " + scores, stored_sub + " + " + scores_sub};
-    case Recompute::kSelective:
+    case Recompute::kSelective:  // the fused core keeps its lse (nothing S x S to drop)
+      if (plan.attention == AttentionImpl::kFused)
+        return {stored + " + " + scores, stored_sub + " + " + scores_sub};
       return {stored, stored_sub};
     case Recompute::kFull:
       return {"e*B*S*H/SPd", fmt::format("{}*{}*{}/{}", e, bs, model.hidden, sp_div)};
@@ -127,7 +133,10 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
   // Recomputed tensors of one layer, one micro-batch: selective recomputes
   // the scores, full the whole layer (the no-recompute per-layer formula).
   std::pair<std::string, std::string> working{"0 (no recompute)", "0"};
-  if (plan.recompute != Recompute::kNone) {
+  const bool nothing_recomputed = plan.recompute == Recompute::kNone ||
+                                  (plan.recompute == Recompute::kSelective &&
+                                   plan.attention == AttentionImpl::kFused);
+  if (!nothing_recomputed) {
     Plan whole = plan;
     whole.recompute = Recompute::kNone;
     working = plan.recompute == Recompute::kFull ? LayerFormula(model, training, whole)
@@ -171,7 +180,11 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
   t.push_back({"buffers.sp_all_gather", "SP ? e*B*S*H : 0",
                fmt::format("{} ? {}*{}*{} : 0", sp_div > 1, e, bs, model.hidden), d.tp_buffers});
   t.push_back({"buffers.backward_scratch",
-               "e * (B*S*(2*QKV_r + q_r + max(H, q_r) + H + F/TP + F_pre/TP) + B*NH/TP*S*S), one layer",
+               plan.attention == AttentionImpl::kFused
+                   ? "e*B*S*(QKV_r + max(H, q_r) + H + F/TP + F_pre/TP) + 4*B*S*(q_r + NH/TP), "
+                     "one layer (fused attention: fp32 dQ accumulator and row sums)"
+                   : "e * (B*S*(2*QKV_r + q_r + max(H, q_r) + H + F/TP + F_pre/TP) + "
+                     "B*NH/TP*S*S), one layer",
                fmt::format("{} bytes of one layer's activation-gradient temporaries", N(d.backward_scratch)),
                d.backward_scratch});
 

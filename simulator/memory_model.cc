@@ -115,9 +115,15 @@ double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training
   const double f = static_cast<double>(model.ffn) / plan.tp;
   const double f_pre = model.arch == Arch::kLlama ? 2 * f : f;  // SwiGLU's gate and up
   const double h = static_cast<double>(model.hidden);
+  const double e = training.precision.activation_bytes;
+  if (plan.attention == AttentionImpl::kFused) {
+    // dqkv, branch, d residual, MLP gradients; the fused core's workspace:
+    // fp32 dQ accumulator [T, NH/TP*HD] and fp32 D [B, NH/TP, S]
+    // (FusedAttention::BackwardScratchBytes; the engines' own is ~0).
+    return e * tokens * (qkv + std::max(h, q) + h + f + f_pre) + 4 * tokens * (q + heads);
+  }
   const double scores = static_cast<double>(plan.micro_batch) * heads * training.seq * training.seq;
-  return training.precision.activation_bytes *
-         (tokens * (2 * qkv + q + std::max(h, q) + h + f + f_pre) + scores);
+  return e * (tokens * (2 * qkv + q + std::max(h, q) + h + f + f_pre) + scores);
 }
 
 namespace {

@@ -159,7 +159,9 @@ inline bool FitsInHostMemory(double host_bytes_per_node, const NodeSpec& node) {
 // allocates them (executor/memory_plan.cc): the q/k/v gradient in token and
 // head layouts, the attention output gradient, the norm-output and residual
 // gradients, the MLP pre- and post-activation gradients, and the score
-// gradient [B, NH/TP, S, S]; activation bytes each. Frameworks built on a
+// gradient [B, NH/TP, S, S]; activation bytes each. With the fused core
+// (Plan::attention) no head layouts or score gradient, plus its fp32 workspace
+// (dQ accumulator, row sums; docs/memory-model.md). Frameworks built on a
 // caching allocator hold the same tensors transiently.
 double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan);
 

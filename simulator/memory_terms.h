@@ -25,16 +25,23 @@ inline double KvDimPerRank(const ModelSpec& model, int tp) {
 //                                                 -> 2sbh
 //   split   e*B*S*(2H/TP + 2*KVD_r + c*k*F/TP): Q, K, V, output-projection
 //           input, MLP intermediates (c = 2 GELU, 3 SwiGLU) -> 24sbh/t
-//   scores  B*S*S*NH/TP*(e + drop*(1 + e)): softmax output, dropout mask and
-//           dropout output                       -> 5as^2b/t
+//   scores  unfused core: B*S*S*NH/TP*(e + drop*(1 + e)): softmax output,
+//           dropout mask and dropout output      -> 5as^2b/t
+//           fused core: 4*B*S*NH/TP, the fp32 row log-sum-exp the backward
+//           re-derives the probabilities from (no S x S term; a fused
+//           dropout regenerates its mask from the RNG state)
 //   input   e*B*S*H/SPd: the layer input (all that full recompute keeps) -> 2sbh
 // with e = activation bytes, drop = 1 if dropout else 0, SPd = TP with SP else 1.
+// Selective recompute drops the scores of the unfused core and recomputes
+// them in backward; with the fused core there is nothing S x S to drop, and
+// it stores what none stores (docs/executor.md).
 struct LayerActivations {
   double hidden = 0;
   double masks = 0;
   double split = 0;
   double scores = 0;
   double input = 0;
+  bool fused = false;  // Plan::attention == kFused
 
   static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training,
                              const Plan& plan) {
@@ -51,8 +58,9 @@ struct LayerActivations {
     a.split = e * tokens *
               (2 * h / plan.tp + 2 * KvDimPerRank(model, plan.tp) +
                mlp_mats * k * static_cast<double>(model.ffn) / plan.tp);
-    a.scores =
-        tokens * training.seq * static_cast<double>(model.heads) / plan.tp * (e + drop * (1 + e));
+    a.fused = plan.attention == AttentionImpl::kFused;
+    const double heads = static_cast<double>(model.heads) / plan.tp;
+    a.scores = a.fused ? tokens * heads * 4 : tokens * training.seq * heads * (e + drop * (1 + e));
     a.input = e * tokens * h / sp_div;
     return a;
   }
@@ -63,7 +71,7 @@ struct LayerActivations {
       case Recompute::kNone:
         return All();
       case Recompute::kSelective:
-        return All() - scores;
+        return fused ? All() : All() - scores;
       case Recompute::kFull:
         return input;
     }
@@ -75,7 +83,7 @@ struct LayerActivations {
       case Recompute::kNone:
         return 0;
       case Recompute::kSelective:
-        return scores;
+        return fused ? 0 : scores;
       case Recompute::kFull:
         return All();
     }

@@ -30,7 +30,7 @@ struct ShapeCosts {
 
 bool SameShape(const ComputeShape& a, const ComputeShape& b) {
   return a.tp == b.tp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
-         a.sequence_parallel == b.sequence_parallel;
+         a.sequence_parallel == b.sequence_parallel && a.attention == b.attention;
 }
 
 // Exposed time of a collective of C seconds that runs in `buckets` equal
@@ -138,7 +138,7 @@ struct TimeModel::Impl {
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute,
-                         plan.sequence_parallel && plan.tp > 1};
+                         plan.sequence_parallel && plan.tp > 1, plan.attention};
   for (const ShapeCosts& s : shapes)
     if (SameShape(s.key, key)) return s;
   ShapeCosts s;

@@ -145,6 +145,7 @@ int Run(int argc, char** argv) {
   p3d::TrainOptions o;
   p3d::RunLayout layout;
   std::string model_arg, recompute = "none", json_path, plan_path, fault_arg, offload = "none";
+  std::string attention = "fused";
   int nproc = 1;
   double nccl_timeout_s = 300;
   bool force = false;
@@ -182,6 +183,9 @@ int Run(int argc, char** argv) {
   app.add_option("--steps", o.steps, "optimizer steps to run");
   app.add_option("--warmup", o.warmup, "steps excluded from the timing statistics");
   app.add_option("--recompute", recompute, "activation recomputation: none | selective | full");
+  app.add_option("--attention", attention,
+                 "attention core: fused (cuDNN flash attention) | unfused (batched GEMMs over "
+                 "the S x S scores)");
   app.add_option("--seed", o.seed, "initialisation and synthetic-data seed");
   app.add_option("--lr", o.adam.lr, "AdamW learning rate (constant)");
   app.add_option("--weight-decay", o.adam.weight_decay,
@@ -237,6 +241,10 @@ int Run(int argc, char** argv) {
     if (!p3d::ParseRecompute(recompute, &o.recompute))
       return fail(p3d::Status::InvalidArgument("--recompute '" + recompute +
                                                "' is not one of: none, selective, full"), rank);
+    if (!p3d::ParseAttentionImpl(attention, &o.attention))
+      return fail(p3d::Status::InvalidArgument("--attention '" + attention +
+                                               "': expected fused | unfused"),
+                  rank);
     if (!p3d::ParseOffload(offload, &o.offload))
       return fail(
           p3d::Status::InvalidArgument("--offload '" + offload + "': expected none | optimizer"),

@@ -72,6 +72,26 @@ __global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16*
   }
 }
 
+// Thread = one (b, s, q or k head slot, i < HD/2) pair of the tokens-major buffer.
+__global__ void RotateQkvKernel(bf16* qkv, HeadShape sh, const float* cos_t, const float* sin_t,
+                                float sign) {
+  const int64_t half = sh.head_dim / 2;
+  const int64_t rotated = sh.heads + sh.kv_heads, slots = sh.heads + 2 * sh.kv_heads;
+  const int64_t n = sh.batch * sh.seq * rotated * half;
+  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < n;
+       idx += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t i = idx % half;
+    int64_t rest = idx / half;
+    const int64_t slot = rest % rotated;
+    const int64_t token = rest / rotated, s = token % sh.seq;
+    bf16* x = qkv + (token * slots + slot) * sh.head_dim;
+    const float c = cos_t[s * half + i], sn = sign * sin_t[s * half + i];
+    const float x0 = __bfloat162float(x[i]), x1 = __bfloat162float(x[i + half]);
+    x[i] = __float2bfloat16(x0 * c - x1 * sn);
+    x[i + half] = __float2bfloat16(x1 * c + x0 * sn);
+  }
+}
+
 __global__ void SwapAxes12Kernel(const bf16* in, bf16* out, int64_t nb, int64_t na, int64_t nc,
                                  int64_t nd) {
   const int64_t dp = nd / 8;
@@ -132,6 +152,16 @@ Status MergeQkvHeadsGrad(const bf16* dq, const bf16* dk, const bf16* dv, bf16* d
   const int64_t n = sh.batch * sh.seq * (sh.heads + 2 * sh.kv_heads) * (sh.head_dim / 2);
   QkvHeadsKernel<true><<<kernels::GridFor(n, 256), 256, 0, stream>>>(
       nullptr, dqkv, nullptr, nullptr, nullptr, dq, dk, dv, sh, cos_table, sin_table);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+Status RotateQkvInPlace(bf16* qkv, const HeadShape& sh, const float* cos_table,
+                        const float* sin_table, bool inverse, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(CheckShape("RotateQkvInPlace", sh));
+  const int64_t n = sh.batch * sh.seq * (sh.heads + sh.kv_heads) * (sh.head_dim / 2);
+  RotateQkvKernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(qkv, sh, cos_table, sin_table,
+                                                                 inverse ? -1.0f : 1.0f);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }

@@ -44,6 +44,13 @@ Status MergeQkvHeadsGrad(const bf16* dq, const bf16* dk, const bf16* dv, bf16* d
                          const HeadShape& shape, const float* cos_table, const float* sin_table,
                          cudaStream_t stream);
 
+// Rotary on the tokens-major qkv buffer itself (the fused attention reads it
+// there): q and k heads rotated in place, v untouched. inverse = true applies
+// the transposed rotation, turning gradients w.r.t. rotated q, k (in dqkv)
+// into gradients w.r.t. the projection's q, k. HD even.
+Status RotateQkvInPlace(bf16* qkv, const HeadShape& shape, const float* cos_table,
+                        const float* sin_table, bool inverse, cudaStream_t stream);
+
 // out[b, c, a, :] = in[b, a, c, :] for in [B, A, C, D]; D % 8 == 0. Moves the
 // attention output [B, KV, S, G*HD] to tokens-major [B, S, KV, G*HD] = [B, S, NH*HD]
 // and back.

@@ -102,7 +102,10 @@ TEST(MemoryPlanTest, RegionsAreAlignedDisjointAndTermsSumToTheArena) {
 }
 
 // Per-layer stored activations for a GPT shape (F = 4H, KV = NH), bytes:
-//   none: 32*T*H + 2*B*NH*S^2 + 16*T;  selective: 32*T*H + 16*T;  full: 2*T*H.
+//   unfused core  none: 32*T*H + 2*B*NH*S^2 + 16*T;  selective: 32*T*H + 16*T;
+//   fused core    none and selective: 32*T*H + 4*T*NH + 16*T (qkv in place of
+//                 q, k, v; the fp32 lse [B, NH, S] in place of the probabilities);
+//   full: 2*T*H.
 // (Korthikanti et al. 2022 Table 2 has sbh(34 + 5as/h) for Megatron with
 // dropout: 2sbh of dropout masks + as^2b mask bytes + 2as^2b of pre-softmax
 // scores that p3d does not keep; the 16T are fp32 LayerNorm statistics.)
@@ -111,9 +114,19 @@ TEST(MemoryPlanTest, PerLayerActivationBytesFollowTheDocumentedFormula) {
   ParallelContext ctx = SingleGpuContext(m);
   auto s = ShardShape(m, ctx);
   const int64_t B = 4, S = 2048, T = B * S, H = 2048, NH = 16;
-  EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kNone, 0}),
+  auto unfused = [&](Recompute rc) {
+    TrainingShape t{B, S, rc, 0};
+    t.attention = AttentionImpl::kUnfused;
+    return t;
+  };
+  EXPECT_EQ(LayerActivationBytes(m, *s, unfused(Recompute::kNone)),
             32 * T * H + 2 * B * NH * S * S + 16 * T);
-  EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kSelective, 0}), 32 * T * H + 16 * T);
+  EXPECT_EQ(LayerActivationBytes(m, *s, unfused(Recompute::kSelective)), 32 * T * H + 16 * T);
+  EXPECT_EQ(LayerActivationBytes(m, *s, unfused(Recompute::kFull)), 2 * T * H);
+  EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kNone, 0}),
+            32 * T * H + 4 * T * NH + 16 * T);
+  EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kSelective, 0}),
+            32 * T * H + 4 * T * NH + 16 * T);
   EXPECT_EQ(LayerActivationBytes(m, *s, {B, S, Recompute::kFull, 0}), 2 * T * H);
   // The arena's activation term is L layers of that plus the final norm and the loss chunk.
   TrainingMemoryPlan p = Plan(m, B, S, Recompute::kSelective);
@@ -122,6 +135,41 @@ TEST(MemoryPlanTest, PerLayerActivationBytesFollowTheDocumentedFormula) {
   const int64_t final_and_loss = 2 * (2 * T * H) + 8 * T + 4 * T + p.logits_chunk * p.logits_ld * 6;
   EXPECT_GE(extra, final_and_loss);
   EXPECT_LT(extra, final_and_loss + 64 * kArenaAlignBytes);  // alignment padding only
+}
+
+// The fused core's arena: no S x S region at all (probabilities, their
+// gradient, the selective scratch), no heads-major copies; a per-layer qkv and
+// fp32 lse, and the cuDNN workspace as a buffers region of exactly the
+// requested size (TrainingShape::attention_workspace).
+TEST(MemoryPlanTest, FusedCoreHasNoScoreRegionsAndHoldsItsWorkspace) {
+  const ModelSpec m = Zoo("llama-3-8b");
+  ParallelContext ctx = SingleGpuContext(m);
+  auto s = ShardShape(m, ctx);
+  auto p = BuildParamLayout(m, ctx, *s);
+  const int64_t B = 1, S = 4096, T = B * S;
+  for (Recompute rc : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
+    TrainingShape t{B, S, rc, 0};
+    t.attention_workspace = 123456789;
+    auto plan = PlanTrainingMemory(m, *s, *p, t, 32 << 20);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    int64_t workspace = -1, qkv = 0, lse = 0;
+    for (const ArenaRegion& r : plan->arena.regions()) {
+      const bool scores_or_copies = r.name.find("probs") != std::string::npos ||
+                                    r.name.find("heads") != std::string::npos;
+      if (scores_or_copies) EXPECT_EQ(r.bytes, 0) << r.name << " rc=" << RecomputeName(rc);
+      if (r.name == "fused attention workspace") {
+        workspace = r.bytes;
+        EXPECT_EQ(r.term, RegionTerm::kBuffers);
+      }
+      if (r.name.ends_with(" qkv")) qkv += r.bytes;
+      if (r.name.ends_with(" lse (fp32)")) lse += r.bytes;
+    }
+    EXPECT_EQ(workspace, 123456789);
+    // Per layer (or once, recomputed into the shared set under full).
+    const int64_t sets = rc == Recompute::kFull ? 1 : m.layers;
+    EXPECT_EQ(qkv, sets * T * (m.heads + 2 * m.kv_heads) * m.head_dim() * 2);
+    EXPECT_EQ(lse, sets * B * m.heads * S * 4);
+  }
 }
 
 // Sequence parallelism (Korthikanti et al. 2022 sec. 4.2.2; simulator/
@@ -139,6 +187,7 @@ TEST(MemoryPlanTest, SequenceParallelShardsTheResidualStreamByTp) {
   const int64_t B = 4, S = 2048, T = B * S, H = 2048, NH = 16, tp = 2;
   TrainingShape none{B, S, Recompute::kNone, 0};
   none.sequence_shards = tp;
+  none.attention = AttentionImpl::kUnfused;
   // F/TP = 4H/TP; q, att_out = H/TP; k, v = H/TP; mlp_pre, mlp_act = 4H/TP.
   const int64_t split = 2 * T * (H / tp + 2 * H / tp + H / tp + 8 * H / tp);
   EXPECT_EQ(LayerActivationBytes(m, *s, none),

@@ -32,6 +32,7 @@ TEST(KorthikantiTable2, PerLayerFormulasReduceExactly) {
     for (int tp : {1, 2, 8}) {
       const double sbh = s * b * h;
       Plan p;
+      p.attention = AttentionImpl::kUnfused;  // Megatron 2022 stored the S x S scores
       p.tp = tp;
       p.micro_batch = b;
       struct Row {
@@ -83,6 +84,27 @@ const Fig1Case kFig1[] = {
     {"1T", 160, 25600, 128, 8, 64, 1, 512, 1, 32.958984375, 131.25, 26.5625},
 };
 
+// The fused core replaces the 5as^2b/t scores group by the fp32 row
+// log-sum-exp, 4sba/t, under none and selective alike (docs/memory-model.md).
+TEST(KorthikantiTable2, FusedCoreStoresTheRowLogSumExpInsteadOfScores) {
+  const ModelSpec m = PaperGpt(64, 6144, 48);
+  TrainingSpec t;
+  t.seq = 2048;
+  t.dropout = true;
+  const double s = 2048, h = 6144, a = 64;
+  for (int tp : {1, 8}) {
+    Plan p;
+    p.tp = tp;
+    p.micro_batch = 2;
+    const double sbh = s * 2 * h, lse = 4 * s * 2 * a / tp;
+    for (Recompute rc : {Recompute::kNone, Recompute::kSelective}) {
+      p.recompute = rc;
+      EXPECT_NEAR(ActivationBytesPerLayer(m, t, p) / (sbh * (10 + 24.0 / tp) + lse), 1.0, 1e-12)
+          << "tp=" << tp << " rc=" << RecomputeName(rc);
+    }
+  }
+}
+
 TEST(KorthikantiFig1, ParamsOptimizerAndActivationsWithin2Percent) {
   for (const Fig1Case& c : kFig1) {
     SCOPED_TRACE(c.name);
@@ -92,6 +114,7 @@ TEST(KorthikantiFig1, ParamsOptimizerAndActivationsWithin2Percent) {
     t.global_batch = c.batch;
     t.dropout = true;
     Plan p;
+    p.attention = AttentionImpl::kUnfused;  // Megatron 2022 stored the S x S scores
     p.tp = c.tp;
     p.pp = c.pp;
     p.vpp = c.vpp;

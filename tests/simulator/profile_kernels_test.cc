@@ -61,18 +61,19 @@ TEST(AttentionCalibration, LayerCoreTakesTheMeasuredTimeAtAMeasuredShape) {
   TrainingSpec t;
   t.seq = 2048;
   ASSERT_EQ(t.AttentionBlocks(), 4) << "the fixture assumes 4 blocks at S = 2048";
-  ComputeShape sel{1, 4, Recompute::kSelective, false};
+  // The calibration points time the unfused core (p3d-calibrate's probe).
+  ComputeShape sel{1, 4, Recompute::kSelective, false, AttentionImpl::kUnfused};
   // Selective recompute re-runs exactly the probabilities part of the core.
   EXPECT_NEAR(LayerKernels(m, t, c.gpu, sel).recompute.total(), 0.6e-3, 1e-12);
   // The core replaces GEMM-table + HBM estimates: forward and backward
   // differ from the uncalibrated layer by (measured - analytic core).
-  ComputeShape none{1, 4, Recompute::kNone, false};
+  ComputeShape none{1, 4, Recompute::kNone, false, AttentionImpl::kUnfused};
   const LayerKernelTimes cal = LayerKernels(m, t, c.gpu, none);
   const LayerKernelTimes raw = LayerKernels(m, t, H200().gpu, none);
   EXPECT_NE(cal.forward.total(), raw.forward.total());
   // Between two measured shapes the efficiency interpolates: B = 2 lies
   // between the B = 1 and B = 4 times.
-  ComputeShape mid{1, 2, Recompute::kSelective, false};
+  ComputeShape mid{1, 2, Recompute::kSelective, false, AttentionImpl::kUnfused};
   const double probs2 = LayerKernels(m, t, c.gpu, mid).recompute.total();
   EXPECT_GT(probs2, 0.25e-3);
   EXPECT_LT(probs2, 0.6e-3);

@@ -47,6 +47,7 @@ struct Row {
 double Predict(const Row& r, Recompute rc, bool sp) {
   ModelSpec m = PaperGpt(r.heads, r.hidden, r.layers);
   Plan p;
+  p.attention = AttentionImpl::kUnfused;  // the published Megatron runs (2021-22) materialised S x S
   p.tp = r.tp, p.pp = r.pp, p.vpp = r.vpp;
   p.dp = r.gpus / (r.tp * r.pp);
   p.micro_batch = r.micro_batch;

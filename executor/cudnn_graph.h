@@ -1,0 +1,141 @@
+// A thin owner of cuDNN backend-API descriptors (cudnn_graph.h) and a builder
+// for operation graphs of tensors, matmuls, pointwise ops, reductions and
+// reshapes, from which it makes one finalized execution plan. p3d uses it for
+// the fused attention (executor/fused_attention.h); it knows nothing about
+// attention itself.
+//
+// Errors: CUDNN_CHECK returns a Status::Internal naming host, file:line, the
+// failing call, cuDNN's status name and cuDNN's last error message (the
+// backend explains most refusals there), in the style of executor/check.h.
+//
+// Thread-safety: none; a graph, a plan and the handle it runs on belong to
+// one stream of one thread.
+#pragma once
+
+#include <cudnn_graph.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "executor/check.h"
+
+namespace p3d {
+
+// "CUDNN_STATUS_... (last error: ...)".
+std::string CudnnStatusString(cudnnStatus_t status);
+
+}  // namespace p3d
+
+#define CUDNN_CHECK(expr)                                                       \
+  do {                                                                          \
+    cudnnStatus_t p3d_cudnn_st_ = (expr);                                       \
+    if (p3d_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                \
+      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                    \
+          __FILE__, __LINE__, #expr, ::p3d::CudnnStatusString(p3d_cudnn_st_))); \
+    }                                                                           \
+  } while (0)
+
+namespace p3d {
+
+// Owns one cudnnBackendDescriptor_t (destroyed with the object).
+class BackendDescriptor {
+ public:
+  static StatusOr<std::shared_ptr<BackendDescriptor>> Create(cudnnBackendDescriptorType_t type);
+  ~BackendDescriptor();
+  BackendDescriptor(const BackendDescriptor&) = delete;
+  BackendDescriptor& operator=(const BackendDescriptor&) = delete;
+
+  cudnnBackendDescriptor_t get() const { return desc_; }
+  Status Set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int64_t count,
+             const void* values);
+  Status SetDescriptor(cudnnBackendAttributeName_t name, const BackendDescriptor& d) {
+    cudnnBackendDescriptor_t raw = d.get();
+    return Set(name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw);
+  }
+  Status SetInt64(cudnnBackendAttributeName_t name, int64_t v) {
+    return Set(name, CUDNN_TYPE_INT64, 1, &v);
+  }
+  Status SetDataType(cudnnBackendAttributeName_t name, cudnnDataType_t t) {
+    return Set(name, CUDNN_TYPE_DATA_TYPE, 1, &t);
+  }
+  Status Finalize();
+
+ private:
+  explicit BackendDescriptor(cudnnBackendDescriptor_t d) : desc_(d) {}
+  cudnnBackendDescriptor_t desc_;
+};
+
+using Dims4 = std::array<int64_t, 4>;
+
+// A tensor of the graph. Virtual tensors live only inside the fused kernel;
+// by-value tensors are host scalars [1,1,1,1] passed at execution; the rest
+// are device buffers bound by uid in the variant pack.
+struct GraphTensor {
+  int64_t uid = 0;
+  cudnnDataType_t dtype = CUDNN_DATA_FLOAT;
+  Dims4 dims{}, strides{};
+  bool is_virtual = false;
+  bool by_value = false;
+};
+
+// Row-major strides of dims (last dimension contiguous).
+Dims4 PackedStrides(const Dims4& dims);
+
+// A finalized execution plan with the descriptors it was built from.
+class GraphPlan {
+ public:
+  int64_t workspace_bytes() const { return workspace_bytes_; }
+  const std::string& engine() const { return engine_; }  // "engine <global index>"
+  // Runs the plan on handle's stream. uids/pointers: every non-virtual tensor
+  // (by-value tensors point to host scalars); workspace: workspace_bytes() bytes.
+  Status Execute(cudnnHandle_t handle, const std::vector<int64_t>& uids,
+                 const std::vector<void*>& pointers, void* workspace) const;
+
+ private:
+  friend class GraphBuilder;
+  std::vector<std::shared_ptr<BackendDescriptor>> keep_alive_;
+  std::shared_ptr<BackendDescriptor> plan_;
+  int64_t workspace_bytes_ = 0;
+  std::string engine_;
+};
+
+class GraphBuilder {
+ public:
+  // Tensors: returns the tensor (its uid is assigned here, from 1 up).
+  StatusOr<GraphTensor> Tensor(cudnnDataType_t dtype, const Dims4& dims, const Dims4& strides,
+                               bool is_virtual = false);
+  StatusOr<GraphTensor> Virtual(cudnnDataType_t dtype, const Dims4& dims) {
+    return Tensor(dtype, dims, PackedStrides(dims), /*is_virtual=*/true);
+  }
+  StatusOr<GraphTensor> Scalar(cudnnDataType_t dtype);  // by value, [1,1,1,1]
+
+  // Operations (y must have been created with Tensor/Virtual).
+  // Pointwise y = mode(x, b, t); b, t may be null (unary / binary modes);
+  // axis >= 0 only for GEN_INDEX. math: the compute type.
+  Status Pointwise(cudnnPointwiseMode_t mode, const GraphTensor& x, const GraphTensor* b,
+                   const GraphTensor* t, const GraphTensor& y,
+                   cudnnDataType_t math = CUDNN_DATA_FLOAT, int64_t axis = -1);
+  Status Matmul(const GraphTensor& a, const GraphTensor& b, const GraphTensor& c);  // fp32 compute
+  Status Reduction(cudnnReduceTensorOp_t op, const GraphTensor& x, const GraphTensor& y);
+  Status Reshape(const GraphTensor& x, const GraphTensor& y);
+
+  // Operation graph -> heuristics (mode A, then fallback) -> the first engine
+  // configuration that finalizes. Error: no engine supports the graph, with
+  // the last refusal's cuDNN message.
+  StatusOr<GraphPlan> Build(cudnnHandle_t handle);
+
+ private:
+  StatusOr<std::shared_ptr<BackendDescriptor>> Desc(int64_t uid) const;
+  Status AddOp(std::shared_ptr<BackendDescriptor> op);
+
+  int64_t next_uid_ = 1;
+  std::vector<std::pair<int64_t, std::shared_ptr<BackendDescriptor>>> tensors_;
+  std::vector<std::shared_ptr<BackendDescriptor>> keep_alive_;  // op sub-descriptors
+  std::vector<std::shared_ptr<BackendDescriptor>> ops_;
+};
+
+}  // namespace p3d
