@@ -76,7 +76,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   const size_t k = static_cast<size_t>(std::max(options.top_k, 1));
   std::vector<Candidate> fitting;  // with their step-time lower bounds
   std::vector<Candidate> misses;  // kept only when nothing fits (bounded)
-  const std::vector<Recompute> recomputes = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
+  // With the fused core, selective recompute stores and runs exactly what none
+  // does (docs/executor.md: no S x S tensor to drop), so searching both would
+  // list every plan twice; it is still evaluated when fixed (--recompute selective).
+  std::vector<Recompute> recomputes = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
+  if (fx.attention == AttentionImpl::kFused && !fx.recompute)
+    recomputes = {Recompute::kNone, Recompute::kFull};
 
   for (int64_t tp : Divisors(gpus)) {
     for (int64_t pp : Divisors(gpus / tp)) {
