@@ -17,6 +17,11 @@ namespace {
 using nlohmann::json;
 using profile_internal::Fields;
 
+// The slowest measurements a profile may hold: anything slower is no
+// measurement of this GPU (a unit slip) and would make step times meaningless.
+constexpr double kMinHbmEfficiency = 0.01;   // of the datasheet bandwidth
+constexpr double kMinGemmEfficiency = 1e-4;  // of the dense peak (1e8-FLOP GEMMs reach ~4e-2)
+
 // comm_model.h: ring steps and bytes-per-bus-byte factor of one collective.
 Status StepsAndFactor(const std::string& op, int n, double* steps, double* factor) {
   if (n < 2) return Status::InvalidArgument(fmt::format("group size {} < 2", n));
@@ -59,6 +64,10 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
       return g.Error("source", fmt::format("must be \"plan\" or \"sweep\", got \"{}\"", source));
     GemmPoint p{2 * m * n * k, fwd + dx + dw, source == "plan", 1};
     if (p.plan) shapes.push_back({m, n, k, fwd, dx, dw});
+    if (3 * p.flops / p.seconds < kMinGemmEfficiency * c->gpu.peak_flops)
+      return g.Error("fwd_s", fmt::format("gives {:.3g} TFLOP/s, below {:g}% of the {:.0f} TFLOP/s peak of '{}'",
+                                          3 * p.flops / p.seconds / 1e12, 100 * kMinGemmEfficiency,
+                                          c->gpu.peak_flops / 1e12, c->gpu.name));
     if (3 * p.flops / p.seconds > c->gpu.peak_flops)
       return g.Error("fwd_s", fmt::format("gives {:.0f} TFLOP/s, above the {:.0f} TFLOP/s peak of "
                                           "'{}': the profile is not of this GPU",
@@ -106,6 +115,13 @@ Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
   P3D_RETURN_IF_ERROR(h.Positive("elementwise_bytes", &bytes));
   P3D_RETURN_IF_ERROR(h.Positive("elementwise_s", &seconds));
   const double eff = bytes / seconds / c->gpu.hbm_bytes_per_s;
+  // Below 1% of the datasheet is no bandwidth measurement of this GPU (found by
+  // p3d-fuzz: 1e-300 bytes made every memory-bound time infinite, step NaN).
+  if (eff < kMinHbmEfficiency)
+    return h.Error("elementwise_bytes",
+                   fmt::format("gives {:.3g} GB/s, below {:.0f}% of the {:.0f} GB/s datasheet bandwidth of '{}'",
+                               bytes / seconds / 1e9, 100 * kMinHbmEfficiency, c->gpu.hbm_bytes_per_s / 1e9,
+                               c->gpu.name));
   if (eff > 1)
     return h.Error(
         "elementwise_s",
@@ -127,6 +143,8 @@ Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
       P3D_RETURN_IF_ERROR(e.Positive("seconds", &sec));
       if (b / sec > c->gpu.hbm_bytes_per_s)
         return e.Error("seconds", "gives a bandwidth above the datasheet's");
+      if (b / sec < kMinHbmEfficiency * c->gpu.hbm_bytes_per_s)
+        return e.Error("bytes", fmt::format("gives a bandwidth below {:.0f}% of the datasheet's", 100 * kMinHbmEfficiency));
       t.push_back({b, b / sec / c->gpu.hbm_bytes_per_s});
     }
     t.push_back({bytes, eff});

@@ -528,6 +528,10 @@ StatusOr<TimeEstimate> TimeModel::Evaluate(const Plan& plan, bool with_timeline)
   e.time = im.out.time;
   e.critical_stage = im.out.critical;
   const double step = e.time.step_s;
+  // A defence in depth behind the input limits: no plan is ranked on NaN.
+  if (!(step > 0 && std::isfinite(step)))
+    return Status::Internal(fmt::format("plan {}: the step time is {} (a hardware or profile figure out of range)",
+                                        PlanSummary(plan), step));
   const double gpus = plan.gpus();
   const double peak = im.cluster.gpu.peak_flops;
   const double batch = static_cast<double>(im.training.global_batch);

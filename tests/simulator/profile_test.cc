@@ -219,6 +219,13 @@ TEST(ApplyCalibration, ErrorsNameFileAndField) {
   cal = Calibration();
   cal["hbm"]["elementwise_bytes"] = 1e300;
   expect_error(cal, "calibration.hbm.elementwise_bytes");
+  // Found by p3d-fuzz: 1e-300 bytes gave a ~0 HBM efficiency and NaN step times.
+  cal = Calibration();
+  cal["hbm"]["elementwise_bytes"] = 1e-300;
+  expect_error(cal, "calibration.hbm.elementwise_bytes");
+  cal = Calibration();
+  for (const char* layout : {"fwd_s", "dx_s", "dw_s"}) cal["gemm"][0][layout] = 1000;  // 1e-8 of peak
+  expect_error(cal, "calibration.gemm[0].fwd_s");
 }
 
 TEST(ApplyProfile, FileRoundTripAndSource) {
