@@ -212,7 +212,6 @@ int Run(int argc, char** argv) {
               << s.ToString() << "\n";
     return ExitCode(s);
   };
-  if (p3d::Status gpu = CheckGpuPresent(); !gpu.ok()) return fail(gpu);
   p3d::StatusOr<p3d::LaunchInfo> launch = p3d::ParseLaunchEnv(p3d::ProcessEnv());
   if (!launch.ok()) return fail(launch.status());
 
@@ -273,6 +272,8 @@ int Run(int argc, char** argv) {
     if (!pipeline.ok()) return fail(pipeline.status(), rank);
   }
 
+  // Input is checked first (bad input exits 2 on any machine), then the GPU.
+  if (p3d::Status gpu = CheckGpuPresent(); !gpu.ok()) return fail(gpu, rank);
   std::unique_ptr<p3d::ProcessGroups> groups;
   std::unique_ptr<ProgressDeadline> deadline;
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(nccl_timeout_s * 1000));
