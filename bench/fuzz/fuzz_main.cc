@@ -36,7 +36,7 @@ void OnAlarm(int) {
 int main(int argc, char** argv) {
   int64_t inputs = 10000, start = 0;
   uint64_t seed = 1;
-  unsigned limit_s = 10;
+  unsigned limit_s = 30;
   std::string corpus = ".", only;
   bool dump = false;
   CLI::App app{"p3d-fuzz: deterministic mutation fuzzing of p3d's parsers"};
