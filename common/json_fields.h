@@ -20,6 +20,8 @@ namespace p3d {
 
 // Deeper nesting is refused before parsing (the parser recurses per level).
 inline constexpr int kMaxJsonDepth = 64;
+// The largest count PositiveInt accepts (2^40); stricter limits follow per field.
+inline constexpr int64_t kMaxJsonCount = int64_t{1} << 40;
 
 // Parses `text`; `where` (a path or "hardware file x.json") prefixes errors.
 StatusOr<nlohmann::json> ParseJson(std::string_view text, const std::string& where);
@@ -36,7 +38,7 @@ class JsonFields {
   JsonFields(const nlohmann::json& object, std::string where);
 
   bool Has(const char* key) const;  // present and not null
-  // A required integer > 0. Integral floats (4096.0) are accepted.
+  // A required integer in 1..kMaxJsonCount. Integral floats (4096.0) are accepted.
   StatusOr<int64_t> PositiveInt(const char* key) const;
   // Like PositiveInt, but `fallback` when absent or null.
   StatusOr<int64_t> PositiveIntOr(const char* key, int64_t fallback) const;

@@ -99,6 +99,11 @@ TEST(JsonReaderTest, NumbersAreRangeChecked) {
   EXPECT_FALSE(f.IntInRange("d", 1, 10).ok());
   EXPECT_FALSE(f.Number("e", 0, 10).ok());
   EXPECT_EQ(*f.NumberOr("missing", 0, 1, 0.5), 0.5);
+  // Found by p3d-fuzz under UBSan: hidden 2^63 - 1 overflowed 4 * hidden.
+  nlohmann::json big = {{"hidden", INT64_MAX}, {"ok", int64_t{1} << 40}};
+  JsonFields g(big, "m.json");
+  EXPECT_FALSE(g.PositiveInt("hidden").ok());
+  EXPECT_EQ(*g.PositiveInt("ok"), int64_t{1} << 40);
 }
 
 }  // namespace
