@@ -6,7 +6,7 @@
 
 #include "common/status.h"
 #include "executor/trainer.h"
-#include "planner/plan_json.h"
+#include "simulator/saved_plan.h"
 
 namespace p3d {
 

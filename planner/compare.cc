@@ -396,18 +396,4 @@ StatusOr<std::string> RenderComparisonSvg(const json& plan_doc, const std::strin
   return RenderTimelineSvg({{"predicted", est.timeline}, {"measured", measured}}, style);
 }
 
-Status CheckPredictedFit(const SavedPlan& plan, bool force, const std::string& plan_file) {
-  P3D_ASSIGN_OR_RETURN(FitCheck fit, PredictedFit(plan, plan_file));
-  if (fit.predicted_fits || force) return Status::Ok();
-  P3D_ASSIGN_OR_RETURN(double total,
-                       Number(plan.prediction, "memory.total", plan_file + ": prediction"));
-  const json* stage = Find(plan.prediction, "peak_stage");
-  return Status::Infeasible(fmt::format(
-      "{}: the simulator predicts {:.2f} GiB per GPU (pipeline stage {}), above the {:.2f} GiB of "
-      "'{}'; not running it. Pass --force to run it anyway: p3d-compare then tells whether the "
-      "boundary was right",
-      plan_file, ToGiB(total), stage ? stage->dump() : "?", ToGiB(fit.capacity_bytes),
-      plan.request.cluster.gpu.name));
-}
-
 }  // namespace p3d

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "planner/plan_json.h"
+#include "simulator/saved_plan.h"
 
 namespace p3d {
 
@@ -82,9 +82,5 @@ StatusOr<std::string> RenderComparisonSvg(const nlohmann::json& plan_doc,
                                           const nlohmann::json& measured,
                                           const std::string& measured_file);
 
-// The executor's refusal: OK when the saved plan's prediction fits, or when
-// `force` is set; Infeasible otherwise, with the predicted peak, the capacity
-// and the way to force it. InvalidArgument when the plan has no prediction.
-Status CheckPredictedFit(const SavedPlan& plan, bool force, const std::string& plan_file);
 
 }  // namespace p3d

@@ -4,7 +4,7 @@
 // Thread-safety: one evaluator per thread.
 #pragma once
 
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 #include "simulator/time_model.h"
 
 namespace p3d {

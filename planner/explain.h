@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 #include "planner/search.h"
 
 namespace p3d {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 #include "planner/search.h"
 
 namespace p3d {

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 #include "simulator/estimate.h"
 
 namespace p3d {

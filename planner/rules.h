@@ -27,7 +27,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 
 namespace p3d {
 

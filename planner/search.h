@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 #include "planner/rules.h"
 
 namespace p3d {

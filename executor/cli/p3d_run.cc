@@ -36,7 +36,7 @@
 #include "executor/run_report.h"
 #include "executor/trainer.h"
 #include "models/zoo.h"
-#include "planner/compare.h"
+#include "simulator/saved_plan.h"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include "executor/host/pipeline_program.h"
 #include "executor/run_layout.h"
 #include "models/zoo.h"
-#include "planner/plan_json.h"
+#include "simulator/saved_plan.h"
 #include "planner/search.h"
 
 namespace p3d {

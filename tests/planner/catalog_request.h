@@ -4,7 +4,7 @@
 #include <string>
 
 #include "models/zoo.h"
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 #include "simulator/hardware.h"
 
 namespace p3d {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "models/zoo.h"
-#include "planner/evaluated_plan.h"
+#include "simulator/evaluated_plan.h"
 
 namespace p3d::testing {
 
