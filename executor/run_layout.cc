@@ -36,14 +36,7 @@ Status CheckSupportedLayout(const RunLayout& l) {
   if (l.vpp > 1 && l.pp < 2)
     return Status::InvalidArgument(
         fmt::format("rule vpp needs pp>1: --vpp {} with --pp {}", l.vpp, l.pp));
-  Plan plan;
-  plan.dp = l.dp;
-  plan.tp = l.tp;
-  plan.pp = l.pp;
-  plan.vpp = l.vpp;
-  plan.zero = l.zero;
-  plan.sequence_parallel = l.sequence_parallel;
-  P3D_RETURN_IF_ERROR(CheckExecutorSupports(plan));
+  P3D_RETURN_IF_ERROR(CheckExecutorSupports(l.AsPlan()));
   if (l.sequence_parallel && l.tp < 2)
     return Status::InvalidArgument(
         fmt::format("rule sp=>tp>1: --sp splits the residual stream over TP, but --tp {}", l.tp));

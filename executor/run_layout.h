@@ -14,6 +14,12 @@ struct RunLayout {
   int dp = 1, tp = 1, pp = 1, vpp = 1, zero = 0;
   bool sequence_parallel = false;
   int world() const { return dp * tp * pp; }
+  // The layout as a Plan (other fields default), for the executor-support rules.
+  Plan AsPlan() const {
+    Plan p;
+    p.dp = dp, p.tp = tp, p.pp = pp, p.vpp = vpp, p.zero = zero, p.sequence_parallel = sequence_parallel;
+    return p;
+  }
 };
 
 // Copies the saved plan's model, recipe, layout and offload into `options` /
