@@ -108,7 +108,19 @@ struct Plan {
 
   int gpus() const { return dp * tp * pp; }
   int64_t global_batch() const { return micro_batch * grad_accum * dp; }
+  // Shards of the activations between the TP regions (norms, residual,
+  // dropout): TP with sequence parallelism, else 1 (replicated).
+  int sequence_shards() const { return sequence_parallel && tp > 1 ? tp : 1; }
+  // Rank distance between neighbours of a DP group and of a pipeline (the
+  // rank layout above: a TP group is consecutive ranks).
+  int dp_stride() const { return tp; }
+  int pp_stride() const { return tp * dp; }
 };
+
+// Tokens of one micro-batch on one DP rank: B*S.
+inline double MicroBatchTokens(const Plan& plan, const TrainingSpec& training) {
+  return static_cast<double>(plan.micro_batch) * static_cast<double>(training.seq);
+}
 
 // One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP"
 // (" offload=optimizer" appended when offloading, " attn=unfused" for the unfused core).

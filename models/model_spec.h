@@ -41,6 +41,10 @@ struct ModelSpec {
 
   int64_t head_dim() const { return hidden / heads; }
   int64_t kv_dim() const { return kv_heads * head_dim(); }
+  // K (or V) heads on one tensor-parallel rank: ceil(KV/TP), at least one
+  // (with TP > KV Megatron replicates a KV head; p3d-plan's rule kv_heads%tp
+  // keeps searched plans exact).
+  int64_t KvHeadsPerTpRank(int tp) const { return (kv_heads + tp - 1) / tp; }
 
   // Parameter counts (exact, element counts).
   int64_t AttentionParams() const;   // q, k, v, o projections (+ biases)

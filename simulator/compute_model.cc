@@ -54,7 +54,7 @@ Dims MakeDims(const ModelSpec& m, const TrainingSpec& t, const ComputeShape& sh)
   d.hd = static_cast<double>(m.head_dim());
   d.heads = static_cast<double>(m.heads) / tp;
   d.q = d.heads * d.hd;
-  d.kv = std::max(1.0, static_cast<double>(m.kv_heads) / tp) * d.hd;  // KV < TP: replicated heads
+  d.kv = static_cast<double>(m.KvHeadsPerTpRank(sh.tp)) * d.hd;
   d.f = static_cast<double>(m.ffn) / tp;
   d.a = t.precision.activation_bytes;
   d.g = t.precision.grad_bytes;

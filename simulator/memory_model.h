@@ -31,6 +31,7 @@
 
 #include "models/model_spec.h"
 #include "common/plan.h"
+#include "simulator/derivation.h"
 #include "simulator/estimate.h"
 #include "simulator/hardware.h"
 #include "simulator/schedule.h"
@@ -60,7 +61,9 @@ int64_t LayersOnStage(int64_t layers, int pp, int stage);
 //   interleaved    min(m*VPP, (VPP-1)*PP + 2*(PP-r-1) + 1) / VPP (Megatron warm-up + 1);
 //                  m when m == PP (every forward first on every rank)
 // For r = 0 the interleaved count is PP * (1 + (PP-1)/(PP*VPP)) (Korthikanti sec. 1).
-double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage);
+// `formula` (optional) receives the formula of the branch taken, over m, PP, VPP, r.
+double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage,
+                           const char** formula = nullptr);
 
 // Parameters (elements) one GPU of `stage` holds after TP/PP sharding, before
 // ZeRO sharding, by origin.
@@ -163,22 +166,19 @@ inline bool FitsInHostMemory(double host_bytes_per_node, const NodeSpec& node) {
 // (Plan::attention) no head layouts or score gradient, plus its fp32 workspace
 // (dQ accumulator, row sums; docs/memory-model.md). Frameworks built on a
 // caching allocator hold the same tensors transiently.
-double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan);
+double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                            Derivation* why = nullptr);
 
-// One line of the --explain derivation.
-struct MemoryTerm {
-  std::string name;         // e.g. "activations.layers"
-  std::string formula;      // symbolic, e.g. "L_r * m_r * S*B*H*(34 + 5*NH*S/H)"
-  std::string substituted;  // the same with the numbers put in
-  double bytes = 0;
-};
-// The terms of `stage` in MemoryBreakdown order; their bytes sum to the
-// stage's total.
-std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
-                                      const ClusterSpec& cluster, const Plan& plan, int stage);
-// The host terms of `stage` (HostMemoryDetail order) and a last "host.node"
-// line: GpusOnNode x the largest per-GPU host total. Empty without offload.
-std::vector<MemoryTerm> ExplainHostMemory(const ModelSpec& model, const TrainingSpec& training,
-                                          const ClusterSpec& cluster, const Plan& plan, int stage);
+// The --explain derivation of `stage`: every term recorded where
+// StageMemoryDetails computes it (simulator/derivation.h). The terms marked
+// `part` are the MemoryBreakdown's parts and sum to the stage's total; the
+// others (params.stage, in_flight, activations.per_layer*) are their inputs.
+std::vector<DerivedTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
+                                       const ClusterSpec& cluster, const Plan& plan, int stage);
+// The host terms of `stage` (HostMemoryDetail's; they sum to its total) and a
+// last "host.node" line: GpusOnNode x the largest per-GPU host total. Empty
+// without offload.
+std::vector<DerivedTerm> ExplainHostMemory(const ModelSpec& model, const TrainingSpec& training,
+                                           const ClusterSpec& cluster, const Plan& plan, int stage);
 
 }  // namespace p3d
