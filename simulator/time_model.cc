@@ -51,23 +51,28 @@ double BucketExposed(double c, double tb, double buckets) {
 struct Module {
   double c = 0, g = 0;
 };
-double PrefetchChain(Derivation* why, std::string_view name, const Module* front, double n,
+double PrefetchChain(Derivation* why, std::string_view name, const Module* front, int64_t n,
                      const Module& layer, const Module* back) {
   Module seq[3];
-  double count[3];
-  const char* tag[3];
+  int64_t count[3];
   int k = 0;
-  if (front) seq[k] = *front, count[k] = 1, tag[k++] = "f";
-  if (n > 0) seq[k] = layer, count[k] = n, tag[k++] = "l";
-  if (back) seq[k] = *back, count[k] = 1, tag[k++] = "b";
+  if (front) seq[k] = *front, count[k++] = 1;
+  if (n > 0) seq[k] = layer, count[k++] = n;
+  if (back) seq[k] = *back, count[k++] = 1;
   if (k == 0) return 0;
   double t = seq[0].g;
   for (int i = 0; i < k; ++i) {
     // Within a run of identical modules: (count-1) overlaps with themselves.
-    t += (count[i] - 1) * std::max(seq[i].c, seq[i].g);
+    t += static_cast<double>(count[i] - 1) * std::max(seq[i].c, seq[i].g);
     t += i + 1 < k ? std::max(seq[i].c, seq[i + 1].g) : seq[i].c;
   }
   if (why == nullptr) return t;
+  // The same sum as a formula over the modules' names.
+  const char* tag[3];
+  int j = 0;
+  if (front) tag[j++] = "f";
+  if (n > 0) tag[j++] = "l";
+  if (back) tag[j++] = "b";
   std::string formula = fmt::format("g_{}", tag[0]);
   for (int i = 0; i < k; ++i) {
     if (count[i] > 1) formula += fmt::format(" + (n - 1)*max(c_{0}, g_{0})", tag[i]);
@@ -78,7 +83,7 @@ double PrefetchChain(Derivation* why, std::string_view name, const Module* front
   const Module& f = front ? *front : none;
   const Module& b = back ? *back : none;
   return why->Add(name, formula,
-                  {{"n", n},
+                  {{"n", static_cast<double>(n)},
                    {"c_f", f.c},
                    {"g_f", f.g},
                    {"c_l", layer.c},
@@ -394,7 +399,8 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const NodeSpec& node = cluster.node;
   const bool is_first = v == 0, is_last = v == stages - 1;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
-  const double n = static_cast<double>(ChunkLayers(plan, v));
+  const int64_t layers = ChunkLayers(plan, v);
+  const double n = static_cast<double>(layers);
   const double layer_fwd = sc.layer.forward.total();
   const double layer_bwd = sc.layer.backward.total() + sc.layer.recompute.total();
   // The embedding (first virtual stage) and LM head + loss (last) are edges.
@@ -423,13 +429,13 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       const Module front{ek.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
       const Module back{ek.head_forward.total() + sc.tp_head_fwd, head.fetch};
       const Module layer{layer_fwd + sc.tp_layer_fwd, lay.fetch};
-      *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, n, layer,
+      *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, layers, layer,
                           is_last ? &back : nullptr);
       // Backward (reverse order): gather again, then reduce-scatter the gradient.
       const Module bfront{ek.head_backward.total() + sc.tp_head_bwd, head.fetch + head.scatter};
       const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd, emb.fetch + emb.scatter};
       const Module blayer{layer_bwd + sc.tp_layer_bwd, lay.fetch + lay.scatter};
-      *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, n, blayer,
+      *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, layers, blayer,
                           is_first ? &bback : nullptr);
     };
     double tf = 0, tb = 0;
@@ -466,7 +472,8 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       const double issued =
           CollectiveTime(w, "chunk.grad_reduce_scatter", Collective::kReduceScatter,
                          chunk_params * prec.param_bytes, dp_path);
-      const double exposed = Exposed(w, "chunk.grad_reduce_scatter.exposed", issued, bwd, buckets());
+      const double exposed =
+          Exposed(w, "chunk.grad_reduce_scatter.exposed", issued, bwd, buckets());
       bwd += exposed;
       dp_in = exposed;
       dp_hidden_rank[r] += m * (issued - exposed);
