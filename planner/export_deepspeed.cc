@@ -156,4 +156,9 @@ StatusOr<ExportedFile> ExportDeepSpeedConfig(const PlanRequest& request,
   return out;
 }
 
+  if (request.model.alibi || request.model.embedding_norm) {
+    out.notes.push_back(
+        "ALiBi / the embedding LayerNorm are model code the config does not carry (BigScience "
+        "Megatron-DeepSpeed: --position-embedding-type alibi --embed-layernorm)");
+  }
 }  // namespace p3d

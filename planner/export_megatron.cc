@@ -73,7 +73,7 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
   }
   // Learned absolute positions are a table of max_position_embeddings rows,
   // and validate_args asserts max_position_embeddings >= seq_length.
-  if (m.arch == Arch::kGpt2 && request.training.seq > m.max_positions) {
+  if (m.learned_positions() && request.training.seq > m.max_positions) {
     return Status::Infeasible(
         fmt::format("megatron: seq {} > {} learned positions (validate_args asserts "
                     "max_position_embeddings >= seq_length)",
@@ -86,6 +86,17 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
   if (plan.offload == Offload::kOptimizerAndParams) {
     return Status::Infeasible(
         "megatron: --offload params: Megatron has no ZeRO-3 parameter offload to CPU (only "
+  // BLOOM's ALiBi and embedding LayerNorm came from the BigScience
+  // Megatron-DeepSpeed fork (--position-embedding-type alibi, --embed-layernorm);
+  // Megatron-LM has neither.
+  if (m.alibi || m.embedding_norm) {
+    return Status::Infeasible(fmt::format(
+        "megatron: the model uses {}{}{}: Megatron-LM's --position-embedding-type is learned_absolute, rope, "
+        "mrope, relative or none, and it has no embedding LayerNorm (BLOOM trained on the BigScience "
+        "Megatron-DeepSpeed fork: --position-embedding-type alibi --embed-layernorm)",
+        m.alibi ? "ALiBi" : "", m.alibi && m.embedding_norm ? " and " : "",
+        m.embedding_norm ? "an embedding LayerNorm" : ""));
+  }
         "--optimizer-cpu-offload); export to deepspeed or pick --offload optimizer");
   }
   if (plan.offload == Offload::kOptimizer && plan.zero != 1) {

@@ -101,7 +101,7 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
     return Fail(detail, "sp=>tp>1", [&] {
       return std::string("sequence parallel splits activations along TP, but TP=1");
     });
-  if (m.arch == Arch::kGpt2 && r.training.seq > m.max_positions)
+  if (m.learned_positions() && r.training.seq > m.max_positions)
     return Fail(detail, "seq<=positions", [&] {
       return fmt::format("sequence {} exceeds the model's {} learned positions",
                                      r.training.seq, m.max_positions);

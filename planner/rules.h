@@ -20,7 +20,7 @@
 //                        is a ZeRO stage 1-3 feature)
 //   offload_params=>zero3 parameter offload needs ZeRO-3 (DeepSpeed offload_param)
 //   sp=>tp>1             sequence parallel splits along TP
-//   seq<=positions       sequence fits the learned position table (GPT-2 style)
+//   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)
 //   micro_batch>=1, grad_accum>=1, degrees>=1
 #pragma once
 

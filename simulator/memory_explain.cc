@@ -144,9 +144,9 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
   }
   t.push_back(
       {"activations.recompute_working_set", working.first, working.second, d.recompute_working});
-  t.push_back({"activations.embedding", "r == 0 ? drop * B*S*H/SPd * m_r : 0",
-               fmt::format("{} ? {} * {}*{}/{} * {} : 0", stage == 0, training.dropout ? 1 : 0, bs,
-                           model.hidden, sp_div, N(d.in_flight)),
+  t.push_back({"activations.embedding", "r == 0 ? (drop + embedding_norm * e) * B*S*H/SPd * m_r : 0",
+               fmt::format("{} ? ({} + {} * {}) * {}*{}/{} * {} : 0", stage == 0, training.dropout ? 1 : 0,
+                           model.embedding_norm ? 1 : 0, e, bs, model.hidden, sp_div, N(d.in_flight)),
                d.embedding_activations});
   t.push_back(
       {"activations.loss",

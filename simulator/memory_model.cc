@@ -67,8 +67,8 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
   p.layers = LayersOnStage(model.layers, plan.pp, stage) * layer_params;
   if (stage == 0) {
     p.embedding = word_table;
-    if (model.arch == Arch::kGpt2)
-      p.embedding += static_cast<double>(model.max_positions) * model.hidden;
+    if (model.learned_positions()) p.embedding += static_cast<double>(model.max_positions) * model.hidden;
+    if (model.embedding_norm) p.embedding += static_cast<double>(model.NormParams());
   }
   if (stage == plan.pp - 1) {
     p.final_norm = static_cast<double>(model.FinalNormParams());
@@ -171,8 +171,9 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   // Activations.
   d.layer_activations = act.Stored(plan.recompute) * d.layers * d.in_flight;
   d.recompute_working = act.RecomputeWorkingSet(plan.recompute);
-  if (first && training.dropout)
-    d.embedding_activations = tokens * model.hidden / sp_div * d.in_flight;
+  // The embedding's dropout mask (1 byte) and the embedding norm's input.
+  const double embedding_bytes = (training.dropout ? 1 : 0) + (model.embedding_norm ? e : 0);
+  if (first) d.embedding_activations = embedding_bytes * tokens * model.hidden / sp_div * d.in_flight;
   if (last) {
     const double loss_micro_batches =
         schedule == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;

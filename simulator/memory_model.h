@@ -68,7 +68,7 @@ struct StageParams {
   double layers =
       0;  // the stage's transformer layers on one TP rank (norms, row-parallel biases replicated)
   double embedding =
-      0;  // stage 0: vocab-parallel word embedding V*H/TP + learned positions (replicated)
+      0;  // stage 0: vocab-parallel word embedding V*H/TP + learned positions + embedding norm (replicated)
   double head =
       0;  // last stage: LM head V*H/TP; tied with PP > 1: the embedding copy Megatron keeps there
   double final_norm = 0;  // last stage: final norm (replicated)
@@ -108,7 +108,7 @@ struct StageMemoryDetail {
   // activations
   double layer_activations = 0;      // ActivationBytesPerLayer x layers x in_flight
   double recompute_working = 0;      // one layer's recomputed tensors, one micro-batch
-  double embedding_activations = 0;  // stage 0: embedding dropout mask x in_flight
+  double embedding_activations = 0;  // stage 0: embedding dropout mask and embedding-norm input x in_flight
   double loss_activations = 0;       // last stage: final-norm/head inputs + logits + fp32 softmax
   // buffers
   double zero3_gather = 0;
