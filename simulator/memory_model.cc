@@ -13,10 +13,6 @@ ScheduleKind ScheduleOf(const Plan& plan) {
   return plan.vpp > 1 ? ScheduleKind::kInterleaved1F1B : ScheduleKind::k1F1B;
 }
 
-int64_t LayersOnStage(int64_t layers, int pp, int stage) {
-  return layers / pp + (stage < layers % pp ? 1 : 0);
-}
-
 double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage) {
   switch (kind) {
     case ScheduleKind::kGPipe:
@@ -64,7 +60,7 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
                               double layer_params) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = LayersOnStage(model.layers, plan.pp, stage) * layer_params;
+  p.layers = StageLayers(plan, model.layers, stage) * layer_params;
   if (stage == 0) {
     p.embedding = word_table;
     if (model.learned_positions()) p.embedding += static_cast<double>(model.max_positions) * model.hidden;
@@ -143,7 +139,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
 
   StageMemoryDetail d;
   d.stage = stage;
-  d.layers = LayersOnStage(model.layers, plan.pp, stage);
+  d.layers = StageLayers(plan, model.layers, stage);
   d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
   d.in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage);
 
@@ -233,35 +229,55 @@ int GpusOnNode(const ClusterSpec& cluster) {
   return std::max(1, n);
 }
 
+namespace {
+
+// The stages that can hold the most (see PeakStageMemory): 0, then 1 when it
+// is a middle stage, then PP-1; `count` of them are valid.
+struct PeakCandidates {
+  int stage[3];
+  int count = 0;
+  explicit PeakCandidates(int pp) {
+    stage[count++] = 0;
+    if (pp > 2) stage[count++] = 1;
+    if (pp > 1) stage[count++] = pp - 1;
+  }
+};
+
+}  // namespace
+
 double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
                         const ClusterSpec& cluster, const Plan& plan) {
   if (plan.offload == Offload::kNone) return 0;
-  // Host bytes grow with the stage's parameters, largest on stage 0
-  // (embedding) or the last stage (head), as for PeakStageMemory.
+  // Host bytes grow with the stage's parameters: the embedding's, a middle
+  // stage's or the head's stage holds the most, as for PeakStageMemory.
   const PlanShared shared(model, training, plan);
-  double host = StageDetail(shared, model, training, cluster, plan, 0).host.total();
-  if (plan.pp > 1)
-    host = std::max(host, StageDetail(shared, model, training, cluster, plan, plan.pp - 1).host.total());
+  const PeakCandidates candidates(plan.pp);
+  double host = 0;
+  for (int i = 0; i < candidates.count; ++i)
+    host = std::max(host, StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).host.total());
   return GpusOnNode(cluster) * host;
 }
 
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
                                 const ClusterSpec& cluster, const Plan& plan, int* peak_stage) {
-  // Stage 0 holds at least as many layers and in-flight micro-batches as any
-  // middle stage, plus the embedding, and every other term is stage-independent,
-  // so only stage 0 and the last stage (head, loss) can be the peak.
+  // The middle stages hold equal parameters and layers, and every term but
+  // the stored activations (which grow with the in-flight micro-batches, most
+  // on stage 1) is equal among them; so the peak is stage 0 (embedding),
+  // stage 1 or the last stage (head, loss). In stage order, so that a tie
+  // goes to the first stage, as in EstimateMemory.
   const PlanShared shared(model, training, plan);
-  MemoryBreakdown first = StageDetail(shared, model, training, cluster, plan, 0).memory;
+  const PeakCandidates candidates(plan.pp);
+  MemoryBreakdown peak;
   int stage = 0;
-  if (plan.pp > 1) {
-    MemoryBreakdown last = StageDetail(shared, model, training, cluster, plan, plan.pp - 1).memory;
-    if (last.total() > first.total()) {
-      first = last;
-      stage = plan.pp - 1;
+  for (int i = 0; i < candidates.count; ++i) {
+    MemoryBreakdown m = StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).memory;
+    if (i == 0 || m.total() > peak.total()) {
+      peak = m;
+      stage = candidates.stage[i];
     }
   }
   if (peak_stage != nullptr) *peak_stage = stage;
-  return first;
+  return peak;
 }
 
 }  // namespace p3d
