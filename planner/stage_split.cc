@@ -8,17 +8,23 @@
 namespace p3d {
 
 StageEdgeWeights EdgeWeights(const PlanRequest& request, AttentionImpl attention) {
-  const ComputeShape shape{.tp = 1, .micro_batch = 1, .recompute = Recompute::kNone,
-                           .sequence_parallel = false, .attention = attention};
-  const LayerKernelTimes layer = LayerKernels(request.model, request.training, request.cluster.gpu, shape);
-  const EdgeKernelTimes edge = EdgeKernels(request.model, request.training, request.cluster.gpu, shape);
+  const ComputeShape shape{.tp = 1,
+                           .micro_batch = 1,
+                           .recompute = Recompute::kNone,
+                           .sequence_parallel = false,
+                           .attention = attention};
+  const LayerKernelTimes layer =
+      LayerKernels(request.model, request.training, request.cluster.gpu, shape);
+  const EdgeKernelTimes edge =
+      EdgeKernels(request.model, request.training, request.cluster.gpu, shape);
   const double unit = layer.forward.total() + layer.backward.total();
   if (!(unit > 0)) return {};
   return {(edge.embedding_forward.total() + edge.embedding_backward.total()) / unit,
           (edge.head_forward.total() + edge.head_backward.total()) / unit};
 }
 
-std::optional<StageSplit> BalancedStageSplit(int64_t layers, int pp, int vpp, const StageEdgeWeights& w) {
+std::optional<StageSplit> BalancedStageSplit(int64_t layers, int pp, int vpp,
+                                             const StageEdgeWeights& w) {
   if (pp < 2 || vpp < 1 || layers % vpp != 0) return std::nullopt;
   // Sizes in units of VPP layers (every stage holds a whole number of them).
   const int64_t units = layers / vpp;
@@ -32,7 +38,8 @@ std::optional<StageSplit> BalancedStageSplit(int64_t layers, int pp, int vpp, co
   auto consider = [&](int64_t f, int64_t m, int64_t l) {
     if (f < 1 || l < 1) return;
     const double cost = std::max({f * v + w.embedding, m * v, l * v + w.head});
-    if (!best || cost < best->cost || (cost == best->cost && (f < best->first || (f == best->first && l < best->last))))
+    if (!best || cost < best->cost ||
+        (cost == best->cost && (f < best->first || (f == best->first && l < best->last))))
       best = Best{cost, f, m, l};
   };
   if (middle_stages == 0) {
@@ -46,7 +53,9 @@ std::optional<StageSplit> BalancedStageSplit(int64_t layers, int pp, int vpp, co
       // first f whose falling side is within it (`reach`), or the bottom of g.
       // Both come from floating point, so their integer neighbours are tried.
       auto g = [&](int64_t f) { return std::max(f * v + w.embedding, (rest - f) * v + w.head); };
-      auto clamp = [&](double f) { return static_cast<int64_t>(std::clamp(f, 1.0, static_cast<double>(rest - 1))); };
+      auto clamp = [&](double f) {
+        return static_cast<int64_t>(std::clamp(f, 1.0, static_cast<double>(rest - 1)));
+      };
       const int64_t bottom = clamp(std::floor((rest * v + w.head - w.embedding) / (2 * v)));
       const double target = std::max(m * v, std::min(g(bottom), g(std::min(bottom + 1, rest - 1))));
       const int64_t reach = clamp(std::ceil(rest - (target - w.head) / v));

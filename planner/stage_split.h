@@ -42,6 +42,7 @@ struct StageSplit {
 
 // The balanced split of `layers` over `pp` stages of `vpp` chunks, or nullopt
 // when no split gives every chunk a layer. pp >= 2, vpp >= 1.
-std::optional<StageSplit> BalancedStageSplit(int64_t layers, int pp, int vpp, const StageEdgeWeights& weights);
+std::optional<StageSplit> BalancedStageSplit(int64_t layers, int pp, int vpp,
+                                             const StageEdgeWeights& weights);
 
 }  // namespace p3d

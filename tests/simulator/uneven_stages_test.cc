@@ -13,8 +13,15 @@ namespace {
 
 // A Llama-style toy: H 1024, F 4096, 8 heads (no GQA), V 4096, 10 layers.
 ModelSpec Toy() {
-  return ModelSpec{.name = "toy-10l", .arch = Arch::kLlama, .layers = 10, .hidden = 1024, .ffn = 4096,
-                   .heads = 8, .kv_heads = 8, .vocab = 4096, .max_positions = 1024};
+  return ModelSpec{.name = "toy-10l",
+                   .arch = Arch::kLlama,
+                   .layers = 10,
+                   .hidden = 1024,
+                   .ffn = 4096,
+                   .heads = 8,
+                   .kv_heads = 8,
+                   .vocab = 4096,
+                   .max_positions = 1024};
 }
 
 TrainingSpec Recipe() {
@@ -134,7 +141,8 @@ TEST(UnevenStages, ForwardTimePerRankFollowsItsLayers) {
   p.last_stage_layers = 4;  // 5 layers over 2 middle stages
   auto bad = EstimateTime(m, t, c, p);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("rule middle%stages"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("rule middle%stages"), std::string::npos)
+      << bad.status().message();
 }
 
 }  // namespace
