@@ -16,6 +16,13 @@ const char* ExecutorUnsupported(const Plan& p, std::string* detail) {
                             p.zero, p.tp, p.pp);
     return "zero-with-tp/pp";
   }
+  if (p.uneven_stages()) {
+    if (detail)
+      *detail = fmt::format("the plan sets uneven pipeline stages (first stage {} / last stage {} layers); p3d-run "
+                            "splits the layers evenly over the PP x VPP model chunks",
+                            p.first_stage_layers, p.last_stage_layers);
+    return "uneven-stages";
+  }
   return nullptr;
 }
 

@@ -7,6 +7,8 @@
 //                      the optimizer (ZeRO-Offload) only
 //   zero-with-tp/pp    ZeRO-2/3 with TP or PP > 1: sharded gradients with
 //                      replicated-tensor norms are not implemented (ZeRO 0/1 are)
+//   uneven-stages      a set first/last stage layer count: p3d-run splits the
+//                      layers evenly over the PP x VPP model chunks
 #pragma once
 
 #include <string>

@@ -23,8 +23,9 @@ struct RunLayout {
 };
 
 // Copies the saved plan's model, recipe, layout and offload into `options` /
-// `layout`. Errors: parameter offload ("rule offload-params": the executor offloads
-// the optimizer only).
+// `layout`. Errors: the executor-support rules (common/executor_support.h), e.g.
+// parameter offload ("rule offload-params": the executor offloads the optimizer
+// only) or uneven pipeline stages ("rule uneven-stages": it splits evenly).
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* options, RunLayout* layout);
 
 // What this executor can run: any DP x TP x PP; ZeRO 0..3 with tp = pp = 1,

@@ -33,8 +33,22 @@ std::string ExplainPlan(const PlanRequest& r, const EvaluatedPlan& e, int pick) 
   std::string out =
       fmt::format("=== explain plan #{}: {} (predictions) ===\n", pick, PlanSummary(e.plan));
   out += "\n-- memory per GPU, by pipeline stage --\n";
+  const Plan& p = e.plan;
+  out +=
+      fmt::format("layers per stage: {} ({}{}{})\n", StageLayersSummary(p, r.model.layers),
+                  p.uneven_stages() ? "uneven: Megatron" : "even split",
+                  p.first_stage_layers
+                      ? fmt::format(" --decoder-first-pipeline-num-layers {}", p.first_stage_layers)
+                      : "",
+                  p.last_stage_layers
+                      ? fmt::format(" --decoder-last-pipeline-num-layers {}", p.last_stage_layers)
+                      : "");
   for (const StageMemory& s : e.memory.stages) {
-    out += fmt::format("stage {:>3}: {:>3} layers  total {}{}\n", s.stage, s.layers,
+    const char* edges = p.pp == 1             ? " + embedding, LM head"
+                        : s.stage == 0        ? " + embedding"
+                        : s.stage == p.pp - 1 ? " + LM head"
+                                              : "";
+    out += fmt::format("stage {:>3}: {:>3} layers{:<22} total {}{}\n", s.stage, s.layers, edges,
                        Bytes(s.memory.total()),
                        s.stage == e.memory.peak_stage ? "   <- peak, decides fit" : "");
   }

@@ -54,15 +54,7 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
     return Fail(detail, "tp<=gpus_per_node", [&] {
       return fmt::format("TP={} would span nodes of {} GPUs", p.tp, r.cluster.node.gpus_per_node);
     });
-  if (m.layers % p.pp != 0)
-    return Fail(detail, "layers%pp", [&] {
-      return fmt::format("{} layers are not divisible by PP={}", m.layers, p.pp);
-    });
-  if (m.layers % (int64_t{p.pp} * p.vpp) != 0)
-    return Fail(detail, "layers%(pp*vpp)", [&] {
-      return fmt::format("{} layers are not divisible by PP{} x VPP{} = {}", m.layers,
-                                     p.pp, p.vpp, p.pp * p.vpp);
-    });
+  if (const char* rule = PipelineSplitRule(p, m.layers, detail)) return rule;
   if (p.vpp > 1 && p.pp == 1)
     return Fail(detail, "vpp>1=>pp>1",
                 [&] { return fmt::format("VPP={} needs a pipeline (PP > 1)", p.vpp); });
@@ -101,7 +93,7 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
     return Fail(detail, "sp=>tp>1", [&] {
       return std::string("sequence parallel splits activations along TP, but TP=1");
     });
-  if (m.arch == Arch::kGpt2 && r.training.seq > m.max_positions)
+  if (m.learned_positions() && r.training.seq > m.max_positions)
     return Fail(detail, "seq<=positions", [&] {
       return fmt::format("sequence {} exceeds the model's {} learned positions",
                                      r.training.seq, m.max_positions);

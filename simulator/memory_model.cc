@@ -14,10 +14,6 @@ ScheduleKind ScheduleOf(const Plan& plan) {
   return plan.vpp > 1 ? ScheduleKind::kInterleaved1F1B : ScheduleKind::k1F1B;
 }
 
-int64_t LayersOnStage(int64_t layers, int pp, int stage) {
-  return layers / pp + (stage < layers % pp ? 1 : 0);
-}
-
 double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage,
                             const char** formula) {
   const char* unused;
@@ -73,11 +69,12 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
                               double layer_params) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = LayersOnStage(model.layers, plan.pp, stage) * layer_params;
+  p.layers = StageLayers(plan, model.layers, stage) * layer_params;
   if (stage == 0) {
     p.embedding = word_table;
-    if (model.arch == Arch::kGpt2)
+    if (model.learned_positions())
       p.embedding += static_cast<double>(model.max_positions) * model.hidden;
+    if (model.embedding_norm) p.embedding += static_cast<double>(model.NormParams());
   }
   if (stage == plan.pp - 1) {
     p.final_norm = static_cast<double>(model.FinalNormParams());
@@ -213,10 +210,14 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
       act.RecomputeWorkingSet(plan.recompute), "one layer's recomputed tensors",
       {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split}, {"scores", act.scores},
       {"input", act.input});
+  // The embedding's dropout mask (1 byte) and the embedding norm's input (e bytes).
+  const double drop = training.dropout ? 1 : 0, norm = model.embedding_norm ? 1 : 0;
   d->embedding_activations =
-      stage == 0 && training.dropout
-          ? P3D_PART(why, "activations.embedding", "T*H/SPd*m_r", T * H / SPd * m_r,
-                     "embedding dropout mask", {"T", T}, {"H", H}, {"SPd", SPd}, {"m_r", m_r})
+      stage == 0 && drop + norm > 0
+          ? P3D_PART(why, "activations.embedding", "(drop + norm*e)*T*H/SPd*m_r",
+                     (drop + norm * e) * T * H / SPd * m_r,
+                     "embedding dropout mask, embedding-norm input", {"drop", drop}, {"norm", norm},
+                     {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"m_r", m_r})
           : P3D_PART(why, "activations.embedding", "0", 0, "");
   if (stage == plan.pp - 1) {
     const double m_loss =
@@ -311,7 +312,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
                               const Plan& plan, int stage, Derivation* why) {
   StageMemoryDetail d;
   d.stage = stage;
-  d.layers = LayersOnStage(model.layers, plan.pp, stage);
+  d.layers = StageLayers(plan, model.layers, stage);
   d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
   const StageParams& p = d.params;
   const double n =
@@ -363,36 +364,58 @@ int GpusOnNode(const ClusterSpec& cluster) {
   return std::max(1, n);
 }
 
+namespace {
+
+// The stages that can hold the most (see PeakStageMemory): 0, then 1 when it
+// is a middle stage, then PP-1; `count` of them are valid.
+struct PeakCandidates {
+  int stage[3];
+  int count = 0;
+  explicit PeakCandidates(int pp) {
+    stage[count++] = 0;
+    if (pp > 2) stage[count++] = 1;
+    if (pp > 1) stage[count++] = pp - 1;
+  }
+};
+
+}  // namespace
+
 double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
                         const ClusterSpec& cluster, const Plan& plan) {
   if (plan.offload == Offload::kNone) return 0;
-  // Host bytes grow with the stage's parameters, largest on stage 0
-  // (embedding) or the last stage (head), as for PeakStageMemory.
+  // Host bytes grow with the stage's parameters: the embedding's, a middle
+  // stage's or the head's stage holds the most, as for PeakStageMemory.
   const PlanShared shared(model, training, plan);
-  double host = StageDetail(shared, model, training, cluster, plan, 0).host.total();
-  if (plan.pp > 1)
-    host = std::max(host,
-                    StageDetail(shared, model, training, cluster, plan, plan.pp - 1).host.total());
+  const PeakCandidates candidates(plan.pp);
+  double host = 0;
+  for (int i = 0; i < candidates.count; ++i)
+    host = std::max(
+        host,
+        StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).host.total());
   return GpusOnNode(cluster) * host;
 }
 
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
                                 const ClusterSpec& cluster, const Plan& plan, int* peak_stage) {
-  // Stage 0 holds at least as many layers and in-flight micro-batches as any
-  // middle stage, plus the embedding, and every other term is stage-independent,
-  // so only stage 0 and the last stage (head, loss) can be the peak.
+  // The middle stages hold equal parameters and layers, and every term but
+  // the stored activations (which grow with the in-flight micro-batches, most
+  // on stage 1) is equal among them; so the peak is stage 0 (embedding),
+  // stage 1 or the last stage (head, loss). In stage order, so that a tie
+  // goes to the first stage, as in EstimateMemory.
   const PlanShared shared(model, training, plan);
-  MemoryBreakdown first = StageDetail(shared, model, training, cluster, plan, 0).memory;
+  const PeakCandidates candidates(plan.pp);
+  MemoryBreakdown peak;
   int stage = 0;
-  if (plan.pp > 1) {
-    MemoryBreakdown last = StageDetail(shared, model, training, cluster, plan, plan.pp - 1).memory;
-    if (last.total() > first.total()) {
-      first = last;
-      stage = plan.pp - 1;
+  for (int i = 0; i < candidates.count; ++i) {
+    MemoryBreakdown m =
+        StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).memory;
+    if (i == 0 || m.total() > peak.total()) {
+      peak = m;
+      stage = candidates.stage[i];
     }
   }
   if (peak_stage != nullptr) *peak_stage = stage;
-  return first;
+  return peak;
 }
 
 std::vector<DerivedTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,

@@ -208,9 +208,9 @@ struct TimeModel::Impl {
   // end-of-step DP and optimizer seconds: everything but the simulation.
   Status Prepare(const Plan& plan);
   Status Run(const Plan& plan, bool with_timeline);
+  // Virtual stage v = chunk * PP + rank holds 1/VPP of its rank's layers.
   int64_t ChunkLayers(const Plan& plan, int v) const {
-    const int64_t chunks = static_cast<int64_t>(plan.pp) * plan.vpp;
-    return model.layers / chunks + (v < model.layers % chunks ? 1 : 0);
+    return StageLayers(plan, model.layers, v % plan.pp) / plan.vpp;
   }
   Status Check(const Plan& plan) const;
 
@@ -337,9 +337,9 @@ Status TimeModel::Impl::Check(const Plan& p) const {
   if (cluster.num_gpus > 0 && p.gpus() != cluster.num_gpus)
     return Status::InvalidArgument(fmt::format("rule gpus=dp*tp*pp: {} x {} x {} != {} GPUs", p.dp,
                                                p.tp, p.pp, cluster.num_gpus));
-  if (model.layers < static_cast<int64_t>(p.pp) * p.vpp)
-    return Status::InvalidArgument(
-        fmt::format("plan: {} layers cannot fill pp*vpp = {} chunks", model.layers, p.pp * p.vpp));
+  std::string split;
+  if (const char* rule = PipelineSplitRule(p, model.layers, &split))
+    return Status::InvalidArgument(fmt::format("rule {}: {}", rule, split));
   if (training.seq < 1)
     return Status::InvalidArgument(fmt::format("training: seq must be >= 1, got {}", training.seq));
   const GpuSpec& g = cluster.gpu;

@@ -27,8 +27,9 @@
 // (docs/offload.md), other = 0 (no launch-overhead term yet). step_s is
 // defined as the sum of the parts.
 //
-// Preconditions (planner/rules.h CheckPlan passes): degrees >= 1, layers %
-// (pp*vpp) == 0 is NOT required (layers are split as evenly as possible),
+// Preconditions (planner/rules.h CheckPlan passes): degrees >= 1, a legal
+// pipeline split (PipelineSplitRule, common/plan.h: layers(r,c) =
+// StageLayers(r) / VPP, so uneven stages give each rank its own durations),
 // global_batch == micro_batch * grad_accum * dp. EstimateTime checks the ones
 // the arithmetic needs and returns InvalidArgument naming the field; the
 // TimeModel::StepSeconds hot path checks nothing.

@@ -5,7 +5,9 @@
 //   p3d-public-runs --runs bench/public-runs/runs.json --out bench/results/public-runs.md
 //   p3d-public-runs --runs ... --check bench/results/public-runs.md   (exit 1 if any row moved)
 //
-// What is fixed from the source: model shape, GPU, GPU count, TP, PP, VPP, DP,
+// What is fixed from the source: model shape (ALiBi and an embedding LayerNorm
+// from attention_variant), GPU, GPU count, TP, PP, VPP, the first/last stage's
+// layers where stated (else the search's split), DP,
 // micro-batch, global batch, sequence length, and where stated recompute,
 // sequence parallel and the sharding (distributed optimizer = ZeRO-1, FSDP or
 // ZeRO-3 = ZeRO-3). What the source leaves open is searched and the best
@@ -75,7 +77,6 @@ Row Build(const json& r) {
   for (const char* k : {"layers", "hidden", "heads", "ffn_hidden", "vocab", "seq_len", "num_gpus", "global_batch"})
     if (!Has(r, k)) return no(fmt::format("'{}' not published", k));
   const int64_t pp = Int(r, "pp", 1);
-  if (Int(r, "layers", 1) % pp != 0) return no("layers not divisible by PP: uneven stages (issue 15)");
 
   ModelSpec& m = row.request.model;
   const std::string name = Lower(Str(r, "model_name"));
@@ -91,6 +92,9 @@ Row Build(const json& r) {
   m.vocab = Int(r, "vocab", 0);
   m.max_positions = Int(r, "seq_len", 0);
   m.tie_embeddings = !llama;
+  const std::string variant = Lower(Str(r, "attention_variant"));
+  m.alibi = variant.find("alibi") != std::string::npos;
+  m.embedding_norm = variant.find("embedding layernorm") != std::string::npos;
   if (Status s = Validate(m); !s.ok()) return no("model: " + s.message());
   StatusOr<ClusterSpec> c = CatalogCluster(gpu);
   row.request.cluster = *c;
@@ -103,6 +107,8 @@ Row Build(const json& r) {
   f.tp = static_cast<int>(Int(r, "tp", 1));
   f.pp = static_cast<int>(pp);
   f.vpp = static_cast<int>(Int(r, "vpp", 1));
+  if (Has(r, "first_stage_layers")) f.first_stage_layers = static_cast<int>(Int(r, "first_stage_layers", 0));
+  if (Has(r, "last_stage_layers")) f.last_stage_layers = static_cast<int>(Int(r, "last_stage_layers", 0));
   if (Has(r, "dp")) f.dp = static_cast<int>(Int(r, "dp", 1));
   if (Has(r, "micro_batch")) f.micro_batch = Int(r, "micro_batch", 1);
   const std::string rc = Lower(Str(r, "recompute"));
@@ -181,10 +187,10 @@ std::string Table(const json& doc) {
       "regenerated). Sources, definitions and the held-aside rule: bench/public-runs/SOURCES.md. Every\n"
       "p3d figure is a **prediction** with the catalog GPU and p3d's own executor as the implementation\n"
       "(no framework profile yet: issue 15); published figures are the sources' measurements. Fixed from\n"
-      "the source: shape, GPU and count, TP, PP, VPP, DP, micro-batch, global batch, sequence length, and\n"
-      "where stated recompute, sequence parallel and sharding (distributed optimizer = ZeRO-1, FSDP or\n"
-      "ZeRO-3 = ZeRO-3); the rest is searched and the best fitting plan shown. Error = predicted /\n"
-      "published step time - 1.\n\n"
+      "the source: shape, GPU and count, TP, PP, VPP, uneven stages where stated, DP, micro-batch, global\n"
+      "batch, sequence length, and where stated recompute, sequence parallel and sharding (distributed\n"
+      "optimizer = ZeRO-1, FSDP or ZeRO-3 = ZeRO-3); the rest is searched and the best fitting plan shown.\n"
+      "Error = predicted / published step time - 1.\n\n"
       "| set | rows | expressible | predicted to fit | predicted NOT to fit (they ran) | mean abs error | max abs error |\n"
       "|---|---|---|---|---|---|---|\n";
   out += Summary("fit", results, rows) + Summary("held", results, rows) + "\n";

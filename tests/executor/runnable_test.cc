@@ -68,5 +68,30 @@ TEST(Runnable, EveryRunnablePlanPassesP3dRunsValidation) {
   EXPECT_GT(refused, 10);  // the column is not vacuous: ZeRO-2/3 with TP/PP plans rank among the top
 }
 
+// Uneven pipeline stages: p3d-plan says p3d-run does not run them, and
+// p3d-run refuses the saved plan by the same rule.
+TEST(Runnable, UnevenStagesAreRefusedByName) {
+  PlanRequest r;
+  r.model = *ZooModel("gpt2-small");  // 12 layers on PP 5: 4 | 2 x 4
+  r.cluster = *CatalogCluster("h100-sxm");
+  r.cluster.num_gpus = 5;
+  r.training.seq = 1024;
+  r.training.global_batch = 10;
+  SearchOptions o;
+  o.fixed.pp = 5;
+  o.fixed.first_stage_layers = 4;
+  StatusOr<SearchResult> s = SearchPlans(r, o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_FALSE(s->plans.empty());
+  const EvaluatedPlan& e = s->plans.front();
+  ASSERT_NE(e.runs_rule, nullptr);
+  EXPECT_STREQ(e.runs_rule, "uneven-stages");
+  const Status v = RunValidation(r, e);
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.message().find("rule uneven-stages"), std::string::npos) << v.message();
+  o.runnable_only = true;
+  EXPECT_FALSE(SearchPlans(r, o).ok());  // nothing left to run
+}
+
 }  // namespace
 }  // namespace p3d

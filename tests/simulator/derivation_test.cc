@@ -77,6 +77,7 @@ struct Case {
   Offload offload;
   AttentionImpl attention;
   bool dropout;
+  int first_stage_layers = 0, last_stage_layers = 0;
 };
 
 TEST(Derivation, EveryRecordedTermMatchesItsValue) {
@@ -95,6 +96,9 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
       {"llama-2-13b", "rtx3090", 4, 2, 1, 1, 2, 1, 16, full, true, opt, fused, false},
       {"llama-2-13b", "a100-80gb", 2, 1, 4, 1, 1, 2, 8, sel, false, opt, unfused, false},
       {"llama-3-8b", "h100-sxm", 1, 1, 1, 1, 0, 4, 2, none, false, no, fused, false},
+      // Uneven stages (Megatron's first/last counts) and the embedding norm.
+      {"bloom-176b", "a100-80gb", 8, 4, 12, 1, 1, 2, 24, full, true, no, fused, true, 5, 5},
+      {"llama-3.1-405b", "h100-sxm", 2, 8, 16, 1, 1, 1, 16, full, true, no, fused, false, 7, 7},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -106,6 +110,8 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     p.dp = c.dp, p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.zero = c.zero;
     p.micro_batch = c.micro_batch, p.grad_accum = c.grad_accum, p.recompute = c.recompute;
     p.sequence_parallel = c.sp, p.offload = c.offload, p.attention = c.attention;
+    p.first_stage_layers = c.first_stage_layers, p.last_stage_layers = c.last_stage_layers;
+    ASSERT_EQ(PipelineSplitRule(p, m.layers), nullptr) << c.model;
     cluster.num_gpus = p.gpus();
     TrainingSpec t;
     t.global_batch = p.global_batch();
