@@ -201,6 +201,26 @@ class Model final : public PipelineStage {
  private:
   Model(const ModelConfig& config, const LocalShape& local, ParamLayout params,
         TrainingMemoryPlan plan, cudaStream_t stream);
+  // Create's steps after the memory plan, in order.
+  // The DP / TP / PP machinery and the small device buffers outside the arena
+  // (norm scales, the tied-embedding exchange buffer).
+  Status CreateParallelState(const ZeroLayout& zero, ZeroBuffers buffers, PipelineProgram program);
+  // The one arena allocation; Infeasible with the planned size when it fails.
+  Status AllocateArena();
+  // What lives on arena regions: the DP buffers, the offloaded optimizer's
+  // staging, cuBLASLt's workspace.
+  Status BindArena();
+  // Constant contents of arena regions: the zero padding columns of dlogits,
+  // the rotary tables (Llama).
+  Status UploadConstants();
+  // InitParameters' steps per unit (in buffer order; *tensor walks the
+  // tensors along): the unit's full fp32 values where its gradients live
+  // (skipped with TP / PP: InitShardFromFull wrote them), then its bf16
+  // weights and owned fp32 slices (`owned`: master, offload staging or null).
+  Status InitUnitValues(const ParamUnit& unit, uint64_t seed, size_t* tensor);
+  Status StoreUnitWeights(const ParamUnit& unit, float* owned);
+  // Adam moments zero (or the offloaded master from the owned slices).
+  Status InitOptimizerStates();
   // Drains the stream, watchdog-bounded whenever any communicator is in use.
   Status Sync() const;
 
