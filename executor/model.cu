@@ -109,7 +109,8 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
                                                             dpc.dp * kParamAlignElements));
   P3D_ASSIGN_OR_RETURN(ZeroLayout zero, BuildZeroLayout(params, dpc.zero, dpc.dp, dpc.dp_rank));
   TrainingShape shape = ShapeFor(config, program);
-  ZeroBuffers zb = BuildZeroBuffers(params, zero, config.offload == Offload::kOptimizer);
+  P3D_ASSIGN_OR_RETURN(GradBuckets buckets, BuildGradBuckets(params, dpc.bucket_bytes));
+  ZeroBuffers zb = BuildZeroBuffers(params, zero, buckets, config.offload == Offload::kOptimizer);
   // The fused core's cuDNN plans are built first: their workspace is a region of the arena.
   std::unique_ptr<FusedAttention> fused;
   if (shape.attention == AttentionImpl::kFused) {
@@ -124,20 +125,21 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   std::unique_ptr<Model> model(
       new Model(config, local, std::move(params), std::move(plan), stream));
   model->fused_ = std::move(fused);
-  P3D_RETURN_IF_ERROR(model->CreateParallelState(zero, std::move(zb), std::move(program)));
+  P3D_RETURN_IF_ERROR(
+      model->CreateParallelState(zero, std::move(buckets), std::move(zb), std::move(program)));
   P3D_RETURN_IF_ERROR(model->AllocateArena());
   P3D_RETURN_IF_ERROR(model->BindArena());
   P3D_RETURN_IF_ERROR(model->UploadConstants());
   return StatusOr<std::unique_ptr<Model>>(std::move(model));
 }
 
-Status Model::CreateParallelState(const ZeroLayout& zero, ZeroBuffers buffers,
+Status Model::CreateParallelState(const ZeroLayout& zero, GradBuckets buckets, ZeroBuffers buffers,
                                   PipelineProgram program) {
   const ParallelContext& ctx = config_.parallel;
   const ModelParallelConfig& mpc = config_.model_parallel;
-  P3D_ASSIGN_OR_RETURN(dp_,
-                       DataParallel::Create(params_, zero, std::move(buffers.staging),
-                                            std::move(buffers.gather), config_.data.comm, stream_));
+  P3D_ASSIGN_OR_RETURN(
+      dp_, DataParallel::Create(params_, zero, std::move(buckets), std::move(buffers.staging),
+                                std::move(buffers.gather), config_.data.comm, stream_));
   tp_ = TensorParallel(ctx.tp > 1 ? mpc.tp : nullptr);
   if (ctx.pp > 1) {
     P3D_ASSIGN_OR_RETURN(pipeline_, PipelineRunner::Create(program, mpc.pp, stream_));
@@ -444,8 +446,9 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out, const bf1
   return NormBackward(nb, stream_);
 }
 
-// DataParallel hooks (no-ops on one GPU): ZeRO-3 gathers before each unit's
-// use (prefetching the next), gradient reductions after each unit's backward.
+// DataParallel hooks (no-ops on one GPU), the overlap schedule's points:
+// ZeRO-3 gathers before each unit's use (prefetching the next), each
+// gradient bucket's reduction once its last unit's backward is done.
 Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets,
                               float grad_scale, PhaseTimer* timer, float* logits_out,
                               bool last_micro) {
@@ -455,23 +458,22 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
   const int emb = params_.embedding_unit, head = params_.head_unit;
   const bool tied = params_.head == params_.wte;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  dp_->BeginPass();
-  P3D_RETURN_IF_ERROR(dp_->BeforeUse(emb, params_.LayerUnit(0)));
+  dp_->BeginPass(Pass::kForward);
+  P3D_RETURN_IF_ERROR(dp_->BeforeUse(emb));
   P3D_RETURN_IF_ERROR(EmbedForward());
   for (int64_t l = 0; l < local_.layers; ++l) {
-    const int next = l + 1 < local_.layers ? params_.LayerUnit(l + 1) : head;
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l), next));
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l)));
     P3D_RETURN_IF_ERROR(LayerForward(l, true));
   }
-  P3D_RETURN_IF_ERROR(dp_->BeforeUse(head, -1));
+  P3D_RETURN_IF_ERROR(dp_->BeforeUse(head));
   if (tied) P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(emb));
   P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(head));
   P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale, logits_out, At<bf16>(plan_.x_final)));
   P3D_RETURN_IF_ERROR(dp_->GradsReady(head, last_micro));
-  dp_->BeginPass();
+  dp_->BeginPass(Pass::kBackward);
   for (int64_t l = local_.layers - 1; l >= 0; --l) {
     const int unit = params_.LayerUnit(l);
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit, l > 0 ? params_.LayerUnit(l - 1) : -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit));
     P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(unit));
     P3D_RETURN_IF_ERROR(LayerBackward(l));
     P3D_RETURN_IF_ERROR(dp_->GradsReady(unit, last_micro));

@@ -70,6 +70,7 @@
 #include "executor/kernels/softmax.h"
 #include "executor/matmul.h"
 #include "executor/memory_plan.h"
+#include "executor/overlap_schedule.h"
 #include "executor/parallel_context.h"
 #include "executor/param_layout.h"
 #include "executor/phase_timer.h"
@@ -85,6 +86,7 @@ struct DataParallelConfig {
   int dp = 1, dp_rank = 0;
   int zero = 0;                  // ZeRO stage 0..3
   Communicator* comm = nullptr;  // the DP group; required when dp > 1
+  int64_t bucket_bytes = kDefaultGradBucketBytes;  // gradient bucket (overlap_schedule.h)
 };
 
 // Tensor and pipeline parallelism of this rank (executor/tensor_parallel.h,
@@ -204,7 +206,8 @@ class Model final : public PipelineStage {
   // Create's steps after the memory plan, in order.
   // The DP / TP / PP machinery and the small device buffers outside the arena
   // (norm scales, the tied-embedding exchange buffer).
-  Status CreateParallelState(const ZeroLayout& zero, ZeroBuffers buffers, PipelineProgram program);
+  Status CreateParallelState(const ZeroLayout& zero, GradBuckets buckets, ZeroBuffers buffers,
+                             PipelineProgram program);
   // The one arena allocation; Infeasible with the planned size when it fails.
   Status AllocateArena();
   // What lives on arena regions: the DP buffers, the offloaded optimizer's

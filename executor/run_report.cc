@@ -102,6 +102,7 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
               {"pp", o.plan.pp},
               {"vpp", o.plan.vpp},
               {"zero", o.plan.zero},
+              {"bucket_bytes", o.grad_bucket_bytes},
               {"offload", OffloadName(o.plan.offload)},
               {"world", r.world},
               {"seq", o.seq},

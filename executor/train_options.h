@@ -13,6 +13,7 @@
 #include "common/plan.h"
 #include "common/status.h"
 #include "executor/kernels/optimizer.h"
+#include "executor/overlap_schedule.h"
 #include "models/model_spec.h"
 #include "simulator/saved_plan.h"
 
@@ -40,7 +41,10 @@ struct TrainOptions {
   AdamWHyper adam;             // lr, betas, eps, weight decay (step is set per step)
   float max_grad_norm = 1.0f;  // <= 0: no clipping
   int64_t logits_chunk = 0;    // 0: default (memory_plan.h)
-  std::string data_path;       // empty: synthetic tokens
+  // Gradient bucket of the DP reduction, bytes of fp32 gradients (--bucket-mb;
+  // executor/overlap_schedule.h): the simulator's bucket by default.
+  int64_t grad_bucket_bytes = kDefaultGradBucketBytes;
+  std::string data_path;  // empty: synthetic tokens
   std::string data_dtype = "uint16";
   std::string dump_dir;  // non-empty: write the reference-check tensors here
   std::string save_path, load_path;

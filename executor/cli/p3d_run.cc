@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -146,6 +147,7 @@ int Run(int argc, char** argv) {
   p3d::Plan& plan = o.plan;
   std::string model_arg, recompute = "none", json_path, plan_path, fault_arg, offload = "none";
   std::string attention = "fused";
+  double bucket_mb = p3d::kDefaultGradBucketBytes / 1e6;
   int nproc = 1;
   double nccl_timeout_s = 300;
   bool force = false;
@@ -168,6 +170,10 @@ int Run(int argc, char** argv) {
   app.add_flag("--sp", plan.sequence_parallel,
                "sequence parallelism over TP (--tp > 1): norms and residuals on T/TP tokens, "
                "all-gather / reduce-scatter around the TP regions");
+  app.add_option("--bucket-mb", bucket_mb,
+                 "gradient bucket of the DP reduction, MB (1e6 bytes) of fp32 gradients: "
+                 "neighbouring layers reduced together, launched as the backward completes them "
+                 "(default: the simulator's 25 M-element bucket)");
   app.add_option("--offload", offload,
                  "CPU offload: none | optimizer (each rank's master weights, Adam moments and "
                  "AdamW step on the host, docs/offload.md)");
@@ -222,6 +228,11 @@ int Run(int argc, char** argv) {
     return 0;
   }
   const int rank = launch->rank;
+  if (!(bucket_mb > 0) || bucket_mb > 1e12)
+    return fail(p3d::Status::InvalidArgument("--bucket-mb " + std::to_string(bucket_mb) +
+                                             ": a bucket holds more than 0 and at most 1e12 MB"),
+                rank);
+  o.grad_bucket_bytes = std::max<int64_t>(1, std::llround(bucket_mb * 1e6));
 
   if (!plan_path.empty()) {
     if (!model_arg.empty()) return fail(p3d::Status::InvalidArgument("--plan replaces --model"));
