@@ -87,7 +87,6 @@ class DataParallel {
 
   bool active() const { return comm_ != nullptr; }
   const ZeroLayout& zero() const { return zero_; }
-  const GradBuckets& buckets() const { return buckets_; }
   const GradStaging& staging() const { return staging_; }
   const UnitRing& gather() const { return gather_; }
   // Device buffers of the model's arena: bf16 weights over the whole layout,
