@@ -2,13 +2,18 @@
 
 #include <fmt/format.h>
 
+#include "common/named_rule.h"
+
 namespace p3d {
 
 const char* RecomputeName(Recompute r) {
   switch (r) {
-    case Recompute::kNone: return "none";
-    case Recompute::kSelective: return "selective";
-    case Recompute::kFull: return "full";
+    case Recompute::kNone:
+      return "none";
+    case Recompute::kSelective:
+      return "selective";
+    case Recompute::kFull:
+      return "full";
   }
   return "?";
 }
@@ -25,9 +30,12 @@ bool ParseRecompute(const std::string& name, Recompute* out) {
 
 const char* OffloadName(Offload o) {
   switch (o) {
-    case Offload::kNone: return "none";
-    case Offload::kOptimizer: return "optimizer";
-    case Offload::kOptimizerAndParams: return "params";
+    case Offload::kNone:
+      return "none";
+    case Offload::kOptimizer:
+      return "optimizer";
+    case Offload::kOptimizerAndParams:
+      return "params";
   }
   return "?";
 }
@@ -68,12 +76,6 @@ int64_t MiddleStageLayers(const Plan& p, int64_t layers) {
   return middle > 0 ? (layers - p.first_stage_layers - p.last_stage_layers) / middle : 0;
 }
 
-template <typename Message>
-const char* Fail(std::string* detail, const char* rule, Message&& message) {
-  if (detail) *detail = message();
-  return rule;
-}
-
 }  // namespace
 
 int64_t StageLayers(const Plan& p, int64_t layers, int stage) {
@@ -87,51 +89,59 @@ const char* PipelineSplitRule(const Plan& p, int64_t layers, std::string* detail
   const int64_t pp = p.pp, chunks = pp * p.vpp;
   if (!p.uneven_stages()) {
     if (layers % pp != 0)
-      return Fail(detail, "layers%pp", [&] {
-        return fmt::format("{} layers are not divisible by PP={} (set the first/last stage's layers for "
-                           "uneven stages: --first-stage-layers / --last-stage-layers)",
-                           layers, pp);
+      return RuleFailed(detail, "layers%pp", [&] {
+        return fmt::format(
+            "{} layers are not divisible by PP={} (set the first/last stage's layers for "
+            "uneven stages: --first-stage-layers / --last-stage-layers)",
+            layers, pp);
       });
     if (layers % chunks != 0)
-      return Fail(detail, "layers%(pp*vpp)", [&] {
-        return fmt::format("{} layers are not divisible by PP{} x VPP{} = {}", layers, pp, p.vpp, chunks);
+      return RuleFailed(detail, "layers%(pp*vpp)", [&] {
+        return fmt::format("{} layers are not divisible by PP{} x VPP{} = {}", layers, pp, p.vpp,
+                           chunks);
       });
     return nullptr;
   }
   if (first < 0 || last < 0 || first > layers || last > layers)
-    return Fail(detail, "stage_layers<=layers", [&] {
-      return fmt::format("the first and last stage's layers must be in 0..{} (0 = not set), got {} and {}",
-                         layers, first, last);
+    return RuleFailed(detail, "stage_layers<=layers", [&] {
+      return fmt::format(
+          "the first and last stage's layers must be in 0..{} (0 = not set), got {} and {}", layers,
+          first, last);
     });
   if (pp == 1)
-    return Fail(detail, "uneven=>pp>1", [&] {
+    return RuleFailed(detail, "uneven=>pp>1", [&] {
       return std::string("the first/last stage's layers need a pipeline (PP > 1), got PP=1");
     });
   if (first != 0 && last != 0 && pp == 2)
-    return Fail(detail, "first+last=>pp>=3", [&] {
-      return fmt::format("with both the first ({}) and the last ({}) stage's layers set, PP=2 leaves no middle "
-                         "stage (Megatron divides the remaining layers by PP-2); set only one of them",
-                         first, last);
+    return RuleFailed(detail, "first+last=>pp>=3", [&] {
+      return fmt::format(
+          "with both the first ({}) and the last ({}) stage's layers set, PP=2 leaves no middle "
+          "stage (Megatron divides the remaining layers by PP-2); set only one of them",
+          first, last);
     });
   const int middle = MiddleStages(p);
   const int64_t rest = layers - first - last;
   if (rest < middle)
-    return Fail(detail, "middle>=1", [&] {
-      return fmt::format("{} layers minus first {} and last {} leave {} for {} middle stages: each needs at least one",
-                         layers, first, last, rest, middle);
+    return RuleFailed(detail, "middle>=1", [&] {
+      return fmt::format(
+          "{} layers minus first {} and last {} leave {} for {} middle stages: each needs at least "
+          "one",
+          layers, first, last, rest, middle);
     });
   if (rest % middle != 0)
-    return Fail(detail, "middle%stages", [&] {
-      return fmt::format("the {} remaining layers do not split evenly over the {} middle stages (Megatron: the "
-                         "number of layers at the middle stages must be divisible by the middle pipeline size)",
-                         rest, middle);
+    return RuleFailed(detail, "middle%stages", [&] {
+      return fmt::format(
+          "the {} remaining layers do not split evenly over the {} middle stages (Megatron: the "
+          "number of layers at the middle stages must be divisible by the middle pipeline size)",
+          rest, middle);
     });
   const int64_t per_middle = rest / middle;
   if (first % p.vpp != 0 || last % p.vpp != 0 || per_middle % p.vpp != 0)
-    return Fail(detail, "uneven%vpp", [&] {
-      return fmt::format("with VPP={} every stage's layers must be a multiple of VPP (Megatron-Core's "
-                         "TransformerConfig), got first {}, middle {}, last {}",
-                         p.vpp, first, per_middle, last);
+    return RuleFailed(detail, "uneven%vpp", [&] {
+      return fmt::format(
+          "with VPP={} every stage's layers must be a multiple of VPP (Megatron-Core's "
+          "TransformerConfig), got first {}, middle {}, last {}",
+          p.vpp, first, per_middle, last);
     });
   return nullptr;
 }
@@ -149,11 +159,11 @@ std::string PlanSummary(const Plan& p) {
   std::string stages;
   if (p.first_stage_layers != 0) stages += fmt::format(" first-stage={}", p.first_stage_layers);
   if (p.last_stage_layers != 0) stages += fmt::format(" last-stage={}", p.last_stage_layers);
-  return fmt::format("DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}{}{}", p.dp, p.tp, p.pp, p.vpp,
-                     p.zero, p.micro_batch, p.grad_accum, RecomputeName(p.recompute),
-                     p.sequence_parallel ? " SP" : "",
-                     p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload),
-                     p.attention == AttentionImpl::kFused ? "" : " attn=unfused", stages);
+  return fmt::format(
+      "DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}{}{}", p.dp, p.tp, p.pp, p.vpp, p.zero,
+      p.micro_batch, p.grad_accum, RecomputeName(p.recompute), p.sequence_parallel ? " SP" : "",
+      p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload),
+      p.attention == AttentionImpl::kFused ? "" : " attn=unfused", stages);
 }
 
 }  // namespace p3d

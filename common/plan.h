@@ -120,10 +120,6 @@ struct Plan {
   // Shards of the activations between the TP regions (norms, residual,
   // dropout): TP with sequence parallelism, else 1 (replicated).
   int sequence_shards() const { return sequence_parallel && tp > 1 ? tp : 1; }
-  // Rank distance between neighbours of a DP group and of a pipeline (the
-  // rank layout above: a TP group is consecutive ranks).
-  int dp_stride() const { return tp; }
-  int pp_stride() const { return tp * dp; }
   bool uneven_stages() const { return first_stage_layers != 0 || last_stage_layers != 0; }
 };
 

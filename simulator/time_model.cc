@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "common/rank_grid.h"
 #include "models/flops.h"
 #include "simulator/collectives.h"
 #include "simulator/comm_model.h"
@@ -497,7 +498,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
     // scatter-gather optimisation; with SP it is already 1/TP).
     const double bytes =
         MicroBatchTokens(plan, training) * model.hidden * prec.activation_bytes / plan.tp;
-    const int stride = plan.pp_stride();
+    const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.dp);
     const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
     costs.p2p_s[v] = SendRecv(w, "chunk.p2p_send", node, bytes, std::min(a, b), std::abs(a - b));
   }
@@ -541,9 +542,9 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   if (pp > 1 && model.tie_embeddings && (r == 0 || r == pp - 1)) {
     // Tied word embedding: its gradient is all-reduced between the first and last stage.
     const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-    tied =
-        CollectiveTime(w, "tail.tied_embedding_all_reduce", Collective::kAllReduce,
-                       emb * prec.grad_bytes, GroupPathFor(node, 2, plan.pp_stride() * (pp - 1)));
+    tied = CollectiveTime(
+        w, "tail.tied_embedding_all_reduce", Collective::kAllReduce, emb * prec.grad_bytes,
+        GroupPathFor(node, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.dp) * (pp - 1)));
   }
   // Collectives running under the backward take SMs and HBM bandwidth from
   // it: the compute they slow, by the backward's GEMM / memory-bound mix.
@@ -601,7 +602,7 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
                                  &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank})
     v->assign(pp, 0.0);
   PlanCommon pc;
-  pc.dp_path = GroupPathFor(cluster.node, plan.dp, plan.dp_stride());
+  pc.dp_path = GroupPathFor(cluster.node, plan.dp, RankStride(GroupKind::kData, plan.tp, plan.dp));
   pc.layer_params = LayerParamsPerGpu(model, plan.tp);
   pc.first = ParamsOnStage(model, plan, 0);
   pc.last = ParamsOnStage(model, plan, pp - 1);

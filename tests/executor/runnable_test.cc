@@ -2,13 +2,11 @@
 // every zoo model up to 70B on 1, 2, 4, 8 and 64 GPUs of two catalog cards,
 // each listed plan marked runnable passes everything p3d-run checks on the CPU
 // before it touches a GPU (saved-plan round trip, ApplySavedPlan,
-// CheckSupportedLayout, the pipeline program), and each plan marked not
+// CheckRunnable: executor support and the pipeline program), and each plan marked not
 // runnable is refused by p3d-run naming the same rule.
 #include <gtest/gtest.h>
 
-#include "common/executor_support.h"
-#include "executor/host/pipeline_program.h"
-#include "executor/run_layout.h"
+#include "executor/train_options.h"
 #include "models/zoo.h"
 #include "simulator/saved_plan.h"
 #include "planner/search.h"
@@ -20,14 +18,8 @@ namespace {
 Status RunValidation(const PlanRequest& request, const EvaluatedPlan& e) {
   P3D_ASSIGN_OR_RETURN(SavedPlan saved, ParseSavedPlan(SavedPlanToJson(request, e), "plan.json"));
   TrainOptions o;
-  RunLayout layout;
-  P3D_RETURN_IF_ERROR(ApplySavedPlan(saved, &o, &layout));
-  P3D_RETURN_IF_ERROR(CheckSupportedLayout(layout));
-  if (layout.pp > 1) {
-    const ScheduleKind kind = layout.vpp > 1 ? ScheduleKind::kInterleaved1F1B : ScheduleKind::k1F1B;
-    P3D_RETURN_IF_ERROR(CompilePipeline(kind, layout.pp, layout.vpp, o.grad_accum).status());
-  }
-  return Status::Ok();
+  ApplySavedPlan(saved, &o);
+  return CheckRunnable(o.plan);
 }
 
 TEST(Runnable, EveryRunnablePlanPassesP3dRunsValidation) {
