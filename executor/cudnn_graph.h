@@ -4,9 +4,9 @@
 // the fused attention (executor/fused_attention.h); it knows nothing about
 // attention itself.
 //
-// Errors: CUDNN_CHECK returns a Status::Internal naming host, file:line, the
-// failing call, cuDNN's status name and cuDNN's last error message (the
-// backend explains most refusals there), in the style of executor/check.h.
+// Errors: CUDNN_CHECK (of executor/check.h's family) returns a Status::Internal
+// naming host, file:line, the failing call, cuDNN's status name and cuDNN's
+// last error message (the backend explains most refusals there).
 //
 // Thread-safety: none; a graph, a plan and the handle it runs on belong to
 // one stream of one thread.
@@ -27,17 +27,12 @@ namespace p3d {
 
 // "CUDNN_STATUS_... (last error: ...)".
 std::string CudnnStatusString(cudnnStatus_t status);
+inline bool Succeeded(cudnnStatus_t status) { return status == CUDNN_STATUS_SUCCESS; }
 
 }  // namespace p3d
 
-#define CUDNN_CHECK(expr)                                                       \
-  do {                                                                          \
-    cudnnStatus_t p3d_cudnn_st_ = (expr);                                       \
-    if (p3d_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                \
-      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                    \
-          __FILE__, __LINE__, #expr, ::p3d::CudnnStatusString(p3d_cudnn_st_))); \
-    }                                                                           \
-  } while (0)
+#define CUDNN_CHECK(expr) \
+  P3D_GPU_CHECK(cudnnStatus_t, expr, #expr, ::p3d::CudnnStatusString, ::p3d::GpuErrorMessage)
 
 namespace p3d {
 

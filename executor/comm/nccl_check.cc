@@ -51,8 +51,4 @@ std::string NcclResultString(ncclResult_t result) {
   return out;
 }
 
-std::string CudaErrorString(cudaError_t err) {
-  return fmt::format("{} ({})", cudaGetErrorName(err), cudaGetErrorString(err));
-}
-
 }  // namespace p3d
