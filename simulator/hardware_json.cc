@@ -22,90 +22,84 @@ class Reader {
   Reader(const json& j, std::string path) : j_(j), path_(std::move(path)) {}
 
   Status Object(const char* key, const json** out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_object()) return IllTyped(key, "an object");
-    *out = &*it;
+    P3D_ASSIGN_OR_RETURN(const json* v, Find(key));
+    if (!v->is_object()) return IllTyped(key, "an object");
+    *out = v;
     return Status::Ok();
   }
   Status String(const char* key, std::string* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_string() || it->get<std::string>().empty())
+    P3D_ASSIGN_OR_RETURN(const json* v, Find(key));
+    if (!v->is_string() || v->get<std::string>().empty())
       return IllTyped(key, "a non-empty string");
-    *out = it->get<std::string>();
+    *out = v->get<std::string>();
     return Status::Ok();
   }
   Status Bool(const char* key, bool* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_boolean()) return IllTyped(key, "true or false");
-    *out = it->get<bool>();
+    P3D_ASSIGN_OR_RETURN(const json* v, Find(key));
+    if (!v->is_boolean()) return IllTyped(key, "true or false");
+    *out = v->get<bool>();
     return Status::Ok();
   }
   // A finite number in (0, max].
   Status Positive(const char* key, double max, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v <= 0 || v > max)
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in (0, {:g}], got {}",
-                                                 Path(key), max, it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {0, true, max, false}, "", out);
   }
   // A finite number in [min, max]: a physical rate or size whose plausible
   // range catches unit slips (GB/s typed where bytes/s is asked).
   Status Plausible(const char* key, double min, double max, const char* unit, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v < min || v > max)
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in [{:g}, {:g}] {}, got {}", Path(key),
-                                                 min, max, unit, it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {min, false, max, false}, unit, out);
   }
   // Every key must be one of `known` (a misspelled key is an error, not ignored).
   Status OnlyKeys(std::initializer_list<std::string_view> known) const {
     for (auto it = j_.begin(); it != j_.end(); ++it) {
       if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
       std::string hint = ClosestMatch(it.key(), known);
-      return Status::InvalidArgument(fmt::format("hardware field '{}' is not a known field{}", Path(it.key().c_str()),
-                                                 hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}' is not a known field{}", Path(it.key().c_str()),
+                      hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
     }
     return Status::Ok();
   }
   // A finite number in [0, max].
   Status NonNegative(const char* key, double max, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v < 0 || v > max)
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in [0, {:g}], got {}",
-                                                 Path(key), max, it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {0, false, max, false}, "", out);
   }
-  // A finite number in [0, max) (fractions that may be zero).
+  // A finite number in [0, 1) (fractions that may be zero).
   Status Fraction(const char* key, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v < 0 || v >= 1)
-      return Status::InvalidArgument(
-          fmt::format("hardware field '{}' must be in [0, 1), got {}", Path(key), it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {0, false, 1, true}, "", out);
   }
   bool Has(const char* key) const { return j_.contains(key); }
   std::string Path(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
 
  private:
+  // The interval [lo, hi], each end open where said: "(0, 1]".
+  struct Range {
+    double lo;
+    bool lo_open;
+    double hi;
+    bool hi_open;
+    bool Contains(double v) const {
+      return (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    }
+  };
+  // A finite number in `range`; a message names the range and its `unit`.
+  Status Number(const char* key, const Range& range, std::string_view unit, double* out) const {
+    P3D_ASSIGN_OR_RETURN(const json* j, Find(key));
+    if (!j->is_number()) return IllTyped(key, "a number");
+    const double v = j->get<double>();
+    if (!std::isfinite(v) || !range.Contains(v))
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}' must be in {}{:g}, {:g}{}{}{}, got {}", Path(key),
+                      range.lo_open ? '(' : '[', range.lo, range.hi, range.hi_open ? ')' : ']',
+                      unit.empty() ? "" : " ", unit, j->dump()));
+    *out = v;
+    return Status::Ok();
+  }
+  StatusOr<const json*> Find(const char* key) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    return &*it;
+  }
   Status Missing(const char* key) const {
     return Status::InvalidArgument(fmt::format("hardware field '{}' is missing", Path(key)));
   }
