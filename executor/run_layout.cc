@@ -2,12 +2,20 @@
 
 #include <fmt/format.h>
 
-#include "common/executor_support.h"
+#include "simulator/framework_profile.h"
 
 namespace p3d {
 
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* o, RunLayout* l) {
   const Plan& p = saved.plan;
+  // p3d-run is p3d's executor: a plan predicted for another framework's
+  // mechanisms would be compared against the wrong prediction.
+  const std::string& framework = saved.request.framework.framework.name;
+  if (framework != P3dFrameworkProfile().framework.name)
+    return Status::InvalidArgument(fmt::format(
+        "rule framework=p3d: the plan was predicted for '{}'; p3d-run runs p3d's executor (plan it with "
+        "p3d-plan --framework p3d, the default)",
+        framework));
   P3D_RETURN_IF_ERROR(CheckExecutorSupports(p));
   o->offload = p.offload;
   o->model = saved.request.model;

@@ -28,7 +28,7 @@ struct RunLayout {
 Status ApplySavedPlan(const SavedPlan& saved, TrainOptions* options, RunLayout* layout);
 
 // What this executor can run: any DP x TP x PP; ZeRO 0..3 with tp = pp = 1,
-// ZeRO 0..1 otherwise ("rule zero-with-tp/pp", common/executor_support.h); vpp > 1 needs pp > 1;
+// ZeRO 0..1 otherwise ("rule zero-with-tp/pp", the p3d framework profile, simulator/framework_profile.h); vpp > 1 needs pp > 1;
 // sequence parallelism needs tp > 1 ("rule sp=>tp>1"; the model refuses B*S
 // not divisible by tp: "rule tokens % tp").
 Status CheckSupportedLayout(const RunLayout& layout);

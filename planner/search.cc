@@ -7,7 +7,6 @@
 #include <limits>
 #include <map>
 
-#include "common/executor_support.h"
 #include "planner/evaluator.h"
 
 namespace p3d {
@@ -79,8 +78,9 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   // With the fused core, selective recompute stores and runs exactly what none
   // does (docs/executor.md: no S x S tensor to drop), so searching both would
   // list every plan twice; it is still evaluated when fixed (--recompute selective).
+  const Framework& fw = request.training.framework;
   std::vector<Recompute> recomputes = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
-  if (fx.attention == AttentionImpl::kFused && !fx.recompute)
+  if (fx.attention == AttentionImpl::kFused && fw.selective == SelectiveRecompute::kScores && !fx.recompute)
     recomputes = {Recompute::kNone, Recompute::kFull};
 
   for (int64_t tp : Divisors(gpus)) {
@@ -133,8 +133,14 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                     reject(FailedRule(request, p, options.rules));
                     continue;
                   }
+                  // What the framework cannot run is no candidate; what it
+                  // does not run yet only when --runnable asks.
+                  if (const char* rule = FrameworkRuleBroken(fw, RuleKind::kLimit, p)) {
+                    reject(rule);
+                    continue;
+                  }
                   if (options.runnable_only) {
-                    if (const char* rule = ExecutorUnsupported(p)) {
+                    if (const char* rule = FrameworkRuleBroken(fw, RuleKind::kGap, p)) {
                       reject(rule);
                       continue;
                     }
@@ -184,8 +190,11 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.offload = fx.offload.value_or(Offload::kNone);
     probe.attention = fx.attention;
     Status detail = CheckPlan(request, probe, options.rules);
-    return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs; eliminated by: {}{}", m.name, gpus,
-                                          why.empty() ? "the fixed dimensions" : why,
+    std::string framework_detail;
+    if (detail.ok() && FrameworkRuleBroken(fw, RuleKind::kLimit, probe, &framework_detail))
+      detail = Status::Infeasible(framework_detail);
+    return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs with {}; eliminated by: {}{}", m.name, gpus,
+                                          fw.name, why.empty() ? "the fixed dimensions" : why,
                                           detail.ok() ? "" : "; e.g. " + detail.message()));
   }
 

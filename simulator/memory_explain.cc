@@ -168,10 +168,10 @@ std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec
        d.zero3_gather});
   t.push_back({"buffers.grad_buckets",
                fmt::format("DP>1 || (offload && ZeRO>=2) ? grad_bytes * min({} * {:g}, P_stage) : 0",
-                           kGradBuckets, kGradBucketElements),
+                           kGradBuckets, training.framework.GradBucketElements(plan.dp)),
                fmt::format("{} ? {} * min({:g}, {}) : 0", plan.dp > 1 || (offload && plan.zero >= 2),
                            p.grad_bytes,
-                           kGradBuckets * kGradBucketElements, N(d.params.total())),
+                           kGradBuckets * training.framework.GradBucketElements(plan.dp), N(d.params.total())),
                d.grad_buckets});
   t.push_back({"buffers.pp_send_recv", "PP>1 ? 2 * VPP * e*B*S*H/SPd : 0",
                fmt::format("{} ? 2 * {} * {}*{}*{}/{} : 0", plan.pp > 1, plan.vpp, e, bs,

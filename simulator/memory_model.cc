@@ -155,7 +155,11 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   const bool offload = plan.offload != Offload::kNone;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   MemoryBreakdown& mem = d.memory;
-  mem.weights = params_offload ? 0 : prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
+  const Framework& fw = training.framework;
+  // ZeRO-3 with sharded_master_is_param (FSDP2): the fp32 shard the optimizer
+  // steps on is the parameter; no separate param_bytes shard.
+  const bool master_is_weight = plan.zero >= 3 && fw.sharded_master_is_param;
+  mem.weights = params_offload || master_is_weight ? 0 : prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
   mem.gradients = offload && plan.zero >= 2 ? 0 : prec.grad_bytes * n / (plan.zero >= 2 ? plan.dp : 1);
   mem.optimizer =
       offload ? 0 : (prec.master_bytes + prec.optimizer_bytes) * n / (plan.zero >= 1 ? plan.dp : 1);
@@ -184,12 +188,15 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   // Buffers.
   if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
     const double largest = std::max({shared.layer_params, d.params.embedding, d.params.head});
-    d.zero3_gather = prec.param_bytes * kZero3PrefetchModules * largest;
+    // Without resharding after forward the stage's gathered parameters stay
+    // until its backward (Framework::Reshards).
+    d.zero3_gather = prec.param_bytes * (fw.Reshards(plan.pp) ? kZero3PrefetchModules * largest : n);
   }
   // With offload under ZeRO-2/3 the buckets also stage each micro-batch's
-  // gradient for its copy to the host, even at DP = 1.
-  if (plan.dp > 1 || (offload && plan.zero >= 2))
-    d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n);
+  // gradient for its copy to the host, even at DP = 1. A contiguous gradient
+  // buffer (Megatron's DDP) is reduced in place: no ZeRO-0/1 buckets.
+  if ((plan.dp > 1 || (offload && plan.zero >= 2)) && !(fw.contiguous_grad_buffer && plan.zero <= 1))
+    d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * fw.GradBucketElements(plan.dp), n);
   if (plan.pp > 1) d.pp_buffers = 2.0 * plan.vpp * e * tokens * model.hidden / sp_div;
   if (sp) d.tp_buffers = e * tokens * model.hidden;
   d.backward_scratch = BackwardScratchBytes(model, training, plan);
@@ -200,7 +207,8 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   d.communicators = memory_internal::Communicators(model, plan, stage);
   d.cuda_context = rt.cuda_context_bytes;
   d.nccl = NcclBytes(rt, d.communicators, plan.pp > 1);
-  d.allocator = rt.allocator_fraction * (mem.activations + mem.buffers);
+  d.allocator = (fw.allocator_fraction >= 0 ? fw.allocator_fraction : rt.allocator_fraction) *
+                (mem.activations + mem.buffers);
   mem.runtime = d.cuda_context + d.nccl + d.allocator;
   return d;
 }

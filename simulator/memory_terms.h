@@ -35,13 +35,21 @@ inline double KvDimPerRank(const ModelSpec& model, int tp) {
 // Selective recompute drops the scores of the unfused core and recomputes
 // them in backward; with the fused core there is nothing S x S to drop, and
 // it stores what none stores (docs/executor.md).
+// Selective recompute keeps what the framework's policy saves
+// (Framework::selective): "scores" and "core-attention" drop the unfused
+// core's scores (the fused core has none to drop); "op-level" (torchtitan)
+// keeps the layer input, the outputs of every second matmul (Llama: wq, wv,
+// w1, w2 -> q, one KV width, F and the reduce-scattered H/SPd; GPT: qkv and
+// fc1), the attention output (q) and the core's own saved tensors (scores).
 struct LayerActivations {
   double hidden = 0;
   double masks = 0;
   double split = 0;
   double scores = 0;
   double input = 0;
+  double op_level = 0;  // stored under the op-level policy
   bool fused = false;  // Plan::attention == kFused
+  SelectiveRecompute selective = SelectiveRecompute::kScores;
 
   static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training,
                              const Plan& plan) {
@@ -62,6 +70,11 @@ struct LayerActivations {
     const double heads = static_cast<double>(model.heads) / plan.tp;
     a.scores = a.fused ? tokens * heads * 4 : tokens * training.seq * heads * (e + drop * (1 + e));
     a.input = e * tokens * h / sp_div;
+    const double q = h / plan.tp, kvd = KvDimPerRank(model, plan.tp), f = k * static_cast<double>(model.ffn) / plan.tp;
+    a.op_level = a.scores + e * tokens *
+                                (model.arch == Arch::kLlama ? h / sp_div + q + kvd + q + f + h / sp_div
+                                                            : h / sp_div + q + 2 * kvd + q + f);
+    a.selective = training.framework.selective;
     return a;
   }
   double All() const { return hidden + masks + split + scores; }
@@ -71,6 +84,7 @@ struct LayerActivations {
       case Recompute::kNone:
         return All();
       case Recompute::kSelective:
+        if (selective == SelectiveRecompute::kOpLevel) return op_level;
         return fused ? All() : All() - scores;
       case Recompute::kFull:
         return input;
@@ -83,6 +97,7 @@ struct LayerActivations {
       case Recompute::kNone:
         return 0;
       case Recompute::kSelective:
+        if (selective == SelectiveRecompute::kOpLevel) return All() - op_level;
         return fused ? 0 : scores;
       case Recompute::kFull:
         return All();

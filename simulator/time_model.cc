@@ -42,6 +42,49 @@ double BucketExposed(double c, double tb, double buckets) {
   return std::max(c / buckets, c - tb * (buckets - 1) / buckets);
 }
 
+// Exposed seconds of one layer's TP collectives, forward and backward, under
+// a TpOverlap mode (common/framework.h): ar, rs, ag are one all-reduce,
+// reduce-scatter and all-gather of B*S*H activations over TP. A collective
+// hidden under a GEMM slows it by `slowdown` per second it runs (SMs and HBM
+// the collective takes; GpuSpec::overlap_slowdown_gemm), added to the exposed
+// time. Ring exchange (userbuffers' all-gathers) overlaps n-1 chunk
+// transfers with n chunk GEMMs: exposed max(0, c - g(n-1)/n); its pipelined
+// reduce-scatter of 4 chunks leaves at least the last chunk's exposed.
+struct TpExposure {
+  double forward = 0, backward = 0;
+};
+TpExposure TpLayerExposure(TpOverlap mode, const LayerKernelTimes& k, bool sp, int tp, double ar, double rs,
+                           double ag, double slowdown) {
+  if (mode == TpOverlap::kUserBuffers && !sp) mode = TpOverlap::kAsyncGrad;  // userbuffers need SP
+  TpExposure e;
+  auto under = [&](double c, double exposed, double* sink) { *sink += exposed + slowdown * (c - exposed); };
+  auto ring = [&](double c, double g) { return std::max(0.0, c - g * (tp - 1) / tp); };
+  auto bulk = [](double c, double g) { return std::max(0.0, c - g); };
+  for (int i = 0; i < 2; ++i) {
+    const TpGemmTime& col = k.column[i];
+    const TpGemmTime& row = k.row[i];
+    if (mode == TpOverlap::kUserBuffers) {
+      under(ag, ring(ag, col.fwd), &e.forward);
+      under(rs, BucketExposed(rs, row.fwd, 4), &e.forward);
+      under(ag, ring(ag, row.dgrad), &e.backward);
+      under(ag, bulk(ag, col.dgrad), &e.backward);
+      under(rs, bulk(rs, col.wgrad), &e.backward);
+      continue;
+    }
+    e.forward += sp ? ag + rs : ar;
+    if (mode == TpOverlap::kNone) {
+      e.backward += sp ? ag + rs + ag : ar;
+    } else if (sp) {  // async-grad: the column GEMM's re-gather under its dgrad, its RS under its wgrad
+      e.backward += ag;
+      under(ag, bulk(ag, col.dgrad), &e.backward);
+      under(rs, bulk(rs, col.wgrad), &e.backward);
+    } else {  // async-grad: the column GEMM's input-gradient all-reduce under its wgrad
+      under(ar, bulk(ar, col.wgrad), &e.backward);
+    }
+  }
+  return e;
+}
+
 // Prefetched chain of modules (ZeRO-3): module i's parameters are gathered
 // (g_i) while module i-1 computes (c_{i-1}):
 //   T = g_1 + sum_{i<n} max(c_i, g_{i+1}) + c_n.
@@ -151,14 +194,18 @@ const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
   const double ar = CollectiveSeconds(Collective::kAllReduce, x, tp);
   const double rs = CollectiveSeconds(Collective::kReduceScatter, x, tp);
   const double ag = CollectiveSeconds(Collective::kAllGather, x, tp);
-  const double pair = key.sequence_parallel ? rs + ag : ar;  // same bytes either way
-  s.tp_layer_fwd = 2 * pair;
-  // Backward: the 2 collectives' conjugates; with SP also the all-gathers of
-  // the sequence-sharded inputs of the column-parallel GEMMs (q/k/v and fc),
-  // which Megatron repeats in backward to form the weight gradients (stored
-  // sharded); full recompute repeats the forward's 2.
-  s.tp_layer_bwd = 2 * pair + (key.sequence_parallel ? 2 * ag : 0) +
-                   (plan.recompute == Recompute::kFull ? 2 * pair : 0);
+  // Per layer, for each of the two column-parallel GEMMs (q/k/v, fc1) and the
+  // two row-parallel ones (out-proj, fc2): forward, the all-gather of the
+  // column GEMM's input (SP) and the all-reduce (SP: reduce-scatter) of the row
+  // GEMM's output; backward, their conjugates (SP: the all-gather of dY before
+  // the row GEMM's input gradient; the all-reduce or reduce-scatter of the
+  // column GEMM's input gradient) and with SP the re-gather of the column
+  // GEMM's sequence-sharded input for its weight gradient; full recompute
+  // repeats the forward's. Framework::tp_overlap hides parts under GEMMs.
+  TpExposure tp_exposure = TpLayerExposure(training.framework.tp_overlap, s.layer, key.sequence_parallel,
+                                           plan.tp, ar, rs, ag, cluster.gpu.overlap_slowdown_gemm);
+  s.tp_layer_fwd = tp_exposure.forward;
+  s.tp_layer_bwd = tp_exposure.backward + (plan.recompute == Recompute::kFull ? tp_exposure.forward : 0);
   // Vocab-parallel embedding: partial rows reduced over TP (SP: reduce-scatter;
   // its backward all-gathers the gradient). Head: SP all-gathers the final
   // norm's output (backward: reduce-scatter); without SP the column-parallel
@@ -238,7 +285,12 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   const double layer_params = LayerParamsPerGpu(model, plan.tp);
   const StageParams first = ParamsOnStage(model, plan, 0);
   const StageParams last = ParamsOnStage(model, plan, pp - 1);
-  const double bucket_elems = kGradBucketElements;
+  const Framework& fw = training.framework;
+  const double bucket_elems = fw.GradBucketElements(plan.dp);
+  const bool reshard = fw.Reshards(pp);  // ZeRO-3: gather again for the backward
+  // Without overlap (or a pipeline engine that reduces after its flush) a
+  // gradient reduction is one piece after the backward that produced it.
+  const bool grad_overlap = fw.grad_reduce_overlap && (pp == 1 || fw.grad_reduce_overlap_with_pp);
 
   costs.pp = pp, costs.vpp = vpp, costs.microbatches = plan.grad_accum;
   costs.forward_s.assign(stages, 0.0);
@@ -270,8 +322,9 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   // gradient leaves the backward GEMMs at the working precision (bf16) and is
   // accumulated into the rank's fp32 shard after the reduction, since no
   // full-size accumulation buffer exists (the memory model shards it).
+  const int reduce_bytes = fw.sharded_grad_reduce_bytes > 0 ? fw.sharded_grad_reduce_bytes : prec.param_bytes;
   auto scatter = [&](double params) {
-    return CollectiveSeconds(Collective::kReduceScatter, params * prec.param_bytes, dp_path);
+    return CollectiveSeconds(Collective::kReduceScatter, params * reduce_bytes, dp_path);
   };
 
   // ZeRO-3 per-module communication, the same for every chunk: computed once.
@@ -328,10 +381,12 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
           back = {sc.edge.head_forward.total() + sc.tp_head_fwd, head.fetch};
           layer = {layer_fwd_k + sc.tp_layer_fwd, lay.fetch};
           *tf = PrefetchChain(is_first ? &front : nullptr, n, layer, is_last ? &back : nullptr);
-          // Backward (reverse order): gather again, then reduce-scatter the gradient.
-          Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd, head.fetch + head.scatter};
-          Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd, emb.fetch + emb.scatter};
-          Module blayer{layer_bwd_k + sc.tp_layer_bwd, lay.fetch + lay.scatter};
+          // Backward (reverse order): gather again (unless kept from the
+          // forward), then reduce-scatter the gradient.
+          const double again = reshard ? 1.0 : 0.0;
+          Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd, again * head.fetch + head.scatter};
+          Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd, again * emb.fetch + emb.scatter};
+          Module blayer{layer_bwd_k + sc.tp_layer_bwd, again * lay.fetch + lay.scatter};
           *tb = PrefetchChain(is_last ? &bfront : nullptr, n, blayer, is_first ? &bback : nullptr);
         };
         double tf = 0, tb = 0;
@@ -345,9 +400,10 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
         dp_in = (tf - (fk + ft)) + (tb - (bk + bt)) - off_in;
         fwd[i] = tf;
         bwd[i] = tb;
-        const double issued = nd * (2 * z3.layer.fetch + z3.layer.scatter) +
-                              (is_first ? 2 * z3.emb.fetch + z3.emb.scatter : 0.0) +
-                              (is_last ? 2 * z3.head.fetch + z3.head.scatter : 0.0);
+        const double fetches = reshard ? 2.0 : 1.0;
+        const double issued = nd * (fetches * z3.layer.fetch + z3.layer.scatter) +
+                              (is_first ? fetches * z3.emb.fetch + z3.emb.scatter : 0.0) +
+                              (is_last ? fetches * z3.head.fetch + z3.head.scatter : 0.0);
         dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
       } else {
         fwd[i] = fk + ft;
@@ -356,7 +412,7 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
           // Gradients reduce-scattered every micro-batch, bucketed under the backward.
           const double issued = scatter(chunk_params);
           const double exposed =
-              BucketExposed(issued, bwd[i], std::max(1.0, std::ceil(chunk_params / bucket_elems)));
+              BucketExposed(issued, bwd[i], grad_overlap ? std::max(1.0, std::ceil(chunk_params / bucket_elems)) : 1.0);
           bwd[i] += exposed;
           dp_in = exposed;
           dp_hidden_rank[r] += m * (issued - exposed);
@@ -389,24 +445,35 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   for (int r = 0; r < pp; ++r) {
     const StageParams sp = ParamsOnStage(model, plan, r);
     const double params = sp.total();
-    double tb = 0;
-    for (int c = 0; c < vpp; ++c) tb += bwd[r * vpp + c];
+    double tb = 0, tf = 0;
+    for (int c = 0; c < vpp; ++c) tb += bwd[r * vpp + c], tf += fwd[r * vpp + c];
     const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
     const double shard = params / (plan.zero >= 1 ? plan.dp : 1);
     double tail = 0;
     if (plan.zero <= 1) {
-      const double ar = CollectiveSeconds(Collective::kAllReduce, params * prec.grad_bytes, dp_path);
-      const double exposed = BucketExposed(ar, tb, buckets);
+      // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does.
+      const Collective reduce =
+          plan.zero == 1 && fw.zero_reduce_scatter ? Collective::kReduceScatter : Collective::kAllReduce;
+      const double ar = CollectiveSeconds(reduce, params * prec.grad_bytes, dp_path);
+      const double exposed = BucketExposed(ar, tb, grad_overlap ? buckets : 1.0);
       tail += exposed;
       dp_hidden_rank[r] += ar - exposed;
       // ZeRO-1 offload: each reduced bucket's shard is copied to the host
       // (grad_bytes) after its reduction, once per step.
       if (offload)
-        off_tail_rank[r] +=
-            BucketExposed(ar + HostCopySeconds(node, shard * prec.grad_bytes), tb, buckets) - exposed;
+        off_tail_rank[r] += BucketExposed(ar + HostCopySeconds(node, shard * prec.grad_bytes), tb,
+                                          grad_overlap ? buckets : 1.0) -
+                            exposed;
     }
-    if (plan.zero == 1 || plan.zero == 2)
-      tail += CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path);
+    if (plan.zero == 1 || plan.zero == 2) {
+      // The updated parameters' all-gather: after the optimizer, or bucket by
+      // bucket under the next step's first forward (one micro-batch of each
+      // chunk of this rank).
+      const double ag = CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path);
+      const double exposed = fw.param_gather_overlap ? BucketExposed(ag, tf, buckets) : ag;
+      tail += exposed;
+      dp_hidden_rank[r] += ag - exposed;
+    }
     if (pp > 1 && model.tie_embeddings && (r == 0 || r == pp - 1)) {
       // Tied word embedding: its gradient is all-reduced between the first and last stage.
       const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
