@@ -23,7 +23,7 @@ bool ParseName(std::string_view name, const E (&values)[N], const char* (*name_o
 constexpr const char* kRuleIds[kSupportRuleCount] = {
     "offload-params", "offload-optimizer", "offload=>zero1", "zero-with-tp/pp", "pp=>zero<=1",
     "zero<=1",        "zero!=1",           "zero!=2",        "vpp=1",           "tp=>sp",
-    "zero0=>1d"};
+    "zero0=>1d", "no-sp", "no-selective", "no-tp", "no-pp"};
 
 }  // namespace
 
@@ -48,6 +48,10 @@ bool Breaks(SupportRule rule, const Plan& p) {
     case SupportRule::kInterleaved: return p.vpp > 1;
     case SupportRule::kTpWithoutSp: return p.tp > 1 && !p.sequence_parallel;
     case SupportRule::kReplicatedMultiDim: return p.zero == 0 && p.dp > 1 && p.tp * p.pp > 1;
+    case SupportRule::kSequenceParallel: return p.sequence_parallel;
+    case SupportRule::kSelective: return p.recompute == Recompute::kSelective;
+    case SupportRule::kTensorParallel: return p.tp > 1;
+    case SupportRule::kPipeline: return p.pp > 1;
   }
   return false;
 }
@@ -66,6 +70,10 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kTpWithoutSp: return fmt::format("TP={} without sequence parallelism", p.tp);
     case SupportRule::kReplicatedMultiDim:
       return fmt::format("plain data parallelism (ZeRO-0) over DP={} with tp={} pp={}", p.dp, p.tp, p.pp);
+    case SupportRule::kSequenceParallel: return "sequence parallelism";
+    case SupportRule::kSelective: return "selective recompute";
+    case SupportRule::kTensorParallel: return fmt::format("tensor parallelism (TP={})", p.tp);
+    case SupportRule::kPipeline: return fmt::format("pipeline parallelism (PP={})", p.pp);
   }
   return "?";
 }
@@ -97,6 +105,20 @@ bool ParseSelectiveRecompute(std::string_view name, SelectiveRecompute* out) {
   constexpr SelectiveRecompute kAll[] = {SelectiveRecompute::kScores, SelectiveRecompute::kCoreAttention,
                                          SelectiveRecompute::kOpLevel};
   return ParseName(name, kAll, SelectiveRecomputeName, out);
+}
+
+const char* PpGradOverlapName(PpGradOverlap o) {
+  switch (o) {
+    case PpGradOverlap::kAll: return "all";
+    case PpGradOverlap::kFirstStage: return "first-stage";
+    case PpGradOverlap::kNone: return "none";
+  }
+  return "?";
+}
+
+bool ParsePpGradOverlap(std::string_view name, PpGradOverlap* out) {
+  constexpr PpGradOverlap kAll[] = {PpGradOverlap::kAll, PpGradOverlap::kFirstStage, PpGradOverlap::kNone};
+  return ParseName(name, kAll, PpGradOverlapName, out);
 }
 
 const char* ReshardName(Reshard r) {

@@ -34,9 +34,13 @@ enum class SupportRule : uint8_t {
   kZero2,                  // "zero!=2": ZeRO-2 (gradients sharded, parameters replicated)
   kInterleaved,            // "vpp=1": interleaved pipeline (VPP > 1)
   kTpWithoutSp,            // "tp=>sp": TP > 1 without sequence parallelism
-  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) combined with TP or PP > 1
+  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) with TP or PP > 1
+  kSequenceParallel,       // "no-sp": sequence parallelism
+  kSelective,              // "no-selective": selective recompute
+  kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)
+  kPipeline,               // "no-pp": pipeline parallelism (PP > 1)
 };
-inline constexpr int kSupportRuleCount = 11;
+inline constexpr int kSupportRuleCount = 15;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -89,6 +93,18 @@ enum class SelectiveRecompute : uint8_t { kScores, kCoreAttention, kOpLevel };
 const char* SelectiveRecomputeName(SelectiveRecompute s);  // "scores" | "core-attention" | "op-level"
 bool ParseSelectiveRecompute(std::string_view name, SelectiveRecompute* out);
 
+// With a pipeline (PP > 1), which stages reduce gradients in overlapped
+// buckets (Framework::grad_reduce_overlap):
+//   all          every stage (p3d's executor)
+//   first-stage  stage 0 only; later stages, which finish their backward
+//                earlier, reduce in one piece after it (Megatron's DDP drops
+//                bucketing on pipeline ranks > 0)
+//   none         no stage: the pipeline engine reduces after its flush
+//                (DeepSpeed's PipelineEngine)
+enum class PpGradOverlap : uint8_t { kAll, kFirstStage, kNone };
+const char* PpGradOverlapName(PpGradOverlap o);  // "all" | "first-stage" | "none"
+bool ParsePpGradOverlap(std::string_view name, PpGradOverlap* out);
+
 // When ZeRO-3 (FSDP) frees a module's gathered parameters after its forward.
 //   always       freed, gathered again for the backward (FSDP's default)
 //   never        kept unsharded from forward to backward: no backward gather,
@@ -112,7 +128,13 @@ struct Framework {
   // overlapped: a bucket is reduced as soon as the backward has produced it;
   // else the whole reduction starts after the backward (exposed).
   bool grad_reduce_overlap = true;
-  bool grad_reduce_overlap_with_pp = true;  // false: pipeline runs reduce after the flush (DeepSpeed's engine)
+  PpGradOverlap grad_reduce_overlap_with_pp = PpGradOverlap::kAll;
+  // Whether pipeline rank `stage` of `pp` reduces in overlapped buckets.
+  bool OverlapsGradReduce(int pp, int stage) const {
+    if (!grad_reduce_overlap) return false;
+    if (pp == 1 || grad_reduce_overlap_with_pp == PpGradOverlap::kAll) return true;
+    return grad_reduce_overlap_with_pp == PpGradOverlap::kFirstStage && stage == 0;
+  }
   double grad_bucket_elements = 25e6;
   double grad_bucket_elements_per_dp = 0;
   // Gradients accumulate in one contiguous buffer reduced in place (Megatron's
@@ -133,18 +155,24 @@ struct Framework {
   bool Reshards(int pp) const {
     return reshard_after_forward == Reshard::kAlways || (reshard_after_forward == Reshard::kNotWithPp && pp == 1);
   }
-  // ZeRO-3: the optimizer steps on the sharded high-precision parameter itself
-  // (FSDP2 MixedPrecisionPolicy): no separate param_bytes shard.
-  bool sharded_master_is_param = false;
+  // The optimizer steps on the high-precision parameter itself (FSDP2's
+  // MixedPrecisionPolicy, DDP under autocast): no stored param_bytes copy;
+  // working-precision weights exist only transiently (gather buffers, casts).
+  bool master_is_param = false;
   // Parameters per gradient bucket at data-parallel degree `dp`.
   double GradBucketElements(int dp) const {
     const double scaled = grad_bucket_elements_per_dp * dp;
     return scaled > grad_bucket_elements ? scaled : grad_bucket_elements;
   }
   SelectiveRecompute selective = SelectiveRecompute::kScores;
-  // Caching-allocator reserve as a fraction of activations + buffers; < 0:
-  // the GPU's runtime figure (p3d's arena, docs/hardware.md).
-  double allocator_fraction = -1;
+  // The cross-entropy reads the bf16 logits in one fused kernel and keeps no
+  // fp32 copy (flash-attn's xentropy, Transformer Engine's fused loss); else
+  // the logits are cast to fp32 and the fp32 softmax kept for the backward.
+  bool fused_cross_entropy = false;
+  // Activation-sized [B*S, H] buffers the userbuffers TP overlap registers,
+  // one per overlapped GEMM (Transformer Engine's initialize_ub: 10), held
+  // instead of the SP all-gather buffer while it is in use.
+  int tp_overlap_buffers = 0;
 };
 
 // nullptr when `framework` runs `plan` as far as rules of `kind` go; else the

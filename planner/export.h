@@ -74,7 +74,7 @@ Status CheckFrameworkRuns(const PlanRequest& request, const Plan& plan);
 
 // The framework profiles (simulator/frameworks/) whose mechanisms a format's
 // file states, the first being the one --export picks when --framework is not
-// given: megatron -> megatron-core, megatron-lm; deepspeed -> deepspeed,
+// given: megatron -> megatron-core; deepspeed -> deepspeed,
 // megatron-deepspeed. Empty for the launch formats, which carry no mechanism.
 std::vector<std::string_view> ExportFrameworks(std::string_view format);
 // OK when `format` writes the mechanisms of framework `name` (or is a launch

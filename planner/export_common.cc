@@ -48,7 +48,7 @@ Status CheckFrameworkRuns(const PlanRequest& request, const Plan& plan) {
 }
 
 std::vector<std::string_view> ExportFrameworks(std::string_view format) {
-  if (format == "megatron") return {"megatron-core", "megatron-lm"};
+  if (format == "megatron") return {"megatron-core"};
   if (format == "deepspeed") return {"deepspeed", "megatron-deepspeed"};
   return {};
 }

@@ -314,9 +314,12 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
     e.head_forward.gemm_s += Forward(gpu, d, logits);
     e.head_backward.gemm_s += Backward(gpu, d, logits);
   }
-  // Final norm, then the cross-entropy passes over the logits.
-  e.head_forward.memory_s = k(2 * d.t_sp * d.h * d.a) + k(d.t * v * (d.a + 16));
-  e.head_backward.memory_s = k(3 * d.t_sp * d.h * d.a) + k(d.t * v * (4 + d.a));
+  // Final norm, then the cross-entropy passes over the logits; a fused
+  // cross-entropy (Framework::fused_cross_entropy) reads the bf16 logits once
+  // forward and reads them and writes their gradient backward.
+  const bool fused_ce = training.framework.fused_cross_entropy;
+  e.head_forward.memory_s = k(2 * d.t_sp * d.h * d.a) + k(d.t * v * (fused_ce ? d.a : d.a + 16));
+  e.head_backward.memory_s = k(3 * d.t_sp * d.h * d.a) + k(d.t * v * (fused_ce ? 2 * d.a : 4 + d.a));
   return e;
 }
 

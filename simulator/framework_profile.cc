@@ -24,8 +24,8 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "logits_chunk_tokens", "precision", "tp_overlap", "grad_reduce_overlap", "grad_reduce_overlap_with_pp",
     "grad_bucket_elements", "grad_bucket_elements_per_dp", "contiguous_grad_buffer", "sharded_grad_reduce_bytes",
     "zero_reduce_scatter",
-    "param_gather_overlap", "reshard_after_forward", "sharded_master_is_param", "selective_recompute",
-    "allocator_fraction"};
+    "param_gather_overlap", "reshard_after_forward", "master_is_param", "selective_recompute",
+    "tp_overlap_buffers", "fused_cross_entropy"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
 // its source, which must say where the fact comes from.
@@ -163,7 +163,10 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
   if (!ParseTpOverlap(tp_overlap, &fw.tp_overlap))
     return top.Error("tp_overlap", fmt::format("value must be none, async-grad or userbuffers, got '{}'", tp_overlap));
   P3D_ASSIGN_OR_RETURN(fw.grad_reduce_overlap, ReadBool(doc, origin, "grad_reduce_overlap", &src));
-  P3D_ASSIGN_OR_RETURN(fw.grad_reduce_overlap_with_pp, ReadBool(doc, origin, "grad_reduce_overlap_with_pp", &src));
+  P3D_ASSIGN_OR_RETURN(std::string with_pp, ReadName(doc, origin, "grad_reduce_overlap_with_pp", &src));
+  if (!ParsePpGradOverlap(with_pp, &fw.grad_reduce_overlap_with_pp))
+    return top.Error("grad_reduce_overlap_with_pp",
+                     fmt::format("value must be all, first-stage or none, got '{}'", with_pp));
   P3D_ASSIGN_OR_RETURN(fw.grad_bucket_elements, ReadNumber(doc, origin, "grad_bucket_elements", 1e3, 1e12, &src));
   P3D_ASSIGN_OR_RETURN(fw.grad_bucket_elements_per_dp,
                        ReadNumber(doc, origin, "grad_bucket_elements_per_dp", 0, 1e12, &src));
@@ -178,29 +181,29 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
   P3D_ASSIGN_OR_RETURN(std::string reshard, ReadName(doc, origin, "reshard_after_forward", &src));
   if (!ParseReshard(reshard, &fw.reshard_after_forward))
     return top.Error("reshard_after_forward", fmt::format("value must be always, never or not-with-pp, got '{}'", reshard));
-  P3D_ASSIGN_OR_RETURN(fw.sharded_master_is_param, ReadBool(doc, origin, "sharded_master_is_param", &src));
+  P3D_ASSIGN_OR_RETURN(fw.master_is_param, ReadBool(doc, origin, "master_is_param", &src));
+  P3D_ASSIGN_OR_RETURN(fw.fused_cross_entropy, ReadBool(doc, origin, "fused_cross_entropy", &src));
   P3D_ASSIGN_OR_RETURN(std::string selective, ReadName(doc, origin, "selective_recompute", &src));
   if (!ParseSelectiveRecompute(selective, &fw.selective))
     return top.Error("selective_recompute",
                      fmt::format("value must be scores, core-attention or op-level, got '{}'", selective));
   {
-    P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "allocator_fraction", &src));
-    if (f.value().is_null()) {
-      fw.allocator_fraction = -1;
-    } else {
-      P3D_ASSIGN_OR_RETURN(fw.allocator_fraction, f.fields().Number("value", 0, 0.5));
-    }
+    P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "tp_overlap_buffers", &src));
+    P3D_ASSIGN_OR_RETURN(int64_t buffers, f.fields().IntInRange("value", 0, 64));
+    fw.tp_overlap_buffers = static_cast<int>(buffers);
   }
   // Settings that contradict each other.
-  if (fw.grad_reduce_overlap_with_pp && !fw.grad_reduce_overlap)
-    return top.Error("grad_reduce_overlap_with_pp", "is true while grad_reduce_overlap is false");
+  if (fw.grad_reduce_overlap_with_pp != PpGradOverlap::kNone && !fw.grad_reduce_overlap)
+    return top.Error("grad_reduce_overlap_with_pp", "must be none while grad_reduce_overlap is false");
   if (fw.param_gather_overlap && !fw.zero_reduce_scatter)
     return top.Error("param_gather_overlap",
                      "is true while zero_reduce_scatter is false: the parameter gather overlaps only a sharded "
                      "optimizer's reduce-scatter scheme (Megatron's --overlap-param-gather needs the distributed "
                      "optimizer)");
-  if (fw.sharded_master_is_param && p.precision.master_bytes == 0)
-    return top.Error("sharded_master_is_param", "is true but precision.master_bytes is 0 (no high-precision copy)");
+  if ((fw.tp_overlap == TpOverlap::kUserBuffers) != (fw.tp_overlap_buffers > 0))
+    return top.Error("tp_overlap_buffers", "must be > 0 exactly when tp_overlap is userbuffers");
+  if (fw.master_is_param && p.precision.master_bytes == 0)
+    return top.Error("master_is_param", "is true but precision.master_bytes is 0 (no high-precision copy)");
   return p;
 }
 
@@ -235,7 +238,8 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
                                                     {"optimizer_bytes", pr.optimizer_bytes}})},
               {"tp_overlap", field("tp_overlap", TpOverlapName(fw.tp_overlap))},
               {"grad_reduce_overlap", field("grad_reduce_overlap", fw.grad_reduce_overlap)},
-              {"grad_reduce_overlap_with_pp", field("grad_reduce_overlap_with_pp", fw.grad_reduce_overlap_with_pp)},
+              {"grad_reduce_overlap_with_pp",
+               field("grad_reduce_overlap_with_pp", PpGradOverlapName(fw.grad_reduce_overlap_with_pp))},
               {"grad_bucket_elements", field("grad_bucket_elements", fw.grad_bucket_elements)},
               {"grad_bucket_elements_per_dp", field("grad_bucket_elements_per_dp", fw.grad_bucket_elements_per_dp)},
               {"contiguous_grad_buffer", field("contiguous_grad_buffer", fw.contiguous_grad_buffer)},
@@ -243,10 +247,10 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"zero_reduce_scatter", field("zero_reduce_scatter", fw.zero_reduce_scatter)},
               {"param_gather_overlap", field("param_gather_overlap", fw.param_gather_overlap)},
               {"reshard_after_forward", field("reshard_after_forward", ReshardName(fw.reshard_after_forward))},
-              {"sharded_master_is_param", field("sharded_master_is_param", fw.sharded_master_is_param)},
+              {"master_is_param", field("master_is_param", fw.master_is_param)},
               {"selective_recompute", field("selective_recompute", SelectiveRecomputeName(fw.selective))},
-              {"allocator_fraction",
-               field("allocator_fraction", fw.allocator_fraction < 0 ? json() : json(fw.allocator_fraction))}};
+              {"tp_overlap_buffers", field("tp_overlap_buffers", fw.tp_overlap_buffers)},
+              {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)}};
 }
 
 namespace {
@@ -332,17 +336,19 @@ std::string FrameworkSummary(const FrameworkProfile& p) {
   }
   return fmt::format(
       "{} ({}): attention {}{}, TP overlap {}, DP gradients {} in buckets of {} params{}{}, {} gradient buffer{}, "
-      "ZeRO-3 {}, selective recompute = {}, loss {}; rules: {}",
+      "ZeRO-3 {}, selective recompute = {}, {} loss {}; rules: {}",
       f.name, p.description, AttentionImplName(p.attention), p.attention_blocks == 1 ? " (full S x S)" : "",
       TpOverlapName(f.tp_overlap), f.zero_reduce_scatter ? "reduce-scattered (ZeRO-1/2)" : "all-reduced",
       bucket, f.grad_reduce_overlap ? ", overlapped with the backward" : " after the backward",
-      f.grad_reduce_overlap && !f.grad_reduce_overlap_with_pp ? " (not with PP)" : "",
+      f.grad_reduce_overlap && f.grad_reduce_overlap_with_pp != PpGradOverlap::kAll
+          ? fmt::format(" (with PP: {} stage)", PpGradOverlapName(f.grad_reduce_overlap_with_pp))
+          : "",
       f.contiguous_grad_buffer ? "contiguous" : "bucketed",
       f.param_gather_overlap ? ", parameter all-gather under the next forward" : "",
       f.reshard_after_forward == Reshard::kAlways  ? "reshards after forward"
       : f.reshard_after_forward == Reshard::kNever ? "keeps parameters from forward to backward"
                                                    : "reshards after forward without PP, keeps parameters with PP",
-      SelectiveRecomputeName(f.selective),
+      SelectiveRecomputeName(f.selective), f.fused_cross_entropy ? "fused" : "fp32",
       p.logits_chunk_tokens > 0 ? fmt::format("in {}-token chunks", p.logits_chunk_tokens) : "over whole micro-batches",
       rules.empty() ? "none" : rules);
 }

@@ -156,10 +156,9 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   MemoryBreakdown& mem = d.memory;
   const Framework& fw = training.framework;
-  // ZeRO-3 with sharded_master_is_param (FSDP2): the fp32 shard the optimizer
-  // steps on is the parameter; no separate param_bytes shard.
-  const bool master_is_weight = plan.zero >= 3 && fw.sharded_master_is_param;
-  mem.weights = params_offload || master_is_weight ? 0 : prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
+  // With master_is_param (FSDP2) the fp32 copy the optimizer steps on is the
+  // parameter; no param_bytes copy is stored.
+  mem.weights = params_offload || fw.master_is_param ? 0 : prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
   mem.gradients = offload && plan.zero >= 2 ? 0 : prec.grad_bytes * n / (plan.zero >= 2 ? plan.dp : 1);
   mem.optimizer =
       offload ? 0 : (prec.master_bytes + prec.optimizer_bytes) * n / (plan.zero >= 1 ? plan.dp : 1);
@@ -198,7 +197,8 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   if ((plan.dp > 1 || (offload && plan.zero >= 2)) && !(fw.contiguous_grad_buffer && plan.zero <= 1))
     d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * fw.GradBucketElements(plan.dp), n);
   if (plan.pp > 1) d.pp_buffers = 2.0 * plan.vpp * e * tokens * model.hidden / sp_div;
-  if (sp) d.tp_buffers = e * tokens * model.hidden;
+  // SP's all-gather buffer, or the userbuffers the TP overlap registers.
+  if (sp) d.tp_buffers = e * tokens * model.hidden * (fw.tp_overlap == TpOverlap::kUserBuffers ? fw.tp_overlap_buffers : 1);
   d.backward_scratch = BackwardScratchBytes(model, training, plan);
   mem.buffers = d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers + d.backward_scratch;
 
@@ -207,8 +207,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   d.communicators = memory_internal::Communicators(model, plan, stage);
   d.cuda_context = rt.cuda_context_bytes;
   d.nccl = NcclBytes(rt, d.communicators, plan.pp > 1);
-  d.allocator = (fw.allocator_fraction >= 0 ? fw.allocator_fraction : rt.allocator_fraction) *
-                (mem.activations + mem.buffers);
+  d.allocator = rt.allocator_fraction * (mem.activations + mem.buffers);
   mem.runtime = d.cuda_context + d.nccl + d.allocator;
   return d;
 }

@@ -115,14 +115,16 @@ inline double LogitTokens(const TrainingSpec& training, const Plan& plan) {
 
 // Last stage, one micro-batch: final-norm input and LM-head input
 // (2 x e*B*S*H/SPd), bf16 logits and the fp32 softmax the vocab-parallel
-// cross-entropy keeps for backward (T_c * V/TP * (e + 4)).
+// cross-entropy keeps for backward (T_c * V/TP * (e + 4)); a fused
+// cross-entropy keeps the bf16 logits only (T_c * V/TP * e).
 inline double LossBytesPerMicroBatch(const ModelSpec& model, const TrainingSpec& training,
                                      const Plan& plan) {
   const double e = training.precision.activation_bytes;
   const double tokens = static_cast<double>(plan.micro_batch) * training.seq;
   const double sp_div = plan.sequence_parallel && plan.tp > 1 ? plan.tp : 1;
+  const double fp32 = training.framework.fused_cross_entropy ? 0 : 4;  // Framework::fused_cross_entropy
   return 2 * e * tokens * model.hidden / sp_div +
-         LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + 4);
+         LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + fp32);
 }
 
 // NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP groups

@@ -288,9 +288,6 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   const Framework& fw = training.framework;
   const double bucket_elems = fw.GradBucketElements(plan.dp);
   const bool reshard = fw.Reshards(pp);  // ZeRO-3: gather again for the backward
-  // Without overlap (or a pipeline engine that reduces after its flush) a
-  // gradient reduction is one piece after the backward that produced it.
-  const bool grad_overlap = fw.grad_reduce_overlap && (pp == 1 || fw.grad_reduce_overlap_with_pp);
 
   costs.pp = pp, costs.vpp = vpp, costs.microbatches = plan.grad_accum;
   costs.forward_s.assign(stages, 0.0);
@@ -349,6 +346,9 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   std::vector<double>& fwd = costs.forward_s;
   std::vector<double>& bwd = costs.backward_s;
   for (int r = 0; r < pp; ++r) {
+    // Without overlap a gradient reduction is one piece after the backward
+    // that produced it (Framework::OverlapsGradReduce).
+    const bool grad_overlap = fw.OverlapsGradReduce(pp, r);
     for (int c = 0; c < vpp; ++c) {
       const int v = c * pp + r;
       const int i = r * vpp + c;
@@ -443,6 +443,7 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   }
   // After the last backward: gradient reduction, optimizer, parameter gather.
   for (int r = 0; r < pp; ++r) {
+    const bool grad_overlap = fw.OverlapsGradReduce(pp, r);
     const StageParams sp = ParamsOnStage(model, plan, r);
     const double params = sp.total();
     double tb = 0, tf = 0;

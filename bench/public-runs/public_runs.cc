@@ -1,15 +1,18 @@
 // p3d-public-runs: predicts every published training run of runs.json that
-// p3d's plan space can express, with the layout the source states, and
-// tabulates predicted vs published step time and fit (issue 15's table).
+// p3d's plan space can express, with the layout the source states and the
+// framework profile of the row's framework, and tabulates predicted vs
+// published step time, fit and peak memory (issue 15's table).
 //
 //   p3d-public-runs --runs bench/public-runs/runs.json --out bench/results/public-runs.md
 //   p3d-public-runs --runs ... --check bench/results/public-runs.md   (exit 1 if any row moved)
+//   p3d-public-runs --runs ... --set fit     (only the fit rows: what tuning may look at)
 //
 // What is fixed from the source: model shape, GPU, GPU count, TP, PP, VPP, DP,
 // micro-batch, global batch, sequence length, and where stated recompute,
 // sequence parallel and the sharding (distributed optimizer = ZeRO-1, FSDP or
-// ZeRO-3 = ZeRO-3). What the source leaves open is searched and the best
-// fitting plan reported. Rows p3d cannot express yet are listed with the reason.
+// ZeRO-3 = ZeRO-3). What the source leaves open is searched, within what the
+// framework runs, and the best fitting plan reported. Rows p3d cannot express
+// yet are listed with the reason.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +26,7 @@
 #include "common/tool_main.h"
 #include "common/units.h"
 #include "planner/search.h"
+#include "simulator/framework_profile.h"
 
 namespace p3d {
 namespace {
@@ -46,6 +50,22 @@ std::string CatalogGpu(const std::string& gpu) {
                                                            {"b200", "b200"},           {"h200", "h200"}};
   auto it = names.find(gpu);
   return it == names.end() ? "" : it->second;
+}
+
+// The framework profile a row is predicted with (simulator/frameworks/): its
+// framework column, refined by the version the row names where one column
+// covers stacks with different mechanisms: Megatron-LM before Megatron-Core
+// by year (the 2022 release added sequence parallelism, selective recompute
+// and the async TP all-reduce); PyTorch FSDP rows run by Composer
+// (llm-foundry) or else by PyTorch's FSDP2 (torchtitan's profile). "" for
+// stacks without a profile.
+std::string ProfileOf(const json& r) {
+  const std::string framework = Str(r, "framework"), version = Str(r, "framework_version");
+  if (framework == "megatron-lm")
+    return version.find("2022") != std::string::npos ? "megatron-lm-2022" : "megatron-lm-2021";
+  if (framework == "fsdp") return version.find("Composer") != std::string::npos ? "llm-foundry" : "torchtitan";
+  if (framework == "other") return "";
+  return framework;
 }
 
 struct Row {
@@ -76,6 +96,10 @@ Row Build(const json& r) {
     if (!Has(r, k)) return no(fmt::format("'{}' not published", k));
   const int64_t pp = Int(r, "pp", 1);
   if (Int(r, "layers", 1) % pp != 0) return no("layers not divisible by PP: uneven stages (issue 15)");
+  const std::string profile_name = ProfileOf(r);
+  if (profile_name.empty()) return no(fmt::format("no framework profile for '{}'", Str(r, "framework")));
+  StatusOr<FrameworkProfile> profile = LoadFrameworkProfile(profile_name);
+  if (!profile.ok()) return no(profile.status().message());
 
   ModelSpec& m = row.request.model;
   const std::string name = Lower(Str(r, "model_name"));
@@ -96,10 +120,16 @@ Row Build(const json& r) {
   row.request.cluster = *c;
   row.request.cluster.num_gpus = static_cast<int>(Int(r, "num_gpus", 0));
   if (Has(r, "gpus_per_node")) row.request.cluster.node.gpus_per_node = static_cast<int>(Int(r, "gpus_per_node", 8));
+  SetFramework(*profile, &row.request);
+  // A PyTorch FSDP run in "PURE" mixed precision reduces its gradients in bf16
+  // (Composer's MixedPrecision; the row's precision says which it ran).
+  if (Str(r, "precision").find("PURE") != std::string::npos)
+    row.request.training.framework.sharded_grad_reduce_bytes = 2;
   row.request.training.global_batch = Int(r, "global_batch", 0);
   row.request.training.seq = Int(r, "seq_len", 0);
 
   SearchConstraints& f = row.fixed;
+  f.attention = profile->attention;
   f.tp = static_cast<int>(Int(r, "tp", 1));
   f.pp = static_cast<int>(pp);
   f.vpp = static_cast<int>(Int(r, "vpp", 1));
@@ -127,86 +157,130 @@ struct Result {
   std::string line;
   bool predicted = false, fits = false;
   double error = 0;
+  double memory_error = 0;  // predicted / published peak memory - 1
+  bool has_memory = false;
 };
 
 Result Predict(const Row& row) {
   const json& r = row.src;
-  const std::string head = fmt::format("| {} | {} | {} | {} | {} x {} | TP{} PP{} DP{} |", Str(r, "id"), Str(r, "set"),
-                                       Str(r, "framework"), Str(r, "model_name"), Int(r, "num_gpus", 0),
-                                       Str(r, "gpu"), Int(r, "tp", 1), Int(r, "pp", 1),
-                                       Has(r, "dp") ? std::to_string(Int(r, "dp", 0)) : "?");
-  if (!row.why_not.empty()) return {head + fmt::format(" - | - | - | - | not expressible: {} |", row.why_not)};
+  const std::string head =
+      fmt::format("| {} | {} | {} | {} | {} | {} x {} | TP{} PP{} DP{} |", Str(r, "id"), Str(r, "set"),
+                  Str(r, "framework"), row.why_not.empty() ? row.request.framework.framework.name : "-",
+                  Str(r, "model_name"), Int(r, "num_gpus", 0), Str(r, "gpu"), Int(r, "tp", 1), Int(r, "pp", 1),
+                  Has(r, "dp") ? std::to_string(Int(r, "dp", 0)) : "?");
+  if (!row.why_not.empty()) return {head + fmt::format(" - | - | - | - | - | not expressible: {} |", row.why_not)};
   SearchOptions o;
   o.fixed = row.fixed;
   o.top_k = 1;
   StatusOr<SearchResult> s = SearchPlans(row.request, o);
-  if (!s.ok()) return {head + fmt::format(" {:.3f} | - | - | - | refused: {} |", row.published_step_s, s.status().message())};
-  const EvaluatedPlan& e = s->plans.at(0);
-  if (!e.fits)
-    return {head + fmt::format(" {:.3f} | - | - | NO ({:.1f} GiB) | {} |", row.published_step_s,
-                               ToGiB(e.memory.peak().total()), PlanSummary(e.plan)),
+  if (!s.ok())
+    return {head + fmt::format(" {:.3f} | - | - | NO | - | refused: {} |", row.published_step_s, s.status().message()),
             true, false, 0};
-  const double err = e.time.step_s / row.published_step_s - 1;
-  return {head + fmt::format(" {:.3f} | {:.3f} | {:+.1f}% | yes ({:.1f} GiB) | {} |", row.published_step_s,
-                             e.time.step_s, 100 * err, ToGiB(e.memory.peak().total()), PlanSummary(e.plan)),
-          true, true, err};
-}
-
-std::string Summary(const std::string& set, const std::vector<Result>& results, const std::vector<Row>& rows) {
-  int n = 0, expressible = 0, fits = 0;
-  double sum = 0, max = 0;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (Str(rows[i].src, "set") != set) continue;
-    ++n;
-    if (!results[i].predicted) continue;
-    ++expressible;
-    if (!results[i].fits) continue;
-    ++fits;
-    sum += std::fabs(results[i].error);
-    max = std::max(max, std::fabs(results[i].error));
+  const EvaluatedPlan& e = s->plans.at(0);
+  const double peak_gib = ToGiB(e.memory.peak().total());
+  Result res{"", true, e.fits, 0, 0, Has(r, "peak_memory_gib")};
+  std::string memory = fmt::format("{:.1f}", peak_gib);
+  if (res.has_memory) {
+    const double published = r["peak_memory_gib"].get<double>();
+    res.memory_error = peak_gib / published - 1;
+    memory = fmt::format("{:.1f} vs {:.1f} ({:+.1f}%)", peak_gib, published, 100 * res.memory_error);
   }
-  return fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", set, n, expressible, fits, expressible - fits,
-                     fits ? fmt::format("{:.1f}%", 100 * sum / fits) : "-", fits ? fmt::format("{:.1f}%", 100 * max) : "-");
+  if (!e.fits) {
+    res.line = head + fmt::format(" {:.3f} | - | - | NO | {} | {} |", row.published_step_s, memory, PlanSummary(e.plan));
+    return res;
+  }
+  res.error = e.time.step_s / row.published_step_s - 1;
+  res.line = head + fmt::format(" {:.3f} | {:.3f} | {:+.1f}% | yes | {} | {} |", row.published_step_s, e.time.step_s,
+                                100 * res.error, memory, PlanSummary(e.plan));
+  return res;
 }
 
-std::string Table(const json& doc) {
+// One summary line over the rows of `set` for which `in_group` holds.
+template <typename Group>
+std::string Summary(const std::string& label, const std::string& set, const std::vector<Result>& results,
+                    const std::vector<Row>& rows, Group in_group) {
+  int n = 0, expressible = 0, fits = 0, memories = 0;
+  double sum = 0, max = 0, memory_sum = 0, memory_max = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (Str(rows[i].src, "set") != set || !in_group(rows[i].src)) continue;
+    ++n;
+    const Result& r = results[i];
+    if (!r.predicted) continue;
+    ++expressible;
+    if (r.has_memory) {
+      ++memories;
+      memory_sum += std::fabs(r.memory_error);
+      memory_max = std::max(memory_max, std::fabs(r.memory_error));
+    }
+    if (!r.fits) continue;
+    ++fits;
+    sum += std::fabs(r.error);
+    max = std::max(max, std::fabs(r.error));
+  }
+  auto pct = [](int count, double value) { return count ? fmt::format("{:.1f}%", 100 * value) : std::string("-"); };
+  return fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", label, set, n, expressible, fits,
+                     expressible - fits, pct(fits, fits ? sum / fits : 0), pct(fits, max), memories,
+                     memories ? fmt::format("{} / {}", pct(memories, memory_sum / memories), pct(memories, memory_max))
+                              : std::string("-"));
+}
+
+std::string Table(const json& doc, const std::string& only_set) {
   std::vector<Row> rows;
   for (const json& r : doc["rows"]) rows.push_back(Build(r));
   std::vector<Result> results;
   for (const Row& row : rows) results.push_back(Predict(row));
+  std::vector<std::string> sets = {"fit", "held"};
+  if (!only_set.empty()) sets = {only_set};
   std::string out =
       "# Published training runs vs p3d's catalog prediction\n\n"
       "Generated by `build/bin/p3d-public-runs --runs bench/public-runs/runs.json --out bench/results/public-runs.md`\n"
       "(pinned by the `public_runs_pinned` test: a change that moves a row fails it until this file is\n"
       "regenerated). Sources, definitions and the held-aside rule: bench/public-runs/SOURCES.md. Every\n"
-      "p3d figure is a **prediction** with the catalog GPU and p3d's own executor as the implementation\n"
-      "(no framework profile yet: issue 15); published figures are the sources' measurements. Fixed from\n"
-      "the source: shape, GPU and count, TP, PP, VPP, DP, micro-batch, global batch, sequence length, and\n"
-      "where stated recompute, sequence parallel and sharding (distributed optimizer = ZeRO-1, FSDP or\n"
-      "ZeRO-3 = ZeRO-3); the rest is searched and the best fitting plan shown. Error = predicted /\n"
-      "published step time - 1.\n\n"
-      "| set | rows | expressible | predicted to fit | predicted NOT to fit (they ran) | mean abs error | max abs error |\n"
-      "|---|---|---|---|---|---|---|\n";
-  out += Summary("fit", results, rows) + Summary("held", results, rows) + "\n";
-  out += "| id | set | framework | model | GPUs | layout | published step s | predicted step s | error | fits | p3d plan or reason |\n"
-         "|---|---|---|---|---|---|---|---|---|---|---|\n";
-  for (const Result& r : results) out += r.line + "\n";
+      "p3d figure is a **prediction** from the catalog GPU (no calibration) and the framework profile of the\n"
+      "row's framework (`profile` column; simulator/frameworks/, docs/frameworks.md): Megatron-LM before\n"
+      "Megatron-Core by version year, PyTorch FSDP rows with torchtitan's; published figures are the sources'\n"
+      "measurements. Fixed from the source: shape, GPU and count, TP, PP, VPP, DP, micro-batch, global batch,\n"
+      "sequence length, and where stated recompute, sequence parallel and sharding (distributed optimizer =\n"
+      "ZeRO-1, FSDP or ZeRO-3 = ZeRO-3); the rest is searched within what the framework runs and the best\n"
+      "fitting plan shown. Error = predicted / published step time - 1; memory: predicted peak vs published\n"
+      "peak, GiB, where the source publishes one. The held rows were not looked at while the profiles were\n"
+      "written (SOURCES.md).\n\n"
+      "| group | set | rows | expressible | predicted to fit | predicted NOT to fit (they ran) | mean abs error | "
+      "max abs error | rows with memory | memory mean / max abs error |\n"
+      "|---|---|---|---|---|---|---|---|---|---|\n";
+  auto all = [](const json&) { return true; };
+  for (const std::string& set : sets) out += Summary("all", set, results, rows, all);
+  for (const std::string& set : sets) {
+    std::map<std::string, int> sources, gpus;
+    for (const Row& row : rows) ++sources[Str(row.src, "source")], ++gpus[Str(row.src, "gpu")];
+    for (const auto& [source, count] : sources)
+      out += Summary(source, set, results, rows, [&](const json& r) { return Str(r, "source") == source; });
+    for (const auto& [gpu, count] : gpus)
+      out += Summary("gpu " + gpu, set, results, rows, [&](const json& r) { return Str(r, "gpu") == gpu; });
+  }
+  out += "\n| id | set | framework | profile | model | GPUs | layout | published step s | predicted step s | error | "
+         "fits | peak GiB (vs published) | p3d plan or reason |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (only_set.empty() || Str(rows[i].src, "set") == only_set) out += results[i].line + "\n";
   return out;
 }
 
 int Main(int argc, char** argv) {
-  std::string runs, out, check;
+  std::string runs, out, check, only_set;
   CLI::App app{"p3d-public-runs: p3d's predictions of published training runs"};
   app.add_option("--runs", runs, "runs.json")->required();
   app.add_option("--out", out, "write the Markdown table here");
   app.add_option("--check", check, "compare with this table; exit 1 if any line differs");
+  app.add_option("--set", only_set, "only the rows of this set (fit | held): tuning looks at fit rows only")
+      ->check(CLI::IsMember({"fit", "held"}));
   if (int code = ParseFlags(app, argc, argv); code >= 0) return code;
   StatusOr<json> doc = ReadJsonFile(runs, "runs file");
   if (!doc.ok() || !doc->contains("rows")) {
     std::cerr << "p3d-public-runs: " << (doc.ok() ? "no 'rows'" : doc.status().ToString()) << "\n";
     return kExitBadInput;
   }
-  const std::string table = Table(*doc);
+  const std::string table = Table(*doc, only_set);
   if (!out.empty()) {
     if (Status s = WriteFileAtomic(out, table, "--out"); !s.ok()) {
       std::cerr << "p3d-public-runs: " << s.ToString() << "\n";
