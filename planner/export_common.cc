@@ -35,15 +35,8 @@ Status CheckExportable(const PlanRequest& request, const Plan& plan) {
 }
 
 Status CheckFrameworkRuns(const PlanRequest& request, const Plan& plan) {
-  const FrameworkProfile& profile = request.framework;
-  std::string detail;
-  for (RuleKind kind : {RuleKind::kLimit, RuleKind::kGap}) {
-    const char* rule = FrameworkRuleBroken(profile.framework, kind, plan, &detail);
-    if (!rule) continue;
-    auto source = profile.rule_sources.find(rule);
-    return Status::Infeasible(source == profile.rule_sources.end() ? detail
-                                                                  : fmt::format("{} ({})", detail, source->second));
-  }
+  for (RuleKind kind : {RuleKind::kLimit, RuleKind::kGap})
+    P3D_RETURN_IF_ERROR(CheckFrameworkRule(request.framework, kind, plan));
   return Status::Ok();
 }
 

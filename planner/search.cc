@@ -190,9 +190,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.offload = fx.offload.value_or(Offload::kNone);
     probe.attention = fx.attention;
     Status detail = CheckPlan(request, probe, options.rules);
-    std::string framework_detail;
-    if (detail.ok() && FrameworkRuleBroken(fw, RuleKind::kLimit, probe, &framework_detail))
-      detail = Status::Infeasible(framework_detail);
+    if (detail.ok()) detail = CheckFrameworkRule(request.framework, RuleKind::kLimit, probe);
     return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs with {}; eliminated by: {}{}", m.name, gpus,
                                           fw.name, why.empty() ? "the fixed dimensions" : why,
                                           detail.ok() ? "" : "; e.g. " + detail.message()));

@@ -353,11 +353,20 @@ std::string FrameworkSummary(const FrameworkProfile& p) {
       rules.empty() ? "none" : rules);
 }
 
-Status CheckExecutorSupports(const Plan& plan) {
-  const Framework& p3d = P3dFrameworkProfile().framework;
+Status CheckFrameworkRule(const FrameworkProfile& profile, RuleKind kind, const Plan& plan) {
   std::string detail;
-  for (RuleKind kind : {RuleKind::kLimit, RuleKind::kGap})
-    if (FrameworkRuleBroken(p3d, kind, plan, &detail)) return Status::InvalidArgument(detail);
+  const char* rule = FrameworkRuleBroken(profile.framework, kind, plan, &detail);
+  if (!rule) return Status::Ok();
+  auto source = profile.rule_sources.find(rule);
+  return Status::Infeasible(source == profile.rule_sources.end() ? detail
+                                                                : fmt::format("{} ({})", detail, source->second));
+}
+
+Status CheckExecutorSupports(const Plan& plan) {
+  for (RuleKind kind : {RuleKind::kLimit, RuleKind::kGap}) {
+    const Status s = CheckFrameworkRule(P3dFrameworkProfile(), kind, plan);
+    if (!s.ok()) return Status::InvalidArgument(s.message());
+  }
   return Status::Ok();
 }
 

@@ -58,6 +58,10 @@ void ApplyFrameworkProfile(const FrameworkProfile& profile, TrainingSpec* traini
 // max(40M, 1M x DP)), ...".
 std::string FrameworkSummary(const FrameworkProfile& profile);
 
+// OK when the framework runs `plan` as far as its rules of `kind` go; else
+// Infeasible "<name>: rule <id>: <breach>; ... (<the rule's source>)".
+Status CheckFrameworkRule(const FrameworkProfile& profile, RuleKind kind, const Plan& plan);
+
 // p3d-run's check: OK when p3d's executor runs `plan` (the p3d profile's
 // rules, gaps and limits), else InvalidArgument "p3d: rule <id>: ...".
 Status CheckExecutorSupports(const Plan& plan);
