@@ -137,6 +137,7 @@ bool ParseReshard(std::string_view name, Reshard* out) {
 
 const char* FrameworkRuleBroken(const Framework& f, RuleKind kind, const Plan& plan, std::string* detail) {
   const SupportRules rules = kind == RuleKind::kLimit ? f.limits : f.gaps;
+  if (rules == 0) return nullptr;  // p3d has no limits: the search's common case
   for (int i = 0; i < kSupportRuleCount; ++i) {
     const SupportRule rule = static_cast<SupportRule>(i);
     if (!(rules & RuleBit(rule)) || !Breaks(rule, plan)) continue;
