@@ -327,29 +327,24 @@ std::string FrameworkSummary(const FrameworkProfile& p) {
   const Framework& f = p.framework;
   const std::string bucket =
       f.grad_bucket_elements_per_dp > 0
-          ? fmt::format("max({:.0f}M, {:.1f}M x DP)", f.grad_bucket_elements / 1e6, f.grad_bucket_elements_per_dp / 1e6)
+          ? fmt::format("max({:.0f}M, {:.0f}M x DP)", f.grad_bucket_elements / 1e6, f.grad_bucket_elements_per_dp / 1e6)
           : fmt::format("{:.0f}M", f.grad_bucket_elements / 1e6);
   std::string rules;
   for (int i = 0; i < kSupportRuleCount; ++i) {
     const SupportRule r = static_cast<SupportRule>(i);
     if ((f.limits | f.gaps) & RuleBit(r)) rules += (rules.empty() ? "" : ", ") + std::string(SupportRuleId(r));
   }
+  std::string dp = f.grad_reduce_overlap ? fmt::format("overlapped in {} buckets", bucket) : "after the backward";
+  if (f.grad_reduce_overlap && f.grad_reduce_overlap_with_pp != PpGradOverlap::kAll)
+    dp += fmt::format(" ({} with PP)", f.grad_reduce_overlap_with_pp == PpGradOverlap::kNone ? "none" : "stage 0 only");
   return fmt::format(
-      "{} ({}): attention {}{}, TP overlap {}, DP gradients {} in buckets of {} params{}{}, {} gradient buffer{}, "
-      "ZeRO-3 {}, selective recompute = {}, {} loss {}; rules: {}",
-      f.name, p.description, AttentionImplName(p.attention), p.attention_blocks == 1 ? " (full S x S)" : "",
-      TpOverlapName(f.tp_overlap), f.zero_reduce_scatter ? "reduce-scattered (ZeRO-1/2)" : "all-reduced",
-      bucket, f.grad_reduce_overlap ? ", overlapped with the backward" : " after the backward",
-      f.grad_reduce_overlap && f.grad_reduce_overlap_with_pp != PpGradOverlap::kAll
-          ? fmt::format(" (with PP: {} stage)", PpGradOverlapName(f.grad_reduce_overlap_with_pp))
-          : "",
-      f.contiguous_grad_buffer ? "contiguous" : "bucketed",
-      f.param_gather_overlap ? ", parameter all-gather under the next forward" : "",
-      f.reshard_after_forward == Reshard::kAlways  ? "reshards after forward"
-      : f.reshard_after_forward == Reshard::kNever ? "keeps parameters from forward to backward"
-                                                   : "reshards after forward without PP, keeps parameters with PP",
-      SelectiveRecomputeName(f.selective), f.fused_cross_entropy ? "fused" : "fp32",
-      p.logits_chunk_tokens > 0 ? fmt::format("in {}-token chunks", p.logits_chunk_tokens) : "over whole micro-batches",
+      "{}: {}\n          attention {}; TP overlap {}; DP reduce {}{}{}; ZeRO-3 reshard {}; selective = {}; "
+      "{} loss{}; rules: {}",
+      f.name, p.description, AttentionImplName(p.attention), TpOverlapName(f.tp_overlap), dp,
+      f.zero_reduce_scatter ? ", ZeRO-1 reduce-scatter" : "", f.param_gather_overlap ? ", param gather overlapped" : "",
+      ReshardName(f.reshard_after_forward), SelectiveRecomputeName(f.selective),
+      f.fused_cross_entropy ? "fused" : "fp32",
+      p.logits_chunk_tokens > 0 ? fmt::format(" in {}-token chunks", p.logits_chunk_tokens) : "",
       rules.empty() ? "none" : rules);
 }
 

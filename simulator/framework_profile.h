@@ -53,9 +53,10 @@ nlohmann::json FrameworkProfileToJson(const FrameworkProfile& profile);
 // and dropout included: flags that override them apply afterwards).
 void ApplyFrameworkProfile(const FrameworkProfile& profile, TrainingSpec* training);
 
-// One-line summary for the table header, e.g. "megatron-core: attention
-// fused, TP overlap userbuffers, DP grad reduce overlapped (buckets
-// max(40M, 1M x DP)), ...".
+// Two-line summary for the table header and the report: the name and
+// description, then the mechanisms and rules, e.g. "megatron-core: ...\n
+// attention fused; TP overlap userbuffers; DP reduce overlapped in
+// max(40M, 1M x DP) buckets (stage 0 only with PP), ...".
 std::string FrameworkSummary(const FrameworkProfile& profile);
 
 // OK when the framework runs `plan` as far as its rules of `kind` go; else
