@@ -8,7 +8,6 @@
 #include <cstring>
 #include <vector>
 
-#include "common/executor_support.h"
 #include "executor/check.h"
 #include "executor/comm/communicator.h"
 #include "executor/kernels/activation.h"
@@ -22,10 +21,10 @@
 #include "executor/kernels/softmax.h"
 #include "executor/model.h"
 
-#include "common/executor_support.h"
 #include "executor/offload/host_optimizer.h"
 #include "executor/str_cat.h"
 #include "executor/token_buckets.h"
+#include "simulator/executor_support.h"
 
 namespace p3d {
 

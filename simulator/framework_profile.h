@@ -19,6 +19,7 @@
 
 #include "common/plan.h"
 #include "common/status.h"
+#include "simulator/executor_support.h"
 
 namespace p3d {
 
@@ -63,9 +64,6 @@ std::string FrameworkSummary(const FrameworkProfile& profile);
 // Infeasible "<name>: rule <id>: <breach>; ... (<the rule's source>)".
 Status CheckFrameworkRule(const FrameworkProfile& profile, RuleKind kind, const Plan& plan);
 
-// p3d-run's check: OK when p3d's executor runs `plan` (the p3d profile's
-// rules, gaps and limits), else InvalidArgument "p3d: rule <id>: ...".
-Status CheckExecutorSupports(const Plan& plan);
 
 // OK when every built-in profile parses (tests, --list-frameworks).
 Status BuiltinFrameworksStatus();

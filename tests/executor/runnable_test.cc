@@ -6,7 +6,6 @@
 // runnable is refused by p3d-run naming the same rule.
 #include <gtest/gtest.h>
 
-#include "simulator/framework_profile.h"
 #include "executor/host/pipeline_program.h"
 #include "executor/run_layout.h"
 #include "models/zoo.h"

@@ -1,0 +1,15 @@
+// p3d-run's check of a plan against what p3d's executor runs: the p3d
+// framework profile's rules (simulator/frameworks/p3d.json, gaps and limits;
+// docs/frameworks.md). A light header for the executor's CUDA sources; the
+// check lives in framework_profile.cc.
+#pragma once
+
+#include "common/plan.h"
+#include "common/status.h"
+
+namespace p3d {
+
+// OK when p3d's executor runs `plan`, else InvalidArgument "p3d: rule <id>: ...".
+Status CheckExecutorSupports(const Plan& plan);
+
+}  // namespace p3d
