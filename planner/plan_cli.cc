@@ -105,7 +105,7 @@ Status ResolveTraining(const PlanCliOptions& o, TrainingSpec* out) {
   return Status::Ok();
 }
 
-StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o, const FrameworkProfile& framework) {
+StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   SearchOptions s;
   auto positive = [](const char* flag, const std::optional<int64_t>& v) -> Status {
     if (v && (*v < 1 || *v > (int64_t{1} << 24)))
@@ -136,10 +136,12 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o, const FrameworkPr
       return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
     s.fixed.recompute = recompute;
   }
-  s.fixed.attention = framework.attention;
-  if (!o.attention.empty() && !ParseAttentionImpl(o.attention, &s.fixed.attention))
-    return Status::InvalidArgument(
-        fmt::format("--attention must be fused or unfused, got '{}'", o.attention));
+  if (!o.attention.empty()) {
+    AttentionImpl attention;
+    if (!ParseAttentionImpl(o.attention, &attention))
+      return Status::InvalidArgument(fmt::format("--attention must be fused or unfused, got '{}'", o.attention));
+    s.fixed.attention = attention;
+  }
   if (!o.offload.empty()) {
     Offload offload;
     if (!ParseOffload(o.offload, &offload))
@@ -240,7 +242,7 @@ Status RunPlanCli(const PlanCliOptions& o, std::ostream& out, std::ostream& err)
   if (!o.export_format.empty()) P3D_RETURN_IF_ERROR(CheckExportFramework(o.export_format, framework.framework.name));
   SetFramework(framework, &request);
   P3D_RETURN_IF_ERROR(ResolveTraining(o, &request.training));
-  P3D_ASSIGN_OR_RETURN(SearchOptions search, ResolveSearch(o, framework));
+  P3D_ASSIGN_OR_RETURN(SearchOptions search, ResolveSearch(o));
   search.with_timeline = !o.report.empty();
   bool tty = isatty(fileno(stderr));
   if (tty) search.progress = [&err](int64_t n) { err << fmt::format("\rsearching... {} plans", n) << std::flush; };

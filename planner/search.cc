@@ -79,8 +79,9 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   // does (docs/executor.md: no S x S tensor to drop), so searching both would
   // list every plan twice; it is still evaluated when fixed (--recompute selective).
   const Framework& fw = request.training.framework;
+  const AttentionImpl attention = fx.attention.value_or(request.framework.attention);
   std::vector<Recompute> recomputes = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
-  if (fx.attention == AttentionImpl::kFused && fw.selective == SelectiveRecompute::kScores && !fx.recompute)
+  if (attention == AttentionImpl::kFused && fw.selective == SelectiveRecompute::kScores && !fx.recompute)
     recomputes = {Recompute::kNone, Recompute::kFull};
 
   for (int64_t tp : Divisors(gpus)) {
@@ -89,7 +90,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.pp, int(pp)) || !Allowed(fx.dp, dp)) continue;
       // Check the layout-level rules once per (tp, pp, dp) with a representative plan.
       Plan layout;
-      layout.attention = fx.attention;
+      layout.attention = attention;
       layout.dp = dp;
       layout.tp = static_cast<int>(tp);
       layout.pp = static_cast<int>(pp);
@@ -188,7 +189,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));
     probe.sequence_parallel = fx.sequence_parallel.value_or(false);
     probe.offload = fx.offload.value_or(Offload::kNone);
-    probe.attention = fx.attention;
+    probe.attention = attention;
     Status detail = CheckPlan(request, probe, options.rules);
     if (detail.ok()) detail = CheckFrameworkRule(request.framework, RuleKind::kLimit, probe);
     return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs with {}; eliminated by: {}{}", m.name, gpus,

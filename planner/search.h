@@ -26,7 +26,8 @@ struct SearchConstraints {
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;
   std::optional<Offload> offload;
-  AttentionImpl attention = AttentionImpl::kFused;  // not searched: the framework's core
+  // Not searched: unset, the framework profile's core (request.framework).
+  std::optional<AttentionImpl> attention;
 };
 
 struct SearchOptions {

@@ -129,7 +129,6 @@ Row Build(const json& r) {
   row.request.training.seq = Int(r, "seq_len", 0);
 
   SearchConstraints& f = row.fixed;
-  f.attention = profile->attention;
   f.tp = static_cast<int>(Int(r, "tp", 1));
   f.pp = static_cast<int>(pp);
   f.vpp = static_cast<int>(Int(r, "vpp", 1));
