@@ -23,7 +23,7 @@ bool ParseName(std::string_view name, const E (&values)[N], const char* (*name_o
 constexpr const char* kRuleIds[kSupportRuleCount] = {
     "offload-params", "offload-optimizer", "offload=>zero1", "zero-with-tp/pp", "pp=>zero<=1",
     "zero<=1",        "zero!=1",           "zero!=2",        "vpp=1",           "tp=>sp",
-    "zero0=>1d", "no-sp", "no-selective", "no-tp", "no-pp"};
+    "zero0=>1d", "no-sp", "no-selective", "no-tp", "no-pp", "uneven-stages"};
 
 }  // namespace
 
@@ -52,6 +52,7 @@ bool Breaks(SupportRule rule, const Plan& p) {
     case SupportRule::kSelective: return p.recompute == Recompute::kSelective;
     case SupportRule::kTensorParallel: return p.tp > 1;
     case SupportRule::kPipeline: return p.pp > 1;
+    case SupportRule::kUnevenStages: return p.uneven_stages();
   }
   return false;
 }
@@ -74,6 +75,9 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kSelective: return "selective recompute";
     case SupportRule::kTensorParallel: return fmt::format("tensor parallelism (TP={})", p.tp);
     case SupportRule::kPipeline: return fmt::format("pipeline parallelism (PP={})", p.pp);
+    case SupportRule::kUnevenStages:
+      return fmt::format("uneven pipeline stages (first stage {} / last stage {} layers)", p.first_stage_layers,
+                         p.last_stage_layers);
   }
   return "?";
 }

@@ -39,8 +39,9 @@ enum class SupportRule : uint8_t {
   kSelective,              // "no-selective": selective recompute
   kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)
   kPipeline,               // "no-pp": pipeline parallelism (PP > 1)
+  kUnevenStages,           // "uneven-stages": a set first or last pipeline stage layer count
 };
-inline constexpr int kSupportRuleCount = 15;
+inline constexpr int kSupportRuleCount = 16;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -115,11 +116,17 @@ enum class Reshard : uint8_t { kAlways, kNever, kNotWithPp };
 const char* ReshardName(Reshard r);  // "always" | "never" | "not-with-pp"
 bool ParseReshard(std::string_view name, Reshard* out);
 
+// p3d's executor's data-parallel gradient bucket, parameters: the p3d
+// profile's grad_bucket_elements (simulator/frameworks/p3d.json, checked equal
+// by framework_profile_test) and p3d-run's default --bucket-mb (x 4 bytes).
+inline constexpr double kExecutorGradBucketElements = 25e6;
+
 // The mechanisms of one implementation. Defaults: p3d's executor.
 struct Framework {
   std::string name = "p3d";
   SupportRules limits = 0;
-  SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp);
+  SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
+                      RuleBit(SupportRule::kUnevenStages);
 
   TpOverlap tp_overlap = TpOverlap::kNone;
   // Data-parallel gradient reduction (ZeRO-0/1: once per step after the last
@@ -135,7 +142,7 @@ struct Framework {
     if (pp == 1 || grad_reduce_overlap_with_pp == PpGradOverlap::kAll) return true;
     return grad_reduce_overlap_with_pp == PpGradOverlap::kFirstStage && stage == 0;
   }
-  double grad_bucket_elements = 25e6;
+  double grad_bucket_elements = kExecutorGradBucketElements;
   double grad_bucket_elements_per_dp = 0;
   // Gradients accumulate in one contiguous buffer reduced in place (Megatron's
   // DDP): no separate bucket memory. Else two buckets of gradients are staged.
@@ -159,6 +166,13 @@ struct Framework {
   // MixedPrecisionPolicy, DDP under autocast): no stored param_bytes copy;
   // working-precision weights exist only transiently (gather buffers, casts).
   bool master_is_param = false;
+  // ZeRO-0/1 without offload: the working-precision gradients (.grad, at
+  // param_bytes) of every parameter stay allocated beside the fp32
+  // accumulation buffer from one backward to the next (DeepSpeed's
+  // BF16_Optimizer: the pipeline engine calls update_hp_grads(clear_lp_grads=
+  // False) after each backward). Else the backward accumulates straight into
+  // the buffer (Megatron's main_grad) or frees them.
+  bool param_grads_kept = false;
   // Parameters per gradient bucket at data-parallel degree `dp`.
   double GradBucketElements(int dp) const {
     const double scaled = grad_bucket_elements_per_dp * dp;

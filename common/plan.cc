@@ -2,13 +2,18 @@
 
 #include <fmt/format.h>
 
+#include "common/named_rule.h"
+
 namespace p3d {
 
 const char* RecomputeName(Recompute r) {
   switch (r) {
-    case Recompute::kNone: return "none";
-    case Recompute::kSelective: return "selective";
-    case Recompute::kFull: return "full";
+    case Recompute::kNone:
+      return "none";
+    case Recompute::kSelective:
+      return "selective";
+    case Recompute::kFull:
+      return "full";
   }
   return "?";
 }
@@ -25,9 +30,12 @@ bool ParseRecompute(const std::string& name, Recompute* out) {
 
 const char* OffloadName(Offload o) {
   switch (o) {
-    case Offload::kNone: return "none";
-    case Offload::kOptimizer: return "optimizer";
-    case Offload::kOptimizerAndParams: return "params";
+    case Offload::kNone:
+      return "none";
+    case Offload::kOptimizer:
+      return "optimizer";
+    case Offload::kOptimizerAndParams:
+      return "params";
   }
   return "?";
 }
@@ -56,12 +64,106 @@ bool ParseAttentionImpl(const std::string& name, AttentionImpl* out) {
   return false;
 }
 
+namespace {
+
+// Stages whose count is not set: they share the layers the set ones leave.
+int MiddleStages(const Plan& p) {
+  return p.pp - (p.first_stage_layers != 0) - (p.last_stage_layers != 0);
+}
+
+int64_t MiddleStageLayers(const Plan& p, int64_t layers) {
+  const int middle = MiddleStages(p);
+  return middle > 0 ? (layers - p.first_stage_layers - p.last_stage_layers) / middle : 0;
+}
+
+}  // namespace
+
+int64_t StageLayers(const Plan& p, int64_t layers, int stage) {
+  if (stage == 0 && p.first_stage_layers != 0) return p.first_stage_layers;
+  if (stage == p.pp - 1 && p.last_stage_layers != 0) return p.last_stage_layers;
+  return MiddleStageLayers(p, layers);
+}
+
+const char* PipelineSplitRule(const Plan& p, int64_t layers, std::string* detail) {
+  const int64_t first = p.first_stage_layers, last = p.last_stage_layers;
+  const int64_t pp = p.pp, chunks = pp * p.vpp;
+  if (!p.uneven_stages()) {
+    if (layers % pp != 0)
+      return RuleFailed(detail, "layers%pp", [&] {
+        return fmt::format(
+            "{} layers are not divisible by PP={} (set the first/last stage's layers for "
+            "uneven stages: --first-stage-layers / --last-stage-layers)",
+            layers, pp);
+      });
+    if (layers % chunks != 0)
+      return RuleFailed(detail, "layers%(pp*vpp)", [&] {
+        return fmt::format("{} layers are not divisible by PP{} x VPP{} = {}", layers, pp, p.vpp,
+                           chunks);
+      });
+    return nullptr;
+  }
+  if (first < 0 || last < 0 || first > layers || last > layers)
+    return RuleFailed(detail, "stage_layers<=layers", [&] {
+      return fmt::format(
+          "the first and last stage's layers must be in 0..{} (0 = not set), got {} and {}", layers,
+          first, last);
+    });
+  if (pp == 1)
+    return RuleFailed(detail, "uneven=>pp>1", [&] {
+      return std::string("the first/last stage's layers need a pipeline (PP > 1), got PP=1");
+    });
+  if (first != 0 && last != 0 && pp == 2)
+    return RuleFailed(detail, "first+last=>pp>=3", [&] {
+      return fmt::format(
+          "with both the first ({}) and the last ({}) stage's layers set, PP=2 leaves no middle "
+          "stage (Megatron divides the remaining layers by PP-2); set only one of them",
+          first, last);
+    });
+  const int middle = MiddleStages(p);
+  const int64_t rest = layers - first - last;
+  if (rest < middle)
+    return RuleFailed(detail, "middle>=1", [&] {
+      return fmt::format(
+          "{} layers minus first {} and last {} leave {} for {} middle stages: each needs at least "
+          "one",
+          layers, first, last, rest, middle);
+    });
+  if (rest % middle != 0)
+    return RuleFailed(detail, "middle%stages", [&] {
+      return fmt::format(
+          "the {} remaining layers do not split evenly over the {} middle stages (Megatron: the "
+          "number of layers at the middle stages must be divisible by the middle pipeline size)",
+          rest, middle);
+    });
+  const int64_t per_middle = rest / middle;
+  if (first % p.vpp != 0 || last % p.vpp != 0 || per_middle % p.vpp != 0)
+    return RuleFailed(detail, "uneven%vpp", [&] {
+      return fmt::format(
+          "with VPP={} every stage's layers must be a multiple of VPP (Megatron-Core's "
+          "TransformerConfig), got first {}, middle {}, last {}",
+          p.vpp, first, per_middle, last);
+    });
+  return nullptr;
+}
+
+std::string StageLayersSummary(const Plan& p, int64_t layers) {
+  const int middle = MiddleStages(p);
+  std::string out = p.first_stage_layers != 0 ? fmt::format("{}", p.first_stage_layers) : "";
+  if (middle > 0) out += (out.empty() ? "" : ",") + std::to_string(MiddleStageLayers(p, layers));
+  if (middle > 1) out += fmt::format("x{}", middle);
+  if (p.last_stage_layers != 0) out += fmt::format(",{}", p.last_stage_layers);
+  return out;
+}
+
 std::string PlanSummary(const Plan& p) {
-  return fmt::format("DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}{}", p.dp, p.tp, p.pp, p.vpp,
-                     p.zero, p.micro_batch, p.grad_accum, RecomputeName(p.recompute),
-                     p.sequence_parallel ? " SP" : "",
-                     p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload),
-                     p.attention == AttentionImpl::kFused ? "" : " attn=unfused");
+  std::string stages;
+  if (p.first_stage_layers != 0) stages += fmt::format(" first-stage={}", p.first_stage_layers);
+  if (p.last_stage_layers != 0) stages += fmt::format(" last-stage={}", p.last_stage_layers);
+  return fmt::format(
+      "DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}{}{}", p.dp, p.tp, p.pp, p.vpp, p.zero,
+      p.micro_batch, p.grad_accum, RecomputeName(p.recompute), p.sequence_parallel ? " SP" : "",
+      p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload),
+      p.attention == AttentionImpl::kFused ? "" : " attn=unfused", stages);
 }
 
 }  // namespace p3d

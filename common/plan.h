@@ -91,7 +91,9 @@ struct TrainingSpec {
   // multiplies only keys of blocks <= i: (n+1)/(2n) of the S x S work);
   // 0 = DefaultAttentionBlocks(seq), 1 = the full square.
   int64_t attention_blocks = 0;
-  int64_t AttentionBlocks() const { return attention_blocks > 0 ? attention_blocks : DefaultAttentionBlocks(seq); }
+  int64_t AttentionBlocks() const {
+    return attention_blocks > 0 ? attention_blocks : DefaultAttentionBlocks(seq);
+  }
   // The implementation the plan is predicted for (common/framework.h): p3d's
   // executor unless a framework profile sets it (p3d-plan --framework), along
   // with the recipe fields above.
@@ -103,21 +105,58 @@ struct Plan {
   int dp = 1;
   int tp = 1;
   int pp = 1;
-  int vpp = 1;                 // virtual stages (model chunks) per pipeline rank; 1 = plain 1F1B
-  int zero = 0;                // ZeRO stage 0..3 over the DP group
-  int64_t micro_batch = 1;     // sequences per micro-batch per DP rank
-  int64_t grad_accum = 1;      // micro-batches per step per DP rank (m in the pipeline formulas)
+  int vpp = 1;              // virtual stages (model chunks) per pipeline rank; 1 = plain 1F1B
+  int zero = 0;             // ZeRO stage 0..3 over the DP group
+  int64_t micro_batch = 1;  // sequences per micro-batch per DP rank
+  int64_t grad_accum = 1;   // micro-batches per step per DP rank (m in the pipeline formulas)
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;  // Megatron SP (only meaningful with tp > 1)
   Offload offload = Offload::kNone;
   AttentionImpl attention = AttentionImpl::kFused;
+  // Uneven pipeline stages, Megatron's --decoder-first-pipeline-num-layers and
+  // --decoder-last-pipeline-num-layers: transformer layers on the first and on
+  // the last pipeline stage; 0 = not set (the even split, or that stage is a
+  // middle stage). StageLayers gives every stage's count, PipelineSplitRule the
+  // rules a split must keep.
+  int first_stage_layers = 0;
+  int last_stage_layers = 0;
 
   int gpus() const { return dp * tp * pp; }
   int64_t global_batch() const { return micro_batch * grad_accum * dp; }
+  // Shards of the activations between the TP regions (norms, residual,
+  // dropout): TP with sequence parallelism, else 1 (replicated).
+  int sequence_shards() const { return sequence_parallel && tp > 1 ? tp : 1; }
+  bool uneven_stages() const { return first_stage_layers != 0 || last_stage_layers != 0; }
 };
 
+// Tokens of one micro-batch on one DP rank: B*S.
+inline double MicroBatchTokens(const Plan& plan, const TrainingSpec& training) {
+  return static_cast<double>(plan.micro_batch) * static_cast<double>(training.seq);
+}
+
+// Transformer layers on pipeline rank `stage` (all of its VPP chunks; each
+// chunk holds StageLayers / VPP), as Megatron-Core splits them
+// (transformer_block.py get_num_layers_to_build): a set first (last) count on
+// stage 0 (PP-1), the remaining layers shared evenly by the other, "middle",
+// stages; with neither set L / PP on every stage. Worked example, 126 layers
+// on PP 16 with first = last = 7: stage 0 and 15 hold 7, stages 1..14 hold
+// (126 - 14) / 14 = 8. Preconditions: PipelineSplitRule(plan, layers) is
+// nullptr and 0 <= stage < PP.
+int64_t StageLayers(const Plan& plan, int64_t layers, int stage);
+
+// The id of the first pipeline-split rule `plan` breaks for a model of
+// `layers` transformer layers (ids and meanings: planner/rules.h), or nullptr
+// when every stage and chunk gets a whole number of layers Megatron accepts.
+// The message goes to *detail only when detail is non-null.
+const char* PipelineSplitRule(const Plan& plan, int64_t layers, std::string* detail = nullptr);
+
+// Layers per stage in short form: "8x16" (even), "7,8x14,7" (first, middle
+// count x stages, last), "6x11,4" (last set only). Same preconditions as StageLayers.
+std::string StageLayersSummary(const Plan& plan, int64_t layers);
+
 // One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP"
-// (" offload=optimizer" appended when offloading, " attn=unfused" for the unfused core).
+// (" offload=optimizer" appended when offloading, " attn=unfused" for the unfused core,
+// " first-stage=7 last-stage=7" for the set counts of uneven stages).
 std::string PlanSummary(const Plan& plan);
 
 }  // namespace p3d

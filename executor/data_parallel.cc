@@ -7,11 +7,9 @@
 
 namespace p3d {
 
-StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(const ParamLayout& params,
-                                                             const ZeroLayout& zero,
-                                                             GradStaging staging, UnitRing gather,
-                                                             Communicator* comm,
-                                                             cudaStream_t compute) {
+StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
+    const ParamLayout& params, const ZeroLayout& zero, GradBuckets buckets, GradStaging staging,
+    UnitRing gather, Communicator* comm, cudaStream_t compute) {
   if (zero.dp > 1 && (comm == nullptr || comm->size() != zero.dp))
     return Status::InvalidArgument(
         StrCat("data parallel: dp = ", zero.dp, " needs a DP communicator of that size"));
@@ -29,19 +27,29 @@ StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(const ParamLayout& 
                "unit (ZeRO-",
                zero.zero, ", dp = ", zero.dp, ", ", gather.unit_buffer.size(),
                " gathered units of ", params.units.size(), ")"));
-  std::unique_ptr<DataParallel> d(new DataParallel(
-      params, zero, std::move(staging), std::move(gather), zero.dp > 1 ? comm : nullptr, compute));
+  if (buckets.unit_bucket.size() != params.units.size())
+    return Status::InvalidArgument(StrCat("data parallel: ", buckets.unit_bucket.size(),
+                                          " units in buckets, ", params.units.size(),
+                                          " in the layout"));
+  std::unique_ptr<DataParallel> d(new DataParallel(params, zero, std::move(buckets),
+                                                   std::move(staging), std::move(gather),
+                                                   zero.dp > 1 ? comm : nullptr, compute));
   if (!d->active()) return StatusOr<std::unique_ptr<DataParallel>>(std::move(d));
   CUDA_CHECK(cudaStreamCreateWithFlags(&d->comm_stream_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaEventCreateWithFlags(&d->marker_, cudaEventDisableTiming));
-  const size_t units = params.units.size();
-  const size_t buffers = stage ? static_cast<size_t>(d->staging_.buffers()) : units;
+  const size_t units = params.units.size(), buckets_n = d->buckets_.buckets.size();
+  const size_t buffers = stage ? static_cast<size_t>(d->staging_.buffers()) : buckets_n;
   d->grad_done_.assign(buffers, nullptr);
   d->gather_done_.assign(zero.zero == 3 ? units : 0, nullptr);
   for (auto* events : {&d->grad_done_, &d->gather_done_})
     for (cudaEvent_t& e : *events) CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   d->pending_.assign(buffers, false);
-  d->gathered_.assign(units, false);
+  for (const GradBucket& b : d->buckets_.buckets)
+    d->incomplete_.push_back(static_cast<int>(b.units.size()));
+  if (zero.zero == 3) {
+    d->passes_[0] = BuildGatherPass(params, Pass::kForward);
+    d->passes_[1] = BuildGatherPass(params, Pass::kBackward);
+  }
   return StatusOr<std::unique_ptr<DataParallel>>(std::move(d));
 }
 
@@ -60,7 +68,7 @@ void DataParallel::Bind(bf16* weights, bf16* gathered, float* grads, float* grad
 }
 
 int DataParallel::GradBuffer(int unit) const {
-  return staging_.staged() ? staging_.unit_buffer[unit] : unit;
+  return staging_.staged() ? staging_.unit_buffer[unit] : buckets_.unit_bucket[unit];
 }
 
 float* DataParallel::UnitGrads(int unit) const {
@@ -85,16 +93,22 @@ Status DataParallel::Gather(int unit, cudaStream_t stream) {
                           ncclBfloat16, stream);
 }
 
-void DataParallel::BeginPass() { gathered_.assign(gathered_.size(), false); }
+void DataParallel::BeginPass(Pass pass) {
+  if (!active() || zero_.zero < 3) return;
+  pass_ = &passes_[pass == Pass::kForward ? 0 : 1];
+  pass_index_.assign(params_.units.size(), -1);
+  for (size_t i = 0; i < pass_->order.size(); ++i)
+    pass_index_[pass_->order[i]] = static_cast<int>(i);
+}
 
-Status DataParallel::BeforeUse(int unit, int prefetch) {
+Status DataParallel::BeforeUse(int unit) {
   if (!active() || zero_.zero < 3 || unit < 0) return Status::Ok();
-  for (int u : {unit, prefetch}) {
-    if (u < 0 || gathered_[u]) continue;
+  if (pass_ == nullptr || pass_index_[unit] < 0)
+    return Status::Internal(StrCat("data parallel: unit ", unit, " used outside its gather pass"));
+  for (int u : pass_->issue[pass_index_[unit]]) {
     P3D_RETURN_IF_ERROR(CommWaitsCompute());
     P3D_RETURN_IF_ERROR(Gather(u, comm_stream_));
     CUDA_CHECK(cudaEventRecord(gather_done_[u], comm_stream_));
-    gathered_[u] = true;
   }
   CUDA_CHECK(cudaStreamWaitEvent(compute_, gather_done_[unit], 0));
   return Status::Ok();
@@ -111,23 +125,38 @@ Status DataParallel::BeforeGradWrite(int unit) {
 
 Status DataParallel::GradsReady(int unit, bool last_micro) {
   if (!active() || unit < 0) return Status::Ok();
-  const ParamUnit& u = params_.units[unit];
-  float* g = UnitGrads(unit);
+  if (zero_.zero <= 1 && !last_micro) return Status::Ok();
+  const int bucket = buckets_.unit_bucket[unit];
+  if (--incomplete_[bucket] > 0) return Status::Ok();
+  incomplete_[bucket] = static_cast<int>(buckets_.buckets[bucket].units.size());
+  return LaunchBucket(bucket);
+}
+
+Status DataParallel::LaunchBucket(int bucket) {
+  const GradBucket& k = buckets_.buckets[bucket];
+  P3D_RETURN_IF_ERROR(CommWaitsCompute());
   if (zero_.zero <= 1) {
-    if (!last_micro) return Status::Ok();
-    P3D_RETURN_IF_ERROR(CommWaitsCompute());
-    P3D_RETURN_IF_ERROR(comm_->AllReduce(g, g, u.size(), ncclFloat32, ncclSum, comm_stream_));
+    float* g = grads_ + k.begin;  // the whole-layout buffer
+    P3D_RETURN_IF_ERROR(comm_->AllReduce(g, g, k.size(), ncclFloat32, ncclSum, comm_stream_));
   } else {
     // In place: rank d's reduced block is at its slice's place in the unit.
-    const OwnedSlice& s = zero_.slices[unit];
-    float* owned = g + (s.begin - u.begin);
-    P3D_RETURN_IF_ERROR(CommWaitsCompute());
-    P3D_RETURN_IF_ERROR(
-        comm_->ReduceScatter(g, owned, s.size(), ncclFloat32, ncclSum, comm_stream_));
-    P3D_RETURN_IF_ERROR(AddF32(owned, grad_shard_ + s.local, s.size(), comm_stream_));
-    CUDA_CHECK(cudaMemsetAsync(g, 0, u.size() * sizeof(float), comm_stream_));
+    std::vector<ReduceScatterOp> ops;
+    for (int unit : k.units) {
+      const OwnedSlice& s = zero_.slices[unit];
+      float* g = UnitGrads(unit);
+      ops.push_back({g, g + (s.begin - params_.units[unit].begin), static_cast<size_t>(s.size())});
+    }
+    P3D_RETURN_IF_ERROR(comm_->ReduceScatterGroup(ops, ncclFloat32, ncclSum, comm_stream_));
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const OwnedSlice& s = zero_.slices[k.units[i]];
+      P3D_RETURN_IF_ERROR(AddF32(static_cast<const float*>(ops[i].recv), grad_shard_ + s.local,
+                                 s.size(), comm_stream_));
+    }
+    // The bucket's units are adjacent in its staging buffer as in the layout.
+    CUDA_CHECK(cudaMemsetAsync(grads_ + staging_.UnitOffset(k.units.back()), 0,
+                               k.size() * sizeof(float), comm_stream_));
   }
-  const int b = GradBuffer(unit);
+  const int b = GradBuffer(k.units.front());
   CUDA_CHECK(cudaEventRecord(grad_done_[b], comm_stream_));
   pending_[b] = true;
   return Status::Ok();
@@ -135,6 +164,10 @@ Status DataParallel::GradsReady(int unit, bool last_micro) {
 
 Status DataParallel::FinishGrads() {
   if (!active()) return Status::Ok();
+  for (size_t k = 0; k < incomplete_.size(); ++k)
+    if (incomplete_[k] != static_cast<int>(buckets_.buckets[k].units.size()))
+      return Status::Internal(StrCat("data parallel: bucket ", k, " was left with ", incomplete_[k],
+                                     " of its units incomplete (never reduced)"));
   for (size_t b = 0; b < pending_.size(); ++b) {
     if (!pending_[b]) continue;
     CUDA_CHECK(cudaStreamWaitEvent(compute_, grad_done_[b], 0));

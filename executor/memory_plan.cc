@@ -130,7 +130,7 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   P3D_RETURN_IF_ERROR(multiple8("hidden", s.hidden));
   P3D_RETURN_IF_ERROR(multiple8("head_dim", s.head_dim));
   P3D_RETURN_IF_ERROR(multiple8("ffn", s.ffn));
-  if (m.arch == Arch::kGpt2 && t.seq > m.max_positions)
+  if (m.learned_positions() && t.seq > m.max_positions)
     return Status::InvalidArgument(
         fmt::format("seq = {} exceeds the model's {} learned positions (max_positions)", t.seq,
                     m.max_positions));

@@ -20,7 +20,6 @@
 #include "executor/kernels/optimizer.h"
 #include "executor/kernels/softmax.h"
 #include "executor/model.h"
-
 #include "executor/offload/host_optimizer.h"
 #include "executor/str_cat.h"
 #include "executor/token_buckets.h"
@@ -46,49 +45,72 @@ Model::~Model() {
   if (base_) cudaFree(base_);
 }
 
-StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaStream_t stream) {
+namespace {
+
+// The model's part of the plan, for the executor-support rules.
+Plan PlanOf(const ModelConfig& config) {
+  Plan plan;
+  plan.dp = config.data.dp;
+  plan.zero = config.data.zero;
+  plan.tp = config.parallel.tp;
+  plan.pp = config.parallel.pp;
+  plan.vpp = config.parallel.vpp;
+  plan.sequence_parallel = config.parallel.sequence_parallel;
+  plan.offload = config.offload;
+  return plan;
+}
+
+// What Create refuses before planning anything: unsupported plans
+// (simulator/executor_support.h) and missing or mismatched communicators.
+Status CheckModelConfig(const ModelConfig& config) {
   const ParallelContext& ctx = config.parallel;
   const ModelParallelConfig& mpc = config.model_parallel;
-  const DataParallelConfig& dpc = config.data;
-  if (dpc.dp < 1)
-    return Status::InvalidArgument(StrCat("executor: dp = ", dpc.dp, " must be >= 1"));
+  P3D_RETURN_IF_ERROR(CheckExecutorSupports(PlanOf(config)));
   if ((ctx.tp > 1 && !mpc.tp) || (ctx.pp > 1 && !mpc.pp) || (ctx.tp * ctx.pp > 1 && !mpc.mp))
     return Status::InvalidArgument("executor: tp or pp > 1 needs the TP, PP and MP communicators");
-  {
-    Plan plan;
-    plan.tp = ctx.tp;
-    plan.pp = ctx.pp;
-    plan.zero = dpc.zero;
-    plan.offload = config.offload;
-    P3D_RETURN_IF_ERROR(CheckExecutorSupports(plan));
-  }
-  if (ctx.sequence_parallel && ctx.tp < 2)
-    return Status::InvalidArgument(StrCat(
-        "rule sp=>tp>1: sequence parallelism splits the residual stream over TP, but tp=", ctx.tp));
   // All-gather / reduce-scatter order their blocks by communicator rank.
   if (ctx.sequence_parallel && mpc.tp->rank() != ctx.tp_rank)
     return Status::InvalidArgument(StrCat("sequence parallel: TP communicator rank ",
                                           mpc.tp->rank(), " is not tp_rank ", ctx.tp_rank));
-  // The pipeline program of this rank, checked against every rank's program.
-  PipelineProgram program;
-  if (ctx.pp > 1) {
-    P3D_ASSIGN_OR_RETURN(std::vector<PipelineProgram> all,
-                         CompilePipeline(mpc.schedule, ctx.pp, ctx.vpp, mpc.microbatches));
-    program = std::move(all[ctx.pp_rank]);
-  }
-  P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, ctx));
-  P3D_ASSIGN_OR_RETURN(ParamLayout params,
-                       BuildParamLayout(config.spec, ctx, local, dpc.dp * kParamAlignElements));
-  P3D_ASSIGN_OR_RETURN(ZeroLayout zero, BuildZeroLayout(params, dpc.zero, dpc.dp, dpc.dp_rank));
-  const bool offload = config.offload == Offload::kOptimizer;
+  return Status::Ok();
+}
+
+// This rank's pipeline program, checked against every rank's program (empty
+// with pp == 1).
+StatusOr<PipelineProgram> RankProgram(const ModelConfig& config) {
+  const ParallelContext& ctx = config.parallel;
+  if (ctx.pp == 1) return PipelineProgram();
+  const ModelParallelConfig& mpc = config.model_parallel;
+  P3D_ASSIGN_OR_RETURN(std::vector<PipelineProgram> all,
+                       CompilePipeline(mpc.schedule, ctx.pp, ctx.vpp, mpc.microbatches));
+  return std::move(all[ctx.pp_rank]);
+}
+
+// The micro-batch shape with what the layout adds to the memory plan.
+TrainingShape ShapeFor(const ModelConfig& config, const PipelineProgram& program) {
+  const ParallelContext& ctx = config.parallel;
   TrainingShape shape = config.shape;
   shape.activation_slots = ctx.pp > 1 ? program.slots : 1;
   shape.chunks = ctx.vpp;
   shape.pipelined = ctx.pp > 1;
   shape.vocab_parallel = ctx.tp > 1;
   shape.sequence_shards = ctx.sequence_parallel ? ctx.tp : 1;
-  ZeroBuffers zb = BuildZeroBuffers(params, zero, offload);
-  const bool shard = zb.staging.staged(), sharded_weights = zb.gather.staged();
+  return shape;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaStream_t stream) {
+  const DataParallelConfig& dpc = config.data;
+  P3D_RETURN_IF_ERROR(CheckModelConfig(config));
+  P3D_ASSIGN_OR_RETURN(PipelineProgram program, RankProgram(config));
+  P3D_ASSIGN_OR_RETURN(LocalShape local, ShardShape(config.spec, config.parallel));
+  P3D_ASSIGN_OR_RETURN(ParamLayout params, BuildParamLayout(config.spec, config.parallel, local,
+                                                            dpc.dp * kParamAlignElements));
+  P3D_ASSIGN_OR_RETURN(ZeroLayout zero, BuildZeroLayout(params, dpc.zero, dpc.dp, dpc.dp_rank));
+  TrainingShape shape = ShapeFor(config, program);
+  P3D_ASSIGN_OR_RETURN(GradBuckets buckets, BuildGradBuckets(params, dpc.bucket_bytes));
+  ZeroBuffers zb = BuildZeroBuffers(params, zero, buckets, config.offload == Offload::kOptimizer);
   // The fused core's cuDNN plans are built first: their workspace is a region of the arena.
   std::unique_ptr<FusedAttention> fused;
   if (shape.attention == AttentionImpl::kFused) {
@@ -103,64 +125,82 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, cudaSt
   std::unique_ptr<Model> model(
       new Model(config, local, std::move(params), std::move(plan), stream));
   model->fused_ = std::move(fused);
-  P3D_ASSIGN_OR_RETURN(model->dp_, DataParallel::Create(model->params_, zero, std::move(zb.staging),
-                                                        std::move(zb.gather), dpc.comm, stream));
-  model->tp_ = TensorParallel(ctx.tp > 1 ? mpc.tp : nullptr);
-  if (ctx.pp > 1) {
-    P3D_ASSIGN_OR_RETURN(model->pipeline_, PipelineRunner::Create(program, mpc.pp, stream));
-  }
-  const std::vector<NormScale> scales = NormScales(model->params_, ctx.tp);
-  if (!scales.empty()) {
-    CUDA_CHECK(cudaMalloc(&model->norm_scales_, scales.size() * sizeof(NormScale)));
-    CUDA_CHECK(cudaMemcpy(model->norm_scales_, scales.data(), scales.size() * sizeof(NormScale),
-                          cudaMemcpyHostToDevice));
-    model->norm_scale_count_ = static_cast<int>(scales.size());
-  }
-  if (ctx.sequence_parallel) model->sp_grad_ranges_ = SequenceParallelGradRanges(model->params_);
-  const bool tied_pp =
-      ctx.pp > 1 && config.spec.tie_embeddings && (ctx.has_embedding() || ctx.has_head());
-  if (tied_pp)
-    CUDA_CHECK(cudaMalloc(&model->tied_exchange_,
-                          PaddedVocab(local.vocab) * local.hidden * sizeof(float)));
-  const int64_t bytes = model->plan_.arena.total_bytes();
-  cudaError_t err = cudaMalloc(&model->base_, static_cast<size_t>(bytes));
-  if (err != cudaSuccess) {
-    model->base_ = nullptr;
-    cudaGetLastError();  // clear the allocation error
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    return Status::Infeasible(
-        StrCat("executor: the planned arena of ", bytes / 1073741824.0,
-               " GiB does not fit: ", free_b / 1073741824.0, " GiB free of ",
-               total_b / 1073741824.0, " GiB (", cudaGetErrorString(err), "); try ",
-               config.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
-               "a smaller --micro-batch or --seq, or a larger card"));
-  }
-  model->dp_->Bind(model->At<bf16>(model->plan_.weights),
-                   sharded_weights ? model->At<bf16>(model->plan_.zero3_gather) : nullptr,
-                   model->GradRegion(),
-                   shard ? model->At<float>(model->plan_.grad_shard) : nullptr);
-  if (offload) {
-    P3D_ASSIGN_OR_RETURN(model->host_opt_,
-                         HostOptimizer::Create(zero.local_numel, ZeroDecayRanges(zero),
-                                               {.threads = config.offload_threads}));
-  }
-  // dlogits columns [V, PaddedVocab(V)) are never written by the loss and must be 0.
-  CUDA_CHECK(cudaMemsetAsync(model->At<char>(model->plan_.dlogits), 0,
-                             model->plan_.logits_chunk * model->plan_.logits_ld * sizeof(bf16),
-                             stream));
-  P3D_ASSIGN_OR_RETURN(model->matmul_, Matmul::Create(model->At<void>(model->plan_.workspace),
-                                                      Matmul::kWorkspaceBytes));
-  if (config.spec.arch == Arch::kLlama) {
-    std::vector<float> cos_t, sin_t;
-    BuildRotaryTables(config.shape.seq, local.head_dim, config.rope_theta, &cos_t, &sin_t);
-    CUDA_CHECK(cudaMemcpyAsync(model->At<float>(model->plan_.rope_cos), cos_t.data(),
-                               cos_t.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
-    CUDA_CHECK(cudaMemcpyAsync(model->At<float>(model->plan_.rope_sin), sin_t.data(),
-                               sin_t.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
-  }
+  P3D_RETURN_IF_ERROR(
+      model->CreateParallelState(zero, std::move(buckets), std::move(zb), std::move(program)));
+  P3D_RETURN_IF_ERROR(model->AllocateArena());
+  P3D_RETURN_IF_ERROR(model->BindArena());
+  P3D_RETURN_IF_ERROR(model->UploadConstants());
   return StatusOr<std::unique_ptr<Model>>(std::move(model));
+}
+
+Status Model::CreateParallelState(const ZeroLayout& zero, GradBuckets buckets, ZeroBuffers buffers,
+                                  PipelineProgram program) {
+  const ParallelContext& ctx = config_.parallel;
+  const ModelParallelConfig& mpc = config_.model_parallel;
+  P3D_ASSIGN_OR_RETURN(
+      dp_, DataParallel::Create(params_, zero, std::move(buckets), std::move(buffers.staging),
+                                std::move(buffers.gather), config_.data.comm, stream_));
+  tp_ = TensorParallel(ctx.tp > 1 ? mpc.tp : nullptr);
+  if (ctx.pp > 1) {
+    P3D_ASSIGN_OR_RETURN(pipeline_, PipelineRunner::Create(program, mpc.pp, stream_));
+  }
+  const std::vector<NormScale> scales = NormScales(params_, ctx.tp);
+  if (!scales.empty()) {
+    CUDA_CHECK(cudaMalloc(&norm_scales_, scales.size() * sizeof(NormScale)));
+    CUDA_CHECK(cudaMemcpy(norm_scales_, scales.data(), scales.size() * sizeof(NormScale),
+                          cudaMemcpyHostToDevice));
+    norm_scale_count_ = static_cast<int>(scales.size());
+  }
+  if (ctx.sequence_parallel) sp_grad_ranges_ = SequenceParallelGradRanges(params_);
+  const bool tied_pp =
+      ctx.pp > 1 && config_.spec.tie_embeddings && (ctx.has_embedding() || ctx.has_head());
+  if (tied_pp)
+    CUDA_CHECK(
+        cudaMalloc(&tied_exchange_, PaddedVocab(local_.vocab) * local_.hidden * sizeof(float)));
+  return Status::Ok();
+}
+
+Status Model::AllocateArena() {
+  const int64_t bytes = plan_.arena.total_bytes();
+  const cudaError_t err = cudaMalloc(&base_, static_cast<size_t>(bytes));
+  if (err == cudaSuccess) return Status::Ok();
+  base_ = nullptr;
+  cudaGetLastError();  // clear the allocation error
+  size_t free_b = 0, total_b = 0;
+  cudaMemGetInfo(&free_b, &total_b);
+  return Status::Infeasible(
+      StrCat("executor: the planned arena of ", bytes / 1073741824.0,
+             " GiB does not fit: ", free_b / 1073741824.0, " GiB free of ", total_b / 1073741824.0,
+             " GiB (", cudaGetErrorString(err), "); try ",
+             config_.shape.recompute == Recompute::kFull ? "" : "--recompute full, ",
+             "a smaller --micro-batch or --seq, or a larger card"));
+}
+
+Status Model::BindArena() {
+  dp_->Bind(At<bf16>(plan_.weights), ShardedWeights() ? At<bf16>(plan_.zero3_gather) : nullptr,
+            GradRegion(), GradShard() ? At<float>(plan_.grad_shard) : nullptr);
+  if (config_.offload == Offload::kOptimizer) {
+    P3D_ASSIGN_OR_RETURN(host_opt_,
+                         HostOptimizer::Create(zero().local_numel, ZeroDecayRanges(zero()),
+                                               {.threads = config_.offload_threads}));
+  }
+  P3D_ASSIGN_OR_RETURN(matmul_, Matmul::Create(At<void>(plan_.workspace), Matmul::kWorkspaceBytes));
+  return Status::Ok();
+}
+
+Status Model::UploadConstants() {
+  // dlogits columns [V, PaddedVocab(V)) are never written by the loss and must be 0.
+  CUDA_CHECK(cudaMemsetAsync(At<char>(plan_.dlogits), 0,
+                             plan_.logits_chunk * plan_.logits_ld * sizeof(bf16), stream_));
+  if (config_.spec.arch != Arch::kLlama) return Status::Ok();
+  std::vector<float> cos_t, sin_t;
+  BuildRotaryTables(config_.shape.seq, local_.head_dim, config_.rope_theta, &cos_t, &sin_t);
+  CUDA_CHECK(cudaMemcpyAsync(At<float>(plan_.rope_cos), cos_t.data(), cos_t.size() * sizeof(float),
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(At<float>(plan_.rope_sin), sin_t.data(), sin_t.size() * sizeof(float),
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return Status::Ok();
 }
 
 Status Model::Sync() const {
@@ -180,39 +220,54 @@ Status Model::Mark(Phase phase) { return timer_ ? timer_->Mark(phase) : Status::
 // (staged) collected first in the gradient shard.
 Status Model::InitParameters(uint64_t seed) {
   P3D_RETURN_IF_ERROR(dp_->FinishGrads());  // no reduction still reads or zeroes a buffer
-  const bool sliced = config_.parallel.tp > 1 || config_.parallel.pp > 1;
-  if (sliced) {  // TP / PP: never staged ("rule zero-with-tp/pp")
+  if (config_.parallel.tp > 1 ||
+      config_.parallel.pp > 1) {  // never staged ("rule zero-with-tp/pp")
     CUDA_CHECK(cudaMemsetAsync(GradRegion(), 0, GradRegionElements() * sizeof(float), stream_));
     P3D_RETURN_IF_ERROR(InitShardFromFull(seed));
   }
-  const bool staged = GradShard();
   float* owned =
-      host_opt_ ? (staged ? At<float>(plan_.grad_shard) : nullptr) : At<float>(plan_.master);
-  size_t i = 0;  // tensors and units are both in buffer order
+      host_opt_ ? (GradShard() ? At<float>(plan_.grad_shard) : nullptr) : At<float>(plan_.master);
+  size_t tensor = 0;  // tensors and units are both in buffer order
   for (const ParamUnit& u : params_.units) {
-    float* full = G(u.begin);
-    if (!sliced) CUDA_CHECK(cudaMemsetAsync(full, 0, u.size() * sizeof(float), stream_));
-    for (; i < params_.tensors.size() && params_.tensors[i].offset < u.end; ++i) {
-      const ParamTensor& t = params_.tensors[i];
-      if (sliced || t.init == ParamInit::kZeros) continue;
-      if (t.init == ParamInit::kOnes) {
-        P3D_RETURN_IF_ERROR(Fill(G(t.offset), t.size(), 1.0f, stream_));
-      } else {
-        P3D_RETURN_IF_ERROR(InitNormal(G(t.offset), t.size(), t.stddev, seed, i, stream_));
-      }
-    }
-    if (!ShardedWeights()) P3D_RETURN_IF_ERROR(CastToBf16(full, W(u.begin), u.size(), stream_));
-    for (const OwnedSlice& sl : zero().slices) {
-      const int64_t b = std::max(sl.begin, u.begin), e = std::min(sl.end, u.end);
-      if (b >= e) continue;
-      const int64_t local = sl.local + (b - sl.begin);
-      if (ShardedWeights()) P3D_RETURN_IF_ERROR(CastToBf16(G(b), OwnedW(b, local), e - b, stream_));
-      if (owned)
-        CUDA_CHECK(cudaMemcpyAsync(owned + local, G(b), (e - b) * sizeof(float),
-                                   cudaMemcpyDeviceToDevice, stream_));
+    P3D_RETURN_IF_ERROR(InitUnitValues(u, seed, &tensor));
+    P3D_RETURN_IF_ERROR(StoreUnitWeights(u, owned));
+  }
+  return InitOptimizerStates();
+}
+
+Status Model::InitUnitValues(const ParamUnit& u, uint64_t seed, size_t* tensor) {
+  const bool sliced = config_.parallel.tp > 1 || config_.parallel.pp > 1;
+  if (!sliced) CUDA_CHECK(cudaMemsetAsync(G(u.begin), 0, u.size() * sizeof(float), stream_));
+  size_t& i = *tensor;
+  for (; i < params_.tensors.size() && params_.tensors[i].offset < u.end; ++i) {
+    const ParamTensor& t = params_.tensors[i];
+    if (sliced || t.init == ParamInit::kZeros) continue;
+    if (t.init == ParamInit::kOnes) {
+      P3D_RETURN_IF_ERROR(Fill(G(t.offset), t.size(), 1.0f, stream_));
+    } else {
+      P3D_RETURN_IF_ERROR(InitNormal(G(t.offset), t.size(), t.stddev, seed, i, stream_));
     }
   }
+  return Status::Ok();
+}
+
+Status Model::StoreUnitWeights(const ParamUnit& u, float* owned) {
+  if (!ShardedWeights()) P3D_RETURN_IF_ERROR(CastToBf16(G(u.begin), W(u.begin), u.size(), stream_));
+  for (const OwnedSlice& sl : zero().slices) {
+    const int64_t b = std::max(sl.begin, u.begin), e = std::min(sl.end, u.end);
+    if (b >= e) continue;
+    const int64_t local = sl.local + (b - sl.begin);
+    if (ShardedWeights()) P3D_RETURN_IF_ERROR(CastToBf16(G(b), OwnedW(b, local), e - b, stream_));
+    if (owned)
+      CUDA_CHECK(cudaMemcpyAsync(owned + local, G(b), (e - b) * sizeof(float),
+                                 cudaMemcpyDeviceToDevice, stream_));
+  }
+  return Status::Ok();
+}
+
+Status Model::InitOptimizerStates() {
   if (host_opt_) {
+    const bool staged = GradShard();
     const float* grads = staged ? At<float>(plan_.grad_shard) : GradRegion();
     P3D_RETURN_IF_ERROR(host_opt_->InitMaster(OffloadSlices(grads, staged), stream_));
     return ZeroGrads();
@@ -391,8 +446,9 @@ Status Model::LossForwardBackward(float grad_scale, float* logits_out, const bf1
   return NormBackward(nb, stream_);
 }
 
-// DataParallel hooks (no-ops on one GPU): ZeRO-3 gathers before each unit's
-// use (prefetching the next), gradient reductions after each unit's backward.
+// DataParallel hooks (no-ops on one GPU), the overlap schedule's points:
+// ZeRO-3 gathers before each unit's use (prefetching the next), each
+// gradient bucket's reduction once its last unit's backward is done.
 Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const int32_t> targets,
                               float grad_scale, PhaseTimer* timer, float* logits_out,
                               bool last_micro) {
@@ -402,23 +458,22 @@ Status Model::TrainMicroBatch(std::span<const int32_t> tokens, std::span<const i
   const int emb = params_.embedding_unit, head = params_.head_unit;
   const bool tied = params_.head == params_.wte;
   P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  dp_->BeginPass();
-  P3D_RETURN_IF_ERROR(dp_->BeforeUse(emb, params_.LayerUnit(0)));
+  dp_->BeginPass(Pass::kForward);
+  P3D_RETURN_IF_ERROR(dp_->BeforeUse(emb));
   P3D_RETURN_IF_ERROR(EmbedForward());
   for (int64_t l = 0; l < local_.layers; ++l) {
-    const int next = l + 1 < local_.layers ? params_.LayerUnit(l + 1) : head;
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l), next));
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l)));
     P3D_RETURN_IF_ERROR(LayerForward(l, true));
   }
-  P3D_RETURN_IF_ERROR(dp_->BeforeUse(head, -1));
+  P3D_RETURN_IF_ERROR(dp_->BeforeUse(head));
   if (tied) P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(emb));
   P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(head));
   P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale, logits_out, At<bf16>(plan_.x_final)));
   P3D_RETURN_IF_ERROR(dp_->GradsReady(head, last_micro));
-  dp_->BeginPass();
+  dp_->BeginPass(Pass::kBackward);
   for (int64_t l = local_.layers - 1; l >= 0; --l) {
     const int unit = params_.LayerUnit(l);
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit, l > 0 ? params_.LayerUnit(l - 1) : -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit));
     P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(unit));
     P3D_RETURN_IF_ERROR(LayerBackward(l));
     P3D_RETURN_IF_ERROR(dp_->GradsReady(unit, last_micro));

@@ -70,6 +70,7 @@
 #include "executor/kernels/softmax.h"
 #include "executor/matmul.h"
 #include "executor/memory_plan.h"
+#include "executor/overlap_schedule.h"
 #include "executor/parallel_context.h"
 #include "executor/param_layout.h"
 #include "executor/phase_timer.h"
@@ -85,6 +86,7 @@ struct DataParallelConfig {
   int dp = 1, dp_rank = 0;
   int zero = 0;                  // ZeRO stage 0..3
   Communicator* comm = nullptr;  // the DP group; required when dp > 1
+  int64_t bucket_bytes = kDefaultGradBucketBytes;  // gradient bucket (overlap_schedule.h)
 };
 
 // Tensor and pipeline parallelism of this rank (executor/tensor_parallel.h,
@@ -201,6 +203,27 @@ class Model final : public PipelineStage {
  private:
   Model(const ModelConfig& config, const LocalShape& local, ParamLayout params,
         TrainingMemoryPlan plan, cudaStream_t stream);
+  // Create's steps after the memory plan, in order.
+  // The DP / TP / PP machinery and the small device buffers outside the arena
+  // (norm scales, the tied-embedding exchange buffer).
+  Status CreateParallelState(const ZeroLayout& zero, GradBuckets buckets, ZeroBuffers buffers,
+                             PipelineProgram program);
+  // The one arena allocation; Infeasible with the planned size when it fails.
+  Status AllocateArena();
+  // What lives on arena regions: the DP buffers, the offloaded optimizer's
+  // staging, cuBLASLt's workspace.
+  Status BindArena();
+  // Constant contents of arena regions: the zero padding columns of dlogits,
+  // the rotary tables (Llama).
+  Status UploadConstants();
+  // InitParameters' steps per unit (in buffer order; *tensor walks the
+  // tensors along): the unit's full fp32 values where its gradients live
+  // (skipped with TP / PP: InitShardFromFull wrote them), then its bf16
+  // weights and owned fp32 slices (`owned`: master, offload staging or null).
+  Status InitUnitValues(const ParamUnit& unit, uint64_t seed, size_t* tensor);
+  Status StoreUnitWeights(const ParamUnit& unit, float* owned);
+  // Adam moments zero (or the offloaded master from the owned slices).
+  Status InitOptimizerStates();
   // Drains the stream, watchdog-bounded whenever any communicator is in use.
   Status Sync() const;
 

@@ -68,12 +68,12 @@ Status Model::ForwardChunk(int mb, int chunk, int slot) {
     P3D_RETURN_IF_ERROR((*batch_)(mb, &tokens_, &targets_));
     P3D_RETURN_IF_ERROR(UploadBatch(tokens_, targets_));
     P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-    dp_->BeginPass();
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.embedding_unit, -1));
+    dp_->BeginPass(Pass::kForward);
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.embedding_unit));
     P3D_RETURN_IF_ERROR(EmbedForward());
   }
   for (int64_t l = chunk * per_chunk; l < (chunk + 1) * per_chunk; ++l) {
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l), -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(params_.LayerUnit(l)));
     P3D_RETURN_IF_ERROR(LayerForward(l, true));
   }
   return Status::Ok();
@@ -96,7 +96,7 @@ Status Model::BackwardChunk(int mb, int chunk, int slot) {
   }
   if (last) {
     const int head = params_.head_unit;
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(head, -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(head));
     P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(head));
     P3D_RETURN_IF_ERROR(LossForwardBackward(grad_scale_, nullptr, ChunkOutput(chunk, slot)));
     P3D_RETURN_IF_ERROR(dp_->GradsReady(head, last_micro));
@@ -107,7 +107,7 @@ Status Model::BackwardChunk(int mb, int chunk, int slot) {
   }
   for (int64_t l = (chunk + 1) * per_chunk - 1; l >= chunk * per_chunk; --l) {
     const int unit = params_.LayerUnit(l);
-    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit, -1));
+    P3D_RETURN_IF_ERROR(dp_->BeforeUse(unit));
     P3D_RETURN_IF_ERROR(dp_->BeforeGradWrite(unit));
     P3D_RETURN_IF_ERROR(LayerBackward(l));
     P3D_RETURN_IF_ERROR(dp_->GradsReady(unit, last_micro));

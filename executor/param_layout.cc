@@ -56,6 +56,11 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
   if (m.experts > 1)
     return Status::InvalidArgument(fmt::format(
         "model '{}': the executor trains dense models only (experts = {})", m.name, m.experts));
+  if (m.alibi || m.embedding_norm)
+    return Status::InvalidArgument(fmt::format(
+        "model '{}': the executor implements learned (GPT-2) and rotary (Llama) positions without an "
+        "embedding norm; ALiBi and the embedding LayerNorm (BLOOM) are not implemented",
+        m.name));
   const bool gpt2 = m.arch == Arch::kGpt2;
   const bool qkv_bias = gpt2 || m.qkv_bias;
   const float resid_std = kInitStd / std::sqrt(2.0f * static_cast<float>(m.layers));

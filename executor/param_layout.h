@@ -29,8 +29,8 @@
 // untied head; last stage only). Each unit ends on a multiple of `unit_align`
 // elements (zero padding), so a data-parallel group of DP ranks can split every
 // unit into DP equal, aligned slices (unit_align = DP * kParamAlignElements):
-// one unit is the gradient bucket of the DP all-reduce / reduce-scatter and the
-// ZeRO-3 gather unit (executor/zero_layout.h). With unit_align =
+// a unit is the ZeRO ownership and ZeRO-3 gather unit (executor/zero_layout.h)
+// and gradient buckets are runs of whole units (executor/overlap_schedule.h). With unit_align =
 // kParamAlignElements the units add no padding (the single-GPU layout).
 //
 // Initialisation (deterministic from the seed): matrices N(0, 0.02), the two

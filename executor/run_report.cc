@@ -18,8 +18,8 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
                      r.catalog_gpu.empty() ? "not in the catalog" : "catalog " + r.catalog_gpu);
   out += fmt::format(
       "model         {} ({} parameters), B={} x grad-accum {}, S={}, recompute {}, attention {}\n",
-      o.model.name, r.param_count, o.micro_batch, o.grad_accum, o.seq, RecomputeName(o.recompute),
-      AttentionImplName(o.attention));
+      o.model.name, r.param_count, o.plan.micro_batch, o.plan.grad_accum, o.seq,
+      RecomputeName(o.plan.recompute), AttentionImplName(o.plan.attention));
   if (r.time) {
     const StepTimeStats& t = *r.time;
     out += fmt::format(
@@ -61,8 +61,8 @@ std::string FormatSummary(const TrainOptions& o, const TrainResult& r) {
     out += fmt::format(
         "ranks         {} (DP{} TP{} PP{} ZeRO-{}): step time above is the slowest rank's per "
         "step; slowest rank {} ({:.2f} ms median); peak memory rank {} (stage {}) {:.2f} GiB\n",
-        r.world, o.dp, o.tp, o.pp, o.zero, slow.rank, slow.median_step_s * 1e3, peak.rank, peak.pp,
-        ToGiB(peak.device_used_peak_bytes));
+        r.world, o.plan.dp, o.plan.tp, o.plan.pp, o.plan.zero, slow.rank, slow.median_step_s * 1e3,
+        peak.rank, peak.pp, ToGiB(peak.device_used_peak_bytes));
     for (const RankReport& k : r.ranks)
       out += fmt::format(
           "  rank {:3d}   tp {} dp {} pp {}  median step {:.2f} ms  arena {:.2f} GiB  "
@@ -94,22 +94,23 @@ nlohmann::json TrainResultToJson(const TrainOptions& o, const TrainResult& r) {
       {"catalog_gpu", r.catalog_gpu.empty() ? nlohmann::json() : nlohmann::json(r.catalog_gpu)},
       {"peak_flops", r.peak_flops > 0 ? nlohmann::json(r.peak_flops) : nlohmann::json()}};
   j["run"] = {{"model", ModelToJson(o.model)},
-              {"micro_batch", o.micro_batch},
-              {"grad_accum", o.grad_accum},
-              {"global_batch", o.micro_batch * o.grad_accum * o.dp},
-              {"dp", o.dp},
-              {"tp", o.tp},
-              {"pp", o.pp},
-              {"vpp", o.vpp},
-              {"zero", o.zero},
-              {"offload", OffloadName(o.offload)},
+              {"micro_batch", o.plan.micro_batch},
+              {"grad_accum", o.plan.grad_accum},
+              {"global_batch", o.plan.global_batch()},
+              {"dp", o.plan.dp},
+              {"tp", o.plan.tp},
+              {"pp", o.plan.pp},
+              {"vpp", o.plan.vpp},
+              {"zero", o.plan.zero},
+              {"bucket_bytes", o.grad_bucket_bytes},
+              {"offload", OffloadName(o.plan.offload)},
               {"world", r.world},
               {"seq", o.seq},
               {"steps", o.steps},
               {"first_step", r.first_step},
               {"warmup", o.warmup},
-              {"recompute", RecomputeName(o.recompute)},
-              {"attention", AttentionImplName(o.attention)},
+              {"recompute", RecomputeName(o.plan.recompute)},
+              {"attention", AttentionImplName(o.plan.attention)},
               {"seed", o.seed},
               {"lr", o.adam.lr},
               {"weight_decay", o.adam.weight_decay},

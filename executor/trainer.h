@@ -21,45 +21,12 @@
 #include <vector>
 
 #include "common/status.h"
-#include "executor/kernels/optimizer.h"
 #include "executor/memory_plan.h"
 #include "executor/metrics.h"
 #include "executor/phase_timer.h"
-#include "models/model_spec.h"
+#include "executor/train_options.h"
 
 namespace p3d {
-
-class ProcessGroups;
-
-struct TrainOptions {
-  ModelSpec model;
-  int dp = 1;    // data-parallel ranks
-  int zero = 0;  // ZeRO stage over DP, 0..3 (0..1 with tp or pp > 1)
-  // Tensor / pipeline parallelism (world = dp * tp * pp, rank_grid.h):
-  // 1F1B when vpp == 1, interleaved 1F1B with vpp chunks per rank otherwise
-  // (layers split evenly into pp * vpp chunks).
-  int tp = 1, pp = 1, vpp = 1;
-  bool sequence_parallel = false;  // over TP (tp > 1), executor/tensor_parallel.h
-  Offload offload = Offload::kNone;  // kOptimizer: master/m/v and AdamW on the host (model.h)
-  int offload_threads = 0;           // CPU AdamW threads per rank (0: all)
-  ProcessGroups* groups = nullptr;   // required when dp * tp * pp > 1
-  // Called on every rank before each optimizer step (e.g. fault injection).
-  std::function<void(int64_t step)> before_step;
-  int64_t micro_batch = 1, grad_accum = 1, seq = 1024;  // per DP rank
-  int64_t steps = 10;
-  int warmup = 2;  // steps excluded from the timing statistics
-  Recompute recompute = Recompute::kNone;
-  AttentionImpl attention = AttentionImpl::kFused;  // the attention core (common/plan.h)
-  uint64_t seed = 1234;
-  AdamWHyper adam;             // lr, betas, eps, weight decay (step is set per step)
-  float max_grad_norm = 1.0f;  // <= 0: no clipping
-  int64_t logits_chunk = 0;    // 0: default (memory_plan.h)
-  std::string data_path;       // empty: synthetic tokens
-  std::string data_dtype = "uint16";
-  std::string dump_dir;  // non-empty: write the reference-check tensors here
-  std::string save_path, load_path;
-  bool profile = false;  // one extra, phase-timed step after the run
-};
 
 struct StepRecord {
   int64_t step = 0;

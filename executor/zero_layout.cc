@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 
 namespace p3d {
 
@@ -58,40 +59,75 @@ bool TiedEmbedding(const ParamLayout& p, int unit) {
   return p.head >= 0 && p.head == p.wte && unit == p.embedding_unit;
 }
 
-UnitRing BuildUnitRing(const ParamLayout& p, int64_t slot_elements) {
+// Neighbouring units that share a buffer: their flat range.
+struct UnitGroup {
+  std::vector<int> units;
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+  bool Holds(const std::function<bool(int)>& pred) const {
+    return std::any_of(units.begin(), units.end(), pred);
+  }
+};
+
+// groups: in backward order (the ring's order).
+UnitRing BuildUnitRing(const ParamLayout& p, const std::vector<UnitGroup>& groups,
+                       int64_t slot_elements) {
   UnitRing st;
   st.slot_elements = slot_elements;
   const int units = static_cast<int>(p.units.size());
   for (const ParamUnit& u : p.units) st.unit_begin.push_back(u.begin);
   st.unit_buffer.assign(units, -1);
+  st.unit_offset.assign(units, 0);
   st.buffer_begin = {0, slot_elements};
   st.total_elements = 2 * slot_elements;
-  for (int u = 0; u < units; ++u) {
-    if (p.units[u].size() <= slot_elements && !TiedEmbedding(p, u)) continue;
-    st.unit_buffer[u] = st.buffers();
+  std::vector<int> group_buffer(groups.size(), -1);
+  auto dedicated = [&](const UnitGroup& g) {
+    return g.size() > slot_elements || g.Holds([&](int u) { return TiedEmbedding(p, u); });
+  };
+  std::vector<size_t> by_begin(groups.size());  // dedicated buffers in unit order
+  for (size_t i = 0; i < groups.size(); ++i) by_begin[i] = i;
+  std::sort(by_begin.begin(), by_begin.end(),
+            [&](size_t a, size_t b) { return groups[a].begin < groups[b].begin; });
+  for (size_t i : by_begin) {
+    if (!dedicated(groups[i])) continue;
+    group_buffer[i] = st.buffers();
     st.buffer_begin.push_back(st.total_elements);
-    st.total_elements += p.units[u].size();
+    st.total_elements += groups[i].size();
   }
-  int k = 0;  // position among the ring units, counted from the last unit
-  for (int u = units - 1; u >= 0; --u)
-    if (st.unit_buffer[u] < 0) st.unit_buffer[u] = k++ % 2;
+  int k = 0;  // position among the ring groups in backward order
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (group_buffer[i] < 0) group_buffer[i] = k++ % 2;
+  for (size_t i = 0; i < groups.size(); ++i)
+    for (int u : groups[i].units) {
+      st.unit_buffer[u] = group_buffer[i];
+      st.unit_offset[u] = st.buffer_begin[group_buffer[i]] + (p.units[u].begin - groups[i].begin);
+    }
   return st;
 }
 
 }  // namespace
 
-GradStaging BuildGradStaging(const ParamLayout& p) {
+GradStaging BuildGradStaging(const ParamLayout& p, const GradBuckets& buckets) {
+  std::vector<UnitGroup> groups;
   int64_t slot = 0;
-  for (const ParamUnit& u : p.units)
-    if (u.kind == UnitKind::kLayer) slot = std::max(slot, u.size());
-  return BuildUnitRing(p, slot);
+  for (const GradBucket& b : buckets.buckets) {
+    groups.push_back({b.units, b.begin, b.end});
+    const UnitGroup& g = groups.back();
+    if (g.Holds([&](int u) { return p.units[u].kind == UnitKind::kLayer; }) &&
+        !g.Holds([&](int u) { return TiedEmbedding(p, u); }))
+      slot = std::max(slot, b.size());
+  }
+  return BuildUnitRing(p, groups, slot);
 }
 
 UnitRing BuildWeightGather(const ParamLayout& p) {
+  std::vector<UnitGroup> groups;
   int64_t slot = 0;
-  for (int u = 0; u < static_cast<int>(p.units.size()); ++u)
+  for (int u : BackwardUnitOrder(p)) {
+    groups.push_back({{u}, p.units[u].begin, p.units[u].end});
     if (!TiedEmbedding(p, u)) slot = std::max(slot, p.units[u].size());
-  return BuildUnitRing(p, slot);
+  }
+  return BuildUnitRing(p, groups, slot);
 }
 
 int64_t UnitRing::Offset(int64_t elem) const {
@@ -101,11 +137,11 @@ int64_t UnitRing::Offset(int64_t elem) const {
 }
 
 ZeroBuffers BuildZeroBuffers(const ParamLayout& params, const ZeroLayout& zero,
-                             bool offload_optimizer) {
+                             const GradBuckets& buckets, bool offload_optimizer) {
   ZeroBuffers b;
   b.sizes.optimizer_elements = offload_optimizer ? 0 : zero.local_numel;
   if (zero.dp > 1 && zero.zero >= 2) {
-    b.staging = BuildGradStaging(params);
+    b.staging = BuildGradStaging(params, buckets);
     b.sizes.grad_shard_elements = zero.local_numel;
     b.sizes.grad_staging_elements = b.staging.total_elements;
   }

@@ -32,6 +32,26 @@ Status ParseGpt2(const JsonFields& f, ModelSpec& m) {
   return Status::Ok();
 }
 
+// BLOOM: GPT-2's layer (LayerNorm, GELU MLP of 4H, biases), ALiBi instead of
+// positions, a LayerNorm after the word embedding, the head tied. transformers'
+// BloomConfig also reads n_embed for hidden_size (and its attribute map
+// num_hidden_layers / num_attention_heads for n_layer / n_head); seq_length, when present, is
+// the training context (ALiBi has no position table; default 2048, BLOOM's).
+Status ParseBloom(const JsonFields& f, ModelSpec& m) {
+  m.arch = Arch::kGpt2;
+  m.alibi = true;
+  m.embedding_norm = true;
+  P3D_ASSIGN_OR_RETURN(m.hidden, f.Has("n_embed") ? f.PositiveInt("n_embed") : f.PositiveInt("hidden_size"));
+  P3D_ASSIGN_OR_RETURN(m.layers, f.Has("n_layer") ? f.PositiveInt("n_layer") : f.PositiveInt("num_hidden_layers"));
+  P3D_ASSIGN_OR_RETURN(m.heads, f.Has("n_head") ? f.PositiveInt("n_head") : f.PositiveInt("num_attention_heads"));
+  m.kv_heads = m.heads;
+  m.ffn = 4 * m.hidden;
+  P3D_ASSIGN_OR_RETURN(m.vocab, f.PositiveInt("vocab_size"));
+  P3D_ASSIGN_OR_RETURN(m.max_positions, f.PositiveIntOr("seq_length", 2048));
+  P3D_ASSIGN_OR_RETURN(m.tie_embeddings, f.BoolOr("tie_word_embeddings", true));
+  return Status::Ok();
+}
+
 Status ParseLlamaFamily(const JsonFields& f, const std::string& model_type, ModelSpec& m) {
   m.arch = Arch::kLlama;
   P3D_ASSIGN_OR_RETURN(m.hidden, f.PositiveInt("hidden_size"));
@@ -63,7 +83,7 @@ Status ParseLlamaFamily(const JsonFields& f, const std::string& model_type, Mode
 }
 
 bool IsSupported(const std::string& t) {
-  return t == "llama" || t == "mistral" || t == "qwen2" || t == "mixtral" || t == "gpt2";
+  return t == "llama" || t == "mistral" || t == "qwen2" || t == "mixtral" || t == "gpt2" || t == "bloom";
 }
 
 // `where` prefixes errors: the file path, or "HF config '<name>'" for in-memory JSON.
@@ -85,6 +105,8 @@ StatusOr<ModelSpec> ParseHfConfigAt(const nlohmann::json& config, const std::str
   m.name = name;
   if (model_type == "gpt2") {
     P3D_RETURN_IF_ERROR(ParseGpt2(top, m));
+  } else if (model_type == "bloom") {
+    P3D_RETURN_IF_ERROR(ParseBloom(top, m));
   } else {
     P3D_RETURN_IF_ERROR(ParseLlamaFamily(top, model_type, m));
   }
@@ -95,7 +117,7 @@ StatusOr<ModelSpec> ParseHfConfigAt(const nlohmann::json& config, const std::str
 
 }  // namespace
 
-const char* SupportedHfModelTypes() { return "llama, mistral, qwen2, mixtral, gpt2"; }
+const char* SupportedHfModelTypes() { return "llama, mistral, qwen2, mixtral, gpt2, bloom"; }
 
 StatusOr<ModelSpec> ParseHfConfig(const nlohmann::json& config, const std::string& name) {
   return ParseHfConfigAt(config, name, fmt::format("HF config '{}'", name));

@@ -1,7 +1,8 @@
 // Import of HuggingFace transformers config.json files into a ModelSpec.
 //
 // Supported model_type values: llama, mistral, qwen2, mixtral (Llama
-// architecture; qwen2 adds q/k/v biases, mixtral adds experts) and gpt2.
+// architecture; qwen2 adds q/k/v biases, mixtral adds experts), gpt2 and
+// bloom (GPT-2's layer with ALiBi and an embedding LayerNorm).
 // Both transformers 4.x and 5.x layouts are read: `torch_dtype` or `dtype`,
 // `rope_theta`/`rope_scaling` at top level or inside `rope_parameters` (none
 // of these change the parameter count, so they are accepted and not used), and
@@ -17,6 +18,10 @@
 //     mixtral: num_local_experts -> experts, num_experts_per_tok.
 //   gpt2: n_embd, n_layer, n_head, n_positions (or n_ctx), n_inner (absent or
 //     null -> 4 * n_embd), vocab_size, tie_word_embeddings (default true).
+//   bloom: hidden_size (or n_embed), n_layer (or num_hidden_layers), n_head
+//     (or num_attention_heads), vocab_size, seq_length
+//     -> max_positions (default 2048; a context length: ALiBi has no table),
+//     tie_word_embeddings (default true); ffn = 4 * hidden.
 // Shapes p3d cannot represent are errors, not approximations: a head_dim that
 // differs from hidden/heads, attention_bias or mlp_bias set on a llama model.
 #pragma once

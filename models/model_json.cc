@@ -12,9 +12,9 @@ namespace p3d {
 namespace {
 
 // The shape fields, and the other fields a p3d model object may carry.
-constexpr std::array<std::string_view, 12> kShapeFields = {
-    "arch",  "layers",        "hidden",         "ffn",      "heads",   "kv_heads",
-    "vocab", "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token"};
+constexpr std::array<std::string_view, 14> kShapeFields = {
+    "arch",     "layers",  "hidden",            "ffn",   "heads",         "kv_heads",       "vocab",
+    "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token", "alibi", "embedding_norm"};
 constexpr std::array<std::string_view, 8> kOtherFields = {
     "p3d_model", "name", "id", "parameters", "active_parameters", "source", "shorthand", "comment"};
 
@@ -70,6 +70,8 @@ nlohmann::json ModelToJson(const ModelSpec& m) {
                         {"qkv_bias", m.qkv_bias},
                         {"experts", m.experts},
                         {"experts_per_token", m.experts_per_token},
+                        {"alibi", m.alibi},
+                        {"embedding_norm", m.embedding_norm},
                         {"parameters", m.TotalParams()},
                         {"active_parameters", m.ActiveParams()}};
 }
@@ -94,9 +96,15 @@ StatusOr<ModelSpec> ModelFromJson(const nlohmann::json& object, const std::strin
   P3D_ASSIGN_OR_RETURN(m.hidden, f.PositiveInt("hidden"));
   P3D_ASSIGN_OR_RETURN(m.heads, f.PositiveInt("heads"));
   P3D_ASSIGN_OR_RETURN(m.vocab, f.PositiveInt("vocab"));
+  P3D_ASSIGN_OR_RETURN(m.alibi, f.BoolOr("alibi", false));
+  P3D_ASSIGN_OR_RETURN(m.embedding_norm, f.BoolOr("embedding_norm", false));
   if (gpt2) {
     P3D_ASSIGN_OR_RETURN(m.ffn, f.PositiveIntOr("ffn", 4 * m.hidden));
-    P3D_ASSIGN_OR_RETURN(m.max_positions, f.PositiveInt("max_positions"));
+    if (m.alibi) {
+      P3D_ASSIGN_OR_RETURN(m.max_positions, f.PositiveIntOr("max_positions", 2048));
+    } else {
+      P3D_ASSIGN_OR_RETURN(m.max_positions, f.PositiveInt("max_positions"));
+    }
   } else {
     P3D_ASSIGN_OR_RETURN(m.ffn, f.PositiveInt("ffn"));
     P3D_ASSIGN_OR_RETURN(m.max_positions, f.PositiveIntOr("max_positions", 4096));

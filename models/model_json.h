@@ -7,10 +7,13 @@
 //   "layers" "hidden" "heads" "vocab"   required positive integers
 //   "ffn"                 required for llama; gpt2 default 4 * hidden
 //   "kv_heads"            default heads
-//   "max_positions"       required for gpt2 (learned table); llama default 4096
+//   "max_positions"       required for gpt2 (learned table); llama default 4096,
+//                         gpt2 with alibi default 2048 (a context length then)
 //   "tie_embeddings"      default true for gpt2, false for llama
 //   "qkv_bias"            default false
 //   "experts", "experts_per_token"      default 1 (dense)
+//   "alibi"               default false: ALiBi biases, no position parameters (BLOOM)
+//   "embedding_norm"      default false: a norm after the token embedding (BLOOM)
 //   "parameters", "active_parameters"   written by ModelToJson; when present
 //                         on input they must equal the counts the shape gives
 //   "source", "shorthand", "comment"    documentation (zoo), not read here

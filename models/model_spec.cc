@@ -23,23 +23,21 @@ int64_t ModelSpec::MlpParams() const {
   return per_expert * experts + router;
 }
 
-int64_t ModelSpec::NormParamsPerLayer() const {
-  // Two norms per layer: LayerNorm has weight+bias, RMSNorm weight only.
-  return arch == Arch::kGpt2 ? 4 * hidden : 2 * hidden;
-}
+int64_t ModelSpec::NormParams() const { return arch == Arch::kGpt2 ? 2 * hidden : hidden; }
+
+int64_t ModelSpec::NormParamsPerLayer() const { return 2 * NormParams(); }
 
 int64_t ModelSpec::ParamsPerLayer() const {
   return AttentionParams() + MlpParams() + NormParamsPerLayer();
 }
 
 int64_t ModelSpec::EmbeddingParams() const {
-  int64_t tokens = vocab * hidden;
-  return arch == Arch::kGpt2 ? tokens + max_positions * hidden : tokens;
+  return vocab * hidden + (learned_positions() ? max_positions * hidden : 0) + (embedding_norm ? NormParams() : 0);
 }
 
 int64_t ModelSpec::HeadParams() const { return tie_embeddings ? 0 : vocab * hidden; }
 
-int64_t ModelSpec::FinalNormParams() const { return arch == Arch::kGpt2 ? 2 * hidden : hidden; }
+int64_t ModelSpec::FinalNormParams() const { return NormParams(); }
 
 int64_t ModelSpec::TotalParams() const {
   return EmbeddingParams() + layers * ParamsPerLayer() + FinalNormParams() + HeadParams();
@@ -70,7 +68,7 @@ Status Validate(const ModelSpec& m) {
   P3D_RETURN_IF_ERROR(in_range("vocab", m.vocab, kMaxModelVocab));
   P3D_RETURN_IF_ERROR(in_range("experts", m.experts, kMaxModelExperts));
   P3D_RETURN_IF_ERROR(in_range("experts_per_token", m.experts_per_token, kMaxModelExperts));
-  if (m.arch == Arch::kGpt2) P3D_RETURN_IF_ERROR(in_range("max_positions", m.max_positions, kMaxModelPositions));
+  if (m.learned_positions()) P3D_RETURN_IF_ERROR(in_range("max_positions", m.max_positions, kMaxModelPositions));
   // The parameter count in floating point first: the int64 counts must not overflow.
   const double h = static_cast<double>(m.hidden);
   const double approx = static_cast<double>(m.layers) * (4 * h * h + 3 * h * static_cast<double>(m.ffn) *

@@ -20,6 +20,8 @@ namespace p3d {
 // Llama style: RMSNorm (weight only), SwiGLU MLP with three matrices, no
 //   biases (Qwen2: q/k/v biases), rotary positions, grouped-query attention,
 //   untied LM head (tie_embeddings may override).
+// ALiBi (BLOOM) replaces either arch's position encoding by fixed attention
+// biases: no position parameters.
 enum class Arch { kGpt2, kLlama };
 
 const char* ArchName(Arch arch);
@@ -36,18 +38,27 @@ struct ModelSpec {
   int64_t max_positions = 0;  // learned position table rows (GPT-2); context length otherwise
   bool tie_embeddings = false;
   bool qkv_bias = false;  // Qwen2: biases on q, k, v projections only
+  bool alibi = false;           // ALiBi attention biases instead of a position table or rotary (BLOOM)
+  bool embedding_norm = false;  // a norm of the arch's kind right after the token embedding (BLOOM)
   int64_t experts = 1;    // MoE: experts per layer (1 = dense)
   int64_t experts_per_token = 1;  // MoE: top-k routing
 
   int64_t head_dim() const { return hidden / heads; }
+  // A learned absolute position table of max_positions rows (GPT-2 without ALiBi).
+  bool learned_positions() const { return arch == Arch::kGpt2 && !alibi; }
   int64_t kv_dim() const { return kv_heads * head_dim(); }
+  // K (or V) heads on one tensor-parallel rank: ceil(KV/TP), at least one
+  // (with TP > KV Megatron replicates a KV head; p3d-plan's rule kv_heads%tp
+  // keeps searched plans exact).
+  int64_t KvHeadsPerTpRank(int tp) const { return (kv_heads + tp - 1) / tp; }
 
   // Parameter counts (exact, element counts).
   int64_t AttentionParams() const;   // q, k, v, o projections (+ biases)
   int64_t MlpParams() const;         // all experts' MLPs + router
   int64_t NormParamsPerLayer() const;
   int64_t ParamsPerLayer() const;    // attention + MLP + the layer's norms
-  int64_t EmbeddingParams() const;   // token embedding (+ learned positions)
+  int64_t EmbeddingParams() const;   // token embedding (+ learned positions) (+ embedding norm)
+  int64_t NormParams() const;        // one norm: LayerNorm weight + bias, RMSNorm weight
   int64_t HeadParams() const;        // untied LM head; 0 when tied
   int64_t FinalNormParams() const;
   int64_t TotalParams() const;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <functional>
+
 #include "common/units.h"
 #include "simulator/memory_model.h"
 #include "simulator/time_model.h"
@@ -10,48 +12,78 @@ namespace p3d {
 namespace {
 
 std::string Bytes(double b) { return fmt::format("{:.3f} GiB", ToGiB(b)); }
+std::string Seconds(double s) { return fmt::format("{:.4f} s", s); }
+
+// One recorded term: a part of the total ("*", in `unit`) or one of its inputs
+// (a plain number), its formula, the formula with the numbers put in, and what
+// it counts.
+std::string TermLines(const DerivedTerm& t, const std::function<std::string(double)>& unit) {
+  const std::string value = t.part ? unit(t.value) : fmt::format("{:.6g}", t.value);
+  std::string out =
+      fmt::format("{}{:<34} {:>13}  = {}\n", t.part ? "*" : " ", t.name, value, t.formula);
+  const std::string sub = Substituted(t);
+  if (sub != t.formula) out += fmt::format("{:<49}  = {}\n", "", sub);
+  if (!t.note.empty()) out += fmt::format("{:<49}    ({})\n", "", t.note);
+  return out;
+}
 
 }  // namespace
 
 std::string ExplainPlan(const PlanRequest& r, const EvaluatedPlan& e, int pick) {
-  std::string out = fmt::format("=== explain plan #{}: {} (predictions) ===\n", pick, PlanSummary(e.plan));
+  std::string out =
+      fmt::format("=== explain plan #{}: {} (predictions) ===\n", pick, PlanSummary(e.plan));
   out += "\n-- memory per GPU, by pipeline stage --\n";
+  const Plan& p = e.plan;
+  out +=
+      fmt::format("layers per stage: {} ({}{}{})\n", StageLayersSummary(p, r.model.layers),
+                  p.uneven_stages() ? "uneven: Megatron" : "even split",
+                  p.first_stage_layers
+                      ? fmt::format(" --decoder-first-pipeline-num-layers {}", p.first_stage_layers)
+                      : "",
+                  p.last_stage_layers
+                      ? fmt::format(" --decoder-last-pipeline-num-layers {}", p.last_stage_layers)
+                      : "");
   for (const StageMemory& s : e.memory.stages) {
-    out += fmt::format("stage {:>3}: {:>3} layers  total {}{}\n", s.stage, s.layers, Bytes(s.memory.total()),
+    const char* edges = p.pp == 1             ? " + embedding, LM head"
+                        : s.stage == 0        ? " + embedding"
+                        : s.stage == p.pp - 1 ? " + LM head"
+                                              : "";
+    out += fmt::format("stage {:>3}: {:>3} layers{:<22} total {}{}\n", s.stage, s.layers, edges,
+                       Bytes(s.memory.total()),
                        s.stage == e.memory.peak_stage ? "   <- peak, decides fit" : "");
   }
   out += fmt::format("\n-- memory terms of the peak stage ({}) --\n", e.memory.peak_stage);
-  for (const MemoryTerm& t : ExplainMemory(r.model, r.training, r.cluster, e.plan, e.memory.peak_stage)) {
-    out += fmt::format("{:<28} {:>12}  = {}\n{:<28} {:>12}    = {}\n", t.name, Bytes(t.bytes), t.formula, "", "",
-                       t.substituted);
-  }
-  out += fmt::format("{:<28} {:>12}  vs GPU memory {} -> {}\n", "total", Bytes(e.memory.peak().total()),
-                     Bytes(r.cluster.gpu.memory_bytes), e.fits ? "fits" : "DOES NOT FIT");
+  for (const DerivedTerm& t :
+       ExplainMemory(r.model, r.training, r.cluster, e.plan, e.memory.peak_stage))
+    out += TermLines(t, Bytes);
+  out += fmt::format(" {:<34} {:>13}  vs GPU memory {} -> {}\n", "total (sum of *)",
+                     Bytes(e.memory.peak().total()), Bytes(r.cluster.gpu.memory_bytes),
+                     e.fits ? "fits" : "DOES NOT FIT");
   int host_stage = 0;  // the stage whose GPUs need the most host memory
   for (const StageMemory& s : e.memory.stages)
     if (s.host_bytes > e.memory.stages[host_stage].host_bytes) host_stage = s.stage;
-  const std::vector<MemoryTerm> host = ExplainHostMemory(r.model, r.training, r.cluster, e.plan, host_stage);
-  if (!host.empty()) out += fmt::format("\n-- host (CPU) memory with offload: one GPU of stage {}, then the node --\n", host_stage);
-  for (const MemoryTerm& t : host) {
-    out += fmt::format("{:<28} {:>12}  = {}\n{:<28} {:>12}    = {}\n", t.name, Bytes(t.bytes), t.formula, "", "",
-                       t.substituted);
-  }
+  const std::vector<DerivedTerm> host =
+      ExplainHostMemory(r.model, r.training, r.cluster, e.plan, host_stage);
+  if (!host.empty())
+    out += fmt::format(
+        "\n-- host (CPU) memory with offload: one GPU of stage {}, then the node --\n", host_stage);
+  for (const DerivedTerm& t : host) out += TermLines(t, Bytes);
 
   out += "\n-- step time --\n";
-  StatusOr<std::vector<TimeTerm>> terms = ExplainTime(r.model, r.training, r.cluster, e.plan);
+  StatusOr<std::vector<DerivedTerm>> terms = ExplainTime(r.model, r.training, r.cluster, e.plan);
   if (!terms.ok()) {
     out += "time model: " + terms.status().ToString() + "\n";
   } else {
-    for (const TimeTerm& t : *terms) {
-      out += fmt::format("{}{:<30} {:>11.4f} s  = {}\n{:<32} {:>11}    = {}\n", t.in_step ? "*" : " ", t.name,
-                         t.seconds, t.formula, "", "", t.substituted);
-    }
-    out += "(* = a part of the step breakdown; the starred parts sum to the step time)\n";
+    for (const DerivedTerm& t : *terms) out += TermLines(t, Seconds);
+    out += "(* = a part of the step; the starred parts sum to the step time)\n";
   }
-  StepClaimCheck floor = CheckStepClaim(r.model, r.training, r.cluster, e.time.step_s > 0 ? e.time.step_s : 1.0);
+  StepClaimCheck floor =
+      CheckStepClaim(r.model, r.training, r.cluster, e.time.step_s > 0 ? e.time.step_s : 1.0);
   out += fmt::format(
-      "\nFLOP floor: model FLOPs per step / (GPUs x peak) = {:.3f} s: no plan on this cluster can step faster.\n"
-      "predicted step {:.3f} s -> MFU {:.1f}%, HFU {:.1f}%, {:.1f} TFLOP/s per GPU, {:.0f} tokens/s\n",
+      "\nFLOP floor: model FLOPs per step / (GPUs x peak) = {:.3f} s: no plan on this cluster can "
+      "step faster.\n"
+      "predicted step {:.3f} s -> MFU {:.1f}%, HFU {:.1f}%, {:.1f} TFLOP/s per GPU, {:.0f} "
+      "tokens/s\n",
       floor.floor_s, e.time.step_s, 100 * e.mfu, 100 * e.hfu, e.tflops_per_gpu, e.tokens_per_s);
   return out;
 }
@@ -91,22 +123,26 @@ std::string CompareWithRuleOfThumb(const PlanRequest& r, const EvaluatedPlan& be
   std::string head = fmt::format("course rule of thumb ({}): ", rule.description);
   StatusOr<SearchResult> res = SearchPlans(r, options);
   if (!res.ok()) return head + "not legal here: " + res.status().message() + "\n";
-  if (res->fitting == 0 || res->plans.empty()) return head + "no plan with these dimensions fits in memory\n";
+  if (res->fitting == 0 || res->plans.empty())
+    return head + "no plan with these dimensions fits in memory\n";
   const EvaluatedPlan& rp = res->plans.front();
   double ratio = rp.time.step_s / best.time.step_s;
-  return head + fmt::format("best such plan {} predicted {:.3f} s/step, {:.2f}x {} than p3d's best ({:.3f} s)\n",
-                            PlanSummary(rp.plan), rp.time.step_s, ratio >= 1 ? ratio : 1 / ratio,
-                            ratio >= 1 ? "slower" : "faster", best.time.step_s);
+  return head +
+         fmt::format(
+             "best such plan {} predicted {:.3f} s/step, {:.2f}x {} than p3d's best ({:.3f} s)\n",
+             PlanSummary(rp.plan), rp.time.step_s, ratio >= 1 ? ratio : 1 / ratio,
+             ratio >= 1 ? "slower" : "faster", best.time.step_s);
 }
 
 std::string ExplainStepClaim(const PlanRequest& r, const EvaluatedPlan& e, double claimed) {
   StepClaimCheck c = CheckStepClaim(r.model, r.training, r.cluster, claimed);
   std::string out = fmt::format(
-      "claimed step {:.3f} s: the model FLOPs of one step at 100% of the cluster's peak take {:.3f} s "
+      "claimed step {:.3f} s: the model FLOPs of one step at 100% of the cluster's peak take "
+      "{:.3f} s "
       "(FLOP floor), so the claim needs {:.2f}x the cluster's peak FLOP rate: {}.\n",
       claimed, c.floor_s, c.required_peak, c.possible ? "possible in principle" : "IMPOSSIBLE");
-  out += fmt::format("p3d predicts {:.3f} s for {} (MFU {:.1f}%).\n", e.time.step_s, PlanSummary(e.plan),
-                     100 * e.mfu);
+  out += fmt::format("p3d predicts {:.3f} s for {} (MFU {:.1f}%).\n", e.time.step_s,
+                     PlanSummary(e.plan), 100 * e.mfu);
   return out;
 }
 

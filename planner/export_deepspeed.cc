@@ -60,6 +60,17 @@ Json ZeroSection(const ModelSpec& model, const Framework& fw, int stage, Offload
 // CheckFrameworkRuns; here, what only the config file cannot say.
 Status CheckDeepSpeedLimits(const PlanRequest& request, const Plan& plan) {
   P3D_RETURN_IF_ERROR(CheckFrameworkRuns(request, plan));
+  // PipelineModule._partition_layers (deepspeed/runtime/pipe/module.py)
+  // splits by partition_method 'uniform', 'parameters' or 'type:<regex>';
+  // none takes a layer count per stage.
+  if (plan.uneven_stages()) {
+    return Status::Infeasible(fmt::format(
+        "deepspeed: uneven stages (first stage {} / last stage {} layers, 0 = not set): DeepSpeed's "
+        "PipelineModule places layers by partition_method ('uniform', 'parameters' or 'type:<regex>', "
+        "deepspeed/runtime/pipe/module.py) and takes no layer count per stage; export to megatron "
+        "(--decoder-first/last-pipeline-num-layers) or pick a PP that divides the layers",
+        plan.first_stage_layers, plan.last_stage_layers));
+  }
   const Precision& p = request.training.precision;
   if (p.param_bytes != 2 && p.param_bytes != 4) {
     return Status::Infeasible(fmt::format(
@@ -135,6 +146,11 @@ StatusOr<ExportedFile> ExportDeepSpeedConfig(const PlanRequest& request,
         "(Megatron-DeepSpeed: "
         "--pipeline-model-parallel-size {}); the config does not carry the pipeline degree",
         plan.pp, plan.pp, plan.pp));
+  }
+  if (request.model.alibi || request.model.embedding_norm) {
+    out.notes.push_back(
+        "ALiBi / the embedding LayerNorm are model code the config does not carry (BigScience "
+        "Megatron-DeepSpeed: --position-embedding-type alibi --embed-layernorm)");
   }
   if (plan.tp > 1) {
     out.notes.push_back(fmt::format(

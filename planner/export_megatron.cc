@@ -22,29 +22,36 @@ using Args = std::vector<std::pair<std::string, std::string>>;  // flag, value (
 
 Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
   const ModelSpec& m = request.model;
-  // validate_args: 'Number of layers should be divisible by the pipeline-model-parallel size'
-  if (m.layers % plan.pp != 0) {
+  if (plan.uneven_stages()) {
+    // TransformerConfig.__post_init__ checks an uneven split (counts > 0, the
+    // rest divisible by the middle stages, each a multiple of VPP): the same
+    // rules as PipelineSplitRule.
+    std::string detail;
+    if (const char* rule = PipelineSplitRule(plan, m.layers, &detail))
+      return Status::Infeasible(fmt::format(
+          "megatron: --decoder-first/last-pipeline-num-layers {}/{}: {} (rule {}; Megatron-Core's "
+          "TransformerConfig refuses this split)",
+          plan.first_stage_layers, plan.last_stage_layers, detail, rule));
+  } else if (m.layers % plan.pp != 0) {
+    // validate_args: 'Number of layers should be divisible by the pipeline-model-parallel size'
     return Status::Infeasible(fmt::format(
         "megatron: {} layers are not divisible by PP={} (validate_args asserts num_layers % "
-        "pipeline_model_parallel_size == 0)",
+        "pipeline_model_parallel_size == 0 unless --decoder-first/last-pipeline-num-layers are given)",
         m.layers, plan.pp));
-  }
-  if (plan.vpp > 1) {
+  } else if (plan.vpp > 1 && m.layers % (plan.pp * plan.vpp) != 0) {
     // validate_args: layers per pipeline stage % layers per virtual stage == 0.
-    if (m.layers % (plan.pp * plan.vpp) != 0) {
-      return Status::Infeasible(fmt::format(
-          "megatron: {} layers do not split into PP*VPP={}x{} virtual stages "
-          "(--num-layers-per-virtual-pipeline-stage must divide layers per pipeline stage)",
-          m.layers, plan.pp, plan.vpp));
-    }
-    // validate_args: the interleaved schedule needs PP > 1 (PP > 2 when
-    // --no-overlap-p2p-communication is given; overlap is the default).
-    if (plan.pp < 2) {
-      return Status::Infeasible(
-          fmt::format("megatron: VPP={} needs PP>1 (the interleaved schedule asserts "
-                      "pipeline-model-parallel size > 1)",
-                      plan.vpp));
-    }
+    return Status::Infeasible(fmt::format(
+        "megatron: {} layers do not split into PP*VPP={}x{} virtual stages "
+        "(--num-layers-per-virtual-pipeline-stage must divide layers per pipeline stage)",
+        m.layers, plan.pp, plan.vpp));
+  }
+  // validate_args: the interleaved schedule needs PP > 1 (PP > 2 when
+  // --no-overlap-p2p-communication is given; overlap is the default).
+  if (plan.vpp > 1 && plan.pp < 2) {
+    return Status::Infeasible(
+        fmt::format("megatron: VPP={} needs PP>1 (the interleaved schedule asserts "
+                    "pipeline-model-parallel size > 1)",
+                    plan.vpp));
   }
   // Attention projections split by heads and by query groups (KV heads).
   if (m.heads % plan.tp != 0) {
@@ -66,11 +73,22 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
   P3D_RETURN_IF_ERROR(CheckFrameworkRuns(request, plan));
   // Learned absolute positions are a table of max_position_embeddings rows,
   // and validate_args asserts max_position_embeddings >= seq_length.
-  if (m.arch == Arch::kGpt2 && request.training.seq > m.max_positions) {
+  if (m.learned_positions() && request.training.seq > m.max_positions) {
     return Status::Infeasible(
         fmt::format("megatron: seq {} > {} learned positions (validate_args asserts "
                     "max_position_embeddings >= seq_length)",
                     request.training.seq, m.max_positions));
+  }
+  // BLOOM's ALiBi and embedding LayerNorm came from the BigScience
+  // Megatron-DeepSpeed fork (--position-embedding-type alibi, --embed-layernorm);
+  // Megatron-LM has neither.
+  if (m.alibi || m.embedding_norm) {
+    return Status::Infeasible(fmt::format(
+        "megatron: the model uses {}{}{}: Megatron-LM's --position-embedding-type is learned_absolute, rope, "
+        "mrope, relative or none, and it has no embedding LayerNorm (BLOOM trained on the BigScience "
+        "Megatron-DeepSpeed fork: --position-embedding-type alibi --embed-layernorm)",
+        m.alibi ? "ALiBi" : "", m.alibi && m.embedding_norm ? " and " : "",
+        m.embedding_norm ? "an embedding LayerNorm" : ""));
   }
   const Precision& p = request.training.precision;
   if (p.param_bytes != 2 && p.param_bytes != 4) {
@@ -98,7 +116,18 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
                     std::vector<std::string>& notes) {
   args.push_back({"--tensor-model-parallel-size", std::to_string(plan.tp)});
   args.push_back({"--pipeline-model-parallel-size", std::to_string(plan.pp)});
-  if (plan.vpp > 1) {
+  // Uneven stages: the first/last stage's layers; the middle stages share the
+  // rest (Megatron-Core's get_num_layers_to_build).
+  if (plan.first_stage_layers != 0)
+    args.push_back({"--decoder-first-pipeline-num-layers", std::to_string(plan.first_stage_layers)});
+  if (plan.last_stage_layers != 0)
+    args.push_back({"--decoder-last-pipeline-num-layers", std::to_string(plan.last_stage_layers)});
+  if (plan.vpp > 1 && plan.uneven_stages()) {
+    // validate_args: "please use --num-virtual-stages-per-pipeline-rank to
+    // specify virtual pipeline parallel degree when enable uneven pipeline
+    // parallelism" (Megatron Core >= 0.11).
+    args.push_back({"--num-virtual-stages-per-pipeline-rank", std::to_string(plan.vpp)});
+  } else if (plan.vpp > 1) {
     // Accepted by every Megatron-LM release with interleaving; Megatron Core
     // >= 0.11 also takes --num-virtual-stages-per-pipeline-rank VPP (only one
     // of the two may be given).
@@ -189,7 +218,7 @@ void AddModelShape(const PlanRequest& request, Args& args) {
   }
   // Rotary models have no position table: the value only has to cover seq.
   const int64_t positions =
-      m.arch == Arch::kGpt2 ? m.max_positions : std::max(m.max_positions, request.training.seq);
+      m.learned_positions() ? m.max_positions : std::max(m.max_positions, request.training.seq);
   args.push_back({"--max-position-embeddings", std::to_string(positions)});
   if (m.arch == Arch::kLlama) {
     args.push_back({"--swiglu", ""});

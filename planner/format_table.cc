@@ -35,6 +35,7 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                      "tokens/s", "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total",
                      "host/node", "fits", "runs");
   int rank = 0;
+  std::string uneven;  // plans with uneven pipeline stages: their layers per stage
   for (const EvaluatedPlan& e : res.plans) {
     const Plan& p = e.plan;
     MemoryBreakdown m = e.memory.peak();
@@ -52,7 +53,11 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                        ToGiB(m.weights), ToGiB(m.gradients), ToGiB(m.optimizer), ToGiB(m.activations),
                        ToGiB(m.buffers), ToGiB(m.runtime), ToGiB(m.total()), host, e.fits ? "yes" : "NO",
                        e.runs_rule ? e.runs_rule : "yes");
+    if (p.uneven_stages())
+      uneven += fmt::format("{}#{} {}", uneven.empty() ? "" : ", ", rank, StageLayersSummary(p, r.model.layers));
   }
+  if (!uneven.empty())
+    out += "uneven pipeline stages, layers per stage (first, middle x stages, last): " + uneven + "\n";
   out += "All figures are predictions of p3d's simulator. Memory: the peak pipeline stage of one GPU, GiB "
          "(2^30 bytes); step s: seconds per optimizer step; tokens/s: whole cluster; MFU: model FLOPs / "
          "(step x GPUs x peak); host/node: CPU memory of one node with offload, GiB; runs: the framework runs the plan "

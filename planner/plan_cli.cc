@@ -117,6 +117,8 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   P3D_RETURN_IF_ERROR(positive("--tp", as64(o.tp)));
   P3D_RETURN_IF_ERROR(positive("--pp", as64(o.pp)));
   P3D_RETURN_IF_ERROR(positive("--vpp", as64(o.vpp)));
+  P3D_RETURN_IF_ERROR(positive("--first-stage-layers", as64(o.first_stage_layers)));
+  P3D_RETURN_IF_ERROR(positive("--last-stage-layers", as64(o.last_stage_layers)));
   P3D_RETURN_IF_ERROR(positive("--micro-batch", o.micro_batch));
   if (o.zero && (*o.zero < 0 || *o.zero > 3))
     return Status::InvalidArgument(fmt::format("--zero must be 0, 1, 2 or 3, got {}", *o.zero));
@@ -127,6 +129,8 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.tp = o.tp;
   s.fixed.pp = o.pp;
   s.fixed.vpp = o.vpp;
+  s.fixed.first_stage_layers = o.first_stage_layers;
+  s.fixed.last_stage_layers = o.last_stage_layers;
   s.fixed.zero = o.zero;
   s.fixed.micro_batch = o.micro_batch;
   s.fixed.sequence_parallel = o.sequence_parallel;

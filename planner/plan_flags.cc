@@ -26,6 +26,11 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   app.add_option("--tp", o->tp, "fix tensor-parallel degree");
   app.add_option("--pp", o->pp, "fix pipeline-parallel degree");
   app.add_option("--vpp", o->vpp, "fix virtual pipeline stages per rank (interleaved 1F1B when > 1)");
+  app.add_option("--first-stage-layers", o->first_stage_layers,
+                 "fix the first pipeline stage's layers (Megatron --decoder-first-pipeline-num-layers); the middle "
+                 "stages share the rest evenly (default: even split, or the balanced one when PP does not divide L)");
+  app.add_option("--last-stage-layers", o->last_stage_layers,
+                 "fix the last pipeline stage's layers (Megatron --decoder-last-pipeline-num-layers)");
   app.add_option("--zero", o->zero, "fix ZeRO stage (0-3)");
   app.add_option("--micro-batch", o->micro_batch, "fix micro-batch size (sequences)");
   app.add_option("--global-batch", o->global_batch, "global batch in sequences (default 512)");

@@ -2,18 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "common/named_rule.h"
+
 namespace p3d {
-namespace {
-
-// Records the rule's message only when the caller wants it (the search asks
-// for the rule id alone, millions of times).
-template <typename Message>
-const char* Fail(std::string* detail, const char* rule, Message&& message) {
-  if (detail) *detail = message();
-  return rule;
-}
-
-}  // namespace
 
 bool ZeroMeaningfulAtDp1(const Plan& p) {
   return (p.offload == Offload::kOptimizer && p.zero <= 2) ||
@@ -24,87 +15,82 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
                        std::string* detail) {
   const ModelSpec& m = r.model;
   if (p.dp < 1 || p.tp < 1 || p.pp < 1 || p.vpp < 1)
-    return Fail(detail, "degrees>=1", [&] {
-      return fmt::format("DP, TP, PP, VPP must be >= 1 (got DP{} TP{} PP{} VPP{})",
-                                     p.dp, p.tp, p.pp, p.vpp);
+    return RuleFailed(detail, "degrees>=1", [&] {
+      return fmt::format("DP, TP, PP, VPP must be >= 1 (got DP{} TP{} PP{} VPP{})", p.dp, p.tp,
+                         p.pp, p.vpp);
     });
   if (p.micro_batch < 1)
-    return Fail(detail, "micro_batch>=1",
-                [&] { return fmt::format("micro-batch {} < 1", p.micro_batch); });
+    return RuleFailed(detail, "micro_batch>=1",
+                      [&] { return fmt::format("micro-batch {} < 1", p.micro_batch); });
   if (p.grad_accum < 1)
-    return Fail(detail, "grad_accum>=1",
-                [&] { return fmt::format("grad-accum {} < 1", p.grad_accum); });
+    return RuleFailed(detail, "grad_accum>=1",
+                      [&] { return fmt::format("grad-accum {} < 1", p.grad_accum); });
   if (int64_t{p.dp} * p.tp * p.pp != r.cluster.num_gpus)
-    return Fail(detail, "gpus=dp*tp*pp", [&] {
-      return fmt::format("DP{} x TP{} x PP{} = {} GPUs, but the cluster has {}", p.dp,
-                                     p.tp, p.pp, int64_t{p.dp} * p.tp * p.pp, r.cluster.num_gpus);
+    return RuleFailed(detail, "gpus=dp*tp*pp", [&] {
+      return fmt::format("DP{} x TP{} x PP{} = {} GPUs, but the cluster has {}", p.dp, p.tp, p.pp,
+                         int64_t{p.dp} * p.tp * p.pp, r.cluster.num_gpus);
     });
   if (m.heads % p.tp != 0)
-    return Fail(detail, "heads%tp", [&] {
+    return RuleFailed(detail, "heads%tp", [&] {
       return fmt::format("{} attention heads are not divisible by TP={}", m.heads, p.tp);
     });
   if (m.kv_heads % p.tp != 0)
-    return Fail(detail, "kv_heads%tp", [&] {
+    return RuleFailed(detail, "kv_heads%tp", [&] {
       return fmt::format("{} key/value heads are not divisible by TP={}", m.kv_heads, p.tp);
     });
   if (m.ffn % p.tp != 0)
-    return Fail(detail, "ffn%tp",
-                [&] { return fmt::format("FFN size {} is not divisible by TP={}", m.ffn, p.tp); });
+    return RuleFailed(detail, "ffn%tp", [&] {
+      return fmt::format("FFN size {} is not divisible by TP={}", m.ffn, p.tp);
+    });
   if (!options.allow_tp_across_nodes && p.tp > r.cluster.node.gpus_per_node)
-    return Fail(detail, "tp<=gpus_per_node", [&] {
+    return RuleFailed(detail, "tp<=gpus_per_node", [&] {
       return fmt::format("TP={} would span nodes of {} GPUs", p.tp, r.cluster.node.gpus_per_node);
     });
-  if (m.layers % p.pp != 0)
-    return Fail(detail, "layers%pp", [&] {
-      return fmt::format("{} layers are not divisible by PP={}", m.layers, p.pp);
-    });
-  if (m.layers % (int64_t{p.pp} * p.vpp) != 0)
-    return Fail(detail, "layers%(pp*vpp)", [&] {
-      return fmt::format("{} layers are not divisible by PP{} x VPP{} = {}", m.layers,
-                                     p.pp, p.vpp, p.pp * p.vpp);
-    });
+  if (const char* rule = PipelineSplitRule(p, m.layers, detail)) return rule;
   if (p.vpp > 1 && p.pp == 1)
-    return Fail(detail, "vpp>1=>pp>1",
-                [&] { return fmt::format("VPP={} needs a pipeline (PP > 1)", p.vpp); });
+    return RuleFailed(detail, "vpp>1=>pp>1",
+                      [&] { return fmt::format("VPP={} needs a pipeline (PP > 1)", p.vpp); });
   if (p.vpp > 1 && p.grad_accum % p.pp != 0)
-    return Fail(detail, "vpp>1=>m%pp", [&] {
+    return RuleFailed(detail, "vpp>1=>m%pp", [&] {
       return fmt::format("interleaved 1F1B needs micro-batches ({}) divisible by PP={}",
-                                     p.grad_accum, p.pp);
+                         p.grad_accum, p.pp);
     });
   if (p.global_batch() != r.training.global_batch)
-    return Fail(detail, "batch=mb*ga*dp", [&] {
-      return fmt::format(
-          "micro-batch {} x grad-accum {} x DP {} = {}, but the global batch is {}", p.micro_batch,
-          p.grad_accum, p.dp, p.global_batch(), r.training.global_batch);
+    return RuleFailed(detail, "batch=mb*ga*dp", [&] {
+      return fmt::format("micro-batch {} x grad-accum {} x DP {} = {}, but the global batch is {}",
+                         p.micro_batch, p.grad_accum, p.dp, p.global_batch(),
+                         r.training.global_batch);
     });
   if (p.zero < 0 || p.zero > 3)
-    return Fail(detail, "zero<=3",
-                [&] { return fmt::format("ZeRO stage {} is not in 0..3", p.zero); });
+    return RuleFailed(detail, "zero<=3",
+                      [&] { return fmt::format("ZeRO stage {} is not in 0..3", p.zero); });
   if (p.offload != Offload::kNone && p.zero < 1)
-    return Fail(detail, "offload=>zero>=1", [&] {
-      return fmt::format("offload {} needs ZeRO >= 1 (DeepSpeed's ZeRO-Offload), "
-                      "got ZeRO-{}",
-                      OffloadName(p.offload), p.zero);
+    return RuleFailed(detail, "offload=>zero>=1", [&] {
+      return fmt::format(
+          "offload {} needs ZeRO >= 1 (DeepSpeed's ZeRO-Offload), "
+          "got ZeRO-{}",
+          OffloadName(p.offload), p.zero);
     });
   if (p.offload == Offload::kOptimizerAndParams && p.zero != 3)
-    return Fail(detail, "offload_params=>zero3", [&] {
+    return RuleFailed(detail, "offload_params=>zero3", [&] {
       return fmt::format("parameter offload needs ZeRO-3 (parameters sharded), got ZeRO-{}",
                          p.zero);
     });
   if (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))
-    return Fail(detail, "zero>0=>dp>1", [&] {
-      return fmt::format("ZeRO-{} shards over DP, but DP=1 (use ZeRO-0; with DP=1 only offload plans "
-                      "use ZeRO: 1/2 with --offload optimizer, 3 with --offload params)",
-                      p.zero);
+    return RuleFailed(detail, "zero>0=>dp>1", [&] {
+      return fmt::format(
+          "ZeRO-{} shards over DP, but DP=1 (use ZeRO-0; with DP=1 only offload plans "
+          "use ZeRO: 1/2 with --offload optimizer, 3 with --offload params)",
+          p.zero);
     });
   if (p.sequence_parallel && p.tp == 1)
-    return Fail(detail, "sp=>tp>1", [&] {
+    return RuleFailed(detail, "sp=>tp>1", [&] {
       return std::string("sequence parallel splits activations along TP, but TP=1");
     });
-  if (m.arch == Arch::kGpt2 && r.training.seq > m.max_positions)
-    return Fail(detail, "seq<=positions", [&] {
-      return fmt::format("sequence {} exceeds the model's {} learned positions",
-                                     r.training.seq, m.max_positions);
+  if (m.learned_positions() && r.training.seq > m.max_positions)
+    return RuleFailed(detail, "seq<=positions", [&] {
+      return fmt::format("sequence {} exceeds the model's {} learned positions", r.training.seq,
+                         m.max_positions);
     });
   return nullptr;
 }

@@ -6,8 +6,20 @@
 //   kv_heads%tp          key/value heads (GQA groups) divisible by TP
 //   ffn%tp               FFN size divisible by TP
 //   tp<=gpus_per_node    TP group inside one node (unless allowed across nodes)
-//   layers%pp            layers divisible by PP (even stages)
+//   layers%pp            layers divisible by PP (even stages; else set the
+//                        first/last stage's layers)
 //   layers%(pp*vpp)      layers divisible by PP x VPP (interleaved chunks)
+//   Uneven stages (Plan::first_stage_layers / last_stage_layers, Megatron's
+//   --decoder-first/last-pipeline-num-layers; common/plan.h PipelineSplitRule):
+//   stage_layers<=layers first and last stage's layers in 0..L (0 = not set)
+//   uneven=>pp>1         a first/last stage count needs a pipeline
+//   first+last=>pp>=3    both set need a middle stage (Megatron divides the
+//                        rest by PP-2); at PP=2 set one
+//   middle>=1            every middle stage keeps at least one layer
+//   middle%stages        the remaining layers split evenly over the middle
+//                        stages (Megatron's TransformerConfig check)
+//   uneven%vpp           with VPP > 1 the first, middle and last stage's
+//                        layers are multiples of VPP (Megatron-Core)
 //   vpp>1=>pp>1          virtual stages need a pipeline
 //   vpp>1=>m%pp          interleaved 1F1B needs micro-batches divisible by PP (Megatron)
 //   batch=mb*ga*dp       global batch == micro-batch x grad-accum x DP, exactly
@@ -20,7 +32,7 @@
 //                        is a ZeRO stage 1-3 feature)
 //   offload_params=>zero3 parameter offload needs ZeRO-3 (DeepSpeed offload_param)
 //   sp=>tp>1             sequence parallel splits along TP
-//   seq<=positions       sequence fits the learned position table (GPT-2 style)
+//   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)
 //   micro_batch>=1, grad_accum>=1, degrees>=1
 #pragma once
 

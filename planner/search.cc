@@ -6,8 +6,10 @@
 #include <chrono>
 #include <limits>
 #include <map>
+#include <numeric>
 
 #include "planner/evaluator.h"
+#include "planner/stage_split.h"
 
 namespace p3d {
 namespace {
@@ -58,6 +60,46 @@ bool Allowed(const std::optional<T>& fixed, T value) {
   return !fixed || *fixed == value;
 }
 
+// One pipeline split the search offers for a PP.
+struct SplitOption {
+  int vpp = 1;
+  int first = 0, last = 0;  // Plan::first_stage_layers, last_stage_layers
+};
+
+// The (VPP, split) pairs offered for `pp`, VPP ascending (the first has VPP 1;
+// its split is what the layout-level rules are checked with). A fixed split
+// comes with every VPP that divides all its stage sizes, or alone when it
+// breaks a rule (the rules then name it); else the even split with every VPP
+// dividing L/PP; else, PP not dividing L, the balanced split of every VPP
+// that divides L and has one. `weights` is computed on first use.
+std::vector<SplitOption> SplitOptions(const PlanRequest& request, int pp, const SearchConstraints& fx,
+                                      std::optional<StageEdgeWeights>& weights) {
+  const int64_t layers = request.model.layers;
+  std::vector<SplitOption> options;
+  const SplitOption fixed{1, fx.first_stage_layers.value_or(0), fx.last_stage_layers.value_or(0)};
+  if (fixed.first != 0 || fixed.last != 0) {
+    Plan p;
+    p.pp = pp;
+    p.first_stage_layers = fixed.first;
+    p.last_stage_layers = fixed.last;
+    if (PipelineSplitRule(p, layers) != nullptr) return {fixed};
+    int64_t sizes = 0;  // gcd of the stage sizes
+    for (int stage : {0, pp / 2, pp - 1}) sizes = std::gcd(sizes, StageLayers(p, layers, stage));
+    for (int64_t vpp : Divisors(sizes)) options.push_back({static_cast<int>(vpp), fixed.first, fixed.last});
+  } else if (layers % pp == 0) {
+    for (int64_t vpp : Divisors(layers / pp)) options.push_back({static_cast<int>(vpp), 0, 0});
+  } else {
+    if (!weights)
+      weights = EdgeWeights(request, fx.attention.value_or(request.framework.attention));
+    for (int64_t vpp : Divisors(layers)) {
+      if (vpp * pp > layers) break;
+      if (std::optional<StageSplit> s = BalancedStageSplit(layers, pp, static_cast<int>(vpp), *weights))
+        options.push_back({static_cast<int>(vpp), s->first, s->last});
+    }
+  }
+  return options;
+}
+
 }  // namespace
 
 StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptions& options) {
@@ -68,6 +110,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   const ModelSpec& m = request.model;
 
   PlanEvaluator evaluator(request);
+  std::optional<StageEdgeWeights> weights;  // for balanced splits, computed on first use
   SearchResult result;
   std::map<std::string, int64_t> rejected;  // rule id -> layouts it eliminated
   auto reject = [&](const char* rule) { ++rejected[rule]; };
@@ -101,14 +144,19 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       const int64_t per_dp = request.training.global_batch / dp;
       layout.micro_batch = 1;
       layout.grad_accum = per_dp;
+      const std::vector<SplitOption> splits = SplitOptions(request, layout.pp, fx, weights);
+      if (!splits.empty()) {
+        layout.first_stage_layers = splits.front().first;
+        layout.last_stage_layers = splits.front().last;
+      }
       if (const char* rule = FailedRule(request, layout, options.rules)) {
         reject(rule);
         continue;
       }
       for (int64_t mb : Divisors(per_dp)) {
         if (!Allowed(fx.micro_batch, mb)) continue;
-        for (int64_t vpp : Divisors(m.layers / pp)) {
-          if (!Allowed(fx.vpp, int(vpp))) continue;
+        for (const SplitOption& split : splits) {
+          if (!Allowed(fx.vpp, split.vpp)) continue;
           for (int zero = 0; zero <= 3; ++zero) {
             if (!Allowed(fx.zero, zero)) continue;
             // Offload choices the ZeRO stage admits (rules offload=>zero>=1,
@@ -123,7 +171,9 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   Plan p = layout;
                   p.micro_batch = mb;
                   p.grad_accum = per_dp / mb;
-                  p.vpp = static_cast<int>(vpp);
+                  p.vpp = split.vpp;
+                  p.first_stage_layers = split.first;
+                  p.last_stage_layers = split.last;
                   p.zero = zero;
                   p.offload = Offload(off);
                   p.recompute = rc;
@@ -184,6 +234,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.pp = fx.pp.value_or(1);
     probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.pp)));
     probe.vpp = fx.vpp.value_or(1);
+    probe.first_stage_layers = fx.first_stage_layers.value_or(0);
+    probe.last_stage_layers = fx.last_stage_layers.value_or(0);
     probe.zero = fx.zero.value_or(0);
     probe.micro_batch = fx.micro_batch.value_or(1);
     probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));

@@ -1,5 +1,6 @@
 // Plan search: enumerates every legal DP x TP x PP x VPP x ZeRO x micro-batch
-// x recompute x SP x offload combination for a request, evaluates each with the
+// x recompute x SP x offload combination for a request (with one pipeline
+// split per PP x VPP, see SearchConstraints), evaluates each with the
 // simulator (memory first, time for those that fit) and ranks them.
 //
 // Ranking: plans that fit come first, by predicted step time (fastest first);
@@ -19,9 +20,15 @@
 
 namespace p3d {
 
-// A dimension left empty is searched; a set one is fixed.
+// A dimension left empty is searched; a set one is fixed. The pipeline split
+// (uneven stages) is fixed when either stage count is given, the other then
+// being 0 (not set), as Megatron reads an absent --decoder-*-pipeline-num-layers;
+// left empty, the search offers one split per (PP, VPP): the even one when PP x
+// VPP divides the layers, else, when PP does not divide them, the balanced
+// uneven split (planner/stage_split.h).
 struct SearchConstraints {
   std::optional<int> dp, tp, pp, vpp, zero;
+  std::optional<int> first_stage_layers, last_stage_layers;
   std::optional<int64_t> micro_batch;
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;

@@ -8,8 +8,8 @@
 #   TARGETS="p3d-run p3d-tokenize p3d-plan" scripts/gpu_check.sh build dp_equivalence
 #                                        # build only those targets, then the DP sections
 #
-# Multi-GPU sections (dp_equivalence, dp_fault, dp_scaling, offload_dp, tp_pp_equivalence,
-# tp_pp_throughput) need 2 GPUs and record SKIP with fewer.
+# Multi-GPU sections (dp_equivalence, dp_overlap, dp_fault, dp_scaling, offload_dp,
+# tp_pp_equivalence, tp_pp_throughput) need 2 GPUs and record SKIP with fewer.
 # Output ($OUT, default build-gpu/gpu-out): gpu_check.log (every command and its
 # output), summary.txt (one line per section, also printed last) and
 # results.tar.gz (JSON results, reference tables, GEMM tables, loss curves).
@@ -31,7 +31,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 : >"$SUMMARY"
 
 SECTIONS=(env build executor_tests fused_attention reference checkpoint loss_curve speed_1p3b attention_speed attention_plan long_context speed_3b_full largest
-          dp_equivalence dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
+          overlap_dp1 dp_equivalence dp_overlap dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
           tp_pp_equivalence tp_pp_throughput accuracy fsdp2)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 
@@ -71,6 +71,26 @@ ok = len(a) == len(b) == 20 and max(d) <= 2e-3
 print(("PASS" if ok else "FAIL") + f" max|dloss| {max(d):.2e} at step {d.index(max(d))}"
       + f"{' bit-identical' if a == b else ''} (last {b[-1]:.5f} vs {a[-1]:.5f})")
 PY
+}
+
+# The stable recipe the equivalence sections compare at (docs/executor.md,
+# "Equivalence tolerance"): 20 steps of B 4 x S 128, lr 3e-4, clipping on.
+EQ_RECIPE=(--micro-batch 4 --seq 128 --steps 20 --warmup 1 --lr 3e-4 --weight-decay 0.1 --clip 1.0
+           --seed 7)
+
+# A multi-rank p3d-run ARGS... into $RES/NAME.json, compared with the one-GPU
+# run REF by loss_verdict: appends "NAME: ..." to the caller's $details and sets
+# its status=FAIL on a failed run or verdict; exit status 1 when the run failed.
+equivalence_run() {
+  local name=$1 ref=$2
+  shift 2
+  if ! RUN_LIMIT=120 run "$BIN/p3d-run" "$@" --json "$RES/$name.json"; then
+    status=FAIL; details+="$name: run failed; "; return 1
+  fi
+  local verdict
+  verdict=$(loss_verdict "$ref" "$RES/$name.json")
+  [ "${verdict%% *}" = PASS ] || status=FAIL
+  details+="$name: ${verdict#* }; "
 }
 
 section_env() {
@@ -314,8 +334,7 @@ section_dp_equivalence() {
   if [ "$GPUS" -lt 2 ]; then record dp_equivalence SKIP "needs 2 GPUs, found $GPUS"; return; fi
   local data status=PASS details=""
   data=$(corpus_tokens)
-  local common=(--model tests/executor/models/tiny-gpt2-bytes.json --data "$data" --micro-batch 4
-                --seq 128 --steps 20 --warmup 1 --lr 3e-4 --weight-decay 0.1 --clip 1.0 --seed 7)
+  local common=(--model tests/executor/models/tiny-gpt2-bytes.json --data "$data" "${EQ_RECIPE[@]}")
   for dp in 2 4; do
     [ "$GPUS" -lt $dp ] && continue
     for ga in 1 2; do
@@ -325,20 +344,83 @@ section_dp_equivalence() {
       for rc in none full; do
         [ $ga = 1 ] && [ $rc = full ] && continue
         for z in 0 1 2 3; do
-          local name=dp$dp-z$z-ga$ga-$rc
-          if ! RUN_LIMIT=120 run "$BIN/p3d-run" --nproc $dp --dp $dp --zero $z "${common[@]}" \
-              --grad-accum $ga --recompute $rc --nccl-timeout-s 60 --json "$RES/$name.json"; then
-            status=FAIL; details+="$name: run failed; "; continue
-          fi
-          local verdict
-          verdict=$(loss_verdict "$ref" "$RES/$name.json")
-          [ "${verdict%% *}" = PASS ] || status=FAIL
-          details+="$name: ${verdict#* }; "
+          equivalence_run dp$dp-z$z-ga$ga-$rc "$ref" --nproc $dp --dp $dp --zero $z "${common[@]}" \
+              --grad-accum $ga --recompute $rc --nccl-timeout-s 60
         done
       done
     done
   done
   record dp_equivalence $status "$details"
+}
+
+# Gradient buckets at DP = 1 (issue 14): nothing is reduced, so --bucket-mb
+# must not change a single loss (tiny GPT-2, 20 steps, per-unit buckets vs
+# the default one bucket); --bucket-mb 0 is refused as bad input (exit 2).
+section_overlap_dp1() {
+  local data status=PASS details=""
+  data=$(corpus_tokens)
+  local common=(--model tests/executor/models/tiny-gpt2-bytes.json --data "$data" "${EQ_RECIPE[@]}"
+                --grad-accum 2)
+  for mb in 100 0.001; do
+    RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --bucket-mb $mb --json "$RES/overlap-dp1-$mb.json" ||
+      { status=FAIL; details+="--bucket-mb $mb: run failed; "; }
+  done
+  local verdict
+  verdict=$(python3 - "$RES/overlap-dp1-100.json" "$RES/overlap-dp1-0.001.json" <<'PY'
+import json, sys
+try:
+    a, b = ([s["loss"] for s in json.load(open(f))["steps"]] for f in sys.argv[1:3])
+    print(("PASS" if a == b and len(a) == 20 else "FAIL") + f" 20 losses bit-identical: {a == b}")
+except (OSError, KeyError, ValueError) as e:
+    print(f"FAIL {e}")
+PY
+)
+  [ "${verdict%% *}" = PASS ] || status=FAIL
+  details+="${verdict#* }; "
+  RUN_TEE=$RES/overlap-dp1-zero.txt RUN_LIMIT=30 run "$BIN/p3d-run" \
+      --model tests/executor/models/tiny-gpt2-bytes.json --steps 1 --bucket-mb 0
+  local rc=$?
+  if [ $rc -eq 2 ] && grep -q -- "--bucket-mb" "$RES/overlap-dp1-zero.txt"; then
+    details+="--bucket-mb 0 refused (exit 2)"
+  else
+    status=FAIL; details+="--bucket-mb 0: expected exit 2 naming the flag, got $rc"
+  fi
+  record overlap_dp1 $status "$details"
+}
+
+# Data-parallel overlap (issue 14): DP2 ZeRO 0-3 with gradient buckets of
+# single units (--bucket-mb 1: every tiny-gpt2-bytes unit is wider than 1 MB),
+# of several units (7: {head, layer 3, layer 2}, {layer 1, layer 0},
+# {embedding}) and of the whole model (100, the default), grad-accum 2 (ZeRO-2/3
+# reduce every micro-batch), 20 steps. Each against one GPU (tolerance as
+# dp_equivalence, 2e-3 nats) and the three bucket sizes against each other:
+# with 2 ranks every sum has two operands, so the losses must be bit-identical
+# whatever the buckets (a difference means a bucket reduced the wrong range or
+# too early). Timing the overlap belongs to the multi-GPU measurements.
+section_dp_overlap() {
+  if [ "$GPUS" -lt 2 ]; then record dp_overlap SKIP "needs 2 GPUs, found $GPUS"; return; fi
+  local data status=PASS details=""
+  data=$(corpus_tokens)
+  local common=(--model tests/executor/models/tiny-gpt2-bytes.json --data "$data" "${EQ_RECIPE[@]}")
+  local ref=$RES/dp-ref-ga4.json
+  [ -f "$ref" ] || RUN_LIMIT=120 run "$BIN/p3d-run" "${common[@]}" --grad-accum 4 --json "$ref"
+  for z in 0 1 2 3; do
+    local names=()
+    for mb in 1 7 100; do
+      equivalence_run dp2-z$z-bucket$mb "$ref" --nproc 2 --dp 2 --zero $z "${common[@]}" \
+          --grad-accum 2 --bucket-mb $mb --nccl-timeout-s 60 && names+=("$RES/dp2-z$z-bucket$mb.json")
+    done
+    local same
+    same=$(python3 - "${names[@]}" <<'PY'
+import json, sys
+l = [[s["loss"] for s in json.load(open(f))["steps"]] for f in sys.argv[1:]]
+print("PASS" if len(l) == 3 and l[0] == l[1] == l[2] else "FAIL")
+PY
+)
+    [ "$same" = PASS ] || status=FAIL
+    details+="z$z buckets 1/7/100 MB bit-identical: $same; "
+  done
+  record dp_overlap $status "$details"
 }
 
 # A rank that dies (exit) or hangs before step 3 must end every rank with an

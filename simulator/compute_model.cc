@@ -41,6 +41,9 @@ struct Dims {
   double blocks;   // causal query blocks of the attention core (TrainingSpec::AttentionBlocks)
   bool llama, dropout;
   bool qkv_bias, linear_bias;  // biases on q/k/v; biases on every linear (GPT-2)
+  bool rotary;                 // rotary positions (Llama without ALiBi)
+  bool learned_positions;      // a position table added after the gather (GPT-2 without ALiBi)
+  bool embedding_norm;         // a norm after the embedding (BLOOM)
 };
 
 Dims MakeDims(const ModelSpec& m, const TrainingSpec& t, const ComputeShape& sh) {
@@ -54,7 +57,7 @@ Dims MakeDims(const ModelSpec& m, const TrainingSpec& t, const ComputeShape& sh)
   d.hd = static_cast<double>(m.head_dim());
   d.heads = static_cast<double>(m.heads) / tp;
   d.q = d.heads * d.hd;
-  d.kv = std::max(1.0, static_cast<double>(m.kv_heads) / tp) * d.hd;  // KV < TP: replicated heads
+  d.kv = static_cast<double>(m.KvHeadsPerTpRank(sh.tp)) * d.hd;
   d.f = static_cast<double>(m.ffn) / tp;
   d.a = t.precision.activation_bytes;
   d.g = t.precision.grad_bytes;
@@ -65,6 +68,9 @@ Dims MakeDims(const ModelSpec& m, const TrainingSpec& t, const ComputeShape& sh)
   d.dropout = t.dropout;
   d.linear_bias = m.arch == Arch::kGpt2;
   d.qkv_bias = d.linear_bias || m.qkv_bias;
+  d.rotary = d.llama && !m.alibi;
+  d.learned_positions = m.learned_positions();
+  d.embedding_norm = m.embedding_norm;
   return d;
 }
 
@@ -178,7 +184,7 @@ double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrat
   auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
   double s = 2 * k(2 * d.t_sp * d.h * d.a) + 2 * k(3 * d.t_sp * d.h * d.a);
   if (d.qkv_bias) s += k(2 * d.t * (d.q + 2 * d.kv) * d.a);
-  if (d.llama && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
+  if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h);
   const double routed = d.experts > 1 ? d.t * d.topk : d.t;
   s += k(routed * d.f * (d.llama ? 3 : 2) * d.a);
@@ -197,7 +203,7 @@ double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibra
   double s = 2 * k(5 * d.t_sp * d.h * d.a) + 2 * k(3 * d.t_sp * d.h * d.a);
   if (d.qkv_bias) s += k(d.t * (d.q + 2 * d.kv) * d.a);
   if (d.linear_bias) s += k(d.t * d.f * d.topk * d.a) + 2 * k(d.t_sp * d.h * d.a);
-  if (d.llama && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
+  if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h * (2 * d.a + 1));
   const double routed = d.experts > 1 ? d.t * d.topk : d.t;
   s += k(routed * d.f * (d.llama ? 5 : 3) * d.a);
@@ -291,13 +297,19 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
   const Dims d = MakeDims(model, training, shape);
   const double v = static_cast<double>(model.vocab) / shape.tp;
   EdgeKernelTimes e;
-  // One kernel per op: gather (+ positions) (+ dropout); scatter-add (+ positions grad).
+  // One kernel per op: gather (+ positions) (+ embedding norm) (+ dropout);
+  // scatter-add (+ positions grad) (+ norm backward, 5 tensors as a layer's).
+  // ALiBi's biases are added inside the attention core: no op of their own.
   auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
   e.embedding_forward.memory_s = k(2 * d.t * d.h * d.a);
   e.embedding_backward.memory_s = k(d.t * d.h * (d.a + 2 * d.g));
-  if (!d.llama) {
+  if (d.learned_positions) {
     e.embedding_forward.memory_s += k(3 * d.t * d.h * d.a);
     e.embedding_backward.memory_s += k(d.t * d.h * (d.a + 2 * d.g));
+  }
+  if (d.embedding_norm) {
+    e.embedding_forward.memory_s += k(2 * d.t_sp * d.h * d.a);
+    e.embedding_backward.memory_s += k(5 * d.t_sp * d.h * d.a);
   }
   if (d.dropout) {
     e.embedding_forward.memory_s += k(d.t_sp * d.h * (2 * d.a + 1));

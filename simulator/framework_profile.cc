@@ -8,6 +8,7 @@
 #include <cctype>
 
 #include "common/json_fields.h"
+#include "common/named_rule.h"
 #include "simulator/framework_data.h"
 
 namespace p3d {
@@ -24,7 +25,8 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "logits_chunk_tokens", "precision", "tp_overlap", "grad_reduce_overlap", "grad_reduce_overlap_with_pp",
     "grad_bucket_elements", "grad_bucket_elements_per_dp", "contiguous_grad_buffer", "sharded_grad_reduce_bytes",
     "zero_reduce_scatter",
-    "param_gather_overlap", "reshard_after_forward", "master_is_param", "selective_recompute",
+    "param_gather_overlap", "reshard_after_forward", "master_is_param", "param_grads_kept",
+    "selective_recompute",
     "tp_overlap_buffers", "fused_cross_entropy"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
@@ -182,6 +184,7 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
   if (!ParseReshard(reshard, &fw.reshard_after_forward))
     return top.Error("reshard_after_forward", fmt::format("value must be always, never or not-with-pp, got '{}'", reshard));
   P3D_ASSIGN_OR_RETURN(fw.master_is_param, ReadBool(doc, origin, "master_is_param", &src));
+  P3D_ASSIGN_OR_RETURN(fw.param_grads_kept, ReadBool(doc, origin, "param_grads_kept", &src));
   P3D_ASSIGN_OR_RETURN(fw.fused_cross_entropy, ReadBool(doc, origin, "fused_cross_entropy", &src));
   P3D_ASSIGN_OR_RETURN(std::string selective, ReadName(doc, origin, "selective_recompute", &src));
   if (!ParseSelectiveRecompute(selective, &fw.selective))
@@ -248,6 +251,7 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"param_gather_overlap", field("param_gather_overlap", fw.param_gather_overlap)},
               {"reshard_after_forward", field("reshard_after_forward", ReshardName(fw.reshard_after_forward))},
               {"master_is_param", field("master_is_param", fw.master_is_param)},
+              {"param_grads_kept", field("param_grads_kept", fw.param_grads_kept)},
               {"selective_recompute", field("selective_recompute", SelectiveRecomputeName(fw.selective))},
               {"tp_overlap_buffers", field("tp_overlap_buffers", fw.tp_overlap_buffers)},
               {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)}};
@@ -357,12 +361,35 @@ Status CheckFrameworkRule(const FrameworkProfile& profile, RuleKind kind, const 
                                                                 : fmt::format("{} ({})", detail, source->second));
 }
 
-Status CheckExecutorSupports(const Plan& plan) {
+Status CheckExecutorSupports(const Plan& p) {
+  std::string detail;
+  const char* sane = nullptr;
+  if (p.dp < 1) sane = RuleFailed(&detail, "dp>=1", [&] { return fmt::format("--dp {}", p.dp); });
+  else if (p.zero < 0 || p.zero > 3)
+    sane = RuleFailed(&detail, "zero in 0..3", [&] { return fmt::format("--zero {}", p.zero); });
+  else if (p.tp < 1 || p.pp < 1 || p.vpp < 1)
+    sane = RuleFailed(&detail, "tp,pp,vpp>=1",
+                      [&] { return fmt::format("--tp {} --pp {} --vpp {}", p.tp, p.pp, p.vpp); });
+  else if (p.vpp > 1 && p.pp < 2)
+    sane = RuleFailed(&detail, "vpp needs pp>1", [&] { return fmt::format("--vpp {} with --pp {}", p.vpp, p.pp); });
+  else if (p.sequence_parallel && p.tp < 2)
+    sane = RuleFailed(&detail, "sp=>tp>1",
+                      [&] { return fmt::format("--sp splits the residual stream over TP, but --tp {}", p.tp); });
+  if (sane) return Status::InvalidArgument(fmt::format("rule {}: {}", sane, detail));
   for (RuleKind kind : {RuleKind::kLimit, RuleKind::kGap}) {
-    const Status s = CheckFrameworkRule(P3dFrameworkProfile(), kind, plan);
+    const Status s = CheckFrameworkRule(P3dFrameworkProfile(), kind, p);
     if (!s.ok()) return Status::InvalidArgument(s.message());
   }
   return Status::Ok();
+}
+
+Status CheckPlannedForExecutor(const FrameworkProfile& planned) {
+  const std::string& p3d = P3dFrameworkProfile().framework.name;
+  if (planned.framework.name == p3d) return Status::Ok();
+  return Status::InvalidArgument(fmt::format(
+      "rule framework={}: the plan was predicted for '{}'; p3d-run runs p3d's executor (plan it with "
+      "p3d-plan --framework {}, the default)",
+      p3d, planned.framework.name, p3d));
 }
 
 }  // namespace p3d

@@ -64,6 +64,10 @@ std::string FrameworkSummary(const FrameworkProfile& profile);
 // Infeasible "<name>: rule <id>: <breach>; ... (<the rule's source>)".
 Status CheckFrameworkRule(const FrameworkProfile& profile, RuleKind kind, const Plan& plan);
 
+// p3d-run is p3d's executor: OK when a saved plan's prediction used the p3d
+// profile, else InvalidArgument "rule framework=p3d" (a plan predicted with
+// another framework's mechanisms would be measured against the wrong figures).
+Status CheckPlannedForExecutor(const FrameworkProfile& planned);
 
 // OK when every built-in profile parses (tests, --list-frameworks).
 Status BuiltinFrameworksStatus();

@@ -1,6 +1,7 @@
-// Memory model arithmetic (derivations: docs/memory-model.md). The per-term
-// functions here are shared by EstimateMemory, PeakStageMemory and
-// ExplainMemory (memory_explain.cc), so the three can never disagree.
+// Memory model arithmetic (derivations: docs/memory-model.md). One function,
+// StageDetail, computes every term; EstimateMemory, PeakStageMemory and
+// ExplainMemory all call it (ExplainMemory with a Derivation that records each
+// term's formula and inputs where it is computed), so they can never disagree.
 #include "simulator/memory_model.h"
 
 #include <algorithm>
@@ -13,26 +14,30 @@ ScheduleKind ScheduleOf(const Plan& plan) {
   return plan.vpp > 1 ? ScheduleKind::kInterleaved1F1B : ScheduleKind::k1F1B;
 }
 
-int64_t LayersOnStage(int64_t layers, int pp, int stage) {
-  return layers / pp + (stage < layers % pp ? 1 : 0);
-}
-
-double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage) {
+double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage,
+                            const char** formula) {
+  const char* unused;
+  const char*& f = formula != nullptr ? *formula : unused;
   switch (kind) {
     case ScheduleKind::kGPipe:
+      f = "m";
       return static_cast<double>(m);
     case ScheduleKind::k1F1B:
+      f = "min(m, PP - r)";
       return static_cast<double>(std::min<int64_t>(m, pp - stage));
     case ScheduleKind::kInterleaved1F1B: {
       // Megatron's warm-up forwards of (micro-batch, chunk) pairs, plus the
       // one in steady state; each pair holds 1/VPP of the stage's layers.
       // With m == PP every rank runs all forwards first (Megatron's
       // all_warmup_microbatches; schedule.h builds the same list).
+      f = "m";
       if (m == pp) return static_cast<double>(m);
+      f = "min(m*VPP, (VPP - 1)*PP + 2*(PP - r - 1) + 1)/VPP";
       int64_t chunks = int64_t{vpp - 1} * pp + 2 * int64_t{pp - stage - 1} + 1;
       return static_cast<double>(std::min<int64_t>(m * vpp, chunks)) / vpp;
     }
   }
+  f = "m";
   return static_cast<double>(m);
 }
 
@@ -64,11 +69,12 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
                               double layer_params) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = LayersOnStage(model.layers, plan.pp, stage) * layer_params;
+  p.layers = StageLayers(plan, model.layers, stage) * layer_params;
   if (stage == 0) {
     p.embedding = word_table;
-    if (model.arch == Arch::kGpt2)
+    if (model.learned_positions())
       p.embedding += static_cast<double>(model.max_positions) * model.hidden;
+    if (model.embedding_norm) p.embedding += static_cast<double>(model.NormParams());
   }
   if (stage == plan.pp - 1) {
     p.final_norm = static_cast<double>(model.FinalNormParams());
@@ -84,15 +90,16 @@ struct PlanShared {
   memory_internal::LayerActivations act;
   double layer_params;
   double loss_per_micro_batch;
-  PlanShared(const ModelSpec& model, const TrainingSpec& training, const Plan& plan)
-      : act(memory_internal::LayerActivations::Of(model, training, plan)),
+  PlanShared(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+             Derivation* why = nullptr)
+      : act(memory_internal::LayerActivations::Of(model, training, plan, why)),
         layer_params(LayerParamsPerGpu(model, plan.tp)),
         loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)) {}
 };
 
 StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
                               const TrainingSpec& training, const ClusterSpec& cluster,
-                              const Plan& plan, int stage);
+                              const Plan& plan, int stage, Derivation* why = nullptr);
 
 }  // namespace
 
@@ -105,110 +112,253 @@ double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& train
   return memory_internal::LayerActivations::Of(model, training, plan).Stored(plan.recompute);
 }
 
-double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan) {
-  const double tokens = static_cast<double>(plan.micro_batch) * training.seq;  // T = B*S
+double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                            Derivation* why) {
+  const double T = MicroBatchTokens(plan, training);  // B*S
   const double hd = static_cast<double>(model.head_dim());
-  const double heads = static_cast<double>(model.heads) / plan.tp;
-  const double q = heads * hd;
-  const double kv = std::max(1.0, static_cast<double>(model.kv_heads) / plan.tp) * hd;
-  const double qkv = q + 2 * kv;
-  const double f = static_cast<double>(model.ffn) / plan.tp;
-  const double f_pre = model.arch == Arch::kLlama ? 2 * f : f;  // SwiGLU's gate and up
-  const double h = static_cast<double>(model.hidden);
+  const double NH_r = static_cast<double>(model.heads) / plan.tp;
+  const double q_r = NH_r * hd;
+  const double QKV_r = q_r + 2 * static_cast<double>(model.KvHeadsPerTpRank(plan.tp)) * hd;
+  const double F_r = static_cast<double>(model.ffn) / plan.tp;
+  const double Fpre_r = model.arch == Arch::kLlama ? 2 * F_r : F_r;  // SwiGLU's gate and up
+  const double H = static_cast<double>(model.hidden);
   const double e = training.precision.activation_bytes;
   if (plan.attention == AttentionImpl::kFused) {
     // dqkv, branch, d residual, MLP gradients; the fused core's workspace:
     // fp32 dQ accumulator [T, NH/TP*HD] and fp32 D [B, NH/TP, S]
     // (FusedAttention::BackwardScratchBytes; the engines' own is ~0).
-    return e * tokens * (qkv + std::max(h, q) + h + f + f_pre) + 4 * tokens * (q + heads);
+    return P3D_PART(why, "buffers.backward_scratch",
+                    "e*T*(QKV_r + max(H, q_r) + H + F_r + Fpre_r) + 4*T*(q_r + NH_r)",
+                    e * T * (QKV_r + std::max(H, q_r) + H + F_r + Fpre_r) + 4 * T * (q_r + NH_r),
+                    "one layer's activation gradients + the fused core's fp32 dQ and row sums",
+                    {"e", e}, {"T", T}, {"QKV_r", QKV_r}, {"H", H}, {"q_r", q_r}, {"F_r", F_r},
+                    {"Fpre_r", Fpre_r}, {"NH_r", NH_r});
   }
-  const double scores = static_cast<double>(plan.micro_batch) * heads * training.seq * training.seq;
-  return e * (tokens * (2 * qkv + q + std::max(h, q) + h + f + f_pre) + scores);
+  const double B = static_cast<double>(plan.micro_batch), S = static_cast<double>(training.seq);
+  return P3D_PART(
+      why, "buffers.backward_scratch",
+      "e*(T*(2*QKV_r + q_r + max(H, q_r) + H + F_r + Fpre_r) + B*NH_r*S*S)",
+      e * (T * (2 * QKV_r + q_r + std::max(H, q_r) + H + F_r + Fpre_r) + B * NH_r * S * S),
+      "one layer's activation gradients incl. the S x S score gradient", {"e", e}, {"T", T},
+      {"QKV_r", QKV_r}, {"q_r", q_r}, {"H", H}, {"F_r", F_r}, {"Fpre_r", Fpre_r}, {"B", B},
+      {"NH_r", NH_r}, {"S", S});
 }
 
 namespace {
 
-StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
-                              const TrainingSpec& training, const ClusterSpec& cluster,
-                              const Plan& plan, int stage) {
-  const Precision& prec = training.precision;
-  const memory_internal::LayerActivations& act = shared.act;
-  const bool first = stage == 0;
-  const bool last = stage == plan.pp - 1;
-  const bool sp = plan.sequence_parallel && plan.tp > 1;
-  const double tokens = static_cast<double>(plan.micro_batch) * training.seq;  // B*S
-  const double e = prec.activation_bytes;
-  const double sp_div = sp ? plan.tp : 1;
-  const ScheduleKind schedule = ScheduleOf(plan);
-
-  StageMemoryDetail d;
-  d.stage = stage;
-  d.layers = LayersOnStage(model.layers, plan.pp, stage);
-  d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
-  d.in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage);
-
-  // Model states, sharded over DP by the ZeRO stage. Offload moves the
-  // optimizer states, the ZeRO-2/3 gradient shard (ZeRO-1 still accumulates
-  // the full gradient on the GPU) and with parameter offload the ZeRO-3
-  // weight shard to the host.
-  const double n = d.params.total();
+// Model states, sharded over DP by the ZeRO stage. Offload moves the
+// optimizer states, the ZeRO-2/3 gradient shard (ZeRO-1 still accumulates the
+// full gradient on the GPU) and with parameter offload the ZeRO-3 weight
+// shard to the host. With Framework::master_is_param (FSDP2) the fp32 copy
+// the optimizer steps on is the parameter: no param_bytes copy is stored.
+void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, double n,
+                 StageMemoryDetail* d, Derivation* why) {
   const bool offload = plan.offload != Offload::kNone;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
-  MemoryBreakdown& mem = d.memory;
-  const Framework& fw = training.framework;
-  // With master_is_param (FSDP2) the fp32 copy the optimizer steps on is the
-  // parameter; no param_bytes copy is stored.
-  mem.weights = params_offload || fw.master_is_param ? 0 : prec.param_bytes * n / (plan.zero >= 3 ? plan.dp : 1);
-  mem.gradients = offload && plan.zero >= 2 ? 0 : prec.grad_bytes * n / (plan.zero >= 2 ? plan.dp : 1);
+  const double DP = plan.dp, pb = prec.param_bytes, gb = prec.grad_bytes;
+  const double mb = prec.master_bytes, ob = prec.optimizer_bytes;
+  MemoryBreakdown& mem = d->memory;
+  const char* off = "offloaded to the host";
+  mem.weights = params_offload ? P3D_PART(why, "weights", "0", 0, off)
+                : fw.master_is_param
+                    ? P3D_PART(why, "weights", "0", 0, "the fp32 master is the parameter")
+                : plan.zero >= 3 ? P3D_PART(why, "weights", "param_bytes*P_r/DP", pb * n / DP, "",
+                                            {"param_bytes", pb}, {"P_r", n}, {"DP", DP})
+                                 : P3D_PART(why, "weights", "param_bytes*P_r", pb * n, "",
+                                            {"param_bytes", pb}, {"P_r", n});
+  // Framework::param_grads_kept: the bf16 .grad tensors beside the fp32
+  // buffer (DeepSpeed's BF16_Optimizer, ZeRO-0/1 without offload).
+  const bool kept = fw.param_grads_kept && plan.zero <= 1 && !offload;
+  mem.gradients = offload && plan.zero >= 2 ? P3D_PART(why, "gradients", "0", 0, off)
+                  : plan.zero >= 2 ? P3D_PART(why, "gradients", "grad_bytes*P_r/DP", gb * n / DP,
+                                              "", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP})
+                  : kept           ? P3D_PART(why, "gradients", "(grad_bytes + param_bytes)*P_r",
+                                              (gb + pb) * n, "fp32 buffer and the bf16 .grad kept beside it",
+                                              {"grad_bytes", gb}, {"param_bytes", pb}, {"P_r", n})
+                                   : P3D_PART(why, "gradients", "grad_bytes*P_r", gb * n, "",
+                                              {"grad_bytes", gb}, {"P_r", n});
   mem.optimizer =
-      offload ? 0 : (prec.master_bytes + prec.optimizer_bytes) * n / (plan.zero >= 1 ? plan.dp : 1);
-  if (offload) {
-    const double shard = n / plan.dp;
-    d.host.master = prec.master_bytes * shard;
-    d.host.optimizer = prec.optimizer_bytes * shard;
-    d.host.gradients = prec.grad_bytes * shard;
-    d.host.params = prec.param_bytes * shard;
-    d.host.runtime = kHostRuntimePerGpuBytes;
-  }
+      offload ? P3D_PART(why, "optimizer", "0", 0, off)
+      : plan.zero >= 1
+          ? P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r/DP", (mb + ob) * n / DP, "",
+                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n}, {"DP", DP})
+          : P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r", (mb + ob) * n, "",
+                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n});
+  if (!offload) return;
+  // Host memory of one GPU's process: its shard P_r/DP of each state (parts
+  // of the host total, which ExplainHostMemory shows apart from the GPU's).
+  d->host.master = P3D_PART(why, "host.master", "master_bytes*P_r/DP", mb * n / DP, "",
+                            {"master_bytes", mb}, {"P_r", n}, {"DP", DP});
+  d->host.optimizer = P3D_PART(why, "host.optimizer", "adam_bytes*P_r/DP", ob * n / DP, "",
+                               {"adam_bytes", ob}, {"P_r", n}, {"DP", DP});
+  d->host.gradients = P3D_PART(why, "host.gradients", "grad_bytes*P_r/DP", gb * n / DP,
+                               "pinned gradient shard", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP});
+  d->host.params = P3D_PART(why, "host.params", "param_bytes*P_r/DP", pb * n / DP,
+                            "pinned bf16 parameters", {"param_bytes", pb}, {"P_r", n}, {"DP", DP});
+  d->host.runtime = P3D_PART(why, "host.runtime", "runtime", kHostRuntimePerGpuBytes,
+                             "driver, runtime, data loading per GPU process (assumed)",
+                             {"runtime", kHostRuntimePerGpuBytes});
+}
 
-  // Activations.
-  d.layer_activations = act.Stored(plan.recompute) * d.layers * d.in_flight;
-  d.recompute_working = act.RecomputeWorkingSet(plan.recompute);
-  if (first && training.dropout)
-    d.embedding_activations = tokens * model.hidden / sp_div * d.in_flight;
-  if (last) {
-    const double loss_micro_batches =
-        schedule == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;
-    d.loss_activations = loss_micro_batches * shared.loss_per_micro_batch;
+void Activations(const PlanShared& shared, const ModelSpec& model, const TrainingSpec& training,
+                 const Plan& plan, int stage, StageMemoryDetail* d, Derivation* why) {
+  const memory_internal::LayerActivations& act = shared.act;
+  const double e = training.precision.activation_bytes;
+  const double T = MicroBatchTokens(plan, training), H = static_cast<double>(model.hidden);
+  const double SPd = plan.sequence_shards(), L_r = static_cast<double>(d->layers);
+  const double m_r = d->in_flight;
+  const double per_layer =
+      P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
+               act.Stored(plan.recompute), "stored by one layer for one micro-batch",
+               {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
+               {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level});
+  d->layer_activations =
+      P3D_PART(why, "activations.layers", "A_layer*L_r*m_r", per_layer * L_r * m_r, "",
+               {"A_layer", per_layer}, {"L_r", L_r}, {"m_r", m_r});
+  d->recompute_working = P3D_PART(
+      why, "activations.recompute_working_set", act.RecomputeWorkingSetFormula(plan.recompute),
+      act.RecomputeWorkingSet(plan.recompute), "one layer's recomputed tensors",
+      {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split}, {"scores", act.scores},
+      {"input", act.input}, {"op_level", act.op_level});
+  // The embedding's dropout mask (1 byte) and the embedding norm's input (e bytes).
+  const double drop = training.dropout ? 1 : 0, norm = model.embedding_norm ? 1 : 0;
+  d->embedding_activations =
+      stage == 0 && drop + norm > 0
+          ? P3D_PART(why, "activations.embedding", "(drop + norm*e)*T*H/SPd*m_r",
+                     (drop + norm * e) * T * H / SPd * m_r,
+                     "embedding dropout mask, embedding-norm input", {"drop", drop}, {"norm", norm},
+                     {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"m_r", m_r})
+          : P3D_PART(why, "activations.embedding", "0", 0, "");
+  if (stage == plan.pp - 1) {
+    const double m_loss =
+        ScheduleOf(plan) == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;
+    const double T_c = memory_internal::LogitTokens(training, plan);
+    const double V = static_cast<double>(model.vocab), TP = plan.tp;
+    const double f32 = training.framework.fused_cross_entropy ? 0 : 4;  // fused: no fp32 softmax
+    d->loss_activations =
+        P3D_PART(why, "activations.loss", "m_loss*(2*e*T*H/SPd + T_c*V/TP*(e + f32))",
+                 m_loss * shared.loss_per_micro_batch,
+                 "final-norm and head inputs, bf16 logits and fp32 softmax of a loss chunk",
+                 {"m_loss", m_loss}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"T_c", T_c},
+                 {"V", V}, {"TP", TP}, {"f32", f32});
+  } else {
+    d->loss_activations = P3D_PART(why, "activations.loss", "0", 0, "");
   }
-  mem.activations =
-      d.layer_activations + d.recompute_working + d.embedding_activations + d.loss_activations;
+  d->memory.activations =
+      d->layer_activations + d->recompute_working + d->embedding_activations + d->loss_activations;
+}
 
-  // Buffers.
-  if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
-    const double largest = std::max({shared.layer_params, d.params.embedding, d.params.head});
-    // Without resharding after forward the stage's gathered parameters stay
-    // until its backward (Framework::Reshards).
-    d.zero3_gather = prec.param_bytes * (fw.Reshards(plan.pp) ? kZero3PrefetchModules * largest : n);
+void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpec& training,
+             const Plan& plan, StageMemoryDetail* d, Derivation* why) {
+  const Precision& prec = training.precision;
+  const Framework& fw = training.framework;
+  const bool offload = plan.offload != Offload::kNone;
+  const double e = prec.activation_bytes, T = MicroBatchTokens(plan, training);
+  const double H = static_cast<double>(model.hidden), SPd = plan.sequence_shards();
+  if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams) &&
+      !fw.Reshards(plan.pp)) {
+    // Not resharded after forward (Framework::Reshards): the stage's gathered
+    // parameters stay until its backward.
+    const double P_r = d->params.total();
+    d->zero3_gather =
+        P3D_PART(why, "buffers.zero3_gather", "param_bytes*P_r", prec.param_bytes * P_r,
+                 "the stage's parameters, kept gathered from forward to backward",
+                 {"param_bytes", static_cast<double>(prec.param_bytes)}, {"P_r", P_r});
+  } else if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) {
+    const double largest =
+        std::max(shared.layer_params, std::max(d->params.embedding, d->params.head));
+    d->zero3_gather = P3D_PART(
+        why, "buffers.zero3_gather", "param_bytes*modules*max(P_layer, P_embedding, P_head)",
+        prec.param_bytes * kZero3PrefetchModules * largest,
+        "the module computing and the one prefetched",
+        {"param_bytes", static_cast<double>(prec.param_bytes)},
+        {"modules", static_cast<double>(kZero3PrefetchModules)}, {"P_layer", shared.layer_params},
+        {"P_embedding", d->params.embedding}, {"P_head", d->params.head});
+  } else {
+    d->zero3_gather = P3D_PART(why, "buffers.zero3_gather", "0", 0, "");
   }
   // With offload under ZeRO-2/3 the buckets also stage each micro-batch's
   // gradient for its copy to the host, even at DP = 1. A contiguous gradient
   // buffer (Megatron's DDP) is reduced in place: no ZeRO-0/1 buckets.
-  if ((plan.dp > 1 || (offload && plan.zero >= 2)) && !(fw.contiguous_grad_buffer && plan.zero <= 1))
-    d.grad_buckets = prec.grad_bytes * std::min(kGradBuckets * fw.GradBucketElements(plan.dp), n);
-  if (plan.pp > 1) d.pp_buffers = 2.0 * plan.vpp * e * tokens * model.hidden / sp_div;
+  if ((plan.dp > 1 || (offload && plan.zero >= 2)) &&
+      !(fw.contiguous_grad_buffer && plan.zero <= 1)) {
+    const double n = d->params.total(), bucket = fw.GradBucketElements(plan.dp);
+    d->grad_buckets = P3D_PART(
+        why, "buffers.grad_buckets", "grad_bytes*min(buckets*bucket_elems, P_r)",
+        prec.grad_bytes * std::min(kGradBuckets * bucket, n), "one bucket reducing, one filling",
+        {"grad_bytes", static_cast<double>(prec.grad_bytes)},
+        {"buckets", static_cast<double>(kGradBuckets)}, {"bucket_elems", bucket}, {"P_r", n});
+  } else {
+    d->grad_buckets = P3D_PART(why, "buffers.grad_buckets", "0", 0, "");
+  }
+  d->pp_buffers = plan.pp > 1 ? P3D_PART(why, "buffers.pp_send_recv", "2*VPP*e*T*H/SPd",
+                                         2.0 * plan.vpp * e * T * H / SPd, "",
+                                         {"VPP", static_cast<double>(plan.vpp)}, {"e", e}, {"T", T},
+                                         {"H", H}, {"SPd", SPd})
+                              : P3D_PART(why, "buffers.pp_send_recv", "0", 0, "");
   // SP's all-gather buffer, or the userbuffers the TP overlap registers.
-  if (sp) d.tp_buffers = e * tokens * model.hidden * (fw.tp_overlap == TpOverlap::kUserBuffers ? fw.tp_overlap_buffers : 1);
-  d.backward_scratch = BackwardScratchBytes(model, training, plan);
-  mem.buffers = d.zero3_gather + d.grad_buckets + d.pp_buffers + d.tp_buffers + d.backward_scratch;
+  const double tp_bufs = fw.tp_overlap == TpOverlap::kUserBuffers ? fw.tp_overlap_buffers : 1;
+  d->tp_buffers =
+      plan.sequence_shards() > 1
+          ? P3D_PART(why, "buffers.sp_all_gather", "bufs*e*T*H", tp_bufs * e * T * H,
+                     "the all-gathered sequence (userbuffers: one per overlapped GEMM input)",
+                     {"bufs", tp_bufs}, {"e", e}, {"T", T}, {"H", H})
+          : P3D_PART(why, "buffers.sp_all_gather", "0", 0, "");
+  d->backward_scratch = BackwardScratchBytes(model, training, plan, why);
+  d->memory.buffers =
+      d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers + d->backward_scratch;
+}
 
-  // Runtime.
+void Runtime(const ModelSpec& model, const ClusterSpec& cluster, const Plan& plan, int stage,
+             StageMemoryDetail* d, Derivation* why) {
   const RuntimeMemory& rt = cluster.gpu.runtime;
-  d.communicators = memory_internal::Communicators(model, plan, stage);
-  d.cuda_context = rt.cuda_context_bytes;
-  d.nccl = NcclBytes(rt, d.communicators, plan.pp > 1);
-  d.allocator = rt.allocator_fraction * (mem.activations + mem.buffers);
-  mem.runtime = d.cuda_context + d.nccl + d.allocator;
+  d->communicators = memory_internal::Communicators(model, plan, stage);
+  d->cuda_context = P3D_PART(why, "runtime.cuda_context", "context", rt.cuda_context_bytes,
+                             "CUDA context + cuBLAS workspace", {"context", rt.cuda_context_bytes});
+  const double c = d->communicators;
+  const double first =
+      rt.nccl_first_comm_bytes > 0 ? rt.nccl_first_comm_bytes : rt.nccl_per_comm_bytes;
+  const double p2p = plan.pp > 1 ? rt.nccl_p2p_bytes : 0;
+  d->nccl = c > 0
+                ? P3D_PART(why, "runtime.nccl", "first + (c - 1)*per_comm + p2p",
+                           NcclBytes(rt, d->communicators, plan.pp > 1),
+                           "c communicators: world, TP, DP, PP, embedding group", {"first", first},
+                           {"c", c}, {"per_comm", rt.nccl_per_comm_bytes}, {"p2p", p2p})
+                : P3D_PART(why, "runtime.nccl", "0", 0, "");
+  const MemoryBreakdown& mem = d->memory;
+  d->allocator = P3D_PART(why, "runtime.allocator", "fraction*(activations + buffers)",
+                          rt.allocator_fraction * (mem.activations + mem.buffers), "",
+                          {"fraction", rt.allocator_fraction}, {"activations", mem.activations},
+                          {"buffers", mem.buffers});
+  d->memory.runtime = d->cuda_context + d->nccl + d->allocator;
+}
+
+StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
+                              const TrainingSpec& training, const ClusterSpec& cluster,
+                              const Plan& plan, int stage, Derivation* why) {
+  StageMemoryDetail d;
+  d.stage = stage;
+  d.layers = StageLayers(plan, model.layers, stage);
+  d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
+  const StageParams& p = d.params;
+  const double n =
+      P3D_TERM(why, "params.stage", "L_r*P_layer + P_embedding + P_head + P_final_norm", p.total(),
+               "parameters of the stage on one TP rank", {"L_r", static_cast<double>(d.layers)},
+               {"P_layer", shared.layer_params}, {"P_embedding", p.embedding}, {"P_head", p.head},
+               {"P_final_norm", p.final_norm});
+  const ScheduleKind schedule = ScheduleOf(plan);
+  const char* in_flight_formula = "m";
+  const double in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage,
+                                                why ? &in_flight_formula : nullptr);
+  d.in_flight =
+      P3D_TERM(why, "in_flight", in_flight_formula, in_flight,
+               "micro-batches whose activations the stage holds at its peak",
+               {"m", static_cast<double>(plan.grad_accum)}, {"PP", static_cast<double>(plan.pp)},
+               {"VPP", static_cast<double>(plan.vpp)}, {"r", static_cast<double>(stage)});
+  ModelStates(training.precision, training.framework, plan, n, &d, why);
+  Activations(shared, model, training, plan, stage, &d, why);
+  Buffers(shared, model, training, plan, &d, why);
+  Runtime(model, cluster, plan, stage, &d, why);
   return d;
 }
 
@@ -228,7 +378,8 @@ MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& traini
     StageMemoryDetail d = StageDetail(shared, model, training, cluster, plan, r);
     est.stages.push_back({r, d.layers, d.memory, d.host.total()});
     if (d.memory.total() > est.stages[est.peak_stage].memory.total()) est.peak_stage = r;
-    est.host_bytes_per_node = std::max(est.host_bytes_per_node, GpusOnNode(cluster) * d.host.total());
+    est.host_bytes_per_node =
+        std::max(est.host_bytes_per_node, GpusOnNode(cluster) * d.host.total());
   }
   return est;
 }
@@ -239,35 +390,87 @@ int GpusOnNode(const ClusterSpec& cluster) {
   return std::max(1, n);
 }
 
+namespace {
+
+// The stages that can hold the most (see PeakStageMemory): 0, then 1 when it
+// is a middle stage, then PP-1; `count` of them are valid.
+struct PeakCandidates {
+  int stage[3];
+  int count = 0;
+  explicit PeakCandidates(int pp) {
+    stage[count++] = 0;
+    if (pp > 2) stage[count++] = 1;
+    if (pp > 1) stage[count++] = pp - 1;
+  }
+};
+
+}  // namespace
+
 double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
                         const ClusterSpec& cluster, const Plan& plan) {
   if (plan.offload == Offload::kNone) return 0;
-  // Host bytes grow with the stage's parameters, largest on stage 0
-  // (embedding) or the last stage (head), as for PeakStageMemory.
+  // Host bytes grow with the stage's parameters: the embedding's, a middle
+  // stage's or the head's stage holds the most, as for PeakStageMemory.
   const PlanShared shared(model, training, plan);
-  double host = StageDetail(shared, model, training, cluster, plan, 0).host.total();
-  if (plan.pp > 1)
-    host = std::max(host, StageDetail(shared, model, training, cluster, plan, plan.pp - 1).host.total());
+  const PeakCandidates candidates(plan.pp);
+  double host = 0;
+  for (int i = 0; i < candidates.count; ++i)
+    host = std::max(
+        host,
+        StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).host.total());
   return GpusOnNode(cluster) * host;
 }
 
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
                                 const ClusterSpec& cluster, const Plan& plan, int* peak_stage) {
-  // Stage 0 holds at least as many layers and in-flight micro-batches as any
-  // middle stage, plus the embedding, and every other term is stage-independent,
-  // so only stage 0 and the last stage (head, loss) can be the peak.
+  // The middle stages hold equal parameters and layers, and every term but
+  // the stored activations (which grow with the in-flight micro-batches, most
+  // on stage 1) is equal among them; so the peak is stage 0 (embedding),
+  // stage 1 or the last stage (head, loss). In stage order, so that a tie
+  // goes to the first stage, as in EstimateMemory.
   const PlanShared shared(model, training, plan);
-  MemoryBreakdown first = StageDetail(shared, model, training, cluster, plan, 0).memory;
+  const PeakCandidates candidates(plan.pp);
+  MemoryBreakdown peak;
   int stage = 0;
-  if (plan.pp > 1) {
-    MemoryBreakdown last = StageDetail(shared, model, training, cluster, plan, plan.pp - 1).memory;
-    if (last.total() > first.total()) {
-      first = last;
-      stage = plan.pp - 1;
+  for (int i = 0; i < candidates.count; ++i) {
+    MemoryBreakdown m =
+        StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).memory;
+    if (i == 0 || m.total() > peak.total()) {
+      peak = m;
+      stage = candidates.stage[i];
     }
   }
   if (peak_stage != nullptr) *peak_stage = stage;
-  return first;
+  return peak;
+}
+
+std::vector<DerivedTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
+                                       const ClusterSpec& cluster, const Plan& plan, int stage) {
+  Derivation why;
+  StageDetail(PlanShared(model, training, plan, &why), model, training, cluster, plan, stage, &why);
+  std::vector<DerivedTerm> terms;
+  for (const DerivedTerm& t : why.terms())
+    if (!t.name.starts_with("host.")) terms.push_back(t);
+  return terms;
+}
+
+std::vector<DerivedTerm> ExplainHostMemory(const ModelSpec& model, const TrainingSpec& training,
+                                           const ClusterSpec& cluster, const Plan& plan,
+                                           int stage) {
+  std::vector<DerivedTerm> terms;
+  if (plan.offload == Offload::kNone) return terms;
+  Derivation why;
+  StageDetail(PlanShared(model, training, plan), model, training, cluster, plan, stage, &why);
+  for (const DerivedTerm& t : why.terms())
+    if (t.name.starts_with("host.")) terms.push_back(t);
+  const double gpus = GpusOnNode(cluster);
+  const double per_gpu = HostBytesPerNode(model, training, cluster, plan) / gpus;
+  terms.push_back({"host.node",
+                   "gpus*max_per_gpu",
+                   {{"gpus", gpus}, {"max_per_gpu", per_gpu}},
+                   gpus * per_gpu,
+                   "GPUs of a node x the largest per-GPU host total over the stages"});
+  return terms;
 }
 
 }  // namespace p3d

@@ -18,8 +18,10 @@
 // them per GPU (HostMemoryDetail), checked per node against host memory.
 //
 // Preconditions for every function here: Validate(model) passed and the plan
-// is legal (planner/rules.h): degrees, micro_batch and grad_accum >= 1,
-// layers >= pp * vpp, 0 <= stage < pp. Nothing is checked on the hot path.
+// is legal (planner/rules.h): degrees, micro_batch and grad_accum >= 1, the
+// pipeline split legal (PipelineSplitRule in common/plan.h: every stage and
+// chunk holds a whole number of layers), 0 <= stage < pp. Nothing is checked
+// on the hot path.
 //
 // Thread-safety: all functions are pure (no shared state); call them from any
 // number of threads.
@@ -31,6 +33,7 @@
 
 #include "models/model_spec.h"
 #include "common/plan.h"
+#include "simulator/derivation.h"
 #include "simulator/estimate.h"
 #include "simulator/hardware.h"
 #include "simulator/schedule.h"
@@ -49,10 +52,6 @@ inline constexpr double kHostRuntimePerGpuBytes = 2.0 * 1024 * 1024 * 1024;
 // Schedule a plan runs: interleaved 1F1B when vpp > 1, else 1F1B.
 ScheduleKind ScheduleOf(const Plan& plan);
 
-// Transformer layers held by pipeline rank `stage` (all its virtual chunks).
-// Layers are split as evenly as possible; the first L % PP stages get one more.
-int64_t LayersOnStage(int64_t layers, int pp, int stage);
-
 // Micro-batches' worth of the stage's layers whose activations are stored at
 // the stage's peak (the unit is "all layers of the stage for one micro-batch"):
 //   GPipe          m
@@ -60,7 +59,9 @@ int64_t LayersOnStage(int64_t layers, int pp, int stage);
 //   interleaved    min(m*VPP, (VPP-1)*PP + 2*(PP-r-1) + 1) / VPP (Megatron warm-up + 1);
 //                  m when m == PP (every forward first on every rank)
 // For r = 0 the interleaved count is PP * (1 + (PP-1)/(PP*VPP)) (Korthikanti sec. 1).
-double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage);
+// `formula` (optional) receives the formula of the branch taken, over m, PP, VPP, r.
+double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int stage,
+                           const char** formula = nullptr);
 
 // Parameters (elements) one GPU of `stage` holds after TP/PP sharding, before
 // ZeRO sharding, by origin.
@@ -68,7 +69,7 @@ struct StageParams {
   double layers =
       0;  // the stage's transformer layers on one TP rank (norms, row-parallel biases replicated)
   double embedding =
-      0;  // stage 0: vocab-parallel word embedding V*H/TP + learned positions (replicated)
+      0;  // stage 0: vocab-parallel word embedding V*H/TP + learned positions + embedding norm (replicated)
   double head =
       0;  // last stage: LM head V*H/TP; tied with PP > 1: the embedding copy Megatron keeps there
   double final_norm = 0;  // last stage: final norm (replicated)
@@ -108,7 +109,7 @@ struct StageMemoryDetail {
   // activations
   double layer_activations = 0;      // ActivationBytesPerLayer x layers x in_flight
   double recompute_working = 0;      // one layer's recomputed tensors, one micro-batch
-  double embedding_activations = 0;  // stage 0: embedding dropout mask x in_flight
+  double embedding_activations = 0;  // stage 0: embedding dropout mask and embedding-norm input x in_flight
   double loss_activations = 0;       // last stage: final-norm/head inputs + logits + fp32 softmax
   // buffers
   double zero3_gather = 0;
@@ -132,8 +133,10 @@ MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& traini
                               const ClusterSpec& cluster, const Plan& plan);
 
 // The peak stage's breakdown, equal to EstimateMemory(...).peak() exactly, with
-// no heap allocation (it evaluates only the stages that can be the peak:
-// stage 0 dominates every middle stage, so the peak is stage 0 or PP-1).
+// no heap allocation. It evaluates only the stages that can be the peak: the
+// middle stages hold equal layers (StageLayers) and stage 1 has the most
+// in-flight micro-batches of them, so the peak is stage 0, 1 or PP-1 (with
+// uneven stages a middle stage may hold more layers than stage 0).
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
                                 const ClusterSpec& cluster, const Plan& plan, int* peak_stage);
 
@@ -147,7 +150,7 @@ int GpusOnNode(const ClusterSpec& cluster);
 // CPU memory of one node with offload, bytes (0 without offload):
 // GpusOnNode x the largest per-GPU HostMemoryDetail total over the stages (an
 // upper bound, exact when every stage of a node holds equal parameters).
-// No heap allocation (evaluates stage 0 and the last stage, as PeakStageMemory).
+// No heap allocation (evaluates stages 0, 1 and PP-1, as PeakStageMemory).
 double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
                         const ClusterSpec& cluster, const Plan& plan);
 // Offload plans also need their host figure within the node's memory.
@@ -163,22 +166,19 @@ inline bool FitsInHostMemory(double host_bytes_per_node, const NodeSpec& node) {
 // (Plan::attention) no head layouts or score gradient, plus its fp32 workspace
 // (dQ accumulator, row sums; docs/memory-model.md). Frameworks built on a
 // caching allocator hold the same tensors transiently.
-double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan);
+double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                            Derivation* why = nullptr);
 
-// One line of the --explain derivation.
-struct MemoryTerm {
-  std::string name;         // e.g. "activations.layers"
-  std::string formula;      // symbolic, e.g. "L_r * m_r * S*B*H*(34 + 5*NH*S/H)"
-  std::string substituted;  // the same with the numbers put in
-  double bytes = 0;
-};
-// The terms of `stage` in MemoryBreakdown order; their bytes sum to the
-// stage's total.
-std::vector<MemoryTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
-                                      const ClusterSpec& cluster, const Plan& plan, int stage);
-// The host terms of `stage` (HostMemoryDetail order) and a last "host.node"
-// line: GpusOnNode x the largest per-GPU host total. Empty without offload.
-std::vector<MemoryTerm> ExplainHostMemory(const ModelSpec& model, const TrainingSpec& training,
-                                          const ClusterSpec& cluster, const Plan& plan, int stage);
+// The --explain derivation of `stage`: every term recorded where
+// StageMemoryDetails computes it (simulator/derivation.h). The terms marked
+// `part` are the MemoryBreakdown's parts and sum to the stage's total; the
+// others (params.stage, in_flight, activations.per_layer*) are their inputs.
+std::vector<DerivedTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
+                                       const ClusterSpec& cluster, const Plan& plan, int stage);
+// The host terms of `stage` (HostMemoryDetail's; they sum to its total) and a
+// last "host.node" line: GpusOnNode x the largest per-GPU host total. Empty
+// without offload.
+std::vector<DerivedTerm> ExplainHostMemory(const ModelSpec& model, const TrainingSpec& training,
+                                           const ClusterSpec& cluster, const Plan& plan, int stage);
 
 }  // namespace p3d

@@ -1,20 +1,19 @@
-// Internal building blocks of the memory model, shared by memory_model.cc
-// (numbers) and memory_explain.cc (the same numbers as formulas). Not part of
-// the public API: use simulator/memory_model.h.
+// Internal building blocks of the memory model (memory_model.cc), which
+// record their --explain terms where they compute them (derivation.h). Not
+// part of the public API: use simulator/memory_model.h.
 #pragma once
 
 #include <cstdint>
 
-#include "models/model_spec.h"
 #include "common/plan.h"
+#include "models/model_spec.h"
+#include "simulator/derivation.h"
 
 namespace p3d::memory_internal {
 
-// KVD_r: K (or V) width on one TP rank, ceil(KV/TP) heads of HD (a TP rank
-// holds at least one KV head; with TP > KV heads are replicated).
+// KVD_r: K (or V) width on one TP rank (ModelSpec::KvHeadsPerTpRank heads of HD).
 inline double KvDimPerRank(const ModelSpec& model, int tp) {
-  const int64_t heads = (model.kv_heads + tp - 1) / tp;
-  return static_cast<double>(heads * model.head_dim());
+  return static_cast<double>(model.KvHeadsPerTpRank(tp) * model.head_dim());
 }
 
 // What one transformer layer stores for one micro-batch on one GPU, bytes,
@@ -31,54 +30,83 @@ inline double KvDimPerRank(const ModelSpec& model, int tp) {
 //           re-derives the probabilities from (no S x S term; a fused
 //           dropout regenerates its mask from the RNG state)
 //   input   e*B*S*H/SPd: the layer input (all that full recompute keeps) -> 2sbh
-// with e = activation bytes, drop = 1 if dropout else 0, SPd = TP with SP else 1.
+// with e = activation bytes, drop = 1 if dropout else 0, SPd = Plan::sequence_shards().
 // Selective recompute drops the scores of the unfused core and recomputes
 // them in backward; with the fused core there is nothing S x S to drop, and
-// it stores what none stores (docs/executor.md).
-// Selective recompute keeps what the framework's policy saves
-// (Framework::selective): "scores" and "core-attention" drop the unfused
-// core's scores (the fused core has none to drop); "op-level" (torchtitan)
+// it stores what none stores (docs/executor.md). That is the "scores" and
+// "core-attention" policies of Framework::selective; "op-level" (torchtitan)
 // keeps the layer input, the outputs of every second matmul (Llama: wq, wv,
-// w1, w2 -> q, one KV width, F and the reduce-scattered H/SPd; GPT: qkv and
-// fc1), the attention output (q) and the core's own saved tensors (scores).
+// w1, w2 -> H/TP, KVD_r, k*F/TP and the reduce-scattered H/SPd; GPT: qkv and
+// fc1), the attention output (H/TP) and the core's own saved tensors (scores).
 struct LayerActivations {
   double hidden = 0;
   double masks = 0;
   double split = 0;
   double scores = 0;
   double input = 0;
-  double op_level = 0;  // stored under the op-level policy
-  bool fused = false;  // Plan::attention == kFused
-  SelectiveRecompute selective = SelectiveRecompute::kScores;
+  double op_level = 0;  // stored under the op-level policy, else 0
+  bool fused = false;   // Plan::attention == kFused
+  SelectiveRecompute selective = SelectiveRecompute::kScores;  // Framework::selective
 
-  static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training,
-                             const Plan& plan) {
+  // Records the five groups as "activations.per_layer.*" when `why` is set.
+  static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                             Derivation* why = nullptr) {
     const double e = training.precision.activation_bytes;
-    const double tokens = static_cast<double>(plan.micro_batch) * training.seq;  // B*S
-    const double sp_div = plan.sequence_parallel && plan.tp > 1 ? plan.tp : 1;
-    const double h = static_cast<double>(model.hidden);
+    const double T = MicroBatchTokens(plan, training);  // B*S
+    const double SPd = plan.sequence_shards();
+    const double H = static_cast<double>(model.hidden);
     const double k = static_cast<double>(model.experts_per_token);
-    const double mlp_mats = model.arch == Arch::kGpt2 ? 2 : 3;
+    const double c = model.arch == Arch::kGpt2 ? 2 : 3;
     const double drop = training.dropout ? 1 : 0;
+    const double TP = plan.tp, F = static_cast<double>(model.ffn);
+    const double KVD_r = KvDimPerRank(model, plan.tp);
+    const double NH = static_cast<double>(model.heads), S = static_cast<double>(training.seq);
     LayerActivations a;
-    a.hidden = e * tokens * h / sp_div * (3 + k);
-    a.masks = drop * 2 * tokens * h / sp_div;
-    a.split = e * tokens *
-              (2 * h / plan.tp + 2 * KvDimPerRank(model, plan.tp) +
-               mlp_mats * k * static_cast<double>(model.ffn) / plan.tp);
+    a.hidden = P3D_TERM(why, "activations.per_layer.hidden", "e*T*H/SPd*(3 + k)",
+                        e * T * H / SPd * (3 + k), "norm and GEMM inputs, T = B*S tokens", {"e", e},
+                        {"T", T}, {"H", H}, {"SPd", SPd}, {"k", k});
+    a.masks = P3D_TERM(why, "activations.per_layer.masks", "drop*2*T*H/SPd", drop * 2 * T * H / SPd,
+                       "1-byte dropout masks of the attention and MLP outputs", {"drop", drop},
+                       {"T", T}, {"H", H}, {"SPd", SPd});
+    a.split = P3D_TERM(why, "activations.per_layer.split", "e*T*(2*H/TP + 2*KVD_r + c*k*F/TP)",
+                       e * T * (2 * H / TP + 2 * KVD_r + c * k * F / TP),
+                       "Q, K, V, output-projection input, MLP intermediates", {"e", e}, {"T", T},
+                       {"H", H}, {"TP", TP}, {"KVD_r", KVD_r}, {"c", c}, {"k", k}, {"F", F});
     a.fused = plan.attention == AttentionImpl::kFused;
-    const double heads = static_cast<double>(model.heads) / plan.tp;
-    a.scores = a.fused ? tokens * heads * 4 : tokens * training.seq * heads * (e + drop * (1 + e));
-    a.input = e * tokens * h / sp_div;
-    const double q = h / plan.tp, kvd = KvDimPerRank(model, plan.tp), f = k * static_cast<double>(model.ffn) / plan.tp;
-    a.op_level = a.scores + e * tokens *
-                                (model.arch == Arch::kLlama ? h / sp_div + q + kvd + q + f + h / sp_div
-                                                            : h / sp_div + q + 2 * kvd + q + f);
+    a.scores = a.fused
+                   ? P3D_TERM(why, "activations.per_layer.scores", "4*T*NH/TP", 4 * T * NH / TP,
+                              "fused attention: the fp32 row log-sum-exp", {"T", T}, {"NH", NH},
+                              {"TP", TP})
+                   : P3D_TERM(why, "activations.per_layer.scores", "T*S*NH/TP*(e + drop*(1 + e))",
+                              T * S * NH / TP * (e + drop * (1 + e)),
+                              "unfused attention: S x S probabilities (and dropout)", {"T", T},
+                              {"S", S}, {"NH", NH}, {"TP", TP}, {"e", e}, {"drop", drop});
+    a.input = P3D_TERM(why, "activations.per_layer.input", "e*T*H/SPd", e * T * H / SPd,
+                       "the layer input (all full recompute keeps)", {"e", e}, {"T", T}, {"H", H},
+                       {"SPd", SPd});
     a.selective = training.framework.selective;
+    if (a.selective == SelectiveRecompute::kOpLevel) {
+      const double scores = a.scores;
+      a.op_level =
+          model.arch == Arch::kLlama
+              ? P3D_TERM(why, "activations.per_layer.op_level",
+                         "scores + e*T*(2*H/SPd + 2*H/TP + KVD_r + k*F/TP)",
+                         scores + e * T * (2 * H / SPd + 2 * H / TP + KVD_r + k * F / TP),
+                         "op-level selective: every second matmul's output, attention output",
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
+                         {"KVD_r", KVD_r}, {"k", k}, {"F", F})
+              : P3D_TERM(why, "activations.per_layer.op_level",
+                         "scores + e*T*(H/SPd + 2*H/TP + 2*KVD_r + k*F/TP)",
+                         scores + e * T * (H / SPd + 2 * H / TP + 2 * KVD_r + k * F / TP),
+                         "op-level selective: every second matmul's output, attention output",
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
+                         {"KVD_r", KVD_r}, {"k", k}, {"F", F});
+    }
     return a;
   }
   double All() const { return hidden + masks + split + scores; }
-  // Stored per layer per micro-batch between its forward and its backward.
+  // Stored per layer per micro-batch between its forward and its backward,
+  // and its formula over the groups' names.
   double Stored(Recompute r) const {
     switch (r) {
       case Recompute::kNone:
@@ -91,7 +119,13 @@ struct LayerActivations {
     }
     return All();
   }
-  // Recomputed tensors of one layer alive during its backward.
+  const char* StoredFormula(Recompute r) const {
+    if (r == Recompute::kFull) return "input";
+    if (r == Recompute::kSelective && selective == SelectiveRecompute::kOpLevel) return "op_level";
+    if (r == Recompute::kSelective && !fused) return "hidden + masks + split";
+    return "hidden + masks + split + scores";
+  }
+  // Recomputed tensors of one layer alive during its backward, and their formula.
   double RecomputeWorkingSet(Recompute r) const {
     switch (r) {
       case Recompute::kNone:
@@ -104,11 +138,18 @@ struct LayerActivations {
     }
     return 0;
   }
+  const char* RecomputeWorkingSetFormula(Recompute r) const {
+    if (r == Recompute::kFull) return "hidden + masks + split + scores";
+    if (r == Recompute::kSelective && selective == SelectiveRecompute::kOpLevel)
+      return "hidden + masks + split + scores - op_level";
+    if (r == Recompute::kSelective && !fused) return "scores";
+    return "0";
+  }
 };
 
 // Tokens whose logits exist at once: the micro-batch, or a loss chunk.
 inline double LogitTokens(const TrainingSpec& training, const Plan& plan) {
-  const double tokens = static_cast<double>(plan.micro_batch) * training.seq;
+  const double tokens = MicroBatchTokens(plan, training);
   const double chunk = static_cast<double>(training.logits_chunk_tokens);
   return chunk > 0 && chunk < tokens ? chunk : tokens;
 }
@@ -116,14 +157,13 @@ inline double LogitTokens(const TrainingSpec& training, const Plan& plan) {
 // Last stage, one micro-batch: final-norm input and LM-head input
 // (2 x e*B*S*H/SPd), bf16 logits and the fp32 softmax the vocab-parallel
 // cross-entropy keeps for backward (T_c * V/TP * (e + 4)); a fused
-// cross-entropy keeps the bf16 logits only (T_c * V/TP * e).
+// cross-entropy (Framework::fused_cross_entropy) keeps the bf16 logits only.
 inline double LossBytesPerMicroBatch(const ModelSpec& model, const TrainingSpec& training,
                                      const Plan& plan) {
   const double e = training.precision.activation_bytes;
-  const double tokens = static_cast<double>(plan.micro_batch) * training.seq;
-  const double sp_div = plan.sequence_parallel && plan.tp > 1 ? plan.tp : 1;
-  const double fp32 = training.framework.fused_cross_entropy ? 0 : 4;  // Framework::fused_cross_entropy
-  return 2 * e * tokens * model.hidden / sp_div +
+  const double tokens = MicroBatchTokens(plan, training);
+  const double fp32 = training.framework.fused_cross_entropy ? 0 : 4;
+  return 2 * e * tokens * model.hidden / plan.sequence_shards() +
          LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + fp32);
 }
 

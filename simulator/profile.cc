@@ -238,7 +238,7 @@ Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
 std::vector<LinearGemmShape> LinearGemmShapes(const ModelSpec& model, int64_t tokens, int tp,
                                               int64_t logits_chunk, int64_t vocab_rows) {
   const int64_t H = model.hidden, HD = model.head_dim();
-  const int64_t q = model.heads * HD / tp, kv = std::max<int64_t>(1, model.kv_heads / tp) * HD;
+  const int64_t q = model.heads * HD / tp, kv = model.KvHeadsPerTpRank(tp) * HD;
   const int64_t f = model.ffn / tp, fc = (model.arch == Arch::kLlama ? 2 : 1) * f;
   const int64_t chunk = logits_chunk > 0 ? std::min(logits_chunk, tokens) : tokens;
   const std::string who = model.name;

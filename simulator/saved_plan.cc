@@ -71,7 +71,9 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"recompute", RecomputeName(p.recompute)},
               {"sequence_parallel", p.sequence_parallel},
               {"offload", OffloadName(p.offload)},
-              {"attention", AttentionImplName(p.attention)}};
+              {"attention", AttentionImplName(p.attention)},
+              {"first_stage_layers", p.first_stage_layers},
+              {"last_stage_layers", p.last_stage_layers}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
@@ -175,7 +177,8 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
 
   JsonFields l(*plan, origin + ": plan");
   P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "pp", "vpp", "zero", "micro_batch", "grad_accum", "global_batch", "seq",
-                                  "recompute", "sequence_parallel", "offload", "attention"}));
+                                  "recompute", "sequence_parallel", "offload", "attention", "first_stage_layers",
+                                  "last_stage_layers"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
@@ -201,6 +204,17 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
     if (!ParseAttentionImpl(attention, &s.plan.attention))
       return l.Error("attention", fmt::format("must be fused|unfused, got '{}'", attention));
   }
+  // Uneven stages are absent from plans saved before they existed: the even split.
+  const int64_t layers = s.request.model.layers;
+  if (l.Has("first_stage_layers")) {
+    P3D_ASSIGN_OR_RETURN(s.plan.first_stage_layers, Int(l, "first_stage_layers", 0, layers));
+  }
+  if (l.Has("last_stage_layers")) {
+    P3D_ASSIGN_OR_RETURN(s.plan.last_stage_layers, Int(l, "last_stage_layers", 0, layers));
+  }
+  std::string split;
+  if (const char* rule = PipelineSplitRule(s.plan, layers, &split))
+    return Status::InvalidArgument(fmt::format("{}: plan: rule {}: {}", origin, rule, split));
   if (top.Has("prediction")) s.prediction = doc.at("prediction");
   return s;
 }

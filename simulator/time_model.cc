@@ -6,7 +6,9 @@
 #include <cmath>
 #include <limits>
 
+#include "common/rank_grid.h"
 #include "models/flops.h"
+#include "simulator/collectives.h"
 #include "simulator/comm_model.h"
 #include "simulator/compute_model.h"
 #include "simulator/memory_model.h"
@@ -22,7 +24,8 @@ struct ShapeCosts {
   ComputeShape key;
   LayerKernelTimes layer;
   EdgeKernelTimes edge;
-  // TP collectives, seconds per micro-batch (exposed: TP comm does not overlap).
+  // TP collectives, seconds per micro-batch: exposed, plus the slowdown of the
+  // GEMMs the framework's TP overlap hides some under (TpLayerHidden).
   double tp_layer_fwd = 0;  // 2 all-reduces (SP: 2 all-gathers + 2 reduce-scatters)
   double tp_layer_bwd = 0;  // 2 more (+ 2 for the recomputed forward with full recompute)
   double tp_emb_fwd = 0, tp_emb_bwd = 0, tp_head_fwd = 0, tp_head_bwd = 0;
@@ -42,57 +45,59 @@ double BucketExposed(double c, double tb, double buckets) {
   return std::max(c / buckets, c - tb * (buckets - 1) / buckets);
 }
 
-// Exposed seconds of one layer's TP collectives, forward and backward, under
-// a TpOverlap mode (common/framework.h): ar, rs, ag are one all-reduce,
-// reduce-scatter and all-gather of B*S*H activations over TP. A collective
-// hidden under a GEMM slows it by `slowdown` per second it runs (SMs and HBM
-// the collective takes; GpuSpec::overlap_slowdown_gemm), added to the exposed
-// time. Ring exchange (userbuffers' all-gathers) overlaps n-1 chunk
-// transfers with n chunk GEMMs: exposed max(0, c - g(n-1)/n); its pipelined
-// reduce-scatter of 4 chunks leaves at least the last chunk's exposed.
-struct TpExposure {
+// Seconds of one layer's TP collectives that run hidden under its GEMMs,
+// forward and backward, under a TpOverlap mode (common/framework.h): ar, rs,
+// ag are one all-reduce, reduce-scatter and all-gather of B*S*H activations
+// over TP, per column-parallel (q/k/v, fc1) and row-parallel (out-proj, fc2)
+// GEMM pair. async-grad hides the column GEMM's input-gradient collective
+// under its weight-gradient GEMM (SP: also the re-gather of its input under
+// its dgrad); userbuffers (SP only, else async-grad) split every collective
+// into ring chunks under the GEMM that consumes or produces it: n-1 of n
+// all-gather chunks overlap the chunk GEMMs (exposed max(0, c - g(n-1)/n)),
+// the pipelined reduce-scatter of 4 chunks leaves at least the last exposed.
+struct TpHidden {
   double forward = 0, backward = 0;
 };
-TpExposure TpLayerExposure(TpOverlap mode, const LayerKernelTimes& k, bool sp, int tp, double ar, double rs,
-                           double ag, double slowdown) {
+TpHidden TpLayerHidden(TpOverlap mode, const LayerKernelTimes& k, bool sp, int tp, double ar,
+                       double rs, double ag) {
   if (mode == TpOverlap::kUserBuffers && !sp) mode = TpOverlap::kAsyncGrad;  // userbuffers need SP
-  TpExposure e;
-  auto under = [&](double c, double exposed, double* sink) { *sink += exposed + slowdown * (c - exposed); };
-  auto ring = [&](double c, double g) { return std::max(0.0, c - g * (tp - 1) / tp); };
-  auto bulk = [](double c, double g) { return std::max(0.0, c - g); };
+  TpHidden h;
+  if (mode == TpOverlap::kNone) return h;
+  auto ring = [&](double c, double g) { return std::min(c, g * (tp - 1) / tp); };
+  auto bulk = [](double c, double g) { return std::min(c, g); };
   for (int i = 0; i < 2; ++i) {
     const TpGemmTime& col = k.column[i];
     const TpGemmTime& row = k.row[i];
     if (mode == TpOverlap::kUserBuffers) {
-      under(ag, ring(ag, col.fwd), &e.forward);
-      under(rs, BucketExposed(rs, row.fwd, 4), &e.forward);
-      under(ag, ring(ag, row.dgrad), &e.backward);
-      under(ag, bulk(ag, col.dgrad), &e.backward);
-      under(rs, bulk(rs, col.wgrad), &e.backward);
-      continue;
-    }
-    e.forward += sp ? ag + rs : ar;
-    if (mode == TpOverlap::kNone) {
-      e.backward += sp ? ag + rs + ag : ar;
-    } else if (sp) {  // async-grad: the column GEMM's re-gather under its dgrad, its RS under its wgrad
-      e.backward += ag;
-      under(ag, bulk(ag, col.dgrad), &e.backward);
-      under(rs, bulk(rs, col.wgrad), &e.backward);
-    } else {  // async-grad: the column GEMM's input-gradient all-reduce under its wgrad
-      under(ar, bulk(ar, col.wgrad), &e.backward);
+      h.forward += ring(ag, col.fwd) + rs - BucketExposed(rs, row.fwd, 4);
+      h.backward += ring(ag, row.dgrad) + bulk(ag, col.dgrad) + bulk(rs, col.wgrad);
+    } else if (sp) {
+      h.backward += bulk(ag, col.dgrad) + bulk(rs, col.wgrad);
+    } else {
+      h.backward += bulk(ar, col.wgrad);
     }
   }
-  return e;
+  return h;
+}
+
+// Bytes per element of the ZeRO-2/3 per-micro-batch gradient reduce-scatter:
+// the gradient leaves the backward GEMMs at param_bytes (bf16) unless the
+// framework reduces wider (Framework::sharded_grad_reduce_bytes: FSDP2's fp32).
+double ShardedGradReduceBytes(const TrainingSpec& training) {
+  const int bytes = training.framework.sharded_grad_reduce_bytes;
+  return bytes > 0 ? bytes : training.precision.param_bytes;
 }
 
 // Prefetched chain of modules (ZeRO-3): module i's parameters are gathered
 // (g_i) while module i-1 computes (c_{i-1}):
 //   T = g_1 + sum_{i<n} max(c_i, g_{i+1}) + c_n.
-// Modules: an optional front edge, n identical layers, an optional back edge.
+// Modules: an optional front edge (f), n identical layers (l), an optional
+// back edge (b); recorded as `name` with its formula when `why` is set.
 struct Module {
   double c = 0, g = 0;
 };
-double PrefetchChain(const Module* front, int64_t n, const Module& layer, const Module* back) {
+double PrefetchChain(Derivation* why, std::string_view name, const Module* front, int64_t n,
+                     const Module& layer, const Module* back) {
   Module seq[3];
   int64_t count[3];
   int k = 0;
@@ -106,7 +111,31 @@ double PrefetchChain(const Module* front, int64_t n, const Module& layer, const 
     t += static_cast<double>(count[i] - 1) * std::max(seq[i].c, seq[i].g);
     t += i + 1 < k ? std::max(seq[i].c, seq[i + 1].g) : seq[i].c;
   }
-  return t;
+  if (why == nullptr) return t;
+  // The same sum as a formula over the modules' names.
+  const char* tag[3];
+  int j = 0;
+  if (front) tag[j++] = "f";
+  if (n > 0) tag[j++] = "l";
+  if (back) tag[j++] = "b";
+  std::string formula = fmt::format("g_{}", tag[0]);
+  for (int i = 0; i < k; ++i) {
+    if (count[i] > 1) formula += fmt::format(" + (n - 1)*max(c_{0}, g_{0})", tag[i]);
+    formula += i + 1 < k ? fmt::format(" + max(c_{}, g_{})", tag[i], tag[i + 1])
+                         : fmt::format(" + c_{}", tag[i]);
+  }
+  const Module none;
+  const Module& f = front ? *front : none;
+  const Module& b = back ? *back : none;
+  return why->Add(name, formula,
+                  {{"n", static_cast<double>(n)},
+                   {"c_f", f.c},
+                   {"g_f", f.g},
+                   {"c_l", layer.c},
+                   {"g_l", layer.g},
+                   {"c_b", b.c},
+                   {"g_b", b.g}},
+                  t, "ZeRO-3 chain: each module's gather runs under the previous module's compute");
 }
 
 // Offload (docs/offload.md): seconds of one host<->GPU copy of `bytes` on one
@@ -114,6 +143,11 @@ double PrefetchChain(const Module* front, int64_t n, const Module& layer, const 
 // node's CPU serves all its GPUs at once).
 double HostCopySeconds(const NodeSpec& node, double bytes) {
   return bytes > 0 ? bytes / (node.pcie_bytes_per_s * kHostLinkEfficiency) : 0.0;
+}
+double HostCopy(Derivation* why, std::string_view name, const NodeSpec& node, double bytes) {
+  return P3D_TERM(why, name, bytes > 0 ? "bytes/(pcie*eff)" : "0", HostCopySeconds(node, bytes),
+                  "one GPU's host link", {"bytes", bytes}, {"pcie", node.pcie_bytes_per_s},
+                  {"eff", kHostLinkEfficiency});
 }
 double CpuAdamSeconds(const ClusterSpec& cluster, double params) {
   return GpusOnNode(cluster) * params / CpuAdamParamsPerS(cluster.node);
@@ -123,6 +157,47 @@ double CpuAdamSeconds(const ClusterSpec& cluster, double params) {
 // the CPU step ends.
 double UploadAfterCpu(double cpu, double upload, double chunks) {
   return std::max(0.0, upload - cpu) + std::min(cpu, upload) / chunks;
+}
+
+// SendRecvSeconds, recorded as `name` when `why` is set.
+double SendRecv(Derivation* why, std::string_view name, const NodeSpec& node, double bytes,
+                int rank, int stride) {
+  const double t = SendRecvSeconds(node, bytes, rank, stride);
+  if (why == nullptr) return t;
+  const int g = std::max(node.gpus_per_node, 1);
+  const bool same_node = rank / g == (rank + stride) / g;
+  const LinkSpec& link = same_node ? node.intra : node.inter;
+  return P3D_TERM(why, name, bytes > 0 ? "bytes/(bw*eff) + latency" : "0", t,
+                  same_node ? "activation to the next stage, inside a node"
+                            : "activation to the next stage, across nodes",
+                  {"bytes", bytes}, {"bw", link.bytes_per_s}, {"eff", link.efficiency},
+                  {"latency", link.latency_s});
+}
+
+// Seconds of one collective over `path`, recorded as `name` when `why` is set
+// (the formula of CollectiveSeconds: collectives.h's bus factor and ring steps).
+double CollectiveTime(Derivation* why, std::string_view name, Collective kind, double bytes,
+                      const GroupPath& path) {
+  const double t = CollectiveSeconds(kind, bytes, path);
+  if (why == nullptr || t == 0) return t;
+  why->Add(name, "bus*bytes/bw + steps*latency",
+           {{"bus", BusFactor(kind, path.size)},
+            {"bytes", bytes},
+            {"bw", path.bus_bytes_per_s},
+            {"steps", RingSteps(kind, path.size)},
+            {"latency", path.latency_s}},
+           t,
+           fmt::format("{} over {} ranks{}", CollectiveName(kind), path.size,
+                       path.spans_nodes ? ", across nodes" : ""));
+  return t;
+}
+
+// BucketExposed, recorded as `name` when `why` is set.
+double Exposed(Derivation* why, std::string_view name, double c, double tb, double buckets) {
+  return P3D_TERM(why, name, c > 0 ? "max(c/k, c - tb*(k - 1)/k)" : "0",
+                  BucketExposed(c, tb, buckets),
+                  "a collective of c s in k buckets as a backward of tb s produces them", {"c", c},
+                  {"tb", tb}, {"k", buckets});
 }
 
 }  // namespace
@@ -161,65 +236,149 @@ struct TimeModel::Impl {
     double makespan = 0;
   } out;
 
+  // Explain: where Prepare and Run record their terms (null in the search),
+  // and the ranks whose chunk terms and end-of-step terms are recorded.
+  Derivation* why = nullptr;
+  int why_chunk_rank = -1, why_tail_rank = -1;
+
   Impl(const ModelSpec& m, const TrainingSpec& t, const ClusterSpec& c)
       : model(m), training(t), cluster(c) {
     model_flops = ModelFlopsPerStep(model, training.global_batch, training.seq);
   }
 
   const ShapeCosts& Shape(const Plan& plan);
+  ShapeCosts CostsOfShape(const Plan& plan, Derivation* why) const;
   const PipeSchedule* Schedule(const Plan& plan, Status* status);
   // Fills costs (per-chunk durations, p2p) and the per-rank TP, in-stage DP,
   // end-of-step DP and optimizer seconds: everything but the simulation.
   Status Prepare(const Plan& plan);
   Status Run(const Plan& plan, bool with_timeline);
+  // Virtual stage v = chunk * PP + rank holds 1/VPP of its rank's layers.
   int64_t ChunkLayers(const Plan& plan, int v) const {
-    const int64_t chunks = static_cast<int64_t>(plan.pp) * plan.vpp;
-    return model.layers / chunks + (v < model.layers % chunks ? 1 : 0);
+    return StageLayers(plan, model.layers, v % plan.pp) / plan.vpp;
   }
   Status Check(const Plan& plan) const;
+
+ private:
+  struct ModuleComm {
+    double fetch = 0, scatter = 0;  // gather (+ upload), gradient reduce-scatter
+  };
+  // ZeRO-3 per-module communication, the same for every chunk.
+  struct Zero3Comm {
+    ModuleComm emb, head, layer, emb_up, head_up, layer_up;
+  };
+  // What every chunk of one plan shares, computed once per plan.
+  struct PlanCommon {
+    GroupPath dp_path;
+    double layer_params = 0;  // one layer on one TP rank
+    StageParams first, last;  // of the first and the last pipeline stage
+    Zero3Comm z3;
+  };
+  Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc) const;
+  void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
+  void StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path, int r);
+  void Breakdown(int crit, int last_rank);
 };
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
-  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute,
-                         plan.sequence_parallel && plan.tp > 1, plan.attention};
+  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
+                         plan.attention};
   for (const ShapeCosts& s : shapes)
     if (SameShape(s.key, key)) return s;
+  shapes.push_back(CostsOfShape(plan, nullptr));
+  return shapes.back();
+}
+
+ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
+  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
+                         plan.attention};
   ShapeCosts s;
   s.key = key;
   s.layer = LayerKernels(model, training, cluster.gpu, key);
   s.edge = EdgeKernels(model, training, cluster.gpu, key);
+  const char* kernels = "GEMMs at peak*eff(2MNK) (or HBM-bound) + memory-bound ops at HBM*eff";
+  auto kernel = [&](const char* name, const KernelTime& k) {
+    P3D_TERM(why, name, "gemm + memory", k.total(), kernels, {"gemm", k.gemm_s},
+             {"memory", k.memory_s});
+  };
+  kernel("layer.forward", s.layer.forward);
+  kernel("layer.backward", s.layer.backward);
+  kernel("layer.recompute", s.layer.recompute);
   const GroupPath tp = GroupPathFor(cluster.node, plan.tp, 1);
-  const double x = static_cast<double>(plan.micro_batch) * training.seq * model.hidden *
-                   training.precision.activation_bytes;  // B*S*H activations
-  const double ar = CollectiveSeconds(Collective::kAllReduce, x, tp);
-  const double rs = CollectiveSeconds(Collective::kReduceScatter, x, tp);
-  const double ag = CollectiveSeconds(Collective::kAllGather, x, tp);
-  // Per layer, for each of the two column-parallel GEMMs (q/k/v, fc1) and the
-  // two row-parallel ones (out-proj, fc2): forward, the all-gather of the
-  // column GEMM's input (SP) and the all-reduce (SP: reduce-scatter) of the row
-  // GEMM's output; backward, their conjugates (SP: the all-gather of dY before
-  // the row GEMM's input gradient; the all-reduce or reduce-scatter of the
-  // column GEMM's input gradient) and with SP the re-gather of the column
-  // GEMM's sequence-sharded input for its weight gradient; full recompute
-  // repeats the forward's. Framework::tp_overlap hides parts under GEMMs.
-  TpExposure tp_exposure = TpLayerExposure(training.framework.tp_overlap, s.layer, key.sequence_parallel,
-                                           plan.tp, ar, rs, ag, cluster.gpu.overlap_slowdown_gemm);
-  s.tp_layer_fwd = tp_exposure.forward;
-  s.tp_layer_bwd = tp_exposure.backward + (plan.recompute == Recompute::kFull ? tp_exposure.forward : 0);
+  // B*S*H activations of one micro-batch.
+  const double x =
+      MicroBatchTokens(plan, training) * model.hidden * training.precision.activation_bytes;
+  const bool sp = key.sequence_parallel;
+  const double ar = sp ? 0 : CollectiveTime(why, "tp.all_reduce", Collective::kAllReduce, x, tp);
+  const double rs =
+      sp ? CollectiveTime(why, "tp.reduce_scatter", Collective::kReduceScatter, x, tp) : 0;
+  const double ag = sp ? CollectiveTime(why, "tp.all_gather", Collective::kAllGather, x, tp) : 0;
+  const double full = plan.recompute == Recompute::kFull ? 1 : 0;
+  // Forward: 2 all-reduces (SP: 2 reduce-scatters + 2 all-gathers, same bytes).
+  // Backward: their conjugates; with SP also the all-gathers of the
+  // sequence-sharded inputs of the column-parallel GEMMs (q/k/v and fc), which
+  // Megatron repeats in backward to form the weight gradients (stored
+  // sharded); full recompute repeats the forward's 2. Framework::tp_overlap
+  // hides parts under the GEMMs (TpLayerHidden); a hidden second still slows
+  // the GEMM by `sl` (GpuSpec::overlap_slowdown_gemm: the SMs and HBM the
+  // collective takes).
+  const TpHidden hidden =
+      TpLayerHidden(training.framework.tp_overlap, s.layer, sp, plan.tp, ar, rs, ag);
+  if (hidden.forward > 0 || hidden.backward > 0) {
+    const double hf = hidden.forward, hb = hidden.backward;
+    const double sl = cluster.gpu.overlap_slowdown_gemm;
+    s.tp_layer_fwd =
+        sp ? P3D_TERM(why, "layer.tp_comm.forward", "2*(rs + ag) - hf*(1 - sl)",
+                      2 * (rs + ag) - hf * (1 - sl), "hf: hidden under the GEMMs", {"rs", rs},
+                      {"ag", ag}, {"hf", hf}, {"sl", sl})
+           : P3D_TERM(why, "layer.tp_comm.forward", "2*ar - hf*(1 - sl)", 2 * ar - hf * (1 - sl),
+                      "hf: hidden under the GEMMs", {"ar", ar}, {"hf", hf}, {"sl", sl});
+    s.tp_layer_bwd =
+        sp ? P3D_TERM(
+                 why, "layer.tp_comm.backward",
+                 "2*(rs + ag) + 2*ag - hb*(1 - sl) + full*(2*(rs + ag) - hf*(1 - sl))",
+                 2 * (rs + ag) + 2 * ag - hb * (1 - sl) + full * (2 * (rs + ag) - hf * (1 - sl)),
+                 "hb: hidden under the GEMMs", {"rs", rs}, {"ag", ag}, {"hb", hb}, {"hf", hf},
+                 {"sl", sl}, {"full", full})
+           : P3D_TERM(why, "layer.tp_comm.backward",
+                      "2*ar - hb*(1 - sl) + full*(2*ar - hf*(1 - sl))",
+                      2 * ar - hb * (1 - sl) + full * (2 * ar - hf * (1 - sl)),
+                      "hb: hidden under the GEMMs", {"ar", ar}, {"hb", hb}, {"hf", hf}, {"sl", sl},
+                      {"full", full});
+  } else {
+    s.tp_layer_fwd = sp ? P3D_TERM(why, "layer.tp_comm.forward", "2*(rs + ag)", 2 * (rs + ag), "",
+                                   {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full})
+                        : P3D_TERM(why, "layer.tp_comm.forward", "2*ar", 2 * ar, "", {"ar", ar},
+                                   {"rs", rs}, {"ag", ag}, {"full", full});
+    s.tp_layer_bwd =
+        sp ? P3D_TERM(why, "layer.tp_comm.backward", "2*(rs + ag) + 2*ag + full*2*(rs + ag)",
+                      2 * (rs + ag) + 2 * ag + full * 2 * (rs + ag), "", {"ar", ar}, {"rs", rs},
+                      {"ag", ag}, {"full", full})
+           : P3D_TERM(why, "layer.tp_comm.backward", "2*ar + full*2*ar", 2 * ar + full * 2 * ar, "",
+                      {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full});
+  }
   // Vocab-parallel embedding: partial rows reduced over TP (SP: reduce-scatter;
   // its backward all-gathers the gradient). Head: SP all-gathers the final
   // norm's output (backward: reduce-scatter); without SP the column-parallel
   // logits GEMM all-reduces dX in backward. Vocab-parallel cross-entropy:
   // three all-reduces of B*S fp32 values (max, sum, target logit).
-  s.tp_emb_fwd = key.sequence_parallel ? rs : ar;
-  s.tp_emb_bwd = key.sequence_parallel ? ag : 0;
-  const double ce =
-      3 * CollectiveSeconds(Collective::kAllReduce,
-                            static_cast<double>(plan.micro_batch) * training.seq * 4, tp);
-  s.tp_head_fwd = (key.sequence_parallel ? ag : 0) + ce;
-  s.tp_head_bwd = key.sequence_parallel ? rs : ar;
-  shapes.push_back(s);
-  return shapes.back();
+  const double ce = CollectiveTime(why, "tp.cross_entropy_all_reduce", Collective::kAllReduce,
+                                   MicroBatchTokens(plan, training) * 4, tp);
+  s.tp_emb_fwd = sp ? P3D_TERM(why, "embedding.tp_comm.forward", "rs", rs, "", {"ar", ar},
+                               {"rs", rs}, {"ag", ag}, {"ce", ce})
+                    : P3D_TERM(why, "embedding.tp_comm.forward", "ar", ar, "", {"ar", ar},
+                               {"rs", rs}, {"ag", ag}, {"ce", ce});
+  s.tp_emb_bwd = P3D_TERM(why, "embedding.tp_comm.backward", sp ? "ag" : "0", sp ? ag : 0, "",
+                          {"ar", ar}, {"rs", rs}, {"ag", ag}, {"ce", ce});
+  s.tp_head_fwd = sp ? P3D_TERM(why, "head.tp_comm.forward", "ag + 3*ce", ag + 3 * ce, "",
+                                {"ar", ar}, {"rs", rs}, {"ag", ag}, {"ce", ce})
+                     : P3D_TERM(why, "head.tp_comm.forward", "3*ce", 3 * ce, "", {"ar", ar},
+                                {"rs", rs}, {"ag", ag}, {"ce", ce});
+  s.tp_head_bwd = sp ? P3D_TERM(why, "head.tp_comm.backward", "rs", rs, "", {"ar", ar}, {"rs", rs},
+                                {"ag", ag}, {"ce", ce})
+                     : P3D_TERM(why, "head.tp_comm.backward", "ar", ar, "", {"ar", ar}, {"rs", rs},
+                                {"ag", ag}, {"ce", ce});
+  return s;
 }
 
 const PipeSchedule* TimeModel::Impl::Schedule(const Plan& plan, Status* status) {
@@ -233,7 +392,6 @@ const PipeSchedule* TimeModel::Impl::Schedule(const Plan& plan, Status* status) 
   schedules.push_back({plan.pp, plan.vpp, plan.grad_accum, std::move(s).value()});
   return &schedules.back().schedule;
 }
-
 Status TimeModel::Impl::Check(const Plan& p) const {
   if (p.dp < 1 || p.tp < 1 || p.pp < 1 || p.vpp < 1)
     return Status::InvalidArgument(
@@ -252,9 +410,9 @@ Status TimeModel::Impl::Check(const Plan& p) const {
   if (cluster.num_gpus > 0 && p.gpus() != cluster.num_gpus)
     return Status::InvalidArgument(fmt::format("rule gpus=dp*tp*pp: {} x {} x {} != {} GPUs", p.dp,
                                                p.tp, p.pp, cluster.num_gpus));
-  if (model.layers < static_cast<int64_t>(p.pp) * p.vpp)
-    return Status::InvalidArgument(
-        fmt::format("plan: {} layers cannot fill pp*vpp = {} chunks", model.layers, p.pp * p.vpp));
+  std::string split;
+  if (const char* rule = PipelineSplitRule(p, model.layers, &split))
+    return Status::InvalidArgument(fmt::format("rule {}: {}", rule, split));
   if (training.seq < 1)
     return Status::InvalidArgument(fmt::format("training: seq must be >= 1, got {}", training.seq));
   const GpuSpec& g = cluster.gpu;
@@ -268,241 +426,298 @@ Status TimeModel::Impl::Check(const Plan& p) const {
         "hardware '{}': gpus_per_node and link bandwidths (intra, inter) must be positive",
         g.name));
   if (p.offload != Offload::kNone && !(n.pcie_bytes_per_s > 0))
-    return Status::InvalidArgument(fmt::format(
-        "hardware '{}': pcie_bytes_per_s must be positive for offload plans", g.name));
+    return Status::InvalidArgument(
+        fmt::format("hardware '{}': pcie_bytes_per_s must be positive for offload plans", g.name));
   return Status::Ok();
+}
+
+TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
+                                                         const PlanCommon& pc) const {
+  Zero3Comm z3;
+  if (plan.zero < 3 || !(plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) return z3;
+  const double pb = training.precision.param_bytes;
+  const GroupPath& dp_path = pc.dp_path;
+  const StageParams& first = pc.first;
+  const StageParams& last = pc.last;
+  // A module's bf16 parameters are all-gathered before its forward and (when
+  // the framework reshards after forward, Chunk) again before its backward;
+  // its gradient is reduce-scattered after its backward (per micro-batch: no
+  // full-size accumulation buffer exists under ZeRO-3) at the framework's
+  // reduce width (ShardedGradReduceBytes). Parameter offload first uploads the
+  // module's shard (1/DP) from the host.
+  const double rb = ShardedGradReduceBytes(training);
+  auto module = [&](double params, bool uploads) {
+    const double upload = uploads ? HostCopySeconds(cluster.node, params * pb / plan.dp) : 0.0;
+    return ModuleComm{CollectiveSeconds(Collective::kAllGather, params * pb, dp_path) + upload,
+                      CollectiveSeconds(Collective::kReduceScatter, params * rb, dp_path)};
+  };
+  const double head_params = last.head + last.final_norm;
+  const double layer_params = pc.layer_params;
+  z3.emb = module(first.embedding, false), z3.emb_up = module(first.embedding, true);
+  z3.head = module(head_params, false), z3.head_up = module(head_params, true);
+  z3.layer = module(layer_params, false), z3.layer_up = module(layer_params, true);
+  return z3;
+}
+
+// Chunk c of pipeline rank r (virtual stage v = c*PP + r), one micro-batch:
+// its forward and backward seconds (kernels, TP collectives, and under ZeRO-3
+// the prefetched parameter gathers), the DP/offload traffic exposed inside
+// the backward, and the activation send to the next virtual stage.
+void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r,
+                            int c) {
+  const Zero3Comm& z3 = pc.z3;
+  const GroupPath& dp_path = pc.dp_path;
+  Derivation* w = r == why_chunk_rank ? why : nullptr;
+  const int pp = plan.pp, stages = pp * plan.vpp;
+  const int v = c * pp + r, i = r * plan.vpp + c;
+  const double m = static_cast<double>(plan.grad_accum);
+  const Precision& prec = training.precision;
+  const NodeSpec& node = cluster.node;
+  const bool is_first = v == 0, is_last = v == stages - 1;
+  const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
+  const int64_t layers = ChunkLayers(plan, v);
+  const double n = static_cast<double>(layers);
+  const double layer_fwd = sc.layer.forward.total();
+  const double layer_bwd = sc.layer.backward.total() + sc.layer.recompute.total();
+  // The embedding (first virtual stage) and LM head + loss (last) are edges.
+  const EdgeKernelTimes& ek = sc.edge;
+  const double edge_fwd =
+      (is_first ? ek.embedding_forward.total() : 0) + (is_last ? ek.head_forward.total() : 0);
+  const double edge_bwd =
+      (is_first ? ek.embedding_backward.total() : 0) + (is_last ? ek.head_backward.total() : 0);
+  const double edge_tp_fwd = (is_first ? sc.tp_emb_fwd : 0) + (is_last ? sc.tp_head_fwd : 0);
+  const double edge_tp_bwd = (is_first ? sc.tp_emb_bwd : 0) + (is_last ? sc.tp_head_bwd : 0);
+  const double ft = n * sc.tp_layer_fwd + edge_tp_fwd, bt = n * sc.tp_layer_bwd + edge_tp_bwd;
+  const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
+  const double chunk_params = n * pc.layer_params + (is_first ? pc.first.embedding : 0) +
+                              (is_last ? pc.last.head + pc.last.final_norm : 0);
+  const Framework& fw = training.framework;
+  auto buckets = [&] {
+    return std::max(1.0, std::ceil(chunk_params / fw.GradBucketElements(plan.dp)));
+  };
+  // Without overlap a gradient reduction is one piece after the backward that
+  // produced it (Framework::OverlapsGradReduce).
+  const bool grad_overlap = fw.OverlapsGradReduce(pp, r);
+  // ZeRO-3: gather again for the backward unless the parameters are kept
+  // unsharded from forward to backward (Framework::Reshards).
+  const bool reshard = fw.Reshards(pp);
+  double& fwd = costs.forward_s[i];
+  double& bwd = costs.backward_s[i];
+  double dp_in = 0, off_in = 0;
+  if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
+    // Forward and backward chains of modules, each gathered while the one
+    // before computes, with or without the parameter uploads.
+    auto chains = [&](bool uploads, Derivation* rec, double* tf, double* tb) {
+      const ModuleComm& emb = uploads ? z3.emb_up : z3.emb;
+      const ModuleComm& head = uploads ? z3.head_up : z3.head;
+      const ModuleComm& lay = uploads ? z3.layer_up : z3.layer;
+      const Module front{ek.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
+      const Module back{ek.head_forward.total() + sc.tp_head_fwd, head.fetch};
+      const Module layer{layer_fwd + sc.tp_layer_fwd, lay.fetch};
+      *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, layers, layer,
+                          is_last ? &back : nullptr);
+      // Backward (reverse order): gather again (unless kept from the
+      // forward), then reduce-scatter the gradient.
+      const double again = reshard ? 1.0 : 0.0;
+      const Module bfront{ek.head_backward.total() + sc.tp_head_bwd,
+                          again * head.fetch + head.scatter};
+      const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd,
+                         again * emb.fetch + emb.scatter};
+      const Module blayer{layer_bwd + sc.tp_layer_bwd, again * lay.fetch + lay.scatter};
+      *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, layers, blayer,
+                          is_first ? &bback : nullptr);
+    };
+    double tf = 0, tb = 0;
+    chains(params_offload, w, &tf, &tb);
+    if (params_offload) {
+      // What the uploads add beyond the gathers is offload time.
+      double tf0 = 0, tb0 = 0;
+      chains(false, nullptr, &tf0, &tb0);
+      off_in =
+          P3D_TERM(w, "chunk.offload_uploads", "(tf - tf0) + (tb - tb0)", (tf - tf0) + (tb - tb0),
+                   "what the parameter uploads add to the gather chains", {"tf", tf}, {"tf0", tf0},
+                   {"tb", tb}, {"tb0", tb0});
+    }
+    dp_in = P3D_TERM(w, "chunk.dp_exposed", "(tf - (fk + ft)) + (tb - (bk + bt)) - off",
+                     (tf - (fk + ft)) + (tb - (bk + bt)) - off_in,
+                     "ZeRO-3 gathers and reduce-scatters the chains could not hide", {"tf", tf},
+                     {"fk", fk}, {"ft", ft}, {"tb", tb}, {"bk", bk}, {"bt", bt}, {"off", off_in});
+    fwd = tf;
+    bwd = tb;
+    const double fetches = reshard ? 2.0 : 1.0;
+    const double issued = n * (fetches * z3.layer.fetch + z3.layer.scatter) +
+                          (is_first ? fetches * z3.emb.fetch + z3.emb.scatter : 0.0) +
+                          (is_last ? fetches * z3.head.fetch + z3.head.scatter : 0.0);
+    dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
+  } else {
+    const char* formula = "n*(layer + tp) + edge + edge_tp";
+    fwd = P3D_TERM(w, "chunk.forward", formula, fk + ft,
+                   "n layers + embedding/head edges, kernels + TP", {"n", n}, {"layer", layer_fwd},
+                   {"tp", sc.tp_layer_fwd}, {"edge", edge_fwd}, {"edge_tp", edge_tp_fwd});
+    bwd = P3D_TERM(w, "chunk.backward", formula, bk + bt, "backward + recompute kernels + TP",
+                   {"n", n}, {"layer", layer_bwd}, {"tp", sc.tp_layer_bwd}, {"edge", edge_bwd},
+                   {"edge_tp", edge_tp_bwd});
+    if (plan.zero == 2 && plan.dp > 1) {
+      // Gradients reduce-scattered every micro-batch, bucketed under the backward.
+      const double issued =
+          CollectiveTime(w, "chunk.grad_reduce_scatter", Collective::kReduceScatter,
+                         chunk_params * ShardedGradReduceBytes(training), dp_path);
+      const double exposed = Exposed(w, "chunk.grad_reduce_scatter.exposed", issued, bwd,
+                                     grad_overlap ? buckets() : 1.0);
+      bwd += exposed;
+      dp_in = exposed;
+      dp_hidden_rank[r] += m * (issued - exposed);
+    }
+  }
+  if (plan.offload != Offload::kNone && plan.zero >= 2) {
+    // ZeRO-2/3 offload: every micro-batch's reduced bf16 gradient shard is
+    // copied to the host bucket by bucket under the backward (DeepSpeed
+    // ZeRO-Offload); the host accumulates it in fp32.
+    const double d2h =
+        HostCopy(w, "chunk.offload_d2h_gradients", node, chunk_params * prec.param_bytes / plan.dp);
+    const double exposed = Exposed(w, "chunk.offload_d2h_gradients.exposed", d2h, bwd, buckets());
+    bwd += exposed;
+    off_in += exposed;
+  }
+  tp_rank[r] += m * (ft + bt);
+  dp_in_rank[r] += m * dp_in;
+  off_in_rank[r] += m * off_in;
+  if (!is_last) {
+    // Activation of one micro-batch, scattered over TP (Megatron's
+    // scatter-gather optimisation; with SP it is already 1/TP).
+    const double bytes =
+        MicroBatchTokens(plan, training) * model.hidden * prec.activation_bytes / plan.tp;
+    const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.dp);
+    const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
+    costs.p2p_s[v] = SendRecv(w, "chunk.p2p_send", node, bytes, std::min(a, b), std::abs(a - b));
+  }
+}
+
+// After the last backward of pipeline rank r: the gradient reduction's exposed
+// part, the ZeRO-1/2 parameter all-gather, the tied-embedding all-reduce, the
+// slowdown of the compute the hidden DP traffic ran under, and the optimizer
+// (on the GPU, or CPU AdamW with its uploads under offload).
+void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path,
+                                int r) {
+  Derivation* w = r == why_tail_rank ? why : nullptr;
+  const int pp = plan.pp;
+  const Precision& prec = training.precision;
+  const NodeSpec& node = cluster.node;
+  const GpuSpec& gpu = cluster.gpu;
+  const bool offload = plan.offload != Offload::kNone;
+  const double params = ParamsOnStage(model, plan, r).total();
+  const Framework& fw = training.framework;
+  double tb = 0, tf = 0;
+  for (int c = 0; c < plan.vpp; ++c)
+    tb += costs.backward_s[r * plan.vpp + c], tf += costs.forward_s[r * plan.vpp + c];
+  const double bucket_elems = fw.GradBucketElements(plan.dp);
+  const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
+  // Without overlap the reduction is one piece after the backward
+  // (Framework::OverlapsGradReduce).
+  const double reduce_buckets = fw.OverlapsGradReduce(pp, r) ? buckets : 1.0;
+  const double shard = params / (plan.zero >= 1 ? plan.dp : 1);
+  double exposed = 0, gather = 0, tied = 0;
+  if (plan.zero <= 1) {
+    // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does
+    // (Framework::zero_reduce_scatter).
+    const bool rs = plan.zero == 1 && fw.zero_reduce_scatter;
+    const double ar = CollectiveTime(w, rs ? "tail.grad_reduce_scatter" : "tail.grad_all_reduce",
+                                     rs ? Collective::kReduceScatter : Collective::kAllReduce,
+                                     params * prec.grad_bytes, dp_path);
+    exposed = Exposed(w, rs ? "tail.grad_reduce_scatter.exposed" : "tail.grad_all_reduce.exposed",
+                      ar, tb, reduce_buckets);
+    dp_hidden_rank[r] += ar - exposed;
+    // ZeRO-1 offload: each reduced bucket's shard is copied to the host
+    // (grad_bytes) after its reduction, once per step.
+    if (offload) {
+      const double copy = HostCopy(w, "tail.offload_d2h_gradients", node, shard * prec.grad_bytes);
+      const double both =
+          Exposed(w, "tail.all_reduce_then_copy.exposed", ar + copy, tb, reduce_buckets);
+      off_tail_rank[r] += P3D_TERM(w, "tail.offload_d2h_gradients.exposed", "both - reduce",
+                                   both - exposed, "", {"both", both}, {"reduce", exposed});
+    }
+  }
+  if (plan.zero == 1 || plan.zero == 2) {
+    // The updated parameters' all-gather: after the optimizer, or bucket by
+    // bucket under the next step's first forward (one micro-batch of each
+    // chunk of this rank; Framework::param_gather_overlap).
+    const double ag = CollectiveTime(w, "tail.param_all_gather", Collective::kAllGather,
+                                     params * prec.param_bytes, dp_path);
+    gather =
+        fw.param_gather_overlap ? Exposed(w, "tail.param_all_gather.exposed", ag, tf, buckets) : ag;
+    dp_hidden_rank[r] += ag - gather;
+  }
+  if (pp > 1 && model.tie_embeddings && (r == 0 || r == pp - 1)) {
+    // Tied word embedding: its gradient is all-reduced between the first and last stage.
+    const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
+    tied = CollectiveTime(
+        w, "tail.tied_embedding_all_reduce", Collective::kAllReduce, emb * prec.grad_bytes,
+        GroupPathFor(node, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.dp) * (pp - 1)));
+  }
+  // Collectives running under the backward take SMs and HBM bandwidth from
+  // it: the compute they slow, by the backward's GEMM / memory-bound mix.
+  const KernelTime& lb = sc.layer.backward;
+  const double slowdown =
+      lb.total() > 0
+          ? (lb.gemm_s * gpu.overlap_slowdown_gemm + lb.memory_s * gpu.overlap_slowdown_memory) /
+                lb.total()
+          : 0.0;
+  dp_slowdown_rank[r] = P3D_TERM(
+      w, "tail.overlap_slowdown",
+      lb.total() > 0 ? "hidden*(gemm*sg + memory*sm)/(gemm + memory)" : "0",
+      slowdown * dp_hidden_rank[r], "compute slowed by the DP collectives hidden under it",
+      {"hidden", dp_hidden_rank[r]}, {"gemm", lb.gemm_s}, {"sg", gpu.overlap_slowdown_gemm},
+      {"memory", lb.memory_s}, {"sm", gpu.overlap_slowdown_memory});
+  dp_tail_rank[r] =
+      P3D_TERM(w, "tail.dp", "exposed + gather + tied + slowdown",
+               exposed + gather + tied + dp_slowdown_rank[r], "", {"exposed", exposed},
+               {"gather", gather}, {"tied", tied}, {"slowdown", dp_slowdown_rank[r]});
+  if (!offload) {
+    const double per_param =
+        2.0 * (prec.master_bytes + prec.optimizer_bytes) + 2.0 * prec.grad_bytes + prec.param_bytes;
+    const double eff = gpu.optimizer_efficiency > 0 ? gpu.optimizer_efficiency : gpu.hbm_efficiency;
+    opt_rank[r] = P3D_TERM(w, "tail.optimizer", "bytes_per_param*P_shard/(hbm*eff)",
+                           OptimizerSeconds(gpu, prec, shard),
+                           "gradient norm + AdamW, memory-bound", {"bytes_per_param", per_param},
+                           {"P_shard", shard}, {"hbm", gpu.hbm_bytes_per_s}, {"eff", eff});
+    return;
+  }
+  // CPU AdamW on the shard; the updated bf16 shard goes back to the GPU in
+  // bucket-sized chunks as the CPU produces them (parameter offload keeps it
+  // on the host for the next forward's uploads).
+  opt_rank[r] = P3D_TERM(w, "tail.cpu_adam", "gpus*P_shard/rate", CpuAdamSeconds(cluster, shard),
+                         "the node's CPU steps the shards of all its GPUs",
+                         {"gpus", static_cast<double>(GpusOnNode(cluster))}, {"P_shard", shard},
+                         {"rate", CpuAdamParamsPerS(node)});
+  if (plan.offload == Offload::kOptimizerAndParams) return;
+  const double upload = HostCopy(w, "tail.offload_h2d_params", node, shard * prec.param_bytes);
+  const double k = std::max(1.0, std::ceil(shard / bucket_elems));
+  off_tail_rank[r] +=
+      P3D_TERM(w, "tail.offload_h2d_params.exposed", "max(0, upload - cpu) + min(cpu, upload)/k",
+               UploadAfterCpu(opt_rank[r], upload, k),
+               "uploads pipelined with the CPU step in bucket-sized chunks", {"upload", upload},
+               {"cpu", opt_rank[r]}, {"k", k});
 }
 
 Status TimeModel::Impl::Prepare(const Plan& plan) {
   const ShapeCosts& sc = Shape(plan);
   const int pp = plan.pp, vpp = plan.vpp, stages = pp * vpp;
-  const double m = static_cast<double>(plan.grad_accum);
-  const Precision& prec = training.precision;
-  const NodeSpec& node = cluster.node;
-  const GpuSpec& gpu = cluster.gpu;
-
-  const GroupPath dp_path = GroupPathFor(node, plan.dp, plan.tp);
-  const double layer_params = LayerParamsPerGpu(model, plan.tp);
-  const StageParams first = ParamsOnStage(model, plan, 0);
-  const StageParams last = ParamsOnStage(model, plan, pp - 1);
-  const Framework& fw = training.framework;
-  const double bucket_elems = fw.GradBucketElements(plan.dp);
-  const bool reshard = fw.Reshards(pp);  // ZeRO-3: gather again for the backward
-
   costs.pp = pp, costs.vpp = vpp, costs.microbatches = plan.grad_accum;
   costs.forward_s.assign(stages, 0.0);
   costs.backward_s.assign(stages, 0.0);
   costs.p2p_s.assign(stages - 1, 0.0);
-  tp_rank.assign(pp, 0.0);
-  dp_in_rank.assign(pp, 0.0);
-  dp_tail_rank.assign(pp, 0.0);
-  dp_hidden_rank.assign(pp, 0.0);
-  dp_slowdown_rank.assign(pp, 0.0);
-  opt_rank.assign(pp, 0.0);
-  off_in_rank.assign(pp, 0.0);
-  off_tail_rank.assign(pp, 0.0);
-  const bool offload = plan.offload != Offload::kNone;
-  const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
-  // Parameter offload: a module's bf16 shard (1/DP) is uploaded before its
-  // all-gather, every forward and every backward.
-  auto upload = [&](double params) {
-    return HostCopySeconds(node, params * prec.param_bytes / plan.dp);
-  };
-
-  // ZeRO-3 gathers (parameters, bf16) and reduce-scatters (gradients) per module.
-  auto gather = [&](double params) {
-    return plan.zero >= 3
-               ? CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path)
-               : 0.0;
-  };
-  // Per-micro-batch gradient reduce-scatter (ZeRO-2/3): the micro-batch's
-  // gradient leaves the backward GEMMs at the working precision (bf16) and is
-  // accumulated into the rank's fp32 shard after the reduction, since no
-  // full-size accumulation buffer exists (the memory model shards it).
-  const int reduce_bytes = fw.sharded_grad_reduce_bytes > 0 ? fw.sharded_grad_reduce_bytes : prec.param_bytes;
-  auto scatter = [&](double params) {
-    return CollectiveSeconds(Collective::kReduceScatter, params * reduce_bytes, dp_path);
-  };
-
-  // ZeRO-3 per-module communication, the same for every chunk: computed once.
-  struct ModuleComm {
-    double fetch = 0, scatter = 0;  // gather (+ upload), gradient reduce-scatter
-  };
-  struct {
-    ModuleComm emb, head, layer, emb_up, head_up, layer_up;
-  } z3;
-  if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
-    auto module = [&](double params, bool uploads) {
-      return ModuleComm{gather(params) + (uploads ? upload(params) : 0.0), scatter(params)};
-    };
-    const double head_params = last.head + last.final_norm;
-    z3.emb = module(first.embedding, false), z3.emb_up = module(first.embedding, true);
-    z3.head = module(head_params, false), z3.head_up = module(head_params, true);
-    z3.layer = module(layer_params, false), z3.layer_up = module(layer_params, true);
-  }
-
-  const double layer_fwd_k = sc.layer.forward.total();
-  const double layer_bwd_k = sc.layer.backward.total() + sc.layer.recompute.total();
-  std::vector<double>& fwd = costs.forward_s;
-  std::vector<double>& bwd = costs.backward_s;
-  for (int r = 0; r < pp; ++r) {
-    // Without overlap a gradient reduction is one piece after the backward
-    // that produced it (Framework::OverlapsGradReduce).
-    const bool grad_overlap = fw.OverlapsGradReduce(pp, r);
-    for (int c = 0; c < vpp; ++c) {
-      const int v = c * pp + r;
-      const int i = r * vpp + c;
-      const int64_t n = ChunkLayers(plan, v);
-      const bool is_first = v == 0, is_last = v == stages - 1;
-      const double nd = static_cast<double>(n);
-      double fk = nd * layer_fwd_k, bk = nd * layer_bwd_k;
-      double ft = nd * sc.tp_layer_fwd, bt = nd * sc.tp_layer_bwd;
-      double chunk_params = nd * layer_params;
-      Module front, back, layer{0, 0};
-      if (is_first) {
-        fk += sc.edge.embedding_forward.total(), bk += sc.edge.embedding_backward.total();
-        ft += sc.tp_emb_fwd, bt += sc.tp_emb_bwd;
-        chunk_params += first.embedding;
-      }
-      if (is_last) {
-        fk += sc.edge.head_forward.total(), bk += sc.edge.head_backward.total();
-        ft += sc.tp_head_fwd, bt += sc.tp_head_bwd;
-        chunk_params += last.head + last.final_norm;
-      }
-      double dp_in = 0, off_in = 0;
-      if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
-        // Forward and backward chains, with or without the parameter uploads.
-        auto chains = [&](bool uploads, double* tf, double* tb) {
-          const ModuleComm& emb = uploads ? z3.emb_up : z3.emb;
-          const ModuleComm& head = uploads ? z3.head_up : z3.head;
-          const ModuleComm& lay = uploads ? z3.layer_up : z3.layer;
-          // Forward: gather each module's parameters, prefetched one ahead.
-          front = {sc.edge.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
-          back = {sc.edge.head_forward.total() + sc.tp_head_fwd, head.fetch};
-          layer = {layer_fwd_k + sc.tp_layer_fwd, lay.fetch};
-          *tf = PrefetchChain(is_first ? &front : nullptr, n, layer, is_last ? &back : nullptr);
-          // Backward (reverse order): gather again (unless kept from the
-          // forward), then reduce-scatter the gradient.
-          const double again = reshard ? 1.0 : 0.0;
-          Module bfront{sc.edge.head_backward.total() + sc.tp_head_bwd, again * head.fetch + head.scatter};
-          Module bback{sc.edge.embedding_backward.total() + sc.tp_emb_bwd, again * emb.fetch + emb.scatter};
-          Module blayer{layer_bwd_k + sc.tp_layer_bwd, again * lay.fetch + lay.scatter};
-          *tb = PrefetchChain(is_last ? &bfront : nullptr, n, blayer, is_first ? &bback : nullptr);
-        };
-        double tf = 0, tb = 0;
-        chains(params_offload, &tf, &tb);
-        if (params_offload) {
-          // What the uploads add beyond the gathers is offload time.
-          double tf0 = 0, tb0 = 0;
-          chains(false, &tf0, &tb0);
-          off_in = (tf - tf0) + (tb - tb0);
-        }
-        dp_in = (tf - (fk + ft)) + (tb - (bk + bt)) - off_in;
-        fwd[i] = tf;
-        bwd[i] = tb;
-        const double fetches = reshard ? 2.0 : 1.0;
-        const double issued = nd * (fetches * z3.layer.fetch + z3.layer.scatter) +
-                              (is_first ? fetches * z3.emb.fetch + z3.emb.scatter : 0.0) +
-                              (is_last ? fetches * z3.head.fetch + z3.head.scatter : 0.0);
-        dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
-      } else {
-        fwd[i] = fk + ft;
-        bwd[i] = bk + bt;
-        if (plan.zero == 2 && plan.dp > 1) {
-          // Gradients reduce-scattered every micro-batch, bucketed under the backward.
-          const double issued = scatter(chunk_params);
-          const double exposed =
-              BucketExposed(issued, bwd[i], grad_overlap ? std::max(1.0, std::ceil(chunk_params / bucket_elems)) : 1.0);
-          bwd[i] += exposed;
-          dp_in = exposed;
-          dp_hidden_rank[r] += m * (issued - exposed);
-        }
-      }
-      if (offload && plan.zero >= 2) {
-        // ZeRO-2/3 offload: every micro-batch's reduced bf16 gradient shard is
-        // copied to the host bucket by bucket under the backward (DeepSpeed
-        // ZeRO-Offload); the host accumulates it in fp32.
-        const double d2h = HostCopySeconds(node, chunk_params * prec.param_bytes / plan.dp);
-        const double exposed =
-            BucketExposed(d2h, bwd[i], std::max(1.0, std::ceil(chunk_params / bucket_elems)));
-        bwd[i] += exposed;
-        off_in += exposed;
-      }
-      tp_rank[r] += m * (ft + bt);
-      dp_in_rank[r] += m * dp_in;
-      off_in_rank[r] += m * off_in;
-      if (!is_last) {
-        // Activation of one micro-batch, scattered over TP (Megatron's
-        // scatter-gather optimisation; with SP it is already 1/TP).
-        const double bytes = static_cast<double>(plan.micro_batch) * training.seq * model.hidden *
-                             prec.activation_bytes / plan.tp;
-        const int a = plan.tp * plan.dp * (v % pp), b = plan.tp * plan.dp * ((v + 1) % pp);
-        costs.p2p_s[v] = SendRecvSeconds(node, bytes, std::min(a, b), std::abs(a - b));
-      }
-    }
-  }
-  // After the last backward: gradient reduction, optimizer, parameter gather.
-  for (int r = 0; r < pp; ++r) {
-    const bool grad_overlap = fw.OverlapsGradReduce(pp, r);
-    const StageParams sp = ParamsOnStage(model, plan, r);
-    const double params = sp.total();
-    double tb = 0, tf = 0;
-    for (int c = 0; c < vpp; ++c) tb += bwd[r * vpp + c], tf += fwd[r * vpp + c];
-    const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
-    const double shard = params / (plan.zero >= 1 ? plan.dp : 1);
-    double tail = 0;
-    if (plan.zero <= 1) {
-      // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does.
-      const Collective reduce =
-          plan.zero == 1 && fw.zero_reduce_scatter ? Collective::kReduceScatter : Collective::kAllReduce;
-      const double ar = CollectiveSeconds(reduce, params * prec.grad_bytes, dp_path);
-      const double exposed = BucketExposed(ar, tb, grad_overlap ? buckets : 1.0);
-      tail += exposed;
-      dp_hidden_rank[r] += ar - exposed;
-      // ZeRO-1 offload: each reduced bucket's shard is copied to the host
-      // (grad_bytes) after its reduction, once per step.
-      if (offload)
-        off_tail_rank[r] += BucketExposed(ar + HostCopySeconds(node, shard * prec.grad_bytes), tb,
-                                          grad_overlap ? buckets : 1.0) -
-                            exposed;
-    }
-    if (plan.zero == 1 || plan.zero == 2) {
-      // The updated parameters' all-gather: after the optimizer, or bucket by
-      // bucket under the next step's first forward (one micro-batch of each
-      // chunk of this rank).
-      const double ag = CollectiveSeconds(Collective::kAllGather, params * prec.param_bytes, dp_path);
-      const double exposed = fw.param_gather_overlap ? BucketExposed(ag, tf, buckets) : ag;
-      tail += exposed;
-      dp_hidden_rank[r] += ag - exposed;
-    }
-    if (pp > 1 && model.tie_embeddings && (r == 0 || r == pp - 1)) {
-      // Tied word embedding: its gradient is all-reduced between the first and last stage.
-      const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-      tail += CollectiveSeconds(Collective::kAllReduce, emb * prec.grad_bytes,
-                                GroupPathFor(node, 2, plan.tp * plan.dp * (pp - 1)));
-    }
-    // Collectives running under the backward take SMs and HBM bandwidth from
-    // it: the compute they slow, by the backward's GEMM / memory-bound mix.
-    const KernelTime& lb = sc.layer.backward;
-    const double slowdown = lb.total() > 0 ? (lb.gemm_s * gpu.overlap_slowdown_gemm +
-                                              lb.memory_s * gpu.overlap_slowdown_memory) /
-                                                 lb.total()
-                                           : 0.0;
-    dp_slowdown_rank[r] = slowdown * dp_hidden_rank[r];
-    dp_tail_rank[r] = tail + dp_slowdown_rank[r];
-    if (!offload) {
-      opt_rank[r] = OptimizerSeconds(gpu, prec, shard);
-    } else {
-      // CPU AdamW on the shard; the updated bf16 shard goes back to the GPU in
-      // bucket-sized chunks as the CPU produces them (parameter offload keeps
-      // it on the host for the next forward's uploads).
-      opt_rank[r] = CpuAdamSeconds(cluster, shard);
-      if (!params_offload)
-        off_tail_rank[r] += UploadAfterCpu(opt_rank[r], HostCopySeconds(node, shard * prec.param_bytes),
-                                           std::max(1.0, std::ceil(shard / bucket_elems)));
-    }
-  }
-
+  for (std::vector<double>* v : {&tp_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
+                                 &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank})
+    v->assign(pp, 0.0);
+  PlanCommon pc;
+  pc.dp_path = GroupPathFor(cluster.node, plan.dp, RankStride(GroupKind::kData, plan.tp, plan.dp));
+  pc.layer_params = LayerParamsPerGpu(model, plan.tp);
+  pc.first = ParamsOnStage(model, plan, 0);
+  pc.last = ParamsOnStage(model, plan, pp - 1);
+  pc.z3 = Zero3Modules(plan, pc);
+  for (int r = 0; r < pp; ++r)
+    for (int c = 0; c < vpp; ++c) Chunk(plan, sc, pc, r, c);
+  for (int r = 0; r < pp; ++r) StageTail(plan, sc, pc.dp_path, r);
   return Status::Ok();
 }
 
@@ -519,35 +734,10 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
     const double end = result.end_s[r] + dp_tail_rank[r] + opt_rank[r] + off_tail_rank[r];
     if (end > step_end) step_end = end, last_rank = r;
   }
-
   int crit = 0;
   for (int r = 1; r < pp; ++r)
     if (result.busy_s[r] > result.busy_s[crit]) crit = r;
-  TimeBreakdown& t = out.time;
-  const double busy = result.busy_s[crit];
-  t.tp_comm_s = tp_rank[crit];
-  // Idle time of the busiest rank (rounding residue of a bubble-free pipeline is 0).
-  double slack = result.makespan_s - busy;
-  if (slack <= 1e-12 * result.makespan_s) slack = 0;
-  t.pp_comm_s = std::clamp(result.critical_p2p_s, 0.0, slack);
-  t.bubble_s = slack - t.pp_comm_s;
-  t.compute_s = std::max(0.0, busy - t.tp_comm_s - dp_in_rank[crit] - off_in_rank[crit]);
-  // What the last rank to finish adds after the pipeline drains (its early end
-  // hides part of its reduction, optimizer and offload copies), attributed to
-  // the optimizer first, then the offload copies, then DP communication.
-  const double tail =
-      std::max(0.0, (result.end_s[last_rank] - result.makespan_s) + dp_tail_rank[last_rank] +
-                        opt_rank[last_rank] + off_tail_rank[last_rank]);
-  t.optimizer_s = std::min(opt_rank[last_rank], tail);
-  const double off_tail = std::min(off_tail_rank[last_rank], tail - t.optimizer_s);
-  t.offload_s = off_in_rank[crit] + off_tail;
-  t.dp_comm_s = dp_in_rank[crit] + (tail - t.optimizer_s - off_tail);
-  t.other_s = 0;
-  t.step_s = t.compute_s + t.tp_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
-             t.offload_s + t.other_s;
-  out.critical = crit;
-  out.last = last_rank;
-  out.makespan = result.makespan_s;
+  Breakdown(crit, last_rank);
   if (with_timeline) {
     for (int r = 0; r < pp; ++r) {
       const double e = result.end_s[r];
@@ -558,6 +748,61 @@ Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
     }
   }
   return Status::Ok();
+}
+
+// The step's parts from the busiest rank `crit` (compute, TP, in-stage DP and
+// offload) and the rank that ends the step `last_rank` (what it adds after the
+// pipeline drains, attributed to the optimizer first, then the offload copies,
+// then DP communication); they sum to the step.
+void TimeModel::Impl::Breakdown(int crit, int last_rank) {
+  Derivation* w = why;
+  TimeBreakdown& t = out.time;
+  const double busy =
+      P3D_TERM(w, "rank.busy", "busy", result.busy_s[crit],
+               fmt::format("pipeline rank {}'s forwards and backwards (simulated)", crit),
+               {"busy", result.busy_s[crit]});
+  const double makespan = result.makespan_s;
+  P3D_TERM(w, "pipeline.makespan", "makespan", makespan,
+           "first forward to last backward, simulated schedule", {"makespan", makespan});
+  // Idle time of the busiest rank (rounding residue of a bubble-free pipeline is 0).
+  const bool idle = makespan - busy > 1e-12 * makespan;
+  const double slack = idle ? P3D_TERM(w, "rank.idle", "makespan - busy", makespan - busy, "",
+                                       {"makespan", makespan}, {"busy", busy})
+                            : P3D_TERM(w, "rank.idle", "0", 0, "");
+  const double tp = tp_rank[crit], dp_in = dp_in_rank[crit], off_in = off_in_rank[crit];
+  const double p2p = result.critical_p2p_s;
+  t.tp_comm_s = P3D_PART(w, "time.tp_comm", "tp", tp,
+                         "TP collectives of the busiest rank (not overlapped)", {"tp", tp});
+  t.pp_comm_s = P3D_PART(w, "time.pp_comm", "min(max(p2p, 0), idle)", std::clamp(p2p, 0.0, slack),
+                         "p2p on the critical chain", {"p2p", p2p}, {"idle", slack});
+  t.bubble_s = P3D_PART(w, "time.bubble", "idle - pp", slack - t.pp_comm_s, "", {"idle", slack},
+                        {"pp", t.pp_comm_s});
+  t.compute_s = P3D_PART(w, "time.compute", "max(0, busy - tp - dp_in - off_in)",
+                         std::max(0.0, busy - tp - dp_in - off_in), "kernels of the busiest rank",
+                         {"busy", busy}, {"tp", tp}, {"dp_in", dp_in}, {"off_in", off_in});
+  const double end = result.end_s[last_rank], dp = dp_tail_rank[last_rank];
+  const double opt = opt_rank[last_rank], off = off_tail_rank[last_rank];
+  const double tail =
+      P3D_TERM(w, "rank.after_drain", "max(0, end - makespan + dp + opt + off)",
+               std::max(0.0, (end - makespan) + dp + opt + off),
+               fmt::format("what rank {} adds after the pipeline drains", last_rank), {"end", end},
+               {"makespan", makespan}, {"dp", dp}, {"opt", opt}, {"off", off});
+  t.optimizer_s = P3D_PART(w, "time.optimizer", "min(opt, tail)", std::min(opt, tail), "",
+                           {"opt", opt}, {"tail", tail});
+  const double off_tail = std::min(off, tail - t.optimizer_s);
+  t.offload_s = P3D_PART(w, "time.offload", "off_in + min(off, tail - optimizer)",
+                         off_in + off_tail, "exposed host<->GPU copies", {"off_in", off_in},
+                         {"off", off}, {"tail", tail}, {"optimizer", t.optimizer_s});
+  t.dp_comm_s = P3D_PART(w, "time.dp_comm", "dp_in + tail - optimizer - off_tail",
+                         dp_in + (tail - t.optimizer_s - off_tail), "exposed DP/ZeRO collectives",
+                         {"dp_in", dp_in}, {"tail", tail}, {"optimizer", t.optimizer_s},
+                         {"off_tail", off_tail});
+  t.other_s = 0;
+  t.step_s = t.compute_s + t.tp_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
+             t.offload_s + t.other_s;
+  out.critical = crit;
+  out.last = last_rank;
+  out.makespan = makespan;
 }
 
 TimeModel::TimeModel(const ModelSpec& model, const TrainingSpec& training,
@@ -582,7 +827,8 @@ double TimeModel::StepLowerBound(const Plan& plan) {
     double busy = 0;
     for (int c = 0; c < vpp; ++c)
       busy += m * (im.costs.forward_s[r * vpp + c] + im.costs.backward_s[r * vpp + c]);
-    bound = std::max(bound, fill + busy + im.dp_tail_rank[r] + im.opt_rank[r] + im.off_tail_rank[r]);
+    bound =
+        std::max(bound, fill + busy + im.dp_tail_rank[r] + im.opt_rank[r] + im.off_tail_rank[r]);
     fill += im.costs.forward_s[r * vpp] + (r + 1 < pp ? im.costs.p2p_s[r] : 0.0);
   }
   return bound;
@@ -598,8 +844,9 @@ StatusOr<TimeEstimate> TimeModel::Evaluate(const Plan& plan, bool with_timeline)
   const double step = e.time.step_s;
   // A defence in depth behind the input limits: no plan is ranked on NaN.
   if (!(step > 0 && std::isfinite(step)))
-    return Status::Internal(fmt::format("plan {}: the step time is {} (a hardware or profile figure out of range)",
-                                        PlanSummary(plan), step));
+    return Status::Internal(
+        fmt::format("plan {}: the step time is {} (a hardware or profile figure out of range)",
+                    PlanSummary(plan), step));
   const double gpus = plan.gpus();
   const double peak = im.cluster.gpu.peak_flops;
   const double batch = static_cast<double>(im.training.global_batch);
@@ -615,132 +862,41 @@ StatusOr<TimeEstimate> TimeModel::Evaluate(const Plan& plan, bool with_timeline)
   return e;
 }
 
-StatusOr<std::vector<TimeTerm>> TimeModel::Explain(const Plan& plan) {
+StatusOr<std::vector<DerivedTerm>> TimeModel::Explain(const Plan& plan) {
   P3D_ASSIGN_OR_RETURN(TimeEstimate e, Evaluate(plan));
-  const Impl& im = *impl_;
-  const ShapeCosts& sc = impl_->Shape(plan);
-  const ModelSpec& md = im.model;
-  const GpuSpec& gpu = im.cluster.gpu;
-  const double ms = 1e3;
-  std::vector<TimeTerm> t;
-  auto add = [&](std::string name, std::string formula, std::string substituted, double s,
-                 bool in_step = false) {
-    t.push_back({std::move(name), std::move(formula), std::move(substituted), s, in_step});
-  };
-  add("floor", "model FLOPs / (GPUs * peak)",
-      fmt::format("{:.4g} / ({} * {:.0f} TFLOP/s)", e.model_flops, plan.gpus(),
-                  gpu.peak_flops / 1e12),
-      e.flop_floor_s);
-  const std::string mb =
-      fmt::format("B={} S={} H={} TP={}", plan.micro_batch, im.training.seq, md.hidden, plan.tp);
-  add("layer.forward.gemm",
-      gpu.attention_efficiency.empty()
-          ? "sum over sharded GEMMs max(2MNK / (peak * eff(2MNK)), bytes / HBM)"
-          : "sum over sharded GEMMs max(2MNK / (peak * eff(2MNK)), bytes / HBM) + attention "
-            "core F / (peak * calibrated core eff(F))",
-      mb + fmt::format(", per micro-batch: {:.3f} ms", sc.layer.forward.gemm_s * ms),
-      sc.layer.forward.gemm_s);
-  add("layer.forward.memory", "bytes of norms, softmax, activation, residual, rotary / (HBM * eff)",
-      fmt::format("{:.0f} GB/s * {:.2f}: {:.3f} ms", gpu.hbm_bytes_per_s / 1e9, gpu.hbm_efficiency,
-                  sc.layer.forward.memory_s * ms),
-      sc.layer.forward.memory_s);
-  add("layer.backward", "dX and dW GEMMs + memory-bound backward ops",
-      fmt::format("{:.3f} + {:.3f} ms", sc.layer.backward.gemm_s * ms,
-                  sc.layer.backward.memory_s * ms),
-      sc.layer.backward.total());
-  add("layer.recompute", "none: 0; selective: attention core forward; full: whole layer forward",
-      fmt::format("{}: {:.3f} ms", RecomputeName(plan.recompute), sc.layer.recompute.total() * ms),
-      sc.layer.recompute.total());
-  add("layer.tp_comm", "2 all-reduces fwd + 2 bwd (+2 full recompute) of B*S*H*a over TP",
-      fmt::format("fwd {:.3f} ms, bwd {:.3f} ms", sc.tp_layer_fwd * ms, sc.tp_layer_bwd * ms),
-      sc.tp_layer_fwd + sc.tp_layer_bwd);
-  const int crit = im.out.critical;
-  double f = 0, b = 0;
-  for (int c = 0; c < plan.vpp; ++c)
-    f += im.costs.forward_s[crit * plan.vpp + c], b += im.costs.backward_s[crit * plan.vpp + c];
-  add("stage.busiest", "per micro-batch forward + backward on the busiest pipeline rank",
-      fmt::format("rank {}: {:.3f} + {:.3f} ms, x m={}", crit, f * ms, b * ms, plan.grad_accum),
-      im.result.busy_s[crit]);
-  const double p = plan.pp, v = plan.vpp, mm = static_cast<double>(plan.grad_accum);
-  add("pipeline.makespan",
-      std::string("simulated ") + ScheduleName(ScheduleOf(plan)) +
-          "; even-stage closed form busy * (1 + (p-1)/(v*m))",
-      fmt::format("{:.3f} s simulated vs {:.3f} s closed form", im.out.makespan,
-                  im.result.busy_s[crit] * (1 + (p - 1) / (v * mm))),
-      im.out.makespan);
-  double p2p = 0;
-  for (double x : im.costs.p2p_s) p2p = std::max(p2p, x);
-  add("pp.p2p", "B*S*H*a/TP bytes per boundary / link bw + latency",
-      fmt::format("{:.3f} ms per transfer (slowest boundary)", p2p * ms), p2p);
-  add("dp.tail",
-      "ZeRO-0/1 all-reduce exposed beyond the last backward (buckets); ZeRO-1/2 "
-      "parameter all-gather; tied-embedding all-reduce; + slowdown * DP collectives hidden "
-      "under compute",
-      fmt::format("rank {}: {:.3f} ms, of which slowdown {:.3f} ms ({:.3f} ms hidden x {:.2f} "
-                  "gemm / {:.2f} memory-bound)",
-                  im.out.last, im.dp_tail_rank[im.out.last] * ms,
-                  im.dp_slowdown_rank[im.out.last] * ms, im.dp_hidden_rank[im.out.last] * ms,
-                  gpu.overlap_slowdown_gemm, gpu.overlap_slowdown_memory),
-      im.dp_tail_rank[im.out.last]);
-  if (plan.offload != Offload::kNone) {
-    // Unoverlapped per-step figures of one GPU of the rank that ends the step;
-    // time.offload and time.optimizer are what of them is exposed.
-    const Precision& pr = im.training.precision;
-    const NodeSpec& node = im.cluster.node;
-    const double params = ParamsOnStage(md, plan, im.out.last).total();
-    const double shard = params / plan.dp;
-    const double gbps = node.pcie_bytes_per_s * kHostLinkEfficiency / 1e9;
-    const bool per_micro = plan.zero >= 2;
-    const double d2h_bytes = per_micro ? mm * shard * pr.param_bytes : shard * pr.grad_bytes;
-    add("offload.d2h_gradients",
-        per_micro ? "m * param_bytes * P_r/DP / (pcie * eff): each micro-batch's reduced gradient "
-                    "shard, under its backward"
-                  : "grad_bytes * P_r/DP / (pcie * eff): the reduced gradient shard once per step",
-        fmt::format("{:.4g} GB / ({:.1f} GB/s * {})", d2h_bytes / 1e9,
-                    node.pcie_bytes_per_s / 1e9, kHostLinkEfficiency),
-        HostCopySeconds(node, d2h_bytes));
-    add("offload.cpu_adam", "GPUs per node * P_r/DP / CPU AdamW params/s of the node",
-        fmt::format("{} * {:.4g} / {:.3g}", GpusOnNode(im.cluster), shard,
-                    CpuAdamParamsPerS(node)),
-        CpuAdamSeconds(im.cluster, shard));
-    if (plan.offload == Offload::kOptimizer) {
-      add("offload.h2d_params",
-          "param_bytes * P_r/DP / (pcie * eff), pipelined with the CPU step in 25M-param chunks",
-          fmt::format("{:.4g} GB at {:.1f} GB/s", shard * pr.param_bytes / 1e9, gbps),
-          HostCopySeconds(node, shard * pr.param_bytes));
-    } else {
-      add("offload.param_uploads",
-          "2 * m * param_bytes * P_r/DP / (pcie * eff): every forward and backward, prefetched "
-          "with the ZeRO-3 gathers",
-          fmt::format("2 * {} * {:.4g} GB at {:.1f} GB/s", plan.grad_accum,
-                      shard * pr.param_bytes / 1e9, gbps),
-          HostCopySeconds(node, 2 * mm * shard * pr.param_bytes));
-    }
-  }
-  const TimeBreakdown& tb = e.time;
-  add("time.compute", "kernels of the busiest rank", fmt::format("{:.4f} s", tb.compute_s),
-      tb.compute_s, true);
-  add("time.tp_comm", "TP collectives of the busiest rank (not overlapped)",
-      fmt::format("{:.4f} s", tb.tp_comm_s), tb.tp_comm_s, true);
-  add("time.pp_comm", "p2p on the critical chain", fmt::format("{:.4f} s", tb.pp_comm_s),
-      tb.pp_comm_s, true);
-  add("time.dp_comm", "exposed DP/ZeRO collectives", fmt::format("{:.4f} s", tb.dp_comm_s),
-      tb.dp_comm_s, true);
-  add("time.bubble", "makespan - busy - pp_comm", fmt::format("{:.4f} s", tb.bubble_s), tb.bubble_s,
-      true);
-  add("time.optimizer",
-      plan.offload == Offload::kNone
-          ? "norm + AdamW bytes/param * params on the GPU / (HBM * optimizer eff, else HBM eff)"
-                                     : "CPU AdamW (offload.cpu_adam), exposed after the pipeline",
-      fmt::format("{:.4f} s", tb.optimizer_s), tb.optimizer_s, true);
-  add("time.offload", "exposed host<->GPU copies (gradients, parameter uploads)",
-      fmt::format("{:.4f} s", tb.offload_s), tb.offload_s, true);
-  add("time.other", "not modelled", "0", tb.other_s, true);
-  add("step", "sum of time.*",
-      fmt::format("{:.3f} s -> {:.0f} tokens/s, {:.1f} TFLOP/s/GPU, MFU {:.1f}%", tb.step_s,
-                  e.tokens_per_s, e.tflops_per_gpu, 100 * e.mfu),
-      tb.step_s);
-  return t;
+  Impl& im = *impl_;
+  Derivation why;
+  why.Add("floor", "flops/(gpus*peak)",
+          {{"flops", e.model_flops},
+           {"gpus", static_cast<double>(plan.gpus())},
+           {"peak", im.cluster.gpu.peak_flops}},
+          e.flop_floor_s, "model FLOPs at 100% of peak: no plan on this cluster can step faster");
+  im.CostsOfShape(plan, &why);
+  // Run again, recording the chunks of the busiest rank and the end of step
+  // of the rank that ends it (the same figures Evaluate just produced).
+  im.why = &why, im.why_chunk_rank = e.critical_stage, im.why_tail_rank = im.out.last;
+  const Status run = im.Run(plan, false);
+  im.why = nullptr, im.why_chunk_rank = -1, im.why_tail_rank = -1;
+  P3D_RETURN_IF_ERROR(run);
+  const double p = plan.pp, v = plan.vpp, m = static_cast<double>(plan.grad_accum);
+  why.Add("pipeline.closed_form", "busy*(1 + (PP - 1)/(VPP*m))",
+          {{"busy", im.result.busy_s[e.critical_stage]}, {"PP", p}, {"VPP", v}, {"m", m}},
+          im.result.busy_s[e.critical_stage] * (1 + (p - 1) / (v * m)),
+          fmt::format("even-stage closed form of the {} makespan, for comparison",
+                      ScheduleName(ScheduleOf(plan))));
+  const TimeBreakdown& t = e.time;
+  why.Add("step", "compute + tp + pp + dp + bubble + optimizer + offload",
+          {{"compute", t.compute_s},
+           {"tp", t.tp_comm_s},
+           {"pp", t.pp_comm_s},
+           {"dp", t.dp_comm_s},
+           {"bubble", t.bubble_s},
+           {"optimizer", t.optimizer_s},
+           {"offload", t.offload_s}},
+          t.step_s,
+          fmt::format("{:.0f} tokens/s, {:.1f} TFLOP/s/GPU, MFU {:.1f}%", e.tokens_per_s,
+                      e.tflops_per_gpu, 100 * e.mfu));
+  return why.terms();
 }
 
 StatusOr<TimeEstimate> EstimateTime(const ModelSpec& model, const TrainingSpec& training,
@@ -749,8 +905,8 @@ StatusOr<TimeEstimate> EstimateTime(const ModelSpec& model, const TrainingSpec& 
   return tm.Evaluate(plan);
 }
 
-StatusOr<std::vector<TimeTerm>> ExplainTime(const ModelSpec& model, const TrainingSpec& training,
-                                            const ClusterSpec& cluster, const Plan& plan) {
+StatusOr<std::vector<DerivedTerm>> ExplainTime(const ModelSpec& model, const TrainingSpec& training,
+                                               const ClusterSpec& cluster, const Plan& plan) {
   TimeModel tm(model, training, cluster);
   return tm.Explain(plan);
 }

@@ -27,8 +27,9 @@
 // (docs/offload.md), other = 0 (no launch-overhead term yet). step_s is
 // defined as the sum of the parts.
 //
-// Preconditions (planner/rules.h CheckPlan passes): degrees >= 1, layers %
-// (pp*vpp) == 0 is NOT required (layers are split as evenly as possible),
+// Preconditions (planner/rules.h CheckPlan passes): degrees >= 1, a legal
+// pipeline split (PipelineSplitRule, common/plan.h: layers(r,c) =
+// StageLayers(r) / VPP, so uneven stages give each rank its own durations),
 // global_batch == micro_batch * grad_accum * dp. EstimateTime checks the ones
 // the arithmetic needs and returns InvalidArgument naming the field; the
 // TimeModel::StepSeconds hot path checks nothing.
@@ -43,6 +44,7 @@
 #include "models/model_spec.h"
 #include "common/plan.h"
 #include "simulator/estimate.h"
+#include "simulator/derivation.h"
 #include "simulator/hardware.h"
 
 namespace p3d {
@@ -59,15 +61,6 @@ struct TimeEstimate {
   double flop_floor_s = 0;              // model_flops / (GPUs * peak): no plan can step faster
   int critical_stage = 0;               // pipeline rank the breakdown describes
   std::vector<TimelineEvent> timeline;  // per pipeline rank, when requested
-};
-
-// One line of the --explain derivation.
-struct TimeTerm {
-  std::string name;         // e.g. "time.tp_comm" or "layer.forward.gemm"
-  std::string formula;      // symbolic
-  std::string substituted;  // the same with the plan's numbers
-  double seconds = 0;
-  bool in_step = false;  // true for the TimeBreakdown parts, which sum to step_s
 };
 
 // Built once per search (model, training recipe, cluster); caches per-shape
@@ -90,8 +83,11 @@ class TimeModel {
   double StepLowerBound(const Plan& plan);
   // Everything, checked: errors name the plan field at fault.
   StatusOr<TimeEstimate> Evaluate(const Plan& plan, bool with_timeline = false);
-  // The derivation of Evaluate's figures, line by line.
-  StatusOr<std::vector<TimeTerm>> Explain(const Plan& plan);
+  // The derivation of Evaluate's figures, recorded while computing them
+  // (simulator/derivation.h): the layer's kernels and TP collectives, the
+  // chunks of the busiest rank, the end of step of the rank that ends it; the
+  // terms marked `part` are the TimeBreakdown's and sum to the step.
+  StatusOr<std::vector<DerivedTerm>> Explain(const Plan& plan);
 
  private:
   struct Impl;
@@ -101,7 +97,7 @@ class TimeModel {
 // One-shot wrappers (build a TimeModel each call).
 StatusOr<TimeEstimate> EstimateTime(const ModelSpec& model, const TrainingSpec& training,
                                     const ClusterSpec& cluster, const Plan& plan);
-StatusOr<std::vector<TimeTerm>> ExplainTime(const ModelSpec& model, const TrainingSpec& training,
+StatusOr<std::vector<DerivedTerm>> ExplainTime(const ModelSpec& model, const TrainingSpec& training,
                                             const ClusterSpec& cluster, const Plan& plan);
 
 // A claimed step time against the FLOP floor: the cluster at 100% of peak

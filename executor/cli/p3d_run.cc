@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -32,10 +33,11 @@
 #include "executor/host/launch.h"
 #include "executor/host/pipeline_program.h"
 #include "executor/host/spawn.h"
-#include "executor/run_layout.h"
 #include "executor/run_report.h"
+#include "executor/train_options.h"
 #include "executor/trainer.h"
 #include "models/zoo.h"
+#include "simulator/framework_profile.h"
 #include "simulator/saved_plan.h"
 
 namespace {
@@ -143,9 +145,10 @@ class ProgressDeadline {
 int Run(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   p3d::TrainOptions o;
-  p3d::RunLayout layout;
+  p3d::Plan& plan = o.plan;
   std::string model_arg, recompute = "none", json_path, plan_path, fault_arg, offload = "none";
   std::string attention = "fused";
+  double bucket_mb = p3d::kDefaultGradBucketBytes / 1e6;
   int nproc = 1;
   double nccl_timeout_s = 300;
   bool force = false;
@@ -159,15 +162,19 @@ int Run(int argc, char** argv) {
                  "recompute, ZeRO");
   app.add_flag("--force", force, "run a --plan even when it is predicted not to fit");
   app.add_option("--nproc", nproc, "start this many local ranks (one per GPU) and wait for them");
-  app.add_option("--dp", layout.dp, "data-parallel ranks");
-  app.add_option("--tp", layout.tp, "tensor-parallel ranks (Megatron column/row-parallel layers)");
-  app.add_option("--pp", layout.pp, "pipeline stages (1F1B; interleaved with --vpp > 1)");
-  app.add_option("--vpp", layout.vpp,
+  app.add_option("--dp", plan.dp, "data-parallel ranks");
+  app.add_option("--tp", plan.tp, "tensor-parallel ranks (Megatron column/row-parallel layers)");
+  app.add_option("--pp", plan.pp, "pipeline stages (1F1B; interleaved with --vpp > 1)");
+  app.add_option("--vpp", plan.vpp,
                  "virtual stages (chunks) per pipeline rank; > 1: interleaved 1F1B");
-  app.add_option("--zero", layout.zero, "ZeRO stage over the DP group: 0 | 1 | 2 | 3");
-  app.add_flag("--sp", layout.sequence_parallel,
+  app.add_option("--zero", plan.zero, "ZeRO stage over the DP group: 0 | 1 | 2 | 3");
+  app.add_flag("--sp", plan.sequence_parallel,
                "sequence parallelism over TP (--tp > 1): norms and residuals on T/TP tokens, "
                "all-gather / reduce-scatter around the TP regions");
+  app.add_option("--bucket-mb", bucket_mb,
+                 "gradient bucket of the DP reduction, MB (1e6 bytes) of fp32 gradients: "
+                 "neighbouring layers reduced together, launched as the backward completes them "
+                 "(default: the simulator's 25 M-element bucket)");
   app.add_option("--offload", offload,
                  "CPU offload: none | optimizer (each rank's master weights, Adam moments and "
                  "AdamW step on the host, docs/offload.md)");
@@ -176,8 +183,8 @@ int Run(int argc, char** argv) {
   app.add_option(
       "--fault-inject", fault_arg,
       "RANK:STEP:exit|hang: that rank exits (or hangs) before that step (failure tests)");
-  app.add_option("--micro-batch", o.micro_batch, "sequences per micro-batch per DP rank (B)");
-  app.add_option("--grad-accum", o.grad_accum,
+  app.add_option("--micro-batch", plan.micro_batch, "sequences per micro-batch per DP rank (B)");
+  app.add_option("--grad-accum", plan.grad_accum,
                  "micro-batches per optimizer step per DP rank (--vpp > 1: a multiple of --pp)");
   app.add_option("--seq", o.seq, "tokens per sequence (S)");
   app.add_option("--steps", o.steps, "optimizer steps to run");
@@ -222,6 +229,11 @@ int Run(int argc, char** argv) {
     return 0;
   }
   const int rank = launch->rank;
+  if (!(bucket_mb > 0) || bucket_mb > 1e12)
+    return fail(p3d::Status::InvalidArgument("--bucket-mb " + std::to_string(bucket_mb) +
+                                             ": a bucket holds more than 0 and at most 1e12 MB"),
+                rank);
+  o.grad_bucket_bytes = std::max<int64_t>(1, std::llround(bucket_mb * 1e6));
 
   if (!plan_path.empty()) {
     if (!model_arg.empty()) return fail(p3d::Status::InvalidArgument("--plan replaces --model"));
@@ -229,48 +241,37 @@ int Run(int argc, char** argv) {
     if (!saved.ok()) return fail(saved.status(), rank);
     p3d::Status fit = p3d::CheckPredictedFit(*saved, force, plan_path);
     if (!fit.ok()) return fail(fit, rank);
-    fit = p3d::ApplySavedPlan(*saved, &o, &layout);
-    if (!fit.ok()) return fail(fit, rank);
+    p3d::Status planned = p3d::CheckPlannedForExecutor(saved->request.framework);
+    if (!planned.ok()) return fail(planned, rank);
+    p3d::ApplySavedPlan(*saved, &o);
   } else {
     if (model_arg.empty())
       return fail(p3d::Status::InvalidArgument("--model (or --plan) is required"));
     p3d::StatusOr<p3d::ModelSpec> model = p3d::ResolveModel(model_arg);
     if (!model.ok()) return fail(model.status(), rank);
     o.model = *model;
-    if (!p3d::ParseRecompute(recompute, &o.recompute))
+    if (!p3d::ParseRecompute(recompute, &plan.recompute))
       return fail(p3d::Status::InvalidArgument("--recompute '" + recompute +
                                                "' is not one of: none, selective, full"), rank);
-    if (!p3d::ParseAttentionImpl(attention, &o.attention))
+    if (!p3d::ParseAttentionImpl(attention, &plan.attention))
       return fail(p3d::Status::InvalidArgument("--attention '" + attention +
                                                "': expected fused | unfused"),
                   rank);
-    if (!p3d::ParseOffload(offload, &o.offload))
+    if (!p3d::ParseOffload(offload, &plan.offload))
       return fail(
           p3d::Status::InvalidArgument("--offload '" + offload + "': expected none | optimizer"),
           rank);
   }
-  p3d::Status supported = p3d::CheckSupportedLayout(layout);
+  // The executor-support rules and, with pp > 1, every rank's pipeline
+  // program, checked before NCCL starts (train_options.h).
+  p3d::Status supported = p3d::CheckRunnable(plan);
   if (!supported.ok()) return fail(supported, rank);
-  if (layout.world() != launch->world_size)
+  if (plan.gpus() != launch->world_size)
     return fail(p3d::Status::InvalidArgument(
-                    "rule world_size: the layout needs " + std::to_string(layout.world()) +
+                    "rule world_size: the layout needs " + std::to_string(plan.gpus()) +
                     " ranks (dp x tp x pp) but the launch has " +
                     std::to_string(launch->world_size) + " (--nproc or the launcher's WORLD_SIZE)"),
                 rank);
-  o.dp = layout.dp;
-  o.tp = layout.tp;
-  o.pp = layout.pp;
-  o.vpp = layout.vpp;
-  o.sequence_parallel = layout.sequence_parallel;
-  o.zero = layout.zero;
-  if (layout.pp > 1) {
-    // Every rank's pipeline program, checked before NCCL starts (interleaved
-    // needs --grad-accum % pp == 0: "rule interleave-microbatches").
-    const p3d::ScheduleKind kind =
-        layout.vpp > 1 ? p3d::ScheduleKind::kInterleaved1F1B : p3d::ScheduleKind::k1F1B;
-    auto pipeline = p3d::CompilePipeline(kind, layout.pp, layout.vpp, o.grad_accum);
-    if (!pipeline.ok()) return fail(pipeline.status(), rank);
-  }
 
   // Input is checked first (bad input exits 2 on any machine), then the GPU.
   if (p3d::Status gpu = CheckGpuPresent(); !gpu.ok()) return fail(gpu, rank);
@@ -287,7 +288,7 @@ int Run(int argc, char** argv) {
     o.offload_threads =
         std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, per_node));
     p3d::StatusOr<p3d::RankGrid> grid =
-        p3d::RankGrid::Create(layout.tp, layout.dp, layout.pp, per_node);
+        p3d::RankGrid::Create(plan.tp, plan.dp, plan.pp, per_node);
     if (!grid.ok()) return fail(grid.status(), rank);
     p3d::CommOptions copt;
     copt.timeout = timeout;

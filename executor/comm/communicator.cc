@@ -255,32 +255,64 @@ Status Communicator::Broadcast(const void* send, void* recv, size_t count, ncclD
       Describe(fmt::format("broadcast of {} x {} from rank {}", count, NcclTypeName(type), root)));
 }
 
+Status Communicator::EnqueueGroup(
+    size_t n, const std::function<std::pair<ncclResult_t, const char*>(size_t)>& call,
+    cudaStream_t stream, std::string what) {
+  ncclResult_t res = ncclGroupStart();
+  if (res != ncclSuccess) return Enqueued(res, "ncclGroupStart", stream, std::move(what));
+  ncclResult_t first_error = ncclSuccess;
+  const char* failed_call = nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    const auto [r, name] = call(i);
+    if (r != ncclSuccess && r != ncclInProgress && first_error == ncclSuccess) {
+      first_error = r;
+      failed_call = name;
+    }
+  }
+  res = ncclGroupEnd();  // always closes the group, even after an error inside it
+  if (first_error != ncclSuccess)
+    return Enqueued(first_error, failed_call, stream, std::move(what));
+  return Enqueued(res, "ncclGroupEnd", stream, std::move(what));
+}
+
 Status Communicator::SendRecv(std::span<const P2POp> ops, cudaStream_t stream) {
   P3D_RETURN_IF_ERROR(watchdog_->status());
   std::string what =
       fmt::format("grouped send/recv ({} op{}", ops.size(), ops.size() == 1 ? "" : "s");
-  ncclResult_t first_error = ncclSuccess;
-  const char* failed_call = "ncclGroupStart";
-  ncclResult_t res = ncclGroupStart();
-  if (res != ncclSuccess) return Enqueued(res, failed_call, stream, Describe(what + ")"));
-  for (size_t i = 0; i < ops.size(); ++i) {
+  for (size_t i = 0; i < ops.size() && i < 4; ++i) {
     const P2POp& op = ops[i];
     const bool send = op.kind == P2POp::Kind::kSend;
-    if (i < 4) {
-      what += fmt::format("{}{} {} x {} {} {}", i == 0 ? ": " : ", ", send ? "send" : "recv",
-                          op.count, NcclTypeName(op.type), send ? "to" : "from", op.peer);
-    }
-    res = send ? ncclSend(op.buffer, op.count, op.type, op.peer, comm_, stream)
-               : ncclRecv(op.buffer, op.count, op.type, op.peer, comm_, stream);
-    if (res != ncclSuccess && res != ncclInProgress && first_error == ncclSuccess) {
-      first_error = res;
-      failed_call = send ? "ncclSend" : "ncclRecv";
-    }
+    what += fmt::format("{}{} {} x {} {} {}", i == 0 ? ": " : ", ", send ? "send" : "recv",
+                        op.count, NcclTypeName(op.type), send ? "to" : "from", op.peer);
   }
-  what = Describe(what + (ops.size() > 4 ? ", ...)" : ")"));
-  res = ncclGroupEnd();  // always closes the group, even after an error inside it
-  if (first_error != ncclSuccess) return Enqueued(first_error, failed_call, stream, what);
-  return Enqueued(res, "ncclGroupEnd", stream, what);
+  return EnqueueGroup(
+      ops.size(),
+      [&](size_t i) -> std::pair<ncclResult_t, const char*> {
+        const P2POp& op = ops[i];
+        if (op.kind == P2POp::Kind::kSend)
+          return {ncclSend(op.buffer, op.count, op.type, op.peer, comm_, stream), "ncclSend"};
+        return {ncclRecv(op.buffer, op.count, op.type, op.peer, comm_, stream), "ncclRecv"};
+      },
+      stream, Describe(what + (ops.size() > 4 ? ", ...)" : ")")));
+}
+
+Status Communicator::ReduceScatterGroup(std::span<const ReduceScatterOp> ops, ncclDataType_t type,
+                                        ncclRedOp_t op, cudaStream_t stream) {
+  if (ops.size() == 1)
+    return ReduceScatter(ops[0].send, ops[0].recv, ops[0].recv_count, type, op, stream);
+  P3D_RETURN_IF_ERROR(watchdog_->status());
+  size_t total = 0;
+  for (const ReduceScatterOp& r : ops) total += r.recv_count;
+  return EnqueueGroup(
+      ops.size(),
+      [&](size_t i) -> std::pair<ncclResult_t, const char*> {
+        const ReduceScatterOp& r = ops[i];
+        return {ncclReduceScatter(r.send, r.recv, r.recv_count, type, op, comm_, stream),
+                "ncclReduceScatter"};
+      },
+      stream,
+      Describe(fmt::format("grouped reduce-scatter ({} ops, {} x {} per rank)", ops.size(), total,
+                           NcclTypeName(type))));
 }
 
 Status Communicator::Wait(cudaStream_t stream) {

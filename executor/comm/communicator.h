@@ -119,6 +119,14 @@ struct P2POp {
   ncclDataType_t type = ncclFloat32;
 };
 
+// One reduce-scatter of a group: `send` holds size() * recv_count elements,
+// rank r gets the reduced block r in `recv` (in place when recv is block r of send).
+struct ReduceScatterOp {
+  const void* send = nullptr;
+  void* recv = nullptr;
+  size_t recv_count = 0;
+};
+
 class Communicator {
  public:
   // Takes ownership of `comm`, which `watchdog` guards. `name` is the group
@@ -141,6 +149,10 @@ class Communicator {
   // send holds size() * recv_count elements; rank r gets the reduced block r.
   Status ReduceScatter(const void* send, void* recv, size_t recv_count, ncclDataType_t type,
                        ncclRedOp_t op, cudaStream_t stream);
+  // Several reduce-scatters as one NCCL group (one launch; a single op is a
+  // plain ReduceScatter): the ZeRO-2/3 reduction of a gradient bucket.
+  Status ReduceScatterGroup(std::span<const ReduceScatterOp> ops, ncclDataType_t type,
+                            ncclRedOp_t op, cudaStream_t stream);
   // recv holds size() * send_count elements: block r comes from rank r.
   Status AllGather(const void* send, void* recv, size_t send_count, ncclDataType_t type,
                    cudaStream_t stream);
@@ -158,6 +170,11 @@ class Communicator {
  private:
   // Host-side completion of an enqueued call, then records it for Wait().
   Status Enqueued(ncclResult_t result, const char* call, cudaStream_t stream, std::string what);
+  // The n calls of `call` (each returning its result and its NCCL function's
+  // name) inside ncclGroupStart / ncclGroupEnd, enqueued as `what`.
+  Status EnqueueGroup(size_t n,
+                      const std::function<std::pair<ncclResult_t, const char*>(size_t)>& call,
+                      cudaStream_t stream, std::string what);
   std::string Describe(const std::string& op) const;
 
   std::string name_;

@@ -1,6 +1,6 @@
 // ProcessGroups: the world communicator and its TP / DP / PP / model-parallel
 // sub-communicators for one rank, built in the shared rank layout
-// (executor/host/rank_grid.h: rank = tp + TP * (dp + DP * pp)).
+// (common/rank_grid.h: rank = tp + TP * (dp + DP * pp)).
 //
 // Bootstrap (collective: every rank of the launch calls Create):
 //   1. cudaSetDevice(launch.local_rank); NCCL_NVLS_ENABLE=0 unless set (p3d
@@ -25,7 +25,7 @@
 #include "common/status.h"
 #include "executor/comm/communicator.h"
 #include "executor/host/launch.h"
-#include "executor/host/rank_grid.h"
+#include "common/rank_grid.h"
 
 namespace p3d {
 

@@ -58,41 +58,6 @@ StatusOr<UnitShards> ShardUnits(const std::vector<int64_t>& unit_numel, int dp, 
   return out;
 }
 
-StatusOr<GradBuckets> AssignGradBuckets(const std::vector<int64_t>& param_numel,
-                                        int64_t bucket_numel, int64_t bucket_multiple) {
-  if (bucket_numel < 1) {
-    return Status::InvalidArgument(
-        fmt::format("rule bucket_numel>=1: bucket_numel={}", bucket_numel));
-  }
-  if (bucket_multiple < 1) {
-    return Status::InvalidArgument(
-        fmt::format("rule bucket_multiple>=1: bucket_multiple={}", bucket_multiple));
-  }
-  GradBuckets out;
-  out.param_range.resize(param_numel.size());
-  GradBucket open;
-  open.range.offset = 0;
-  auto close = [&] {
-    open.range.size = RoundUp(open.range.size, bucket_multiple);
-    out.buffer_numel = open.range.end();
-    out.buckets.push_back(open);
-    open = GradBucket{};
-    open.range.offset = out.buffer_numel;
-  };
-  for (int i = static_cast<int>(param_numel.size()) - 1; i >= 0; --i) {
-    if (param_numel[i] < 0) {
-      return Status::InvalidArgument(
-          fmt::format("rule param_numel>=0: parameter {} has {} elements", i, param_numel[i]));
-    }
-    out.param_range[i] = {open.range.end(), param_numel[i]};
-    open.params.push_back(i);
-    open.range.size += param_numel[i];
-    if (open.range.size >= bucket_numel) close();
-  }
-  if (!open.params.empty()) close();
-  return out;
-}
-
 StatusOr<int64_t> ColumnParallelOut(int64_t out_features, int tp) {
   if (tp < 1) return Status::InvalidArgument(fmt::format("rule tp>=1: tp={}", tp));
   P3D_RETURN_IF_ERROR(CheckDivisible(out_features, "output features", tp, "tp", "features%tp"));

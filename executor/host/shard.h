@@ -9,9 +9,6 @@
 //     to a multiple of DP * alignment and split into DP equal, contiguous
 //     shards; rank d owns [d * N'/DP, (d+1) * N'/DP) of the fp32 master
 //     weights and Adam moments (ZeRO-1) and of the reduced gradients (ZeRO-2).
-//     With gradient buckets (AssignGradBuckets), each bucket is padded and
-//     split the same way (ShardFlat(bucket.size, ...)), so one reduce-scatter
-//     per bucket leaves every rank its slice.
 //   ZeRO-3: parameters are gathered one unit (one layer's flat buffer) at a
 //     time, so each unit is padded and split on its own (ShardUnits); a rank
 //     stores its slices of all units back to back.
@@ -66,28 +63,6 @@ struct UnitShards {
 };
 StatusOr<UnitShards> ShardUnits(const std::vector<int64_t>& unit_numel, int dp,
                                 int64_t alignment = kShardAlignElements);
-
-// Gradient buckets for DP all-reduce (ZeRO-0/1) or reduce-scatter (ZeRO-2).
-// Backward produces gradients from the last parameter to the first, so the
-// gradient buffer lays parameters out in REVERSE order: parameter
-// n-1 first. Buckets are contiguous ranges of that buffer, filled greedily
-// in that order; a bucket closes as soon as it holds at least `bucket_numel`
-// elements (PyTorch DDP's and Megatron's rule; a parameter is never split,
-// so only the last bucket may be smaller). Each bucket is padded at its end
-// to a multiple of `bucket_multiple` (DP * alignment for reduce-scatter, so
-// each rank's slice is aligned; 1 for all-reduce).
-struct GradBucket {
-  std::vector<int> params;  // parameter indices, in the order they sit in the bucket
-  Range range;              // in the gradient buffer, including padding at its end
-};
-struct GradBuckets {
-  std::vector<Range> param_range;   // param_range[i]: parameter i in the gradient buffer
-  std::vector<GradBucket> buckets;  // buckets[0] is ready first in backward
-  int64_t buffer_numel = 0;         // total, including padding
-};
-// Errors: "rule bucket_numel>=1", "rule bucket_multiple>=1", "rule param_numel>=0".
-StatusOr<GradBuckets> AssignGradBuckets(const std::vector<int64_t>& param_numel,
-                                        int64_t bucket_numel, int64_t bucket_multiple = 1);
 
 // Tensor-parallel sizes (Megatron): a column-parallel linear splits its
 // output features across TP, a row-parallel linear its input features.

@@ -146,6 +146,7 @@ TEST(RunReportTest, JsonHasTheDocumentedKeysAndNoMfuForUnknownCards) {
   EXPECT_TRUE(j["summary"]["mfu"].is_null());
   EXPECT_EQ(j["summary"]["mfu_note"], "unknown card");
   EXPECT_EQ(j["steps"].size(), 3u);
+  EXPECT_EQ(j["run"]["bucket_bytes"], kDefaultGradBucketBytes);
   EXPECT_DOUBLE_EQ(j["summary"]["step_time_s"]["median"].get<double>(), 0.1);
   EXPECT_NE(FormatSummary(o, r).find("MFU           not reported: unknown card"),
             std::string::npos);

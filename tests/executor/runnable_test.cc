@@ -2,12 +2,11 @@
 // every zoo model up to 70B on 1, 2, 4, 8 and 64 GPUs of two catalog cards,
 // each listed plan marked runnable passes everything p3d-run checks on the CPU
 // before it touches a GPU (saved-plan round trip, ApplySavedPlan,
-// CheckSupportedLayout, the pipeline program), and each plan marked not
+// CheckRunnable: executor support and the pipeline program), and each plan marked not
 // runnable is refused by p3d-run naming the same rule.
 #include <gtest/gtest.h>
 
-#include "executor/host/pipeline_program.h"
-#include "executor/run_layout.h"
+#include "executor/train_options.h"
 #include "models/zoo.h"
 #include "simulator/saved_plan.h"
 #include "planner/search.h"
@@ -19,14 +18,8 @@ namespace {
 Status RunValidation(const PlanRequest& request, const EvaluatedPlan& e) {
   P3D_ASSIGN_OR_RETURN(SavedPlan saved, ParseSavedPlan(SavedPlanToJson(request, e), "plan.json"));
   TrainOptions o;
-  RunLayout layout;
-  P3D_RETURN_IF_ERROR(ApplySavedPlan(saved, &o, &layout));
-  P3D_RETURN_IF_ERROR(CheckSupportedLayout(layout));
-  if (layout.pp > 1) {
-    const ScheduleKind kind = layout.vpp > 1 ? ScheduleKind::kInterleaved1F1B : ScheduleKind::k1F1B;
-    P3D_RETURN_IF_ERROR(CompilePipeline(kind, layout.pp, layout.vpp, o.grad_accum).status());
-  }
-  return Status::Ok();
+  ApplySavedPlan(saved, &o);
+  return CheckRunnable(o.plan);
 }
 
 TEST(Runnable, EveryRunnablePlanPassesP3dRunsValidation) {
@@ -65,6 +58,31 @@ TEST(Runnable, EveryRunnablePlanPassesP3dRunsValidation) {
   }
   EXPECT_GT(runnable, 100);
   EXPECT_GT(refused, 10);  // the column is not vacuous: ZeRO-2/3 with TP/PP plans rank among the top
+}
+
+// Uneven pipeline stages: p3d-plan says p3d-run does not run them, and
+// p3d-run refuses the saved plan by the same rule.
+TEST(Runnable, UnevenStagesAreRefusedByName) {
+  PlanRequest r;
+  r.model = *ZooModel("gpt2-small");  // 12 layers on PP 5: 4 | 2 x 4
+  r.cluster = *CatalogCluster("h100-sxm");
+  r.cluster.num_gpus = 5;
+  r.training.seq = 1024;
+  r.training.global_batch = 10;
+  SearchOptions o;
+  o.fixed.pp = 5;
+  o.fixed.first_stage_layers = 4;
+  StatusOr<SearchResult> s = SearchPlans(r, o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_FALSE(s->plans.empty());
+  const EvaluatedPlan& e = s->plans.front();
+  ASSERT_NE(e.runs_rule, nullptr);
+  EXPECT_STREQ(e.runs_rule, "uneven-stages");
+  const Status v = RunValidation(r, e);
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.message().find("rule uneven-stages"), std::string::npos) << v.message();
+  o.runnable_only = true;
+  EXPECT_FALSE(SearchPlans(r, o).ok());  // nothing left to run
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // ZeRO-3 at DP > 1 without a whole-model weight buffer (executor/zero_layout.h
 // WeightGather, ZeroBuffers): which gather buffer each unit's weights land in,
 // the flat element -> gather element map Model::W uses, that the prefetching
-// use order of Model::TrainMicroBatch never overwrites a unit still in use,
+// gather passes of the overlap schedule never overwrite a unit still in use,
 // and the arena it costs (executor/memory_plan.h), on CPU.
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "executor/memory_plan.h"
+#include "executor/overlap_schedule.h"
 #include "executor/param_layout.h"
 #include "executor/zero_layout.h"
 #include "models/zoo.h"
@@ -94,48 +95,37 @@ void ExpectMapping(const ParamLayout& p, const UnitRing& g) {
   }
 }
 
-// Model::TrainMicroBatch's DataParallel calls for ZeRO-3 replayed on CPU
-// (BeginPass; BeforeUse(unit, prefetch) gathers each not yet gathered unit of
-// the pass; then the unit's compute reads it), with every buffer's content
-// tracked. Each read must find its unit still in its buffer: the forward
-// reads the embedding unit, the layers, the head unit and, in the loss, wte
-// (the embedding unit when tied); the backward reads the layers in reverse.
-// Stream order equals this program order: a gather waits for the compute
-// enqueued before its BeforeUse (DataParallel's ordering). Returns the reads
-// that found their unit overwritten.
+// The ZeRO-3 gather passes of the overlap schedule (BuildGatherPass, what
+// DataParallel::BeforeUse issues) replayed on CPU with every buffer's content
+// tracked: before each unit of a pass computes, the gathers its entry lists
+// land in their buffers; then the unit's compute reads it. Each read must find
+// its unit still in its buffer: the forward reads the embedding unit, the
+// layers, the head unit and, in the loss, wte (the embedding unit when tied);
+// the backward reads the layers in reverse. Stream order equals this program
+// order: a gather waits for the compute enqueued before its BeforeUse
+// (DataParallel's ordering). Returns the reads that found their unit
+// overwritten.
 std::vector<std::string> Overwrites(const ParamLayout& p, const UnitRing& g, int micro_batches) {
   std::vector<int> content(g.buffers(), -1);
-  std::vector<bool> gathered(p.units.size(), false);
   std::vector<std::string> bad;
-  auto begin_pass = [&] { gathered.assign(gathered.size(), false); };
-  auto before_use = [&](int unit, int prefetch) {
-    for (int u : {unit, prefetch}) {
-      if (u < 0 || gathered[u]) continue;
-      content[g.unit_buffer[u]] = u;
-      gathered[u] = true;
-    }
-  };
-  auto read = [&](int unit, const char* what) {
+  auto read = [&](int unit, const std::string& what) {
     if (content[g.unit_buffer[unit]] != unit)
-      bad.push_back(std::string(what) + ": unit " + std::to_string(unit) + " overwritten by " +
+      bad.push_back(what + ": unit " + std::to_string(unit) + " overwritten by " +
                     std::to_string(content[g.unit_buffer[unit]]));
   };
-  const int L = static_cast<int>(p.layers.size());
   for (int mb = 0; mb < micro_batches; ++mb) {
-    begin_pass();
-    before_use(p.embedding_unit, p.LayerUnit(0));
-    read(p.embedding_unit, "embedding forward");
-    for (int l = 0; l < L; ++l) {
-      before_use(p.LayerUnit(l), l + 1 < L ? p.LayerUnit(l + 1) : p.head_unit);
-      read(p.LayerUnit(l), "layer forward");
-    }
-    before_use(p.head_unit, -1);
-    read(p.head_unit, "final norm / head");
-    if (Tied(p)) read(p.embedding_unit, "tied LM head");
-    begin_pass();
-    for (int l = L - 1; l >= 0; --l) {
-      before_use(p.LayerUnit(l), l > 0 ? p.LayerUnit(l - 1) : -1);
-      read(p.LayerUnit(l), "layer backward");
+    for (Pass pass : {Pass::kForward, Pass::kBackward}) {
+      const GatherPass gp = BuildGatherPass(p, pass);
+      for (size_t i = 0; i < gp.order.size(); ++i) {
+        for (int u : gp.issue[i]) content[g.unit_buffer[u]] = u;
+        const int unit = gp.order[i];
+        const std::string what = pass == Pass::kBackward    ? "layer backward"
+                                 : unit == p.embedding_unit ? "embedding forward"
+                                 : unit == p.head_unit      ? "final norm / head"
+                                                            : "layer forward";
+        read(unit, what);
+        if (unit == p.head_unit && Tied(p)) read(p.embedding_unit, "tied LM head");
+      }
     }
   }
   return bad;
@@ -230,7 +220,8 @@ TEST(Zero3GatherTest, MemoryPlanHoldsTheShardAndTheRing) {
   for (int zero = 0; zero <= 3; ++zero) {
     auto z = BuildZeroLayout(p, zero, 2, 1);
     ASSERT_TRUE(z.ok());
-    const ZeroBuffers b = BuildZeroBuffers(p, *z, /*offload_optimizer=*/false);
+    const ZeroBuffers b = BuildZeroBuffers(p, *z, *BuildGradBuckets(p, kDefaultGradBucketBytes),
+                                           /*offload_optimizer=*/false);
     auto plan = PlanTrainingMemory(s.model, s.local, p, shape, 1 << 20, b.sizes);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     const ArenaRegion w = region(*plan, "weights (bf16)");
@@ -252,7 +243,8 @@ TEST(Zero3GatherTest, MemoryPlanHoldsTheShardAndTheRing) {
   // DP = 1: nothing to gather, ZeRO-3 keeps the whole layout.
   auto z1 = BuildZeroLayout(p, 3, 1, 0);
   ASSERT_TRUE(z1.ok());
-  const ZeroBuffers b1 = BuildZeroBuffers(p, *z1, false);
+  const ZeroBuffers b1 =
+      BuildZeroBuffers(p, *z1, *BuildGradBuckets(p, kDefaultGradBucketBytes), false);
   EXPECT_FALSE(b1.gather.staged());
   EXPECT_EQ(b1.sizes.weight_elements, -1);
 }

@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "executor/param_layout.h"
-#include "executor/run_layout.h"
+#include "executor/train_options.h"
 #include "models/zoo.h"
 
 namespace p3d {
@@ -103,62 +103,79 @@ TEST(ZeroLayoutTest, ZeroZeroOwnsEverythingAndRulesAreNamed) {
             std::string::npos);
 }
 
-TEST(RunLayoutTest, RefusesWhatIsNotImplementedByName) {
-  RunLayout l;
+TEST(TrainOptionsTest, RefusesWhatIsNotImplementedByName) {
+  Plan l;
   l.dp = 4;
   l.zero = 3;
-  EXPECT_TRUE(CheckSupportedLayout(l).ok());
+  EXPECT_TRUE(CheckRunnable(l).ok());
   l.tp = 2;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("rule zero-with-tp/pp"), std::string::npos);
+  EXPECT_NE(CheckRunnable(l).message().find("rule zero-with-tp/pp"), std::string::npos);
   l.zero = 1;
   l.pp = 2;
   l.vpp = 2;
-  EXPECT_TRUE(CheckSupportedLayout(l).ok());
+  l.grad_accum = 4;
+  EXPECT_TRUE(CheckRunnable(l).ok());
+  l.grad_accum = 3;  // interleaved 1F1B needs m % pp == 0
+  EXPECT_NE(CheckRunnable(l).message().find("rule interleave-microbatches"), std::string::npos);
   l.pp = 1;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("rule vpp needs pp>1"), std::string::npos);
+  EXPECT_NE(CheckRunnable(l).message().find("rule vpp needs pp>1"), std::string::npos);
   l.vpp = 1;
   l.sequence_parallel = true;
-  EXPECT_TRUE(CheckSupportedLayout(l).ok());  // dp 4 x tp 2 with SP
+  EXPECT_TRUE(CheckRunnable(l).ok());  // dp 4 x tp 2 with SP
   l.tp = 1;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("rule sp=>tp>1"), std::string::npos);
+  EXPECT_NE(CheckRunnable(l).message().find("rule sp=>tp>1"), std::string::npos);
   l.sequence_parallel = false;
   l.zero = 5;
-  EXPECT_NE(CheckSupportedLayout(l).message().find("zero in 0..3"), std::string::npos);
+  EXPECT_NE(CheckRunnable(l).message().find("zero in 0..3"), std::string::npos);
+  l.zero = 0;
+  l.dp = 0;
+  EXPECT_NE(CheckRunnable(l).message().find("rule dp>=1"), std::string::npos);
+  l.dp = 1;
+  l.offload = Offload::kOptimizerAndParams;  // from flags as much as from a saved plan
+  EXPECT_NE(CheckRunnable(l).message().find("rule offload-params"), std::string::npos);
 }
 
-TEST(RunLayoutTest, SavedPlanSetsModelRecipeAndLayout) {
+TEST(TrainOptionsTest, SavedPlanSetsModelRecipeAndLayout) {
   SavedPlan saved;
   saved.request.model = *ZooModel("gpt-1.3b");
   saved.request.training.seq = 2048;
+  saved.request.training.logits_chunk_tokens = 512;
   saved.plan.dp = 2;
   saved.plan.zero = 2;
   saved.plan.micro_batch = 4;
   saved.plan.grad_accum = 3;
   saved.plan.recompute = Recompute::kSelective;
   TrainOptions o;
-  RunLayout l;
-  ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
+  o.plan.tp = 8;  // a flag the saved plan replaces
+  ApplySavedPlan(saved, &o);
   EXPECT_EQ(o.model.name, saved.request.model.name);
-  EXPECT_EQ(o.micro_batch, 4);
-  EXPECT_EQ(o.grad_accum, 3);
+  EXPECT_EQ(o.plan.micro_batch, 4);
+  EXPECT_EQ(o.plan.grad_accum, 3);
   EXPECT_EQ(o.seq, 2048);
-  EXPECT_EQ(o.recompute, Recompute::kSelective);
-  EXPECT_EQ(l.dp, 2);
-  EXPECT_EQ(l.zero, 2);
-  EXPECT_FALSE(l.sequence_parallel);
+  EXPECT_EQ(o.logits_chunk, 512);
+  EXPECT_EQ(o.plan.recompute, Recompute::kSelective);
+  EXPECT_EQ(o.plan.dp, 2);
+  EXPECT_EQ(o.plan.tp, 1);
+  EXPECT_EQ(o.plan.zero, 2);
+  EXPECT_FALSE(o.plan.sequence_parallel);
+  EXPECT_TRUE(CheckRunnable(o.plan).ok());
   saved.plan.tp = 2;
   saved.plan.sequence_parallel = true;
-  // ZeRO-2 with TP: refused on loading the plan, naming the executor-support rule.
-  EXPECT_NE(ApplySavedPlan(saved, &o, &l).message().find("rule zero-with-tp/pp"), std::string::npos);
+  // ZeRO-2 with TP: refused, naming the executor-support rule.
+  ApplySavedPlan(saved, &o);
+  EXPECT_NE(CheckRunnable(o.plan).message().find("rule zero-with-tp/pp"), std::string::npos);
   saved.plan.zero = 1;
-  ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
-  EXPECT_EQ(l.tp, 2);
-  EXPECT_TRUE(l.sequence_parallel);
+  ApplySavedPlan(saved, &o);
+  EXPECT_TRUE(CheckRunnable(o.plan).ok());
+  EXPECT_EQ(o.plan.tp, 2);
+  EXPECT_TRUE(o.plan.sequence_parallel);
   saved.plan.offload = Offload::kOptimizer;
-  ASSERT_TRUE(ApplySavedPlan(saved, &o, &l).ok());
-  EXPECT_EQ(o.offload, Offload::kOptimizer);
+  ApplySavedPlan(saved, &o);
+  EXPECT_TRUE(CheckRunnable(o.plan).ok());
+  EXPECT_EQ(o.plan.offload, Offload::kOptimizer);
   saved.plan.offload = Offload::kOptimizerAndParams;
-  EXPECT_NE(ApplySavedPlan(saved, &o, &l).message().find("rule offload-params"), std::string::npos);
+  ApplySavedPlan(saved, &o);
+  EXPECT_NE(CheckRunnable(o.plan).message().find("rule offload-params"), std::string::npos);
 }
 
 }  // namespace

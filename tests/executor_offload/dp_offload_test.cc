@@ -34,14 +34,14 @@ StatusOr<TrainResult> TrainDp2(int zero, Offload offload) {
   P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel("tests/executor/models/tiny-gpt2-bytes.json"));
   TrainOptions o;
   o.model = model;
-  o.dp = comm_test::kTestRanks;
-  o.zero = zero;
-  o.offload = offload;
+  o.plan.dp = comm_test::kTestRanks;
+  o.plan.zero = zero;
+  o.plan.offload = offload;
   o.offload_threads =
       std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm_test::kTestRanks);
   o.groups = &comm_test::SharedGroups();
-  o.micro_batch = 4;
-  o.grad_accum = 2;
+  o.plan.micro_batch = 4;
+  o.plan.grad_accum = 2;
   o.seq = 128;
   o.steps = kSteps;
   o.warmup = 1;

@@ -59,6 +59,26 @@ TEST(HfConfigTest, Gpt2NullInnerAndTied) {
   EXPECT_EQ(m.TotalParams(), 124439808);
 }
 
+// BLOOM-176B: ALiBi, embedding LayerNorm, tied head; the zoo's count.
+TEST(HfConfigTest, Bloom176bMatchesZoo) {
+  ModelSpec m = Load("hf/bloom/config.json");
+  EXPECT_EQ(m.arch, Arch::kGpt2);
+  EXPECT_TRUE(m.alibi);
+  EXPECT_TRUE(m.embedding_norm);
+  EXPECT_EQ(m.ffn, 4 * 14336);
+  EXPECT_EQ(m.max_positions, 2048);
+  EXPECT_EQ(m.TotalParams(), 176247271424);
+  EXPECT_EQ(m.TotalParams(), ZooModel("bloom-176b")->TotalParams());
+  // bloom-560m's layout: n_embed and num_attention_heads (transformers' aliases).
+  StatusOr<ModelSpec> small = ParseHfConfig(
+      nlohmann::json{{"model_type", "bloom"}, {"n_embed", 1024}, {"n_layer", 24}, {"num_attention_heads", 16},
+                     {"vocab_size", 250880}},
+      "bloom-560m");
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  // 24 * (12 H^2 + 13 H) + V H + 2H + 2H = 559,214,592 (the model card's 559M).
+  EXPECT_EQ(small->TotalParams(), 559214592);
+}
+
 TEST(HfConfigTest, MixtralExperts) {
   ModelSpec m = Load("hf/Mixtral-8x7B-v0.1/config.json");
   EXPECT_EQ(m.experts, 8);

@@ -39,6 +39,28 @@ TEST(ZooTest, PublishedParameterCountsExact) {
   for (const auto& [id, params] : kCounts) EXPECT_EQ(Get(id).TotalParams(), params) << id;
 }
 
+// BLOOM-176B (bigscience/bloom config.json): 70 GPT-2-style layers (LayerNorm,
+// GELU MLP of 4H, biases everywhere), ALiBi (no position parameters), a
+// LayerNorm after the word embedding, the head tied to the embedding:
+//   70 * (12 H^2 + 13 H) + V H + 2H (embedding norm) + 2H (final norm)
+//   = 172,650,598,400 + 3,596,615,680 + 28,672 + 28,672 = 176,247,271,424,
+// the count the BLOOM model card states.
+TEST(ZooTest, Bloom176BExact) {
+  const ModelSpec m = Get("bloom-176b");
+  EXPECT_EQ(m.layers, 70);
+  EXPECT_EQ(m.hidden, 14336);
+  EXPECT_EQ(m.heads, 112);
+  EXPECT_EQ(m.vocab, 250880);
+  EXPECT_TRUE(m.alibi);
+  EXPECT_FALSE(m.learned_positions());
+  EXPECT_TRUE(m.embedding_norm);
+  EXPECT_TRUE(m.tie_embeddings);
+  EXPECT_EQ(m.ParamsPerLayer(), 2466437120);
+  EXPECT_EQ(m.EmbeddingParams(), 3596615680 + 28672);
+  EXPECT_EQ(m.TotalParams(), 176247271424);
+  EXPECT_EQ(ResolveModel("176B").value().name, "bloom-176b");
+}
+
 // GPT-3 175B: ~174.6B (published.md section 2 Table 2 and section 4);
 // tolerance 0.1%.
 TEST(ZooTest, Gpt3Within0p1Percent) {

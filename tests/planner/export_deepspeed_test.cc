@@ -185,6 +185,25 @@ TEST(DeepSpeedExport, RefusesAPlanPredictedForAnotherFramework) {
   EXPECT_TRUE(ok.ok()) << ok.status().ToString();
 }
 
+TEST(DeepSpeedExport, RefusesUnevenStagesNamingThePartitionMethods) {
+  Plan plan = MakePlan(1, 1, 5, 1, 0, 1, 8);  // GPT-2's 12 layers as 2 x 4 | 4
+  plan.last_stage_layers = 4;
+  auto r = ExportDeepSpeedConfig(RequestFor(testing::Gpt2Small(), plan, 1024), Evaluated(plan));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInfeasible);
+  EXPECT_NE(r.status().message().find("partition_method"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("deepspeed/runtime/pipe/module.py"), std::string::npos);
+}
+
+TEST(DeepSpeedExport, BloomNotesItsModelCode) {
+  Plan plan = MakePlan(8, 4, 1, 1, 1, 1, 8);
+  auto r = ExportDeepSpeedConfig(RequestFor(*ZooModel("bloom-176b"), plan), Evaluated(plan));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  bool noted = false;
+  for (const std::string& n : r->notes) noted |= n.find("--position-embedding-type alibi") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
 TEST(DeepSpeedExport, RefusesBrokenBatchIdentityAndGpuCount) {
   Plan plan = MakePlan(8, 1, 1, 1, 1, 2, 4);
   PlanRequest request = RequestFor(testing::Gpt2Small(), plan, 1024);

@@ -22,6 +22,12 @@ PlanRequest RequestFor(const ModelSpec& model, const Plan& plan, int64_t seq = 2
   return testing::RequestFor(model, plan, seq, 8, "megatron-core");
 }
 
+Plan WithStages(Plan p, int first, int last) {
+  p.first_stage_layers = first;
+  p.last_stage_layers = last;
+  return p;
+}
+
 // "--flag value \\\n--switch \\\n..." -> {flag: value, switch: ""}. Fails the
 // test on a repeated flag or a stray value.
 std::map<std::string, std::string> ParseArgs(const std::string& text) {
@@ -70,10 +76,32 @@ TEST_P(MegatronRoundTrip, EveryValueMatchesThePlan) {
   EXPECT_EQ(Int(a, "--global-batch-size"), request.training.global_batch);
   EXPECT_EQ(Int(a, "--global-batch-size") % (Int(a, "--micro-batch-size") * dp), 0);
   EXPECT_EQ(Int(a, "--global-batch-size") / (Int(a, "--micro-batch-size") * dp), p.grad_accum);
-  if (p.vpp > 1) {
+  if (p.vpp > 1 && !p.uneven_stages()) {
     EXPECT_EQ(Int(a, "--num-layers-per-virtual-pipeline-stage") * p.pp * p.vpp, m.layers);
   } else {
     EXPECT_EQ(a.count("--num-layers-per-virtual-pipeline-stage"), 0u);
+  }
+  // Uneven stages need --num-virtual-stages-per-pipeline-rank (validate_args).
+  if (p.vpp > 1 && p.uneven_stages()) {
+    EXPECT_EQ(Int(a, "--num-virtual-stages-per-pipeline-rank"), p.vpp);
+  } else {
+    EXPECT_EQ(a.count("--num-virtual-stages-per-pipeline-rank"), 0u);
+  }
+  // Every stage's layers as Megatron-Core builds them from the flags
+  // (get_num_layers_to_build): a given first/last count on its stage, the
+  // rest shared by the other stages; each a whole number of VPP chunks.
+  const bool first_set = a.count("--decoder-first-pipeline-num-layers") > 0;
+  const bool last_set = a.count("--decoder-last-pipeline-num-layers") > 0;
+  const int64_t first = first_set ? Int(a, "--decoder-first-pipeline-num-layers") : 0;
+  const int64_t last = last_set ? Int(a, "--decoder-last-pipeline-num-layers") : 0;
+  const int64_t middle_stages = p.pp - first_set - last_set;
+  ASSERT_GT(middle_stages, 0);
+  ASSERT_EQ((m.layers - first - last) % middle_stages, 0);
+  const int64_t middle = (m.layers - first - last) / middle_stages;
+  for (int r = 0; r < p.pp; ++r) {
+    const int64_t built = r == 0 && first_set ? first : r == p.pp - 1 && last_set ? last : middle;
+    EXPECT_EQ(built, StageLayers(p, m.layers, r)) << "stage " << r;
+    EXPECT_EQ(built % p.vpp, 0) << "stage " << r;
   }
   if (p.sequence_parallel && p.tp > 1) expected_switches["--sequence-parallel"];
   switch (p.recompute) {
@@ -176,7 +204,16 @@ INSTANTIATE_TEST_SUITE_P(
         ExportCase{"llama70b_tp8_pp4_vpp5_zero1_sp", testing::Llama2_70B(),
                    MakePlan(2, 8, 4, 5, 1, 1, 256, Recompute::kSelective, true)},
         ExportCase{"llama70b_tp8_pp2_full", testing::Llama2_70B(),
-                   MakePlan(4, 8, 2, 1, 0, 1, 128, Recompute::kFull, false), 8192}),
+                   MakePlan(4, 8, 2, 1, 0, 1, 128, Recompute::kFull, false), 8192},
+        // Uneven stages: 405B's 126 layers as 7 | 8 x 14 | 7, as 6 | 8 x 15 with
+        // VPP 2, and GPT-2's 12 as 2 x 4 | 4 and (PP 2) 5 | 7.
+        ExportCase{"llama405b_tp8_pp16_first7_last7", ZooModel("llama-3.1-405b").value(),
+                   WithStages(MakePlan(8, 8, 16, 1, 1, 1, 64, Recompute::kFull, true), 7, 7)},
+        ExportCase{"llama405b_tp8_pp16_vpp2_first6", ZooModel("llama-3.1-405b").value(),
+                   WithStages(MakePlan(8, 8, 16, 2, 1, 1, 64, Recompute::kSelective, true), 6, 0)},
+        ExportCase{"gpt2_pp5_last4", testing::Gpt2Small(), WithStages(MakePlan(1, 1, 5, 1, 0, 1, 8), 0, 4), 1024},
+        ExportCase{"gpt2_pp2_first5", testing::Gpt2Small(), WithStages(MakePlan(4, 1, 2, 1, 1, 2, 8), 5, 0),
+                   1024}),
     [](const ::testing::TestParamInfo<ExportCase>& info) { return info.param.name; });
 
 Status ExportStatus(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
@@ -196,6 +233,15 @@ TEST(MegatronExport, RefusesSplitsMegatronRejects) {
                 "num_layers % pipeline");
   // 80 layers, PP=4 x VPP=3: 20 per stage is not a multiple of 80/12.
   ExpectRefused(ExportStatus(testing::Llama2_70B(), MakePlan(2, 8, 4, 3, 1, 1, 64)), "PP*VPP");
+  // Uneven stages Megatron-Core's TransformerConfig rejects: 111 layers over
+  // 14 middle stages; odd counts with VPP 2; both counts at PP 2.
+  const ModelSpec l405 = ZooModel("llama-3.1-405b").value();
+  ExpectRefused(ExportStatus(l405, WithStages(MakePlan(8, 8, 16, 1, 1, 1, 64), 7, 8)), "rule middle%stages");
+  ExpectRefused(ExportStatus(l405, WithStages(MakePlan(8, 8, 16, 2, 1, 1, 64), 7, 7)), "rule uneven%vpp");
+  ExpectRefused(ExportStatus(testing::Gpt2Small(), WithStages(MakePlan(4, 1, 2, 1, 1, 2, 8), 5, 7), 1024),
+                "rule first+last=>pp>=3");
+  // ALiBi and the embedding LayerNorm (BLOOM) have no Megatron-LM flag.
+  ExpectRefused(ExportStatus(ZooModel("bloom-176b").value(), MakePlan(8, 4, 1, 1, 1, 1, 8)), "ALiBi");
   // Interleaving without a pipeline.
   ExpectRefused(ExportStatus(testing::Gpt2Small(), MakePlan(8, 1, 1, 2, 0, 1, 8), 1024),
                 "needs PP>1");

@@ -180,5 +180,46 @@ TEST(PlanCliHardening, SavedPlanFieldsAreRangeChecked) {
   EXPECT_FALSE(ParseSavedPlan(bad, "saved.json").ok());
 }
 
+// Uneven stages survive the save/load round trip; counts out of 0..L and
+// splits the rules refuse are errors naming the field or the rule.
+TEST(PlanCliHardening, SavedPlanKeepsAndChecksUnevenStages) {
+  PlanCliOptions o;
+  o.model = "405B";
+  o.gpus = 1024;
+  o.gpu = "h100-sxm";
+  o.tp = 8;
+  o.pp = 16;
+  o.top = 1;
+  o.first_stage_layers = 7;
+  o.last_stage_layers = 7;
+  o.save_plan = TempFile("uneven.json", "");
+  ASSERT_TRUE(RunCli(o).status.ok());
+  std::ifstream in(o.save_plan);
+  const nlohmann::json doc = nlohmann::json::parse(in);
+  EXPECT_EQ(doc["plan"]["first_stage_layers"], 7);
+  EXPECT_EQ(doc["plan"]["last_stage_layers"], 7);
+  EXPECT_EQ(doc["prediction"]["stages"][1]["layers"], 8);
+  auto saved = ParseSavedPlan(doc, "uneven.json");
+  ASSERT_TRUE(saved.ok()) << saved.status().ToString();
+  EXPECT_EQ(saved->plan.first_stage_layers, 7);
+  EXPECT_EQ(saved->plan.last_stage_layers, 7);
+  nlohmann::json bad = doc;
+  bad["plan"]["first_stage_layers"] = 127;  // more than the model's 126 layers
+  auto r = ParseSavedPlan(bad, "uneven.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("'first_stage_layers'"), std::string::npos) << r.status().message();
+  bad = doc;
+  bad["plan"]["last_stage_layers"] = 8;  // 111 layers over 14 middle stages
+  r = ParseSavedPlan(bad, "uneven.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("rule middle%stages"), std::string::npos) << r.status().message();
+  bad = doc;
+  bad["plan"].erase("first_stage_layers");
+  bad["plan"].erase("last_stage_layers");  // a plan saved before uneven stages: the even split
+  r = ParseSavedPlan(bad, "uneven.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("rule layers%pp"), std::string::npos) << r.status().message();
+}
+
 }  // namespace
 }  // namespace p3d

@@ -31,6 +31,51 @@ TEST(PlanCliTest, MainJobPrintsRankedTable) {
   EXPECT_NE(r.out.find(" 10 "), std::string::npos);
 }
 
+// Issue 15's acceptance: layer counts PP does not divide are planned with
+// Megatron's uneven stages, predicted, explained and saved.
+struct UnevenCase {
+  const char* model;
+  int64_t gpus;
+  const char* gpu;
+  int tp, pp;
+  int64_t layers;
+  int first, last;          // the balanced split (planner/stage_split.h)
+  const char* per_stage;    // StageLayersSummary
+};
+
+TEST(PlanCliTest, UnevenStagesAreAcceptedAndPredicted) {
+  const UnevenCase cases[] = {{"llama-3.1-405b", 16384, "h100-sxm", 8, 16, 126, 7, 7, "7,8x14,7"},
+                              {"bloom-176b", 384, "a100-80gb", 4, 12, 70, 0, 4, "6x11,4"}};
+  for (const UnevenCase& c : cases) {
+    PlanCliOptions o;
+    o.model = c.model;
+    o.gpus = c.gpus;
+    o.gpu = c.gpu;
+    o.tp = c.tp;
+    o.pp = c.pp;
+    o.top = 3;
+    o.explain = true;
+    CliResult table = RunCli(o);
+    ASSERT_TRUE(table.status.ok()) << c.model << ": " << table.status.ToString();
+    EXPECT_NE(table.out.find(std::string("#1 ") + c.per_stage), std::string::npos) << table.out;
+    EXPECT_NE(table.out.find(std::string("layers per stage: ") + c.per_stage), std::string::npos) << table.out;
+    o.explain = false;
+    o.json = true;
+    CliResult r = RunCli(o);
+    ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+    const nlohmann::json best = nlohmann::json::parse(r.out)["plans"][0];
+    EXPECT_TRUE(best["fits"].get<bool>()) << c.model;
+    EXPECT_GT(best["time"]["step_s"].get<double>(), 0) << c.model;
+    EXPECT_EQ(best["pp"], c.pp);
+    EXPECT_EQ(best["first_stage_layers"], c.first) << c.model;
+    EXPECT_EQ(best["last_stage_layers"], c.last) << c.model;
+    EXPECT_FALSE(best["runs"].get<bool>()) << c.model;  // p3d-run splits evenly (rule uneven-stages)
+    int64_t layers = 0;
+    for (const auto& s : best["stages"]) layers += s["layers"].get<int64_t>();
+    EXPECT_EQ(layers, c.layers) << c.model;
+  }
+}
+
 // The JSON document carries every key of docs/json-schema.md, in bytes and seconds.
 TEST(PlanCliTest, JsonFollowsSchema) {
   PlanCliOptions o = MainJob();

@@ -26,6 +26,7 @@ TEST(PlanFlagsTest, AbsentFlagsLeaveEveryDimensionToTheSearch) {
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_FALSE(o->sequence_parallel.has_value());
   EXPECT_FALSE(o->dp || o->tp || o->pp || o->vpp || o->zero || o->micro_batch);
+  EXPECT_FALSE(o->first_stage_layers || o->last_stage_layers);
   EXPECT_TRUE(o->recompute.empty());
   EXPECT_TRUE(o->offload.empty());
 }
@@ -46,7 +47,31 @@ TEST(PlanFlagsTest, CliSearchesTheLibrarysWholeSpace) {
   auto lib = SearchPlans(CatalogRequest("llama-2-70b", "h100-sxm", 64), SearchOptions{});
   ASSERT_TRUE(lib.ok());
   EXPECT_EQ(cli, lib->candidates);
-  EXPECT_EQ(cli, 13232);  // SP searched; with the fused core selective == none is not listed twice
+  // SP searched; with the fused core selective == none is not listed twice; PP 32 (80 layers
+  // as uneven stages) adds 528.
+  EXPECT_EQ(cli, 13760);
+}
+
+// --first-stage-layers / --last-stage-layers fix Megatron's uneven split; one
+// alone fixes the other to "not set" (a middle stage), as in Megatron.
+TEST(PlanFlagsTest, StageLayerFlagsFixTheSplit) {
+  auto o = Parse({"--model", "405B", "--gpus", "1024", "--gpu", "h100-sxm", "--tp", "8", "--pp", "16",
+                  "--first-stage-layers", "6", "--json", "--top", "1"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(*o->first_stage_layers, 6);
+  EXPECT_FALSE(o->last_stage_layers.has_value());
+  std::ostringstream out, err;
+  ASSERT_TRUE(RunPlanCli(*o, out, err).ok()) << err.str();
+  const nlohmann::json plan = nlohmann::json::parse(out.str())["plans"][0];
+  EXPECT_EQ(plan["first_stage_layers"], 6);  // 6 | 8 x 15: the last stage is a middle one
+  EXPECT_EQ(plan["last_stage_layers"], 0);
+  EXPECT_EQ(plan["stages"][0]["layers"], 6);
+  EXPECT_EQ(plan["stages"][15]["layers"], 8);
+  o->first_stage_layers = 0;
+  std::ostringstream out2, err2;
+  Status zero = RunPlanCli(*o, out2, err2);
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.message().find("--first-stage-layers"), std::string::npos) << zero.message();
 }
 
 TEST(PlanFlagsTest, EmptyStringsAreErrorsNotAbsentFlags) {

@@ -93,6 +93,43 @@ TEST(RulesTest, EachRuleHasAFailingCase) {
   ExpectRule(CheckPlan(r, params_zero2), "offload_params=>zero3");
 }
 
+Plan Uneven(Plan p, int first, int last, int vpp = 1) {
+  p.first_stage_layers = first;
+  p.last_stage_layers = last;
+  p.vpp = vpp;
+  return p;
+}
+
+// Megatron's uneven stages on 40 layers: the middle stages share what the
+// first/last counts leave, evenly; with VPP every stage's count is a multiple of it.
+TEST(RulesTest, UnevenStages) {
+  PlanRequest r = Llama13bOn(48);
+  const Plan pp6 = Layout(1, 8, 6, 1, 64);  // 40 layers do not divide over PP=6
+  ExpectRule(CheckPlan(r, pp6), "layers%pp");
+  EXPECT_TRUE(CheckPlan(r, Uneven(pp6, 4, 4)).ok());   // 4 | 8 x 4 | 4
+  EXPECT_TRUE(CheckPlan(r, Uneven(pp6, 5, 0)).ok());   // 5 | 7 x 5 (the last stage is a middle one)
+  EXPECT_TRUE(CheckPlan(r, Uneven(pp6, 0, 5)).ok());   // 7 x 5 | 5
+  ExpectRule(CheckPlan(r, Uneven(pp6, 41, 0)), "stage_layers<=layers");
+  ExpectRule(CheckPlan(r, Uneven(pp6, -1, 0)), "stage_layers<=layers");
+  ExpectRule(CheckPlan(r, Uneven(pp6, 4, 5)), "middle%stages");  // 31 over 4 middle stages
+  ExpectRule(CheckPlan(r, Uneven(pp6, 20, 18)), "middle>=1");   // 2 layers for 4 middle stages
+  PlanRequest r8 = Llama13bOn(8);
+  ExpectRule(CheckPlan(r8, Uneven(Layout(1, 8, 1, 1, 64), 4, 0)), "uneven=>pp>1");
+  PlanRequest r16 = Llama13bOn(16);
+  const Plan pp2 = Layout(1, 8, 2, 1, 64);
+  ExpectRule(CheckPlan(r16, Uneven(pp2, 19, 21)), "first+last=>pp>=3");
+  EXPECT_TRUE(CheckPlan(r16, Uneven(pp2, 19, 0)).ok());  // 19 | 21
+  // VPP 2 (48 micro-batches: interleaving needs m % PP == 0).
+  PlanRequest r48 = r;
+  r48.training.global_batch = 48;
+  const Plan pp6m48 = Layout(1, 8, 6, 1, 48);
+  EXPECT_TRUE(CheckPlan(r48, Uneven(pp6m48, 6, 10, 2)).ok());           // 6 | 6 x 4 | 10
+  ExpectRule(CheckPlan(r48, Uneven(pp6m48, 5, 7, 2)), "uneven%vpp");   // odd first and last
+  ExpectRule(CheckPlan(r48, Uneven(pp6m48, 6, 6, 2)), "uneven%vpp");   // 7 per middle stage
+  // Each rule's message names the counts.
+  EXPECT_NE(CheckPlan(r, Uneven(pp6, 4, 5)).message().find("31 remaining layers"), std::string::npos);
+}
+
 // DeepSpeed's ZeRO-Offload: optimizer offload under ZeRO 1-3, parameter
 // offload under ZeRO-3 only; with DP = 1 ZeRO is listed only where offload
 // makes it a different plan (ZeRO-1/2 + optimizer, ZeRO-3 + params).

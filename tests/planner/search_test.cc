@@ -3,13 +3,17 @@
 // predicted step time among plans that fit.
 #include "planner/search.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <optional>
 #include <set>
 #include <tuple>
 
 #include "models/zoo.h"
 #include "planner/rules.h"
+#include "planner/stage_split.h"
 #include "simulator/hardware.h"
 #include "simulator/memory_model.h"
 #include "tests/planner/catalog_request.h"
@@ -21,19 +25,51 @@ namespace {
 TEST(SearchTest, EveryCandidateIsLegalAndUnique) {
   PlanRequest r = CatalogRequest("llama-2-13b", "a100-80gb", 16, 64);
   SearchOptions o;
-  std::set<std::tuple<int, int, int, int, int, int64_t, int, bool, int>> seen;
+  std::set<std::tuple<int, int, int, int, int, int64_t, int, bool, int, int, int>> seen;
   int64_t n = 0;
   o.on_candidate = [&](const Plan& p, double, bool) {
     ++n;
     EXPECT_TRUE(CheckPlan(r, p).ok()) << PlanSummary(p) << ": " << CheckPlan(r, p).message();
     EXPECT_TRUE(seen.insert({p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, int(p.recompute),
-                             p.sequence_parallel, int(p.offload)}).second)
+                             p.sequence_parallel, int(p.offload), p.first_stage_layers, p.last_stage_layers})
+                    .second)
         << "duplicate " << PlanSummary(p);
   };
   StatusOr<SearchResult> res = SearchPlans(r, o);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   EXPECT_EQ(n, res->candidates);
   EXPECT_GT(n, 100);
+}
+
+// The plans CheckPlan accepts among every degree up to `max_degree`, VPP up
+// to `max_vpp` and micro-batch up to `max_mb` (a superset of the space), each
+// with the pipeline split split(pp, vpp) (none: no plan for that PP x VPP).
+int64_t LegalPlans(const PlanRequest& r, int max_degree, int max_vpp, int64_t max_mb,
+                   const std::function<std::optional<StageSplit>(int, int)>& split) {
+  int64_t legal = 0;
+  for (int dp = 1; dp <= max_degree; ++dp)
+    for (int tp = 1; tp <= max_degree; ++tp)
+      for (int pp = 1; pp <= max_degree; ++pp)
+        for (int vpp = 1; vpp <= max_vpp; ++vpp) {
+          const std::optional<StageSplit> stages = split(pp, vpp);
+          if (!stages) continue;
+          for (int zero = 0; zero <= 3; ++zero)
+            for (int64_t mb = 1; mb <= max_mb; ++mb)
+              for (int rc = 0; rc < 3; rc += 2)  // fused core: selective == none, not searched
+                for (int sp = 0; sp < 2; ++sp)
+                  for (int off = 0; off < 3; ++off) {
+                    Plan p;
+                    p.dp = dp, p.tp = tp, p.pp = pp, p.vpp = vpp, p.zero = zero, p.micro_batch = mb;
+                    p.grad_accum = r.training.global_batch / std::max<int64_t>(1, mb * dp);
+                    p.recompute = Recompute(rc);
+                    p.sequence_parallel = sp;
+                    p.offload = Offload(off);
+                    p.first_stage_layers = stages->first;
+                    p.last_stage_layers = stages->last;
+                    if (CheckPlan(r, p).ok()) ++legal;
+                  }
+        }
+  return legal;
 }
 
 // Brute force over a superset of the space with CheckPlan as the oracle: the
@@ -45,25 +81,131 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
   int64_t enumerated = 0;
   o.on_candidate = [&](const Plan&, double, bool) { ++enumerated; };
   ASSERT_TRUE(SearchPlans(r, o).ok());
-  int64_t legal = 0;
-  for (int dp = 1; dp <= 8; ++dp)
-    for (int tp = 1; tp <= 8; ++tp)
-      for (int pp = 1; pp <= 8; ++pp)
-        for (int vpp = 1; vpp <= 48; ++vpp)
-          for (int zero = 0; zero <= 3; ++zero)
-            for (int64_t mb = 1; mb <= 32; ++mb)
-              for (int rc = 0; rc < 3; rc += 1 + (rc == 0))  // fused core: selective == none, not searched
-                for (int sp = 0; sp < 2; ++sp)
-                  for (int off = 0; off < 3; ++off) {
-                    Plan p;
-                    p.dp = dp, p.tp = tp, p.pp = pp, p.vpp = vpp, p.zero = zero, p.micro_batch = mb;
-                    p.grad_accum = r.training.global_batch / std::max<int64_t>(1, mb * dp);
-                    p.recompute = Recompute(rc);
-                    p.sequence_parallel = sp;
-                    p.offload = Offload(off);
-                    if (CheckPlan(r, p).ok()) ++legal;
-                  }
+  const int64_t legal = LegalPlans(r, 8, 48, 32, [](int, int) { return std::optional<StageSplit>(StageSplit{}); });
   EXPECT_EQ(enumerated, legal);
+}
+
+// The balanced split (planner/stage_split.h) by brute force over every stage
+// size: minimise max(F + e, M, Lc + h), ties to the smaller F, then Lc;
+// written with the fewest flags.
+std::optional<StageSplit> BruteForceSplit(int64_t layers, int pp, int vpp, const StageEdgeWeights& w) {
+  std::optional<std::tuple<double, int64_t, int64_t, int64_t>> best;  // cost, F, Lc, M
+  for (int64_t f = vpp; f < layers; f += vpp) {
+    for (int64_t l = vpp; f + l <= layers; l += vpp) {
+      const int64_t rest = layers - f - l;
+      int64_t m = 0;
+      if (pp == 2) {
+        if (rest != 0) continue;
+      } else {
+        if (rest % (pp - 2) != 0) continue;
+        m = rest / (pp - 2);
+        if (m < 1 || m % vpp != 0) continue;
+      }
+      const double cost = std::max({f + w.embedding, static_cast<double>(m), l + w.head});
+      if (!best || std::make_tuple(cost, f, l) < std::make_tuple(std::get<0>(*best), std::get<1>(*best),
+                                                                  std::get<2>(*best)))
+        best = std::make_tuple(cost, f, l, m);
+    }
+  }
+  if (!best) return std::nullopt;
+  const auto [cost, f, l, m] = *best;
+  if (pp == 2) return StageSplit{f != l ? static_cast<int>(f) : 0, 0};
+  return StageSplit{f != m ? static_cast<int>(f) : 0, l != m ? static_cast<int>(l) : 0};
+}
+
+TEST(StageSplitTest, BalancedSplitEqualsBruteForce) {
+  int compared = 0, uneven = 0;
+  for (int64_t layers : {7, 10, 24, 26, 31, 48, 61, 70, 96}) {
+    for (int pp = 2; pp <= 12; ++pp) {
+      for (int vpp : {1, 2, 3, 4}) {
+        for (double e : {0.0, 0.05, 0.4}) {
+          for (double h : {0.0, 0.3, 0.7, 1.0, 1.46, 3.2}) {
+            const StageEdgeWeights w{e, h};
+            const std::optional<StageSplit> want = BruteForceSplit(layers, pp, vpp, w);
+            const std::optional<StageSplit> got = BalancedStageSplit(layers, pp, vpp, w);
+            const std::string where = fmt::format("L={} PP={} VPP={} e={} h={}", layers, pp, vpp, e, h);
+            ASSERT_EQ(got.has_value(), want.has_value()) << where;
+            if (!want) continue;
+            EXPECT_EQ(got->first, want->first) << where;
+            EXPECT_EQ(got->last, want->last) << where;
+            Plan p;
+            p.pp = pp, p.vpp = vpp, p.first_stage_layers = got->first, p.last_stage_layers = got->last;
+            EXPECT_EQ(PipelineSplitRule(p, layers), nullptr) << where;
+            uneven += p.uneven_stages();
+            ++compared;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 3000);
+  EXPECT_GT(uneven, 1000);
+}
+
+TEST(StageSplitTest, Llama405BOnPP16AndBloomOnPP12) {
+  // e ~ 0, h ~ 0.7 (405B) and ~ 1.5+ (BLOOM's 250,880 vocabulary).
+  const std::optional<StageSplit> l405 = BalancedStageSplit(126, 16, 1, {0.01, 0.7});
+  ASSERT_TRUE(l405.has_value());
+  EXPECT_EQ(l405->first, 7);  // 7 | 8 x 14 | 7
+  EXPECT_EQ(l405->last, 7);
+  const std::optional<StageSplit> bloom = BalancedStageSplit(70, 12, 1, {0.01, 1.6});
+  ASSERT_TRUE(bloom.has_value());
+  EXPECT_EQ(bloom->first, 0);  // 6 x 11 | 4
+  EXPECT_EQ(bloom->last, 4);
+  EXPECT_FALSE(BalancedStageSplit(70, 71, 1, {}).has_value());  // fewer layers than stages
+}
+
+// The search with uneven stages: a 26-layer model on 12 GPUs, where PP 3, 4,
+// 6 and 12 do not divide the layers. Every legal plan whose split is the one
+// the search offers for its (PP, VPP) (even when PP x VPP divides L; else, PP
+// not dividing L, the brute-force balanced split) is enumerated, exactly once.
+TEST(SearchTest, EnumeratesExactlyTheLegalPlansWithUnevenStages) {
+  PlanRequest r = CatalogRequest("llama-2-7b", "h100-sxm", 12, 24);
+  r.model.layers = 26;
+  r.model.name = "llama-26l";
+  const StageEdgeWeights w = EdgeWeights(r, AttentionImpl::kFused);
+  auto offered = [&](int pp, int vpp) -> std::optional<StageSplit> {
+    if (r.model.layers % pp == 0)
+      return r.model.layers % (pp * vpp) == 0 ? std::optional<StageSplit>(StageSplit{}) : std::nullopt;
+    return BruteForceSplit(r.model.layers, pp, vpp, w);
+  };
+  SearchOptions o;
+  int64_t enumerated = 0, uneven = 0;
+  o.on_candidate = [&](const Plan& p, double, bool) {
+    ++enumerated;
+    uneven += p.uneven_stages();
+    const std::optional<StageSplit> want = offered(p.pp, p.vpp);
+    ASSERT_TRUE(want.has_value()) << PlanSummary(p);
+    EXPECT_EQ(p.first_stage_layers, want->first) << PlanSummary(p);
+    EXPECT_EQ(p.last_stage_layers, want->last) << PlanSummary(p);
+  };
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  const int64_t legal = LegalPlans(r, 12, 13, 24, offered);
+  EXPECT_EQ(enumerated, legal);
+  EXPECT_GT(uneven, 100);
+}
+
+TEST(SearchTest, FixedSplitIsHonouredWithEveryVppThatDividesIt) {
+  PlanRequest r = CatalogRequest("llama-3.1-405b", "h100-sxm", 1024, 1024);
+  SearchOptions o;
+  o.fixed.tp = 8;
+  o.fixed.pp = 16;
+  o.fixed.first_stage_layers = 6;
+  o.fixed.last_stage_layers = 8;  // 6 | 8 x 14 | 8 with VPP 1 or 2
+  o.top_k = 1;
+  std::set<int> vpps;
+  o.on_candidate = [&](const Plan& p, double, bool) {
+    EXPECT_EQ(p.first_stage_layers, 6);
+    EXPECT_EQ(p.last_stage_layers, 8);
+    vpps.insert(p.vpp);
+  };
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_EQ(vpps, (std::set<int>{1, 2}));
+  // A fixed split Megatron refuses is refused by its rule's name.
+  o.fixed.last_stage_layers = 5;  // 115 over 14 middle stages
+  StatusOr<SearchResult> bad = SearchPlans(r, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("middle%stages"), std::string::npos) << bad.status().message();
 }
 
 TEST(SearchTest, RanksFittingPlansByStepTime) {

@@ -137,6 +137,25 @@ TEST(FrameworkMechanisms, MasterIsParamStoresNoWorkingPrecisionCopy) {
   }
 }
 
+TEST(FrameworkMechanisms, KeptParamGradsAddTheirBytesAtZeroOneOnly) {
+  Case c(8, 1, 1, 1, false);
+  c.model = ZooModel("llama-2-7b").value();
+  const StageMemoryDetail freed = c.Memory();
+  c.training.framework.param_grads_kept = true;
+  const StageMemoryDetail kept = c.Memory();
+  EXPECT_DOUBLE_EQ(kept.memory.gradients - freed.memory.gradients,
+                   c.training.precision.param_bytes * kept.params.total());
+  c.plan.zero = 2;  // BF16_Optimizer is the ZeRO-0/1 path; ZeRO-2 shards the gradient
+  const double sharded = c.Memory().memory.gradients;
+  c.training.framework.param_grads_kept = false;
+  EXPECT_DOUBLE_EQ(c.Memory().memory.gradients, sharded);
+  c.plan.zero = 1;
+  c.plan.offload = Offload::kOptimizer;  // ZeRO-Offload runs DeepSpeed's ZeRO optimizer instead
+  const double offloaded = c.Memory().memory.gradients;
+  c.training.framework.param_grads_kept = true;
+  EXPECT_DOUBLE_EQ(c.Memory().memory.gradients, offloaded);
+}
+
 TEST(FrameworkMechanisms, ContiguousGradientBufferNeedsNoBuckets) {
   Case c(8, 1, 1, 1, false);
   c.model = ZooModel("llama-2-7b").value();

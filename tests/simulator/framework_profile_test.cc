@@ -1,7 +1,8 @@
 // Framework profiles as data (simulator/frameworks/*.json): every built-in
 // profile loads with a source for every field and rule and survives a JSON
-// round trip (also through a saved plan); p3d's profile is exactly the
-// executor's defaults; bad files are refused naming the field.
+// round trip (also through a saved plan, which p3d-run refuses unless it is
+// p3d's); p3d's profile is exactly the executor's defaults; bad files are
+// refused naming the field.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -101,6 +102,11 @@ TEST(FrameworkProfiles, ASavedPlanCarriesItsProfile) {
   EXPECT_EQ(saved->request.training.framework.reshard_after_forward, Reshard::kNotWithPp);
   EXPECT_EQ(saved->request.training.logits_chunk_tokens, 0);
   EXPECT_TRUE(saved->request.training.dropout);
+  // p3d-run refuses it: its prediction assumed torchtitan's mechanisms.
+  const Status run = CheckPlannedForExecutor(saved->request.framework);
+  EXPECT_EQ(run.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(run.message().find("rule framework=p3d"), std::string::npos) << run.message();
+  EXPECT_TRUE(CheckPlannedForExecutor(P3dFrameworkProfile()).ok());
 }
 
 class BadProfile : public ::testing::Test {

@@ -85,10 +85,13 @@ TEST(OffloadModelTest, HostMemoryPerGpuAndNode) {
   EXPECT_EQ(HostBytesPerNode(m, t, c, Layout(8, 1, 1, 3, Offload::kNone, 64)), 0);
   // The explanation's host terms sum to the per-GPU figure; the last line is the node.
   const Plan p = Layout(2, 1, 4, 2, Offload::kOptimizer);
-  std::vector<MemoryTerm> terms = ExplainHostMemory(m, t, c, p, 0);
+  std::vector<DerivedTerm> terms = ExplainHostMemory(m, t, c, p, 0);
   ASSERT_EQ(terms.size(), 6u);
   double sum = 0;
-  for (size_t i = 0; i + 1 < terms.size(); ++i) sum += terms[i].bytes;
+  for (size_t i = 0; i + 1 < terms.size(); ++i) {
+    EXPECT_TRUE(terms[i].part) << terms[i].name;
+    sum += terms[i].value;
+  }
   EXPECT_DOUBLE_EQ(sum, EstimateMemory(m, t, c, p).stages[0].host_bytes);
   EXPECT_EQ(terms.back().name, "host.node");
 }
@@ -140,12 +143,12 @@ TEST(OffloadModelTest, ExplainShowsTransferAndCpuTerms) {
   ASSERT_TRUE(terms.ok());
   double in_step = 0, step = 0;
   std::set<std::string> names;
-  for (const TimeTerm& term : *terms) {
+  for (const DerivedTerm& term : *terms) {
     names.insert(term.name);
-    if (term.in_step) in_step += term.seconds;
-    if (term.name == "step") step = term.seconds;
+    if (term.part) in_step += term.value;
+    if (term.name == "step") step = term.value;
   }
-  for (const char* name : {"offload.d2h_gradients", "offload.cpu_adam", "offload.param_uploads", "time.offload"})
+  for (const char* name : {"chunk.offload_d2h_gradients", "tail.cpu_adam", "chunk.offload_uploads", "time.offload"})
     EXPECT_EQ(names.count(name), 1u) << name;
   EXPECT_NEAR(in_step, step, 1e-9 * step);
 }

@@ -140,10 +140,10 @@ TEST(TimeModelTest, ExplainPartsSumToStep) {
   auto terms = ExplainTime(Llama70B(), t, Cluster("a100-80gb", 64), CoursePlan());
   ASSERT_TRUE(terms.ok()) << terms.status().ToString();
   double sum = 0, step = 0;
-  for (const TimeTerm& term : *terms) {
+  for (const DerivedTerm& term : *terms) {
     EXPECT_FALSE(term.formula.empty()) << term.name;
-    if (term.in_step) sum += term.seconds;
-    if (term.name == "step") step = term.seconds;
+    if (term.part) sum += term.value;
+    if (term.name == "step") step = term.value;
   }
   EXPECT_GT(step, 0);
   EXPECT_NEAR(sum, step, 1e-12 * step);

@@ -1,4 +1,4 @@
-#include "executor/host/rank_grid.h"
+#include "common/rank_grid.h"
 
 #include <fmt/format.h>
 
@@ -18,6 +18,20 @@ const char* GroupKindName(GroupKind kind) {
       return "mp";
   }
   return "?";
+}
+
+int RankStride(GroupKind kind, int tp, int dp) {
+  switch (kind) {
+    case GroupKind::kTensor:
+      return 1;
+    case GroupKind::kData:
+      return tp;
+    case GroupKind::kPipeline:
+      return tp * dp;
+    case GroupKind::kModel:
+      return -1;
+  }
+  return -1;
 }
 
 StatusOr<RankGrid> RankGrid::Create(int tp, int dp, int pp, int gpus_per_node) {

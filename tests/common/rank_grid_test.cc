@@ -1,4 +1,4 @@
-#include "executor/host/rank_grid.h"
+#include "common/rank_grid.h"
 
 #include <gtest/gtest.h>
 
@@ -88,6 +88,14 @@ TEST(RankGridTest, GroupsPartitionTheWorld) {
       }
       ASSERT_EQ(static_cast<int>(seen.size()), g.world_size());
       for (const auto& [rank, times] : seen) EXPECT_EQ(times, 1) << "rank " << rank;
+      // Evenly strided kinds: consecutive members are Stride(kind) ranks apart.
+      if (kind == GroupKind::kModel) {
+        EXPECT_EQ(g.Stride(kind), -1);
+        continue;
+      }
+      for (const std::vector<int>& members : groups)
+        for (size_t k = 1; k < members.size(); ++k)
+          EXPECT_EQ(members[k] - members[k - 1], g.Stride(kind));
     }
     for (int r = 0; r < g.world_size(); ++r) {
       EXPECT_EQ(g.RankOf(g.Coords(r)), r);

@@ -53,6 +53,14 @@ struct RankCoords {
   bool operator==(const RankCoords&) const = default;
 };
 
+// Distance in global ranks between consecutive members of a group of `kind`
+// (the layout above): tensor 1, data TP, pipeline TP * DP; -1 for kModel,
+// whose members are not evenly spaced (TP consecutive ranks per stage). For
+// the simulator's communication paths as much as for the executor's groups,
+// e.g. the ranks of the pipeline stage boundary s | s+1 are
+// RankStride(kPipeline, TP, DP) apart.
+int RankStride(GroupKind kind, int tp, int dp);
+
 // Arguments for ncclCommSplit(comm, color, key, &newcomm, config).
 struct SplitArgs {
   int color = 0;  // group index: equal colors share a communicator
@@ -74,6 +82,7 @@ class RankGrid {
   int pp() const { return pp_; }
   int gpus_per_node() const { return gpus_per_node_; }
   int world_size() const { return tp_ * dp_ * pp_; }
+  int Stride(GroupKind kind) const { return RankStride(kind, tp_, dp_); }
   int num_nodes() const { return (world_size() + gpus_per_node_ - 1) / gpus_per_node_; }
 
   // Preconditions for every function taking a rank: 0 <= rank < world_size()

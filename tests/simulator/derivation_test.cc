@@ -1,0 +1,190 @@
+// The --explain derivation (simulator/derivation.h): the formula evaluator,
+// the substitution, and the property that keeps the text honest: over a
+// spread of plans, every term the memory and time models record evaluates,
+// from its own inputs, to the value the model used, and the parts sum to the
+// total.
+#include "simulator/derivation.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+#include <string>
+
+#include "models/zoo.h"
+#include "simulator/framework_profile.h"
+#include "simulator/hardware.h"
+#include "simulator/memory_model.h"
+#include "simulator/time_model.h"
+
+namespace p3d {
+namespace {
+
+double Eval(const char* formula, std::initializer_list<TermInput> in) {
+  const std::vector<TermInput> inputs(in);
+  auto v = EvaluateFormula(formula, inputs);
+  EXPECT_TRUE(v.ok()) << formula << ": " << v.status().ToString();
+  return v.ok() ? *v : NAN;
+}
+
+TEST(EvaluateFormula, ArithmeticAndFunctions) {
+  EXPECT_DOUBLE_EQ(Eval("1 + 2*3", {}), 7);
+  EXPECT_DOUBLE_EQ(Eval("(1 + 2)*3", {}), 9);
+  EXPECT_DOUBLE_EQ(Eval("8/4/2", {}), 1);
+  EXPECT_DOUBLE_EQ(Eval("10 - 4 - 3", {}), 3);
+  EXPECT_DOUBLE_EQ(Eval("-a + 2", {{"a", 5}}), -3);
+  EXPECT_DOUBLE_EQ(Eval("min(a, b, 7)*max(a, b)", {{"a", 2}, {"b", 3}}), 6);
+  EXPECT_DOUBLE_EQ(Eval("ceil(P_r/k)", {{"P_r", 10}, {"k", 4}}), 3);
+  EXPECT_DOUBLE_EQ(Eval("2.5e1 + x_1", {{"x_1", 0.5}}), 25.5);
+}
+
+TEST(EvaluateFormula, ErrorsNameTheProblem) {
+  const std::vector<TermInput> none;
+  auto unknown = EvaluateFormula("a + b", std::vector<TermInput>{{"a", 1}});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown input 'b'"), std::string::npos);
+  for (const char* bad : {"1 +", "(1 + 2", "1 2", "sqrt(4)", "a$", ""}) {
+    auto v = EvaluateFormula(bad, none);
+    EXPECT_FALSE(v.ok()) << bad;
+  }
+}
+
+TEST(Substituted, ReplacesInputNamesOnly) {
+  DerivedTerm t{
+      "x",  "e*T*H/SPd + max(e, 1e3)", {{"e", 2}, {"T", 4096}, {"H", 8192}, {"SPd", 1}}, 0, "",
+      false};
+  EXPECT_EQ(Substituted(t), "2*4096*8192/1 + max(2, 1e3)");
+}
+
+// Every recorded term, evaluated from its inputs, equals its recorded value.
+void ExpectHonest(const std::vector<DerivedTerm>& terms, const std::string& where,
+                  std::set<std::string>* names) {
+  for (const DerivedTerm& t : terms) {
+    names->insert(t.name);
+    auto v = EvaluateFormula(t.formula, t.inputs);
+    ASSERT_TRUE(v.ok()) << where << " " << t.name << ": " << v.status().ToString();
+    EXPECT_NEAR(*v, t.value, 1e-9 * std::abs(t.value) + 1e-15)
+        << where << " " << t.name << " = " << t.formula << " = " << Substituted(t);
+  }
+}
+
+struct Case {
+  const char* model;
+  const char* gpu;
+  int dp, tp, pp, vpp, zero;
+  int64_t micro_batch, grad_accum;
+  Recompute recompute;
+  bool sp;
+  Offload offload;
+  AttentionImpl attention;
+  bool dropout;
+  int first_stage_layers = 0, last_stage_layers = 0;
+  const char* framework = "p3d";  // the profile whose mechanisms the models apply
+};
+
+TEST(Derivation, EveryRecordedTermMatchesItsValue) {
+  const Recompute none = Recompute::kNone, sel = Recompute::kSelective, full = Recompute::kFull;
+  const AttentionImpl fused = AttentionImpl::kFused, unfused = AttentionImpl::kUnfused;
+  const Offload no = Offload::kNone, opt = Offload::kOptimizer,
+                params = Offload::kOptimizerAndParams;
+  const Case cases[] = {
+      {"llama-2-70b", "h100-sxm", 8, 4, 2, 1, 2, 2, 16, sel, true, no, fused, false},
+      {"llama-2-70b", "a100-80gb", 2, 8, 4, 2, 1, 1, 32, full, true, no, fused, false},
+      {"llama-2-70b", "h100-sxm", 16, 2, 2, 1, 3, 1, 8, none, false, no, unfused, false},
+      {"gpt2-xl", "a100-80gb", 4, 1, 4, 3, 0, 4, 8, sel, false, no, unfused, true},
+      {"gpt2-xl", "h100-sxm", 8, 1, 1, 1, 3, 4, 2, full, false, no, fused, true},
+      {"mixtral-8x7b", "h100-sxm", 4, 8, 2, 2, 1, 1, 12, none, true, no, fused, false},
+      {"llama-2-13b", "rtx3090", 8, 1, 1, 1, 3, 1, 8, full, false, params, fused, false},
+      {"llama-2-13b", "rtx3090", 4, 2, 1, 1, 2, 1, 16, full, true, opt, fused, false},
+      {"llama-2-13b", "a100-80gb", 2, 1, 4, 1, 1, 2, 8, sel, false, opt, unfused, false},
+      {"llama-3-8b", "h100-sxm", 1, 1, 1, 1, 0, 4, 2, none, false, no, fused, false},
+      // Uneven stages (Megatron's first/last counts) and the embedding norm.
+      {"bloom-176b", "a100-80gb", 8, 4, 12, 1, 1, 2, 24, full, true, no, fused, true, 5, 5},
+      {"llama-3.1-405b", "h100-sxm", 2, 8, 16, 1, 1, 1, 16, full, true, no, fused, false, 7, 7},
+      // Framework mechanisms: TP userbuffers, reduce-scatter ZeRO-1 with the
+      // parameter gather overlapped, fused cross-entropy, op-level selective
+      // with FSDP2's fp32 reduce and no reshard under PP, no DP overlap.
+      {"llama-2-70b", "h100-sxm", 8, 4, 2, 2, 1, 1, 16, sel, true, no, fused, false, 0, 0,
+       "megatron-core"},
+      {"llama-2-13b", "a100-80gb", 4, 2, 1, 1, 1, 2, 4, full, true, no, fused, false, 0, 0, "nemo"},
+      {"llama-3-8b", "h100-sxm", 8, 1, 1, 1, 3, 2, 2, sel, false, no, fused, false, 0, 0,
+       "torchtitan"},
+      {"llama-3-8b", "h100-sxm", 4, 1, 2, 1, 3, 1, 8, sel, false, no, fused, false, 0, 0,
+       "torchtitan"},
+      {"llama-2-13b", "v100-32gb", 4, 4, 2, 1, 0, 2, 8, full, false, no, unfused, true, 0, 0,
+       "megatron-lm-2021"},
+  };
+  std::set<std::string> names;
+  for (const Case& c : cases) {
+    auto zoo = ZooModel(c.model);
+    ASSERT_TRUE(zoo.ok()) << c.model;
+    const ModelSpec m = *zoo;
+    ClusterSpec cluster = CatalogCluster(c.gpu).value();
+    Plan p;
+    p.dp = c.dp, p.tp = c.tp, p.pp = c.pp, p.vpp = c.vpp, p.zero = c.zero;
+    p.micro_batch = c.micro_batch, p.grad_accum = c.grad_accum, p.recompute = c.recompute;
+    p.sequence_parallel = c.sp, p.offload = c.offload, p.attention = c.attention;
+    p.first_stage_layers = c.first_stage_layers, p.last_stage_layers = c.last_stage_layers;
+    ASSERT_EQ(PipelineSplitRule(p, m.layers), nullptr) << c.model;
+    cluster.num_gpus = p.gpus();
+    TrainingSpec t;
+    ApplyFrameworkProfile(LoadFrameworkProfile(c.framework).value(), &t);
+    t.global_batch = p.global_batch();
+    t.seq = std::min<int64_t>(2048, m.max_positions);
+    t.dropout = c.dropout;
+    const std::string where = std::string(c.model) + " " + PlanSummary(p) + " " + c.framework;
+    const MemoryEstimate est = EstimateMemory(m, t, cluster, p);
+    for (int r : {0, p.pp / 2, p.pp - 1}) {
+      const std::vector<DerivedTerm> mem = ExplainMemory(m, t, cluster, p, r);
+      ExpectHonest(mem, where, &names);
+      double sum = 0;
+      for (const DerivedTerm& term : mem) sum += term.part ? term.value : 0;
+      EXPECT_NEAR(sum, est.stages[r].memory.total(), 1e-9 * sum) << where << " stage " << r;
+      const std::vector<DerivedTerm> host = ExplainHostMemory(m, t, cluster, p, r);
+      ExpectHonest(host, where, &names);
+      double host_sum = 0;
+      for (const DerivedTerm& term : host) host_sum += term.part ? term.value : 0;
+      EXPECT_NEAR(host_sum, est.stages[r].host_bytes, 1e-9 * host_sum) << where << " stage " << r;
+    }
+    auto time = ExplainTime(m, t, cluster, p);
+    ASSERT_TRUE(time.ok()) << where << ": " << time.status().ToString();
+    ExpectHonest(*time, where, &names);
+    auto e = EstimateTime(m, t, cluster, p);
+    ASSERT_TRUE(e.ok());
+    double parts = 0;
+    for (const DerivedTerm& term : *time) parts += term.part ? term.value : 0;
+    EXPECT_NEAR(parts, e->time.step_s, 1e-9 * e->time.step_s) << where;
+  }
+  // The spread reaches every mechanism the models record.
+  for (const char* name : {"weights",
+                           "activations.per_layer.scores",
+                           "activations.per_layer.op_level",
+                           "activations.loss",
+                           "buffers.zero3_gather",
+                           "buffers.sp_all_gather",
+                           "runtime.nccl",
+                           "host.master",
+                           "layer.tp_comm.backward",
+                           "tp.reduce_scatter",
+                           "tp.all_reduce",
+                           "chunk.forward",
+                           "chunk.p2p_send",
+                           "chunk.grad_reduce_scatter.exposed",
+                           "chunk.dp_exposed",
+                           "chunk.offload_uploads",
+                           "tail.grad_all_reduce.exposed",
+                           "tail.grad_reduce_scatter.exposed",
+                           "tail.param_all_gather",
+                           "tail.param_all_gather.exposed",
+                           "tail.tied_embedding_all_reduce",
+                           "tail.cpu_adam",
+                           "tail.offload_h2d_params.exposed",
+                           "tail.offload_d2h_gradients.exposed",
+                           "tail.optimizer",
+                           "time.bubble",
+                           "step"})
+    EXPECT_EQ(names.count(name), 1u) << name;
+}
+
+}  // namespace
+}  // namespace p3d
