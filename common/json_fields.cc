@@ -51,7 +51,7 @@ StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, const std::string
   return ParseJson(text, fmt::format("{} '{}'", what, path));
 }
 
-std::string ClosestMatch(std::string_view word, std::initializer_list<std::string_view> candidates) {
+std::string ClosestMatch(std::string_view word, std::span<const std::string_view> candidates) {
   std::string best;
   size_t best_d = word.size() / 3 + 1;
   for (std::string_view c : candidates) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -30,7 +31,10 @@ StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, const std::string
 
 // The closest of `candidates` to `word` by edit distance, or "" when none is
 // within a third of the word's length (used for "did you mean" hints).
-std::string ClosestMatch(std::string_view word, std::initializer_list<std::string_view> candidates);
+std::string ClosestMatch(std::string_view word, std::span<const std::string_view> candidates);
+inline std::string ClosestMatch(std::string_view word, std::initializer_list<std::string_view> candidates) {
+  return ClosestMatch(word, std::span<const std::string_view>(candidates.begin(), candidates.size()));
+}
 
 class JsonFields {
  public:

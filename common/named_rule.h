@@ -1,5 +1,5 @@
 // RuleFailed: the one way a rule list reports a broken rule (planner/rules.h,
-// common/executor_support.h): it returns the rule's id and writes the
+// simulator/executor_support.h): it returns the rule's id and writes the
 // message, built by `message()`, only when the caller wants it (the search
 // asks for the id alone, millions of times).
 #pragma once

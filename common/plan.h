@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/framework.h"
+
 namespace p3d {
 
 enum class Recompute { kNone, kSelective, kFull };
@@ -92,6 +94,10 @@ struct TrainingSpec {
   int64_t AttentionBlocks() const {
     return attention_blocks > 0 ? attention_blocks : DefaultAttentionBlocks(seq);
   }
+  // The implementation the plan is predicted for (common/framework.h): p3d's
+  // executor unless a framework profile sets it (p3d-plan --framework), along
+  // with the recipe fields above.
+  Framework framework;
 };
 
 // One point of the search space. DP * TP * PP == number of GPUs.

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <vector>
 
-#include "common/executor_support.h"
 #include "executor/check.h"
 #include "executor/comm/communicator.h"
 #include "executor/kernels/activation.h"
@@ -24,6 +23,7 @@
 #include "executor/offload/host_optimizer.h"
 #include "executor/str_cat.h"
 #include "executor/token_buckets.h"
+#include "simulator/executor_support.h"
 
 namespace p3d {
 
@@ -61,7 +61,7 @@ Plan PlanOf(const ModelConfig& config) {
 }
 
 // What Create refuses before planning anything: unsupported plans
-// (common/executor_support.h) and missing or mismatched communicators.
+// (simulator/executor_support.h) and missing or mismatched communicators.
 Status CheckModelConfig(const ModelConfig& config) {
   const ParallelContext& ctx = config.parallel;
   const ModelParallelConfig& mpc = config.model_parallel;

@@ -19,8 +19,8 @@
 //   ZeRO-2/3  in every micro-batch, a reduce-scatter of each of its units (one
 //             NCCL group; ZeRO ownership stays per unit, zero_layout.h), each
 //             unit's reduced slice added to the gradient shard;
-// and the optimizer step waits for every bucket. The default size is the
-// simulator's bucket (kGradBucketElements, simulator/memory_model.h) of the
+// and the optimizer step waits for every bucket. The default size is the p3d
+// profile's bucket (kExecutorGradBucketElements, common/framework.h) of the
 // executor's fp32 gradients, 100 MB (p3d-run --bucket-mb).
 //
 // Worked example, gpt-1.3b at 100 MB: every layer unit (50.4 M elements,
@@ -45,15 +45,16 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/framework.h"
 #include "common/status.h"
 #include "executor/param_layout.h"
 #include "simulator/memory_model.h"
 
 namespace p3d {
 
-// The simulator's bucket of the executor's fp32 gradients: 25 M x 4 bytes.
+// The p3d profile's bucket of the executor's fp32 gradients: 25 M x 4 bytes.
 inline constexpr int64_t kDefaultGradBucketBytes =
-    static_cast<int64_t>(kGradBucketElements) * static_cast<int64_t>(sizeof(float));
+    static_cast<int64_t>(kExecutorGradBucketElements) * static_cast<int64_t>(sizeof(float));
 
 // This rank's units in the order a backward completes their gradients (units
 // the stage does not hold are left out).

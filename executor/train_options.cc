@@ -1,7 +1,7 @@
 #include "executor/train_options.h"
 
-#include "common/executor_support.h"
 #include "executor/host/pipeline_program.h"
+#include "simulator/executor_support.h"
 #include "simulator/memory_model.h"
 
 namespace p3d {

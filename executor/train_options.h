@@ -56,7 +56,8 @@ struct TrainOptions {
 void ApplySavedPlan(const SavedPlan& saved, TrainOptions* options);
 
 // Every check p3d-run makes of a plan on the CPU: the executor-support rules
-// (common/executor_support.h) and, with pp > 1, every rank's pipeline program
+// (simulator/executor_support.h: layout sanity and the p3d framework profile's
+// rules) and, with pp > 1, every rank's pipeline program
 // ("rule interleave-microbatches", "rule pipeline schedule").
 Status CheckRunnable(const Plan& plan);
 

@@ -1,6 +1,5 @@
 #include "planner/evaluator.h"
 
-#include "common/executor_support.h"
 #include "simulator/memory_model.h"
 #include "simulator/time_model.h"
 
@@ -43,7 +42,7 @@ EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, const StatusOr<TimeEstim
   e.memory = EstimateMemory(request_.model, request_.training, request_.cluster, plan);
   e.fits = FitsInMemory(e.memory.peak(), request_.cluster.gpu) &&
            FitsInHostMemory(e.memory.host_bytes_per_node, request_.cluster.node);
-  e.runs_rule = ExecutorUnsupported(plan);
+  e.runs_rule = FrameworkRuleBroken(request_.training.framework, RuleKind::kGap, plan);
   if (t.ok()) {
     e.time = t->time;
     e.tokens_per_s = t->tokens_per_s;

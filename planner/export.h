@@ -68,4 +68,18 @@ StatusOr<ExportedFile> ExportPlan(std::string_view format, const PlanRequest& re
 // degrees); exposed so front ends can validate before writing files.
 Status CheckExportable(const PlanRequest& request, const Plan& plan);
 
+// OK when the plan's framework runs it (its profile's rules, limits and gaps,
+// common/framework.h); else Infeasible naming the rule and its source.
+Status CheckFrameworkRuns(const PlanRequest& request, const Plan& plan);
+
+// The framework profiles (simulator/frameworks/) whose mechanisms a format's
+// file states, the first being the one --export picks when --framework is not
+// given: megatron -> megatron-core; deepspeed -> deepspeed,
+// megatron-deepspeed. Empty for the launch formats, which carry no mechanism.
+std::vector<std::string_view> ExportFrameworks(std::string_view format);
+// OK when `format` writes the mechanisms of framework `name` (or is a launch
+// format); else InvalidArgument naming the profiles it writes, so an export
+// never disagrees with the prediction it is made from.
+Status CheckExportFramework(std::string_view format, const std::string& name);
+
 }  // namespace p3d

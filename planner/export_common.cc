@@ -1,6 +1,8 @@
 // Checks shared by every exporter, and the by-name dispatch the CLI uses.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "planner/export.h"
 
 namespace p3d {
@@ -30,6 +32,29 @@ Status CheckExportable(const PlanRequest& request, const Plan& plan) {
         request.training.global_batch));
   }
   return Status::Ok();
+}
+
+Status CheckFrameworkRuns(const PlanRequest& request, const Plan& plan) {
+  for (RuleKind kind : {RuleKind::kLimit, RuleKind::kGap})
+    P3D_RETURN_IF_ERROR(CheckFrameworkRule(request.framework, kind, plan));
+  return Status::Ok();
+}
+
+std::vector<std::string_view> ExportFrameworks(std::string_view format) {
+  if (format == "megatron") return {"megatron-core"};
+  if (format == "deepspeed") return {"deepspeed", "megatron-deepspeed"};
+  return {};
+}
+
+Status CheckExportFramework(std::string_view format, const std::string& name) {
+  const std::vector<std::string_view> writes = ExportFrameworks(format);
+  if (writes.empty() || std::find(writes.begin(), writes.end(), name) != writes.end()) return Status::Ok();
+  std::string list;
+  for (std::string_view w : writes) list += (list.empty() ? "" : " or ") + std::string(w);
+  return Status::InvalidArgument(fmt::format(
+      "rule export-framework: --export {} writes the mechanisms of the {} profile, but the plan is predicted for "
+      "'{}'; give --framework {} (or leave --framework out: --export {} selects {})",
+      format, list, name, writes.front(), format, writes.front()));
 }
 
 StatusOr<ExportedFile> ExportPlan(std::string_view format, const PlanRequest& request,

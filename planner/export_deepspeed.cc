@@ -22,11 +22,14 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-// Bucket sizes in elements, scaled with the hidden size H the way the
-// Hugging Face DeepSpeed integration fills "auto": reduce/allgather buckets
-// H*H, ZeRO-3 prefetch 0.9*H*H, parameters smaller than 10*H stay unsharded.
-Json ZeroSection(const ModelSpec& model, int stage, Offload offload) {
+// Overlap and bucket sizes are the framework profile's (what p3d predicts
+// with): overlap_comm, reduce and allgather buckets of grad_bucket_elements.
+// ZeRO-3 keys scale with the hidden size H the way the Hugging Face DeepSpeed
+// integration fills "auto": prefetch 0.9*H*H, parameters smaller than 10*H
+// stay unsharded.
+Json ZeroSection(const ModelSpec& model, const Framework& fw, int stage, Offload offload) {
   const int64_t h2 = model.hidden * model.hidden;
+  const auto bucket = static_cast<int64_t>(fw.grad_bucket_elements);
   Json zero;
   zero["stage"] = stage;
   if (stage == 0) return zero;
@@ -36,13 +39,13 @@ Json ZeroSection(const ModelSpec& model, int stage, Offload offload) {
     zero["offload_optimizer"] = Json{{"device", "cpu"}, {"pin_memory", true}};
   if (offload == Offload::kOptimizerAndParams)
     zero["offload_param"] = Json{{"device", "cpu"}, {"pin_memory", true}};
-  zero["overlap_comm"] = true;
+  zero["overlap_comm"] = fw.grad_reduce_overlap;
   zero["contiguous_gradients"] = true;
-  zero["reduce_bucket_size"] = h2;
+  zero["reduce_bucket_size"] = bucket;
   if (stage <= 2) {
-    zero["reduce_scatter"] = true;
+    zero["reduce_scatter"] = fw.zero_reduce_scatter;
     zero["allgather_partitions"] = true;
-    zero["allgather_bucket_size"] = h2;
+    zero["allgather_bucket_size"] = bucket;
   } else {
     zero["stage3_prefetch_bucket_size"] = h2 * 9 / 10;
     zero["stage3_param_persistence_threshold"] = 10 * model.hidden;
@@ -53,24 +56,11 @@ Json ZeroSection(const ModelSpec& model, int stage, Offload offload) {
   return zero;
 }
 
+// The pipeline engine's limits (ZeRO-2/3 with PP, interleaving) are the
+// deepspeed profile's rules (simulator/frameworks/deepspeed.json), checked by
+// CheckFrameworkRuns; here, what only the config file cannot say.
 Status CheckDeepSpeedLimits(const PlanRequest& request, const Plan& plan) {
-  // deepspeed/runtime/pipe/engine.py, PipelineEngine.__init__:
-  //   assert self.zero_optimization_stage() < ZeroStageEnum.gradients,
-  //          "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism"
-  if (plan.pp > 1 && plan.zero >= 2) {
-    return Status::Infeasible(fmt::format(
-        "deepspeed: ZeRO-{} with PP={}: DeepSpeed's PipelineEngine asserts zero stage < 2 "
-        "(\"ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism\", "
-        "deepspeed/runtime/pipe/engine.py); pick a plan with ZeRO-0/1 or PP=1",
-        plan.zero, plan.pp));
-  }
-  // The PipelineEngine runs schedule.TrainSchedule (1F1B) only.
-  if (plan.vpp > 1) {
-    return Status::Infeasible(fmt::format(
-        "deepspeed: VPP={}: DeepSpeed's PipelineEngine runs only TrainSchedule (non-interleaved "
-        "1F1B, deepspeed/runtime/pipe/schedule.py); export to megatron or pick VPP=1",
-        plan.vpp));
-  }
+  P3D_RETURN_IF_ERROR(CheckFrameworkRuns(request, plan));
   // PipelineModule._partition_layers (deepspeed/runtime/pipe/module.py)
   // splits by partition_method 'uniform', 'parameters' or 'type:<regex>';
   // none takes a layer count per stage.
@@ -97,6 +87,7 @@ StatusOr<ExportedFile> ExportDeepSpeedConfig(const PlanRequest& request,
                                              const EvaluatedPlan& evaluated) {
   const Plan& plan = evaluated.plan;
   P3D_RETURN_IF_ERROR(CheckExportable(request, plan));
+  P3D_RETURN_IF_ERROR(CheckExportFramework("deepspeed", request.framework.framework.name));
   P3D_RETURN_IF_ERROR(CheckDeepSpeedLimits(request, plan));
   const Precision& precision = request.training.precision;
 
@@ -107,7 +98,7 @@ StatusOr<ExportedFile> ExportDeepSpeedConfig(const PlanRequest& request,
   config["gradient_clipping"] = 1.0;
   config["bf16"] = Json{{"enabled", precision.param_bytes == 2}};
   config["data_types"] = Json{{"grad_accum_dtype", precision.grad_bytes == 2 ? "bf16" : "fp32"}};
-  config["zero_optimization"] = ZeroSection(request.model, plan.zero, plan.offload);
+  config["zero_optimization"] = ZeroSection(request.model, request.training.framework, plan.zero, plan.offload);
 
   ExportedFile out;
   if (plan.offload != Offload::kNone) {

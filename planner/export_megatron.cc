@@ -69,16 +69,9 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
     return Status::Infeasible(
         fmt::format("megatron: --ffn-hidden-size {} is not divisible by TP={}", m.ffn, plan.tp));
   }
-  // Megatron-FSDP is documented with TP, CP and EP; it is not combined with
-  // pipeline parallelism, and the classic distributed optimizer shards only
-  // optimizer states (ZeRO-1).
-  if (plan.zero >= 2 && plan.pp > 1) {
-    return Status::Infeasible(fmt::format(
-        "megatron: ZeRO-{} with PP={}: Megatron's distributed optimizer shards only optimizer "
-        "state (ZeRO-1) and Megatron-FSDP (--data-parallel-sharding-strategy) is not used with "
-        "pipeline parallelism; pick ZeRO-0/1 or PP=1",
-        plan.zero, plan.pp));
-  }
+  // ZeRO-2/3 with PP and the offload limits are the profile's rules
+  // (simulator/frameworks/megatron-core.json, megatron-lm.json).
+  P3D_RETURN_IF_ERROR(CheckFrameworkRuns(request, plan));
   // Learned absolute positions are a table of max_position_embeddings rows,
   // and validate_args asserts max_position_embeddings >= seq_length.
   if (m.learned_positions() && request.training.seq > m.max_positions) {
@@ -97,21 +90,6 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
         "Megatron-DeepSpeed fork: --position-embedding-type alibi --embed-layernorm)",
         m.alibi ? "ALiBi" : "", m.alibi && m.embedding_norm ? " and " : "",
         m.embedding_norm ? "an embedding LayerNorm" : ""));
-  }
-  // Megatron Core's optimizer CPU offload (HybridDeviceOptimizer,
-  // megatron/core/optimizer/cpu_offloading) works on the distributed
-  // optimizer's shards (ZeRO-1); it has no parameter offload, and validate_args
-  // requires --use-precision-aware-optimizer with it.
-  if (plan.offload == Offload::kOptimizerAndParams) {
-    return Status::Infeasible(
-        "megatron: --offload params: Megatron has no ZeRO-3 parameter offload to CPU (only "
-        "--optimizer-cpu-offload); export to deepspeed or pick --offload optimizer");
-  }
-  if (plan.offload == Offload::kOptimizer && plan.zero != 1) {
-    return Status::Infeasible(fmt::format(
-        "megatron: --offload optimizer with ZeRO-{}: Megatron's --optimizer-cpu-offload offloads the "
-        "distributed optimizer's shards (ZeRO-1, --use-distributed-optimizer); pick ZeRO-1",
-        plan.zero));
   }
   const Precision& p = request.training.precision;
   return CheckExportPrecision(
@@ -185,6 +163,28 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
   }
 }
 
+// The framework profile's mechanisms as flags (megatron-core: what p3d
+// predicts with; megatron-lm: the same flags at their Megatron-LM defaults,
+// which leave the overlaps off). Megatron's DDP bucket default is
+// max(40e6, 1e6 x DP) parameters (distributed_data_parallel_config.py); any
+// other bucket is written. The attention backend and dropout are written so
+// Transformer Engine cannot pick a different core than the prediction assumed.
+void AddMechanisms(const PlanRequest& request, const Plan& plan, Args& args) {
+  const Framework& fw = request.training.framework;
+  args.push_back({"--attention-backend", AttentionImplName(plan.attention)});
+  const char* dropout = request.training.dropout ? "0.1" : "0.0";
+  args.push_back({"--attention-dropout", dropout});
+  args.push_back({"--hidden-dropout", dropout});
+  if (plan.dp > 1 && fw.grad_reduce_overlap) {
+    args.push_back({"--overlap-grad-reduce", ""});
+    if (fw.grad_bucket_elements != 40e6 || fw.grad_bucket_elements_per_dp != 1e6)
+      args.push_back({"--ddp-bucket-size", fmt::format("{:.0f}", fw.GradBucketElements(plan.dp))});
+  }
+  if (plan.dp > 1 && plan.zero == 1 && fw.param_gather_overlap) args.push_back({"--overlap-param-gather", ""});
+  if (plan.tp > 1 && plan.sequence_parallel && fw.tp_overlap == TpOverlap::kUserBuffers)
+    args.push_back({"--tp-comm-overlap", ""});
+}
+
 void AddBatchAndPrecision(const PlanRequest& request, const Plan& plan, Args& args) {
   args.push_back({"--micro-batch-size", std::to_string(plan.micro_batch)});
   args.push_back({"--global-batch-size", std::to_string(plan.global_batch())});
@@ -235,10 +235,12 @@ StatusOr<ExportedFile> ExportMegatronArgs(const PlanRequest& request,
                                           const EvaluatedPlan& evaluated) {
   const Plan& plan = evaluated.plan;
   P3D_RETURN_IF_ERROR(CheckExportable(request, plan));
+  P3D_RETURN_IF_ERROR(CheckExportFramework("megatron", request.framework.framework.name));
   P3D_RETURN_IF_ERROR(CheckMegatronLimits(request, plan));
   ExportedFile out;
   Args args;
   AddParallelism(plan, request.model, args, out.notes);
+  AddMechanisms(request, plan, args);
   AddBatchAndPrecision(request, plan, args);
   AddModelShape(request, args);
   const int64_t multiple = 128 * plan.tp;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "common/units.h"
+#include "simulator/framework_profile.h"
 
 namespace p3d {
 
@@ -19,6 +20,7 @@ std::string FormatRequest(const PlanRequest& r) {
                      "(weights {} + grads {} + master {} + Adam {})\n",
                      r.training.global_batch, r.training.seq, r.training.global_batch * r.training.seq,
                      p.StateBytesPerParam(), p.param_bytes, p.grad_bytes, p.master_bytes, p.optimizer_bytes);
+  out += "framework " + FrameworkSummary(r.framework) + "\n";
   return out;
 }
 
@@ -58,8 +60,9 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
     out += "uneven pipeline stages, layers per stage (first, middle x stages, last): " + uneven + "\n";
   out += "All figures are predictions of p3d's simulator. Memory: the peak pipeline stage of one GPU, GiB "
          "(2^30 bytes); step s: seconds per optimizer step; tokens/s: whole cluster; MFU: model FLOPs / "
-         "(step x GPUs x peak); host/node: CPU memory of one node with offload, GiB; runs: p3d-run can run the plan, or the rule "
-         "it breaks (--runnable lists only plans it runs). Definitions: docs/metrics.md.\n";
+         "(step x GPUs x peak); host/node: CPU memory of one node with offload, GiB; runs: the framework runs the plan "
+         "today, or the rule it breaks (p3d: what p3d-run runs; --runnable lists only plans it runs). Definitions: "
+         "docs/metrics.md.\n";
   return out;
 }
 

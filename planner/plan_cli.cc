@@ -14,6 +14,7 @@
 #include "planner/plan_json.h"
 #include "planner/report.h"
 #include "planner/search.h"
+#include "simulator/framework_profile.h"
 #include "simulator/hardware.h"
 #include "simulator/memory_model.h"
 #include "simulator/profile.h"
@@ -68,8 +69,17 @@ StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err)
   return cluster;
 }
 
-StatusOr<TrainingSpec> ResolveTraining(const PlanCliOptions& o) {
-  TrainingSpec t;
+// The framework profile: --framework, else the one the export format writes
+// (--export megatron predicts what Megatron-LM will run), else p3d's executor.
+StatusOr<FrameworkProfile> ResolveFramework(const PlanCliOptions& o) {
+  if (!o.framework.empty()) return LoadFrameworkProfile(o.framework);
+  const std::vector<std::string_view> writes = ExportFrameworks(o.export_format);
+  return LoadFrameworkProfile(writes.empty() ? P3dFrameworkProfile().framework.name : std::string(writes.front()));
+}
+
+// The training recipe: the framework's defaults (already in *t), then the flags.
+Status ResolveTraining(const PlanCliOptions& o, TrainingSpec* out) {
+  TrainingSpec& t = *out;
   if (o.global_batch) t.global_batch = *o.global_batch;
   if (o.seq) t.seq = *o.seq;
   if (t.global_batch < 1 || t.global_batch > kMaxGlobalBatch)
@@ -78,7 +88,8 @@ StatusOr<TrainingSpec> ResolveTraining(const PlanCliOptions& o) {
   if (t.seq < 1 || t.seq > kMaxSeq)
     return Status::InvalidArgument(fmt::format("--seq must be in 1..{} tokens, got {}", kMaxSeq, t.seq));
   if (o.grad_dtype == "bf16") t.precision.grad_bytes = 2;
-  else if (o.grad_dtype != "fp32")
+  else if (o.grad_dtype == "fp32") t.precision.grad_bytes = 4;
+  else if (!o.grad_dtype.empty())
     return Status::InvalidArgument(fmt::format("--grad-dtype must be fp32 or bf16, got '{}'", o.grad_dtype));
   if (o.master_bytes) {
     if (*o.master_bytes < 0 || *o.master_bytes > 8)
@@ -90,8 +101,8 @@ StatusOr<TrainingSpec> ResolveTraining(const PlanCliOptions& o) {
       return Status::InvalidArgument(fmt::format("--adam-bytes must be in 0..16, got {}", *o.adam_bytes));
     t.precision.optimizer_bytes = *o.adam_bytes;
   }
-  t.dropout = o.dropout;
-  return t;
+  if (o.dropout) t.dropout = *o.dropout;
+  return Status::Ok();
 }
 
 StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
@@ -129,9 +140,12 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
       return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
     s.fixed.recompute = recompute;
   }
-  if (!ParseAttentionImpl(o.attention, &s.fixed.attention))
-    return Status::InvalidArgument(
-        fmt::format("--attention must be fused or unfused, got '{}'", o.attention));
+  if (!o.attention.empty()) {
+    AttentionImpl attention;
+    if (!ParseAttentionImpl(o.attention, &attention))
+      return Status::InvalidArgument(fmt::format("--attention must be fused or unfused, got '{}'", o.attention));
+    s.fixed.attention = attention;
+  }
   if (!o.offload.empty()) {
     Offload offload;
     if (!ParseOffload(o.offload, &offload))
@@ -199,6 +213,13 @@ void ListGpus(std::ostream& out) {
   }
 }
 
+void ListFrameworks(std::ostream& out) {
+  for (const std::string& name : BuiltinFrameworkNames()) {
+    StatusOr<FrameworkProfile> p = LoadFrameworkProfile(name);
+    if (p.ok()) out << fmt::format("{:<20} {} [{}]\n", name, p->description, p->version);
+  }
+}
+
 void ListModels(std::ostream& out) {
   out << fmt::format("{:<20} {:>6} {:>5} {:>6} {:>6} {:>4} {:>4} {:>7} {:>10}\n", "name", "arch", "L", "H", "F", "NH",
                      "KV", "V", "params");
@@ -215,12 +236,16 @@ void ListModels(std::ostream& out) {
 Status RunPlanCli(const PlanCliOptions& o, std::ostream& out, std::ostream& err) {
   if (o.list_gpus) { ListGpus(out); return Status::Ok(); }
   if (o.list_models) { ListModels(out); return Status::Ok(); }
+  if (o.list_frameworks) { ListFrameworks(out); return Status::Ok(); }
   if (o.model.empty()) return Status::InvalidArgument("--model is required (zoo name, size like 70B, or config.json)");
 
   PlanRequest request;
   P3D_ASSIGN_OR_RETURN(request.model, ResolveModel(o.model));
   P3D_ASSIGN_OR_RETURN(request.cluster, ResolveCluster(o, err));
-  P3D_ASSIGN_OR_RETURN(request.training, ResolveTraining(o));
+  P3D_ASSIGN_OR_RETURN(FrameworkProfile framework, ResolveFramework(o));
+  if (!o.export_format.empty()) P3D_RETURN_IF_ERROR(CheckExportFramework(o.export_format, framework.framework.name));
+  SetFramework(framework, &request);
+  P3D_RETURN_IF_ERROR(ResolveTraining(o, &request.training));
   P3D_ASSIGN_OR_RETURN(SearchOptions search, ResolveSearch(o));
   search.with_timeline = !o.report.empty();
   bool tty = isatty(fileno(stderr));

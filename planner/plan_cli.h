@@ -24,8 +24,9 @@ struct PlanCliOptions {
   std::string recompute;              // "" (search), "none", "selective", "full"
   std::optional<bool> sequence_parallel;
   std::string offload;                // "" (search), "none", "optimizer", "params"
-  std::string attention = "fused";    // the attention core: "fused" | "unfused" (not searched)
-  std::string grad_dtype = "fp32";    // "fp32" (18 bytes/param) or "bf16" (16)
+  std::string framework;              // profile name or file; "" = p3d, or the --export format's framework
+  std::string attention;              // the attention core: "fused" | "unfused"; "" = the framework's
+  std::string grad_dtype;             // "fp32" (18 bytes/param) or "bf16" (16); "" = the framework's
   std::optional<int> master_bytes;    // bytes/param of the master weights (default 4, fp32)
   std::optional<int> adam_bytes;      // bytes/param of the Adam moments (default 8, two fp32)
   int top = 10;
@@ -34,9 +35,10 @@ struct PlanCliOptions {
   bool json = false;
   bool list_gpus = false;
   bool list_models = false;
+  bool list_frameworks = false;
   bool allow_tp_across_nodes = false;
   bool runnable = false;              // only plans p3d-run runs
-  bool dropout = false;
+  std::optional<bool> dropout;        // unset: the framework's default
   std::string save_plan;              // write the picked plan as JSON here
   std::string export_format;          // deepspeed | megatron | torchrun | slurm
   std::string report;                 // write a self-contained HTML report here

@@ -44,15 +44,26 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   CLI::Option* no_sp = app.add_flag_callback("--no-sp", [o] { o->sequence_parallel = false; },
                                              "fix sequence parallel off (default: searched)");
   sp->excludes(no_sp);
+  app.add_option("--framework", o->framework,
+                 "implementation the plan is predicted for: p3d (default) | megatron-core | nemo | torchtitan | "
+                 "deepspeed | ... (--list-frameworks) or a profile file (docs/frameworks.md)")
+      ->check(NonEmpty());
   app.add_option("--attention", o->attention,
-                 "attention core: fused (cuDNN flash attention, default) | unfused (S x S scores)")
+                 "attention core: fused (flash attention) | unfused (S x S scores); default: the framework's")
       ->check(NonEmpty());
   app.add_option("--offload", o->offload, "fix CPU offload: none | optimizer (ZeRO>=1) | params (ZeRO-3)")
       ->check(NonEmpty());
-  app.add_option("--grad-dtype", o->grad_dtype, "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param)");
+  app.add_option("--grad-dtype", o->grad_dtype,
+                 "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param); default: the framework's")
+      ->check(NonEmpty());
   app.add_option("--master-bytes", o->master_bytes, "bytes/param of master weights (default 4 = fp32)");
   app.add_option("--adam-bytes", o->adam_bytes, "bytes/param of Adam moments (default 8 = two fp32)");
-  app.add_flag("--dropout", o->dropout, "count dropout masks in activation memory (p3d trains without dropout)");
+  CLI::Option* dropout = app.add_flag_callback("--dropout", [o] { o->dropout = true; },
+                                               "train with dropout (its masks are stored activations); default: "
+                                               "the framework's (p3d: none)");
+  CLI::Option* no_dropout =
+      app.add_flag_callback("--no-dropout", [o] { o->dropout = false; }, "train without dropout");
+  dropout->excludes(no_dropout);
   app.add_option("--top", o->top, "number of ranked plans to print (default 10)");
   app.add_option("--pick", o->pick, "which ranked plan --explain/--save-plan/--export/--report use (default 1)");
   app.add_flag("--explain", o->explain, "derive the picked plan's memory and time, term by term");
@@ -68,9 +79,11 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   exp->excludes(json);
   app.add_option("--report", o->report, "write a self-contained HTML report (charts, timeline)")->check(NonEmpty());
   app.add_flag("--allow-tp-across-nodes", o->allow_tp_across_nodes, "let TP groups span nodes");
-  app.add_flag("--runnable", o->runnable, "only plans p3d-run can run (the table's runs column)");
+  app.add_flag("--runnable", o->runnable,
+               "only plans the framework runs today (the table's runs column; p3d: what p3d-run runs)");
   app.add_flag("--list-gpus", o->list_gpus, "list the hardware catalog");
   app.add_flag("--list-models", o->list_models, "list the model zoo");
+  app.add_flag("--list-frameworks", o->list_frameworks, "list the framework profiles");
 }
 
 StatusOr<PlanCliOptions> ParsePlanFlags(int argc, const char* const* argv) {

@@ -1,6 +1,7 @@
 #include "planner/plan_json.h"
 
 #include "models/model_json.h"
+#include "simulator/framework_profile.h"
 
 namespace p3d {
 
@@ -21,6 +22,7 @@ json SearchToJson(const PlanRequest& r, const SearchResult& res) {
   return json{{"schema", "p3d-plan/1"},
               {"model", ModelToJson(r.model)},
               {"cluster", ClusterSummaryToJson(r.cluster)},
+              {"framework", FrameworkProfileToJson(r.framework)},
               {"training", TrainingToJson(r.training)},
               {"search",
                {{"candidates", res.candidates},

@@ -5,6 +5,7 @@
 #include "common/units.h"
 #include "planner/report.h"
 #include "planner/report_svg.h"
+#include "simulator/framework_profile.h"
 
 namespace p3d {
 namespace {
@@ -47,6 +48,7 @@ std::string RequestTable(const PlanRequest& r) {
                        "Adam {}); activations {} bytes",
                        p.StateBytesPerParam(), p.param_bytes, p.grad_bytes, p.master_bytes,
                        p.optimizer_bytes, p.activation_bytes));
+  t += Row("framework", FrameworkSummary(r.framework));
   return t + "</table>\n";
 }
 

@@ -8,7 +8,6 @@
 #include <map>
 #include <numeric>
 
-#include "common/executor_support.h"
 #include "planner/evaluator.h"
 #include "planner/stage_split.h"
 
@@ -90,7 +89,8 @@ std::vector<SplitOption> SplitOptions(const PlanRequest& request, int pp, const 
   } else if (layers % pp == 0) {
     for (int64_t vpp : Divisors(layers / pp)) options.push_back({static_cast<int>(vpp), 0, 0});
   } else {
-    if (!weights) weights = EdgeWeights(request, fx.attention);
+    if (!weights)
+      weights = EdgeWeights(request, fx.attention.value_or(request.framework.attention));
     for (int64_t vpp : Divisors(layers)) {
       if (vpp * pp > layers) break;
       if (std::optional<StageSplit> s = BalancedStageSplit(layers, pp, static_cast<int>(vpp), *weights))
@@ -121,8 +121,10 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   // With the fused core, selective recompute stores and runs exactly what none
   // does (docs/executor.md: no S x S tensor to drop), so searching both would
   // list every plan twice; it is still evaluated when fixed (--recompute selective).
+  const Framework& fw = request.training.framework;
+  const AttentionImpl attention = fx.attention.value_or(request.framework.attention);
   std::vector<Recompute> recomputes = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
-  if (fx.attention == AttentionImpl::kFused && !fx.recompute)
+  if (attention == AttentionImpl::kFused && fw.selective == SelectiveRecompute::kScores && !fx.recompute)
     recomputes = {Recompute::kNone, Recompute::kFull};
 
   for (int64_t tp : Divisors(gpus)) {
@@ -131,7 +133,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.pp, int(pp)) || !Allowed(fx.dp, dp)) continue;
       // Check the layout-level rules once per (tp, pp, dp) with a representative plan.
       Plan layout;
-      layout.attention = fx.attention;
+      layout.attention = attention;
       layout.dp = dp;
       layout.tp = static_cast<int>(tp);
       layout.pp = static_cast<int>(pp);
@@ -182,8 +184,14 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                     reject(FailedRule(request, p, options.rules));
                     continue;
                   }
+                  // What the framework cannot run is no candidate; what it
+                  // does not run yet only when --runnable asks.
+                  if (const char* rule = FrameworkRuleBroken(fw, RuleKind::kLimit, p)) {
+                    reject(rule);
+                    continue;
+                  }
                   if (options.runnable_only) {
-                    if (const char* rule = ExecutorUnsupported(p)) {
+                    if (const char* rule = FrameworkRuleBroken(fw, RuleKind::kGap, p)) {
                       reject(rule);
                       continue;
                     }
@@ -233,10 +241,11 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));
     probe.sequence_parallel = fx.sequence_parallel.value_or(false);
     probe.offload = fx.offload.value_or(Offload::kNone);
-    probe.attention = fx.attention;
+    probe.attention = attention;
     Status detail = CheckPlan(request, probe, options.rules);
-    return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs; eliminated by: {}{}", m.name, gpus,
-                                          why.empty() ? "the fixed dimensions" : why,
+    if (detail.ok()) detail = CheckFrameworkRule(request.framework, RuleKind::kLimit, probe);
+    return Status::Infeasible(fmt::format("no legal plan for {} on {} GPUs with {}; eliminated by: {}{}", m.name, gpus,
+                                          fw.name, why.empty() ? "the fixed dimensions" : why,
                                           detail.ok() ? "" : "; e.g. " + detail.message()));
   }
 

@@ -33,7 +33,8 @@ struct SearchConstraints {
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;
   std::optional<Offload> offload;
-  AttentionImpl attention = AttentionImpl::kFused;  // not searched: the executor's core
+  // Not searched: unset, the framework profile's core (request.framework).
+  std::optional<AttentionImpl> attention;
 };
 
 struct SearchOptions {
@@ -42,7 +43,8 @@ struct SearchOptions {
   int top_k = 10;                // fully evaluated plans returned
   bool keep_non_fitting = true;  // return closest misses when nothing fits
   bool with_timeline = false;    // fill EvaluatedPlan::timeline for the returned plans
-  bool runnable_only = false;    // only plans p3d-run runs (common/executor_support.h)
+  bool runnable_only = false;    // only plans the framework runs today (its "gap" rules,
+                                 // common/framework.h); its "limit" rules always apply
   // Called about every 2^16 candidates with (candidates so far); may print progress.
   std::function<void(int64_t)> progress;
   // Called for every legal candidate with its quick evaluation (tests, tools).

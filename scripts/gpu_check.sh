@@ -32,7 +32,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 
 SECTIONS=(env build executor_tests fused_attention reference checkpoint loss_curve speed_1p3b attention_speed attention_plan long_context speed_3b_full largest
           overlap_dp1 dp_equivalence dp_overlap dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
-          tp_pp_equivalence tp_pp_throughput accuracy)
+          tp_pp_equivalence tp_pp_throughput accuracy fsdp2)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 log() { echo "$*" >>"$LOG"; }
@@ -810,6 +810,59 @@ section_accuracy() {
   line=$(grep -m1 '^\*\*Step time' "$OUT/acc/accuracy.md" 2>/dev/null | tr -d '*')
   [ $rc -eq 0 ] && [ -n "$line" ] && record accuracy PASS "$line" ||
     record accuracy FAIL "exit $rc ${line:-no table} (see $OUT/acc/suite.log)"
+}
+
+# FSDP2 as torchtitan runs it (bench/frameworks/fsdp2_train.py: fully_shard per
+# block, SDPA, bf16 mixed precision, fp32 loss) on one GPU for three layouts,
+# each beside p3d-plan's prediction with the torchtitan profile (issue 15).
+# Measured: median step and torch.cuda.max_memory_allocated/reserved (no CUDA
+# context); predicted: step and peak total, and the total without runtime
+# (CUDA context, NCCL, allocator reserve), the figure comparable to allocated.
+# Needs torch (>= 2.4) in python3; FSDP2_CONFIGS overrides the layouts.
+section_fsdp2() {
+  if ! python3 -c "import torch" 2>/dev/null; then
+    record fsdp2 SKIP "python3 has no torch"; return
+  fi
+  local gpu=h100-sxm status=PASS details=""
+  nvidia-smi -L | grep -q H200 && gpu=h200
+  cat >"$RES/fsdp2-llama-1b.json" <<'JSON'
+{"model_type": "llama", "num_hidden_layers": 16, "hidden_size": 2048, "num_attention_heads": 32,
+ "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256, "max_position_embeddings": 8192,
+ "tie_word_embeddings": true}
+JSON
+  cat >"$RES/fsdp2-gpt-1.3b.json" <<'JSON'
+{"model_type": "gpt2", "n_layer": 24, "n_embd": 2048, "n_head": 16, "n_inner": 8192, "vocab_size": 50257,
+ "n_positions": 2048}
+JSON
+  # model:micro_batch:grad_accum:seq:activation checkpointing
+  local configs=${FSDP2_CONFIGS:-"llama-1b:2:2:2048:none llama-1b:1:2:4096:selective gpt-1.3b:4:1:2048:full"}
+  for cfg in $configs; do
+    IFS=: read -r model mb ga seq ac <<<"$cfg"
+    local tag="$model-mb$mb-ga$ga-s$seq-$ac" rc=none
+    [ "$ac" != none ] && rc=$ac
+    if ! RUN_LIMIT=600 run python3 bench/frameworks/fsdp2_train.py --config "$RES/fsdp2-$model.json" \
+        --micro-batch "$mb" --grad-accum "$ga" --seq "$seq" --ac "$ac" --json "$RES/fsdp2-$tag.json"; then
+      status=FAIL; details+="$tag: run failed; "; continue
+    fi
+    log "+ p3d-plan ... --framework torchtitan ($tag) --json > fsdp2-$tag-plan.json"
+    "$BIN/p3d-plan" --model "$RES/fsdp2-$model.json" --gpus 1 --gpu $gpu --framework torchtitan --dp 1 --tp 1 \
+        --pp 1 --zero 0 --micro-batch "$mb" --global-batch $((mb * ga)) --seq "$seq" --recompute "$rc" --top 1 \
+        --json >"$RES/fsdp2-$tag-plan.json" 2>>"$LOG" || status=FAIL  # exit 3: predicted not to fit
+    details+="$(python3 - "$RES/fsdp2-$tag.json" "$RES/fsdp2-$tag-plan.json" "$tag" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+p = json.load(open(sys.argv[2]))["plans"][0]
+gib = 2 ** 30
+step, pred = m["step_time_s"]["median"], p["time"]["step_s"]
+mem = p["memory"]
+print(f"{sys.argv[3]}: step measured {step*1e3:.1f} ms, predicted {pred*1e3:.1f} ms ({(pred/step-1)*100:+.1f}%); "
+      f"memory measured allocated {m['max_memory_allocated_bytes']/gib:.2f} / reserved "
+      f"{m['max_memory_reserved_bytes']/gib:.2f} GiB, predicted {(mem['total']-mem['runtime'])/gib:.2f} GiB without "
+      f"runtime, {mem['total']/gib:.2f} GiB total ({'fits' if p['fits'] else 'NOT fits'}); ", end="")
+PY
+)"
+  done
+  record fsdp2 $status "$details"
 }
 
 wanted=("$@")

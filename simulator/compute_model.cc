@@ -86,11 +86,16 @@ double Forward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
   if (MeasuredGemm(gpu, w.m, w.n, w.k, &t)) return w.count * t.fwd_s;
   return w.count * GemmSeconds(gpu, w.m, w.n, w.k, 1, d.a);
 }
-double Backward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
+// Backward: the input-gradient (dX) and weight-gradient (dW) parts.
+TpGemmTime Timed(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
   GemmShapeTime t;
-  if (MeasuredGemm(gpu, w.m, w.n, w.k, &t)) return w.count * (t.dx_s + t.dw_s);
-  return w.count *
-         (GemmSeconds(gpu, w.m, w.k, w.n, 1, d.a) + GemmSeconds(gpu, w.k, w.n, w.m, 1, d.a, d.g));
+  if (MeasuredGemm(gpu, w.m, w.n, w.k, &t)) return {w.count * t.fwd_s, w.count * t.dx_s, w.count * t.dw_s};
+  return {Forward(gpu, d, w), w.count * GemmSeconds(gpu, w.m, w.k, w.n, 1, d.a),
+          w.count * GemmSeconds(gpu, w.k, w.n, w.m, 1, d.a, d.g)};
+}
+double Backward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
+  const TpGemmTime t = Timed(gpu, d, w);
+  return t.dgrad + t.wgrad;
 }
 
 // The layer's weight GEMMs on one TP rank: qkv and fc/gate+up column-parallel
@@ -214,10 +219,15 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
   WeightGemm gemms[5];
   const int n = WeightGemms(d, gemms);
   LayerKernelTimes out;
+  TpGemmTime timed[5];
   for (int i = 0; i < n; ++i) {
-    out.forward.gemm_s += Forward(gpu, d, gemms[i]);
-    out.backward.gemm_s += Backward(gpu, d, gemms[i]);
+    timed[i] = Timed(gpu, d, gemms[i]);
+    out.forward.gemm_s += timed[i].fwd;
+    out.backward.gemm_s += timed[i].dgrad + timed[i].wgrad;
   }
+  // WeightGemms order: q/k/v, out-proj, fc1 (gate+up), fc2 (down).
+  out.column[0] = timed[0], out.column[1] = timed[2];
+  out.row[0] = timed[1], out.row[1] = timed[3];
   // The attention core: measured (its GEMMs, softmax and head layouts as one
   // unit, AttentionEfficiencyPoint) or GEMM table + score-matrix traffic.
   KernelTime core_fwd, core_bwd, core_probs;
@@ -248,7 +258,23 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
     case Recompute::kNone:
       break;
     case Recompute::kSelective:
-      if (!fused) out.recompute = core_probs;
+      switch (training.framework.selective) {
+        case SelectiveRecompute::kScores:
+          if (!fused) out.recompute = core_probs;
+          break;
+        case SelectiveRecompute::kCoreAttention:
+          out.recompute = core_fwd;
+          break;
+        case SelectiveRecompute::kOpLevel:
+          // torchtitan's op-level policy counts matmuls in forward order (Llama:
+          // wq, wk, wv, wo, w1, w3, w2; GPT: qkv, out, fc1, fc2) and recomputes
+          // every second one (wk, wo, w3; out, fc2) with every norm, rotary,
+          // activation and residual op; attention's output is saved.
+          out.recompute.memory_s = LayerForwardSeconds(gpu, d, calibrated);
+          out.recompute.gemm_s = d.llama ? timed[0].fwd * d.kv / (d.q + 2 * d.kv) + timed[1].fwd + timed[2].fwd / 2
+                                         : timed[1].fwd + timed[3].fwd;
+          break;
+      }
       break;
     case Recompute::kFull:
       out.recompute = out.forward;
@@ -300,9 +326,12 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
     e.head_forward.gemm_s += Forward(gpu, d, logits);
     e.head_backward.gemm_s += Backward(gpu, d, logits);
   }
-  // Final norm, then the cross-entropy passes over the logits.
-  e.head_forward.memory_s = k(2 * d.t_sp * d.h * d.a) + k(d.t * v * (d.a + 16));
-  e.head_backward.memory_s = k(3 * d.t_sp * d.h * d.a) + k(d.t * v * (4 + d.a));
+  // Final norm, then the cross-entropy passes over the logits; a fused
+  // cross-entropy (Framework::fused_cross_entropy) reads the bf16 logits once
+  // forward and reads them and writes their gradient backward.
+  const bool fused_ce = training.framework.fused_cross_entropy;
+  e.head_forward.memory_s = k(2 * d.t_sp * d.h * d.a) + k(d.t * v * (fused_ce ? d.a : d.a + 16));
+  e.head_backward.memory_s = k(3 * d.t_sp * d.h * d.a) + k(d.t * v * (fused_ce ? 2 * d.a : 4 + d.a));
   return e;
 }
 

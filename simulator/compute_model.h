@@ -48,11 +48,21 @@ struct KernelTime {
   }
 };
 
+// One weight GEMM of the layer next to which a tensor-parallel collective
+// runs (TpOverlap, common/framework.h), seconds per micro-batch.
+struct TpGemmTime {
+  double fwd = 0, dgrad = 0, wgrad = 0;
+};
+
 // One transformer layer, one micro-batch (B = micro_batch sequences), one GPU.
 struct LayerKernelTimes {
   KernelTime forward;
   KernelTime backward;   // input- and weight-gradient GEMMs + memory-bound backward ops
   KernelTime recompute;  // forward work repeated during backward (0 without recompute)
+  // The column-parallel GEMMs (q/k/v, fc1 or gate+up), whose inputs TP
+  // all-gathers (SP) and whose input gradients it reduces, and the
+  // row-parallel ones (out-proj, fc2 or down), whose outputs it reduces.
+  TpGemmTime column[2], row[2];
 };
 // Embedding on pipeline stage 0, and final norm + LM head + cross-entropy on
 // the last stage, one micro-batch, one GPU.

@@ -8,15 +8,26 @@
 #include "models/model_spec.h"
 #include "common/plan.h"
 #include "simulator/estimate.h"
+#include "simulator/framework_profile.h"
 #include "simulator/hardware.h"
 
 namespace p3d {
 
 struct PlanRequest {
   ModelSpec model;
-  TrainingSpec training;
-  ClusterSpec cluster;  // cluster.num_gpus = GPUs the plan uses
+  TrainingSpec training;  // training.framework: the profile's mechanisms the simulator reads
+  ClusterSpec cluster;    // cluster.num_gpus = GPUs the plan uses
+  // The framework profile the plan is predicted for, with its sources (saved
+  // plans carry it); SetFramework keeps training.framework equal to its.
+  FrameworkProfile framework = P3dFrameworkProfile();
 };
+
+// Chooses `profile` for `request`: its mechanisms, rules and recipe defaults
+// (ApplyFrameworkProfile) on the training spec.
+inline void SetFramework(const FrameworkProfile& profile, PlanRequest* request) {
+  request->framework = profile;
+  ApplyFrameworkProfile(profile, &request->training);
+}
 
 // Predictions for one plan (every figure is a prediction of the simulator,
 // never a measurement). docs/metrics.md defines each figure.
@@ -24,8 +35,8 @@ struct EvaluatedPlan {
   Plan plan;
   bool fits = false;            // peak stage total <= GPU memory (and, with offload,
                                 // host bytes per node <= host memory)
-  const char* runs_rule = nullptr;  // p3d-run runs it (nullptr), else the executor-support
-                                    // rule it breaks (common/executor_support.h)
+  const char* runs_rule = nullptr;  // the framework runs it (nullptr), else the "gap" rule it
+                                    // breaks (common/framework.h; p3d: what p3d-run lacks)
   MemoryEstimate memory;        // per stage; memory.peak() decides fit
   TimeBreakdown time;           // slowest pipeline rank, seconds per step
   double tokens_per_s = 0;      // global_batch * seq / step_s

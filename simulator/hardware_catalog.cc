@@ -90,7 +90,8 @@ StatusOr<CatalogEntry> ReadGpu(const json& doc, const json& g, size_t i) {
   if (!g.is_object()) return Status::InvalidArgument(fmt::format("catalog: gpus[{}] must be an object", i));
   JsonFields f(g, fmt::format("catalog gpus[{}]", i));
   P3D_RETURN_IF_ERROR(f.OnlyKeys({"name", "description", "memory_mib", "hbm_gb_per_s", "peak_tflops", "gemm_plateau",
-                                  "node", "marketed_gb", "plan_only", "device_names"}));
+                                  "overlap_slowdown_gemm", "overlap_slowdown_memory", "node", "marketed_gb", "plan_only",
+                                  "device_names"}));
   CatalogEntry e;
   GpuSpec& gpu = e.gpu;
   P3D_ASSIGN_OR_RETURN(gpu.name, f.String("name"));
@@ -100,6 +101,9 @@ StatusOr<CatalogEntry> ReadGpu(const json& doc, const json& g, size_t i) {
   P3D_ASSIGN_OR_RETURN(double tflops, f.Number("peak_tflops", 1, 1e6));
   // A GPU without a curve would be timed at 100% GEMM efficiency: required.
   P3D_ASSIGN_OR_RETURN(double plateau, f.Number("gemm_plateau", 0.05, 1));
+  // Compute lost per second of collective running under it (GpuSpec); 0 = not modelled.
+  P3D_ASSIGN_OR_RETURN(gpu.overlap_slowdown_gemm, f.NumberOr("overlap_slowdown_gemm", 0, 0.99, 0));
+  P3D_ASSIGN_OR_RETURN(gpu.overlap_slowdown_memory, f.NumberOr("overlap_slowdown_memory", 0, 0.99, 0));
   P3D_ASSIGN_OR_RETURN(gpu.plan_only, f.BoolOr("plan_only", false));
   P3D_ASSIGN_OR_RETURN(e.marketed_gb, f.NumberOr("marketed_gb", 1, 1e6, 0));
   gpu.memory_bytes = mib * kMiB;

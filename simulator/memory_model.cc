@@ -149,23 +149,32 @@ namespace {
 // Model states, sharded over DP by the ZeRO stage. Offload moves the
 // optimizer states, the ZeRO-2/3 gradient shard (ZeRO-1 still accumulates the
 // full gradient on the GPU) and with parameter offload the ZeRO-3 weight
-// shard to the host.
-void ModelStates(const Precision& prec, const Plan& plan, double n, StageMemoryDetail* d,
-                 Derivation* why) {
+// shard to the host. With Framework::master_is_param (FSDP2) the fp32 copy
+// the optimizer steps on is the parameter: no param_bytes copy is stored.
+void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, double n,
+                 StageMemoryDetail* d, Derivation* why) {
   const bool offload = plan.offload != Offload::kNone;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   const double DP = plan.dp, pb = prec.param_bytes, gb = prec.grad_bytes;
   const double mb = prec.master_bytes, ob = prec.optimizer_bytes;
   MemoryBreakdown& mem = d->memory;
   const char* off = "offloaded to the host";
-  mem.weights = params_offload   ? P3D_PART(why, "weights", "0", 0, off)
+  mem.weights = params_offload ? P3D_PART(why, "weights", "0", 0, off)
+                : fw.master_is_param
+                    ? P3D_PART(why, "weights", "0", 0, "the fp32 master is the parameter")
                 : plan.zero >= 3 ? P3D_PART(why, "weights", "param_bytes*P_r/DP", pb * n / DP, "",
                                             {"param_bytes", pb}, {"P_r", n}, {"DP", DP})
                                  : P3D_PART(why, "weights", "param_bytes*P_r", pb * n, "",
                                             {"param_bytes", pb}, {"P_r", n});
+  // Framework::param_grads_kept: the bf16 .grad tensors beside the fp32
+  // buffer (DeepSpeed's BF16_Optimizer, ZeRO-0/1 without offload).
+  const bool kept = fw.param_grads_kept && plan.zero <= 1 && !offload;
   mem.gradients = offload && plan.zero >= 2 ? P3D_PART(why, "gradients", "0", 0, off)
                   : plan.zero >= 2 ? P3D_PART(why, "gradients", "grad_bytes*P_r/DP", gb * n / DP,
                                               "", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP})
+                  : kept           ? P3D_PART(why, "gradients", "(grad_bytes + param_bytes)*P_r",
+                                              (gb + pb) * n, "fp32 buffer and the bf16 .grad kept beside it",
+                                              {"grad_bytes", gb}, {"param_bytes", pb}, {"P_r", n})
                                    : P3D_PART(why, "gradients", "grad_bytes*P_r", gb * n, "",
                                               {"grad_bytes", gb}, {"P_r", n});
   mem.optimizer =
@@ -198,10 +207,11 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
   const double T = MicroBatchTokens(plan, training), H = static_cast<double>(model.hidden);
   const double SPd = plan.sequence_shards(), L_r = static_cast<double>(d->layers);
   const double m_r = d->in_flight;
-  const double per_layer = P3D_TERM(
-      why, "activations.per_layer", act.StoredFormula(plan.recompute), act.Stored(plan.recompute),
-      "stored by one layer for one micro-batch", {"hidden", act.hidden}, {"masks", act.masks},
-      {"split", act.split}, {"scores", act.scores}, {"input", act.input});
+  const double per_layer =
+      P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
+               act.Stored(plan.recompute), "stored by one layer for one micro-batch",
+               {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
+               {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level});
   d->layer_activations =
       P3D_PART(why, "activations.layers", "A_layer*L_r*m_r", per_layer * L_r * m_r, "",
                {"A_layer", per_layer}, {"L_r", L_r}, {"m_r", m_r});
@@ -209,7 +219,7 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
       why, "activations.recompute_working_set", act.RecomputeWorkingSetFormula(plan.recompute),
       act.RecomputeWorkingSet(plan.recompute), "one layer's recomputed tensors",
       {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split}, {"scores", act.scores},
-      {"input", act.input});
+      {"input", act.input}, {"op_level", act.op_level});
   // The embedding's dropout mask (1 byte) and the embedding norm's input (e bytes).
   const double drop = training.dropout ? 1 : 0, norm = model.embedding_norm ? 1 : 0;
   d->embedding_activations =
@@ -224,12 +234,13 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
         ScheduleOf(plan) == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;
     const double T_c = memory_internal::LogitTokens(training, plan);
     const double V = static_cast<double>(model.vocab), TP = plan.tp;
+    const double f32 = training.framework.fused_cross_entropy ? 0 : 4;  // fused: no fp32 softmax
     d->loss_activations =
-        P3D_PART(why, "activations.loss", "m_loss*(2*e*T*H/SPd + T_c*V/TP*(e + 4))",
+        P3D_PART(why, "activations.loss", "m_loss*(2*e*T*H/SPd + T_c*V/TP*(e + f32))",
                  m_loss * shared.loss_per_micro_batch,
                  "final-norm and head inputs, bf16 logits and fp32 softmax of a loss chunk",
                  {"m_loss", m_loss}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"T_c", T_c},
-                 {"V", V}, {"TP", TP});
+                 {"V", V}, {"TP", TP}, {"f32", f32});
   } else {
     d->loss_activations = P3D_PART(why, "activations.loss", "0", 0, "");
   }
@@ -240,10 +251,20 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
 void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpec& training,
              const Plan& plan, StageMemoryDetail* d, Derivation* why) {
   const Precision& prec = training.precision;
+  const Framework& fw = training.framework;
   const bool offload = plan.offload != Offload::kNone;
   const double e = prec.activation_bytes, T = MicroBatchTokens(plan, training);
   const double H = static_cast<double>(model.hidden), SPd = plan.sequence_shards();
-  if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) {
+  if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams) &&
+      !fw.Reshards(plan.pp)) {
+    // Not resharded after forward (Framework::Reshards): the stage's gathered
+    // parameters stay until its backward.
+    const double P_r = d->params.total();
+    d->zero3_gather =
+        P3D_PART(why, "buffers.zero3_gather", "param_bytes*P_r", prec.param_bytes * P_r,
+                 "the stage's parameters, kept gathered from forward to backward",
+                 {"param_bytes", static_cast<double>(prec.param_bytes)}, {"P_r", P_r});
+  } else if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) {
     const double largest =
         std::max(shared.layer_params, std::max(d->params.embedding, d->params.head));
     d->zero3_gather = P3D_PART(
@@ -257,15 +278,16 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
     d->zero3_gather = P3D_PART(why, "buffers.zero3_gather", "0", 0, "");
   }
   // With offload under ZeRO-2/3 the buckets also stage each micro-batch's
-  // gradient for its copy to the host, even at DP = 1.
-  if (plan.dp > 1 || (offload && plan.zero >= 2)) {
-    const double n = d->params.total();
+  // gradient for its copy to the host, even at DP = 1. A contiguous gradient
+  // buffer (Megatron's DDP) is reduced in place: no ZeRO-0/1 buckets.
+  if ((plan.dp > 1 || (offload && plan.zero >= 2)) &&
+      !(fw.contiguous_grad_buffer && plan.zero <= 1)) {
+    const double n = d->params.total(), bucket = fw.GradBucketElements(plan.dp);
     d->grad_buckets = P3D_PART(
         why, "buffers.grad_buckets", "grad_bytes*min(buckets*bucket_elems, P_r)",
-        prec.grad_bytes * std::min(kGradBuckets * kGradBucketElements, n),
-        "one bucket reducing, one filling", {"grad_bytes", static_cast<double>(prec.grad_bytes)},
-        {"buckets", static_cast<double>(kGradBuckets)}, {"bucket_elems", kGradBucketElements},
-        {"P_r", n});
+        prec.grad_bytes * std::min(kGradBuckets * bucket, n), "one bucket reducing, one filling",
+        {"grad_bytes", static_cast<double>(prec.grad_bytes)},
+        {"buckets", static_cast<double>(kGradBuckets)}, {"bucket_elems", bucket}, {"P_r", n});
   } else {
     d->grad_buckets = P3D_PART(why, "buffers.grad_buckets", "0", 0, "");
   }
@@ -274,10 +296,14 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
                                          {"VPP", static_cast<double>(plan.vpp)}, {"e", e}, {"T", T},
                                          {"H", H}, {"SPd", SPd})
                               : P3D_PART(why, "buffers.pp_send_recv", "0", 0, "");
-  d->tp_buffers = plan.sequence_shards() > 1
-                      ? P3D_PART(why, "buffers.sp_all_gather", "e*T*H", e * T * H,
-                                 "the all-gathered sequence", {"e", e}, {"T", T}, {"H", H})
-                      : P3D_PART(why, "buffers.sp_all_gather", "0", 0, "");
+  // SP's all-gather buffer, or the userbuffers the TP overlap registers.
+  const double tp_bufs = fw.tp_overlap == TpOverlap::kUserBuffers ? fw.tp_overlap_buffers : 1;
+  d->tp_buffers =
+      plan.sequence_shards() > 1
+          ? P3D_PART(why, "buffers.sp_all_gather", "bufs*e*T*H", tp_bufs * e * T * H,
+                     "the all-gathered sequence (userbuffers: one per overlapped GEMM input)",
+                     {"bufs", tp_bufs}, {"e", e}, {"T", T}, {"H", H})
+          : P3D_PART(why, "buffers.sp_all_gather", "0", 0, "");
   d->backward_scratch = BackwardScratchBytes(model, training, plan, why);
   d->memory.buffers =
       d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers + d->backward_scratch;
@@ -329,7 +355,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
                "micro-batches whose activations the stage holds at its peak",
                {"m", static_cast<double>(plan.grad_accum)}, {"PP", static_cast<double>(plan.pp)},
                {"VPP", static_cast<double>(plan.vpp)}, {"r", static_cast<double>(stage)});
-  ModelStates(training.precision, plan, n, &d, why);
+  ModelStates(training.precision, training.framework, plan, n, &d, why);
   Activations(shared, model, training, plan, stage, &d, why);
   Buffers(shared, model, training, plan, &d, why);
   Runtime(model, cluster, plan, stage, &d, why);

@@ -40,8 +40,8 @@
 
 namespace p3d {
 
-// Executor assumptions the buffers term depends on (docs/memory-model.md).
-inline constexpr double kGradBucketElements = 25e6;  // per gradient-reduction bucket
+// Assumptions the buffers term depends on (docs/memory-model.md); the bucket
+// size is the framework's (Framework::GradBucketElements).
 inline constexpr int kGradBuckets = 2;               // double-buffered (one reducing, one filling)
 inline constexpr int kZero3PrefetchModules = 2;      // ZeRO-3 gathers the current + next module
 // Host memory one GPU's process holds outside the offloaded states with

@@ -33,14 +33,20 @@ inline double KvDimPerRank(const ModelSpec& model, int tp) {
 // with e = activation bytes, drop = 1 if dropout else 0, SPd = Plan::sequence_shards().
 // Selective recompute drops the scores of the unfused core and recomputes
 // them in backward; with the fused core there is nothing S x S to drop, and
-// it stores what none stores (docs/executor.md).
+// it stores what none stores (docs/executor.md). That is the "scores" and
+// "core-attention" policies of Framework::selective; "op-level" (torchtitan)
+// keeps the layer input, the outputs of every second matmul (Llama: wq, wv,
+// w1, w2 -> H/TP, KVD_r, k*F/TP and the reduce-scattered H/SPd; GPT: qkv and
+// fc1), the attention output (H/TP) and the core's own saved tensors (scores).
 struct LayerActivations {
   double hidden = 0;
   double masks = 0;
   double split = 0;
   double scores = 0;
   double input = 0;
-  bool fused = false;  // Plan::attention == kFused
+  double op_level = 0;  // stored under the op-level policy, else 0
+  bool fused = false;   // Plan::attention == kFused
+  SelectiveRecompute selective = SelectiveRecompute::kScores;  // Framework::selective
 
   // Records the five groups as "activations.per_layer.*" when `why` is set.
   static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
@@ -78,6 +84,24 @@ struct LayerActivations {
     a.input = P3D_TERM(why, "activations.per_layer.input", "e*T*H/SPd", e * T * H / SPd,
                        "the layer input (all full recompute keeps)", {"e", e}, {"T", T}, {"H", H},
                        {"SPd", SPd});
+    a.selective = training.framework.selective;
+    if (a.selective == SelectiveRecompute::kOpLevel) {
+      const double scores = a.scores;
+      a.op_level =
+          model.arch == Arch::kLlama
+              ? P3D_TERM(why, "activations.per_layer.op_level",
+                         "scores + e*T*(2*H/SPd + 2*H/TP + KVD_r + k*F/TP)",
+                         scores + e * T * (2 * H / SPd + 2 * H / TP + KVD_r + k * F / TP),
+                         "op-level selective: every second matmul's output, attention output",
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
+                         {"KVD_r", KVD_r}, {"k", k}, {"F", F})
+              : P3D_TERM(why, "activations.per_layer.op_level",
+                         "scores + e*T*(H/SPd + 2*H/TP + 2*KVD_r + k*F/TP)",
+                         scores + e * T * (H / SPd + 2 * H / TP + 2 * KVD_r + k * F / TP),
+                         "op-level selective: every second matmul's output, attention output",
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
+                         {"KVD_r", KVD_r}, {"k", k}, {"F", F});
+    }
     return a;
   }
   double All() const { return hidden + masks + split + scores; }
@@ -88,6 +112,7 @@ struct LayerActivations {
       case Recompute::kNone:
         return All();
       case Recompute::kSelective:
+        if (selective == SelectiveRecompute::kOpLevel) return op_level;
         return fused ? All() : All() - scores;
       case Recompute::kFull:
         return input;
@@ -96,6 +121,7 @@ struct LayerActivations {
   }
   const char* StoredFormula(Recompute r) const {
     if (r == Recompute::kFull) return "input";
+    if (r == Recompute::kSelective && selective == SelectiveRecompute::kOpLevel) return "op_level";
     if (r == Recompute::kSelective && !fused) return "hidden + masks + split";
     return "hidden + masks + split + scores";
   }
@@ -105,6 +131,7 @@ struct LayerActivations {
       case Recompute::kNone:
         return 0;
       case Recompute::kSelective:
+        if (selective == SelectiveRecompute::kOpLevel) return All() - op_level;
         return fused ? 0 : scores;
       case Recompute::kFull:
         return All();
@@ -113,6 +140,8 @@ struct LayerActivations {
   }
   const char* RecomputeWorkingSetFormula(Recompute r) const {
     if (r == Recompute::kFull) return "hidden + masks + split + scores";
+    if (r == Recompute::kSelective && selective == SelectiveRecompute::kOpLevel)
+      return "hidden + masks + split + scores - op_level";
     if (r == Recompute::kSelective && !fused) return "scores";
     return "0";
   }
@@ -127,13 +156,15 @@ inline double LogitTokens(const TrainingSpec& training, const Plan& plan) {
 
 // Last stage, one micro-batch: final-norm input and LM-head input
 // (2 x e*B*S*H/SPd), bf16 logits and the fp32 softmax the vocab-parallel
-// cross-entropy keeps for backward (T_c * V/TP * (e + 4)).
+// cross-entropy keeps for backward (T_c * V/TP * (e + 4)); a fused
+// cross-entropy (Framework::fused_cross_entropy) keeps the bf16 logits only.
 inline double LossBytesPerMicroBatch(const ModelSpec& model, const TrainingSpec& training,
                                      const Plan& plan) {
   const double e = training.precision.activation_bytes;
   const double tokens = MicroBatchTokens(plan, training);
+  const double fp32 = training.framework.fused_cross_entropy ? 0 : 4;
   return 2 * e * tokens * model.hidden / plan.sequence_shards() +
-         LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + 4);
+         LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + fp32);
 }
 
 // NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP groups

@@ -128,6 +128,7 @@ json SavedPlanToJson(const PlanRequest& r, const EvaluatedPlan& e) {
   return json{{"schema", "p3d-saved-plan/1"},
               {"model", ModelToJson(r.model)},
               {"cluster", ClusterSummaryToJson(r.cluster)},
+              {"framework", FrameworkProfileToJson(r.framework)},
               {"training", TrainingToJson(r.training)},
               {"plan", LayoutToJson(e.plan, r.training)},
               {"prediction", PredictionToJson(e)}};
@@ -136,7 +137,7 @@ json SavedPlanToJson(const PlanRequest& r, const EvaluatedPlan& e) {
 StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   if (!doc.is_object()) return Status::InvalidArgument(fmt::format("{}: not a JSON object", origin));
   JsonFields top(doc, origin);
-  P3D_RETURN_IF_ERROR(top.OnlyKeys({"schema", "model", "cluster", "training", "plan", "prediction"}));
+  P3D_RETURN_IF_ERROR(top.OnlyKeys({"schema", "model", "cluster", "framework", "training", "plan", "prediction"}));
   P3D_ASSIGN_OR_RETURN(std::string schema, top.String("schema"));
   if (schema != "p3d-saved-plan/1")
     return Status::InvalidArgument(fmt::format("{}: field 'schema' is '{}', expected 'p3d-saved-plan/1'", origin, schema));
@@ -153,6 +154,13 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_ASSIGN_OR_RETURN(s.request.cluster, ParseClusterJson(hardware->dump(), origin + ": cluster.hardware"));
   s.request.cluster.num_gpus = num_gpus;
 
+  // "framework" is absent from plans saved before profiles existed: p3d's
+  // executor. Its recipe defaults come first; "training" records what ran.
+  if (top.Has("framework")) {
+    P3D_ASSIGN_OR_RETURN(const json* framework, Object(top, doc, "framework"));
+    P3D_ASSIGN_OR_RETURN(FrameworkProfile profile, ParseFrameworkProfile(*framework, origin + ": framework"));
+    SetFramework(profile, &s.request);
+  }
   JsonFields t(*training, origin + ": training");
   TrainingSpec& tr = s.request.training;
   P3D_ASSIGN_OR_RETURN(tr.global_batch, t.IntInRange("global_batch", 1, kMaxGlobalBatch));

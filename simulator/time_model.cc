@@ -24,7 +24,8 @@ struct ShapeCosts {
   ComputeShape key;
   LayerKernelTimes layer;
   EdgeKernelTimes edge;
-  // TP collectives, seconds per micro-batch (exposed: TP comm does not overlap).
+  // TP collectives, seconds per micro-batch: exposed, plus the slowdown of the
+  // GEMMs the framework's TP overlap hides some under (TpLayerHidden).
   double tp_layer_fwd = 0;  // 2 all-reduces (SP: 2 all-gathers + 2 reduce-scatters)
   double tp_layer_bwd = 0;  // 2 more (+ 2 for the recomputed forward with full recompute)
   double tp_emb_fwd = 0, tp_emb_bwd = 0, tp_head_fwd = 0, tp_head_bwd = 0;
@@ -42,6 +43,49 @@ bool SameShape(const ComputeShape& a, const ComputeShape& b) {
 double BucketExposed(double c, double tb, double buckets) {
   if (c <= 0) return 0;
   return std::max(c / buckets, c - tb * (buckets - 1) / buckets);
+}
+
+// Seconds of one layer's TP collectives that run hidden under its GEMMs,
+// forward and backward, under a TpOverlap mode (common/framework.h): ar, rs,
+// ag are one all-reduce, reduce-scatter and all-gather of B*S*H activations
+// over TP, per column-parallel (q/k/v, fc1) and row-parallel (out-proj, fc2)
+// GEMM pair. async-grad hides the column GEMM's input-gradient collective
+// under its weight-gradient GEMM (SP: also the re-gather of its input under
+// its dgrad); userbuffers (SP only, else async-grad) split every collective
+// into ring chunks under the GEMM that consumes or produces it: n-1 of n
+// all-gather chunks overlap the chunk GEMMs (exposed max(0, c - g(n-1)/n)),
+// the pipelined reduce-scatter of 4 chunks leaves at least the last exposed.
+struct TpHidden {
+  double forward = 0, backward = 0;
+};
+TpHidden TpLayerHidden(TpOverlap mode, const LayerKernelTimes& k, bool sp, int tp, double ar,
+                       double rs, double ag) {
+  if (mode == TpOverlap::kUserBuffers && !sp) mode = TpOverlap::kAsyncGrad;  // userbuffers need SP
+  TpHidden h;
+  if (mode == TpOverlap::kNone) return h;
+  auto ring = [&](double c, double g) { return std::min(c, g * (tp - 1) / tp); };
+  auto bulk = [](double c, double g) { return std::min(c, g); };
+  for (int i = 0; i < 2; ++i) {
+    const TpGemmTime& col = k.column[i];
+    const TpGemmTime& row = k.row[i];
+    if (mode == TpOverlap::kUserBuffers) {
+      h.forward += ring(ag, col.fwd) + rs - BucketExposed(rs, row.fwd, 4);
+      h.backward += ring(ag, row.dgrad) + bulk(ag, col.dgrad) + bulk(rs, col.wgrad);
+    } else if (sp) {
+      h.backward += bulk(ag, col.dgrad) + bulk(rs, col.wgrad);
+    } else {
+      h.backward += bulk(ar, col.wgrad);
+    }
+  }
+  return h;
+}
+
+// Bytes per element of the ZeRO-2/3 per-micro-batch gradient reduce-scatter:
+// the gradient leaves the backward GEMMs at param_bytes (bf16) unless the
+// framework reduces wider (Framework::sharded_grad_reduce_bytes: FSDP2's fp32).
+double ShardedGradReduceBytes(const TrainingSpec& training) {
+  const int bytes = training.framework.sharded_grad_reduce_bytes;
+  return bytes > 0 ? bytes : training.precision.param_bytes;
 }
 
 // Prefetched chain of modules (ZeRO-3): module i's parameters are gathered
@@ -274,17 +318,45 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
   // Backward: their conjugates; with SP also the all-gathers of the
   // sequence-sharded inputs of the column-parallel GEMMs (q/k/v and fc), which
   // Megatron repeats in backward to form the weight gradients (stored
-  // sharded); full recompute repeats the forward's 2.
-  s.tp_layer_fwd = sp ? P3D_TERM(why, "layer.tp_comm.forward", "2*(rs + ag)", 2 * (rs + ag), "",
-                                 {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full})
-                      : P3D_TERM(why, "layer.tp_comm.forward", "2*ar", 2 * ar, "", {"ar", ar},
-                                 {"rs", rs}, {"ag", ag}, {"full", full});
-  s.tp_layer_bwd =
-      sp ? P3D_TERM(why, "layer.tp_comm.backward", "2*(rs + ag) + 2*ag + full*2*(rs + ag)",
-                    2 * (rs + ag) + 2 * ag + full * 2 * (rs + ag), "", {"ar", ar}, {"rs", rs},
-                    {"ag", ag}, {"full", full})
-         : P3D_TERM(why, "layer.tp_comm.backward", "2*ar + full*2*ar", 2 * ar + full * 2 * ar, "",
-                    {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full});
+  // sharded); full recompute repeats the forward's 2. Framework::tp_overlap
+  // hides parts under the GEMMs (TpLayerHidden); a hidden second still slows
+  // the GEMM by `sl` (GpuSpec::overlap_slowdown_gemm: the SMs and HBM the
+  // collective takes).
+  const TpHidden hidden =
+      TpLayerHidden(training.framework.tp_overlap, s.layer, sp, plan.tp, ar, rs, ag);
+  if (hidden.forward > 0 || hidden.backward > 0) {
+    const double hf = hidden.forward, hb = hidden.backward;
+    const double sl = cluster.gpu.overlap_slowdown_gemm;
+    s.tp_layer_fwd =
+        sp ? P3D_TERM(why, "layer.tp_comm.forward", "2*(rs + ag) - hf*(1 - sl)",
+                      2 * (rs + ag) - hf * (1 - sl), "hf: hidden under the GEMMs", {"rs", rs},
+                      {"ag", ag}, {"hf", hf}, {"sl", sl})
+           : P3D_TERM(why, "layer.tp_comm.forward", "2*ar - hf*(1 - sl)", 2 * ar - hf * (1 - sl),
+                      "hf: hidden under the GEMMs", {"ar", ar}, {"hf", hf}, {"sl", sl});
+    s.tp_layer_bwd =
+        sp ? P3D_TERM(
+                 why, "layer.tp_comm.backward",
+                 "2*(rs + ag) + 2*ag - hb*(1 - sl) + full*(2*(rs + ag) - hf*(1 - sl))",
+                 2 * (rs + ag) + 2 * ag - hb * (1 - sl) + full * (2 * (rs + ag) - hf * (1 - sl)),
+                 "hb: hidden under the GEMMs", {"rs", rs}, {"ag", ag}, {"hb", hb}, {"hf", hf},
+                 {"sl", sl}, {"full", full})
+           : P3D_TERM(why, "layer.tp_comm.backward",
+                      "2*ar - hb*(1 - sl) + full*(2*ar - hf*(1 - sl))",
+                      2 * ar - hb * (1 - sl) + full * (2 * ar - hf * (1 - sl)),
+                      "hb: hidden under the GEMMs", {"ar", ar}, {"hb", hb}, {"hf", hf}, {"sl", sl},
+                      {"full", full});
+  } else {
+    s.tp_layer_fwd = sp ? P3D_TERM(why, "layer.tp_comm.forward", "2*(rs + ag)", 2 * (rs + ag), "",
+                                   {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full})
+                        : P3D_TERM(why, "layer.tp_comm.forward", "2*ar", 2 * ar, "", {"ar", ar},
+                                   {"rs", rs}, {"ag", ag}, {"full", full});
+    s.tp_layer_bwd =
+        sp ? P3D_TERM(why, "layer.tp_comm.backward", "2*(rs + ag) + 2*ag + full*2*(rs + ag)",
+                      2 * (rs + ag) + 2 * ag + full * 2 * (rs + ag), "", {"ar", ar}, {"rs", rs},
+                      {"ag", ag}, {"full", full})
+           : P3D_TERM(why, "layer.tp_comm.backward", "2*ar + full*2*ar", 2 * ar + full * 2 * ar, "",
+                      {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full});
+  }
   // Vocab-parallel embedding: partial rows reduced over TP (SP: reduce-scatter;
   // its backward all-gathers the gradient). Head: SP all-gathers the final
   // norm's output (backward: reduce-scatter); without SP the column-parallel
@@ -367,14 +439,17 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
   const GroupPath& dp_path = pc.dp_path;
   const StageParams& first = pc.first;
   const StageParams& last = pc.last;
-  // A module's bf16 parameters are all-gathered before its forward and again
-  // before its backward; its gradient is reduce-scattered after its backward
-  // (per micro-batch: no full-size accumulation buffer exists under ZeRO-3).
-  // Parameter offload first uploads the module's shard (1/DP) from the host.
+  // A module's bf16 parameters are all-gathered before its forward and (when
+  // the framework reshards after forward, Chunk) again before its backward;
+  // its gradient is reduce-scattered after its backward (per micro-batch: no
+  // full-size accumulation buffer exists under ZeRO-3) at the framework's
+  // reduce width (ShardedGradReduceBytes). Parameter offload first uploads the
+  // module's shard (1/DP) from the host.
+  const double rb = ShardedGradReduceBytes(training);
   auto module = [&](double params, bool uploads) {
     const double upload = uploads ? HostCopySeconds(cluster.node, params * pb / plan.dp) : 0.0;
     return ModuleComm{CollectiveSeconds(Collective::kAllGather, params * pb, dp_path) + upload,
-                      CollectiveSeconds(Collective::kReduceScatter, params * pb, dp_path)};
+                      CollectiveSeconds(Collective::kReduceScatter, params * rb, dp_path)};
   };
   const double head_params = last.head + last.final_norm;
   const double layer_params = pc.layer_params;
@@ -416,7 +491,16 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
   const double chunk_params = n * pc.layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
-  auto buckets = [&] { return std::max(1.0, std::ceil(chunk_params / kGradBucketElements)); };
+  const Framework& fw = training.framework;
+  auto buckets = [&] {
+    return std::max(1.0, std::ceil(chunk_params / fw.GradBucketElements(plan.dp)));
+  };
+  // Without overlap a gradient reduction is one piece after the backward that
+  // produced it (Framework::OverlapsGradReduce).
+  const bool grad_overlap = fw.OverlapsGradReduce(pp, r);
+  // ZeRO-3: gather again for the backward unless the parameters are kept
+  // unsharded from forward to backward (Framework::Reshards).
+  const bool reshard = fw.Reshards(pp);
   double& fwd = costs.forward_s[i];
   double& bwd = costs.backward_s[i];
   double dp_in = 0, off_in = 0;
@@ -432,10 +516,14 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       const Module layer{layer_fwd + sc.tp_layer_fwd, lay.fetch};
       *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, layers, layer,
                           is_last ? &back : nullptr);
-      // Backward (reverse order): gather again, then reduce-scatter the gradient.
-      const Module bfront{ek.head_backward.total() + sc.tp_head_bwd, head.fetch + head.scatter};
-      const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd, emb.fetch + emb.scatter};
-      const Module blayer{layer_bwd + sc.tp_layer_bwd, lay.fetch + lay.scatter};
+      // Backward (reverse order): gather again (unless kept from the
+      // forward), then reduce-scatter the gradient.
+      const double again = reshard ? 1.0 : 0.0;
+      const Module bfront{ek.head_backward.total() + sc.tp_head_bwd,
+                          again * head.fetch + head.scatter};
+      const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd,
+                         again * emb.fetch + emb.scatter};
+      const Module blayer{layer_bwd + sc.tp_layer_bwd, again * lay.fetch + lay.scatter};
       *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, layers, blayer,
                           is_first ? &bback : nullptr);
     };
@@ -456,9 +544,10 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                      {"fk", fk}, {"ft", ft}, {"tb", tb}, {"bk", bk}, {"bt", bt}, {"off", off_in});
     fwd = tf;
     bwd = tb;
-    const double issued = n * (2 * z3.layer.fetch + z3.layer.scatter) +
-                          (is_first ? 2 * z3.emb.fetch + z3.emb.scatter : 0.0) +
-                          (is_last ? 2 * z3.head.fetch + z3.head.scatter : 0.0);
+    const double fetches = reshard ? 2.0 : 1.0;
+    const double issued = n * (fetches * z3.layer.fetch + z3.layer.scatter) +
+                          (is_first ? fetches * z3.emb.fetch + z3.emb.scatter : 0.0) +
+                          (is_last ? fetches * z3.head.fetch + z3.head.scatter : 0.0);
     dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
   } else {
     const char* formula = "n*(layer + tp) + edge + edge_tp";
@@ -472,9 +561,9 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       // Gradients reduce-scattered every micro-batch, bucketed under the backward.
       const double issued =
           CollectiveTime(w, "chunk.grad_reduce_scatter", Collective::kReduceScatter,
-                         chunk_params * prec.param_bytes, dp_path);
-      const double exposed =
-          Exposed(w, "chunk.grad_reduce_scatter.exposed", issued, bwd, buckets());
+                         chunk_params * ShardedGradReduceBytes(training), dp_path);
+      const double exposed = Exposed(w, "chunk.grad_reduce_scatter.exposed", issued, bwd,
+                                     grad_overlap ? buckets() : 1.0);
       bwd += exposed;
       dp_in = exposed;
       dp_hidden_rank[r] += m * (issued - exposed);
@@ -517,28 +606,47 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   const GpuSpec& gpu = cluster.gpu;
   const bool offload = plan.offload != Offload::kNone;
   const double params = ParamsOnStage(model, plan, r).total();
-  double tb = 0;
-  for (int c = 0; c < plan.vpp; ++c) tb += costs.backward_s[r * plan.vpp + c];
-  const double buckets = std::max(1.0, std::ceil(params / kGradBucketElements));
+  const Framework& fw = training.framework;
+  double tb = 0, tf = 0;
+  for (int c = 0; c < plan.vpp; ++c)
+    tb += costs.backward_s[r * plan.vpp + c], tf += costs.forward_s[r * plan.vpp + c];
+  const double bucket_elems = fw.GradBucketElements(plan.dp);
+  const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
+  // Without overlap the reduction is one piece after the backward
+  // (Framework::OverlapsGradReduce).
+  const double reduce_buckets = fw.OverlapsGradReduce(pp, r) ? buckets : 1.0;
   const double shard = params / (plan.zero >= 1 ? plan.dp : 1);
   double exposed = 0, gather = 0, tied = 0;
   if (plan.zero <= 1) {
-    const double ar = CollectiveTime(w, "tail.grad_all_reduce", Collective::kAllReduce,
+    // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does
+    // (Framework::zero_reduce_scatter).
+    const bool rs = plan.zero == 1 && fw.zero_reduce_scatter;
+    const double ar = CollectiveTime(w, rs ? "tail.grad_reduce_scatter" : "tail.grad_all_reduce",
+                                     rs ? Collective::kReduceScatter : Collective::kAllReduce,
                                      params * prec.grad_bytes, dp_path);
-    exposed = Exposed(w, "tail.grad_all_reduce.exposed", ar, tb, buckets);
+    exposed = Exposed(w, rs ? "tail.grad_reduce_scatter.exposed" : "tail.grad_all_reduce.exposed",
+                      ar, tb, reduce_buckets);
     dp_hidden_rank[r] += ar - exposed;
     // ZeRO-1 offload: each reduced bucket's shard is copied to the host
     // (grad_bytes) after its reduction, once per step.
     if (offload) {
       const double copy = HostCopy(w, "tail.offload_d2h_gradients", node, shard * prec.grad_bytes);
-      const double both = Exposed(w, "tail.all_reduce_then_copy.exposed", ar + copy, tb, buckets);
+      const double both =
+          Exposed(w, "tail.all_reduce_then_copy.exposed", ar + copy, tb, reduce_buckets);
       off_tail_rank[r] += P3D_TERM(w, "tail.offload_d2h_gradients.exposed", "both - reduce",
                                    both - exposed, "", {"both", both}, {"reduce", exposed});
     }
   }
-  if (plan.zero == 1 || plan.zero == 2)
-    gather = CollectiveTime(w, "tail.param_all_gather", Collective::kAllGather,
-                            params * prec.param_bytes, dp_path);
+  if (plan.zero == 1 || plan.zero == 2) {
+    // The updated parameters' all-gather: after the optimizer, or bucket by
+    // bucket under the next step's first forward (one micro-batch of each
+    // chunk of this rank; Framework::param_gather_overlap).
+    const double ag = CollectiveTime(w, "tail.param_all_gather", Collective::kAllGather,
+                                     params * prec.param_bytes, dp_path);
+    gather =
+        fw.param_gather_overlap ? Exposed(w, "tail.param_all_gather.exposed", ag, tf, buckets) : ag;
+    dp_hidden_rank[r] += ag - gather;
+  }
   if (pp > 1 && model.tie_embeddings && (r == 0 || r == pp - 1)) {
     // Tied word embedding: its gradient is all-reduced between the first and last stage.
     const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
@@ -583,7 +691,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
                          {"rate", CpuAdamParamsPerS(node)});
   if (plan.offload == Offload::kOptimizerAndParams) return;
   const double upload = HostCopy(w, "tail.offload_h2d_params", node, shard * prec.param_bytes);
-  const double k = std::max(1.0, std::ceil(shard / kGradBucketElements));
+  const double k = std::max(1.0, std::ceil(shard / bucket_elems));
   off_tail_rank[r] +=
       P3D_TERM(w, "tail.offload_h2d_params.exposed", "max(0, upload - cpu) + min(cpu, upload)/k",
                UploadAfterCpu(opt_rank[r], upload, k),

@@ -14,6 +14,7 @@
 #include "planner/plan_flags.h"
 #include "planner/plan_json.h"
 #include "planner/search.h"
+#include "simulator/framework_profile.h"
 #include "simulator/hardware.h"
 #include "simulator/profile.h"
 
@@ -124,6 +125,30 @@ Target ProfileTarget(const std::string& root) {
   return t;
 }
 
+// Framework profiles (simulator/frameworks/*.json): an accepted profile
+// writes back to a document that parses to the same profile, and its
+// bucket is positive (the time model divides by it).
+Target FrameworkTarget(const std::string& root) {
+  Target t{"framework", FilesUnder(root + "/simulator/frameworks", ".json"), nullptr};
+  t.run = [](const std::string& in, std::string* why) {
+    StatusOr<json> doc = ParseJson(in, "fuzz");
+    if (!doc.ok()) return true;
+    StatusOr<FrameworkProfile> p = ParseFrameworkProfile(*doc, "fuzz");
+    if (!p.ok()) return true;
+    if (!(p->framework.GradBucketElements(1) > 0)) {
+      *why = "accepted a profile with a non-positive bucket";
+      return false;
+    }
+    StatusOr<FrameworkProfile> again = ParseFrameworkProfile(FrameworkProfileToJson(*p), "fuzz round trip");
+    if (!again.ok() || FrameworkProfileToJson(*again) != FrameworkProfileToJson(*p)) {
+      *why = "an accepted profile does not survive its own JSON";
+      return false;
+    }
+    return true;
+  };
+  return t;
+}
+
 // Saved plans of a few requests, generated through the CLI's own writer.
 std::vector<std::string> SavedPlanSeeds() {
   std::vector<std::string> out;
@@ -208,7 +233,9 @@ Target CliTarget() {
             "--seq 2048 --recompute none --json",
             "--model 175B --gpus 1024 --mem 80 --global-batch 1536 --grad-dtype bf16 --claim-step 10",
             "--model mixtral-8x7b --gpus 32 --mem 80 --offload optimizer --zero 2 --gpus-per-node 4",
-            "--model 1T --gpus 3072 --mem 80 --seq 4096 --pick 3 --top 4 --explain"},
+            "--model 1T --gpus 3072 --mem 80 --seq 4096 --pick 3 --top 4 --explain",
+            "--model 70B --gpus 64 --mem 80 --framework deepspeed --pp 8 --zero 1",
+            "--model 8B --gpus 16 --mem 80 --framework torchtitan --recompute selective --json"},
            nullptr};
   t.run = [](const std::string& in, std::string* why) {
     std::vector<std::string> words;
@@ -243,7 +270,8 @@ Target CliTarget() {
 }  // namespace
 
 std::vector<Target> AllTargets(const std::string& root) {
-  return {ModelTarget(root), HardwareTarget(root), ProfileTarget(root), SavedPlanTarget(), RunTarget(), CliTarget()};
+  return {ModelTarget(root), HardwareTarget(root), ProfileTarget(root), FrameworkTarget(root), SavedPlanTarget(),
+          RunTarget(),      CliTarget()};
 }
 
 }  // namespace p3d::fuzz

@@ -37,6 +37,7 @@
 #include "executor/train_options.h"
 #include "executor/trainer.h"
 #include "models/zoo.h"
+#include "simulator/framework_profile.h"
 #include "simulator/saved_plan.h"
 
 namespace {
@@ -240,6 +241,8 @@ int Run(int argc, char** argv) {
     if (!saved.ok()) return fail(saved.status(), rank);
     p3d::Status fit = p3d::CheckPredictedFit(*saved, force, plan_path);
     if (!fit.ok()) return fail(fit, rank);
+    p3d::Status planned = p3d::CheckPlannedForExecutor(saved->request.framework);
+    if (!planned.ok()) return fail(planned, rank);
     p3d::ApplySavedPlan(*saved, &o);
   } else {
     if (model_arg.empty())

@@ -16,7 +16,11 @@ using nlohmann::json;
 using testing::Evaluated;
 using testing::ExportCase;
 using testing::MakePlan;
-using testing::RequestFor;
+
+// ds_config.json states the deepspeed profile's mechanisms.
+PlanRequest RequestFor(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
+  return testing::RequestFor(model, plan, seq, 8, "deepspeed");
+}
 
 std::set<std::string> Keys(const json& j) {
   std::set<std::string> keys;
@@ -39,6 +43,7 @@ TEST_P(DeepSpeedRoundTrip, EveryValueMatchesThePlan) {
   const json config = json::parse(exported->text);
   const Plan& p = c.plan;
   const int64_t h = c.model.hidden;
+  const Framework& fw = request.training.framework;
 
   // Batch identity as DeepSpeed checks it, with DP = world / (TP * PP).
   const int dp = request.cluster.num_gpus / (p.tp * p.pp);
@@ -60,8 +65,8 @@ TEST_P(DeepSpeedRoundTrip, EveryValueMatchesThePlan) {
     EXPECT_EQ(Keys(zero), std::set<std::string>({"stage", "overlap_comm", "contiguous_gradients",
                                                  "reduce_bucket_size", "reduce_scatter",
                                                  "allgather_partitions", "allgather_bucket_size"}));
-    EXPECT_EQ(zero["allgather_bucket_size"].get<int64_t>(), h * h);
-    EXPECT_TRUE(zero["reduce_scatter"].get<bool>());
+    EXPECT_EQ(zero["allgather_bucket_size"].get<int64_t>(), fw.grad_bucket_elements);
+    EXPECT_EQ(zero["reduce_scatter"].get<bool>(), fw.zero_reduce_scatter);
     EXPECT_TRUE(zero["allgather_partitions"].get<bool>());
   } else {
     EXPECT_EQ(Keys(zero),
@@ -77,9 +82,10 @@ TEST_P(DeepSpeedRoundTrip, EveryValueMatchesThePlan) {
     EXPECT_TRUE(zero["stage3_gather_16bit_weights_on_model_save"].get<bool>());
   }
   if (p.zero >= 1) {
-    EXPECT_TRUE(zero["overlap_comm"].get<bool>());
+    // The deepspeed profile's overlap and bucket, read back.
+    EXPECT_EQ(zero["overlap_comm"].get<bool>(), fw.grad_reduce_overlap);
     EXPECT_TRUE(zero["contiguous_gradients"].get<bool>());
-    EXPECT_EQ(zero["reduce_bucket_size"].get<int64_t>(), h * h);
+    EXPECT_EQ(zero["reduce_bucket_size"].get<int64_t>(), fw.grad_bucket_elements);
   }
 
   const bool full = p.recompute == Recompute::kFull;
@@ -164,7 +170,19 @@ TEST(DeepSpeedExport, RefusesInterleavedPipeline) {
   auto r = ExportDeepSpeedConfig(RequestFor(testing::Llama2_70B(), plan), Evaluated(plan));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Status::Code::kInfeasible);
+  EXPECT_NE(r.status().message().find("deepspeed: rule vpp=1"), std::string::npos) << r.status().message();
   EXPECT_NE(r.status().message().find("TrainSchedule"), std::string::npos);
+}
+
+TEST(DeepSpeedExport, RefusesAPlanPredictedForAnotherFramework) {
+  Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
+  auto r = ExportDeepSpeedConfig(testing::RequestFor(testing::Llama2_7B(), plan, 2048, 8, "megatron-core"),
+                                 Evaluated(plan));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("rule export-framework"), std::string::npos) << r.status().message();
+  auto ok = ExportDeepSpeedConfig(testing::RequestFor(testing::Llama2_7B(), plan, 2048, 8, "megatron-deepspeed"),
+                                  Evaluated(plan));
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
 }
 
 TEST(DeepSpeedExport, RefusesUnevenStagesNamingThePartitionMethods) {

@@ -16,7 +16,11 @@ namespace {
 using testing::Evaluated;
 using testing::ExportCase;
 using testing::MakePlan;
-using testing::RequestFor;
+
+// Megatron-LM flags state the megatron-core profile's mechanisms.
+PlanRequest RequestFor(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
+  return testing::RequestFor(model, plan, seq, 8, "megatron-core");
+}
 
 Plan WithStages(Plan p, int first, int last) {
   p.first_stage_layers = first;
@@ -125,6 +129,25 @@ TEST_P(MegatronRoundTrip, EveryValueMatchesThePlan) {
     EXPECT_EQ(a.count("--data-parallel-sharding-strategy"), 0u);
   }
 
+  // The megatron-core profile's mechanisms (what the prediction assumed), read
+  // back from the flags: attention core, dropout, the DP and TP overlaps at
+  // Megatron's default bucket size.
+  const Framework& fw = request.training.framework;
+  EXPECT_EQ(a["--attention-backend"], AttentionImplName(p.attention));
+  EXPECT_EQ(a["--attention-dropout"], "0.0");
+  EXPECT_EQ(a["--hidden-dropout"], "0.0");
+  const bool grad_overlap = a.count("--overlap-grad-reduce") == 1;
+  EXPECT_EQ(grad_overlap, fw.grad_reduce_overlap && p.dp > 1);
+  if (grad_overlap) expected_switches["--overlap-grad-reduce"];
+  EXPECT_EQ(a.count("--ddp-bucket-size"), 0u);  // max(40e6, 1e6 x DP): Megatron's own default
+  EXPECT_EQ(fw.GradBucketElements(p.dp), std::max(40e6, 1e6 * p.dp));
+  const bool param_overlap = a.count("--overlap-param-gather") == 1;
+  EXPECT_EQ(param_overlap, fw.param_gather_overlap && p.zero == 1 && p.dp > 1);
+  if (param_overlap) expected_switches["--overlap-param-gather"];
+  const bool tp_overlap = a.count("--tp-comm-overlap") == 1;
+  EXPECT_EQ(tp_overlap, fw.tp_overlap == TpOverlap::kUserBuffers && p.tp > 1 && p.sequence_parallel);
+  if (tp_overlap) expected_switches["--tp-comm-overlap"];
+
   // Training recipe.
   EXPECT_EQ(Int(a, "--seq-length"), c.seq);
   expected_switches["--bf16"];
@@ -228,7 +251,9 @@ TEST(MegatronExport, RefusesSplitsMegatronRejects) {
   // 12 heads over TP=8.
   ExpectRefused(ExportStatus(testing::Gpt2Small(), MakePlan(1, 8, 1, 1, 0, 1, 8), 1024),
                 "12 attention heads");
-  // ZeRO-3 with a pipeline.
+  // ZeRO-3 with a pipeline: the profile's rule, with its source.
+  ExpectRefused(ExportStatus(testing::Llama2_70B(), MakePlan(4, 8, 2, 1, 3, 1, 64)),
+                "rule pp=>zero<=1");
   ExpectRefused(ExportStatus(testing::Llama2_70B(), MakePlan(4, 8, 2, 1, 3, 1, 64)),
                 "Megatron-FSDP");
   // GPT-2 learned positions shorter than seq.
@@ -294,12 +319,59 @@ TEST(MegatronExport, OptimizerOffloadWritesMegatronCoreFlagsOnZero1Only) {
   plan.offload = Offload::kOptimizerAndParams;
   auto params = ExportMegatronArgs(RequestFor(testing::Llama2_7B(), plan), Evaluated(plan));
   ASSERT_FALSE(params.ok());
+  EXPECT_NE(params.status().message().find("rule offload-params"), std::string::npos);
   EXPECT_NE(params.status().message().find("parameter offload"), std::string::npos);
 
   Plan none = MakePlan(8, 1, 1, 1, 1, 1, 8);
   auto plain = ExportMegatronArgs(RequestFor(testing::Llama2_7B(), none), Evaluated(none));
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(ParseArgs(plain->text).count("--optimizer-cpu-offload"), 0u);
+}
+
+}  // namespace
+}  // namespace p3d
+
+namespace p3d {
+namespace {
+
+// An export states the mechanisms of the prediction it is made from: a plan
+// predicted with another profile is refused, naming the profile to use.
+TEST(MegatronExport, RefusesAPlanPredictedForAnotherFramework) {
+  Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
+  for (const char* other : {"p3d", "torchtitan", "deepspeed", "nemo"}) {
+    auto r = ExportMegatronArgs(testing::RequestFor(testing::Llama2_7B(), plan, 2048, 8, other), Evaluated(plan));
+    ASSERT_FALSE(r.ok()) << other;
+    EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("rule export-framework"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("--framework megatron-core"), std::string::npos);
+  }
+}
+
+// The overlap flags follow the profile, not a constant: a profile without
+// overlaps (megatron-core's fields set to Megatron-LM's CLI defaults) writes
+// none of them, and a non-default bucket is written.
+TEST(MegatronExport, OverlapFlagsFollowTheProfile) {
+  Plan plan = MakePlan(4, 2, 1, 1, 1, 1, 16, Recompute::kNone, true);
+  PlanRequest request = RequestFor(testing::Llama2_7B(), plan);
+  auto on = ExportMegatronArgs(request, Evaluated(plan));
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  for (const char* flag : {"--overlap-grad-reduce", "--overlap-param-gather", "--tp-comm-overlap"})
+    EXPECT_EQ(ParseArgs(on->text).count(flag), 1u) << flag;
+
+  request.training.framework.grad_reduce_overlap = false;
+  request.training.framework.param_gather_overlap = false;
+  request.training.framework.tp_overlap = TpOverlap::kAsyncGrad;
+  auto off = ExportMegatronArgs(request, Evaluated(plan));
+  ASSERT_TRUE(off.ok());
+  for (const char* flag : {"--overlap-grad-reduce", "--overlap-param-gather", "--tp-comm-overlap"})
+    EXPECT_EQ(ParseArgs(off->text).count(flag), 0u) << flag;
+
+  request.training.framework.grad_reduce_overlap = true;
+  request.training.framework.grad_bucket_elements = 128e6;
+  request.training.framework.grad_bucket_elements_per_dp = 0;
+  auto bucket = ExportMegatronArgs(request, Evaluated(plan));
+  ASSERT_TRUE(bucket.ok());
+  EXPECT_EQ(ParseArgs(bucket->text)["--ddp-bucket-size"], "128000000");
 }
 
 }  // namespace

@@ -37,10 +37,12 @@ inline Plan MakePlan(int dp, int tp, int pp, int vpp, int zero, int64_t mb, int6
   return p;
 }
 
-// A request whose GPU count and global batch match `plan` exactly.
+// A request whose GPU count and global batch match `plan` exactly, predicted
+// for the framework profile `framework` (the one an exporter writes).
 inline PlanRequest RequestFor(const ModelSpec& model, const Plan& plan, int64_t seq = 2048,
-                              int gpus_per_node = 8) {
+                              int gpus_per_node = 8, const std::string& framework = "p3d") {
   PlanRequest r;
+  SetFramework(LoadFrameworkProfile(framework).value(), &r);
   r.model = model;
   r.training.seq = seq;
   r.training.global_batch = plan.global_batch();

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "models/zoo.h"
+#include "simulator/framework_profile.h"
 #include "simulator/hardware.h"
 #include "simulator/memory_model.h"
 #include "simulator/time_model.h"
@@ -78,6 +79,7 @@ struct Case {
   AttentionImpl attention;
   bool dropout;
   int first_stage_layers = 0, last_stage_layers = 0;
+  const char* framework = "p3d";  // the profile whose mechanisms the models apply
 };
 
 TEST(Derivation, EveryRecordedTermMatchesItsValue) {
@@ -99,6 +101,18 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
       // Uneven stages (Megatron's first/last counts) and the embedding norm.
       {"bloom-176b", "a100-80gb", 8, 4, 12, 1, 1, 2, 24, full, true, no, fused, true, 5, 5},
       {"llama-3.1-405b", "h100-sxm", 2, 8, 16, 1, 1, 1, 16, full, true, no, fused, false, 7, 7},
+      // Framework mechanisms: TP userbuffers, reduce-scatter ZeRO-1 with the
+      // parameter gather overlapped, fused cross-entropy, op-level selective
+      // with FSDP2's fp32 reduce and no reshard under PP, no DP overlap.
+      {"llama-2-70b", "h100-sxm", 8, 4, 2, 2, 1, 1, 16, sel, true, no, fused, false, 0, 0,
+       "megatron-core"},
+      {"llama-2-13b", "a100-80gb", 4, 2, 1, 1, 1, 2, 4, full, true, no, fused, false, 0, 0, "nemo"},
+      {"llama-3-8b", "h100-sxm", 8, 1, 1, 1, 3, 2, 2, sel, false, no, fused, false, 0, 0,
+       "torchtitan"},
+      {"llama-3-8b", "h100-sxm", 4, 1, 2, 1, 3, 1, 8, sel, false, no, fused, false, 0, 0,
+       "torchtitan"},
+      {"llama-2-13b", "v100-32gb", 4, 4, 2, 1, 0, 2, 8, full, false, no, unfused, true, 0, 0,
+       "megatron-lm-2021"},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -114,10 +128,11 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     ASSERT_EQ(PipelineSplitRule(p, m.layers), nullptr) << c.model;
     cluster.num_gpus = p.gpus();
     TrainingSpec t;
+    ApplyFrameworkProfile(LoadFrameworkProfile(c.framework).value(), &t);
     t.global_batch = p.global_batch();
     t.seq = std::min<int64_t>(2048, m.max_positions);
     t.dropout = c.dropout;
-    const std::string where = std::string(c.model) + " " + PlanSummary(p);
+    const std::string where = std::string(c.model) + " " + PlanSummary(p) + " " + c.framework;
     const MemoryEstimate est = EstimateMemory(m, t, cluster, p);
     for (int r : {0, p.pp / 2, p.pp - 1}) {
       const std::vector<DerivedTerm> mem = ExplainMemory(m, t, cluster, p, r);
@@ -143,6 +158,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
   // The spread reaches every mechanism the models record.
   for (const char* name : {"weights",
                            "activations.per_layer.scores",
+                           "activations.per_layer.op_level",
                            "activations.loss",
                            "buffers.zero3_gather",
                            "buffers.sp_all_gather",
@@ -157,7 +173,9 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
                            "chunk.dp_exposed",
                            "chunk.offload_uploads",
                            "tail.grad_all_reduce.exposed",
+                           "tail.grad_reduce_scatter.exposed",
                            "tail.param_all_gather",
+                           "tail.param_all_gather.exposed",
                            "tail.tied_embedding_all_reduce",
                            "tail.cpu_adam",
                            "tail.offload_h2d_params.exposed",

@@ -1,0 +1,198 @@
+// The implementation a plan is predicted for: p3d's executor or a training
+// framework (Megatron-Core, NeMo, torchtitan, DeepSpeed, ...), as
+//   - the mechanisms that change memory or time (Framework's fields), which
+//     the simulator reads from TrainingSpec::framework, and
+//   - the named support rules that say which plans it runs (SupportRule),
+//     which the search, p3d-plan's `runs` column, the exporters and p3d-run
+//     consult: the one rule table of every front end.
+// The values are data, one file per framework with a source for every field
+// (simulator/frameworks/<name>.json, loaded by simulator/framework_profile.h;
+// docs/frameworks.md). Framework{}'s defaults are p3d's executor (p3d.json):
+// tests/simulator/framework_profile_test.cc keeps the two equal.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace p3d {
+
+struct Plan;
+
+// Plans a framework cannot run, each a predicate over a Plan with a stable id
+// (the id is what messages, the `runs` column and the profiles' JSON say).
+enum class SupportRule : uint8_t {
+  kOffloadParams,          // "offload-params": parameters offloaded to the host (ZeRO-Infinity)
+  kOffloadOptimizer,       // "offload-optimizer": optimizer offloaded while parameters stay on the GPU
+  kOffloadNeedsZero1,      // "offload=>zero1": any offload with a ZeRO stage other than 1
+  kZeroWithTpPp,           // "zero-with-tp/pp": ZeRO-2/3 with TP or PP > 1
+  kZeroWithPp,             // "pp=>zero<=1": ZeRO-2/3 with PP > 1
+  kZeroAbove1,             // "zero<=1": ZeRO-2/3 at all
+  kZero1,                  // "zero!=1": ZeRO-1 (optimizer-only sharding)
+  kZero2,                  // "zero!=2": ZeRO-2 (gradients sharded, parameters replicated)
+  kInterleaved,            // "vpp=1": interleaved pipeline (VPP > 1)
+  kTpWithoutSp,            // "tp=>sp": TP > 1 without sequence parallelism
+  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) with TP or PP > 1
+  kSequenceParallel,       // "no-sp": sequence parallelism
+  kSelective,              // "no-selective": selective recompute
+  kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)
+  kPipeline,               // "no-pp": pipeline parallelism (PP > 1)
+  kUnevenStages,           // "uneven-stages": a set first or last pipeline stage layer count
+};
+inline constexpr int kSupportRuleCount = 16;
+const char* SupportRuleId(SupportRule rule);
+// Inverse of SupportRuleId; false when `id` names no rule.
+bool ParseSupportRule(std::string_view id, SupportRule* out);
+// True when `plan` breaks `rule`.
+bool Breaks(SupportRule rule, const Plan& plan);
+// What a plan breaking `rule` does, e.g. "ZeRO-2 with PP=4" (for messages).
+std::string DescribeBreach(SupportRule rule, const Plan& plan);
+
+// A framework's rules come in two kinds:
+//   limit  the framework cannot express the plan at all (DeepSpeed's pipeline
+//          engine has no interleaved schedule): the search never enumerates
+//          it and a fixed flag asking for it is refused naming the rule.
+//   gap    the implementation does not run it yet (p3d-run's missing ZeRO-2/3
+//          with TP): the search lists it, the `runs` column names the rule
+//          and --runnable drops it.
+enum class RuleKind : uint8_t { kLimit, kGap };
+using SupportRules = uint32_t;  // bit i = SupportRule(i)
+inline constexpr SupportRules RuleBit(SupportRule r) { return SupportRules{1} << static_cast<int>(r); }
+
+// How tensor-parallel collectives overlap GEMMs.
+//   none         every TP collective is exposed (p3d's executor).
+//   async-grad   Megatron's LinearWithGradAccumulationAndAsyncCommunication:
+//                in backward a column-parallel layer's input-gradient
+//                all-reduce (SP: reduce-scatter) runs under its weight-gradient
+//                GEMM, and with SP the re-gather of its saved input under its
+//                input-gradient GEMM (CUDA_DEVICE_MAX_CONNECTIONS=1).
+//   userbuffers  Transformer Engine's comm+GEMM overlap (--tp-comm-overlap,
+//                needs SP; without SP a plan falls back to async-grad): also
+//                the forward all-gathers under the q/k/v and fc1 GEMMs
+//                (ring exchange, TP chunks), the forward reduce-scatters under
+//                the out-proj and fc2 GEMMs (pipelined, 4 chunks) and the
+//                backward all-gather of dY under their input-gradient GEMMs.
+enum class TpOverlap : uint8_t { kNone, kAsyncGrad, kUserBuffers };
+const char* TpOverlapName(TpOverlap o);  // "none" | "async-grad" | "userbuffers"
+bool ParseTpOverlap(std::string_view name, TpOverlap* out);
+
+// What selective recompute re-runs.
+//   scores          the S x S probabilities of an unfused core (p3d's
+//                   executor); with the fused core there is nothing S x S to
+//                   drop, so it is the same plan as no recompute.
+//   core-attention  the whole attention core (Megatron's --recompute-modules
+//                   core_attn, its default): the unfused core as above; the
+//                   fused core's forward re-runs in backward (its output is
+//                   the out-proj input, stored anyway, so memory is unchanged).
+//   op-level        torchtitan's per-op selective checkpointing
+//                   (selective_ac_option "op"): the outputs of every second
+//                   matmul and of attention are saved; norms, pointwise ops and
+//                   the other matmuls are recomputed.
+enum class SelectiveRecompute : uint8_t { kScores, kCoreAttention, kOpLevel };
+const char* SelectiveRecomputeName(SelectiveRecompute s);  // "scores" | "core-attention" | "op-level"
+bool ParseSelectiveRecompute(std::string_view name, SelectiveRecompute* out);
+
+// With a pipeline (PP > 1), which stages reduce gradients in overlapped
+// buckets (Framework::grad_reduce_overlap):
+//   all          every stage (p3d's executor)
+//   first-stage  stage 0 only; later stages, which finish their backward
+//                earlier, reduce in one piece after it (Megatron's DDP drops
+//                bucketing on pipeline ranks > 0)
+//   none         no stage: the pipeline engine reduces after its flush
+//                (DeepSpeed's PipelineEngine)
+enum class PpGradOverlap : uint8_t { kAll, kFirstStage, kNone };
+const char* PpGradOverlapName(PpGradOverlap o);  // "all" | "first-stage" | "none"
+bool ParsePpGradOverlap(std::string_view name, PpGradOverlap* out);
+
+// When ZeRO-3 (FSDP) frees a module's gathered parameters after its forward.
+//   always       freed, gathered again for the backward (FSDP's default)
+//   never        kept unsharded from forward to backward: no backward gather,
+//                the stage's parameters resident during the step
+//   not-with-pp  always without a pipeline, never with one (torchtitan's
+//                fsdp_reshard_after_forward = "default")
+enum class Reshard : uint8_t { kAlways, kNever, kNotWithPp };
+const char* ReshardName(Reshard r);  // "always" | "never" | "not-with-pp"
+bool ParseReshard(std::string_view name, Reshard* out);
+
+// p3d's executor's data-parallel gradient bucket, parameters: the p3d
+// profile's grad_bucket_elements (simulator/frameworks/p3d.json, checked equal
+// by framework_profile_test) and p3d-run's default --bucket-mb (x 4 bytes).
+inline constexpr double kExecutorGradBucketElements = 25e6;
+
+// The mechanisms of one implementation. Defaults: p3d's executor.
+struct Framework {
+  std::string name = "p3d";
+  SupportRules limits = 0;
+  SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
+                      RuleBit(SupportRule::kUnevenStages);
+
+  TpOverlap tp_overlap = TpOverlap::kNone;
+  // Data-parallel gradient reduction (ZeRO-0/1: once per step after the last
+  // micro-batch; ZeRO-2: every micro-batch) in buckets of
+  // max(grad_bucket_elements, grad_bucket_elements_per_dp * DP) parameters.
+  // overlapped: a bucket is reduced as soon as the backward has produced it;
+  // else the whole reduction starts after the backward (exposed).
+  bool grad_reduce_overlap = true;
+  PpGradOverlap grad_reduce_overlap_with_pp = PpGradOverlap::kAll;
+  // Whether pipeline rank `stage` of `pp` reduces in overlapped buckets.
+  bool OverlapsGradReduce(int pp, int stage) const {
+    if (!grad_reduce_overlap) return false;
+    if (pp == 1 || grad_reduce_overlap_with_pp == PpGradOverlap::kAll) return true;
+    return grad_reduce_overlap_with_pp == PpGradOverlap::kFirstStage && stage == 0;
+  }
+  double grad_bucket_elements = kExecutorGradBucketElements;
+  double grad_bucket_elements_per_dp = 0;
+  // Gradients accumulate in one contiguous buffer reduced in place (Megatron's
+  // DDP): no separate bucket memory. Else two buckets of gradients are staged.
+  bool contiguous_grad_buffer = false;
+  // Bytes per element of the ZeRO-2/3 per-micro-batch gradient reduce-scatter;
+  // 0: param_bytes (the gradient leaves the backward GEMMs in bf16).
+  // FSDP2's MixedPrecisionPolicy(reduce_dtype=float32) reduces in fp32 (4).
+  int sharded_grad_reduce_bytes = 0;
+  // ZeRO-1/2: the gradient is reduce-scattered (each rank gets its shard)
+  // instead of all-reduced.
+  bool zero_reduce_scatter = false;
+  // ZeRO-1/2: the updated parameters' all-gather runs under the next step's
+  // first forward, bucket by bucket, instead of after the optimizer.
+  bool param_gather_overlap = false;
+  Reshard reshard_after_forward = Reshard::kAlways;  // ZeRO-3 only
+  // True when a ZeRO-3 plan with `pp` pipeline stages re-gathers parameters for the backward.
+  bool Reshards(int pp) const {
+    return reshard_after_forward == Reshard::kAlways || (reshard_after_forward == Reshard::kNotWithPp && pp == 1);
+  }
+  // The optimizer steps on the high-precision parameter itself (FSDP2's
+  // MixedPrecisionPolicy, DDP under autocast): no stored param_bytes copy;
+  // working-precision weights exist only transiently (gather buffers, casts).
+  bool master_is_param = false;
+  // ZeRO-0/1 without offload: the working-precision gradients (.grad, at
+  // param_bytes) of every parameter stay allocated beside the fp32
+  // accumulation buffer from one backward to the next (DeepSpeed's
+  // BF16_Optimizer: the pipeline engine calls update_hp_grads(clear_lp_grads=
+  // False) after each backward). Else the backward accumulates straight into
+  // the buffer (Megatron's main_grad) or frees them.
+  bool param_grads_kept = false;
+  // Parameters per gradient bucket at data-parallel degree `dp`.
+  double GradBucketElements(int dp) const {
+    const double scaled = grad_bucket_elements_per_dp * dp;
+    return scaled > grad_bucket_elements ? scaled : grad_bucket_elements;
+  }
+  SelectiveRecompute selective = SelectiveRecompute::kScores;
+  // The cross-entropy reads the bf16 logits in one fused kernel and keeps no
+  // fp32 copy (flash-attn's xentropy, Transformer Engine's fused loss); else
+  // the logits are cast to fp32 and the fp32 softmax kept for the backward.
+  bool fused_cross_entropy = false;
+  // Activation-sized [B*S, H] buffers the userbuffers TP overlap registers,
+  // one per overlapped GEMM (Transformer Engine's initialize_ub: 10), held
+  // instead of the SP all-gather buffer while it is in use.
+  int tp_overlap_buffers = 0;
+};
+
+// nullptr when `framework` runs `plan` as far as rules of `kind` go; else the
+// id of the first such rule it breaks, with "<name>: rule <id>: <breach>" in
+// *detail when detail is non-null. Allocation-free when detail is null.
+const char* FrameworkRuleBroken(const Framework& framework, RuleKind kind, const Plan& plan,
+                                std::string* detail = nullptr);
+
+}  // namespace p3d

@@ -1,0 +1,210 @@
+// Each mechanism of a framework profile (common/framework.h) moves memory or
+// time the way its documentation says, on one plan with everything else
+// fixed: overlaps hide communication, buffers appear or vanish, the
+// selective-recompute policies store and re-run what they name.
+#include <gtest/gtest.h>
+
+#include "models/zoo.h"
+#include "simulator/framework_profile.h"
+#include "simulator/memory_model.h"
+#include "simulator/time_model.h"
+
+namespace p3d {
+namespace {
+
+struct Case {
+  ModelSpec model = ZooModel("llama-2-70b").value();
+  TrainingSpec training;
+  ClusterSpec cluster = CatalogCluster("a100-80gb").value();  // no interference figure: exposure alone
+  Plan plan;
+  Case(int dp, int tp, int pp, int zero, bool sp) {
+    cluster.num_gpus = dp * tp * pp;
+    plan.dp = dp, plan.tp = tp, plan.pp = pp, plan.zero = zero, plan.sequence_parallel = sp;
+    plan.micro_batch = 1;
+    plan.grad_accum = 8;
+    training.global_batch = plan.global_batch();
+    training.seq = 4096;
+  }
+  TimeBreakdown Time() const { return EstimateTime(model, training, cluster, plan).value().time; }
+  StageMemoryDetail Memory(int stage = 0) const { return StageMemoryDetails(model, training, cluster, plan, stage); }
+};
+
+// 7B on one node: the reduction is shorter than a micro-batch's backward, so
+// buckets hide all but the last one.
+TEST(FrameworkMechanisms, GradientReduceOverlapHidesTheDataParallelReduction) {
+  Case c(8, 1, 1, 0, false);
+  c.model = ZooModel("llama-2-7b").value();
+  c.plan.micro_batch = 4;
+  c.training.global_batch = c.plan.global_batch();
+  c.training.framework.grad_reduce_overlap = true;
+  const double overlapped = c.Time().dp_comm_s;
+  c.training.framework.grad_reduce_overlap = false;
+  c.training.framework.grad_reduce_overlap_with_pp = PpGradOverlap::kNone;
+  const double exposed = c.Time().dp_comm_s;
+  EXPECT_GT(exposed, 10 * overlapped);
+  // Larger buckets leave more of the reduction after the backward.
+  c.training.framework.grad_reduce_overlap = true;
+  c.training.framework.grad_bucket_elements = 4e8;
+  const double coarse = c.Time().dp_comm_s;
+  EXPECT_GT(coarse, overlapped);
+  EXPECT_LE(coarse, exposed);
+}
+
+TEST(FrameworkMechanisms, PipelineStagesReduceAfterTheFlushWhenThePolicySaysSo) {
+  Case c(8, 4, 4, 1, true);
+  c.training.framework.grad_reduce_overlap_with_pp = PpGradOverlap::kAll;
+  const double all = c.Time().step_s;
+  c.training.framework.grad_reduce_overlap_with_pp = PpGradOverlap::kFirstStage;
+  const double first = c.Time().step_s;
+  c.training.framework.grad_reduce_overlap_with_pp = PpGradOverlap::kNone;
+  const double none = c.Time().step_s;
+  EXPECT_LE(all, first);
+  EXPECT_LT(first, none);  // stage 0 ends last: its overlap matters most
+}
+
+TEST(FrameworkMechanisms, DistributedOptimizerReduceScattersAndOverlapsTheGather) {
+  Case c(8, 1, 1, 1, false);
+  c.model = ZooModel("llama-2-7b").value();
+  c.plan.micro_batch = 4;
+  c.training.global_batch = c.plan.global_batch();
+  c.training.framework.grad_reduce_overlap = false;
+  c.training.framework.grad_reduce_overlap_with_pp = PpGradOverlap::kNone;
+  const double all_reduce = c.Time().dp_comm_s;
+  c.training.framework.zero_reduce_scatter = true;
+  const double reduce_scatter = c.Time().dp_comm_s;
+  // fp32 gradients, bf16 parameters: all-reduce (2 x 4 bytes) + all-gather
+  // (2 bytes) vs reduce-scatter (4) + all-gather (2) per parameter moved.
+  EXPECT_NEAR(reduce_scatter / all_reduce, 6.0 / 10.0, 0.02);
+  // The parameter all-gather (a third of it) hides under the next forward.
+  c.training.framework.param_gather_overlap = true;
+  EXPECT_LT(c.Time().dp_comm_s, 0.7 * reduce_scatter);
+}
+
+TEST(FrameworkMechanisms, TensorParallelOverlapHidesCollectivesUnderGemms) {
+  Case c(2, 8, 1, 0, true);
+  c.training.framework.tp_overlap = TpOverlap::kNone;
+  const double none = c.Time().tp_comm_s;
+  c.training.framework.tp_overlap = TpOverlap::kAsyncGrad;
+  const double async = c.Time().tp_comm_s;
+  c.training.framework.tp_overlap = TpOverlap::kUserBuffers;
+  const double userbuffers = c.Time().tp_comm_s;
+  EXPECT_LT(async, none);
+  EXPECT_LT(userbuffers, async);
+  EXPECT_GT(userbuffers, 0);  // the pipelined reduce-scatter's last chunk stays exposed
+  // Userbuffers need SP: without it the plan gets the async overlap only.
+  c.plan.sequence_parallel = false;
+  c.training.framework.tp_overlap = TpOverlap::kAsyncGrad;
+  const double async_no_sp = c.Time().tp_comm_s;
+  c.training.framework.tp_overlap = TpOverlap::kUserBuffers;
+  EXPECT_DOUBLE_EQ(c.Time().tp_comm_s, async_no_sp);
+  // A collective hidden under a GEMM still slows it (GpuSpec::overlap_slowdown_gemm).
+  c.plan.sequence_parallel = true;
+  c.cluster.gpu.overlap_slowdown_gemm = 0.36;
+  EXPECT_GT(c.Time().tp_comm_s, userbuffers);
+}
+
+TEST(FrameworkMechanisms, UserbuffersHoldTenActivationBuffers) {
+  Case c(2, 8, 1, 0, true);
+  const double bsh = 2.0 * c.plan.micro_batch * c.training.seq * c.model.hidden;
+  EXPECT_DOUBLE_EQ(c.Memory().tp_buffers, bsh);  // the SP all-gather buffer
+  ApplyFrameworkProfile(LoadFrameworkProfile("megatron-core").value(), &c.training);
+  EXPECT_DOUBLE_EQ(c.Memory().tp_buffers, 10 * bsh);
+}
+
+TEST(FrameworkMechanisms, ReshardAfterForwardDecidesTheBackwardGathersAndTheResidentParameters) {
+  Case c(64, 1, 1, 3, false);
+  c.model = ZooModel("llama-2-7b").value();
+  c.training.framework.reshard_after_forward = Reshard::kAlways;
+  const StageMemoryDetail reshard = c.Memory();
+  const double reshard_issued_dp = c.Time().dp_comm_s;
+  c.training.framework.reshard_after_forward = Reshard::kNever;
+  const StageMemoryDetail kept = c.Memory();
+  EXPECT_DOUBLE_EQ(kept.zero3_gather, c.training.precision.param_bytes * kept.params.total());
+  EXPECT_LT(reshard.zero3_gather, kept.zero3_gather / 10);
+  EXPECT_LE(c.Time().dp_comm_s, reshard_issued_dp);
+  // torchtitan's default: reshard without PP only.
+  c.training.framework.reshard_after_forward = Reshard::kNotWithPp;
+  EXPECT_DOUBLE_EQ(c.Memory().zero3_gather, reshard.zero3_gather);
+}
+
+TEST(FrameworkMechanisms, MasterIsParamStoresNoWorkingPrecisionCopy) {
+  for (int zero : {0, 3}) {
+    Case c(8, 1, 1, zero, false);
+    c.model = ZooModel("llama-2-7b").value();
+    EXPECT_GT(c.Memory().memory.weights, 0);
+    c.training.framework.master_is_param = true;
+    EXPECT_EQ(c.Memory().memory.weights, 0) << "ZeRO-" << zero;
+  }
+}
+
+TEST(FrameworkMechanisms, KeptParamGradsAddTheirBytesAtZeroOneOnly) {
+  Case c(8, 1, 1, 1, false);
+  c.model = ZooModel("llama-2-7b").value();
+  const StageMemoryDetail freed = c.Memory();
+  c.training.framework.param_grads_kept = true;
+  const StageMemoryDetail kept = c.Memory();
+  EXPECT_DOUBLE_EQ(kept.memory.gradients - freed.memory.gradients,
+                   c.training.precision.param_bytes * kept.params.total());
+  c.plan.zero = 2;  // BF16_Optimizer is the ZeRO-0/1 path; ZeRO-2 shards the gradient
+  const double sharded = c.Memory().memory.gradients;
+  c.training.framework.param_grads_kept = false;
+  EXPECT_DOUBLE_EQ(c.Memory().memory.gradients, sharded);
+  c.plan.zero = 1;
+  c.plan.offload = Offload::kOptimizer;  // ZeRO-Offload runs DeepSpeed's ZeRO optimizer instead
+  const double offloaded = c.Memory().memory.gradients;
+  c.training.framework.param_grads_kept = true;
+  EXPECT_DOUBLE_EQ(c.Memory().memory.gradients, offloaded);
+}
+
+TEST(FrameworkMechanisms, ContiguousGradientBufferNeedsNoBuckets) {
+  Case c(8, 1, 1, 1, false);
+  c.model = ZooModel("llama-2-7b").value();
+  EXPECT_GT(c.Memory().grad_buckets, 0);
+  c.training.framework.contiguous_grad_buffer = true;
+  EXPECT_EQ(c.Memory().grad_buckets, 0);
+  c.plan.zero = 2;  // ZeRO-2 stages each micro-batch's gradient for its reduce-scatter
+  EXPECT_GT(c.Memory().grad_buckets, 0);
+}
+
+TEST(FrameworkMechanisms, FusedCrossEntropyKeepsNoFp32Logits) {
+  Case c(8, 1, 1, 1, false);
+  c.model = ZooModel("llama-2-7b").value();
+  c.training.logits_chunk_tokens = 0;
+  const StageMemoryDetail fp32 = c.Memory();
+  const double head_fp32 = c.Time().step_s;
+  c.training.framework.fused_cross_entropy = true;
+  const StageMemoryDetail fused = c.Memory();
+  const double logits = static_cast<double>(c.plan.micro_batch) * c.training.seq * c.model.vocab;
+  EXPECT_DOUBLE_EQ(fp32.loss_activations - fused.loss_activations, 4 * logits);
+  EXPECT_LT(c.Time().step_s, head_fp32);
+}
+
+TEST(FrameworkMechanisms, SelectiveRecomputePoliciesStoreAndRerunWhatTheyName) {
+  Case c(8, 1, 1, 1, false);
+  c.model = ZooModel("llama-2-7b").value();
+  c.plan.recompute = Recompute::kNone;
+  const double none_stored = ActivationBytesPerLayer(c.model, c.training, c.plan);
+  const double none_step = c.Time().step_s;
+  c.plan.recompute = Recompute::kSelective;
+  // p3d's "scores" with the fused core: nothing to drop, nothing re-run.
+  c.training.framework.selective = SelectiveRecompute::kScores;
+  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, c.training, c.plan), none_stored);
+  EXPECT_DOUBLE_EQ(c.Time().step_s, none_step);
+  // Megatron's core_attn: the fused forward re-runs, memory unchanged.
+  c.training.framework.selective = SelectiveRecompute::kCoreAttention;
+  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, c.training, c.plan), none_stored);
+  EXPECT_GT(c.Time().step_s, none_step);
+  // torchtitan's op-level policy: about half the activations, some re-run,
+  // less than full recompute re-runs.
+  c.training.framework.selective = SelectiveRecompute::kOpLevel;
+  const double op_stored = ActivationBytesPerLayer(c.model, c.training, c.plan);
+  const double op_step = c.Time().step_s;
+  EXPECT_LT(op_stored, 0.7 * none_stored);
+  EXPECT_GT(op_stored, 0.3 * none_stored);
+  EXPECT_GT(op_step, none_step);
+  c.plan.recompute = Recompute::kFull;
+  EXPECT_GT(c.Time().step_s, op_step);
+}
+
+}  // namespace
+}  // namespace p3d

@@ -1,0 +1,208 @@
+// Framework profiles as data (simulator/frameworks/*.json): every built-in
+// profile loads with a source for every field and rule and survives a JSON
+// round trip (also through a saved plan, which p3d-run refuses unless it is
+// p3d's); p3d's profile is exactly the executor's defaults; bad files are
+// refused naming the field.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "simulator/framework_profile.h"
+#include "simulator/saved_plan.h"
+
+namespace p3d {
+namespace {
+
+using nlohmann::json;
+
+// A profile document without its sources: what the mechanisms are.
+json Values(json doc) {
+  for (auto it = doc.begin(); it != doc.end(); ++it)
+    if (it->is_object() && it->contains("source")) it->erase("source");
+  for (json& rule : doc["rules"]) rule.erase("source");
+  return doc;
+}
+
+TEST(FrameworkProfiles, EveryBuiltinLoadsWithASourceForEveryFieldAndRule) {
+  ASSERT_TRUE(BuiltinFrameworksStatus().ok()) << BuiltinFrameworksStatus().ToString();
+  const std::vector<std::string>& names = BuiltinFrameworkNames();
+  for (const char* required : {"p3d", "megatron-core", "torchtitan", "deepspeed", "nemo"})
+    EXPECT_NE(std::find(names.begin(), names.end(), required), names.end()) << required;
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    StatusOr<FrameworkProfile> p = LoadFrameworkProfile(name);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    EXPECT_EQ(p->framework.name, name);
+    const json doc = FrameworkProfileToJson(*p);
+    int fields = 0;
+    for (auto it = doc.begin(); it != doc.end(); ++it) {
+      if (!it->is_object()) continue;
+      ++fields;
+      EXPECT_FALSE((*it)["source"].get<std::string>().empty()) << it.key();
+    }
+    EXPECT_EQ(p->sources.size(), static_cast<size_t>(fields));
+    for (const json& rule : doc["rules"]) EXPECT_FALSE(rule["source"].get<std::string>().empty()) << rule;
+    // The document parses back to the same profile.
+    StatusOr<FrameworkProfile> again = ParseFrameworkProfile(doc, "round trip");
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(FrameworkProfileToJson(*again), doc);
+  }
+}
+
+// The C++ defaults (Framework{}, TrainingSpec{}, Plan{}) are p3d's executor;
+// p3d.json states the same values with their sources.
+TEST(FrameworkProfiles, P3dProfileIsTheExecutorDefaults) {
+  FrameworkProfile defaults;
+  defaults.description = P3dFrameworkProfile().description;
+  defaults.version = P3dFrameworkProfile().version;
+  const TrainingSpec t;
+  defaults.attention = Plan{}.attention;
+  defaults.attention_blocks = t.attention_blocks;
+  defaults.dropout = t.dropout;
+  defaults.logits_chunk_tokens = t.logits_chunk_tokens;
+  defaults.precision = t.precision;
+  EXPECT_EQ(Values(FrameworkProfileToJson(P3dFrameworkProfile())), Values(FrameworkProfileToJson(defaults)));
+  PlanRequest request;
+  EXPECT_EQ(request.framework.framework.name, "p3d");
+}
+
+TEST(FrameworkProfiles, ApplySetsTheRecipeAndTheMechanisms) {
+  TrainingSpec t;
+  const FrameworkProfile legacy = LoadFrameworkProfile("megatron-lm-2022").value();
+  ApplyFrameworkProfile(legacy, &t);
+  EXPECT_EQ(t.framework.name, "megatron-lm-2022");
+  EXPECT_EQ(t.attention_blocks, 1);
+  EXPECT_TRUE(t.dropout);
+  EXPECT_EQ(t.logits_chunk_tokens, 0);
+  EXPECT_EQ(t.framework.tp_overlap, TpOverlap::kAsyncGrad);
+  EXPECT_FALSE(t.framework.grad_reduce_overlap);
+  EXPECT_EQ(t.precision.activation_bytes, 2);
+}
+
+TEST(FrameworkProfiles, ASavedPlanCarriesItsProfile) {
+  PlanRequest request;
+  request.model = ModelSpec{};
+  request.model.name = "m";
+  request.model.layers = 4, request.model.hidden = 256, request.model.heads = 4, request.model.kv_heads = 4;
+  request.model.ffn = 1024, request.model.vocab = 1000, request.model.max_positions = 2048;
+  request.cluster = CatalogCluster("h100-sxm").value();
+  request.cluster.num_gpus = 8;
+  SetFramework(LoadFrameworkProfile("torchtitan").value(), &request);
+  request.training.dropout = true;  // a flag over the profile's default survives too
+  request.training.global_batch = 8;
+  EvaluatedPlan e;
+  e.plan.dp = 8;
+  e.plan.zero = 3;
+  StatusOr<SavedPlan> saved = ParseSavedPlan(SavedPlanToJson(request, e), "plan.json");
+  ASSERT_TRUE(saved.ok()) << saved.status().ToString();
+  EXPECT_EQ(saved->request.framework.framework.name, "torchtitan");
+  EXPECT_EQ(FrameworkProfileToJson(saved->request.framework), FrameworkProfileToJson(request.framework));
+  EXPECT_TRUE(saved->request.training.framework.master_is_param);
+  EXPECT_EQ(saved->request.training.framework.reshard_after_forward, Reshard::kNotWithPp);
+  EXPECT_EQ(saved->request.training.logits_chunk_tokens, 0);
+  EXPECT_TRUE(saved->request.training.dropout);
+  // p3d-run refuses it: its prediction assumed torchtitan's mechanisms.
+  const Status run = CheckPlannedForExecutor(saved->request.framework);
+  EXPECT_EQ(run.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(run.message().find("rule framework=p3d"), std::string::npos) << run.message();
+  EXPECT_TRUE(CheckPlannedForExecutor(P3dFrameworkProfile()).ok());
+}
+
+class BadProfile : public ::testing::Test {
+ protected:
+  json Good() const { return FrameworkProfileToJson(LoadFrameworkProfile("megatron-core").value()); }
+  void ExpectRefused(const json& doc, const std::string& needle) const {
+    StatusOr<FrameworkProfile> p = ParseFrameworkProfile(doc, "profile x.json");
+    ASSERT_FALSE(p.ok()) << needle;
+    EXPECT_EQ(p.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(p.status().message().find(needle), std::string::npos) << p.status().message();
+    EXPECT_NE(p.status().message().find("profile x.json"), std::string::npos) << p.status().message();
+  }
+};
+
+TEST_F(BadProfile, UnknownKeysAreRefusedWithAHint) {
+  json doc = Good();
+  doc["tp_overlapp"] = doc["tp_overlap"];
+  ExpectRefused(doc, "did you mean 'tp_overlap'");
+  doc = Good();
+  doc["grad_bucket_elements"]["units"] = "params";
+  ExpectRefused(doc, "field 'units' is not a known field");
+  doc = Good();
+  doc["rules"][0]["id"] = "pp=>zero<=2";
+  ExpectRefused(doc, "did you mean 'pp=>zero<=1'");
+}
+
+TEST_F(BadProfile, EveryFieldNeedsASource) {
+  json doc = Good();
+  doc["tp_overlap"].erase("source");
+  ExpectRefused(doc, "field 'source' is missing");
+  doc = Good();
+  doc["grad_reduce_overlap"]["source"] = " ";
+  ExpectRefused(doc, "cites the framework file or flag");
+  doc = Good();
+  doc["rules"][1]["source"] = "";
+  ExpectRefused(doc, "field 'source' is empty");
+  doc = Good();
+  doc.erase("selective_recompute");
+  ExpectRefused(doc, "field 'selective_recompute' is missing");
+}
+
+TEST_F(BadProfile, ValuesAreCheckedAndNamed) {
+  json doc = Good();
+  doc["schema"] = "p3d-framework/0";
+  ExpectRefused(doc, "expected 'p3d-framework/1'");
+  doc = Good();
+  doc["tp_overlap"]["value"] = "ring";
+  ExpectRefused(doc, "none, async-grad or userbuffers");
+  doc = Good();
+  doc["grad_bucket_elements"]["value"] = 0;
+  ExpectRefused(doc, "grad_bucket_elements");
+  doc = Good();
+  doc["rules"][0]["kind"] = "soft";
+  ExpectRefused(doc, "limit or gap");
+  doc = Good();
+  doc["rules"].push_back(doc["rules"][0]);
+  ExpectRefused(doc, "listed twice");
+  doc = Good();
+  doc["name"] = "Megatron Core";
+  ExpectRefused(doc, "a-z, 0-9 and '-'");
+  doc = Good();
+  doc["precision"]["value"]["grad_bytes"] = 3.5;
+  ExpectRefused(doc, "grad_bytes");
+}
+
+TEST_F(BadProfile, ContradictionsAreRefused) {
+  json doc = Good();
+  doc["zero_reduce_scatter"]["value"] = false;  // --overlap-param-gather needs the distributed optimizer
+  ExpectRefused(doc, "param_gather_overlap");
+  doc = Good();
+  doc["tp_overlap_buffers"]["value"] = 0;
+  ExpectRefused(doc, "exactly when tp_overlap is userbuffers");
+  doc = Good();
+  doc["grad_reduce_overlap"]["value"] = false;  // while some stages are said to overlap
+  ExpectRefused(doc, "must be none while grad_reduce_overlap is false");
+}
+
+TEST(FrameworkProfiles, NamesAndFilesResolve) {
+  StatusOr<FrameworkProfile> unknown = LoadFrameworkProfile("megatron");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(unknown.status().message().find("megatron-core"), std::string::npos);
+
+  const std::string path = ::testing::TempDir() + "/custom-framework.json";
+  json doc = FrameworkProfileToJson(LoadFrameworkProfile("deepspeed").value());
+  doc["name"] = "my-deepspeed";
+  doc["grad_bucket_elements"]["value"] = 2e8;
+  std::ofstream(path) << doc.dump(2);
+  StatusOr<FrameworkProfile> custom = LoadFrameworkProfile(path);
+  ASSERT_TRUE(custom.ok()) << custom.status().ToString();
+  EXPECT_EQ(custom->framework.name, "my-deepspeed");
+  EXPECT_EQ(custom->framework.grad_bucket_elements, 2e8);
+  std::ofstream(path) << "{\"schema\": \"p3d-framework/1\"";
+  EXPECT_FALSE(LoadFrameworkProfile(path).ok());
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace p3d
