@@ -2,66 +2,38 @@
 
 #include <fmt/format.h>
 
+#include "common/enum_names.h"
 #include "common/named_rule.h"
 
 namespace p3d {
+namespace {
 
-const char* RecomputeName(Recompute r) {
-  switch (r) {
-    case Recompute::kNone:
-      return "none";
-    case Recompute::kSelective:
-      return "selective";
-    case Recompute::kFull:
-      return "full";
-  }
-  return "?";
-}
+constexpr EnumEntry<Recompute> kRecomputeNames[] = {
+    {Recompute::kNone, "none"}, {Recompute::kSelective, "selective"}, {Recompute::kFull, "full"}};
+constexpr EnumEntry<Offload> kOffloadNames[] = {{Offload::kNone, "none"},
+                                                {Offload::kOptimizer, "optimizer"},
+                                                {Offload::kOptimizerAndParams, "params"}};
+constexpr EnumEntry<AttentionImpl> kAttentionImplNames[] = {{AttentionImpl::kFused, "fused"},
+                                                            {AttentionImpl::kUnfused, "unfused"}};
+
+}  // namespace
+
+const char* RecomputeName(Recompute r) { return EnumName(kRecomputeNames, r); }
 
 bool ParseRecompute(const std::string& name, Recompute* out) {
-  for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
-    if (name == RecomputeName(r)) {
-      *out = r;
-      return true;
-    }
-  }
-  return false;
+  return ParseEnum(kRecomputeNames, name, out);
 }
 
-const char* OffloadName(Offload o) {
-  switch (o) {
-    case Offload::kNone:
-      return "none";
-    case Offload::kOptimizer:
-      return "optimizer";
-    case Offload::kOptimizerAndParams:
-      return "params";
-  }
-  return "?";
-}
+const char* OffloadName(Offload o) { return EnumName(kOffloadNames, o); }
 
 bool ParseOffload(const std::string& name, Offload* out) {
-  for (Offload o : {Offload::kNone, Offload::kOptimizer, Offload::kOptimizerAndParams}) {
-    if (name == OffloadName(o)) {
-      *out = o;
-      return true;
-    }
-  }
-  return false;
+  return ParseEnum(kOffloadNames, name, out);
 }
 
-const char* AttentionImplName(AttentionImpl a) {
-  return a == AttentionImpl::kFused ? "fused" : "unfused";
-}
+const char* AttentionImplName(AttentionImpl a) { return EnumName(kAttentionImplNames, a); }
 
 bool ParseAttentionImpl(const std::string& name, AttentionImpl* out) {
-  for (AttentionImpl a : {AttentionImpl::kFused, AttentionImpl::kUnfused}) {
-    if (name == AttentionImplName(a)) {
-      *out = a;
-      return true;
-    }
-  }
-  return false;
+  return ParseEnum(kAttentionImplNames, name, out);
 }
 
 namespace {

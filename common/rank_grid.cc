@@ -4,21 +4,16 @@
 
 #include <cassert>
 
+#include "common/enum_names.h"
+
 namespace p3d {
 
-const char* GroupKindName(GroupKind kind) {
-  switch (kind) {
-    case GroupKind::kTensor:
-      return "tp";
-    case GroupKind::kData:
-      return "dp";
-    case GroupKind::kPipeline:
-      return "pp";
-    case GroupKind::kModel:
-      return "mp";
-  }
-  return "?";
-}
+constexpr EnumEntry<GroupKind> kGroupKindNames[] = {{GroupKind::kTensor, "tp"},
+                                                    {GroupKind::kData, "dp"},
+                                                    {GroupKind::kPipeline, "pp"},
+                                                    {GroupKind::kModel, "mp"}};
+
+const char* GroupKindName(GroupKind kind) { return EnumName(kGroupKindNames, kind); }
 
 int RankStride(GroupKind kind, int tp, int dp) {
   switch (kind) {

@@ -24,18 +24,14 @@ StatusOr<std::shared_ptr<BackendDescriptor>> BackendDescriptor::Create(
   return std::shared_ptr<BackendDescriptor>(new BackendDescriptor(d));
 }
 
-BackendDescriptor::~BackendDescriptor() {
-  if (desc_ != nullptr) cudnnBackendDestroyDescriptor(desc_);
-}
-
 Status BackendDescriptor::Set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type,
                               int64_t count, const void* values) {
-  CUDNN_CHECK(cudnnBackendSetAttribute(desc_, name, type, count, values));
+  CUDNN_CHECK(cudnnBackendSetAttribute(get(), name, type, count, values));
   return Status::Ok();
 }
 
 Status BackendDescriptor::Finalize() {
-  CUDNN_CHECK(cudnnBackendFinalize(desc_));
+  CUDNN_CHECK(cudnnBackendFinalize(get()));
   return Status::Ok();
 }
 
@@ -51,30 +47,25 @@ Dims4 PackedStrides(const Dims4& dims) {
 
 StatusOr<GraphTensor> GraphBuilder::Tensor(cudnnDataType_t dtype, const Dims4& dims,
                                            const Dims4& strides, bool is_virtual) {
-  GraphTensor t{next_uid_++, dtype, dims, strides, is_virtual, false};
-  P3D_ASSIGN_OR_RETURN(auto d, BackendDescriptor::Create(CUDNN_BACKEND_TENSOR_DESCRIPTOR));
-  P3D_RETURN_IF_ERROR(d->SetDataType(CUDNN_ATTR_TENSOR_DATA_TYPE, dtype));
-  P3D_RETURN_IF_ERROR(d->Set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data()));
-  P3D_RETURN_IF_ERROR(d->Set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides.data()));
-  P3D_RETURN_IF_ERROR(d->SetInt64(CUDNN_ATTR_TENSOR_UNIQUE_ID, t.uid));
-  P3D_RETURN_IF_ERROR(d->SetInt64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16));
-  bool v = is_virtual;
-  P3D_RETURN_IF_ERROR(d->Set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &v));
-  P3D_RETURN_IF_ERROR(d->Finalize());
-  tensors_.emplace_back(t.uid, std::move(d));
-  return t;
+  return AddTensor({next_uid_++, dtype, dims, strides, is_virtual, false});
 }
 
 StatusOr<GraphTensor> GraphBuilder::Scalar(cudnnDataType_t dtype) {
-  GraphTensor t{next_uid_++, dtype, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true};
+  return AddTensor({next_uid_++, dtype, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true});
+}
+
+StatusOr<GraphTensor> GraphBuilder::AddTensor(const GraphTensor& t) {
   P3D_ASSIGN_OR_RETURN(auto d, BackendDescriptor::Create(CUDNN_BACKEND_TENSOR_DESCRIPTOR));
-  P3D_RETURN_IF_ERROR(d->SetDataType(CUDNN_ATTR_TENSOR_DATA_TYPE, dtype));
+  P3D_RETURN_IF_ERROR(d->SetDataType(CUDNN_ATTR_TENSOR_DATA_TYPE, t.dtype));
   P3D_RETURN_IF_ERROR(d->Set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, t.dims.data()));
   P3D_RETURN_IF_ERROR(d->Set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, t.strides.data()));
   P3D_RETURN_IF_ERROR(d->SetInt64(CUDNN_ATTR_TENSOR_UNIQUE_ID, t.uid));
   P3D_RETURN_IF_ERROR(d->SetInt64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16));
-  bool by_value = true;
-  P3D_RETURN_IF_ERROR(d->Set(CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &by_value));
+  // A by-value scalar says only that; every other tensor says whether it is virtual.
+  const bool flag = t.by_value || t.is_virtual;
+  P3D_RETURN_IF_ERROR(
+      d->Set(t.by_value ? CUDNN_ATTR_TENSOR_IS_BY_VALUE : CUDNN_ATTR_TENSOR_IS_VIRTUAL,
+             CUDNN_TYPE_BOOLEAN, 1, &flag));
   P3D_RETURN_IF_ERROR(d->Finalize());
   tensors_.emplace_back(t.uid, std::move(d));
   return t;
@@ -86,7 +77,21 @@ StatusOr<std::shared_ptr<BackendDescriptor>> GraphBuilder::Desc(int64_t uid) con
   return Status::Internal(StrCat("GraphBuilder: no tensor with uid ", uid));
 }
 
-Status GraphBuilder::AddOp(std::shared_ptr<BackendDescriptor> op) {
+Status GraphBuilder::AddOp(cudnnBackendDescriptorType_t type,
+                           std::shared_ptr<BackendDescriptor> settings,
+                           cudnnBackendAttributeName_t settings_attr,
+                           std::initializer_list<OpTensor> tensors) {
+  P3D_ASSIGN_OR_RETURN(auto op, BackendDescriptor::Create(type));
+  if (settings != nullptr) {
+    P3D_RETURN_IF_ERROR(settings->Finalize());
+    P3D_RETURN_IF_ERROR(op->SetDescriptor(settings_attr, *settings));
+    keep_alive_.push_back(std::move(settings));
+  }
+  for (const auto& [attr, tensor] : tensors) {
+    if (tensor == nullptr) continue;
+    P3D_ASSIGN_OR_RETURN(auto d, Desc(tensor->uid));
+    P3D_RETURN_IF_ERROR(op->SetDescriptor(attr, *d));
+  }
   P3D_RETURN_IF_ERROR(op->Finalize());
   ops_.push_back(std::move(op));
   return Status::Ok();
@@ -99,41 +104,22 @@ Status GraphBuilder::Pointwise(cudnnPointwiseMode_t mode, const GraphTensor& x,
   P3D_RETURN_IF_ERROR(pw->Set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode));
   P3D_RETURN_IF_ERROR(pw->SetDataType(CUDNN_ATTR_POINTWISE_MATH_PREC, math));
   if (axis >= 0) P3D_RETURN_IF_ERROR(pw->SetInt64(CUDNN_ATTR_POINTWISE_AXIS, axis));
-  P3D_RETURN_IF_ERROR(pw->Finalize());
-  P3D_ASSIGN_OR_RETURN(auto op,
-                       BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, *pw));
-  P3D_ASSIGN_OR_RETURN(auto xd, Desc(x.uid));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, *xd));
-  if (b != nullptr) {
-    P3D_ASSIGN_OR_RETURN(auto bd, Desc(b->uid));
-    P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, *bd));
-  }
-  if (t != nullptr) {
-    P3D_ASSIGN_OR_RETURN(auto td, Desc(t->uid));
-    P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_POINTWISE_TDESC, *td));
-  }
-  P3D_ASSIGN_OR_RETURN(auto yd, Desc(y.uid));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, *yd));
-  keep_alive_.push_back(std::move(pw));
-  return AddOp(std::move(op));
+  return AddOp(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, std::move(pw),
+               CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
+               {{CUDNN_ATTR_OPERATION_POINTWISE_XDESC, &x},
+                {CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b},
+                {CUDNN_ATTR_OPERATION_POINTWISE_TDESC, t},
+                {CUDNN_ATTR_OPERATION_POINTWISE_YDESC, &y}});
 }
 
 Status GraphBuilder::Matmul(const GraphTensor& a, const GraphTensor& b, const GraphTensor& c) {
   P3D_ASSIGN_OR_RETURN(auto mm, BackendDescriptor::Create(CUDNN_BACKEND_MATMUL_DESCRIPTOR));
   P3D_RETURN_IF_ERROR(mm->SetDataType(CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_DATA_FLOAT));
-  P3D_RETURN_IF_ERROR(mm->Finalize());
-  P3D_ASSIGN_OR_RETURN(auto op,
-                       BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR));
-  P3D_ASSIGN_OR_RETURN(auto ad, Desc(a.uid));
-  P3D_ASSIGN_OR_RETURN(auto bd, Desc(b.uid));
-  P3D_ASSIGN_OR_RETURN(auto cd, Desc(c.uid));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_MATMUL_ADESC, *ad));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_MATMUL_BDESC, *bd));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_MATMUL_CDESC, *cd));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_MATMUL_DESC, *mm));
-  keep_alive_.push_back(std::move(mm));
-  return AddOp(std::move(op));
+  return AddOp(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR, std::move(mm),
+               CUDNN_ATTR_OPERATION_MATMUL_DESC,
+               {{CUDNN_ATTR_OPERATION_MATMUL_ADESC, &a},
+                {CUDNN_ATTR_OPERATION_MATMUL_BDESC, &b},
+                {CUDNN_ATTR_OPERATION_MATMUL_CDESC, &c}});
 }
 
 Status GraphBuilder::Reduction(cudnnReduceTensorOp_t red, const GraphTensor& x,
@@ -142,26 +128,38 @@ Status GraphBuilder::Reduction(cudnnReduceTensorOp_t red, const GraphTensor& x,
   P3D_RETURN_IF_ERROR(
       rd->Set(CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &red));
   P3D_RETURN_IF_ERROR(rd->SetDataType(CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_DATA_FLOAT));
-  P3D_RETURN_IF_ERROR(rd->Finalize());
-  P3D_ASSIGN_OR_RETURN(auto op,
-                       BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR));
-  P3D_ASSIGN_OR_RETURN(auto xd, Desc(x.uid));
-  P3D_ASSIGN_OR_RETURN(auto yd, Desc(y.uid));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_REDUCTION_XDESC, *xd));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_REDUCTION_YDESC, *yd));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_REDUCTION_DESC, *rd));
-  keep_alive_.push_back(std::move(rd));
-  return AddOp(std::move(op));
+  return AddOp(
+      CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR, std::move(rd),
+      CUDNN_ATTR_OPERATION_REDUCTION_DESC,
+      {{CUDNN_ATTR_OPERATION_REDUCTION_XDESC, &x}, {CUDNN_ATTR_OPERATION_REDUCTION_YDESC, &y}});
 }
 
 Status GraphBuilder::Reshape(const GraphTensor& x, const GraphTensor& y) {
-  P3D_ASSIGN_OR_RETURN(auto op,
-                       BackendDescriptor::Create(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR));
-  P3D_ASSIGN_OR_RETURN(auto xd, Desc(x.uid));
-  P3D_ASSIGN_OR_RETURN(auto yd, Desc(y.uid));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, *xd));
-  P3D_RETURN_IF_ERROR(op->SetDescriptor(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, *yd));
-  return AddOp(std::move(op));
+  return AddOp(
+      CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR, nullptr, {},
+      {{CUDNN_ATTR_OPERATION_RESHAPE_XDESC, &x}, {CUDNN_ATTR_OPERATION_RESHAPE_YDESC, &y}});
+}
+
+StatusOr<GraphTensor> GraphBuilder::VirtualPointwise(cudnnPointwiseMode_t mode,
+                                                     const GraphTensor& x, const GraphTensor* b,
+                                                     const Dims4& dims, cudnnDataType_t dtype) {
+  P3D_ASSIGN_OR_RETURN(GraphTensor y, Virtual(dtype, dims));
+  P3D_RETURN_IF_ERROR(Pointwise(mode, x, b, nullptr, y));
+  return y;
+}
+
+StatusOr<GraphTensor> GraphBuilder::VirtualMatmul(const GraphTensor& a, const GraphTensor& b,
+                                                  cudnnDataType_t dtype) {
+  P3D_ASSIGN_OR_RETURN(GraphTensor c, Virtual(dtype, {a.dims[0], a.dims[1], a.dims[2], b.dims[3]}));
+  P3D_RETURN_IF_ERROR(Matmul(a, b, c));
+  return c;
+}
+
+StatusOr<GraphTensor> GraphBuilder::VirtualReduction(cudnnReduceTensorOp_t op, const GraphTensor& x,
+                                                     const Dims4& dims) {
+  P3D_ASSIGN_OR_RETURN(GraphTensor y, Virtual(CUDNN_DATA_FLOAT, dims));
+  P3D_RETURN_IF_ERROR(Reduction(op, x, y));
+  return y;
 }
 
 namespace {

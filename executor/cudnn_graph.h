@@ -4,9 +4,9 @@
 // the fused attention (executor/fused_attention.h); it knows nothing about
 // attention itself.
 //
-// Errors: CUDNN_CHECK returns a Status::Internal naming host, file:line, the
-// failing call, cuDNN's status name and cuDNN's last error message (the
-// backend explains most refusals there), in the style of executor/check.h.
+// Errors: CUDNN_CHECK (of executor/check.h's family) returns a Status::Internal
+// naming host, file:line, the failing call, cuDNN's status name and cuDNN's
+// last error message (the backend explains most refusals there).
 //
 // Thread-safety: none; a graph, a plan and the handle it runs on belong to
 // one stream of one thread.
@@ -16,8 +16,11 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -27,29 +30,21 @@ namespace p3d {
 
 // "CUDNN_STATUS_... (last error: ...)".
 std::string CudnnStatusString(cudnnStatus_t status);
+inline bool Succeeded(cudnnStatus_t status) { return status == CUDNN_STATUS_SUCCESS; }
 
 }  // namespace p3d
 
-#define CUDNN_CHECK(expr)                                                       \
-  do {                                                                          \
-    cudnnStatus_t p3d_cudnn_st_ = (expr);                                       \
-    if (p3d_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                \
-      return ::p3d::Status::Internal(::p3d::GpuErrorMessage(                    \
-          __FILE__, __LINE__, #expr, ::p3d::CudnnStatusString(p3d_cudnn_st_))); \
-    }                                                                           \
-  } while (0)
+#define CUDNN_CHECK(expr) \
+  P3D_GPU_CHECK(cudnnStatus_t, expr, #expr, ::p3d::CudnnStatusString, ::p3d::GpuErrorMessage)
 
 namespace p3d {
 
-// Owns one cudnnBackendDescriptor_t (destroyed with the object).
+// Owns one cudnnBackendDescriptor_t (destroyed with the object; not copyable).
 class BackendDescriptor {
  public:
   static StatusOr<std::shared_ptr<BackendDescriptor>> Create(cudnnBackendDescriptorType_t type);
-  ~BackendDescriptor();
-  BackendDescriptor(const BackendDescriptor&) = delete;
-  BackendDescriptor& operator=(const BackendDescriptor&) = delete;
 
-  cudnnBackendDescriptor_t get() const { return desc_; }
+  cudnnBackendDescriptor_t get() const { return desc_.get(); }
   Status Set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int64_t count,
              const void* values);
   Status SetDescriptor(cudnnBackendAttributeName_t name, const BackendDescriptor& d) {
@@ -65,8 +60,11 @@ class BackendDescriptor {
   Status Finalize();
 
  private:
+  struct Destroy {
+    void operator()(cudnnBackendDescriptor_t d) const { cudnnBackendDestroyDescriptor(d); }
+  };
   explicit BackendDescriptor(cudnnBackendDescriptor_t d) : desc_(d) {}
-  cudnnBackendDescriptor_t desc_;
+  std::unique_ptr<std::remove_pointer_t<cudnnBackendDescriptor_t>, Destroy> desc_;
 };
 
 using Dims4 = std::array<int64_t, 4>;
@@ -122,6 +120,16 @@ class GraphBuilder {
   Status Matmul(const GraphTensor& a, const GraphTensor& b, const GraphTensor& c);  // fp32 compute
   Status Reduction(cudnnReduceTensorOp_t op, const GraphTensor& x, const GraphTensor& y);
   Status Reshape(const GraphTensor& x, const GraphTensor& y);
+  // The same operations into a new virtual tensor, returned: y = mode(x, b)
+  // of `dims`; c = a b ([.., M, K] x [.., K, N] -> [a0, a1, M, N]); y = op
+  // of x reduced to `dims` (fp32).
+  StatusOr<GraphTensor> VirtualPointwise(cudnnPointwiseMode_t mode, const GraphTensor& x,
+                                         const GraphTensor* b, const Dims4& dims,
+                                         cudnnDataType_t dtype = CUDNN_DATA_FLOAT);
+  StatusOr<GraphTensor> VirtualMatmul(const GraphTensor& a, const GraphTensor& b,
+                                      cudnnDataType_t dtype = CUDNN_DATA_FLOAT);
+  StatusOr<GraphTensor> VirtualReduction(cudnnReduceTensorOp_t op, const GraphTensor& x,
+                                         const Dims4& dims);
 
   // Operation graph -> heuristics (mode A, then fallback) -> the first engine
   // configuration that finalizes. Error: no engine supports the graph, with
@@ -129,8 +137,15 @@ class GraphBuilder {
   StatusOr<GraphPlan> Build(cudnnHandle_t handle);
 
  private:
+  // An operation's tensor attribute; a null tensor is left unset.
+  using OpTensor = std::pair<cudnnBackendAttributeName_t, const GraphTensor*>;
+
+  StatusOr<GraphTensor> AddTensor(const GraphTensor& t);  // its descriptor, by t's fields
   StatusOr<std::shared_ptr<BackendDescriptor>> Desc(int64_t uid) const;
-  Status AddOp(std::shared_ptr<BackendDescriptor> op);
+  // Adds an operation of `type` with its tensors and, unless null, its
+  // settings descriptor (finalized here) as attribute `settings_attr`.
+  Status AddOp(cudnnBackendDescriptorType_t type, std::shared_ptr<BackendDescriptor> settings,
+               cudnnBackendAttributeName_t settings_attr, std::initializer_list<OpTensor> tensors);
 
   int64_t next_uid_ = 1;
   std::vector<std::pair<int64_t, std::shared_ptr<BackendDescriptor>>> tensors_;

@@ -3,6 +3,7 @@
 
 #include <cudnn.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -20,6 +21,35 @@ Dims4 TokensMajor(int64_t S, int64_t HD, int64_t row) { return {S * row, HD, row
 // The same view with the last two axes swapped: [B, heads, HD, S].
 Dims4 TokensMajorT(int64_t S, int64_t HD, int64_t row) { return {S * row, HD, 1, row}; }
 
+// Head-split views [B, heads, S, HD] of the q, k and v column blocks of a
+// tokens-major [B*S, (NH + 2 KV) * HD] buffer (qkv or dqkv); k and v read as
+// [B, KV, HD, S] where `k_transposed` / `v_transposed`.
+StatusOr<std::array<GraphTensor, 3>> QkvViews(GraphBuilder& g, const AttentionCoreShape& s,
+                                              bool k_transposed, bool v_transposed) {
+  const int64_t B = s.batch, S = s.seq, NH = s.heads, KV = s.kv_heads, HD = s.head_dim;
+  const int64_t W = (NH + 2 * KV) * HD;
+  auto kv_view = [&](bool transposed) {
+    return transposed ? g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S}, TokensMajorT(S, HD, W))
+                      : g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W));
+  };
+  P3D_ASSIGN_OR_RETURN(GraphTensor q,
+                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(GraphTensor k, kv_view(k_transposed));
+  P3D_ASSIGN_OR_RETURN(GraphTensor v, kv_view(v_transposed));
+  return std::array<GraphTensor, 3>{q, k, v};
+}
+
+// The head-split view [B, NH, S, HD] of a tokens-major [B*S, NH*HD] buffer (O, dO).
+StatusOr<GraphTensor> HeadsView(GraphBuilder& g, const AttentionCoreShape& s) {
+  return g.Tensor(CUDNN_DATA_BFLOAT16, {s.batch, s.heads, s.seq, s.head_dim},
+                  TokensMajor(s.seq, s.head_dim, s.heads * s.head_dim));
+}
+
+// The forward's fp32 row statistics (log-sum-exp) [B, NH, S, 1].
+StatusOr<GraphTensor> RowStats(GraphBuilder& g, const AttentionCoreShape& s) {
+  return g.Tensor(CUDNN_DATA_FLOAT, {s.batch, s.heads, s.seq, 1}, {s.heads * s.seq, s.seq, 1, 1});
+}
+
 // The causal mask: y = row >= col ? x : -inf on [B, NH, S, S].
 StatusOr<GraphTensor> CausalMask(GraphBuilder& g, const GraphTensor& x,
                                  const GraphTensor& neg_inf) {
@@ -35,6 +65,34 @@ StatusOr<GraphTensor> CausalMask(GraphBuilder& g, const GraphTensor& x,
       g.Pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, nullptr, keep, CUDNN_DATA_BOOLEAN));
   P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_BINARY_SELECT, x, &neg_inf, &keep, y));
   return y;
+}
+
+// The masked scores mask(Q K^T * scale) [B, NH, S, S], less `shift` when set
+// (the backward subtracts the forward's row statistics before masking).
+StatusOr<GraphTensor> MaskedScores(GraphBuilder& g, const GraphTensor& q, const GraphTensor& kt,
+                                   const GraphTensor& scale, const GraphTensor& neg_inf,
+                                   const GraphTensor* shift) {
+  P3D_ASSIGN_OR_RETURN(GraphTensor s, g.VirtualMatmul(q, kt));
+  P3D_ASSIGN_OR_RETURN(s, g.VirtualPointwise(CUDNN_POINTWISE_MUL, s, &scale, s.dims));
+  if (shift != nullptr) {
+    P3D_ASSIGN_OR_RETURN(s, g.VirtualPointwise(CUDNN_POINTWISE_SUB, s, shift, s.dims));
+  }
+  return CausalMask(g, s, neg_inf);
+}
+
+// out = a b summed over the query heads of each KV head: [B, NH, S, HD] ->
+// out [B, KV, S, HD] (a plain matmul when NH == KV).
+Status MatmulToKvHeads(GraphBuilder& g, const GraphTensor& a, const GraphTensor& b,
+                       const GraphTensor& out) {
+  if (a.dims[1] == out.dims[1]) return g.Matmul(a, b, out);
+  P3D_ASSIGN_OR_RETURN(GraphTensor all, g.VirtualMatmul(a, b, CUDNN_DATA_BFLOAT16));
+  return g.Reduction(CUDNN_REDUCE_TENSOR_ADD, all, out);
+}
+
+// Pointers to the q, k and v column blocks of row 0 of a tokens-major qkv buffer.
+std::array<void*, 3> QkvPointers(const bf16* qkv, const AttentionCoreShape& s) {
+  auto* base = const_cast<bf16*>(qkv);
+  return {base, base + s.heads * s.head_dim, base + (s.heads + s.kv_heads) * s.head_dim};
 }
 
 Status CheckAligned(const char* what, const void* p) {
@@ -97,41 +155,29 @@ std::string FusedAttention::Describe() const {
 }
 
 Status FusedAttention::BuildForward() {
-  const int64_t B = shape_.batch, S = shape_.seq, NH = shape_.heads, KV = shape_.kv_heads;
-  const int64_t HD = shape_.head_dim, W = (NH + 2 * KV) * HD, E = NH * HD;
   GraphBuilder g;
-  P3D_ASSIGN_OR_RETURN(GraphTensor q,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor kt,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S}, TokensMajorT(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor v,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor o,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, E)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor stats,
-                       g.Tensor(CUDNN_DATA_FLOAT, {B, NH, S, 1}, {NH * S, S, 1, 1}));
+  P3D_ASSIGN_OR_RETURN(auto qkv,
+                       QkvViews(g, shape_, /*k_transposed=*/true, /*v_transposed=*/false));
+  const auto& [q, kt, v] = qkv;
+  P3D_ASSIGN_OR_RETURN(GraphTensor o, HeadsView(g, shape_));
+  P3D_ASSIGN_OR_RETURN(GraphTensor stats, RowStats(g, shape_));
   P3D_ASSIGN_OR_RETURN(GraphTensor scale, g.Scalar(CUDNN_DATA_FLOAT));
   P3D_ASSIGN_OR_RETURN(GraphTensor neg_inf, g.Scalar(CUDNN_DATA_FLOAT));
-  const Dims4 scores{B, NH, S, S}, rows{B, NH, S, 1};
+  const Dims4 rows = stats.dims;
 
-  P3D_ASSIGN_OR_RETURN(GraphTensor s1, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Matmul(q, kt, s1));
-  P3D_ASSIGN_OR_RETURN(GraphTensor s2, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_MUL, s1, &scale, nullptr, s2));
-  P3D_ASSIGN_OR_RETURN(GraphTensor s3, CausalMask(g, s2, neg_inf));
-  P3D_ASSIGN_OR_RETURN(GraphTensor max, g.Virtual(CUDNN_DATA_FLOAT, rows));
-  P3D_RETURN_IF_ERROR(g.Reduction(CUDNN_REDUCE_TENSOR_MAX, s3, max));
-  P3D_ASSIGN_OR_RETURN(GraphTensor s4, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_SUB, s3, &max, nullptr, s4));
-  P3D_ASSIGN_OR_RETURN(GraphTensor e, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_EXP, s4, nullptr, nullptr, e));
-  P3D_ASSIGN_OR_RETURN(GraphTensor sum, g.Virtual(CUDNN_DATA_FLOAT, rows));
-  P3D_RETURN_IF_ERROR(g.Reduction(CUDNN_REDUCE_TENSOR_ADD, e, sum));
-  P3D_ASSIGN_OR_RETURN(GraphTensor log_sum, g.Virtual(CUDNN_DATA_FLOAT, rows));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_LOG, sum, nullptr, nullptr, log_sum));
+  // stats = max + log(sum(e)), e = exp(s - max), s = mask(Q K^T * scale); O = (e / sum) V.
+  P3D_ASSIGN_OR_RETURN(GraphTensor s, MaskedScores(g, q, kt, scale, neg_inf, nullptr));
+  P3D_ASSIGN_OR_RETURN(GraphTensor max, g.VirtualReduction(CUDNN_REDUCE_TENSOR_MAX, s, rows));
+  P3D_ASSIGN_OR_RETURN(GraphTensor shifted,
+                       g.VirtualPointwise(CUDNN_POINTWISE_SUB, s, &max, s.dims));
+  P3D_ASSIGN_OR_RETURN(GraphTensor e,
+                       g.VirtualPointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, s.dims));
+  P3D_ASSIGN_OR_RETURN(GraphTensor sum, g.VirtualReduction(CUDNN_REDUCE_TENSOR_ADD, e, rows));
+  P3D_ASSIGN_OR_RETURN(GraphTensor log_sum,
+                       g.VirtualPointwise(CUDNN_POINTWISE_LOG, sum, nullptr, rows));
   P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_ADD, max, &log_sum, nullptr, stats));
-  P3D_ASSIGN_OR_RETURN(GraphTensor p, g.Virtual(CUDNN_DATA_BFLOAT16, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_DIV, e, &sum, nullptr, p));
+  P3D_ASSIGN_OR_RETURN(
+      GraphTensor p, g.VirtualPointwise(CUDNN_POINTWISE_DIV, e, &sum, s.dims, CUDNN_DATA_BFLOAT16));
   P3D_RETURN_IF_ERROR(g.Matmul(p, v, o));
 
   P3D_ASSIGN_OR_RETURN(fwd_, g.Build(handle_));
@@ -140,85 +186,48 @@ Status FusedAttention::BuildForward() {
 }
 
 Status FusedAttention::BuildBackward() {
-  const int64_t B = shape_.batch, S = shape_.seq, NH = shape_.heads, KV = shape_.kv_heads;
-  const int64_t HD = shape_.head_dim, W = (NH + 2 * KV) * HD, E = NH * HD;
   GraphBuilder g;
-  P3D_ASSIGN_OR_RETURN(GraphTensor q,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor kt,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S}, TokensMajorT(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor vt,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, HD, S}, TokensMajorT(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor o,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, E)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor d_o,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, E)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor stats,
-                       g.Tensor(CUDNN_DATA_FLOAT, {B, NH, S, 1}, {NH * S, S, 1, 1}));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dq,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, NH, S, HD}, TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dk,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W)));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dv,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W)));
+  P3D_ASSIGN_OR_RETURN(auto qkv, QkvViews(g, shape_, /*k_transposed=*/true, /*v_transposed=*/true));
+  const auto& [q, kt, vt] = qkv;
+  P3D_ASSIGN_OR_RETURN(GraphTensor o, HeadsView(g, shape_));
+  P3D_ASSIGN_OR_RETURN(GraphTensor d_o, HeadsView(g, shape_));
+  P3D_ASSIGN_OR_RETURN(GraphTensor stats, RowStats(g, shape_));
+  P3D_ASSIGN_OR_RETURN(auto dqkv,
+                       QkvViews(g, shape_, /*k_transposed=*/false, /*v_transposed=*/false));
+  const auto& [dq, dk, dv] = dqkv;
   P3D_ASSIGN_OR_RETURN(GraphTensor scale, g.Scalar(CUDNN_DATA_FLOAT));
   P3D_ASSIGN_OR_RETURN(GraphTensor neg_inf, g.Scalar(CUDNN_DATA_FLOAT));
   P3D_ASSIGN_OR_RETURN(GraphTensor one, g.Scalar(CUDNN_DATA_FLOAT));
-  const Dims4 scores{B, NH, S, S}, rows{B, NH, S, 1}, heads{B, NH, S, HD};
-  const Dims4 transposed{NH * S * S, S * S, 1, S};  // [B, NH, S, S] read as its transpose
+  const Dims4 rows = stats.dims, heads = o.dims;
+  const int64_t S = shape_.seq;
+  const Dims4 transposed{shape_.heads * S * S, S * S, 1, S};  // [B, NH, S, S] read as its transpose
 
   // D = rowsum(dO * O), kept in the workspace (softmax_sum).
-  P3D_ASSIGN_OR_RETURN(GraphTensor dot, g.Virtual(CUDNN_DATA_FLOAT, heads));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_MUL, d_o, &o, nullptr, dot));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dot_sum, g.Virtual(CUDNN_DATA_FLOAT, rows));
-  P3D_RETURN_IF_ERROR(g.Reduction(CUDNN_REDUCE_TENSOR_ADD, dot, dot_sum));
+  P3D_ASSIGN_OR_RETURN(GraphTensor dot, g.VirtualPointwise(CUDNN_POINTWISE_MUL, d_o, &o, heads));
+  P3D_ASSIGN_OR_RETURN(GraphTensor dot_sum, g.VirtualReduction(CUDNN_REDUCE_TENSOR_ADD, dot, rows));
   P3D_ASSIGN_OR_RETURN(GraphTensor softmax_sum,
                        g.Tensor(CUDNN_DATA_FLOAT, rows, PackedStrides(rows)));
   P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_MUL, dot_sum, &one, nullptr, softmax_sum));
 
   // P = exp(mask(Q K^T * scale - stats)); dV = P^T dO.
-  P3D_ASSIGN_OR_RETURN(GraphTensor s1, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Matmul(q, kt, s1));
-  P3D_ASSIGN_OR_RETURN(GraphTensor s2, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_MUL, s1, &scale, nullptr, s2));
-  P3D_ASSIGN_OR_RETURN(GraphTensor s3, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_SUB, s2, &stats, nullptr, s3));
-  P3D_ASSIGN_OR_RETURN(GraphTensor s4, CausalMask(g, s3, neg_inf));
-  P3D_ASSIGN_OR_RETURN(GraphTensor p, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_EXP, s4, nullptr, nullptr, p));
-  P3D_ASSIGN_OR_RETURN(GraphTensor pt, g.Tensor(CUDNN_DATA_BFLOAT16, scores, transposed, true));
+  P3D_ASSIGN_OR_RETURN(GraphTensor s, MaskedScores(g, q, kt, scale, neg_inf, &stats));
+  P3D_ASSIGN_OR_RETURN(GraphTensor p, g.VirtualPointwise(CUDNN_POINTWISE_EXP, s, nullptr, s.dims));
+  P3D_ASSIGN_OR_RETURN(GraphTensor pt, g.Tensor(CUDNN_DATA_BFLOAT16, s.dims, transposed, true));
   P3D_RETURN_IF_ERROR(g.Reshape(p, pt));
-  const bool grouped = NH != KV;
-  if (!grouped) {
-    P3D_RETURN_IF_ERROR(g.Matmul(pt, d_o, dv));
-  } else {
-    P3D_ASSIGN_OR_RETURN(GraphTensor dv_all, g.Virtual(CUDNN_DATA_BFLOAT16, heads));
-    P3D_RETURN_IF_ERROR(g.Matmul(pt, d_o, dv_all));
-    P3D_RETURN_IF_ERROR(g.Reduction(CUDNN_REDUCE_TENSOR_ADD, dv_all, dv));
-  }
+  P3D_RETURN_IF_ERROR(MatmulToKvHeads(g, pt, d_o, dv));
 
   // dS = P * (dO V^T - D) * scale; dK = dS^T Q.
-  P3D_ASSIGN_OR_RETURN(GraphTensor dp, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Matmul(d_o, vt, dp));
-  P3D_ASSIGN_OR_RETURN(GraphTensor d1, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_SUB, dp, &softmax_sum, nullptr, d1));
-  P3D_ASSIGN_OR_RETURN(GraphTensor d2, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_MUL, d1, &p, nullptr, d2));
-  P3D_ASSIGN_OR_RETURN(GraphTensor ds, g.Virtual(CUDNN_DATA_FLOAT, scores));
-  P3D_RETURN_IF_ERROR(g.Pointwise(CUDNN_POINTWISE_MUL, d2, &scale, nullptr, ds));
-  P3D_ASSIGN_OR_RETURN(GraphTensor dst, g.Tensor(CUDNN_DATA_BFLOAT16, scores, transposed, true));
+  P3D_ASSIGN_OR_RETURN(GraphTensor dp, g.VirtualMatmul(d_o, vt));
+  P3D_ASSIGN_OR_RETURN(GraphTensor d1,
+                       g.VirtualPointwise(CUDNN_POINTWISE_SUB, dp, &softmax_sum, s.dims));
+  P3D_ASSIGN_OR_RETURN(GraphTensor d2, g.VirtualPointwise(CUDNN_POINTWISE_MUL, d1, &p, s.dims));
+  P3D_ASSIGN_OR_RETURN(GraphTensor ds, g.VirtualPointwise(CUDNN_POINTWISE_MUL, d2, &scale, s.dims));
+  P3D_ASSIGN_OR_RETURN(GraphTensor dst, g.Tensor(CUDNN_DATA_BFLOAT16, s.dims, transposed, true));
   P3D_RETURN_IF_ERROR(g.Reshape(ds, dst));
-  if (!grouped) {
-    P3D_RETURN_IF_ERROR(g.Matmul(dst, q, dk));
-  } else {
-    P3D_ASSIGN_OR_RETURN(GraphTensor dk_all, g.Virtual(CUDNN_DATA_BFLOAT16, heads));
-    P3D_RETURN_IF_ERROR(g.Matmul(dst, q, dk_all));
-    P3D_RETURN_IF_ERROR(g.Reduction(CUDNN_REDUCE_TENSOR_ADD, dk_all, dk));
-  }
+  P3D_RETURN_IF_ERROR(MatmulToKvHeads(g, dst, q, dk));
 
   // dQ = dS K, accumulated in fp32 in the workspace.
-  P3D_ASSIGN_OR_RETURN(GraphTensor k,
-                       g.Tensor(CUDNN_DATA_BFLOAT16, {B, KV, S, HD}, TokensMajor(S, HD, W), true));
+  P3D_ASSIGN_OR_RETURN(GraphTensor k, g.Tensor(CUDNN_DATA_BFLOAT16, dk.dims, dk.strides, true));
   P3D_RETURN_IF_ERROR(g.Reshape(kt, k));
   P3D_ASSIGN_OR_RETURN(GraphTensor dq_accum,
                        g.Tensor(CUDNN_DATA_FLOAT, heads, PackedStrides(heads)));
@@ -234,16 +243,10 @@ Status FusedAttention::BuildBackward() {
 Status FusedAttention::Forward(const bf16* qkv, bf16* out, float* stats, void* workspace) const {
   P3D_RETURN_IF_ERROR(CheckAligned("qkv", qkv));
   P3D_RETURN_IF_ERROR(CheckAligned("out", out));
-  const int64_t NH = shape_.heads, KV = shape_.kv_heads, HD = shape_.head_dim;
-  auto* base = const_cast<bf16*>(qkv);
+  const auto [q, k, v] = QkvPointers(qkv, shape_);
   const std::vector<int64_t> uids{fu_.q, fu_.k, fu_.v, fu_.o, fu_.stats, fu_.scale, fu_.neg_inf};
-  const std::vector<void*> ptrs{base,
-                                base + NH * HD,
-                                base + (NH + KV) * HD,
-                                out,
-                                stats,
-                                const_cast<float*>(&scale_),
-                                const_cast<float*>(&neg_inf_)};
+  const std::vector<void*> ptrs{
+      q, k, v, out, stats, const_cast<float*>(&scale_), const_cast<float*>(&neg_inf_)};
   return fwd_.Execute(handle_, uids, ptrs, workspace);
 }
 
@@ -253,27 +256,27 @@ Status FusedAttention::Backward(const bf16* qkv, const bf16* out, const bf16* d_
   P3D_RETURN_IF_ERROR(CheckAligned("dqkv", dqkv));
   P3D_RETURN_IF_ERROR(CheckAligned("d_out", d_out));
   P3D_RETURN_IF_ERROR(CheckAligned("workspace", workspace));
-  const int64_t NH = shape_.heads, KV = shape_.kv_heads, HD = shape_.head_dim;
-  const int64_t rows = shape_.batch * NH * shape_.seq;
+  const int64_t rows = shape_.batch * shape_.heads * shape_.seq;
   char* ws = static_cast<char*>(workspace);
   char* softmax_sum = ws + AlignUp(bwd_.workspace_bytes());
   char* dq_accum = softmax_sum + AlignUp(rows * 4);
   // The dQ accumulator is zeroed here rather than trusting every cuDNN 9
   // release to do it (the frontend zeroed it itself before 9.6).
-  CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, rows * HD * 4, stream_));
-  auto* base = const_cast<bf16*>(qkv);
+  CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, rows * shape_.head_dim * 4, stream_));
+  const auto [q, k, v] = QkvPointers(qkv, shape_);
+  const auto [dq, dk, dv] = QkvPointers(dqkv, shape_);
   const std::vector<int64_t> uids{bu_.q,       bu_.k,   bu_.v,           bu_.o,       bu_.d_o,
                                   bu_.stats,   bu_.dq,  bu_.dk,          bu_.dv,      bu_.scale,
                                   bu_.neg_inf, bu_.one, bu_.softmax_sum, bu_.dq_accum};
-  const std::vector<void*> ptrs{base,
-                                base + NH * HD,
-                                base + (NH + KV) * HD,
+  const std::vector<void*> ptrs{q,
+                                k,
+                                v,
                                 const_cast<bf16*>(out),
                                 const_cast<bf16*>(d_out),
                                 const_cast<float*>(stats),
-                                dqkv,
-                                dqkv + NH * HD,
-                                dqkv + (NH + KV) * HD,
+                                dq,
+                                dk,
+                                dv,
                                 const_cast<float*>(&scale_),
                                 const_cast<float*>(&neg_inf_),
                                 const_cast<float*>(&one_),

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/enum_names.h"
 #include "executor/kernels/column_reduce.h"
 #include "executor/kernels/optimizer.h"
 
@@ -65,21 +66,13 @@ void AddLayerSet(ArenaPlan& a, const Dims& d, const std::string& pre, RegionTerm
 
 }  // namespace
 
-const char* RegionTermName(RegionTerm term) {
-  switch (term) {
-    case RegionTerm::kWeights:
-      return "weights";
-    case RegionTerm::kGradients:
-      return "gradients";
-    case RegionTerm::kOptimizer:
-      return "optimizer";
-    case RegionTerm::kActivations:
-      return "activations";
-    case RegionTerm::kBuffers:
-      return "buffers";
-  }
-  return "?";
-}
+constexpr EnumEntry<RegionTerm> kRegionTermNames[] = {{RegionTerm::kWeights, "weights"},
+                                                      {RegionTerm::kGradients, "gradients"},
+                                                      {RegionTerm::kOptimizer, "optimizer"},
+                                                      {RegionTerm::kActivations, "activations"},
+                                                      {RegionTerm::kBuffers, "buffers"}};
+
+const char* RegionTermName(RegionTerm term) { return EnumName(kRegionTermNames, term); }
 
 int64_t ArenaPlan::Add(std::string name, RegionTerm term, int64_t bytes) {
   ArenaRegion r{std::move(name), term, total_, bytes};
@@ -232,8 +225,8 @@ StatusOr<TrainingMemoryPlan> PlanTrainingMemory(const ModelSpec& m, const LocalS
   p.dmlp_pre = a.Add("d mlp_pre", RegionTerm::kBuffers, d.T * d.mlp_pre_cols * kBf16);
   p.dqkv_heads = a.Add("dq dk dv heads", RegionTerm::kBuffers, d.fused ? 0 : d.T * d.Q3 * kBf16);
   p.dprobs = a.Add("d probs", RegionTerm::kBuffers, d.scores * kBf16);
-  p.attention_workspace = a.Add("fused attention workspace", RegionTerm::kBuffers,
-                                d.fused ? t.attention_workspace : 0);
+  p.attention_workspace =
+      a.Add("fused attention workspace", RegionTerm::kBuffers, d.fused ? t.attention_workspace : 0);
   p.scalars = a.Add("scalars", RegionTerm::kBuffers, 4 * kF32);
   p.norm_partials = a.Add("grad-norm partials (fp64)", RegionTerm::kBuffers, kGradNormBlocks * 8);
   const int64_t widest = std::max({d.H, d.Q3, d.F});

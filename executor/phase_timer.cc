@@ -1,24 +1,17 @@
 #include "executor/phase_timer.h"
 
+#include "common/enum_names.h"
 #include "executor/check.h"
 
 namespace p3d {
 
-const char* PhaseName(Phase phase) {
-  switch (phase) {
-    case Phase::kGemm:
-      return "gemm";
-    case Phase::kAttention:
-      return "attention";
-    case Phase::kOther:
-      return "other";
-    case Phase::kOptimizer:
-      return "optimizer";
-    case Phase::kIdle:
-      return "idle";
-  }
-  return "?";
-}
+constexpr EnumEntry<Phase> kPhaseNames[] = {{Phase::kGemm, "gemm"},
+                                            {Phase::kAttention, "attention"},
+                                            {Phase::kOther, "other"},
+                                            {Phase::kOptimizer, "optimizer"},
+                                            {Phase::kIdle, "idle"}};
+
+const char* PhaseName(Phase phase) { return EnumName(kPhaseNames, phase); }
 
 PhaseTimer::~PhaseTimer() {
   for (cudaEvent_t e : events_) cudaEventDestroy(e);

@@ -13,23 +13,12 @@ __global__ void VocabEmbeddingKernel(const int32_t* tokens, const bf16* wte, con
                                      int64_t vocab_begin, int64_t rows, bf16* x, int64_t packs,
                                      int64_t seq, int64_t hidden) {
   const int64_t packs_per_row = hidden / 8;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(packs)) {
     const int64_t t = i / packs_per_row, c = (i % packs_per_row) * 8;
     const int64_t local = int64_t{tokens[t]} - vocab_begin;
-    kernels::Pack8 w;
-    if (local >= 0 && local < rows) {
-      w = kernels::LoadPack(wte + local * hidden + c);
-    } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) w.v[k] = __float2bfloat16(0.0f);
-    }
-    if (wpe) {
-      kernels::Pack8 p = kernels::LoadPack(wpe + (t % seq) * hidden + c);
-#pragma unroll
-      for (int k = 0; k < 8; ++k)
-        w.v[k] = __float2bfloat16(__bfloat162float(w.v[k]) + __bfloat162float(p.v[k]));
-    }
+    kernels::Pack8 w = local >= 0 && local < rows ? kernels::LoadPack(wte + local * hidden + c)
+                                                  : kernels::ZeroPack();
+    if (wpe) w = kernels::AddPacks(w, kernels::LoadPack(wpe + (t % seq) * hidden + c));
     kernels::StorePack(x + t * hidden + c, w);
   }
 }

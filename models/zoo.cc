@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "common/edit_distance.h"
 #include "common/json_fields.h"
 #include "models/model_file.h"
 #include "models/model_json.h"
@@ -77,21 +78,6 @@ StatusOr<std::vector<ZooEntry>> ParseZoo() {
 const StatusOr<std::vector<ZooEntry>>& ParsedZoo() {
   static const StatusOr<std::vector<ZooEntry>> zoo = ParseZoo();
   return zoo;
-}
-
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 // Up to five zoo ids near `query`: within a few edits, or sharing a substring.

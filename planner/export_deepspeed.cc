@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "planner/export.h"
+#include "planner/export_precision.h"
 
 namespace p3d {
 namespace {
@@ -72,24 +73,12 @@ Status CheckDeepSpeedLimits(const PlanRequest& request, const Plan& plan) {
         plan.first_stage_layers, plan.last_stage_layers));
   }
   const Precision& p = request.training.precision;
-  if (p.param_bytes != 2 && p.param_bytes != 4) {
-    return Status::Infeasible(fmt::format(
-        "deepspeed: precision.param_bytes={} has no DeepSpeed mode (bf16 = 2, fp32 = 4)",
-        p.param_bytes));
-  }
-  if (p.grad_bytes != 2 && p.grad_bytes != 4) {
-    return Status::Infeasible(
-        fmt::format("deepspeed: precision.grad_bytes={} has no data_types.grad_accum_dtype (bf16 = "
-                    "2, fp32 = 4)",
-                    p.grad_bytes));
-  }
-  if (p.master_bytes != 4 || p.optimizer_bytes != 8) {
-    return Status::Infeasible(fmt::format(
-        "deepspeed: precision master_bytes={} optimizer_bytes={}: DeepSpeed keeps fp32 master "
-        "weights and fp32 Adam moments on the GPU (4 + 8 bytes) unless it offloads",
-        p.master_bytes, p.optimizer_bytes));
-  }
-  return Status::Ok();
+  return CheckExportPrecision(
+      p, {.framework = "deepspeed",
+          .param = " has no DeepSpeed mode (bf16 = 2, fp32 = 4)",
+          .grad = " has no data_types.grad_accum_dtype (bf16 = 2, fp32 = 4)",
+          .master = ": DeepSpeed keeps fp32 master weights and fp32 Adam moments on the GPU "
+                    "(4 + 8 bytes) unless it offloads"});
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "planner/export.h"
+#include "planner/export_precision.h"
 
 namespace p3d {
 namespace {
@@ -91,25 +92,13 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
         m.embedding_norm ? "an embedding LayerNorm" : ""));
   }
   const Precision& p = request.training.precision;
-  if (p.param_bytes != 2 && p.param_bytes != 4) {
-    return Status::Infeasible(fmt::format(
-        "megatron: precision.param_bytes={} has no Megatron mode (--bf16 = 2, fp32 = 4)",
-        p.param_bytes));
-  }
-  if (p.grad_bytes != 2 && p.grad_bytes != 4) {
-    return Status::Infeasible(fmt::format(
-        "megatron: precision.grad_bytes={}: Megatron accumulates gradients in fp32 (4) or, with "
-        "--grad-reduce-in-bf16, bf16 (2)",
-        p.grad_bytes));
-  }
-  if (p.master_bytes != 4 || p.optimizer_bytes != 8) {
-    return Status::Infeasible(
-        fmt::format("megatron: precision master_bytes={} optimizer_bytes={}: p3d exports "
-                    "Megatron's default fp32 "
-                    "main weights and fp32 Adam moments (4 + 8 bytes) only",
-                    p.master_bytes, p.optimizer_bytes));
-  }
-  return Status::Ok();
+  return CheckExportPrecision(
+      p, {.framework = "megatron",
+          .param = " has no Megatron mode (--bf16 = 2, fp32 = 4)",
+          .grad = ": Megatron accumulates gradients in fp32 (4) or, with --grad-reduce-in-bf16, "
+                  "bf16 (2)",
+          .master = ": p3d exports Megatron's default fp32 main weights and fp32 Adam moments "
+                    "(4 + 8 bytes) only"});
 }
 
 void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,

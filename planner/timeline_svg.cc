@@ -13,37 +13,27 @@ namespace p3d {
 namespace {
 
 struct KindStyle {
+  TimelineKind kind;
   const char* css;
   const char* label;
   bool comm;  // drawn in the lower strip
 };
 
-KindStyle Style(TimelineKind kind) {
-  switch (kind) {
-    case TimelineKind::kForward:
-      return {"forward", "forward", false};
-    case TimelineKind::kBackward:
-      return {"backward", "backward", false};
-    case TimelineKind::kRecompute:
-      return {"recompute", "recompute", false};
-    case TimelineKind::kSendRecv:
-      return {"sendrecv", "send/recv", true};
-    case TimelineKind::kTpComm:
-      return {"tp", "TP comm", true};
-    case TimelineKind::kDpComm:
-      return {"dp", "DP comm", true};
-    case TimelineKind::kOptimizer:
-      return {"optimizer", "optimizer", false};
-    case TimelineKind::kIdle:
-      return {"idle", "idle", false};
-  }
-  return {"idle", "?", false};
-}
+// Every kind, in legend order.
+constexpr KindStyle kStyles[] = {{TimelineKind::kForward, "forward", "forward", false},
+                                 {TimelineKind::kBackward, "backward", "backward", false},
+                                 {TimelineKind::kRecompute, "recompute", "recompute", false},
+                                 {TimelineKind::kSendRecv, "sendrecv", "send/recv", true},
+                                 {TimelineKind::kTpComm, "tp", "TP comm", true},
+                                 {TimelineKind::kDpComm, "dp", "DP comm", true},
+                                 {TimelineKind::kOptimizer, "optimizer", "optimizer", false},
+                                 {TimelineKind::kIdle, "idle", "idle", false}};
 
-constexpr TimelineKind kAllKinds[] = {TimelineKind::kForward,   TimelineKind::kBackward,
-                                      TimelineKind::kRecompute, TimelineKind::kSendRecv,
-                                      TimelineKind::kTpComm,    TimelineKind::kDpComm,
-                                      TimelineKind::kOptimizer, TimelineKind::kIdle};
+KindStyle Style(TimelineKind kind) {
+  for (const KindStyle& s : kStyles)
+    if (s.kind == kind) return s;
+  return {kind, "idle", "?", false};
+}
 
 int Rows(std::span<const TimelineEvent> events) {
   int rows = 0;
@@ -135,7 +125,7 @@ std::string RenderTimelineSvg(const std::vector<TimelineTrack>& tracks,
   }
   y += 40;
   std::vector<svg::LegendEntry> legend;
-  for (TimelineKind kind : kAllKinds) legend.push_back({Style(kind).css, Style(kind).label});
+  for (const KindStyle& s : kStyles) legend.push_back({s.css, s.label});
   body += svg::Legend(legend, kLabelW, y, plot_w);
   std::string title = style.title.empty() ? "Pipeline timeline of one step" : style.title;
   for (const TimelineTrack& t : tracks) title += " (" + t.label + ")";

@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "common/input_file.h"
 #include "common/json_fields.h"
@@ -21,91 +23,86 @@ class Reader {
  public:
   Reader(const json& j, std::string path) : j_(j), path_(std::move(path)) {}
 
-  Status Object(const char* key, const json** out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_object()) return IllTyped(key, "an object");
-    *out = &*it;
-    return Status::Ok();
+  // The object at `key`, read with its path.
+  StatusOr<Reader> Child(const char* key) const {
+    P3D_ASSIGN_OR_RETURN(const json* v, Find(key));
+    if (!v->is_object()) return IllTyped(key, "an object");
+    return Reader(*v, Path(key));
   }
+  const json& object() const { return j_; }
   Status String(const char* key, std::string* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_string() || it->get<std::string>().empty())
+    P3D_ASSIGN_OR_RETURN(const json* v, Find(key));
+    if (!v->is_string() || v->get<std::string>().empty())
       return IllTyped(key, "a non-empty string");
-    *out = it->get<std::string>();
+    *out = v->get<std::string>();
     return Status::Ok();
   }
   Status Bool(const char* key, bool* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_boolean()) return IllTyped(key, "true or false");
-    *out = it->get<bool>();
+    P3D_ASSIGN_OR_RETURN(const json* v, Find(key));
+    if (!v->is_boolean()) return IllTyped(key, "true or false");
+    *out = v->get<bool>();
     return Status::Ok();
   }
   // A finite number in (0, max].
   Status Positive(const char* key, double max, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v <= 0 || v > max)
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in (0, {:g}], got {}",
-                                                 Path(key), max, it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {0, true, max, false}, "", out);
   }
   // A finite number in [min, max]: a physical rate or size whose plausible
   // range catches unit slips (GB/s typed where bytes/s is asked).
   Status Plausible(const char* key, double min, double max, const char* unit, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v < min || v > max)
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in [{:g}, {:g}] {}, got {}", Path(key),
-                                                 min, max, unit, it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {min, false, max, false}, unit, out);
   }
   // Every key must be one of `known` (a misspelled key is an error, not ignored).
   Status OnlyKeys(std::initializer_list<std::string_view> known) const {
     for (auto it = j_.begin(); it != j_.end(); ++it) {
       if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
       std::string hint = ClosestMatch(it.key(), known);
-      return Status::InvalidArgument(fmt::format("hardware field '{}' is not a known field{}", Path(it.key().c_str()),
-                                                 hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}' is not a known field{}", Path(it.key().c_str()),
+                      hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
     }
     return Status::Ok();
   }
   // A finite number in [0, max].
   Status NonNegative(const char* key, double max, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v < 0 || v > max)
-      return Status::InvalidArgument(fmt::format("hardware field '{}' must be in [0, {:g}], got {}",
-                                                 Path(key), max, it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {0, false, max, false}, "", out);
   }
-  // A finite number in [0, max) (fractions that may be zero).
+  // A finite number in [0, 1) (fractions that may be zero).
   Status Fraction(const char* key, double* out) const {
-    auto it = j_.find(key);
-    if (it == j_.end()) return Missing(key);
-    if (!it->is_number()) return IllTyped(key, "a number");
-    double v = it->get<double>();
-    if (!std::isfinite(v) || v < 0 || v >= 1)
-      return Status::InvalidArgument(
-          fmt::format("hardware field '{}' must be in [0, 1), got {}", Path(key), it->dump()));
-    *out = v;
-    return Status::Ok();
+    return Number(key, {0, false, 1, true}, "", out);
   }
   bool Has(const char* key) const { return j_.contains(key); }
   std::string Path(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
 
  private:
+  // The interval [lo, hi], each end open where said: "(0, 1]".
+  struct Range {
+    double lo;
+    bool lo_open;
+    double hi;
+    bool hi_open;
+    bool Contains(double v) const {
+      return (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    }
+  };
+  // A finite number in `range`; a message names the range and its `unit`.
+  Status Number(const char* key, const Range& range, std::string_view unit, double* out) const {
+    P3D_ASSIGN_OR_RETURN(const json* j, Find(key));
+    if (!j->is_number()) return IllTyped(key, "a number");
+    const double v = j->get<double>();
+    if (!std::isfinite(v) || !range.Contains(v))
+      return Status::InvalidArgument(
+          fmt::format("hardware field '{}' must be in {}{:g}, {:g}{}{}{}, got {}", Path(key),
+                      range.lo_open ? '(' : '[', range.lo, range.hi, range.hi_open ? ')' : ']',
+                      unit.empty() ? "" : " ", unit, j->dump()));
+    *out = v;
+    return Status::Ok();
+  }
+  StatusOr<const json*> Find(const char* key) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return Missing(key);
+    return &*it;
+  }
   Status Missing(const char* key) const {
     return Status::InvalidArgument(fmt::format("hardware field '{}' is missing", Path(key)));
   }
@@ -127,9 +124,7 @@ constexpr double kMinPeakFlops = 1e12;    // FLOP/s: 1 TFLOP/s
 constexpr double kMinMemoryBytes = 1e9;   // bytes: 1 GB of GPU or host memory
 
 Status ReadLink(const Reader& parent, const char* key, LinkSpec* link) {
-  const json* j = nullptr;
-  P3D_RETURN_IF_ERROR(parent.Object(key, &j));
-  Reader r(*j, parent.Path(key));
+  P3D_ASSIGN_OR_RETURN(Reader r, parent.Child(key));
   P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "bytes_per_s", "efficiency", "latency_s"}));
   P3D_RETURN_IF_ERROR(r.String("name", &link->name));
   P3D_RETURN_IF_ERROR(r.Plausible("bytes_per_s", kMinLinkRate, kMaxRate, "bytes/s", &link->bytes_per_s));
@@ -156,59 +151,91 @@ Status ReadObjectArray(const Reader& gpu_reader, const json& gpu, const char* ke
   return Status::Ok();
 }
 
-// A table of {x_key, efficiency} points with x increasing (GEMM FLOPs, HBM bytes).
-Status ReadEfficiencyTable(const Reader& gpu_reader, const json& gpu, const char* key,
-                           const char* x_key, double x_max, bool non_empty,
-                           std::vector<GemmEfficiencyPoint>* out) {
-  return ReadObjectArray(gpu_reader, gpu, key, non_empty,
-                         [&](const Reader& r, const std::string& item) -> Status {
-                           GemmEfficiencyPoint p;
-                           P3D_RETURN_IF_ERROR(r.Positive(x_key, x_max, &p.flops));
-                           P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &p.efficiency));
-                           if (!out->empty() && p.flops <= out->back().flops)
-                             return Status::InvalidArgument(fmt::format(
-                                 "hardware field '{}.{}' must increase along the table", item,
-                                 x_key));
-                           out->push_back(p);
-                           return Status::Ok();
-                         });
+// A number of a calibrated point type T: read in (0, max] (absent allowed
+// where optional) and written, both by one table of the type's fields.
+template <typename T>
+struct PointField {
+  const char* key;
+  double T::*member;
+  double max;
+  bool optional = false;
+};
+
+// {x, efficiency} points: GEMM FLOPs ("flops") or HBM bytes ("bytes").
+constexpr std::array<PointField<GemmEfficiencyPoint>, 2> EfficiencyFields(const char* x_key,
+                                                                          double x_max) {
+  return {{{x_key, &GemmEfficiencyPoint::flops, x_max},
+           {"efficiency", &GemmEfficiencyPoint::efficiency, 1.0}}};
+}
+constexpr auto kGemmEfficiencyFields = EfficiencyFields("flops", kMaxRate);
+constexpr auto kHbmEfficiencyFields = EfficiencyFields("bytes", kMaxBytes);
+constexpr PointField<GemmShapeTime> kGemmShapeFields[] = {
+    {"m", &GemmShapeTime::m, 1e9},
+    {"n", &GemmShapeTime::n, 1e9},
+    {"k", &GemmShapeTime::k, 1e9},
+    {"fwd_s", &GemmShapeTime::fwd_s, kMaxLatency * 1e3},
+    {"dx_s", &GemmShapeTime::dx_s, kMaxLatency * 1e3},
+    {"dw_s", &GemmShapeTime::dw_s, kMaxLatency * 1e3}};
+constexpr PointField<AttentionEfficiencyPoint> kAttentionFields[] = {
+    {"head_dim", &AttentionEfficiencyPoint::head_dim, 1e6},
+    {"seq", &AttentionEfficiencyPoint::seq, 1e9, /*optional=*/true},
+    {"flops", &AttentionEfficiencyPoint::flops, kMaxRate},
+    {"forward", &AttentionEfficiencyPoint::forward, 1.0},
+    {"probs", &AttentionEfficiencyPoint::probs, 1.0},
+    {"backward", &AttentionEfficiencyPoint::backward, 1.0}};
+
+template <typename T, typename Fields>
+Status ReadPoint(const Reader& r, const Fields& fields, T* out) {
+  for (const PointField<T>& f : fields)
+    if (!f.optional || r.Has(f.key))
+      P3D_RETURN_IF_ERROR(r.Positive(f.key, f.max, &(out->*f.member)));
+  return Status::Ok();
 }
 
-Status ReadAttentionEfficiency(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
-  return ReadObjectArray(gpu_reader, gpu, "attention_efficiency", false,
-                         [&](const Reader& r, const std::string&) -> Status {
-                           AttentionEfficiencyPoint p;
-                           P3D_RETURN_IF_ERROR(r.Positive("head_dim", 1e6, &p.head_dim));
-                           if (r.Has("seq")) P3D_RETURN_IF_ERROR(r.Positive("seq", 1e9, &p.seq));
-                           P3D_RETURN_IF_ERROR(r.Positive("flops", kMaxRate, &p.flops));
-                           P3D_RETURN_IF_ERROR(r.Positive("forward", 1.0, &p.forward));
-                           P3D_RETURN_IF_ERROR(r.Positive("probs", 1.0, &p.probs));
-                           P3D_RETURN_IF_ERROR(r.Positive("backward", 1.0, &p.backward));
-                           out->attention_efficiency.push_back(p);
-                           return Status::Ok();
-                         });
-}
-
-Status ReadGemmShapes(const Reader& gpu_reader, const json& gpu, GpuSpec* out) {
+// The array gpu[key] of points of T, each read by `fields`; with `increasing`,
+// the first field must increase along the array.
+template <typename T, typename Fields>
+Status ReadPoints(const Reader& gpu_reader, const json& gpu, const char* key, const Fields& fields,
+                  bool non_empty, bool increasing, std::vector<T>* out) {
   return ReadObjectArray(
-      gpu_reader, gpu, "gemm_shapes", false, [&](const Reader& r, const std::string&) -> Status {
-        GemmShapeTime t;
-        for (auto [key, v] : {std::pair{"m", &t.m}, {"n", &t.n}, {"k", &t.k}})
-          P3D_RETURN_IF_ERROR(r.Positive(key, 1e9, v));
-        for (auto [key, v] : {std::pair{"fwd_s", &t.fwd_s}, {"dx_s", &t.dx_s}, {"dw_s", &t.dw_s}})
-          P3D_RETURN_IF_ERROR(r.Positive(key, kMaxLatency * 1e3, v));
-        out->gemm_shapes.push_back(t);
+      gpu_reader, gpu, key, non_empty, [&](const Reader& r, const std::string& item) -> Status {
+        T p;
+        P3D_RETURN_IF_ERROR(ReadPoint(r, fields, &p));
+        const double T::*x = fields[0].member;
+        if (increasing && !out->empty() && p.*x <= out->back().*x)
+          return Status::InvalidArgument(fmt::format(
+              "hardware field '{}.{}' must increase along the table", item, fields[0].key));
+        out->push_back(p);
         return Status::Ok();
       });
+}
+
+// gpu[key] = the points of T written by `fields`, unless there are none.
+template <typename T, typename Fields>
+void WritePoints(json& gpu, const char* key, const std::vector<T>& points, const Fields& fields) {
+  if (points.empty()) return;
+  json list = json::array();
+  for (const T& p : points) {
+    json j;
+    for (const PointField<T>& f : fields) j[f.key] = p.*f.member;
+    list.push_back(j);
+  }
+  gpu[key] = list;
 }
 
 // Optional calibrated figures (absent: the catalog's behaviour).
 Status ReadGpuCalibrated(const Reader& r, const json& gpu, GpuSpec* g) {
   if (r.Has("hbm_efficiency_by_bytes"))
-    P3D_RETURN_IF_ERROR(ReadEfficiencyTable(r, gpu, "hbm_efficiency_by_bytes", "bytes", kMaxBytes,
-                                            false, &g->hbm_efficiency_by_bytes));
-  if (r.Has("gemm_shapes")) P3D_RETURN_IF_ERROR(ReadGemmShapes(r, gpu, g));
-  if (r.Has("attention_efficiency")) P3D_RETURN_IF_ERROR(ReadAttentionEfficiency(r, gpu, g));
+    P3D_RETURN_IF_ERROR(ReadPoints(r, gpu, "hbm_efficiency_by_bytes", kHbmEfficiencyFields,
+                                   /*non_empty=*/false, /*increasing=*/true,
+                                   &g->hbm_efficiency_by_bytes));
+  if (r.Has("gemm_shapes"))
+    P3D_RETURN_IF_ERROR(ReadPoints(r, gpu, "gemm_shapes", kGemmShapeFields, /*non_empty=*/false,
+                                   /*increasing=*/false, &g->gemm_shapes));
+  if (r.Has("attention_efficiency"))
+    P3D_RETURN_IF_ERROR(ReadPoints(r, gpu, "attention_efficiency", kAttentionFields,
+                                   /*non_empty=*/false, /*increasing=*/false,
+                                   &g->attention_efficiency));
   if (r.Has("optimizer_efficiency"))
     P3D_RETURN_IF_ERROR(r.Positive("optimizer_efficiency", 1.0, &g->optimizer_efficiency));
   if (r.Has("overlap_slowdown_gemm"))
@@ -219,9 +246,7 @@ Status ReadGpuCalibrated(const Reader& r, const json& gpu, GpuSpec* g) {
 }
 
 Status ReadGpu(const Reader& root, GpuSpec* g) {
-  const json* j = nullptr;
-  P3D_RETURN_IF_ERROR(root.Object("gpu", &j));
-  Reader r(*j, "gpu");
+  P3D_ASSIGN_OR_RETURN(Reader r, root.Child("gpu"));
   P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "description", "memory_bytes", "hbm_bytes_per_s", "hbm_efficiency",
                                   "peak_flops", "plan_only", "runtime", "gemm_efficiency", "hbm_efficiency_by_bytes",
                                   "gemm_shapes", "attention_efficiency", "optimizer_efficiency",
@@ -236,9 +261,7 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
   if (r.Has("plan_only")) P3D_RETURN_IF_ERROR(r.Bool("plan_only", &g->plan_only));
   g->runtime = DefaultRuntimeMemory();
   if (r.Has("runtime")) {
-    const json* rt = nullptr;
-    P3D_RETURN_IF_ERROR(r.Object("runtime", &rt));
-    Reader rr(*rt, "gpu.runtime");
+    P3D_ASSIGN_OR_RETURN(Reader rr, r.Child("runtime"));
     P3D_RETURN_IF_ERROR(rr.OnlyKeys({"cuda_context_bytes", "nccl_per_comm_bytes", "allocator_fraction",
                                      "nccl_first_comm_bytes", "nccl_p2p_bytes"}));
     P3D_RETURN_IF_ERROR(
@@ -252,10 +275,10 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
     if (rr.Has("nccl_p2p_bytes"))
       P3D_RETURN_IF_ERROR(rr.Positive("nccl_p2p_bytes", kMaxBytes, &g->runtime.nccl_p2p_bytes));
   }
-  P3D_RETURN_IF_ERROR(ReadGpuCalibrated(r, *j, g));
+  P3D_RETURN_IF_ERROR(ReadGpuCalibrated(r, r.object(), g));
   if (r.Has("gemm_efficiency"))
-    return ReadEfficiencyTable(r, *j, "gemm_efficiency", "flops", kMaxRate, true,
-                               &g->gemm_efficiency);
+    return ReadPoints(r, r.object(), "gemm_efficiency", kGemmEfficiencyFields,
+                      /*non_empty=*/true, /*increasing=*/true, &g->gemm_efficiency);
   g->gemm_efficiency = DefaultGemmEfficiency(g->name);
   if (g->gemm_efficiency.empty())
     return Status::InvalidArgument(fmt::format(
@@ -265,9 +288,7 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
 }
 
 Status ReadNode(const Reader& root, NodeSpec* n) {
-  const json* j = nullptr;
-  P3D_RETURN_IF_ERROR(root.Object("node", &j));
-  Reader r(*j, "node");
+  P3D_ASSIGN_OR_RETURN(Reader r, root.Child("node"));
   P3D_RETURN_IF_ERROR(r.OnlyKeys({"gpus_per_node", "intra", "inter", "host_memory_bytes", "cpu_adam_params_per_s",
                                   "pcie_bytes_per_s"}));
   double gpus = 0;
@@ -317,9 +338,6 @@ StatusOr<ClusterSpec> LoadClusterJson(const std::string& path) {
 
 std::string ClusterToJson(const ClusterSpec& c) {
   const GpuSpec& g = c.gpu;
-  json gemm = json::array();
-  for (const auto& p : g.gemm_efficiency)
-    gemm.push_back({{"flops", p.flops}, {"efficiency", p.efficiency}});
   json gpu = {{"name", g.name},
               {"description", g.description},
               {"memory_bytes", g.memory_bytes},
@@ -331,34 +349,13 @@ std::string ClusterToJson(const ClusterSpec& c) {
                {{"cuda_context_bytes", g.runtime.cuda_context_bytes},
                 {"nccl_per_comm_bytes", g.runtime.nccl_per_comm_bytes},
                 {"allocator_fraction", g.runtime.allocator_fraction}}}};
-  if (!gemm.empty()) gpu["gemm_efficiency"] = gemm;
+  WritePoints(gpu, "gemm_efficiency", g.gemm_efficiency, kGemmEfficiencyFields);
   if (g.runtime.nccl_first_comm_bytes > 0)
     gpu["runtime"]["nccl_first_comm_bytes"] = g.runtime.nccl_first_comm_bytes;
   if (g.runtime.nccl_p2p_bytes > 0) gpu["runtime"]["nccl_p2p_bytes"] = g.runtime.nccl_p2p_bytes;
-  if (!g.hbm_efficiency_by_bytes.empty()) {
-    json t = json::array();
-    for (const auto& p : g.hbm_efficiency_by_bytes)
-      t.push_back({{"bytes", p.flops}, {"efficiency", p.efficiency}});
-    gpu["hbm_efficiency_by_bytes"] = t;
-  }
-  if (!g.gemm_shapes.empty()) {
-    json shapes = json::array();
-    for (const auto& t : g.gemm_shapes)
-      shapes.push_back({{"m", t.m}, {"n", t.n}, {"k", t.k}, {"fwd_s", t.fwd_s},
-                        {"dx_s", t.dx_s}, {"dw_s", t.dw_s}});
-    gpu["gemm_shapes"] = shapes;
-  }
-  if (!g.attention_efficiency.empty()) {
-    json att = json::array();
-    for (const auto& p : g.attention_efficiency)
-      att.push_back({{"head_dim", p.head_dim},
-                     {"seq", p.seq},
-                     {"flops", p.flops},
-                     {"forward", p.forward},
-                     {"probs", p.probs},
-                     {"backward", p.backward}});
-    gpu["attention_efficiency"] = att;
-  }
+  WritePoints(gpu, "hbm_efficiency_by_bytes", g.hbm_efficiency_by_bytes, kHbmEfficiencyFields);
+  WritePoints(gpu, "gemm_shapes", g.gemm_shapes, kGemmShapeFields);
+  WritePoints(gpu, "attention_efficiency", g.attention_efficiency, kAttentionFields);
   if (g.optimizer_efficiency > 0) gpu["optimizer_efficiency"] = g.optimizer_efficiency;
   if (g.overlap_slowdown_gemm > 0) gpu["overlap_slowdown_gemm"] = g.overlap_slowdown_gemm;
   if (g.overlap_slowdown_memory > 0) gpu["overlap_slowdown_memory"] = g.overlap_slowdown_memory;

@@ -41,24 +41,13 @@ struct GemmPoint {
 };
 
 Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
-  const json* list = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Array("gemm", &list));
   std::vector<GemmPoint> points;
   std::vector<GemmShapeTime> shapes;  // the plan shapes, timed as measured
-  for (size_t i = 0; i < list->size(); ++i) {
-    P3D_ASSIGN_OR_RETURN(Fields g,
-                         cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("gemm"), i)));
+  P3D_RETURN_IF_ERROR(cal.ForEachObject("gemm", [&](const Fields& g) -> Status {
     double m, n, k, fwd, dx, dw;
     std::string source;
-    for (auto [key, out] : {std::pair{"m", &m},
-                            {"n", &n},
-                            {"k", &k},
-                            {"fwd_s", &fwd},
-                            {"dx_s", &dx},
-                            {"dw_s", &dw}}) {
-      Status s = g.Positive(key, out);
-      if (!s.ok()) return s;
-    }
+    P3D_RETURN_IF_ERROR(g.Positives(
+        {{"m", &m}, {"n", &n}, {"k", &k}, {"fwd_s", &fwd}, {"dx_s", &dx}, {"dw_s", &dw}}));
     P3D_RETURN_IF_ERROR(g.String("source", &source));
     if (source != "plan" && source != "sweep")
       return g.Error("source", fmt::format("must be \"plan\" or \"sweep\", got \"{}\"", source));
@@ -74,7 +63,8 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
                                           3 * p.flops / p.seconds / 1e12, c->gpu.peak_flops / 1e12,
                                           c->gpu.name));
     points.push_back(p);
-  }
+    return Status::Ok();
+  }));
   if (points.empty()) return cal.Error("gemm", "must not be empty");
   double lo = INFINITY, hi = 0;
   for (const GemmPoint& p : points)
@@ -108,12 +98,9 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
 }
 
 Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
-  const json* hbm = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Object("hbm", &hbm));
-  P3D_ASSIGN_OR_RETURN(Fields h, cal.Child(*hbm, cal.Path("hbm")));
+  P3D_ASSIGN_OR_RETURN(Fields h, cal.ObjectAt("hbm"));
   double bytes, seconds;
-  P3D_RETURN_IF_ERROR(h.Positive("elementwise_bytes", &bytes));
-  P3D_RETURN_IF_ERROR(h.Positive("elementwise_s", &seconds));
+  P3D_RETURN_IF_ERROR(h.Positives({{"elementwise_bytes", &bytes}, {"elementwise_s", &seconds}}));
   const double eff = bytes / seconds / c->gpu.hbm_bytes_per_s;
   // Below 1% of the datasheet is no bandwidth measurement of this GPU (found by
   // p3d-fuzz: 1e-300 bytes made every memory-bound time infinite, step NaN).
@@ -132,21 +119,17 @@ Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
   // moved, with the large measurement as its top.
   c->gpu.hbm_efficiency_by_bytes.clear();
   if (h.Has("elementwise_sizes")) {
-    const json* list = nullptr;
-    P3D_RETURN_IF_ERROR(h.Array("elementwise_sizes", &list));
     std::vector<GemmEfficiencyPoint> t;
-    for (size_t i = 0; i < list->size(); ++i) {
-      P3D_ASSIGN_OR_RETURN(
-          Fields e, h.Child((*list)[i], fmt::format("{}[{}]", h.Path("elementwise_sizes"), i)));
+    P3D_RETURN_IF_ERROR(h.ForEachObject("elementwise_sizes", [&](const Fields& e) -> Status {
       double b = 0, sec = 0;
-      P3D_RETURN_IF_ERROR(e.Positive("bytes", &b));
-      P3D_RETURN_IF_ERROR(e.Positive("seconds", &sec));
+      P3D_RETURN_IF_ERROR(e.Positives({{"bytes", &b}, {"seconds", &sec}}));
       if (b / sec > c->gpu.hbm_bytes_per_s)
         return e.Error("seconds", "gives a bandwidth above the datasheet's");
       if (b / sec < kMinHbmEfficiency * c->gpu.hbm_bytes_per_s)
         return e.Error("bytes", fmt::format("gives a bandwidth below {:.0f}% of the datasheet's", 100 * kMinHbmEfficiency));
       t.push_back({b, b / sec / c->gpu.hbm_bytes_per_s});
-    }
+      return Status::Ok();
+    }));
     t.push_back({bytes, eff});
     std::sort(t.begin(), t.end(), [](const auto& x, const auto& y) { return x.flops < y.flops; });
     t.erase(std::unique(t.begin(), t.end(),
@@ -158,9 +141,7 @@ Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
 }
 
 Status ApplyRuntime(const Fields& cal, ClusterSpec* c) {
-  const json* rt = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Object("runtime", &rt));
-  P3D_ASSIGN_OR_RETURN(Fields r, cal.Child(*rt, cal.Path("runtime")));
+  P3D_ASSIGN_OR_RETURN(Fields r, cal.ObjectAt("runtime"));
   if (r.Has("device_total_bytes"))
     P3D_RETURN_IF_ERROR(r.Positive("device_total_bytes", &c->gpu.memory_bytes));
   double free_after = 0;
@@ -179,8 +160,7 @@ Status ApplyRuntime(const Fields& cal, ClusterSpec* c) {
     P3D_RETURN_IF_ERROR(r.NonNegative("nccl_p2p_bytes", &rt.nccl_p2p_bytes));
   } else if (r.Has("nccl_bytes")) {  // older profiles: one total over the communicators
     double bytes = 0, comms = 0;
-    P3D_RETURN_IF_ERROR(r.Positive("nccl_bytes", &bytes));
-    P3D_RETURN_IF_ERROR(r.Positive("nccl_communicators", &comms));
+    P3D_RETURN_IF_ERROR(r.Positives({{"nccl_bytes", &bytes}, {"nccl_communicators", &comms}}));
     c->gpu.runtime.nccl_per_comm_bytes = bytes / comms;
   }
   if (r.Has("arena_request_bytes")) {
@@ -195,12 +175,8 @@ Status ApplyRuntime(const Fields& cal, ClusterSpec* c) {
 }
 
 Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
-  const json* list = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Array("collectives", &list));
   std::vector<CollectiveSample> samples;
-  for (size_t i = 0; i < list->size(); ++i) {
-    P3D_ASSIGN_OR_RETURN(Fields f,
-                         cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("collectives"), i)));
+  P3D_RETURN_IF_ERROR(cal.ForEachObject("collectives", [&](const Fields& f) -> Status {
     CollectiveSample s;
     std::string link;
     double n = 0;
@@ -210,15 +186,15 @@ Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
       return f.Error("link", fmt::format("must be \"intra\" (one host measures no network), got "
                                          "\"{}\"",
                                          link));
-    P3D_RETURN_IF_ERROR(f.Positive("group_size", &n));
-    P3D_RETURN_IF_ERROR(f.Positive("bytes", &s.bytes));
-    P3D_RETURN_IF_ERROR(f.Positive("seconds", &s.seconds));
+    P3D_RETURN_IF_ERROR(
+        f.Positives({{"group_size", &n}, {"bytes", &s.bytes}, {"seconds", &s.seconds}}));
     s.group_size = static_cast<int>(n);
     double steps, factor;
     Status known = StepsAndFactor(s.op, s.group_size, &steps, &factor);
     if (!known.ok()) return f.Error("op", known.message());
     samples.push_back(s);
-  }
+    return Status::Ok();
+  }));
   if (samples.empty()) return Status::Ok();  // one GPU: nothing to fit
   StatusOr<LinkFit> fit = FitCollectives(samples);
   if (!fit.ok()) return cal.Error("collectives", fit.status().message());

@@ -7,8 +7,10 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "common/status.h"
 #include "simulator/hardware.h"
@@ -50,6 +52,11 @@ class Fields {
     *out = v.get<double>();
     return Status::Ok();
   }
+  // Positive() of each {key, out} in turn, up to the first error.
+  Status Positives(std::initializer_list<std::pair<const char*, double*>> fields) const {
+    for (const auto& [key, out] : fields) P3D_RETURN_IF_ERROR(Positive(key, out));
+    return Status::Ok();
+  }
   // A finite number >= 0.
   Status NonNegative(const char* key, double* out) const {
     if (!Has(key)) return Error(key, "is missing");
@@ -78,6 +85,24 @@ class Fields {
     if (!j_.at(key).is_object()) return Error(key, "must be an object");
     *out = &j_.at(key);
     return Status::Ok();
+  }
+  // visit(element) for each element of the array at `key`, each an object
+  // read with its path ("calibration.gemm[3]"), up to the first error.
+  template <typename Visit>
+  Status ForEachObject(const char* key, Visit&& visit) const {
+    const json* list = nullptr;
+    P3D_RETURN_IF_ERROR(Array(key, &list));
+    for (size_t i = 0; i < list->size(); ++i) {
+      P3D_ASSIGN_OR_RETURN(Fields item, Child((*list)[i], fmt::format("{}[{}]", Path(key), i)));
+      P3D_RETURN_IF_ERROR(visit(item));
+    }
+    return Status::Ok();
+  }
+  // The object at `key`, read with its path (e.g. "calibration.hbm").
+  StatusOr<Fields> ObjectAt(const char* key) const {
+    const json* obj = nullptr;
+    P3D_RETURN_IF_ERROR(Object(key, &obj));
+    return Child(*obj, Path(key));
   }
   Status Error(const char* key, const std::string& what) const {
     return Status::InvalidArgument(

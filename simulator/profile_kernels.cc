@@ -29,26 +29,19 @@ Status CheckBelowPeak(const Fields& f, const char* key, double flops, double sec
 }  // namespace
 
 Status ApplyAttention(const Fields& cal, ClusterSpec* c) {
-  const json* list = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Array("attention", &list));
   std::vector<CoreSample> samples;
-  for (size_t i = 0; i < list->size(); ++i) {
-    P3D_ASSIGN_OR_RETURN(Fields a,
-                         cal.Child((*list)[i], fmt::format("{}[{}]", cal.Path("attention"), i)));
+  P3D_RETURN_IF_ERROR(cal.ForEachObject("attention", [&](const Fields& a) -> Status {
     double b, s, heads, kv, hd, blocks;
     CoreSample cs;
-    for (auto [key, out] : {std::pair{"batch", &b},
-                            {"seq", &s},
-                            {"heads", &heads},
-                            {"kv_heads", &kv},
-                            {"head_dim", &hd},
-                            {"blocks", &blocks},
-                            {"forward_s", &cs.forward_s},
-                            {"probs_s", &cs.probs_s},
-                            {"backward_s", &cs.backward_s}}) {
-      Status st = a.Positive(key, out);
-      if (!st.ok()) return st;
-    }
+    P3D_RETURN_IF_ERROR(a.Positives({{"batch", &b},
+                                     {"seq", &s},
+                                     {"heads", &heads},
+                                     {"kv_heads", &kv},
+                                     {"head_dim", &hd},
+                                     {"blocks", &blocks},
+                                     {"forward_s", &cs.forward_s},
+                                     {"probs_s", &cs.probs_s},
+                                     {"backward_s", &cs.backward_s}}));
     cs.head_dim = hd;
     cs.seq = s;
     cs.flops = 4 * b * heads * s * s * hd * (blocks + 1) / (2 * blocks);
@@ -56,7 +49,8 @@ Status ApplyAttention(const Fields& cal, ClusterSpec* c) {
     P3D_RETURN_IF_ERROR(CheckBelowPeak(a, "probs_s", cs.flops / 2, cs.probs_s, c->gpu));
     P3D_RETURN_IF_ERROR(CheckBelowPeak(a, "backward_s", 2 * cs.flops, cs.backward_s, c->gpu));
     samples.push_back(cs);
-  }
+    return Status::Ok();
+  }));
   // Shapes of one head_dim and seq within 1% of a group's first FLOPs become
   // one point at the group's mean FLOPs, efficiency = summed FLOPs / summed time.
   std::sort(samples.begin(), samples.end(), [](const CoreSample& x, const CoreSample& y) {
@@ -88,13 +82,10 @@ Status ApplyAttention(const Fields& cal, ClusterSpec* c) {
 }
 
 Status ApplyOptimizer(const Fields& cal, ClusterSpec* c) {
-  const json* obj = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Object("optimizer", &obj));
-  P3D_ASSIGN_OR_RETURN(Fields o, cal.Child(*obj, cal.Path("optimizer")));
+  P3D_ASSIGN_OR_RETURN(Fields o, cal.ObjectAt("optimizer"));
   double params, bytes_per_param, seconds;
-  P3D_RETURN_IF_ERROR(o.Positive("params", &params));
-  P3D_RETURN_IF_ERROR(o.Positive("bytes_per_param", &bytes_per_param));
-  P3D_RETURN_IF_ERROR(o.Positive("seconds", &seconds));
+  P3D_RETURN_IF_ERROR(o.Positives(
+      {{"params", &params}, {"bytes_per_param", &bytes_per_param}, {"seconds", &seconds}}));
   const double rate = params * bytes_per_param / seconds;
   if (rate > c->gpu.hbm_bytes_per_s)
     return o.Error("seconds", fmt::format("gives {:.0f} GB/s, above the {:.0f} GB/s datasheet "
@@ -105,15 +96,13 @@ Status ApplyOptimizer(const Fields& cal, ClusterSpec* c) {
 }
 
 Status ApplyInterference(const Fields& cal, ClusterSpec* c) {
-  const json* obj = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Object("interference", &obj));
-  P3D_ASSIGN_OR_RETURN(Fields f, cal.Child(*obj, cal.Path("interference")));
+  P3D_ASSIGN_OR_RETURN(Fields f, cal.ObjectAt("interference"));
   double comm, gemm, gemm_with, mem, mem_with;
-  P3D_RETURN_IF_ERROR(f.Positive("comm_alone_s", &comm));
-  P3D_RETURN_IF_ERROR(f.Positive("gemm_alone_s", &gemm));
-  P3D_RETURN_IF_ERROR(f.Positive("gemm_with_comm_s", &gemm_with));
-  P3D_RETURN_IF_ERROR(f.Positive("memory_alone_s", &mem));
-  P3D_RETURN_IF_ERROR(f.Positive("memory_with_comm_s", &mem_with));
+  P3D_RETURN_IF_ERROR(f.Positives({{"comm_alone_s", &comm},
+                                   {"gemm_alone_s", &gemm},
+                                   {"gemm_with_comm_s", &gemm_with},
+                                   {"memory_alone_s", &mem},
+                                   {"memory_with_comm_s", &mem_with}}));
   // The compute loop must outlast the collectives, or the difference would
   // include collective time that was not under compute.
   if (gemm <= comm)
@@ -129,12 +118,9 @@ Status ApplyInterference(const Fields& cal, ClusterSpec* c) {
 }
 
 Status ApplyOffloadStep(const Fields& cal, ClusterSpec* c) {
-  const json* obj = nullptr;
-  P3D_RETURN_IF_ERROR(cal.Object("offload_step", &obj));
-  P3D_ASSIGN_OR_RETURN(Fields f, cal.Child(*obj, cal.Path("offload_step")));
+  P3D_ASSIGN_OR_RETURN(Fields f, cal.ObjectAt("offload_step"));
   double params, cpu_s;
-  P3D_RETURN_IF_ERROR(f.Positive("params", &params));
-  P3D_RETURN_IF_ERROR(f.Positive("cpu_adam_s", &cpu_s));
+  P3D_RETURN_IF_ERROR(f.Positives({{"params", &params}, {"cpu_adam_s", &cpu_s}}));
   c->node.cpu_adam_params_per_s = params / cpu_s;
   return Status::Ok();
 }

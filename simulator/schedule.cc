@@ -4,37 +4,28 @@
 
 #include <algorithm>
 
+#include "common/enum_names.h"
+
 namespace p3d {
 
-const char* ScheduleName(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::kGPipe:
-      return "gpipe";
-    case ScheduleKind::k1F1B:
-      return "1f1b";
-    case ScheduleKind::kInterleaved1F1B:
-      return "interleaved-1f1b";
-  }
-  return "?";
-}
+namespace {
 
-const char* StepKindName(StepKind kind) {
-  switch (kind) {
-    case StepKind::kForward:
-      return "forward";
-    case StepKind::kBackward:
-      return "backward";
-    case StepKind::kSendForward:
-      return "send-forward";
-    case StepKind::kRecvForward:
-      return "recv-forward";
-    case StepKind::kSendBackward:
-      return "send-backward";
-    case StepKind::kRecvBackward:
-      return "recv-backward";
-  }
-  return "?";
-}
+constexpr EnumEntry<ScheduleKind> kScheduleNames[] = {
+    {ScheduleKind::kGPipe, "gpipe"},
+    {ScheduleKind::k1F1B, "1f1b"},
+    {ScheduleKind::kInterleaved1F1B, "interleaved-1f1b"}};
+constexpr EnumEntry<StepKind> kStepKindNames[] = {{StepKind::kForward, "forward"},
+                                                  {StepKind::kBackward, "backward"},
+                                                  {StepKind::kSendForward, "send-forward"},
+                                                  {StepKind::kRecvForward, "recv-forward"},
+                                                  {StepKind::kSendBackward, "send-backward"},
+                                                  {StepKind::kRecvBackward, "recv-backward"}};
+
+}  // namespace
+
+const char* ScheduleName(ScheduleKind kind) { return EnumName(kScheduleNames, kind); }
+
+const char* StepKindName(StepKind kind) { return EnumName(kStepKindNames, kind); }
 
 namespace {
 

@@ -64,25 +64,34 @@ std::string UtcNow() {
   return buf;
 }
 
+// Calls visit(model, micro-batch, seq, tp) for every plan point the options
+// name: each model x seq x micro-batch x TP.
+template <typename Visit>
+Status ForEachPlanPoint(const Options& o, Visit&& visit) {
+  for (const std::string& name : o.models) {
+    P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel(name));
+    for (int64_t seq : o.seqs)
+      for (int64_t b : o.micro_batches)
+        for (int tp : o.tps) visit(model, b, seq, tp);
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::vector<GemmShapeToMeasure>> Shapes(const Options& o) {
   std::vector<GemmShapeToMeasure> shapes;
   std::set<std::tuple<int64_t, int64_t, int64_t>> seen;
   auto add = [&](LinearGemmShape s, const char* source) {
     if (seen.insert({s.m, s.n, s.k}).second) shapes.push_back({std::move(s), source});
   };
-  for (const std::string& name : o.models) {
-    P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel(name));
-    for (int64_t seq : o.seqs)
-      for (int64_t b : o.micro_batches)
-        for (int tp : o.tps) {
-          if (model.heads % tp || model.ffn % tp) continue;
-          for (LinearGemmShape s :
-               LinearGemmShapes(model, b * seq, tp, o.logits_chunk, PaddedVocab(model.vocab))) {
-            s.label = fmt::format("{} T={} TP={}", s.label, b * seq, tp);
-            add(s, "plan");
-          }
-        }
-  }
+  auto add_plan_point = [&](const ModelSpec& model, int64_t b, int64_t seq, int tp) {
+    if (model.heads % tp || model.ffn % tp) return;
+    for (LinearGemmShape s :
+         LinearGemmShapes(model, b * seq, tp, o.logits_chunk, PaddedVocab(model.vocab))) {
+      s.label = fmt::format("{} T={} TP={}", s.label, b * seq, tp);
+      add(s, "plan");
+    }
+  };
+  P3D_RETURN_IF_ERROR(ForEachPlanPoint(o, add_plan_point));
   for (int64_t n : o.sweep) add({fmt::format("sweep {}^3", n), n, n, n}, "sweep");
   return shapes;
 }
@@ -98,18 +107,14 @@ StatusOr<size_t> FreeBytes() {
 StatusOr<std::vector<AttentionShapeToMeasure>> AttentionShapes(const Options& o) {
   std::vector<AttentionShapeToMeasure> shapes;
   std::set<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>> seen;
-  for (const std::string& name : o.models) {
-    P3D_ASSIGN_OR_RETURN(ModelSpec model, ResolveModel(name));
-    for (int64_t seq : o.seqs)
-      for (int64_t b : o.micro_batches)
-        for (int tp : o.tps) {
-          if (model.heads % tp || model.kv_heads % tp) continue;
-          AttentionCoreShape sh{b, seq, model.heads / tp, model.kv_heads / tp, model.head_dim(),
-                                DefaultAttentionBlocks(seq)};
-          if (!seen.insert({sh.batch, sh.seq, sh.heads, sh.kv_heads, sh.head_dim}).second) continue;
-          shapes.push_back({fmt::format("{} B={} S={} TP={}", model.name, b, seq, tp), sh});
-        }
-  }
+  auto add_plan_point = [&](const ModelSpec& model, int64_t b, int64_t seq, int tp) {
+    if (model.heads % tp || model.kv_heads % tp) return;
+    AttentionCoreShape sh{b, seq, model.heads / tp, model.kv_heads / tp, model.head_dim(),
+                          DefaultAttentionBlocks(seq)};
+    if (!seen.insert({sh.batch, sh.seq, sh.heads, sh.kv_heads, sh.head_dim}).second) return;
+    shapes.push_back({fmt::format("{} B={} S={} TP={}", model.name, b, seq, tp), sh});
+  };
+  P3D_RETURN_IF_ERROR(ForEachPlanPoint(o, add_plan_point));
   return shapes;
 }
 

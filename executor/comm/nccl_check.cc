@@ -6,6 +6,8 @@
 #include <atomic>
 #include <climits>
 
+#include "common/enum_names.h"
+
 namespace p3d {
 namespace {
 
@@ -17,28 +19,15 @@ std::string HostName() {
   return buf;
 }
 
-const char* NcclResultName(ncclResult_t r) {
-  switch (r) {
-    case ncclSuccess:
-      return "ncclSuccess";
-    case ncclUnhandledCudaError:
-      return "ncclUnhandledCudaError";
-    case ncclSystemError:
-      return "ncclSystemError";
-    case ncclInternalError:
-      return "ncclInternalError";
-    case ncclInvalidArgument:
-      return "ncclInvalidArgument";
-    case ncclInvalidUsage:
-      return "ncclInvalidUsage";
-    case ncclRemoteError:
-      return "ncclRemoteError";
-    case ncclInProgress:
-      return "ncclInProgress";
-    default:
-      return "ncclResult";
-  }
-}
+constexpr EnumEntry<ncclResult_t> kNcclResultNames[] = {
+    {ncclSuccess, "ncclSuccess"},
+    {ncclUnhandledCudaError, "ncclUnhandledCudaError"},
+    {ncclSystemError, "ncclSystemError"},
+    {ncclInternalError, "ncclInternalError"},
+    {ncclInvalidArgument, "ncclInvalidArgument"},
+    {ncclInvalidUsage, "ncclInvalidUsage"},
+    {ncclRemoteError, "ncclRemoteError"},
+    {ncclInProgress, "ncclInProgress"}};
 
 }  // namespace
 
@@ -56,13 +45,10 @@ std::string CommErrorMessage(const char* file, int line, const char* expr,
 
 std::string NcclResultString(ncclResult_t result) {
   const char* last = ncclGetLastError(nullptr);
-  std::string out = fmt::format("{} ({})", NcclResultName(result), ncclGetErrorString(result));
+  std::string out = fmt::format("{} ({})", EnumName(kNcclResultNames, result, "ncclResult"),
+                                ncclGetErrorString(result));
   if (last != nullptr && last[0] != '\0') out += fmt::format("; NCCL: {}", last);
   return out;
-}
-
-std::string CudaErrorString(cudaError_t err) {
-  return fmt::format("{} ({})", cudaGetErrorName(err), cudaGetErrorString(err));
 }
 
 }  // namespace p3d

@@ -1,5 +1,5 @@
 // Check macros for NCCL and for the CUDA runtime calls of the communication
-// layer, in the style of nccl-tests' common.h: on failure they RETURN a
+// layer, of executor/check.h's family (P3D_GPU_CHECK): on failure they RETURN a
 // Status::Internal whose message names the host, the global rank, file:line,
 // the failing expression and the library's own error string, e.g.
 //   "gpu-host-3 rank 5 executor/comm/communicator.cc:88: ncclAllReduce(...)
@@ -18,6 +18,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "executor/check.h"
 
 namespace p3d {
 
@@ -29,24 +30,14 @@ std::string CommLogPrefix();
 std::string CommErrorMessage(const char* file, int line, const char* expr, const std::string& what);
 // "ncclRemoteError (remote process exited...); NCCL: <ncclGetLastError>".
 std::string NcclResultString(ncclResult_t result);
-std::string CudaErrorString(cudaError_t err);
+// ncclInProgress counts as success (see above).
+inline bool Succeeded(ncclResult_t result) {
+  return result == ncclSuccess || result == ncclInProgress;
+}
 
 }  // namespace p3d
 
-#define NCCL_CHECK(expr)                                                       \
-  do {                                                                         \
-    ncclResult_t p3d_nccl_res_ = (expr);                                       \
-    if (p3d_nccl_res_ != ncclSuccess && p3d_nccl_res_ != ncclInProgress) {     \
-      return ::p3d::Status::Internal(::p3d::CommErrorMessage(                  \
-          __FILE__, __LINE__, #expr, ::p3d::NcclResultString(p3d_nccl_res_))); \
-    }                                                                          \
-  } while (0)
-
-#define COMM_CUDA_CHECK(expr)                                                      \
-  do {                                                                             \
-    cudaError_t p3d_comm_cuda_err_ = (expr);                                       \
-    if (p3d_comm_cuda_err_ != cudaSuccess) {                                       \
-      return ::p3d::Status::Internal(::p3d::CommErrorMessage(                      \
-          __FILE__, __LINE__, #expr, ::p3d::CudaErrorString(p3d_comm_cuda_err_))); \
-    }                                                                              \
-  } while (0)
+#define NCCL_CHECK(expr) \
+  P3D_GPU_CHECK(ncclResult_t, expr, #expr, ::p3d::NcclResultString, ::p3d::CommErrorMessage)
+#define COMM_CUDA_CHECK(expr) \
+  P3D_GPU_CHECK(cudaError_t, expr, #expr, ::p3d::CudaErrorString, ::p3d::CommErrorMessage)

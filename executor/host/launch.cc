@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cstdlib>
 
+#include "common/enum_names.h"
+
 namespace p3d {
 namespace {
 
@@ -61,19 +63,12 @@ std::optional<std::string> MapEnv::Get(const std::string& name) const {
   return it->second;
 }
 
-const char* LauncherName(Launcher l) {
-  switch (l) {
-    case Launcher::kNone:
-      return "none";
-    case Launcher::kTorchrun:
-      return "torchrun";
-    case Launcher::kOpenMpi:
-      return "openmpi";
-    case Launcher::kSlurm:
-      return "slurm";
-  }
-  return "?";
-}
+constexpr EnumEntry<Launcher> kLauncherNames[] = {{Launcher::kNone, "none"},
+                                                  {Launcher::kTorchrun, "torchrun"},
+                                                  {Launcher::kOpenMpi, "openmpi"},
+                                                  {Launcher::kSlurm, "slurm"}};
+
+const char* LauncherName(Launcher l) { return EnumName(kLauncherNames, l); }
 
 StatusOr<LaunchInfo> ParseLaunchEnv(const Env& env) {
   LaunchInfo info;

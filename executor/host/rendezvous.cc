@@ -70,14 +70,21 @@ Status WaitFd(int fd, short events, Clock::time_point deadline, const char* what
   }
 }
 
-Status SendAll(int fd, const void* data, size_t len, Clock::time_point deadline) {
-  const char* p = static_cast<const char*>(data);
+// Moves `len` bytes at p with `io` (send or recv: bytes moved, or -1 and
+// errno), waiting for `events` on fd before each call, until all have moved
+// or the deadline passes. `call` names io in errors; a recv of 0 bytes is the
+// peer closing the connection.
+template <typename Byte, typename Io>
+Status MoveAll(int fd, Byte* p, size_t len, Clock::time_point deadline, short events,
+               const char* call, Io io) {
+  const bool receiving = events == POLLIN;
   while (len > 0) {
-    P3D_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, deadline, "sending"));
-    const ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    P3D_RETURN_IF_ERROR(WaitFd(fd, events, deadline, receiving ? "receiving" : "sending"));
+    const ssize_t n = io(fd, p, len);
+    if (n == 0 && receiving) return Status::IoError("connection closed by the peer");
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
-      return Status::IoError(fmt::format("send: {}", Errno(errno)));
+      return Status::IoError(fmt::format("{}: {}", call, Errno(errno)));
     }
     p += n;
     len -= static_cast<size_t>(n);
@@ -85,20 +92,14 @@ Status SendAll(int fd, const void* data, size_t len, Clock::time_point deadline)
   return Status::Ok();
 }
 
+Status SendAll(int fd, const void* data, size_t len, Clock::time_point deadline) {
+  return MoveAll(fd, static_cast<const char*>(data), len, deadline, POLLOUT, "send",
+                 [](int s, const char* p, size_t n) { return send(s, p, n, MSG_NOSIGNAL); });
+}
+
 Status RecvAll(int fd, void* data, size_t len, Clock::time_point deadline) {
-  char* p = static_cast<char*>(data);
-  while (len > 0) {
-    P3D_RETURN_IF_ERROR(WaitFd(fd, POLLIN, deadline, "receiving"));
-    const ssize_t n = recv(fd, p, len, 0);
-    if (n == 0) return Status::IoError("connection closed by the peer");
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      return Status::IoError(fmt::format("recv: {}", Errno(errno)));
-    }
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return Status::Ok();
+  return MoveAll(fd, static_cast<char*>(data), len, deadline, POLLIN, "recv",
+                 [](int s, char* p, size_t n) { return recv(s, p, n, 0); });
 }
 
 void PutU32(std::string* out, uint32_t v) {

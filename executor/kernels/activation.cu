@@ -23,8 +23,7 @@ __device__ inline float GeluGrad(float x) {
 __device__ inline float Sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
 __global__ void GeluForwardKernel(const bf16* x, bf16* y, int64_t packs) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(packs)) {
     kernels::Pack8 p = kernels::LoadPack(x + i * 8);
 #pragma unroll
     for (int k = 0; k < 8; ++k) p.v[k] = __float2bfloat16(Gelu(__bfloat162float(p.v[k])));
@@ -33,8 +32,7 @@ __global__ void GeluForwardKernel(const bf16* x, bf16* y, int64_t packs) {
 }
 
 __global__ void GeluBackwardKernel(const bf16* dy, const bf16* x, bf16* dx, int64_t packs) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(packs)) {
     kernels::Pack8 g = kernels::LoadPack(dy + i * 8), v = kernels::LoadPack(x + i * 8);
 #pragma unroll
     for (int k = 0; k < 8; ++k)
@@ -45,8 +43,7 @@ __global__ void GeluBackwardKernel(const bf16* dy, const bf16* x, bf16* dx, int6
 
 __global__ void SwiGluForwardKernel(const bf16* gu, bf16* h, int64_t packs, int64_t ffn) {
   const int64_t packs_per_row = ffn / 8;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(packs)) {
     const int64_t r = i / packs_per_row, c = (i % packs_per_row) * 8;
     kernels::Pack8 g = kernels::LoadPack(gu + r * 2 * ffn + c);
     kernels::Pack8 u = kernels::LoadPack(gu + r * 2 * ffn + ffn + c);
@@ -62,8 +59,7 @@ __global__ void SwiGluForwardKernel(const bf16* gu, bf16* h, int64_t packs, int6
 __global__ void SwiGluBackwardKernel(const bf16* dh, const bf16* gu, bf16* dgu, int64_t packs,
                                      int64_t ffn) {
   const int64_t packs_per_row = ffn / 8;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(packs)) {
     const int64_t r = i / packs_per_row, c = (i % packs_per_row) * 8;
     kernels::Pack8 d = kernels::LoadPack(dh + r * ffn + c);
     kernels::Pack8 g = kernels::LoadPack(gu + r * 2 * ffn + c);

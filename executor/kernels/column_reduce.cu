@@ -24,8 +24,7 @@ __global__ void ColumnSumPartialsKernel(const bf16* dy, int64_t rows, int64_t n,
 }
 
 __global__ void AccumulatePartialsKernel(const float* partials, int64_t n, float* grad) {
-  for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < n;
-       j += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t j : kernels::GridStride(n)) {
     float s = 0.0f;
     for (int64_t k = 0; k < kColumnSlabs; ++k) s += partials[k * n + j];
     grad[j] += s;

@@ -15,15 +15,7 @@ __global__ void CrossEntropyKernel(CrossEntropyArgs a) {
   const int64_t row = blockIdx.x;
   const float* x = a.logits + row * a.ld;
   float m = kernels::kNegLarge, l = 0.0f;
-  for (int64_t j = threadIdx.x; j < a.vocab; j += blockDim.x) {
-    const float f = x[j];
-    if (f > m) {
-      l = l * __expf(m - f) + 1.0f;
-      m = f;
-    } else {
-      l += __expf(f - m);
-    }
-  }
+  for (int64_t j = threadIdx.x; j < a.vocab; j += blockDim.x) kernels::OnlineMaxSumAdd(m, l, x[j]);
   kernels::WarpMergeMaxSum(m, l);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   if (lane == 0) {

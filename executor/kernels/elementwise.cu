@@ -8,26 +8,18 @@ namespace p3d {
 namespace {
 
 __global__ void ResidualAddKernel(const bf16* a, const bf16* b, bf16* out, int64_t packs) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    kernels::Pack8 x = kernels::LoadPack(a + i * 8), y = kernels::LoadPack(b + i * 8);
-#pragma unroll
-    for (int k = 0; k < 8; ++k)
-      x.v[k] = __float2bfloat16(__bfloat162float(x.v[k]) + __bfloat162float(y.v[k]));
-    kernels::StorePack(out + i * 8, x);
-  }
+  for (int64_t i : kernels::GridStride(packs))
+    kernels::StorePack(
+        out + i * 8, kernels::AddPacks(kernels::LoadPack(a + i * 8), kernels::LoadPack(b + i * 8)));
 }
 
 __global__ void CastKernel(const float* in, bf16* out, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x)
-    out[i] = __float2bfloat16_rn(in[i]);
+  for (int64_t i : kernels::GridStride(n)) out[i] = __float2bfloat16_rn(in[i]);
 }
 
 __global__ void InitNormalKernel(float* out, int64_t n, float stddev, uint64_t seed,
                                  uint64_t stream_id) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(n)) {
     float u1, u2;
     TwoUniforms(RandomBits(seed, stream_id, static_cast<uint64_t>(i)), &u1, &u2);
     out[i] = stddev * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
@@ -35,9 +27,7 @@ __global__ void InitNormalKernel(float* out, int64_t n, float stddev, uint64_t s
 }
 
 __global__ void FillKernel(float* out, int64_t n, float value) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x)
-    out[i] = value;
+  for (int64_t i : kernels::GridStride(n)) out[i] = value;
 }
 
 }  // namespace

@@ -9,16 +9,10 @@ namespace {
 __global__ void EmbeddingForwardKernel(const int32_t* tokens, const bf16* wte, const bf16* wpe,
                                        bf16* x, int64_t packs, int64_t seq, int64_t hidden) {
   const int64_t packs_per_row = hidden / 8;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < packs;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(packs)) {
     const int64_t t = i / packs_per_row, c = (i % packs_per_row) * 8;
     kernels::Pack8 w = kernels::LoadPack(wte + int64_t{tokens[t]} * hidden + c);
-    if (wpe) {
-      kernels::Pack8 p = kernels::LoadPack(wpe + (t % seq) * hidden + c);
-#pragma unroll
-      for (int k = 0; k < 8; ++k)
-        w.v[k] = __float2bfloat16(__bfloat162float(w.v[k]) + __bfloat162float(p.v[k]));
-    }
+    if (wpe) w = kernels::AddPacks(w, kernels::LoadPack(wpe + (t % seq) * hidden + c));
     kernels::StorePack(x + t * hidden + c, w);
   }
 }
@@ -40,8 +34,7 @@ __global__ void EmbeddingBackwardKernel(const bf16* dx, const int32_t* bucket_to
 __global__ void PositionEmbeddingBackwardKernel(const bf16* dx, int64_t batch, int64_t seq,
                                                 int64_t hidden, float* dwpe) {
   const int64_t n = seq * hidden;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(n)) {
     float acc = 0.0f;
     for (int64_t b = 0; b < batch; ++b) acc += __bfloat162float(dx[b * n + i]);
     dwpe[i] += acc;

@@ -8,23 +8,42 @@
 namespace p3d {
 namespace {
 
+// A thread's pair (i, i + HD/2) of one head slot of one token: its index in
+// [tokens, slots, HD/2] split into its coordinates.
+struct HeadPair {
+  int64_t token, slot, i;
+};
+__device__ inline HeadPair SplitHeadPair(int64_t idx, int64_t slots, int64_t half) {
+  const int64_t rest = idx / half;
+  return {rest / slots, rest % slots, idx % half};
+}
+
+// Rotary rotation of the pair (x0, x1) by the angle of (c, sn) into *lo, *hi.
+__device__ inline void RotatePair(float x0, float x1, float c, float sn, bf16* lo, bf16* hi) {
+  *lo = __float2bfloat16(x0 * c - x1 * sn);
+  *hi = __float2bfloat16(x1 * c + x0 * sn);
+}
+
+// The buffers of QkvHeadsKernel: the forward reads qkv and writes q, k, v;
+// the backward reads dq, dk, dv and writes dqkv.
+struct QkvHeadsBuffers {
+  const bf16* qkv = nullptr;
+  bf16* dqkv = nullptr;
+  bf16 *q = nullptr, *k = nullptr, *v = nullptr;
+  const bf16 *dq = nullptr, *dk = nullptr, *dv = nullptr;
+};
+
 // Thread = one (b, s, head slot, i < HD/2) pair; head slot in [0, NH + 2*KV).
 template <bool kBackward>
-__global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16* k, bf16* v,
-                               const bf16* dq, const bf16* dk, const bf16* dv, HeadShape sh,
-                               const float* cos_t, const float* sin_t) {
+__global__ void QkvHeadsKernel(QkvHeadsBuffers buf, HeadShape sh, const float* cos_t,
+                               const float* sin_t) {
   const int64_t half = sh.head_dim / 2;
   const int64_t slots = sh.heads + 2 * sh.kv_heads;
-  const int64_t n = sh.batch * sh.seq * slots * half;
-  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < n;
-       idx += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t i = idx % half;
-    int64_t rest = idx / half;
-    const int64_t slot = rest % slots;
-    rest /= slots;
-    const int64_t s = rest % sh.seq, b = rest / sh.seq;
+  for (int64_t idx : kernels::GridStride(sh.batch * sh.seq * slots * half)) {
+    const auto [token, slot, i] = SplitHeadPair(idx, slots, half);
+    const int64_t s = token % sh.seq, b = token / sh.seq;
     // Tokens-major offset of this (b, s, slot) head.
-    const int64_t tok = ((b * sh.seq + s) * slots + slot) * sh.head_dim;
+    const int64_t tok = (token * slots + slot) * sh.head_dim;
     // Heads-major tensor and offset.
     int64_t head, count;
     bf16* fwd_out;
@@ -32,18 +51,18 @@ __global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16*
     if (slot < sh.heads) {
       head = slot;
       count = sh.heads;
-      fwd_out = q;
-      bwd_in = dq;
+      fwd_out = buf.q;
+      bwd_in = buf.dq;
     } else if (slot < sh.heads + sh.kv_heads) {
       head = slot - sh.heads;
       count = sh.kv_heads;
-      fwd_out = k;
-      bwd_in = dk;
+      fwd_out = buf.k;
+      bwd_in = buf.dk;
     } else {
       head = slot - sh.heads - sh.kv_heads;
       count = sh.kv_heads;
-      fwd_out = v;
-      bwd_in = dv;
+      fwd_out = buf.v;
+      bwd_in = buf.dv;
     }
     // k, v: [B, KV, S, HD]; q: [B, KV, S, G, HD] with head = g*G + j.
     const int64_t groups = sh.heads / sh.kv_heads;
@@ -59,15 +78,13 @@ __global__ void QkvHeadsKernel(const bf16* qkv_in, bf16* qkv_out, bf16* q, bf16*
       sn = sin_t[s * half + i];
     }
     if (!kBackward) {
-      const float x0 = __bfloat162float(qkv_in[tok + i]),
-                  x1 = __bfloat162float(qkv_in[tok + i + half]);
-      fwd_out[hm + i] = __float2bfloat16(x0 * c - x1 * sn);
-      fwd_out[hm + i + half] = __float2bfloat16(x1 * c + x0 * sn);
+      RotatePair(__bfloat162float(buf.qkv[tok + i]), __bfloat162float(buf.qkv[tok + i + half]), c,
+                 sn, &fwd_out[hm + i], &fwd_out[hm + i + half]);
     } else {
       const float g0 = __bfloat162float(bwd_in[hm + i]),
                   g1 = __bfloat162float(bwd_in[hm + i + half]);
-      qkv_out[tok + i] = __float2bfloat16(g0 * c + g1 * sn);
-      qkv_out[tok + i + half] = __float2bfloat16(g1 * c - g0 * sn);
+      buf.dqkv[tok + i] = __float2bfloat16(g0 * c + g1 * sn);
+      buf.dqkv[tok + i + half] = __float2bfloat16(g1 * c - g0 * sn);
     }
   }
 }
@@ -77,18 +94,12 @@ __global__ void RotateQkvKernel(bf16* qkv, HeadShape sh, const float* cos_t, con
                                 float sign) {
   const int64_t half = sh.head_dim / 2;
   const int64_t rotated = sh.heads + sh.kv_heads, slots = sh.heads + 2 * sh.kv_heads;
-  const int64_t n = sh.batch * sh.seq * rotated * half;
-  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < n;
-       idx += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t i = idx % half;
-    int64_t rest = idx / half;
-    const int64_t slot = rest % rotated;
-    const int64_t token = rest / rotated, s = token % sh.seq;
+  for (int64_t idx : kernels::GridStride(sh.batch * sh.seq * rotated * half)) {
+    const auto [token, slot, i] = SplitHeadPair(idx, rotated, half);
+    const int64_t s = token % sh.seq;
     bf16* x = qkv + (token * slots + slot) * sh.head_dim;
-    const float c = cos_t[s * half + i], sn = sign * sin_t[s * half + i];
-    const float x0 = __bfloat162float(x[i]), x1 = __bfloat162float(x[i + half]);
-    x[i] = __float2bfloat16(x0 * c - x1 * sn);
-    x[i + half] = __float2bfloat16(x1 * c + x0 * sn);
+    RotatePair(__bfloat162float(x[i]), __bfloat162float(x[i + half]), cos_t[s * half + i],
+               sign * sin_t[s * half + i], &x[i], &x[i + half]);
   }
 }
 
@@ -96,8 +107,7 @@ __global__ void SwapAxes12Kernel(const bf16* in, bf16* out, int64_t nb, int64_t 
                                  int64_t nd) {
   const int64_t dp = nd / 8;
   const int64_t n = nb * na * nc * dp;
-  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < n;
-       idx += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t idx : kernels::GridStride(n)) {
     // idx enumerates the OUTPUT [B, C, A, D/8] so that stores are coalesced.
     const int64_t p = idx % dp;
     int64_t rest = idx / dp;
@@ -116,6 +126,18 @@ Status CheckShape(const char* kernel, const HeadShape& sh) {
   P3D_RETURN_IF_ERROR(RequirePositive(kernel, "kv_heads", sh.kv_heads));
   P3D_RETURN_IF_ERROR(RequireMultiple(kernel, "heads", sh.heads, sh.kv_heads));
   return RequireMultiple(kernel, "head_dim", sh.head_dim, 2);
+}
+
+// Checks `sh` (errors name `kernel`) and runs QkvHeadsKernel over all of it.
+template <bool kBackward>
+Status LaunchQkvHeads(const char* kernel, const QkvHeadsBuffers& buf, const HeadShape& sh,
+                      const float* cos_table, const float* sin_table, cudaStream_t stream) {
+  P3D_RETURN_IF_ERROR(CheckShape(kernel, sh));
+  const int64_t n = sh.batch * sh.seq * (sh.heads + 2 * sh.kv_heads) * (sh.head_dim / 2);
+  QkvHeadsKernel<kBackward>
+      <<<kernels::GridFor(n, 256), 256, 0, stream>>>(buf, sh, cos_table, sin_table);
+  CUDA_CHECK_LAUNCH();
+  return Status::Ok();
 }
 
 }  // namespace
@@ -137,23 +159,15 @@ void BuildRotaryTables(int64_t seq, int64_t head_dim, double theta, std::vector<
 
 Status SplitQkvHeads(const bf16* qkv, bf16* q, bf16* k, bf16* v, const HeadShape& sh,
                      const float* cos_table, const float* sin_table, cudaStream_t stream) {
-  P3D_RETURN_IF_ERROR(CheckShape("SplitQkvHeads", sh));
-  const int64_t n = sh.batch * sh.seq * (sh.heads + 2 * sh.kv_heads) * (sh.head_dim / 2);
-  QkvHeadsKernel<false><<<kernels::GridFor(n, 256), 256, 0, stream>>>(
-      qkv, nullptr, q, k, v, nullptr, nullptr, nullptr, sh, cos_table, sin_table);
-  CUDA_CHECK_LAUNCH();
-  return Status::Ok();
+  return LaunchQkvHeads<false>("SplitQkvHeads", {.qkv = qkv, .q = q, .k = k, .v = v}, sh, cos_table,
+                               sin_table, stream);
 }
 
 Status MergeQkvHeadsGrad(const bf16* dq, const bf16* dk, const bf16* dv, bf16* dqkv,
                          const HeadShape& sh, const float* cos_table, const float* sin_table,
                          cudaStream_t stream) {
-  P3D_RETURN_IF_ERROR(CheckShape("MergeQkvHeadsGrad", sh));
-  const int64_t n = sh.batch * sh.seq * (sh.heads + 2 * sh.kv_heads) * (sh.head_dim / 2);
-  QkvHeadsKernel<true><<<kernels::GridFor(n, 256), 256, 0, stream>>>(
-      nullptr, dqkv, nullptr, nullptr, nullptr, dq, dk, dv, sh, cos_table, sin_table);
-  CUDA_CHECK_LAUNCH();
-  return Status::Ok();
+  return LaunchQkvHeads<true>("MergeQkvHeadsGrad", {.dqkv = dqkv, .dq = dq, .dk = dk, .dv = dv}, sh,
+                              cos_table, sin_table, stream);
 }
 
 Status RotateQkvInPlace(bf16* qkv, const HeadShape& sh, const float* cos_table,

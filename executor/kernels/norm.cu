@@ -1,3 +1,5 @@
+#include <type_traits>
+
 #include "executor/check.h"
 #include "executor/kernels/column_reduce.h"
 #include "executor/kernels/common.cuh"
@@ -9,14 +11,25 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
+// One warp per row: this thread's warp's row, its lane, and that row of a.x
+// (null past the last row, where the warp has nothing to do).
+struct NormRow {
+  int64_t row;
+  int lane;
+  const bf16* x;
+};
+template <typename Args>
+__device__ inline NormRow NormRowOf(const Args& a) {
+  const auto [row, lane] = kernels::WarpRowOf(kWarpsPerBlock);
+  return {row, lane, row < a.rows ? a.x + row * a.hidden : nullptr};
+}
+
 // One warp per row; each lane handles packs of 8 at columns lane*8 + 256*i.
 template <bool kRms>
 __global__ void NormForwardKernel(NormForwardArgs a) {
-  const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
-  if (row >= a.rows) return;
-  const int lane = threadIdx.x % 32;
+  const auto [row, lane, xr] = NormRowOf(a);
+  if (xr == nullptr) return;
   const int64_t H = a.hidden;
-  const bf16* xr = a.x + row * H;
   float mu = 0.0f;
   if (!kRms) {
     float s = 0.0f;
@@ -58,11 +71,9 @@ __global__ void NormForwardKernel(NormForwardArgs a) {
 // dx = dres + rstd * (g - [mean(g)] - xhat * mean(g * xhat)),  g = dy * w.
 template <bool kRms>
 __global__ void NormBackwardDxKernel(NormBackwardArgs a) {
-  const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
-  if (row >= a.rows) return;
-  const int lane = threadIdx.x % 32;
+  const auto [row, lane, xr] = NormRowOf(a);
+  if (xr == nullptr) return;
   const int64_t H = a.hidden;
-  const bf16* xr = a.x + row * H;
   const bf16* dyr = a.dy + row * H;
   const float mu = kRms ? 0.0f : a.mean[row];
   const float rs = a.rstd[row];
@@ -127,46 +138,58 @@ __global__ void NormWeightPartialsKernel(NormBackwardArgs a, int64_t rows_per_sl
   }
 }
 
+// The checks of both directions (errors name `kernel`); `bias` is LayerNorm's
+// bias or its gradient, named `bias_name`.
+template <typename Args>
+Status CheckArgs(const char* kernel, const Args& a, const void* bias, const char* bias_name) {
+  P3D_RETURN_IF_ERROR(RequireMultiple(kernel, "hidden", a.hidden, 8));
+  P3D_RETURN_IF_ERROR(RequirePositive(kernel, "rows", a.rows));
+  if (a.kind != NormKind::kRmsNorm && (!bias || !a.mean))
+    return Status::InvalidArgument(StrCat(kernel, ": LayerNorm needs ", bias_name, " and mean"));
+  return Status::Ok();
+}
+
+// Calls launch(std::bool_constant<kRms>{}) for the norm `kind` (kRms: RMSNorm),
+// so that each kernel is launched as the instantiation of its kind.
+template <typename Launch>
+void ForKind(NormKind kind, Launch&& launch) {
+  if (kind == NormKind::kRmsNorm)
+    launch(std::true_type{});
+  else
+    launch(std::false_type{});
+}
+
 }  // namespace
 
 Status NormForward(const NormForwardArgs& a, cudaStream_t stream) {
-  P3D_RETURN_IF_ERROR(RequireMultiple("NormForward", "hidden", a.hidden, 8));
-  P3D_RETURN_IF_ERROR(RequirePositive("NormForward", "rows", a.rows));
-  const bool rms = a.kind == NormKind::kRmsNorm;
-  if (!rms && (!a.bias || !a.mean))
-    return Status::InvalidArgument("NormForward: LayerNorm needs bias and mean");
-  const unsigned blocks = static_cast<unsigned>((a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  if (rms)
-    NormForwardKernel<true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
-  else
-    NormForwardKernel<false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  P3D_RETURN_IF_ERROR(CheckArgs("NormForward", a, a.bias, "bias"));
+  const unsigned blocks = kernels::WarpRowBlocks(a.rows, kWarpsPerBlock);
+  ForKind(a.kind, [&](auto rms_tag) {
+    NormForwardKernel<decltype(rms_tag)::value><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  });
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }
 
 Status NormBackward(const NormBackwardArgs& a, cudaStream_t stream) {
-  P3D_RETURN_IF_ERROR(RequireMultiple("NormBackward", "hidden", a.hidden, 8));
-  P3D_RETURN_IF_ERROR(RequirePositive("NormBackward", "rows", a.rows));
+  P3D_RETURN_IF_ERROR(CheckArgs("NormBackward", a, a.dbias, "dbias"));
   const bool rms = a.kind == NormKind::kRmsNorm;
-  if (!rms && (!a.dbias || !a.mean))
-    return Status::InvalidArgument("NormBackward: LayerNorm needs dbias and mean");
   // Weight partials read dy and x before dx (which may alias nothing they read) is written.
   dim3 grid(static_cast<unsigned>((a.hidden / 2 + 127) / 128), static_cast<unsigned>(kColumnSlabs));
-  if (rms)
-    NormWeightPartialsKernel<true><<<grid, 128, 0, stream>>>(a, RowsPerSlab(a.rows));
-  else
-    NormWeightPartialsKernel<false><<<grid, 128, 0, stream>>>(a, RowsPerSlab(a.rows));
+  ForKind(a.kind, [&](auto rms_tag) {
+    NormWeightPartialsKernel<decltype(rms_tag)::value>
+        <<<grid, 128, 0, stream>>>(a, RowsPerSlab(a.rows));
+  });
   CUDA_CHECK_LAUNCH();
   P3D_RETURN_IF_ERROR(AccumulateColumnPartials(a.partials, a.hidden, a.dweight, stream));
   if (!rms) {
     P3D_RETURN_IF_ERROR(AccumulateColumnPartials(a.partials + ColumnPartialsFloats(a.hidden),
                                                  a.hidden, a.dbias, stream));
   }
-  const unsigned blocks = static_cast<unsigned>((a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  if (rms)
-    NormBackwardDxKernel<true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
-  else
-    NormBackwardDxKernel<false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  const unsigned blocks = kernels::WarpRowBlocks(a.rows, kWarpsPerBlock);
+  ForKind(a.kind, [&](auto rms_tag) {
+    NormBackwardDxKernel<decltype(rms_tag)::value><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  });
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }

@@ -12,9 +12,7 @@ constexpr int kThreads = 256;
 
 __global__ void SquaredSumPartialsKernel(const float* g, int64_t n, double* partials) {
   float s = 0.0f;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x)
-    s += g[i] * g[i];
+  for (int64_t i : kernels::GridStride(n)) s += g[i] * g[i];
   __shared__ double sh[kThreads];
   sh[threadIdx.x] = s;
   __syncthreads();
@@ -42,9 +40,7 @@ __global__ void ClipScaleKernel(const double* partials, float max_norm, float* n
 }
 
 __global__ void AddKernel(const float* src, float* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x)
-    dst[i] += src[i];
+  for (int64_t i : kernels::GridStride(n)) dst[i] += src[i];
 }
 
 struct AdamWDevice {
@@ -54,8 +50,7 @@ struct AdamWDevice {
 __global__ void AdamWKernel(const float* grads, const float* grad_scale, float* master, float* m,
                             float* v, bf16* weights, int64_t n, AdamWDevice h) {
   const float scale = *grad_scale;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i : kernels::GridStride(n)) {
     const float g = grads[i] * scale;
     const float mi = h.beta1 * m[i] + (1.0f - h.beta1) * g;
     const float vi = h.beta2 * v[i] + (1.0f - h.beta2) * g * g;

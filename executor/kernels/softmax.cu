@@ -8,31 +8,33 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
+// The row of this thread's warp (one warp per row), its lane, the row's query
+// position (columns <= pos are kept) and the end of its last causal block
+// (columns in (pos, end) are written as zeros).
+struct CausalRow {
+  int64_t row;
+  int lane;
+  int64_t pos, end;
+};
+__device__ inline CausalRow CausalRowOf(const SoftmaxShape& sh) {
+  const auto [row, lane] = kernels::WarpRowOf(kWarpsPerBlock);
+  const int64_t pos = (row / sh.group) % sh.seq;
+  return {row, lane, pos, (pos / sh.block + 1) * sh.block};
+}
+
 // One warp per row; lane handles packs of 8 at columns lane*8 + 256*i.
 __global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, SoftmaxShape sh) {
-  const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
+  const auto [row, lane, pos, end] = CausalRowOf(sh);
   if (row >= sh.rows) return;
-  const int lane = threadIdx.x % 32;
   const int64_t seq = sh.seq;
-  const int64_t pos = (row / sh.group) % seq;
-  const int64_t end = (pos / sh.block + 1) * sh.block;
   const bf16* xr = x + row * seq;
   bf16* pr = p + row * seq;
   float m = kernels::kNegLarge, l = 0.0f;
   for (int64_t c = lane * 8; c <= pos; c += 256) {
     kernels::Pack8 v = kernels::LoadPack(xr + c);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      if (c + k <= pos) {
-        const float f = __bfloat162float(v.v[k]);
-        if (f > m) {
-          l = l * __expf(m - f) + 1.0f;
-          m = f;
-        } else {
-          l += __expf(f - m);
-        }
-      }
-    }
+    for (int k = 0; k < 8; ++k)
+      if (c + k <= pos) kernels::OnlineMaxSumAdd(m, l, __bfloat162float(v.v[k]));
   }
   kernels::WarpMergeMaxSum(m, l);
   const float inv = 1.0f / l;
@@ -45,8 +47,7 @@ __global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, SoftmaxShape 
         out.v[k] =
             __float2bfloat16(c + k <= pos ? __expf(__bfloat162float(v.v[k]) - m) * inv : 0.0f);
     } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) out.v[k] = __float2bfloat16(0.0f);
+      out = kernels::ZeroPack();
     }
     kernels::StorePack(pr + c, out);
   }
@@ -54,12 +55,9 @@ __global__ void CausalSoftmaxForwardKernel(const bf16* x, bf16* p, SoftmaxShape 
 
 __global__ void CausalSoftmaxBackwardKernel(const bf16* p, const bf16* dp, bf16* ds,
                                             SoftmaxShape sh) {
-  const int64_t row = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
+  const auto [row, lane, pos, end] = CausalRowOf(sh);
   if (row >= sh.rows) return;
-  const int lane = threadIdx.x % 32;
   const int64_t seq = sh.seq;
-  const int64_t pos = (row / sh.group) % seq;
-  const int64_t end = (pos / sh.block + 1) * sh.block;
   const bf16* pr = p + row * seq;
   const bf16* dpr = dp + row * seq;
   float dot = 0.0f;
@@ -81,8 +79,7 @@ __global__ void CausalSoftmaxBackwardKernel(const bf16* p, const bf16* dp, bf16*
         out.v[k] = __float2bfloat16(c + k <= pos ? v : 0.0f);
       }
     } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) out.v[k] = __float2bfloat16(0.0f);
+      out = kernels::ZeroPack();
     }
     kernels::StorePack(dsr + c, out);
   }
@@ -100,7 +97,7 @@ Status CheckShape(const char* kernel, const SoftmaxShape& sh) {
 
 Status CausalSoftmaxForward(const bf16* x, bf16* p, const SoftmaxShape& sh, cudaStream_t stream) {
   P3D_RETURN_IF_ERROR(CheckShape("CausalSoftmaxForward", sh));
-  const unsigned blocks = static_cast<unsigned>((sh.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const unsigned blocks = kernels::WarpRowBlocks(sh.rows, kWarpsPerBlock);
   CausalSoftmaxForwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, p, sh);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
@@ -109,7 +106,7 @@ Status CausalSoftmaxForward(const bf16* x, bf16* p, const SoftmaxShape& sh, cuda
 Status CausalSoftmaxBackward(const bf16* p, const bf16* dp, bf16* ds, const SoftmaxShape& sh,
                              cudaStream_t stream) {
   P3D_RETURN_IF_ERROR(CheckShape("CausalSoftmaxBackward", sh));
-  const unsigned blocks = static_cast<unsigned>((sh.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const unsigned blocks = kernels::WarpRowBlocks(sh.rows, kWarpsPerBlock);
   CausalSoftmaxBackwardKernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(p, dp, ds, sh);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();

@@ -250,5 +250,63 @@ TEST(ClusterJson, LoadsFilesAndReportsMissingOnes) {
   EXPECT_EQ(missing.status().code(), Status::Code::kInvalidArgument);
 }
 
+// The reader's interval messages to the letter (hardware_json.cc Reader::Number).
+std::string MessageOf(const std::string& text) {
+  auto c = ParseClusterJson(text, "x.json");
+  EXPECT_FALSE(c.ok()) << "accepted: " << text;
+  return c.ok() ? "" : c.status().message();
+}
+
+TEST(HardwareJsonMessages, NameTheIntervalOfEachReader) {
+  const std::string prefix = "hardware file x.json: hardware field ";
+  // Positive: (0, max].
+  EXPECT_EQ(MessageOf(Edit("\"hbm_efficiency\": 0.8", "\"hbm_efficiency\": 1.5")),
+            prefix + "'gpu.hbm_efficiency' must be in (0, 1], got 1.5");
+  // Plausible: [min, max] unit.
+  EXPECT_EQ(MessageOf(Edit("\"bytes_per_s\": 1e11", "\"bytes_per_s\": 25")),
+            prefix + "'node.intra.bytes_per_s' must be in [1e+08, 1e+18] bytes/s, got 25");
+  // Fraction: [0, 1).
+  EXPECT_EQ(MessageOf(Edit("\"peak_flops\": 4e14}",
+                           "\"peak_flops\": 4e14, \"overlap_slowdown_gemm\": 1}")),
+            prefix + "'gpu.overlap_slowdown_gemm' must be in [0, 1), got 1");
+  // NonNegative: [0, max].
+  EXPECT_EQ(MessageOf(Edit("\"peak_flops\": 4e14}",
+                           "\"peak_flops\": 4e14, \"runtime\": {\"cuda_context_bytes\": 1, "
+                           "\"nccl_per_comm_bytes\": -1, \"allocator_fraction\": 0}}")),
+            prefix + "'gpu.runtime.nccl_per_comm_bytes' must be in [0, 1e+15], got -1");
+  EXPECT_EQ(MessageOf(Edit("\"hbm_efficiency\": 0.8", "\"hbm_efficiency\": \"high\"")),
+            prefix + "'gpu.hbm_efficiency' must be a number, got \"high\"");
+  EXPECT_EQ(MessageOf(Edit("\"hbm_efficiency\": 0.8,", "")),
+            prefix + "'gpu.hbm_efficiency' is missing");
+  EXPECT_EQ(MessageOf(Edit("\"gemm_efficiency\": [{\"flops\": 1e9, \"efficiency\": 0.3}, "
+                           "{\"flops\": 1e12",
+                           "\"gemm_efficiency\": [{\"flops\": 1e9, \"efficiency\": 0.3}, "
+                           "{\"flops\": 1e9")),
+            prefix + "'gpu.gemm_efficiency[1].flops' must increase along the table");
+}
+
+TEST(HardwareJsonMessages, CalibratedTablesRoundTrip) {
+  auto c = ParseClusterJson(kGood, "good.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  c->gpu.hbm_efficiency_by_bytes = {{1e6, 0.4}, {1e9, 0.9}};
+  c->gpu.gemm_shapes = {{4096, 12288, 4096, 1e-3, 1.1e-3, 1.2e-3}};
+  c->gpu.attention_efficiency = {{128, 2048, 3e12, 0.5, 0.3, 0.4}, {64, 1024, 1e12, 0.4, 0.2, 0.3}};
+  auto back = ParseClusterJson(ClusterToJson(*c), "back.json");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->gpu.hbm_efficiency_by_bytes.size(), 2u);
+  EXPECT_EQ(back->gpu.hbm_efficiency_by_bytes[1].flops, 1e9);
+  EXPECT_EQ(back->gpu.hbm_efficiency_by_bytes[1].efficiency, 0.9);
+  ASSERT_EQ(back->gpu.gemm_shapes.size(), 1u);
+  EXPECT_EQ(back->gpu.gemm_shapes[0].n, 12288);
+  EXPECT_EQ(back->gpu.gemm_shapes[0].dw_s, 1.2e-3);
+  ASSERT_EQ(back->gpu.attention_efficiency.size(), 2u);
+  EXPECT_EQ(back->gpu.attention_efficiency[0].seq, 2048);
+  EXPECT_EQ(back->gpu.attention_efficiency[0].backward, 0.4);
+  EXPECT_EQ(back->gpu.attention_efficiency[1].head_dim, 64);
+  ASSERT_EQ(back->gpu.gemm_efficiency.size(), 2u);
+  EXPECT_EQ(back->gpu.gemm_efficiency[0].efficiency, 0.3);
+  EXPECT_EQ(ClusterToJson(*back), ClusterToJson(*c));
+}
+
 }  // namespace
 }  // namespace p3d
