@@ -173,6 +173,13 @@ struct Framework {
   // False) after each backward). Else the backward accumulates straight into
   // the buffer (Megatron's main_grad) or frees them.
   bool param_grads_kept = false;
+  // ZeRO-0/1: bytes per parameter moved, every micro-batch, by a separate pass
+  // that adds the micro-batch's gradient into the accumulation buffer after
+  // its backward (DeepSpeed's BF16_Optimizer.update_hp_grads: read the bf16
+  // .grad 2, write and read its fp32 copy 4 + 4, read and write the buffer
+  // 4 + 4 = 18). 0: the weight-gradient GEMM accumulates in place (Megatron's
+  // gradient-accumulation fusion, p3d's beta = 1 GEMMs).
+  int grad_accumulation_bytes = 0;
   // Parameters per gradient bucket at data-parallel degree `dp`.
   double GradBucketElements(int dp) const {
     const double scaled = grad_bucket_elements_per_dp * dp;

@@ -26,7 +26,7 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "grad_bucket_elements", "grad_bucket_elements_per_dp", "contiguous_grad_buffer", "sharded_grad_reduce_bytes",
     "zero_reduce_scatter",
     "param_gather_overlap", "reshard_after_forward", "master_is_param", "param_grads_kept",
-    "selective_recompute",
+    "grad_accumulation_bytes", "selective_recompute",
     "tp_overlap_buffers", "fused_cross_entropy"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
@@ -185,6 +185,11 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
     return top.Error("reshard_after_forward", fmt::format("value must be always, never or not-with-pp, got '{}'", reshard));
   P3D_ASSIGN_OR_RETURN(fw.master_is_param, ReadBool(doc, origin, "master_is_param", &src));
   P3D_ASSIGN_OR_RETURN(fw.param_grads_kept, ReadBool(doc, origin, "param_grads_kept", &src));
+  {
+    P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "grad_accumulation_bytes", &src));
+    P3D_ASSIGN_OR_RETURN(int64_t bytes, f.fields().IntInRange("value", 0, 64));
+    fw.grad_accumulation_bytes = static_cast<int>(bytes);
+  }
   P3D_ASSIGN_OR_RETURN(fw.fused_cross_entropy, ReadBool(doc, origin, "fused_cross_entropy", &src));
   P3D_ASSIGN_OR_RETURN(std::string selective, ReadName(doc, origin, "selective_recompute", &src));
   if (!ParseSelectiveRecompute(selective, &fw.selective))
@@ -252,6 +257,7 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"reshard_after_forward", field("reshard_after_forward", ReshardName(fw.reshard_after_forward))},
               {"master_is_param", field("master_is_param", fw.master_is_param)},
               {"param_grads_kept", field("param_grads_kept", fw.param_grads_kept)},
+              {"grad_accumulation_bytes", field("grad_accumulation_bytes", fw.grad_accumulation_bytes)},
               {"selective_recompute", field("selective_recompute", SelectiveRecomputeName(fw.selective))},
               {"tp_overlap_buffers", field("tp_overlap_buffers", fw.tp_overlap_buffers)},
               {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)}};

@@ -569,6 +569,16 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       dp_hidden_rank[r] += m * (issued - exposed);
     }
   }
+  if (plan.zero <= 1 && fw.grad_accumulation_bytes > 0) {
+    // A separate pass adds the micro-batch's gradient into the accumulation
+    // buffer after its backward (Framework::grad_accumulation_bytes:
+    // DeepSpeed's BF16_Optimizer.update_hp_grads), memory-bound.
+    const double bytes = fw.grad_accumulation_bytes * chunk_params;
+    bwd += P3D_TERM(
+        w, "chunk.grad_accumulation", "bytes/(hbm*eff)", MemoryBoundSeconds(cluster.gpu, bytes),
+        "the gradient-accumulation pass after each backward", {"bytes", bytes},
+        {"hbm", cluster.gpu.hbm_bytes_per_s}, {"eff", HbmEfficiency(cluster.gpu, bytes)});
+  }
   if (plan.offload != Offload::kNone && plan.zero >= 2) {
     // ZeRO-2/3 offload: every micro-batch's reduced bf16 gradient shard is
     // copied to the host bucket by bucket under the backward (DeepSpeed

@@ -103,7 +103,8 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
       {"llama-3.1-405b", "h100-sxm", 2, 8, 16, 1, 1, 1, 16, full, true, no, fused, false, 7, 7},
       // Framework mechanisms: TP userbuffers, reduce-scatter ZeRO-1 with the
       // parameter gather overlapped, fused cross-entropy, op-level selective
-      // with FSDP2's fp32 reduce and no reshard under PP, no DP overlap.
+      // with FSDP2's fp32 reduce and no reshard under PP, no DP overlap, the
+      // BF16_Optimizer's accumulation pass and kept bf16 gradients.
       {"llama-2-70b", "h100-sxm", 8, 4, 2, 2, 1, 1, 16, sel, true, no, fused, false, 0, 0,
        "megatron-core"},
       {"llama-2-13b", "a100-80gb", 4, 2, 1, 1, 1, 2, 4, full, true, no, fused, false, 0, 0, "nemo"},
@@ -113,6 +114,8 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
        "torchtitan"},
       {"llama-2-13b", "v100-32gb", 4, 4, 2, 1, 0, 2, 8, full, false, no, unfused, true, 0, 0,
        "megatron-lm-2021"},
+      {"llama-2-13b", "a100-80gb", 4, 2, 2, 1, 1, 1, 8, full, false, no, unfused, true, 0, 0,
+       "megatron-deepspeed"},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -171,6 +174,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
                            "chunk.p2p_send",
                            "chunk.grad_reduce_scatter.exposed",
                            "chunk.dp_exposed",
+                           "chunk.grad_accumulation",
                            "chunk.offload_uploads",
                            "tail.grad_all_reduce.exposed",
                            "tail.grad_reduce_scatter.exposed",

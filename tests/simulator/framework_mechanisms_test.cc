@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "models/zoo.h"
+#include "simulator/compute_model.h"
 #include "simulator/framework_profile.h"
 #include "simulator/memory_model.h"
 #include "simulator/time_model.h"
@@ -154,6 +155,25 @@ TEST(FrameworkMechanisms, KeptParamGradsAddTheirBytesAtZeroOneOnly) {
   const double offloaded = c.Memory().memory.gradients;
   c.training.framework.param_grads_kept = true;
   EXPECT_DOUBLE_EQ(c.Memory().memory.gradients, offloaded);
+}
+
+// BF16_Optimizer's update_hp_grads: every micro-batch's backward of every
+// chunk pays bytes x its parameters at HBM speed, at ZeRO-0/1 only.
+TEST(FrameworkMechanisms, GradientAccumulationPassCostsEveryMicroBatch) {
+  Case c(1, 1, 1, 1, false);
+  c.model = ZooModel("llama-2-7b").value();
+  const TimeBreakdown fused = c.Time();
+  c.training.framework.grad_accumulation_bytes = 18;
+  const double params = ParamsOnStage(c.model, c.plan, 0).total();
+  EXPECT_NEAR(c.Time().step_s - fused.step_s,
+              static_cast<double>(c.plan.grad_accum) * MemoryBoundSeconds(c.cluster.gpu, 18 * params),
+              1e-9 * fused.step_s);
+  c.plan.zero = 2;
+  c.plan.dp = 2, c.cluster.num_gpus = 2;
+  c.training.global_batch = c.plan.global_batch();
+  const double with_pass = c.Time().step_s;
+  c.training.framework.grad_accumulation_bytes = 0;
+  EXPECT_DOUBLE_EQ(c.Time().step_s, with_pass);  // ZeRO-2 reduce-scatters each micro-batch instead
 }
 
 TEST(FrameworkMechanisms, ContiguousGradientBufferNeedsNoBuckets) {
