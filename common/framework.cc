@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/enum_names.h"
 #include "common/plan.h"
 
 namespace p3d {
@@ -20,10 +21,14 @@ bool ParseName(std::string_view name, const E (&values)[N], const char* (*name_o
   return false;
 }
 
-constexpr const char* kRuleIds[kSupportRuleCount] = {
-    "offload-params", "offload-optimizer", "offload=>zero1", "zero-with-tp/pp", "pp=>zero<=1",
-    "zero<=1",        "zero!=1",           "zero!=2",        "vpp=1",           "tp=>sp",
-    "zero0=>1d", "no-sp", "no-selective", "no-tp", "no-pp", "uneven-stages"};
+constexpr const char* kRuleIds[kSupportRuleCount] = {"offload-params", "offload-optimizer",
+                                                     "offload=>zero1", "zero-with-tp/pp",
+                                                     "pp=>zero<=1",    "zero<=1",
+                                                     "zero!=1",        "zero!=2",
+                                                     "vpp=1",          "tp=>sp",
+                                                     "zero0=>1d",      "no-sp",
+                                                     "no-selective",   "no-tp",
+                                                     "no-pp",          "uneven-stages"};
 
 }  // namespace
 
@@ -37,116 +42,135 @@ bool ParseSupportRule(std::string_view id, SupportRule* out) {
 
 bool Breaks(SupportRule rule, const Plan& p) {
   switch (rule) {
-    case SupportRule::kOffloadParams: return p.offload == Offload::kOptimizerAndParams;
-    case SupportRule::kOffloadOptimizer: return p.offload == Offload::kOptimizer;
-    case SupportRule::kOffloadNeedsZero1: return p.offload != Offload::kNone && p.zero != 1;
-    case SupportRule::kZeroWithTpPp: return p.zero >= 2 && p.tp * p.pp > 1;
-    case SupportRule::kZeroWithPp: return p.zero >= 2 && p.pp > 1;
-    case SupportRule::kZeroAbove1: return p.zero >= 2;
-    case SupportRule::kZero1: return p.zero == 1;
-    case SupportRule::kZero2: return p.zero == 2;
-    case SupportRule::kInterleaved: return p.vpp > 1;
-    case SupportRule::kTpWithoutSp: return p.tp > 1 && !p.sequence_parallel;
-    case SupportRule::kReplicatedMultiDim: return p.zero == 0 && p.dp > 1 && p.tp * p.pp > 1;
-    case SupportRule::kSequenceParallel: return p.sequence_parallel;
-    case SupportRule::kSelective: return p.recompute == Recompute::kSelective;
-    case SupportRule::kTensorParallel: return p.tp > 1;
-    case SupportRule::kPipeline: return p.pp > 1;
-    case SupportRule::kUnevenStages: return p.uneven_stages();
+    case SupportRule::kOffloadParams:
+      return p.offload == Offload::kOptimizerAndParams;
+    case SupportRule::kOffloadOptimizer:
+      return p.offload == Offload::kOptimizer;
+    case SupportRule::kOffloadNeedsZero1:
+      return p.offload != Offload::kNone && p.zero != 1;
+    case SupportRule::kZeroWithTpPp:
+      return p.zero >= 2 && p.tp * p.pp > 1;
+    case SupportRule::kZeroWithPp:
+      return p.zero >= 2 && p.pp > 1;
+    case SupportRule::kZeroAbove1:
+      return p.zero >= 2;
+    case SupportRule::kZero1:
+      return p.zero == 1;
+    case SupportRule::kZero2:
+      return p.zero == 2;
+    case SupportRule::kInterleaved:
+      return p.vpp > 1;
+    case SupportRule::kTpWithoutSp:
+      return p.tp > 1 && !p.sequence_parallel;
+    case SupportRule::kReplicatedMultiDim:
+      return p.zero == 0 && p.dp > 1 && p.tp * p.pp > 1;
+    case SupportRule::kSequenceParallel:
+      return p.sequence_parallel;
+    case SupportRule::kSelective:
+      return p.recompute == Recompute::kSelective;
+    case SupportRule::kTensorParallel:
+      return p.tp > 1;
+    case SupportRule::kPipeline:
+      return p.pp > 1;
+    case SupportRule::kUnevenStages:
+      return p.uneven_stages();
   }
   return false;
 }
 
 std::string DescribeBreach(SupportRule rule, const Plan& p) {
   switch (rule) {
-    case SupportRule::kOffloadParams: return "the plan offloads the parameters ('params') to the host";
-    case SupportRule::kOffloadOptimizer: return "the plan offloads the optimizer alone ('optimizer') to the host";
-    case SupportRule::kOffloadNeedsZero1: return fmt::format("offload '{}' with ZeRO-{}", OffloadName(p.offload), p.zero);
-    case SupportRule::kZeroWithTpPp: return fmt::format("ZeRO-{} with tp={} pp={}", p.zero, p.tp, p.pp);
-    case SupportRule::kZeroWithPp: return fmt::format("ZeRO-{} with PP={}", p.zero, p.pp);
-    case SupportRule::kZeroAbove1: return fmt::format("ZeRO-{} (gradients or parameters sharded)", p.zero);
-    case SupportRule::kZero1: return "ZeRO-1 (optimizer states sharded, parameters and gradients not)";
-    case SupportRule::kZero2: return "ZeRO-2 (gradients sharded, parameters replicated)";
-    case SupportRule::kInterleaved: return fmt::format("an interleaved pipeline with VPP={}", p.vpp);
-    case SupportRule::kTpWithoutSp: return fmt::format("TP={} without sequence parallelism", p.tp);
+    case SupportRule::kOffloadParams:
+      return "the plan offloads the parameters ('params') to the host";
+    case SupportRule::kOffloadOptimizer:
+      return "the plan offloads the optimizer alone ('optimizer') to the host";
+    case SupportRule::kOffloadNeedsZero1:
+      return fmt::format("offload '{}' with ZeRO-{}", OffloadName(p.offload), p.zero);
+    case SupportRule::kZeroWithTpPp:
+      return fmt::format("ZeRO-{} with tp={} pp={}", p.zero, p.tp, p.pp);
+    case SupportRule::kZeroWithPp:
+      return fmt::format("ZeRO-{} with PP={}", p.zero, p.pp);
+    case SupportRule::kZeroAbove1:
+      return fmt::format("ZeRO-{} (gradients or parameters sharded)", p.zero);
+    case SupportRule::kZero1:
+      return "ZeRO-1 (optimizer states sharded, parameters and gradients not)";
+    case SupportRule::kZero2:
+      return "ZeRO-2 (gradients sharded, parameters replicated)";
+    case SupportRule::kInterleaved:
+      return fmt::format("an interleaved pipeline with VPP={}", p.vpp);
+    case SupportRule::kTpWithoutSp:
+      return fmt::format("TP={} without sequence parallelism", p.tp);
     case SupportRule::kReplicatedMultiDim:
-      return fmt::format("plain data parallelism (ZeRO-0) over DP={} with tp={} pp={}", p.dp, p.tp, p.pp);
-    case SupportRule::kSequenceParallel: return "sequence parallelism";
-    case SupportRule::kSelective: return "selective recompute";
-    case SupportRule::kTensorParallel: return fmt::format("tensor parallelism (TP={})", p.tp);
-    case SupportRule::kPipeline: return fmt::format("pipeline parallelism (PP={})", p.pp);
+      return fmt::format("plain data parallelism (ZeRO-0) over DP={} with tp={} pp={}", p.dp, p.tp,
+                         p.pp);
+    case SupportRule::kSequenceParallel:
+      return "sequence parallelism";
+    case SupportRule::kSelective:
+      return "selective recompute";
+    case SupportRule::kTensorParallel:
+      return fmt::format("tensor parallelism (TP={})", p.tp);
+    case SupportRule::kPipeline:
+      return fmt::format("pipeline parallelism (PP={})", p.pp);
     case SupportRule::kUnevenStages:
-      return fmt::format("uneven pipeline stages (first stage {} / last stage {} layers)", p.first_stage_layers,
-                         p.last_stage_layers);
+      return fmt::format("uneven pipeline stages (first stage {} / last stage {} layers)",
+                         p.first_stage_layers, p.last_stage_layers);
   }
   return "?";
 }
 
-const char* TpOverlapName(TpOverlap o) {
-  switch (o) {
-    case TpOverlap::kNone: return "none";
-    case TpOverlap::kAsyncGrad: return "async-grad";
-    case TpOverlap::kUserBuffers: return "userbuffers";
-  }
-  return "?";
-}
+constexpr EnumEntry<TpOverlap> kTpOverlapNames[] = {{TpOverlap::kNone, "none"},
+                                                    {TpOverlap::kAsyncGrad, "async-grad"},
+                                                    {TpOverlap::kUserBuffers, "userbuffers"}};
+
+const char* TpOverlapName(TpOverlap o) { return EnumName(kTpOverlapNames, o); }
 
 bool ParseTpOverlap(std::string_view name, TpOverlap* out) {
-  constexpr TpOverlap kAll[] = {TpOverlap::kNone, TpOverlap::kAsyncGrad, TpOverlap::kUserBuffers};
-  return ParseName(name, kAll, TpOverlapName, out);
+  return ParseEnum(kTpOverlapNames, name, out);
 }
 
+constexpr EnumEntry<SelectiveRecompute> kSelectiveRecomputeNames[] = {
+    {SelectiveRecompute::kScores, "scores"},
+    {SelectiveRecompute::kCoreAttention, "core-attention"},
+    {SelectiveRecompute::kOpLevel, "op-level"}};
+
 const char* SelectiveRecomputeName(SelectiveRecompute s) {
-  switch (s) {
-    case SelectiveRecompute::kScores: return "scores";
-    case SelectiveRecompute::kCoreAttention: return "core-attention";
-    case SelectiveRecompute::kOpLevel: return "op-level";
-  }
-  return "?";
+  return EnumName(kSelectiveRecomputeNames, s);
 }
 
 bool ParseSelectiveRecompute(std::string_view name, SelectiveRecompute* out) {
-  constexpr SelectiveRecompute kAll[] = {SelectiveRecompute::kScores, SelectiveRecompute::kCoreAttention,
-                                         SelectiveRecompute::kOpLevel};
-  return ParseName(name, kAll, SelectiveRecomputeName, out);
+  return ParseEnum(kSelectiveRecomputeNames, name, out);
 }
 
-const char* PpGradOverlapName(PpGradOverlap o) {
-  switch (o) {
-    case PpGradOverlap::kAll: return "all";
-    case PpGradOverlap::kFirstStage: return "first-stage";
-    case PpGradOverlap::kNone: return "none";
-  }
-  return "?";
-}
+constexpr EnumEntry<PpGradOverlap> kPpGradOverlapNames[] = {
+    {PpGradOverlap::kAll, "all"},
+    {PpGradOverlap::kFirstStage, "first-stage"},
+    {PpGradOverlap::kNone, "none"}};
+
+const char* PpGradOverlapName(PpGradOverlap o) { return EnumName(kPpGradOverlapNames, o); }
 
 bool ParsePpGradOverlap(std::string_view name, PpGradOverlap* out) {
-  constexpr PpGradOverlap kAll[] = {PpGradOverlap::kAll, PpGradOverlap::kFirstStage, PpGradOverlap::kNone};
-  return ParseName(name, kAll, PpGradOverlapName, out);
+  return ParseEnum(kPpGradOverlapNames, name, out);
 }
 
-const char* ReshardName(Reshard r) {
-  switch (r) {
-    case Reshard::kAlways: return "always";
-    case Reshard::kNever: return "never";
-    case Reshard::kNotWithPp: return "not-with-pp";
-  }
-  return "?";
-}
+constexpr EnumEntry<Reshard> kReshardNames[] = {
+    {Reshard::kAlways, "always"}, {Reshard::kNever, "never"}, {Reshard::kNotWithPp, "not-with-pp"}};
+
+const char* ReshardName(Reshard r) { return EnumName(kReshardNames, r); }
 
 bool ParseReshard(std::string_view name, Reshard* out) {
-  constexpr Reshard kAll[] = {Reshard::kAlways, Reshard::kNever, Reshard::kNotWithPp};
-  return ParseName(name, kAll, ReshardName, out);
+  return ParseEnum(kReshardNames, name, out);
 }
 
-const char* FrameworkRuleBroken(const Framework& f, RuleKind kind, const Plan& plan, std::string* detail) {
+const char* FrameworkRuleBroken(const Framework& f, RuleKind kind, const Plan& plan,
+                                std::string* detail) {
   const SupportRules rules = kind == RuleKind::kLimit ? f.limits : f.gaps;
   if (rules == 0) return nullptr;  // p3d has no limits: the search's common case
   for (int i = 0; i < kSupportRuleCount; ++i) {
     const SupportRule rule = static_cast<SupportRule>(i);
     if (!(rules & RuleBit(rule)) || !Breaks(rule, plan)) continue;
     if (detail)
-      *detail = fmt::format("{}: rule {}: {}; {} {}", f.name, SupportRuleId(rule), DescribeBreach(rule, plan), f.name,
+      *detail = fmt::format("{}: rule {}: {}; {} {}", f.name, SupportRuleId(rule),
+                            DescribeBreach(rule, plan), f.name,
                             kind == RuleKind::kLimit ? "cannot run it" : "does not run it yet");
     return SupportRuleId(rule);
   }
