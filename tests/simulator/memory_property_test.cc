@@ -212,7 +212,7 @@ TEST(MemoryParams, StagesPartitionTheModel) {
   // parameter once, plus the tied embedding copy Megatron keeps on the last
   // stage when a tied model is pipelined.
   for (const ModelSpec& m : Models()) {
-    EXPECT_EQ(LayerParamsPerGpu(m, 1), static_cast<double>(m.ParamsPerLayer()));
+    EXPECT_EQ(LayerParamsPerGpu(m, 1), static_cast<double>(m.LayerParams(m.KindOfLayer(0))));
     for (int pp : {1, 3, 4, 7}) {
       for (auto [first, last] : Splits(m, pp, 1)) {
         Plan p;
