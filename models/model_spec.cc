@@ -17,7 +17,19 @@ LayerKind ModelSpec::KindOfLayer(int64_t i) const {
 
 LayerKindCounts ModelSpec::CountKinds(int64_t first, int64_t count) const {
   LayerKindCounts c;
-  for (int64_t i = first; i < first + count; ++i) ++c.count[KindOfLayer(i).index()];
+  // Layers [x, y) of one FFN kind, split into full and windowed attention:
+  // layer i is full iff i + 1 is a multiple of p, so [x, y) holds y/p - x/p full layers.
+  auto add = [&](int64_t x, int64_t y, bool moe_part) {
+    if (y <= x) return;
+    int64_t windowed = 0;
+    if (sliding_window > 0)
+      windowed = full_attention_every > 0 ? (y - x) - (y / full_attention_every - x / full_attention_every) : y - x;
+    c.count[LayerKind{moe_part, false}.index()] += (y - x) - windowed;
+    c.count[LayerKind{moe_part, true}.index()] += windowed;
+  };
+  const int64_t end = first + count, split = moe() ? std::clamp(dense_layers, first, end) : end;
+  add(first, split, false);
+  add(split, end, true);
   return c;
 }
 
