@@ -47,6 +47,7 @@ struct Candidate {
   Plan plan;
   PlanEvaluator::Quick quick;
   std::optional<StatusOr<TimeEstimate>> time;  // kept for simulated plans, reused for output
+  double floor = 0;  // TimeModel::StepFloor, for fitting plans
 };
 
 bool Better(const Candidate& a, const Candidate& b) {
@@ -202,7 +203,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
                   if (c.quick.fits) {
                     ++result.fitting;
-                    c.quick.step_s = evaluator.StepLowerBound(p);  // replaced by the simulated step below
+                    c.floor = evaluator.StepFloor(p);
                     fitting.push_back(c);
                   } else if (options.keep_non_fitting && result.fitting == 0) {
                     misses.push_back(c);
@@ -251,12 +252,40 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
 
   // Simulate in order of the lower bound and stop once the bound cannot beat
   // the K-th best simulated step: the bound never exceeds the simulated step,
-  // so the top K are exact while most plans are never simulated.
+  // so the top K are exact while most plans are never simulated. The bound
+  // (TimeModel::StepLowerBound) is computed lazily, in order of the cheaper
+  // floor below it (StepFloor): a plan is bounded only once its floor is
+  // below every bound not yet simulated, so the plans are simulated in the
+  // same order as with every bound computed, and a plan whose floor cannot
+  // beat the K-th best is never bounded.
   std::sort(fitting.begin(), fitting.end(),
-            [](const Candidate& a, const Candidate& b) { return a.quick.step_s < b.quick.step_s; });
+            [](const Candidate& a, const Candidate& b) { return a.floor < b.floor; });
+  auto by_bound = [](const Candidate* a, const Candidate* b) {
+    return a->quick.step_s > b->quick.step_s;  // min-heap
+  };
+  std::vector<Candidate*> bounded;
   std::vector<Candidate> top;  // max-heap, worst first
-  for (Candidate& c : fitting) {
-    if (top.size() == k && !(c.quick.step_s < top.front().quick.step_s)) break;
+  size_t next = 0;
+  while (true) {
+    const bool full = top.size() == k;
+    if (next < fitting.size() &&
+        (bounded.empty() || fitting[next].floor < bounded.front()->quick.step_s)) {
+      Candidate& c = fitting[next++];
+      if (full && !(c.floor < top.front().quick.step_s)) {
+        next = fitting.size();  // floors ascend: no plan left can beat the K-th best
+        continue;
+      }
+      c.quick.step_s = evaluator.StepLowerBound(c.plan);  // replaced by the simulated step below
+      ++result.bounded;
+      bounded.push_back(&c);
+      std::push_heap(bounded.begin(), bounded.end(), by_bound);
+      continue;
+    }
+    if (bounded.empty()) break;
+    std::pop_heap(bounded.begin(), bounded.end(), by_bound);
+    Candidate& c = *bounded.back();
+    bounded.pop_back();
+    if (full && !(c.quick.step_s < top.front().quick.step_s)) break;
     c.time = evaluator.Time(c.plan, /*with_timeline=*/false);
     c.quick.step_s = c.time->ok() ? (*c.time)->time.step_s : std::numeric_limits<double>::infinity();
     ++result.simulated;

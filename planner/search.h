@@ -55,6 +55,8 @@ struct SearchResult {
   std::vector<EvaluatedPlan> plans;  // ranked, at most top_k
   int64_t candidates = 0;            // legal plans evaluated
   int64_t fitting = 0;               // of which fit in memory
+  int64_t bounded = 0;               // of which had their step-time lower bound computed (the
+                                     // rest: their cheaper floor could not enter the top K)
   int64_t simulated = 0;             // of which were timed by pipeline simulation (the rest were
                                      // pruned: their step-time lower bound could not enter the top K)
   double seconds = 0;                // wall time of the search

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -281,6 +282,14 @@ struct TimeModel::Impl {
   Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc, double layer_params) const;
   void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
   void StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path, int r);
+  void Link(const Plan& plan, int v);
+  bool SameWork(const Plan& plan, int a, int b) const;
+  void CopyRank(const Plan& plan, int from, int to);
+  // Every per-rank vector Prepare fills.
+  std::array<std::vector<double>*, 8> PerRank() {
+    return {&tp_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
+            &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank};
+  }
   void Breakdown(int crit, int last_rank);
 };
 
@@ -631,15 +640,20 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   tp_rank[r] += m * (ft + bt);
   dp_in_rank[r] += m * dp_in;
   off_in_rank[r] += m * off_in;
-  if (!is_last) {
-    // Activation of one micro-batch, scattered over TP (Megatron's
-    // scatter-gather optimisation; with SP it is already 1/TP).
-    const double bytes =
-        MicroBatchTokens(plan, training) * model.hidden * prec.activation_bytes / plan.tp;
-    const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.dp);
-    const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
-    costs.p2p_s[v] = SendRecv(w, "chunk.p2p_send", node, bytes, std::min(a, b), std::abs(a - b));
-  }
+}
+
+// Virtual stage v's activation send to v + 1 (and its gradient back), one
+// micro-batch: scattered over TP (Megatron's scatter-gather optimisation;
+// with SP it is already 1/TP), priced on the link between the two ranks.
+void TimeModel::Impl::Link(const Plan& plan, int v) {
+  const int pp = plan.pp;
+  Derivation* w = v % pp == why_chunk_rank ? why : nullptr;
+  const double bytes =
+      MicroBatchTokens(plan, training) * model.hidden * training.precision.activation_bytes / plan.tp;
+  const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.dp);
+  const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
+  costs.p2p_s[v] =
+      SendRecv(w, "chunk.p2p_send", cluster.node, bytes, std::min(a, b), std::abs(a - b));
 }
 
 // After the last backward of pipeline rank r: the gradient reduction's exposed
@@ -755,9 +769,7 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   costs.forward_s.assign(stages, 0.0);
   costs.backward_s.assign(stages, 0.0);
   costs.p2p_s.assign(stages - 1, 0.0);
-  for (std::vector<double>* v : {&tp_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
-                                 &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank})
-    v->assign(pp, 0.0);
+  for (std::vector<double>* v : PerRank()) v->assign(pp, 0.0);
   PlanCommon pc;
   pc.dp_path = GroupPathFor(cluster.node, plan.dp, RankStride(GroupKind::kData, plan.tp, plan.dp));
   const LayerKindCounts all = model.CountKinds(0, model.layers);
@@ -766,10 +778,47 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   pc.first = ParamsOnStage(model, plan, 0);
   pc.last = ParamsOnStage(model, plan, pp - 1);
   pc.z3 = Zero3Modules(plan, pc, pc.layer_params);
-  for (int r = 0; r < pp; ++r)
+  for (int r = 0; r < pp; ++r) {
+    if (!why && r > 1 && r < pp - 1 && SameWork(plan, 1, r)) {
+      CopyRank(plan, 1, r);
+      continue;
+    }
     for (int c = 0; c < vpp; ++c) Chunk(plan, sc, pc, r, c);
-  for (int r = 0; r < pp; ++r) StageTail(plan, sc, pc.dp_path, r);
+    StageTail(plan, sc, pc.dp_path, r);
+  }
+  for (int v = 0; v + 1 < stages; ++v) Link(plan, v);
   return Status::Ok();
+}
+
+// Middle pipeline ranks (0 < r < PP-1) hold no embedding or head, and Chunk
+// and StageTail depend on the rank only through its layers (StageLayers: one
+// count for every middle stage) and the framework's per-stage overlap
+// (Framework::OverlapsGradReduce), and where kinds mix, its layer kinds; the links between ranks are priced apart
+// (Link). So without recording, Prepare computes rank 1 and copies it to the
+// other middle ranks (tests/simulator/time_model_test.cc,
+// MiddleRankReuseMatchesEveryRankComputed, holds the two ways equal). A new
+// rank-dependent input to Chunk or StageTail belongs here.
+bool TimeModel::Impl::SameWork(const Plan& plan, int a, int b) const {
+  const Framework& fw = training.framework;
+  if (StageLayers(plan, model.layers, a) != StageLayers(plan, model.layers, b) ||
+      fw.OverlapsGradReduce(plan.pp, a) != fw.OverlapsGradReduce(plan.pp, b))
+    return false;
+  // Layer kinds (stage_kinds.h): every chunk of the two ranks alike.
+  if (!model.moe() && model.sliding_window == 0) return true;
+  for (int c = 0; c < plan.vpp; ++c) {
+    const LayerKindCounts x = ChunkKinds(model, plan, c * plan.pp + a), y = ChunkKinds(model, plan, c * plan.pp + b);
+    for (int k = 0; k < kLayerKinds; ++k)
+      if (x.count[k] != y.count[k]) return false;
+  }
+  return true;
+}
+
+void TimeModel::Impl::CopyRank(const Plan& plan, int from, int to) {
+  for (int c = 0; c < plan.vpp; ++c) {
+    costs.forward_s[to * plan.vpp + c] = costs.forward_s[from * plan.vpp + c];
+    costs.backward_s[to * plan.vpp + c] = costs.backward_s[from * plan.vpp + c];
+  }
+  for (std::vector<double>* v : PerRank()) (*v)[to] = (*v)[from];
 }
 
 Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
@@ -883,6 +932,36 @@ double TimeModel::StepLowerBound(const Plan& plan) {
     fill += im.costs.forward_s[r * vpp] + (r + 1 < pp ? im.costs.p2p_s[r] : 0.0);
   }
   return bound;
+}
+
+double TimeModel::StepFloor(const Plan& plan) {
+  Impl& im = *impl_;
+  const ShapeCosts& sc = im.Shape(plan);
+  const EdgeKernelTimes& ek = sc.edge;
+  const int pp = plan.pp;
+  const double m = static_cast<double>(plan.grad_accum);
+  // The lightest layer kind the model has: a floor for every layer.
+  double kernel_fwd = std::numeric_limits<double>::infinity(), kernel_all = kernel_fwd;
+  const LayerKindCounts kinds = im.model.CountKinds(0, im.model.layers);
+  for (int k = 0; k < kLayerKinds; ++k) {
+    if (kinds.count[k] == 0) continue;
+    const LayerKernelTimes& lk = sc.layer[k];
+    kernel_fwd = std::min(kernel_fwd, lk.forward.total());
+    kernel_all = std::min(kernel_all, lk.forward.total() + lk.backward.total() + lk.recompute.total());
+  }
+  const double layer_fwd = kernel_fwd + sc.tp_layer_fwd;
+  const double layer = kernel_all + sc.tp_layer_bwd + sc.tp_layer_fwd;
+  const double emb_fwd = ek.embedding_forward.total() + sc.tp_emb_fwd;
+  const double emb = emb_fwd + ek.embedding_backward.total() + sc.tp_emb_bwd;
+  const double head =
+      ek.head_forward.total() + sc.tp_head_fwd + ek.head_backward.total() + sc.tp_head_bwd;
+  const double average =
+      m * (static_cast<double>(im.model.layers) * layer + emb + head) / static_cast<double>(pp);
+  double fill = pp > 1 ? emb_fwd : 0.0;
+  for (int r = 0; r + 1 < pp; ++r) fill += static_cast<double>(im.ChunkLayers(plan, r)) * layer_fwd;
+  const double last_layers = static_cast<double>(StageLayers(plan, im.model.layers, pp - 1));
+  const double last = fill + m * (last_layers * layer + head + (pp == 1 ? emb : 0.0));
+  return std::max(average, last);
 }
 
 StatusOr<TimeEstimate> TimeModel::Evaluate(const Plan& plan, bool with_timeline) {
