@@ -28,7 +28,8 @@ constexpr const char* kRuleIds[kSupportRuleCount] = {"offload-params", "offload-
                                                      "vpp=1",          "tp=>sp",
                                                      "zero0=>1d",      "no-sp",
                                                      "no-selective",   "no-tp",
-                                                     "no-pp",          "uneven-stages"};
+                                                     "no-pp",          "uneven-stages",
+                                                     "no-ep"};
 
 }  // namespace
 
@@ -74,6 +75,8 @@ bool Breaks(SupportRule rule, const Plan& p) {
       return p.pp > 1;
     case SupportRule::kUnevenStages:
       return p.uneven_stages();
+    case SupportRule::kExpertParallel:
+      return p.ep > 1;
   }
   return false;
 }
@@ -114,6 +117,8 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kUnevenStages:
       return fmt::format("uneven pipeline stages (first stage {} / last stage {} layers)",
                          p.first_stage_layers, p.last_stage_layers);
+    case SupportRule::kExpertParallel:
+      return fmt::format("expert parallelism (EP={})", p.ep);
   }
   return "?";
 }

@@ -40,8 +40,9 @@ enum class SupportRule : uint8_t {
   kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)
   kPipeline,               // "no-pp": pipeline parallelism (PP > 1)
   kUnevenStages,           // "uneven-stages": a set first or last pipeline stage layer count
+  kExpertParallel,         // "no-ep": expert parallelism (EP > 1)
 };
-inline constexpr int kSupportRuleCount = 16;
+inline constexpr int kSupportRuleCount = 17;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);

@@ -120,8 +120,18 @@ struct Plan {
   // rules a split must keep.
   int first_stage_layers = 0;
   int last_stage_layers = 0;
+  // Expert parallelism (MoE models), Megatron-Core's --expert-model-parallel-size:
+  // each MoE layer's routed experts are split over EP ranks carved from DP
+  // (megatron/core/parallel_state.py: the expert rank generator orders
+  // "tp-ep-dp-pp", so an EP group is EP consecutive DP ranks, stride TP).
+  // Expert tensor parallelism is TP (MCore's default for
+  // --expert-tensor-parallel-size), so the expert-data-parallel group,
+  // which reduces the expert gradients and shards their optimizer states,
+  // has DP*TP/(EP*TP) = DP/EP ranks, stride TP*EP. 1 = experts replicated.
+  int ep = 1;
 
   int gpus() const { return dp * tp * pp; }
+  int expert_dp() const { return dp / ep; }  // the expert-data-parallel group's size
   int64_t global_batch() const { return micro_batch * grad_accum * dp; }
   // Shards of the activations between the TP regions (norms, residual,
   // dropout): TP with sequence parallelism, else 1 (replicated).

@@ -69,6 +69,19 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
     return Status::Infeasible(
         fmt::format("megatron: --ffn-hidden-size {} is not divisible by TP={}", m.ffn, plan.tp));
   }
+  // Experts are tensor-parallel over --expert-tensor-parallel-size = TP.
+  if (m.moe() && m.expert_ffn() % plan.tp != 0) {
+    return Status::Infeasible(fmt::format(
+        "megatron: --moe-ffn-hidden-size {} is not divisible by the expert TP={}", m.expert_ffn(), plan.tp));
+  }
+  // gpt-oss's attention (sinks, alternating windows, o biases) and expert
+  // biases have no flags in the Megatron-Core version p3d exports for.
+  if (m.attention_sinks || m.sliding_window > 0 || m.attention_bias || m.expert_bias) {
+    return Status::Infeasible(fmt::format(
+        "megatron: {}'s attention sinks, sliding windows or attention/expert biases are not exported "
+        "(Megatron Core 0.14 flags cover MLA, GQA, q/k norms and MoE)",
+        m.name));
+  }
   // ZeRO-2/3 with PP and the offload limits are the profile's rules
   // (simulator/frameworks/megatron-core.json, megatron-lm.json).
   P3D_RETURN_IF_ERROR(CheckFrameworkRuns(request, plan));
@@ -124,6 +137,12 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
                     std::to_string(m.layers / (plan.pp * plan.vpp))});
   }
   if (plan.sequence_parallel && plan.tp > 1) args.push_back({"--sequence-parallel", ""});
+  if (m.moe()) {
+    // EP carved from DP; the experts' TP is TP (MCore's default for
+    // --expert-tensor-parallel-size, stated so the layout is explicit).
+    args.push_back({"--expert-model-parallel-size", std::to_string(plan.ep)});
+    args.push_back({"--expert-tensor-parallel-size", std::to_string(plan.tp)});
+  }
   if (plan.tp > 1) {
     notes.push_back(
         "TP>1: Megatron asserts CUDA_DEVICE_MAX_CONNECTIONS=1 on Hopper and older GPUs; export it "
@@ -201,7 +220,17 @@ void AddModelShape(const PlanRequest& request, Args& args) {
   args.push_back({"--hidden-size", std::to_string(m.hidden)});
   args.push_back({"--ffn-hidden-size", std::to_string(m.ffn)});
   args.push_back({"--num-attention-heads", std::to_string(m.heads)});
-  if (m.kv_heads != m.heads) {
+  if (m.head_dim_override > 0) args.push_back({"--kv-channels", std::to_string(m.head_dim_override)});
+  if (m.qk_norm) args.push_back({"--qk-layernorm", ""});
+  if (m.mla()) {
+    args.push_back({"--multi-latent-attention", ""});
+    if (m.q_lora_rank > 0) args.push_back({"--q-lora-rank", std::to_string(m.q_lora_rank)});
+    args.push_back({"--kv-lora-rank", std::to_string(m.kv_lora_rank)});
+    args.push_back({"--qk-head-dim", std::to_string(m.qk_nope_head_dim)});
+    args.push_back({"--qk-pos-emb-head-dim", std::to_string(m.qk_rope_head_dim)});
+    args.push_back({"--v-head-dim", std::to_string(m.v_head_dim)});
+  }
+  if (m.kv_heads != m.heads && !m.mla()) {
     args.push_back({"--group-query-attention", ""});
     args.push_back({"--num-query-groups", std::to_string(m.kv_heads)});
   }
@@ -220,9 +249,18 @@ void AddModelShape(const PlanRequest& request, Args& args) {
     args.push_back({"--position-embedding-type", "learned_absolute"});
   }
   if (!m.tie_embeddings) args.push_back({"--untie-embeddings-and-output-weights", ""});
-  if (m.experts > 1) {
+  if (m.moe()) {
     args.push_back({"--num-experts", std::to_string(m.experts)});
     args.push_back({"--moe-router-topk", std::to_string(m.experts_per_token)});
+    args.push_back({"--moe-ffn-hidden-size", std::to_string(m.expert_ffn())});
+    // The all-to-all dispatcher p3d prices (simulator time model, "ep.all_to_all").
+    args.push_back({"--moe-token-dispatcher-type", "alltoall"});
+    if (m.shared_experts > 0)
+      args.push_back({"--moe-shared-expert-intermediate-size", std::to_string(m.shared_experts * m.expert_ffn())});
+    // Leading dense layers: a per-layer pattern (1 = MoE).
+    if (m.dense_layers > 0)
+      args.push_back({"--moe-layer-freq", fmt::format("([0]*{}+[1]*{})", m.dense_layers, m.layers - m.dense_layers)});
+    if (m.router_bias) args.push_back({"--moe-router-enable-expert-bias", ""});
   }
   // Megatron pads the vocabulary to a multiple of this times TP.
   args.push_back({"--vocab-size", std::to_string(m.vocab)});

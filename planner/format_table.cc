@@ -13,6 +13,12 @@ std::string FormatRequest(const PlanRequest& r) {
                                 r.model.name, ArchName(r.model.arch), r.model.TotalParams() / 1e9,
                                 r.model.layers, r.model.hidden, r.model.heads, r.model.kv_heads,
                                 r.model.ffn, r.model.vocab);
+  if (r.model.moe())
+    out += fmt::format("         MoE: {} routed experts top-{}{} of width {}, {} of {} layers MoE; {:.2f}B active "
+                       "parameters; routing assumed balanced (moe.balanced_routing)\n",
+                       r.model.experts, r.model.experts_per_token,
+                       r.model.shared_experts > 0 ? fmt::format(" + {} shared", r.model.shared_experts) : "",
+                       r.model.expert_ffn(), r.model.MoeLayers(), r.model.layers, r.model.ActiveParams() / 1e9);
   out += fmt::format("cluster  {} x {} ({:.1f} GiB each), {} nodes of {} GPUs [{}]\n", c.num_gpus, c.gpu.name,
                      ToGiB(c.gpu.memory_bytes), c.nodes(), c.node.gpus_per_node, c.source);
   const Precision& p = r.training.precision;
@@ -29,9 +35,11 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                                 res.candidates, res.seconds, res.fitting, ToGiB(r.cluster.gpu.memory_bytes));
   if (res.fitting == 0)
     out += "NO PLAN FITS: the closest misses follow (smallest peak memory first)\n";
-  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
+  // MoE models get an EP column after PP.
+  const bool moe = r.model.moe();
+  out += fmt::format("{:>3} {:>5} {:>3} {:>3}{} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
                      "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>4} {}\n",
-                     "#", "DP", "TP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "offload", "step s",
+                     "#", "DP", "TP", "PP", moe ? fmt::format(" {:>3}", "EP") : "", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "offload", "step s",
                      "tokens/s", "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total",
                      "host/node", "fits", "runs");
   int rank = 0;
@@ -45,9 +53,9 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
     std::string host = p.offload == Offload::kNone
                            ? "-"
                            : fmt::format("{:.1f}", ToGiB(e.memory.host_bytes_per_node));
-    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
+    out += fmt::format("{:>3} {:>5} {:>3} {:>3}{} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
                        "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>9} {:>4} {}\n",
-                       ++rank, p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, p.grad_accum,
+                       ++rank, p.dp, p.tp, p.pp, moe ? fmt::format(" {:>3}", p.ep) : "", p.vpp, p.zero, p.micro_batch, p.grad_accum,
                        RecomputeName(p.recompute), p.sequence_parallel ? "y" : "n",
                        p.offload == Offload::kNone ? "-" : OffloadName(p.offload), step, tps, mfu,
                        ToGiB(m.weights), ToGiB(m.gradients), ToGiB(m.optimizer), ToGiB(m.activations),

@@ -117,6 +117,7 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   P3D_RETURN_IF_ERROR(positive("--tp", as64(o.tp)));
   P3D_RETURN_IF_ERROR(positive("--pp", as64(o.pp)));
   P3D_RETURN_IF_ERROR(positive("--vpp", as64(o.vpp)));
+  P3D_RETURN_IF_ERROR(positive("--ep", as64(o.ep)));
   P3D_RETURN_IF_ERROR(positive("--first-stage-layers", as64(o.first_stage_layers)));
   P3D_RETURN_IF_ERROR(positive("--last-stage-layers", as64(o.last_stage_layers)));
   P3D_RETURN_IF_ERROR(positive("--micro-batch", o.micro_batch));
@@ -129,6 +130,7 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.tp = o.tp;
   s.fixed.pp = o.pp;
   s.fixed.vpp = o.vpp;
+  s.fixed.ep = o.ep;
   s.fixed.first_stage_layers = o.first_stage_layers;
   s.fixed.last_stage_layers = o.last_stage_layers;
   s.fixed.zero = o.zero;

@@ -30,6 +30,7 @@ std::array<Term, 6> MemoryTerms(const MemoryBreakdown& m) {
 std::array<Term, 8> TimeTerms(const TimeBreakdown& t) {
   return {{{"compute", "compute", t.compute_s},
            {"tp", "TP comm", t.tp_comm_s},
+           {"ep", "EP comm", t.ep_comm_s},
            {"pp", "PP comm", t.pp_comm_s},
            {"dp", "DP comm", t.dp_comm_s},
            {"bubble", "bubble", t.bubble_s},

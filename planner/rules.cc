@@ -83,6 +83,25 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
           "use ZeRO: 1/2 with --offload optimizer, 3 with --offload params)",
           p.zero);
     });
+  if (p.ep < 1)
+    return RuleFailed(detail, "degrees>=1", [&] { return fmt::format("EP={} must be >= 1", p.ep); });
+  if (p.ep > 1 && !m.moe())
+    return RuleFailed(detail, "ep=>moe", [&] {
+      return fmt::format("expert parallelism (EP={}) needs an MoE model; {} has no experts", p.ep, m.name);
+    });
+  if (p.ep > 1 && m.experts % p.ep != 0)
+    return RuleFailed(detail, "experts%ep", [&] {
+      return fmt::format("{} experts per layer are not divisible by EP={}", m.experts, p.ep);
+    });
+  if (p.dp % p.ep != 0)
+    return RuleFailed(detail, "dp%ep", [&] {
+      return fmt::format("EP={} is carved from DP={} (Megatron-Core): it must divide DP", p.ep, p.dp);
+    });
+  if (p.ep > 1 && p.zero >= 2)
+    return RuleFailed(detail, "ep=>zero<=1", [&] {
+      return fmt::format("p3d models expert parallelism with ZeRO 0/1 (Megatron-Core's distributed optimizer "
+                         "over the expert-data-parallel group), got ZeRO-{}", p.zero);
+    });
   if (p.sequence_parallel && p.tp == 1)
     return RuleFailed(detail, "sp=>tp>1", [&] {
       return std::string("sequence parallel splits activations along TP, but TP=1");

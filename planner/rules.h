@@ -31,6 +31,10 @@
 //   offload=>zero>=1     optimizer offload needs ZeRO >= 1 (DeepSpeed offload_optimizer
 //                        is a ZeRO stage 1-3 feature)
 //   offload_params=>zero3 parameter offload needs ZeRO-3 (DeepSpeed offload_param)
+//   ep=>moe              expert parallelism (EP > 1) needs an MoE model
+//   experts%ep           routed experts per layer divisible by EP
+//   dp%ep                EP divides DP (EP groups are carved from DP, Megatron-Core)
+//   ep=>zero<=1          p3d models EP with ZeRO 0/1 (MCore's distributed optimizer)
 //   sp=>tp>1             sequence parallel splits along TP
 //   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)
 //   micro_batch>=1, grad_accum>=1, degrees>=1

@@ -154,6 +154,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
         reject(rule);
         continue;
       }
+      // EP candidates: the divisors of DP that divide the experts (rules
+      // dp%ep, experts%ep); 1 only for a dense model (ep=>moe).
+      std::vector<int> eps = {1};
+      if (m.moe())
+        for (int64_t e : Divisors(dp))
+          if (e > 1 && m.experts % e == 0) eps.push_back(static_cast<int>(e));
       for (int64_t mb : Divisors(per_dp)) {
         if (!Allowed(fx.micro_batch, mb)) continue;
         for (const SplitOption& split : splits) {
@@ -169,7 +175,10 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                 if (!Allowed(fx.recompute, rc)) continue;
                 for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp) {
                   if (!Allowed(fx.sequence_parallel, sp == 1)) continue;
+                 for (int ep : eps) {
+                  if (!Allowed(fx.ep, ep)) continue;
                   Plan p = layout;
+                  p.ep = ep;
                   p.micro_batch = mb;
                   p.grad_accum = per_dp / mb;
                   p.vpp = split.vpp;
@@ -181,7 +190,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   p.sequence_parallel = sp == 1;
                   // Rules that depend on the inner dimensions.
                   if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
-                      (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))) {
+                      (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p)) || (p.ep > 1 && p.zero >= 2)) {
                     reject(FailedRule(request, p, options.rules));
                     continue;
                   }
@@ -212,6 +221,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                       misses.resize(k);
                     }
                   }
+                 }
                 }
               }
             }
@@ -235,6 +245,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.pp = fx.pp.value_or(1);
     probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.pp)));
     probe.vpp = fx.vpp.value_or(1);
+    probe.ep = fx.ep.value_or(1);
     probe.first_stage_layers = fx.first_stage_layers.value_or(0);
     probe.last_stage_layers = fx.last_stage_layers.value_or(0);
     probe.zero = fx.zero.value_or(0);

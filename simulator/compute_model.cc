@@ -40,6 +40,7 @@ struct Dims {
   double f;        // FFN width per rank: F/TP (dense layer) or expert_ffn/TP (MoE layer)
   double a, g;     // activation and gradient-accumulation bytes per element
   double experts, topk, shared;  // MoE layer: routed experts, top-k, shared experts (dense: 1, 1, 0)
+  double ep;                     // expert parallelism: E/EP experts on this rank
   double keys;     // keys one query attends to: S, or min(W, S) in a windowed layer
   double blocks;   // causal query blocks of the attention core (TrainingSpec::AttentionBlocks)
   bool moe, llama, dropout;
@@ -74,6 +75,7 @@ Dims MakeDims(const ModelSpec& m, const LayerKind& kind, const TrainingSpec& t, 
   d.experts = kind.moe ? static_cast<double>(m.experts) : 1;
   d.topk = kind.moe ? static_cast<double>(m.experts_per_token) : 1;
   d.shared = kind.moe ? static_cast<double>(m.shared_experts) : 0;
+  d.ep = kind.moe ? sh.ep : 1;
   d.keys = static_cast<double>(m.AttendedKeys(kind, t.seq));
   d.blocks = static_cast<double>(t.AttentionBlocks());
   d.llama = m.arch == Arch::kLlama;
@@ -120,9 +122,9 @@ double Backward(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
 //   MLA: the q and kv down projections are replicated over TP (Megatron-Core's
 //   duplicated linears) and listed as `other`; the up projections are the
 //   column-parallel attention GEMMs.
-//   MoE layer: the routed experts run as grouped GEMMs of T*k/E tokens each
-//   (balanced routing: every expert receives its mean share, no capacity
-//   factor), E of them; shared experts as one GEMM of s*F columns over all T
+//   MoE layer: the routed experts run as grouped GEMMs of T*k*EP/E tokens
+//   each (balanced routing: every expert receives its mean share of the EP
+//   group's tokens, no capacity factor), E/EP of them; shared experts as one GEMM of s*F columns over all T
 //   tokens; the router (H x E, replicated) is `other`.
 struct LayerGemms {
   WeightGemm list[10];
@@ -151,12 +153,13 @@ LayerGemms WeightGemms(const Dims& d) {
   g.out_proj = g.n;
   g.Add({d.t, d.h, d.o, 1});
   const double fc1 = (d.llama ? 2 : 1) * d.f;
-  const double tokens = d.t * d.topk / d.experts;  // T for a dense layer
+  const double tokens = d.t * d.topk * d.ep / d.experts;  // T for a dense layer
+  const double local = d.experts / d.ep;
   g.fc1_first = g.n;
-  g.Add({tokens, fc1, d.h, d.experts});
+  g.Add({tokens, fc1, d.h, local});
   if (d.shared > 0) g.Add({d.t, fc1 * d.shared, d.h, 1});
   g.fc1_end = g.fc2_first = g.n;
-  g.Add({tokens, d.h, d.f, d.experts});
+  g.Add({tokens, d.h, d.f, local});
   if (d.shared > 0) g.Add({d.t, d.h, d.f * d.shared, 1});
   g.fc2_end = g.n;
   if (d.moe) g.Add({d.t, d.experts, d.h, 1});  // router

@@ -84,6 +84,7 @@ struct ComputeShape {
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
   AttentionImpl attention = AttentionImpl::kFused;
+  int ep = 1;  // expert parallelism: E/EP local experts get T*k*EP/E tokens each
 };
 
 // One layer of `kind` (dense or MoE FFN, full or windowed attention).

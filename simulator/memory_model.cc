@@ -69,32 +69,54 @@ double AttentionParamsPerGpu(const ModelSpec& model, int tp) {
   return attention + sinks;
 }
 
-double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp) {
+namespace {
+// One FFN of width f, TP-split: fc/gate/up column-parallel, proj/down
+// row-parallel (its bias replicated).
+double FfnParamsPerGpu(const ModelSpec& model, double f, bool bias, int tp) {
   const double h = static_cast<double>(model.hidden);
-  // One FFN of width f, TP-split: fc/gate/up column-parallel, proj/down
-  // row-parallel (its bias replicated).
-  auto ffn = [&](double f, bool bias) {
-    if (model.arch == Arch::kGpt2) return 2 * h * f / tp + f / tp + h;
-    return 3 * h * f / tp + (bias ? 2 * f / tp + h : 0);
-  };
+  if (model.arch == Arch::kGpt2) return 2 * h * f / tp + f / tp + h;
+  return 3 * h * f / tp + (bias ? 2 * f / tp + h : 0);
+}
+}  // namespace
+
+double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep) {
+  if (!kind.moe) return 0;
+  return static_cast<double>(model.experts) / ep *
+         FfnParamsPerGpu(model, static_cast<double>(model.expert_ffn()), model.expert_bias, tp);
+}
+
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep) {
   double mlp = 0;
   if (kind.moe) {
-    const double e = static_cast<double>(model.experts + model.shared_experts);
-    mlp = e * ffn(static_cast<double>(model.expert_ffn()), model.expert_bias) +
-          static_cast<double>(model.RouterParams());  // router, replicated
+    // Shared experts are replicated over EP like the dense weights (MCore's
+    // SharedExpertMLP is TP-split only); the router is replicated.
+    mlp = RoutedExpertParamsPerGpu(model, kind, tp, ep) +
+          static_cast<double>(model.shared_experts) *
+              FfnParamsPerGpu(model, static_cast<double>(model.expert_ffn()), model.expert_bias, tp) +
+          static_cast<double>(model.RouterParams());
   } else {
-    mlp = ffn(static_cast<double>(model.ffn), false);
+    mlp = FfnParamsPerGpu(model, static_cast<double>(model.ffn), false, tp);
   }
   return AttentionParamsPerGpu(model, tp) + mlp + static_cast<double>(model.NormParamsPerLayer());
 }
 
-double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp) {
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep) {
   double total = 0;
   for (int k = 0; k < kLayerKinds; ++k)
     if (kinds.count[k] > 0)
-      total += static_cast<double>(kinds.count[k]) * LayerParamsPerGpu(model, LayerKind::FromIndex(k), tp);
+      total += static_cast<double>(kinds.count[k]) * LayerParamsPerGpu(model, LayerKind::FromIndex(k), tp, ep);
   return total;
 }
+
+namespace {
+double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep) {
+  double total = 0;
+  for (int k = 0; k < kLayerKinds; ++k)
+    if (kinds.count[k] > 0)
+      total += static_cast<double>(kinds.count[k]) * RoutedExpertParamsPerGpu(model, LayerKind::FromIndex(k), tp, ep);
+  return total;
+}
+}  // namespace
 
 namespace {
 
@@ -103,7 +125,8 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
                               const LayerKindCounts& kinds) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = StageLayerParams(model, kinds, plan.tp);
+  p.layers = StageLayerParams(model, kinds, plan.tp, plan.ep);
+  p.experts = StageExpertParams(model, kinds, plan.tp, plan.ep);
   if (stage == 0) {
     p.embedding = word_table;
     if (model.learned_positions())
@@ -133,7 +156,7 @@ struct PlanShared {
       if (moe == 1 ? !model.moe() : model.dense_layers == 0 && model.moe()) continue;
       const bool main = moe == (model.moe() ? 1 : 0);
       act[moe] = memory_internal::LayerActivations::Of(model, moe == 1, training, plan, main ? why : nullptr);
-      layer_params[moe] = LayerParamsPerGpu(model, LayerKind{moe == 1, false}, plan.tp);
+      layer_params[moe] = LayerParamsPerGpu(model, LayerKind{moe == 1, false}, plan.tp, plan.ep);
     }
   }
   // The largest layer (ZeRO-3's gather buffer holds two).
@@ -208,27 +231,37 @@ namespace {
 // full gradient on the GPU) and with parameter offload the ZeRO-3 weight
 // shard to the host. With Framework::master_is_param (FSDP2) the fp32 copy
 // the optimizer steps on is the parameter: no param_bytes copy is stored.
+// With EP > 1 the stage's routed experts P_e are sharded over the
+// expert-data-parallel group (DP/EP ranks) and the rest over DP: the shard
+// P_z = (P_r - P_e)/DP + P_e/EDP replaces P_r/DP ("params.zero_shard").
 void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, double n,
-                 StageMemoryDetail* d, Derivation* why) {
+                 double n_experts, StageMemoryDetail* d, Derivation* why) {
   const bool offload = plan.offload != Offload::kNone;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   const double DP = plan.dp, pb = prec.param_bytes, gb = prec.grad_bytes;
+  const bool ep1 = plan.ep == 1;
+  const double EDP = plan.expert_dp();
+  const double Pz = ep1 ? n / DP
+                        : P3D_TERM(why, "params.zero_shard", "(P_r - P_e)/DP + P_e/EDP",
+                                   (n - n_experts) / DP + n_experts / EDP,
+                                   "the stage's ZeRO shard: dense weights over DP, routed experts over expert-DP",
+                                   {"P_r", n}, {"P_e", n_experts}, {"DP", DP}, {"EDP", EDP});
   const double mb = prec.master_bytes, ob = prec.optimizer_bytes;
   MemoryBreakdown& mem = d->memory;
   const char* off = "offloaded to the host";
   mem.weights = params_offload ? P3D_PART(why, "weights", "0", 0, off)
                 : fw.master_is_param
                     ? P3D_PART(why, "weights", "0", 0, "the fp32 master is the parameter")
-                : plan.zero >= 3 ? P3D_PART(why, "weights", "param_bytes*P_r/DP", pb * n / DP, "",
-                                            {"param_bytes", pb}, {"P_r", n}, {"DP", DP})
+                : plan.zero >= 3 ? P3D_PART(why, "weights", ep1 ? "param_bytes*P_r/DP" : "param_bytes*P_z", pb * Pz, "",
+                                            {"param_bytes", pb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz})
                                  : P3D_PART(why, "weights", "param_bytes*P_r", pb * n, "",
                                             {"param_bytes", pb}, {"P_r", n});
   // Framework::param_grads_kept: the bf16 .grad tensors beside the fp32
   // buffer (DeepSpeed's BF16_Optimizer, ZeRO-0/1 without offload).
   const bool kept = fw.param_grads_kept && plan.zero <= 1 && !offload;
   mem.gradients = offload && plan.zero >= 2 ? P3D_PART(why, "gradients", "0", 0, off)
-                  : plan.zero >= 2 ? P3D_PART(why, "gradients", "grad_bytes*P_r/DP", gb * n / DP,
-                                              "", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP})
+                  : plan.zero >= 2 ? P3D_PART(why, "gradients", ep1 ? "grad_bytes*P_r/DP" : "grad_bytes*P_z", gb * Pz,
+                                              "", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz})
                   : kept           ? P3D_PART(why, "gradients", "(grad_bytes + param_bytes)*P_r",
                                               (gb + pb) * n, "fp32 buffer and the bf16 .grad kept beside it",
                                               {"grad_bytes", gb}, {"param_bytes", pb}, {"P_r", n})
@@ -237,21 +270,21 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
   mem.optimizer =
       offload ? P3D_PART(why, "optimizer", "0", 0, off)
       : plan.zero >= 1
-          ? P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r/DP", (mb + ob) * n / DP, "",
-                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n}, {"DP", DP})
+          ? P3D_PART(why, "optimizer", ep1 ? "(master_bytes + adam_bytes)*P_r/DP" : "(master_bytes + adam_bytes)*P_z", (mb + ob) * Pz, "",
+                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n}, {"DP", DP}, {"P_z", Pz})
           : P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r", (mb + ob) * n, "",
                      {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n});
   if (!offload) return;
   // Host memory of one GPU's process: its shard P_r/DP of each state (parts
   // of the host total, which ExplainHostMemory shows apart from the GPU's).
-  d->host.master = P3D_PART(why, "host.master", "master_bytes*P_r/DP", mb * n / DP, "",
-                            {"master_bytes", mb}, {"P_r", n}, {"DP", DP});
-  d->host.optimizer = P3D_PART(why, "host.optimizer", "adam_bytes*P_r/DP", ob * n / DP, "",
-                               {"adam_bytes", ob}, {"P_r", n}, {"DP", DP});
-  d->host.gradients = P3D_PART(why, "host.gradients", "grad_bytes*P_r/DP", gb * n / DP,
-                               "pinned gradient shard", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP});
-  d->host.params = P3D_PART(why, "host.params", "param_bytes*P_r/DP", pb * n / DP,
-                            "pinned bf16 parameters", {"param_bytes", pb}, {"P_r", n}, {"DP", DP});
+  d->host.master = P3D_PART(why, "host.master", ep1 ? "master_bytes*P_r/DP" : "master_bytes*P_z", mb * Pz, "",
+                            {"master_bytes", mb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
+  d->host.optimizer = P3D_PART(why, "host.optimizer", ep1 ? "adam_bytes*P_r/DP" : "adam_bytes*P_z", ob * Pz, "",
+                               {"adam_bytes", ob}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
+  d->host.gradients = P3D_PART(why, "host.gradients", ep1 ? "grad_bytes*P_r/DP" : "grad_bytes*P_z", gb * Pz,
+                               "pinned gradient shard", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
+  d->host.params = P3D_PART(why, "host.params", ep1 ? "param_bytes*P_r/DP" : "param_bytes*P_z", pb * Pz,
+                            "pinned bf16 parameters", {"param_bytes", pb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
   d->host.runtime = P3D_PART(why, "host.runtime", "runtime", kHostRuntimePerGpuBytes,
                              "driver, runtime, data loading per GPU process (assumed)",
                              {"runtime", kHostRuntimePerGpuBytes});
@@ -430,7 +463,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
                "micro-batches whose activations the stage holds at its peak",
                {"m", static_cast<double>(plan.grad_accum)}, {"PP", static_cast<double>(plan.pp)},
                {"VPP", static_cast<double>(plan.vpp)}, {"r", static_cast<double>(stage)});
-  ModelStates(training.precision, training.framework, plan, n, &d, why);
+  ModelStates(training.precision, training.framework, plan, n, d.params.experts, &d, why);
   Activations(shared, model, training, plan, stage, &d, why);
   Buffers(shared, model, training, plan, &d, why);
   Runtime(model, cluster, plan, stage, &d, why);

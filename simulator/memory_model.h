@@ -73,13 +73,20 @@ struct StageParams {
   double head =
       0;  // last stage: LM head V*H/TP; tied with PP > 1: the embedding copy Megatron keeps there
   double final_norm = 0;  // last stage: final norm (replicated)
+  // Of `layers`: the routed experts (E/EP per MoE layer), whose gradients are
+  // reduced and optimizer states sharded over the expert-data-parallel group
+  // (DP/EP ranks) instead of DP.
+  double experts = 0;
   double total() const { return layers + embedding + head + final_norm; }
 };
 // Parameters of one transformer layer of `kind` on one TP rank (MoE: all
 // routed and shared experts, the router replicated).
-double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp);
-// Parameters of `kinds.count[k]` layers of each kind on one TP rank.
-double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp);
+// With EP > 1 the routed experts are split over the EP group: E/EP of them.
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep = 1);
+// The routed experts' part of LayerParamsPerGpu (0 for a dense layer).
+double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep = 1);
+// Parameters of `kinds.count[k]` layers of each kind on one TP (and EP) rank.
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep = 1);
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 
 // Activation bytes one transformer layer stores for one micro-batch on one GPU,

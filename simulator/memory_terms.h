@@ -197,13 +197,15 @@ inline double LossBytesPerMicroBatch(const ModelSpec& model, const TrainingSpec&
          LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + fp32);
 }
 
-// NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP groups
+// NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP (, EP, expert-DP) groups
 // where they have more than one member, and Megatron's embedding group (first
 // and last stage) when a tied embedding spans a pipeline.
 inline int Communicators(const ModelSpec& model, const Plan& plan, int stage) {
   const bool embedding_group =
       model.tie_embeddings && plan.pp > 1 && (stage == 0 || stage == plan.pp - 1);
-  return (plan.gpus() > 1) + (plan.tp > 1) + (plan.dp > 1) + (plan.pp > 1) + embedding_group;
+  // With EP > 1 also the EP group and the expert-data-parallel group.
+  return (plan.gpus() > 1) + (plan.tp > 1) + (plan.dp > 1) + (plan.pp > 1) + embedding_group + (plan.ep > 1) +
+         (plan.ep > 1 && plan.expert_dp() > 1);
 }
 
 }  // namespace p3d::memory_internal

@@ -73,7 +73,8 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"offload", OffloadName(p.offload)},
               {"attention", AttentionImplName(p.attention)},
               {"first_stage_layers", p.first_stage_layers},
-              {"last_stage_layers", p.last_stage_layers}};
+              {"last_stage_layers", p.last_stage_layers},
+              {"ep", p.ep}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
@@ -95,6 +96,7 @@ json PredictionToJson(const EvaluatedPlan& e) {
                {{"step_s", t.step_s},
                 {"compute_s", t.compute_s},
                 {"tp_comm_s", t.tp_comm_s},
+                {"ep_comm_s", t.ep_comm_s},
                 {"pp_comm_s", t.pp_comm_s},
                 {"dp_comm_s", t.dp_comm_s},
                 {"bubble_s", t.bubble_s},
@@ -178,11 +180,15 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   JsonFields l(*plan, origin + ": plan");
   P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "pp", "vpp", "zero", "micro_batch", "grad_accum", "global_batch", "seq",
                                   "recompute", "sequence_parallel", "offload", "attention", "first_stage_layers",
-                                  "last_stage_layers"}));
+                                  "last_stage_layers", "ep"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.vpp, Int(l, "vpp", 1, kMaxGpus));
+  // "ep" is absent from plans saved before expert parallelism existed: 1.
+  if (l.Has("ep")) {
+    P3D_ASSIGN_OR_RETURN(s.plan.ep, Int(l, "ep", 1, kMaxGpus));
+  }
   P3D_ASSIGN_OR_RETURN(s.plan.zero, Int(l, "zero", 0, 3));
   P3D_ASSIGN_OR_RETURN(s.plan.micro_batch, l.IntInRange("micro_batch", 1, kMaxGlobalBatch));
   P3D_ASSIGN_OR_RETURN(s.plan.grad_accum, l.IntInRange("grad_accum", 1, kMaxGlobalBatch));

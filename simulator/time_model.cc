@@ -32,11 +32,15 @@ struct ShapeCosts {
   double tp_layer_fwd = 0;  // 2 all-reduces (SP: 2 all-gathers + 2 reduce-scatters)
   double tp_layer_bwd = 0;  // 2 more (+ 2 for the recomputed forward with full recompute)
   double tp_emb_fwd = 0, tp_emb_bwd = 0, tp_head_fwd = 0, tp_head_bwd = 0;
+  // Expert-parallel all-to-alls of one MoE layer, seconds per micro-batch:
+  // dispatch + combine forward, their gradients backward (+ the recomputed
+  // forward's with full recompute); 0 with EP = 1.
+  double ep_layer_fwd = 0, ep_layer_bwd = 0;
 };
 
 bool SameShape(const ComputeShape& a, const ComputeShape& b) {
   return a.tp == b.tp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
-         a.sequence_parallel == b.sequence_parallel && a.attention == b.attention;
+         a.sequence_parallel == b.sequence_parallel && a.attention == b.attention && a.ep == b.ep;
 }
 
 // Exposed time of a collective of C seconds that runs in `buckets` equal
@@ -221,7 +225,7 @@ struct TimeModel::Impl {
   PipelineCosts costs;
   PipelineResult result;
   // Per pipeline rank, seconds per step.
-  std::vector<double> tp_rank, dp_in_rank, dp_tail_rank, opt_rank;
+  std::vector<double> tp_rank, ep_rank, dp_in_rank, dp_tail_rank, opt_rank;
   // DP collective seconds that ran under compute (issued minus exposed), and
   // the compute they slowed (GpuSpec::overlap_slowdown_*), per rank; the
   // slowdown is part of dp_tail_rank.
@@ -286,8 +290,8 @@ struct TimeModel::Impl {
   bool SameWork(const Plan& plan, int a, int b) const;
   void CopyRank(const Plan& plan, int from, int to);
   // Every per-rank vector Prepare fills.
-  std::array<std::vector<double>*, 8> PerRank() {
-    return {&tp_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
+  std::array<std::vector<double>*, 9> PerRank() {
+    return {&tp_rank, &ep_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
             &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank};
   }
   void Breakdown(int crit, int last_rank);
@@ -295,7 +299,7 @@ struct TimeModel::Impl {
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention};
+                         plan.attention, plan.ep};
   for (const ShapeCosts& s : shapes)
     if (SameShape(s.key, key)) return s;
   shapes.push_back(CostsOfShape(plan, nullptr));
@@ -304,7 +308,7 @@ const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
 
 ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention};
+                         plan.attention, plan.ep};
   ShapeCosts s;
   s.key = key;
   const LayerKindCounts kinds = model.CountKinds(0, model.layers);
@@ -378,6 +382,35 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
                       {"ag", ag}, {"full", full})
            : P3D_TERM(why, "layer.tp_comm.backward", "2*ar + full*2*ar", 2 * ar + full * 2 * ar, "",
                       {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full});
+  }
+  if (model.moe()) {
+    // The named assumption of every MoE term: balanced routing, no capacity
+    // factor (no dropped or padded tokens); each local expert's grouped GEMM
+    // sees its mean share of the EP group's routed tokens.
+    const double T = MicroBatchTokens(plan, training), k = static_cast<double>(model.experts_per_token);
+    const double E = static_cast<double>(model.experts), EP = plan.ep;
+    P3D_TERM(why, "moe.balanced_routing", "T*k*EP/E", T * k * EP / E,
+             "ASSUMPTION: balanced routing, capacity factor none: tokens per local expert per micro-batch",
+             {"T", T}, {"k", k}, {"EP", EP}, {"E", E});
+  }
+  if (plan.ep > 1) {
+    // MoE dispatch and combine (Megatron-Core's MoEAlltoAllTokenDispatcher):
+    // each rank sends its T/SPd tokens' k routed copies of H activations,
+    // (EP-1)/EP of them to other EP ranks, and receives as many back
+    // (balanced routing, "moe.balanced_routing"). An all-to-all moves the
+    // same (n-1)/n of a rank's buffer as an all-gather of that buffer, so it
+    // is priced with the all-gather's bus model on the EP group's span
+    // (EP consecutive DP ranks, stride TP).
+    const GroupPath ep_path =
+        GroupPathFor(cluster.node, plan.ep, RankStride(GroupKind::kData, plan.tp, plan.dp));
+    const double T_r = MicroBatchTokens(plan, training) / plan.sequence_shards();
+    const double k = static_cast<double>(model.experts_per_token);
+    const double a2a = CollectiveTime(why, "ep.all_to_all", Collective::kAllGather,
+                                      T_r * k * model.hidden * training.precision.activation_bytes, ep_path);
+    s.ep_layer_fwd = P3D_TERM(why, "layer.ep_comm.forward", "2*a2a", 2 * a2a,
+                              "dispatch + combine of one MoE layer", {"a2a", a2a}, {"full", full});
+    s.ep_layer_bwd = P3D_TERM(why, "layer.ep_comm.backward", "2*a2a + full*2*a2a", 2 * a2a + full * 2 * a2a,
+                              "their gradients (+ the recomputed forward's)", {"a2a", a2a}, {"full", full});
   }
   // Vocab-parallel embedding: partial rows reduced over TP (SP: reduce-scatter;
   // its backward all-gathers the gradient). Head: SP all-gathers the final
@@ -536,6 +569,12 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const double edge_tp_fwd = (is_first ? sc.tp_emb_fwd : 0) + (is_last ? sc.tp_head_fwd : 0);
   const double edge_tp_bwd = (is_first ? sc.tp_emb_bwd : 0) + (is_last ? sc.tp_head_bwd : 0);
   const double ft = n * sc.tp_layer_fwd + edge_tp_fwd, bt = n * sc.tp_layer_bwd + edge_tp_bwd;
+  // The chunk's MoE layers' expert-parallel all-to-alls (EP > 1).
+  const double n_moe =
+      plan.ep > 1 && layers > 0 ? static_cast<double>(ChunkKinds(model, plan, v).count[LayerKind{true, false}.index()] +
+                                                      ChunkKinds(model, plan, v).count[LayerKind{true, true}.index()])
+                                : 0.0;
+  const double ef = n_moe * sc.ep_layer_fwd, eb = n_moe * sc.ep_layer_bwd;
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
   const double chunk_params = chunk_layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
@@ -598,13 +637,15 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                           (is_last ? fetches * z3.head.fetch + z3.head.scatter : 0.0);
     dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
   } else {
-    const char* formula = "n*(layer + tp) + edge + edge_tp";
-    fwd = P3D_TERM(w, "chunk.forward", formula, fk + ft,
-                   "n layers + embedding/head edges, kernels + TP", {"n", n}, {"layer", layer_fwd},
-                   {"tp", sc.tp_layer_fwd}, {"edge", edge_fwd}, {"edge_tp", edge_tp_fwd});
-    bwd = P3D_TERM(w, "chunk.backward", formula, bk + bt, "backward + recompute kernels + TP",
+    const char* formula = plan.ep > 1 ? "n*(layer + tp) + n_moe*ep + edge + edge_tp"
+                                      : "n*(layer + tp) + edge + edge_tp";
+    fwd = P3D_TERM(w, "chunk.forward", formula, fk + ft + ef,
+                   "n layers + embedding/head edges, kernels + TP (+ EP all-to-alls)", {"n", n},
+                   {"layer", layer_fwd}, {"tp", sc.tp_layer_fwd}, {"edge", edge_fwd},
+                   {"edge_tp", edge_tp_fwd}, {"n_moe", n_moe}, {"ep", sc.ep_layer_fwd});
+    bwd = P3D_TERM(w, "chunk.backward", formula, bk + bt + eb, "backward + recompute kernels + TP (+ EP)",
                    {"n", n}, {"layer", layer_bwd}, {"tp", sc.tp_layer_bwd}, {"edge", edge_bwd},
-                   {"edge_tp", edge_tp_bwd});
+                   {"edge_tp", edge_tp_bwd}, {"n_moe", n_moe}, {"ep", sc.ep_layer_bwd});
     if (plan.zero == 2 && plan.dp > 1) {
       // Gradients reduce-scattered every micro-batch, bucketed under the backward.
       const double issued =
@@ -638,6 +679,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
     off_in += exposed;
   }
   tp_rank[r] += m * (ft + bt);
+  ep_rank[r] += m * (ef + eb);
   dp_in_rank[r] += m * dp_in;
   off_in_rank[r] += m * off_in;
 }
@@ -668,7 +710,19 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   const NodeSpec& node = cluster.node;
   const GpuSpec& gpu = cluster.gpu;
   const bool offload = plan.offload != Offload::kNone;
-  const double params = ParamsOnStage(model, plan, r).total();
+  const StageParams stage_params = ParamsOnStage(model, plan, r);
+  const double params = stage_params.total();
+  // With EP > 1 the routed experts' gradients are reduced (and their
+  // optimizer states sharded) over the expert-data-parallel group: DP/EP
+  // ranks, stride TP*EP (Megatron-Core's expert DDP buckets); the rest over DP.
+  const double experts = plan.ep > 1 ? stage_params.experts : 0.0, dense = params - experts;
+  const GroupPath edp_path =
+      plan.ep > 1 ? GroupPathFor(node, plan.expert_dp(), RankStride(GroupKind::kData, plan.tp, plan.dp) * plan.ep)
+                  : dp_path;
+  auto dp_collective = [&](const char* name, const char* expert_name, Collective kind, double bytes_per_param) {
+    return CollectiveTime(w, name, kind, dense * bytes_per_param, dp_path) +
+           (experts > 0 ? CollectiveTime(w, expert_name, kind, experts * bytes_per_param, edp_path) : 0.0);
+  };
   const Framework& fw = training.framework;
   double tb = 0, tf = 0;
   for (int c = 0; c < plan.vpp; ++c)
@@ -678,15 +732,15 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   // Without overlap the reduction is one piece after the backward
   // (Framework::OverlapsGradReduce).
   const double reduce_buckets = fw.OverlapsGradReduce(pp, r) ? buckets : 1.0;
-  const double shard = params / (plan.zero >= 1 ? plan.dp : 1);
+  const double shard = plan.zero >= 1 ? dense / plan.dp + experts / plan.expert_dp() : params;
   double exposed = 0, gather = 0, tied = 0;
   if (plan.zero <= 1) {
     // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does
     // (Framework::zero_reduce_scatter).
     const bool rs = plan.zero == 1 && fw.zero_reduce_scatter;
-    const double ar = CollectiveTime(w, rs ? "tail.grad_reduce_scatter" : "tail.grad_all_reduce",
-                                     rs ? Collective::kReduceScatter : Collective::kAllReduce,
-                                     params * prec.grad_bytes, dp_path);
+    const double ar = dp_collective(rs ? "tail.grad_reduce_scatter" : "tail.grad_all_reduce",
+                                    rs ? "tail.expert_grad_reduce_scatter" : "tail.expert_grad_all_reduce",
+                                    rs ? Collective::kReduceScatter : Collective::kAllReduce, prec.grad_bytes);
     exposed = Exposed(w, rs ? "tail.grad_reduce_scatter.exposed" : "tail.grad_all_reduce.exposed",
                       ar, tb, reduce_buckets);
     dp_hidden_rank[r] += ar - exposed;
@@ -704,8 +758,8 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
     // The updated parameters' all-gather: after the optimizer, or bucket by
     // bucket under the next step's first forward (one micro-batch of each
     // chunk of this rank; Framework::param_gather_overlap).
-    const double ag = CollectiveTime(w, "tail.param_all_gather", Collective::kAllGather,
-                                     params * prec.param_bytes, dp_path);
+    const double ag = dp_collective("tail.param_all_gather", "tail.expert_param_all_gather",
+                                    Collective::kAllGather, prec.param_bytes);
     gather =
         fw.param_gather_overlap ? Exposed(w, "tail.param_all_gather.exposed", ag, tf, buckets) : ag;
     dp_hidden_rank[r] += ag - gather;
@@ -869,7 +923,7 @@ void TimeModel::Impl::Breakdown(int crit, int last_rank) {
   const double slack = idle ? P3D_TERM(w, "rank.idle", "makespan - busy", makespan - busy, "",
                                        {"makespan", makespan}, {"busy", busy})
                             : P3D_TERM(w, "rank.idle", "0", 0, "");
-  const double tp = tp_rank[crit], dp_in = dp_in_rank[crit], off_in = off_in_rank[crit];
+  const double tp = tp_rank[crit], ep = ep_rank[crit], dp_in = dp_in_rank[crit], off_in = off_in_rank[crit];
   const double p2p = result.critical_p2p_s;
   t.tp_comm_s = P3D_PART(w, "time.tp_comm", "tp", tp,
                          "TP collectives of the busiest rank (not overlapped)", {"tp", tp});
@@ -877,9 +931,11 @@ void TimeModel::Impl::Breakdown(int crit, int last_rank) {
                          "p2p on the critical chain", {"p2p", p2p}, {"idle", slack});
   t.bubble_s = P3D_PART(w, "time.bubble", "idle - pp", slack - t.pp_comm_s, "", {"idle", slack},
                         {"pp", t.pp_comm_s});
-  t.compute_s = P3D_PART(w, "time.compute", "max(0, busy - tp - dp_in - off_in)",
-                         std::max(0.0, busy - tp - dp_in - off_in), "kernels of the busiest rank",
-                         {"busy", busy}, {"tp", tp}, {"dp_in", dp_in}, {"off_in", off_in});
+  t.ep_comm_s = P3D_PART(w, "time.ep_comm", "ep", ep,
+                         "EP all-to-alls of the busiest rank (not overlapped)", {"ep", ep});
+  t.compute_s = P3D_PART(w, "time.compute", "max(0, busy - tp - ep - dp_in - off_in)",
+                         std::max(0.0, busy - tp - ep - dp_in - off_in), "kernels of the busiest rank",
+                         {"busy", busy}, {"tp", tp}, {"ep", ep}, {"dp_in", dp_in}, {"off_in", off_in});
   const double end = result.end_s[last_rank], dp = dp_tail_rank[last_rank];
   const double opt = opt_rank[last_rank], off = off_tail_rank[last_rank];
   const double tail =
@@ -898,7 +954,7 @@ void TimeModel::Impl::Breakdown(int crit, int last_rank) {
                          {"dp_in", dp_in}, {"tail", tail}, {"optimizer", t.optimizer_s},
                          {"off_tail", off_tail});
   t.other_s = 0;
-  t.step_s = t.compute_s + t.tp_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
+  t.step_s = t.compute_s + t.tp_comm_s + t.ep_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
              t.offload_s + t.other_s;
   out.critical = crit;
   out.last = last_rank;
@@ -1015,9 +1071,10 @@ StatusOr<std::vector<DerivedTerm>> TimeModel::Explain(const Plan& plan) {
           fmt::format("even-stage closed form of the {} makespan, for comparison",
                       ScheduleName(ScheduleOf(plan))));
   const TimeBreakdown& t = e.time;
-  why.Add("step", "compute + tp + pp + dp + bubble + optimizer + offload",
+  why.Add("step", "compute + tp + ep + pp + dp + bubble + optimizer + offload",
           {{"compute", t.compute_s},
            {"tp", t.tp_comm_s},
+           {"ep", t.ep_comm_s},
            {"pp", t.pp_comm_s},
            {"dp", t.dp_comm_s},
            {"bubble", t.bubble_s},

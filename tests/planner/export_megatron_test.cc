@@ -1,12 +1,14 @@
 // Round trip: the Megatron-LM argument text is split back into flag/value
 // pairs and every value is checked against the plan and the model; plans
 // Megatron rejects at start-up are refused.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <sstream>
 
+#include "models/zoo.h"
 #include "planner/export.h"
 #include "tests/planner/export_test_plans.h"
 
@@ -20,6 +22,11 @@ using testing::MakePlan;
 // Megatron-LM flags state the megatron-core profile's mechanisms.
 PlanRequest RequestFor(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
   return testing::RequestFor(model, plan, seq, 8, "megatron-core");
+}
+
+Plan WithEp(Plan p, int ep) {
+  p.ep = ep;
+  return p;
 }
 
 Plan WithStages(Plan p, int first, int last) {
@@ -181,6 +188,42 @@ TEST_P(MegatronRoundTrip, EveryValueMatchesThePlan) {
   EXPECT_EQ(Int(a, "--vocab-size"), m.vocab);
   EXPECT_EQ(Int(a, "--make-vocab-size-divisible-by"), 128);
 
+  // MoE: the model's experts and the plan's expert layout, and the
+  // expert-data-parallel size Megatron-Core derives from them
+  // (parallel_state.py: DP*TP / (EP*ETP) ranks, without CP).
+  if (m.moe()) {
+    EXPECT_EQ(Int(a, "--num-experts"), m.experts);
+    EXPECT_EQ(Int(a, "--moe-router-topk"), m.experts_per_token);
+    EXPECT_EQ(Int(a, "--moe-ffn-hidden-size"), m.expert_ffn());
+    EXPECT_EQ(a["--moe-token-dispatcher-type"], "alltoall");
+    EXPECT_EQ(Int(a, "--expert-model-parallel-size"), p.ep);
+    EXPECT_EQ(Int(a, "--expert-tensor-parallel-size"), p.tp);
+    EXPECT_EQ(dp * p.tp / (Int(a, "--expert-model-parallel-size") * Int(a, "--expert-tensor-parallel-size")),
+              p.expert_dp());
+    if (m.shared_experts > 0) {
+      EXPECT_EQ(Int(a, "--moe-shared-expert-intermediate-size"), m.shared_experts * m.expert_ffn());
+    }
+    if (m.dense_layers > 0) {
+      EXPECT_EQ(a["--moe-layer-freq"], fmt::format("([0]*{}+[1]*{})", m.dense_layers, m.layers - m.dense_layers));
+    }
+    if (m.router_bias) expected_switches["--moe-router-enable-expert-bias"];
+  } else {
+    EXPECT_EQ(a.count("--num-experts"), 0u);
+    EXPECT_EQ(a.count("--expert-model-parallel-size"), 0u);
+  }
+  if (m.qk_norm) expected_switches["--qk-layernorm"];
+  if (m.head_dim_override > 0) {
+    EXPECT_EQ(Int(a, "--kv-channels"), m.head_dim_override);
+  }
+  if (m.mla()) {
+    expected_switches["--multi-latent-attention"];
+    EXPECT_EQ(Int(a, "--q-lora-rank"), m.q_lora_rank);
+    EXPECT_EQ(Int(a, "--kv-lora-rank"), m.kv_lora_rank);
+    EXPECT_EQ(Int(a, "--qk-head-dim"), m.qk_nope_head_dim);
+    EXPECT_EQ(Int(a, "--qk-pos-emb-head-dim"), m.qk_rope_head_dim);
+    EXPECT_EQ(Int(a, "--v-head-dim"), m.v_head_dim);
+  }
+
   // Switches: exactly the expected ones, and nothing unexpected.
   for (const auto& [flag, value] : a) {
     if (!value.empty()) continue;
@@ -196,6 +239,11 @@ INSTANTIATE_TEST_SUITE_P(
     Plans, MegatronRoundTrip,
     ::testing::Values(
         ExportCase{"gpt2_dp8", testing::Gpt2Small(), MakePlan(8, 1, 1, 1, 0, 4, 16), 1024},
+        ExportCase{"qwen3_moe_ep8", *ZooModel("qwen3-30b-a3b"), WithEp(MakePlan(8, 1, 1, 1, 1, 1, 64), 8), 4096},
+        ExportCase{"qwen3_moe_tp2_ep2", *ZooModel("qwen3-30b-a3b"),
+                   WithEp(MakePlan(4, 2, 1, 1, 1, 1, 128, Recompute::kNone, true), 2), 4096},
+        ExportCase{"deepseek_v3_ep4_pp2", *ZooModel("deepseek-v3"),
+                   WithStages(WithEp(MakePlan(4, 1, 2, 1, 1, 1, 128), 4), 30, 0), 4096},
         ExportCase{"gpt2_tp2_pp2_zero1_full", testing::Gpt2Small(),
                    MakePlan(2, 2, 2, 1, 1, 8, 4, Recompute::kFull, true), 512},
         ExportCase{"llama7b_dp16_zero2", testing::Llama2_7B(), MakePlan(16, 1, 1, 1, 2, 2, 16)},

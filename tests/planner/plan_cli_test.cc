@@ -140,6 +140,13 @@ TEST(PlanCliTest, BadInputNamesTheFieldOrRule) {
   o.zero = 5;
   ExpectError(o, "--zero");
   o = MainJob();
+  o.ep = 0;
+  ExpectError(o, "--ep");
+  // A fixed EP on a dense model: no plan, naming the rule.
+  o = MainJob();
+  o.ep = 2;
+  ExpectError(o, "ep=>moe");
+  o = MainJob();
   o.recompute = "sometimes";
   ExpectError(o, "--recompute");
   o = MainJob();

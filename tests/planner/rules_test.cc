@@ -35,6 +35,30 @@ void ExpectRule(const Status& s, const std::string& rule) {
   EXPECT_EQ(s.message().rfind("rule " + rule + ":", 0), 0u) << s.message();
 }
 
+// Expert parallelism: each EP rule with a plan that breaks it.
+TEST(RulesTest, ExpertParallelRules) {
+  PlanRequest moe = Llama13bOn(16);
+  moe.model.experts = 8;
+  moe.model.experts_per_token = 2;
+  Plan ok = Layout(8, 2, 1, 1, 8);
+  ok.ep = 4;
+  EXPECT_TRUE(CheckPlan(moe, ok).ok()) << CheckPlan(moe, ok).message();
+  Plan dense = ok;
+  ExpectRule(CheckPlan(Llama13bOn(16), dense), "ep=>moe");
+  Plan not_dividing_dp = Layout(4, 2, 2, 1, 16);
+  not_dividing_dp.ep = 8;
+  ExpectRule(CheckPlan(moe, not_dividing_dp), "dp%ep");
+  PlanRequest six = moe;
+  six.model.experts = 6;
+  ExpectRule(CheckPlan(six, ok), "experts%ep");
+  Plan zero2 = ok;
+  zero2.zero = 2;
+  ExpectRule(CheckPlan(moe, zero2), "ep=>zero<=1");
+  Plan zero_ep = ok;
+  zero_ep.ep = 0;
+  ExpectRule(CheckPlan(moe, zero_ep), "degrees>=1");
+}
+
 TEST(RulesTest, LegalPlanPasses) {
   EXPECT_TRUE(CheckPlan(Llama13bOn(16), Layout(4, 2, 2, 2, 8)).ok());
 }

@@ -57,8 +57,10 @@ int64_t LegalPlans(const PlanRequest& r, int max_degree, int max_vpp, int64_t ma
             for (int64_t mb = 1; mb <= max_mb; ++mb)
               for (int rc = 0; rc < 3; rc += 2)  // fused core: selective == none, not searched
                 for (int sp = 0; sp < 2; ++sp)
-                  for (int off = 0; off < 3; ++off) {
+                  for (int off = 0; off < 3; ++off)
+                   for (int ep = 1; ep <= (r.model.moe() ? max_degree : 1); ++ep) {
                     Plan p;
+                    p.ep = ep;
                     p.dp = dp, p.tp = tp, p.pp = pp, p.vpp = vpp, p.zero = zero, p.micro_batch = mb;
                     p.grad_accum = r.training.global_batch / std::max<int64_t>(1, mb * dp);
                     p.recompute = Recompute(rc);
@@ -83,6 +85,25 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
   ASSERT_TRUE(SearchPlans(r, o).ok());
   const int64_t legal = LegalPlans(r, 8, 48, 32, [](int, int) { return std::optional<StageSplit>(StageSplit{}); });
   EXPECT_EQ(enumerated, legal);
+}
+
+// The same with expert parallelism enumerated: an 8-layer, 8-expert MoE
+// shape, every EP degree up to 8 in the oracle.
+TEST(SearchTest, EnumeratesExactlyTheLegalMoePlans) {
+  PlanRequest r = CatalogRequest("qwen3-30b-a3b", "h100-sxm", 8, 8);
+  r.model.layers = 8;
+  r.model.experts = 8;
+  r.model.experts_per_token = 2;
+  SearchOptions o;
+  int64_t enumerated = 0, with_ep = 0;
+  o.on_candidate = [&](const Plan& p, double, bool) {
+    ++enumerated;
+    with_ep += p.ep > 1;
+  };
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  const int64_t legal = LegalPlans(r, 8, 8, 8, [](int, int) { return std::optional<StageSplit>(StageSplit{}); });
+  EXPECT_EQ(enumerated, legal);
+  EXPECT_GT(with_ep, 0);
 }
 
 // The balanced split (planner/stage_split.h) by brute force over every stage

@@ -80,6 +80,7 @@ struct Case {
   bool dropout;
   int first_stage_layers = 0, last_stage_layers = 0;
   const char* framework = "p3d";  // the profile whose mechanisms the models apply
+  int ep = 1;                     // expert parallelism (MoE models)
 };
 
 TEST(Derivation, EveryRecordedTermMatchesItsValue) {
@@ -116,6 +117,15 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
        "megatron-lm-2021"},
       {"llama-2-13b", "a100-80gb", 4, 2, 2, 1, 1, 1, 8, full, false, no, unfused, true, 0, 0,
        "megatron-deepspeed"},
+      // MoE: DeepSeek-V3's MLA, shared experts and 3 leading dense layers on
+      // a mixed first stage, EP 8; gpt-oss's windowed layers and biases with
+      // EP 4; Qwen3's explicit head_dim, unfused core and optimizer offload
+      // sharded over the expert-data-parallel group.
+      {"deepseek-v3", "h100-sxm", 8, 2, 4, 1, 1, 1, 8, full, true, no, fused, false, 13, 16,
+       "megatron-core", 8},
+      {"gpt-oss-120b", "h100-sxm", 8, 1, 2, 1, 1, 1, 8, none, false, no, fused, false, 0, 0,
+       "megatron-core", 4},
+      {"qwen3-30b-a3b", "h100-sxm", 4, 2, 2, 2, 1, 1, 8, sel, true, opt, unfused, false, 0, 0, "p3d", 2},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -128,6 +138,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     p.micro_batch = c.micro_batch, p.grad_accum = c.grad_accum, p.recompute = c.recompute;
     p.sequence_parallel = c.sp, p.offload = c.offload, p.attention = c.attention;
     p.first_stage_layers = c.first_stage_layers, p.last_stage_layers = c.last_stage_layers;
+    p.ep = c.ep;
     ASSERT_EQ(PipelineSplitRule(p, m.layers), nullptr) << c.model;
     cluster.num_gpus = p.gpus();
     TrainingSpec t;
@@ -160,6 +171,11 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
   }
   // The spread reaches every mechanism the models record.
   for (const char* name : {"weights",
+                           "params.zero_shard",
+                           "ep.all_to_all",
+                           "layer.ep_comm.forward",
+                           "moe.balanced_routing",
+                           "chunk.layer_forward",
                            "activations.per_layer.scores",
                            "activations.per_layer.op_level",
                            "activations.loss",
