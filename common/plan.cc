@@ -132,6 +132,7 @@ std::string PlanSummary(const Plan& p) {
   if (p.first_stage_layers != 0) stages += fmt::format(" first-stage={}", p.first_stage_layers);
   if (p.last_stage_layers != 0) stages += fmt::format(" last-stage={}", p.last_stage_layers);
   if (p.ep > 1) stages += fmt::format(" EP{}", p.ep);
+  if (p.etp > 0 && p.etp != p.tp) stages += fmt::format(" ETP{}", p.etp);
   return fmt::format(
       "DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}{}{}", p.dp, p.tp, p.pp, p.vpp, p.zero,
       p.micro_batch, p.grad_accum, RecomputeName(p.recompute), p.sequence_parallel ? " SP" : "",

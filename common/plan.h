@@ -124,14 +124,19 @@ struct Plan {
   // each MoE layer's routed experts are split over EP ranks carved from DP
   // (megatron/core/parallel_state.py: the expert rank generator orders
   // "tp-ep-dp-pp", so an EP group is EP consecutive DP ranks, stride TP).
-  // Expert tensor parallelism is TP (MCore's default for
-  // --expert-tensor-parallel-size), so the expert-data-parallel group,
-  // which reduces the expert gradients and shards their optimizer states,
-  // has DP*TP/(EP*TP) = DP/EP ranks, stride TP*EP. 1 = experts replicated.
+  // 1 = experts replicated over DP.
   int ep = 1;
+  // Expert tensor parallelism (--expert-tensor-parallel-size): the experts'
+  // own TP degree; 0 = TP (MCore's default). The EP group then has stride
+  // ETP, and the expert-data-parallel group, which reduces the expert
+  // gradients and shards their optimizer states, has DP*TP/(EP*ETP) ranks,
+  // stride EP*ETP (parallel_state.py's expert "tp-ep-dp-pp" order).
+  int etp = 0;
 
   int gpus() const { return dp * tp * pp; }
-  int expert_dp() const { return dp / ep; }  // the expert-data-parallel group's size
+  int expert_tp() const { return etp > 0 ? etp : tp; }
+  // The expert-data-parallel group's size: DP*TP/(EP*ETP).
+  int expert_dp() const { return dp * tp / (ep * expert_tp()); }
   int64_t global_batch() const { return micro_batch * grad_accum * dp; }
   // Shards of the activations between the TP regions (norms, residual,
   // dropout): TP with sequence parallelism, else 1 (replicated).

@@ -69,10 +69,10 @@ Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
     return Status::Infeasible(
         fmt::format("megatron: --ffn-hidden-size {} is not divisible by TP={}", m.ffn, plan.tp));
   }
-  // Experts are tensor-parallel over --expert-tensor-parallel-size = TP.
-  if (m.moe() && m.expert_ffn() % plan.tp != 0) {
-    return Status::Infeasible(fmt::format(
-        "megatron: --moe-ffn-hidden-size {} is not divisible by the expert TP={}", m.expert_ffn(), plan.tp));
+  // Experts are tensor-parallel over --expert-tensor-parallel-size.
+  if (m.moe() && m.expert_ffn() % plan.expert_tp() != 0) {
+    return Status::Infeasible(fmt::format("megatron: --moe-ffn-hidden-size {} is not divisible by the expert TP={}",
+                                          m.expert_ffn(), plan.expert_tp()));
   }
   // gpt-oss's attention (sinks, alternating windows, o biases) and expert
   // biases have no flags in the Megatron-Core version p3d exports for.
@@ -138,10 +138,10 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
   }
   if (plan.sequence_parallel && plan.tp > 1) args.push_back({"--sequence-parallel", ""});
   if (m.moe()) {
-    // EP carved from DP; the experts' TP is TP (MCore's default for
-    // --expert-tensor-parallel-size, stated so the layout is explicit).
+    // EP (x expert TP) carved from DP x TP; the experts' TP defaults to TP
+    // (MCore's default for --expert-tensor-parallel-size), stated so the layout is explicit.
     args.push_back({"--expert-model-parallel-size", std::to_string(plan.ep)});
-    args.push_back({"--expert-tensor-parallel-size", std::to_string(plan.tp)});
+    args.push_back({"--expert-tensor-parallel-size", std::to_string(plan.expert_tp())});
   }
   if (plan.tp > 1) {
     notes.push_back(

@@ -118,6 +118,7 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   P3D_RETURN_IF_ERROR(positive("--pp", as64(o.pp)));
   P3D_RETURN_IF_ERROR(positive("--vpp", as64(o.vpp)));
   P3D_RETURN_IF_ERROR(positive("--ep", as64(o.ep)));
+  P3D_RETURN_IF_ERROR(positive("--etp", as64(o.etp)));
   P3D_RETURN_IF_ERROR(positive("--first-stage-layers", as64(o.first_stage_layers)));
   P3D_RETURN_IF_ERROR(positive("--last-stage-layers", as64(o.last_stage_layers)));
   P3D_RETURN_IF_ERROR(positive("--micro-batch", o.micro_batch));
@@ -131,6 +132,7 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.pp = o.pp;
   s.fixed.vpp = o.vpp;
   s.fixed.ep = o.ep;
+  s.fixed.etp = o.etp;
   s.fixed.first_stage_layers = o.first_stage_layers;
   s.fixed.last_stage_layers = o.last_stage_layers;
   s.fixed.zero = o.zero;

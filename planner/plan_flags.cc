@@ -28,6 +28,8 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   app.add_option("--vpp", o->vpp, "fix virtual pipeline stages per rank (interleaved 1F1B when > 1)");
   app.add_option("--ep", o->ep,
                  "fix expert-parallel degree (MoE models; carved from DP, Megatron-Core --expert-model-parallel-size)");
+  app.add_option("--etp", o->etp,
+                 "expert tensor-parallel degree (Megatron-Core --expert-tensor-parallel-size; default: TP)");
   app.add_option("--first-stage-layers", o->first_stage_layers,
                  "fix the first pipeline stage's layers (Megatron --decoder-first-pipeline-num-layers); the middle "
                  "stages share the rest evenly (default: even split, or the balanced one when PP does not divide L)");

@@ -93,9 +93,16 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
     return RuleFailed(detail, "experts%ep", [&] {
       return fmt::format("{} experts per layer are not divisible by EP={}", m.experts, p.ep);
     });
-  if (p.dp % p.ep != 0)
-    return RuleFailed(detail, "dp%ep", [&] {
-      return fmt::format("EP={} is carved from DP={} (Megatron-Core): it must divide DP", p.ep, p.dp);
+  if (p.etp < 0)
+    return RuleFailed(detail, "degrees>=1", [&] { return fmt::format("ETP={} must be >= 1 (0 = TP)", p.etp); });
+  if ((p.dp * p.tp) % (p.ep * p.expert_tp()) != 0)
+    return RuleFailed(detail, "dp*tp%(ep*etp)", [&] {
+      return fmt::format("EP={} x expert TP={} is carved from DP={} x TP={} (Megatron-Core): it must divide it",
+                         p.ep, p.expert_tp(), p.dp, p.tp);
+    });
+  if (m.moe() && m.expert_ffn() % p.expert_tp() != 0)
+    return RuleFailed(detail, "moe_ffn%etp", [&] {
+      return fmt::format("expert FFN size {} is not divisible by the expert TP={}", m.expert_ffn(), p.expert_tp());
     });
   if (p.ep > 1 && p.zero >= 2)
     return RuleFailed(detail, "ep=>zero<=1", [&] {

@@ -33,7 +33,9 @@
 //   offload_params=>zero3 parameter offload needs ZeRO-3 (DeepSpeed offload_param)
 //   ep=>moe              expert parallelism (EP > 1) needs an MoE model
 //   experts%ep           routed experts per layer divisible by EP
-//   dp%ep                EP divides DP (EP groups are carved from DP, Megatron-Core)
+//   dp*tp%(ep*etp)       EP x expert TP divides DP x TP (carved from them, Megatron-Core;
+//                        with the default expert TP = TP: EP divides DP)
+//   moe_ffn%etp          expert FFN width divisible by the expert TP
 //   ep=>zero<=1          p3d models EP with ZeRO 0/1 (MCore's distributed optimizer)
 //   sp=>tp>1             sequence parallel splits along TP
 //   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)

@@ -156,10 +156,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       }
       // EP candidates: the divisors of DP that divide the experts (rules
       // dp%ep, experts%ep); 1 only for a dense model (ep=>moe).
+      // With a fixed expert TP, EP x ETP must divide DP x TP (rule dp*tp%(ep*etp)).
       std::vector<int> eps = {1};
+      const int64_t etp = fx.etp.value_or(static_cast<int>(tp));
       if (m.moe())
-        for (int64_t e : Divisors(dp))
-          if (e > 1 && m.experts % e == 0) eps.push_back(static_cast<int>(e));
+        for (int64_t e : Divisors(dp * tp))
+          if (e > 1 && m.experts % e == 0 && (dp * tp) % (e * etp) == 0) eps.push_back(static_cast<int>(e));
       for (int64_t mb : Divisors(per_dp)) {
         if (!Allowed(fx.micro_batch, mb)) continue;
         for (const SplitOption& split : splits) {
@@ -179,6 +181,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   if (!Allowed(fx.ep, ep)) continue;
                   Plan p = layout;
                   p.ep = ep;
+                  // The expert TP is TP unless fixed (--etp); TP's value is the default 0.
+                  if (fx.etp && *fx.etp != static_cast<int>(tp)) p.etp = *fx.etp;
                   p.micro_batch = mb;
                   p.grad_accum = per_dp / mb;
                   p.vpp = split.vpp;
@@ -190,7 +194,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   p.sequence_parallel = sp == 1;
                   // Rules that depend on the inner dimensions.
                   if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
-                      (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p)) || (p.ep > 1 && p.zero >= 2)) {
+                      (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p)) || (p.ep > 1 && p.zero >= 2) ||
+                      (m.moe() && m.expert_ffn() % p.expert_tp() != 0)) {
                     reject(FailedRule(request, p, options.rules));
                     continue;
                   }
@@ -246,6 +251,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.pp)));
     probe.vpp = fx.vpp.value_or(1);
     probe.ep = fx.ep.value_or(1);
+    probe.etp = fx.etp.value_or(0);
     probe.first_stage_layers = fx.first_stage_layers.value_or(0);
     probe.last_stage_layers = fx.last_stage_layers.value_or(0);
     probe.zero = fx.zero.value_or(0);

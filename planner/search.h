@@ -27,7 +27,7 @@ namespace p3d {
 // VPP divides the layers, else, when PP does not divide them, the balanced
 // uneven split (planner/stage_split.h).
 struct SearchConstraints {
-  std::optional<int> dp, tp, pp, vpp, zero, ep;
+  std::optional<int> dp, tp, pp, vpp, zero, ep, etp;  // etp: the expert TP (default TP, not searched)
   std::optional<int> first_stage_layers, last_stage_layers;
   std::optional<int64_t> micro_batch;
   std::optional<Recompute> recompute;

@@ -41,6 +41,8 @@ struct Dims {
   double a, g;     // activation and gradient-accumulation bytes per element
   double experts, topk, shared;  // MoE layer: routed experts, top-k, shared experts (dense: 1, 1, 0)
   double ep;                     // expert parallelism: E/EP experts on this rank
+  double tp_over_etp;            // TP/ETP: the experts' tokens gathered over the TP ranks outside the expert TP
+  double fs;                     // a shared expert's width per rank, expert_ffn/TP (shared experts use TP)
   double keys;     // keys one query attends to: S, or min(W, S) in a windowed layer
   double blocks;   // causal query blocks of the attention core (TrainingSpec::AttentionBlocks)
   bool moe, llama, dropout;
@@ -69,7 +71,10 @@ Dims MakeDims(const ModelSpec& m, const LayerKind& kind, const TrainingSpec& t, 
   d.o = d.heads * d.hd_v;
   d.kv = m.mla() ? d.q : static_cast<double>(m.KvHeadsPerTpRank(sh.tp)) * d.hd_qk;
   d.moe = kind.moe;
-  d.f = static_cast<double>(kind.moe ? m.expert_ffn() : m.ffn) / tp;
+  const double etp = sh.etp > 0 ? sh.etp : tp;
+  d.f = kind.moe ? static_cast<double>(m.expert_ffn()) / etp : static_cast<double>(m.ffn) / tp;
+  d.tp_over_etp = kind.moe ? tp / etp : 1;
+  d.fs = kind.moe ? static_cast<double>(m.expert_ffn()) / tp : 0;
   d.a = t.precision.activation_bytes;
   d.g = t.precision.grad_bytes;
   d.experts = kind.moe ? static_cast<double>(m.experts) : 1;
@@ -153,14 +158,15 @@ LayerGemms WeightGemms(const Dims& d) {
   g.out_proj = g.n;
   g.Add({d.t, d.h, d.o, 1});
   const double fc1 = (d.llama ? 2 : 1) * d.f;
-  const double tokens = d.t * d.topk * d.ep / d.experts;  // T for a dense layer
+  // T for a dense layer; the experts' tokens per local expert, T*k*EP*ETP/(TP*E).
+  const double tokens = d.t * d.topk * d.ep / (d.tp_over_etp * d.experts);
   const double local = d.experts / d.ep;
   g.fc1_first = g.n;
   g.Add({tokens, fc1, d.h, local});
-  if (d.shared > 0) g.Add({d.t, fc1 * d.shared, d.h, 1});
+  if (d.shared > 0) g.Add({d.t, (d.llama ? 2 : 1) * d.fs * d.shared, d.h, 1});
   g.fc1_end = g.fc2_first = g.n;
   g.Add({tokens, d.h, d.f, local});
-  if (d.shared > 0) g.Add({d.t, d.h, d.f * d.shared, 1});
+  if (d.shared > 0) g.Add({d.t, d.h, d.fs * d.shared, 1});
   g.fc2_end = g.n;
   if (d.moe) g.Add({d.t, d.experts, d.h, 1});  // router
   return g;
@@ -265,7 +271,7 @@ double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrat
   if (d.mla) s += k(2 * d.t * (d.q_lora + d.kv_lora) * d.a);
   if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h);
-  s += k(d.t * (d.topk + d.shared) * d.f * (d.llama ? 3 : 2) * d.a);
+  s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 3 : 2) * d.a);
   if (d.moe) s += 2 * k(2 * d.t * d.topk * d.h * d.a);
   return s;
 }
@@ -286,7 +292,7 @@ double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibra
   if (d.linear_bias) s += k(d.t * d.f * d.topk * d.a) + 2 * k(d.t_sp * d.h * d.a);
   if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h * (2 * d.a + 1));
-  s += k(d.t * (d.topk + d.shared) * d.f * (d.llama ? 5 : 3) * d.a);
+  s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 5 : 3) * d.a);
   if (d.moe) s += 2 * k(2 * d.t * d.topk * d.h * d.a);
   return s;
 }

@@ -84,7 +84,8 @@ struct ComputeShape {
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
   AttentionImpl attention = AttentionImpl::kFused;
-  int ep = 1;  // expert parallelism: E/EP local experts get T*k*EP/E tokens each
+  int ep = 1;   // expert parallelism: E/EP local experts ...
+  int etp = 0;  // ... of width expert_ffn/ETP (0 = TP), T*k*EP*ETP/(TP*E) tokens each
 };
 
 // One layer of `kind` (dense or MoE FFN, full or windowed attention).

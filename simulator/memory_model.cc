@@ -79,18 +79,18 @@ double FfnParamsPerGpu(const ModelSpec& model, double f, bool bias, int tp) {
 }
 }  // namespace
 
-double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep) {
+double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int etp, int ep) {
   if (!kind.moe) return 0;
   return static_cast<double>(model.experts) / ep *
-         FfnParamsPerGpu(model, static_cast<double>(model.expert_ffn()), model.expert_bias, tp);
+         FfnParamsPerGpu(model, static_cast<double>(model.expert_ffn()), model.expert_bias, etp);
 }
 
-double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep) {
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep, int etp) {
   double mlp = 0;
   if (kind.moe) {
     // Shared experts are replicated over EP like the dense weights (MCore's
     // SharedExpertMLP is TP-split only); the router is replicated.
-    mlp = RoutedExpertParamsPerGpu(model, kind, tp, ep) +
+    mlp = RoutedExpertParamsPerGpu(model, kind, etp > 0 ? etp : tp, ep) +
           static_cast<double>(model.shared_experts) *
               FfnParamsPerGpu(model, static_cast<double>(model.expert_ffn()), model.expert_bias, tp) +
           static_cast<double>(model.RouterParams());
@@ -100,16 +100,16 @@ double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, 
   return AttentionParamsPerGpu(model, tp) + mlp + static_cast<double>(model.NormParamsPerLayer());
 }
 
-double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep) {
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep, int etp) {
   double total = 0;
   for (int k = 0; k < kLayerKinds; ++k)
     if (kinds.count[k] > 0)
-      total += static_cast<double>(kinds.count[k]) * LayerParamsPerGpu(model, LayerKind::FromIndex(k), tp, ep);
+      total += static_cast<double>(kinds.count[k]) * LayerParamsPerGpu(model, LayerKind::FromIndex(k), tp, ep, etp);
   return total;
 }
 
 namespace {
-double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep) {
+double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, int etp, int ep) {
   double total = 0;
   for (int k = 0; k < kLayerKinds; ++k)
     if (kinds.count[k] > 0)
@@ -125,8 +125,8 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
                               const LayerKindCounts& kinds) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = StageLayerParams(model, kinds, plan.tp, plan.ep);
-  p.experts = StageExpertParams(model, kinds, plan.tp, plan.ep);
+  p.layers = StageLayerParams(model, kinds, plan.tp, plan.ep, plan.expert_tp());
+  p.experts = StageExpertParams(model, kinds, plan.expert_tp(), plan.ep);
   if (stage == 0) {
     p.embedding = word_table;
     if (model.learned_positions())
@@ -156,7 +156,7 @@ struct PlanShared {
       if (moe == 1 ? !model.moe() : model.dense_layers == 0 && model.moe()) continue;
       const bool main = moe == (model.moe() ? 1 : 0);
       act[moe] = memory_internal::LayerActivations::Of(model, moe == 1, training, plan, main ? why : nullptr);
-      layer_params[moe] = LayerParamsPerGpu(model, LayerKind{moe == 1, false}, plan.tp, plan.ep);
+      layer_params[moe] = LayerParamsPerGpu(model, LayerKind{moe == 1, false}, plan.tp, plan.ep, plan.expert_tp());
     }
   }
   // The largest layer (ZeRO-3's gather buffer holds two).
@@ -239,7 +239,7 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
   const bool offload = plan.offload != Offload::kNone;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   const double DP = plan.dp, pb = prec.param_bytes, gb = prec.grad_bytes;
-  const bool ep1 = plan.ep == 1;
+  const bool ep1 = plan.ep == 1 && plan.expert_tp() == plan.tp;
   const double EDP = plan.expert_dp();
   const double Pz = ep1 ? n / DP
                         : P3D_TERM(why, "params.zero_shard", "(P_r - P_e)/DP + P_e/EDP",

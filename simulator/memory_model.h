@@ -81,12 +81,13 @@ struct StageParams {
 };
 // Parameters of one transformer layer of `kind` on one TP rank (MoE: all
 // routed and shared experts, the router replicated).
-// With EP > 1 the routed experts are split over the EP group: E/EP of them.
-double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep = 1);
-// The routed experts' part of LayerParamsPerGpu (0 for a dense layer).
-double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep = 1);
+// With EP > 1 the routed experts are split over the EP group: E/EP of them,
+// each split over the expert TP `etp` (0 = tp).
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep = 1, int etp = 0);
+// The routed experts' part of LayerParamsPerGpu (0 for a dense layer), over expert TP `etp` (>= 1).
+double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int etp, int ep = 1);
 // Parameters of `kinds.count[k]` layers of each kind on one TP (and EP) rank.
-double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep = 1);
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep = 1, int etp = 0);
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 
 // Activation bytes one transformer layer stores for one micro-batch on one GPU,

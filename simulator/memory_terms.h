@@ -205,7 +205,7 @@ inline int Communicators(const ModelSpec& model, const Plan& plan, int stage) {
       model.tie_embeddings && plan.pp > 1 && (stage == 0 || stage == plan.pp - 1);
   // With EP > 1 also the EP group and the expert-data-parallel group.
   return (plan.gpus() > 1) + (plan.tp > 1) + (plan.dp > 1) + (plan.pp > 1) + embedding_group + (plan.ep > 1) +
-         (plan.ep > 1 && plan.expert_dp() > 1);
+         (plan.ep > 1 && plan.expert_dp() > 1) + (plan.expert_tp() != plan.tp && plan.expert_tp() > 1);
 }
 
 }  // namespace p3d::memory_internal

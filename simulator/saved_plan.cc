@@ -74,7 +74,8 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"attention", AttentionImplName(p.attention)},
               {"first_stage_layers", p.first_stage_layers},
               {"last_stage_layers", p.last_stage_layers},
-              {"ep", p.ep}};
+              {"ep", p.ep},
+              {"etp", p.expert_tp()}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
@@ -180,7 +181,7 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   JsonFields l(*plan, origin + ": plan");
   P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "pp", "vpp", "zero", "micro_batch", "grad_accum", "global_batch", "seq",
                                   "recompute", "sequence_parallel", "offload", "attention", "first_stage_layers",
-                                  "last_stage_layers", "ep"}));
+                                  "last_stage_layers", "ep", "etp"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
@@ -188,6 +189,10 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   // "ep" is absent from plans saved before expert parallelism existed: 1.
   if (l.Has("ep")) {
     P3D_ASSIGN_OR_RETURN(s.plan.ep, Int(l, "ep", 1, kMaxGpus));
+  }
+  if (l.Has("etp")) {
+    P3D_ASSIGN_OR_RETURN(s.plan.etp, Int(l, "etp", 1, kMaxGpus));
+    if (s.plan.etp == s.plan.tp) s.plan.etp = 0;  // the default: expert TP = TP
   }
   P3D_ASSIGN_OR_RETURN(s.plan.zero, Int(l, "zero", 0, 3));
   P3D_ASSIGN_OR_RETURN(s.plan.micro_batch, l.IntInRange("micro_batch", 1, kMaxGlobalBatch));

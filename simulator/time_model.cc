@@ -40,7 +40,8 @@ struct ShapeCosts {
 
 bool SameShape(const ComputeShape& a, const ComputeShape& b) {
   return a.tp == b.tp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
-         a.sequence_parallel == b.sequence_parallel && a.attention == b.attention && a.ep == b.ep;
+         a.sequence_parallel == b.sequence_parallel && a.attention == b.attention && a.ep == b.ep &&
+         a.etp == b.etp;
 }
 
 // Exposed time of a collective of C seconds that runs in `buckets` equal
@@ -299,7 +300,7 @@ struct TimeModel::Impl {
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention, plan.ep};
+                         plan.attention, plan.ep, plan.expert_tp()};
   for (const ShapeCosts& s : shapes)
     if (SameShape(s.key, key)) return s;
   shapes.push_back(CostsOfShape(plan, nullptr));
@@ -308,7 +309,7 @@ const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
 
 ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention, plan.ep};
+                         plan.attention, plan.ep, plan.expert_tp()};
   ShapeCosts s;
   s.key = key;
   const LayerKindCounts kinds = model.CountKinds(0, model.layers);
@@ -388,10 +389,10 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     // factor (no dropped or padded tokens); each local expert's grouped GEMM
     // sees its mean share of the EP group's routed tokens.
     const double T = MicroBatchTokens(plan, training), k = static_cast<double>(model.experts_per_token);
-    const double E = static_cast<double>(model.experts), EP = plan.ep;
-    P3D_TERM(why, "moe.balanced_routing", "T*k*EP/E", T * k * EP / E,
+    const double E = static_cast<double>(model.experts), EP = plan.ep, ETP = plan.expert_tp(), TP = plan.tp;
+    P3D_TERM(why, "moe.balanced_routing", "T*k*EP*ETP/(TP*E)", T * k * EP * ETP / (TP * E),
              "ASSUMPTION: balanced routing, capacity factor none: tokens per local expert per micro-batch",
-             {"T", T}, {"k", k}, {"EP", EP}, {"E", E});
+             {"T", T}, {"k", k}, {"EP", EP}, {"ETP", ETP}, {"TP", TP}, {"E", E});
   }
   if (plan.ep > 1) {
     // MoE dispatch and combine (Megatron-Core's MoEAlltoAllTokenDispatcher):
@@ -400,9 +401,8 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     // (balanced routing, "moe.balanced_routing"). An all-to-all moves the
     // same (n-1)/n of a rank's buffer as an all-gather of that buffer, so it
     // is priced with the all-gather's bus model on the EP group's span
-    // (EP consecutive DP ranks, stride TP).
-    const GroupPath ep_path =
-        GroupPathFor(cluster.node, plan.ep, RankStride(GroupKind::kData, plan.tp, plan.dp));
+    // (EP ranks at stride ETP: consecutive DP ranks when ETP = TP).
+    const GroupPath ep_path = GroupPathFor(cluster.node, plan.ep, plan.expert_tp());
     const double T_r = MicroBatchTokens(plan, training) / plan.sequence_shards();
     const double k = static_cast<double>(model.experts_per_token);
     const double a2a = CollectiveTime(why, "ep.all_to_all", Collective::kAllGather,
@@ -556,7 +556,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
     };
     layer_fwd = mean("chunk.layer_forward", fwd_sum, fwd);
     layer_bwd = mean("chunk.layer_backward", bwd_sum, bwd);
-    chunk_layer_params = StageLayerParams(model, kinds, plan.tp);
+    chunk_layer_params = StageLayerParams(model, kinds, plan.tp, plan.ep, plan.expert_tp());
     if (plan.zero >= 3) chunk_z3 = Zero3Modules(plan, pc, chunk_layer_params / n);
   }
   const Zero3Comm& z3 = pc.mixed && layers > 0 && plan.zero >= 3 ? chunk_z3 : pc.z3;
@@ -713,12 +713,11 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   const StageParams stage_params = ParamsOnStage(model, plan, r);
   const double params = stage_params.total();
   // With EP > 1 the routed experts' gradients are reduced (and their
-  // optimizer states sharded) over the expert-data-parallel group: DP/EP
-  // ranks, stride TP*EP (Megatron-Core's expert DDP buckets); the rest over DP.
+  // optimizer states sharded) over the expert-data-parallel group: DP*TP/(EP*ETP)
+  // ranks, stride EP*ETP (Megatron-Core's expert DDP buckets); the rest over DP.
   const double experts = plan.ep > 1 ? stage_params.experts : 0.0, dense = params - experts;
   const GroupPath edp_path =
-      plan.ep > 1 ? GroupPathFor(node, plan.expert_dp(), RankStride(GroupKind::kData, plan.tp, plan.dp) * plan.ep)
-                  : dp_path;
+      plan.ep > 1 ? GroupPathFor(node, plan.expert_dp(), plan.expert_tp() * plan.ep) : dp_path;
   auto dp_collective = [&](const char* name, const char* expert_name, Collective kind, double bytes_per_param) {
     return CollectiveTime(w, name, kind, dense * bytes_per_param, dp_path) +
            (experts > 0 ? CollectiveTime(w, expert_name, kind, experts * bytes_per_param, edp_path) : 0.0);
@@ -733,6 +732,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   // (Framework::OverlapsGradReduce).
   const double reduce_buckets = fw.OverlapsGradReduce(pp, r) ? buckets : 1.0;
   const double shard = plan.zero >= 1 ? dense / plan.dp + experts / plan.expert_dp() : params;
+  // (experts is 0 with EP = 1: expert_dp() then equals DP.)
   double exposed = 0, gather = 0, tied = 0;
   if (plan.zero <= 1) {
     // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does
@@ -828,7 +828,8 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   pc.dp_path = GroupPathFor(cluster.node, plan.dp, RankStride(GroupKind::kData, plan.tp, plan.dp));
   const LayerKindCounts all = model.CountKinds(0, model.layers);
   pc.mixed = all.count[sc.main] != model.layers;
-  pc.layer_params = StageLayerParams(model, all, plan.tp) / static_cast<double>(model.layers);
+  pc.layer_params =
+      StageLayerParams(model, all, plan.tp, plan.ep, plan.expert_tp()) / static_cast<double>(model.layers);
   pc.first = ParamsOnStage(model, plan, 0);
   pc.last = ParamsOnStage(model, plan, pp - 1);
   pc.z3 = Zero3Modules(plan, pc, pc.layer_params);

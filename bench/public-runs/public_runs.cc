@@ -27,6 +27,7 @@
 #include "common/json_fields.h"
 #include "common/tool_main.h"
 #include "common/units.h"
+#include "models/zoo.h"
 #include "planner/search.h"
 #include "simulator/framework_profile.h"
 
@@ -78,6 +79,15 @@ struct Row {
   double published_step_s = 0;
 };
 
+// The zoo model whose source is the row's HF config ("deepseek-ai/DeepSeek-V3
+// config.json ..."): MoE and MLA shapes have more fields than a row lists.
+const ModelSpec* ZooModelFor(const std::string& hf_config) {
+  if (hf_config.empty()) return nullptr;
+  for (const ZooEntry& e : Zoo())
+    if (e.source.rfind(hf_config + " ", 0) == 0) return &e.model;
+  return nullptr;
+}
+
 Row Build(const json& r) {
   Row row{r, "", {}, {}, 0};
   auto no = [&](std::string why) {
@@ -88,9 +98,11 @@ Row Build(const json& r) {
   if (precision.find("fp8") != std::string::npos || precision.find("float8") != std::string::npos)
     return no("FP8 training (issue 16)");
   if (Int(r, "cp", 1) > 1) return no("context parallel (issue 16)");
-  if (Int(r, "ep", 1) > 1 || Int(r, "num_experts", 1) > 1) return no("mixture of experts (issue 16)");
-  if (!Str(r, "attention_variant").empty() && Lower(Str(r, "attention_variant")).find("mla") != std::string::npos)
-    return no("MLA attention (issue 16)");
+  const bool moe = Int(r, "ep", 1) > 1 || Int(r, "num_experts", 1) > 1 ||
+                   Lower(Str(r, "attention_variant")).find("mla") != std::string::npos;
+  const ModelSpec* zoo = moe ? ZooModelFor(Str(r, "hf_config")) : nullptr;
+  if (moe && zoo == nullptr)
+    return no(fmt::format("MoE/MLA model '{}' not in the zoo", Str(r, "hf_config")));
   const std::string gpu = CatalogGpu(Str(r, "gpu"));
   if (gpu.empty()) return no(fmt::format("card '{}' not in the catalog", Str(r, "gpu")));
   if (!Has(r, "step_time_s")) return no("no step time published or derivable");
@@ -119,6 +131,14 @@ Row Build(const json& r) {
   const std::string variant = Lower(Str(r, "attention_variant"));
   m.alibi = variant.find("alibi") != std::string::npos;
   m.embedding_norm = variant.find("embedding layernorm") != std::string::npos;
+  if (zoo != nullptr) {
+    // The zoo's exact shape; the row's listed fields must agree with it.
+    m = *zoo;
+    m.name = Str(r, "id");
+    if (m.layers != Int(r, "layers", 0) || m.hidden != Int(r, "hidden", 0) || m.heads != Int(r, "heads", 0) ||
+        m.experts != Int(r, "num_experts", m.experts))
+      return no(fmt::format("row shape differs from the zoo's {}", zoo->name));
+  }
   if (Status s = Validate(m); !s.ok()) return no("model: " + s.message());
   StatusOr<ClusterSpec> c = CatalogCluster(gpu);
   row.request.cluster = *c;
@@ -154,6 +174,11 @@ Row Build(const json& r) {
     f.zero = 1;
   else if (sh.starts_with("none")) f.zero = 0;
   f.offload = Offload::kNone;
+  // Expert parallelism and the experts' TP as the row ran them (null: EP 1, expert TP = TP).
+  f.ep = static_cast<int>(Int(r, "ep", 1));
+  if (Has(r, "etp") && Int(r, "etp", 0) != *f.tp) f.etp = static_cast<int>(Int(r, "etp", 0));
+  if (*f.ep > 1 && f.zero && *f.zero >= 2)
+    return no("expert parallelism with FSDP / ZeRO-3 (p3d models EP with ZeRO 0/1)");
   row.published_step_s = r["step_time_s"].get<double>();
   return row;
 }

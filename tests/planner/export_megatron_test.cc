@@ -29,6 +29,11 @@ Plan WithEp(Plan p, int ep) {
   return p;
 }
 
+Plan WithEtp(Plan p, int etp) {
+  p.etp = etp;
+  return p;
+}
+
 Plan WithStages(Plan p, int first, int last) {
   p.first_stage_layers = first;
   p.last_stage_layers = last;
@@ -197,7 +202,7 @@ TEST_P(MegatronRoundTrip, EveryValueMatchesThePlan) {
     EXPECT_EQ(Int(a, "--moe-ffn-hidden-size"), m.expert_ffn());
     EXPECT_EQ(a["--moe-token-dispatcher-type"], "alltoall");
     EXPECT_EQ(Int(a, "--expert-model-parallel-size"), p.ep);
-    EXPECT_EQ(Int(a, "--expert-tensor-parallel-size"), p.tp);
+    EXPECT_EQ(Int(a, "--expert-tensor-parallel-size"), p.expert_tp());
     EXPECT_EQ(dp * p.tp / (Int(a, "--expert-model-parallel-size") * Int(a, "--expert-tensor-parallel-size")),
               p.expert_dp());
     if (m.shared_experts > 0) {
@@ -242,6 +247,8 @@ INSTANTIATE_TEST_SUITE_P(
         ExportCase{"qwen3_moe_ep8", *ZooModel("qwen3-30b-a3b"), WithEp(MakePlan(8, 1, 1, 1, 1, 1, 64), 8), 4096},
         ExportCase{"qwen3_moe_tp2_ep2", *ZooModel("qwen3-30b-a3b"),
                    WithEp(MakePlan(4, 2, 1, 1, 1, 1, 128, Recompute::kNone, true), 2), 4096},
+        ExportCase{"qwen3_moe_tp2_ep8_etp1", *ZooModel("qwen3-30b-a3b"),
+                   WithEtp(WithEp(MakePlan(4, 2, 1, 1, 1, 1, 128, Recompute::kNone, true), 8), 1), 4096},
         ExportCase{"deepseek_v3_ep4_pp2", *ZooModel("deepseek-v3"),
                    WithStages(WithEp(MakePlan(4, 1, 2, 1, 1, 1, 128), 4), 30, 0), 4096},
         ExportCase{"gpt2_tp2_pp2_zero1_full", testing::Gpt2Small(),

@@ -47,7 +47,13 @@ TEST(RulesTest, ExpertParallelRules) {
   ExpectRule(CheckPlan(Llama13bOn(16), dense), "ep=>moe");
   Plan not_dividing_dp = Layout(4, 2, 2, 1, 16);
   not_dividing_dp.ep = 8;
-  ExpectRule(CheckPlan(moe, not_dividing_dp), "dp%ep");
+  ExpectRule(CheckPlan(moe, not_dividing_dp), "dp*tp%(ep*etp)");
+  Plan etp1 = not_dividing_dp;  // expert TP 1: EP 8 fits in DP 4 x TP 2
+  etp1.etp = 1;
+  EXPECT_TRUE(CheckPlan(moe, etp1).ok()) << CheckPlan(moe, etp1).message();
+  Plan etp3 = ok;
+  etp3.etp = 3;
+  ExpectRule(CheckPlan(moe, etp3), "dp*tp%(ep*etp)");
   PlanRequest six = moe;
   six.model.experts = 6;
   ExpectRule(CheckPlan(six, ok), "experts%ep");

@@ -81,6 +81,7 @@ struct Case {
   int first_stage_layers = 0, last_stage_layers = 0;
   const char* framework = "p3d";  // the profile whose mechanisms the models apply
   int ep = 1;                     // expert parallelism (MoE models)
+  int etp = 0;                    // expert TP (0 = TP)
 };
 
 TEST(Derivation, EveryRecordedTermMatchesItsValue) {
@@ -126,6 +127,9 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
       {"gpt-oss-120b", "h100-sxm", 8, 1, 2, 1, 1, 1, 8, none, false, no, fused, false, 0, 0,
        "megatron-core", 4},
       {"qwen3-30b-a3b", "h100-sxm", 4, 2, 2, 2, 1, 1, 8, sel, true, opt, unfused, false, 0, 0, "p3d", 2},
+      // Expert TP 1 under TP 2 (Megatron-Core's Qwen3-235B recipe): EP 32 over DP 16 x TP 2.
+      {"qwen3-235b-a22b", "h100-sxm", 16, 2, 8, 1, 1, 1, 8, sel, true, no, fused, false, 11, 11,
+       "megatron-core", 32, 1},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -139,6 +143,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     p.sequence_parallel = c.sp, p.offload = c.offload, p.attention = c.attention;
     p.first_stage_layers = c.first_stage_layers, p.last_stage_layers = c.last_stage_layers;
     p.ep = c.ep;
+    p.etp = c.etp;
     ASSERT_EQ(PipelineSplitRule(p, m.layers), nullptr) << c.model;
     cluster.num_gpus = p.gpus();
     TrainingSpec t;
