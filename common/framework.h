@@ -127,7 +127,7 @@ struct Framework {
   std::string name = "p3d";
   SupportRules limits = 0;
   SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
-                      RuleBit(SupportRule::kUnevenStages);
+                      RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kExpertParallel);
 
   TpOverlap tp_overlap = TpOverlap::kNone;
   // Data-parallel gradient reduction (ZeRO-0/1: once per step after the last

@@ -43,6 +43,14 @@ std::string ExplainPlan(const PlanRequest& r, const EvaluatedPlan& e, int pick) 
                   p.last_stage_layers
                       ? fmt::format(" --decoder-last-pipeline-num-layers {}", p.last_stage_layers)
                       : "");
+  if (r.model.moe())
+    out += fmt::format(
+        "experts: {} routed (top-{}){} per MoE layer; EP={} x expert TP={}: {} routed experts per GPU, expert "
+        "gradients reduced over {} expert-data-parallel ranks; routing assumed balanced, capacity factor none "
+        "(moe.balanced_routing)\n",
+        r.model.experts, r.model.experts_per_token,
+        r.model.shared_experts > 0 ? fmt::format(" + {} shared", r.model.shared_experts) : "", p.ep, p.expert_tp(),
+        r.model.experts / p.ep, p.expert_dp());
   for (const StageMemory& s : e.memory.stages) {
     const char* edges = p.pp == 1             ? " + embedding, LM head"
                         : s.stage == 0        ? " + embedding"

@@ -113,7 +113,7 @@ double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, i
   double total = 0;
   for (int k = 0; k < kLayerKinds; ++k)
     if (kinds.count[k] > 0)
-      total += static_cast<double>(kinds.count[k]) * RoutedExpertParamsPerGpu(model, LayerKind::FromIndex(k), tp, ep);
+      total += static_cast<double>(kinds.count[k]) * RoutedExpertParamsPerGpu(model, LayerKind::FromIndex(k), etp, ep);
   return total;
 }
 }  // namespace

@@ -107,7 +107,8 @@ Row Build(const json& r) {
   if (gpu.empty()) return no(fmt::format("card '{}' not in the catalog", Str(r, "gpu")));
   if (!Has(r, "step_time_s")) return no("no step time published or derivable");
   for (const char* k : {"layers", "hidden", "heads", "ffn_hidden", "vocab", "seq_len", "num_gpus", "global_batch"})
-    if (!Has(r, k)) return no(fmt::format("'{}' not published", k));
+    if (!Has(r, k) && !(zoo != nullptr && std::string_view(k) == "ffn_hidden"))  // an all-MoE zoo model
+      return no(fmt::format("'{}' not published", k));
   const int64_t pp = Int(r, "pp", 1);
   const std::string profile_name = ProfileOf(r);
   if (profile_name.empty()) return no(fmt::format("no framework profile for '{}'", Str(r, "framework")));
@@ -307,7 +308,8 @@ std::string Table(const json& doc, const std::string& only_set) {
       "torchtitan's; published figures are the sources' measurements. Fixed from the source: shape, GPU and\n"
       "count, TP, PP, VPP, uneven stages where stated, DP, micro-batch, global batch, sequence length, and\n"
       "where stated recompute, sequence parallel and sharding (distributed optimizer = ZeRO-1, FSDP or\n"
-      "ZeRO-3 = ZeRO-3); the rest is searched within what the framework runs and the best fitting plan\n"
+      "ZeRO-3 = ZeRO-3), and for MoE rows EP and expert TP with the zoo model of the row's HF config\n"
+      "(routing assumed balanced); the rest is searched within what the framework runs and the best fitting plan\n"
       "shown. Error = predicted / published step time - 1; memory: predicted peak vs published peak, GiB,\n"
       "where the source publishes one. The profiles and catalog changes were tuned on the fit rows only (`--set fit`); the held rows'\n"
       "errors under the earlier, profile-less model were visible in the previous version of this file\n"
