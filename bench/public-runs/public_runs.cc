@@ -110,6 +110,13 @@ Row Build(const json& r) {
     if (!Has(r, k) && !(zoo != nullptr && std::string_view(k) == "ffn_hidden"))  // an all-MoE zoo model
       return no(fmt::format("'{}' not published", k));
   const int64_t pp = Int(r, "pp", 1);
+  // Every pipeline chunk holds whole VPP-multiples of layers (rule uneven%vpp);
+  // recipes that count the embedding and loss as layers
+  // (--account-for-embedding/loss-in-pipeline-split) are not modelled.
+  if (Int(r, "vpp", 1) > 1 && Int(r, "layers", 0) % Int(r, "vpp", 1) != 0)
+    return no(fmt::format("{} layers do not split into VPP={} chunks per stage (the recipe's embedding/loss "
+                          "pipeline accounting is not modelled)",
+                          Int(r, "layers", 0), Int(r, "vpp", 1)));
   const std::string profile_name = ProfileOf(r);
   if (profile_name.empty()) return no(fmt::format("no framework profile for '{}'", Str(r, "framework")));
   StatusOr<FrameworkProfile> profile = LoadFrameworkProfile(profile_name);
@@ -168,11 +175,13 @@ Row Build(const json& r) {
   if (Has(r, "sequence_parallel") && r["sequence_parallel"].is_boolean()) f.sequence_parallel = r["sequence_parallel"].get<bool>();
   if (*f.tp == 1) f.sequence_parallel = false;
   const std::string sh = Lower(Str(r, "sharding"));
-  if (sh.find("fsdp") != std::string::npos || sh.find("zero stage 3") != std::string::npos ||
-      sh.find("zero-3") != std::string::npos)
-    f.zero = 3;
-  else if (sh.find("distributed optimizer") != std::string::npos || sh.find("zero stage 1") != std::string::npos)
+  // "Megatron distributed optimizer (DDP path; table FSDP=0)" is ZeRO-1: the
+  // distributed optimizer is read before the word FSDP.
+  if (sh.find("distributed optimizer") != std::string::npos || sh.find("zero stage 1") != std::string::npos)
     f.zero = 1;
+  else if (sh.find("fsdp") != std::string::npos || sh.find("zero stage 3") != std::string::npos ||
+           sh.find("zero-3") != std::string::npos)
+    f.zero = 3;
   else if (sh.starts_with("none")) f.zero = 0;
   f.offload = Offload::kNone;
   // Expert parallelism and the experts' TP as the row ran them (null: EP 1, expert TP = TP).
