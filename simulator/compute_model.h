@@ -25,6 +25,12 @@
 // Recompute: selective re-runs the attention core forward (two batched GEMMs,
 // softmax, attention dropout); full re-runs the whole layer forward.
 //
+// MoE layers: the routed experts run as E grouped GEMMs of T*k/E tokens each
+// (balanced routing, no capacity factor: the named assumption
+// "moe.balanced_routing", docs/time-model.md), each at the GEMM-curve
+// efficiency of its own small size; shared experts as one GEMM over all T
+// tokens; the router as a T x E x H GEMM; permute/unpermute of the routed
+// tokens as memory-bound copies.
 // Units: seconds. Thread-safety: pure functions.
 #pragma once
 
@@ -80,8 +86,10 @@ struct ComputeShape {
   AttentionImpl attention = AttentionImpl::kFused;
 };
 
-LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& training,
-                              const GpuSpec& gpu, const ComputeShape& shape);
+// One layer of `kind` (dense or MoE FFN, full or windowed attention).
+LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
+                              const TrainingSpec& training, const GpuSpec& gpu,
+                              const ComputeShape& shape);
 EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training,
                             const GpuSpec& gpu, const ComputeShape& shape);
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "simulator/memory_terms.h"
+#include "simulator/stage_kinds.h"
 
 namespace p3d {
 
@@ -41,35 +42,68 @@ double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int s
   return static_cast<double>(m);
 }
 
-double LayerParamsPerGpu(const ModelSpec& model, int tp) {
-  const double h = static_cast<double>(model.hidden);
-  const double f = static_cast<double>(model.ffn);
+double AttentionParamsPerGpu(const ModelSpec& model, int tp) {
+  const double h = static_cast<double>(model.hidden), nh = static_cast<double>(model.heads);
+  const double sinks = model.attention_sinks ? nh / tp : 0;  // split with the heads
+  if (model.mla()) {
+    // Megatron-Core's MLA: the down projections (and their norms) are
+    // replicated over TP ("duplicated" linears), the up projections
+    // column-parallel, o row-parallel.
+    const double ql = static_cast<double>(model.q_lora_rank), kl = static_cast<double>(model.kv_lora_rank);
+    const double q = static_cast<double>(model.q_dim());
+    const double q_params = ql > 0 ? h * ql + ql + ql * q / tp : h * q / tp;
+    const double kv_params = h * (kl + static_cast<double>(model.qk_rope_head_dim)) + kl +
+                             kl * nh * static_cast<double>(model.qk_nope_head_dim + model.v_head_dim) / tp;
+    return q_params + kv_params + static_cast<double>(model.attn_out_dim()) * h / tp + sinks;
+  }
+  const double q = static_cast<double>(model.q_dim());
   const double kvd = memory_internal::KvDimPerRank(model, tp);
-  // q and o: H x H / TP; k and v: H x KVD_r (column-parallel).
-  double attention = 2 * h * h / tp + 2 * h * kvd;
+  // q: H x q/TP, o: q/TP x H; k and v: H x KVD_r (column-parallel).
+  double attention = 2 * h * q / tp + 2 * h * kvd;
   // Column-parallel biases (q, k, v) are split; the row-parallel o bias is replicated.
-  if (model.arch == Arch::kGpt2)
-    attention += h / tp + 2 * kvd + h;
+  if (model.arch == Arch::kGpt2 || model.attention_bias)
+    attention += q / tp + 2 * kvd + h;
   else if (model.qkv_bias)
-    attention += h / tp + 2 * kvd;
-  const double e = static_cast<double>(model.experts);
+    attention += q / tp + 2 * kvd;
+  if (model.qk_norm) attention += 2 * static_cast<double>(model.head_dim());  // replicated
+  return attention + sinks;
+}
+
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp) {
+  const double h = static_cast<double>(model.hidden);
+  // One FFN of width f, TP-split: fc/gate/up column-parallel, proj/down
+  // row-parallel (its bias replicated).
+  auto ffn = [&](double f, bool bias) {
+    if (model.arch == Arch::kGpt2) return 2 * h * f / tp + f / tp + h;
+    return 3 * h * f / tp + (bias ? 2 * f / tp + h : 0);
+  };
   double mlp = 0;
-  if (model.arch == Arch::kGpt2)
-    mlp = e * (2 * h * f / tp + f / tp + h);  // fc + proj; proj bias replicated
-  else
-    mlp = e * 3 * h * f / tp;           // gate, up, down
-  if (model.experts > 1) mlp += h * e;  // router, replicated
-  return attention + mlp + static_cast<double>(model.NormParamsPerLayer());
+  if (kind.moe) {
+    const double e = static_cast<double>(model.experts + model.shared_experts);
+    mlp = e * ffn(static_cast<double>(model.expert_ffn()), model.expert_bias) +
+          static_cast<double>(model.RouterParams());  // router, replicated
+  } else {
+    mlp = ffn(static_cast<double>(model.ffn), false);
+  }
+  return AttentionParamsPerGpu(model, tp) + mlp + static_cast<double>(model.NormParamsPerLayer());
+}
+
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp) {
+  double total = 0;
+  for (int k = 0; k < kLayerKinds; ++k)
+    if (kinds.count[k] > 0)
+      total += static_cast<double>(kinds.count[k]) * LayerParamsPerGpu(model, LayerKind::FromIndex(k), tp);
+  return total;
 }
 
 namespace {
 
-// ParamsOnStage with the per-layer count already known.
+// ParamsOnStage with the per-kind layer counts already known.
 StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stage,
-                              double layer_params) {
+                              const LayerKindCounts& kinds) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = StageLayers(plan, model.layers, stage) * layer_params;
+  p.layers = StageLayerParams(model, kinds, plan.tp);
   if (stage == 0) {
     p.embedding = word_table;
     if (model.learned_positions())
@@ -86,15 +120,32 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
 }
 
 // What every stage of one plan shares; computed once per plan.
+// Per FFN kind (0: dense, 1: MoE) where the model has it; `why` records the
+// activation groups of the model's MoE layers (of its dense ones for a dense model).
 struct PlanShared {
-  memory_internal::LayerActivations act;
-  double layer_params;
+  memory_internal::LayerActivations act[2];
+  double layer_params[2] = {0, 0};  // one layer on one TP rank (window kinds hold the same)
   double loss_per_micro_batch;
   PlanShared(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
              Derivation* why = nullptr)
-      : act(memory_internal::LayerActivations::Of(model, training, plan, why)),
-        layer_params(LayerParamsPerGpu(model, plan.tp)),
-        loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)) {}
+      : loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)) {
+    for (int moe = 0; moe < 2; ++moe) {
+      if (moe == 1 ? !model.moe() : model.dense_layers == 0 && model.moe()) continue;
+      const bool main = moe == (model.moe() ? 1 : 0);
+      act[moe] = memory_internal::LayerActivations::Of(model, moe == 1, training, plan, main ? why : nullptr);
+      layer_params[moe] = LayerParamsPerGpu(model, LayerKind{moe == 1, false}, plan.tp);
+    }
+  }
+  // The largest layer (ZeRO-3's gather buffer holds two).
+  double LargestLayer() const { return std::max(layer_params[0], layer_params[1]); }
+};
+
+// Layers of a stage by FFN kind: [0] dense, [1] MoE.
+struct FfnCounts {
+  double n[2] = {0, 0};
+  explicit FfnCounts(const LayerKindCounts& k) {
+    for (int i = 0; i < kLayerKinds; ++i) n[LayerKind::FromIndex(i).moe ? 1 : 0] += static_cast<double>(k.count[i]);
+  }
 };
 
 StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
@@ -104,22 +155,28 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
 }  // namespace
 
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage) {
-  return ParamsOnStageWith(model, plan, stage, LayerParamsPerGpu(model, plan.tp));
+  return ParamsOnStageWith(model, plan, stage, StageKinds(model, plan, stage));
 }
 
-double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
-                               const Plan& plan) {
-  return memory_internal::LayerActivations::Of(model, training, plan).Stored(plan.recompute);
+double ActivationBytesPerLayer(const ModelSpec& model, const LayerKind& kind,
+                               const TrainingSpec& training, const Plan& plan) {
+  return memory_internal::LayerActivations::Of(model, kind.moe, training, plan).Stored(plan.recompute);
 }
 
 double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
                             Derivation* why) {
   const double T = MicroBatchTokens(plan, training);  // B*S
-  const double hd = static_cast<double>(model.head_dim());
   const double NH_r = static_cast<double>(model.heads) / plan.tp;
-  const double q_r = NH_r * hd;
-  const double QKV_r = q_r + 2 * static_cast<double>(model.KvHeadsPerTpRank(plan.tp)) * hd;
-  const double F_r = static_cast<double>(model.ffn) / plan.tp;
+  const memory_internal::AttentionWidths w = memory_internal::AttentionWidths::Of(model, plan.tp);
+  const double q_r = w.q;
+  const double QKV_r = w.q + w.k + w.v;
+  // The widest FFN gradient per token: the dense FFN's, or an MoE layer's k
+  // routed + s shared expert intermediates.
+  const double dense_f = model.moe() && model.dense_layers == 0 ? 0 : static_cast<double>(model.ffn);
+  const double moe_f = model.moe() ? static_cast<double>((model.experts_per_token + model.shared_experts) *
+                                                         model.expert_ffn())
+                                   : 0;
+  const double F_r = std::max(dense_f, moe_f) / plan.tp;
   const double Fpre_r = model.arch == Arch::kLlama ? 2 * F_r : F_r;  // SwiGLU's gate and up
   const double H = static_cast<double>(model.hidden);
   const double e = training.precision.activation_bytes;
@@ -202,16 +259,26 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
 
 void Activations(const PlanShared& shared, const ModelSpec& model, const TrainingSpec& training,
                  const Plan& plan, int stage, StageMemoryDetail* d, Derivation* why) {
-  const memory_internal::LayerActivations& act = shared.act;
   const double e = training.precision.activation_bytes;
   const double T = MicroBatchTokens(plan, training), H = static_cast<double>(model.hidden);
   const double SPd = plan.sequence_shards(), L_r = static_cast<double>(d->layers);
   const double m_r = d->in_flight;
+  // A stage of one FFN kind uses that kind's groups; a stage mixing dense and
+  // MoE layers (DeepSeek's first stage) the layer-weighted mean of the two.
+  const FfnCounts ffn(d->kinds);
+  const bool mixed = ffn.n[0] > 0 && ffn.n[1] > 0;
+  const memory_internal::LayerActivations& act = shared.act[ffn.n[1] > 0 ? 1 : 0];
   const double per_layer =
-      P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
-               act.Stored(plan.recompute), "stored by one layer for one micro-batch",
-               {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
-               {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level});
+      mixed ? P3D_TERM(why, "activations.per_layer", "(L_dense*A_dense + L_moe*A_moe)/L_r",
+                       (ffn.n[0] * shared.act[0].Stored(plan.recompute) +
+                        ffn.n[1] * shared.act[1].Stored(plan.recompute)) / L_r,
+                       "mean over the stage's dense and MoE layers, one micro-batch",
+                       {"L_dense", ffn.n[0]}, {"A_dense", shared.act[0].Stored(plan.recompute)},
+                       {"L_moe", ffn.n[1]}, {"A_moe", shared.act[1].Stored(plan.recompute)}, {"L_r", L_r})
+            : P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
+                       act.Stored(plan.recompute), "stored by one layer for one micro-batch",
+                       {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
+                       {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level});
   d->layer_activations =
       P3D_PART(why, "activations.layers", "A_layer*L_r*m_r", per_layer * L_r * m_r, "",
                {"A_layer", per_layer}, {"L_r", L_r}, {"m_r", m_r});
@@ -266,13 +333,13 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
                  {"param_bytes", static_cast<double>(prec.param_bytes)}, {"P_r", P_r});
   } else if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) {
     const double largest =
-        std::max(shared.layer_params, std::max(d->params.embedding, d->params.head));
+        std::max(shared.LargestLayer(), std::max(d->params.embedding, d->params.head));
     d->zero3_gather = P3D_PART(
         why, "buffers.zero3_gather", "param_bytes*modules*max(P_layer, P_embedding, P_head)",
         prec.param_bytes * kZero3PrefetchModules * largest,
         "the module computing and the one prefetched",
         {"param_bytes", static_cast<double>(prec.param_bytes)},
-        {"modules", static_cast<double>(kZero3PrefetchModules)}, {"P_layer", shared.layer_params},
+        {"modules", static_cast<double>(kZero3PrefetchModules)}, {"P_layer", shared.LargestLayer()},
         {"P_embedding", d->params.embedding}, {"P_head", d->params.head});
   } else {
     d->zero3_gather = P3D_PART(why, "buffers.zero3_gather", "0", 0, "");
@@ -339,13 +406,21 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   StageMemoryDetail d;
   d.stage = stage;
   d.layers = StageLayers(plan, model.layers, stage);
-  d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
+  d.kinds = StageKinds(model, plan, stage);
+  d.params = ParamsOnStageWith(model, plan, stage, d.kinds);
   const StageParams& p = d.params;
+  const FfnCounts ffn(d.kinds);
   const double n =
-      P3D_TERM(why, "params.stage", "L_r*P_layer + P_embedding + P_head + P_final_norm", p.total(),
-               "parameters of the stage on one TP rank", {"L_r", static_cast<double>(d.layers)},
-               {"P_layer", shared.layer_params}, {"P_embedding", p.embedding}, {"P_head", p.head},
-               {"P_final_norm", p.final_norm});
+      !model.moe()
+          ? P3D_TERM(why, "params.stage", "L_r*P_layer + P_embedding + P_head + P_final_norm", p.total(),
+                     "parameters of the stage on one TP rank", {"L_r", static_cast<double>(d.layers)},
+                     {"P_layer", shared.layer_params[0]}, {"P_embedding", p.embedding}, {"P_head", p.head},
+                     {"P_final_norm", p.final_norm})
+          : P3D_TERM(why, "params.stage", "L_dense*P_dense + L_moe*P_moe + P_embedding + P_head + P_final_norm",
+                     p.total(), "parameters of the stage on one TP rank: dense and MoE layers",
+                     {"L_dense", ffn.n[0]}, {"P_dense", shared.layer_params[0]}, {"L_moe", ffn.n[1]},
+                     {"P_moe", shared.layer_params[1]}, {"P_embedding", p.embedding}, {"P_head", p.head},
+                     {"P_final_norm", p.final_norm});
   const ScheduleKind schedule = ScheduleOf(plan);
   const char* in_flight_formula = "m";
   const double in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage,
@@ -394,12 +469,23 @@ namespace {
 
 // The stages that can hold the most (see PeakStageMemory): 0, then 1 when it
 // is a middle stage, then PP-1; `count` of them are valid.
+// With leading dense layers (DeepSeek) a middle stage may hold fewer MoE
+// layers than a later one: the first middle stage free of dense layers is a
+// candidate too.
 struct PeakCandidates {
-  int stage[3];
+  int stage[4];
   int count = 0;
-  explicit PeakCandidates(int pp) {
+  PeakCandidates(const ModelSpec& model, const Plan& plan) {
+    const int pp = plan.pp;
     stage[count++] = 0;
     if (pp > 2) stage[count++] = 1;
+    if (model.moe() && model.dense_layers > 0) {
+      for (int r = 1; r < pp - 1; ++r) {
+        if (FfnCounts(StageKinds(model, plan, r)).n[0] > 0) continue;
+        if (r > 1) stage[count++] = r;
+        break;
+      }
+    }
     if (pp > 1) stage[count++] = pp - 1;
   }
 };
@@ -412,7 +498,7 @@ double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
   // Host bytes grow with the stage's parameters: the embedding's, a middle
   // stage's or the head's stage holds the most, as for PeakStageMemory.
   const PlanShared shared(model, training, plan);
-  const PeakCandidates candidates(plan.pp);
+  const PeakCandidates candidates(model, plan);
   double host = 0;
   for (int i = 0; i < candidates.count; ++i)
     host = std::max(
@@ -429,7 +515,7 @@ MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& trai
   // stage 1 or the last stage (head, loss). In stage order, so that a tie
   // goes to the first stage, as in EstimateMemory.
   const PlanShared shared(model, training, plan);
-  const PeakCandidates candidates(plan.pp);
+  const PeakCandidates candidates(model, plan);
   MemoryBreakdown peak;
   int stage = 0;
   for (int i = 0; i < candidates.count; ++i) {

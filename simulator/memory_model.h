@@ -75,15 +75,18 @@ struct StageParams {
   double final_norm = 0;  // last stage: final norm (replicated)
   double total() const { return layers + embedding + head + final_norm; }
 };
-// Parameters of one transformer layer on one TP rank.
-double LayerParamsPerGpu(const ModelSpec& model, int tp);
+// Parameters of one transformer layer of `kind` on one TP rank (MoE: all
+// routed and shared experts, the router replicated).
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp);
+// Parameters of `kinds.count[k]` layers of each kind on one TP rank.
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp);
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 
 // Activation bytes one transformer layer stores for one micro-batch on one GPU,
 // under the plan's TP, SP and recompute mode (full recompute: the layer input
 // only). training supplies seq, activation bytes and dropout.
-double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
-                               const Plan& plan);
+double ActivationBytesPerLayer(const ModelSpec& model, const LayerKind& kind,
+                               const TrainingSpec& training, const Plan& plan);
 
 // CPU memory one GPU of a stage needs with offload, bytes (all 0 without
 // offload). P_s = P_r / DP is the GPU's shard (offload needs ZeRO >= 1):
@@ -104,6 +107,7 @@ struct HostMemoryDetail {
 struct StageMemoryDetail {
   int stage = 0;
   int64_t layers = 0;
+  LayerKindCounts kinds;  // the stage's layers by kind (stage_kinds.h)
   StageParams params;
   double in_flight = 0;  // InFlightMicroBatches for this stage
   // activations

@@ -16,14 +16,37 @@ inline double KvDimPerRank(const ModelSpec& model, int tp) {
   return static_cast<double>(model.KvHeadsPerTpRank(tp) * model.head_dim());
 }
 
+// Per-token widths of the attention on one TP rank: q, k and v (the core's
+// inputs), o (the output projection's input) and MLA's replicated latents
+// (q_lora + kv_lora + rope: the up projections' inputs).
+struct AttentionWidths {
+  double q = 0, k = 0, v = 0, o = 0, latent = 0;
+  static AttentionWidths Of(const ModelSpec& model, int tp) {
+    AttentionWidths w;
+    const double nh_r = static_cast<double>(model.heads) / tp;
+    w.q = nh_r * static_cast<double>(model.qk_head_dim());
+    w.o = nh_r * static_cast<double>(model.v_dim_per_head());
+    if (model.mla()) {
+      w.k = w.q;
+      w.v = w.o;
+      w.latent = static_cast<double>(model.q_lora_rank + model.kv_lora_rank + model.qk_rope_head_dim);
+    } else {
+      w.k = w.v = KvDimPerRank(model, tp);
+    }
+    return w;
+  }
+};
+
 // What one transformer layer stores for one micro-batch on one GPU, bytes,
 // grouped the way Korthikanti's Table 2 groups them (docs/memory-model.md):
 //   hidden  e*B*S*H/SPd x (3 + k): LN1 input, QKV input, LN2 input, MLP input
 //           (k routed copies for MoE)             -> Korthikanti's 8sbh
 //   masks   drop * 2*B*S*H/SPd: attention-output and MLP-output dropout masks
 //                                                 -> 2sbh
-//   split   e*B*S*(2H/TP + 2*KVD_r + c*k*F/TP): Q, K, V, output-projection
-//           input, MLP intermediates (c = 2 GELU, 3 SwiGLU) -> 24sbh/t
+//   split   e*B*S*(Q_r + K_r + V_r + O_r + lat + c*(k + s)*F/TP): Q, K, V,
+//           output-projection input, MLA latents, MLP intermediates (c = 2
+//           GELU, 3 SwiGLU; MoE: k routed + s shared experts of width F =
+//           expert_ffn) -> 24sbh/t
 //   scores  unfused core: B*S*S*NH/TP*(e + drop*(1 + e)): softmax output,
 //           dropout mask and dropout output      -> 5as^2b/t
 //           fused core: 4*B*S*NH/TP, the fp32 row log-sum-exp the backward
@@ -49,17 +72,22 @@ struct LayerActivations {
   SelectiveRecompute selective = SelectiveRecompute::kScores;  // Framework::selective
 
   // Records the five groups as "activations.per_layer.*" when `why` is set.
-  static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
-                             Derivation* why = nullptr) {
+  // `moe`: a layer with routed experts (LayerKind::moe), else a dense FFN.
+  static LayerActivations Of(const ModelSpec& model, bool moe, const TrainingSpec& training,
+                             const Plan& plan, Derivation* why = nullptr) {
     const double e = training.precision.activation_bytes;
     const double T = MicroBatchTokens(plan, training);  // B*S
     const double SPd = plan.sequence_shards();
     const double H = static_cast<double>(model.hidden);
-    const double k = static_cast<double>(model.experts_per_token);
+    // k routed copies of each token and s shared experts, of width F.
+    const double k = moe ? static_cast<double>(model.experts_per_token) : 1;
+    const double s = moe ? static_cast<double>(model.shared_experts) : 0;
+    const double F = static_cast<double>(moe ? model.expert_ffn() : model.ffn);
     const double c = model.arch == Arch::kGpt2 ? 2 : 3;
     const double drop = training.dropout ? 1 : 0;
-    const double TP = plan.tp, F = static_cast<double>(model.ffn);
-    const double KVD_r = KvDimPerRank(model, plan.tp);
+    const double TP = plan.tp;
+    const AttentionWidths w = AttentionWidths::Of(model, plan.tp);
+    const double Q_r = w.q, K_r = w.k, V_r = w.v, O_r = w.o, lat = w.latent;
     const double NH = static_cast<double>(model.heads), S = static_cast<double>(training.seq);
     LayerActivations a;
     a.hidden = P3D_TERM(why, "activations.per_layer.hidden", "e*T*H/SPd*(3 + k)",
@@ -68,10 +96,11 @@ struct LayerActivations {
     a.masks = P3D_TERM(why, "activations.per_layer.masks", "drop*2*T*H/SPd", drop * 2 * T * H / SPd,
                        "1-byte dropout masks of the attention and MLP outputs", {"drop", drop},
                        {"T", T}, {"H", H}, {"SPd", SPd});
-    a.split = P3D_TERM(why, "activations.per_layer.split", "e*T*(2*H/TP + 2*KVD_r + c*k*F/TP)",
-                       e * T * (2 * H / TP + 2 * KVD_r + c * k * F / TP),
-                       "Q, K, V, output-projection input, MLP intermediates", {"e", e}, {"T", T},
-                       {"H", H}, {"TP", TP}, {"KVD_r", KVD_r}, {"c", c}, {"k", k}, {"F", F});
+    a.split = P3D_TERM(why, "activations.per_layer.split", "e*T*(Q_r + K_r + V_r + O_r + lat + c*(k + s)*F/TP)",
+                       e * T * (Q_r + K_r + V_r + O_r + lat + c * (k + s) * F / TP),
+                       "Q, K, V, output-projection input, MLA latents, MLP intermediates", {"e", e},
+                       {"T", T}, {"Q_r", Q_r}, {"K_r", K_r}, {"V_r", V_r}, {"O_r", O_r}, {"lat", lat},
+                       {"c", c}, {"k", k}, {"s", s}, {"F", F}, {"TP", TP});
     a.fused = plan.attention == AttentionImpl::kFused;
     a.scores = a.fused
                    ? P3D_TERM(why, "activations.per_layer.scores", "4*T*NH/TP", 4 * T * NH / TP,
@@ -90,17 +119,18 @@ struct LayerActivations {
       a.op_level =
           model.arch == Arch::kLlama
               ? P3D_TERM(why, "activations.per_layer.op_level",
-                         "scores + e*T*(2*H/SPd + 2*H/TP + KVD_r + k*F/TP)",
-                         scores + e * T * (2 * H / SPd + 2 * H / TP + KVD_r + k * F / TP),
+                         "scores + e*T*(2*H/SPd + Q_r + O_r + V_r + (k + s)*F/TP)",
+                         scores + e * T * (2 * H / SPd + Q_r + O_r + V_r + (k + s) * F / TP),
                          "op-level selective: every second matmul's output, attention output",
-                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
-                         {"KVD_r", KVD_r}, {"k", k}, {"F", F})
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"Q_r", Q_r},
+                         {"O_r", O_r}, {"V_r", V_r}, {"k", k}, {"s", s}, {"F", F}, {"TP", TP})
               : P3D_TERM(why, "activations.per_layer.op_level",
-                         "scores + e*T*(H/SPd + 2*H/TP + 2*KVD_r + k*F/TP)",
-                         scores + e * T * (H / SPd + 2 * H / TP + 2 * KVD_r + k * F / TP),
+                         "scores + e*T*(H/SPd + Q_r + K_r + V_r + O_r + (k + s)*F/TP)",
+                         scores + e * T * (H / SPd + Q_r + K_r + V_r + O_r + (k + s) * F / TP),
                          "op-level selective: every second matmul's output, attention output",
-                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
-                         {"KVD_r", KVD_r}, {"k", k}, {"F", F});
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"Q_r", Q_r},
+                         {"K_r", K_r}, {"V_r", V_r}, {"O_r", O_r}, {"k", k}, {"s", s}, {"F", F},
+                         {"TP", TP});
     }
     return a;
   }

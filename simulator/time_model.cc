@@ -15,6 +15,7 @@
 #include "simulator/memory_model.h"
 #include "simulator/pipeline_sim.h"
 #include "simulator/schedule.h"
+#include "simulator/stage_kinds.h"
 
 namespace p3d {
 
@@ -23,7 +24,8 @@ namespace {
 // Per-shape costs of one micro-batch on one GPU, cached by ComputeShape.
 struct ShapeCosts {
   ComputeShape key;
-  LayerKernelTimes layer;
+  LayerKernelTimes layer[kLayerKinds];  // by LayerKind::index, for the kinds the model has
+  int main = 0;                         // MainKind(model).index()
   EdgeKernelTimes edge;
   // TP collectives, seconds per micro-batch: exposed, plus the slowdown of the
   // GEMMs the framework's TP overlap hides some under (TpLayerHidden).
@@ -271,11 +273,13 @@ struct TimeModel::Impl {
   // What every chunk of one plan shares, computed once per plan.
   struct PlanCommon {
     GroupPath dp_path;
-    double layer_params = 0;  // one layer on one TP rank
+    double layer_params = 0;  // one layer on one TP rank (the model's mean where kinds mix)
+    bool mixed = false;       // the model has layers of more than one kind
     StageParams first, last;  // of the first and the last pipeline stage
     Zero3Comm z3;
   };
-  Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc) const;
+  // `layer_params`: one layer's module (a chunk's mean layer where kinds mix).
+  Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc, double layer_params) const;
   void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
   void StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path, int r);
   void Link(const Plan& plan, int v);
@@ -303,16 +307,25 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
                          plan.attention};
   ShapeCosts s;
   s.key = key;
-  s.layer = LayerKernels(model, training, cluster.gpu, key);
+  const LayerKindCounts kinds = model.CountKinds(0, model.layers);
+  s.main = MainKind(model).index();
+  for (int k = 0; k < kLayerKinds; ++k)
+    if (kinds.count[k] > 0) s.layer[k] = LayerKernels(model, LayerKind::FromIndex(k), training, cluster.gpu, key);
   s.edge = EdgeKernels(model, training, cluster.gpu, key);
   const char* kernels = "GEMMs at peak*eff(2MNK) (or HBM-bound) + memory-bound ops at HBM*eff";
-  auto kernel = [&](const char* name, const KernelTime& k) {
+  auto kernel = [&](const std::string& name, const KernelTime& k) {
     P3D_TERM(why, name, "gemm + memory", k.total(), kernels, {"gemm", k.gemm_s},
              {"memory", k.memory_s});
   };
-  kernel("layer.forward", s.layer.forward);
-  kernel("layer.backward", s.layer.backward);
-  kernel("layer.recompute", s.layer.recompute);
+  // The main kind as "layer.*"; a model's other kinds as "layer.<kind>.*".
+  for (int k = 0; k < kLayerKinds; ++k) {
+    if (kinds.count[k] == 0) continue;
+    const std::string prefix =
+        k == s.main ? "layer" : std::string("layer.") + KindName(LayerKind::FromIndex(k));
+    kernel(prefix + ".forward", s.layer[k].forward);
+    kernel(prefix + ".backward", s.layer[k].backward);
+    kernel(prefix + ".recompute", s.layer[k].recompute);
+  }
   const GroupPath tp = GroupPathFor(cluster.node, plan.tp, 1);
   // B*S*H activations of one micro-batch.
   const double x =
@@ -332,7 +345,7 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
   // the GEMM by `sl` (GpuSpec::overlap_slowdown_gemm: the SMs and HBM the
   // collective takes).
   const TpHidden hidden =
-      TpLayerHidden(training.framework.tp_overlap, s.layer, sp, plan.tp, ar, rs, ag);
+      TpLayerHidden(training.framework.tp_overlap, s.layer[s.main], sp, plan.tp, ar, rs, ag);
   if (hidden.forward > 0 || hidden.backward > 0) {
     const double hf = hidden.forward, hb = hidden.backward;
     const double sl = cluster.gpu.overlap_slowdown_gemm;
@@ -440,8 +453,8 @@ Status TimeModel::Impl::Check(const Plan& p) const {
   return Status::Ok();
 }
 
-TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
-                                                         const PlanCommon& pc) const {
+TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const PlanCommon& pc,
+                                                         double layer_params) const {
   Zero3Comm z3;
   if (plan.zero < 3 || !(plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) return z3;
   const double pb = training.precision.param_bytes;
@@ -461,7 +474,6 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
                       CollectiveSeconds(Collective::kReduceScatter, params * rb, dp_path)};
   };
   const double head_params = last.head + last.final_norm;
-  const double layer_params = pc.layer_params;
   z3.emb = module(first.embedding, false), z3.emb_up = module(first.embedding, true);
   z3.head = module(head_params, false), z3.head_up = module(head_params, true);
   z3.layer = module(layer_params, false), z3.layer_up = module(layer_params, true);
@@ -474,7 +486,6 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
 // the backward, and the activation send to the next virtual stage.
 void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r,
                             int c) {
-  const Zero3Comm& z3 = pc.z3;
   const GroupPath& dp_path = pc.dp_path;
   Derivation* w = r == why_chunk_rank ? why : nullptr;
   const int pp = plan.pp, stages = pp * plan.vpp;
@@ -486,8 +497,36 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   const int64_t layers = ChunkLayers(plan, v);
   const double n = static_cast<double>(layers);
-  const double layer_fwd = sc.layer.forward.total();
-  const double layer_bwd = sc.layer.backward.total() + sc.layer.recompute.total();
+  // One layer's kernels: the chunk's mean over its layer kinds (exact counts,
+  // stage_kinds.h); a model of one kind has just that kind's.
+  double layer_fwd = sc.layer[sc.main].forward.total();
+  double layer_bwd = sc.layer[sc.main].backward.total() + sc.layer[sc.main].recompute.total();
+  double chunk_layer_params = n * pc.layer_params;
+  Zero3Comm chunk_z3;
+  if (pc.mixed && layers > 0) {
+    const LayerKindCounts kinds = ChunkKinds(model, plan, v);
+    double fwd[kLayerKinds], bwd[kLayerKinds], fwd_sum = 0, bwd_sum = 0;
+    for (int k = 0; k < kLayerKinds; ++k) {
+      const double nk = static_cast<double>(kinds.count[k]);
+      fwd[k] = sc.layer[k].forward.total();
+      bwd[k] = sc.layer[k].backward.total() + sc.layer[k].recompute.total();
+      fwd_sum += nk * fwd[k];
+      bwd_sum += nk * bwd[k];
+    }
+    auto mean = [&](const char* name, double sum, const double* t) {
+      return P3D_TERM(w, name, "(n0*t0 + n1*t1 + n2*t2 + n3*t3)/n", sum / n,
+                      "mean over the chunk's layer kinds (dense, dense windowed, moe, moe windowed)",
+                      {"n0", static_cast<double>(kinds.count[0])}, {"t0", t[0]},
+                      {"n1", static_cast<double>(kinds.count[1])}, {"t1", t[1]},
+                      {"n2", static_cast<double>(kinds.count[2])}, {"t2", t[2]},
+                      {"n3", static_cast<double>(kinds.count[3])}, {"t3", t[3]}, {"n", n});
+    };
+    layer_fwd = mean("chunk.layer_forward", fwd_sum, fwd);
+    layer_bwd = mean("chunk.layer_backward", bwd_sum, bwd);
+    chunk_layer_params = StageLayerParams(model, kinds, plan.tp);
+    if (plan.zero >= 3) chunk_z3 = Zero3Modules(plan, pc, chunk_layer_params / n);
+  }
+  const Zero3Comm& z3 = pc.mixed && layers > 0 && plan.zero >= 3 ? chunk_z3 : pc.z3;
   // The embedding (first virtual stage) and LM head + loss (last) are edges.
   const EdgeKernelTimes& ek = sc.edge;
   const double edge_fwd =
@@ -498,7 +537,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const double edge_tp_bwd = (is_first ? sc.tp_emb_bwd : 0) + (is_last ? sc.tp_head_bwd : 0);
   const double ft = n * sc.tp_layer_fwd + edge_tp_fwd, bt = n * sc.tp_layer_bwd + edge_tp_bwd;
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
-  const double chunk_params = n * pc.layer_params + (is_first ? pc.first.embedding : 0) +
+  const double chunk_params = chunk_layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
   const Framework& fw = training.framework;
   auto buckets = [&] {
@@ -680,7 +719,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   }
   // Collectives running under the backward take SMs and HBM bandwidth from
   // it: the compute they slow, by the backward's GEMM / memory-bound mix.
-  const KernelTime& lb = sc.layer.backward;
+  const KernelTime& lb = sc.layer[sc.main].backward;
   const double slowdown =
       lb.total() > 0
           ? (lb.gemm_s * gpu.overlap_slowdown_gemm + lb.memory_s * gpu.overlap_slowdown_memory) /
@@ -733,10 +772,12 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   for (std::vector<double>* v : PerRank()) v->assign(pp, 0.0);
   PlanCommon pc;
   pc.dp_path = GroupPathFor(cluster.node, plan.dp, RankStride(GroupKind::kData, plan.tp, plan.dp));
-  pc.layer_params = LayerParamsPerGpu(model, plan.tp);
+  const LayerKindCounts all = model.CountKinds(0, model.layers);
+  pc.mixed = all.count[sc.main] != model.layers;
+  pc.layer_params = StageLayerParams(model, all, plan.tp) / static_cast<double>(model.layers);
   pc.first = ParamsOnStage(model, plan, 0);
   pc.last = ParamsOnStage(model, plan, pp - 1);
-  pc.z3 = Zero3Modules(plan, pc);
+  pc.z3 = Zero3Modules(plan, pc, pc.layer_params);
   for (int r = 0; r < pp; ++r) {
     if (!why && r > 1 && r < pp - 1 && SameWork(plan, 1, r)) {
       CopyRank(plan, 1, r);
@@ -752,15 +793,24 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
 // Middle pipeline ranks (0 < r < PP-1) hold no embedding or head, and Chunk
 // and StageTail depend on the rank only through its layers (StageLayers: one
 // count for every middle stage) and the framework's per-stage overlap
-// (Framework::OverlapsGradReduce); the links between ranks are priced apart
+// (Framework::OverlapsGradReduce), and where kinds mix, its layer kinds; the links between ranks are priced apart
 // (Link). So without recording, Prepare computes rank 1 and copies it to the
 // other middle ranks (tests/simulator/time_model_test.cc,
 // MiddleRankReuseMatchesEveryRankComputed, holds the two ways equal). A new
 // rank-dependent input to Chunk or StageTail belongs here.
 bool TimeModel::Impl::SameWork(const Plan& plan, int a, int b) const {
   const Framework& fw = training.framework;
-  return StageLayers(plan, model.layers, a) == StageLayers(plan, model.layers, b) &&
-         fw.OverlapsGradReduce(plan.pp, a) == fw.OverlapsGradReduce(plan.pp, b);
+  if (StageLayers(plan, model.layers, a) != StageLayers(plan, model.layers, b) ||
+      fw.OverlapsGradReduce(plan.pp, a) != fw.OverlapsGradReduce(plan.pp, b))
+    return false;
+  // Layer kinds (stage_kinds.h): every chunk of the two ranks alike.
+  if (!model.moe() && model.sliding_window == 0) return true;
+  for (int c = 0; c < plan.vpp; ++c) {
+    const LayerKindCounts x = ChunkKinds(model, plan, c * plan.pp + a), y = ChunkKinds(model, plan, c * plan.pp + b);
+    for (int k = 0; k < kLayerKinds; ++k)
+      if (x.count[k] != y.count[k]) return false;
+  }
+  return true;
 }
 
 void TimeModel::Impl::CopyRank(const Plan& plan, int from, int to) {
@@ -890,9 +940,17 @@ double TimeModel::StepFloor(const Plan& plan) {
   const EdgeKernelTimes& ek = sc.edge;
   const int pp = plan.pp;
   const double m = static_cast<double>(plan.grad_accum);
-  const double layer_fwd = sc.layer.forward.total() + sc.tp_layer_fwd;
-  const double layer = layer_fwd + sc.layer.backward.total() + sc.layer.recompute.total() +
-                       sc.tp_layer_bwd;
+  // The lightest layer kind the model has: a floor for every layer.
+  double kernel_fwd = std::numeric_limits<double>::infinity(), kernel_all = kernel_fwd;
+  const LayerKindCounts kinds = im.model.CountKinds(0, im.model.layers);
+  for (int k = 0; k < kLayerKinds; ++k) {
+    if (kinds.count[k] == 0) continue;
+    const LayerKernelTimes& lk = sc.layer[k];
+    kernel_fwd = std::min(kernel_fwd, lk.forward.total());
+    kernel_all = std::min(kernel_all, lk.forward.total() + lk.backward.total() + lk.recompute.total());
+  }
+  const double layer_fwd = kernel_fwd + sc.tp_layer_fwd;
+  const double layer = kernel_all + sc.tp_layer_bwd + sc.tp_layer_fwd;
   const double emb_fwd = ek.embedding_forward.total() + sc.tp_emb_fwd;
   const double emb = emb_fwd + ek.embedding_backward.total() + sc.tp_emb_bwd;
   const double head =

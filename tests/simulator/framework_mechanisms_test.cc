@@ -206,21 +206,21 @@ TEST(FrameworkMechanisms, SelectiveRecomputePoliciesStoreAndRerunWhatTheyName) {
   Case c(8, 1, 1, 1, false);
   c.model = ZooModel("llama-2-7b").value();
   c.plan.recompute = Recompute::kNone;
-  const double none_stored = ActivationBytesPerLayer(c.model, c.training, c.plan);
+  const double none_stored = ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan);
   const double none_step = c.Time().step_s;
   c.plan.recompute = Recompute::kSelective;
   // p3d's "scores" with the fused core: nothing to drop, nothing re-run.
   c.training.framework.selective = SelectiveRecompute::kScores;
-  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, c.training, c.plan), none_stored);
+  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan), none_stored);
   EXPECT_DOUBLE_EQ(c.Time().step_s, none_step);
   // Megatron's core_attn: the fused forward re-runs, memory unchanged.
   c.training.framework.selective = SelectiveRecompute::kCoreAttention;
-  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, c.training, c.plan), none_stored);
+  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan), none_stored);
   EXPECT_GT(c.Time().step_s, none_step);
   // torchtitan's op-level policy: about half the activations, some re-run,
   // less than full recompute re-runs.
   c.training.framework.selective = SelectiveRecompute::kOpLevel;
-  const double op_stored = ActivationBytesPerLayer(c.model, c.training, c.plan);
+  const double op_stored = ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan);
   const double op_step = c.Time().step_s;
   EXPECT_LT(op_stored, 0.7 * none_stored);
   EXPECT_GT(op_stored, 0.3 * none_stored);
