@@ -259,9 +259,9 @@ TEST(FrameworkMechanisms, AttentionKernelRunsAtItsPublishedSpeedRelativeToCudnn)
   TrainingSpec t;
   t.seq = 8192;
   const ComputeShape shape{1, 1, Recompute::kNone, false, AttentionImpl::kFused};
-  const LayerKernelTimes cudnn = LayerKernels(m, t, h100, shape);
+  const LayerKernelTimes cudnn = LayerKernels(m, LayerKind{}, t, h100, shape);
   t.framework.attention_kernel = fa2;
-  const LayerKernelTimes flash = LayerKernels(m, t, h100, shape);
+  const LayerKernelTimes flash = LayerKernels(m, LayerKind{}, t, h100, shape);
   EXPECT_EQ(flash.forward.memory_s, cudnn.forward.memory_s);
   EXPECT_EQ(flash.backward.memory_s, cudnn.backward.memory_s);
   // cuDNN's core: 2*B*NH*S^2*HD forward FLOPs at 46% of peak, backward 2.5x
