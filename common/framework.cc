@@ -123,6 +123,17 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
   return "?";
 }
 
+constexpr EnumEntry<AttentionKernel> kAttentionKernelNames[] = {
+    {AttentionKernel::kCudnn, "cudnn"},
+    {AttentionKernel::kFlashAttention2, "flash-attn-2"},
+    {AttentionKernel::kFlashAttention3, "flash-attn-3"}};
+
+const char* AttentionKernelName(AttentionKernel k) { return EnumName(kAttentionKernelNames, k); }
+
+bool ParseAttentionKernel(std::string_view name, AttentionKernel* out) {
+  return ParseEnum(kAttentionKernelNames, name, out);
+}
+
 constexpr EnumEntry<TpOverlap> kTpOverlapNames[] = {{TpOverlap::kNone, "none"},
                                                     {TpOverlap::kAsyncGrad, "async-grad"},
                                                     {TpOverlap::kUserBuffers, "userbuffers"}};

@@ -79,6 +79,17 @@ enum class TpOverlap : uint8_t { kNone, kAsyncGrad, kUserBuffers };
 const char* TpOverlapName(TpOverlap o);  // "none" | "async-grad" | "userbuffers"
 bool ParseTpOverlap(std::string_view name, TpOverlap* out);
 
+// The fused attention kernel the framework runs (its speed relative to
+// cuDNN's, per GPU: simulator/attention_kernels.h).
+//   cudnn         cuDNN's fused flash attention (p3d's executor; Transformer
+//                 Engine's FusedAttention)
+//   flash-attn-2  FlashAttention-2 (the flash-attn package, PyTorch SDPA's
+//                 flash backend, Triton kernels of the same algorithm)
+//   flash-attn-3  FlashAttention-3 (Hopper)
+enum class AttentionKernel : uint8_t { kCudnn, kFlashAttention2, kFlashAttention3 };
+const char* AttentionKernelName(AttentionKernel k);  // "cudnn" | "flash-attn-2" | "flash-attn-3"
+bool ParseAttentionKernel(std::string_view name, AttentionKernel* out);
+
 // What selective recompute re-runs.
 //   scores          the S x S probabilities of an unfused core (p3d's
 //                   executor); with the fused core there is nothing S x S to
@@ -130,6 +141,7 @@ struct Framework {
                       RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kExpertParallel);
 
   TpOverlap tp_overlap = TpOverlap::kNone;
+  AttentionKernel attention_kernel = AttentionKernel::kCudnn;
   // Data-parallel gradient reduction (ZeRO-0/1: once per step after the last
   // micro-batch; ZeRO-2: every micro-batch) in buckets of
   // max(grad_bucket_elements, grad_bucket_elements_per_dp * DP) parameters.

@@ -1,5 +1,7 @@
 #include "simulator/compute_model.h"
 
+#include "simulator/attention_kernels.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -329,8 +331,14 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
   if (fused) {
     // Rotary runs as its own kernel (counted by LayerForwardSeconds); the
     // selective recompute of the fused core recomputes nothing (docs/executor.md).
-    core_fwd.gemm_s = FusedForwardFlops(d) / (gpu.peak_flops * kFusedForwardEfficiency);
-    core_bwd.gemm_s = 2.5 * FusedForwardFlops(d) / (gpu.peak_flops * kFusedBackwardEfficiency);
+    // Another framework's kernel runs at its published speed relative to
+    // cuDNN's on this card (attention_kernels.h).
+    const AttentionKernel kernel = training.framework.attention_kernel;
+    const double fwd_speed = AttentionKernelSpeed(gpu, kernel, d.s, AttentionPass::kForward);
+    const double bwd_speed = AttentionKernelSpeed(gpu, kernel, d.s, AttentionPass::kBackward);
+    core_fwd.gemm_s = FusedForwardFlops(d) / (gpu.peak_flops * kFusedForwardEfficiency * fwd_speed);
+    core_bwd.gemm_s =
+        2.5 * FusedForwardFlops(d) / (gpu.peak_flops * kFusedBackwardEfficiency * bwd_speed);
   } else if (calibrated) {
     core_fwd.gemm_s = core_flops / (gpu.peak_flops * cal.forward);
     core_probs.gemm_s = core_flops / 2 / (gpu.peak_flops * cal.probs);
