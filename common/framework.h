@@ -40,8 +40,12 @@ enum class SupportRule : uint8_t {
   kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)
   kPipeline,               // "no-pp": pipeline parallelism (PP > 1)
   kUnevenStages,           // "uneven-stages": a set first or last pipeline stage layer count
+  kContextParallel,        // "no-cp": context parallelism (CP > 1, the p2p ring scheme)
+  kHybridShard,            // "no-hsdp": hybrid sharding (a ZeRO shard group smaller than DP x CP)
+  kHybridShardZero1,       // "hsdp=>zero1": hybrid sharding with a ZeRO stage other than 1
+  kHybridShardZero3,       // "hsdp=>zero3": hybrid sharding with a ZeRO stage other than 3
 };
-inline constexpr int kSupportRuleCount = 16;
+inline constexpr int kSupportRuleCount = 20;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -126,7 +130,8 @@ struct Framework {
   std::string name = "p3d";
   SupportRules limits = 0;
   SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
-                      RuleBit(SupportRule::kUnevenStages);
+                      RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kContextParallel) |
+                      RuleBit(SupportRule::kHybridShard);
 
   TpOverlap tp_overlap = TpOverlap::kNone;
   // Data-parallel gradient reduction (ZeRO-0/1: once per step after the last

@@ -30,7 +30,8 @@ namespace {
 // Shapes of one layer on one TP rank for one micro-batch (doubles: they only
 // feed FLOP and byte counts).
 struct Dims {
-  double b, s, t;  // micro-batch, sequence, tokens T = B*S
+  double b, s, t;  // micro-batch, sequence, tokens on this rank T = B*S/CP
+  double cp;       // context-parallel ranks sharing each sequence
   double t_sp;     // tokens the norms / residual / dropout see: T/TP with SP, else T
   double h, hd;    // hidden, head dim
   double heads;    // query heads on this rank NH/TP
@@ -51,7 +52,8 @@ Dims MakeDims(const ModelSpec& m, const TrainingSpec& t, const ComputeShape& sh)
   const double tp = sh.tp;
   d.b = static_cast<double>(sh.micro_batch);
   d.s = static_cast<double>(t.seq);
-  d.t = d.b * d.s;
+  d.cp = sh.cp;
+  d.t = d.b * d.s / d.cp;
   d.t_sp = sh.sequence_parallel ? d.t / tp : d.t;
   d.h = static_cast<double>(m.hidden);
   d.hd = static_cast<double>(m.head_dim());
@@ -139,11 +141,15 @@ double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
 // The fused core (cuDNN flash attention, executor/fused_attention.h): one
 // kernel each way, compute-bound, skipping the masked upper triangle: forward
 // 2 GEMMs over the causal half, 4*B*NH/TP*S^2*HD/2 FLOPs; backward 5 GEMMs,
-// 2.5x that. Uncalibrated efficiencies (of dense bf16 peak): p3d-attention-bench
+// 2.5x that. With context parallel each rank does 1/CP of it: its 2 of the
+// 2*CP load-balanced chunks meet 2 chunk-pairs' worth of keys per ring step,
+// CP steps, of the 2*CP^2 of the causal square (TransformerEngine
+// context_parallel.py: the diagonal step and, off the diagonal, "q all, kv
+// first half" or "q second half, kv all"). Uncalibrated efficiencies (of dense bf16 peak): p3d-attention-bench
 // at B4 NH16 S2048 HD128 on an H100 SXM, cuDNN 9.14: forward 452, backward 333
 // TFLOP/s of 989 (bench/results/fused-attention.md).
 constexpr double kFusedForwardEfficiency = 0.46, kFusedBackwardEfficiency = 0.34;
-double FusedForwardFlops(const Dims& d) { return 2 * d.b * d.heads * d.s * d.s * d.hd; }
+double FusedForwardFlops(const Dims& d) { return 2 * d.b * d.heads * d.s * d.s * d.hd / d.cp; }
 
 // Forward FLOPs of the blocked core (AttentionEfficiencyPoint::flops): two
 // GEMM families of 2 * S_q * keys * HD per head over the causal blocks.
@@ -252,6 +258,8 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
   }
   out.forward += core_fwd;
   out.backward += core_bwd;
+  out.core_forward_s = core_fwd.total();
+  out.core_backward_s = core_bwd.total();
   out.forward.memory_s += LayerForwardSeconds(gpu, d, calibrated);
   out.backward.memory_s += LayerBackwardSeconds(gpu, d, calibrated);
   switch (shape.recompute) {

@@ -54,7 +54,8 @@ struct TpGemmTime {
   double fwd = 0, dgrad = 0, wgrad = 0;
 };
 
-// One transformer layer, one micro-batch (B = micro_batch sequences), one GPU.
+// One transformer layer, one micro-batch (B = micro_batch sequences, S/CP
+// tokens of each on this rank), one GPU.
 struct LayerKernelTimes {
   KernelTime forward;
   KernelTime backward;   // input- and weight-gradient GEMMs + memory-bound backward ops
@@ -63,6 +64,9 @@ struct LayerKernelTimes {
   // all-gathers (SP) and whose input gradients it reduces, and the
   // row-parallel ones (out-proj, fc2 or down), whose outputs it reduces.
   TpGemmTime column[2], row[2];
+  // The attention core's kernels (part of forward and backward): context
+  // parallel's ring runs one CP-th of them per step (time_model.cc).
+  double core_forward_s = 0, core_backward_s = 0;
 };
 // Embedding on pipeline stage 0, and final norm + LM head + cross-entropy on
 // the last stage, one micro-batch, one GPU.
@@ -74,6 +78,7 @@ struct EdgeKernelTimes {
 // The shape parameters the kernel times depend on (the cache key of TimeModel).
 struct ComputeShape {
   int tp = 1;
+  int cp = 1;  // context parallel: B*S/CP tokens per rank, 1/CP of the causal attention
   int64_t micro_batch = 1;
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;

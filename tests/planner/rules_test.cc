@@ -44,7 +44,7 @@ TEST(RulesTest, EachRuleHasAFailingCase) {
   ExpectRule(CheckPlan(r, Layout(0, 2, 2, 1, 1)), "degrees>=1");
   ExpectRule(CheckPlan(r, Layout(4, 2, 2, 0, 1)), "micro_batch>=1");
   ExpectRule(CheckPlan(r, Layout(4, 2, 2, 1, 0)), "grad_accum>=1");
-  ExpectRule(CheckPlan(r, Layout(2, 2, 2, 4, 8)), "gpus=dp*tp*pp");
+  ExpectRule(CheckPlan(r, Layout(2, 2, 2, 4, 8)), "gpus=dp*tp*cp*pp");
   ExpectRule(CheckPlan(r, Layout(1, 16, 1, 4, 16)), "heads%tp");  // published.md sec 4: 40 heads forbid TP=16
   PlanRequest gqa = r;
   gqa.model.kv_heads = 4;
