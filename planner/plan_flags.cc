@@ -79,7 +79,7 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
       ->check(NonEmpty());
   CLI::Option* exp =
       app.add_option("--export", o->export_format,
-                     "print the picked plan as: deepspeed | megatron | torchrun | slurm (only that file goes to "
+                     "print the picked plan as: deepspeed | megatron | torchtitan | torchrun | slurm (only that file goes to "
                      "stdout; the table goes to stderr)")
           ->check(NonEmpty());
   exp->excludes(json);

@@ -176,6 +176,13 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
         reject(rule);
         continue;
       }
+      // A framework without context parallel: every plan of this layout breaks
+      // its rule, so the layout goes at once (counted once, as a layout).
+      const SupportRules cp_rule = RuleBit(SupportRule::kContextParallel);
+      if (layout.cp > 1 && ((fw.limits & cp_rule) || (options.runnable_only && (fw.gaps & cp_rule)))) {
+        reject(SupportRuleId(SupportRule::kContextParallel));
+        continue;
+      }
       const std::vector<int> shards = ShardOptions(layout, fx, request.cluster.node.gpus_per_node);
       for (int64_t mb : Divisors(per_dp)) {
         if (!Allowed(fx.micro_batch, mb)) continue;

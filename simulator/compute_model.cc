@@ -247,6 +247,16 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& traini
     // selective recompute of the fused core recomputes nothing (docs/executor.md).
     core_fwd.gemm_s = FusedForwardFlops(d) / (gpu.peak_flops * kFusedForwardEfficiency);
     core_bwd.gemm_s = 2.5 * FusedForwardFlops(d) / (gpu.peak_flops * kFusedBackwardEfficiency);
+    if (d.cp > 1) {
+      // Context parallel's per-step merges, one memory-bound kernel per ring
+      // step (TransformerEngine context_parallel.py): forward, the step's
+      // partial output and fp32 log-sum-exp rescaled into the running ones
+      // (flash_attn_fwd_out_correction, ..._softmax_lse_correction: read the
+      // step's, read and write the running: 3*T*(q*a + 4*NH/TP)); backward,
+      // the step's dQ and dK/dV added into the accumulators (3*T*(q + 2kv)*a).
+      core_fwd.memory_s = d.cp * MemoryBoundSeconds(gpu, 3 * d.t * (d.q * d.a + 4 * d.heads));
+      core_bwd.memory_s = d.cp * MemoryBoundSeconds(gpu, 3 * d.t * (d.q + 2 * d.kv) * d.a);
+    }
   } else if (calibrated) {
     core_fwd.gemm_s = core_flops / (gpu.peak_flops * cal.forward);
     core_probs.gemm_s = core_flops / 2 / (gpu.peak_flops * cal.probs);

@@ -78,11 +78,11 @@ struct EdgeKernelTimes {
 // The shape parameters the kernel times depend on (the cache key of TimeModel).
 struct ComputeShape {
   int tp = 1;
-  int cp = 1;  // context parallel: B*S/CP tokens per rank, 1/CP of the causal attention
   int64_t micro_batch = 1;
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
   AttentionImpl attention = AttentionImpl::kFused;
+  int cp = 1;  // context parallel: B*S/CP tokens per rank, 1/CP of the causal attention
 };
 
 LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& training,

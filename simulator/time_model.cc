@@ -289,8 +289,8 @@ struct TimeModel::Impl {
 };
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
-  const ComputeShape key{plan.tp, plan.cp, plan.micro_batch, plan.recompute,
-                         plan.sequence_shards() > 1, plan.attention};
+  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
+                         plan.attention, plan.cp};
   for (const ShapeCosts& s : shapes)
     if (SameShape(s.key, key)) return s;
   shapes.push_back(CostsOfShape(plan, nullptr));
@@ -298,8 +298,8 @@ const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
 }
 
 ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
-  const ComputeShape key{plan.tp, plan.cp, plan.micro_batch, plan.recompute,
-                         plan.sequence_shards() > 1, plan.attention};
+  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
+                         plan.attention, plan.cp};
   ShapeCosts s;
   s.key = key;
   s.layer = LayerKernels(model, training, cluster.gpu, key);
