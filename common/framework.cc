@@ -65,7 +65,7 @@ bool Breaks(SupportRule rule, const Plan& p) {
     case SupportRule::kTpWithoutSp:
       return p.tp > 1 && !p.sequence_parallel;
     case SupportRule::kReplicatedMultiDim:
-      return p.zero == 0 && p.dp > 1 && p.tp * p.pp > 1;
+      return p.zero == 0 && p.grad_group() > 1 && p.tp * p.cp * p.pp > 1;
     case SupportRule::kSequenceParallel:
       return p.sequence_parallel;
     case SupportRule::kSelective:
@@ -111,8 +111,8 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kTpWithoutSp:
       return fmt::format("TP={} without sequence parallelism", p.tp);
     case SupportRule::kReplicatedMultiDim:
-      return fmt::format("plain data parallelism (ZeRO-0) over DP={} with tp={} pp={}", p.dp, p.tp,
-                         p.pp);
+      return fmt::format("plain data parallelism (ZeRO-0) over DP={} with tp={} cp={} pp={}", p.dp,
+                         p.tp, p.cp, p.pp);
     case SupportRule::kSequenceParallel:
       return "sequence parallelism";
     case SupportRule::kSelective:

@@ -34,7 +34,7 @@ enum class SupportRule : uint8_t {
   kZero2,                  // "zero!=2": ZeRO-2 (gradients sharded, parameters replicated)
   kInterleaved,            // "vpp=1": interleaved pipeline (VPP > 1)
   kTpWithoutSp,            // "tp=>sp": TP > 1 without sequence parallelism
-  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) with TP or PP > 1
+  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) over DP x CP > 1 with TP, CP or PP > 1
   kSequenceParallel,       // "no-sp": sequence parallelism
   kSelective,              // "no-selective": selective recompute
   kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)

@@ -53,7 +53,7 @@ StatusOr<ExportedFile> ExportMegatronArgs(const PlanRequest& request, const Eval
 // replicate and shard degrees (HSDP), TP, CP, PP with its schedule and split
 // points, the batch, sequence, mixed precision and activation checkpointing.
 // Refuses what the profile's rules refuse and what torchtitan's mesh cannot
-// express (ZeRO-0 with CP, a shard group not a multiple of CP, the unfused core).
+// express (a shard group not a multiple of CP, the unfused core).
 StatusOr<ExportedFile> ExportTorchtitanConfig(const PlanRequest& request, const EvaluatedPlan& plan);
 
 // A torchrun command to run on every node (NODE_RANK and MASTER_ADDR come from

@@ -43,14 +43,10 @@ DpDegrees DegreesOf(const Plan& plan) {
 }
 
 Status CheckTorchtitanLimits(const PlanRequest& request, const Plan& plan) {
-  // ZeRO-1/2, TP without SP, DDP with other dimensions, optimizer-only
+  // ZeRO-1/2, TP without SP, DDP with other dimensions (CP included: FSDP2
+  // shards over the dp_shard x cp mesh whenever CP > 1), optimizer-only
   // offload: the torchtitan profile's rules (simulator/frameworks/torchtitan.json).
   P3D_RETURN_IF_ERROR(CheckFrameworkRuns(request, plan));
-  if (plan.zero == 0 && plan.cp > 1)
-    return Status::Infeasible(fmt::format(
-        "torchtitan: ZeRO-0 with CP={}: torchtitan applies FSDP2 over the dp_shard x cp mesh "
-        "whenever CP > 1 (parallelize.py), so the parameters would be sharded (plan ZeRO-3)",
-        plan.cp));
   if (plan.zero_shard > 0 && plan.zero_shard % plan.cp != 0)
     return Status::Infeasible(fmt::format(
         "torchtitan: shard group {} is not a multiple of CP={}: FSDP2 shards over "

@@ -12,7 +12,7 @@
 // layers where stated (else the search's split), DP,
 // micro-batch, global batch, sequence length, and where stated recompute,
 // sequence parallel and the sharding (distributed optimizer = ZeRO-1, FSDP or
-// ZeRO-3 = ZeRO-3). What the source leaves open is searched, within what the
+// ZeRO-3 = ZeRO-3; over every DP x CP rank unless the source says hybrid). What the source leaves open is searched, within what the
 // framework runs, and the best fitting plan reported. Rows p3d cannot express
 // yet are listed with the reason.
 #include <fmt/format.h>
@@ -153,6 +153,8 @@ Row Build(const json& r) {
   else if (sh.find("distributed optimizer") != std::string::npos || sh.find("zero stage 1") != std::string::npos)
     f.zero = 1;
   else if (sh.starts_with("none")) f.zero = 0;
+  // Hybrid sharding only where the source says so; else ZeRO shards over all DP x CP ranks.
+  if (sh.find("hybrid") == std::string::npos && sh.find("hsdp") == std::string::npos) f.zero_shard = 0;
   f.offload = Offload::kNone;
   row.published_step_s = r["step_time_s"].get<double>();
   return row;

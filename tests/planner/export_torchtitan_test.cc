@@ -180,7 +180,7 @@ void ExpectRefused(const Status& s, const std::string& needle) {
 TEST(TorchtitanExport, RefusesWhatTorchtitanCannotRun) {
   ExpectRefused(ExportStatus(MakePlan(8, 1, 1, 1, 1, 1, 8)), "rule zero!=1");                   // profile
   ExpectRefused(ExportStatus(MakePlan(4, 2, 1, 1, 3, 1, 8)), "rule tp=>sp");                    // profile
-  ExpectRefused(ExportStatus(With(MakePlan(4, 1, 1, 1, 0, 1, 8), 2)), "ZeRO-0 with CP=2");      // mesh
+  ExpectRefused(ExportStatus(With(MakePlan(4, 1, 1, 1, 0, 1, 8), 2)), "rule zero0=>1d");       // CP mesh
   ExpectRefused(ExportStatus(With(MakePlan(8, 1, 1, 1, 3, 1, 8), 4, 2)), "not a multiple of CP=4");
   Plan unfused = MakePlan(8, 1, 1, 1, 3, 1, 8);
   unfused.attention = AttentionImpl::kUnfused;
