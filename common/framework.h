@@ -34,15 +34,19 @@ enum class SupportRule : uint8_t {
   kZero2,                  // "zero!=2": ZeRO-2 (gradients sharded, parameters replicated)
   kInterleaved,            // "vpp=1": interleaved pipeline (VPP > 1)
   kTpWithoutSp,            // "tp=>sp": TP > 1 without sequence parallelism
-  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) with TP or PP > 1
+  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) over DP x CP > 1 with TP, CP or PP > 1
   kSequenceParallel,       // "no-sp": sequence parallelism
   kSelective,              // "no-selective": selective recompute
   kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)
   kPipeline,               // "no-pp": pipeline parallelism (PP > 1)
   kUnevenStages,           // "uneven-stages": a set first or last pipeline stage layer count
   kExpertParallel,         // "no-ep": expert parallelism (EP > 1)
+  kContextParallel,        // "no-cp": context parallelism (CP > 1, the p2p ring scheme)
+  kHybridShard,            // "no-hsdp": hybrid sharding (a ZeRO shard group smaller than DP x CP)
+  kHybridShardZero1,       // "hsdp=>zero1": hybrid sharding with a ZeRO stage other than 1
+  kHybridShardZero3,       // "hsdp=>zero3": hybrid sharding with a ZeRO stage other than 3
 };
-inline constexpr int kSupportRuleCount = 17;
+inline constexpr int kSupportRuleCount = 21;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -138,7 +142,8 @@ struct Framework {
   std::string name = "p3d";
   SupportRules limits = 0;
   SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
-                      RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kExpertParallel);
+                      RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kExpertParallel) |
+                      RuleBit(SupportRule::kContextParallel) | RuleBit(SupportRule::kHybridShard);
 
   TpOverlap tp_overlap = TpOverlap::kNone;
   AttentionKernel attention_kernel = AttentionKernel::kCudnn;

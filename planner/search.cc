@@ -101,7 +101,26 @@ std::vector<SplitOption> SplitOptions(const PlanRequest& request, int pp, const 
   return options;
 }
 
+// The shard groups offered for a layout: 0 (the whole DP x CP group), then
+// the proper divisors SearchesShardGroup keeps; a fixed one alone.
+std::vector<int> ShardOptions(const Plan& layout, const SearchConstraints& fx, int gpus_per_node) {
+  if (fx.zero_shard) return {*fx.zero_shard};
+  std::vector<int> shards = {0};
+  const int group = layout.grad_group();
+  for (int64_t s : Divisors(group))
+    if (s >= 2 && s < group && SearchesShardGroup(static_cast<int>(s), layout.tp, gpus_per_node))
+      shards.push_back(static_cast<int>(s));
+  return shards;
+}
+
 }  // namespace
+
+bool SearchesShardGroup(int zero_shard, int tp, int gpus_per_node) {
+  const int64_t span = int64_t{zero_shard} * tp;
+  if (gpus_per_node < 1 || span % gpus_per_node != 0) return false;
+  const int64_t nodes = span / gpus_per_node;
+  return (nodes & (nodes - 1)) == 0;
+}
 
 StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptions& options) {
   P3D_RETURN_IF_ERROR(ValidateRequest(request));
@@ -129,14 +148,18 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     recomputes = {Recompute::kNone, Recompute::kFull};
 
   for (int64_t tp : Divisors(gpus)) {
-    for (int64_t pp : Divisors(gpus / tp)) {
-      const int dp = static_cast<int>(gpus / tp / pp);
-      if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.pp, int(pp)) || !Allowed(fx.dp, dp)) continue;
-      // Check the layout-level rules once per (tp, pp, dp) with a representative plan.
+   for (int64_t cp : Divisors(gpus / tp)) {
+    for (int64_t pp : Divisors(gpus / tp / cp)) {
+      const int dp = static_cast<int>(gpus / tp / cp / pp);
+      if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.cp, int(cp)) || !Allowed(fx.pp, int(pp)) ||
+          !Allowed(fx.dp, dp))
+        continue;
+      // Check the layout-level rules once per (tp, cp, pp, dp) with a representative plan.
       Plan layout;
       layout.attention = attention;
       layout.dp = dp;
       layout.tp = static_cast<int>(tp);
+      layout.cp = static_cast<int>(cp);
       layout.pp = static_cast<int>(pp);
       if (request.training.global_batch % dp != 0) {
         reject("batch=mb*ga*dp");
@@ -154,20 +177,32 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
         reject(rule);
         continue;
       }
-      // EP candidates: the divisors of DP that divide the experts (rules
-      // dp%ep, experts%ep); 1 only for a dense model (ep=>moe).
-      // With a fixed expert TP, EP x ETP must divide DP x TP (rule dp*tp%(ep*etp)).
+      // A framework without context parallel: every plan of this layout breaks
+      // its rule, so the layout goes at once (counted once, as a layout).
+      const SupportRules cp_rule = RuleBit(SupportRule::kContextParallel);
+      if (layout.cp > 1 && ((fw.limits & cp_rule) || (options.runnable_only && (fw.gaps & cp_rule)))) {
+        reject(SupportRuleId(SupportRule::kContextParallel));
+        continue;
+      }
+      const std::vector<int> shards = ShardOptions(layout, fx, request.cluster.node.gpus_per_node);
+      // EP candidates: the divisors of DP x CP x TP that divide the experts
+      // (rule experts%ep); 1 only for a dense model (ep=>moe). With a fixed
+      // expert TP, EP x ETP must divide DP x CP x TP (rule dp*cp*tp%(ep*etp)).
       std::vector<int> eps = {1};
       const int64_t etp = fx.etp.value_or(static_cast<int>(tp));
+      const int64_t dense_ranks = int64_t{dp} * cp * tp;  // a stage's ranks, EP x ETP x EDP of them
       if (m.moe())
-        for (int64_t e : Divisors(dp * tp))
-          if (e > 1 && m.experts % e == 0 && (dp * tp) % (e * etp) == 0) eps.push_back(static_cast<int>(e));
+        for (int64_t e : Divisors(dense_ranks))
+          if (e > 1 && m.experts % e == 0 && dense_ranks % (e * etp) == 0) eps.push_back(static_cast<int>(e));
       for (int64_t mb : Divisors(per_dp)) {
         if (!Allowed(fx.micro_batch, mb)) continue;
         for (const SplitOption& split : splits) {
           if (!Allowed(fx.vpp, split.vpp)) continue;
           for (int zero = 0; zero <= 3; ++zero) {
-            if (!Allowed(fx.zero, zero)) continue;
+           if (!Allowed(fx.zero, zero)) continue;
+           for (int shard : shards) {
+            // ZeRO-0 has no shard group (rule zero_shard=>zero>=1), unless fixed.
+            if (zero == 0 && shard > 0 && !fx.zero_shard) continue;
             // Offload choices the ZeRO stage admits (rules offload=>zero>=1,
             // offload_params=>zero3); others are not candidates at all.
             const int offloads = zero == 0 ? 1 : zero < 3 ? 2 : 3;
@@ -189,12 +224,14 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   p.first_stage_layers = split.first;
                   p.last_stage_layers = split.last;
                   p.zero = zero;
+                  p.zero_shard = shard;
                   p.offload = Offload(off);
                   p.recompute = rc;
                   p.sequence_parallel = sp == 1;
                   // Rules that depend on the inner dimensions.
                   if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
-                      (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p)) || (p.ep > 1 && p.zero >= 2) ||
+                      (p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
+                      (p.zero_shard != 0 && HybridShardRule(p) != nullptr) || (p.ep > 1 && (p.zero >= 2 || p.zero_shard > 0)) ||
                       (m.moe() && m.expert_ffn() % p.expert_tp() != 0)) {
                     reject(FailedRule(request, p, options.rules));
                     continue;
@@ -230,10 +267,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                 }
               }
             }
+           }
           }
         }
       }
     }
+   }
   }
 
   for (auto& [rule, count] : rejected) result.rejected_by_rule.emplace_back(rule, count);
@@ -248,7 +287,9 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     Plan probe;
     probe.tp = fx.tp.value_or(1);
     probe.pp = fx.pp.value_or(1);
-    probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.pp)));
+    probe.cp = fx.cp.value_or(1);
+    probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.cp * probe.pp)));
+    probe.zero_shard = fx.zero_shard.value_or(0);
     probe.vpp = fx.vpp.value_or(1);
     probe.ep = fx.ep.value_or(1);
     probe.etp = fx.etp.value_or(0);

@@ -1,5 +1,5 @@
-// Plan search: enumerates every legal DP x TP x PP x VPP x ZeRO x micro-batch
-// x recompute x SP x offload combination for a request (with one pipeline
+// Plan search: enumerates every legal DP x TP x CP x PP x VPP x ZeRO (x shard
+// group) x micro-batch x recompute x SP x offload combination for a request (with one pipeline
 // split per PP x VPP, see SearchConstraints), evaluates each with the
 // simulator (memory first, time for those that fit) and ranks them.
 //
@@ -27,7 +27,8 @@ namespace p3d {
 // VPP divides the layers, else, when PP does not divide them, the balanced
 // uneven split (planner/stage_split.h).
 struct SearchConstraints {
-  std::optional<int> dp, tp, pp, vpp, zero, ep, etp;  // etp: the expert TP (default TP, not searched)
+  std::optional<int> dp, tp, cp, pp, vpp, zero, ep, etp;  // etp: the expert TP (default TP, not searched)
+  std::optional<int> zero_shard;  // Plan::zero_shard (0 = the whole DP x CP group)
   std::optional<int> first_stage_layers, last_stage_layers;
   std::optional<int64_t> micro_batch;
   std::optional<Recompute> recompute;
@@ -63,6 +64,13 @@ struct SearchResult {
   // Rules that eliminated layouts, with counts, most frequent first ("heads%tp" -> 12).
   std::vector<std::pair<std::string, int64_t>> rejected_by_rule;
 };
+
+// Hybrid-sharding shard groups the search offers (a fixed --zero-shard may
+// be any legal one): those of Plan::zero_shard * TP GPUs that cover a
+// power-of-two number of whole nodes (torchtitan and FSDP's HYBRID_SHARD
+// shard within a node or a few; Megatron's distributed-optimizer instances
+// likewise), which keeps the plan count within a few times ZeRO's.
+bool SearchesShardGroup(int zero_shard, int tp, int gpus_per_node);
 
 // Errors: invalid request (Validate(model) fails, num_gpus < 1, batch/seq < 1)
 // -> InvalidArgument naming the field; no legal plan at all -> Infeasible

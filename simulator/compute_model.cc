@@ -32,7 +32,8 @@ namespace {
 // Shapes of one layer of one kind on one TP rank for one micro-batch
 // (doubles: they only feed FLOP and byte counts).
 struct Dims {
-  double b, s, t;  // micro-batch, sequence, tokens T = B*S
+  double b, s, t;  // micro-batch, sequence, tokens on this rank T = B*S/CP
+  double cp;       // context-parallel ranks sharing each sequence
   double t_sp;     // tokens the norms / residual / dropout see: T/TP with SP, else T
   double h;        // hidden
   double hd_qk, hd_v;  // per-head widths of q.k and of v (HD; MLA: nope + rope, v_head_dim)
@@ -63,7 +64,8 @@ Dims MakeDims(const ModelSpec& m, const LayerKind& kind, const TrainingSpec& t, 
   const double tp = sh.tp;
   d.b = static_cast<double>(sh.micro_batch);
   d.s = static_cast<double>(t.seq);
-  d.t = d.b * d.s;
+  d.cp = sh.cp;
+  d.t = d.b * d.s / d.cp;
   d.t_sp = sh.sequence_parallel ? d.t / tp : d.t;
   d.h = static_cast<double>(m.hidden);
   d.hd_qk = static_cast<double>(m.qk_head_dim());
@@ -209,14 +211,18 @@ double CoreBackwardGemms(const GpuSpec& gpu, const Dims& d) {
 // kernel each way, compute-bound, skipping what the causal mask (and a
 // sliding window) leaves out: forward 2 GEMMs over the attended (query, key)
 // pairs, 2*B*NH/TP*pairs*(HD_qk + HD_v) FLOPs with pairs = S^2/2 (causal) or
-// S*W - W^2/2 (window W < S); backward 5 GEMMs, 2.5x that. Uncalibrated
-// efficiencies (of dense bf16 peak): p3d-attention-bench
+// S*W - W^2/2 (window W < S); backward 5 GEMMs, 2.5x that. With context
+// parallel each rank does 1/CP of it: its 2 of the 2*CP load-balanced chunks
+// meet 2 chunk-pairs' worth of keys per ring step, CP steps, of the 2*CP^2 of
+// the causal square (TransformerEngine context_parallel.py: the diagonal step
+// and, off the diagonal, "q all, kv first half" or "q second half, kv all").
+// Uncalibrated efficiencies (of dense bf16 peak): p3d-attention-bench
 // at B4 NH16 S2048 HD128 on an H100 SXM, cuDNN 9.14: forward 452, backward 333
 // TFLOP/s of 989 (bench/results/fused-attention.md).
 constexpr double kFusedForwardEfficiency = 0.46, kFusedBackwardEfficiency = 0.34;
 double FusedForwardFlops(const Dims& d) {
   const double pairs = d.keys < d.s ? d.s * d.keys - d.keys * d.keys / 2 : d.s * d.s / 2;
-  return 2 * d.b * d.heads * pairs * (d.hd_qk + d.hd_v);
+  return 2 * d.b * d.heads * pairs * (d.hd_qk + d.hd_v) / d.cp;
 }
 
 // Forward FLOPs of the blocked core (AttentionEfficiencyPoint::flops): two
@@ -332,13 +338,25 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
     // Rotary runs as its own kernel (counted by LayerForwardSeconds); the
     // selective recompute of the fused core recomputes nothing (docs/executor.md).
     // Another framework's kernel runs at its published speed relative to
-    // cuDNN's on this card (attention_kernels.h).
+    // cuDNN's on this card (attention_kernels.h), at the length of each call:
+    // S, or with context parallel the S/CP tokens of one ring step.
     const AttentionKernel kernel = training.framework.attention_kernel;
-    const double fwd_speed = AttentionKernelSpeed(gpu, kernel, d.s, AttentionPass::kForward);
-    const double bwd_speed = AttentionKernelSpeed(gpu, kernel, d.s, AttentionPass::kBackward);
+    const double call = d.s / d.cp;
+    const double fwd_speed = AttentionKernelSpeed(gpu, kernel, call, AttentionPass::kForward);
+    const double bwd_speed = AttentionKernelSpeed(gpu, kernel, call, AttentionPass::kBackward);
     core_fwd.gemm_s = FusedForwardFlops(d) / (gpu.peak_flops * kFusedForwardEfficiency * fwd_speed);
     core_bwd.gemm_s =
         2.5 * FusedForwardFlops(d) / (gpu.peak_flops * kFusedBackwardEfficiency * bwd_speed);
+    if (d.cp > 1) {
+      // Context parallel's per-step merges, one memory-bound kernel per ring
+      // step (TransformerEngine context_parallel.py): forward, the step's
+      // partial output and fp32 log-sum-exp rescaled into the running ones
+      // (flash_attn_fwd_out_correction, ..._softmax_lse_correction: read the
+      // step's, read and write the running: 3*T*(q*a + 4*NH/TP)); backward,
+      // the step's dQ and dK/dV added into the accumulators (3*T*(q + 2kv)*a).
+      core_fwd.memory_s = d.cp * MemoryBoundSeconds(gpu, 3 * d.t * (d.q * d.a + 4 * d.heads));
+      core_bwd.memory_s = d.cp * MemoryBoundSeconds(gpu, 3 * d.t * (d.q + 2 * d.kv) * d.a);
+    }
   } else if (calibrated) {
     core_fwd.gemm_s = core_flops / (gpu.peak_flops * cal.forward);
     core_probs.gemm_s = core_flops / 2 / (gpu.peak_flops * cal.probs);
@@ -350,6 +368,8 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
   }
   out.forward += core_fwd;
   out.backward += core_bwd;
+  out.core_forward_s = core_fwd.total();
+  out.core_backward_s = core_bwd.total();
   out.forward.memory_s += LayerForwardSeconds(gpu, d, calibrated);
   out.backward.memory_s += LayerBackwardSeconds(gpu, d, calibrated);
   switch (shape.recompute) {

@@ -60,7 +60,8 @@ struct TpGemmTime {
   double fwd = 0, dgrad = 0, wgrad = 0;
 };
 
-// One transformer layer, one micro-batch (B = micro_batch sequences), one GPU.
+// One transformer layer, one micro-batch (B = micro_batch sequences, S/CP
+// tokens of each on this rank), one GPU.
 struct LayerKernelTimes {
   KernelTime forward;
   KernelTime backward;   // input- and weight-gradient GEMMs + memory-bound backward ops
@@ -69,6 +70,9 @@ struct LayerKernelTimes {
   // all-gathers (SP) and whose input gradients it reduces, and the
   // row-parallel ones (out-proj, fc2 or down), whose outputs it reduces.
   TpGemmTime column[2], row[2];
+  // The attention core's kernels (part of forward and backward): context
+  // parallel's ring runs one CP-th of them per step (time_model.cc).
+  double core_forward_s = 0, core_backward_s = 0;
 };
 // Embedding on pipeline stage 0, and final norm + LM head + cross-entropy on
 // the last stage, one micro-batch, one GPU.
@@ -84,6 +88,7 @@ struct ComputeShape {
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
   AttentionImpl attention = AttentionImpl::kFused;
+  int cp = 1;   // context parallel: B*S/CP tokens per rank, 1/CP of the causal attention
   int ep = 1;   // expert parallelism: E/EP local experts ...
   int etp = 0;  // ... of width expert_ffn/ETP (0 = TP), T*k*EP*ETP/(TP*E) tokens each
 };

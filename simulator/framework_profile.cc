@@ -380,9 +380,10 @@ Status CheckExecutorSupports(const Plan& p) {
   if (p.dp < 1) sane = RuleFailed(&detail, "dp>=1", [&] { return fmt::format("--dp {}", p.dp); });
   else if (p.zero < 0 || p.zero > 3)
     sane = RuleFailed(&detail, "zero in 0..3", [&] { return fmt::format("--zero {}", p.zero); });
-  else if (p.tp < 1 || p.pp < 1 || p.vpp < 1)
-    sane = RuleFailed(&detail, "tp,pp,vpp>=1",
-                      [&] { return fmt::format("--tp {} --pp {} --vpp {}", p.tp, p.pp, p.vpp); });
+  else if (p.tp < 1 || p.cp < 1 || p.pp < 1 || p.vpp < 1)
+    sane = RuleFailed(&detail, "tp,cp,pp,vpp>=1", [&] {
+      return fmt::format("--tp {} --cp {} --pp {} --vpp {}", p.tp, p.cp, p.pp, p.vpp);
+    });
   else if (p.vpp > 1 && p.pp < 2)
     sane = RuleFailed(&detail, "vpp needs pp>1", [&] { return fmt::format("--vpp {} with --pp {}", p.vpp, p.pp); });
   else if (p.sequence_parallel && p.tp < 2)

@@ -224,6 +224,27 @@ double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training
       {"NH_r", NH_r}, {"S", S});
 }
 
+double CpRingBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                   Derivation* why) {
+  if (plan.cp == 1) return P3D_PART(why, "buffers.cp_ring", "0", 0, "");
+  // One layer's forward keeps every K/V chunk the ring delivered and every
+  // step's partial output and fp32 log-sum-exp until it merges them
+  // (TransformerEngine context_parallel.py AttnFuncWithCPAndKVP2P.forward:
+  // p2p_comm_buffers, out_per_step, softmax_lse_per_step, cp_size entries
+  // each); its backward holds two [2, K/V] buffers (K/V and dK/dV, in flight
+  // and in use), fewer than the forward's CP >= 2 chunks.
+  const double T = MicroBatchTokens(plan, training), CP = plan.cp;
+  const double e = training.precision.activation_bytes;
+  const double KVD_r = memory_internal::KvDimPerRank(model, plan.tp);
+  const double NH_r = static_cast<double>(model.heads) / plan.tp;
+  const double q_r = NH_r * static_cast<double>(model.head_dim());
+  return P3D_PART(why, "buffers.cp_ring", "CP*T*(e*(2*KVD_r + q_r) + 4*NH_r)",
+                  CP * T * (e * (2 * KVD_r + q_r) + 4 * NH_r),
+                  "context parallel: the ring's K/V chunks and each step's partial output and "
+                  "row log-sum-exp, one layer's forward",
+                  {"CP", CP}, {"T", T}, {"e", e}, {"KVD_r", KVD_r}, {"q_r", q_r}, {"NH_r", NH_r});
+}
+
 namespace {
 
 // Model states, sharded over DP by the ZeRO stage. Offload moves the
@@ -238,30 +259,34 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
                  double n_experts, StageMemoryDetail* d, Derivation* why) {
   const bool offload = plan.offload != Offload::kNone;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
-  const double DP = plan.dp, pb = prec.param_bytes, gb = prec.grad_bytes;
+  const double Z = plan.zero_shards(), pb = prec.param_bytes, gb = prec.grad_bytes;
   const bool ep1 = plan.ep == 1 && plan.expert_tp() == plan.tp;
-  const double EDP = plan.expert_dp();
-  const double Pz = ep1 ? n / DP
-                        : P3D_TERM(why, "params.zero_shard", "(P_r - P_e)/DP + P_e/EDP",
-                                   (n - n_experts) / DP + n_experts / EDP,
-                                   "the stage's ZeRO shard: dense weights over DP, routed experts over expert-DP",
-                                   {"P_r", n}, {"P_e", n_experts}, {"DP", DP}, {"EDP", EDP});
+  // The experts' shard group: the expert-data-parallel group, cut like the
+  // dense one into replicas with hybrid sharding (Megatron-Core's intra-
+  // instance expert-data-parallel group, parallel_state.py).
+  const double EZ = static_cast<double>(plan.expert_dp()) / plan.zero_replicas();
+  const double Pz = ep1 ? n / Z
+                        : P3D_TERM(why, "params.zero_shard", "(P_r - P_e)/Z + P_e/EZ",
+                                   (n - n_experts) / Z + n_experts / EZ,
+                                   "the stage's ZeRO shard: dense weights over the DP x CP shard group, "
+                                   "routed experts over the expert-DP shard group",
+                                   {"P_r", n}, {"P_e", n_experts}, {"Z", Z}, {"EZ", EZ});
   const double mb = prec.master_bytes, ob = prec.optimizer_bytes;
   MemoryBreakdown& mem = d->memory;
   const char* off = "offloaded to the host";
   mem.weights = params_offload ? P3D_PART(why, "weights", "0", 0, off)
                 : fw.master_is_param
                     ? P3D_PART(why, "weights", "0", 0, "the fp32 master is the parameter")
-                : plan.zero >= 3 ? P3D_PART(why, "weights", ep1 ? "param_bytes*P_r/DP" : "param_bytes*P_z", pb * Pz, "",
-                                            {"param_bytes", pb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz})
+                : plan.zero >= 3 ? P3D_PART(why, "weights", ep1 ? "param_bytes*P_r/Z" : "param_bytes*P_z", pb * Pz, "",
+                                            {"param_bytes", pb}, {"P_r", n}, {"Z", Z}, {"P_z", Pz})
                                  : P3D_PART(why, "weights", "param_bytes*P_r", pb * n, "",
                                             {"param_bytes", pb}, {"P_r", n});
   // Framework::param_grads_kept: the bf16 .grad tensors beside the fp32
   // buffer (DeepSpeed's BF16_Optimizer, ZeRO-0/1 without offload).
   const bool kept = fw.param_grads_kept && plan.zero <= 1 && !offload;
   mem.gradients = offload && plan.zero >= 2 ? P3D_PART(why, "gradients", "0", 0, off)
-                  : plan.zero >= 2 ? P3D_PART(why, "gradients", ep1 ? "grad_bytes*P_r/DP" : "grad_bytes*P_z", gb * Pz,
-                                              "", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz})
+                  : plan.zero >= 2 ? P3D_PART(why, "gradients", ep1 ? "grad_bytes*P_r/Z" : "grad_bytes*P_z", gb * Pz,
+                                              "", {"grad_bytes", gb}, {"P_r", n}, {"Z", Z}, {"P_z", Pz})
                   : kept           ? P3D_PART(why, "gradients", "(grad_bytes + param_bytes)*P_r",
                                               (gb + pb) * n, "fp32 buffer and the bf16 .grad kept beside it",
                                               {"grad_bytes", gb}, {"param_bytes", pb}, {"P_r", n})
@@ -270,21 +295,21 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
   mem.optimizer =
       offload ? P3D_PART(why, "optimizer", "0", 0, off)
       : plan.zero >= 1
-          ? P3D_PART(why, "optimizer", ep1 ? "(master_bytes + adam_bytes)*P_r/DP" : "(master_bytes + adam_bytes)*P_z", (mb + ob) * Pz, "",
-                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n}, {"DP", DP}, {"P_z", Pz})
+          ? P3D_PART(why, "optimizer", ep1 ? "(master_bytes + adam_bytes)*P_r/Z" : "(master_bytes + adam_bytes)*P_z", (mb + ob) * Pz, "",
+                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n}, {"Z", Z}, {"P_z", Pz})
           : P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r", (mb + ob) * n, "",
                      {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n});
   if (!offload) return;
-  // Host memory of one GPU's process: its shard P_r/DP of each state (parts
+  // Host memory of one GPU's process: its shard P_r/Z of each state (parts
   // of the host total, which ExplainHostMemory shows apart from the GPU's).
-  d->host.master = P3D_PART(why, "host.master", ep1 ? "master_bytes*P_r/DP" : "master_bytes*P_z", mb * Pz, "",
-                            {"master_bytes", mb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
-  d->host.optimizer = P3D_PART(why, "host.optimizer", ep1 ? "adam_bytes*P_r/DP" : "adam_bytes*P_z", ob * Pz, "",
-                               {"adam_bytes", ob}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
-  d->host.gradients = P3D_PART(why, "host.gradients", ep1 ? "grad_bytes*P_r/DP" : "grad_bytes*P_z", gb * Pz,
-                               "pinned gradient shard", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
-  d->host.params = P3D_PART(why, "host.params", ep1 ? "param_bytes*P_r/DP" : "param_bytes*P_z", pb * Pz,
-                            "pinned bf16 parameters", {"param_bytes", pb}, {"P_r", n}, {"DP", DP}, {"P_z", Pz});
+  d->host.master = P3D_PART(why, "host.master", ep1 ? "master_bytes*P_r/Z" : "master_bytes*P_z", mb * Pz, "",
+                            {"master_bytes", mb}, {"P_r", n}, {"Z", Z}, {"P_z", Pz});
+  d->host.optimizer = P3D_PART(why, "host.optimizer", ep1 ? "adam_bytes*P_r/Z" : "adam_bytes*P_z", ob * Pz, "",
+                               {"adam_bytes", ob}, {"P_r", n}, {"Z", Z}, {"P_z", Pz});
+  d->host.gradients = P3D_PART(why, "host.gradients", ep1 ? "grad_bytes*P_r/Z" : "grad_bytes*P_z", gb * Pz,
+                               "pinned gradient shard", {"grad_bytes", gb}, {"P_r", n}, {"Z", Z}, {"P_z", Pz});
+  d->host.params = P3D_PART(why, "host.params", ep1 ? "param_bytes*P_r/Z" : "param_bytes*P_z", pb * Pz,
+                            "pinned bf16 parameters", {"param_bytes", pb}, {"P_r", n}, {"Z", Z}, {"P_z", Pz});
   d->host.runtime = P3D_PART(why, "host.runtime", "runtime", kHostRuntimePerGpuBytes,
                              "driver, runtime, data loading per GPU process (assumed)",
                              {"runtime", kHostRuntimePerGpuBytes});
@@ -355,8 +380,9 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
   const bool offload = plan.offload != Offload::kNone;
   const double e = prec.activation_bytes, T = MicroBatchTokens(plan, training);
   const double H = static_cast<double>(model.hidden), SPd = plan.sequence_shards();
-  if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams) &&
-      !fw.Reshards(plan.pp)) {
+  const bool sharded3 =
+      plan.zero >= 3 && (plan.zero_shards() > 1 || plan.offload == Offload::kOptimizerAndParams);
+  if (sharded3 && !fw.Reshards(plan.pp)) {
     // Not resharded after forward (Framework::Reshards): the stage's gathered
     // parameters stay until its backward.
     const double P_r = d->params.total();
@@ -364,7 +390,7 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
         P3D_PART(why, "buffers.zero3_gather", "param_bytes*P_r", prec.param_bytes * P_r,
                  "the stage's parameters, kept gathered from forward to backward",
                  {"param_bytes", static_cast<double>(prec.param_bytes)}, {"P_r", P_r});
-  } else if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) {
+  } else if (sharded3) {
     const double largest =
         std::max(shared.LargestLayer(), std::max(d->params.embedding, d->params.head));
     d->zero3_gather = P3D_PART(
@@ -380,9 +406,9 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
   // With offload under ZeRO-2/3 the buckets also stage each micro-batch's
   // gradient for its copy to the host, even at DP = 1. A contiguous gradient
   // buffer (Megatron's DDP) is reduced in place: no ZeRO-0/1 buckets.
-  if ((plan.dp > 1 || (offload && plan.zero >= 2)) &&
+  if ((plan.grad_group() > 1 || (offload && plan.zero >= 2)) &&
       !(fw.contiguous_grad_buffer && plan.zero <= 1)) {
-    const double n = d->params.total(), bucket = fw.GradBucketElements(plan.dp);
+    const double n = d->params.total(), bucket = fw.GradBucketElements(plan.grad_group());
     d->grad_buckets = P3D_PART(
         why, "buffers.grad_buckets", "grad_bytes*min(buckets*bucket_elems, P_r)",
         prec.grad_bytes * std::min(kGradBuckets * bucket, n), "one bucket reducing, one filling",
@@ -405,8 +431,9 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
                      {"bufs", tp_bufs}, {"e", e}, {"T", T}, {"H", H})
           : P3D_PART(why, "buffers.sp_all_gather", "0", 0, "");
   d->backward_scratch = BackwardScratchBytes(model, training, plan, why);
-  d->memory.buffers =
-      d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers + d->backward_scratch;
+  d->cp_buffers = CpRingBytes(model, training, plan, why);
+  d->memory.buffers = d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers +
+                      d->backward_scratch + d->cp_buffers;
 }
 
 void Runtime(const ModelSpec& model, const ClusterSpec& cluster, const Plan& plan, int stage,

@@ -129,6 +129,7 @@ struct StageMemoryDetail {
   double pp_buffers = 0;
   double tp_buffers = 0;
   double backward_scratch = 0;  // one layer's activation-gradient temporaries, one micro-batch
+  double cp_buffers = 0;        // context parallel: CpRingBytes
   // runtime
   int communicators = 0;  // NCCL communicators this rank belongs to
   double cuda_context = 0;
@@ -180,6 +181,13 @@ inline bool FitsInHostMemory(double host_bytes_per_node, const NodeSpec& node) {
 // caching allocator hold the same tensors transiently.
 double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
                             Derivation* why = nullptr);
+
+// Context parallel's ring buffers during one layer's forward (0 at CP = 1):
+// the K/V chunks received from the other CP-1 ranks plus its own, and each
+// step's partial attention output and fp32 log-sum-exp, CP of each
+// (Transformer Engine's AttnFuncWithCPAndKVP2P keeps them until the merge).
+double CpRingBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                   Derivation* why = nullptr);
 
 // The --explain derivation of `stage`: every term recorded where
 // StageMemoryDetails computes it (simulator/derivation.h). The terms marked

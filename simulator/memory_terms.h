@@ -41,6 +41,7 @@ struct AttentionWidths {
 // grouped the way Korthikanti's Table 2 groups them (docs/memory-model.md):
 //   hidden  e*B*S*H/SPd x (3 + k): LN1 input, QKV input, LN2 input, MLP input
 //           (k routed copies for MoE)             -> Korthikanti's 8sbh
+//           (every group with T = B*S/CP tokens: MicroBatchTokens)
 //   masks   drop * 2*B*S*H/SPd: attention-output and MLP-output dropout masks
 //                                                 -> 2sbh
 //   split   e*B*S*(Q_r + K_r + V_r + O_r + lat + c*(k + s)*F/TP): Q, K, V,
@@ -91,7 +92,7 @@ struct LayerActivations {
     const double NH = static_cast<double>(model.heads), S = static_cast<double>(training.seq);
     LayerActivations a;
     a.hidden = P3D_TERM(why, "activations.per_layer.hidden", "e*T*H/SPd*(3 + k)",
-                        e * T * H / SPd * (3 + k), "norm and GEMM inputs, T = B*S tokens", {"e", e},
+                        e * T * H / SPd * (3 + k), "norm and GEMM inputs, T = B*S/CP tokens", {"e", e},
                         {"T", T}, {"H", H}, {"SPd", SPd}, {"k", k});
     a.masks = P3D_TERM(why, "activations.per_layer.masks", "drop*2*T*H/SPd", drop * 2 * T * H / SPd,
                        "1-byte dropout masks of the attention and MLP outputs", {"drop", drop},
@@ -197,15 +198,20 @@ inline double LossBytesPerMicroBatch(const ModelSpec& model, const TrainingSpec&
          LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + fp32);
 }
 
-// NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP (, EP, expert-DP) groups
+// NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP (CP, DP x CP, replica, EP,
+// expert-DP, expert-TP) groups
 // where they have more than one member, and Megatron's embedding group (first
 // and last stage) when a tied embedding spans a pipeline.
 inline int Communicators(const ModelSpec& model, const Plan& plan, int stage) {
   const bool embedding_group =
       model.tie_embeddings && plan.pp > 1 && (stage == 0 || stage == plan.pp - 1);
-  // With EP > 1 also the EP group and the expert-data-parallel group.
-  return (plan.gpus() > 1) + (plan.tp > 1) + (plan.dp > 1) + (plan.pp > 1) + embedding_group + (plan.ep > 1) +
-         (plan.ep > 1 && plan.expert_dp() > 1) + (plan.expert_tp() != plan.tp && plan.expert_tp() > 1);
+  // With CP: the CP ring group and the DP x CP gradient group beside the DP
+  // group (Megatron's parallel_state builds all three); with hybrid sharding
+  // the replica group beside the shard group. With EP > 1 also the EP group
+  // and the expert-data-parallel group.
+  return (plan.gpus() > 1) + (plan.tp > 1) + (plan.dp > 1) + (plan.pp > 1) + embedding_group +
+         2 * (plan.cp > 1) + (plan.zero_shard > 0) + (plan.ep > 1) + (plan.ep > 1 && plan.expert_dp() > 1) +
+         (plan.expert_tp() != plan.tp && plan.expert_tp() > 1);
 }
 
 }  // namespace p3d::memory_internal

@@ -36,10 +36,13 @@ struct ShapeCosts {
   // dispatch + combine forward, their gradients backward (+ the recomputed
   // forward's with full recompute); 0 with EP = 1.
   double ep_layer_fwd = 0, ep_layer_bwd = 0;
+  // Context parallel's K/V ring, exposed seconds per layer per micro-batch
+  // (CpRingExposed; 0 at CP = 1).
+  double cp_layer_fwd = 0, cp_layer_bwd = 0;
 };
 
 bool SameShape(const ComputeShape& a, const ComputeShape& b) {
-  return a.tp == b.tp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
+  return a.tp == b.tp && a.cp == b.cp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
          a.sequence_parallel == b.sequence_parallel && a.attention == b.attention && a.ep == b.ep &&
          a.etp == b.etp;
 }
@@ -226,7 +229,7 @@ struct TimeModel::Impl {
   PipelineCosts costs;
   PipelineResult result;
   // Per pipeline rank, seconds per step.
-  std::vector<double> tp_rank, ep_rank, dp_in_rank, dp_tail_rank, opt_rank;
+  std::vector<double> tp_rank, cp_rank, ep_rank, dp_in_rank, dp_tail_rank, opt_rank;
   // DP collective seconds that ran under compute (issued minus exposed), and
   // the compute they slowed (GpuSpec::overlap_slowdown_*), per rank; the
   // slowdown is part of dp_tail_rank.
@@ -257,6 +260,7 @@ struct TimeModel::Impl {
   const ShapeCosts& Shape(const Plan& plan);
   ShapeCosts CostsOfShape(const Plan& plan, Derivation* why) const;
   const PipeSchedule* Schedule(const Plan& plan, Status* status);
+  void CpRingExposed(const Plan& plan, ShapeCosts* s, Derivation* why) const;
   // Fills costs (per-chunk durations, p2p) and the per-rank TP, in-stage DP,
   // end-of-step DP and optimizer seconds: everything but the simulation.
   Status Prepare(const Plan& plan);
@@ -277,7 +281,11 @@ struct TimeModel::Impl {
   };
   // What every chunk of one plan shares, computed once per plan.
   struct PlanCommon {
-    GroupPath dp_path;
+    // The ZeRO shard group (Plan::zero_shards: DP x CP, or the HSDP shard
+    // group), over which every gradient reduction and parameter gather runs,
+    // and with hybrid sharding the replica group across which each shard's
+    // gradient is all-reduced (common/rank_grid.h PlanGroupSpan).
+    GroupPath dp_path, replica_path;
     double layer_params = 0;  // one layer on one TP rank (the model's mean where kinds mix)
     bool mixed = false;       // the model has layers of more than one kind
     StageParams first, last;  // of the first and the last pipeline stage
@@ -286,13 +294,13 @@ struct TimeModel::Impl {
   // `layer_params`: one layer's module (a chunk's mean layer where kinds mix).
   Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc, double layer_params) const;
   void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
-  void StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path, int r);
+  void StageTail(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r);
   void Link(const Plan& plan, int v);
   bool SameWork(const Plan& plan, int a, int b) const;
   void CopyRank(const Plan& plan, int from, int to);
   // Every per-rank vector Prepare fills.
-  std::array<std::vector<double>*, 9> PerRank() {
-    return {&tp_rank, &ep_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
+  std::array<std::vector<double>*, 10> PerRank() {
+    return {&tp_rank, &cp_rank, &ep_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
             &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank};
   }
   void Breakdown(int crit, int last_rank);
@@ -300,7 +308,7 @@ struct TimeModel::Impl {
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention, plan.ep, plan.expert_tp()};
+                         plan.attention, plan.cp, plan.ep, plan.expert_tp()};
   for (const ShapeCosts& s : shapes)
     if (SameShape(s.key, key)) return s;
   shapes.push_back(CostsOfShape(plan, nullptr));
@@ -309,7 +317,7 @@ const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
 
 ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention, plan.ep, plan.expert_tp()};
+                         plan.attention, plan.cp, plan.ep, plan.expert_tp()};
   ShapeCosts s;
   s.key = key;
   const LayerKindCounts kinds = model.CountKinds(0, model.layers);
@@ -400,8 +408,10 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     // (EP-1)/EP of them to other EP ranks, and receives as many back
     // (balanced routing, "moe.balanced_routing"). An all-to-all moves the
     // same (n-1)/n of a rank's buffer as an all-gather of that buffer, so it
-    // is priced with the all-gather's bus model on the EP group's span
-    // (EP ranks at stride ETP: consecutive DP ranks when ETP = TP).
+    // is priced with the all-gather's bus model on the EP group's span (EP
+    // ranks at stride ETP, carved from the stage's TP x CP x DP ranks by
+    // Megatron-Core's expert "tp-ep-dp-pp" order: consecutive DP x CP ranks
+    // when ETP = TP).
     const GroupPath ep_path = GroupPathFor(cluster.node, plan.ep, plan.expert_tp());
     const double T_r = MicroBatchTokens(plan, training) / plan.sequence_shards();
     const double k = static_cast<double>(model.experts_per_token);
@@ -412,6 +422,7 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     s.ep_layer_bwd = P3D_TERM(why, "layer.ep_comm.backward", "2*a2a + full*2*a2a", 2 * a2a + full * 2 * a2a,
                               "their gradients (+ the recomputed forward's)", {"a2a", a2a}, {"full", full});
   }
+  if (plan.cp > 1) CpRingExposed(plan, &s, why);
   // Vocab-parallel embedding: partial rows reduced over TP (SP: reduce-scatter;
   // its backward all-gathers the gradient). Head: SP all-gathers the final
   // norm's output (backward: reduce-scatter); without SP the column-parallel
@@ -436,6 +447,50 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
   return s;
 }
 
+// Context parallel (Megatron-Core --cp-comm-type p2p, Transformer Engine's
+// AttnFuncWithCPAndKVP2P): each of a layer's CP attention steps runs on the
+// K/V chunk the ring delivered while the next chunk is sent on (send to CP
+// rank i+1, receive from i-1; ranks TP apart), so a step exposes what its
+// transfer exceeds its compute, one CP-th of the core (compute_model.cc).
+// Forward: CP-1 transfers of this rank's K and V, kv = send of 2*T*KVD_r*e
+// bytes. Backward: the K/V travel again with the dK/dV accumulated so far
+// ([2, K/V] buffers): the first step sends K/V only, the CP-2 middle steps
+// both, the last dK/dV alone. A recomputed core (full recompute, Megatron's
+// core_attn selective recompute) runs the forward ring again in backward.
+// The ring's slowest hop decides every step: across nodes when TP*CP GPUs
+// span more than one node.
+void TimeModel::Impl::CpRingExposed(const Plan& plan, ShapeCosts* s, Derivation* why) const {
+  const NodeSpec& node = cluster.node;
+  const double e = training.precision.activation_bytes;
+  const double kv_bytes = MicroBatchTokens(plan, training) * 2 *
+                          static_cast<double>(model.KvHeadsPerTpRank(plan.tp) * model.head_dim()) * e;
+  const GroupSpan ring = PlanGroupSpan(PlanGroup::kContext, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  const bool spans = GroupPathFor(node, ring.size, ring.stride).spans_nodes;
+  const int from = spans ? std::max(0, node.gpus_per_node - ring.stride) : 0;
+  const double kv = SendRecv(why, "cp.kv_send", node, kv_bytes, from, ring.stride);
+  const double CP = plan.cp;
+  // The core of the model's most common layer kind (MainKind) sets the pace.
+  const LayerKernelTimes& main = s->layer[s->main];
+  const double cf = main.core_forward_s / CP, cb = main.core_backward_s / CP;
+  const Recompute rc_mode = plan.recompute;
+  const double rc = rc_mode == Recompute::kFull ||
+                            (rc_mode == Recompute::kSelective &&
+                             training.framework.selective == SelectiveRecompute::kCoreAttention)
+                        ? 1.0
+                        : 0.0;
+  const double fwd = std::max(0.0, kv - cf) * (CP - 1);
+  s->cp_layer_fwd = P3D_TERM(why, "layer.cp_comm.forward", "(CP - 1)*max(0, kv - cf)", fwd,
+                             "K/V ring: what each transfer exceeds its step's attention (cf = core/CP)",
+                             {"CP", CP}, {"kv", kv}, {"cf", cf});
+  s->cp_layer_bwd = P3D_TERM(
+      why, "layer.cp_comm.backward",
+      "2*max(0, kv - cb) + (CP - 2)*max(0, 2*kv - cb) + rc*(CP - 1)*max(0, kv - cf)",
+      2 * std::max(0.0, kv - cb) + (CP - 2) * std::max(0.0, 2 * kv - cb) + rc * fwd,
+      "K/V and dK/dV ring under the backward's attention steps (cb = core backward/CP), and the "
+      "recomputed forward's ring",
+      {"CP", CP}, {"kv", kv}, {"cb", cb}, {"cf", cf}, {"rc", rc});
+}
+
 const PipeSchedule* TimeModel::Impl::Schedule(const Plan& plan, Status* status) {
   for (const ScheduleEntry& e : schedules)
     if (e.pp == plan.pp && e.vpp == plan.vpp && e.m == plan.grad_accum) return &e.schedule;
@@ -448,10 +503,14 @@ const PipeSchedule* TimeModel::Impl::Schedule(const Plan& plan, Status* status) 
   return &schedules.back().schedule;
 }
 Status TimeModel::Impl::Check(const Plan& p) const {
-  if (p.dp < 1 || p.tp < 1 || p.pp < 1 || p.vpp < 1)
-    return Status::InvalidArgument(
-        fmt::format("plan: dp, tp, pp and vpp must be >= 1, got dp={} tp={} pp={} vpp={}", p.dp,
-                    p.tp, p.pp, p.vpp));
+  if (p.dp < 1 || p.tp < 1 || p.cp < 1 || p.pp < 1 || p.vpp < 1)
+    return Status::InvalidArgument(fmt::format(
+        "plan: dp, tp, cp, pp and vpp must be >= 1, got dp={} tp={} cp={} pp={} vpp={}", p.dp,
+        p.tp, p.cp, p.pp, p.vpp));
+  if (p.zero_shard != 0 && (p.zero_shard < 1 || p.grad_group() % p.zero_shard != 0))
+    return Status::InvalidArgument(fmt::format(
+        "rule zero_shard|dp*cp: zero_shard {} does not divide DP x CP = {}", p.zero_shard,
+        p.grad_group()));
   if (p.micro_batch < 1 || p.grad_accum < 1)
     return Status::InvalidArgument(
         fmt::format("plan: micro_batch and grad_accum must be >= 1, got {} and {}", p.micro_batch,
@@ -463,8 +522,8 @@ Status TimeModel::Impl::Check(const Plan& p) const {
         "rule batch=mb*ga*dp: micro_batch {} x grad_accum {} x dp {} = {} != global_batch {}",
         p.micro_batch, p.grad_accum, p.dp, p.global_batch(), training.global_batch));
   if (cluster.num_gpus > 0 && p.gpus() != cluster.num_gpus)
-    return Status::InvalidArgument(fmt::format("rule gpus=dp*tp*pp: {} x {} x {} != {} GPUs", p.dp,
-                                               p.tp, p.pp, cluster.num_gpus));
+    return Status::InvalidArgument(fmt::format("rule gpus=dp*tp*cp*pp: {} x {} x {} x {} != {} GPUs",
+                                               p.dp, p.tp, p.cp, p.pp, cluster.num_gpus));
   std::string split;
   if (const char* rule = PipelineSplitRule(p, model.layers, &split))
     return Status::InvalidArgument(fmt::format("rule {}: {}", rule, split));
@@ -489,7 +548,8 @@ Status TimeModel::Impl::Check(const Plan& p) const {
 TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const PlanCommon& pc,
                                                          double layer_params) const {
   Zero3Comm z3;
-  if (plan.zero < 3 || !(plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) return z3;
+  if (plan.zero < 3 || !(plan.zero_shards() > 1 || plan.offload == Offload::kOptimizerAndParams))
+    return z3;
   const double pb = training.precision.param_bytes;
   const GroupPath& dp_path = pc.dp_path;
   const StageParams& first = pc.first;
@@ -502,7 +562,7 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const
   // module's shard (1/DP) from the host.
   const double rb = ShardedGradReduceBytes(training);
   auto module = [&](double params, bool uploads) {
-    const double upload = uploads ? HostCopySeconds(cluster.node, params * pb / plan.dp) : 0.0;
+    const double upload = uploads ? HostCopySeconds(cluster.node, params * pb / plan.zero_shards()) : 0.0;
     return ModuleComm{CollectiveSeconds(Collective::kAllGather, params * pb, dp_path) + upload,
                       CollectiveSeconds(Collective::kReduceScatter, params * rb, dp_path)};
   };
@@ -575,12 +635,13 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                                                       ChunkKinds(model, plan, v).count[LayerKind{true, true}.index()])
                                 : 0.0;
   const double ef = n_moe * sc.ep_layer_fwd, eb = n_moe * sc.ep_layer_bwd;
+  const double fc = n * sc.cp_layer_fwd, bc = n * sc.cp_layer_bwd;  // CP ring, exposed
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
   const double chunk_params = chunk_layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
   const Framework& fw = training.framework;
   auto buckets = [&] {
-    return std::max(1.0, std::ceil(chunk_params / fw.GradBucketElements(plan.dp)));
+    return std::max(1.0, std::ceil(chunk_params / fw.GradBucketElements(plan.grad_group())));
   };
   // Without overlap a gradient reduction is one piece after the backward that
   // produced it (Framework::OverlapsGradReduce).
@@ -591,7 +652,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   double& fwd = costs.forward_s[i];
   double& bwd = costs.backward_s[i];
   double dp_in = 0, off_in = 0;
-  if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
+  if (plan.zero >= 3 && (plan.zero_shards() > 1 || params_offload)) {
     // Forward and backward chains of modules, each gathered while the one
     // before computes, with or without the parameter uploads.
     auto chains = [&](bool uploads, Derivation* rec, double* tf, double* tb) {
@@ -600,7 +661,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       const ModuleComm& lay = uploads ? z3.layer_up : z3.layer;
       const Module front{ek.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
       const Module back{ek.head_forward.total() + sc.tp_head_fwd, head.fetch};
-      const Module layer{layer_fwd + sc.tp_layer_fwd, lay.fetch};
+      const Module layer{layer_fwd + sc.tp_layer_fwd + sc.cp_layer_fwd, lay.fetch};
       *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, layers, layer,
                           is_last ? &back : nullptr);
       // Backward (reverse order): gather again (unless kept from the
@@ -610,7 +671,8 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                           again * head.fetch + head.scatter};
       const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd,
                          again * emb.fetch + emb.scatter};
-      const Module blayer{layer_bwd + sc.tp_layer_bwd, again * lay.fetch + lay.scatter};
+      const Module blayer{layer_bwd + sc.tp_layer_bwd + sc.cp_layer_bwd,
+                          again * lay.fetch + lay.scatter};
       *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, layers, blayer,
                           is_first ? &bback : nullptr);
     };
@@ -625,10 +687,12 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                    "what the parameter uploads add to the gather chains", {"tf", tf}, {"tf0", tf0},
                    {"tb", tb}, {"tb0", tb0});
     }
-    dp_in = P3D_TERM(w, "chunk.dp_exposed", "(tf - (fk + ft)) + (tb - (bk + bt)) - off",
-                     (tf - (fk + ft)) + (tb - (bk + bt)) - off_in,
+    dp_in = P3D_TERM(w, "chunk.dp_exposed",
+                     "(tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off",
+                     (tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off_in,
                      "ZeRO-3 gathers and reduce-scatters the chains could not hide", {"tf", tf},
-                     {"fk", fk}, {"ft", ft}, {"tb", tb}, {"bk", bk}, {"bt", bt}, {"off", off_in});
+                     {"fk", fk}, {"ft", ft}, {"fc", fc}, {"tb", tb}, {"bk", bk}, {"bt", bt},
+                     {"bc", bc}, {"off", off_in});
     fwd = tf;
     bwd = tb;
     const double fetches = reshard ? 2.0 : 1.0;
@@ -637,16 +701,17 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                           (is_last ? fetches * z3.head.fetch + z3.head.scatter : 0.0);
     dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
   } else {
-    const char* formula = plan.ep > 1 ? "n*(layer + tp) + n_moe*ep + edge + edge_tp"
-                                      : "n*(layer + tp) + edge + edge_tp";
-    fwd = P3D_TERM(w, "chunk.forward", formula, fk + ft + ef,
-                   "n layers + embedding/head edges, kernels + TP (+ EP all-to-alls)", {"n", n},
-                   {"layer", layer_fwd}, {"tp", sc.tp_layer_fwd}, {"edge", edge_fwd},
-                   {"edge_tp", edge_tp_fwd}, {"n_moe", n_moe}, {"ep", sc.ep_layer_fwd});
-    bwd = P3D_TERM(w, "chunk.backward", formula, bk + bt + eb, "backward + recompute kernels + TP (+ EP)",
-                   {"n", n}, {"layer", layer_bwd}, {"tp", sc.tp_layer_bwd}, {"edge", edge_bwd},
+    const char* formula = plan.ep > 1 ? "n*(layer + tp + cp) + n_moe*ep + edge + edge_tp"
+                                      : "n*(layer + tp + cp) + edge + edge_tp";
+    fwd = P3D_TERM(w, "chunk.forward", formula, fk + ft + fc + ef,
+                   "n layers + embedding/head edges, kernels + TP + CP ring (+ EP all-to-alls)", {"n", n},
+                   {"layer", layer_fwd}, {"tp", sc.tp_layer_fwd}, {"cp", sc.cp_layer_fwd},
+                   {"edge", edge_fwd}, {"edge_tp", edge_tp_fwd}, {"n_moe", n_moe}, {"ep", sc.ep_layer_fwd});
+    bwd = P3D_TERM(w, "chunk.backward", formula, bk + bt + bc + eb,
+                   "backward + recompute kernels + TP + CP ring (+ EP)", {"n", n}, {"layer", layer_bwd},
+                   {"tp", sc.tp_layer_bwd}, {"cp", sc.cp_layer_bwd}, {"edge", edge_bwd},
                    {"edge_tp", edge_tp_bwd}, {"n_moe", n_moe}, {"ep", sc.ep_layer_bwd});
-    if (plan.zero == 2 && plan.dp > 1) {
+    if (plan.zero == 2 && plan.zero_shards() > 1) {
       // Gradients reduce-scattered every micro-batch, bucketed under the backward.
       const double issued =
           CollectiveTime(w, "chunk.grad_reduce_scatter", Collective::kReduceScatter,
@@ -673,12 +738,14 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
     // copied to the host bucket by bucket under the backward (DeepSpeed
     // ZeRO-Offload); the host accumulates it in fp32.
     const double d2h =
-        HostCopy(w, "chunk.offload_d2h_gradients", node, chunk_params * prec.param_bytes / plan.dp);
+        HostCopy(w, "chunk.offload_d2h_gradients", node,
+                 chunk_params * prec.param_bytes / plan.zero_shards());
     const double exposed = Exposed(w, "chunk.offload_d2h_gradients.exposed", d2h, bwd, buckets());
     bwd += exposed;
     off_in += exposed;
   }
   tp_rank[r] += m * (ft + bt);
+  cp_rank[r] += m * (fc + bc);
   ep_rank[r] += m * (ef + eb);
   dp_in_rank[r] += m * dp_in;
   off_in_rank[r] += m * off_in;
@@ -692,7 +759,7 @@ void TimeModel::Impl::Link(const Plan& plan, int v) {
   Derivation* w = v % pp == why_chunk_rank ? why : nullptr;
   const double bytes =
       MicroBatchTokens(plan, training) * model.hidden * training.precision.activation_bytes / plan.tp;
-  const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.dp);
+  const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp);
   const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
   costs.p2p_s[v] =
       SendRecv(w, "chunk.p2p_send", cluster.node, bytes, std::min(a, b), std::abs(a - b));
@@ -702,8 +769,9 @@ void TimeModel::Impl::Link(const Plan& plan, int v) {
 // part, the ZeRO-1/2 parameter all-gather, the tied-embedding all-reduce, the
 // slowdown of the compute the hidden DP traffic ran under, and the optimizer
 // (on the GPU, or CPU AdamW with its uploads under offload).
-void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path,
+void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc,
                                 int r) {
+  const GroupPath& dp_path = pc.dp_path;
   Derivation* w = r == why_tail_rank ? why : nullptr;
   const int pp = plan.pp;
   const Precision& prec = training.precision;
@@ -726,14 +794,17 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   double tb = 0, tf = 0;
   for (int c = 0; c < plan.vpp; ++c)
     tb += costs.backward_s[r * plan.vpp + c], tf += costs.forward_s[r * plan.vpp + c];
-  const double bucket_elems = fw.GradBucketElements(plan.dp);
+  const double bucket_elems = fw.GradBucketElements(plan.grad_group());
   const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
   // Without overlap the reduction is one piece after the backward
   // (Framework::OverlapsGradReduce).
   const double reduce_buckets = fw.OverlapsGradReduce(pp, r) ? buckets : 1.0;
-  const double shard = plan.zero >= 1 ? dense / plan.dp + experts / plan.expert_dp() : params;
-  // (experts is 0 with EP = 1: expert_dp() then equals DP.)
-  double exposed = 0, gather = 0, tied = 0;
+  // The ZeRO shard: dense parameters over the shard group, routed experts
+  // over the expert-DP group (experts is 0 with EP = 1; EP excludes hybrid
+  // sharding, rule ep=>zero<=1).
+  const double shard = plan.zero >= 1 ? dense / plan.zero_shards() + experts / plan.expert_dp() : params;
+  double exposed = 0, gather = 0, tied = 0, replica = 0;
+  double issued = 0;  // the gradient reduction over the shard group issued here (ZeRO-0/1)
   if (plan.zero <= 1) {
     // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does
     // (Framework::zero_reduce_scatter).
@@ -743,6 +814,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
                                     rs ? Collective::kReduceScatter : Collective::kAllReduce, prec.grad_bytes);
     exposed = Exposed(w, rs ? "tail.grad_reduce_scatter.exposed" : "tail.grad_all_reduce.exposed",
                       ar, tb, reduce_buckets);
+    issued = ar;
     dp_hidden_rank[r] += ar - exposed;
     // ZeRO-1 offload: each reduced bucket's shard is copied to the host
     // (grad_bytes) after its reduction, once per step.
@@ -753,6 +825,20 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
       off_tail_rank[r] += P3D_TERM(w, "tail.offload_d2h_gradients.exposed", "both - reduce",
                                    both - exposed, "", {"both", both}, {"reduce", exposed});
     }
+  }
+  if (plan.zero_shard > 0) {
+    // Hybrid sharding: each shard's reduced gradient is all-reduced across
+    // the replicas (Megatron-Core's distributed-optimizer instances, FSDP's
+    // HYBRID_SHARD), once per step, bucket by bucket behind the shard group's
+    // reduction (ZeRO-1; ZeRO-2/3 reduce-scatter per micro-batch and defer
+    // the replica all-reduce to the last one, FSDP2 set_requires_all_reduce).
+    const double ar = CollectiveTime(w, "tail.replica_all_reduce", Collective::kAllReduce,
+                                     shard * prec.grad_bytes, pc.replica_path);
+    const double both = Exposed(w, "tail.replica_all_reduce.exposed", issued + ar, tb, reduce_buckets);
+    replica = P3D_TERM(w, "tail.replica", "both - reduce", std::max(0.0, both - exposed),
+                       "what the replica all-reduce adds to the exposed reduction", {"both", both},
+                       {"reduce", exposed});
+    dp_hidden_rank[r] += ar - replica;
   }
   if (plan.zero == 1 || plan.zero == 2) {
     // The updated parameters' all-gather: after the optimizer, or bucket by
@@ -769,7 +855,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
     const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
     tied = CollectiveTime(
         w, "tail.tied_embedding_all_reduce", Collective::kAllReduce, emb * prec.grad_bytes,
-        GroupPathFor(node, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.dp) * (pp - 1)));
+        GroupPathFor(node, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp) * (pp - 1)));
   }
   // Collectives running under the backward take SMs and HBM bandwidth from
   // it: the compute they slow, by the backward's GEMM / memory-bound mix.
@@ -786,9 +872,10 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
       {"hidden", dp_hidden_rank[r]}, {"gemm", lb.gemm_s}, {"sg", gpu.overlap_slowdown_gemm},
       {"memory", lb.memory_s}, {"sm", gpu.overlap_slowdown_memory});
   dp_tail_rank[r] =
-      P3D_TERM(w, "tail.dp", "exposed + gather + tied + slowdown",
-               exposed + gather + tied + dp_slowdown_rank[r], "", {"exposed", exposed},
-               {"gather", gather}, {"tied", tied}, {"slowdown", dp_slowdown_rank[r]});
+      P3D_TERM(w, "tail.dp", "exposed + replica + gather + tied + slowdown",
+               exposed + replica + gather + tied + dp_slowdown_rank[r], "", {"exposed", exposed},
+               {"replica", replica}, {"gather", gather}, {"tied", tied},
+               {"slowdown", dp_slowdown_rank[r]});
   if (!offload) {
     const double per_param =
         2.0 * (prec.master_bytes + prec.optimizer_bytes) + 2.0 * prec.grad_bytes + prec.param_bytes;
@@ -825,7 +912,11 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   costs.p2p_s.assign(stages - 1, 0.0);
   for (std::vector<double>* v : PerRank()) v->assign(pp, 0.0);
   PlanCommon pc;
-  pc.dp_path = GroupPathFor(cluster.node, plan.dp, RankStride(GroupKind::kData, plan.tp, plan.dp));
+  const GroupSpan shard = PlanGroupSpan(PlanGroup::kShard, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  const GroupSpan replica =
+      PlanGroupSpan(PlanGroup::kReplica, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  pc.dp_path = GroupPathFor(cluster.node, shard.size, shard.stride);
+  pc.replica_path = GroupPathFor(cluster.node, replica.size, replica.stride);
   const LayerKindCounts all = model.CountKinds(0, model.layers);
   pc.mixed = all.count[sc.main] != model.layers;
   pc.layer_params =
@@ -839,7 +930,7 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
       continue;
     }
     for (int c = 0; c < vpp; ++c) Chunk(plan, sc, pc, r, c);
-    StageTail(plan, sc, pc.dp_path, r);
+    StageTail(plan, sc, pc, r);
   }
   for (int v = 0; v + 1 < stages; ++v) Link(plan, v);
   return Status::Ok();
@@ -924,19 +1015,23 @@ void TimeModel::Impl::Breakdown(int crit, int last_rank) {
   const double slack = idle ? P3D_TERM(w, "rank.idle", "makespan - busy", makespan - busy, "",
                                        {"makespan", makespan}, {"busy", busy})
                             : P3D_TERM(w, "rank.idle", "0", 0, "");
-  const double tp = tp_rank[crit], ep = ep_rank[crit], dp_in = dp_in_rank[crit], off_in = off_in_rank[crit];
+  const double tp = tp_rank[crit], cp = cp_rank[crit], ep = ep_rank[crit], dp_in = dp_in_rank[crit];
+  const double off_in = off_in_rank[crit];
   const double p2p = result.critical_p2p_s;
   t.tp_comm_s = P3D_PART(w, "time.tp_comm", "tp", tp,
                          "TP collectives of the busiest rank (not overlapped)", {"tp", tp});
+  t.cp_comm_s = P3D_PART(w, "time.cp_comm", "cp", cp,
+                         "exposed context-parallel K/V ring transfers of the busiest rank", {"cp", cp});
   t.pp_comm_s = P3D_PART(w, "time.pp_comm", "min(max(p2p, 0), idle)", std::clamp(p2p, 0.0, slack),
                          "p2p on the critical chain", {"p2p", p2p}, {"idle", slack});
   t.bubble_s = P3D_PART(w, "time.bubble", "idle - pp", slack - t.pp_comm_s, "", {"idle", slack},
                         {"pp", t.pp_comm_s});
   t.ep_comm_s = P3D_PART(w, "time.ep_comm", "ep", ep,
                          "EP all-to-alls of the busiest rank (not overlapped)", {"ep", ep});
-  t.compute_s = P3D_PART(w, "time.compute", "max(0, busy - tp - ep - dp_in - off_in)",
-                         std::max(0.0, busy - tp - ep - dp_in - off_in), "kernels of the busiest rank",
-                         {"busy", busy}, {"tp", tp}, {"ep", ep}, {"dp_in", dp_in}, {"off_in", off_in});
+  t.compute_s = P3D_PART(w, "time.compute", "max(0, busy - tp - cp - ep - dp_in - off_in)",
+                         std::max(0.0, busy - tp - cp - ep - dp_in - off_in), "kernels of the busiest rank",
+                         {"busy", busy}, {"tp", tp}, {"cp", cp}, {"ep", ep}, {"dp_in", dp_in},
+                         {"off_in", off_in});
   const double end = result.end_s[last_rank], dp = dp_tail_rank[last_rank];
   const double opt = opt_rank[last_rank], off = off_tail_rank[last_rank];
   const double tail =
@@ -955,7 +1050,8 @@ void TimeModel::Impl::Breakdown(int crit, int last_rank) {
                          {"dp_in", dp_in}, {"tail", tail}, {"optimizer", t.optimizer_s},
                          {"off_tail", off_tail});
   t.other_s = 0;
-  t.step_s = t.compute_s + t.tp_comm_s + t.ep_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
+  t.step_s = t.compute_s + t.tp_comm_s + t.cp_comm_s + t.ep_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s +
+             t.optimizer_s +
              t.offload_s + t.other_s;
   out.critical = crit;
   out.last = last_rank;
@@ -1072,9 +1168,10 @@ StatusOr<std::vector<DerivedTerm>> TimeModel::Explain(const Plan& plan) {
           fmt::format("even-stage closed form of the {} makespan, for comparison",
                       ScheduleName(ScheduleOf(plan))));
   const TimeBreakdown& t = e.time;
-  why.Add("step", "compute + tp + ep + pp + dp + bubble + optimizer + offload",
+  why.Add("step", "compute + tp + cp + ep + pp + dp + bubble + optimizer + offload",
           {{"compute", t.compute_s},
            {"tp", t.tp_comm_s},
+           {"cp", t.cp_comm_s},
            {"ep", t.ep_comm_s},
            {"pp", t.pp_comm_s},
            {"dp", t.dp_comm_s},

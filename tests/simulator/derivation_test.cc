@@ -80,6 +80,8 @@ struct Case {
   bool dropout;
   int first_stage_layers = 0, last_stage_layers = 0;
   const char* framework = "p3d";  // the profile whose mechanisms the models apply
+  int cp = 1, zero_shard = 0;     // context parallel, hybrid-sharding shard group
+  int64_t seq = 0;                // 0: min(2048, the model's positions)
   int ep = 1;                     // expert parallelism (MoE models)
   int etp = 0;                    // expert TP (0 = TP)
 };
@@ -123,13 +125,28 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
       // EP 4; Qwen3's explicit head_dim, unfused core and optimizer offload
       // sharded over the expert-data-parallel group.
       {"deepseek-v3", "h100-sxm", 8, 2, 4, 1, 1, 1, 8, full, true, no, fused, false, 13, 16,
-       "megatron-core", 8},
+       "megatron-core", 1, 0, 0, 8},
       {"gpt-oss-120b", "h100-sxm", 8, 1, 2, 1, 1, 1, 8, none, false, no, fused, false, 0, 0,
-       "megatron-core", 4},
-      {"qwen3-30b-a3b", "h100-sxm", 4, 2, 2, 2, 1, 1, 8, sel, true, opt, unfused, false, 0, 0, "p3d", 2},
+       "megatron-core", 1, 0, 0, 4},
+      {"qwen3-30b-a3b", "h100-sxm", 4, 2, 2, 2, 1, 1, 8, sel, true, opt, unfused, false, 0, 0, "p3d",
+       1, 0, 0, 2},
       // Expert TP 1 under TP 2 (Megatron-Core's Qwen3-235B recipe): EP 32 over DP 16 x TP 2.
       {"qwen3-235b-a22b", "h100-sxm", 16, 2, 8, 1, 1, 1, 8, sel, true, no, fused, false, 11, 11,
-       "megatron-core", 32, 1},
+       "megatron-core", 1, 0, 0, 32, 1},
+      // EP with context parallel: EP 8 carved from DP 4 x CP 2 (Megatron-Core's
+      // expert-data-parallel group DP*CP*TP/(EP*ETP) = 1).
+      {"gpt-oss-120b", "h100-sxm", 4, 1, 2, 1, 1, 1, 8, none, false, no, fused, false, 0, 0,
+       "megatron-core", 2, 0, 8192, 8},
+      // Context parallel (the K/V ring; Llama 3's 128k stage: TP8 CP16 PP16)
+      // and hybrid sharding (ZeRO-1 instances, FSDP2 HSDP with CP, ZeRO-2).
+      {"llama-3.1-405b", "h100-sxm", 1, 8, 16, 1, 1, 1, 16, full, true, no, fused, false, 7, 7,
+       "megatron-core", 16, 0, 131072},
+      {"llama-2-70b", "h100-sxm", 16, 4, 1, 1, 1, 1, 8, sel, true, no, fused, false, 0, 0,
+       "megatron-core", 2, 8, 8192},
+      {"llama-3-8b", "h100-sxm", 8, 1, 1, 1, 3, 1, 4, sel, false, no, fused, false, 0, 0,
+       "torchtitan", 2, 8, 8192},
+      {"llama-2-13b", "a100-80gb", 4, 2, 1, 1, 2, 1, 8, none, true, no, fused, false, 0, 0, "p3d",
+       2, 4, 4096},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -142,6 +159,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     p.micro_batch = c.micro_batch, p.grad_accum = c.grad_accum, p.recompute = c.recompute;
     p.sequence_parallel = c.sp, p.offload = c.offload, p.attention = c.attention;
     p.first_stage_layers = c.first_stage_layers, p.last_stage_layers = c.last_stage_layers;
+    p.cp = c.cp, p.zero_shard = c.zero_shard;
     p.ep = c.ep;
     p.etp = c.etp;
     ASSERT_EQ(PipelineSplitRule(p, m.layers), nullptr) << c.model;
@@ -149,7 +167,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     TrainingSpec t;
     ApplyFrameworkProfile(LoadFrameworkProfile(c.framework).value(), &t);
     t.global_batch = p.global_batch();
-    t.seq = std::min<int64_t>(2048, m.max_positions);
+    t.seq = c.seq > 0 ? c.seq : std::min<int64_t>(2048, m.max_positions);
     t.dropout = c.dropout;
     const std::string where = std::string(c.model) + " " + PlanSummary(p) + " " + c.framework;
     const MemoryEstimate est = EstimateMemory(m, t, cluster, p);
@@ -207,6 +225,13 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
                            "tail.offload_d2h_gradients.exposed",
                            "tail.optimizer",
                            "time.bubble",
+                           "buffers.cp_ring",
+                           "cp.kv_send",
+                           "layer.cp_comm.forward",
+                           "layer.cp_comm.backward",
+                           "time.cp_comm",
+                           "tail.replica_all_reduce",
+                           "tail.replica",
                            "step"})
     EXPECT_EQ(names.count(name), 1u) << name;
 }

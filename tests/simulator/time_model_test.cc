@@ -215,7 +215,7 @@ TEST(TimeModelTest, InvalidPlansGiveNamedErrors) {
   expect_error(p, "batch=mb*ga*dp");
   p = CoursePlan();
   p.dp = 4, p.grad_accum = 64;
-  expect_error(p, "gpus=dp*tp*pp");
+  expect_error(p, "gpus=dp*tp*cp*pp");
   p = CoursePlan();
   p.vpp = 2, p.micro_batch = 1, p.grad_accum = 63, p.dp = 8;
   expect_error(p, "batch");
