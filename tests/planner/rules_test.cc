@@ -60,6 +60,22 @@ TEST(RulesTest, ExpertParallelRules) {
   Plan zero2 = ok;
   zero2.zero = 2;
   ExpectRule(CheckPlan(moe, zero2), "ep=>zero<=1");
+  // Hybrid sharding with EP: a ZeRO-1 shard group of 4 of DP 8.
+  Plan hsdp = ok;
+  hsdp.zero = 1;
+  hsdp.zero_shard = 4;
+  ExpectRule(CheckPlan(moe, hsdp), "ep=>zero<=1");
+  // EP carved from DP x CP x TP: EP 8 over DP 4 x CP 2 (TP 2) is legal, not without CP.
+  Plan with_cp = Layout(4, 2, 1, 1, 16);
+  with_cp.cp = 2;
+  with_cp.ep = 8;
+  EXPECT_TRUE(CheckPlan(moe, with_cp).ok()) << CheckPlan(moe, with_cp).message();
+  EXPECT_EQ(with_cp.expert_dp(), 1);  // DP*CP*TP/(EP*ETP) = 4*2*2/(8*2)
+  PlanRequest eight = moe;
+  eight.cluster.num_gpus = 8;
+  Plan no_cp = with_cp;
+  no_cp.cp = 1;
+  ExpectRule(CheckPlan(eight, no_cp), "dp*cp*tp%(ep*etp)");
   Plan zero_ep = ok;
   zero_ep.ep = 0;
   ExpectRule(CheckPlan(moe, zero_ep), "degrees>=1");
