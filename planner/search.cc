@@ -149,6 +149,9 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
 
   for (int64_t tp : Divisors(gpus)) {
    for (int64_t cp : Divisors(gpus / tp)) {
+    // Search policy (SearchOptions::min_cp_rank_tokens, search.h): CP only
+    // while each rank keeps enough of a sequence; --cp fixes any legal value.
+    if (cp > 1 && !fx.cp && request.training.seq / cp < options.min_cp_rank_tokens) continue;
     for (int64_t pp : Divisors(gpus / tp / cp)) {
       const int dp = static_cast<int>(gpus / tp / cp / pp);
       if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.cp, int(cp)) || !Allowed(fx.pp, int(pp)) ||

@@ -26,6 +26,14 @@ namespace p3d {
 // left empty, the search offers one split per (PP, VPP): the even one when PP x
 // VPP divides the layers, else, when PP does not divide them, the balanced
 // uneven split (planner/stage_split.h).
+// Context parallel is searched only while every rank keeps at least this many
+// tokens of a sequence (S / CP): each ring step then runs attention calls of
+// >= 512 tokens per load-balanced chunk, the shortest length the attention
+// kernel figures cover (simulator/attention_kernels.cc), and no published
+// recipe splits finer (Llama 3: 8k per rank at 128k on CP16). A fixed --cp
+// may go below it.
+inline constexpr int64_t kMinCpRankTokens = 1024;
+
 struct SearchConstraints {
   std::optional<int> dp, tp, cp, pp, vpp, zero, ep, etp;  // etp: the expert TP (default TP, not searched)
   std::optional<int> zero_shard;  // Plan::zero_shard (0 = the whole DP x CP group)
@@ -44,6 +52,8 @@ struct SearchOptions {
   int top_k = 10;                // fully evaluated plans returned
   bool keep_non_fitting = true;  // return closest misses when nothing fits
   bool with_timeline = false;    // fill EvaluatedPlan::timeline for the returned plans
+  // CP is searched while S / CP >= this (kMinCpRankTokens; 0 = every legal CP).
+  int64_t min_cp_rank_tokens = kMinCpRankTokens;
   bool runnable_only = false;    // only plans the framework runs today (its "gap" rules,
                                  // common/framework.h); its "limit" rules always apply
   // Called about every 2^16 candidates with (candidates so far); may print progress.

@@ -48,10 +48,10 @@ TEST(PlanFlagsTest, CliSearchesTheLibrarysWholeSpace) {
   ASSERT_TRUE(lib.ok());
   EXPECT_EQ(cli, lib->candidates);
   // SP searched; with the fused core selective == none is not listed twice; PP 32 (80 layers
-  // as uneven stages) adds 528: 13,760 plans without CP and hybrid sharding. Context parallel
-  // (every CP dividing 64 / TP / PP with 2 x CP dividing 2048) makes 57,568 of them; hybrid
-  // sharding (ZeRO 1-3 over shard groups of 1, 2 or 4 whole nodes) 25,128 without CP.
-  EXPECT_EQ(cli, 123606);
+  // as uneven stages) adds 528: 13,760 plans without CP and hybrid sharding. Hybrid sharding
+  // (ZeRO 1-3 over shard groups of 1, 2 or 4 whole nodes) and context parallel (CP 2 only:
+  // S / CP >= 1024 tokens per rank, SearchOptions::min_cp_rank_tokens) make 53,342.
+  EXPECT_EQ(cli, 53342);
   SearchOptions classic;
   classic.fixed.cp = 1;
   classic.fixed.zero_shard = 0;

@@ -83,11 +83,13 @@ int64_t LegalPlans(const PlanRequest& r, int max_degree, int max_vpp, int64_t ma
 }
 
 // Brute force over a superset of the space with CheckPlan as the oracle: the
-// search enumerates exactly the legal plans, context parallel included.
+// search enumerates exactly the legal plans, context parallel included (with
+// the CP search policy off: SearchOptions::min_cp_rank_tokens).
 TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
   PlanRequest r = CatalogRequest("gpt2-xl", "a100-40gb", 8, 32);  // 25 heads: TP in {1, 5, 25} only
   r.training.seq = 1024;                                   // its learned position table
   SearchOptions o;
+  o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
   int64_t enumerated = 0, with_cp = 0;
   o.on_candidate = [&](const Plan& p, double, bool) { ++enumerated, with_cp += p.cp > 1; };
   ASSERT_TRUE(SearchPlans(r, o).ok());
@@ -103,6 +105,7 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlansWithShardGroups) {
   r.training.seq = 1024;
   r.cluster.node.gpus_per_node = 2;
   SearchOptions o;
+  o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
   int64_t enumerated = 0, hybrid = 0;
   o.on_candidate = [&](const Plan& p, double, bool) { ++enumerated, hybrid += p.zero_shard > 0; };
   ASSERT_TRUE(SearchPlans(r, o).ok());
@@ -118,6 +121,7 @@ TEST(SearchTest, EnumeratesExactlyTheLegalMoePlans) {
   r.model.experts = 8;
   r.model.experts_per_token = 2;
   SearchOptions o;
+  o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
   int64_t enumerated = 0, with_ep = 0;
   o.on_candidate = [&](const Plan& p, double, bool) {
     ++enumerated;
@@ -127,6 +131,22 @@ TEST(SearchTest, EnumeratesExactlyTheLegalMoePlans) {
   const int64_t legal = LegalPlans(r, 8, 8, 8, [](int, int) { return std::optional<StageSplit>(StageSplit{}); });
   EXPECT_EQ(enumerated, legal);
   EXPECT_GT(with_ep, 0);
+}
+
+// The CP search policy: at S 2048 only CP <= 2 is offered (S / CP >= 1024
+// tokens per rank), a fixed --cp still goes below it.
+TEST(SearchTest, ContextParallelIsSearchedOnlyWithLongEnoughRankSequences) {
+  PlanRequest r = CatalogRequest("llama-2-7b", "h100-sxm", 16, 64);
+  r.training.seq = 2048;
+  SearchOptions o;
+  int max_cp = 0;
+  o.on_candidate = [&](const Plan& p, double, bool) { max_cp = std::max(max_cp, p.cp); };
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_EQ(max_cp, 2);
+  o.fixed.cp = 8;
+  max_cp = 0;
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_EQ(max_cp, 8);
 }
 
 // The balanced split (planner/stage_split.h) by brute force over every stage
@@ -214,6 +234,7 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlansWithUnevenStages) {
     return BruteForceSplit(r.model.layers, pp, vpp, w);
   };
   SearchOptions o;
+  o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
   int64_t enumerated = 0, uneven = 0;
   o.on_candidate = [&](const Plan& p, double, bool) {
     ++enumerated;
