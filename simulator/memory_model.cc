@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "simulator/compute_model.h"
 #include "simulator/memory_terms.h"
 
 namespace p3d {
@@ -41,25 +42,30 @@ double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int s
   return static_cast<double>(m);
 }
 
+double LinearWeightsPerLayer(const ModelSpec& model, int tp) {
+  const double h = static_cast<double>(model.hidden);
+  const double f = static_cast<double>(model.ffn);
+  const double kvd = memory_internal::KvDimPerRank(model, tp);
+  // q and o: H x H / TP; k and v: H x KVD_r (column-parallel); MLP: fc + proj
+  // (GPT) or gate, up, down (Llama) per expert.
+  const double e = static_cast<double>(model.experts);
+  return 2 * h * h / tp + 2 * h * kvd + e * (model.arch == Arch::kGpt2 ? 2 : 3) * h * f / tp;
+}
+
 double LayerParamsPerGpu(const ModelSpec& model, int tp) {
   const double h = static_cast<double>(model.hidden);
   const double f = static_cast<double>(model.ffn);
   const double kvd = memory_internal::KvDimPerRank(model, tp);
-  // q and o: H x H / TP; k and v: H x KVD_r (column-parallel).
-  double attention = 2 * h * h / tp + 2 * h * kvd;
+  double biases = 0;
   // Column-parallel biases (q, k, v) are split; the row-parallel o bias is replicated.
   if (model.arch == Arch::kGpt2)
-    attention += h / tp + 2 * kvd + h;
+    biases += h / tp + 2 * kvd + h;
   else if (model.qkv_bias)
-    attention += h / tp + 2 * kvd;
+    biases += h / tp + 2 * kvd;
   const double e = static_cast<double>(model.experts);
-  double mlp = 0;
-  if (model.arch == Arch::kGpt2)
-    mlp = e * (2 * h * f / tp + f / tp + h);  // fc + proj; proj bias replicated
-  else
-    mlp = e * 3 * h * f / tp;           // gate, up, down
-  if (model.experts > 1) mlp += h * e;  // router, replicated
-  return attention + mlp + static_cast<double>(model.NormParamsPerLayer());
+  if (model.arch == Arch::kGpt2) biases += e * (f / tp + h);  // fc bias split, proj bias replicated
+  if (model.experts > 1) biases += h * e;                     // router, replicated
+  return LinearWeightsPerLayer(model, tp) + biases + static_cast<double>(model.NormParamsPerLayer());
 }
 
 namespace {
@@ -200,6 +206,29 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
                              {"runtime", kHostRuntimePerGpuBytes});
 }
 
+// FP8 (docs/memory-model.md "FP8"): Transformer Engine keeps the FP8 copies
+// of the linear weights from one step to the next (its weight workspaces:
+// `copies` of 1 + scale bytes per weight, Fp8Copies), and scaling state per
+// quantized operand of each linear GEMM (input, weight, output gradient: 3
+// tensors; an fp32 amax history under delayed scaling). ZeRO-3 casts the
+// gathered weights of the module computing, so no copy persists: 0.
+void Fp8Weights(const ModelSpec& model, const TrainingSpec& training, const GpuSpec& gpu,
+                const Plan& plan, StageMemoryDetail* d, Derivation* why) {
+  const double W = static_cast<double>(d->layers) * LinearWeightsPerLayer(model, plan.tp);
+  const double copies = Fp8Copies(gpu, training.fp8), s = Fp8WeightScaleBytes(training.fp8);
+  const double fp8_weights =
+      plan.zero >= 3 ? P3D_PART(why, "weights.fp8_copies", "0", 0, "ZeRO-3: cast per gathered module")
+                     : P3D_PART(why, "weights.fp8_copies", "copies*(1 + s)*W", copies * (1 + s) * W,
+                                "FP8 weight copies (Hopper: and the transposed one) TE keeps",
+                                {"copies", copies}, {"s", s}, {"W", W});
+  const double L_r = static_cast<double>(d->layers), per_tensor = Fp8ScalarBytesPerTensor(training.fp8);
+  const double scaling =
+      P3D_PART(why, "weights.fp8_scaling", "L_r*gemms*3*per_tensor", L_r * 4 * 3 * per_tensor,
+               "amax history / scale / scale_inv per quantized operand", {"L_r", L_r}, {"gemms", 4.0},
+               {"per_tensor", per_tensor});
+  d->memory.weights += fp8_weights + scaling;
+}
+
 void Activations(const PlanShared& shared, const ModelSpec& model, const TrainingSpec& training,
                  const Plan& plan, int stage, StageMemoryDetail* d, Derivation* why) {
   const memory_internal::LayerActivations& act = shared.act;
@@ -211,7 +240,8 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
       P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
                act.Stored(plan.recompute), "stored by one layer for one micro-batch",
                {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
-               {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level});
+               {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level},
+               {"fp8", act.fp8});
   d->layer_activations =
       P3D_PART(why, "activations.layers", "A_layer*L_r*m_r", per_layer * L_r * m_r, "",
                {"A_layer", per_layer}, {"L_r", L_r}, {"m_r", m_r});
@@ -219,7 +249,7 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
       why, "activations.recompute_working_set", act.RecomputeWorkingSetFormula(plan.recompute),
       act.RecomputeWorkingSet(plan.recompute), "one layer's recomputed tensors",
       {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split}, {"scores", act.scores},
-      {"input", act.input}, {"op_level", act.op_level});
+      {"input", act.input}, {"op_level", act.op_level}, {"fp8", act.fp8});
   // The embedding's dropout mask (1 byte) and the embedding norm's input (e bytes).
   const double drop = training.dropout ? 1 : 0, norm = model.embedding_norm ? 1 : 0;
   d->embedding_activations =
@@ -356,6 +386,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
                {"m", static_cast<double>(plan.grad_accum)}, {"PP", static_cast<double>(plan.pp)},
                {"VPP", static_cast<double>(plan.vpp)}, {"r", static_cast<double>(stage)});
   ModelStates(training.precision, training.framework, plan, n, &d, why);
+  if (training.fp8 != Fp8Recipe::kOff) Fp8Weights(model, training, cluster.gpu, plan, &d, why);
   Activations(shared, model, training, plan, stage, &d, why);
   Buffers(shared, model, training, plan, &d, why);
   Runtime(model, cluster, plan, stage, &d, why);

@@ -77,6 +77,9 @@ struct StageParams {
 };
 // Parameters of one transformer layer on one TP rank.
 double LayerParamsPerGpu(const ModelSpec& model, int tp);
+// The weights of one layer's linear layers (q/k/v, out-proj, MLP; no biases,
+// norms or router) on one TP rank: what FP8 GEMMs multiply.
+double LinearWeightsPerLayer(const ModelSpec& model, int tp);
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 
 // Activation bytes one transformer layer stores for one micro-batch on one GPU,

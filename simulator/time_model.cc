@@ -277,6 +277,7 @@ struct TimeModel::Impl {
   Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc) const;
   void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
   void StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path, int r);
+  double Fp8WeightCast(const Plan& plan, int r, Derivation* w) const;
   void Breakdown(int crit, int last_rank);
 };
 
@@ -294,7 +295,7 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
                          plan.attention};
   ShapeCosts s;
   s.key = key;
-  s.layer = LayerKernels(model, training, cluster.gpu, key);
+  s.layer = LayerKernels(model, training, cluster.gpu, key, why);
   s.edge = EdgeKernels(model, training, cluster.gpu, key);
   const char* kernels = "GEMMs at peak*eff(2MNK) (or HBM-bound) + memory-bound ops at HBM*eff";
   auto kernel = [&](const char* name, const KernelTime& k) {
@@ -690,6 +691,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
                            OptimizerSeconds(gpu, prec, shard),
                            "gradient norm + AdamW, memory-bound", {"bytes_per_param", per_param},
                            {"P_shard", shard}, {"hbm", gpu.hbm_bytes_per_s}, {"eff", eff});
+    if (training.fp8 != Fp8Recipe::kOff) opt_rank[r] += Fp8WeightCast(plan, r, w);
     return;
   }
   // CPU AdamW on the shard; the updated bf16 shard goes back to the GPU in
@@ -707,6 +709,24 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
                UploadAfterCpu(opt_rank[r], upload, k),
                "uploads pipelined with the CPU step in bucket-sized chunks", {"upload", upload},
                {"cpu", opt_rank[r]}, {"k", k});
+}
+
+// FP8: the stage's linear-layer weights are quantized once per step, in the
+// first micro-batch's forward, and the FP8 copies reused by the others
+// (Megatron-Core sets is_first_microbatch on its TE modules every step;
+// TransformerEngine module/base.py caches the FP8 weight workspaces): read
+// param_bytes, write `copies` FP8 copies (docs/time-model.md "FP8"). Counted
+// with the optimizer, which produced the weights it casts.
+double TimeModel::Impl::Fp8WeightCast(const Plan& plan, int r, Derivation* w) const {
+  const double weights = StageLayers(plan, model.layers, r) * LinearWeightsPerLayer(model, plan.tp);
+  const double pb = training.precision.param_bytes, copies = Fp8Copies(cluster.gpu, training.fp8);
+  const double s = Fp8WeightScaleBytes(training.fp8);
+  const double bytes = weights * (pb + copies * (1 + s));
+  const double eff = HbmEfficiency(cluster.gpu, bytes);
+  return P3D_TERM(w, "tail.fp8_weight_cast", "W*(param_bytes + copies*(1 + s))/(hbm*eff)",
+                  MemoryBoundSeconds(cluster.gpu, bytes), "the stage's linear weights cast to FP8 once per step",
+                  {"W", weights}, {"param_bytes", pb}, {"copies", copies}, {"s", s},
+                  {"hbm", cluster.gpu.hbm_bytes_per_s}, {"eff", eff});
 }
 
 Status TimeModel::Impl::Prepare(const Plan& plan) {
