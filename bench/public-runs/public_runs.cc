@@ -70,6 +70,20 @@ std::string ProfileOf(const json& r) {
   return framework;
 }
 
+// The FP8 recipe a row's precision names (common/fp8.h): MXFP8; current
+// scaling (Megatron-Bridge's FP8-CS, torchao's dynamic per-tensor float8) =
+// tensorwise; blockwise; any other FP8 run (NeMo 24.07 "scaling recipe not
+// stated", Composer's amp_fp8) = delayed, the default of Megatron's
+// --fp8-recipe and the recipe Composer's amp_fp8 builds (DelayedScaling).
+Fp8Recipe Fp8RecipeOf(const std::string& precision) {
+  auto has = [&](const char* s) { return precision.find(s) != std::string::npos; };
+  if (!has("fp8") && !has("float8")) return Fp8Recipe::kOff;
+  if (has("mxfp8")) return Fp8Recipe::kMxfp8;
+  if (has("current scaling") || has("fp8-cs") || has("torchao")) return Fp8Recipe::kTensorwise;
+  if (has("blockwise")) return Fp8Recipe::kBlockwise;
+  return Fp8Recipe::kDelayed;
+}
+
 struct Row {
   json src;
   std::string why_not;  // non-empty: p3d cannot express this run yet
@@ -85,8 +99,7 @@ Row Build(const json& r) {
     return row;
   };
   const std::string precision = Lower(Str(r, "precision"));
-  if (precision.find("fp8") != std::string::npos || precision.find("float8") != std::string::npos)
-    return no("FP8 training (issue 16)");
+  const Fp8Recipe fp8 = Fp8RecipeOf(precision);
   if (Int(r, "cp", 1) > 1) return no("context parallel (issue 16)");
   if (Int(r, "ep", 1) > 1 || Int(r, "num_experts", 1) > 1) return no("mixture of experts (issue 16)");
   if (!Str(r, "attention_variant").empty() && Lower(Str(r, "attention_variant")).find("mla") != std::string::npos)
@@ -125,6 +138,9 @@ Row Build(const json& r) {
   row.request.cluster.num_gpus = static_cast<int>(Int(r, "num_gpus", 0));
   if (Has(r, "gpus_per_node")) row.request.cluster.node.gpus_per_node = static_cast<int>(Int(r, "gpus_per_node", 8));
   SetFramework(*profile, &row.request);
+  row.request.training.fp8 = fp8;
+  std::string fp8_refusal;
+  if (Fp8RuleBroken(row.request.training.framework, RuleKind::kLimit, fp8, &fp8_refusal)) return no(fp8_refusal);
   // A PyTorch FSDP run in "PURE" mixed precision reduces its gradients in bf16
   // (Composer's MixedPrecision; the row's precision says which it ran).
   if (Str(r, "precision").find("PURE") != std::string::npos)
@@ -147,7 +163,9 @@ Row Build(const json& r) {
   if (Has(r, "sequence_parallel") && r["sequence_parallel"].is_boolean()) f.sequence_parallel = r["sequence_parallel"].get<bool>();
   if (*f.tp == 1) f.sequence_parallel = false;
   const std::string sh = Lower(Str(r, "sharding"));
-  if (sh.find("fsdp") != std::string::npos || sh.find("zero stage 3") != std::string::npos ||
+  // "FSDP=0" (a table's FSDP column) says the run did not use it.
+  const bool fsdp = sh.find("fsdp") != std::string::npos && sh.find("fsdp=0") == std::string::npos;
+  if (fsdp || sh.find("zero stage 3") != std::string::npos ||
       sh.find("zero-3") != std::string::npos)
     f.zero = 3;
   else if (sh.find("distributed optimizer") != std::string::npos || sh.find("zero stage 1") != std::string::npos)
