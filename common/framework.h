@@ -201,6 +201,11 @@ struct Framework {
   Fp8Recipes fp8_recipes = 0;
   Fp8Recipes fp8_gaps = Fp8Bit(Fp8Recipe::kDelayed) | Fp8Bit(Fp8Recipe::kTensorwise) |
                         Fp8Bit(Fp8Recipe::kBlockwise) | Fp8Bit(Fp8Recipe::kMxfp8);
+  // Recipes under which the linear weights are FP8 primary weights (Megatron's
+  // --fp8-param-gather, TE's fp8_model_init): no bf16 copy of them is kept,
+  // and ZeRO-1/2 all-gathers them in FP8 (1 + scale bytes per weight).
+  Fp8Recipes fp8_param_gather = 0;
+  bool Fp8PrimaryWeights(Fp8Recipe r) const { return r != Fp8Recipe::kOff && (fp8_param_gather & Fp8Bit(r)); }
 };
 
 // nullptr when `framework` runs `plan` as far as rules of `kind` go; else the

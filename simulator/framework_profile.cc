@@ -27,7 +27,7 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "zero_reduce_scatter",
     "param_gather_overlap", "reshard_after_forward", "master_is_param", "param_grads_kept",
     "grad_accumulation_bytes", "selective_recompute",
-    "tp_overlap_buffers", "fused_cross_entropy", "fp8"};
+    "tp_overlap_buffers", "fused_cross_entropy", "fp8", "fp8_param_gather"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
 // its source, which must say where the fact comes from.
@@ -98,17 +98,27 @@ Status ReadFp8(const json& doc, const std::string& origin, FrameworkProfile* p) 
     }
   }
   if (fw.fp8_recipes & fw.fp8_gaps) return v.Error("gaps", "names a recipe that 'runs' lists too");
+  // "fp8_param_gather": {"value": [recipe, ...], "source"}: FP8 primary weights.
+  P3D_ASSIGN_OR_RETURN(Field g, Field::Read(doc, origin, "fp8_param_gather", &p->sources));
+  if (!g.value().is_array()) return g.fields().Error("value", "must be a list of FP8 recipe names (may be empty)");
+  fw.fp8_param_gather = 0;
+  for (const json& name : g.value()) {
+    Fp8Recipe r;
+    if (!name.is_string() || !ParseFp8Recipe(name.get<std::string>(), &r) || r == Fp8Recipe::kOff)
+      return g.fields().Error("value", fmt::format("{} is not an FP8 recipe", name.dump()));
+    if (!((fw.fp8_recipes | fw.fp8_gaps) & Fp8Bit(r)))
+      return g.fields().Error("value", fmt::format("names {}, which 'fp8' does not list", name.dump()));
+    fw.fp8_param_gather |= Fp8Bit(r);
+  }
   return Status::Ok();
 }
 
-json Fp8ToJson(const Framework& fw) {
-  json runs = json::array(), gaps = json::array();
-  for (int i = 1; i < kFp8RecipeCount; ++i) {
-    const Fp8Recipe r = static_cast<Fp8Recipe>(i);
-    if (fw.fp8_recipes & Fp8Bit(r)) runs.push_back(Fp8RecipeName(r));
-    if (fw.fp8_gaps & Fp8Bit(r)) gaps.push_back(Fp8RecipeName(r));
-  }
-  return json{{"runs", runs}, {"gaps", gaps}};
+// The names of the recipes in `set`.
+json Fp8Names(Fp8Recipes set) {
+  json names = json::array();
+  for (int i = 1; i < kFp8RecipeCount; ++i)
+    if (set & Fp8Bit(static_cast<Fp8Recipe>(i))) names.push_back(Fp8RecipeName(static_cast<Fp8Recipe>(i)));
+  return names;
 }
 
 Status ReadRules(const json& doc, const std::string& origin, FrameworkProfile* p) {
@@ -297,7 +307,8 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"selective_recompute", field("selective_recompute", SelectiveRecomputeName(fw.selective))},
               {"tp_overlap_buffers", field("tp_overlap_buffers", fw.tp_overlap_buffers)},
               {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)},
-              {"fp8", field("fp8", Fp8ToJson(fw))}};
+              {"fp8", field("fp8", json{{"runs", Fp8Names(fw.fp8_recipes)}, {"gaps", Fp8Names(fw.fp8_gaps)}})},
+              {"fp8_param_gather", field("fp8_param_gather", Fp8Names(fw.fp8_param_gather))}};
 }
 
 namespace {

@@ -216,11 +216,18 @@ void Fp8Weights(const ModelSpec& model, const TrainingSpec& training, const GpuS
                 const Plan& plan, StageMemoryDetail* d, Derivation* why) {
   const double W = static_cast<double>(d->layers) * LinearWeightsPerLayer(model, plan.tp);
   const double copies = Fp8Copies(gpu, training.fp8), s = Fp8WeightScaleBytes(training.fp8);
+  // FP8 primary weights (Framework::fp8_param_gather): the linear weights'
+  // bf16 copy is not kept (primary = 1 takes param_bytes*W back off).
+  const double primary = training.framework.Fp8PrimaryWeights(training.fp8) ? 1 : 0;
+  const double pb = training.precision.param_bytes;
   const double fp8_weights =
-      plan.zero >= 3 ? P3D_PART(why, "weights.fp8_copies", "0", 0, "ZeRO-3: cast per gathered module")
-                     : P3D_PART(why, "weights.fp8_copies", "copies*(1 + s)*W", copies * (1 + s) * W,
-                                "FP8 weight copies (Hopper: and the transposed one) TE keeps",
-                                {"copies", copies}, {"s", s}, {"W", W});
+      plan.zero >= 3
+          ? P3D_PART(why, "weights.fp8_copies", "0", 0, "ZeRO-3: cast per gathered module")
+          : P3D_PART(why, "weights.fp8_copies", "(copies*(1 + s) - primary*param_bytes)*W",
+                     (copies * (1 + s) - primary * pb) * W,
+                     "FP8 weight copies (Hopper: and the transposed one) TE keeps; with FP8 primary "
+                     "weights no bf16 copy of them",
+                     {"copies", copies}, {"s", s}, {"primary", primary}, {"param_bytes", pb}, {"W", W});
   const double L_r = static_cast<double>(d->layers), per_tensor = Fp8ScalarBytesPerTensor(training.fp8);
   const double scaling =
       P3D_PART(why, "weights.fp8_scaling", "L_r*gemms*3*per_tensor", L_r * 4 * 3 * per_tensor,

@@ -652,8 +652,13 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
     // The updated parameters' all-gather: after the optimizer, or bucket by
     // bucket under the next step's first forward (one micro-batch of each
     // chunk of this rank; Framework::param_gather_overlap).
-    const double ag = CollectiveTime(w, "tail.param_all_gather", Collective::kAllGather,
-                                     params * prec.param_bytes, dp_path);
+    // FP8 primary weights (Framework::fp8_param_gather) are gathered in FP8.
+    const double fp8_w = fw.Fp8PrimaryWeights(training.fp8)
+                             ? StageLayers(plan, model.layers, r) * LinearWeightsPerLayer(model, plan.tp)
+                             : 0;
+    const double gathered =
+        (params - fp8_w) * prec.param_bytes + fp8_w * (1 + Fp8WeightScaleBytes(training.fp8));
+    const double ag = CollectiveTime(w, "tail.param_all_gather", Collective::kAllGather, gathered, dp_path);
     gather =
         fw.param_gather_overlap ? Exposed(w, "tail.param_all_gather.exposed", ag, tf, buckets) : ag;
     dp_hidden_rank[r] += ag - gather;

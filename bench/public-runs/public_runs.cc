@@ -208,13 +208,16 @@ Result Predict(const Row& row) {
     res.memory_error = peak_gib / published - 1;
     memory = fmt::format("{:.1f} vs {:.1f} ({:+.1f}%)", peak_gib, published, 100 * res.memory_error);
   }
+  const Fp8Recipe recipe = row.request.training.fp8;
+  const std::string fp8 = recipe == Fp8Recipe::kOff ? "" : std::string(" fp8=") + Fp8RecipeName(recipe);
   if (!e.fits) {
-    res.line = head + fmt::format(" {:.3f} | - | - | NO | {} | {} |", row.published_step_s, memory, PlanSummary(e.plan));
+    res.line = head + fmt::format(" {:.3f} | - | - | NO | {} | {}{} |", row.published_step_s, memory,
+                                  PlanSummary(e.plan), fp8);
     return res;
   }
   res.error = e.time.step_s / row.published_step_s - 1;
-  res.line = head + fmt::format(" {:.3f} | {:.3f} | {:+.1f}% | yes | {} | {} |", row.published_step_s, e.time.step_s,
-                                100 * res.error, memory, PlanSummary(e.plan));
+  res.line = head + fmt::format(" {:.3f} | {:.3f} | {:+.1f}% | yes | {} | {}{} |", row.published_step_s, e.time.step_s,
+                                100 * res.error, memory, PlanSummary(e.plan), fp8);
   return res;
 }
 
@@ -300,7 +303,9 @@ std::string Table(const json& doc, const std::string& only_set) {
       "torchtitan's; published figures are the sources' measurements. Fixed from the source: shape, GPU and\n"
       "count, TP, PP, VPP, uneven stages where stated, DP, micro-batch, global batch, sequence length, and\n"
       "where stated recompute, sequence parallel and sharding (distributed optimizer = ZeRO-1, FSDP or\n"
-      "ZeRO-3 = ZeRO-3); the rest is searched within what the framework runs and the best fitting plan\n"
+      "ZeRO-3 = ZeRO-3) and the FP8 recipe (`fp8=` in the plan column: current scaling and torchao float8 =\n"
+      "tensorwise, MXFP8 = mxfp8, any other FP8 run = delayed, Megatron's default); the rest is searched\n"
+      "within what the framework runs and the best fitting plan\n"
       "shown. Error = predicted / published step time - 1; memory: predicted peak vs published peak, GiB,\n"
       "where the source publishes one. The profiles and catalog changes were tuned on the fit rows only (`--set fit`); the held rows'\n"
       "errors under the earlier, profile-less model were visible in the previous version of this file\n"

@@ -108,6 +108,16 @@ TEST(Fp8Memory, WeightCopiesScalingStateAndSavedInputs) {
   // Saved linear inputs in FP8: fewer activation bytes (the fused core keeps
   // its bf16 output beside the FP8 out-proj input).
   EXPECT_LT(b.layer_activations, a.layer_activations);
+  // NeMo keeps FP8 primary weights (fp8_param_gather): no bf16 copy of the
+  // linear weights, so only the transposed copy and the scaling state add.
+  Llama70b nemo;
+  ApplyFrameworkProfile(LoadFrameworkProfile("nemo").value(), &nemo.training);
+  Llama70b nemo_on = nemo;
+  nemo_on.training.fp8 = Fp8Recipe::kDelayed;
+  const double nemo_off_w = StageMemoryDetails(nemo.model, nemo.training, nemo.cluster, nemo.plan, 0).memory.weights;
+  const double nemo_on_w =
+      StageMemoryDetails(nemo_on.model, nemo_on.training, nemo_on.cluster, nemo_on.plan, 0).memory.weights;
+  EXPECT_NEAR(nemo_on_w - nemo_off_w, scaling, 1.0);
   // ZeRO-3 keeps no persistent FP8 copy.
   Llama70b z3;
   z3.plan.pp = 1, z3.plan.dp = 16, z3.plan.zero = 3, z3.plan.grad_accum = 4;
