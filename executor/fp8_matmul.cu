@@ -1,20 +1,11 @@
 #include "executor/check.h"
+#include "executor/cublaslt_plan.h"
 #include "executor/fp8_matmul.h"
 #include "executor/str_cat.h"
 
 namespace p3d {
 
-struct Fp8Matmul::Plan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo;
-  ~Plan() {
-    if (desc) cublasLtMatmulDescDestroy(desc);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (d) cublasLtMatrixLayoutDestroy(d);
-  }
-};
+struct Fp8Matmul::Plan : CublasLtPlan {};
 
 Fp8Matmul::Fp8Matmul(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes)
     : handle_(handle), workspace_(workspace), workspace_bytes_(workspace_bytes) {}
