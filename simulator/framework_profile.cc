@@ -437,8 +437,11 @@ Status CheckExecutorSupports(const Plan& p) {
   return Status::Ok();
 }
 
-Status CheckPlannedForExecutor(const FrameworkProfile& planned) {
+Status CheckPlannedForExecutor(const FrameworkProfile& planned, Fp8Recipe fp8) {
   const std::string& p3d = P3dFrameworkProfile().framework.name;
+  std::string detail;
+  if (Fp8RuleBroken(P3dFrameworkProfile().framework, RuleKind::kGap, fp8, &detail))
+    return Status::InvalidArgument(detail + "; p3d-run trains in bf16 (plan with --fp8 off to run it)");
   if (planned.framework.name == p3d) return Status::Ok();
   return Status::InvalidArgument(fmt::format(
       "rule framework={}: the plan was predicted for '{}'; p3d-run runs p3d's executor (plan it with "

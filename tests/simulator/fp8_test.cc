@@ -149,6 +149,13 @@ TEST(Fp8Frameworks, SupportRuleNamesLimitsAndGaps) {
   EXPECT_EQ(Fp8RuleBroken(fw("deepspeed"), RuleKind::kLimit, Fp8Recipe::kOff), nullptr);
 }
 
+TEST(Fp8Frameworks, P3dRunRefusesAnFp8Plan) {
+  const Status s = CheckPlannedForExecutor(P3dFrameworkProfile(), Fp8Recipe::kTensorwise);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("rule fp8-recipe"), std::string::npos) << s.message();
+  EXPECT_TRUE(CheckPlannedForExecutor(P3dFrameworkProfile(), Fp8Recipe::kOff).ok());
+}
+
 TEST(Fp8Hardware, FileRoundTripsAndRefusesACurveWithoutPeak) {
   const ClusterSpec h100 = CatalogCluster("h100-sxm").value();
   const ClusterSpec back = ParseClusterJson(ClusterToJson(h100), "round trip").value();
