@@ -209,13 +209,15 @@ Status WithExportableHint(const Status& refusal, const std::string& format, cons
 }
 
 void ListGpus(std::ostream& out) {
-  out << fmt::format("{:<12} {:>9} {:>10} {:>10} {:>6}  {}\n", "name", "mem GiB", "TFLOP/s", "HBM GB/s", "/node", "description");
+  out << fmt::format("{:<12} {:>9} {:>10} {:>11} {:>10} {:>6}  {}\n", "name", "mem GiB", "TFLOP/s", "FP8 TFLOP/s",
+                     "HBM GB/s", "/node", "description");
   for (const std::string& name : CatalogGpuNames()) {
     StatusOr<ClusterSpec> c = CatalogCluster(name);
     if (!c.ok()) continue;
-    out << fmt::format("{:<12} {:>9.1f} {:>10.0f} {:>10.0f} {:>6}  {}\n", name, ToGiB(c->gpu.memory_bytes),
-                       c->gpu.peak_flops / 1e12, c->gpu.hbm_bytes_per_s / 1e9, c->node.gpus_per_node,
-                       c->gpu.description);
+    const GpuSpec& g = c->gpu;
+    const std::string fp8 = g.fp8_peak_flops <= 0 ? "-" : fmt::format("{:.0f}{}", g.fp8_peak_flops / 1e12, g.mxfp8 ? " mx" : "");
+    out << fmt::format("{:<12} {:>9.1f} {:>10.0f} {:>11} {:>10.0f} {:>6}  {}\n", name, ToGiB(g.memory_bytes),
+                       g.peak_flops / 1e12, fp8, g.hbm_bytes_per_s / 1e9, c->node.gpus_per_node, g.description);
   }
 }
 
