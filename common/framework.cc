@@ -28,7 +28,9 @@ constexpr const char* kRuleIds[kSupportRuleCount] = {"offload-params", "offload-
                                                      "vpp=1",          "tp=>sp",
                                                      "zero0=>1d",      "no-sp",
                                                      "no-selective",   "no-tp",
-                                                     "no-pp",          "uneven-stages"};
+                                                     "no-pp",          "uneven-stages",
+                                                     "no-cp",          "no-hsdp",
+                                                     "hsdp=>zero1",    "hsdp=>zero3"};
 
 }  // namespace
 
@@ -63,7 +65,7 @@ bool Breaks(SupportRule rule, const Plan& p) {
     case SupportRule::kTpWithoutSp:
       return p.tp > 1 && !p.sequence_parallel;
     case SupportRule::kReplicatedMultiDim:
-      return p.zero == 0 && p.dp > 1 && p.tp * p.pp > 1;
+      return p.zero == 0 && p.grad_group() > 1 && p.tp * p.cp * p.pp > 1;
     case SupportRule::kSequenceParallel:
       return p.sequence_parallel;
     case SupportRule::kSelective:
@@ -74,6 +76,14 @@ bool Breaks(SupportRule rule, const Plan& p) {
       return p.pp > 1;
     case SupportRule::kUnevenStages:
       return p.uneven_stages();
+    case SupportRule::kContextParallel:
+      return p.cp > 1;
+    case SupportRule::kHybridShard:
+      return p.zero_shard > 0;
+    case SupportRule::kHybridShardZero1:
+      return p.zero_shard > 0 && p.zero != 1;
+    case SupportRule::kHybridShardZero3:
+      return p.zero_shard > 0 && p.zero != 3;
   }
   return false;
 }
@@ -101,8 +111,8 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kTpWithoutSp:
       return fmt::format("TP={} without sequence parallelism", p.tp);
     case SupportRule::kReplicatedMultiDim:
-      return fmt::format("plain data parallelism (ZeRO-0) over DP={} with tp={} pp={}", p.dp, p.tp,
-                         p.pp);
+      return fmt::format("plain data parallelism (ZeRO-0) over DP={} with tp={} cp={} pp={}", p.dp,
+                         p.tp, p.cp, p.pp);
     case SupportRule::kSequenceParallel:
       return "sequence parallelism";
     case SupportRule::kSelective:
@@ -114,8 +124,27 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kUnevenStages:
       return fmt::format("uneven pipeline stages (first stage {} / last stage {} layers)",
                          p.first_stage_layers, p.last_stage_layers);
+    case SupportRule::kContextParallel:
+      return fmt::format("context parallelism (CP={})", p.cp);
+    case SupportRule::kHybridShard:
+      return fmt::format("hybrid sharding (ZeRO shard groups of {} of DP x CP = {})", p.zero_shard,
+                         p.grad_group());
+    case SupportRule::kHybridShardZero1:
+    case SupportRule::kHybridShardZero3:
+      return fmt::format("hybrid sharding with ZeRO-{}", p.zero);
   }
   return "?";
+}
+
+constexpr EnumEntry<AttentionKernel> kAttentionKernelNames[] = {
+    {AttentionKernel::kCudnn, "cudnn"},
+    {AttentionKernel::kFlashAttention2, "flash-attn-2"},
+    {AttentionKernel::kFlashAttention3, "flash-attn-3"}};
+
+const char* AttentionKernelName(AttentionKernel k) { return EnumName(kAttentionKernelNames, k); }
+
+bool ParseAttentionKernel(std::string_view name, AttentionKernel* out) {
+  return ParseEnum(kAttentionKernelNames, name, out);
 }
 
 constexpr EnumEntry<TpOverlap> kTpOverlapNames[] = {{TpOverlap::kNone, "none"},

@@ -35,14 +35,18 @@ enum class SupportRule : uint8_t {
   kZero2,                  // "zero!=2": ZeRO-2 (gradients sharded, parameters replicated)
   kInterleaved,            // "vpp=1": interleaved pipeline (VPP > 1)
   kTpWithoutSp,            // "tp=>sp": TP > 1 without sequence parallelism
-  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) with TP or PP > 1
+  kReplicatedMultiDim,     // "zero0=>1d": plain data parallelism (ZeRO-0) over DP x CP > 1 with TP, CP or PP > 1
   kSequenceParallel,       // "no-sp": sequence parallelism
   kSelective,              // "no-selective": selective recompute
   kTensorParallel,         // "no-tp": tensor parallelism (TP > 1)
   kPipeline,               // "no-pp": pipeline parallelism (PP > 1)
   kUnevenStages,           // "uneven-stages": a set first or last pipeline stage layer count
+  kContextParallel,        // "no-cp": context parallelism (CP > 1, the p2p ring scheme)
+  kHybridShard,            // "no-hsdp": hybrid sharding (a ZeRO shard group smaller than DP x CP)
+  kHybridShardZero1,       // "hsdp=>zero1": hybrid sharding with a ZeRO stage other than 1
+  kHybridShardZero3,       // "hsdp=>zero3": hybrid sharding with a ZeRO stage other than 3
 };
-inline constexpr int kSupportRuleCount = 16;
+inline constexpr int kSupportRuleCount = 20;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -78,6 +82,17 @@ inline constexpr SupportRules RuleBit(SupportRule r) { return SupportRules{1} <<
 enum class TpOverlap : uint8_t { kNone, kAsyncGrad, kUserBuffers };
 const char* TpOverlapName(TpOverlap o);  // "none" | "async-grad" | "userbuffers"
 bool ParseTpOverlap(std::string_view name, TpOverlap* out);
+
+// The fused attention kernel the framework runs (its speed relative to
+// cuDNN's, per GPU: simulator/attention_kernels.h).
+//   cudnn         cuDNN's fused flash attention (p3d's executor; Transformer
+//                 Engine's FusedAttention)
+//   flash-attn-2  FlashAttention-2 (the flash-attn package, PyTorch SDPA's
+//                 flash backend, Triton kernels of the same algorithm)
+//   flash-attn-3  FlashAttention-3 (Hopper)
+enum class AttentionKernel : uint8_t { kCudnn, kFlashAttention2, kFlashAttention3 };
+const char* AttentionKernelName(AttentionKernel k);  // "cudnn" | "flash-attn-2" | "flash-attn-3"
+bool ParseAttentionKernel(std::string_view name, AttentionKernel* out);
 
 // What selective recompute re-runs.
 //   scores          the S x S probabilities of an unfused core (p3d's
@@ -127,9 +142,11 @@ struct Framework {
   std::string name = "p3d";
   SupportRules limits = 0;
   SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
-                      RuleBit(SupportRule::kUnevenStages);
+                      RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kContextParallel) |
+                      RuleBit(SupportRule::kHybridShard);
 
   TpOverlap tp_overlap = TpOverlap::kNone;
+  AttentionKernel attention_kernel = AttentionKernel::kCudnn;
   // Data-parallel gradient reduction (ZeRO-0/1: once per step after the last
   // micro-batch; ZeRO-2: every micro-batch) in buckets of
   // max(grad_bucket_elements, grad_bucket_elements_per_dp * DP) parameters.

@@ -60,6 +60,7 @@ class JsonFields {
   Status OnlyKeys(std::initializer_list<std::string_view> known) const;
 
   const std::string& where() const { return where_; }
+  const nlohmann::json& object() const { return object_; }
   // "<where>: field '<key>' <what>", as an InvalidArgument status.
   Status Error(const char* key, const std::string& what) const;
 

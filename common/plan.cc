@@ -131,9 +131,11 @@ std::string PlanSummary(const Plan& p) {
   std::string stages;
   if (p.first_stage_layers != 0) stages += fmt::format(" first-stage={}", p.first_stage_layers);
   if (p.last_stage_layers != 0) stages += fmt::format(" last-stage={}", p.last_stage_layers);
+  const std::string cp = p.cp > 1 ? fmt::format("CP{} ", p.cp) : "";
+  const std::string shard = p.zero_shard > 0 ? fmt::format("/shard{}", p.zero_shard) : "";
   return fmt::format(
-      "DP{} TP{} PP{} VPP{} ZeRO-{} mb{} ga{} rc={}{}{}{}{}", p.dp, p.tp, p.pp, p.vpp, p.zero,
-      p.micro_batch, p.grad_accum, RecomputeName(p.recompute), p.sequence_parallel ? " SP" : "",
+      "DP{} TP{} {}PP{} VPP{} ZeRO-{}{} mb{} ga{} rc={}{}{}{}{}", p.dp, p.tp, cp, p.pp, p.vpp, p.zero,
+      shard, p.micro_batch, p.grad_accum, RecomputeName(p.recompute), p.sequence_parallel ? " SP" : "",
       p.offload == Offload::kNone ? "" : std::string(" offload=") + OffloadName(p.offload),
       p.attention == AttentionImpl::kFused ? "" : " attn=unfused", stages);
 }

@@ -1,10 +1,13 @@
 // Plan and TrainingSpec: what the planner enumerates and the simulator and
 // executor consume.
 //
-// Rank layout (shared by simulator and executor, Megatron's order):
-//   rank = tp_rank + TP * (dp_rank + DP * pp_rank)
-// TP is fastest, so TP groups are consecutive ranks and sit inside a node.
-// Batch identity (exact, never rounded):
+// Rank layout (shared by simulator and executor, Megatron's order
+// megatron/core/parallel_state.py: tp-cp-ep-dp-pp):
+//   rank = tp_rank + TP * (cp_rank + CP * (dp_rank + DP * pp_rank))
+// TP is fastest, so TP groups are consecutive ranks and sit inside a node;
+// the CP ranks of one TP rank are TP apart (common/rank_grid.h PlanGroupSpan).
+// Batch identity (exact, never rounded; the CP ranks of a DP rank share its
+// sequences, each holding S/CP tokens of every one):
 //   global_batch = micro_batch * grad_accum * DP
 #pragma once
 
@@ -103,13 +106,24 @@ struct TrainingSpec {
   Framework framework;
 };
 
-// One point of the search space. DP * TP * PP == number of GPUs.
+// One point of the search space. DP * TP * CP * PP == number of GPUs.
 struct Plan {
   int dp = 1;
   int tp = 1;
   int pp = 1;
+  // Context parallel (Megatron-Core --context-parallel-size, Transformer
+  // Engine's p2p ring attention): every sequence is cut into 2*CP chunks and
+  // CP rank i holds chunks i and 2*CP-1-i (load-balanced causal attention),
+  // so each rank computes on B*S/CP tokens and exchanges K/V in a ring.
+  // Gradients are reduced, and ZeRO shards, over the DP x CP group.
+  int cp = 1;
   int vpp = 1;              // virtual stages (model chunks) per pipeline rank; 1 = plain 1F1B
-  int zero = 0;             // ZeRO stage 0..3 over the DP group
+  int zero = 0;             // ZeRO stage 0..3 over the DP x CP group (or its shard groups)
+  // Hybrid sharding (HSDP; torchtitan data_parallel_shard_degree, PyTorch
+  // FSDP HYBRID_SHARD, Megatron-Core --num-distributed-optimizer-instances):
+  // ZeRO shards inside groups of zero_shard consecutive members of the DP x CP
+  // group and the groups are replicas; 0 = one group of all DP x CP ranks.
+  int zero_shard = 0;
   int64_t micro_batch = 1;  // sequences per micro-batch per DP rank
   int64_t grad_accum = 1;   // micro-batches per step per DP rank (m in the pipeline formulas)
   Recompute recompute = Recompute::kNone;
@@ -124,17 +138,25 @@ struct Plan {
   int first_stage_layers = 0;
   int last_stage_layers = 0;
 
-  int gpus() const { return dp * tp * pp; }
+  int gpus() const { return dp * tp * cp * pp; }
   int64_t global_batch() const { return micro_batch * grad_accum * dp; }
+  // Ranks that hold the same parameters and reduce their gradients together:
+  // Megatron's data-parallel group with context parallel (DP x CP).
+  int grad_group() const { return dp * cp; }
+  // Ranks ZeRO shards a state over: the shard group (HSDP) or the whole DP x CP group.
+  int zero_shards() const { return zero_shard > 0 ? zero_shard : grad_group(); }
+  // Replicas of each ZeRO shard (HSDP): DP x CP / shard group; 1 without HSDP.
+  int zero_replicas() const { return grad_group() / zero_shards(); }
   // Shards of the activations between the TP regions (norms, residual,
   // dropout): TP with sequence parallelism, else 1 (replicated).
   int sequence_shards() const { return sequence_parallel && tp > 1 ? tp : 1; }
   bool uneven_stages() const { return first_stage_layers != 0 || last_stage_layers != 0; }
 };
 
-// Tokens of one micro-batch on one DP rank: B*S.
+// Tokens of one micro-batch on one rank: B*S/CP (a CP rank holds S/CP
+// tokens of each of its B sequences).
 inline double MicroBatchTokens(const Plan& plan, const TrainingSpec& training) {
-  return static_cast<double>(plan.micro_batch) * static_cast<double>(training.seq);
+  return static_cast<double>(plan.micro_batch) * static_cast<double>(training.seq) / plan.cp;
 }
 
 // Transformer layers on pipeline rank `stage` (all of its VPP chunks; each
@@ -158,7 +180,8 @@ const char* PipelineSplitRule(const Plan& plan, int64_t layers, std::string* det
 std::string StageLayersSummary(const Plan& plan, int64_t layers);
 
 // One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP"
-// (" offload=optimizer" appended when offloading, " attn=unfused" for the unfused core,
+// ("CP2 " after TP with context parallel, "/shard8" after the ZeRO stage with
+// hybrid sharding; " offload=optimizer" appended when offloading, " attn=unfused" for the unfused core,
 // " first-stage=7 last-stage=7" for the set counts of uneven stages).
 std::string PlanSummary(const Plan& plan);
 

@@ -15,18 +15,33 @@ constexpr EnumEntry<GroupKind> kGroupKindNames[] = {{GroupKind::kTensor, "tp"},
 
 const char* GroupKindName(GroupKind kind) { return EnumName(kGroupKindNames, kind); }
 
-int RankStride(GroupKind kind, int tp, int dp) {
+int RankStride(GroupKind kind, int tp, int cp, int dp) {
   switch (kind) {
     case GroupKind::kTensor:
       return 1;
     case GroupKind::kData:
-      return tp;
+      return tp * cp;
     case GroupKind::kPipeline:
-      return tp * dp;
+      return tp * cp * dp;
     case GroupKind::kModel:
       return -1;
   }
   return -1;
+}
+
+GroupSpan PlanGroupSpan(PlanGroup group, int tp, int cp, int dp, int zero_shard) {
+  const int shard = zero_shard > 0 ? zero_shard : dp * cp;
+  switch (group) {
+    case PlanGroup::kContext:
+      return {cp, tp};
+    case PlanGroup::kGradient:
+      return {dp * cp, tp};
+    case PlanGroup::kShard:
+      return {shard, tp};
+    case PlanGroup::kReplica:
+      return {dp * cp / shard, tp * shard};
+  }
+  return {};
 }
 
 StatusOr<RankGrid> RankGrid::Create(int tp, int dp, int pp, int gpus_per_node) {

@@ -1,4 +1,6 @@
-// RankGrid: where each global rank sits in the DP x TP x PP layout, which
+// RankGrid: where each global rank sits in the DP x TP x PP layout (the
+// executor's; it has no context parallel: CP = 1, refused by the p3d
+// profile's "no-cp" rule), which
 // ranks form its tensor-, data- and pipeline-parallel groups, and the
 // (color, key) pair that builds each group with ncclCommSplit.
 //
@@ -54,12 +56,32 @@ struct RankCoords {
 };
 
 // Distance in global ranks between consecutive members of a group of `kind`
-// (the layout above): tensor 1, data TP, pipeline TP * DP; -1 for kModel,
-// whose members are not evenly spaced (TP consecutive ranks per stage). For
-// the simulator's communication paths as much as for the executor's groups,
-// e.g. the ranks of the pipeline stage boundary s | s+1 are
-// RankStride(kPipeline, TP, DP) apart.
-int RankStride(GroupKind kind, int tp, int dp);
+// in the layout with context parallel, rank = tp + TP*(cp + CP*(dp + DP*pp))
+// (common/plan.h; the executor's grid has CP = 1): tensor 1, data TP*CP,
+// pipeline TP*CP*DP; -1 for kModel, whose members are not evenly spaced (TP
+// consecutive ranks per stage). For the simulator's communication paths as
+// much as for the executor's groups, e.g. the ranks of the pipeline stage
+// boundary s | s+1 are RankStride(kPipeline, TP, CP, DP) apart.
+int RankStride(GroupKind kind, int tp, int cp, int dp);
+
+// The groups the planner's layout adds with context parallel and hybrid
+// sharding, as (size, stride) runs of ranks; worked example, TP2 CP2 DP4,
+// zero_shard 4 (16 ranks of one pipeline stage, tp = 0 shown):
+//   rank:  0  2 |  4  6 |  8 10 | 12 14      (tp 0; cp = rank/2 % 2, dp = rank/4)
+//   CP rings (kContext, size CP, stride TP):        [0,2] [4,6] [8,10] [12,14]
+//   gradient group (kGradient, DP x CP, stride TP): [0,2,4,6,8,10,12,14]
+//     (Megatron's data-parallel group with context parallel)
+//   ZeRO shard groups (kShard, zero_shard consecutive gradient-group members):
+//                                                   [0,2,4,6] [8,10,12,14]
+//   replica groups (kReplica, DP x CP / zero_shard, stride TP*zero_shard):
+//                                                   [0,8] [2,10] [4,12] [6,14]
+enum class PlanGroup { kContext, kGradient, kShard, kReplica };
+struct GroupSpan {
+  int size = 1;
+  int stride = 1;
+};
+// Preconditions: degrees >= 1; zero_shard 0 (= the gradient group) or a divisor of DP*CP.
+GroupSpan PlanGroupSpan(PlanGroup group, int tp, int cp, int dp, int zero_shard);
 
 // Arguments for ncclCommSplit(comm, color, key, &newcomm, config).
 struct SplitArgs {
@@ -82,7 +104,7 @@ class RankGrid {
   int pp() const { return pp_; }
   int gpus_per_node() const { return gpus_per_node_; }
   int world_size() const { return tp_ * dp_ * pp_; }
-  int Stride(GroupKind kind) const { return RankStride(kind, tp_, dp_); }
+  int Stride(GroupKind kind) const { return RankStride(kind, tp_, 1, dp_); }
   int num_nodes() const { return (world_size() + gpus_per_node_ - 1) / gpus_per_node_; }
 
   // Preconditions for every function taking a rank: 0 <= rank < world_size()

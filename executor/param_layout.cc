@@ -56,6 +56,13 @@ StatusOr<ParamLayout> BuildParamLayout(const ModelSpec& m, const ParallelContext
   if (m.experts > 1)
     return Status::InvalidArgument(fmt::format(
         "model '{}': the executor trains dense models only (experts = {})", m.name, m.experts));
+  if (m.mla() || m.head_dim_override > 0 || m.qk_norm || m.attention_bias || m.attention_sinks ||
+      m.sliding_window > 0)
+    return Status::InvalidArgument(fmt::format(
+        "model '{}': the executor implements plain multi-head/grouped-query attention with head_dim = "
+        "hidden/heads; MLA, an explicit head_dim, q/k norms, o biases, attention sinks and sliding "
+        "windows are planned and simulated only",
+        m.name));
   if (m.alibi || m.embedding_norm)
     return Status::InvalidArgument(fmt::format(
         "model '{}': the executor implements learned (GPT-2) and rotary (Llama) positions without an "

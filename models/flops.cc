@@ -2,18 +2,34 @@
 
 namespace p3d {
 
-LayerGemmFlops LayerForwardFlopsPerToken(const ModelSpec& m, int64_t seq) {
+LayerGemmFlops LayerForwardFlopsPerToken(const ModelSpec& m, const LayerKind& kind, int64_t seq) {
   const double h = static_cast<double>(m.hidden);
-  const double kv = static_cast<double>(m.kv_dim());
-  const double f = static_cast<double>(m.ffn);
-  const double s = static_cast<double>(seq);
+  const double nh = static_cast<double>(m.heads);
+  const double keys = static_cast<double>(m.AttendedKeys(kind, seq));
   LayerGemmFlops out;
-  out.qkv = 2.0 * h * (h + 2.0 * kv);
-  out.attn_core = 2.0 * s * h + 2.0 * s * h;  // QK^T and P*V over all NH heads, full S x S
-  out.out_proj = 2.0 * h * h;
+  if (m.mla()) {
+    // q: H -> q_lora -> NH*(nope + rope) (or H -> NH*(nope + rope)); kv: H ->
+    // kv_lora + rope, kv_lora -> NH*(nope + v).
+    const double ql = static_cast<double>(m.q_lora_rank), kl = static_cast<double>(m.kv_lora_rank);
+    const double q = static_cast<double>(m.q_dim());
+    out.qkv = (ql > 0 ? 2.0 * (h * ql + ql * q) : 2.0 * h * q) +
+              2.0 * h * (kl + static_cast<double>(m.qk_rope_head_dim)) +
+              2.0 * kl * nh * static_cast<double>(m.qk_nope_head_dim + m.v_head_dim);
+  } else {
+    out.qkv = 2.0 * h * static_cast<double>(m.q_dim() + 2 * m.kv_dim());
+  }
+  // QK^T and P*V over all NH heads against `keys` keys (no causal halving).
+  out.attn_core = 2.0 * keys * nh * static_cast<double>(m.qk_head_dim()) +
+                  2.0 * keys * nh * static_cast<double>(m.v_dim_per_head());
+  out.out_proj = 2.0 * static_cast<double>(m.attn_out_dim()) * h;
   const double matrices = m.arch == Arch::kGpt2 ? 2.0 : 3.0;  // fc+proj | gate+up+down
-  const double router = m.experts > 1 ? 2.0 * h * static_cast<double>(m.experts) : 0.0;
-  out.mlp = matrices * 2.0 * h * f * static_cast<double>(m.experts_per_token) + router;
+  if (kind.moe) {
+    const double router = 2.0 * h * static_cast<double>(m.experts);
+    const double per_token = static_cast<double>(m.experts_per_token + m.shared_experts);
+    out.mlp = matrices * 2.0 * h * static_cast<double>(m.expert_ffn()) * per_token + router;
+  } else {
+    out.mlp = matrices * 2.0 * h * static_cast<double>(m.ffn);
+  }
   return out;
 }
 
@@ -21,8 +37,9 @@ double HeadForwardFlopsPerToken(const ModelSpec& m) {
   return 2.0 * static_cast<double>(m.hidden) * static_cast<double>(m.vocab);
 }
 
-PassFlops LayerPassFlopsPerToken(const ModelSpec& m, int64_t seq, Recompute recompute) {
-  const LayerGemmFlops g = LayerForwardFlopsPerToken(m, seq);
+PassFlops LayerPassFlopsPerToken(const ModelSpec& m, const LayerKind& kind, int64_t seq,
+                                 Recompute recompute) {
+  const LayerGemmFlops g = LayerForwardFlopsPerToken(m, kind, seq);
   PassFlops p;
   p.forward = g.total();
   p.backward_input = g.total();  // dX for weight GEMMs; dQ,dK + dP,dV (2 x fwd) for the core
@@ -53,11 +70,13 @@ PassFlops HeadPassFlopsPerToken(const ModelSpec& m) {
 namespace {
 double StepFlops(const ModelSpec& m, int64_t global_batch, int64_t seq, Recompute recompute,
                  bool include_recompute) {
-  const PassFlops layer = LayerPassFlopsPerToken(m, seq, recompute);
-  const PassFlops head = HeadPassFlopsPerToken(m);
-  const double per_token =
-      static_cast<double>(m.layers) * (include_recompute ? layer.total() : layer.model()) +
-      head.total();
+  const LayerKindCounts kinds = m.CountKinds(0, m.layers);
+  double per_token = HeadPassFlopsPerToken(m).total();
+  for (int k = 0; k < kLayerKinds; ++k) {
+    if (kinds.count[k] == 0) continue;
+    const PassFlops layer = LayerPassFlopsPerToken(m, LayerKind::FromIndex(k), seq, recompute);
+    per_token += static_cast<double>(kinds.count[k]) * (include_recompute ? layer.total() : layer.model());
+  }
   return per_token * static_cast<double>(global_batch) * static_cast<double>(seq);
 }
 }  // namespace

@@ -35,17 +35,17 @@
 
 namespace p3d {
 
-// Forward FLOPs of one transformer layer for one token, whole layer (not
-// TP-sharded), split by GEMM group. `seq` is S (for the attention core).
+// Forward FLOPs of one transformer layer of one kind for one token, whole
+// layer (not TP-sharded), split by GEMM group. `seq` is S (for the attention core).
 struct LayerGemmFlops {
-  double qkv = 0;        // 2*H*(H + 2*KV*HD)
-  double attn_core = 0;  // QK^T + P*V: 2*S*H + 2*S*H
-  double out_proj = 0;   // 2*H*H
-  double mlp = 0;        // top-k experts' MLP (2 or 3 matrices) + router 2*H*E
+  double qkv = 0;        // 2*H*(NH*HD + 2*KV*HD); MLA: its down and up projections
+  double attn_core = 0;  // QK^T + P*V: 2*K*NH*HD_qk + 2*K*NH*HD_v, K = attended keys
+  double out_proj = 0;   // 2*NH*HD_v*H
+  double mlp = 0;        // dense FFN, or top-k + shared experts (2 or 3 matrices) + router 2*H*E
   double total() const { return qkv + attn_core + out_proj + mlp; }
   double weight_gemms() const { return qkv + out_proj + mlp; }  // GEMMs that have a weight
 };
-LayerGemmFlops LayerForwardFlopsPerToken(const ModelSpec& model, int64_t seq);
+LayerGemmFlops LayerForwardFlopsPerToken(const ModelSpec& model, const LayerKind& kind, int64_t seq);
 
 // LM head forward FLOPs per token: 2*H*V.
 double HeadForwardFlopsPerToken(const ModelSpec& model);
@@ -60,8 +60,9 @@ struct PassFlops {
   double model() const { return forward + backward(); }  // excludes recompute
   double total() const { return model() + recompute; }
 };
-// One transformer layer, one token, with the given recompute mode.
-PassFlops LayerPassFlopsPerToken(const ModelSpec& model, int64_t seq, Recompute recompute);
+// One transformer layer of one kind, one token, with the given recompute mode.
+PassFlops LayerPassFlopsPerToken(const ModelSpec& model, const LayerKind& kind, int64_t seq,
+                                 Recompute recompute);
 // The LM head, one token (never recomputed).
 PassFlops HeadPassFlopsPerToken(const ModelSpec& model);
 

@@ -52,6 +52,76 @@ Status ParseBloom(const JsonFields& f, ModelSpec& m) {
   return Status::Ok();
 }
 
+// qwen3_moe and deepseek_v3 can place MoE layers on a stride or list dense
+// layers anywhere; p3d models leading dense layers then MoE layers only.
+Status CheckMoeEveryLayer(const JsonFields& f, const char* stride_key) {
+  P3D_ASSIGN_OR_RETURN(int64_t stride, f.PositiveIntOr(stride_key, 1));
+  if (stride != 1)
+    return f.Error(stride_key, fmt::format("is {}; p3d models an MoE block in every layer after the "
+                                           "leading dense ones (1)", stride));
+  if (f.Has("mlp_only_layers") && !(f.object().at("mlp_only_layers").is_array() &&
+                                    f.object().at("mlp_only_layers").empty()))
+    return f.Error("mlp_only_layers", "lists dense layers; p3d models leading dense layers only (dense_layers)");
+  return Status::Ok();
+}
+
+// gpt-oss's layer_types: "sliding_attention" / "full_attention" per layer,
+// which must follow ModelSpec's pattern (every p-th layer full).
+Status ParseLayerTypes(const JsonFields& f, ModelSpec& m) {
+  if (!f.Has("layer_types")) return Status::Ok();
+  const nlohmann::json& types = f.object().at("layer_types");
+  if (!types.is_array() || static_cast<int64_t>(types.size()) != m.layers)
+    return f.Error("layer_types", fmt::format("must list {} layer types", m.layers));
+  m.full_attention_every = 0;
+  for (size_t i = 0; i < types.size(); ++i) {
+    if (types[i] == "full_attention") {
+      m.full_attention_every = static_cast<int64_t>(i) + 1;
+      break;
+    }
+  }
+  for (size_t i = 0; i < types.size(); ++i) {
+    const bool windowed = types[i] == "sliding_attention";
+    if (!windowed && types[i] != "full_attention")
+      return f.Error("layer_types", fmt::format("entry {} is {}; expected \"sliding_attention\" or "
+                                                "\"full_attention\"", i, types[i].dump()));
+    if (windowed != m.KindOfLayer(static_cast<int64_t>(i)).windowed)
+      return f.Error("layer_types", fmt::format("layer {} breaks the pattern of one full-attention layer "
+                                                "every {}; p3d models that pattern only",
+                                                i, m.full_attention_every));
+  }
+  return Status::Ok();
+}
+
+// DeepSeek-V3 (and V2): MLA attention, leading dense layers, shared + routed
+// experts of moe_intermediate_size; noaux_tc routing adds a per-expert score
+// correction bias. The multi-token-prediction module
+// (num_nextn_predict_layers) is not part of the main model and not imported.
+Status ParseDeepSeek(const JsonFields& f, ModelSpec& m) {
+  m.kv_heads = m.heads;  // MLA: every head has its own k and v
+  if (f.Has("q_lora_rank")) {
+    P3D_ASSIGN_OR_RETURN(m.q_lora_rank, f.PositiveInt("q_lora_rank"));
+  }
+  P3D_ASSIGN_OR_RETURN(m.kv_lora_rank, f.PositiveInt("kv_lora_rank"));
+  P3D_ASSIGN_OR_RETURN(m.qk_nope_head_dim, f.PositiveInt("qk_nope_head_dim"));
+  P3D_ASSIGN_OR_RETURN(m.qk_rope_head_dim, f.PositiveInt("qk_rope_head_dim"));
+  P3D_ASSIGN_OR_RETURN(m.v_head_dim, f.PositiveInt("v_head_dim"));
+  P3D_ASSIGN_OR_RETURN(m.experts, f.PositiveInt("n_routed_experts"));
+  P3D_ASSIGN_OR_RETURN(m.experts_per_token, f.PositiveInt("num_experts_per_tok"));
+  P3D_ASSIGN_OR_RETURN(m.moe_ffn, f.PositiveInt("moe_intermediate_size"));
+  if (f.Has("n_shared_experts")) {
+    P3D_ASSIGN_OR_RETURN(m.shared_experts, f.IntInRange("n_shared_experts", 0, kMaxModelExperts));
+  }
+  if (f.Has("first_k_dense_replace")) {
+    P3D_ASSIGN_OR_RETURN(m.dense_layers, f.IntInRange("first_k_dense_replace", 0, kMaxModelLayers));
+  }
+  P3D_RETURN_IF_ERROR(CheckMoeEveryLayer(f, "moe_layer_freq"));
+  if (f.Has("topk_method")) {
+    P3D_ASSIGN_OR_RETURN(std::string method, f.String("topk_method"));
+    m.router_bias = method == "noaux_tc";
+  }
+  return Status::Ok();
+}
+
 Status ParseLlamaFamily(const JsonFields& f, const std::string& model_type, ModelSpec& m) {
   m.arch = Arch::kLlama;
   P3D_ASSIGN_OR_RETURN(m.hidden, f.PositiveInt("hidden_size"));
@@ -63,27 +133,41 @@ Status ParseLlamaFamily(const JsonFields& f, const std::string& model_type, Mode
   P3D_ASSIGN_OR_RETURN(m.max_positions,
                        f.PositiveIntOr("max_position_embeddings", DefaultMaxPositions(model_type)));
   P3D_ASSIGN_OR_RETURN(m.tie_embeddings, f.BoolOr("tie_word_embeddings", false));
+  if (model_type == "deepseek_v3") return ParseDeepSeek(f, m);
   if (f.Has("head_dim")) {
     P3D_ASSIGN_OR_RETURN(int64_t head_dim, f.PositiveInt("head_dim"));
-    if (m.hidden % m.heads != 0 || head_dim != m.hidden / m.heads)
-      return f.Error("head_dim", fmt::format("is {}, not hidden_size/num_attention_heads = {}/{}; "
-                                             "p3d models head_dim = hidden/heads only",
-                                             head_dim, m.hidden, m.heads));
+    if (m.hidden % m.heads != 0 || head_dim != m.hidden / m.heads) m.head_dim_override = head_dim;
   }
-  for (const char* key : {"attention_bias", "mlp_bias"}) {
-    P3D_ASSIGN_OR_RETURN(bool bias, f.BoolOr(key, false));
-    if (bias) return f.Error(key, "is true; p3d's llama architecture has no such biases");
-  }
+  P3D_ASSIGN_OR_RETURN(bool mlp_bias, f.BoolOr("mlp_bias", false));
+  if (mlp_bias) return f.Error("mlp_bias", "is true; p3d's llama architecture has no MLP biases");
+  // Llama's attention_bias puts biases on q, k, v and o; gpt-oss always has them.
+  P3D_ASSIGN_OR_RETURN(m.attention_bias, f.BoolOr("attention_bias", model_type == "gpt_oss"));
   m.qkv_bias = model_type == "qwen2";  // Qwen2 always biases q, k and v.
-  if (model_type == "mixtral") {
+  m.qk_norm = model_type == "qwen3" || model_type == "qwen3_moe";
+  if (model_type == "mixtral" || model_type == "gpt_oss") {
     P3D_ASSIGN_OR_RETURN(m.experts, f.PositiveInt("num_local_experts"));
+    P3D_ASSIGN_OR_RETURN(m.experts_per_token, f.PositiveInt(f.Has("num_experts_per_tok") ? "num_experts_per_tok"
+                                                                                          : "experts_per_token"));
+  }
+  if (model_type == "qwen3_moe") {
+    P3D_ASSIGN_OR_RETURN(m.experts, f.PositiveInt("num_experts"));
     P3D_ASSIGN_OR_RETURN(m.experts_per_token, f.PositiveInt("num_experts_per_tok"));
+    P3D_ASSIGN_OR_RETURN(m.moe_ffn, f.PositiveInt("moe_intermediate_size"));
+    P3D_RETURN_IF_ERROR(CheckMoeEveryLayer(f, "decoder_sparse_step"));
+  }
+  if (model_type == "gpt_oss") {
+    // Attention sinks, biases on the router and on every expert linear, and
+    // sliding-window attention on the layers layer_types marks.
+    m.attention_sinks = m.router_bias = m.expert_bias = true;
+    P3D_ASSIGN_OR_RETURN(m.sliding_window, f.PositiveInt("sliding_window"));
+    P3D_RETURN_IF_ERROR(ParseLayerTypes(f, m));
   }
   return Status::Ok();
 }
 
 bool IsSupported(const std::string& t) {
-  return t == "llama" || t == "mistral" || t == "qwen2" || t == "mixtral" || t == "gpt2" || t == "bloom";
+  return t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "mixtral" || t == "qwen3_moe" ||
+         t == "deepseek_v3" || t == "gpt_oss" || t == "gpt2" || t == "bloom";
 }
 
 // `where` prefixes errors: the file path, or "HF config '<name>'" for in-memory JSON.
@@ -117,7 +201,9 @@ StatusOr<ModelSpec> ParseHfConfigAt(const nlohmann::json& config, const std::str
 
 }  // namespace
 
-const char* SupportedHfModelTypes() { return "llama, mistral, qwen2, mixtral, gpt2, bloom"; }
+const char* SupportedHfModelTypes() {
+  return "llama, mistral, qwen2, qwen3, mixtral, qwen3_moe, deepseek_v3, gpt_oss, gpt2, bloom";
+}
 
 StatusOr<ModelSpec> ParseHfConfig(const nlohmann::json& config, const std::string& name) {
   return ParseHfConfigAt(config, name, fmt::format("HF config '{}'", name));

@@ -1,7 +1,7 @@
 // Import of HuggingFace transformers config.json files into a ModelSpec.
 //
-// Supported model_type values: llama, mistral, qwen2, mixtral (Llama
-// architecture; qwen2 adds q/k/v biases, mixtral adds experts), gpt2 and
+// Supported model_type values: llama, mistral, qwen2, qwen3, mixtral,
+// qwen3_moe, deepseek_v3, gpt_oss (Llama architecture with their variants), gpt2 and
 // bloom (GPT-2's layer with ALiBi and an embedding LayerNorm).
 // Both transformers 4.x and 5.x layouts are read: `torch_dtype` or `dtype`,
 // `rope_theta`/`rope_scaling` at top level or inside `rope_parameters` (none
@@ -15,15 +15,26 @@
 //     heads), intermediate_size -> ffn, vocab_size -> vocab,
 //     max_position_embeddings -> max_positions (default: transformers' own
 //     default for the model_type), tie_word_embeddings (default false);
-//     mixtral: num_local_experts -> experts, num_experts_per_tok.
+//     head_dim -> head_dim (when not hidden/heads); attention_bias (q, k, v, o biases);
+//     qwen3: q/k norms; mixtral: num_local_experts -> experts, num_experts_per_tok;
+//     qwen3_moe: num_experts, num_experts_per_tok, moe_intermediate_size -> moe_ffn
+//       (decoder_sparse_step must be 1, mlp_only_layers empty);
+//     deepseek_v3: MLA (q_lora_rank, kv_lora_rank, qk_nope_head_dim,
+//       qk_rope_head_dim, v_head_dim), n_routed_experts, n_shared_experts,
+//       moe_intermediate_size, first_k_dense_replace -> dense_layers (moe_layer_freq
+//       must be 1), topk_method "noaux_tc" -> router_bias; the MTP module
+//       (num_nextn_predict_layers) is not imported;
+//     gpt_oss: num_local_experts, num_experts_per_tok (or experts_per_token),
+//       attention sinks, router and expert biases, sliding_window and layer_types
+//       (one full-attention layer every p) -> full_attention_every.
 //   gpt2: n_embd, n_layer, n_head, n_positions (or n_ctx), n_inner (absent or
 //     null -> 4 * n_embd), vocab_size, tie_word_embeddings (default true).
 //   bloom: hidden_size (or n_embed), n_layer (or num_hidden_layers), n_head
 //     (or num_attention_heads), vocab_size, seq_length
 //     -> max_positions (default 2048; a context length: ALiBi has no table),
 //     tie_word_embeddings (default true); ffn = 4 * hidden.
-// Shapes p3d cannot represent are errors, not approximations: a head_dim that
-// differs from hidden/heads, attention_bias or mlp_bias set on a llama model.
+// Shapes p3d cannot represent are errors, not approximations: mlp_bias on a
+// llama model, MoE layers on a stride or a non-periodic layer_types list.
 #pragma once
 
 #include <nlohmann/json.hpp>

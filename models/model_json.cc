@@ -12,9 +12,35 @@ namespace p3d {
 namespace {
 
 // The shape fields, and the other fields a p3d model object may carry.
-constexpr std::array<std::string_view, 14> kShapeFields = {
+constexpr std::array<std::string_view, 30> kShapeFields = {
     "arch",     "layers",  "hidden",            "ffn",   "heads",         "kv_heads",       "vocab",
-    "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token", "alibi", "embedding_norm"};
+    "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token", "alibi", "embedding_norm",
+    "head_dim", "qk_norm", "attention_bias", "attention_sinks", "sliding_window", "full_attention_every",
+    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+    "moe_ffn", "shared_experts", "dense_layers", "router_bias", "expert_bias"};
+
+// The optional integer fields (0 = absent) and flags of the attention and MoE
+// variants (docs/models.md), with their ModelSpec members.
+struct IntField {
+  const char* key;
+  int64_t ModelSpec::*member;
+};
+constexpr IntField kVariantInts[] = {
+    {"head_dim", &ModelSpec::head_dim_override},   {"sliding_window", &ModelSpec::sliding_window},
+    {"full_attention_every", &ModelSpec::full_attention_every},
+    {"q_lora_rank", &ModelSpec::q_lora_rank},       {"kv_lora_rank", &ModelSpec::kv_lora_rank},
+    {"qk_nope_head_dim", &ModelSpec::qk_nope_head_dim}, {"qk_rope_head_dim", &ModelSpec::qk_rope_head_dim},
+    {"v_head_dim", &ModelSpec::v_head_dim},         {"moe_ffn", &ModelSpec::moe_ffn},
+    {"shared_experts", &ModelSpec::shared_experts}, {"dense_layers", &ModelSpec::dense_layers}};
+struct BoolField {
+  const char* key;
+  bool ModelSpec::*member;
+};
+constexpr BoolField kVariantBools[] = {{"qk_norm", &ModelSpec::qk_norm},
+                                       {"attention_bias", &ModelSpec::attention_bias},
+                                       {"attention_sinks", &ModelSpec::attention_sinks},
+                                       {"router_bias", &ModelSpec::router_bias},
+                                       {"expert_bias", &ModelSpec::expert_bias}};
 constexpr std::array<std::string_view, 8> kOtherFields = {
     "p3d_model", "name", "id", "parameters", "active_parameters", "source", "shorthand", "comment"};
 
@@ -56,7 +82,7 @@ StatusOr<Arch> ArchFromName(const std::string& name, const std::string& where) {
 }
 
 nlohmann::json ModelToJson(const ModelSpec& m) {
-  return nlohmann::json{{"p3d_model", 1},
+  nlohmann::json out{{"p3d_model", 1},
                         {"name", m.name},
                         {"arch", ArchName(m.arch)},
                         {"layers", m.layers},
@@ -74,6 +100,12 @@ nlohmann::json ModelToJson(const ModelSpec& m) {
                         {"embedding_norm", m.embedding_norm},
                         {"parameters", m.TotalParams()},
                         {"active_parameters", m.ActiveParams()}};
+  // The variants only where set: a dense GQA model's object stays as it was.
+  for (const IntField& f : kVariantInts)
+    if (m.*f.member != 0) out[f.key] = m.*f.member;
+  for (const BoolField& f : kVariantBools)
+    if (m.*f.member) out[f.key] = true;
+  return out;
 }
 
 StatusOr<ModelSpec> ModelFromJson(const nlohmann::json& object, const std::string& where,
@@ -114,6 +146,13 @@ StatusOr<ModelSpec> ModelFromJson(const nlohmann::json& object, const std::strin
   P3D_ASSIGN_OR_RETURN(m.qkv_bias, f.BoolOr("qkv_bias", false));
   P3D_ASSIGN_OR_RETURN(m.experts, f.PositiveIntOr("experts", 1));
   P3D_ASSIGN_OR_RETURN(m.experts_per_token, f.PositiveIntOr("experts_per_token", 1));
+  for (const IntField& field : kVariantInts) {
+    if (!f.Has(field.key)) continue;
+    P3D_ASSIGN_OR_RETURN(m.*field.member, f.IntInRange(field.key, 0, kMaxModelWidth));
+  }
+  for (const BoolField& field : kVariantBools) {
+    P3D_ASSIGN_OR_RETURN(m.*field.member, f.BoolOr(field.key, false));
+  }
   Status valid = Validate(m);
   if (!valid.ok()) return Status::InvalidArgument(fmt::format("{}: {}", where, valid.message()));
   P3D_RETURN_IF_ERROR(CheckStatedCount(f, "parameters", m.TotalParams()));

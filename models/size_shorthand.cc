@@ -53,9 +53,9 @@ ModelSpec ShapeWithHeads(int64_t heads, int64_t params, const std::string& name)
   m.vocab = kVocab;
   m.max_positions = 4096;
   m.layers = 1;
-  int64_t fixed = m.TotalParams() - m.ParamsPerLayer();
+  int64_t fixed = m.TotalParams() - m.LayerParams(LayerKind{});
   m.layers = std::max<int64_t>(1, std::llround(static_cast<double>(params - fixed) /
-                                               static_cast<double>(m.ParamsPerLayer())));
+                                               static_cast<double>(m.LayerParams(LayerKind{}))));
   return m;
 }
 

@@ -27,6 +27,7 @@ PlanEvaluator::Quick PlanEvaluator::EvaluateMemory(const Plan& plan) {
 }
 
 double PlanEvaluator::StepLowerBound(const Plan& plan) { return impl_->time.StepLowerBound(plan); }
+double PlanEvaluator::StepFloor(const Plan& plan) { return impl_->time.StepFloor(plan); }
 
 StatusOr<TimeEstimate> PlanEvaluator::Time(const Plan& plan, bool with_timeline) {
   return impl_->time.Evaluate(plan, with_timeline);

@@ -26,6 +26,7 @@ class PlanEvaluator {
   // A bound no slower than the simulated step (cheap), and the simulated step
   // with its breakdown (errors name the plan field at fault).
   double StepLowerBound(const Plan& plan);
+  double StepFloor(const Plan& plan);  // cheaper and weaker: <= StepLowerBound
   StatusOr<TimeEstimate> Time(const Plan& plan, bool with_timeline);
 
   // Every predicted figure, per stage, for output. The plan must be legal.

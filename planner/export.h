@@ -6,7 +6,7 @@
 // Contract shared by all exporters:
 // - The plan must satisfy the batch identity
 //     request.training.global_batch == micro_batch * grad_accum * DP
-//   and DP * TP * PP == request.cluster.num_gpus; otherwise the export is
+//   and DP * TP * CP * PP == request.cluster.num_gpus; otherwise the export is
 //   refused (InvalidArgument naming the rule). Nothing is ever rounded.
 // - A plan the target framework cannot express is refused with Infeasible,
 //   and the message names the framework's rule (file or flag) that forbids it.
@@ -48,6 +48,14 @@ StatusOr<ExportedFile> ExportDeepSpeedConfig(const PlanRequest& request, const E
 // and schedule splits Megatron rejects at start-up (rules in docs/exports.md).
 StatusOr<ExportedFile> ExportMegatronArgs(const PlanRequest& request, const EvaluatedPlan& plan);
 
+// A torchtitan job-config fragment (TOML: [parallelism], [training],
+// [activation_checkpoint]) for the torchtitan profile: the data-parallel
+// replicate and shard degrees (HSDP), TP, CP, PP with its schedule and split
+// points, the batch, sequence, mixed precision and activation checkpointing.
+// Refuses what the profile's rules refuse and what torchtitan's mesh cannot
+// express (a shard group not a multiple of CP, the unfused core).
+StatusOr<ExportedFile> ExportTorchtitanConfig(const PlanRequest& request, const EvaluatedPlan& plan);
+
 // A torchrun command to run on every node (NODE_RANK and MASTER_ADDR come from
 // the environment). Refuses a GPU count that does not fill whole nodes when
 // more than one node is needed (torchrun starts the same count on each node).
@@ -59,7 +67,7 @@ StatusOr<ExportedFile> ExportTorchrun(const PlanRequest& request, const Evaluate
 StatusOr<ExportedFile> ExportSlurm(const PlanRequest& request, const EvaluatedPlan& plan,
                                    const LaunchOptions& launch = {});
 
-// Dispatches on `format`: "deepspeed" | "megatron" | "torchrun" | "slurm".
+// Dispatches on `format`: "deepspeed" | "megatron" | "torchtitan" | "torchrun" | "slurm".
 // Unknown names are InvalidArgument listing the known ones.
 StatusOr<ExportedFile> ExportPlan(std::string_view format, const PlanRequest& request,
                                   const EvaluatedPlan& plan, const LaunchOptions& launch = {});

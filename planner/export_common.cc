@@ -8,9 +8,10 @@
 namespace p3d {
 
 Status CheckExportable(const PlanRequest& request, const Plan& plan) {
-  if (plan.dp < 1 || plan.tp < 1 || plan.pp < 1 || plan.vpp < 1) {
-    return Status::InvalidArgument(fmt::format("rule degrees>=1: plan has dp={} tp={} pp={} vpp={}",
-                                               plan.dp, plan.tp, plan.pp, plan.vpp));
+  if (plan.dp < 1 || plan.tp < 1 || plan.cp < 1 || plan.pp < 1 || plan.vpp < 1) {
+    return Status::InvalidArgument(
+        fmt::format("rule degrees>=1: plan has dp={} tp={} cp={} pp={} vpp={}", plan.dp, plan.tp,
+                    plan.cp, plan.pp, plan.vpp));
   }
   if (plan.micro_batch < 1 || plan.grad_accum < 1) {
     return Status::InvalidArgument(fmt::format(
@@ -22,8 +23,8 @@ Status CheckExportable(const PlanRequest& request, const Plan& plan) {
   }
   if (plan.gpus() != request.cluster.num_gpus) {
     return Status::InvalidArgument(
-        fmt::format("rule dp*tp*pp==gpus: plan uses {}x{}x{}={} GPUs but the request has {}",
-                    plan.dp, plan.tp, plan.pp, plan.gpus(), request.cluster.num_gpus));
+        fmt::format("rule gpus=dp*tp*cp*pp: plan uses {}x{}x{}x{}={} GPUs but the request has {}",
+                    plan.dp, plan.tp, plan.cp, plan.pp, plan.gpus(), request.cluster.num_gpus));
   }
   if (plan.global_batch() != request.training.global_batch) {
     return Status::InvalidArgument(fmt::format(
@@ -45,6 +46,7 @@ Status CheckFrameworkRuns(const PlanRequest& request, const Plan& plan) {
 
 std::vector<std::string_view> ExportFrameworks(std::string_view format) {
   if (format == "megatron") return {"megatron-core"};
+  if (format == "torchtitan") return {"torchtitan"};
   if (format == "deepspeed") return {"deepspeed", "megatron-deepspeed"};
   return {};
 }
@@ -66,8 +68,10 @@ StatusOr<ExportedFile> ExportPlan(std::string_view format, const PlanRequest& re
   if (format == "megatron") return ExportMegatronArgs(request, plan);
   if (format == "torchrun") return ExportTorchrun(request, plan, launch);
   if (format == "slurm") return ExportSlurm(request, plan, launch);
+  if (format == "torchtitan") return ExportTorchtitanConfig(request, plan);
   return Status::InvalidArgument(fmt::format(
-      "--export: unknown format '{}' (known: deepspeed, megatron, torchrun, slurm)", format));
+      "--export: unknown format '{}' (known: deepspeed, megatron, torchtitan, torchrun, slurm)",
+      format));
 }
 
 }  // namespace p3d

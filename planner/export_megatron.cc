@@ -4,9 +4,14 @@
 // Megatron-LM with Megatron Core 0.14 (add_megatron_arguments and
 // validate_args); Megatron-FSDP flags follow
 // docs/discussions/megatron-fsdp-user-guide/megatron-fsdp-user-guide.md.
-// Megatron derives DP = world / (TP * PP * CP) (CP = 1 here) and the number of
+// Megatron derives DP = world / (TP * PP * CP) and the number of
 // micro-batches as global_batch / (micro_batch * DP), so --global-batch-size
-// and --micro-batch-size carry the plan's grad_accum exactly.
+// and --micro-batch-size carry the plan's grad_accum exactly. Context
+// parallel is --context-parallel-size with --cp-comm-type p2p (the K/V ring
+// p3d times; Transformer Engine's AttnFuncWithCPAndKVP2P); hybrid sharding is
+// --num-distributed-optimizer-instances = DP x CP / shard group (the
+// distributed optimizer, ZeRO-1, within each instance: the megatron-core
+// profile's hsdp=>zero1 rule).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -105,6 +110,10 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
                     std::vector<std::string>& notes) {
   args.push_back({"--tensor-model-parallel-size", std::to_string(plan.tp)});
   args.push_back({"--pipeline-model-parallel-size", std::to_string(plan.pp)});
+  if (plan.cp > 1) {
+    args.push_back({"--context-parallel-size", std::to_string(plan.cp)});
+    args.push_back({"--cp-comm-type", "p2p"});
+  }
   // Uneven stages: the first/last stage's layers; the middle stages share the
   // rest (Megatron-Core's get_num_layers_to_build).
   if (plan.first_stage_layers != 0)
@@ -142,6 +151,8 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
       break;
   }
   if (plan.zero == 1) args.push_back({"--use-distributed-optimizer", ""});
+  if (plan.zero_shard > 0)
+    args.push_back({"--num-distributed-optimizer-instances", std::to_string(plan.zero_replicas())});
   if (plan.offload == Offload::kOptimizer) {
     // megatron/core/optimizer/cpu_offloading/README.md; validate_args asserts
     // --use-precision-aware-optimizer with --optimizer-cpu-offload.
@@ -175,12 +186,14 @@ void AddMechanisms(const PlanRequest& request, const Plan& plan, Args& args) {
   const char* dropout = request.training.dropout ? "0.1" : "0.0";
   args.push_back({"--attention-dropout", dropout});
   args.push_back({"--hidden-dropout", dropout});
-  if (plan.dp > 1 && fw.grad_reduce_overlap) {
+  // Gradients reduce over the data-parallel group with context parallel (DP x CP).
+  const int dp_cp = plan.grad_group();
+  if (dp_cp > 1 && fw.grad_reduce_overlap) {
     args.push_back({"--overlap-grad-reduce", ""});
     if (fw.grad_bucket_elements != 40e6 || fw.grad_bucket_elements_per_dp != 1e6)
-      args.push_back({"--ddp-bucket-size", fmt::format("{:.0f}", fw.GradBucketElements(plan.dp))});
+      args.push_back({"--ddp-bucket-size", fmt::format("{:.0f}", fw.GradBucketElements(dp_cp))});
   }
-  if (plan.dp > 1 && plan.zero == 1 && fw.param_gather_overlap) args.push_back({"--overlap-param-gather", ""});
+  if (dp_cp > 1 && plan.zero == 1 && fw.param_gather_overlap) args.push_back({"--overlap-param-gather", ""});
   if (plan.tp > 1 && plan.sequence_parallel && fw.tp_overlap == TpOverlap::kUserBuffers)
     args.push_back({"--tp-comm-overlap", ""});
 }

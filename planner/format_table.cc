@@ -33,9 +33,9 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                                 res.candidates, res.seconds, res.fitting, ToGiB(r.cluster.gpu.memory_bytes));
   if (res.fitting == 0)
     out += "NO PLAN FITS: the closest misses follow (smallest peak memory first)\n";
-  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
+  out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>3} {:>6} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
                      "{:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>4} {}\n",
-                     "#", "DP", "TP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "offload", "step s",
+                     "#", "DP", "TP", "CP", "PP", "VPP", "ZeRO", "mb", "ga", "recompute", "SP", "offload", "step s",
                      "tokens/s", "MFU", "weights", "grads", "optim", "activ", "buffer", "runtm", "total",
                      "host/node", "fits", "runs");
   int rank = 0;
@@ -49,9 +49,12 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
     std::string host = p.offload == Offload::kNone
                            ? "-"
                            : fmt::format("{:.1f}", ToGiB(e.memory.host_bytes_per_node));
-    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>4} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
+    // ZeRO stage, and with hybrid sharding "/" the shard group: "3/8".
+    const std::string zero =
+        p.zero_shard > 0 ? fmt::format("{}/{}", p.zero, p.zero_shard) : std::to_string(p.zero);
+    out += fmt::format("{:>3} {:>5} {:>3} {:>3} {:>3} {:>3} {:>6} {:>4} {:>5} {:>9} {:>2} {:>9} | {:>8} {:>9} {:>5} | "
                        "{:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>9} {:>4} {}\n",
-                       ++rank, p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, p.grad_accum,
+                       ++rank, p.dp, p.tp, p.cp, p.pp, p.vpp, zero, p.micro_batch, p.grad_accum,
                        RecomputeName(p.recompute), p.sequence_parallel ? "y" : "n",
                        p.offload == Offload::kNone ? "-" : OffloadName(p.offload), step, tps, mfu,
                        ToGiB(m.weights), ToGiB(m.gradients), ToGiB(m.optimizer), ToGiB(m.activations),
@@ -64,7 +67,7 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
     out += "uneven pipeline stages, layers per stage (first, middle x stages, last): " + uneven + "\n";
   out += "All figures are predictions of p3d's simulator. Memory: the peak pipeline stage of one GPU, GiB "
          "(2^30 bytes); step s: seconds per optimizer step; tokens/s: whole cluster; MFU: model FLOPs / "
-         "(step x GPUs x peak); host/node: CPU memory of one node with offload, GiB; runs: the framework runs the plan "
+         "(step x GPUs x peak); CP: context-parallel ranks per sequence; ZeRO: stage, /n its shard group (HSDP); host/node: CPU memory of one node with offload, GiB; runs: the framework runs the plan "
          "today, or the rule it breaks (p3d: what p3d-run runs; --runnable lists only plans it runs). Definitions: "
          "docs/metrics.md.\n";
   return out;

@@ -122,6 +122,11 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   P3D_RETURN_IF_ERROR(positive("--dp", as64(o.dp)));
   P3D_RETURN_IF_ERROR(positive("--tp", as64(o.tp)));
   P3D_RETURN_IF_ERROR(positive("--pp", as64(o.pp)));
+  P3D_RETURN_IF_ERROR(positive("--cp", as64(o.cp)));
+  if (o.zero_shard && (*o.zero_shard < 0 || *o.zero_shard > (1 << 24)))
+    return Status::InvalidArgument(
+        fmt::format("--zero-shard must be 0 (the whole DP x CP group) or a group size in 2..2^24, got {}",
+                    *o.zero_shard));
   P3D_RETURN_IF_ERROR(positive("--vpp", as64(o.vpp)));
   P3D_RETURN_IF_ERROR(positive("--first-stage-layers", as64(o.first_stage_layers)));
   P3D_RETURN_IF_ERROR(positive("--last-stage-layers", as64(o.last_stage_layers)));
@@ -134,6 +139,8 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.dp = o.dp;
   s.fixed.tp = o.tp;
   s.fixed.pp = o.pp;
+  s.fixed.cp = o.cp;
+  s.fixed.zero_shard = o.zero_shard;
   s.fixed.vpp = o.vpp;
   s.fixed.first_stage_layers = o.first_stage_layers;
   s.fixed.last_stage_layers = o.last_stage_layers;

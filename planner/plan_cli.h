@@ -18,7 +18,8 @@ struct PlanCliOptions {
   std::string gpu;                    // catalog name or a hardware JSON file
   std::string profile;                // p3d-calibrate profile applied on top (docs/calibration.md)
   std::optional<int> gpus_per_node;
-  std::optional<int> dp, tp, pp, vpp, zero;
+  std::optional<int> dp, tp, cp, pp, vpp, zero;
+  std::optional<int> zero_shard;      // HSDP shard group; 0 = the whole DP x CP group
   std::optional<int> first_stage_layers, last_stage_layers;  // uneven pipeline stages (either fixes the split)
   std::optional<int64_t> micro_batch, global_batch, seq;
   std::string recompute;              // "" (search), "none", "selective", "full"

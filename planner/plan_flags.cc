@@ -25,6 +25,9 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   app.add_option("--dp", o->dp, "fix data-parallel degree");
   app.add_option("--tp", o->tp, "fix tensor-parallel degree");
   app.add_option("--pp", o->pp, "fix pipeline-parallel degree");
+  app.add_option("--cp", o->cp,
+                 "fix context-parallel degree (Megatron-Core --context-parallel-size: each sequence split over CP "
+                 "ranks, K/V exchanged in a ring; S divisible by 2 x CP)");
   app.add_option("--vpp", o->vpp, "fix virtual pipeline stages per rank (interleaved 1F1B when > 1)");
   app.add_option("--first-stage-layers", o->first_stage_layers,
                  "fix the first pipeline stage's layers (Megatron --decoder-first-pipeline-num-layers); the middle "
@@ -32,6 +35,9 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   app.add_option("--last-stage-layers", o->last_stage_layers,
                  "fix the last pipeline stage's layers (Megatron --decoder-last-pipeline-num-layers)");
   app.add_option("--zero", o->zero, "fix ZeRO stage (0-3)");
+  app.add_option("--zero-shard", o->zero_shard,
+                 "fix the ZeRO shard group (hybrid sharding, HSDP): states sharded over this many of the DP x CP "
+                 "ranks, replicated across the groups; 0 = the whole DP x CP group (default: searched)");
   app.add_option("--micro-batch", o->micro_batch, "fix micro-batch size (sequences)");
   app.add_option("--global-batch", o->global_batch, "global batch in sequences (default 512)");
   app.add_option("--seq", o->seq, "sequence length in tokens (default 2048)");
@@ -77,7 +83,7 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
       ->check(NonEmpty());
   CLI::Option* exp =
       app.add_option("--export", o->export_format,
-                     "print the picked plan as: deepspeed | megatron | torchrun | slurm (only that file goes to "
+                     "print the picked plan as: deepspeed | megatron | torchtitan | torchrun | slurm (only that file goes to "
                      "stdout; the table goes to stderr)")
           ->check(NonEmpty());
   exp->excludes(json);

@@ -27,9 +27,10 @@ std::array<Term, 6> MemoryTerms(const MemoryBreakdown& m) {
            {"runtime", "runtime", m.runtime}}};
 }
 
-std::array<Term, 8> TimeTerms(const TimeBreakdown& t) {
+std::array<Term, 9> TimeTerms(const TimeBreakdown& t) {
   return {{{"compute", "compute", t.compute_s},
            {"tp", "TP comm", t.tp_comm_s},
+           {"cp", "CP comm", t.cp_comm_s},
            {"pp", "PP comm", t.pp_comm_s},
            {"dp", "DP comm", t.dp_comm_s},
            {"bubble", "bubble", t.bubble_s},
@@ -49,6 +50,7 @@ constexpr const char* kMemoryCss =
 constexpr const char* kTimeCss =
     ".time .seg-compute, .time .key-compute { fill: #4c78a8; } .time .seg-tp, .time .key-tp { "
     "fill: #e45756; }"
+    " .time .seg-cp, .time .key-cp { fill: #eeca3b; }"
     " .time .seg-pp, .time .key-pp { fill: #b279a2; } .time .seg-dp, .time .key-dp { fill: "
     "#72b7b2; }"
     " .time .seg-bubble, .time .key-bubble { fill: #d9d9d9; }"

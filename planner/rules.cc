@@ -11,13 +11,51 @@ bool ZeroMeaningfulAtDp1(const Plan& p) {
          (p.offload == Offload::kOptimizerAndParams && p.zero == 3);
 }
 
+const char* ContextParallelRule(const PlanRequest& r, const Plan& p, std::string* detail) {
+  if (p.cp == 1) return nullptr;
+  // Transformer Engine's p2p ring splits each sequence into 2*CP chunks
+  // (context_parallel.py: "Sequence length per GPU needs to be divisible by 2").
+  if (r.training.seq % (2 * int64_t{p.cp}) != 0)
+    return RuleFailed(detail, "seq%(2*cp)", [&] {
+      return fmt::format(
+          "context parallel cuts each sequence into 2 x CP = {} load-balanced chunks, but the "
+          "sequence {} is not divisible by it",
+          2 * p.cp, r.training.seq);
+    });
+  if (p.attention != AttentionImpl::kFused)
+    return RuleFailed(detail, "cp=>fused", [&] {
+      return fmt::format(
+          "context parallel (CP={}) runs the fused attention core on each K/V chunk of the ring "
+          "(Transformer Engine: FusedAttention or flash-attn only), got attention {}",
+          p.cp, AttentionImplName(p.attention));
+    });
+  return nullptr;
+}
+
+const char* HybridShardRule(const Plan& p, std::string* detail) {
+  if (p.zero_shard == 0) return nullptr;
+  if (p.zero < 1)
+    return RuleFailed(detail, "zero_shard=>zero>=1", [&] {
+      return fmt::format("a ZeRO shard group ({}) needs ZeRO >= 1, got ZeRO-0", p.zero_shard);
+    });
+  const int group = p.grad_group();
+  if (p.zero_shard < 2 || p.zero_shard >= group || group % p.zero_shard != 0)
+    return RuleFailed(detail, "zero_shard|dp*cp", [&] {
+      return fmt::format(
+          "the ZeRO shard group ({}) must be a divisor of DP x CP = {} between 2 and {} (0 = the "
+          "whole group; 1 would shard nothing)",
+          p.zero_shard, group, group / 2);
+    });
+  return nullptr;
+}
+
 const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& options,
                        std::string* detail) {
   const ModelSpec& m = r.model;
-  if (p.dp < 1 || p.tp < 1 || p.pp < 1 || p.vpp < 1)
+  if (p.dp < 1 || p.tp < 1 || p.cp < 1 || p.pp < 1 || p.vpp < 1)
     return RuleFailed(detail, "degrees>=1", [&] {
-      return fmt::format("DP, TP, PP, VPP must be >= 1 (got DP{} TP{} PP{} VPP{})", p.dp, p.tp,
-                         p.pp, p.vpp);
+      return fmt::format("DP, TP, CP, PP, VPP must be >= 1 (got DP{} TP{} CP{} PP{} VPP{})", p.dp,
+                         p.tp, p.cp, p.pp, p.vpp);
     });
   if (p.micro_batch < 1)
     return RuleFailed(detail, "micro_batch>=1",
@@ -25,11 +63,12 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
   if (p.grad_accum < 1)
     return RuleFailed(detail, "grad_accum>=1",
                       [&] { return fmt::format("grad-accum {} < 1", p.grad_accum); });
-  if (int64_t{p.dp} * p.tp * p.pp != r.cluster.num_gpus)
-    return RuleFailed(detail, "gpus=dp*tp*pp", [&] {
-      return fmt::format("DP{} x TP{} x PP{} = {} GPUs, but the cluster has {}", p.dp, p.tp, p.pp,
-                         int64_t{p.dp} * p.tp * p.pp, r.cluster.num_gpus);
+  if (int64_t{p.dp} * p.tp * p.cp * p.pp != r.cluster.num_gpus)
+    return RuleFailed(detail, "gpus=dp*tp*cp*pp", [&] {
+      return fmt::format("DP{} x TP{} x CP{} x PP{} = {} GPUs, but the cluster has {}", p.dp, p.tp,
+                         p.cp, p.pp, int64_t{p.dp} * p.tp * p.cp * p.pp, r.cluster.num_gpus);
     });
+  if (const char* rule = ContextParallelRule(r, p, detail)) return rule;
   if (m.heads % p.tp != 0)
     return RuleFailed(detail, "heads%tp", [&] {
       return fmt::format("{} attention heads are not divisible by TP={}", m.heads, p.tp);
@@ -76,13 +115,14 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
       return fmt::format("parameter offload needs ZeRO-3 (parameters sharded), got ZeRO-{}",
                          p.zero);
     });
-  if (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))
+  if (p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p))
     return RuleFailed(detail, "zero>0=>dp>1", [&] {
       return fmt::format(
-          "ZeRO-{} shards over DP, but DP=1 (use ZeRO-0; with DP=1 only offload plans "
-          "use ZeRO: 1/2 with --offload optimizer, 3 with --offload params)",
+          "ZeRO-{} shards over DP x CP, but DP x CP = 1 (use ZeRO-0; with DP x CP = 1 only "
+          "offload plans use ZeRO: 1/2 with --offload optimizer, 3 with --offload params)",
           p.zero);
     });
+  if (const char* rule = HybridShardRule(p, detail)) return rule;
   if (p.sequence_parallel && p.tp == 1)
     return RuleFailed(detail, "sp=>tp>1", [&] {
       return std::string("sequence parallel splits activations along TP, but TP=1");

@@ -1,7 +1,13 @@
 // Legality rules for a Plan. Each rule has a stable id that error messages
 // cite, so a user learns exactly which constraint their request broke:
 //
-//   gpus=dp*tp*pp        DP x TP x PP must equal the GPU count
+//   gpus=dp*tp*cp*pp     DP x TP x CP x PP must equal the GPU count
+//   seq%(2*cp)           context parallel cuts each sequence into 2 x CP chunks
+//                        (load-balanced causal attention, Transformer Engine's p2p ring)
+//   cp=>fused            context parallel needs the fused attention core
+//   zero_shard=>zero>=1  a ZeRO shard group (HSDP) needs ZeRO >= 1
+//   zero_shard|dp*cp     the shard group is a divisor of DP x CP in 2..DP x CP/2
+//                        (0 = the whole DP x CP group)
 //   heads%tp             attention heads divisible by TP
 //   kv_heads%tp          key/value heads (GQA groups) divisible by TP
 //   ffn%tp               FFN size divisible by TP
@@ -24,7 +30,7 @@
 //   vpp>1=>m%pp          interleaved 1F1B needs micro-batches divisible by PP (Megatron)
 //   batch=mb*ga*dp       global batch == micro-batch x grad-accum x DP, exactly
 //   zero<=3              ZeRO stage in 0..3
-//   zero>0=>dp>1         ZeRO shards over DP; with DP=1 it is ZeRO-0 (not listed twice),
+//   zero>0=>dp>1         ZeRO shards over DP x CP; with DP x CP = 1 it is ZeRO-0 (not listed twice),
 //                        except with offload, where DP=1 ZeRO-1/2 (optimizer offload)
 //                        and ZeRO-3 (parameter offload) are distinct plans, as on
 //                        DeepSpeed's single-GPU ZeRO-Offload
@@ -55,6 +61,12 @@ struct RuleOptions {
 // With DP = 1, whether the plan's ZeRO stage (>= 1) still changes anything:
 // only with offload (rule zero>0=>dp>1).
 bool ZeroMeaningfulAtDp1(const Plan& plan);
+
+// The context-parallel rules (seq%(2*cp), cp=>fused) and the hybrid-sharding
+// rules (zero_shard=>zero>=1, zero_shard|dp*cp), each the id of the first
+// rule broken or nullptr; part of FailedRule, apart for the search's inner loops.
+const char* ContextParallelRule(const PlanRequest& request, const Plan& plan, std::string* detail = nullptr);
+const char* HybridShardRule(const Plan& plan, std::string* detail = nullptr);
 
 // Returns OK if `plan` is legal for `request`, else Infeasible naming the
 // first rule that fails (message starts with "rule <id>: ").

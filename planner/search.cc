@@ -47,6 +47,7 @@ struct Candidate {
   Plan plan;
   PlanEvaluator::Quick quick;
   std::optional<StatusOr<TimeEstimate>> time;  // kept for simulated plans, reused for output
+  double floor = 0;  // TimeModel::StepFloor, for fitting plans
 };
 
 bool Better(const Candidate& a, const Candidate& b) {
@@ -100,7 +101,26 @@ std::vector<SplitOption> SplitOptions(const PlanRequest& request, int pp, const 
   return options;
 }
 
+// The shard groups offered for a layout: 0 (the whole DP x CP group), then
+// the proper divisors SearchesShardGroup keeps; a fixed one alone.
+std::vector<int> ShardOptions(const Plan& layout, const SearchConstraints& fx, int gpus_per_node) {
+  if (fx.zero_shard) return {*fx.zero_shard};
+  std::vector<int> shards = {0};
+  const int group = layout.grad_group();
+  for (int64_t s : Divisors(group))
+    if (s >= 2 && s < group && SearchesShardGroup(static_cast<int>(s), layout.tp, gpus_per_node))
+      shards.push_back(static_cast<int>(s));
+  return shards;
+}
+
 }  // namespace
+
+bool SearchesShardGroup(int zero_shard, int tp, int gpus_per_node) {
+  const int64_t span = int64_t{zero_shard} * tp;
+  if (gpus_per_node < 1 || span % gpus_per_node != 0) return false;
+  const int64_t nodes = span / gpus_per_node;
+  return (nodes & (nodes - 1)) == 0;
+}
 
 StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptions& options) {
   P3D_RETURN_IF_ERROR(ValidateRequest(request));
@@ -128,14 +148,21 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     recomputes = {Recompute::kNone, Recompute::kFull};
 
   for (int64_t tp : Divisors(gpus)) {
-    for (int64_t pp : Divisors(gpus / tp)) {
-      const int dp = static_cast<int>(gpus / tp / pp);
-      if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.pp, int(pp)) || !Allowed(fx.dp, dp)) continue;
-      // Check the layout-level rules once per (tp, pp, dp) with a representative plan.
+   for (int64_t cp : Divisors(gpus / tp)) {
+    // Search policy (SearchOptions::min_cp_rank_tokens, search.h): CP only
+    // while each rank keeps enough of a sequence; --cp fixes any legal value.
+    if (cp > 1 && !fx.cp && request.training.seq / cp < options.min_cp_rank_tokens) continue;
+    for (int64_t pp : Divisors(gpus / tp / cp)) {
+      const int dp = static_cast<int>(gpus / tp / cp / pp);
+      if (!Allowed(fx.tp, int(tp)) || !Allowed(fx.cp, int(cp)) || !Allowed(fx.pp, int(pp)) ||
+          !Allowed(fx.dp, dp))
+        continue;
+      // Check the layout-level rules once per (tp, cp, pp, dp) with a representative plan.
       Plan layout;
       layout.attention = attention;
       layout.dp = dp;
       layout.tp = static_cast<int>(tp);
+      layout.cp = static_cast<int>(cp);
       layout.pp = static_cast<int>(pp);
       if (request.training.global_batch % dp != 0) {
         reject("batch=mb*ga*dp");
@@ -153,12 +180,23 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
         reject(rule);
         continue;
       }
+      // A framework without context parallel: every plan of this layout breaks
+      // its rule, so the layout goes at once (counted once, as a layout).
+      const SupportRules cp_rule = RuleBit(SupportRule::kContextParallel);
+      if (layout.cp > 1 && ((fw.limits & cp_rule) || (options.runnable_only && (fw.gaps & cp_rule)))) {
+        reject(SupportRuleId(SupportRule::kContextParallel));
+        continue;
+      }
+      const std::vector<int> shards = ShardOptions(layout, fx, request.cluster.node.gpus_per_node);
       for (int64_t mb : Divisors(per_dp)) {
         if (!Allowed(fx.micro_batch, mb)) continue;
         for (const SplitOption& split : splits) {
           if (!Allowed(fx.vpp, split.vpp)) continue;
           for (int zero = 0; zero <= 3; ++zero) {
-            if (!Allowed(fx.zero, zero)) continue;
+           if (!Allowed(fx.zero, zero)) continue;
+           for (int shard : shards) {
+            // ZeRO-0 has no shard group (rule zero_shard=>zero>=1), unless fixed.
+            if (zero == 0 && shard > 0 && !fx.zero_shard) continue;
             // Offload choices the ZeRO stage admits (rules offload=>zero>=1,
             // offload_params=>zero3); others are not candidates at all.
             const int offloads = zero == 0 ? 1 : zero < 3 ? 2 : 3;
@@ -175,12 +213,14 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   p.first_stage_layers = split.first;
                   p.last_stage_layers = split.last;
                   p.zero = zero;
+                  p.zero_shard = shard;
                   p.offload = Offload(off);
                   p.recompute = rc;
                   p.sequence_parallel = sp == 1;
                   // Rules that depend on the inner dimensions.
                   if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
-                      (p.zero > 0 && p.dp == 1 && !ZeroMeaningfulAtDp1(p))) {
+                      (p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
+                      (p.zero_shard != 0 && HybridShardRule(p) != nullptr)) {
                     reject(FailedRule(request, p, options.rules));
                     continue;
                   }
@@ -202,7 +242,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
                   if (c.quick.fits) {
                     ++result.fitting;
-                    c.quick.step_s = evaluator.StepLowerBound(p);  // replaced by the simulated step below
+                    c.floor = evaluator.StepFloor(p);
                     fitting.push_back(c);
                   } else if (options.keep_non_fitting && result.fitting == 0) {
                     misses.push_back(c);
@@ -214,10 +254,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                 }
               }
             }
+           }
           }
         }
       }
     }
+   }
   }
 
   for (auto& [rule, count] : rejected) result.rejected_by_rule.emplace_back(rule, count);
@@ -232,7 +274,9 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     Plan probe;
     probe.tp = fx.tp.value_or(1);
     probe.pp = fx.pp.value_or(1);
-    probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.pp)));
+    probe.cp = fx.cp.value_or(1);
+    probe.dp = fx.dp.value_or(std::max(1, gpus / std::max(1, probe.tp * probe.cp * probe.pp)));
+    probe.zero_shard = fx.zero_shard.value_or(0);
     probe.vpp = fx.vpp.value_or(1);
     probe.first_stage_layers = fx.first_stage_layers.value_or(0);
     probe.last_stage_layers = fx.last_stage_layers.value_or(0);
@@ -251,12 +295,40 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
 
   // Simulate in order of the lower bound and stop once the bound cannot beat
   // the K-th best simulated step: the bound never exceeds the simulated step,
-  // so the top K are exact while most plans are never simulated.
+  // so the top K are exact while most plans are never simulated. The bound
+  // (TimeModel::StepLowerBound) is computed lazily, in order of the cheaper
+  // floor below it (StepFloor): a plan is bounded only once its floor is
+  // below every bound not yet simulated, so the plans are simulated in the
+  // same order as with every bound computed, and a plan whose floor cannot
+  // beat the K-th best is never bounded.
   std::sort(fitting.begin(), fitting.end(),
-            [](const Candidate& a, const Candidate& b) { return a.quick.step_s < b.quick.step_s; });
+            [](const Candidate& a, const Candidate& b) { return a.floor < b.floor; });
+  auto by_bound = [](const Candidate* a, const Candidate* b) {
+    return a->quick.step_s > b->quick.step_s;  // min-heap
+  };
+  std::vector<Candidate*> bounded;
   std::vector<Candidate> top;  // max-heap, worst first
-  for (Candidate& c : fitting) {
-    if (top.size() == k && !(c.quick.step_s < top.front().quick.step_s)) break;
+  size_t next = 0;
+  while (true) {
+    const bool full = top.size() == k;
+    if (next < fitting.size() &&
+        (bounded.empty() || fitting[next].floor < bounded.front()->quick.step_s)) {
+      Candidate& c = fitting[next++];
+      if (full && !(c.floor < top.front().quick.step_s)) {
+        next = fitting.size();  // floors ascend: no plan left can beat the K-th best
+        continue;
+      }
+      c.quick.step_s = evaluator.StepLowerBound(c.plan);  // replaced by the simulated step below
+      ++result.bounded;
+      bounded.push_back(&c);
+      std::push_heap(bounded.begin(), bounded.end(), by_bound);
+      continue;
+    }
+    if (bounded.empty()) break;
+    std::pop_heap(bounded.begin(), bounded.end(), by_bound);
+    Candidate& c = *bounded.back();
+    bounded.pop_back();
+    if (full && !(c.quick.step_s < top.front().quick.step_s)) break;
     c.time = evaluator.Time(c.plan, /*with_timeline=*/false);
     c.quick.step_s = c.time->ok() ? (*c.time)->time.step_s : std::numeric_limits<double>::infinity();
     ++result.simulated;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "simulator/compute_model.h"
+#include "simulator/stage_kinds.h"
 
 namespace p3d {
 
@@ -13,8 +14,10 @@ StageEdgeWeights EdgeWeights(const PlanRequest& request, AttentionImpl attention
                            .recompute = Recompute::kNone,
                            .sequence_parallel = false,
                            .attention = attention};
-  const LayerKernelTimes layer =
-      LayerKernels(request.model, request.training, request.cluster.gpu, shape);
+  // In units of the model's main layer kind (an MoE layer for DeepSeek; its
+  // lighter leading dense layers are not weighed apart).
+  const LayerKernelTimes layer = LayerKernels(request.model, MainKind(request.model), request.training,
+                                              request.cluster.gpu, shape);
   const EdgeKernelTimes edge =
       EdgeKernels(request.model, request.training, request.cluster.gpu, shape);
   const double unit = layer.forward.total() + layer.backward.total();

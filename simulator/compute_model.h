@@ -25,6 +25,12 @@
 // Recompute: selective re-runs the attention core forward (two batched GEMMs,
 // softmax, attention dropout); full re-runs the whole layer forward.
 //
+// MoE layers: the routed experts run as E grouped GEMMs of T*k/E tokens each
+// (balanced routing, no capacity factor: the named assumption
+// "moe.balanced_routing", docs/time-model.md), each at the GEMM-curve
+// efficiency of its own small size; shared experts as one GEMM over all T
+// tokens; the router as a T x E x H GEMM; permute/unpermute of the routed
+// tokens as memory-bound copies.
 // Units: seconds. Thread-safety: pure functions.
 #pragma once
 
@@ -55,7 +61,8 @@ struct TpGemmTime {
   double fwd = 0, dgrad = 0, wgrad = 0;
 };
 
-// One transformer layer, one micro-batch (B = micro_batch sequences), one GPU.
+// One transformer layer, one micro-batch (B = micro_batch sequences, S/CP
+// tokens of each on this rank), one GPU.
 struct LayerKernelTimes {
   KernelTime forward;
   KernelTime backward;   // input- and weight-gradient GEMMs + memory-bound backward ops
@@ -64,6 +71,9 @@ struct LayerKernelTimes {
   // all-gathers (SP) and whose input gradients it reduces, and the
   // row-parallel ones (out-proj, fc2 or down), whose outputs it reduces.
   TpGemmTime column[2], row[2];
+  // The attention core's kernels (part of forward and backward): context
+  // parallel's ring runs one CP-th of them per step (time_model.cc).
+  double core_forward_s = 0, core_backward_s = 0;
 };
 // Embedding on pipeline stage 0, and final norm + LM head + cross-entropy on
 // the last stage, one micro-batch, one GPU.
@@ -79,19 +89,23 @@ struct ComputeShape {
   Recompute recompute = Recompute::kNone;
   bool sequence_parallel = false;
   AttentionImpl attention = AttentionImpl::kFused;
+  int cp = 1;  // context parallel: B*S/CP tokens per rank, 1/CP of the causal attention
 };
 
-// FP8 (TrainingSpec::fp8 != kOff, docs/time-model.md "FP8"): the weight
-// GEMMs of q/k/v, out-proj and the MLP run as FP8 GEMMs (Fp8GemmSeconds) in
-// all three passes; the attention core, norms, the MoE router, embedding and
-// LM head stay bf16. Each FP8 GEMM input is quantized by a memory-bound cast:
-// forward the layer input X [T, K] (read e*T*K, write `copies` FP8 copies of
-// 1 + scale bytes each: Fp8Copies), backward the output gradient dY [T, N]
-// likewise; current scaling (tensorwise) reads the input once more for its
-// amax first. `why` non-null records the FP8 terms ("layer.fp8.*").
-LayerKernelTimes LayerKernels(const ModelSpec& model, const TrainingSpec& training,
-                              const GpuSpec& gpu, const ComputeShape& shape,
-                              Derivation* why = nullptr);
+// One layer of `kind` (dense or MoE FFN, full or windowed attention).
+// FP8 (TrainingSpec::fp8 != kOff, docs/time-model.md "FP8"): the layer's
+// weight GEMMs (q/k/v and MLA's projections, out-proj, the FFN's fc1/fc2 of
+// the dense MLP, the routed and the shared experts) run as FP8 GEMMs
+// (Fp8GemmSeconds) in all three passes; the attention core, norms, the MoE
+// router, embedding and LM head stay bf16. Each FP8 GEMM input is quantized
+// by a memory-bound cast: forward the GEMM input X [T, K] (read e*T*K, write
+// `copies` FP8 copies of 1 + scale bytes each: Fp8Copies), backward the output
+// gradient dY [T, N] likewise; current scaling (tensorwise) reads the input
+// once more for its amax first. `why` non-null records the FP8 terms
+// ("layer.fp8.*").
+LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
+                              const TrainingSpec& training, const GpuSpec& gpu,
+                              const ComputeShape& shape, Derivation* why = nullptr);
 EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training,
                             const GpuSpec& gpu, const ComputeShape& shape);
 

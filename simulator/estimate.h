@@ -40,6 +40,7 @@ struct TimeBreakdown {
   double step_s = 0;
   double compute_s = 0;     // forward + backward (+ recompute) kernels, GEMM and memory-bound
   double tp_comm_s = 0;     // exposed tensor-parallel collectives
+  double cp_comm_s = 0;     // exposed context-parallel K/V ring transfers
   double pp_comm_s = 0;     // exposed pipeline send/recv
   double dp_comm_s = 0;     // exposed data-parallel / ZeRO collectives
   double bubble_s = 0;      // pipeline idle time

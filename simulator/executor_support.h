@@ -11,9 +11,9 @@ namespace p3d {
 
 // OK when p3d's executor runs `plan`, else InvalidArgument naming the rule:
 // first the layout sanity p3d-run's flags can break (legal plans never do):
-//   dp>=1, zero in 0..3, tp,pp,vpp>=1, vpp needs pp>1, sp=>tp>1
+//   dp>=1, zero in 0..3, tp,cp,pp,vpp>=1, vpp needs pp>1, sp=>tp>1
 // then the p3d profile's rules ("p3d: rule <id>: ...": offload-params,
-// zero-with-tp/pp, uneven-stages).
+// zero-with-tp/pp, uneven-stages, no-cp, no-hsdp).
 Status CheckExecutorSupports(const Plan& plan);
 
 }  // namespace p3d

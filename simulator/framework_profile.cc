@@ -21,7 +21,7 @@ constexpr const char* kSchema = "p3d-framework/1";
 
 // Every key of a profile document; each mechanism key holds {"value", "source"}.
 const std::initializer_list<std::string_view> kTopKeys = {
-    "schema", "name", "description", "version", "rules", "attention", "attention_blocks", "dropout",
+    "schema", "name", "description", "version", "rules", "attention", "attention_blocks", "attention_kernel", "dropout",
     "logits_chunk_tokens", "precision", "tp_overlap", "grad_reduce_overlap", "grad_reduce_overlap_with_pp",
     "grad_bucket_elements", "grad_bucket_elements_per_dp", "contiguous_grad_buffer", "sharded_grad_reduce_bytes",
     "zero_reduce_scatter",
@@ -201,6 +201,10 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
   p.attention_blocks = static_cast<int64_t>(blocks);
   if (blocks != static_cast<double>(p.attention_blocks))
     return top.Error("attention_blocks", "value must be an integer (0 = p3d's blocking rule, 1 = the full S x S square)");
+  P3D_ASSIGN_OR_RETURN(std::string kernel, ReadName(doc, origin, "attention_kernel", &src));
+  if (!ParseAttentionKernel(kernel, &fw.attention_kernel))
+    return top.Error("attention_kernel",
+                     fmt::format("value must be cudnn, flash-attn-2 or flash-attn-3, got '{}'", kernel));
   P3D_ASSIGN_OR_RETURN(p.dropout, ReadBool(doc, origin, "dropout", &src));
   P3D_ASSIGN_OR_RETURN(double chunk, ReadNumber(doc, origin, "logits_chunk_tokens", 0, 1 << 24, &src));
   p.logits_chunk_tokens = static_cast<int64_t>(chunk);
@@ -284,6 +288,7 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"rules", rules},
               {"attention", field("attention", AttentionImplName(p.attention))},
               {"attention_blocks", field("attention_blocks", p.attention_blocks)},
+              {"attention_kernel", field("attention_kernel", AttentionKernelName(fw.attention_kernel))},
               {"dropout", field("dropout", p.dropout)},
               {"logits_chunk_tokens", field("logits_chunk_tokens", p.logits_chunk_tokens)},
               {"precision", field("precision", json{{"param_bytes", pr.param_bytes},
@@ -396,9 +401,11 @@ std::string FrameworkSummary(const FrameworkProfile& p) {
   if (f.grad_reduce_overlap && f.grad_reduce_overlap_with_pp != PpGradOverlap::kAll)
     dp += fmt::format(" ({} with PP)", f.grad_reduce_overlap_with_pp == PpGradOverlap::kNone ? "none" : "stage 0 only");
   return fmt::format(
-      "{}: {}\n          attention {}; TP overlap {}; DP reduce {}{}{}; ZeRO-3 reshard {}; selective = {}; "
+      "{}: {}\n          attention {}{}; TP overlap {}; DP reduce {}{}{}; ZeRO-3 reshard {}; selective = {}; "
       "{} loss{}; rules: {}",
-      f.name, p.description, AttentionImplName(p.attention), TpOverlapName(f.tp_overlap), dp,
+      f.name, p.description, AttentionImplName(p.attention),
+      p.attention == AttentionImpl::kFused ? fmt::format(" ({})", AttentionKernelName(f.attention_kernel)) : "",
+      TpOverlapName(f.tp_overlap), dp,
       f.zero_reduce_scatter ? ", ZeRO-1 reduce-scatter" : "", f.param_gather_overlap ? ", param gather overlapped" : "",
       ReshardName(f.reshard_after_forward), SelectiveRecomputeName(f.selective),
       f.fused_cross_entropy ? "fused" : "fp32",
@@ -421,9 +428,10 @@ Status CheckExecutorSupports(const Plan& p) {
   if (p.dp < 1) sane = RuleFailed(&detail, "dp>=1", [&] { return fmt::format("--dp {}", p.dp); });
   else if (p.zero < 0 || p.zero > 3)
     sane = RuleFailed(&detail, "zero in 0..3", [&] { return fmt::format("--zero {}", p.zero); });
-  else if (p.tp < 1 || p.pp < 1 || p.vpp < 1)
-    sane = RuleFailed(&detail, "tp,pp,vpp>=1",
-                      [&] { return fmt::format("--tp {} --pp {} --vpp {}", p.tp, p.pp, p.vpp); });
+  else if (p.tp < 1 || p.cp < 1 || p.pp < 1 || p.vpp < 1)
+    sane = RuleFailed(&detail, "tp,cp,pp,vpp>=1", [&] {
+      return fmt::format("--tp {} --cp {} --pp {} --vpp {}", p.tp, p.cp, p.pp, p.vpp);
+    });
   else if (p.vpp > 1 && p.pp < 2)
     sane = RuleFailed(&detail, "vpp needs pp>1", [&] { return fmt::format("--vpp {} with --pp {}", p.vpp, p.pp); });
   else if (p.sequence_parallel && p.tp < 2)

@@ -8,6 +8,7 @@
 
 #include "simulator/compute_model.h"
 #include "simulator/memory_terms.h"
+#include "simulator/stage_kinds.h"
 
 namespace p3d {
 
@@ -42,40 +43,100 @@ double InFlightMicroBatches(ScheduleKind kind, int pp, int vpp, int64_t m, int s
   return static_cast<double>(m);
 }
 
-double LinearWeightsPerLayer(const ModelSpec& model, int tp) {
-  const double h = static_cast<double>(model.hidden);
-  const double f = static_cast<double>(model.ffn);
+double AttentionParamsPerGpu(const ModelSpec& model, int tp) {
+  const double h = static_cast<double>(model.hidden), nh = static_cast<double>(model.heads);
+  const double sinks = model.attention_sinks ? nh / tp : 0;  // split with the heads
+  if (model.mla()) {
+    // Megatron-Core's MLA: the down projections (and their norms) are
+    // replicated over TP ("duplicated" linears), the up projections
+    // column-parallel, o row-parallel.
+    const double ql = static_cast<double>(model.q_lora_rank), kl = static_cast<double>(model.kv_lora_rank);
+    const double q = static_cast<double>(model.q_dim());
+    const double q_params = ql > 0 ? h * ql + ql + ql * q / tp : h * q / tp;
+    const double kv_params = h * (kl + static_cast<double>(model.qk_rope_head_dim)) + kl +
+                             kl * nh * static_cast<double>(model.qk_nope_head_dim + model.v_head_dim) / tp;
+    return q_params + kv_params + static_cast<double>(model.attn_out_dim()) * h / tp + sinks;
+  }
+  const double q = static_cast<double>(model.q_dim());
   const double kvd = memory_internal::KvDimPerRank(model, tp);
-  // q and o: H x H / TP; k and v: H x KVD_r (column-parallel); MLP: fc + proj
-  // (GPT) or gate, up, down (Llama) per expert.
-  const double e = static_cast<double>(model.experts);
-  return 2 * h * h / tp + 2 * h * kvd + e * (model.arch == Arch::kGpt2 ? 2 : 3) * h * f / tp;
+  // q: H x q/TP, o: q/TP x H; k and v: H x KVD_r (column-parallel).
+  double attention = 2 * h * q / tp + 2 * h * kvd;
+  // Column-parallel biases (q, k, v) are split; the row-parallel o bias is replicated.
+  if (model.arch == Arch::kGpt2 || model.attention_bias)
+    attention += q / tp + 2 * kvd + h;
+  else if (model.qkv_bias)
+    attention += q / tp + 2 * kvd;
+  if (model.qk_norm) attention += 2 * static_cast<double>(model.head_dim());  // replicated
+  return attention + sinks;
 }
 
-double LayerParamsPerGpu(const ModelSpec& model, int tp) {
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp) {
   const double h = static_cast<double>(model.hidden);
-  const double f = static_cast<double>(model.ffn);
-  const double kvd = memory_internal::KvDimPerRank(model, tp);
-  double biases = 0;
-  // Column-parallel biases (q, k, v) are split; the row-parallel o bias is replicated.
-  if (model.arch == Arch::kGpt2)
-    biases += h / tp + 2 * kvd + h;
-  else if (model.qkv_bias)
-    biases += h / tp + 2 * kvd;
-  const double e = static_cast<double>(model.experts);
-  if (model.arch == Arch::kGpt2) biases += e * (f / tp + h);  // fc bias split, proj bias replicated
-  if (model.experts > 1) biases += h * e;                     // router, replicated
-  return LinearWeightsPerLayer(model, tp) + biases + static_cast<double>(model.NormParamsPerLayer());
+  // One FFN of width f, TP-split: fc/gate/up column-parallel, proj/down
+  // row-parallel (its bias replicated).
+  auto ffn = [&](double f, bool bias) {
+    if (model.arch == Arch::kGpt2) return 2 * h * f / tp + f / tp + h;
+    return 3 * h * f / tp + (bias ? 2 * f / tp + h : 0);
+  };
+  double mlp = 0;
+  if (kind.moe) {
+    const double e = static_cast<double>(model.experts + model.shared_experts);
+    mlp = e * ffn(static_cast<double>(model.expert_ffn()), model.expert_bias) +
+          static_cast<double>(model.RouterParams());  // router, replicated
+  } else {
+    mlp = ffn(static_cast<double>(model.ffn), false);
+  }
+  return AttentionParamsPerGpu(model, tp) + mlp + static_cast<double>(model.NormParamsPerLayer());
+}
+
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp) {
+  double total = 0;
+  for (int k = 0; k < kLayerKinds; ++k)
+    if (kinds.count[k] > 0)
+      total += static_cast<double>(kinds.count[k]) * LayerParamsPerGpu(model, LayerKind::FromIndex(k), tp);
+  return total;
+}
+
+double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp) {
+  const double h = static_cast<double>(model.hidden);
+  double attention;
+  if (model.mla()) {
+    // AttentionParamsPerGpu's MLA linears without their norms.
+    const double ql = static_cast<double>(model.q_lora_rank), kl = static_cast<double>(model.kv_lora_rank);
+    const double q = static_cast<double>(model.q_dim()), nh = static_cast<double>(model.heads);
+    attention = (ql > 0 ? h * ql + ql * q / tp : h * q / tp) +
+                h * (kl + static_cast<double>(model.qk_rope_head_dim)) +
+                kl * nh * static_cast<double>(model.qk_nope_head_dim + model.v_head_dim) / tp;
+  } else {
+    // q: H x q/TP, k and v: H x KVD_r (column-parallel).
+    attention = h * static_cast<double>(model.q_dim()) / tp + 2 * h * memory_internal::KvDimPerRank(model, tp);
+  }
+  attention += static_cast<double>(model.attn_out_dim()) * h / tp;  // o (row-parallel)
+  // MLP: fc + proj (GPT) or gate, up, down (Llama) per FFN; a MoE layer's
+  // routed and shared experts (not the router).
+  const double per_ffn = (model.arch == Arch::kGpt2 ? 2 : 3) * h / tp;
+  const double mlp = kind.moe ? static_cast<double>(model.experts + model.shared_experts) * per_ffn *
+                                    static_cast<double>(model.expert_ffn())
+                              : per_ffn * static_cast<double>(model.ffn);
+  return attention + mlp;
+}
+
+double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp) {
+  double total = 0;
+  for (int k = 0; k < kLayerKinds; ++k)
+    if (kinds.count[k] > 0)
+      total += static_cast<double>(kinds.count[k]) * LinearWeightsPerLayer(model, LayerKind::FromIndex(k), tp);
+  return total;
 }
 
 namespace {
 
-// ParamsOnStage with the per-layer count already known.
+// ParamsOnStage with the per-kind layer counts already known.
 StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stage,
-                              double layer_params) {
+                              const LayerKindCounts& kinds) {
   StageParams p;
   const double word_table = static_cast<double>(model.vocab) * model.hidden / plan.tp;
-  p.layers = StageLayers(plan, model.layers, stage) * layer_params;
+  p.layers = StageLayerParams(model, kinds, plan.tp);
   if (stage == 0) {
     p.embedding = word_table;
     if (model.learned_positions())
@@ -92,15 +153,32 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
 }
 
 // What every stage of one plan shares; computed once per plan.
+// Per FFN kind (0: dense, 1: MoE) where the model has it; `why` records the
+// activation groups of the model's MoE layers (of its dense ones for a dense model).
 struct PlanShared {
-  memory_internal::LayerActivations act;
-  double layer_params;
+  memory_internal::LayerActivations act[2];
+  double layer_params[2] = {0, 0};  // one layer on one TP rank (window kinds hold the same)
   double loss_per_micro_batch;
   PlanShared(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
              Derivation* why = nullptr)
-      : act(memory_internal::LayerActivations::Of(model, training, plan, why)),
-        layer_params(LayerParamsPerGpu(model, plan.tp)),
-        loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)) {}
+      : loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)) {
+    for (int moe = 0; moe < 2; ++moe) {
+      if (moe == 1 ? !model.moe() : model.dense_layers == 0 && model.moe()) continue;
+      const bool main = moe == (model.moe() ? 1 : 0);
+      act[moe] = memory_internal::LayerActivations::Of(model, moe == 1, training, plan, main ? why : nullptr);
+      layer_params[moe] = LayerParamsPerGpu(model, LayerKind{moe == 1, false}, plan.tp);
+    }
+  }
+  // The largest layer (ZeRO-3's gather buffer holds two).
+  double LargestLayer() const { return std::max(layer_params[0], layer_params[1]); }
+};
+
+// Layers of a stage by FFN kind: [0] dense, [1] MoE.
+struct FfnCounts {
+  double n[2] = {0, 0};
+  explicit FfnCounts(const LayerKindCounts& k) {
+    for (int i = 0; i < kLayerKinds; ++i) n[LayerKind::FromIndex(i).moe ? 1 : 0] += static_cast<double>(k.count[i]);
+  }
 };
 
 StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
@@ -110,22 +188,28 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
 }  // namespace
 
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage) {
-  return ParamsOnStageWith(model, plan, stage, LayerParamsPerGpu(model, plan.tp));
+  return ParamsOnStageWith(model, plan, stage, StageKinds(model, plan, stage));
 }
 
-double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
-                               const Plan& plan) {
-  return memory_internal::LayerActivations::Of(model, training, plan).Stored(plan.recompute);
+double ActivationBytesPerLayer(const ModelSpec& model, const LayerKind& kind,
+                               const TrainingSpec& training, const Plan& plan) {
+  return memory_internal::LayerActivations::Of(model, kind.moe, training, plan).Stored(plan.recompute);
 }
 
 double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
                             Derivation* why) {
   const double T = MicroBatchTokens(plan, training);  // B*S
-  const double hd = static_cast<double>(model.head_dim());
   const double NH_r = static_cast<double>(model.heads) / plan.tp;
-  const double q_r = NH_r * hd;
-  const double QKV_r = q_r + 2 * static_cast<double>(model.KvHeadsPerTpRank(plan.tp)) * hd;
-  const double F_r = static_cast<double>(model.ffn) / plan.tp;
+  const memory_internal::AttentionWidths w = memory_internal::AttentionWidths::Of(model, plan.tp);
+  const double q_r = w.q;
+  const double QKV_r = w.q + w.k + w.v;
+  // The widest FFN gradient per token: the dense FFN's, or an MoE layer's k
+  // routed + s shared expert intermediates.
+  const double dense_f = model.moe() && model.dense_layers == 0 ? 0 : static_cast<double>(model.ffn);
+  const double moe_f = model.moe() ? static_cast<double>((model.experts_per_token + model.shared_experts) *
+                                                         model.expert_ffn())
+                                   : 0;
+  const double F_r = std::max(dense_f, moe_f) / plan.tp;
   const double Fpre_r = model.arch == Arch::kLlama ? 2 * F_r : F_r;  // SwiGLU's gate and up
   const double H = static_cast<double>(model.hidden);
   const double e = training.precision.activation_bytes;
@@ -150,6 +234,27 @@ double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training
       {"NH_r", NH_r}, {"S", S});
 }
 
+double CpRingBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                   Derivation* why) {
+  if (plan.cp == 1) return P3D_PART(why, "buffers.cp_ring", "0", 0, "");
+  // One layer's forward keeps every K/V chunk the ring delivered and every
+  // step's partial output and fp32 log-sum-exp until it merges them
+  // (TransformerEngine context_parallel.py AttnFuncWithCPAndKVP2P.forward:
+  // p2p_comm_buffers, out_per_step, softmax_lse_per_step, cp_size entries
+  // each); its backward holds two [2, K/V] buffers (K/V and dK/dV, in flight
+  // and in use), fewer than the forward's CP >= 2 chunks.
+  const double T = MicroBatchTokens(plan, training), CP = plan.cp;
+  const double e = training.precision.activation_bytes;
+  const double KVD_r = memory_internal::KvDimPerRank(model, plan.tp);
+  const double NH_r = static_cast<double>(model.heads) / plan.tp;
+  const double q_r = NH_r * static_cast<double>(model.head_dim());
+  return P3D_PART(why, "buffers.cp_ring", "CP*T*(e*(2*KVD_r + q_r) + 4*NH_r)",
+                  CP * T * (e * (2 * KVD_r + q_r) + 4 * NH_r),
+                  "context parallel: the ring's K/V chunks and each step's partial output and "
+                  "row log-sum-exp, one layer's forward",
+                  {"CP", CP}, {"T", T}, {"e", e}, {"KVD_r", KVD_r}, {"q_r", q_r}, {"NH_r", NH_r});
+}
+
 namespace {
 
 // Model states, sharded over DP by the ZeRO stage. Offload moves the
@@ -161,23 +266,23 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
                  StageMemoryDetail* d, Derivation* why) {
   const bool offload = plan.offload != Offload::kNone;
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
-  const double DP = plan.dp, pb = prec.param_bytes, gb = prec.grad_bytes;
+  const double Z = plan.zero_shards(), pb = prec.param_bytes, gb = prec.grad_bytes;
   const double mb = prec.master_bytes, ob = prec.optimizer_bytes;
   MemoryBreakdown& mem = d->memory;
   const char* off = "offloaded to the host";
   mem.weights = params_offload ? P3D_PART(why, "weights", "0", 0, off)
                 : fw.master_is_param
                     ? P3D_PART(why, "weights", "0", 0, "the fp32 master is the parameter")
-                : plan.zero >= 3 ? P3D_PART(why, "weights", "param_bytes*P_r/DP", pb * n / DP, "",
-                                            {"param_bytes", pb}, {"P_r", n}, {"DP", DP})
+                : plan.zero >= 3 ? P3D_PART(why, "weights", "param_bytes*P_r/Z", pb * n / Z, "",
+                                            {"param_bytes", pb}, {"P_r", n}, {"Z", Z})
                                  : P3D_PART(why, "weights", "param_bytes*P_r", pb * n, "",
                                             {"param_bytes", pb}, {"P_r", n});
   // Framework::param_grads_kept: the bf16 .grad tensors beside the fp32
   // buffer (DeepSpeed's BF16_Optimizer, ZeRO-0/1 without offload).
   const bool kept = fw.param_grads_kept && plan.zero <= 1 && !offload;
   mem.gradients = offload && plan.zero >= 2 ? P3D_PART(why, "gradients", "0", 0, off)
-                  : plan.zero >= 2 ? P3D_PART(why, "gradients", "grad_bytes*P_r/DP", gb * n / DP,
-                                              "", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP})
+                  : plan.zero >= 2 ? P3D_PART(why, "gradients", "grad_bytes*P_r/Z", gb * n / Z,
+                                              "", {"grad_bytes", gb}, {"P_r", n}, {"Z", Z})
                   : kept           ? P3D_PART(why, "gradients", "(grad_bytes + param_bytes)*P_r",
                                               (gb + pb) * n, "fp32 buffer and the bf16 .grad kept beside it",
                                               {"grad_bytes", gb}, {"param_bytes", pb}, {"P_r", n})
@@ -186,21 +291,21 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
   mem.optimizer =
       offload ? P3D_PART(why, "optimizer", "0", 0, off)
       : plan.zero >= 1
-          ? P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r/DP", (mb + ob) * n / DP, "",
-                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n}, {"DP", DP})
+          ? P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r/Z", (mb + ob) * n / Z, "",
+                     {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n}, {"Z", Z})
           : P3D_PART(why, "optimizer", "(master_bytes + adam_bytes)*P_r", (mb + ob) * n, "",
                      {"master_bytes", mb}, {"adam_bytes", ob}, {"P_r", n});
   if (!offload) return;
-  // Host memory of one GPU's process: its shard P_r/DP of each state (parts
+  // Host memory of one GPU's process: its shard P_r/Z of each state (parts
   // of the host total, which ExplainHostMemory shows apart from the GPU's).
-  d->host.master = P3D_PART(why, "host.master", "master_bytes*P_r/DP", mb * n / DP, "",
-                            {"master_bytes", mb}, {"P_r", n}, {"DP", DP});
-  d->host.optimizer = P3D_PART(why, "host.optimizer", "adam_bytes*P_r/DP", ob * n / DP, "",
-                               {"adam_bytes", ob}, {"P_r", n}, {"DP", DP});
-  d->host.gradients = P3D_PART(why, "host.gradients", "grad_bytes*P_r/DP", gb * n / DP,
-                               "pinned gradient shard", {"grad_bytes", gb}, {"P_r", n}, {"DP", DP});
-  d->host.params = P3D_PART(why, "host.params", "param_bytes*P_r/DP", pb * n / DP,
-                            "pinned bf16 parameters", {"param_bytes", pb}, {"P_r", n}, {"DP", DP});
+  d->host.master = P3D_PART(why, "host.master", "master_bytes*P_r/Z", mb * n / Z, "",
+                            {"master_bytes", mb}, {"P_r", n}, {"Z", Z});
+  d->host.optimizer = P3D_PART(why, "host.optimizer", "adam_bytes*P_r/Z", ob * n / Z, "",
+                               {"adam_bytes", ob}, {"P_r", n}, {"Z", Z});
+  d->host.gradients = P3D_PART(why, "host.gradients", "grad_bytes*P_r/Z", gb * n / Z,
+                               "pinned gradient shard", {"grad_bytes", gb}, {"P_r", n}, {"Z", Z});
+  d->host.params = P3D_PART(why, "host.params", "param_bytes*P_r/Z", pb * n / Z,
+                            "pinned bf16 parameters", {"param_bytes", pb}, {"P_r", n}, {"Z", Z});
   d->host.runtime = P3D_PART(why, "host.runtime", "runtime", kHostRuntimePerGpuBytes,
                              "driver, runtime, data loading per GPU process (assumed)",
                              {"runtime", kHostRuntimePerGpuBytes});
@@ -214,7 +319,7 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
 // gathered weights of the module computing, so no copy persists: 0.
 void Fp8Weights(const ModelSpec& model, const TrainingSpec& training, const GpuSpec& gpu,
                 const Plan& plan, StageMemoryDetail* d, Derivation* why) {
-  const double W = static_cast<double>(d->layers) * LinearWeightsPerLayer(model, plan.tp);
+  const double W = StageLinearWeights(model, d->kinds, plan.tp);
   const double copies = Fp8Copies(gpu, training.fp8), s = Fp8WeightScaleBytes(training.fp8);
   // FP8 primary weights (Framework::fp8_param_gather): the linear weights'
   // bf16 copy is not kept (primary = 1 takes param_bytes*W back off).
@@ -238,17 +343,27 @@ void Fp8Weights(const ModelSpec& model, const TrainingSpec& training, const GpuS
 
 void Activations(const PlanShared& shared, const ModelSpec& model, const TrainingSpec& training,
                  const Plan& plan, int stage, StageMemoryDetail* d, Derivation* why) {
-  const memory_internal::LayerActivations& act = shared.act;
   const double e = training.precision.activation_bytes;
   const double T = MicroBatchTokens(plan, training), H = static_cast<double>(model.hidden);
   const double SPd = plan.sequence_shards(), L_r = static_cast<double>(d->layers);
   const double m_r = d->in_flight;
+  // A stage of one FFN kind uses that kind's groups; a stage mixing dense and
+  // MoE layers (DeepSeek's first stage) the layer-weighted mean of the two.
+  const FfnCounts ffn(d->kinds);
+  const bool mixed = ffn.n[0] > 0 && ffn.n[1] > 0;
+  const memory_internal::LayerActivations& act = shared.act[ffn.n[1] > 0 ? 1 : 0];
   const double per_layer =
-      P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
-               act.Stored(plan.recompute), "stored by one layer for one micro-batch",
-               {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
-               {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level},
-               {"fp8", act.fp8});
+      mixed ? P3D_TERM(why, "activations.per_layer", "(L_dense*A_dense + L_moe*A_moe)/L_r",
+                       (ffn.n[0] * shared.act[0].Stored(plan.recompute) +
+                        ffn.n[1] * shared.act[1].Stored(plan.recompute)) / L_r,
+                       "mean over the stage's dense and MoE layers, one micro-batch",
+                       {"L_dense", ffn.n[0]}, {"A_dense", shared.act[0].Stored(plan.recompute)},
+                       {"L_moe", ffn.n[1]}, {"A_moe", shared.act[1].Stored(plan.recompute)}, {"L_r", L_r})
+            : P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
+                       act.Stored(plan.recompute), "stored by one layer for one micro-batch",
+                       {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
+                       {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level},
+                       {"fp8", act.fp8});
   d->layer_activations =
       P3D_PART(why, "activations.layers", "A_layer*L_r*m_r", per_layer * L_r * m_r, "",
                {"A_layer", per_layer}, {"L_r", L_r}, {"m_r", m_r});
@@ -292,8 +407,9 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
   const bool offload = plan.offload != Offload::kNone;
   const double e = prec.activation_bytes, T = MicroBatchTokens(plan, training);
   const double H = static_cast<double>(model.hidden), SPd = plan.sequence_shards();
-  if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams) &&
-      !fw.Reshards(plan.pp)) {
+  const bool sharded3 =
+      plan.zero >= 3 && (plan.zero_shards() > 1 || plan.offload == Offload::kOptimizerAndParams);
+  if (sharded3 && !fw.Reshards(plan.pp)) {
     // Not resharded after forward (Framework::Reshards): the stage's gathered
     // parameters stay until its backward.
     const double P_r = d->params.total();
@@ -301,15 +417,15 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
         P3D_PART(why, "buffers.zero3_gather", "param_bytes*P_r", prec.param_bytes * P_r,
                  "the stage's parameters, kept gathered from forward to backward",
                  {"param_bytes", static_cast<double>(prec.param_bytes)}, {"P_r", P_r});
-  } else if (plan.zero >= 3 && (plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) {
+  } else if (sharded3) {
     const double largest =
-        std::max(shared.layer_params, std::max(d->params.embedding, d->params.head));
+        std::max(shared.LargestLayer(), std::max(d->params.embedding, d->params.head));
     d->zero3_gather = P3D_PART(
         why, "buffers.zero3_gather", "param_bytes*modules*max(P_layer, P_embedding, P_head)",
         prec.param_bytes * kZero3PrefetchModules * largest,
         "the module computing and the one prefetched",
         {"param_bytes", static_cast<double>(prec.param_bytes)},
-        {"modules", static_cast<double>(kZero3PrefetchModules)}, {"P_layer", shared.layer_params},
+        {"modules", static_cast<double>(kZero3PrefetchModules)}, {"P_layer", shared.LargestLayer()},
         {"P_embedding", d->params.embedding}, {"P_head", d->params.head});
   } else {
     d->zero3_gather = P3D_PART(why, "buffers.zero3_gather", "0", 0, "");
@@ -317,9 +433,9 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
   // With offload under ZeRO-2/3 the buckets also stage each micro-batch's
   // gradient for its copy to the host, even at DP = 1. A contiguous gradient
   // buffer (Megatron's DDP) is reduced in place: no ZeRO-0/1 buckets.
-  if ((plan.dp > 1 || (offload && plan.zero >= 2)) &&
+  if ((plan.grad_group() > 1 || (offload && plan.zero >= 2)) &&
       !(fw.contiguous_grad_buffer && plan.zero <= 1)) {
-    const double n = d->params.total(), bucket = fw.GradBucketElements(plan.dp);
+    const double n = d->params.total(), bucket = fw.GradBucketElements(plan.grad_group());
     d->grad_buckets = P3D_PART(
         why, "buffers.grad_buckets", "grad_bytes*min(buckets*bucket_elems, P_r)",
         prec.grad_bytes * std::min(kGradBuckets * bucket, n), "one bucket reducing, one filling",
@@ -342,8 +458,9 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
                      {"bufs", tp_bufs}, {"e", e}, {"T", T}, {"H", H})
           : P3D_PART(why, "buffers.sp_all_gather", "0", 0, "");
   d->backward_scratch = BackwardScratchBytes(model, training, plan, why);
-  d->memory.buffers =
-      d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers + d->backward_scratch;
+  d->cp_buffers = CpRingBytes(model, training, plan, why);
+  d->memory.buffers = d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers +
+                      d->backward_scratch + d->cp_buffers;
 }
 
 void Runtime(const ModelSpec& model, const ClusterSpec& cluster, const Plan& plan, int stage,
@@ -376,13 +493,21 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   StageMemoryDetail d;
   d.stage = stage;
   d.layers = StageLayers(plan, model.layers, stage);
-  d.params = ParamsOnStageWith(model, plan, stage, shared.layer_params);
+  d.kinds = StageKinds(model, plan, stage);
+  d.params = ParamsOnStageWith(model, plan, stage, d.kinds);
   const StageParams& p = d.params;
+  const FfnCounts ffn(d.kinds);
   const double n =
-      P3D_TERM(why, "params.stage", "L_r*P_layer + P_embedding + P_head + P_final_norm", p.total(),
-               "parameters of the stage on one TP rank", {"L_r", static_cast<double>(d.layers)},
-               {"P_layer", shared.layer_params}, {"P_embedding", p.embedding}, {"P_head", p.head},
-               {"P_final_norm", p.final_norm});
+      !model.moe()
+          ? P3D_TERM(why, "params.stage", "L_r*P_layer + P_embedding + P_head + P_final_norm", p.total(),
+                     "parameters of the stage on one TP rank", {"L_r", static_cast<double>(d.layers)},
+                     {"P_layer", shared.layer_params[0]}, {"P_embedding", p.embedding}, {"P_head", p.head},
+                     {"P_final_norm", p.final_norm})
+          : P3D_TERM(why, "params.stage", "L_dense*P_dense + L_moe*P_moe + P_embedding + P_head + P_final_norm",
+                     p.total(), "parameters of the stage on one TP rank: dense and MoE layers",
+                     {"L_dense", ffn.n[0]}, {"P_dense", shared.layer_params[0]}, {"L_moe", ffn.n[1]},
+                     {"P_moe", shared.layer_params[1]}, {"P_embedding", p.embedding}, {"P_head", p.head},
+                     {"P_final_norm", p.final_norm});
   const ScheduleKind schedule = ScheduleOf(plan);
   const char* in_flight_formula = "m";
   const double in_flight = InFlightMicroBatches(schedule, plan.pp, plan.vpp, plan.grad_accum, stage,
@@ -432,12 +557,23 @@ namespace {
 
 // The stages that can hold the most (see PeakStageMemory): 0, then 1 when it
 // is a middle stage, then PP-1; `count` of them are valid.
+// With leading dense layers (DeepSeek) a middle stage may hold fewer MoE
+// layers than a later one: the first middle stage free of dense layers is a
+// candidate too.
 struct PeakCandidates {
-  int stage[3];
+  int stage[4];
   int count = 0;
-  explicit PeakCandidates(int pp) {
+  PeakCandidates(const ModelSpec& model, const Plan& plan) {
+    const int pp = plan.pp;
     stage[count++] = 0;
     if (pp > 2) stage[count++] = 1;
+    if (model.moe() && model.dense_layers > 0) {
+      for (int r = 1; r < pp - 1; ++r) {
+        if (FfnCounts(StageKinds(model, plan, r)).n[0] > 0) continue;
+        if (r > 1) stage[count++] = r;
+        break;
+      }
+    }
     if (pp > 1) stage[count++] = pp - 1;
   }
 };
@@ -450,7 +586,7 @@ double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
   // Host bytes grow with the stage's parameters: the embedding's, a middle
   // stage's or the head's stage holds the most, as for PeakStageMemory.
   const PlanShared shared(model, training, plan);
-  const PeakCandidates candidates(plan.pp);
+  const PeakCandidates candidates(model, plan);
   double host = 0;
   for (int i = 0; i < candidates.count; ++i)
     host = std::max(
@@ -467,7 +603,7 @@ MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& trai
   // stage 1 or the last stage (head, loss). In stage order, so that a tie
   // goes to the first stage, as in EstimateMemory.
   const PlanShared shared(model, training, plan);
-  const PeakCandidates candidates(plan.pp);
+  const PeakCandidates candidates(model, plan);
   MemoryBreakdown peak;
   int stage = 0;
   for (int i = 0; i < candidates.count; ++i) {

@@ -75,18 +75,24 @@ struct StageParams {
   double final_norm = 0;  // last stage: final norm (replicated)
   double total() const { return layers + embedding + head + final_norm; }
 };
-// Parameters of one transformer layer on one TP rank.
-double LayerParamsPerGpu(const ModelSpec& model, int tp);
-// The weights of one layer's linear layers (q/k/v, out-proj, MLP; no biases,
+// Parameters of one transformer layer of `kind` on one TP rank (MoE: all
+// routed and shared experts, the router replicated).
+double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp);
+// Parameters of `kinds.count[k]` layers of each kind on one TP rank.
+double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp);
+// The weights of one `kind` layer's linear layers (q/k/v and MLA's
+// projections, out-proj, the MLP or the routed and shared experts; no biases,
 // norms or router) on one TP rank: what FP8 GEMMs multiply.
-double LinearWeightsPerLayer(const ModelSpec& model, int tp);
+double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp);
+// LinearWeightsPerLayer of `kinds.count[k]` layers of each kind.
+double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp);
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 
 // Activation bytes one transformer layer stores for one micro-batch on one GPU,
 // under the plan's TP, SP and recompute mode (full recompute: the layer input
 // only). training supplies seq, activation bytes and dropout.
-double ActivationBytesPerLayer(const ModelSpec& model, const TrainingSpec& training,
-                               const Plan& plan);
+double ActivationBytesPerLayer(const ModelSpec& model, const LayerKind& kind,
+                               const TrainingSpec& training, const Plan& plan);
 
 // CPU memory one GPU of a stage needs with offload, bytes (all 0 without
 // offload). P_s = P_r / DP is the GPU's shard (offload needs ZeRO >= 1):
@@ -107,6 +113,7 @@ struct HostMemoryDetail {
 struct StageMemoryDetail {
   int stage = 0;
   int64_t layers = 0;
+  LayerKindCounts kinds;  // the stage's layers by kind (stage_kinds.h)
   StageParams params;
   double in_flight = 0;  // InFlightMicroBatches for this stage
   // activations
@@ -120,6 +127,7 @@ struct StageMemoryDetail {
   double pp_buffers = 0;
   double tp_buffers = 0;
   double backward_scratch = 0;  // one layer's activation-gradient temporaries, one micro-batch
+  double cp_buffers = 0;        // context parallel: CpRingBytes
   // runtime
   int communicators = 0;  // NCCL communicators this rank belongs to
   double cuda_context = 0;
@@ -171,6 +179,13 @@ inline bool FitsInHostMemory(double host_bytes_per_node, const NodeSpec& node) {
 // caching allocator hold the same tensors transiently.
 double BackwardScratchBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
                             Derivation* why = nullptr);
+
+// Context parallel's ring buffers during one layer's forward (0 at CP = 1):
+// the K/V chunks received from the other CP-1 ranks plus its own, and each
+// step's partial attention output and fp32 log-sum-exp, CP of each
+// (Transformer Engine's AttnFuncWithCPAndKVP2P keeps them until the merge).
+double CpRingBytes(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
+                   Derivation* why = nullptr);
 
 // The --explain derivation of `stage`: every term recorded where
 // StageMemoryDetails computes it (simulator/derivation.h). The terms marked

@@ -16,14 +16,38 @@ inline double KvDimPerRank(const ModelSpec& model, int tp) {
   return static_cast<double>(model.KvHeadsPerTpRank(tp) * model.head_dim());
 }
 
+// Per-token widths of the attention on one TP rank: q, k and v (the core's
+// inputs), o (the output projection's input) and MLA's replicated latents
+// (q_lora + kv_lora + rope: the up projections' inputs).
+struct AttentionWidths {
+  double q = 0, k = 0, v = 0, o = 0, latent = 0;
+  static AttentionWidths Of(const ModelSpec& model, int tp) {
+    AttentionWidths w;
+    const double nh_r = static_cast<double>(model.heads) / tp;
+    w.q = nh_r * static_cast<double>(model.qk_head_dim());
+    w.o = nh_r * static_cast<double>(model.v_dim_per_head());
+    if (model.mla()) {
+      w.k = w.q;
+      w.v = w.o;
+      w.latent = static_cast<double>(model.q_lora_rank + model.kv_lora_rank + model.qk_rope_head_dim);
+    } else {
+      w.k = w.v = KvDimPerRank(model, tp);
+    }
+    return w;
+  }
+};
+
 // What one transformer layer stores for one micro-batch on one GPU, bytes,
 // grouped the way Korthikanti's Table 2 groups them (docs/memory-model.md):
 //   hidden  e*B*S*H/SPd x (3 + k): LN1 input, QKV input, LN2 input, MLP input
 //           (k routed copies for MoE)             -> Korthikanti's 8sbh
+//           (every group with T = B*S/CP tokens: MicroBatchTokens)
 //   masks   drop * 2*B*S*H/SPd: attention-output and MLP-output dropout masks
 //                                                 -> 2sbh
-//   split   e*B*S*(2H/TP + 2*KVD_r + c*k*F/TP): Q, K, V, output-projection
-//           input, MLP intermediates (c = 2 GELU, 3 SwiGLU) -> 24sbh/t
+//   split   e*B*S*(Q_r + K_r + V_r + O_r + lat + c*(k + s)*F/TP): Q, K, V,
+//           output-projection input, MLA latents, MLP intermediates (c = 2
+//           GELU, 3 SwiGLU; MoE: k routed + s shared experts of width F =
+//           expert_ffn) -> 24sbh/t
 //   scores  unfused core: B*S*S*NH/TP*(e + drop*(1 + e)): softmax output,
 //           dropout mask and dropout output      -> 5as^2b/t
 //           fused core: 4*B*S*NH/TP, the fp32 row log-sum-exp the backward
@@ -42,8 +66,9 @@ inline double KvDimPerRank(const ModelSpec& model, int tp) {
 //           each linear layer's input for its weight gradient as one FP8 copy
 //           (1 + s bytes, s = Fp8ActivationScaleBytes; module/linear.py keeps
 //           only the column-wise data) instead of e bytes: the q/k/v and MLP
-//           inputs (1 + k of the hidden group) and the fc2 input (k*F/TP of
-//           split) change by (1 + s - e); the out-proj input changes by that
+//           inputs (1 + k of the hidden group) and the fc2 inputs ((k + s)*F/TP
+//           of split: routed and shared experts) change by (1 + s - e); the
+//           out-proj input (O_r) changes by that
 //           with the unfused core, while the fused core keeps its bf16 output
 //           O for its own backward beside the FP8 copy (+ (1 + s)).
 //           Op-level selective recompute: not modelled (0).
@@ -59,29 +84,35 @@ struct LayerActivations {
   SelectiveRecompute selective = SelectiveRecompute::kScores;  // Framework::selective
 
   // Records the five groups as "activations.per_layer.*" when `why` is set.
-  static LayerActivations Of(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
-                             Derivation* why = nullptr) {
+  // `moe`: a layer with routed experts (LayerKind::moe), else a dense FFN.
+  static LayerActivations Of(const ModelSpec& model, bool moe, const TrainingSpec& training,
+                             const Plan& plan, Derivation* why = nullptr) {
     const double e = training.precision.activation_bytes;
     const double T = MicroBatchTokens(plan, training);  // B*S
     const double SPd = plan.sequence_shards();
     const double H = static_cast<double>(model.hidden);
-    const double k = static_cast<double>(model.experts_per_token);
+    // k routed copies of each token and s shared experts, of width F.
+    const double k = moe ? static_cast<double>(model.experts_per_token) : 1;
+    const double s = moe ? static_cast<double>(model.shared_experts) : 0;
+    const double F = static_cast<double>(moe ? model.expert_ffn() : model.ffn);
     const double c = model.arch == Arch::kGpt2 ? 2 : 3;
     const double drop = training.dropout ? 1 : 0;
-    const double TP = plan.tp, F = static_cast<double>(model.ffn);
-    const double KVD_r = KvDimPerRank(model, plan.tp);
+    const double TP = plan.tp;
+    const AttentionWidths w = AttentionWidths::Of(model, plan.tp);
+    const double Q_r = w.q, K_r = w.k, V_r = w.v, O_r = w.o, lat = w.latent;
     const double NH = static_cast<double>(model.heads), S = static_cast<double>(training.seq);
     LayerActivations a;
     a.hidden = P3D_TERM(why, "activations.per_layer.hidden", "e*T*H/SPd*(3 + k)",
-                        e * T * H / SPd * (3 + k), "norm and GEMM inputs, T = B*S tokens", {"e", e},
+                        e * T * H / SPd * (3 + k), "norm and GEMM inputs, T = B*S/CP tokens", {"e", e},
                         {"T", T}, {"H", H}, {"SPd", SPd}, {"k", k});
     a.masks = P3D_TERM(why, "activations.per_layer.masks", "drop*2*T*H/SPd", drop * 2 * T * H / SPd,
                        "1-byte dropout masks of the attention and MLP outputs", {"drop", drop},
                        {"T", T}, {"H", H}, {"SPd", SPd});
-    a.split = P3D_TERM(why, "activations.per_layer.split", "e*T*(2*H/TP + 2*KVD_r + c*k*F/TP)",
-                       e * T * (2 * H / TP + 2 * KVD_r + c * k * F / TP),
-                       "Q, K, V, output-projection input, MLP intermediates", {"e", e}, {"T", T},
-                       {"H", H}, {"TP", TP}, {"KVD_r", KVD_r}, {"c", c}, {"k", k}, {"F", F});
+    a.split = P3D_TERM(why, "activations.per_layer.split", "e*T*(Q_r + K_r + V_r + O_r + lat + c*(k + s)*F/TP)",
+                       e * T * (Q_r + K_r + V_r + O_r + lat + c * (k + s) * F / TP),
+                       "Q, K, V, output-projection input, MLA latents, MLP intermediates", {"e", e},
+                       {"T", T}, {"Q_r", Q_r}, {"K_r", K_r}, {"V_r", V_r}, {"O_r", O_r}, {"lat", lat},
+                       {"c", c}, {"k", k}, {"s", s}, {"F", F}, {"TP", TP});
     a.fused = plan.attention == AttentionImpl::kFused;
     a.scores = a.fused
                    ? P3D_TERM(why, "activations.per_layer.scores", "4*T*NH/TP", 4 * T * NH / TP,
@@ -98,28 +129,29 @@ struct LayerActivations {
     if (training.fp8 != Fp8Recipe::kOff && a.selective != SelectiveRecompute::kOpLevel) {
       const double sa = Fp8ActivationScaleBytes(training.fp8), core = a.fused ? 1 + sa : 1 + sa - e;
       a.fp8 = P3D_TERM(why, "activations.per_layer.fp8",
-                       "T*((1 + k)*H/SPd*(1 + s - e) + k*F/TP*(1 + s - e) + H/TP*core)",
-                       T * ((1 + k) * H / SPd * (1 + sa - e) + k * F / TP * (1 + sa - e) + H / TP * core),
+                       "T*((1 + k)*H/SPd*(1 + sa - e) + (k + s)*F/TP*(1 + sa - e) + O_r*core)",
+                       T * ((1 + k) * H / SPd * (1 + sa - e) + (k + s) * F / TP * (1 + sa - e) + O_r * core),
                        "FP8 copies of the linear inputs saved instead of bf16 ones", {"T", T}, {"k", k},
-                       {"H", H}, {"SPd", SPd}, {"s", sa}, {"e", e}, {"F", F}, {"TP", TP},
-                       {"core", core});
+                       {"H", H}, {"SPd", SPd}, {"sa", sa}, {"e", e}, {"s", s}, {"F", F}, {"TP", TP},
+                       {"O_r", O_r}, {"core", core});
     }
     if (a.selective == SelectiveRecompute::kOpLevel) {
       const double scores = a.scores;
       a.op_level =
           model.arch == Arch::kLlama
               ? P3D_TERM(why, "activations.per_layer.op_level",
-                         "scores + e*T*(2*H/SPd + 2*H/TP + KVD_r + k*F/TP)",
-                         scores + e * T * (2 * H / SPd + 2 * H / TP + KVD_r + k * F / TP),
+                         "scores + e*T*(2*H/SPd + Q_r + O_r + V_r + (k + s)*F/TP)",
+                         scores + e * T * (2 * H / SPd + Q_r + O_r + V_r + (k + s) * F / TP),
                          "op-level selective: every second matmul's output, attention output",
-                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
-                         {"KVD_r", KVD_r}, {"k", k}, {"F", F})
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"Q_r", Q_r},
+                         {"O_r", O_r}, {"V_r", V_r}, {"k", k}, {"s", s}, {"F", F}, {"TP", TP})
               : P3D_TERM(why, "activations.per_layer.op_level",
-                         "scores + e*T*(H/SPd + 2*H/TP + 2*KVD_r + k*F/TP)",
-                         scores + e * T * (H / SPd + 2 * H / TP + 2 * KVD_r + k * F / TP),
+                         "scores + e*T*(H/SPd + Q_r + K_r + V_r + O_r + (k + s)*F/TP)",
+                         scores + e * T * (H / SPd + Q_r + K_r + V_r + O_r + (k + s) * F / TP),
                          "op-level selective: every second matmul's output, attention output",
-                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"TP", TP},
-                         {"KVD_r", KVD_r}, {"k", k}, {"F", F});
+                         {"scores", scores}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"Q_r", Q_r},
+                         {"K_r", K_r}, {"V_r", V_r}, {"O_r", O_r}, {"k", k}, {"s", s}, {"F", F},
+                         {"TP", TP});
     }
     return a;
   }
@@ -186,13 +218,17 @@ inline double LossBytesPerMicroBatch(const ModelSpec& model, const TrainingSpec&
          LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + fp32);
 }
 
-// NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP groups
+// NCCL communicators a rank of `stage` belongs to: world, TP, DP, PP (CP, DP x CP, replica) groups
 // where they have more than one member, and Megatron's embedding group (first
 // and last stage) when a tied embedding spans a pipeline.
 inline int Communicators(const ModelSpec& model, const Plan& plan, int stage) {
   const bool embedding_group =
       model.tie_embeddings && plan.pp > 1 && (stage == 0 || stage == plan.pp - 1);
-  return (plan.gpus() > 1) + (plan.tp > 1) + (plan.dp > 1) + (plan.pp > 1) + embedding_group;
+  // With CP: the CP ring group and the DP x CP gradient group beside the DP
+  // group (Megatron's parallel_state builds all three); with hybrid sharding
+  // the replica group beside the shard group.
+  return (plan.gpus() > 1) + (plan.tp > 1) + (plan.dp > 1) + (plan.pp > 1) + embedding_group +
+         2 * (plan.cp > 1) + (plan.zero_shard > 0);
 }
 
 }  // namespace p3d::memory_internal

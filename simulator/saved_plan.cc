@@ -62,9 +62,11 @@ json MemoryToJson(const MemoryBreakdown& m) {
 json LayoutToJson(const Plan& p, const TrainingSpec& t) {
   return json{{"dp", p.dp},
               {"tp", p.tp},
+              {"cp", p.cp},
               {"pp", p.pp},
               {"vpp", p.vpp},
               {"zero", p.zero},
+              {"zero_shard", p.zero_shard},
               {"micro_batch", p.micro_batch},
               {"grad_accum", p.grad_accum},
               {"global_batch", p.global_batch()},
@@ -96,6 +98,7 @@ json PredictionToJson(const EvaluatedPlan& e) {
                {{"step_s", t.step_s},
                 {"compute_s", t.compute_s},
                 {"tp_comm_s", t.tp_comm_s},
+                {"cp_comm_s", t.cp_comm_s},
                 {"pp_comm_s", t.pp_comm_s},
                 {"dp_comm_s", t.dp_comm_s},
                 {"bubble_s", t.bubble_s},
@@ -182,7 +185,7 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_ASSIGN_OR_RETURN(p.activation_bytes, Int(pf, "activation_bytes", 1, 8));
 
   JsonFields l(*plan, origin + ": plan");
-  P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "pp", "vpp", "zero", "micro_batch", "grad_accum", "global_batch", "seq",
+  P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "cp", "pp", "vpp", "zero", "zero_shard", "micro_batch", "grad_accum", "global_batch", "seq",
                                   "recompute", "sequence_parallel", "offload", "attention", "first_stage_layers",
                                   "last_stage_layers"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
@@ -190,6 +193,14 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.vpp, Int(l, "vpp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.zero, Int(l, "zero", 0, 3));
+  // "cp" and "zero_shard" are absent from plans saved before context parallel
+  // and hybrid sharding existed: CP 1, one shard group.
+  if (l.Has("cp")) {
+    P3D_ASSIGN_OR_RETURN(s.plan.cp, Int(l, "cp", 1, kMaxGpus));
+  }
+  if (l.Has("zero_shard")) {
+    P3D_ASSIGN_OR_RETURN(s.plan.zero_shard, Int(l, "zero_shard", 0, kMaxGpus));
+  }
   P3D_ASSIGN_OR_RETURN(s.plan.micro_batch, l.IntInRange("micro_batch", 1, kMaxGlobalBatch));
   P3D_ASSIGN_OR_RETURN(s.plan.grad_accum, l.IntInRange("grad_accum", 1, kMaxGlobalBatch));
   P3D_ASSIGN_OR_RETURN(s.plan.sequence_parallel, l.BoolOr("sequence_parallel", false));

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -14,6 +15,7 @@
 #include "simulator/memory_model.h"
 #include "simulator/pipeline_sim.h"
 #include "simulator/schedule.h"
+#include "simulator/stage_kinds.h"
 
 namespace p3d {
 
@@ -22,17 +24,21 @@ namespace {
 // Per-shape costs of one micro-batch on one GPU, cached by ComputeShape.
 struct ShapeCosts {
   ComputeShape key;
-  LayerKernelTimes layer;
+  LayerKernelTimes layer[kLayerKinds];  // by LayerKind::index, for the kinds the model has
+  int main = 0;                         // MainKind(model).index()
   EdgeKernelTimes edge;
   // TP collectives, seconds per micro-batch: exposed, plus the slowdown of the
   // GEMMs the framework's TP overlap hides some under (TpLayerHidden).
   double tp_layer_fwd = 0;  // 2 all-reduces (SP: 2 all-gathers + 2 reduce-scatters)
   double tp_layer_bwd = 0;  // 2 more (+ 2 for the recomputed forward with full recompute)
   double tp_emb_fwd = 0, tp_emb_bwd = 0, tp_head_fwd = 0, tp_head_bwd = 0;
+  // Context parallel's K/V ring, exposed seconds per layer per micro-batch
+  // (CpRingExposed; 0 at CP = 1).
+  double cp_layer_fwd = 0, cp_layer_bwd = 0;
 };
 
 bool SameShape(const ComputeShape& a, const ComputeShape& b) {
-  return a.tp == b.tp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
+  return a.tp == b.tp && a.cp == b.cp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
          a.sequence_parallel == b.sequence_parallel && a.attention == b.attention;
 }
 
@@ -218,7 +224,7 @@ struct TimeModel::Impl {
   PipelineCosts costs;
   PipelineResult result;
   // Per pipeline rank, seconds per step.
-  std::vector<double> tp_rank, dp_in_rank, dp_tail_rank, opt_rank;
+  std::vector<double> tp_rank, cp_rank, dp_in_rank, dp_tail_rank, opt_rank;
   // DP collective seconds that ran under compute (issued minus exposed), and
   // the compute they slowed (GpuSpec::overlap_slowdown_*), per rank; the
   // slowdown is part of dp_tail_rank.
@@ -249,6 +255,7 @@ struct TimeModel::Impl {
   const ShapeCosts& Shape(const Plan& plan);
   ShapeCosts CostsOfShape(const Plan& plan, Derivation* why) const;
   const PipeSchedule* Schedule(const Plan& plan, Status* status);
+  void CpRingExposed(const Plan& plan, ShapeCosts* s, Derivation* why) const;
   // Fills costs (per-chunk durations, p2p) and the per-rank TP, in-stage DP,
   // end-of-step DP and optimizer seconds: everything but the simulation.
   Status Prepare(const Plan& plan);
@@ -269,21 +276,35 @@ struct TimeModel::Impl {
   };
   // What every chunk of one plan shares, computed once per plan.
   struct PlanCommon {
-    GroupPath dp_path;
-    double layer_params = 0;  // one layer on one TP rank
+    // The ZeRO shard group (Plan::zero_shards: DP x CP, or the HSDP shard
+    // group), over which every gradient reduction and parameter gather runs,
+    // and with hybrid sharding the replica group across which each shard's
+    // gradient is all-reduced (common/rank_grid.h PlanGroupSpan).
+    GroupPath dp_path, replica_path;
+    double layer_params = 0;  // one layer on one TP rank (the model's mean where kinds mix)
+    bool mixed = false;       // the model has layers of more than one kind
     StageParams first, last;  // of the first and the last pipeline stage
     Zero3Comm z3;
   };
-  Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc) const;
+  // `layer_params`: one layer's module (a chunk's mean layer where kinds mix).
+  Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc, double layer_params) const;
   void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
-  void StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path, int r);
+  void StageTail(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r);
   double Fp8WeightCast(const Plan& plan, int r, Derivation* w) const;
+  void Link(const Plan& plan, int v);
+  bool SameWork(const Plan& plan, int a, int b) const;
+  void CopyRank(const Plan& plan, int from, int to);
+  // Every per-rank vector Prepare fills.
+  std::array<std::vector<double>*, 9> PerRank() {
+    return {&tp_rank, &cp_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
+            &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank};
+  }
   void Breakdown(int crit, int last_rank);
 };
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention};
+                         plan.attention, plan.cp};
   for (const ShapeCosts& s : shapes)
     if (SameShape(s.key, key)) return s;
   shapes.push_back(CostsOfShape(plan, nullptr));
@@ -292,19 +313,29 @@ const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
 
 ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention};
+                         plan.attention, plan.cp};
   ShapeCosts s;
   s.key = key;
-  s.layer = LayerKernels(model, training, cluster.gpu, key, why);
+  const LayerKindCounts kinds = model.CountKinds(0, model.layers);
+  s.main = MainKind(model).index();
+  for (int k = 0; k < kLayerKinds; ++k)
+    if (kinds.count[k] > 0) s.layer[k] = LayerKernels(model, LayerKind::FromIndex(k), training, cluster.gpu, key,
+                                               k == s.main ? why : nullptr);
   s.edge = EdgeKernels(model, training, cluster.gpu, key);
   const char* kernels = "GEMMs at peak*eff(2MNK) (or HBM-bound) + memory-bound ops at HBM*eff";
-  auto kernel = [&](const char* name, const KernelTime& k) {
+  auto kernel = [&](const std::string& name, const KernelTime& k) {
     P3D_TERM(why, name, "gemm + memory", k.total(), kernels, {"gemm", k.gemm_s},
              {"memory", k.memory_s});
   };
-  kernel("layer.forward", s.layer.forward);
-  kernel("layer.backward", s.layer.backward);
-  kernel("layer.recompute", s.layer.recompute);
+  // The main kind as "layer.*"; a model's other kinds as "layer.<kind>.*".
+  for (int k = 0; k < kLayerKinds; ++k) {
+    if (kinds.count[k] == 0) continue;
+    const std::string prefix =
+        k == s.main ? "layer" : std::string("layer.") + KindName(LayerKind::FromIndex(k));
+    kernel(prefix + ".forward", s.layer[k].forward);
+    kernel(prefix + ".backward", s.layer[k].backward);
+    kernel(prefix + ".recompute", s.layer[k].recompute);
+  }
   const GroupPath tp = GroupPathFor(cluster.node, plan.tp, 1);
   // B*S*H activations of one micro-batch.
   const double x =
@@ -324,7 +355,7 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
   // the GEMM by `sl` (GpuSpec::overlap_slowdown_gemm: the SMs and HBM the
   // collective takes).
   const TpHidden hidden =
-      TpLayerHidden(training.framework.tp_overlap, s.layer, sp, plan.tp, ar, rs, ag);
+      TpLayerHidden(training.framework.tp_overlap, s.layer[s.main], sp, plan.tp, ar, rs, ag);
   if (hidden.forward > 0 || hidden.backward > 0) {
     const double hf = hidden.forward, hb = hidden.backward;
     const double sl = cluster.gpu.overlap_slowdown_gemm;
@@ -358,6 +389,7 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
            : P3D_TERM(why, "layer.tp_comm.backward", "2*ar + full*2*ar", 2 * ar + full * 2 * ar, "",
                       {"ar", ar}, {"rs", rs}, {"ag", ag}, {"full", full});
   }
+  if (plan.cp > 1) CpRingExposed(plan, &s, why);
   // Vocab-parallel embedding: partial rows reduced over TP (SP: reduce-scatter;
   // its backward all-gathers the gradient). Head: SP all-gathers the final
   // norm's output (backward: reduce-scatter); without SP the column-parallel
@@ -382,6 +414,50 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
   return s;
 }
 
+// Context parallel (Megatron-Core --cp-comm-type p2p, Transformer Engine's
+// AttnFuncWithCPAndKVP2P): each of a layer's CP attention steps runs on the
+// K/V chunk the ring delivered while the next chunk is sent on (send to CP
+// rank i+1, receive from i-1; ranks TP apart), so a step exposes what its
+// transfer exceeds its compute, one CP-th of the core (compute_model.cc).
+// Forward: CP-1 transfers of this rank's K and V, kv = send of 2*T*KVD_r*e
+// bytes. Backward: the K/V travel again with the dK/dV accumulated so far
+// ([2, K/V] buffers): the first step sends K/V only, the CP-2 middle steps
+// both, the last dK/dV alone. A recomputed core (full recompute, Megatron's
+// core_attn selective recompute) runs the forward ring again in backward.
+// The ring's slowest hop decides every step: across nodes when TP*CP GPUs
+// span more than one node.
+void TimeModel::Impl::CpRingExposed(const Plan& plan, ShapeCosts* s, Derivation* why) const {
+  const NodeSpec& node = cluster.node;
+  const double e = training.precision.activation_bytes;
+  const double kv_bytes = MicroBatchTokens(plan, training) * 2 *
+                          static_cast<double>(model.KvHeadsPerTpRank(plan.tp) * model.head_dim()) * e;
+  const GroupSpan ring = PlanGroupSpan(PlanGroup::kContext, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  const bool spans = GroupPathFor(node, ring.size, ring.stride).spans_nodes;
+  const int from = spans ? std::max(0, node.gpus_per_node - ring.stride) : 0;
+  const double kv = SendRecv(why, "cp.kv_send", node, kv_bytes, from, ring.stride);
+  const double CP = plan.cp;
+  // The core of the model's most common layer kind (MainKind) sets the pace.
+  const LayerKernelTimes& main = s->layer[s->main];
+  const double cf = main.core_forward_s / CP, cb = main.core_backward_s / CP;
+  const Recompute rc_mode = plan.recompute;
+  const double rc = rc_mode == Recompute::kFull ||
+                            (rc_mode == Recompute::kSelective &&
+                             training.framework.selective == SelectiveRecompute::kCoreAttention)
+                        ? 1.0
+                        : 0.0;
+  const double fwd = std::max(0.0, kv - cf) * (CP - 1);
+  s->cp_layer_fwd = P3D_TERM(why, "layer.cp_comm.forward", "(CP - 1)*max(0, kv - cf)", fwd,
+                             "K/V ring: what each transfer exceeds its step's attention (cf = core/CP)",
+                             {"CP", CP}, {"kv", kv}, {"cf", cf});
+  s->cp_layer_bwd = P3D_TERM(
+      why, "layer.cp_comm.backward",
+      "2*max(0, kv - cb) + (CP - 2)*max(0, 2*kv - cb) + rc*(CP - 1)*max(0, kv - cf)",
+      2 * std::max(0.0, kv - cb) + (CP - 2) * std::max(0.0, 2 * kv - cb) + rc * fwd,
+      "K/V and dK/dV ring under the backward's attention steps (cb = core backward/CP), and the "
+      "recomputed forward's ring",
+      {"CP", CP}, {"kv", kv}, {"cb", cb}, {"cf", cf}, {"rc", rc});
+}
+
 const PipeSchedule* TimeModel::Impl::Schedule(const Plan& plan, Status* status) {
   for (const ScheduleEntry& e : schedules)
     if (e.pp == plan.pp && e.vpp == plan.vpp && e.m == plan.grad_accum) return &e.schedule;
@@ -394,10 +470,14 @@ const PipeSchedule* TimeModel::Impl::Schedule(const Plan& plan, Status* status) 
   return &schedules.back().schedule;
 }
 Status TimeModel::Impl::Check(const Plan& p) const {
-  if (p.dp < 1 || p.tp < 1 || p.pp < 1 || p.vpp < 1)
-    return Status::InvalidArgument(
-        fmt::format("plan: dp, tp, pp and vpp must be >= 1, got dp={} tp={} pp={} vpp={}", p.dp,
-                    p.tp, p.pp, p.vpp));
+  if (p.dp < 1 || p.tp < 1 || p.cp < 1 || p.pp < 1 || p.vpp < 1)
+    return Status::InvalidArgument(fmt::format(
+        "plan: dp, tp, cp, pp and vpp must be >= 1, got dp={} tp={} cp={} pp={} vpp={}", p.dp,
+        p.tp, p.cp, p.pp, p.vpp));
+  if (p.zero_shard != 0 && (p.zero_shard < 1 || p.grad_group() % p.zero_shard != 0))
+    return Status::InvalidArgument(fmt::format(
+        "rule zero_shard|dp*cp: zero_shard {} does not divide DP x CP = {}", p.zero_shard,
+        p.grad_group()));
   if (p.micro_batch < 1 || p.grad_accum < 1)
     return Status::InvalidArgument(
         fmt::format("plan: micro_batch and grad_accum must be >= 1, got {} and {}", p.micro_batch,
@@ -409,8 +489,8 @@ Status TimeModel::Impl::Check(const Plan& p) const {
         "rule batch=mb*ga*dp: micro_batch {} x grad_accum {} x dp {} = {} != global_batch {}",
         p.micro_batch, p.grad_accum, p.dp, p.global_batch(), training.global_batch));
   if (cluster.num_gpus > 0 && p.gpus() != cluster.num_gpus)
-    return Status::InvalidArgument(fmt::format("rule gpus=dp*tp*pp: {} x {} x {} != {} GPUs", p.dp,
-                                               p.tp, p.pp, cluster.num_gpus));
+    return Status::InvalidArgument(fmt::format("rule gpus=dp*tp*cp*pp: {} x {} x {} x {} != {} GPUs",
+                                               p.dp, p.tp, p.cp, p.pp, cluster.num_gpus));
   std::string split;
   if (const char* rule = PipelineSplitRule(p, model.layers, &split))
     return Status::InvalidArgument(fmt::format("rule {}: {}", rule, split));
@@ -432,10 +512,11 @@ Status TimeModel::Impl::Check(const Plan& p) const {
   return Status::Ok();
 }
 
-TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
-                                                         const PlanCommon& pc) const {
+TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const PlanCommon& pc,
+                                                         double layer_params) const {
   Zero3Comm z3;
-  if (plan.zero < 3 || !(plan.dp > 1 || plan.offload == Offload::kOptimizerAndParams)) return z3;
+  if (plan.zero < 3 || !(plan.zero_shards() > 1 || plan.offload == Offload::kOptimizerAndParams))
+    return z3;
   const double pb = training.precision.param_bytes;
   const GroupPath& dp_path = pc.dp_path;
   const StageParams& first = pc.first;
@@ -448,12 +529,11 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
   // module's shard (1/DP) from the host.
   const double rb = ShardedGradReduceBytes(training);
   auto module = [&](double params, bool uploads) {
-    const double upload = uploads ? HostCopySeconds(cluster.node, params * pb / plan.dp) : 0.0;
+    const double upload = uploads ? HostCopySeconds(cluster.node, params * pb / plan.zero_shards()) : 0.0;
     return ModuleComm{CollectiveSeconds(Collective::kAllGather, params * pb, dp_path) + upload,
                       CollectiveSeconds(Collective::kReduceScatter, params * rb, dp_path)};
   };
   const double head_params = last.head + last.final_norm;
-  const double layer_params = pc.layer_params;
   z3.emb = module(first.embedding, false), z3.emb_up = module(first.embedding, true);
   z3.head = module(head_params, false), z3.head_up = module(head_params, true);
   z3.layer = module(layer_params, false), z3.layer_up = module(layer_params, true);
@@ -466,7 +546,6 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan,
 // the backward, and the activation send to the next virtual stage.
 void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r,
                             int c) {
-  const Zero3Comm& z3 = pc.z3;
   const GroupPath& dp_path = pc.dp_path;
   Derivation* w = r == why_chunk_rank ? why : nullptr;
   const int pp = plan.pp, stages = pp * plan.vpp;
@@ -478,8 +557,36 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const bool params_offload = plan.offload == Offload::kOptimizerAndParams;
   const int64_t layers = ChunkLayers(plan, v);
   const double n = static_cast<double>(layers);
-  const double layer_fwd = sc.layer.forward.total();
-  const double layer_bwd = sc.layer.backward.total() + sc.layer.recompute.total();
+  // One layer's kernels: the chunk's mean over its layer kinds (exact counts,
+  // stage_kinds.h); a model of one kind has just that kind's.
+  double layer_fwd = sc.layer[sc.main].forward.total();
+  double layer_bwd = sc.layer[sc.main].backward.total() + sc.layer[sc.main].recompute.total();
+  double chunk_layer_params = n * pc.layer_params;
+  Zero3Comm chunk_z3;
+  if (pc.mixed && layers > 0) {
+    const LayerKindCounts kinds = ChunkKinds(model, plan, v);
+    double fwd[kLayerKinds], bwd[kLayerKinds], fwd_sum = 0, bwd_sum = 0;
+    for (int k = 0; k < kLayerKinds; ++k) {
+      const double nk = static_cast<double>(kinds.count[k]);
+      fwd[k] = sc.layer[k].forward.total();
+      bwd[k] = sc.layer[k].backward.total() + sc.layer[k].recompute.total();
+      fwd_sum += nk * fwd[k];
+      bwd_sum += nk * bwd[k];
+    }
+    auto mean = [&](const char* name, double sum, const double* t) {
+      return P3D_TERM(w, name, "(n0*t0 + n1*t1 + n2*t2 + n3*t3)/n", sum / n,
+                      "mean over the chunk's layer kinds (dense, dense windowed, moe, moe windowed)",
+                      {"n0", static_cast<double>(kinds.count[0])}, {"t0", t[0]},
+                      {"n1", static_cast<double>(kinds.count[1])}, {"t1", t[1]},
+                      {"n2", static_cast<double>(kinds.count[2])}, {"t2", t[2]},
+                      {"n3", static_cast<double>(kinds.count[3])}, {"t3", t[3]}, {"n", n});
+    };
+    layer_fwd = mean("chunk.layer_forward", fwd_sum, fwd);
+    layer_bwd = mean("chunk.layer_backward", bwd_sum, bwd);
+    chunk_layer_params = StageLayerParams(model, kinds, plan.tp);
+    if (plan.zero >= 3) chunk_z3 = Zero3Modules(plan, pc, chunk_layer_params / n);
+  }
+  const Zero3Comm& z3 = pc.mixed && layers > 0 && plan.zero >= 3 ? chunk_z3 : pc.z3;
   // The embedding (first virtual stage) and LM head + loss (last) are edges.
   const EdgeKernelTimes& ek = sc.edge;
   const double edge_fwd =
@@ -489,12 +596,13 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const double edge_tp_fwd = (is_first ? sc.tp_emb_fwd : 0) + (is_last ? sc.tp_head_fwd : 0);
   const double edge_tp_bwd = (is_first ? sc.tp_emb_bwd : 0) + (is_last ? sc.tp_head_bwd : 0);
   const double ft = n * sc.tp_layer_fwd + edge_tp_fwd, bt = n * sc.tp_layer_bwd + edge_tp_bwd;
+  const double fc = n * sc.cp_layer_fwd, bc = n * sc.cp_layer_bwd;  // CP ring, exposed
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
-  const double chunk_params = n * pc.layer_params + (is_first ? pc.first.embedding : 0) +
+  const double chunk_params = chunk_layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
   const Framework& fw = training.framework;
   auto buckets = [&] {
-    return std::max(1.0, std::ceil(chunk_params / fw.GradBucketElements(plan.dp)));
+    return std::max(1.0, std::ceil(chunk_params / fw.GradBucketElements(plan.grad_group())));
   };
   // Without overlap a gradient reduction is one piece after the backward that
   // produced it (Framework::OverlapsGradReduce).
@@ -505,7 +613,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   double& fwd = costs.forward_s[i];
   double& bwd = costs.backward_s[i];
   double dp_in = 0, off_in = 0;
-  if (plan.zero >= 3 && (plan.dp > 1 || params_offload)) {
+  if (plan.zero >= 3 && (plan.zero_shards() > 1 || params_offload)) {
     // Forward and backward chains of modules, each gathered while the one
     // before computes, with or without the parameter uploads.
     auto chains = [&](bool uploads, Derivation* rec, double* tf, double* tb) {
@@ -514,7 +622,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       const ModuleComm& lay = uploads ? z3.layer_up : z3.layer;
       const Module front{ek.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
       const Module back{ek.head_forward.total() + sc.tp_head_fwd, head.fetch};
-      const Module layer{layer_fwd + sc.tp_layer_fwd, lay.fetch};
+      const Module layer{layer_fwd + sc.tp_layer_fwd + sc.cp_layer_fwd, lay.fetch};
       *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, layers, layer,
                           is_last ? &back : nullptr);
       // Backward (reverse order): gather again (unless kept from the
@@ -524,7 +632,8 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                           again * head.fetch + head.scatter};
       const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd,
                          again * emb.fetch + emb.scatter};
-      const Module blayer{layer_bwd + sc.tp_layer_bwd, again * lay.fetch + lay.scatter};
+      const Module blayer{layer_bwd + sc.tp_layer_bwd + sc.cp_layer_bwd,
+                          again * lay.fetch + lay.scatter};
       *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, layers, blayer,
                           is_first ? &bback : nullptr);
     };
@@ -539,10 +648,12 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                    "what the parameter uploads add to the gather chains", {"tf", tf}, {"tf0", tf0},
                    {"tb", tb}, {"tb0", tb0});
     }
-    dp_in = P3D_TERM(w, "chunk.dp_exposed", "(tf - (fk + ft)) + (tb - (bk + bt)) - off",
-                     (tf - (fk + ft)) + (tb - (bk + bt)) - off_in,
+    dp_in = P3D_TERM(w, "chunk.dp_exposed",
+                     "(tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off",
+                     (tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off_in,
                      "ZeRO-3 gathers and reduce-scatters the chains could not hide", {"tf", tf},
-                     {"fk", fk}, {"ft", ft}, {"tb", tb}, {"bk", bk}, {"bt", bt}, {"off", off_in});
+                     {"fk", fk}, {"ft", ft}, {"fc", fc}, {"tb", tb}, {"bk", bk}, {"bt", bt},
+                     {"bc", bc}, {"off", off_in});
     fwd = tf;
     bwd = tb;
     const double fetches = reshard ? 2.0 : 1.0;
@@ -551,14 +662,16 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                           (is_last ? fetches * z3.head.fetch + z3.head.scatter : 0.0);
     dp_hidden_rank[r] += m * std::max(0.0, issued - dp_in);
   } else {
-    const char* formula = "n*(layer + tp) + edge + edge_tp";
-    fwd = P3D_TERM(w, "chunk.forward", formula, fk + ft,
-                   "n layers + embedding/head edges, kernels + TP", {"n", n}, {"layer", layer_fwd},
-                   {"tp", sc.tp_layer_fwd}, {"edge", edge_fwd}, {"edge_tp", edge_tp_fwd});
-    bwd = P3D_TERM(w, "chunk.backward", formula, bk + bt, "backward + recompute kernels + TP",
-                   {"n", n}, {"layer", layer_bwd}, {"tp", sc.tp_layer_bwd}, {"edge", edge_bwd},
+    const char* formula = "n*(layer + tp + cp) + edge + edge_tp";
+    fwd = P3D_TERM(w, "chunk.forward", formula, fk + ft + fc,
+                   "n layers + embedding/head edges, kernels + TP + CP ring", {"n", n},
+                   {"layer", layer_fwd}, {"tp", sc.tp_layer_fwd}, {"cp", sc.cp_layer_fwd},
+                   {"edge", edge_fwd}, {"edge_tp", edge_tp_fwd});
+    bwd = P3D_TERM(w, "chunk.backward", formula, bk + bt + bc,
+                   "backward + recompute kernels + TP + CP ring", {"n", n}, {"layer", layer_bwd},
+                   {"tp", sc.tp_layer_bwd}, {"cp", sc.cp_layer_bwd}, {"edge", edge_bwd},
                    {"edge_tp", edge_tp_bwd});
-    if (plan.zero == 2 && plan.dp > 1) {
+    if (plan.zero == 2 && plan.zero_shards() > 1) {
       // Gradients reduce-scattered every micro-batch, bucketed under the backward.
       const double issued =
           CollectiveTime(w, "chunk.grad_reduce_scatter", Collective::kReduceScatter,
@@ -585,31 +698,39 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
     // copied to the host bucket by bucket under the backward (DeepSpeed
     // ZeRO-Offload); the host accumulates it in fp32.
     const double d2h =
-        HostCopy(w, "chunk.offload_d2h_gradients", node, chunk_params * prec.param_bytes / plan.dp);
+        HostCopy(w, "chunk.offload_d2h_gradients", node,
+                 chunk_params * prec.param_bytes / plan.zero_shards());
     const double exposed = Exposed(w, "chunk.offload_d2h_gradients.exposed", d2h, bwd, buckets());
     bwd += exposed;
     off_in += exposed;
   }
   tp_rank[r] += m * (ft + bt);
+  cp_rank[r] += m * (fc + bc);
   dp_in_rank[r] += m * dp_in;
   off_in_rank[r] += m * off_in;
-  if (!is_last) {
-    // Activation of one micro-batch, scattered over TP (Megatron's
-    // scatter-gather optimisation; with SP it is already 1/TP).
-    const double bytes =
-        MicroBatchTokens(plan, training) * model.hidden * prec.activation_bytes / plan.tp;
-    const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.dp);
-    const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
-    costs.p2p_s[v] = SendRecv(w, "chunk.p2p_send", node, bytes, std::min(a, b), std::abs(a - b));
-  }
+}
+
+// Virtual stage v's activation send to v + 1 (and its gradient back), one
+// micro-batch: scattered over TP (Megatron's scatter-gather optimisation;
+// with SP it is already 1/TP), priced on the link between the two ranks.
+void TimeModel::Impl::Link(const Plan& plan, int v) {
+  const int pp = plan.pp;
+  Derivation* w = v % pp == why_chunk_rank ? why : nullptr;
+  const double bytes =
+      MicroBatchTokens(plan, training) * model.hidden * training.precision.activation_bytes / plan.tp;
+  const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp);
+  const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
+  costs.p2p_s[v] =
+      SendRecv(w, "chunk.p2p_send", cluster.node, bytes, std::min(a, b), std::abs(a - b));
 }
 
 // After the last backward of pipeline rank r: the gradient reduction's exposed
 // part, the ZeRO-1/2 parameter all-gather, the tied-embedding all-reduce, the
 // slowdown of the compute the hidden DP traffic ran under, and the optimizer
 // (on the GPU, or CPU AdamW with its uploads under offload).
-void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const GroupPath& dp_path,
+void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc,
                                 int r) {
+  const GroupPath& dp_path = pc.dp_path;
   Derivation* w = r == why_tail_rank ? why : nullptr;
   const int pp = plan.pp;
   const Precision& prec = training.precision;
@@ -621,13 +742,14 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
   double tb = 0, tf = 0;
   for (int c = 0; c < plan.vpp; ++c)
     tb += costs.backward_s[r * plan.vpp + c], tf += costs.forward_s[r * plan.vpp + c];
-  const double bucket_elems = fw.GradBucketElements(plan.dp);
+  const double bucket_elems = fw.GradBucketElements(plan.grad_group());
   const double buckets = std::max(1.0, std::ceil(params / bucket_elems));
   // Without overlap the reduction is one piece after the backward
   // (Framework::OverlapsGradReduce).
   const double reduce_buckets = fw.OverlapsGradReduce(pp, r) ? buckets : 1.0;
-  const double shard = params / (plan.zero >= 1 ? plan.dp : 1);
-  double exposed = 0, gather = 0, tied = 0;
+  const double shard = params / (plan.zero >= 1 ? plan.zero_shards() : 1);
+  double exposed = 0, gather = 0, tied = 0, replica = 0;
+  double issued = 0;  // the gradient reduction over the shard group issued here (ZeRO-0/1)
   if (plan.zero <= 1) {
     // A sharded optimizer (ZeRO-1) reduce-scatters where the framework does
     // (Framework::zero_reduce_scatter).
@@ -637,6 +759,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
                                      params * prec.grad_bytes, dp_path);
     exposed = Exposed(w, rs ? "tail.grad_reduce_scatter.exposed" : "tail.grad_all_reduce.exposed",
                       ar, tb, reduce_buckets);
+    issued = ar;
     dp_hidden_rank[r] += ar - exposed;
     // ZeRO-1 offload: each reduced bucket's shard is copied to the host
     // (grad_bytes) after its reduction, once per step.
@@ -648,13 +771,27 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
                                    both - exposed, "", {"both", both}, {"reduce", exposed});
     }
   }
+  if (plan.zero_shard > 0) {
+    // Hybrid sharding: each shard's reduced gradient is all-reduced across
+    // the replicas (Megatron-Core's distributed-optimizer instances, FSDP's
+    // HYBRID_SHARD), once per step, bucket by bucket behind the shard group's
+    // reduction (ZeRO-1; ZeRO-2/3 reduce-scatter per micro-batch and defer
+    // the replica all-reduce to the last one, FSDP2 set_requires_all_reduce).
+    const double ar = CollectiveTime(w, "tail.replica_all_reduce", Collective::kAllReduce,
+                                     shard * prec.grad_bytes, pc.replica_path);
+    const double both = Exposed(w, "tail.replica_all_reduce.exposed", issued + ar, tb, reduce_buckets);
+    replica = P3D_TERM(w, "tail.replica", "both - reduce", std::max(0.0, both - exposed),
+                       "what the replica all-reduce adds to the exposed reduction", {"both", both},
+                       {"reduce", exposed});
+    dp_hidden_rank[r] += ar - replica;
+  }
   if (plan.zero == 1 || plan.zero == 2) {
     // The updated parameters' all-gather: after the optimizer, or bucket by
     // bucket under the next step's first forward (one micro-batch of each
     // chunk of this rank; Framework::param_gather_overlap).
     // FP8 primary weights (Framework::fp8_param_gather) are gathered in FP8.
     const double fp8_w = fw.Fp8PrimaryWeights(training.fp8)
-                             ? StageLayers(plan, model.layers, r) * LinearWeightsPerLayer(model, plan.tp)
+                             ? StageLinearWeights(model, StageKinds(model, plan, r), plan.tp)
                              : 0;
     const double gathered =
         (params - fp8_w) * prec.param_bytes + fp8_w * (1 + Fp8WeightScaleBytes(training.fp8));
@@ -668,11 +805,11 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
     const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
     tied = CollectiveTime(
         w, "tail.tied_embedding_all_reduce", Collective::kAllReduce, emb * prec.grad_bytes,
-        GroupPathFor(node, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.dp) * (pp - 1)));
+        GroupPathFor(node, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp) * (pp - 1)));
   }
   // Collectives running under the backward take SMs and HBM bandwidth from
   // it: the compute they slow, by the backward's GEMM / memory-bound mix.
-  const KernelTime& lb = sc.layer.backward;
+  const KernelTime& lb = sc.layer[sc.main].backward;
   const double slowdown =
       lb.total() > 0
           ? (lb.gemm_s * gpu.overlap_slowdown_gemm + lb.memory_s * gpu.overlap_slowdown_memory) /
@@ -685,9 +822,10 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
       {"hidden", dp_hidden_rank[r]}, {"gemm", lb.gemm_s}, {"sg", gpu.overlap_slowdown_gemm},
       {"memory", lb.memory_s}, {"sm", gpu.overlap_slowdown_memory});
   dp_tail_rank[r] =
-      P3D_TERM(w, "tail.dp", "exposed + gather + tied + slowdown",
-               exposed + gather + tied + dp_slowdown_rank[r], "", {"exposed", exposed},
-               {"gather", gather}, {"tied", tied}, {"slowdown", dp_slowdown_rank[r]});
+      P3D_TERM(w, "tail.dp", "exposed + replica + gather + tied + slowdown",
+               exposed + replica + gather + tied + dp_slowdown_rank[r], "", {"exposed", exposed},
+               {"replica", replica}, {"gather", gather}, {"tied", tied},
+               {"slowdown", dp_slowdown_rank[r]});
   if (!offload) {
     const double per_param =
         2.0 * (prec.master_bytes + prec.optimizer_bytes) + 2.0 * prec.grad_bytes + prec.param_bytes;
@@ -723,7 +861,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Gr
 // param_bytes, write `copies` FP8 copies (docs/time-model.md "FP8"). Counted
 // with the optimizer, which produced the weights it casts.
 double TimeModel::Impl::Fp8WeightCast(const Plan& plan, int r, Derivation* w) const {
-  const double weights = StageLayers(plan, model.layers, r) * LinearWeightsPerLayer(model, plan.tp);
+  const double weights = StageLinearWeights(model, StageKinds(model, plan, r), plan.tp);
   const double pb = training.precision.param_bytes, copies = Fp8Copies(cluster.gpu, training.fp8);
   const double s = Fp8WeightScaleBytes(training.fp8);
   const double bytes = weights * (pb + copies * (1 + s));
@@ -741,19 +879,60 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   costs.forward_s.assign(stages, 0.0);
   costs.backward_s.assign(stages, 0.0);
   costs.p2p_s.assign(stages - 1, 0.0);
-  for (std::vector<double>* v : {&tp_rank, &dp_in_rank, &dp_tail_rank, &dp_hidden_rank,
-                                 &dp_slowdown_rank, &opt_rank, &off_in_rank, &off_tail_rank})
-    v->assign(pp, 0.0);
+  for (std::vector<double>* v : PerRank()) v->assign(pp, 0.0);
   PlanCommon pc;
-  pc.dp_path = GroupPathFor(cluster.node, plan.dp, RankStride(GroupKind::kData, plan.tp, plan.dp));
-  pc.layer_params = LayerParamsPerGpu(model, plan.tp);
+  const GroupSpan shard = PlanGroupSpan(PlanGroup::kShard, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  const GroupSpan replica =
+      PlanGroupSpan(PlanGroup::kReplica, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  pc.dp_path = GroupPathFor(cluster.node, shard.size, shard.stride);
+  pc.replica_path = GroupPathFor(cluster.node, replica.size, replica.stride);
+  const LayerKindCounts all = model.CountKinds(0, model.layers);
+  pc.mixed = all.count[sc.main] != model.layers;
+  pc.layer_params = StageLayerParams(model, all, plan.tp) / static_cast<double>(model.layers);
   pc.first = ParamsOnStage(model, plan, 0);
   pc.last = ParamsOnStage(model, plan, pp - 1);
-  pc.z3 = Zero3Modules(plan, pc);
-  for (int r = 0; r < pp; ++r)
+  pc.z3 = Zero3Modules(plan, pc, pc.layer_params);
+  for (int r = 0; r < pp; ++r) {
+    if (!why && r > 1 && r < pp - 1 && SameWork(plan, 1, r)) {
+      CopyRank(plan, 1, r);
+      continue;
+    }
     for (int c = 0; c < vpp; ++c) Chunk(plan, sc, pc, r, c);
-  for (int r = 0; r < pp; ++r) StageTail(plan, sc, pc.dp_path, r);
+    StageTail(plan, sc, pc, r);
+  }
+  for (int v = 0; v + 1 < stages; ++v) Link(plan, v);
   return Status::Ok();
+}
+
+// Middle pipeline ranks (0 < r < PP-1) hold no embedding or head, and Chunk
+// and StageTail depend on the rank only through its layers (StageLayers: one
+// count for every middle stage) and the framework's per-stage overlap
+// (Framework::OverlapsGradReduce), and where kinds mix, its layer kinds; the links between ranks are priced apart
+// (Link). So without recording, Prepare computes rank 1 and copies it to the
+// other middle ranks (tests/simulator/time_model_test.cc,
+// MiddleRankReuseMatchesEveryRankComputed, holds the two ways equal). A new
+// rank-dependent input to Chunk or StageTail belongs here.
+bool TimeModel::Impl::SameWork(const Plan& plan, int a, int b) const {
+  const Framework& fw = training.framework;
+  if (StageLayers(plan, model.layers, a) != StageLayers(plan, model.layers, b) ||
+      fw.OverlapsGradReduce(plan.pp, a) != fw.OverlapsGradReduce(plan.pp, b))
+    return false;
+  // Layer kinds (stage_kinds.h): every chunk of the two ranks alike.
+  if (!model.moe() && model.sliding_window == 0) return true;
+  for (int c = 0; c < plan.vpp; ++c) {
+    const LayerKindCounts x = ChunkKinds(model, plan, c * plan.pp + a), y = ChunkKinds(model, plan, c * plan.pp + b);
+    for (int k = 0; k < kLayerKinds; ++k)
+      if (x.count[k] != y.count[k]) return false;
+  }
+  return true;
+}
+
+void TimeModel::Impl::CopyRank(const Plan& plan, int from, int to) {
+  for (int c = 0; c < plan.vpp; ++c) {
+    costs.forward_s[to * plan.vpp + c] = costs.forward_s[from * plan.vpp + c];
+    costs.backward_s[to * plan.vpp + c] = costs.backward_s[from * plan.vpp + c];
+  }
+  for (std::vector<double>* v : PerRank()) (*v)[to] = (*v)[from];
 }
 
 Status TimeModel::Impl::Run(const Plan& plan, bool with_timeline) {
@@ -804,17 +983,21 @@ void TimeModel::Impl::Breakdown(int crit, int last_rank) {
   const double slack = idle ? P3D_TERM(w, "rank.idle", "makespan - busy", makespan - busy, "",
                                        {"makespan", makespan}, {"busy", busy})
                             : P3D_TERM(w, "rank.idle", "0", 0, "");
-  const double tp = tp_rank[crit], dp_in = dp_in_rank[crit], off_in = off_in_rank[crit];
+  const double tp = tp_rank[crit], cp = cp_rank[crit], dp_in = dp_in_rank[crit];
+  const double off_in = off_in_rank[crit];
   const double p2p = result.critical_p2p_s;
   t.tp_comm_s = P3D_PART(w, "time.tp_comm", "tp", tp,
                          "TP collectives of the busiest rank (not overlapped)", {"tp", tp});
+  t.cp_comm_s = P3D_PART(w, "time.cp_comm", "cp", cp,
+                         "exposed context-parallel K/V ring transfers of the busiest rank", {"cp", cp});
   t.pp_comm_s = P3D_PART(w, "time.pp_comm", "min(max(p2p, 0), idle)", std::clamp(p2p, 0.0, slack),
                          "p2p on the critical chain", {"p2p", p2p}, {"idle", slack});
   t.bubble_s = P3D_PART(w, "time.bubble", "idle - pp", slack - t.pp_comm_s, "", {"idle", slack},
                         {"pp", t.pp_comm_s});
-  t.compute_s = P3D_PART(w, "time.compute", "max(0, busy - tp - dp_in - off_in)",
-                         std::max(0.0, busy - tp - dp_in - off_in), "kernels of the busiest rank",
-                         {"busy", busy}, {"tp", tp}, {"dp_in", dp_in}, {"off_in", off_in});
+  t.compute_s = P3D_PART(w, "time.compute", "max(0, busy - tp - cp - dp_in - off_in)",
+                         std::max(0.0, busy - tp - cp - dp_in - off_in), "kernels of the busiest rank",
+                         {"busy", busy}, {"tp", tp}, {"cp", cp}, {"dp_in", dp_in},
+                         {"off_in", off_in});
   const double end = result.end_s[last_rank], dp = dp_tail_rank[last_rank];
   const double opt = opt_rank[last_rank], off = off_tail_rank[last_rank];
   const double tail =
@@ -833,7 +1016,7 @@ void TimeModel::Impl::Breakdown(int crit, int last_rank) {
                          {"dp_in", dp_in}, {"tail", tail}, {"optimizer", t.optimizer_s},
                          {"off_tail", off_tail});
   t.other_s = 0;
-  t.step_s = t.compute_s + t.tp_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
+  t.step_s = t.compute_s + t.tp_comm_s + t.cp_comm_s + t.pp_comm_s + t.dp_comm_s + t.bubble_s + t.optimizer_s +
              t.offload_s + t.other_s;
   out.critical = crit;
   out.last = last_rank;
@@ -867,6 +1050,36 @@ double TimeModel::StepLowerBound(const Plan& plan) {
     fill += im.costs.forward_s[r * vpp] + (r + 1 < pp ? im.costs.p2p_s[r] : 0.0);
   }
   return bound;
+}
+
+double TimeModel::StepFloor(const Plan& plan) {
+  Impl& im = *impl_;
+  const ShapeCosts& sc = im.Shape(plan);
+  const EdgeKernelTimes& ek = sc.edge;
+  const int pp = plan.pp;
+  const double m = static_cast<double>(plan.grad_accum);
+  // The lightest layer kind the model has: a floor for every layer.
+  double kernel_fwd = std::numeric_limits<double>::infinity(), kernel_all = kernel_fwd;
+  const LayerKindCounts kinds = im.model.CountKinds(0, im.model.layers);
+  for (int k = 0; k < kLayerKinds; ++k) {
+    if (kinds.count[k] == 0) continue;
+    const LayerKernelTimes& lk = sc.layer[k];
+    kernel_fwd = std::min(kernel_fwd, lk.forward.total());
+    kernel_all = std::min(kernel_all, lk.forward.total() + lk.backward.total() + lk.recompute.total());
+  }
+  const double layer_fwd = kernel_fwd + sc.tp_layer_fwd;
+  const double layer = kernel_all + sc.tp_layer_bwd + sc.tp_layer_fwd;
+  const double emb_fwd = ek.embedding_forward.total() + sc.tp_emb_fwd;
+  const double emb = emb_fwd + ek.embedding_backward.total() + sc.tp_emb_bwd;
+  const double head =
+      ek.head_forward.total() + sc.tp_head_fwd + ek.head_backward.total() + sc.tp_head_bwd;
+  const double average =
+      m * (static_cast<double>(im.model.layers) * layer + emb + head) / static_cast<double>(pp);
+  double fill = pp > 1 ? emb_fwd : 0.0;
+  for (int r = 0; r + 1 < pp; ++r) fill += static_cast<double>(im.ChunkLayers(plan, r)) * layer_fwd;
+  const double last_layers = static_cast<double>(StageLayers(plan, im.model.layers, pp - 1));
+  const double last = fill + m * (last_layers * layer + head + (pp == 1 ? emb : 0.0));
+  return std::max(average, last);
 }
 
 StatusOr<TimeEstimate> TimeModel::Evaluate(const Plan& plan, bool with_timeline) {
@@ -920,9 +1133,10 @@ StatusOr<std::vector<DerivedTerm>> TimeModel::Explain(const Plan& plan) {
           fmt::format("even-stage closed form of the {} makespan, for comparison",
                       ScheduleName(ScheduleOf(plan))));
   const TimeBreakdown& t = e.time;
-  why.Add("step", "compute + tp + pp + dp + bubble + optimizer + offload",
+  why.Add("step", "compute + tp + cp + pp + dp + bubble + optimizer + offload",
           {{"compute", t.compute_s},
            {"tp", t.tp_comm_s},
+           {"cp", t.cp_comm_s},
            {"pp", t.pp_comm_s},
            {"dp", t.dp_comm_s},
            {"bubble", t.bubble_s},

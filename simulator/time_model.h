@@ -81,6 +81,12 @@ class TimeModel {
   // time + its end-of-step reduction and optimizer). The planner can skip
   // plans whose bound is already slower than its K-th best.
   double StepLowerBound(const Plan& plan);
+  // A weaker bound still, O(PP) from the cached per-shape costs, without
+  // preparing the plan: StepFloor <= StepLowerBound. Every rank is busy at
+  // least m times its kernels and TP collectives per micro-batch, so the step
+  // is at least the average of that over the ranks, and at least the last
+  // rank's, after the forward kernels of every earlier rank's first chunk.
+  double StepFloor(const Plan& plan);
   // Everything, checked: errors name the plan field at fault.
   StatusOr<TimeEstimate> Evaluate(const Plan& plan, bool with_timeline = false);
   // The derivation of Evaluate's figures, recorded while computing them

@@ -21,16 +21,19 @@ void RunSearch(benchmark::State& state, const std::string& model, const std::str
   r.cluster.num_gpus = gpus;
   r.training.global_batch = batch;
   SearchOptions o;
-  int64_t candidates = 0, simulated = 0;
+  int64_t candidates = 0, bounded = 0, simulated = 0;
   for (auto _ : state) {
     StatusOr<SearchResult> res = SearchPlans(r, o);
     candidates += res->candidates;
+    bounded += res->bounded;
     simulated += res->simulated;
     benchmark::DoNotOptimize(res);
   }
   state.counters["plans/s"] = benchmark::Counter(double(candidates), benchmark::Counter::kIsRate);
   state.counters["simulated/s"] = benchmark::Counter(double(simulated), benchmark::Counter::kIsRate);
   state.counters["plans"] = double(candidates) / double(state.iterations());
+  state.counters["bounded"] = double(bounded) / double(state.iterations());
+  state.counters["simulated"] = double(simulated) / double(state.iterations());
 }
 
 void BM_Search70bOn64H100(benchmark::State& s) { RunSearch(s, "70B", "h100-sxm", 64, 512); }

@@ -8,11 +8,11 @@
 //   p3d-public-runs --runs ... --set fit     (only the fit rows: what tuning may look at)
 //
 // What is fixed from the source: model shape (ALiBi and an embedding LayerNorm
-// from attention_variant), GPU, GPU count, TP, PP, VPP, the first/last stage's
+// from attention_variant), GPU, GPU count, TP, CP (1 when not stated), PP, VPP, the first/last stage's
 // layers where stated (else the search's split), DP,
 // micro-batch, global batch, sequence length, and where stated recompute,
 // sequence parallel and the sharding (distributed optimizer = ZeRO-1, FSDP or
-// ZeRO-3 = ZeRO-3). What the source leaves open is searched, within what the
+// ZeRO-3 = ZeRO-3; over every DP x CP rank unless the source says hybrid). What the source leaves open is searched, within what the
 // framework runs, and the best fitting plan reported. Rows p3d cannot express
 // yet are listed with the reason.
 #include <fmt/format.h>
@@ -100,7 +100,6 @@ Row Build(const json& r) {
   };
   const std::string precision = Lower(Str(r, "precision"));
   const Fp8Recipe fp8 = Fp8RecipeOf(precision);
-  if (Int(r, "cp", 1) > 1) return no("context parallel (issue 16)");
   if (Int(r, "ep", 1) > 1 || Int(r, "num_experts", 1) > 1) return no("mixture of experts (issue 16)");
   if (!Str(r, "attention_variant").empty() && Lower(Str(r, "attention_variant")).find("mla") != std::string::npos)
     return no("MLA attention (issue 16)");
@@ -150,6 +149,7 @@ Row Build(const json& r) {
 
   SearchConstraints& f = row.fixed;
   f.tp = static_cast<int>(Int(r, "tp", 1));
+  f.cp = static_cast<int>(Int(r, "cp", 1));  // not stated: none
   f.pp = static_cast<int>(pp);
   f.vpp = static_cast<int>(Int(r, "vpp", 1));
   if (Has(r, "first_stage_layers")) f.first_stage_layers = static_cast<int>(Int(r, "first_stage_layers", 0));
@@ -171,6 +171,8 @@ Row Build(const json& r) {
   else if (sh.find("distributed optimizer") != std::string::npos || sh.find("zero stage 1") != std::string::npos)
     f.zero = 1;
   else if (sh.starts_with("none")) f.zero = 0;
+  // Hybrid sharding only where the source says so; else ZeRO shards over all DP x CP ranks.
+  if (sh.find("hybrid") == std::string::npos && sh.find("hsdp") == std::string::npos) f.zero_shard = 0;
   f.offload = Offload::kNone;
   row.published_step_s = r["step_time_s"].get<double>();
   return row;
@@ -187,9 +189,10 @@ struct Result {
 Result Predict(const Row& row) {
   const json& r = row.src;
   const std::string head =
-      fmt::format("| {} | {} | {} | {} | {} | {} x {} | TP{} PP{} DP{} |", Str(r, "id"), Str(r, "set"),
+      fmt::format("| {} | {} | {} | {} | {} | {} x {} | TP{} {}PP{} DP{} |", Str(r, "id"), Str(r, "set"),
                   Str(r, "framework"), row.why_not.empty() ? row.request.framework.framework.name : "-",
-                  Str(r, "model_name"), Int(r, "num_gpus", 0), Str(r, "gpu"), Int(r, "tp", 1), Int(r, "pp", 1),
+                  Str(r, "model_name"), Int(r, "num_gpus", 0), Str(r, "gpu"), Int(r, "tp", 1),
+                  Int(r, "cp", 1) > 1 ? fmt::format("CP{} ", Int(r, "cp", 1)) : "", Int(r, "pp", 1),
                   Has(r, "dp") ? std::to_string(Int(r, "dp", 0)) : "?");
   if (!row.why_not.empty()) return {head + fmt::format(" - | - | - | - | - | not expressible: {} |", row.why_not)};
   SearchOptions o;

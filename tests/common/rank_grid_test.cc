@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <tuple>
@@ -129,6 +130,47 @@ TEST(RankGridTest, RejectsInvalidLayoutsNamingTheRule) {
   }
   // A single partial node is fine: 2 ranks on an 8-GPU node.
   EXPECT_TRUE(RankGrid::Create(2, 1, 1, 8).ok());
+}
+
+// The planner's groups with context parallel and hybrid sharding, from the
+// coordinates of rank = tp + TP*(cp + CP*(dp + DP*pp)): each span run from
+// the group's lowest rank lists exactly the ranks whose coordinates put them
+// in that group (common/rank_grid.h's worked example among the layouts).
+TEST(RankGridTest, PlanGroupSpansMatchTheCoordinates) {
+  const std::vector<std::tuple<int, int, int, int, int>> layouts = {  // tp, cp, dp, pp, shard
+      {2, 2, 4, 1, 4}, {1, 4, 2, 2, 0}, {8, 2, 4, 2, 2}, {2, 1, 8, 1, 4}, {4, 4, 1, 1, 0}};
+  for (const auto& [tp, cp, dp, pp, shard] : layouts) {
+    SCOPED_TRACE(testing::Message() << "TP" << tp << " CP" << cp << " DP" << dp << " PP" << pp
+                                    << " shard" << shard);
+    const int world = tp * cp * dp * pp, z = shard > 0 ? shard : dp * cp;
+    struct C {
+      int t, c, d, p, g;  // g: index in the DP x CP gradient group
+    };
+    auto coords = [&](int r) {
+      C x{r % tp, (r / tp) % cp, (r / (tp * cp)) % dp, r / (tp * cp * dp), 0};
+      x.g = x.c + cp * x.d;
+      return x;
+    };
+    using Same = std::function<bool(const C&, const C&)>;
+    const std::pair<PlanGroup, Same> kinds[] = {
+        {PlanGroup::kContext, [](const C& a, const C& b) { return a.t == b.t && a.d == b.d && a.p == b.p; }},
+        {PlanGroup::kGradient, [](const C& a, const C& b) { return a.t == b.t && a.p == b.p; }},
+        {PlanGroup::kShard,
+         [&](const C& a, const C& b) { return a.t == b.t && a.p == b.p && a.g / z == b.g / z; }},
+        {PlanGroup::kReplica,
+         [&](const C& a, const C& b) { return a.t == b.t && a.p == b.p && a.g % z == b.g % z; }}};
+    for (const auto& [kind, same] : kinds) {
+      const GroupSpan span = PlanGroupSpan(kind, tp, cp, dp, shard);
+      for (int r = 0; r < world; ++r) {
+        std::vector<int> want;
+        for (int o = 0; o < world; ++o)
+          if (same(coords(r), coords(o))) want.push_back(o);
+        std::vector<int> got;
+        for (int k = 0; k < span.size; ++k) got.push_back(want.front() + k * span.stride);
+        EXPECT_EQ(got, want) << "rank " << r << " group " << static_cast<int>(kind);
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -133,7 +133,7 @@ TEST(ActivationSlotsTest, StoredLayerActivationsMatchTheSimulatorsPerLayerTerm) 
         training.seq = 2048;
         training.global_batch = 2 * c.m;
         const double per_layer =
-            memory_internal::LayerActivations::Of(spec, training, plan).Stored(rc);
+            memory_internal::LayerActivations::Of(spec, false, training, plan).Stored(rc);
         const double sim = per_layer * static_cast<double>(st.local.layers) * st.slots / c.vpp;
         const double planned = static_cast<double>(StoredLayerBytes(st.plan));
         EXPECT_NEAR(planned / sim, 1.0, 1e-3)

@@ -85,5 +85,35 @@ TEST(Runnable, UnevenStagesAreRefusedByName) {
   EXPECT_FALSE(SearchPlans(r, o).ok());  // nothing left to run
 }
 
+// Context parallel and hybrid sharding: p3d-plan lists them for the p3d
+// profile as gaps, and p3d-run refuses the saved plan by the same rule.
+TEST(Runnable, ContextParallelAndHybridShardingAreRefusedByName) {
+  PlanRequest r;
+  r.model = *ZooModel("llama-3-8b");
+  r.cluster = *CatalogCluster("h100-sxm");
+  r.cluster.num_gpus = 16;
+  r.training.seq = 8192;
+  r.training.global_batch = 16;
+  for (const char* rule : {"no-cp", "no-hsdp"}) {
+    SCOPED_TRACE(rule);
+    SearchOptions o;
+    o.fixed.cp = std::string(rule) == "no-cp" ? 2 : 1;
+    o.fixed.zero_shard = std::string(rule) == "no-hsdp" ? 8 : 0;
+    o.fixed.tp = 1;
+    o.fixed.pp = 1;
+    o.fixed.zero = 3;
+    o.top_k = 1;
+    StatusOr<SearchResult> s = SearchPlans(r, o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_FALSE(s->plans.empty());
+    const EvaluatedPlan& e = s->plans.front();
+    ASSERT_NE(e.runs_rule, nullptr);
+    EXPECT_STREQ(e.runs_rule, rule);
+    const Status v = RunValidation(r, e);
+    ASSERT_FALSE(v.ok());
+    EXPECT_NE(v.message().find(std::string("rule ") + rule), std::string::npos) << v.message();
+  }
+}
+
 }  // namespace
 }  // namespace p3d

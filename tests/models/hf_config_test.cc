@@ -91,12 +91,17 @@ TEST(HfConfigTest, MatchesZoo) {
   const std::pair<const char*, const char*> kPairs[] = {
       {"hf/Llama-2-7b-hf/config.json", "llama-2-7b"},
       {"hf/Qwen2-72B/config.json", "qwen2-72b"},
-      {"hf/Mixtral-8x7B-v0.1/config.json", "mixtral-8x7b"}};
+      {"hf/Mixtral-8x7B-v0.1/config.json", "mixtral-8x7b"},
+      {"hf/Qwen3-30B-A3B/config.json", "qwen3-30b-a3b"},
+      {"hf/Qwen3-235B-A22B/config.json", "qwen3-235b-a22b"},
+      {"hf/DeepSeek-V3/config.json", "deepseek-v3"},
+      {"hf/gpt-oss-120b/config.json", "gpt-oss-120b"}};
   for (const auto& [file, id] : kPairs) {
     ModelSpec a = Load(file), b = *ZooModel(id);
     EXPECT_EQ(a.TotalParams(), b.TotalParams()) << id;
     EXPECT_EQ(a.ActiveParams(), b.ActiveParams()) << id;
     EXPECT_EQ(a.max_positions, b.max_positions) << id;
+    for (int64_t i = 0; i < a.layers; ++i) EXPECT_EQ(a.KindOfLayer(i).index(), b.KindOfLayer(i).index()) << id;
   }
 }
 
@@ -114,7 +119,9 @@ TEST(HfConfigTest, BadInputsNameFileAndField) {
       {"bad/string_hidden.json", "'hidden_size'"},
       {"bad/negative_heads.json", "'num_attention_heads'"},
       {"bad/unknown_type.json", "'model_type'"},
-      {"bad/head_dim_mismatch.json", "'head_dim'"},
+      {"bad/moe_stride.json", "'decoder_sparse_step'"},
+      {"bad/layer_types.json", "'layer_types'"},
+      {"bad/mla_missing.json", "'kv_lora_rank'"},
       {"bad/kv_not_dividing.json", "kv_heads"},
   };
   for (const auto& [file, needle] : kCases) {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "models/model_file.h"
 #include "models/zoo.h"
 
@@ -62,6 +64,35 @@ TEST(ModelJsonTest, BadArchAndTypesNameTheField) {
     StatusOr<ModelSpec> m = ModelFromJson(obj, "m.json", "");
     ASSERT_FALSE(m.ok()) << field;
     EXPECT_NE(m.status().message().find(field), std::string::npos) << m.status().message();
+  }
+}
+
+// The MoE and attention-variant fields: each inconsistent combination is an
+// error naming the field.
+TEST(ModelJsonTest, MoeAndAttentionVariantsNameTheField) {
+  nlohmann::json dense = ModelToJson(*ZooModel("llama-2-7b"));
+  nlohmann::json moe = ModelToJson(*ZooModel("deepseek-v3"));
+  for (nlohmann::json* j : {&dense, &moe}) {
+    j->erase("parameters");
+    j->erase("active_parameters");
+  }
+  const std::tuple<nlohmann::json, const char*, nlohmann::json, const char*> kCases[] = {
+      {dense, "shared_experts", 1, "'shared_experts' applies to MoE models only"},
+      {dense, "router_bias", true, "'router_bias' applies to MoE models only"},
+      {dense, "full_attention_every", 2, "'full_attention_every' needs 'sliding_window'"},
+      {dense, "qk_rope_head_dim", 64, "MLA fields"},
+      {dense, "head_dim", -1, "'head_dim'"},
+      {moe, "dense_layers", 61, "'dense_layers' is 61"},
+      {moe, "v_head_dim", 0, "'v_head_dim' > 0"},
+      {moe, "kv_heads", 8, "kv_heads 8 must equal heads 128"},
+      {moe, "qk_norm", true, "MLA attention takes no"},
+  };
+  for (const auto& [base, field, value, needle] : kCases) {
+    nlohmann::json obj = base;
+    obj[field] = value;
+    StatusOr<ModelSpec> m = ModelFromJson(obj, "m.json", "");
+    ASSERT_FALSE(m.ok()) << field;
+    EXPECT_NE(m.status().message().find(needle), std::string::npos) << m.status().message();
   }
 }
 

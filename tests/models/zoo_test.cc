@@ -55,7 +55,7 @@ TEST(ZooTest, Bloom176BExact) {
   EXPECT_FALSE(m.learned_positions());
   EXPECT_TRUE(m.embedding_norm);
   EXPECT_TRUE(m.tie_embeddings);
-  EXPECT_EQ(m.ParamsPerLayer(), 2466437120);
+  EXPECT_EQ(m.LayerParams(m.KindOfLayer(0)), 2466437120);
   EXPECT_EQ(m.EmbeddingParams(), 3596615680 + 28672);
   EXPECT_EQ(m.TotalParams(), 176247271424);
   EXPECT_EQ(ResolveModel("176B").value().name, "bloom-176b");
@@ -126,6 +126,61 @@ TEST(ZooTest, MixtralIsTopTwoOfEight) {
   EXPECT_EQ(m.experts, 8);
   EXPECT_EQ(m.experts_per_token, 2);
   EXPECT_LT(m.ActiveParams(), m.TotalParams());
+}
+
+// MoE zoo entries: total and active counts derived from each public
+// config.json, checked against the figure its publisher states.
+TEST(ZooTest, MoeParameterCountsExact) {
+  // Mixtral-8x22B: 56 x (88,080,384 attention + 8 x 301,989,888 experts +
+  // 49,152 router + 12,288 norms) + 2 x 32768 x 6144 + 6144; mistral.ai's
+  // announcement (mistral.ai/news/mixtral-8x22b): "141B parameters, 39B active".
+  const ModelSpec mixtral = Get("mixtral-8x22b");
+  EXPECT_EQ(mixtral.TotalParams(), 140630071296);
+  EXPECT_EQ(mixtral.ActiveParams(), 39161468928);
+  // DeepSeek-V3 main model (deepseek-ai/DeepSeek-V3 README: "685B, which
+  // includes 671B of the Main Model weights and 14B of the Multi-Token
+  // Prediction (MTP) Module"; technical report arXiv 2412.19437: 671B total,
+  // 37B activated per token). Per layer: MLA 187,107,328; dense FFN
+  // 396,361,728 (3 layers); MoE 257 x 44,040,192 + 256 x 7168 + 256 bias = 11,320,164,608.
+  const ModelSpec dsv3 = Get("deepseek-v3");
+  EXPECT_EQ(dsv3.AttentionParams(), 187107328);
+  EXPECT_EQ(dsv3.MoeMlpParams(), 11320164608);
+  EXPECT_EQ(dsv3.TotalParams(), 671026419200);
+  EXPECT_EQ(dsv3.ActiveParams(), 37552297472);
+  // Qwen3 model cards (Qwen/Qwen3-30B-A3B, Qwen/Qwen3-235B-A22B): "30.5B in
+  // total and 3.3B activated", "235B in total and 22B activated"; the exact
+  // totals are the safetensors index's counts of the same checkpoints.
+  EXPECT_EQ(Get("qwen3-30b-a3b").TotalParams(), 30532122624);
+  EXPECT_EQ(Get("qwen3-30b-a3b").ActiveParams(), 3353032704);
+  EXPECT_EQ(Get("qwen3-235b-a22b").TotalParams(), 235093634560);
+  EXPECT_EQ(Get("qwen3-235b-a22b").ActiveParams(), 22190763520);
+  // gpt-oss model card (arXiv 2508.10925, table 1): 120b 116.83B total, 5.13B
+  // active; 20b 20.91B total, 3.61B active. The card's "active" leaves the
+  // embedding table out (the unembedding in): ActiveParams - EmbeddingParams.
+  const ModelSpec oss120 = Get("gpt-oss-120b"), oss20 = Get("gpt-oss-20b");
+  EXPECT_EQ(oss120.TotalParams(), 116829156672);
+  EXPECT_EQ(oss120.ActiveParams() - oss120.EmbeddingParams(), 5132849472);
+  EXPECT_EQ(oss20.TotalParams(), 20914757184);
+  EXPECT_EQ(oss20.ActiveParams() - oss20.EmbeddingParams(), 3608307264);
+  // Rounded to the publishers' figures.
+  const std::tuple<const char*, double, double> kPublished[] = {
+      {"mixtral-8x22b", 141, 39},     {"deepseek-v3", 671, 37.5}, {"qwen3-30b-a3b", 30.5, 3.35},
+      {"qwen3-235b-a22b", 235, 22.2}, {"gpt-oss-120b", 116.83, 0}, {"gpt-oss-20b", 20.91, 0}};
+  for (const auto& [id, total, active] : kPublished) {
+    EXPECT_NEAR(Get(id).TotalParams() / 1e9, total, 0.5) << id;
+    if (active > 0) EXPECT_NEAR(Get(id).ActiveParams() / 1e9, active, 0.5) << id;
+  }
+}
+
+TEST(ZooTest, DeepSeekLayerKinds) {
+  const ModelSpec m = Get("deepseek-v3");
+  EXPECT_FALSE(m.KindOfLayer(2).moe);
+  EXPECT_TRUE(m.KindOfLayer(3).moe);
+  EXPECT_EQ(m.MoeLayers(), 58);
+  const ModelSpec oss = Get("gpt-oss-120b");
+  EXPECT_TRUE(oss.KindOfLayer(0).windowed);
+  EXPECT_FALSE(oss.KindOfLayer(1).windowed);
+  EXPECT_EQ(oss.CountKinds(0, 36).count[(LayerKind{true, true}).index()], 18);
 }
 
 TEST(ZooTest, SmallTestShapes) {

@@ -217,7 +217,7 @@ TEST(DeepSpeedExport, RefusesBrokenBatchIdentityAndGpuCount) {
   request.cluster.num_gpus = 16;
   auto gpus = ExportDeepSpeedConfig(request, Evaluated(plan));
   ASSERT_FALSE(gpus.ok());
-  EXPECT_NE(gpus.status().message().find("dp*tp*pp==gpus"), std::string::npos);
+  EXPECT_NE(gpus.status().message().find("gpus=dp*tp*cp*pp"), std::string::npos);
 }
 
 TEST(DeepSpeedExport, RefusesPrecisionDeepSpeedCannotHold) {
@@ -237,7 +237,7 @@ TEST(ExportPlan, DispatchesByNameAndRejectsUnknownFormats) {
   EXPECT_EQ(ds->text, ExportDeepSpeedConfig(request, Evaluated(plan))->text);
   auto unknown = ExportPlan("fsdp", request, Evaluated(plan));
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.status().message().find("deepspeed, megatron, torchrun, slurm"),
+  EXPECT_NE(unknown.status().message().find("deepspeed, megatron, torchtitan, torchrun, slurm"),
             std::string::npos);
 }
 

@@ -138,11 +138,11 @@ TEST(PlanCliHardening, NearlyFullPlansGetAHeadroomNote) {
   o.model = "70B";
   o.gpus = 64;
   o.mem_gb = 80;
-  o.top = 20;
+  o.top = 40;
   CliResult r = RunCli(o);
   ASSERT_TRUE(r.status.ok());
   nlohmann::json dummy;
-  // Some of the top 20 plans of the main job use over 95% of memory (README table).
+  // Some of the top 40 plans of the main job use over 95% of memory (README table: #10 at 97.4%).
   EXPECT_NE(r.out.find("little headroom"), std::string::npos) << r.out;
 }
 

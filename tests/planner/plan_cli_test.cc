@@ -52,6 +52,7 @@ TEST(PlanCliTest, UnevenStagesAreAcceptedAndPredicted) {
     o.gpus = c.gpus;
     o.gpu = c.gpu;
     o.tp = c.tp;
+    o.cp = 1;  // the balanced split of the even-VPP plans (CP lets VPP 2 plans fit and win)
     o.pp = c.pp;
     o.top = 3;
     o.explain = true;

@@ -25,7 +25,7 @@ TEST(PlanFlagsTest, AbsentFlagsLeaveEveryDimensionToTheSearch) {
   auto o = Parse({"--model", "70B", "--gpus", "64", "--mem", "80"});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_FALSE(o->sequence_parallel.has_value());
-  EXPECT_FALSE(o->dp || o->tp || o->pp || o->vpp || o->zero || o->micro_batch);
+  EXPECT_FALSE(o->dp || o->tp || o->cp || o->pp || o->vpp || o->zero || o->zero_shard || o->micro_batch);
   EXPECT_FALSE(o->first_stage_layers || o->last_stage_layers);
   EXPECT_TRUE(o->recompute.empty());
   EXPECT_TRUE(o->offload.empty());
@@ -48,8 +48,14 @@ TEST(PlanFlagsTest, CliSearchesTheLibrarysWholeSpace) {
   ASSERT_TRUE(lib.ok());
   EXPECT_EQ(cli, lib->candidates);
   // SP searched; with the fused core selective == none is not listed twice; PP 32 (80 layers
-  // as uneven stages) adds 528.
-  EXPECT_EQ(cli, 13760);
+  // as uneven stages) adds 528: 13,760 plans without CP and hybrid sharding. Hybrid sharding
+  // (ZeRO 1-3 over shard groups of 1, 2 or 4 whole nodes) and context parallel (CP 2 only:
+  // S / CP >= 1024 tokens per rank, SearchOptions::min_cp_rank_tokens) make 53,342.
+  EXPECT_EQ(cli, 53342);
+  SearchOptions classic;
+  classic.fixed.cp = 1;
+  classic.fixed.zero_shard = 0;
+  EXPECT_EQ(SearchPlans(CatalogRequest("llama-2-70b", "h100-sxm", 64), classic)->candidates, 13760);
 }
 
 // --first-stage-layers / --last-stage-layers fix Megatron's uneven split; one
@@ -89,6 +95,40 @@ TEST(PlanFlagsTest, JsonAndExportExcludeEachOther) {
 TEST(PlanFlagsTest, MalformedValuesAreErrors) {
   EXPECT_FALSE(Parse({"--gpus", "eight"}).ok());
   EXPECT_FALSE(Parse({"--no-such-flag"}).ok());
+}
+
+// --cp and --zero-shard fix context parallel and the HSDP shard group; bad
+// values are refused naming the flag or the rule.
+TEST(PlanFlagsTest, CpAndZeroShardFlagsFixTheirDimensions) {
+  auto o = Parse({"--model", "70B", "--gpus", "64", "--gpu", "h100-sxm", "--seq", "16384", "--global-batch", "64",
+                  "--cp", "4", "--zero-shard", "2", "--zero", "1", "--json", "--top", "1"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(*o->cp, 4);
+  EXPECT_EQ(*o->zero_shard, 2);
+  std::ostringstream out, err;
+  ASSERT_TRUE(RunPlanCli(*o, out, err).ok()) << err.str();
+  const nlohmann::json plan = nlohmann::json::parse(out.str())["plans"][0];
+  EXPECT_EQ(plan["cp"], 4);
+  EXPECT_EQ(plan["zero_shard"], 2);
+  EXPECT_GE(plan["time"]["cp_comm_s"].get<double>(), 0.0);
+  auto refused = [&](std::vector<const char*> extra, const std::string& needle) {
+    std::vector<const char*> args = {"--model", "70B", "--gpus", "64", "--gpu", "h100-sxm", "--top", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto bad = Parse(args);
+    ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+    std::ostringstream o2, e2;
+    const Status s = RunPlanCli(*bad, o2, e2);
+    ASSERT_FALSE(s.ok()) << needle;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+  };
+  refused({"--cp", "0"}, "--cp must be in 1..2^24");
+  refused({"--zero-shard", "-2"}, "--zero-shard must be 0");
+  refused({"--cp", "3"}, "gpus=dp*tp*cp*pp");                          // 3 does not divide 64 GPUs
+  refused({"--cp", "4", "--seq", "2044"}, "seq%(2*cp)");                // 2044 % 8 != 0
+  refused({"--zero-shard", "3", "--zero", "1"}, "zero_shard|dp*cp");   // no DP x CP of 3s
+  refused({"--zero-shard", "8", "--zero", "0"}, "zero_shard=>zero>=1");
+  refused({"--cp", "2", "--framework", "deepspeed"}, "rule no-cp");    // Ulysses, not the ring
+  EXPECT_FALSE(Parse({"--cp", "two"}).ok());
 }
 
 }  // namespace

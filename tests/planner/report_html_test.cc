@@ -137,7 +137,7 @@ TEST(ReportHtml, ManyStagesKeepOneBarEachAndTheirTotalsInTooltips) {
 TEST(ReportHtml, TimeBarTotalAndTermsEqualTheInputs) {
   EvaluatedPlan e = SyntheticPlan(4, 8);
   const std::string svg = RenderTimeSvg(e.time);
-  EXPECT_EQ(testing::Count(svg, "class=\"seg seg-"), 8);  // one per TimeBreakdown part
+  EXPECT_EQ(testing::Count(svg, "class=\"seg seg-"), 9);  // one per TimeBreakdown part
   char step[32];
   std::snprintf(step, sizeof step, "step %.3g s", e.time.step_s);
   EXPECT_NE(svg.find(step), std::string::npos) << svg;

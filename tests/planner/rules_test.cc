@@ -44,7 +44,7 @@ TEST(RulesTest, EachRuleHasAFailingCase) {
   ExpectRule(CheckPlan(r, Layout(0, 2, 2, 1, 1)), "degrees>=1");
   ExpectRule(CheckPlan(r, Layout(4, 2, 2, 0, 1)), "micro_batch>=1");
   ExpectRule(CheckPlan(r, Layout(4, 2, 2, 1, 0)), "grad_accum>=1");
-  ExpectRule(CheckPlan(r, Layout(2, 2, 2, 4, 8)), "gpus=dp*tp*pp");
+  ExpectRule(CheckPlan(r, Layout(2, 2, 2, 4, 8)), "gpus=dp*tp*cp*pp");
   ExpectRule(CheckPlan(r, Layout(1, 16, 1, 4, 16)), "heads%tp");  // published.md sec 4: 40 heads forbid TP=16
   PlanRequest gqa = r;
   gqa.model.kv_heads = 4;
@@ -166,6 +166,52 @@ TEST(RulesTest, OffloadStages) {
       ExpectRule(CheckPlan(one_node, dp1), "zero>0=>dp>1");  // same as ZeRO-2 at DP=1
     dp1.offload = Offload::kOptimizerAndParams;
     if (zero == 3) EXPECT_TRUE(CheckPlan(one_node, dp1).ok()) << PlanSummary(dp1);
+  }
+}
+
+// Context parallel: S/(2 x CP) load-balanced chunks, the fused core; the CP
+// ranks share DP's sequences (batch identity over DP alone) and its ZeRO group.
+TEST(RulesTest, ContextParallel) {
+  PlanRequest r = Llama13bOn(16);
+  Plan p = Layout(2, 2, 2, 4, 8);  // 16 GPUs with CP2
+  p.cp = 2;
+  EXPECT_TRUE(CheckPlan(r, p).ok()) << CheckPlan(r, p).message();
+  p.cp = 4;
+  ExpectRule(CheckPlan(r, p), "gpus=dp*tp*cp*pp");
+  p.cp = 2;
+  PlanRequest odd = r;
+  odd.training.seq = 2050;  // 2050 % 4 != 0
+  ExpectRule(CheckPlan(odd, p), "seq%(2*cp)");
+  p.attention = AttentionImpl::kUnfused;
+  ExpectRule(CheckPlan(r, p), "cp=>fused");
+  p.attention = AttentionImpl::kFused;
+  // ZeRO shards over DP x CP: legal at DP = 1 with CP > 1.
+  Plan cp_only = Layout(1, 2, 2, 8, 8);
+  cp_only.cp = 4;
+  cp_only.zero = 1;
+  EXPECT_TRUE(CheckPlan(r, cp_only).ok()) << CheckPlan(r, cp_only).message();
+  cp_only.cp = 1;
+  cp_only.dp = 1;
+  cp_only.tp = 8;
+  ExpectRule(CheckPlan(r, cp_only), "zero>0=>dp>1");
+}
+
+// Hybrid sharding: a shard group needs ZeRO >= 1 and is a proper divisor of DP x CP.
+TEST(RulesTest, HybridShard) {
+  PlanRequest r = Llama13bOn(16);
+  Plan p = Layout(4, 2, 1, 2, 8);
+  p.cp = 2;  // DP x CP = 8
+  p.zero = 3;
+  p.zero_shard = 4;
+  EXPECT_TRUE(CheckPlan(r, p).ok()) << CheckPlan(r, p).message();
+  EXPECT_EQ(p.zero_shards(), 4);
+  EXPECT_EQ(p.zero_replicas(), 2);
+  p.zero = 0;
+  ExpectRule(CheckPlan(r, p), "zero_shard=>zero>=1");
+  p.zero = 1;
+  for (int bad : {1, 3, 8, 16}) {
+    p.zero_shard = bad;
+    ExpectRule(CheckPlan(r, p), "zero_shard|dp*cp");
   }
 }
 

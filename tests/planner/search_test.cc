@@ -25,12 +25,12 @@ namespace {
 TEST(SearchTest, EveryCandidateIsLegalAndUnique) {
   PlanRequest r = CatalogRequest("llama-2-13b", "a100-80gb", 16, 64);
   SearchOptions o;
-  std::set<std::tuple<int, int, int, int, int, int64_t, int, bool, int, int, int>> seen;
+  std::set<std::tuple<int, int, int, int, int, int, int, int64_t, int, bool, int, int, int>> seen;
   int64_t n = 0;
   o.on_candidate = [&](const Plan& p, double, bool) {
     ++n;
     EXPECT_TRUE(CheckPlan(r, p).ok()) << PlanSummary(p) << ": " << CheckPlan(r, p).message();
-    EXPECT_TRUE(seen.insert({p.dp, p.tp, p.pp, p.vpp, p.zero, p.micro_batch, int(p.recompute),
+    EXPECT_TRUE(seen.insert({p.dp, p.tp, p.cp, p.pp, p.vpp, p.zero, p.zero_shard, p.micro_batch, int(p.recompute),
                              p.sequence_parallel, int(p.offload), p.first_stage_layers, p.last_stage_layers})
                     .second)
         << "duplicate " << PlanSummary(p);
@@ -41,48 +41,91 @@ TEST(SearchTest, EveryCandidateIsLegalAndUnique) {
   EXPECT_GT(n, 100);
 }
 
-// The plans CheckPlan accepts among every degree up to `max_degree`, VPP up
-// to `max_vpp` and micro-batch up to `max_mb` (a superset of the space), each
-// with the pipeline split split(pp, vpp) (none: no plan for that PP x VPP).
+// The plans CheckPlan accepts among every degree up to `max_degree` (DP, TP,
+// CP and PP whose product is at most `max_degree`), VPP up to `max_vpp`,
+// micro-batch up to `max_mb` and shard group up to `max_degree` (those the
+// search offers, SearchesShardGroup) (a superset of the space), each with
+// the pipeline split split(pp, vpp) (none: no plan for that PP x VPP).
 int64_t LegalPlans(const PlanRequest& r, int max_degree, int max_vpp, int64_t max_mb,
                    const std::function<std::optional<StageSplit>(int, int)>& split) {
   int64_t legal = 0;
   for (int dp = 1; dp <= max_degree; ++dp)
     for (int tp = 1; tp <= max_degree; ++tp)
-      for (int pp = 1; pp <= max_degree; ++pp)
-        for (int vpp = 1; vpp <= max_vpp; ++vpp) {
-          const std::optional<StageSplit> stages = split(pp, vpp);
-          if (!stages) continue;
-          for (int zero = 0; zero <= 3; ++zero)
-            for (int64_t mb = 1; mb <= max_mb; ++mb)
-              for (int rc = 0; rc < 3; rc += 2)  // fused core: selective == none, not searched
-                for (int sp = 0; sp < 2; ++sp)
-                  for (int off = 0; off < 3; ++off) {
-                    Plan p;
-                    p.dp = dp, p.tp = tp, p.pp = pp, p.vpp = vpp, p.zero = zero, p.micro_batch = mb;
-                    p.grad_accum = r.training.global_batch / std::max<int64_t>(1, mb * dp);
-                    p.recompute = Recompute(rc);
-                    p.sequence_parallel = sp;
-                    p.offload = Offload(off);
-                    p.first_stage_layers = stages->first;
-                    p.last_stage_layers = stages->last;
-                    if (CheckPlan(r, p).ok()) ++legal;
-                  }
+      for (int cp = 1; cp <= max_degree; ++cp)
+        for (int pp = 1; pp <= max_degree; ++pp) {
+          if (dp * tp * cp * pp > max_degree) continue;
+          for (int vpp = 1; vpp <= max_vpp; ++vpp) {
+            const std::optional<StageSplit> stages = split(pp, vpp);
+            if (!stages) continue;
+            for (int zero = 0; zero <= 3; ++zero)
+              for (int shard = 0; shard <= max_degree; ++shard) {
+                if (shard > 0 && !SearchesShardGroup(shard, tp, r.cluster.node.gpus_per_node)) continue;
+                for (int64_t mb = 1; mb <= max_mb; ++mb)
+                  for (int rc = 0; rc < 3; rc += 2)  // fused core: selective == none, not searched
+                    for (int sp = 0; sp < 2; ++sp)
+                      for (int off = 0; off < 3; ++off) {
+                        Plan p;
+                        p.dp = dp, p.tp = tp, p.cp = cp, p.pp = pp, p.vpp = vpp, p.zero = zero;
+                        p.zero_shard = shard, p.micro_batch = mb;
+                        p.grad_accum = r.training.global_batch / std::max<int64_t>(1, mb * dp);
+                        p.recompute = Recompute(rc);
+                        p.sequence_parallel = sp;
+                        p.offload = Offload(off);
+                        p.first_stage_layers = stages->first;
+                        p.last_stage_layers = stages->last;
+                        if (CheckPlan(r, p).ok()) ++legal;
+                      }
+              }
+          }
         }
   return legal;
 }
 
 // Brute force over a superset of the space with CheckPlan as the oracle: the
-// search enumerates exactly the legal plans.
+// search enumerates exactly the legal plans, context parallel included (with
+// the CP search policy off: SearchOptions::min_cp_rank_tokens).
 TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
   PlanRequest r = CatalogRequest("gpt2-xl", "a100-40gb", 8, 32);  // 25 heads: TP in {1, 5, 25} only
   r.training.seq = 1024;                                   // its learned position table
   SearchOptions o;
-  int64_t enumerated = 0;
-  o.on_candidate = [&](const Plan&, double, bool) { ++enumerated; };
+  o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
+  int64_t enumerated = 0, with_cp = 0;
+  o.on_candidate = [&](const Plan& p, double, bool) { ++enumerated, with_cp += p.cp > 1; };
   ASSERT_TRUE(SearchPlans(r, o).ok());
   const int64_t legal = LegalPlans(r, 8, 48, 32, [](int, int) { return std::optional<StageSplit>(StageSplit{}); });
   EXPECT_EQ(enumerated, legal);
+  EXPECT_GT(with_cp, 0);
+}
+
+// The same with hybrid-sharding shard groups offered: on nodes of 2 GPUs the
+// search offers shard groups of 2 and 4 GPUs (one and two whole nodes).
+TEST(SearchTest, EnumeratesExactlyTheLegalPlansWithShardGroups) {
+  PlanRequest r = CatalogRequest("gpt2-xl", "a100-40gb", 8, 32);
+  r.training.seq = 1024;
+  r.cluster.node.gpus_per_node = 2;
+  SearchOptions o;
+  o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
+  int64_t enumerated = 0, hybrid = 0;
+  o.on_candidate = [&](const Plan& p, double, bool) { ++enumerated, hybrid += p.zero_shard > 0; };
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_EQ(enumerated, LegalPlans(r, 8, 48, 32, [](int, int) { return std::optional<StageSplit>(StageSplit{}); }));
+  EXPECT_GT(hybrid, 0);
+}
+
+// The CP search policy: at S 2048 only CP <= 2 is offered (S / CP >= 1024
+// tokens per rank), a fixed --cp still goes below it.
+TEST(SearchTest, ContextParallelIsSearchedOnlyWithLongEnoughRankSequences) {
+  PlanRequest r = CatalogRequest("llama-2-7b", "h100-sxm", 16, 64);
+  r.training.seq = 2048;
+  SearchOptions o;
+  int max_cp = 0;
+  o.on_candidate = [&](const Plan& p, double, bool) { max_cp = std::max(max_cp, p.cp); };
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_EQ(max_cp, 2);
+  o.fixed.cp = 8;
+  max_cp = 0;
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_EQ(max_cp, 8);
 }
 
 // The balanced split (planner/stage_split.h) by brute force over every stage
@@ -170,6 +213,7 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlansWithUnevenStages) {
     return BruteForceSplit(r.model.layers, pp, vpp, w);
   };
   SearchOptions o;
+  o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
   int64_t enumerated = 0, uneven = 0;
   o.on_candidate = [&](const Plan& p, double, bool) {
     ++enumerated;

@@ -80,6 +80,8 @@ struct Case {
   bool dropout;
   int first_stage_layers = 0, last_stage_layers = 0;
   const char* framework = "p3d";  // the profile whose mechanisms the models apply
+  int cp = 1, zero_shard = 0;     // context parallel, hybrid-sharding shard group
+  int64_t seq = 0;                // 0: min(2048, the model's positions)
   Fp8Recipe fp8 = Fp8Recipe::kOff;
 };
 
@@ -117,17 +119,27 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
        "megatron-lm-2021"},
       {"llama-2-13b", "a100-80gb", 4, 2, 2, 1, 1, 1, 8, full, false, no, unfused, true, 0, 0,
        "megatron-deepspeed"},
+      // Context parallel (the K/V ring; Llama 3's 128k stage: TP8 CP16 PP16)
+      // and hybrid sharding (ZeRO-1 instances, FSDP2 HSDP with CP, ZeRO-2).
+      {"llama-3.1-405b", "h100-sxm", 1, 8, 16, 1, 1, 1, 16, full, true, no, fused, false, 7, 7,
+       "megatron-core", 16, 0, 131072},
+      {"llama-2-70b", "h100-sxm", 16, 4, 1, 1, 1, 1, 8, sel, true, no, fused, false, 0, 0,
+       "megatron-core", 2, 8, 8192},
+      {"llama-3-8b", "h100-sxm", 8, 1, 1, 1, 3, 1, 4, sel, false, no, fused, false, 0, 0,
+       "torchtitan", 2, 8, 8192},
+      {"llama-2-13b", "a100-80gb", 4, 2, 1, 1, 2, 1, 8, none, true, no, fused, false, 0, 0, "p3d",
+       2, 4, 4096},
       // FP8 recipes: per-tensor on Hopper (transposed copies), MXFP8 on
       // Blackwell, blockwise with MoE experts, delayed with ZeRO-3 and the
       // unfused core.
       {"llama-2-70b", "h100-sxm", 8, 4, 2, 1, 1, 1, 16, sel, true, no, fused, false, 0, 0,
-       "megatron-core", Fp8Recipe::kTensorwise},
+       "megatron-core", 1, 0, 0, Fp8Recipe::kTensorwise},
       {"llama-3-8b", "b200", 8, 1, 1, 1, 1, 2, 4, none, false, no, fused, false, 0, 0, "nemo",
-       Fp8Recipe::kMxfp8},
+       1, 0, 0, Fp8Recipe::kMxfp8},
       {"mixtral-8x7b", "h100-sxm", 4, 8, 2, 1, 1, 1, 12, full, true, no, fused, false, 0, 0,
-       "megatron-core", Fp8Recipe::kBlockwise},
+       "megatron-core", 1, 0, 0, Fp8Recipe::kBlockwise},
       {"gpt2-xl", "h100-sxm", 8, 1, 1, 1, 3, 2, 2, none, false, no, unfused, true, 0, 0,
-       "megatron-core", Fp8Recipe::kDelayed},
+       "megatron-core", 1, 0, 0, Fp8Recipe::kDelayed},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -140,12 +152,13 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     p.micro_batch = c.micro_batch, p.grad_accum = c.grad_accum, p.recompute = c.recompute;
     p.sequence_parallel = c.sp, p.offload = c.offload, p.attention = c.attention;
     p.first_stage_layers = c.first_stage_layers, p.last_stage_layers = c.last_stage_layers;
+    p.cp = c.cp, p.zero_shard = c.zero_shard;
     ASSERT_EQ(PipelineSplitRule(p, m.layers), nullptr) << c.model;
     cluster.num_gpus = p.gpus();
     TrainingSpec t;
     ApplyFrameworkProfile(LoadFrameworkProfile(c.framework).value(), &t);
     t.global_batch = p.global_batch();
-    t.seq = std::min<int64_t>(2048, m.max_positions);
+    t.seq = c.seq > 0 ? c.seq : std::min<int64_t>(2048, m.max_positions);
     t.dropout = c.dropout;
     t.fp8 = c.fp8;
     const std::string where =
@@ -208,6 +221,13 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
                            "activations.per_layer.fp8",
                            "tail.fp8_weight_cast",
                            "time.bubble",
+                           "buffers.cp_ring",
+                           "cp.kv_send",
+                           "layer.cp_comm.forward",
+                           "layer.cp_comm.backward",
+                           "time.cp_comm",
+                           "tail.replica_all_reduce",
+                           "tail.replica",
                            "step"})
     EXPECT_EQ(names.count(name), 1u) << name;
 }

@@ -72,13 +72,13 @@ TEST(FlopsTest, SelectiveRecomputeAddsOneAttentionCoreForward) {
 
 TEST(FlopsTest, LayerSplitAndBackwardSplit) {
   ModelSpec m = PaperGpt(64, 6144, 48);
-  const LayerGemmFlops g = LayerForwardFlopsPerToken(m, 2048);
+  const LayerGemmFlops g = LayerForwardFlopsPerToken(m, m.KindOfLayer(0), 2048);
   const double h = 6144;
   EXPECT_DOUBLE_EQ(g.qkv, 6 * h * h);
   EXPECT_DOUBLE_EQ(g.out_proj, 2 * h * h);
   EXPECT_DOUBLE_EQ(g.mlp, 16 * h * h);
   EXPECT_DOUBLE_EQ(g.attn_core, 4 * 2048 * h);
-  const PassFlops p = LayerPassFlopsPerToken(m, 2048, Recompute::kNone);
+  const PassFlops p = LayerPassFlopsPerToken(m, m.KindOfLayer(0), 2048, Recompute::kNone);
   EXPECT_DOUBLE_EQ(p.backward(), 2 * p.forward);
   EXPECT_DOUBLE_EQ(p.backward_weight, 24 * h * h);  // the attention core has no weights
   EXPECT_DOUBLE_EQ(p.recompute, 0);
@@ -89,14 +89,14 @@ TEST(FlopsTest, GqaSwiGluAndMoe) {
   ModelSpec m;
   m.arch = Arch::kLlama;
   m.layers = 80, m.hidden = 8192, m.ffn = 28672, m.heads = 64, m.kv_heads = 8, m.vocab = 32000;
-  const LayerGemmFlops g = LayerForwardFlopsPerToken(m, 4096);
+  const LayerGemmFlops g = LayerForwardFlopsPerToken(m, m.KindOfLayer(0), 4096);
   EXPECT_DOUBLE_EQ(g.qkv, 2.0 * 8192 * (8192 + 2 * 1024));
   EXPECT_DOUBLE_EQ(g.mlp, 3 * 2.0 * 8192 * 28672);
   // Weight-GEMM forward FLOPs are 2 x the layer's weight count (no biases, norms excluded).
-  EXPECT_DOUBLE_EQ(g.weight_gemms(), 2.0 * (m.ParamsPerLayer() - m.NormParamsPerLayer()));
+  EXPECT_DOUBLE_EQ(g.weight_gemms(), 2.0 * (m.LayerParams(m.KindOfLayer(0)) - m.NormParamsPerLayer()));
   // Mixtral-like MoE: top-2 of 8 experts plus the router.
   m.experts = 8, m.experts_per_token = 2;
-  const LayerGemmFlops e = LayerForwardFlopsPerToken(m, 4096);
+  const LayerGemmFlops e = LayerForwardFlopsPerToken(m, m.KindOfLayer(0), 4096);
   EXPECT_DOUBLE_EQ(e.mlp, 2 * 3 * 2.0 * 8192 * 28672 + 2.0 * 8192 * 8);
   EXPECT_DOUBLE_EQ(HeadForwardFlopsPerToken(m), 2.0 * 8192 * 32000);
 }

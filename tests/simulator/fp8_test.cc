@@ -62,11 +62,11 @@ struct Llama70b {
 TEST(Fp8Time, LinearGemmsGetFasterAndCastsAreAdded) {
   Llama70b s;
   const ComputeShape shape{s.plan.tp, s.plan.micro_batch, Recompute::kNone, true, AttentionImpl::kFused};
-  const LayerKernelTimes bf16 = LayerKernels(s.model, s.training, s.cluster.gpu, shape);
+  const LayerKernelTimes bf16 = LayerKernels(s.model, LayerKind{}, s.training, s.cluster.gpu, shape);
   s.training.fp8 = Fp8Recipe::kDelayed;
-  const LayerKernelTimes delayed = LayerKernels(s.model, s.training, s.cluster.gpu, shape);
+  const LayerKernelTimes delayed = LayerKernels(s.model, LayerKind{}, s.training, s.cluster.gpu, shape);
   s.training.fp8 = Fp8Recipe::kTensorwise;
-  const LayerKernelTimes current = LayerKernels(s.model, s.training, s.cluster.gpu, shape);
+  const LayerKernelTimes current = LayerKernels(s.model, LayerKind{}, s.training, s.cluster.gpu, shape);
   // GEMMs: the linear layers at the FP8 rate, the attention core unchanged.
   EXPECT_LT(delayed.forward.gemm_s, 0.8 * bf16.forward.gemm_s);
   EXPECT_LT(delayed.backward.gemm_s, 0.8 * bf16.backward.gemm_s);
@@ -102,7 +102,7 @@ TEST(Fp8Memory, WeightCopiesScalingStateAndSavedInputs) {
   const StageMemoryDetail b = StageMemoryDetails(on.model, on.training, on.cluster, on.plan, 0);
   // Two FP8 copies (row-wise + transposed) of every linear weight of the stage,
   // plus 12 amax histories (1026 fp32 each) per layer.
-  const double linear = a.layers * LinearWeightsPerLayer(off.model, off.plan.tp);
+  const double linear = a.layers * LinearWeightsPerLayer(off.model, LayerKind{}, off.plan.tp);
   const double scaling = a.layers * 12 * 4.0 * (kFp8AmaxHistoryLen + 2);
   EXPECT_NEAR(b.memory.weights - a.memory.weights, 2 * linear + scaling, 1.0);
   // Saved linear inputs in FP8: fewer activation bytes (the fused core keeps

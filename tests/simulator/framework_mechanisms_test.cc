@@ -4,7 +4,10 @@
 // selective-recompute policies store and re-run what they name.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "models/zoo.h"
+#include "simulator/attention_kernels.h"
 #include "simulator/compute_model.h"
 #include "simulator/framework_profile.h"
 #include "simulator/memory_model.h"
@@ -203,27 +206,71 @@ TEST(FrameworkMechanisms, SelectiveRecomputePoliciesStoreAndRerunWhatTheyName) {
   Case c(8, 1, 1, 1, false);
   c.model = ZooModel("llama-2-7b").value();
   c.plan.recompute = Recompute::kNone;
-  const double none_stored = ActivationBytesPerLayer(c.model, c.training, c.plan);
+  const double none_stored = ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan);
   const double none_step = c.Time().step_s;
   c.plan.recompute = Recompute::kSelective;
   // p3d's "scores" with the fused core: nothing to drop, nothing re-run.
   c.training.framework.selective = SelectiveRecompute::kScores;
-  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, c.training, c.plan), none_stored);
+  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan), none_stored);
   EXPECT_DOUBLE_EQ(c.Time().step_s, none_step);
   // Megatron's core_attn: the fused forward re-runs, memory unchanged.
   c.training.framework.selective = SelectiveRecompute::kCoreAttention;
-  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, c.training, c.plan), none_stored);
+  EXPECT_DOUBLE_EQ(ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan), none_stored);
   EXPECT_GT(c.Time().step_s, none_step);
   // torchtitan's op-level policy: about half the activations, some re-run,
   // less than full recompute re-runs.
   c.training.framework.selective = SelectiveRecompute::kOpLevel;
-  const double op_stored = ActivationBytesPerLayer(c.model, c.training, c.plan);
+  const double op_stored = ActivationBytesPerLayer(c.model, LayerKind{}, c.training, c.plan);
   const double op_step = c.Time().step_s;
   EXPECT_LT(op_stored, 0.7 * none_stored);
   EXPECT_GT(op_stored, 0.3 * none_stored);
   EXPECT_GT(op_step, none_step);
   c.plan.recompute = Recompute::kFull;
   EXPECT_GT(c.Time().step_s, op_step);
+}
+
+}  // namespace
+}  // namespace p3d
+
+namespace p3d {
+namespace {
+
+// The attention kernel: FlashAttention-2's and -3's speed relative to cuDNN on
+// Hopper, from the FlashAttention-3 paper's H100 figures (attention_kernels.cc),
+// interpolated in log(seq) and clamped; other cards and cuDNN itself: 1.
+TEST(FrameworkMechanisms, AttentionKernelRunsAtItsPublishedSpeedRelativeToCudnn) {
+  const GpuSpec h100 = CatalogCluster("h100-sxm").value().gpu;
+  const GpuSpec a100 = CatalogCluster("a100-80gb").value().gpu;
+  const AttentionKernel fa2 = AttentionKernel::kFlashAttention2;
+  EXPECT_DOUBLE_EQ(AttentionKernelSpeed(h100, fa2, 2048, AttentionPass::kForward), 298.0 / 484);
+  EXPECT_DOUBLE_EQ(AttentionKernelSpeed(h100, fa2, 2048, AttentionPass::kBackward), 291.0 / 465);
+  // Half way between 2k and 4k in log(seq), then beyond the last point.
+  EXPECT_NEAR(AttentionKernelSpeed(h100, fa2, 2048 * std::sqrt(2.0), AttentionPass::kForward),
+              (298 + 0.5 * (319 - 298)) / (484 + 0.5 * (518 - 484)), 1e-12);
+  EXPECT_DOUBLE_EQ(AttentionKernelSpeed(h100, fa2, 131072, AttentionPass::kBackward), 322.0 / 516);
+  EXPECT_DOUBLE_EQ(AttentionKernelSpeed(h100, AttentionKernel::kFlashAttention3, 512,
+                                        AttentionPass::kForward),
+                   292.0 / 315);
+  EXPECT_EQ(AttentionKernelSpeed(h100, AttentionKernel::kCudnn, 4096, AttentionPass::kForward), 1);
+  EXPECT_EQ(AttentionKernelSpeed(a100, fa2, 4096, AttentionPass::kForward), 1);
+
+  // In the layer: only the fused core's time moves, by 1/speed.
+  const ModelSpec m = ZooModel("llama-2-7b").value();
+  TrainingSpec t;
+  t.seq = 8192;
+  const ComputeShape shape{1, 1, Recompute::kNone, false, AttentionImpl::kFused};
+  const LayerKernelTimes cudnn = LayerKernels(m, LayerKind{}, t, h100, shape);
+  t.framework.attention_kernel = fa2;
+  const LayerKernelTimes flash = LayerKernels(m, LayerKind{}, t, h100, shape);
+  EXPECT_EQ(flash.forward.memory_s, cudnn.forward.memory_s);
+  EXPECT_EQ(flash.backward.memory_s, cudnn.backward.memory_s);
+  // cuDNN's core: 2*B*NH*S^2*HD forward FLOPs at 46% of peak, backward 2.5x
+  // at 34% (compute_model.cc); FlashAttention-2 takes 1/speed of that.
+  const double core = 2.0 * 32 * 8192.0 * 8192 * 128 / h100.peak_flops;
+  const double fs = AttentionKernelSpeed(h100, fa2, 8192, AttentionPass::kForward);
+  const double bs = AttentionKernelSpeed(h100, fa2, 8192, AttentionPass::kBackward);
+  EXPECT_NEAR(flash.forward.gemm_s - cudnn.forward.gemm_s, core / 0.46 * (1 / fs - 1), 1e-12);
+  EXPECT_NEAR(flash.backward.gemm_s - cudnn.backward.gemm_s, 2.5 * core / 0.34 * (1 / bs - 1), 1e-12);
 }
 
 }  // namespace

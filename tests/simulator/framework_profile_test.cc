@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "simulator/executor_support.h"
 #include "simulator/framework_profile.h"
 #include "simulator/saved_plan.h"
 
@@ -202,6 +203,48 @@ TEST(FrameworkProfiles, NamesAndFilesResolve) {
   std::ofstream(path) << "{\"schema\": \"p3d-framework/1\"";
   EXPECT_FALSE(LoadFrameworkProfile(path).ok());
   std::remove(path.c_str());
+}
+
+// The context-parallel and hybrid-sharding support rules, each with a plan
+// that breaks it and one that does not; p3d-run's check refuses CP and HSDP
+// by name (the executor has no K/V ring and no shard groups).
+TEST(FrameworkProfiles, ContextParallelAndHybridShardRules) {
+  Plan plain;
+  plain.dp = 8, plain.zero = 1;
+  Plan cp = plain;
+  cp.cp = 2;
+  Plan hsdp1 = plain;
+  hsdp1.zero_shard = 4;
+  Plan hsdp3 = hsdp1;
+  hsdp3.zero = 3;
+  for (SupportRule r : {SupportRule::kContextParallel, SupportRule::kHybridShard,
+                        SupportRule::kHybridShardZero1, SupportRule::kHybridShardZero3})
+    EXPECT_FALSE(Breaks(r, plain)) << SupportRuleId(r);
+  EXPECT_TRUE(Breaks(SupportRule::kContextParallel, cp));
+  EXPECT_TRUE(Breaks(SupportRule::kHybridShard, hsdp1));
+  EXPECT_FALSE(Breaks(SupportRule::kHybridShardZero1, hsdp1));
+  EXPECT_TRUE(Breaks(SupportRule::kHybridShardZero1, hsdp3));
+  EXPECT_TRUE(Breaks(SupportRule::kHybridShardZero3, hsdp1));
+  EXPECT_FALSE(Breaks(SupportRule::kHybridShardZero3, hsdp3));
+  for (const char* id : {"no-cp", "no-hsdp", "hsdp=>zero1", "hsdp=>zero3"}) {
+    SupportRule r;
+    ASSERT_TRUE(ParseSupportRule(id, &r)) << id;
+    EXPECT_STREQ(SupportRuleId(r), id);
+  }
+  const Status c = CheckExecutorSupports(cp);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.message().find("rule no-cp"), std::string::npos) << c.message();
+  const Status h = CheckExecutorSupports(hsdp1);
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.message().find("rule no-hsdp"), std::string::npos) << h.message();
+  cp.cp = 0;
+  EXPECT_NE(CheckExecutorSupports(cp).message().find("rule tp,cp,pp,vpp>=1"), std::string::npos);
+  // Which profiles run them (their JSON cites the source).
+  auto limits = [](const char* name) { return LoadFrameworkProfile(name).value().framework.limits; };
+  for (const char* name : {"megatron-core", "nemo", "torchtitan"})
+    EXPECT_FALSE(limits(name) & RuleBit(SupportRule::kContextParallel)) << name;
+  for (const char* name : {"deepspeed", "llm-foundry", "megatron-lm-2021", "megatron-lm-2022", "megatron-deepspeed"})
+    EXPECT_TRUE(limits(name) & RuleBit(SupportRule::kContextParallel)) << name;
 }
 
 }  // namespace

@@ -51,14 +51,14 @@ TEST(KorthikantiTable2, PerLayerFormulasReduceExactly) {
         p.recompute = r.rc;
         p.sequence_parallel = r.sp;
         // With tp = 1 the SP rows are the tp = 1 rows (SP needs TP > 1).
-        const double got = ActivationBytesPerLayer(m, t, p);
+        const double got = ActivationBytesPerLayer(m, LayerKind{}, t, p);
         EXPECT_NEAR(got / r.want, 1.0, 1e-12)
             << "b=" << b << " tp=" << tp << " rc=" << RecomputeName(r.rc) << " sp=" << r.sp;
       }
       if (tp == 1) {  // no parallelism: sbh(34 + 5as/h)
         p.recompute = Recompute::kNone;
         p.sequence_parallel = false;
-        EXPECT_NEAR(ActivationBytesPerLayer(m, t, p) / (sbh * (34 + 5 * a * s / h)), 1.0, 1e-12);
+        EXPECT_NEAR(ActivationBytesPerLayer(m, LayerKind{}, t, p) / (sbh * (34 + 5 * a * s / h)), 1.0, 1e-12);
       }
     }
   }
@@ -99,7 +99,7 @@ TEST(KorthikantiTable2, FusedCoreStoresTheRowLogSumExpInsteadOfScores) {
     const double sbh = s * 2 * h, lse = 4 * s * 2 * a / tp;
     for (Recompute rc : {Recompute::kNone, Recompute::kSelective}) {
       p.recompute = rc;
-      EXPECT_NEAR(ActivationBytesPerLayer(m, t, p) / (sbh * (10 + 24.0 / tp) + lse), 1.0, 1e-12)
+      EXPECT_NEAR(ActivationBytesPerLayer(m, LayerKind{}, t, p) / (sbh * (10 + 24.0 / tp) + lse), 1.0, 1e-12)
           << "tp=" << tp << " rc=" << RecomputeName(rc);
     }
   }

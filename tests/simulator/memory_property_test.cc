@@ -212,7 +212,7 @@ TEST(MemoryParams, StagesPartitionTheModel) {
   // parameter once, plus the tied embedding copy Megatron keeps on the last
   // stage when a tied model is pipelined.
   for (const ModelSpec& m : Models()) {
-    EXPECT_EQ(LayerParamsPerGpu(m, 1), static_cast<double>(m.ParamsPerLayer()));
+    EXPECT_EQ(LayerParamsPerGpu(m, m.KindOfLayer(0), 1), static_cast<double>(m.LayerParams(m.KindOfLayer(0))));
     for (int pp : {1, 3, 4, 7}) {
       for (auto [first, last] : Splits(m, pp, 1)) {
         Plan p;
@@ -237,7 +237,7 @@ TEST(MemoryParams, TensorParallelShardsMatricesAndReplicatesNorms) {
   const ModelSpec m = Llama70B();
   const double h = 8192, f = 28672, kvd = 8 * 128;
   // Llama: no biases; q,o H*H/TP; k,v H*KVD/TP; 3 MLP matrices /TP; 2 RMSNorms replicated.
-  EXPECT_EQ(LayerParamsPerGpu(m, 8), 2 * h * h / 8 + 2 * h * kvd / 8 + 3 * h * f / 8 + 2 * h);
+  EXPECT_EQ(LayerParamsPerGpu(m, m.KindOfLayer(0), 8), 2 * h * h / 8 + 2 * h * kvd / 8 + 3 * h * f / 8 + 2 * h);
 }
 
 TEST(MemoryActivations, GqaStoresSmallerKeysAndValues) {
@@ -248,7 +248,7 @@ TEST(MemoryActivations, GqaStoresSmallerKeysAndValues) {
   TrainingSpec t = Training(gqa);
   Plan p;
   p.tp = 8;
-  const double diff = ActivationBytesPerLayer(mha, t, p) - ActivationBytesPerLayer(gqa, t, p);
+  const double diff = ActivationBytesPerLayer(mha, LayerKind{}, t, p) - ActivationBytesPerLayer(gqa, LayerKind{}, t, p);
   EXPECT_DOUBLE_EQ(diff, 2.0 * 2 * 2048 * (8192 - 1024) / 8);
 }
 
@@ -276,7 +276,7 @@ TEST(MemoryBuffers, ZeroThreeGathersAndChunkedLossShrinks) {
   p.tp = 8;
   p.zero = 3;
   StageMemoryDetail d = StageMemoryDetails(m, t, Cluster(), p, 0);
-  EXPECT_DOUBLE_EQ(d.zero3_gather, 2.0 * kZero3PrefetchModules * LayerParamsPerGpu(m, 8));
+  EXPECT_DOUBLE_EQ(d.zero3_gather, 2.0 * kZero3PrefetchModules * LayerParamsPerGpu(m, m.KindOfLayer(0), 8));
   EXPECT_EQ(d.communicators, 3);  // world, TP, DP
   t.logits_chunk_tokens = 0;  // the whole micro-batch's logits at once
   const double whole = StageMemoryDetails(m, t, Cluster(), p, 0).loss_activations;

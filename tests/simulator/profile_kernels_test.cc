@@ -64,17 +64,17 @@ TEST(AttentionCalibration, LayerCoreTakesTheMeasuredTimeAtAMeasuredShape) {
   // The calibration points time the unfused core (p3d-calibrate's probe).
   ComputeShape sel{1, 4, Recompute::kSelective, false, AttentionImpl::kUnfused};
   // Selective recompute re-runs exactly the probabilities part of the core.
-  EXPECT_NEAR(LayerKernels(m, t, c.gpu, sel).recompute.total(), 0.6e-3, 1e-12);
+  EXPECT_NEAR(LayerKernels(m, LayerKind{}, t, c.gpu, sel).recompute.total(), 0.6e-3, 1e-12);
   // The core replaces GEMM-table + HBM estimates: forward and backward
   // differ from the uncalibrated layer by (measured - analytic core).
   ComputeShape none{1, 4, Recompute::kNone, false, AttentionImpl::kUnfused};
-  const LayerKernelTimes cal = LayerKernels(m, t, c.gpu, none);
-  const LayerKernelTimes raw = LayerKernels(m, t, H200().gpu, none);
+  const LayerKernelTimes cal = LayerKernels(m, LayerKind{}, t, c.gpu, none);
+  const LayerKernelTimes raw = LayerKernels(m, LayerKind{}, t, H200().gpu, none);
   EXPECT_NE(cal.forward.total(), raw.forward.total());
   // Between two measured shapes the efficiency interpolates: B = 2 lies
   // between the B = 1 and B = 4 times.
   ComputeShape mid{1, 2, Recompute::kSelective, false, AttentionImpl::kUnfused};
-  const double probs2 = LayerKernels(m, t, c.gpu, mid).recompute.total();
+  const double probs2 = LayerKernels(m, LayerKind{}, t, c.gpu, mid).recompute.total();
   EXPECT_GT(probs2, 0.25e-3);
   EXPECT_LT(probs2, 0.6e-3);
 }
@@ -129,8 +129,8 @@ TEST(HbmCalibration, SmallKernelsRunBelowTheLargeKernelsBandwidth) {
   ClusterSpec flat = c;
   flat.gpu.hbm_efficiency_by_bytes.clear();
   ComputeShape sh{1, 2, Recompute::kNone, false};
-  EXPECT_GT(LayerKernels(m, t, c.gpu, sh).forward.memory_s,
-            1.2 * LayerKernels(m, t, flat.gpu, sh).forward.memory_s);
+  EXPECT_GT(LayerKernels(m, LayerKind{}, t, c.gpu, sh).forward.memory_s,
+            1.2 * LayerKernels(m, LayerKind{}, t, flat.gpu, sh).forward.memory_s);
   cal["hbm"]["elementwise_sizes"][0]["seconds"] = 1e-9;
   auto bad = ApplyCalibration(H200(), cal, "p.json");
   ASSERT_FALSE(bad.ok());

@@ -1,12 +1,13 @@
 // Time model invariants: the breakdown sums to the step, MFU <= HFU < 1 by
 // construction, cached and one-shot evaluation agree, named errors, and the
 // course's 2.5 s claim for 70B on 64 A100-80GB is caught by the FLOP floor.
-#include "models/zoo.h"
 #include "simulator/time_model.h"
 
 #include <gtest/gtest.h>
 
 #include "models/flops.h"
+#include "models/zoo.h"
+#include "simulator/framework_profile.h"
 
 namespace p3d {
 namespace {
@@ -89,13 +90,19 @@ TEST(TimeModelTest, CachedFastPathAgreesWithOneShotEstimate) {
 }
 
 TEST(TimeModelTest, LowerBoundNeverExceedsTheSimulatedStep) {
-  TrainingSpec t;
-  TimeModel tm(Llama70B(), t, Cluster("a100-80gb", 64));
-  for (const Plan& p : PlansFor64()) {
-    const double bound = tm.StepLowerBound(p);
-    const double step = tm.StepSeconds(p);
-    EXPECT_LE(bound, step * (1 + 1e-12)) << PlanSummary(p);
-    if (p.pp == 1) EXPECT_NEAR(bound, step, 1e-9 * step) << PlanSummary(p);  // no pipeline: exact
+  for (const char* fw : {"p3d", "megatron-core", "torchtitan"}) {
+    TrainingSpec t;
+    ApplyFrameworkProfile(LoadFrameworkProfile(fw).value(), &t);
+    TimeModel tm(Llama70B(), t, Cluster("h100-sxm", 64));
+    for (const Plan& p : PlansFor64()) {
+      const double floor = tm.StepFloor(p);
+      const double bound = tm.StepLowerBound(p);
+      const double step = tm.StepSeconds(p);
+      EXPECT_GT(floor, 0) << PlanSummary(p);
+      EXPECT_LE(floor, bound * (1 + 1e-12)) << PlanSummary(p);
+      EXPECT_LE(bound, step * (1 + 1e-12)) << PlanSummary(p);
+      if (p.pp == 1) EXPECT_NEAR(bound, step, 1e-9 * step) << PlanSummary(p);  // no pipeline: exact
+    }
   }
 }
 
@@ -149,6 +156,33 @@ TEST(TimeModelTest, ExplainPartsSumToStep) {
   EXPECT_NEAR(sum, step, 1e-12 * step);
 }
 
+// Without recording, Prepare computes pipeline rank 1 and copies it to the
+// other middle ranks (TimeModel::Impl::SameWork); --explain records every
+// rank computed. Both must give the same step, bit for bit up to the parts'
+// summation order, on every plan: deep pipelines, VPP, each ZeRO stage, and
+// profiles whose DP overlap differs by stage.
+TEST(TimeModelTest, MiddleRankReuseMatchesEveryRankComputed) {
+  int checked = 0;
+  for (const char* fw : {"p3d", "megatron-core", "torchtitan"}) {
+    TrainingSpec t;
+    ApplyFrameworkProfile(LoadFrameworkProfile(fw).value(), &t);
+    const ClusterSpec c = Cluster("h100-sxm", 64);
+    TimeModel tm(Llama70B(), t, c);
+    for (const Plan& p : PlansFor64()) {
+      if (p.pp < 4 || p.micro_batch != 1 || p.recompute != Recompute::kSelective) continue;
+      auto e = tm.Evaluate(p);
+      ASSERT_TRUE(e.ok()) << e.status().ToString();
+      auto terms = ExplainTime(Llama70B(), t, c, p);
+      ASSERT_TRUE(terms.ok()) << terms.status().ToString();
+      double parts = 0;
+      for (const DerivedTerm& term : *terms) parts += term.part ? term.value : 0;
+      EXPECT_NEAR(parts, e->time.step_s, 1e-12 * e->time.step_s) << fw << " " << PlanSummary(p);
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 50);
+}
+
 TEST(TimeModelTest, TimelineHasEveryForwardAndBackward) {
   TrainingSpec t;
   TimeModel tm(Llama70B(), t, Cluster("a100-80gb", 64));
@@ -181,7 +215,7 @@ TEST(TimeModelTest, InvalidPlansGiveNamedErrors) {
   expect_error(p, "batch=mb*ga*dp");
   p = CoursePlan();
   p.dp = 4, p.grad_accum = 64;
-  expect_error(p, "gpus=dp*tp*pp");
+  expect_error(p, "gpus=dp*tp*cp*pp");
   p = CoursePlan();
   p.vpp = 2, p.micro_batch = 1, p.grad_accum = 63, p.dp = 8;
   expect_error(p, "batch");

@@ -124,7 +124,7 @@ TEST(UnevenStages, ForwardTimePerRankFollowsItsLayers) {
   // TP 1: a chunk's forward is its layers' kernels, plus the embedding on
   // rank 0 and the final norm, head and loss on rank 3.
   const ComputeShape shape{.tp = 1, .micro_batch = 1};
-  const double layer = LayerKernels(m, t, c.gpu, shape).forward.total();
+  const double layer = LayerKernels(m, LayerKind{}, t, c.gpu, shape).forward.total();
   const EdgeKernelTimes edge = EdgeKernels(m, t, c.gpu, shape);
   const double want[4] = {layer + edge.embedding_forward.total(), 3 * layer, 3 * layer,
                           3 * layer + edge.head_forward.total()};
