@@ -211,4 +211,20 @@ const char* FrameworkRuleBroken(const Framework& f, RuleKind kind, const Plan& p
   return nullptr;
 }
 
+const char* Fp8RuleBroken(const Framework& f, RuleKind kind, Fp8Recipe recipe, std::string* detail) {
+  if (recipe == Fp8Recipe::kOff || (f.fp8_recipes & Fp8Bit(recipe))) return nullptr;
+  const bool gap = (f.fp8_gaps & Fp8Bit(recipe)) != 0;
+  if (gap != (kind == RuleKind::kGap)) return nullptr;
+  if (detail) {
+    std::string runs;
+    for (int i = 1; i < kFp8RecipeCount; ++i)
+      if (f.fp8_recipes & Fp8Bit(static_cast<Fp8Recipe>(i)))
+        runs += std::string(runs.empty() ? "" : ", ") + Fp8RecipeName(static_cast<Fp8Recipe>(i));
+    *detail = fmt::format("{}: rule fp8-recipe: FP8 recipe {}; {} {} (FP8 recipes it runs: {})", f.name,
+                          Fp8RecipeName(recipe), f.name, gap ? "does not run it yet" : "cannot run it",
+                          runs.empty() ? "none" : runs);
+  }
+  return "fp8-recipe";
+}
+
 }  // namespace p3d

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/fp8.h"
 #include "common/status.h"
 
 namespace p3d {
@@ -212,6 +213,17 @@ struct Framework {
   // one per overlapped GEMM (Transformer Engine's initialize_ub: 10), held
   // instead of the SP all-gather buffer while it is in use.
   int tp_overlap_buffers = 0;
+  // FP8 recipes (common/fp8.h) the implementation runs; a recipe in fp8_gaps
+  // is predicted but not run yet (p3d's executor has no FP8 GEMMs); any other
+  // is a limit: rule "fp8-recipe" (Fp8RuleBroken).
+  Fp8Recipes fp8_recipes = 0;
+  Fp8Recipes fp8_gaps = Fp8Bit(Fp8Recipe::kDelayed) | Fp8Bit(Fp8Recipe::kTensorwise) |
+                        Fp8Bit(Fp8Recipe::kBlockwise) | Fp8Bit(Fp8Recipe::kMxfp8);
+  // Recipes under which the linear weights are FP8 primary weights (Megatron's
+  // --fp8-param-gather, TE's fp8_model_init): no bf16 copy of them is kept,
+  // and ZeRO-1/2 all-gathers them in FP8 (1 + scale bytes per weight).
+  Fp8Recipes fp8_param_gather = 0;
+  bool Fp8PrimaryWeights(Fp8Recipe r) const { return r != Fp8Recipe::kOff && (fp8_param_gather & Fp8Bit(r)); }
 };
 
 // nullptr when `framework` runs `plan` as far as rules of `kind` go; else the
@@ -219,5 +231,11 @@ struct Framework {
 // *detail when detail is non-null. Allocation-free when detail is null.
 const char* FrameworkRuleBroken(const Framework& framework, RuleKind kind, const Plan& plan,
                                 std::string* detail = nullptr);
+
+// The FP8 counterpart of FrameworkRuleBroken: nullptr when `framework` runs
+// FP8 recipe `recipe` as far as rules of `kind` go (kOff always runs); else
+// "fp8-recipe", with "<name>: rule fp8-recipe: ..." in *detail when non-null.
+const char* Fp8RuleBroken(const Framework& framework, RuleKind kind, Fp8Recipe recipe,
+                          std::string* detail = nullptr);
 
 }  // namespace p3d

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/fp8.h"
 #include "common/framework.h"
 
 namespace p3d {
@@ -97,6 +98,8 @@ struct TrainingSpec {
   int64_t AttentionBlocks() const {
     return attention_blocks > 0 ? attention_blocks : DefaultAttentionBlocks(seq);
   }
+  // FP8 recipe of the linear layers' GEMMs (common/fp8.h); kOff: all bf16.
+  Fp8Recipe fp8 = Fp8Recipe::kOff;
   // The implementation the plan is predicted for (common/framework.h): p3d's
   // executor unless a framework profile sets it (p3d-plan --framework), along
   // with the recipe fields above.

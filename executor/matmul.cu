@@ -1,4 +1,5 @@
 #include "executor/check.h"
+#include "executor/cublaslt_plan.h"
 #include "executor/matmul.h"
 #include "executor/str_cat.h"
 
@@ -19,17 +20,7 @@ cudaDataType_t CudaType(DType t) { return t == DType::kBf16 ? CUDA_R_16BF : CUDA
 
 }  // namespace
 
-struct Matmul::Plan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo;
-  ~Plan() {
-    if (desc) cublasLtMatmulDescDestroy(desc);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (d) cublasLtMatrixLayoutDestroy(d);
-  }
-};
+struct Matmul::Plan : CublasLtPlan {};
 
 Matmul::Matmul(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes)
     : handle_(handle), workspace_(workspace), workspace_bytes_(workspace_bytes) {}

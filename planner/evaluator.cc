@@ -44,6 +44,8 @@ EvaluatedPlan PlanEvaluator::Evaluate(const Plan& plan, const StatusOr<TimeEstim
   e.fits = FitsInMemory(e.memory.peak(), request_.cluster.gpu) &&
            FitsInHostMemory(e.memory.host_bytes_per_node, request_.cluster.node);
   e.runs_rule = FrameworkRuleBroken(request_.training.framework, RuleKind::kGap, plan);
+  if (e.runs_rule == nullptr)
+    e.runs_rule = Fp8RuleBroken(request_.training.framework, RuleKind::kGap, request_.training.fp8);
   if (t.ok()) {
     e.time = t->time;
     e.tokens_per_s = t->tokens_per_s;

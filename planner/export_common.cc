@@ -32,6 +32,9 @@ Status CheckExportable(const PlanRequest& request, const Plan& plan) {
         plan.micro_batch, plan.grad_accum, plan.dp, plan.global_batch(),
         request.training.global_batch));
   }
+  std::string detail;
+  if (Fp8RuleBroken(request.training.framework, RuleKind::kLimit, request.training.fp8, &detail))
+    return Status::Infeasible(detail);
   return Status::Ok();
 }
 

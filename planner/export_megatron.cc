@@ -224,6 +224,13 @@ void AddBatchAndPrecision(const PlanRequest& request, const Plan& plan, Args& ar
   const Precision& p = request.training.precision;
   if (p.param_bytes == 2) args.push_back({"--bf16", ""});
   if (p.grad_bytes == 2) args.push_back({"--grad-reduce-in-bf16", ""});
+  // FP8 (megatron/training/arguments.py _add_transformer_engine_args): the
+  // hybrid format (E4M3 forward, E5M2 gradients; TE's default Format.HYBRID)
+  // and the recipe under its own name (p3d's names are Megatron's).
+  if (request.training.fp8 != Fp8Recipe::kOff) {
+    args.push_back({"--fp8-format", "hybrid"});
+    args.push_back({"--fp8-recipe", Fp8RecipeName(request.training.fp8)});
+  }
   args.push_back({"--clip-grad", "1.0"});
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "planner/export.h"
+#include "common/fp8.h"
 #include "planner/export_precision.h"
 
 namespace p3d {
@@ -112,6 +113,19 @@ std::vector<TomlKey> TorchtitanKeys(const PlanRequest& request, const Plan& plan
                   Quoted(prec.grad_bytes == 2 ? "bfloat16" : "float32")});
   if (plan.offload == Offload::kOptimizerAndParams)
     keys.push_back({"training", "enable_cpu_offload", "true"});
+  // FP8 (the profile runs tensorwise and mxfp8; docs/float8.md and
+  // config/job_config.py's Float8 / MX tables): the converter swaps the
+  // linears. The FP8 FSDP all-gather (enable_fsdp_float8_all_gather) stays at
+  // its default off: the profile's fp8_param_gather is empty, so p3d predicts
+  // a bf16 gather.
+  const Fp8Recipe fp8 = request.training.fp8;
+  if (fp8 == Fp8Recipe::kMxfp8) {
+    keys.push_back({"model", "converters", "[\"mx\"]"});
+    keys.push_back({"mx", "recipe_name", Quoted("mxfp8")});
+  } else if (fp8 != Fp8Recipe::kOff) {
+    keys.push_back({"model", "converters", "[\"float8\"]"});
+    keys.push_back({"float8", "recipe_name", Quoted(Fp8RecipeName(fp8))});
+  }
   keys.push_back({"activation_checkpoint", "mode", Quoted(RecomputeName(plan.recompute))});
   if (plan.recompute == Recompute::kSelective)  // the profile's op-level policy
     keys.push_back({"activation_checkpoint", "selective_ac_option", Quoted("op")});

@@ -102,6 +102,12 @@ Status ResolveTraining(const PlanCliOptions& o, TrainingSpec* out) {
     t.precision.optimizer_bytes = *o.adam_bytes;
   }
   if (o.dropout) t.dropout = *o.dropout;
+  if (!o.fp8.empty() && !ParseFp8Recipe(o.fp8, &t.fp8))
+    return Status::InvalidArgument(fmt::format("--fp8 must be one of {}, got '{}'", Fp8RecipeNames(), o.fp8));
+  // A recipe the framework cannot run at all (rule fp8-recipe, kind limit).
+  std::string detail;
+  if (Fp8RuleBroken(t.framework, RuleKind::kLimit, t.fp8, &detail))
+    return Status::Infeasible(detail);
   return Status::Ok();
 }
 
@@ -214,13 +220,15 @@ Status WithExportableHint(const Status& refusal, const std::string& format, cons
 }
 
 void ListGpus(std::ostream& out) {
-  out << fmt::format("{:<12} {:>9} {:>10} {:>10} {:>6}  {}\n", "name", "mem GiB", "TFLOP/s", "HBM GB/s", "/node", "description");
+  out << fmt::format("{:<12} {:>9} {:>10} {:>11} {:>10} {:>6}  {}\n", "name", "mem GiB", "TFLOP/s", "FP8 TFLOP/s",
+                     "HBM GB/s", "/node", "description");
   for (const std::string& name : CatalogGpuNames()) {
     StatusOr<ClusterSpec> c = CatalogCluster(name);
     if (!c.ok()) continue;
-    out << fmt::format("{:<12} {:>9.1f} {:>10.0f} {:>10.0f} {:>6}  {}\n", name, ToGiB(c->gpu.memory_bytes),
-                       c->gpu.peak_flops / 1e12, c->gpu.hbm_bytes_per_s / 1e9, c->node.gpus_per_node,
-                       c->gpu.description);
+    const GpuSpec& g = c->gpu;
+    const std::string fp8 = g.fp8_peak_flops <= 0 ? "-" : fmt::format("{:.0f}{}", g.fp8_peak_flops / 1e12, g.mxfp8 ? " mx" : "");
+    out << fmt::format("{:<12} {:>9.1f} {:>10.0f} {:>11} {:>10.0f} {:>6}  {}\n", name, ToGiB(g.memory_bytes),
+                       g.peak_flops / 1e12, fp8, g.hbm_bytes_per_s / 1e9, c->node.gpus_per_node, g.description);
   }
 }
 

@@ -28,6 +28,7 @@ struct PlanCliOptions {
   std::string framework;              // profile name or file; "" = p3d, or the --export format's framework
   std::string attention;              // the attention core: "fused" | "unfused"; "" = the framework's
   std::string grad_dtype;             // "fp32" (18 bytes/param) or "bf16" (16); "" = the framework's
+  std::string fp8;                    // FP8 recipe (common/fp8.h): "off" | "delayed" | ...; "" = off
   std::optional<int> master_bytes;    // bytes/param of the master weights (default 4, fp32)
   std::optional<int> adam_bytes;      // bytes/param of the Adam moments (default 8, two fp32)
   int top = 10;

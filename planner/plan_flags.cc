@@ -66,6 +66,10 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   app.add_option("--grad-dtype", o->grad_dtype,
                  "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param); default: the framework's")
       ->check(NonEmpty());
+  app.add_option("--fp8", o->fp8,
+                 "FP8 recipe of the linear layers' GEMMs (Transformer Engine): off (default) | delayed | tensorwise | "
+                 "blockwise | mxfp8 (Blackwell)")
+      ->check(NonEmpty());
   app.add_option("--master-bytes", o->master_bytes, "bytes/param of master weights (default 4 = fp32)");
   app.add_option("--adam-bytes", o->adam_bytes, "bytes/param of Adam moments (default 8 = two fp32)");
   CLI::Option* dropout = app.add_flag_callback("--dropout", [o] { o->dropout = true; },

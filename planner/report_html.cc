@@ -48,6 +48,11 @@ std::string RequestTable(const PlanRequest& r) {
                        "Adam {}); activations {} bytes",
                        p.StateBytesPerParam(), p.param_bytes, p.grad_bytes, p.master_bytes,
                        p.optimizer_bytes, p.activation_bytes));
+  t += Row("FP8 recipe", r.training.fp8 == Fp8Recipe::kOff
+                             ? std::string("off (bf16 GEMMs)")
+                             : fmt::format("{}: linear-layer GEMMs in FP8, attention core, norms, embedding "
+                                           "and LM head in bf16",
+                                           Fp8RecipeName(r.training.fp8)));
   t += Row("framework", FrameworkSummary(r.framework));
   return t + "</table>\n";
 }

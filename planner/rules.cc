@@ -159,6 +159,18 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
       return fmt::format("sequence {} exceeds the model's {} learned positions", r.training.seq,
                          m.max_positions);
     });
+  if (r.training.fp8 != Fp8Recipe::kOff && r.cluster.gpu.fp8_peak_flops <= 0)
+    return RuleFailed(detail, "fp8=>fp8_tensor_cores", [&] {
+      return fmt::format("FP8 recipe {} needs FP8 tensor cores; {} has none (Hopper, Ada and Blackwell do)",
+                         Fp8RecipeName(r.training.fp8), r.cluster.gpu.name);
+    });
+  if (r.training.fp8 == Fp8Recipe::kMxfp8 && !r.cluster.gpu.mxfp8)
+    return RuleFailed(detail, "mxfp8=>block_scaled_tensor_cores", [&] {
+      return fmt::format(
+          "FP8 recipe mxfp8 needs block-scaled (MX) FP8 tensor cores (Blackwell); {} has none: use "
+          "delayed, tensorwise or blockwise",
+          r.cluster.gpu.name);
+    });
   return nullptr;
 }
 

@@ -45,6 +45,11 @@
 //   ep=>zero<=1          p3d models EP with ZeRO 0/1 (MCore's distributed optimizer), no hybrid sharding
 //   sp=>tp>1             sequence parallel splits along TP
 //   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)
+//   fp8=>fp8_tensor_cores an FP8 recipe (TrainingSpec::fp8) needs a GPU with FP8 tensor
+//                        cores (GpuSpec::fp8_peak_flops > 0: not A100, V100)
+//   mxfp8=>block_scaled_tensor_cores  the mxfp8 recipe needs block-scaled FP8
+//                        tensor cores (GpuSpec::mxfp8: Blackwell)
+//   (A framework that cannot run a recipe: rule fp8-recipe, common/framework.h Fp8RuleBroken.)
 //   micro_batch>=1, grad_accum>=1, degrees>=1
 #pragma once
 

@@ -32,7 +32,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 
 SECTIONS=(env build executor_tests fused_attention reference checkpoint loss_curve speed_1p3b attention_speed attention_plan long_context speed_3b_full largest
           overlap_dp1 dp_equivalence dp_overlap dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
-          tp_pp_equivalence tp_pp_throughput accuracy fsdp2)
+          tp_pp_equivalence tp_pp_throughput accuracy fsdp2 fp8_gemm)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 log() { echo "$*" >>"$LOG"; }
@@ -140,6 +140,27 @@ section_fused_attention() {
   RUN_TEE=$RES/sdpa-torch.txt run python3 bench/frameworks/sdpa_torch.py "${shape[@]}" || status=FAIL
   record fused_attention $status "$(grep -E '^(fused|unfused|cudnn|flash|efficient) ' \
       "$RES/attention-bench.txt" "$RES/sdpa-torch.txt" 2>/dev/null | sed 's/^.*txt://' | tr -s ' ' | tr '\n' ';')"
+}
+
+# FP8 GEMMs (issue 16): the FP8 GEMM wrapper against the CPU on dequantized
+# inputs (executor_fp8_matmul_gpu_test), PyTorch's FP8 GEMM beside bf16 at the
+# curve's shapes (bench/fp8/gemm_sweep.py, the reference instrument), and
+# p3d-calibrate's fp8 probe on Llama-3-8B/70B linear shapes writing the FP8
+# curve into a profile that p3d-plan --fp8 then uses.
+section_fp8_gemm() {
+  local status=PASS gpu=h100-sxm
+  nvidia-smi -L | grep -q H200 && gpu=h200
+  RUN_TEE=$RES/fp8-matmul-test.txt RUN_LIMIT=120 run ctest --test-dir "$BUILD" \
+      -R '^executor_fp8_matmul_gpu_test$' --output-on-failure -V || status=FAIL
+  RUN_TEE=$RES/fp8-gemm-torch.txt run python3 bench/fp8/gemm_sweep.py || status=FAIL
+  RUN_TEE=$RES/fp8-calibrate.txt RUN_LIMIT=400 run "$BIN/p3d-calibrate" --models llama-3-8b,llama-3-70b \
+      --micro-batches 1 --seq 4096 --tp 1,4 --sweep 1024,2048,4096,8192 --max-seconds 200 \
+      --out "$RES/profile-fp8-$gpu.json" || status=FAIL
+  RUN_TEE=$RES/fp8-plan.txt run "$BIN/p3d-plan" --model llama-3-8b --gpus 8 --profile "$RES/profile-fp8-$gpu.json" \
+      --framework megatron-core --fp8 tensorwise --top 3 --explain || status=FAIL
+  record fp8_gemm $status "$(grep -cE 'OK \]' "$RES/fp8-matmul-test.txt" 2>/dev/null) test cases ok; \
+$(grep -E '^ *(4096|8192) ' "$RES/fp8-gemm-torch.txt" 2>/dev/null | tr -s ' ' | tr '\n' ';') \
+$(grep -E 'fp8 gemm .*(fc1|sweep 8192)' "$RES/fp8-calibrate.txt" 2>/dev/null | head -3 | tr -s ' ' | tr '\n' ';')"
 }
 
 # Byte-level tokens of the repo's text corpus (bench/data), shared by later sections.

@@ -20,6 +20,16 @@ double GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double batc
   return std::max(compute, MemoryBoundSeconds(gpu, bytes));
 }
 
+double Fp8GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double c_bytes) {
+  const double flops = 2.0 * m * n * k;
+  const double compute = flops / (gpu.fp8_peak_flops * Fp8GemmEfficiency(gpu, flops));
+  return std::max(compute, MemoryBoundSeconds(gpu, m * k + k * n + m * n * c_bytes));
+}
+
+double Fp8Copies(const GpuSpec& gpu, Fp8Recipe recipe) {
+  return gpu.fp8_tn_only || recipe == Fp8Recipe::kBlockwise || recipe == Fp8Recipe::kMxfp8 ? 2 : 1;
+}
+
 double OptimizerSeconds(const GpuSpec& gpu, const Precision& p, double params) {
   const double per_param =
       2.0 * (p.master_bytes + p.optimizer_bytes) + 2.0 * p.grad_bytes + p.param_bytes;
@@ -54,6 +64,7 @@ struct Dims {
   bool rotary;                 // rotary positions (Llama without ALiBi)
   bool learned_positions;      // a position table added after the gather (GPT-2 without ALiBi)
   bool embedding_norm;         // a norm after the embedding (BLOOM)
+  Fp8Recipe fp8;               // TrainingSpec::fp8
   // MLA (ModelSpec::mla): q_lora (0: q from H), kv_lora, rope widths.
   bool mla;
   double q_lora, kv_lora, rope;
@@ -95,6 +106,7 @@ Dims MakeDims(const ModelSpec& m, const LayerKind& kind, const TrainingSpec& t, 
   d.rotary = d.llama && !m.alibi;
   d.learned_positions = m.learned_positions();
   d.embedding_norm = m.embedding_norm;
+  d.fp8 = t.fp8;
   d.mla = m.mla();
   d.q_lora = static_cast<double>(m.q_lora_rank);
   d.kv_lora = static_cast<double>(m.kv_lora_rank);
@@ -174,6 +186,86 @@ LayerGemms WeightGemms(const Dims& d) {
   g.fc2_end = g.n;
   if (d.moe) g.Add({d.t, d.experts, d.h, 1});  // router
   return g;
+}
+
+// The FP8 groups of a layer's GEMMs (docs/time-model.md "FP8"): 0 the
+// attention input projections (q/k/v; MLA's down and up projections), 1
+// out-proj, 2 fc1 (gate+up: routed experts and shared experts), 3 fc2 (down);
+// -1 the MoE router, which stays bf16.
+int Fp8Group(const LayerGemms& g, int i) {
+  if (i < g.out_proj) return 0;
+  if (i == g.out_proj) return 1;
+  if (i < g.fc1_end) return 2;
+  if (i < g.fc2_end) return 3;
+  return -1;
+}
+
+// An FP8 weight GEMM's three passes (fp32 accumulation of dW, 2*g bytes of C).
+TpGemmTime Fp8Timed(const GpuSpec& gpu, const Dims& d, const WeightGemm& w) {
+  return {w.count * Fp8GemmSeconds(gpu, w.m, w.n, w.k, d.a),
+          w.count * Fp8GemmSeconds(gpu, w.m, w.k, w.n, d.a),
+          w.count * Fp8GemmSeconds(gpu, w.k, w.n, w.m, 2 * d.g)};
+}
+
+// The FP8 quantization of the layer's GEMM inputs (LayerKernels' comment):
+// forward X [m, k] of each FP8 GEMM, backward dY [m, n]; one cast kernel per
+// tensor (and one amax kernel before it under current scaling), summed per
+// group (Fp8Group).
+struct Fp8Casts {
+  double amax = 0, copies = 0, scale = 0;  // passes, copies, scale bytes per element
+  double fwd_s[4] = {}, bwd_s[4] = {};
+  double x = 0, dy = 0;  // elements quantized forward and backward
+  double fwd_bytes = 0, bwd_bytes = 0;
+};
+Fp8Casts Fp8CastTimes(const GpuSpec& gpu, const Dims& d, const LayerGemms& g) {
+  Fp8Casts c;
+  c.amax = Fp8AmaxPass(d.fp8) ? 1 : 0;
+  c.copies = Fp8Copies(gpu, d.fp8);
+  c.scale = Fp8ActivationScaleBytes(d.fp8);
+  auto kernels = [&](double elems) {
+    return c.amax * MemoryBoundSeconds(gpu, elems * d.a) +
+           MemoryBoundSeconds(gpu, elems * (d.a + c.copies * (1 + c.scale)));
+  };
+  for (int i = 0; i < g.n; ++i) {
+    const int group = Fp8Group(g, i);
+    if (group < 0) continue;
+    const WeightGemm& w = g.list[i];
+    const double x = w.count * w.m * w.k, dy = w.count * w.m * w.n;
+    c.fwd_s[group] += kernels(x);
+    c.bwd_s[group] += kernels(dy);
+    c.x += x;
+    c.dy += dy;
+  }
+  const double per_elem = c.amax * d.a + d.a + c.copies * (1 + c.scale);
+  c.fwd_bytes = c.x * per_elem;
+  c.bwd_bytes = c.dy * per_elem;
+  return c;
+}
+
+// Records the FP8 terms of one layer (LayerKernels); t[] per Fp8Group.
+void RecordFp8(Derivation* why, const Dims& d, const Fp8Casts& c, const TpGemmTime t[4]) {
+  const double fwd = t[0].fwd + t[1].fwd + t[2].fwd + t[3].fwd;
+  P3D_TERM(why, "layer.fp8.gemms.forward", "qkv + out + fc1 + fc2", fwd,
+           "the layer's weight GEMMs (all but the MoE router) in FP8 at fp8_peak*eff8(2MNK)",
+           {"qkv", t[0].fwd}, {"out", t[1].fwd}, {"fc1", t[2].fwd}, {"fc2", t[3].fwd});
+  auto b = [&](int i) { return t[i].dgrad + t[i].wgrad; };
+  P3D_TERM(why, "layer.fp8.gemms.backward", "qkv + out + fc1 + fc2", b(0) + b(1) + b(2) + b(3),
+           "dgrad and wgrad (fp32 accumulate) of the FP8 weight GEMMs", {"qkv", b(0)},
+           {"out", b(1)}, {"fc1", b(2)}, {"fc2", b(3)});
+  P3D_TERM(why, "layer.fp8.cast_bytes.forward", "X*(amax*e + e + copies*(1 + s))", c.fwd_bytes,
+           "quantizing each FP8 GEMM's input: X = its elements summed", {"X", c.x}, {"amax", c.amax},
+           {"e", d.a}, {"copies", c.copies}, {"s", c.scale});
+  P3D_TERM(why, "layer.fp8.cast_bytes.backward", "dY*(amax*e + e + copies*(1 + s))", c.bwd_bytes,
+           "quantizing each FP8 GEMM's output gradient", {"dY", c.dy}, {"amax", c.amax}, {"e", d.a},
+           {"copies", c.copies}, {"s", c.scale});
+  P3D_TERM(why, "layer.fp8.cast.forward", "qkv + out + fc1 + fc2",
+           c.fwd_s[0] + c.fwd_s[1] + c.fwd_s[2] + c.fwd_s[3],
+           "cast kernels at HBM*eff(bytes), one per input", {"qkv", c.fwd_s[0]}, {"out", c.fwd_s[1]},
+           {"fc1", c.fwd_s[2]}, {"fc2", c.fwd_s[3]});
+  P3D_TERM(why, "layer.fp8.cast.backward", "qkv + out + fc1 + fc2",
+           c.bwd_s[0] + c.bwd_s[1] + c.bwd_s[2] + c.bwd_s[3],
+           "cast kernels at HBM*eff(bytes), one per output gradient", {"qkv", c.bwd_s[0]},
+           {"out", c.bwd_s[1]}, {"fc1", c.bwd_s[2]}, {"fc2", c.bwd_s[3]});
 }
 
 // Attention core: scores = Q K^T (S x S x HD_qk) and out = P V (S x HD_v x S) per
@@ -309,13 +401,14 @@ double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibra
 
 LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
                               const TrainingSpec& training, const GpuSpec& gpu,
-                              const ComputeShape& shape) {
+                              const ComputeShape& shape, Derivation* why) {
   const Dims d = MakeDims(model, kind, training, shape);
   const LayerGemms gemms = WeightGemms(d);
   LayerKernelTimes out;
   TpGemmTime timed[10];
+  const bool fp8 = d.fp8 != Fp8Recipe::kOff;
   for (int i = 0; i < gemms.n; ++i) {
-    timed[i] = Timed(gpu, d, gemms.list[i]);
+    timed[i] = fp8 && Fp8Group(gemms, i) >= 0 ? Fp8Timed(gpu, d, gemms.list[i]) : Timed(gpu, d, gemms.list[i]);
     out.forward.gemm_s += timed[i].fwd;
     out.backward.gemm_s += timed[i].dgrad + timed[i].wgrad;
   }
@@ -324,6 +417,16 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
     for (int i = first; i < end; ++i) t.fwd += timed[i].fwd, t.dgrad += timed[i].dgrad, t.wgrad += timed[i].wgrad;
     return t;
   };
+  if (fp8) {
+    const Fp8Casts casts = Fp8CastTimes(gpu, d, gemms);
+    for (int i = 0; i < 4; ++i) {
+      out.forward.memory_s += casts.fwd_s[i];
+      out.backward.memory_s += casts.bwd_s[i];
+    }
+    const TpGemmTime groups[4] = {sum(0, gemms.out_proj), timed[gemms.out_proj],
+                                  sum(gemms.fc1_first, gemms.fc1_end), sum(gemms.fc2_first, gemms.fc2_end)};
+    if (why != nullptr) RecordFp8(why, d, casts, groups);
+  }
   out.column[0] = sum(gemms.qkv_first, gemms.qkv_end), out.column[1] = sum(gemms.fc1_first, gemms.fc1_end);
   out.row[0] = timed[gemms.out_proj], out.row[1] = sum(gemms.fc2_first, gemms.fc2_end);
   // The attention core: measured (its GEMMs, softmax and head layouts as one

@@ -38,6 +38,7 @@
 
 #include "models/model_spec.h"
 #include "common/plan.h"
+#include "simulator/derivation.h"
 #include "simulator/hardware.h"
 
 namespace p3d {
@@ -94,9 +95,19 @@ struct ComputeShape {
 };
 
 // One layer of `kind` (dense or MoE FFN, full or windowed attention).
+// FP8 (TrainingSpec::fp8 != kOff, docs/time-model.md "FP8"): the layer's
+// weight GEMMs (q/k/v and MLA's projections, out-proj, the FFN's fc1/fc2 of
+// the dense MLP, the routed and the shared experts) run as FP8 GEMMs
+// (Fp8GemmSeconds) in all three passes; the attention core, norms, the MoE
+// router, embedding and LM head stay bf16. Each FP8 GEMM input is quantized
+// by a memory-bound cast: forward the GEMM input X [T, K] (read e*T*K, write
+// `copies` FP8 copies of 1 + scale bytes each: Fp8Copies), backward the output
+// gradient dY [T, N] likewise; current scaling (tensorwise) reads the input
+// once more for its amax first. `why` non-null records the FP8 terms
+// ("layer.fp8.*").
 LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
                               const TrainingSpec& training, const GpuSpec& gpu,
-                              const ComputeShape& shape);
+                              const ComputeShape& shape, Derivation* why = nullptr);
 EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training,
                             const GpuSpec& gpu, const ComputeShape& shape);
 
@@ -105,6 +116,15 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
 // C is an accumulation buffer of that width (read and written).
 double GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double batch, double elem,
                    double accumulate_bytes = 0);
+// One FP8 GEMM C[M,N] = A[M,K] * B[K,N]: FLOPs at fp8_peak_flops *
+// Fp8GemmEfficiency, bytes A and B at 1 byte per element and C at
+// `c_bytes` (bf16 output 2; an fp32 accumulation buffer read and written: 8).
+double Fp8GemmSeconds(const GpuSpec& gpu, double m, double n, double k, double c_bytes);
+// FP8 copies Transformer Engine makes of each quantized tensor: 2 (row-wise
+// and column-wise / transposed) where the GPU's FP8 GEMMs take only the TN
+// layout (GpuSpec::fp8_tn_only, Hopper) or the recipe scales blocks along
+// one direction (blockwise, mxfp8: a copy per direction), else 1.
+double Fp8Copies(const GpuSpec& gpu, Fp8Recipe recipe);
 // Seconds to move `bytes` through HBM at the GPU's achievable bandwidth.
 double MemoryBoundSeconds(const GpuSpec& gpu, double bytes);
 

@@ -27,7 +27,7 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "zero_reduce_scatter",
     "param_gather_overlap", "reshard_after_forward", "master_is_param", "param_grads_kept",
     "grad_accumulation_bytes", "selective_recompute",
-    "tp_overlap_buffers", "fused_cross_entropy"};
+    "tp_overlap_buffers", "fused_cross_entropy", "fp8", "fp8_param_gather"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
 // its source, which must say where the fact comes from.
@@ -74,6 +74,51 @@ StatusOr<std::string> ReadName(const json& doc, const std::string& origin, const
                                std::map<std::string, std::string>* sources) {
   P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, key, sources));
   return f.fields().String("value");
+}
+
+// "fp8": {"value": {"runs": [recipe, ...], "gaps": [recipe, ...]}, "source"}:
+// the FP8 recipes (common/fp8.h) the framework runs, and those it is
+// predicted for but does not run yet; every other recipe is a limit.
+Status ReadFp8(const json& doc, const std::string& origin, FrameworkProfile* p) {
+  P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "fp8", &p->sources));
+  if (!f.value().is_object()) return f.fields().Error("value", "must be {\"runs\": [...], \"gaps\": [...]}");
+  JsonFields v(f.value(), origin + ": field 'fp8' value");
+  P3D_RETURN_IF_ERROR(v.OnlyKeys({"runs", "gaps"}));
+  Framework& fw = p->framework;
+  fw.fp8_recipes = fw.fp8_gaps = 0;
+  for (const char* key : {"runs", "gaps"}) {
+    if (!f.value().contains(key) || !f.value().at(key).is_array())
+      return v.Error(key, "must be a list of FP8 recipe names (may be empty)");
+    for (const json& name : f.value().at(key)) {
+      Fp8Recipe r;
+      if (!name.is_string() || !ParseFp8Recipe(name.get<std::string>(), &r) || r == Fp8Recipe::kOff)
+        return v.Error(key, fmt::format("{} is not an FP8 recipe (delayed, tensorwise, blockwise, mxfp8)", name.dump()));
+      Fp8Recipes& set = std::string_view(key) == "runs" ? fw.fp8_recipes : fw.fp8_gaps;
+      set |= Fp8Bit(r);
+    }
+  }
+  if (fw.fp8_recipes & fw.fp8_gaps) return v.Error("gaps", "names a recipe that 'runs' lists too");
+  // "fp8_param_gather": {"value": [recipe, ...], "source"}: FP8 primary weights.
+  P3D_ASSIGN_OR_RETURN(Field g, Field::Read(doc, origin, "fp8_param_gather", &p->sources));
+  if (!g.value().is_array()) return g.fields().Error("value", "must be a list of FP8 recipe names (may be empty)");
+  fw.fp8_param_gather = 0;
+  for (const json& name : g.value()) {
+    Fp8Recipe r;
+    if (!name.is_string() || !ParseFp8Recipe(name.get<std::string>(), &r) || r == Fp8Recipe::kOff)
+      return g.fields().Error("value", fmt::format("{} is not an FP8 recipe", name.dump()));
+    if (!((fw.fp8_recipes | fw.fp8_gaps) & Fp8Bit(r)))
+      return g.fields().Error("value", fmt::format("names {}, which 'fp8' does not list", name.dump()));
+    fw.fp8_param_gather |= Fp8Bit(r);
+  }
+  return Status::Ok();
+}
+
+// The names of the recipes in `set`.
+json Fp8Names(Fp8Recipes set) {
+  json names = json::array();
+  for (int i = 1; i < kFp8RecipeCount; ++i)
+    if (set & Fp8Bit(static_cast<Fp8Recipe>(i))) names.push_back(Fp8RecipeName(static_cast<Fp8Recipe>(i)));
+  return names;
 }
 
 Status ReadRules(const json& doc, const std::string& origin, FrameworkProfile* p) {
@@ -204,6 +249,7 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
     P3D_ASSIGN_OR_RETURN(int64_t buffers, f.fields().IntInRange("value", 0, 64));
     fw.tp_overlap_buffers = static_cast<int>(buffers);
   }
+  P3D_RETURN_IF_ERROR(ReadFp8(doc, origin, &p));
   // Settings that contradict each other.
   if (fw.grad_reduce_overlap_with_pp != PpGradOverlap::kNone && !fw.grad_reduce_overlap)
     return top.Error("grad_reduce_overlap_with_pp", "must be none while grad_reduce_overlap is false");
@@ -265,7 +311,9 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"grad_accumulation_bytes", field("grad_accumulation_bytes", fw.grad_accumulation_bytes)},
               {"selective_recompute", field("selective_recompute", SelectiveRecomputeName(fw.selective))},
               {"tp_overlap_buffers", field("tp_overlap_buffers", fw.tp_overlap_buffers)},
-              {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)}};
+              {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)},
+              {"fp8", field("fp8", json{{"runs", Fp8Names(fw.fp8_recipes)}, {"gaps", Fp8Names(fw.fp8_gaps)}})},
+              {"fp8_param_gather", field("fp8_param_gather", Fp8Names(fw.fp8_param_gather))}};
 }
 
 namespace {
@@ -397,8 +445,11 @@ Status CheckExecutorSupports(const Plan& p) {
   return Status::Ok();
 }
 
-Status CheckPlannedForExecutor(const FrameworkProfile& planned) {
+Status CheckPlannedForExecutor(const FrameworkProfile& planned, Fp8Recipe fp8) {
   const std::string& p3d = P3dFrameworkProfile().framework.name;
+  std::string detail;
+  if (Fp8RuleBroken(P3dFrameworkProfile().framework, RuleKind::kGap, fp8, &detail))
+    return Status::InvalidArgument(detail + "; p3d-run trains in bf16 (plan with --fp8 off to run it)");
   if (planned.framework.name == p3d) return Status::Ok();
   return Status::InvalidArgument(fmt::format(
       "rule framework={}: the plan was predicted for '{}'; p3d-run runs p3d's executor (plan it with "

@@ -66,8 +66,10 @@ Status CheckFrameworkRule(const FrameworkProfile& profile, RuleKind kind, const 
 
 // p3d-run is p3d's executor: OK when a saved plan's prediction used the p3d
 // profile, else InvalidArgument "rule framework=p3d" (a plan predicted with
-// another framework's mechanisms would be measured against the wrong figures).
-Status CheckPlannedForExecutor(const FrameworkProfile& planned);
+// another framework's mechanisms would be measured against the wrong figures),
+// and InvalidArgument "rule fp8-recipe" for an FP8 recipe (p3d-run's GEMMs
+// are bf16: it would measure a bf16 run against an FP8 prediction).
+Status CheckPlannedForExecutor(const FrameworkProfile& planned, Fp8Recipe fp8 = Fp8Recipe::kOff);
 
 // OK when every built-in profile parses (tests, --list-frameworks).
 Status BuiltinFrameworksStatus();

@@ -29,6 +29,11 @@ double GemmEfficiency(const GpuSpec& gpu, double flops) {
   return Interpolate(gpu.gemm_efficiency, flops);
 }
 
+double Fp8GemmEfficiency(const GpuSpec& gpu, double flops) {
+  if (gpu.fp8_gemm_efficiency.empty()) return 1.0;
+  return Interpolate(gpu.fp8_gemm_efficiency, flops);
+}
+
 // The table's `flops` field holds bytes here.
 double HbmEfficiency(const GpuSpec& gpu, double bytes) {
   if (gpu.hbm_efficiency_by_bytes.empty()) return gpu.hbm_efficiency;

@@ -89,6 +89,18 @@ struct GpuSpec {
   // Empty: hbm_efficiency for every size.
   std::vector<GemmEfficiencyPoint> hbm_efficiency_by_bytes;
   double peak_flops = 0;       // dense bf16 (fp16 where no bf16) tensor FLOP/s, fp32 accumulate
+  // FP8 tensor cores (E4M3/E5M2 inputs, fp32 accumulate; common/fp8.h):
+  // dense datasheet FLOP/s, 0 = none (A100, V100: rule fp8=>fp8_tensor_cores),
+  // and the efficiency table of an FP8 GEMM (as gemm_efficiency, of this peak).
+  double fp8_peak_flops = 0;
+  std::vector<GemmEfficiencyPoint> fp8_gemm_efficiency;
+  // FP8 GEMMs take only the "TN" layout (both operands K-major: Hopper, Ada),
+  // so an operand used both ways needs a transposed FP8 copy (Transformer
+  // Engine keeps one); false: any layout (Blackwell).
+  bool fp8_tn_only = false;
+  // Block-scaled FP8 (MXFP8, an E8M0 scale per 32 values) in the tensor cores
+  // (Blackwell; rule mxfp8=>block_scaled_tensor_cores).
+  bool mxfp8 = false;
   bool plan_only = false;      // no executor support (e.g. ROCm)
   std::vector<GemmEfficiencyPoint> gemm_efficiency;
   std::vector<GemmShapeTime> gemm_shapes;  // measured plan shapes (calibrated profiles)
@@ -157,6 +169,8 @@ RuntimeMemory DefaultRuntimeMemory();
 
 // Interpolated GEMM efficiency (see GemmEfficiencyPoint).
 double GemmEfficiency(const GpuSpec& gpu, double flops);
+// The same for an FP8 GEMM, of fp8_peak_flops (1 when the table is empty).
+double Fp8GemmEfficiency(const GpuSpec& gpu, double flops);
 // HBM efficiency of one memory-bound kernel moving `bytes` (see
 // GpuSpec::hbm_efficiency_by_bytes).
 double HbmEfficiency(const GpuSpec& gpu, double bytes);
@@ -174,6 +188,10 @@ bool AttentionEfficiency(const GpuSpec& gpu, double head_dim, double seq, double
 // The catalog's default GEMM efficiency table for a catalog GPU name (sorted
 // by flops); empty when none is known (simulator/hardware_catalog.cc).
 std::vector<GemmEfficiencyPoint> DefaultGemmEfficiency(const std::string& gpu_name);
+// The catalog's FP8 figures of a catalog GPU (fp8_peak_flops, its table,
+// fp8_tn_only, mxfp8) copied onto *gpu; false (gpu untouched) when the
+// catalog has no FP8 figures for that name.
+bool CopyCatalogFp8(const std::string& gpu_name, GpuSpec* gpu);
 
 // The uncalibrated GEMM efficiency curve of a GPU with this dense peak and
 // large-GEMM plateau (simulator/gemm_efficiency.cc explains its shape).

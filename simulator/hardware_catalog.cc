@@ -91,7 +91,7 @@ StatusOr<CatalogEntry> ReadGpu(const json& doc, const json& g, size_t i) {
   JsonFields f(g, fmt::format("catalog gpus[{}]", i));
   P3D_RETURN_IF_ERROR(f.OnlyKeys({"name", "description", "memory_mib", "hbm_gb_per_s", "peak_tflops", "gemm_plateau",
                                   "overlap_slowdown_gemm", "overlap_slowdown_memory", "node", "marketed_gb", "plan_only",
-                                  "device_names"}));
+                                  "device_names", "fp8_peak_tflops", "fp8_gemm_plateau", "fp8_tn_only", "mxfp8"}));
   CatalogEntry e;
   GpuSpec& gpu = e.gpu;
   P3D_ASSIGN_OR_RETURN(gpu.name, f.String("name"));
@@ -111,6 +111,18 @@ StatusOr<CatalogEntry> ReadGpu(const json& doc, const json& g, size_t i) {
   gpu.peak_flops = tflops * kTFLOP;
   gpu.runtime = kDefaultRuntime;
   gpu.gemm_efficiency = GemmEfficiencyCurve(tflops, plateau);
+  // FP8 tensor cores: a peak and its plateau together, or neither.
+  P3D_ASSIGN_OR_RETURN(double fp8_tflops, f.NumberOr("fp8_peak_tflops", 1, 1e6, 0));
+  P3D_ASSIGN_OR_RETURN(double fp8_plateau, f.NumberOr("fp8_gemm_plateau", 0.05, 1, 0));
+  if ((fp8_tflops > 0) != (fp8_plateau > 0))
+    return f.Error(fp8_tflops > 0 ? "fp8_gemm_plateau" : "fp8_peak_tflops",
+                   "fp8_peak_tflops and fp8_gemm_plateau come together");
+  if (fp8_tflops > 0) {
+    gpu.fp8_peak_flops = fp8_tflops * kTFLOP;
+    gpu.fp8_gemm_efficiency = GemmEfficiencyCurve(fp8_tflops, fp8_plateau);
+  }
+  P3D_ASSIGN_OR_RETURN(gpu.fp8_tn_only, f.BoolOr("fp8_tn_only", false));
+  P3D_ASSIGN_OR_RETURN(gpu.mxfp8, f.BoolOr("mxfp8", false));
   P3D_ASSIGN_OR_RETURN(std::string node, f.String("node"));
   P3D_ASSIGN_OR_RETURN(auto node_and_name, ReadNode(doc, node));
   std::tie(e.node, e.node_name) = node_and_name;
@@ -235,6 +247,18 @@ std::vector<GemmEfficiencyPoint> DefaultGemmEfficiency(const std::string& gpu_na
   for (const CatalogEntry& e : Catalog())
     if (e.gpu.name == gpu_name) return e.gpu.gemm_efficiency;
   return {};
+}
+
+bool CopyCatalogFp8(const std::string& gpu_name, GpuSpec* gpu) {
+  for (const CatalogEntry& e : Catalog()) {
+    if (e.gpu.name != gpu_name || e.gpu.fp8_peak_flops <= 0) continue;
+    gpu->fp8_peak_flops = e.gpu.fp8_peak_flops;
+    gpu->fp8_gemm_efficiency = e.gpu.fp8_gemm_efficiency;
+    gpu->fp8_tn_only = e.gpu.fp8_tn_only;
+    gpu->mxfp8 = e.gpu.mxfp8;
+    return true;
+  }
+  return false;
 }
 
 Status CatalogStatus() { return ParsedCatalog().status(); }

@@ -245,12 +245,37 @@ Status ReadGpuCalibrated(const Reader& r, const json& gpu, GpuSpec* g) {
   return Status::Ok();
 }
 
+// FP8 tensor cores (GpuSpec::fp8_*): absent = none. A peak without a table
+// takes the catalog's table of the same GPU name.
+Status ReadGpuFp8(const Reader& r, GpuSpec* g) {
+  if (r.Has("fp8_tn_only")) P3D_RETURN_IF_ERROR(r.Bool("fp8_tn_only", &g->fp8_tn_only));
+  if (r.Has("mxfp8")) P3D_RETURN_IF_ERROR(r.Bool("mxfp8", &g->mxfp8));
+  if (!r.Has("fp8_peak_flops")) {
+    if (r.Has("fp8_gemm_efficiency"))
+      return Status::InvalidArgument(
+          "hardware field 'gpu.fp8_gemm_efficiency' needs 'gpu.fp8_peak_flops' (the peak it is a fraction of)");
+    return Status::Ok();
+  }
+  P3D_RETURN_IF_ERROR(r.Plausible("fp8_peak_flops", kMinPeakFlops, kMaxRate, "FLOP/s", &g->fp8_peak_flops));
+  if (r.Has("fp8_gemm_efficiency"))
+    return ReadPoints(r, r.object(), "fp8_gemm_efficiency", kGemmEfficiencyFields,
+                      /*non_empty=*/true, /*increasing=*/true, &g->fp8_gemm_efficiency);
+  GpuSpec catalog;
+  if (!CopyCatalogFp8(g->name, &catalog))
+    return Status::InvalidArgument(fmt::format(
+        "hardware field 'gpu.fp8_gemm_efficiency' is missing and GPU '{}' has no catalog FP8 GEMM curve; "
+        "give the table (docs/hardware.md) or use a catalog name (--list-gpus)", g->name));
+  g->fp8_gemm_efficiency = catalog.fp8_gemm_efficiency;
+  return Status::Ok();
+}
+
 Status ReadGpu(const Reader& root, GpuSpec* g) {
   P3D_ASSIGN_OR_RETURN(Reader r, root.Child("gpu"));
   P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "description", "memory_bytes", "hbm_bytes_per_s", "hbm_efficiency",
                                   "peak_flops", "plan_only", "runtime", "gemm_efficiency", "hbm_efficiency_by_bytes",
                                   "gemm_shapes", "attention_efficiency", "optimizer_efficiency",
-                                  "overlap_slowdown_gemm", "overlap_slowdown_memory"}));
+                                  "overlap_slowdown_gemm", "overlap_slowdown_memory", "fp8_peak_flops",
+                                  "fp8_gemm_efficiency", "fp8_tn_only", "mxfp8"}));
   P3D_RETURN_IF_ERROR(r.String("name", &g->name));
   g->description = g->name;
   if (r.Has("description")) P3D_RETURN_IF_ERROR(r.String("description", &g->description));
@@ -276,6 +301,7 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
       P3D_RETURN_IF_ERROR(rr.Positive("nccl_p2p_bytes", kMaxBytes, &g->runtime.nccl_p2p_bytes));
   }
   P3D_RETURN_IF_ERROR(ReadGpuCalibrated(r, r.object(), g));
+  P3D_RETURN_IF_ERROR(ReadGpuFp8(r, g));
   if (r.Has("gemm_efficiency"))
     return ReadPoints(r, r.object(), "gemm_efficiency", kGemmEfficiencyFields,
                       /*non_empty=*/true, /*increasing=*/true, &g->gemm_efficiency);
@@ -359,6 +385,12 @@ std::string ClusterToJson(const ClusterSpec& c) {
   if (g.optimizer_efficiency > 0) gpu["optimizer_efficiency"] = g.optimizer_efficiency;
   if (g.overlap_slowdown_gemm > 0) gpu["overlap_slowdown_gemm"] = g.overlap_slowdown_gemm;
   if (g.overlap_slowdown_memory > 0) gpu["overlap_slowdown_memory"] = g.overlap_slowdown_memory;
+  if (g.fp8_peak_flops > 0) {
+    gpu["fp8_peak_flops"] = g.fp8_peak_flops;
+    WritePoints(gpu, "fp8_gemm_efficiency", g.fp8_gemm_efficiency, kGemmEfficiencyFields);
+  }
+  if (g.fp8_tn_only) gpu["fp8_tn_only"] = true;
+  if (g.mxfp8) gpu["mxfp8"] = true;
   json node = {{"gpus_per_node", c.node.gpus_per_node},
                {"intra", LinkToJson(c.node.intra)},
                {"inter", LinkToJson(c.node.inter)},

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "simulator/compute_model.h"
 #include "simulator/memory_terms.h"
 #include "simulator/stage_kinds.h"
 
@@ -105,6 +106,38 @@ double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, in
   for (int k = 0; k < kLayerKinds; ++k)
     if (kinds.count[k] > 0)
       total += static_cast<double>(kinds.count[k]) * LayerParamsPerGpu(model, LayerKind::FromIndex(k), tp, ep, etp);
+  return total;
+}
+
+double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp) {
+  const double h = static_cast<double>(model.hidden);
+  double attention;
+  if (model.mla()) {
+    // AttentionParamsPerGpu's MLA linears without their norms.
+    const double ql = static_cast<double>(model.q_lora_rank), kl = static_cast<double>(model.kv_lora_rank);
+    const double q = static_cast<double>(model.q_dim()), nh = static_cast<double>(model.heads);
+    attention = (ql > 0 ? h * ql + ql * q / tp : h * q / tp) +
+                h * (kl + static_cast<double>(model.qk_rope_head_dim)) +
+                kl * nh * static_cast<double>(model.qk_nope_head_dim + model.v_head_dim) / tp;
+  } else {
+    // q: H x q/TP, k and v: H x KVD_r (column-parallel).
+    attention = h * static_cast<double>(model.q_dim()) / tp + 2 * h * memory_internal::KvDimPerRank(model, tp);
+  }
+  attention += static_cast<double>(model.attn_out_dim()) * h / tp;  // o (row-parallel)
+  // MLP: fc + proj (GPT) or gate, up, down (Llama) per FFN; a MoE layer's
+  // routed and shared experts (not the router).
+  const double per_ffn = (model.arch == Arch::kGpt2 ? 2 : 3) * h / tp;
+  const double mlp = kind.moe ? static_cast<double>(model.experts + model.shared_experts) * per_ffn *
+                                    static_cast<double>(model.expert_ffn())
+                              : per_ffn * static_cast<double>(model.ffn);
+  return attention + mlp;
+}
+
+double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp) {
+  double total = 0;
+  for (int k = 0; k < kLayerKinds; ++k)
+    if (kinds.count[k] > 0)
+      total += static_cast<double>(kinds.count[k]) * LinearWeightsPerLayer(model, LayerKind::FromIndex(k), tp);
   return total;
 }
 
@@ -315,6 +348,36 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
                              {"runtime", kHostRuntimePerGpuBytes});
 }
 
+// FP8 (docs/memory-model.md "FP8"): Transformer Engine keeps the FP8 copies
+// of the linear weights from one step to the next (its weight workspaces:
+// `copies` of 1 + scale bytes per weight, Fp8Copies), and scaling state per
+// quantized operand of each linear GEMM (input, weight, output gradient: 3
+// tensors; an fp32 amax history under delayed scaling). ZeRO-3 casts the
+// gathered weights of the module computing, so no copy persists: 0.
+void Fp8Weights(const ModelSpec& model, const TrainingSpec& training, const GpuSpec& gpu,
+                const Plan& plan, StageMemoryDetail* d, Derivation* why) {
+  const double W = StageLinearWeights(model, d->kinds, plan.tp);
+  const double copies = Fp8Copies(gpu, training.fp8), s = Fp8WeightScaleBytes(training.fp8);
+  // FP8 primary weights (Framework::fp8_param_gather): the linear weights'
+  // bf16 copy is not kept (primary = 1 takes param_bytes*W back off).
+  const double primary = training.framework.Fp8PrimaryWeights(training.fp8) ? 1 : 0;
+  const double pb = training.precision.param_bytes;
+  const double fp8_weights =
+      plan.zero >= 3
+          ? P3D_PART(why, "weights.fp8_copies", "0", 0, "ZeRO-3: cast per gathered module")
+          : P3D_PART(why, "weights.fp8_copies", "(copies*(1 + s) - primary*param_bytes)*W",
+                     (copies * (1 + s) - primary * pb) * W,
+                     "FP8 weight copies (Hopper: and the transposed one) TE keeps; with FP8 primary "
+                     "weights no bf16 copy of them",
+                     {"copies", copies}, {"s", s}, {"primary", primary}, {"param_bytes", pb}, {"W", W});
+  const double L_r = static_cast<double>(d->layers), per_tensor = Fp8ScalarBytesPerTensor(training.fp8);
+  const double scaling =
+      P3D_PART(why, "weights.fp8_scaling", "L_r*gemms*3*per_tensor", L_r * 4 * 3 * per_tensor,
+               "amax history / scale / scale_inv per quantized operand", {"L_r", L_r}, {"gemms", 4.0},
+               {"per_tensor", per_tensor});
+  d->memory.weights += fp8_weights + scaling;
+}
+
 void Activations(const PlanShared& shared, const ModelSpec& model, const TrainingSpec& training,
                  const Plan& plan, int stage, StageMemoryDetail* d, Derivation* why) {
   const double e = training.precision.activation_bytes;
@@ -336,7 +399,8 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
             : P3D_TERM(why, "activations.per_layer", act.StoredFormula(plan.recompute),
                        act.Stored(plan.recompute), "stored by one layer for one micro-batch",
                        {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split},
-                       {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level});
+                       {"scores", act.scores}, {"input", act.input}, {"op_level", act.op_level},
+                       {"fp8", act.fp8});
   d->layer_activations =
       P3D_PART(why, "activations.layers", "A_layer*L_r*m_r", per_layer * L_r * m_r, "",
                {"A_layer", per_layer}, {"L_r", L_r}, {"m_r", m_r});
@@ -344,7 +408,7 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
       why, "activations.recompute_working_set", act.RecomputeWorkingSetFormula(plan.recompute),
       act.RecomputeWorkingSet(plan.recompute), "one layer's recomputed tensors",
       {"hidden", act.hidden}, {"masks", act.masks}, {"split", act.split}, {"scores", act.scores},
-      {"input", act.input}, {"op_level", act.op_level});
+      {"input", act.input}, {"op_level", act.op_level}, {"fp8", act.fp8});
   // The embedding's dropout mask (1 byte) and the embedding norm's input (e bytes).
   const double drop = training.dropout ? 1 : 0, norm = model.embedding_norm ? 1 : 0;
   d->embedding_activations =
@@ -491,6 +555,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
                {"m", static_cast<double>(plan.grad_accum)}, {"PP", static_cast<double>(plan.pp)},
                {"VPP", static_cast<double>(plan.vpp)}, {"r", static_cast<double>(stage)});
   ModelStates(training.precision, training.framework, plan, n, d.params.experts, &d, why);
+  if (training.fp8 != Fp8Recipe::kOff) Fp8Weights(model, training, cluster.gpu, plan, &d, why);
   Activations(shared, model, training, plan, stage, &d, why);
   Buffers(shared, model, training, plan, &d, why);
   Runtime(model, cluster, plan, stage, &d, why);

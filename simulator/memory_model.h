@@ -88,6 +88,12 @@ double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, 
 double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int etp, int ep = 1);
 // Parameters of `kinds.count[k]` layers of each kind on one TP (and EP) rank.
 double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep = 1, int etp = 0);
+// The weights of one `kind` layer's linear layers (q/k/v and MLA's
+// projections, out-proj, the MLP or the routed and shared experts; no biases,
+// norms or router) on one TP rank: what FP8 GEMMs multiply.
+double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp);
+// LinearWeightsPerLayer of `kinds.count[k]` layers of each kind.
+double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp);
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 
 // Activation bytes one transformer layer stores for one micro-batch on one GPU,

@@ -62,6 +62,16 @@ struct AttentionWidths {
 // keeps the layer input, the outputs of every second matmul (Llama: wq, wv,
 // w1, w2 -> H/TP, KVD_r, k*F/TP and the reduce-scattered H/SPd; GPT: qkv and
 // fc1), the attention output (H/TP) and the core's own saved tensors (scores).
+//   fp8     with an FP8 recipe (TrainingSpec::fp8), Transformer Engine saves
+//           each linear layer's input for its weight gradient as one FP8 copy
+//           (1 + s bytes, s = Fp8ActivationScaleBytes; module/linear.py keeps
+//           only the column-wise data) instead of e bytes: the q/k/v and MLP
+//           inputs (1 + k of the hidden group) and the fc2 inputs ((k + s)*F/TP
+//           of split: routed and shared experts) change by (1 + s - e); the
+//           out-proj input (O_r) changes by that
+//           with the unfused core, while the fused core keeps its bf16 output
+//           O for its own backward beside the FP8 copy (+ (1 + s)).
+//           Op-level selective recompute: not modelled (0).
 struct LayerActivations {
   double hidden = 0;
   double masks = 0;
@@ -69,6 +79,7 @@ struct LayerActivations {
   double scores = 0;
   double input = 0;
   double op_level = 0;  // stored under the op-level policy, else 0
+  double fp8 = 0;       // FP8 saved inputs minus the bf16 ones they replace (may be < 0)
   bool fused = false;   // Plan::attention == kFused
   SelectiveRecompute selective = SelectiveRecompute::kScores;  // Framework::selective
 
@@ -115,6 +126,15 @@ struct LayerActivations {
                        "the layer input (all full recompute keeps)", {"e", e}, {"T", T}, {"H", H},
                        {"SPd", SPd});
     a.selective = training.framework.selective;
+    if (training.fp8 != Fp8Recipe::kOff && a.selective != SelectiveRecompute::kOpLevel) {
+      const double sa = Fp8ActivationScaleBytes(training.fp8), core = a.fused ? 1 + sa : 1 + sa - e;
+      a.fp8 = P3D_TERM(why, "activations.per_layer.fp8",
+                       "T*((1 + k)*H/SPd*(1 + sa - e) + (k + s)*F/TP*(1 + sa - e) + O_r*core)",
+                       T * ((1 + k) * H / SPd * (1 + sa - e) + (k + s) * F / TP * (1 + sa - e) + O_r * core),
+                       "FP8 copies of the linear inputs saved instead of bf16 ones", {"T", T}, {"k", k},
+                       {"H", H}, {"SPd", SPd}, {"sa", sa}, {"e", e}, {"s", s}, {"F", F}, {"TP", TP},
+                       {"O_r", O_r}, {"core", core});
+    }
     if (a.selective == SelectiveRecompute::kOpLevel) {
       const double scores = a.scores;
       a.op_level =
@@ -135,7 +155,7 @@ struct LayerActivations {
     }
     return a;
   }
-  double All() const { return hidden + masks + split + scores; }
+  double All() const { return hidden + masks + split + scores + fp8; }
   // Stored per layer per micro-batch between its forward and its backward,
   // and its formula over the groups' names.
   double Stored(Recompute r) const {
@@ -153,8 +173,8 @@ struct LayerActivations {
   const char* StoredFormula(Recompute r) const {
     if (r == Recompute::kFull) return "input";
     if (r == Recompute::kSelective && selective == SelectiveRecompute::kOpLevel) return "op_level";
-    if (r == Recompute::kSelective && !fused) return "hidden + masks + split";
-    return "hidden + masks + split + scores";
+    if (r == Recompute::kSelective && !fused) return fp8 != 0 ? "hidden + masks + split + fp8" : "hidden + masks + split";
+    return fp8 != 0 ? "hidden + masks + split + scores + fp8" : "hidden + masks + split + scores";
   }
   // Recomputed tensors of one layer alive during its backward, and their formula.
   double RecomputeWorkingSet(Recompute r) const {
@@ -170,7 +190,7 @@ struct LayerActivations {
     return 0;
   }
   const char* RecomputeWorkingSetFormula(Recompute r) const {
-    if (r == Recompute::kFull) return "hidden + masks + split + scores";
+    if (r == Recompute::kFull) return fp8 != 0 ? "hidden + masks + split + scores + fp8" : "hidden + masks + split + scores";
     if (r == Recompute::kSelective && selective == SelectiveRecompute::kOpLevel)
       return "hidden + masks + split + scores - op_level";
     if (r == Recompute::kSelective && !fused) return "scores";

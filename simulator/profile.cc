@@ -40,10 +40,12 @@ struct GemmPoint {
   int shapes = 1;
 };
 
-Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
+// The efficiency table of the GEMM array `key` ("gemm", "fp8_gemm") against
+// `peak` (the GPU's dense bf16 or FP8 peak), and its plan shapes as measured.
+Status GemmTable(const Fields& cal, const char* key, double peak, const std::string& gpu_name,
+                 std::vector<GemmShapeTime>* shapes, std::vector<GemmEfficiencyPoint>* table) {
   std::vector<GemmPoint> points;
-  std::vector<GemmShapeTime> shapes;  // the plan shapes, timed as measured
-  P3D_RETURN_IF_ERROR(cal.ForEachObject("gemm", [&](const Fields& g) -> Status {
+  P3D_RETURN_IF_ERROR(cal.ForEachObject(key, [&](const Fields& g) -> Status {
     double m, n, k, fwd, dx, dw;
     std::string source;
     P3D_RETURN_IF_ERROR(g.Positives(
@@ -52,20 +54,19 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
     if (source != "plan" && source != "sweep")
       return g.Error("source", fmt::format("must be \"plan\" or \"sweep\", got \"{}\"", source));
     GemmPoint p{2 * m * n * k, fwd + dx + dw, source == "plan", 1};
-    if (p.plan) shapes.push_back({m, n, k, fwd, dx, dw});
-    if (3 * p.flops / p.seconds < kMinGemmEfficiency * c->gpu.peak_flops)
+    if (p.plan) shapes->push_back({m, n, k, fwd, dx, dw});
+    if (3 * p.flops / p.seconds < kMinGemmEfficiency * peak)
       return g.Error("fwd_s", fmt::format("gives {:.3g} TFLOP/s, below {:g}% of the {:.0f} TFLOP/s peak of '{}'",
                                           3 * p.flops / p.seconds / 1e12, 100 * kMinGemmEfficiency,
-                                          c->gpu.peak_flops / 1e12, c->gpu.name));
-    if (3 * p.flops / p.seconds > c->gpu.peak_flops)
+                                          peak / 1e12, gpu_name));
+    if (3 * p.flops / p.seconds > peak)
       return g.Error("fwd_s", fmt::format("gives {:.0f} TFLOP/s, above the {:.0f} TFLOP/s peak of "
                                           "'{}': the profile is not of this GPU",
-                                          3 * p.flops / p.seconds / 1e12, c->gpu.peak_flops / 1e12,
-                                          c->gpu.name));
+                                          3 * p.flops / p.seconds / 1e12, peak / 1e12, gpu_name));
     points.push_back(p);
     return Status::Ok();
   }));
-  if (points.empty()) return cal.Error("gemm", "must not be empty");
+  if (points.empty()) return cal.Error(key, "must not be empty");
   double lo = INFINITY, hi = 0;
   for (const GemmPoint& p : points)
     if (p.plan) lo = std::min(lo, p.flops), hi = std::max(hi, p.flops);
@@ -89,12 +90,27 @@ Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
       group_start = p.flops;
     }
   }
-  c->gpu.gemm_shapes = std::move(shapes);
-  c->gpu.gemm_efficiency.clear();
+  table->clear();
   for (const GemmPoint& p : merged)
-    c->gpu.gemm_efficiency.push_back(
-        {p.flops / p.shapes, 3 * p.flops / p.seconds / c->gpu.peak_flops});
+    table->push_back({p.flops / p.shapes, 3 * p.flops / p.seconds / peak});
   return Status::Ok();
+}
+
+Status ApplyGemm(const Fields& cal, ClusterSpec* c) {
+  std::vector<GemmShapeTime> shapes;  // the plan shapes, timed as measured
+  P3D_RETURN_IF_ERROR(GemmTable(cal, "gemm", c->gpu.peak_flops, c->gpu.name, &shapes, &c->gpu.gemm_efficiency));
+  c->gpu.gemm_shapes = std::move(shapes);
+  return Status::Ok();
+}
+
+// FP8 GEMMs (p3d-calibrate's fp8 probe): the FP8 efficiency table, of the
+// GPU's FP8 peak (the compute model times FP8 GEMMs from the table alone).
+Status ApplyFp8Gemm(const Fields& cal, ClusterSpec* c) {
+  if (c->gpu.fp8_peak_flops <= 0)
+    return cal.Error("fp8_gemm", fmt::format("'{}' has no FP8 peak (gpu.fp8_peak_flops) to measure FP8 GEMMs "
+                                             "against", c->gpu.name));
+  std::vector<GemmShapeTime> unused;
+  return GemmTable(cal, "fp8_gemm", c->gpu.fp8_peak_flops, c->gpu.name, &unused, &c->gpu.fp8_gemm_efficiency);
 }
 
 Status ApplyHbm(const Fields& cal, ClusterSpec* c) {
@@ -292,6 +308,7 @@ StatusOr<ClusterSpec> ApplyCalibration(const ClusterSpec& base, const json& cali
   }
   ClusterSpec c = base;
   if (cal.Has("gemm")) P3D_RETURN_IF_ERROR(ApplyGemm(cal, &c));
+  if (cal.Has("fp8_gemm")) P3D_RETURN_IF_ERROR(ApplyFp8Gemm(cal, &c));
   if (cal.Has("hbm")) P3D_RETURN_IF_ERROR(ApplyHbm(cal, &c));
   if (cal.Has("runtime")) P3D_RETURN_IF_ERROR(ApplyRuntime(cal, &c));
   if (cal.Has("collectives")) P3D_RETURN_IF_ERROR(ApplyCollectives(cal, &c));

@@ -34,6 +34,7 @@ json TrainingToJson(const TrainingSpec& t) {
   return json{{"global_batch", t.global_batch},
               {"seq", t.seq},
               {"dropout", t.dropout},
+              {"fp8", Fp8RecipeName(t.fp8)},
               {"precision",
                {{"param_bytes", p.param_bytes},
                 {"grad_bytes", p.grad_bytes},
@@ -172,6 +173,11 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_ASSIGN_OR_RETURN(tr.global_batch, t.IntInRange("global_batch", 1, kMaxGlobalBatch));
   P3D_ASSIGN_OR_RETURN(tr.seq, t.IntInRange("seq", 1, kMaxSeq));
   P3D_ASSIGN_OR_RETURN(tr.dropout, t.BoolOr("dropout", false));
+  if (t.Has("fp8")) {  // absent in plans saved before FP8: off
+    P3D_ASSIGN_OR_RETURN(std::string fp8, t.String("fp8"));
+    if (!ParseFp8Recipe(fp8, &tr.fp8))
+      return t.Error("fp8", fmt::format("must be one of {}, got '{}'", Fp8RecipeNames(), fp8));
+  }
   P3D_ASSIGN_OR_RETURN(const json* precision, Object(t, *training, "precision"));
   JsonFields pf(*precision, origin + ": training.precision");
   Precision& p = tr.precision;

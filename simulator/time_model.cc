@@ -295,6 +295,7 @@ struct TimeModel::Impl {
   Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc, double layer_params) const;
   void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
   void StageTail(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r);
+  double Fp8WeightCast(const Plan& plan, int r, Derivation* w) const;
   void Link(const Plan& plan, int v);
   bool SameWork(const Plan& plan, int a, int b) const;
   void CopyRank(const Plan& plan, int from, int to);
@@ -323,7 +324,8 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
   const LayerKindCounts kinds = model.CountKinds(0, model.layers);
   s.main = MainKind(model).index();
   for (int k = 0; k < kLayerKinds; ++k)
-    if (kinds.count[k] > 0) s.layer[k] = LayerKernels(model, LayerKind::FromIndex(k), training, cluster.gpu, key);
+    if (kinds.count[k] > 0) s.layer[k] = LayerKernels(model, LayerKind::FromIndex(k), training, cluster.gpu, key,
+                                               k == s.main ? why : nullptr);
   s.edge = EdgeKernels(model, training, cluster.gpu, key);
   const char* kernels = "GEMMs at peak*eff(2MNK) (or HBM-bound) + memory-bound ops at HBM*eff";
   auto kernel = [&](const std::string& name, const KernelTime& k) {
@@ -844,8 +846,15 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
     // The updated parameters' all-gather: after the optimizer, or bucket by
     // bucket under the next step's first forward (one micro-batch of each
     // chunk of this rank; Framework::param_gather_overlap).
+    // FP8 primary weights (Framework::fp8_param_gather) are gathered in FP8:
+    // the stage's bytes per parameter averaged over bf16 and FP8 weights.
+    const double fp8_w = fw.Fp8PrimaryWeights(training.fp8)
+                             ? StageLinearWeights(model, StageKinds(model, plan, r), plan.tp)
+                             : 0;
+    const double gathered =
+        (params - fp8_w) * prec.param_bytes + fp8_w * (1 + Fp8WeightScaleBytes(training.fp8));
     const double ag = dp_collective("tail.param_all_gather", "tail.expert_param_all_gather",
-                                    Collective::kAllGather, prec.param_bytes);
+                                    Collective::kAllGather, params > 0 ? gathered / params : 0.0);
     gather =
         fw.param_gather_overlap ? Exposed(w, "tail.param_all_gather.exposed", ag, tf, buckets) : ag;
     dp_hidden_rank[r] += ag - gather;
@@ -884,6 +893,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
                            OptimizerSeconds(gpu, prec, shard),
                            "gradient norm + AdamW, memory-bound", {"bytes_per_param", per_param},
                            {"P_shard", shard}, {"hbm", gpu.hbm_bytes_per_s}, {"eff", eff});
+    if (training.fp8 != Fp8Recipe::kOff) opt_rank[r] += Fp8WeightCast(plan, r, w);
     return;
   }
   // CPU AdamW on the shard; the updated bf16 shard goes back to the GPU in
@@ -901,6 +911,24 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
                UploadAfterCpu(opt_rank[r], upload, k),
                "uploads pipelined with the CPU step in bucket-sized chunks", {"upload", upload},
                {"cpu", opt_rank[r]}, {"k", k});
+}
+
+// FP8: the stage's linear-layer weights are quantized once per step, in the
+// first micro-batch's forward, and the FP8 copies reused by the others
+// (Megatron-Core sets is_first_microbatch on its TE modules every step;
+// TransformerEngine module/base.py caches the FP8 weight workspaces): read
+// param_bytes, write `copies` FP8 copies (docs/time-model.md "FP8"). Counted
+// with the optimizer, which produced the weights it casts.
+double TimeModel::Impl::Fp8WeightCast(const Plan& plan, int r, Derivation* w) const {
+  const double weights = StageLinearWeights(model, StageKinds(model, plan, r), plan.tp);
+  const double pb = training.precision.param_bytes, copies = Fp8Copies(cluster.gpu, training.fp8);
+  const double s = Fp8WeightScaleBytes(training.fp8);
+  const double bytes = weights * (pb + copies * (1 + s));
+  const double eff = HbmEfficiency(cluster.gpu, bytes);
+  return P3D_TERM(w, "tail.fp8_weight_cast", "W*(param_bytes + copies*(1 + s))/(hbm*eff)",
+                  MemoryBoundSeconds(cluster.gpu, bytes), "the stage's linear weights cast to FP8 once per step",
+                  {"W", weights}, {"param_bytes", pb}, {"copies", copies}, {"s", s},
+                  {"hbm", cluster.gpu.hbm_bytes_per_s}, {"eff", eff});
 }
 
 Status TimeModel::Impl::Prepare(const Plan& plan) {

@@ -71,6 +71,20 @@ std::string ProfileOf(const json& r) {
   return framework;
 }
 
+// The FP8 recipe a row's precision names (common/fp8.h): MXFP8; current
+// scaling (Megatron-Bridge's FP8-CS, torchao's dynamic per-tensor float8) =
+// tensorwise; blockwise; any other FP8 run (NeMo 24.07 "scaling recipe not
+// stated", Composer's amp_fp8) = delayed, the default of Megatron's
+// --fp8-recipe and the recipe Composer's amp_fp8 builds (DelayedScaling).
+Fp8Recipe Fp8RecipeOf(const std::string& precision) {
+  auto has = [&](const char* s) { return precision.find(s) != std::string::npos; };
+  if (!has("fp8") && !has("float8")) return Fp8Recipe::kOff;
+  if (has("mxfp8")) return Fp8Recipe::kMxfp8;
+  if (has("current scaling") || has("fp8-cs") || has("torchao")) return Fp8Recipe::kTensorwise;
+  if (has("blockwise")) return Fp8Recipe::kBlockwise;
+  return Fp8Recipe::kDelayed;
+}
+
 struct Row {
   json src;
   std::string why_not;  // non-empty: p3d cannot express this run yet
@@ -95,8 +109,7 @@ Row Build(const json& r) {
     return row;
   };
   const std::string precision = Lower(Str(r, "precision"));
-  if (precision.find("fp8") != std::string::npos || precision.find("float8") != std::string::npos)
-    return no("FP8 training (issue 16)");
+  const Fp8Recipe fp8 = Fp8RecipeOf(precision);
   const bool moe = Int(r, "ep", 1) > 1 || Int(r, "num_experts", 1) > 1 ||
                    Lower(Str(r, "attention_variant")).find("mla") != std::string::npos;
   const ModelSpec* zoo = moe ? ZooModelFor(Str(r, "hf_config")) : nullptr;
@@ -152,6 +165,9 @@ Row Build(const json& r) {
   row.request.cluster.num_gpus = static_cast<int>(Int(r, "num_gpus", 0));
   if (Has(r, "gpus_per_node")) row.request.cluster.node.gpus_per_node = static_cast<int>(Int(r, "gpus_per_node", 8));
   SetFramework(*profile, &row.request);
+  row.request.training.fp8 = fp8;
+  std::string fp8_refusal;
+  if (Fp8RuleBroken(row.request.training.framework, RuleKind::kLimit, fp8, &fp8_refusal)) return no(fp8_refusal);
   // A PyTorch FSDP run in "PURE" mixed precision reduces its gradients in bf16
   // (Composer's MixedPrecision; the row's precision says which it ran).
   if (Str(r, "precision").find("PURE") != std::string::npos)
@@ -176,11 +192,12 @@ Row Build(const json& r) {
   if (*f.tp == 1) f.sequence_parallel = false;
   const std::string sh = Lower(Str(r, "sharding"));
   // "Megatron distributed optimizer (DDP path; table FSDP=0)" is ZeRO-1: the
-  // distributed optimizer is read before the word FSDP.
+  // distributed optimizer is read before the word FSDP; "FSDP=0" (a table's
+  // FSDP column) says the run did not use it.
+  const bool fsdp = sh.find("fsdp") != std::string::npos && sh.find("fsdp=0") == std::string::npos;
   if (sh.find("distributed optimizer") != std::string::npos || sh.find("zero stage 1") != std::string::npos)
     f.zero = 1;
-  else if (sh.find("fsdp") != std::string::npos || sh.find("zero stage 3") != std::string::npos ||
-           sh.find("zero-3") != std::string::npos)
+  else if (fsdp || sh.find("zero stage 3") != std::string::npos || sh.find("zero-3") != std::string::npos)
     f.zero = 3;
   else if (sh.starts_with("none")) f.zero = 0;
   // Hybrid sharding only where the source says so; else ZeRO shards over all DP x CP ranks.
@@ -228,13 +245,16 @@ Result Predict(const Row& row) {
     res.memory_error = peak_gib / published - 1;
     memory = fmt::format("{:.1f} vs {:.1f} ({:+.1f}%)", peak_gib, published, 100 * res.memory_error);
   }
+  const Fp8Recipe recipe = row.request.training.fp8;
+  const std::string fp8 = recipe == Fp8Recipe::kOff ? "" : std::string(" fp8=") + Fp8RecipeName(recipe);
   if (!e.fits) {
-    res.line = head + fmt::format(" {:.3f} | - | - | NO | {} | {} |", row.published_step_s, memory, PlanSummary(e.plan));
+    res.line = head + fmt::format(" {:.3f} | - | - | NO | {} | {}{} |", row.published_step_s, memory,
+                                  PlanSummary(e.plan), fp8);
     return res;
   }
   res.error = e.time.step_s / row.published_step_s - 1;
-  res.line = head + fmt::format(" {:.3f} | {:.3f} | {:+.1f}% | yes | {} | {} |", row.published_step_s, e.time.step_s,
-                                100 * res.error, memory, PlanSummary(e.plan));
+  res.line = head + fmt::format(" {:.3f} | {:.3f} | {:+.1f}% | yes | {} | {}{} |", row.published_step_s, e.time.step_s,
+                                100 * res.error, memory, PlanSummary(e.plan), fp8);
   return res;
 }
 
@@ -320,8 +340,10 @@ std::string Table(const json& doc, const std::string& only_set) {
       "torchtitan's; published figures are the sources' measurements. Fixed from the source: shape, GPU and\n"
       "count, TP, PP, VPP, uneven stages where stated, DP, micro-batch, global batch, sequence length, and\n"
       "where stated recompute, sequence parallel and sharding (distributed optimizer = ZeRO-1, FSDP or\n"
-      "ZeRO-3 = ZeRO-3), and for MoE rows EP and expert TP with the zoo model of the row's HF config\n"
-      "(routing assumed balanced); the rest is searched within what the framework runs and the best fitting plan\n"
+      "ZeRO-3 = ZeRO-3), for MoE rows EP and expert TP with the zoo model of the row's HF config\n"
+      "(routing assumed balanced), and the FP8 recipe (`fp8=` in the plan column: current scaling and torchao\n"
+      "float8 = tensorwise, MXFP8 = mxfp8, any other FP8 run = delayed, Megatron's default); the rest is searched\n"
+      "within what the framework runs and the best fitting plan\n"
       "shown. Error = predicted / published step time - 1; memory: predicted peak vs published peak, GiB,\n"
       "where the source publishes one. The profiles and catalog changes were tuned on the fit rows only (`--set fit`); the held rows'\n"
       "errors under the earlier, profile-less model were visible in the previous version of this file\n"

@@ -233,6 +233,12 @@ Status RunRank(const Options& o) {
   P3D_ASSIGN_OR_RETURN(std::vector<GemmShapeToMeasure> shapes, Shapes(o));
   int skipped = 0, attention_skipped = 0;
   P3D_ASSIGN_OR_RETURN(nlohmann::json gemm, ProbeGemms(shapes, progress, stream, &skipped));
+  // FP8 tensor cores: compute capability 8.9 (Ada) and up.
+  nlohmann::json fp8_gemm;
+  int fp8_skipped = 0;
+  if (prop.major * 10 + prop.minor >= 89) {
+    P3D_ASSIGN_OR_RETURN(fp8_gemm, ProbeFp8Gemms(shapes, progress, stream, &fp8_skipped));
+  }
   P3D_ASSIGN_OR_RETURN(nlohmann::json optimizer,
                        ProbeOptimizer(o.optimizer_params, progress, stream));
   progress.Say(fmt::format("cpu adam: all hardware threads, {} M parameters ({:.1f} GB host)",
@@ -270,6 +276,10 @@ Status RunRank(const Options& o) {
                                 {"runtime", runtime},
                                 {"collectives", collectives}};
   if (!interference.is_null()) calibration["interference"] = interference;
+  if (!fp8_gemm.is_null()) {
+    calibration["fp8_gemm"] = fp8_gemm;
+    calibration["fp8_gemm_shapes_skipped"] = fp8_skipped;
+  }
   P3D_ASSIGN_OR_RETURN(ClusterSpec applied, ApplyCalibration(base, calibration, o.out));
   P3D_RETURN_IF_ERROR(WriteFileAtomic(o.out, ProfileToJson(applied, calibration) + "\n", "--out profile"));
   PrintSummary(applied, std::cout);

@@ -72,6 +72,15 @@ struct GemmShapeToMeasure {
 StatusOr<nlohmann::json> ProbeGemms(const std::vector<GemmShapeToMeasure>& shapes,
                                     const Progress& progress, cudaStream_t stream, int* skipped);
 
+// FP8 GEMMs ("fp8_gemm" array, same fields as "gemm"): the forward,
+// input-gradient and weight-gradient GEMMs of each shape as TN FP8 GEMMs
+// (E4M3 x E4M3 -> bf16, executor/fp8_matmul.h), a few entries of each
+// checked against a CPU dot product of the dequantized inputs. Shapes with a
+// dimension not divisible by 16 (cuBLASLt FP8) and those after the deadline
+// are skipped (and counted). Needs compute capability >= 8.9.
+StatusOr<nlohmann::json> ProbeFp8Gemms(const std::vector<GemmShapeToMeasure>& shapes,
+                                       const Progress& progress, cudaStream_t stream, int* skipped);
+
 // Collectives ("collectives" array) over `comm`, every member calling it;
 // results checked on every rank, time = the slowest rank's mean. `ops`: a
 // subset of "all-reduce", "reduce-scatter", "all-gather", "send-recv"

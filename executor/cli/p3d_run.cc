@@ -241,7 +241,8 @@ int Run(int argc, char** argv) {
     if (!saved.ok()) return fail(saved.status(), rank);
     p3d::Status fit = p3d::CheckPredictedFit(*saved, force, plan_path);
     if (!fit.ok()) return fail(fit, rank);
-    p3d::Status planned = p3d::CheckPlannedForExecutor(saved->request.framework);
+    p3d::Status planned =
+        p3d::CheckPlannedForExecutor(saved->request.framework, saved->request.training.fp8);
     if (!planned.ok()) return fail(planned, rank);
     p3d::ApplySavedPlan(*saved, &o);
   } else {

@@ -197,3 +197,31 @@ TEST(TorchtitanExport, RefusesAPlanPredictedForAnotherFramework) {
 
 }  // namespace
 }  // namespace p3d
+
+namespace p3d {
+namespace {
+
+// FP8: the converter and recipe torchtitan's job config names (docs/float8.md:
+// [model] converters, [float8] recipe_name; MXFP8 through the "mx" converter).
+TEST(TorchtitanExport, Fp8RecipeNamesTheConverter) {
+  const Plan p = MakePlan(8, 1, 1, 1, 3, 1, 8);
+  auto keys = [&](Fp8Recipe recipe) {
+    PlanRequest request = RequestFor(testing::Llama2_7B(), p);
+    request.training.fp8 = recipe;
+    auto r = ExportTorchtitanConfig(request, Evaluated(p));
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? ParseToml(r->text) : std::map<std::string, std::string>{};
+  };
+  const auto off = keys(Fp8Recipe::kOff);
+  EXPECT_EQ(off.count("model.converters"), 0u);
+  const auto tensorwise = keys(Fp8Recipe::kTensorwise);
+  EXPECT_EQ(tensorwise.at("model.converters"), "[\"float8\"]");
+  EXPECT_EQ(Unquote(tensorwise.at("float8.recipe_name")), "tensorwise");
+  EXPECT_EQ(tensorwise.count("float8.enable_fsdp_float8_all_gather"), 0u);  // bf16 gather predicted
+  const auto mx = keys(Fp8Recipe::kMxfp8);
+  EXPECT_EQ(mx.at("model.converters"), "[\"mx\"]");
+  EXPECT_EQ(Unquote(mx.at("mx.recipe_name")), "mxfp8");
+}
+
+}  // namespace
+}  // namespace p3d

@@ -137,6 +137,16 @@ TEST(RulesTest, EachRuleHasAFailingCase) {
   params_zero2.zero = 2;
   params_zero2.offload = Offload::kOptimizerAndParams;
   ExpectRule(CheckPlan(r, params_zero2), "offload_params=>zero3");
+  PlanRequest fp8_a100 = r;
+  fp8_a100.cluster.gpu.name = "a100-80gb";  // fp8_peak_flops = 0: no FP8 tensor cores
+  fp8_a100.training.fp8 = Fp8Recipe::kDelayed;
+  ExpectRule(CheckPlan(fp8_a100, Layout(4, 2, 2, 2, 8)), "fp8=>fp8_tensor_cores");
+  PlanRequest mxfp8_h100 = r;
+  mxfp8_h100.cluster.gpu.fp8_peak_flops = 1979e12;  // Hopper: FP8, but no MX block scaling
+  mxfp8_h100.training.fp8 = Fp8Recipe::kMxfp8;
+  ExpectRule(CheckPlan(mxfp8_h100, Layout(4, 2, 2, 2, 8)), "mxfp8=>block_scaled_tensor_cores");
+  mxfp8_h100.cluster.gpu.mxfp8 = true;  // Blackwell
+  EXPECT_TRUE(CheckPlan(mxfp8_h100, Layout(4, 2, 2, 2, 8)).ok());
 }
 
 Plan Uneven(Plan p, int first, int last, int vpp = 1) {

@@ -84,6 +84,7 @@ struct Case {
   int64_t seq = 0;                // 0: min(2048, the model's positions)
   int ep = 1;                     // expert parallelism (MoE models)
   int etp = 0;                    // expert TP (0 = TP)
+  Fp8Recipe fp8 = Fp8Recipe::kOff;
 };
 
 TEST(Derivation, EveryRecordedTermMatchesItsValue) {
@@ -147,6 +148,17 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
        "torchtitan", 2, 8, 8192},
       {"llama-2-13b", "a100-80gb", 4, 2, 1, 1, 2, 1, 8, none, true, no, fused, false, 0, 0, "p3d",
        2, 4, 4096},
+      // FP8 recipes: per-tensor on Hopper (transposed copies), MXFP8 on
+      // Blackwell, blockwise with MoE experts, delayed with ZeRO-3 and the
+      // unfused core.
+      {"llama-2-70b", "h100-sxm", 8, 4, 2, 1, 1, 1, 16, sel, true, no, fused, false, 0, 0,
+       "megatron-core", 1, 0, 0, 1, 0, Fp8Recipe::kTensorwise},
+      {"llama-3-8b", "b200", 8, 1, 1, 1, 1, 2, 4, none, false, no, fused, false, 0, 0, "nemo",
+       1, 0, 0, 1, 0, Fp8Recipe::kMxfp8},
+      {"mixtral-8x7b", "h100-sxm", 4, 8, 2, 1, 1, 1, 12, full, true, no, fused, false, 0, 0,
+       "megatron-core", 1, 0, 0, 1, 0, Fp8Recipe::kBlockwise},
+      {"gpt2-xl", "h100-sxm", 8, 1, 1, 1, 3, 2, 2, none, false, no, unfused, true, 0, 0,
+       "megatron-core", 1, 0, 0, 1, 0, Fp8Recipe::kDelayed},
   };
   std::set<std::string> names;
   for (const Case& c : cases) {
@@ -169,7 +181,9 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     t.global_batch = p.global_batch();
     t.seq = c.seq > 0 ? c.seq : std::min<int64_t>(2048, m.max_positions);
     t.dropout = c.dropout;
-    const std::string where = std::string(c.model) + " " + PlanSummary(p) + " " + c.framework;
+    t.fp8 = c.fp8;
+    const std::string where =
+        std::string(c.model) + " " + PlanSummary(p) + " " + c.framework + " fp8=" + Fp8RecipeName(c.fp8);
     const MemoryEstimate est = EstimateMemory(m, t, cluster, p);
     for (int r : {0, p.pp / 2, p.pp - 1}) {
       const std::vector<DerivedTerm> mem = ExplainMemory(m, t, cluster, p, r);
@@ -224,6 +238,14 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
                            "tail.offload_h2d_params.exposed",
                            "tail.offload_d2h_gradients.exposed",
                            "tail.optimizer",
+                           "layer.fp8.gemms.forward",
+                           "layer.fp8.gemms.backward",
+                           "layer.fp8.cast_bytes.forward",
+                           "layer.fp8.cast.backward",
+                           "weights.fp8_copies",
+                           "weights.fp8_scaling",
+                           "activations.per_layer.fp8",
+                           "tail.fp8_weight_cast",
                            "time.bubble",
                            "buffers.cp_ring",
                            "cp.kv_send",
