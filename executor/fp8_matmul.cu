@@ -66,6 +66,11 @@ Status Fp8Matmul::Run(const Fp8MatmulParams& p, cudaStream_t stream) {
     return Status::InvalidArgument(StrCat("fp8 matmul: k=", p.k, " must be a multiple of 16 (cuBLASLt FP8)"));
   if (!p.a || !p.b || !p.d || !p.a_scale || !p.b_scale)
     return Status::InvalidArgument("fp8 matmul: null operand or scale pointer");
+  for (const void* ptr : {static_cast<const void*>(p.a), static_cast<const void*>(p.b),
+                          static_cast<const void*>(p.d), static_cast<const void*>(p.a_scale),
+                          static_cast<const void*>(p.b_scale)})
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0)
+      return Status::InvalidArgument("fp8 matmul: operand and scale pointers must be 16-byte aligned (cuBLASLt FP8)");
   P3D_ASSIGN_OR_RETURN(Plan* plan, GetPlan(p));
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p.b_scale,
                                               sizeof(p.b_scale)));

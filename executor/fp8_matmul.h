@@ -12,7 +12,9 @@
 // input gradient and weight gradient need the transposed copies TE keeps:
 // dX[T,K] = dY[T,N] @ (W^T)[K,N]^T, dW[N,K] = (dY^T)[N,T] @ (X^T)[K,T]^T).
 // Requirements (cuBLASLt): k a multiple of 16, 16-byte aligned operands,
-// compute capability >= 8.9.
+// compute capability >= 8.9. The scale pointers too must be 16-byte aligned:
+// with two scales 4 bytes apart in one array cuBLASLt 13.0 answered
+// CUBLAS_STATUS_NOT_SUPPORTED on an H100 (gpu_check fp8_gemm, 2026-12-07).
 //
 // Thread-safety: one Fp8Matmul per stream/thread; not thread-safe.
 #pragma once
@@ -54,7 +56,8 @@ class Fp8Matmul {
   Fp8Matmul(const Fp8Matmul&) = delete;
   Fp8Matmul& operator=(const Fp8Matmul&) = delete;
 
-  // Checks the arguments (positive shapes, k % 16, operands present) and
+  // Checks the arguments (positive shapes, k % 16, operands present and
+  // aligned) and
   // enqueues the product on `stream`.
   Status Run(const Fp8MatmulParams& p, cudaStream_t stream);
 

@@ -32,7 +32,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the shared hosts
 
 SECTIONS=(env build executor_tests fused_attention reference checkpoint loss_curve speed_1p3b attention_speed attention_plan long_context speed_3b_full largest
           overlap_dp1 dp_equivalence dp_overlap dp_fault dp_scaling offload_step offload_equivalence offload_large offload_dp
-          tp_pp_equivalence tp_pp_throughput accuracy fsdp2 fp8_gemm)
+          tp_pp_equivalence tp_pp_throughput accuracy fsdp2 fp8_gemm kernel_profile)
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 log() { echo "$*" >>"$LOG"; }
@@ -884,6 +884,20 @@ PY
 )"
   done
   record fsdp2 $status "$details"
+}
+
+# Per-kernel time of one gpt-1.3b training step (B4, S2048, GA1: the MFU
+# target's shape) under Nsight Compute, grouped by kernel
+# (bench/executor/kernel_times.py): where the step's time goes beyond the
+# PhaseTimer's four phases. ncu serialises launches; shares, not wall time.
+section_kernel_profile() {
+  local status=PASS
+  command -v ncu >/dev/null || { record kernel_profile SKIP "ncu not installed"; return; }
+  RUN_LIMIT=300 run ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$RES/ncu-1p3b.csv" \
+      "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --steps 1 --warmup 0 || status=FAIL
+  RUN_TEE=$RES/kernel-times-1p3b.txt run python3 bench/executor/kernel_times.py "$RES/ncu-1p3b.csv" --top 40 ||
+    status=FAIL
+  record kernel_profile $status "$(head -12 "$RES/kernel-times-1p3b.txt" 2>/dev/null | tr -s ' ' | tr '\n' ';')"
 }
 
 wanted=("$@")

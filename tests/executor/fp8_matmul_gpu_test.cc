@@ -37,13 +37,14 @@ TEST_P(Fp8MatmulTest, MatchesTheCpuOnDequantizedInputs) {
   DeviceArray<fp8e4m3> a(c.m * c.k), b(c.n * c.k);
   ASSERT_TRUE(QuantizeE4m3(a_f.get(), a.get(), c.m * c.k, c.a_scale, nullptr).ok());
   ASSERT_TRUE(QuantizeE4m3(b_f.get(), b.get(), c.n * c.k, c.b_scale, nullptr).ok());
-  DeviceArray<float> scales(std::vector<float>{1.0f / c.a_scale, 1.0f / c.b_scale});
+  // One allocation per scale: cuBLASLt wants them 16-byte aligned.
+  DeviceArray<float> a_deq(std::vector<float>{1.0f / c.a_scale}), b_deq(std::vector<float>{1.0f / c.b_scale});
   DeviceArray<bf16> d(c.m * c.n);
   d.Poison();
   DeviceArray<char> ws(size_t{32} << 20);
   auto mm = Fp8Matmul::Create(ws.get(), ws.size());
   ASSERT_TRUE(mm.ok()) << mm.status().ToString();
-  const Fp8MatmulParams p{c.m, c.n, c.k, a.get(), b.get(), scales.get(), scales.get() + 1, d.get(), c.fast_accum};
+  const Fp8MatmulParams p{c.m, c.n, c.k, a.get(), b.get(), a_deq.get(), b_deq.get(), d.get(), c.fast_accum};
   const Status s = (*mm)->Run(p, nullptr);
   ASSERT_TRUE(s.ok()) << s.ToString();
 
@@ -86,6 +87,19 @@ TEST(Fp8Matmul, RefusesAKNotDivisibleBy16) {
   const Status s = (*mm)->Run({64, 64, 24, a.get(), b.get(), scale.get(), scale.get(), d.get(), false}, nullptr);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("multiple of 16"), std::string::npos) << s.message();
+}
+
+TEST(Fp8Matmul, RefusesAScalePointerThatIsNot16ByteAligned) {
+  DeviceArray<char> ws(1 << 20);
+  auto mm = Fp8Matmul::Create(ws.get(), ws.size());
+  ASSERT_TRUE(mm.ok());
+  DeviceArray<fp8e4m3> a(64 * 64), b(64 * 64);
+  DeviceArray<float> scales(std::vector<float>{1.0f, 1.0f});
+  DeviceArray<bf16> d(64 * 64);
+  const Status s =
+      (*mm)->Run({64, 64, 64, a.get(), b.get(), scales.get(), scales.get() + 1, d.get(), false}, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("16-byte aligned"), std::string::npos) << s.message();
 }
 
 }  // namespace
