@@ -37,7 +37,7 @@ TEST(Fp8Catalog, DatasheetPeaksAndCapabilities) {
   for (const char* none : {"a100-80gb", "v100-32gb", "rtx3090"})
     EXPECT_EQ(CatalogCluster(none).value().gpu.fp8_peak_flops, 0) << none;
   // The FP8 curve has the bf16 curve's shape: a large GEMM reaches its plateau.
-  EXPECT_NEAR(Fp8GemmEfficiency(h100.gpu, 1e14), 0.66, 1e-12);
+  EXPECT_NEAR(Fp8GemmEfficiency(h100.gpu, 1e14), 0.72, 1e-12);  // measured: bench/results/fp8-gemm-h100.md
   EXPECT_LT(Fp8GemmEfficiency(h100.gpu, 1e9), Fp8GemmEfficiency(h100.gpu, 1e11));
 }
 
