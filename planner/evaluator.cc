@@ -17,12 +17,11 @@ PlanEvaluator::~PlanEvaluator() { delete impl_; }
 
 PlanEvaluator::Quick PlanEvaluator::EvaluateMemory(const Plan& plan) {
   Quick q;
-  int peak_stage = 0;
-  MemoryBreakdown peak = PeakStageMemory(request_.model, request_.training, request_.cluster, plan, &peak_stage);
+  double host_bytes_per_node = 0;
+  const MemoryBreakdown peak =
+      PeakStageMemory(request_.model, request_.training, request_.cluster, plan, nullptr, &host_bytes_per_node);
   q.peak_bytes = peak.total();
-  q.fits = FitsInMemory(peak, request_.cluster.gpu) &&
-           FitsInHostMemory(HostBytesPerNode(request_.model, request_.training, request_.cluster, plan),
-                            request_.cluster.node);
+  q.fits = FitsInMemory(peak, request_.cluster.gpu) && FitsInHostMemory(host_bytes_per_node, request_.cluster.node);
   return q;
 }
 

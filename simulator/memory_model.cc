@@ -620,38 +620,36 @@ struct PeakCandidates {
 double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
                         const ClusterSpec& cluster, const Plan& plan) {
   if (plan.offload == Offload::kNone) return 0;
-  // Host bytes grow with the stage's parameters: the embedding's, a middle
-  // stage's or the head's stage holds the most, as for PeakStageMemory.
-  const PlanShared shared(model, training, plan);
-  const PeakCandidates candidates(model, plan);
   double host = 0;
-  for (int i = 0; i < candidates.count; ++i)
-    host = std::max(
-        host,
-        StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).host.total());
-  return GpusOnNode(cluster) * host;
+  PeakStageMemory(model, training, cluster, plan, nullptr, &host);
+  return host;
 }
 
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
-                                const ClusterSpec& cluster, const Plan& plan, int* peak_stage) {
+                                const ClusterSpec& cluster, const Plan& plan, int* peak_stage,
+                                double* host_bytes_per_node) {
   // The middle stages hold equal parameters and layers, and every term but
   // the stored activations (which grow with the in-flight micro-batches, most
   // on stage 1) is equal among them; so the peak is stage 0 (embedding),
   // stage 1 or the last stage (head, loss). In stage order, so that a tie
-  // goes to the first stage, as in EstimateMemory.
+  // goes to the first stage, as in EstimateMemory. Host bytes grow with the
+  // stage's parameters, so the same stages bound them.
   const PlanShared shared(model, training, plan);
   const PeakCandidates candidates(model, plan);
   MemoryBreakdown peak;
   int stage = 0;
+  double host = 0;
   for (int i = 0; i < candidates.count; ++i) {
-    MemoryBreakdown m =
-        StageDetail(shared, model, training, cluster, plan, candidates.stage[i]).memory;
-    if (i == 0 || m.total() > peak.total()) {
-      peak = m;
+    const StageMemoryDetail d = StageDetail(shared, model, training, cluster, plan, candidates.stage[i]);
+    if (i == 0 || d.memory.total() > peak.total()) {
+      peak = d.memory;
       stage = candidates.stage[i];
     }
+    host = std::max(host, d.host.total());
   }
   if (peak_stage != nullptr) *peak_stage = stage;
+  if (host_bytes_per_node != nullptr)
+    *host_bytes_per_node = plan.offload == Offload::kNone ? 0 : GpusOnNode(cluster) * host;
   return peak;
 }
 

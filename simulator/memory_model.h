@@ -156,8 +156,11 @@ MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& traini
 // middle stages hold equal layers (StageLayers) and stage 1 has the most
 // in-flight micro-batches of them, so the peak is stage 0, 1 or PP-1 (with
 // uneven stages a middle stage may hold more layers than stage 0).
+// With `host_bytes_per_node`, also HostBytesPerNode's figure, from the same
+// stage evaluations (the search needs both for every candidate).
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
-                                const ClusterSpec& cluster, const Plan& plan, int* peak_stage);
+                                const ClusterSpec& cluster, const Plan& plan, int* peak_stage,
+                                double* host_bytes_per_node = nullptr);
 
 // A plan fits when its peak stage total is within the GPU's memory.
 inline bool FitsInMemory(const MemoryBreakdown& peak, const GpuSpec& gpu) {
