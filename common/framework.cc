@@ -31,7 +31,8 @@ constexpr const char* kRuleIds[kSupportRuleCount] = {"offload-params", "offload-
                                                      "no-pp",          "uneven-stages",
                                                      "no-ep",
                                                      "no-cp",          "no-hsdp",
-                                                     "hsdp=>zero1",    "hsdp=>zero3"};
+                                                     "hsdp=>zero1",    "hsdp=>zero3",
+                                                     "account-split"};
 
 }  // namespace
 
@@ -87,6 +88,8 @@ bool Breaks(SupportRule rule, const Plan& p) {
       return p.zero_shard > 0 && p.zero != 1;
     case SupportRule::kHybridShardZero3:
       return p.zero_shard > 0 && p.zero != 3;
+    case SupportRule::kAccountSplit:
+      return p.accounts_edges();
   }
   return false;
 }
@@ -137,6 +140,12 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kHybridShardZero1:
     case SupportRule::kHybridShardZero3:
       return fmt::format("hybrid sharding with ZeRO-{}", p.zero);
+    case SupportRule::kAccountSplit:
+      return fmt::format(
+          "the {}{}{} counted as pipeline layers (--account-for-embedding/loss-in-pipeline-split)",
+          p.account_for_embedding ? "embedding" : "",
+          p.account_for_embedding && p.account_for_loss ? " and the " : "",
+          p.account_for_loss ? "loss" : "");
   }
   return "?";
 }

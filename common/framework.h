@@ -46,8 +46,10 @@ enum class SupportRule : uint8_t {
   kHybridShard,            // "no-hsdp": hybrid sharding (a ZeRO shard group smaller than DP x CP)
   kHybridShardZero1,       // "hsdp=>zero1": hybrid sharding with a ZeRO stage other than 1
   kHybridShardZero3,       // "hsdp=>zero3": hybrid sharding with a ZeRO stage other than 3
+  kAccountSplit,           // "account-split": the embedding or loss counted as a pipeline layer
+                           // (Megatron-Core's --account-for-embedding/loss-in-pipeline-split)
 };
-inline constexpr int kSupportRuleCount = 21;
+inline constexpr int kSupportRuleCount = 22;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -144,7 +146,8 @@ struct Framework {
   SupportRules limits = 0;
   SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
                       RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kExpertParallel) |
-                      RuleBit(SupportRule::kContextParallel) | RuleBit(SupportRule::kHybridShard);
+                      RuleBit(SupportRule::kContextParallel) | RuleBit(SupportRule::kHybridShard) |
+                      RuleBit(SupportRule::kAccountSplit);
 
   TpOverlap tp_overlap = TpOverlap::kNone;
   AttentionKernel attention_kernel = AttentionKernel::kCudnn;

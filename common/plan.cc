@@ -48,9 +48,25 @@ int64_t MiddleStageLayers(const Plan& p, int64_t layers) {
   return middle > 0 ? (layers - p.first_stage_layers - p.last_stage_layers) / middle : 0;
 }
 
+// Megatron-Core counts an accounted embedding and loss as layers of the split.
+int64_t SplitUnits(const Plan& p, int64_t layers) {
+  return layers + (p.account_for_embedding ? 1 : 0) + (p.account_for_loss ? 1 : 0);
+}
+
 }  // namespace
 
+int64_t ChunkLayers(const Plan& p, int64_t layers, int v) {
+  if (!p.accounts_edges()) return StageLayers(p, layers, v % p.pp) / p.vpp;
+  const int chunks = p.pp * p.vpp;
+  return SplitUnits(p, layers) / chunks - (p.account_for_embedding && v == 0 ? 1 : 0) -
+         (p.account_for_loss && v == chunks - 1 ? 1 : 0);
+}
+
 int64_t StageLayers(const Plan& p, int64_t layers, int stage) {
+  if (p.accounts_edges())  // the sum of its chunks' ChunkLayers
+    return p.vpp * (SplitUnits(p, layers) / (p.pp * p.vpp)) -
+           (p.account_for_embedding && stage == 0 ? 1 : 0) -
+           (p.account_for_loss && stage == p.pp - 1 ? 1 : 0);
   if (stage == 0 && p.first_stage_layers != 0) return p.first_stage_layers;
   if (stage == p.pp - 1 && p.last_stage_layers != 0) return p.last_stage_layers;
   return MiddleStageLayers(p, layers);
@@ -59,6 +75,32 @@ int64_t StageLayers(const Plan& p, int64_t layers, int stage) {
 const char* PipelineSplitRule(const Plan& p, int64_t layers, std::string* detail) {
   const int64_t first = p.first_stage_layers, last = p.last_stage_layers;
   const int64_t pp = p.pp, chunks = pp * p.vpp;
+  if (p.accounts_edges()) {
+    // Megatron-Core's TransformerConfig: the accounting applies only without
+    // set first/last stage counts (an elif after their checks), and the
+    // layers plus the accounted embedding and loss divide over PP, then each
+    // rank's share over VPP.
+    if (p.uneven_stages())
+      return RuleFailed(detail, "account=>even", [&] {
+        return std::string(
+            "the embedding/loss pipeline accounting (--account-for-embedding/loss-in-pipeline-split) "
+            "and set first/last stage layers exclude each other (Megatron-Core ignores the "
+            "accounting when either stage count is set)");
+      });
+    if (pp == 1)
+      return RuleFailed(detail, "account=>pp>1", [&] {
+        return std::string(
+            "counting the embedding/loss as pipeline layers needs a pipeline (PP > 1), got PP=1");
+      });
+    if (SplitUnits(p, layers) % chunks != 0)
+      return RuleFailed(detail, "(layers+edges)%(pp*vpp)", [&] {
+        return fmt::format(
+            "{} layers + {} accounted (embedding/loss) = {} are not divisible by PP{} x VPP{} = {} "
+            "(Megatron-Core's TransformerConfig)",
+            layers, SplitUnits(p, layers) - layers, SplitUnits(p, layers), pp, p.vpp, chunks);
+      });
+    return nullptr;
+  }
   if (!p.uneven_stages()) {
     if (layers % pp != 0)
       return RuleFailed(detail, "layers%pp", [&] {
@@ -119,6 +161,14 @@ const char* PipelineSplitRule(const Plan& p, int64_t layers, std::string* detail
 }
 
 std::string StageLayersSummary(const Plan& p, int64_t layers) {
+  if (p.accounts_edges()) {
+    const int64_t first = StageLayers(p, layers, 0), last = StageLayers(p, layers, p.pp - 1);
+    const std::string middle =
+        p.pp == 2 ? ","
+                  : fmt::format(",{}{},", StageLayers(p, layers, 1),
+                                p.pp > 3 ? fmt::format("x{}", p.pp - 2) : "");
+    return fmt::format("{}{}{}", first, middle, last);
+  }
   const int middle = MiddleStages(p);
   std::string out = p.first_stage_layers != 0 ? fmt::format("{}", p.first_stage_layers) : "";
   if (middle > 0) out += (out.empty() ? "" : ",") + std::to_string(MiddleStageLayers(p, layers));
@@ -131,6 +181,10 @@ std::string PlanSummary(const Plan& p) {
   std::string stages;
   if (p.first_stage_layers != 0) stages += fmt::format(" first-stage={}", p.first_stage_layers);
   if (p.last_stage_layers != 0) stages += fmt::format(" last-stage={}", p.last_stage_layers);
+  if (p.accounts_edges())
+    stages += fmt::format(" account={}{}{}", p.account_for_embedding ? "embedding" : "",
+                          p.account_for_embedding && p.account_for_loss ? "," : "",
+                          p.account_for_loss ? "loss" : "");
   if (p.ep > 1) stages += fmt::format(" EP{}", p.ep);
   if (p.etp > 0 && p.etp != p.tp) stages += fmt::format(" ETP{}", p.etp);
   const std::string cp = p.cp > 1 ? fmt::format("CP{} ", p.cp) : "";

@@ -137,6 +137,14 @@ struct Plan {
   // rules a split must keep.
   int first_stage_layers = 0;
   int last_stage_layers = 0;
+  // Megatron-Core's --account-for-embedding-in-pipeline-split and
+  // --account-for-loss-in-pipeline-split (TransformerConfig
+  // account_for_embedding/loss_in_pipeline_split): the input embedding
+  // (the loss: final norm, LM head, cross-entropy) counts as one layer when
+  // the layers are divided over the PP x VPP chunks, so the first (last)
+  // chunk builds one transformer layer fewer. ChunkLayers gives the counts.
+  bool account_for_embedding = false;
+  bool account_for_loss = false;
   // Expert parallelism (MoE models), Megatron-Core's --expert-model-parallel-size:
   // each MoE layer's routed experts are split over EP ranks carved from the
   // TP x CP x DP ranks of a pipeline stage (megatron/core/parallel_state.py:
@@ -170,6 +178,8 @@ struct Plan {
   // dropout): TP with sequence parallelism, else 1 (replicated).
   int sequence_shards() const { return sequence_parallel && tp > 1 ? tp : 1; }
   bool uneven_stages() const { return first_stage_layers != 0 || last_stage_layers != 0; }
+  // The embedding or the loss counts as a layer in the pipeline split.
+  bool accounts_edges() const { return account_for_embedding || account_for_loss; }
 };
 
 // Tokens of one micro-batch on one rank: B*S/CP (a CP rank holds S/CP
@@ -178,15 +188,28 @@ inline double MicroBatchTokens(const Plan& plan, const TrainingSpec& training) {
   return static_cast<double>(plan.micro_batch) * static_cast<double>(training.seq) / plan.cp;
 }
 
-// Transformer layers on pipeline rank `stage` (all of its VPP chunks; each
-// chunk holds StageLayers / VPP), as Megatron-Core splits them
-// (transformer_block.py get_num_layers_to_build): a set first (last) count on
-// stage 0 (PP-1), the remaining layers shared evenly by the other, "middle",
-// stages; with neither set L / PP on every stage. Worked example, 126 layers
-// on PP 16 with first = last = 7: stage 0 and 15 hold 7, stages 1..14 hold
-// (126 - 14) / 14 = 8. Preconditions: PipelineSplitRule(plan, layers) is
-// nullptr and 0 <= stage < PP.
+// Transformer layers on pipeline rank `stage` (all of its VPP chunks), as
+// Megatron-Core splits them (transformer_block.py get_num_layers_to_build):
+// a set first (last) count on stage 0 (PP-1), the remaining layers shared
+// evenly by the other, "middle", stages; with neither set L / PP on every
+// stage; with the embedding or loss accounted, the sum of its ChunkLayers.
+// Worked example, 126 layers on PP 16 with first = last = 7: stage 0 and 15
+// hold 7, stages 1..14 hold (126 - 14) / 14 = 8. Preconditions:
+// PipelineSplitRule(plan, layers) is nullptr and 0 <= stage < PP.
 int64_t StageLayers(const Plan& plan, int64_t layers, int stage);
+
+// Transformer layers in virtual stage v = c*PP + r (chunk c of rank r): the
+// one source of the layer-to-chunk assignment (memory, schedule, layer
+// kinds, exports). StageLayers(r) / VPP, or with the embedding and/or loss
+// accounted (Plan::account_for_embedding / account_for_loss), Megatron-Core's
+// (L + E + Lo) / (PP x VPP) per chunk, less one on virtual stage 0 (E) and
+// on virtual stage PP*VPP-1 (Lo). Worked example, Llama-3.1-405B (126 layers)
+// on PP 8 x VPP 8 with both: 128 / 64 = 2 per chunk; virtual stage 0 holds
+// the embedding + 1 layer, 63 holds 1 layer + the loss, so stage 0 and 7
+// hold 15 layers and stages 1..6 16. A chunk may hold none (Megatron asserts
+// >= 0): Qwen3-235B (94 layers) on PP 32 x VPP 3 gives 96 / 96 = 1, and
+// virtual stage 0 holds the embedding alone. Same preconditions as StageLayers.
+int64_t ChunkLayers(const Plan& plan, int64_t layers, int v);
 
 // The id of the first pipeline-split rule `plan` breaks for a model of
 // `layers` transformer layers (ids and meanings: planner/rules.h), or nullptr
@@ -195,13 +218,15 @@ int64_t StageLayers(const Plan& plan, int64_t layers, int stage);
 const char* PipelineSplitRule(const Plan& plan, int64_t layers, std::string* detail = nullptr);
 
 // Layers per stage in short form: "8x16" (even), "7,8x14,7" (first, middle
-// count x stages, last), "6x11,4" (last set only). Same preconditions as StageLayers.
+// count x stages, last), "6x11,4" (last set only), "15,16x6,15" (embedding
+// and loss accounted). Same preconditions as StageLayers.
 std::string StageLayersSummary(const Plan& plan, int64_t layers);
 
 // One-line human summary, e.g. "DP8 TP4 PP2 VPP1 ZeRO-1 mb2 ga32 rc=selective SP"
 // ("CP2 " after TP with context parallel, "/shard8" after the ZeRO stage with
 // hybrid sharding; " offload=optimizer" appended when offloading, " attn=unfused" for the unfused core,
-// " first-stage=7 last-stage=7" for the set counts of uneven stages).
+// " first-stage=7 last-stage=7" for the set counts of uneven stages,
+// " account=embedding,loss" for the accounted pipeline split).
 std::string PlanSummary(const Plan& plan);
 
 }  // namespace p3d

@@ -27,6 +27,30 @@ std::string TermLines(const DerivedTerm& t, const std::function<std::string(doub
   return out;
 }
 
+// How the plan splits its layers over the pipeline, with the Megatron flags
+// that give the same split.
+std::string SplitKind(const Plan& p, int64_t layers) {
+  if (p.uneven_stages())
+    return fmt::format(
+        "uneven: Megatron{}{}",
+        p.first_stage_layers
+            ? fmt::format(" --decoder-first-pipeline-num-layers {}", p.first_stage_layers)
+            : "",
+        p.last_stage_layers ? fmt::format(" --decoder-last-pipeline-num-layers {}", p.last_stage_layers)
+                            : "");
+  if (!p.accounts_edges()) return "even split";
+  const bool emb = p.account_for_embedding, loss = p.account_for_loss;
+  std::string chunks;
+  if (emb) chunks = fmt::format("first chunk embedding + {}", ChunkLayers(p, layers, 0));
+  if (loss)
+    chunks += fmt::format("{}last chunk {} + loss", emb ? ", " : "",
+                          ChunkLayers(p, layers, p.pp * p.vpp - 1));
+  return fmt::format("{} counted as layers: {}; Megatron{}{}",
+                     emb && loss ? "embedding and loss" : emb ? "embedding" : "loss", chunks,
+                     emb ? " --account-for-embedding-in-pipeline-split" : "",
+                     loss ? " --account-for-loss-in-pipeline-split" : "");
+}
+
 }  // namespace
 
 std::string ExplainPlan(const PlanRequest& r, const EvaluatedPlan& e, int pick) {
@@ -34,15 +58,8 @@ std::string ExplainPlan(const PlanRequest& r, const EvaluatedPlan& e, int pick) 
       fmt::format("=== explain plan #{}: {} (predictions) ===\n", pick, PlanSummary(e.plan));
   out += "\n-- memory per GPU, by pipeline stage --\n";
   const Plan& p = e.plan;
-  out +=
-      fmt::format("layers per stage: {} ({}{}{})\n", StageLayersSummary(p, r.model.layers),
-                  p.uneven_stages() ? "uneven: Megatron" : "even split",
-                  p.first_stage_layers
-                      ? fmt::format(" --decoder-first-pipeline-num-layers {}", p.first_stage_layers)
-                      : "",
-                  p.last_stage_layers
-                      ? fmt::format(" --decoder-last-pipeline-num-layers {}", p.last_stage_layers)
-                      : "");
+  out += fmt::format("layers per stage: {} ({})\n", StageLayersSummary(p, r.model.layers),
+                     SplitKind(p, r.model.layers));
   if (r.model.moe())
     out += fmt::format(
         "experts: {} routed (top-{}){} per MoE layer; EP={} x expert TP={}: {} routed experts per GPU, expert "

@@ -28,16 +28,18 @@ using Args = std::vector<std::pair<std::string, std::string>>;  // flag, value (
 
 Status CheckMegatronLimits(const PlanRequest& request, const Plan& plan) {
   const ModelSpec& m = request.model;
-  if (plan.uneven_stages()) {
+  if (plan.uneven_stages() || plan.accounts_edges()) {
     // TransformerConfig.__post_init__ checks an uneven split (counts > 0, the
-    // rest divisible by the middle stages, each a multiple of VPP): the same
-    // rules as PipelineSplitRule.
+    // rest divisible by the middle stages, each a multiple of VPP) and an
+    // accounted one (layers + embedding + loss divisible by PP, each rank's
+    // share by VPP): the same rules as PipelineSplitRule.
     std::string detail;
     if (const char* rule = PipelineSplitRule(plan, m.layers, &detail))
       return Status::Infeasible(fmt::format(
-          "megatron: --decoder-first/last-pipeline-num-layers {}/{}: {} (rule {}; Megatron-Core's "
-          "TransformerConfig refuses this split)",
-          plan.first_stage_layers, plan.last_stage_layers, detail, rule));
+          "megatron: pipeline split (first/last stage layers {}/{}, embedding/loss accounted "
+          "{}/{}): {} (rule {}; Megatron-Core's TransformerConfig refuses this split)",
+          plan.first_stage_layers, plan.last_stage_layers, plan.account_for_embedding,
+          plan.account_for_loss, detail, rule));
   } else if (m.layers % plan.pp != 0) {
     // validate_args: 'Number of layers should be divisible by the pipeline-model-parallel size'
     return Status::Infeasible(fmt::format(
@@ -133,10 +135,15 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
     args.push_back({"--decoder-first-pipeline-num-layers", std::to_string(plan.first_stage_layers)});
   if (plan.last_stage_layers != 0)
     args.push_back({"--decoder-last-pipeline-num-layers", std::to_string(plan.last_stage_layers)});
-  if (plan.vpp > 1 && plan.uneven_stages()) {
+  // The embedding/loss counted as layers of the split (Megatron-Core's
+  // TransformerConfig account_for_embedding/loss_in_pipeline_split).
+  if (plan.account_for_embedding) args.push_back({"--account-for-embedding-in-pipeline-split", ""});
+  if (plan.account_for_loss) args.push_back({"--account-for-loss-in-pipeline-split", ""});
+  if (plan.vpp > 1 && (plan.uneven_stages() || plan.accounts_edges())) {
     // validate_args: "please use --num-virtual-stages-per-pipeline-rank to
     // specify virtual pipeline parallel degree when enable uneven pipeline
-    // parallelism" (Megatron Core >= 0.11).
+    // parallelism" (Megatron Core >= 0.11); an accounted split's chunks are
+    // not L / (PP x VPP) layers either.
     args.push_back({"--num-virtual-stages-per-pipeline-rank", std::to_string(plan.vpp)});
   } else if (plan.vpp > 1) {
     // Accepted by every Megatron-LM release with interleaving; Megatron Core

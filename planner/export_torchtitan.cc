@@ -69,12 +69,12 @@ Status CheckTorchtitanLimits(const PlanRequest& request, const Plan& plan) {
 // torchtitan splits the model before each named module of
 // pipeline_parallel_split_points (pipeline_module_split): the first layer of
 // every virtual stage after the first, stage v = chunk * PP + rank holding
-// StageLayers(rank) / VPP layers (Interleaved1F1B's loop order, as Megatron's).
+// ChunkLayers(v) layers (Interleaved1F1B's loop order, as Megatron's).
 std::string SplitPoints(const Plan& plan, int64_t layers) {
   std::string out = "[";
   int64_t first = 0;
   for (int v = 0; v + 1 < plan.pp * plan.vpp; ++v) {
-    first += StageLayers(plan, layers, v % plan.pp) / plan.vpp;
+    first += ChunkLayers(plan, layers, v);
     out += fmt::format("{}\"layers.{}\"", v == 0 ? "" : ", ", first);
   }
   return out + "]";

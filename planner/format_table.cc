@@ -68,7 +68,7 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                        ToGiB(m.weights), ToGiB(m.gradients), ToGiB(m.optimizer), ToGiB(m.activations),
                        ToGiB(m.buffers), ToGiB(m.runtime), ToGiB(m.total()), host, e.fits ? "yes" : "NO",
                        e.runs_rule ? e.runs_rule : "yes");
-    if (p.uneven_stages())
+    if (p.uneven_stages() || p.accounts_edges())
       uneven += fmt::format("{}#{} {}", uneven.empty() ? "" : ", ", rank, StageLayersSummary(p, r.model.layers));
   }
   if (!uneven.empty())

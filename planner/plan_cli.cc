@@ -148,6 +148,8 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.etp = o.etp;
   s.fixed.first_stage_layers = o.first_stage_layers;
   s.fixed.last_stage_layers = o.last_stage_layers;
+  s.fixed.account_for_embedding = o.account_for_embedding;
+  s.fixed.account_for_loss = o.account_for_loss;
   s.fixed.zero = o.zero;
   s.fixed.micro_batch = o.micro_batch;
   s.fixed.sequence_parallel = o.sequence_parallel;

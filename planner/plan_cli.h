@@ -21,6 +21,7 @@ struct PlanCliOptions {
   std::optional<int> dp, tp, cp, pp, vpp, zero, ep, etp;
   std::optional<int> zero_shard;      // HSDP shard group; 0 = the whole DP x CP group
   std::optional<int> first_stage_layers, last_stage_layers;  // uneven pipeline stages (either fixes the split)
+  std::optional<bool> account_for_embedding, account_for_loss;  // embedding/loss split accounting
   std::optional<int64_t> micro_batch, global_batch, seq;
   std::string recompute;              // "" (search), "none", "selective", "full"
   std::optional<bool> sequence_parallel;

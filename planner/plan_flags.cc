@@ -38,6 +38,14 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
                  "stages share the rest evenly (default: even split, or the balanced one when PP does not divide L)");
   app.add_option("--last-stage-layers", o->last_stage_layers,
                  "fix the last pipeline stage's layers (Megatron --decoder-last-pipeline-num-layers)");
+  app.add_flag_callback(
+      "--account-for-embedding-in-pipeline-split", [o] { o->account_for_embedding = true; },
+      "count the input embedding as one layer when the layers are divided over the PP x VPP chunks "
+      "(Megatron-Core; default: offered where the framework runs it and no other split fits)");
+  app.add_flag_callback(
+      "--account-for-loss-in-pipeline-split", [o] { o->account_for_loss = true; },
+      "count the loss (final norm, LM head, cross-entropy) as one layer of the pipeline split "
+      "(Megatron-Core)");
   app.add_option("--zero", o->zero, "fix ZeRO stage (0-3)");
   app.add_option("--zero-shard", o->zero_shard,
                  "fix the ZeRO shard group (hybrid sharding, HSDP): states sharded over this many of the DP x CP "

@@ -26,6 +26,12 @@
 //                        stages (Megatron's TransformerConfig check)
 //   uneven%vpp           with VPP > 1 the first, middle and last stage's
 //                        layers are multiples of VPP (Megatron-Core)
+//   Embedding/loss counted as split layers (Plan::account_for_embedding /
+//   account_for_loss, Megatron-Core's --account-for-embedding/loss-in-pipeline-split;
+//   common/plan.h ChunkLayers):
+//   account=>even        not with set first/last stage layers (Megatron ignores it then)
+//   account=>pp>1        needs a pipeline
+//   (layers+edges)%(pp*vpp)  L + accounted embedding + loss divisible by PP x VPP
 //   vpp>1=>pp>1          virtual stages need a pipeline
 //   vpp>1=>m%pp          interleaved 1F1B needs micro-batches divisible by PP (Megatron)
 //   batch=mb*ga*dp       global batch == micro-batch x grad-accum x DP, exactly

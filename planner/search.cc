@@ -65,17 +65,37 @@ bool Allowed(const std::optional<T>& fixed, T value) {
 struct SplitOption {
   int vpp = 1;
   int first = 0, last = 0;  // Plan::first_stage_layers, last_stage_layers
+  bool embedding = false, loss = false;  // Plan::account_for_embedding, account_for_loss
 };
+
+// The accounted splits (Plan::account_for_embedding / account_for_loss) of
+// `pp`: every VPP whose PP x VPP chunks divide the layers plus the accounted
+// embedding and loss, or VPP 1 alone when none does (the rules then name it).
+std::vector<SplitOption> AccountedSplits(int64_t layers, int pp, bool embedding, bool loss) {
+  std::vector<SplitOption> options;
+  const int64_t units = layers + (embedding ? 1 : 0) + (loss ? 1 : 0);
+  if (units % pp == 0)
+    for (int64_t vpp : Divisors(units / pp))
+      options.push_back({static_cast<int>(vpp), 0, 0, embedding, loss});
+  if (options.empty()) options.push_back({1, 0, 0, embedding, loss});
+  return options;
+}
 
 // The (VPP, split) pairs offered for `pp`, VPP ascending (the first has VPP 1;
 // its split is what the layout-level rules are checked with). A fixed split
 // comes with every VPP that divides all its stage sizes, or alone when it
 // breaks a rule (the rules then name it); else the even split with every VPP
 // dividing L/PP; else, PP not dividing L, the balanced split of every VPP
-// that divides L and has one. `weights` is computed on first use.
+// that divides L and has one. A fixed accounting (--account-for-embedding/
+// loss-in-pipeline-split) gives its AccountedSplits; where `accounted` (the
+// framework runs it), the embedding-and-loss accounted split is added for
+// every VPP the splits above leave out (PP > 1). `weights` is computed on first use.
 std::vector<SplitOption> SplitOptions(const PlanRequest& request, int pp, const SearchConstraints& fx,
-                                      std::optional<StageEdgeWeights>& weights) {
+                                      bool accounted, std::optional<StageEdgeWeights>& weights) {
   const int64_t layers = request.model.layers;
+  if (fx.account_for_embedding.value_or(false) || fx.account_for_loss.value_or(false))
+    return AccountedSplits(layers, pp, fx.account_for_embedding.value_or(false),
+                           fx.account_for_loss.value_or(false));
   std::vector<SplitOption> options;
   const SplitOption fixed{1, fx.first_stage_layers.value_or(0), fx.last_stage_layers.value_or(0)};
   if (fixed.first != 0 || fixed.last != 0) {
@@ -97,6 +117,16 @@ std::vector<SplitOption> SplitOptions(const PlanRequest& request, int pp, const 
       if (std::optional<StageSplit> s = BalancedStageSplit(layers, pp, static_cast<int>(vpp), *weights))
         options.push_back({static_cast<int>(vpp), s->first, s->last});
     }
+  }
+  if (accounted && pp > 1 && fixed.first == 0 && fixed.last == 0 && !fx.account_for_embedding &&
+      !fx.account_for_loss) {
+    for (const SplitOption& a : AccountedSplits(layers, pp, true, true)) {
+      const bool covered = std::any_of(options.begin(), options.end(),
+                                       [&](const SplitOption& o) { return o.vpp == a.vpp; });
+      if (!covered && (layers + 2) % (int64_t{pp} * a.vpp) == 0) options.push_back(a);
+    }
+    std::sort(options.begin(), options.end(),
+              [](const SplitOption& a, const SplitOption& b) { return a.vpp < b.vpp; });
   }
   return options;
 }
@@ -131,6 +161,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
 
   PlanEvaluator evaluator(request);
   std::optional<StageEdgeWeights> weights;  // for balanced splits, computed on first use
+  // The search offers the accounted split where the framework runs it.
+  Plan accounting;
+  accounting.account_for_embedding = accounting.account_for_loss = true;
+  const bool accounted =
+      FrameworkRuleBroken(request.training.framework, RuleKind::kLimit, accounting) == nullptr &&
+      FrameworkRuleBroken(request.training.framework, RuleKind::kGap, accounting) == nullptr;
   SearchResult result;
   std::map<std::string, int64_t> rejected;  // rule id -> layouts it eliminated
   auto reject = [&](const char* rule) { ++rejected[rule]; };
@@ -171,10 +207,12 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       const int64_t per_dp = request.training.global_batch / dp;
       layout.micro_batch = 1;
       layout.grad_accum = per_dp;
-      const std::vector<SplitOption> splits = SplitOptions(request, layout.pp, fx, weights);
+      const std::vector<SplitOption> splits = SplitOptions(request, layout.pp, fx, accounted, weights);
       if (!splits.empty()) {
         layout.first_stage_layers = splits.front().first;
         layout.last_stage_layers = splits.front().last;
+        layout.account_for_embedding = splits.front().embedding;
+        layout.account_for_loss = splits.front().loss;
       }
       if (const char* rule = FailedRule(request, layout, options.rules)) {
         reject(rule);
@@ -226,6 +264,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   p.vpp = split.vpp;
                   p.first_stage_layers = split.first;
                   p.last_stage_layers = split.last;
+                  p.account_for_embedding = split.embedding;
+                  p.account_for_loss = split.loss;
                   p.zero = zero;
                   p.zero_shard = shard;
                   p.offload = Offload(off);
@@ -298,6 +338,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.etp = fx.etp.value_or(0);
     probe.first_stage_layers = fx.first_stage_layers.value_or(0);
     probe.last_stage_layers = fx.last_stage_layers.value_or(0);
+    probe.account_for_embedding = fx.account_for_embedding.value_or(false);
+    probe.account_for_loss = fx.account_for_loss.value_or(false);
     probe.zero = fx.zero.value_or(0);
     probe.micro_batch = fx.micro_batch.value_or(1);
     probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));

@@ -38,6 +38,10 @@ struct SearchConstraints {
   std::optional<int> dp, tp, cp, pp, vpp, zero, ep, etp;  // etp: the expert TP (default TP, not searched)
   std::optional<int> zero_shard;  // Plan::zero_shard (0 = the whole DP x CP group)
   std::optional<int> first_stage_layers, last_stage_layers;
+  // Plan::account_for_embedding / account_for_loss. Unset: the search offers
+  // both (Megatron-Bridge's recipe form) for a VPP no even or balanced split
+  // fills, where the framework runs it (neither a limit nor a gap).
+  std::optional<bool> account_for_embedding, account_for_loss;
   std::optional<int64_t> micro_batch;
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;

@@ -77,6 +77,8 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"attention", AttentionImplName(p.attention)},
               {"first_stage_layers", p.first_stage_layers},
               {"last_stage_layers", p.last_stage_layers},
+              {"account_for_embedding", p.account_for_embedding},
+              {"account_for_loss", p.account_for_loss},
               {"ep", p.ep},
               {"etp", p.expert_tp()}};
 }
@@ -190,7 +192,8 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   JsonFields l(*plan, origin + ": plan");
   P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "cp", "pp", "vpp", "zero", "zero_shard", "micro_batch", "grad_accum", "global_batch", "seq",
                                   "recompute", "sequence_parallel", "offload", "attention", "first_stage_layers",
-                                  "last_stage_layers", "ep", "etp"}));
+                                  "last_stage_layers", "account_for_embedding", "account_for_loss", "ep",
+                                  "etp"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
@@ -240,6 +243,9 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   if (l.Has("last_stage_layers")) {
     P3D_ASSIGN_OR_RETURN(s.plan.last_stage_layers, Int(l, "last_stage_layers", 0, layers));
   }
+  // The embedding/loss split accounting: absent from plans saved before it existed (off).
+  P3D_ASSIGN_OR_RETURN(s.plan.account_for_embedding, l.BoolOr("account_for_embedding", false));
+  P3D_ASSIGN_OR_RETURN(s.plan.account_for_loss, l.BoolOr("account_for_loss", false));
   std::string split;
   if (const char* rule = PipelineSplitRule(s.plan, layers, &split))
     return Status::InvalidArgument(fmt::format("{}: plan: rule {}: {}", origin, rule, split));

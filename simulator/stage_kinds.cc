@@ -1,30 +1,23 @@
 #include "simulator/stage_kinds.h"
 
 namespace p3d {
-namespace {
-
-int64_t ChunkLayerCount(const ModelSpec& model, const Plan& plan, int v) {
-  return StageLayers(plan, model.layers, v % plan.pp) / plan.vpp;
-}
-
-}  // namespace
 
 LayerKindCounts ChunkKinds(const ModelSpec& model, const Plan& plan, int v) {
-  const int64_t count = ChunkLayerCount(model, plan, v);
+  const int64_t count = ChunkLayers(plan, model.layers, v);
   if (!model.moe() && model.sliding_window == 0) {
     LayerKindCounts c;
     c.count[0] = count;  // every layer dense with full attention
     return c;
   }
   int64_t first = 0;
-  for (int u = 0; u < v; ++u) first += ChunkLayerCount(model, plan, u);
+  for (int u = 0; u < v; ++u) first += ChunkLayers(plan, model.layers, u);
   return model.CountKinds(first, count);
 }
 
 LayerKindCounts StageKinds(const ModelSpec& model, const Plan& plan, int stage) {
   LayerKindCounts total;
-  if (!model.moe() && model.sliding_window == 0) {  // ChunkKinds' one kind, summed without the loop
-    total.count[0] = plan.vpp * (StageLayers(plan, model.layers, stage) / plan.vpp);
+  if (!model.moe() && model.sliding_window == 0) {  // ChunkKinds' one kind: the stage's layers
+    total.count[0] = StageLayers(plan, model.layers, stage);
     return total;
   }
   for (int c = 0; c < plan.vpp; ++c) {

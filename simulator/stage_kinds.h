@@ -2,8 +2,8 @@
 // windowed attention) each pipeline rank and each virtual stage holds.
 //
 // Layers are placed in order: virtual stage v = c*PP + r (chunk c of rank r)
-// holds StageLayers(r)/VPP consecutive layers after those of the virtual
-// stages before it, as Megatron-Core assigns them. Counts are exact: DeepSeek-V3
+// holds ChunkLayers(v) (common/plan.h) consecutive layers after those of the
+// virtual stages before it, as Megatron-Core assigns them. Counts are exact: DeepSeek-V3
 // on PP=8 with 8 layers on stage 0 puts its 3 dense layers and 5 MoE layers there.
 //
 // Preconditions: the plan's pipeline split is legal (PipelineSplitRule).

@@ -265,10 +265,8 @@ struct TimeModel::Impl {
   // end-of-step DP and optimizer seconds: everything but the simulation.
   Status Prepare(const Plan& plan);
   Status Run(const Plan& plan, bool with_timeline);
-  // Virtual stage v = chunk * PP + rank holds 1/VPP of its rank's layers.
-  int64_t ChunkLayers(const Plan& plan, int v) const {
-    return StageLayers(plan, model.layers, v % plan.pp) / plan.vpp;
-  }
+  // Virtual stage v = chunk * PP + rank (common/plan.h ChunkLayers).
+  int64_t ChunkLayers(const Plan& plan, int v) const { return p3d::ChunkLayers(plan, model.layers, v); }
   Status Check(const Plan& plan) const;
 
  private:

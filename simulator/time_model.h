@@ -29,7 +29,8 @@
 //
 // Preconditions (planner/rules.h CheckPlan passes): degrees >= 1, a legal
 // pipeline split (PipelineSplitRule, common/plan.h: layers(r,c) =
-// StageLayers(r) / VPP, so uneven stages give each rank its own durations),
+// ChunkLayers(c*PP + r), so uneven stages or an accounted embedding/loss give
+// a rank, or a chunk, its own durations),
 // global_batch == micro_batch * grad_accum * dp. EstimateTime checks the ones
 // the arithmetic needs and returns InvalidArgument naming the field; the
 // TimeModel::StepSeconds hot path checks nothing.

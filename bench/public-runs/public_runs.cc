@@ -122,13 +122,6 @@ Row Build(const json& r) {
     if (!Has(r, k) && !(zoo != nullptr && std::string_view(k) == "ffn_hidden"))  // an all-MoE zoo model
       return no(fmt::format("'{}' not published", k));
   const int64_t pp = Int(r, "pp", 1);
-  // Every pipeline chunk holds whole VPP-multiples of layers (rule uneven%vpp);
-  // recipes that count the embedding and loss as layers
-  // (--account-for-embedding/loss-in-pipeline-split) are not modelled.
-  if (Int(r, "vpp", 1) > 1 && Int(r, "layers", 0) % Int(r, "vpp", 1) != 0)
-    return no(fmt::format("{} layers do not split into VPP={} chunks per stage (the recipe's embedding/loss "
-                          "pipeline accounting is not modelled)",
-                          Int(r, "layers", 0), Int(r, "vpp", 1)));
   const std::string profile_name = ProfileOf(r);
   if (profile_name.empty()) return no(fmt::format("no framework profile for '{}'", Str(r, "framework")));
   StatusOr<FrameworkProfile> profile = LoadFrameworkProfile(profile_name);
@@ -182,6 +175,27 @@ Row Build(const json& r) {
   f.vpp = static_cast<int>(Int(r, "vpp", 1));
   if (Has(r, "first_stage_layers")) f.first_stage_layers = static_cast<int>(Int(r, "first_stage_layers", 0));
   if (Has(r, "last_stage_layers")) f.last_stage_layers = static_cast<int>(Int(r, "last_stage_layers", 0));
+  // Megatron-Core's embedding/loss split accounting, as the row's recipe sets it.
+  for (auto [key, fixed] :
+       {std::pair{"account_for_embedding_in_pipeline_split", &f.account_for_embedding},
+        std::pair{"account_for_loss_in_pipeline_split", &f.account_for_loss}})
+    if (Has(r, key) && r[key].is_boolean()) *fixed = r[key].get<bool>();
+  // An interleaved split must be one the row states (accounted: legal by
+  // PipelineSplitRule) or one the search finds (whole VPP-multiples per stage).
+  Plan split;
+  split.pp = *f.pp;
+  split.vpp = *f.vpp;
+  split.account_for_embedding = f.account_for_embedding.value_or(false);
+  split.account_for_loss = f.account_for_loss.value_or(false);
+  std::string split_why;
+  if (split.accounts_edges()) {
+    if (const char* rule = PipelineSplitRule(split, m.layers, &split_why))
+      return no(fmt::format("pipeline split: {} (rule {})", split_why, rule));
+  } else if (split.vpp > 1 && m.layers % split.vpp != 0) {
+    return no(fmt::format("{} layers do not split into VPP={} chunks per stage, and the row states no "
+                          "first/last stage layers or embedding/loss accounting",
+                          m.layers, split.vpp));
+  }
   if (Has(r, "dp")) f.dp = static_cast<int>(Int(r, "dp", 1));
   if (Has(r, "micro_batch")) f.micro_batch = Int(r, "micro_batch", 1);
   const std::string rc = Lower(Str(r, "recompute"));

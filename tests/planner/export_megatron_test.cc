@@ -40,6 +40,12 @@ Plan WithStages(Plan p, int first, int last) {
   return p;
 }
 
+Plan WithAccounting(Plan p, bool embedding, bool loss) {
+  p.account_for_embedding = embedding;
+  p.account_for_loss = loss;
+  return p;
+}
+
 // "--flag value \\\n--switch \\\n..." -> {flag: value, switch: ""}. Fails the
 // test on a repeated flag or a stray value.
 std::map<std::string, std::string> ParseArgs(const std::string& text) {
@@ -88,16 +94,37 @@ TEST_P(MegatronRoundTrip, EveryValueMatchesThePlan) {
   EXPECT_EQ(Int(a, "--global-batch-size"), request.training.global_batch);
   EXPECT_EQ(Int(a, "--global-batch-size") % (Int(a, "--micro-batch-size") * dp), 0);
   EXPECT_EQ(Int(a, "--global-batch-size") / (Int(a, "--micro-batch-size") * dp), p.grad_accum);
-  if (p.vpp > 1 && !p.uneven_stages()) {
+  const bool split_flags = p.uneven_stages() || p.accounts_edges();
+  if (p.vpp > 1 && !split_flags) {
     EXPECT_EQ(Int(a, "--num-layers-per-virtual-pipeline-stage") * p.pp * p.vpp, m.layers);
   } else {
     EXPECT_EQ(a.count("--num-layers-per-virtual-pipeline-stage"), 0u);
   }
-  // Uneven stages need --num-virtual-stages-per-pipeline-rank (validate_args).
-  if (p.vpp > 1 && p.uneven_stages()) {
+  // Uneven or accounted splits need --num-virtual-stages-per-pipeline-rank (validate_args).
+  if (p.vpp > 1 && split_flags) {
     EXPECT_EQ(Int(a, "--num-virtual-stages-per-pipeline-rank"), p.vpp);
   } else {
     EXPECT_EQ(a.count("--num-virtual-stages-per-pipeline-rank"), 0u);
+  }
+  // With --account-for-embedding/loss-in-pipeline-split, every chunk's layers
+  // as Megatron-Core builds them (get_num_layers_to_build): (L + E + Lo) /
+  // (PP x VPP), one fewer on the first virtual stage (E) and the last (Lo).
+  const bool emb_set = a.count("--account-for-embedding-in-pipeline-split") > 0;
+  const bool loss_set = a.count("--account-for-loss-in-pipeline-split") > 0;
+  EXPECT_EQ(emb_set, p.account_for_embedding);
+  EXPECT_EQ(loss_set, p.account_for_loss);
+  if (emb_set) expected_switches["--account-for-embedding-in-pipeline-split"];
+  if (loss_set) expected_switches["--account-for-loss-in-pipeline-split"];
+  if (emb_set || loss_set) {
+    const int64_t chunks = p.pp * p.vpp, units = m.layers + emb_set + loss_set;
+    ASSERT_EQ(units % chunks, 0);
+    int64_t total = 0;
+    for (int v = 0; v < chunks; ++v) {
+      const int64_t built = units / chunks - (emb_set && v == 0) - (loss_set && v == chunks - 1);
+      EXPECT_EQ(built, ChunkLayers(p, m.layers, v)) << "virtual stage " << v;
+      total += built;
+    }
+    EXPECT_EQ(total, m.layers);
   }
   // Every stage's layers as Megatron-Core builds them from the flags
   // (get_num_layers_to_build): a given first/last count on its stage, the
@@ -108,9 +135,9 @@ TEST_P(MegatronRoundTrip, EveryValueMatchesThePlan) {
   const int64_t last = last_set ? Int(a, "--decoder-last-pipeline-num-layers") : 0;
   const int64_t middle_stages = p.pp - first_set - last_set;
   ASSERT_GT(middle_stages, 0);
-  ASSERT_EQ((m.layers - first - last) % middle_stages, 0);
+  if (!(emb_set || loss_set)) ASSERT_EQ((m.layers - first - last) % middle_stages, 0);
   const int64_t middle = (m.layers - first - last) / middle_stages;
-  for (int r = 0; r < p.pp; ++r) {
+  for (int r = 0; r < p.pp && !(emb_set || loss_set); ++r) {
     const int64_t built = r == 0 && first_set ? first : r == p.pp - 1 && last_set ? last : middle;
     EXPECT_EQ(built, StageLayers(p, m.layers, r)) << "stage " << r;
     EXPECT_EQ(built % p.vpp, 0) << "stage " << r;
@@ -268,7 +295,14 @@ INSTANTIATE_TEST_SUITE_P(
                    WithStages(MakePlan(8, 8, 16, 2, 1, 1, 64, Recompute::kSelective, true), 6, 0)},
         ExportCase{"gpt2_pp5_last4", testing::Gpt2Small(), WithStages(MakePlan(1, 1, 5, 1, 0, 1, 8), 0, 4), 1024},
         ExportCase{"gpt2_pp2_first5", testing::Gpt2Small(), WithStages(MakePlan(4, 1, 2, 1, 1, 2, 8), 5, 0),
-                   1024}),
+                   1024},
+        // The embedding and loss counted as layers: 405B's 126 + 2 over PP 8 x
+        // VPP 8 (Megatron-Bridge's recipe), and GPT-2's 12 + 1 (embedding) over PP 13.
+        ExportCase{"llama405b_tp8_pp8_vpp8_accounted", ZooModel("llama-3.1-405b").value(),
+                   WithAccounting(MakePlan(2, 8, 8, 8, 1, 1, 64, Recompute::kSelective, true), true,
+                                  true)},
+        ExportCase{"gpt2_pp13_embedding_accounted", testing::Gpt2Small(),
+                   WithAccounting(MakePlan(1, 1, 13, 1, 0, 1, 13), true, false), 1024}),
     [](const ::testing::TestParamInfo<ExportCase>& info) { return info.param.name; });
 
 Status ExportStatus(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
@@ -295,6 +329,9 @@ TEST(MegatronExport, RefusesSplitsMegatronRejects) {
   ExpectRefused(ExportStatus(l405, WithStages(MakePlan(8, 8, 16, 2, 1, 1, 64), 7, 7)), "rule uneven%vpp");
   ExpectRefused(ExportStatus(testing::Gpt2Small(), WithStages(MakePlan(4, 1, 2, 1, 1, 2, 8), 5, 7), 1024),
                 "rule first+last=>pp>=3");
+  // 126 + embedding + loss = 128 over PP 8 x VPP 3.
+  ExpectRefused(ExportStatus(l405, WithAccounting(MakePlan(2, 8, 8, 3, 1, 1, 64), true, true)),
+                "rule (layers+edges)%(pp*vpp)");
   // ALiBi and the embedding LayerNorm (BLOOM) have no Megatron-LM flag.
   ExpectRefused(ExportStatus(ZooModel("bloom-176b").value(), MakePlan(8, 4, 1, 1, 1, 1, 8)), "ALiBi");
   // Interleaving without a pipeline.

@@ -110,5 +110,45 @@ TEST(FrameworkRules, P3dGapsAreListedAndMarkedNotRemoved) {
   EXPECT_NE(runnable.status().message().find("zero-with-tp/pp"), std::string::npos);
 }
 
+// The embedding/loss split accounting (rule account-split): the search offers
+// it where the framework runs it and no other split fills the chunks
+// (megatron-core: Llama-3.1-405B's 126 layers on PP 8 x VPP 8), never where
+// the framework cannot (megatron-lm-2022 has no such flag), and a fixed one
+// there is refused naming the rule.
+TEST(FrameworkRules, AccountedSplitWhereTheFrameworkRunsIt) {
+  auto request = [](const std::string& framework) {
+    PlanRequest r = Llama70bOn(512, framework);
+    r.model = ZooModel("llama-3.1-405b").value();
+    r.training.seq = 8192;
+    return r;
+  };
+  SearchOptions o;
+  o.fixed.tp = 8;
+  o.fixed.pp = 8;
+  o.fixed.vpp = 8;
+  o.top_k = 1;
+  StatusOr<SearchResult> mcore = SearchPlans(request("megatron-core"), o);
+  ASSERT_TRUE(mcore.ok()) << mcore.status().ToString();
+  const Plan& best = mcore->plans.at(0).plan;
+  EXPECT_TRUE(best.account_for_embedding && best.account_for_loss) << PlanSummary(best);
+  EXPECT_EQ(mcore->plans.at(0).runs_rule, nullptr);
+  EXPECT_FALSE(Breaks(SupportRule::kAccountSplit, Plan{}));
+  EXPECT_TRUE(Breaks(SupportRule::kAccountSplit, best));
+  StatusOr<SearchResult> old = SearchPlans(request("megatron-lm-2022"), o);
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(old.status().message().find("layers%pp"), std::string::npos) << old.status().message();
+  o.fixed.account_for_embedding = o.fixed.account_for_loss = true;
+  old = SearchPlans(request("megatron-lm-2022"), o);
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(old.status().message().find("rule account-split"), std::string::npos)
+      << old.status().message();
+  auto limits = [](const char* name) { return LoadFrameworkProfile(name).value().framework.limits; };
+  for (const char* name : {"megatron-core", "nemo", "torchtitan"})
+    EXPECT_FALSE(limits(name) & RuleBit(SupportRule::kAccountSplit)) << name;
+  for (const char* name : {"deepspeed", "megatron-deepspeed", "megatron-lm-2021", "megatron-lm-2022"})
+    EXPECT_TRUE(limits(name) & RuleBit(SupportRule::kAccountSplit)) << name;
+  EXPECT_TRUE(LoadFrameworkProfile("p3d").value().framework.gaps & RuleBit(SupportRule::kAccountSplit));
+}
+
 }  // namespace
 }  // namespace p3d

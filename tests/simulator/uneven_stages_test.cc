@@ -1,7 +1,11 @@
 // Uneven pipeline stages (Plan::first_stage_layers / last_stage_layers) in
 // the memory and time models: every stage's layers, parameters and stored
 // activations against hand-computed numbers, a middle stage as the memory
-// peak, and per-rank forward times that follow the layer counts.
+// peak, and per-rank forward times that follow the layer counts. Then the
+// embedding/loss split accounting (Plan::account_for_embedding /
+// account_for_loss, Megatron-Core's --account-for-embedding/loss-in-pipeline-split):
+// every chunk's layers against Megatron-Core's get_num_layers_to_build, the
+// split rules with a bad case each, and per-chunk forward times.
 #include <gtest/gtest.h>
 
 #include "simulator/compute_model.h"
@@ -142,6 +146,102 @@ TEST(UnevenStages, ForwardTimePerRankFollowsItsLayers) {
   auto bad = EstimateTime(m, t, c, p);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("rule middle%stages"), std::string::npos)
+      << bad.status().message();
+}
+
+Plan Accounted(int pp, int vpp, bool embedding = true, bool loss = true) {
+  Plan p;
+  p.pp = pp;
+  p.vpp = vpp;
+  p.micro_batch = 1;
+  p.grad_accum = 8;
+  p.account_for_embedding = embedding;
+  p.account_for_loss = loss;
+  return p;
+}
+
+TEST(AccountedSplit, ChunkLayersFollowMegatron) {
+  // Llama-3.1-405B on PP 8 x VPP 8 (Megatron-Bridge's recipe): 128 / 64 = 2
+  // per chunk; virtual stage 0 holds the embedding + 1 layer, 63 1 layer + the loss.
+  const Plan l405 = Accounted(8, 8);
+  ASSERT_EQ(PipelineSplitRule(l405, 126), nullptr);
+  int64_t total = 0;
+  for (int v = 0; v < 64; ++v) {
+    EXPECT_EQ(ChunkLayers(l405, 126, v), v == 0 || v == 63 ? 1 : 2) << "virtual stage " << v;
+    total += ChunkLayers(l405, 126, v);
+  }
+  EXPECT_EQ(total, 126);
+  EXPECT_EQ(StageLayers(l405, 126, 0), 15);
+  EXPECT_EQ(StageLayers(l405, 126, 3), 16);
+  EXPECT_EQ(StageLayers(l405, 126, 7), 15);
+  EXPECT_EQ(StageLayersSummary(l405, 126), "15,16x6,15");
+  EXPECT_NE(PlanSummary(l405).find("account=embedding,loss"), std::string::npos) << PlanSummary(l405);
+  // Qwen3-235B on PP 32 x VPP 3: 96 / 96 = 1, so the first virtual stage
+  // holds the embedding alone and the last the loss alone (Megatron asserts >= 0).
+  const Plan qwen = Accounted(32, 3);
+  ASSERT_EQ(PipelineSplitRule(qwen, 94), nullptr);
+  EXPECT_EQ(ChunkLayers(qwen, 94, 0), 0);
+  EXPECT_EQ(ChunkLayers(qwen, 94, 95), 0);
+  EXPECT_EQ(ChunkLayers(qwen, 94, 32), 1);
+  EXPECT_EQ(StageLayersSummary(qwen, 94), "2,3x30,2");
+  // The embedding alone: 7 + 1 over PP 4 x VPP 2; the last stage is a full one.
+  const Plan emb = Accounted(4, 2, true, false);
+  ASSERT_EQ(PipelineSplitRule(emb, 7), nullptr);
+  EXPECT_EQ(ChunkLayers(emb, 7, 0), 0);
+  EXPECT_EQ(ChunkLayers(emb, 7, 7), 1);
+  EXPECT_EQ(StageLayersSummary(emb, 7), "1,2x2,2");
+  EXPECT_NE(PlanSummary(emb).find("account=embedding"), std::string::npos);
+  // Without accounting the chunks are StageLayers / VPP, as before.
+  Plan even = Accounted(4, 2, false, false);
+  EXPECT_EQ(ChunkLayers(even, 16, 5), 2);
+}
+
+TEST(AccountedSplit, RulesNameTheBrokenConstraint) {
+  std::string why;
+  // 126 + 2 = 128 over PP 8 x VPP 3 = 24.
+  EXPECT_STREQ(PipelineSplitRule(Accounted(8, 3), 126, &why), "(layers+edges)%(pp*vpp)");
+  EXPECT_NE(why.find("128 are not divisible by PP8 x VPP3"), std::string::npos) << why;
+  // Without the loss, 127 do not divide over PP 8.
+  EXPECT_STREQ(PipelineSplitRule(Accounted(8, 1, true, false), 126), "(layers+edges)%(pp*vpp)");
+  EXPECT_STREQ(PipelineSplitRule(Accounted(1, 1), 126, &why), "account=>pp>1");
+  Plan both = Accounted(16, 1);
+  both.first_stage_layers = 7;
+  EXPECT_STREQ(PipelineSplitRule(both, 126, &why), "account=>even");
+  EXPECT_NE(why.find("exclude each other"), std::string::npos) << why;
+}
+
+// The toy's 10 layers on PP 4 x VPP 3 with both accounted: 12 / 12 = 1 per
+// chunk, so virtual stage 0 runs the embedding alone and 11 the head alone.
+TEST(AccountedSplit, MemoryAndForwardTimeFollowTheChunks) {
+  const ModelSpec m = Toy();
+  TrainingSpec t;
+  t.seq = 1024;
+  t.global_batch = 8;
+  ClusterSpec c = CatalogCluster("h100-sxm").value();
+  c.num_gpus = 4;
+  const Plan p = Accounted(4, 3);
+  const int64_t want_layers[4] = {2, 3, 3, 2};
+  const MemoryEstimate mem = EstimateMemory(m, t, c, p);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(mem.stages[r].layers, want_layers[r]) << "stage " << r;
+  TimeModel tm(m, t, c);
+  auto e = tm.Evaluate(p, /*with_timeline=*/true);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  const ComputeShape shape{.tp = 1, .micro_batch = 1};
+  const double layer = LayerKernels(m, LayerKind{}, t, c.gpu, shape).forward.total();
+  const EdgeKernelTimes edge = EdgeKernels(m, t, c.gpu, shape);
+  int seen = 0;
+  for (const TimelineEvent& ev : e->timeline) {
+    if (ev.kind != TimelineKind::kForward) continue;
+    const int v = ev.chunk * 4 + ev.rank;
+    const double want = v == 0 ? edge.embedding_forward.total() : v == 11 ? edge.head_forward.total() : layer;
+    EXPECT_NEAR(ev.end_s - ev.start_s, want, 1e-12 * want) << "virtual stage " << v;
+    ++seen;
+  }
+  EXPECT_EQ(seen, 12 * 8);
+  // An illegal split is refused by name.
+  auto bad = EstimateTime(m, t, c, Accounted(4, 2));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("rule (layers+edges)%(pp*vpp)"), std::string::npos)
       << bad.status().message();
 }
 
