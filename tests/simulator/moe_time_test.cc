@@ -3,9 +3,14 @@
 // memory-bound kernels at their own sizes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "models/zoo.h"
+#include "simulator/comm_model.h"
 #include "simulator/compute_model.h"
 #include "simulator/hardware.h"
+#include "simulator/memory_model.h"
+#include "simulator/time_model.h"
 
 namespace p3d {
 namespace {
@@ -62,6 +67,48 @@ TEST(MoeShuffle, PermuteMovesEveryRoutedCopy) {
   const double permute = 2 * (kern(2 * k8.RoutedBytes(16)) - kern(2 * k8.RoutedBytes(8)));
   EXPECT_NEAR(k16.Layer(1).forward.memory_s - k8.Layer(1).forward.memory_s, act_fwd + permute, 1e-12);
   EXPECT_NEAR(k16.Layer(1).backward.memory_s - k8.Layer(1).backward.memory_s, act_bwd + permute, 1e-12);
+}
+
+// ZeRO-3 with expert parallelism: a layer's dense weights are gathered over
+// the DP group, its E/EP routed experts over the expert-data-parallel group
+// (DP/EP ranks, stride EP) only: none at EP = DP.
+double LayerGather(int dp, int ep) {
+  const ModelSpec model = ZooModel("qwen3-30b-a3b").value();
+  ClusterSpec cluster = CatalogCluster("h100-sxm").value();
+  Plan plan;
+  plan.dp = dp, plan.ep = ep, plan.zero = 3, plan.micro_batch = 1, plan.grad_accum = 2;
+  cluster.num_gpus = plan.gpus();
+  TrainingSpec training;
+  training.seq = 4096;
+  training.global_batch = plan.global_batch();
+  auto terms = ExplainTime(model, training, cluster, plan);
+  EXPECT_TRUE(terms.ok()) << terms.status().ToString();
+  if (!terms.ok()) return -1;
+  for (const DerivedTerm& t : *terms)
+    if (t.name == "chunk.forward")
+      for (const TermInput& in : t.inputs)
+        if (std::string_view(in.name) == "g_l") return in.value;
+  ADD_FAILURE() << "no chunk.forward g_l";
+  return -1;
+}
+
+TEST(MoeZero3, ExpertsAreGatheredOverTheExpertDataParallelGroupOnly) {
+  const ModelSpec model = ZooModel("qwen3-30b-a3b").value();
+  const NodeSpec node = CatalogCluster("h100-sxm").value().node;
+  const LayerKind moe{true, false};
+  const double pb = TrainingSpec{}.precision.param_bytes;
+  auto ag = [&](double params, int size, int stride) {
+    return CollectiveSeconds(Collective::kAllGather, params * pb, GroupPathFor(node, size, stride));
+  };
+  // EP 1: the whole layer (all 128 experts) over DP 8.
+  EXPECT_NEAR(LayerGather(8, 1), ag(LayerParamsPerGpu(model, moe, 1), 8, 1), 1e-12);
+  // EP 8 = DP: each rank keeps its 16 experts whole; only the dense part moves.
+  const double experts8 = RoutedExpertParamsPerGpu(model, moe, 1, 8);
+  const double dense = LayerParamsPerGpu(model, moe, 1, 8) - experts8;
+  EXPECT_NEAR(LayerGather(8, 8), ag(dense, 8, 1), 1e-12);
+  // EP 4 of DP 8: 32 experts per rank, sharded over the 2 expert-DP ranks 4 apart.
+  const double experts4 = RoutedExpertParamsPerGpu(model, moe, 1, 4);
+  EXPECT_NEAR(LayerGather(8, 4), ag(dense, 8, 1) + ag(experts4, 2, 4), 1e-12);
 }
 
 }  // namespace
