@@ -143,10 +143,11 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
     return RuleFailed(detail, "moe_ffn%etp", [&] {
       return fmt::format("expert FFN size {} is not divisible by the expert TP={}", m.expert_ffn(), p.expert_tp());
     });
-  if (p.ep > 1 && (p.zero >= 2 || p.zero_shard > 0))
-    return RuleFailed(detail, "ep=>zero<=1", [&] {
-      return fmt::format("p3d models expert parallelism with ZeRO 0/1 (Megatron-Core's distributed optimizer "
-                         "over the whole expert-data-parallel group), got ZeRO-{}{}", p.zero,
+  if (p.ep > 1 && (p.zero == 2 || p.zero_shard > 0))
+    return RuleFailed(detail, "ep=>zero!=2", [&] {
+      return fmt::format("p3d models expert parallelism with ZeRO 0/1 (Megatron-Core's distributed optimizer) "
+                         "and ZeRO-3 (FSDP of the experts over the whole expert-data-parallel group), got "
+                         "ZeRO-{}{}", p.zero,
                          p.zero_shard > 0 ? fmt::format(" with shard groups of {}", p.zero_shard) : "");
     });
   if (const char* rule = HybridShardRule(p, detail)) return rule;

@@ -48,7 +48,8 @@
 //   dp*cp*tp%(ep*etp)    EP x expert TP divides DP x CP x TP (carved from them, Megatron-Core;
 //                        with the default expert TP = TP: EP divides DP)
 //   moe_ffn%etp          expert FFN width divisible by the expert TP
-//   ep=>zero<=1          p3d models EP with ZeRO 0/1 (MCore's distributed optimizer), no hybrid sharding
+//   ep=>zero!=2          p3d models EP with ZeRO 0/1 (MCore's distributed optimizer) and ZeRO-3 (the
+//                        experts FSDP-sharded over the expert-data-parallel group), no hybrid sharding
 //   sp=>tp>1             sequence parallel splits along TP
 //   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)
 //   fp8=>fp8_tensor_cores an FP8 recipe (TrainingSpec::fp8) needs a GPU with FP8 tensor

@@ -274,7 +274,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   // Rules that depend on the inner dimensions.
                   if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
                       (p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
-                      (p.zero_shard != 0 && HybridShardRule(p) != nullptr) || (p.ep > 1 && (p.zero >= 2 || p.zero_shard > 0)) ||
+                      (p.zero_shard != 0 && HybridShardRule(p) != nullptr) || (p.ep > 1 && (p.zero == 2 || p.zero_shard > 0)) ||
                       (m.moe() && m.expert_ffn() % p.expert_tp() != 0)) {
                     reject(FailedRule(request, p, options.rules));
                     continue;

@@ -349,6 +349,39 @@ double CoreBackwardBytes(const Dims& d) {
   return scores * 3 * d.a + (d.dropout ? scores * (2 * d.a + 1) : 0) + 2 * d.t * d.o * d.a;
 }
 
+// A MoE layer's token shuffles, bytes of one pass (forward; backward moves
+// the gradients through the inverse kernels, the same bytes), each kernel
+// reading and writing its tokens once:
+//   permute + unpermute (every dispatcher): the T*k routed copies of this
+//     rank's tokens gathered into expert order before the dispatch and
+//     scattered back (weighted by the router probabilities) after the
+//     combine: 2 kernels of 2*T*k*H*a (Megatron-Core moe_utils.py permute /
+//     unpermute, TE's fused moe_permute with --moe-permute-fusion).
+//   sort + unsort by local expert (all-to-all dispatch, EP > 1, E/EP > 1):
+//     the tokens this rank receives, T*k/(TP/ETP) (balanced routing), arrive
+//     grouped by source rank and are reordered so each local expert's tokens
+//     are contiguous for the grouped GEMM, and back before the combine: 2
+//     kernels of 2*T*k/(TP/ETP)*H*a (Megatron-Core token_dispatcher.py
+//     MoEAlltoAllTokenDispatcher "Permutation 2", sort_chunks_by_idxs in
+//     dispatch_postprocess / combine_preprocess; torchtitan's
+//     expert_parallel.py permutes the received tokens the same way).
+struct MoeShuffle {
+  double permute = 0;  // bytes of each of the 2 permute kernels
+  double sort = 0;     // bytes of each of the 2 sort kernels (0: no sort)
+};
+MoeShuffle MoeShuffleBytes(const Dims& d) {
+  MoeShuffle m;
+  if (!d.moe) return m;
+  m.permute = 2 * d.t * d.topk * d.h * d.a;
+  if (d.ep > 1 && d.experts / d.ep > 1) m.sort = 2 * d.t * d.topk / d.tp_over_etp * d.h * d.a;
+  return m;
+}
+// Seconds of one pass's shuffles: each kernel at HBM*eff(its bytes).
+double KernelSeconds(const GpuSpec& gpu, double bytes) { return bytes > 0 ? MemoryBoundSeconds(gpu, bytes) : 0; }
+double MoeShuffleSeconds(const GpuSpec& gpu, const MoeShuffle& m) {
+  return 2 * KernelSeconds(gpu, m.permute) + 2 * KernelSeconds(gpu, m.sort);
+}
+
 // The rest of the layer's memory-bound ops, forward, bytes (each op one kernel,
 // timed by MemoryBoundSeconds at its own size):
 //   2 norms             read x, write y                      2 * 2*T_sp*H*a
@@ -360,7 +393,8 @@ double CoreBackwardBytes(const Dims& d) {
 //   2 hidden dropouts   (dropout on) + 1-byte mask write     2 * T_sp*H*1
 //   activation          GELU: read, write T*F; SwiGLU: read gate and up, write one
 //                       (MoE: per routed token, k*T, and per shared expert, s*T)
-//   MoE permute/unpermute  read + write the routed tokens twice   4*T*k*H*a
+//   MoE token shuffles  MoeShuffleBytes: permute + unpermute, and with an
+//                       all-to-all dispatch the sort + unsort by local expert
 //   q/k/v bias add      a separate kernel after the GEMM (the other biases
 //                       fuse into bias-GELU and bias-dropout-add)   2*T*(q + 2kv)*a
 double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrated) {
@@ -372,15 +406,14 @@ double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrat
   if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h);
   s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 3 : 2) * d.a);
-  if (d.moe) s += 2 * k(2 * d.t * d.topk * d.h * d.a);
-  return s;
+  return s + MoeShuffleSeconds(gpu, MoeShuffleBytes(d));
 }
 // Backward: norm backward reads x and dy twice (one pass for the weight
 // gradient, one for dx) and writes dx (5 tensors); residual branches add
 // gradients (read 2, write 1); rotary as forward; dropout reads dy and the
 // mask and writes dx; GELU backward reads x and dy, writes dx (3); SwiGLU
 // backward reads gate, up, dy and writes dgate, dup (5); MoE permutes the
-// gradients back; each bias gradient reads its GEMM's output gradient once
+// gradients back (MoeShuffleBytes); each bias gradient reads its GEMM's output gradient once
 // (q/k/v: T*(q+2kv); GPT-2 also fc: T*F/TP, out-proj and fc2: T_sp*H); the
 // q/k and latent norms as the layer norms (5 tensors).
 double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrated) {
@@ -393,8 +426,7 @@ double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibra
   if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h * (2 * d.a + 1));
   s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 5 : 3) * d.a);
-  if (d.moe) s += 2 * k(2 * d.t * d.topk * d.h * d.a);
-  return s;
+  return s + MoeShuffleSeconds(gpu, MoeShuffleBytes(d));
 }
 
 }  // namespace
@@ -473,6 +505,21 @@ LayerKernelTimes LayerKernels(const ModelSpec& model, const LayerKind& kind,
   out.backward += core_bwd;
   out.core_forward_s = core_fwd.total();
   out.core_backward_s = core_bwd.total();
+  if (d.moe && why != nullptr) {
+    const MoeShuffle m = MoeShuffleBytes(d);
+    P3D_TERM(why, "layer.moe.permute_bytes", "2*T*k*H*e", m.permute,
+             "each of the 2 token-permute kernels of a pass (permute before the dispatch, unpermute after "
+             "the combine)",
+             {"T", d.t}, {"k", d.topk}, {"H", d.h}, {"e", d.a});
+    P3D_TERM(why, "layer.moe.sort_bytes", "sorted*2*T*k/tpe*H*e", m.sort,
+             "each of the 2 sort-by-local-expert kernels of a pass (all-to-all dispatch, EP > 1 and more "
+             "than one local expert: sorted = 1; tpe = TP/ETP)",
+             {"sorted", m.sort > 0 ? 1.0 : 0.0}, {"T", d.t}, {"k", d.topk}, {"tpe", d.tp_over_etp},
+             {"H", d.h}, {"e", d.a});
+    P3D_TERM(why, "layer.moe.shuffle", "2*permute + 2*sort", MoeShuffleSeconds(gpu, m),
+             "one pass's token shuffles, each kernel at HBM*eff(its bytes) (forward; backward the same)",
+             {"permute", KernelSeconds(gpu, m.permute)}, {"sort", KernelSeconds(gpu, m.sort)});
+  }
   out.forward.memory_s += LayerForwardSeconds(gpu, d, calibrated);
   out.backward.memory_s += LayerBackwardSeconds(gpu, d, calibrated);
   switch (shape.recompute) {

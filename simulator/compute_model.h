@@ -29,8 +29,10 @@
 // (balanced routing, no capacity factor: the named assumption
 // "moe.balanced_routing", docs/time-model.md), each at the GEMM-curve
 // efficiency of its own small size; shared experts as one GEMM over all T
-// tokens; the router as a T x E x H GEMM; permute/unpermute of the routed
-// tokens as memory-bound copies.
+// tokens; the router as a T x E x H GEMM; the token shuffles (permute /
+// unpermute of the routed tokens, and with an all-to-all dispatch the sort by
+// local expert and its inverse) as memory-bound copies (compute_model.cc
+// MoeShuffleBytes; "layer.moe.*" in --explain).
 // Units: seconds. Thread-safety: pure functions.
 #pragma once
 

@@ -141,7 +141,6 @@ double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, 
   return total;
 }
 
-namespace {
 double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, int etp, int ep) {
   double total = 0;
   for (int k = 0; k < kLayerKinds; ++k)
@@ -149,7 +148,6 @@ double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, i
       total += static_cast<double>(kinds.count[k]) * RoutedExpertParamsPerGpu(model, LayerKind::FromIndex(k), etp, ep);
   return total;
 }
-}  // namespace
 
 namespace {
 

@@ -86,6 +86,8 @@ struct StageParams {
 double LayerParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int tp, int ep = 1, int etp = 0);
 // The routed experts' part of LayerParamsPerGpu (0 for a dense layer), over expert TP `etp` (>= 1).
 double RoutedExpertParamsPerGpu(const ModelSpec& model, const LayerKind& kind, int etp, int ep = 1);
+// RoutedExpertParamsPerGpu of `kinds.count[k]` layers of each kind.
+double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, int etp, int ep);
 // Parameters of `kinds.count[k]` layers of each kind on one TP (and EP) rank.
 double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep = 1, int etp = 0);
 // The weights of one `kind` layer's linear layers (q/k/v and MLA's

@@ -284,13 +284,25 @@ struct TimeModel::Impl {
     // and with hybrid sharding the replica group across which each shard's
     // gradient is all-reduced (common/rank_grid.h PlanGroupSpan).
     GroupPath dp_path, replica_path;
+    // With EP > 1 the expert-data-parallel group (DP x CP x TP / (EP x ETP)
+    // ranks, stride ETP x EP), over which the routed experts' gradients are
+    // reduced and, under ZeRO-3, their parameters gathered; else dp_path.
+    GroupPath edp_path;
     double layer_params = 0;  // one layer on one TP rank (the model's mean where kinds mix)
+    double layer_experts = 0;  // of layer_params: the routed experts when EP > 1 (else 0)
     bool mixed = false;       // the model has layers of more than one kind
     StageParams first, last;  // of the first and the last pipeline stage
     Zero3Comm z3;
   };
-  // `layer_params`: one layer's module (a chunk's mean layer where kinds mix).
-  Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc, double layer_params) const;
+  // `layer_params`: one layer's module (a chunk's mean layer where kinds mix),
+  // `layer_experts` of them its routed experts when EP > 1 (else 0).
+  Zero3Comm Zero3Modules(const Plan& plan, const PlanCommon& pc, double layer_params,
+                         double layer_experts) const;
+  // The routed experts of `kinds` layers on one rank when EP > 1 (their own
+  // ZeRO shard group, the expert-data-parallel one), else 0.
+  double LayerExperts(const Plan& plan, const LayerKindCounts& kinds) const {
+    return plan.ep > 1 ? StageExpertParams(model, kinds, plan.expert_tp(), plan.ep) : 0.0;
+  }
   void Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r, int c);
   void StageTail(const Plan& plan, const ShapeCosts& sc, const PlanCommon& pc, int r);
   double Fp8WeightCast(const Plan& plan, int r, Derivation* w) const;
@@ -546,7 +558,7 @@ Status TimeModel::Impl::Check(const Plan& p) const {
 }
 
 TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const PlanCommon& pc,
-                                                         double layer_params) const {
+                                                         double layer_params, double layer_experts) const {
   Zero3Comm z3;
   if (plan.zero < 3 || !(plan.zero_shards() > 1 || plan.offload == Offload::kOptimizerAndParams))
     return z3;
@@ -559,17 +571,28 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const
   // its gradient is reduce-scattered after its backward (per micro-batch: no
   // full-size accumulation buffer exists under ZeRO-3) at the framework's
   // reduce width (ShardedGradReduceBytes). Parameter offload first uploads the
-  // module's shard (1/DP) from the host.
+  // module's shard (1/DP) from the host. With EP > 1 a layer's routed experts
+  // (the E/EP this rank computes) are sharded over the expert-data-parallel
+  // group instead and gathered and reduce-scattered there, after the dense
+  // part over DP (torchtitan parallelize.py and NeMo AutoModel
+  // moe/parallelizer.py: fully_shard of the experts over the dp-mod-ep mesh;
+  // Megatron-FSDP's expert data-parallel group); with EP = DP x CP x TP /
+  // ETP that group is one rank and the experts are never gathered.
   const double rb = ShardedGradReduceBytes(training);
-  auto module = [&](double params, bool uploads) {
-    const double upload = uploads ? HostCopySeconds(cluster.node, params * pb / plan.zero_shards()) : 0.0;
-    return ModuleComm{CollectiveSeconds(Collective::kAllGather, params * pb, dp_path) + upload,
-                      CollectiveSeconds(Collective::kReduceScatter, params * rb, dp_path)};
+  const double edp = static_cast<double>(plan.expert_dp());
+  auto module = [&](double params, double experts, bool uploads) {
+    const double dense = params - experts;
+    const double upload =
+        uploads ? HostCopySeconds(cluster.node, (dense / plan.zero_shards() + experts / edp) * pb) : 0.0;
+    return ModuleComm{CollectiveSeconds(Collective::kAllGather, dense * pb, dp_path) +
+                          CollectiveSeconds(Collective::kAllGather, experts * pb, pc.edp_path) + upload,
+                      CollectiveSeconds(Collective::kReduceScatter, dense * rb, dp_path) +
+                          CollectiveSeconds(Collective::kReduceScatter, experts * rb, pc.edp_path)};
   };
   const double head_params = last.head + last.final_norm;
-  z3.emb = module(first.embedding, false), z3.emb_up = module(first.embedding, true);
-  z3.head = module(head_params, false), z3.head_up = module(head_params, true);
-  z3.layer = module(layer_params, false), z3.layer_up = module(layer_params, true);
+  z3.emb = module(first.embedding, 0, false), z3.emb_up = module(first.embedding, 0, true);
+  z3.head = module(head_params, 0, false), z3.head_up = module(head_params, 0, true);
+  z3.layer = module(layer_params, layer_experts, false), z3.layer_up = module(layer_params, layer_experts, true);
   return z3;
 }
 
@@ -617,7 +640,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
     layer_fwd = mean("chunk.layer_forward", fwd_sum, fwd);
     layer_bwd = mean("chunk.layer_backward", bwd_sum, bwd);
     chunk_layer_params = StageLayerParams(model, kinds, plan.tp, plan.ep, plan.expert_tp());
-    if (plan.zero >= 3) chunk_z3 = Zero3Modules(plan, pc, chunk_layer_params / n);
+    if (plan.zero >= 3) chunk_z3 = Zero3Modules(plan, pc, chunk_layer_params / n, LayerExperts(plan, kinds) / n);
   }
   const Zero3Comm& z3 = pc.mixed && layers > 0 && plan.zero >= 3 ? chunk_z3 : pc.z3;
   // The embedding (first virtual stage) and LM head + loss (last) are edges.
@@ -784,8 +807,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
   // optimizer states sharded) over the expert-data-parallel group: DP*TP/(EP*ETP)
   // ranks, stride EP*ETP (Megatron-Core's expert DDP buckets); the rest over DP.
   const double experts = plan.ep > 1 ? stage_params.experts : 0.0, dense = params - experts;
-  const GroupPath edp_path =
-      plan.ep > 1 ? GroupPathFor(node, plan.expert_dp(), plan.expert_tp() * plan.ep) : dp_path;
+  const GroupPath& edp_path = pc.edp_path;
   auto dp_collective = [&](const char* name, const char* expert_name, Collective kind, double bytes_per_param) {
     return CollectiveTime(w, name, kind, dense * bytes_per_param, dp_path) +
            (experts > 0 ? CollectiveTime(w, expert_name, kind, experts * bytes_per_param, edp_path) : 0.0);
@@ -801,7 +823,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
   const double reduce_buckets = fw.OverlapsGradReduce(pp, r) ? buckets : 1.0;
   // The ZeRO shard: dense parameters over the shard group, routed experts
   // over the expert-DP group (experts is 0 with EP = 1; EP excludes hybrid
-  // sharding, rule ep=>zero<=1).
+  // sharding, rule ep=>zero!=2).
   const double shard = plan.zero >= 1 ? dense / plan.zero_shards() + experts / plan.expert_dp() : params;
   double exposed = 0, gather = 0, tied = 0, replica = 0;
   double issued = 0;  // the gradient reduction over the shard group issued here (ZeRO-0/1)
@@ -945,11 +967,13 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   pc.replica_path = GroupPathFor(cluster.node, replica.size, replica.stride);
   const LayerKindCounts all = model.CountKinds(0, model.layers);
   pc.mixed = all.count[sc.main] != model.layers;
+  pc.edp_path = plan.ep > 1 ? GroupPathFor(cluster.node, plan.expert_dp(), plan.expert_tp() * plan.ep) : pc.dp_path;
   pc.layer_params =
       StageLayerParams(model, all, plan.tp, plan.ep, plan.expert_tp()) / static_cast<double>(model.layers);
+  pc.layer_experts = LayerExperts(plan, all) / static_cast<double>(model.layers);
   pc.first = ParamsOnStage(model, plan, 0);
   pc.last = ParamsOnStage(model, plan, pp - 1);
-  pc.z3 = Zero3Modules(plan, pc, pc.layer_params);
+  pc.z3 = Zero3Modules(plan, pc, pc.layer_params, pc.layer_experts);
   for (int r = 0; r < pp; ++r) {
     if (!why && r > 1 && r < pp - 1 && SameWork(plan, 1, r)) {
       CopyRank(plan, 1, r);

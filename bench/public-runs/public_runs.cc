@@ -220,8 +220,6 @@ Row Build(const json& r) {
   // Expert parallelism and the experts' TP as the row ran them (null: EP 1, expert TP = TP).
   f.ep = static_cast<int>(Int(r, "ep", 1));
   if (Has(r, "etp") && Int(r, "etp", 0) != *f.tp) f.etp = static_cast<int>(Int(r, "etp", 0));
-  if (*f.ep > 1 && f.zero && *f.zero >= 2)
-    return no("expert parallelism with FSDP / ZeRO-3 (p3d models EP with ZeRO 0/1)");
   row.published_step_s = r["step_time_s"].get<double>();
   return row;
 }

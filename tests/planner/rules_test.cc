@@ -59,12 +59,15 @@ TEST(RulesTest, ExpertParallelRules) {
   ExpectRule(CheckPlan(six, ok), "experts%ep");
   Plan zero2 = ok;
   zero2.zero = 2;
-  ExpectRule(CheckPlan(moe, zero2), "ep=>zero<=1");
+  ExpectRule(CheckPlan(moe, zero2), "ep=>zero!=2");
+  Plan zero3 = ok;  // FSDP with the experts sharded over the expert-DP group
+  zero3.zero = 3;
+  EXPECT_TRUE(CheckPlan(moe, zero3).ok()) << CheckPlan(moe, zero3).message();
   // Hybrid sharding with EP: a ZeRO-1 shard group of 4 of DP 8.
   Plan hsdp = ok;
   hsdp.zero = 1;
   hsdp.zero_shard = 4;
-  ExpectRule(CheckPlan(moe, hsdp), "ep=>zero<=1");
+  ExpectRule(CheckPlan(moe, hsdp), "ep=>zero!=2");
   // EP carved from DP x CP x TP: EP 8 over DP 4 x CP 2 (TP 2) is legal, not without CP.
   Plan with_cp = Layout(4, 2, 1, 1, 16);
   with_cp.cp = 2;

@@ -212,6 +212,8 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
                            "ep.all_to_all",
                            "layer.ep_comm.forward",
                            "moe.balanced_routing",
+                           "layer.moe.sort_bytes",
+                           "layer.moe.shuffle",
                            "chunk.layer_forward",
                            "activations.per_layer.scores",
                            "activations.per_layer.op_level",

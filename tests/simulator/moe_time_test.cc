@@ -1,0 +1,115 @@
+// MoE layer terms of the compute model (docs/time-model.md, "MoE layers and
+// expert parallelism"): the token shuffles of the dispatch, priced as
+// memory-bound kernels at their own sizes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "models/zoo.h"
+#include "simulator/comm_model.h"
+#include "simulator/compute_model.h"
+#include "simulator/hardware.h"
+#include "simulator/memory_model.h"
+#include "simulator/time_model.h"
+
+namespace p3d {
+namespace {
+
+// Qwen3-30B-A3B (128 experts, top-8, H 2048) on an H100, micro-batch 2 x 4096.
+struct Qwen3Moe {
+  ModelSpec model = ZooModel("qwen3-30b-a3b").value();
+  GpuSpec gpu = CatalogCluster("h100-sxm").value().gpu;
+  TrainingSpec training;
+  Qwen3Moe() { training.seq = 4096; }
+  LayerKernelTimes Layer(int ep, Derivation* why = nullptr) const {
+    ComputeShape shape;
+    shape.micro_batch = 2;
+    shape.ep = ep;
+    return LayerKernels(model, LayerKind{true, false}, training, gpu, shape, why);
+  }
+  double RoutedBytes(double k) const {  // T*k*H*a of one micro-batch
+    return 2.0 * 4096 * k * static_cast<double>(model.hidden) * training.precision.activation_bytes;
+  }
+};
+
+TEST(MoeShuffle, AllToAllDispatchSortsTheReceivedTokensByLocalExpert) {
+  const Qwen3Moe q;
+  // EP 1 (no all-to-all) and EP 128 (one local expert) sort nothing; EP 8
+  // (16 local experts) sorts the T*k received tokens and unsorts them before
+  // the combine: 2 kernels of 2*T*k*H*a in each pass.
+  const LayerKernelTimes one = q.Layer(1), single = q.Layer(128), eight = q.Layer(8);
+  EXPECT_DOUBLE_EQ(one.forward.memory_s, single.forward.memory_s);
+  const double sorts = 2 * MemoryBoundSeconds(q.gpu, 2 * q.RoutedBytes(8));
+  EXPECT_NEAR(eight.forward.memory_s - one.forward.memory_s, sorts, 1e-12);
+  EXPECT_NEAR(eight.backward.memory_s - one.backward.memory_s, sorts, 1e-12);
+  // --explain records the bytes of each kernel and the pass's seconds.
+  Derivation why;
+  q.Layer(8, &why);
+  EXPECT_DOUBLE_EQ(why.ValueOf("layer.moe.sort_bytes"), 2 * q.RoutedBytes(8));
+  EXPECT_DOUBLE_EQ(why.ValueOf("layer.moe.permute_bytes"), 2 * q.RoutedBytes(8));
+  EXPECT_NEAR(why.ValueOf("layer.moe.shuffle"), 2 * MemoryBoundSeconds(q.gpu, 2 * q.RoutedBytes(8)) + sorts,
+              1e-12);
+  Derivation none;
+  q.Layer(1, &none);
+  EXPECT_EQ(none.ValueOf("layer.moe.sort_bytes"), 0);
+}
+
+TEST(MoeShuffle, PermuteMovesEveryRoutedCopy) {
+  // Doubling top-k doubles the routed copies the permute and unpermute move
+  // (and the activation's inputs); nothing else memory-bound depends on k.
+  Qwen3Moe k8, k16;
+  k16.model.experts_per_token = 16;
+  const double f = static_cast<double>(k8.model.expert_ffn()), a = k8.training.precision.activation_bytes;
+  auto kern = [&](double bytes) { return MemoryBoundSeconds(k8.gpu, bytes); };
+  const double t = 2.0 * 4096;
+  const double act_fwd = kern(t * 16 * f * 3 * a) - kern(t * 8 * f * 3 * a);
+  const double act_bwd = kern(t * 16 * f * 5 * a) - kern(t * 8 * f * 5 * a);
+  const double permute = 2 * (kern(2 * k8.RoutedBytes(16)) - kern(2 * k8.RoutedBytes(8)));
+  EXPECT_NEAR(k16.Layer(1).forward.memory_s - k8.Layer(1).forward.memory_s, act_fwd + permute, 1e-12);
+  EXPECT_NEAR(k16.Layer(1).backward.memory_s - k8.Layer(1).backward.memory_s, act_bwd + permute, 1e-12);
+}
+
+// ZeRO-3 with expert parallelism: a layer's dense weights are gathered over
+// the DP group, its E/EP routed experts over the expert-data-parallel group
+// (DP/EP ranks, stride EP) only: none at EP = DP.
+double LayerGather(int dp, int ep) {
+  const ModelSpec model = ZooModel("qwen3-30b-a3b").value();
+  ClusterSpec cluster = CatalogCluster("h100-sxm").value();
+  Plan plan;
+  plan.dp = dp, plan.ep = ep, plan.zero = 3, plan.micro_batch = 1, plan.grad_accum = 2;
+  cluster.num_gpus = plan.gpus();
+  TrainingSpec training;
+  training.seq = 4096;
+  training.global_batch = plan.global_batch();
+  auto terms = ExplainTime(model, training, cluster, plan);
+  EXPECT_TRUE(terms.ok()) << terms.status().ToString();
+  if (!terms.ok()) return -1;
+  for (const DerivedTerm& t : *terms)
+    if (t.name == "chunk.forward")
+      for (const TermInput& in : t.inputs)
+        if (std::string_view(in.name) == "g_l") return in.value;
+  ADD_FAILURE() << "no chunk.forward g_l";
+  return -1;
+}
+
+TEST(MoeZero3, ExpertsAreGatheredOverTheExpertDataParallelGroupOnly) {
+  const ModelSpec model = ZooModel("qwen3-30b-a3b").value();
+  const NodeSpec node = CatalogCluster("h100-sxm").value().node;
+  const LayerKind moe{true, false};
+  const double pb = TrainingSpec{}.precision.param_bytes;
+  auto ag = [&](double params, int size, int stride) {
+    return CollectiveSeconds(Collective::kAllGather, params * pb, GroupPathFor(node, size, stride));
+  };
+  // EP 1: the whole layer (all 128 experts) over DP 8.
+  EXPECT_NEAR(LayerGather(8, 1), ag(LayerParamsPerGpu(model, moe, 1), 8, 1), 1e-12);
+  // EP 8 = DP: each rank keeps its 16 experts whole; only the dense part moves.
+  const double experts8 = RoutedExpertParamsPerGpu(model, moe, 1, 8);
+  const double dense = LayerParamsPerGpu(model, moe, 1, 8) - experts8;
+  EXPECT_NEAR(LayerGather(8, 8), ag(dense, 8, 1), 1e-12);
+  // EP 4 of DP 8: 32 experts per rank, sharded over the 2 expert-DP ranks 4 apart.
+  const double experts4 = RoutedExpertParamsPerGpu(model, moe, 1, 4);
+  EXPECT_NEAR(LayerGather(8, 4), ag(dense, 8, 1) + ag(experts4, 2, 4), 1e-12);
+}
+
+}  // namespace
+}  // namespace p3d
