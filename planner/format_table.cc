@@ -19,8 +19,12 @@ std::string FormatRequest(const PlanRequest& r) {
                        r.model.experts, r.model.experts_per_token,
                        r.model.shared_experts > 0 ? fmt::format(" + {} shared", r.model.shared_experts) : "",
                        r.model.expert_ffn(), r.model.MoeLayers(), r.model.layers, r.model.ActiveParams() / 1e9);
-  out += fmt::format("cluster  {} x {} ({:.1f} GiB each), {} nodes of {} GPUs [{}]\n", c.num_gpus, c.gpu.name,
-                     ToGiB(c.gpu.memory_bytes), c.nodes(), c.node.gpus_per_node, c.source);
+  // The network, where it is more than nodes joined by one network.
+  const std::string network = IsNodeNetwork(c.network, c.node.gpus_per_node)
+                                  ? ""
+                                  : fmt::format("; network {}", DescribeNetwork(c.network));
+  out += fmt::format("cluster  {} x {} ({:.1f} GiB each), {} nodes of {} GPUs{} [{}]\n", c.num_gpus, c.gpu.name,
+                     ToGiB(c.gpu.memory_bytes), c.nodes(), c.node.gpus_per_node, network, c.source);
   const Precision& p = r.training.precision;
   out += fmt::format("training global batch {} x seq {} = {} tokens/step; {} bytes/param of model state "
                      "(weights {} + grads {} + master {} + Adam {})\n",

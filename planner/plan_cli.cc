@@ -58,7 +58,7 @@ StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err)
   if (o.gpus_per_node) {
     if (*o.gpus_per_node < 1 || *o.gpus_per_node > 4096)
       return Status::InvalidArgument(fmt::format("--gpus-per-node must be in 1..4096, got {}", *o.gpus_per_node));
-    cluster.node.gpus_per_node = *o.gpus_per_node;
+    P3D_RETURN_IF_ERROR(SetGpusPerNode(&cluster, *o.gpus_per_node));
   }
   const int per_node = cluster.node.gpus_per_node;
   if (o.gpus > per_node && o.gpus % per_node != 0)

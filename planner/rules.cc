@@ -81,9 +81,11 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
     return RuleFailed(detail, "ffn%tp", [&] {
       return fmt::format("FFN size {} is not divisible by TP={}", m.ffn, p.tp);
     });
-  if (!options.allow_tp_across_nodes && p.tp > r.cluster.node.gpus_per_node)
-    return RuleFailed(detail, "tp<=gpus_per_node", [&] {
-      return fmt::format("TP={} would span nodes of {} GPUs", p.tp, r.cluster.node.gpus_per_node);
+  if (const int domain = InnermostDomainGpus(r.cluster.network);
+      !options.allow_tp_across_nodes && domain > 0 && p.tp > domain)
+    return RuleFailed(detail, "tp<=innermost_tier", [&] {
+      return fmt::format("TP={} would span domains of the innermost network tier ({}, {} GPUs each)", p.tp,
+                         r.cluster.network.front().link.name, domain);
     });
   if (const char* rule = PipelineSplitRule(p, m.layers, detail)) return rule;
   if (p.vpp > 1 && p.pp == 1)

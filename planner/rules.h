@@ -11,7 +11,9 @@
 //   heads%tp             attention heads divisible by TP
 //   kv_heads%tp          key/value heads (GQA groups) divisible by TP
 //   ffn%tp               FFN size divisible by TP
-//   tp<=gpus_per_node    TP group inside one node (unless allowed across nodes)
+//   tp<=innermost_tier   TP group inside one domain of the network's innermost
+//                        tier (NVLink: a DGX node, an NVL72 rack; unless
+//                        allowed across, --allow-tp-across-nodes)
 //   layers%pp            layers divisible by PP (even stages; else set the
 //                        first/last stage's layers)
 //   layers%(pp*vpp)      layers divisible by PP x VPP (interleaved chunks)

@@ -21,10 +21,12 @@ json ClusterSummaryToJson(const ClusterSpec& c) {
               {"memory_bytes_per_gpu", c.gpu.memory_bytes},
               {"peak_flops_per_gpu", c.gpu.peak_flops},
               {"hbm_bytes_per_s", c.gpu.hbm_bytes_per_s},
-              {"intra_node_link", c.node.intra.name},
-              {"intra_node_bytes_per_s", c.node.intra.bytes_per_s},
-              {"inter_node_link", c.node.inter.name},
-              {"inter_node_bytes_per_s", c.node.inter.bytes_per_s},
+              // The innermost and outermost network tiers (the node's two
+              // links in a two-tier network; all tiers under "hardware").
+              {"intra_node_link", c.network.front().link.name},
+              {"intra_node_bytes_per_s", c.network.front().link.bytes_per_s},
+              {"inter_node_link", c.network.back().link.name},
+              {"inter_node_bytes_per_s", c.network.back().link.bytes_per_s},
               {"source", c.source},
               {"hardware", json::parse(ClusterToJson(c))}};
 }

@@ -103,7 +103,7 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
 TEST(SearchTest, EnumeratesExactlyTheLegalPlansWithShardGroups) {
   PlanRequest r = CatalogRequest("gpt2-xl", "a100-40gb", 8, 32);
   r.training.seq = 1024;
-  r.cluster.node.gpus_per_node = 2;
+  ASSERT_TRUE(SetGpusPerNode(&r.cluster, 2).ok());  // nodes of 2 GPUs, each its own NVLink domain
   SearchOptions o;
   o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
   int64_t enumerated = 0, hybrid = 0;

@@ -157,13 +157,13 @@ TEST(ApplyCalibration, HbmRuntimeAndLinkFromTheirMeasurements) {
   for (const auto& j : cal["collectives"])
     s.push_back({j["op"], j["group_size"], j["bytes"], j["seconds"]});
   LinkFit fit = FitCollectives(s).value();
-  EXPECT_DOUBLE_EQ(c.node.intra.latency_s, fit.alpha_s);
-  EXPECT_DOUBLE_EQ(c.node.intra.efficiency * c.node.intra.bytes_per_s, fit.bus_bytes_per_s);
+  EXPECT_DOUBLE_EQ(c.network[0].link.latency_s, fit.alpha_s);
+  EXPECT_DOUBLE_EQ(c.network[0].link.efficiency * c.network[0].link.bytes_per_s, fit.bus_bytes_per_s);
   // Datasheet figures and the network stay.
   EXPECT_EQ(c.gpu.peak_flops, base.gpu.peak_flops);
-  EXPECT_EQ(c.node.intra.bytes_per_s, base.node.intra.bytes_per_s);
-  EXPECT_EQ(c.node.inter.efficiency, base.node.inter.efficiency);
-  EXPECT_EQ(c.node.inter.latency_s, base.node.inter.latency_s);
+  EXPECT_EQ(c.network[0].link.bytes_per_s, base.network[0].link.bytes_per_s);
+  EXPECT_EQ(c.network[1].link.efficiency, base.network[1].link.efficiency);
+  EXPECT_EQ(c.network[1].link.latency_s, base.network[1].link.latency_s);
 }
 
 TEST(ApplyCalibration, OneGpuProfileKeepsTheLinkAndNccl) {
@@ -173,7 +173,7 @@ TEST(ApplyCalibration, OneGpuProfileKeepsTheLinkAndNccl) {
   cal["runtime"].erase("nccl_communicators");
   const ClusterSpec base = H100();
   ClusterSpec c = ApplyCalibration(base, cal, "p.json").value();
-  EXPECT_EQ(c.node.intra.efficiency, base.node.intra.efficiency);
+  EXPECT_EQ(c.network[0].link.efficiency, base.network[0].link.efficiency);
   EXPECT_EQ(c.gpu.runtime.nccl_per_comm_bytes, base.gpu.runtime.nccl_per_comm_bytes);
 }
 
@@ -240,7 +240,7 @@ TEST(ApplyProfile, FileRoundTripAndSource) {
   for (size_t i = 0; i < c.gpu.gemm_efficiency.size(); ++i)
     EXPECT_DOUBLE_EQ(as_hardware.gpu.gemm_efficiency[i].efficiency,
                      c.gpu.gemm_efficiency[i].efficiency);
-  EXPECT_DOUBLE_EQ(as_hardware.node.intra.latency_s, c.node.intra.latency_s);
+  EXPECT_DOUBLE_EQ(as_hardware.network[0].link.latency_s, c.network[0].link.latency_s);
   EXPECT_DOUBLE_EQ(as_hardware.gpu.runtime.cuda_context_bytes, c.gpu.runtime.cuda_context_bytes);
   // Applying the profile again to its own hardware part changes nothing.
   ClusterSpec again = ApplyProfile(as_hardware, path).value();
