@@ -12,7 +12,7 @@ Network NodeNetwork(int gpus_per_node, LinkSpec intra, LinkSpec inter) {
   return {{gpus_per_node, std::move(intra)}, {0, std::move(inter)}};
 }
 
-Status ValidateNetwork(const Network& network, const std::string& prefix) {
+Status ValidateNetwork(const Network& network, std::string_view prefix) {
   auto error = [&](size_t i, const char* field, const char* rule, const std::string& what) {
     return Status::InvalidArgument(fmt::format("{}'network[{}].{}' {} (rule {})", prefix, i, field, what, rule));
   };

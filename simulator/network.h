@@ -18,6 +18,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -51,7 +52,7 @@ Network NodeNetwork(int gpus_per_node, LinkSpec intra, LinkSpec inter);
 //   tier-bandwidth   bytes_per_s * efficiency > 0 (and latency_s >= 0), finite
 // `prefix` comes before the field's name ("hardware field " gives
 // "hardware field 'network[1].gpus' must be ...").
-Status ValidateNetwork(const Network& network, const std::string& prefix);
+Status ValidateNetwork(const Network& network, std::string_view prefix);
 
 // GPUs of one domain of the innermost tier; 0 when that tier is the whole
 // cluster (one tier).

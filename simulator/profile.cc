@@ -344,6 +344,7 @@ std::string ProfileToJson(const ClusterSpec& applied, const json& calibration) {
   json out = {{"schema", kProfileSchema}};
   out["gpu"] = doc["gpu"];
   out["node"] = doc["node"];
+  out["network"] = doc["network"];
   out["calibration"] = calibration;
   return out.dump(2);
 }

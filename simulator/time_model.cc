@@ -535,7 +535,8 @@ Status TimeModel::Impl::Check(const Plan& p) const {
   const NodeSpec& n = cluster.node;
   if (n.gpus_per_node < 1)
     return Status::InvalidArgument(fmt::format("hardware '{}': gpus_per_node must be positive", g.name));
-  P3D_RETURN_IF_ERROR(ValidateNetwork(cluster.network, fmt::format("hardware '{}': ", g.name)));
+  if (Status s = ValidateNetwork(cluster.network, "field "); !s.ok())
+    return Status::InvalidArgument(fmt::format("hardware '{}': {}", g.name, s.message()));
   if (p.offload != Offload::kNone && !(n.pcie_bytes_per_s > 0))
     return Status::InvalidArgument(
         fmt::format("hardware '{}': pcie_bytes_per_s must be positive for offload plans", g.name));

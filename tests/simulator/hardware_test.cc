@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <span>
 
 #include "common/units.h"
 
@@ -208,12 +209,24 @@ TEST(ClusterJson, MinimalFileUsesDocumentedDefaults) {
   EXPECT_EQ(c->gpu.runtime.allocator_fraction, DefaultRuntimeMemory().allocator_fraction);
 }
 
-// Replaces the first occurrence of `from` in kGood.
-std::string Edit(const std::string& from, const std::string& to) {
-  std::string s = kGood;
+// Replaces the first occurrence of `from` in `base`.
+std::string Edit(const std::string& from, const std::string& to, const std::string& base = kGood) {
+  std::string s = base;
   size_t at = s.find(from);
   EXPECT_NE(at, std::string::npos) << from;
   return s.replace(at, from.size(), to);
+}
+
+// Each (file, field) case is refused with an error naming the field and the file.
+void ExpectEachNamesItsField(std::span<const std::pair<std::string, std::string>> cases) {
+  for (const auto& [text, field] : cases) {
+    auto c = ParseClusterJson(text, "bad.json");
+    ASSERT_FALSE(c.ok()) << "accepted: " << text;
+    EXPECT_EQ(c.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(c.status().message().find(field), std::string::npos)
+        << "want '" << field << "' in: " << c.status().message();
+    EXPECT_NE(c.status().message().find("bad.json"), std::string::npos);
+  }
 }
 
 TEST(ClusterJson, BadFilesNameTheField) {
@@ -250,14 +263,7 @@ TEST(ClusterJson, BadFilesNameTheField) {
       {"[1, 2]", "top level"},
       {"", "not valid JSON"},
   };
-  for (const auto& [text, field] : cases) {
-    auto c = ParseClusterJson(text, "bad.json");
-    ASSERT_FALSE(c.ok()) << "accepted: " << text;
-    EXPECT_EQ(c.status().code(), Status::Code::kInvalidArgument);
-    EXPECT_NE(c.status().message().find(field), std::string::npos)
-        << "want '" << field << "' in: " << c.status().message();
-    EXPECT_NE(c.status().message().find("bad.json"), std::string::npos);
-  }
+  ExpectEachNamesItsField(cases);
 }
 
 TEST(ClusterJson, LoadsFilesAndReportsMissingOnes) {
@@ -288,12 +294,7 @@ constexpr const char* kTiered = R"({
     {"name": "spine", "bytes_per_s": 2.5e10, "efficiency": 0.9, "latency_s": 2.5e-5}]
 })";
 
-std::string EditTiered(const std::string& from, const std::string& to) {
-  std::string s = kTiered;
-  size_t at = s.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  return s.replace(at, from.size(), to);
-}
+std::string EditTiered(const std::string& from, const std::string& to) { return Edit(from, to, kTiered); }
 
 // kTiered up to its "network" (left open).
 std::string WithoutNetwork() {
@@ -340,7 +341,7 @@ TEST(ClusterJson, BadNetworkTiersNameTheFieldAndRule) {
       // Non-positive or implausible bandwidths, efficiencies and latencies.
       {EditTiered("\"bytes_per_s\": 2.5e10", "\"bytes_per_s\": -1"), "'network[2].bytes_per_s' must be in [1e+08"},
       {EditTiered("\"bytes_per_s\": 5e10", "\"bytes_per_s\": 0"), "'network[1].bytes_per_s'"},
-      {EditTiered("\"efficiency\": 0.8", "\"efficiency\": 0"), "'network[0].efficiency'"},
+      {EditTiered("4.5e11, \"efficiency\": 0.8", "4.5e11, \"efficiency\": 0"), "'network[0].efficiency'"},
       {EditTiered("\"latency_s\": 8e-6", "\"latency_s\": -1"), "'network[0].latency_s'"},
       {EditTiered(", \"latency_s\": 2.5e-5", ""), "'network[2].latency_s' is missing"},
       {EditTiered("{\"name\": \"leaf\", ", "{\"nme\": \"leaf\", "), "did you mean 'name'"},
@@ -353,14 +354,7 @@ TEST(ClusterJson, BadNetworkTiersNameTheFieldAndRule) {
                   "\"efficiency\": 0.8, \"latency_s\": 1e-5}}"),
        "both describe the network"},
   };
-  for (const auto& [text, field] : cases) {
-    auto c = ParseClusterJson(text, "bad.json");
-    ASSERT_FALSE(c.ok()) << "accepted: " << text;
-    EXPECT_EQ(c.status().code(), Status::Code::kInvalidArgument);
-    EXPECT_NE(c.status().message().find(field), std::string::npos)
-        << "want '" << field << "' in: " << c.status().message();
-    EXPECT_NE(c.status().message().find("bad.json"), std::string::npos);
-  }
+  ExpectEachNamesItsField(cases);
   // Neither a network nor the node's two links.
   auto none = ParseClusterJson(WithoutNetwork() + "}", "none.json");
   ASSERT_FALSE(none.ok());
