@@ -31,7 +31,8 @@ constexpr const char* kRuleIds[kSupportRuleCount] = {"offload-params", "offload-
                                                      "no-pp",          "uneven-stages",
                                                      "no-ep",
                                                      "no-cp",          "no-hsdp",
-                                                     "hsdp=>zero1",    "hsdp=>zero3"};
+                                                     "hsdp=>zero1",    "hsdp=>zero3",
+                                                     "no-tp-pp-dp"};
 
 }  // namespace
 
@@ -87,6 +88,8 @@ bool Breaks(SupportRule rule, const Plan& p) {
       return p.zero_shard > 0 && p.zero != 1;
     case SupportRule::kHybridShardZero3:
       return p.zero_shard > 0 && p.zero != 3;
+    case SupportRule::kPpBeforeDp:
+      return p.placement == Placement::kPpBeforeDp;
   }
   return false;
 }
@@ -137,6 +140,8 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
     case SupportRule::kHybridShardZero1:
     case SupportRule::kHybridShardZero3:
       return fmt::format("hybrid sharding with ZeRO-{}", p.zero);
+    case SupportRule::kPpBeforeDp:
+      return "the tp-pp-dp placement (pipeline stages on neighbouring ranks, Megatron --use-tp-pp-dp-mapping)";
   }
   return "?";
 }

@@ -46,8 +46,9 @@ enum class SupportRule : uint8_t {
   kHybridShard,            // "no-hsdp": hybrid sharding (a ZeRO shard group smaller than DP x CP)
   kHybridShardZero1,       // "hsdp=>zero1": hybrid sharding with a ZeRO stage other than 1
   kHybridShardZero3,       // "hsdp=>zero3": hybrid sharding with a ZeRO stage other than 3
+  kPpBeforeDp,             // "no-tp-pp-dp": the tp-pp-dp placement (Plan::placement)
 };
-inline constexpr int kSupportRuleCount = 21;
+inline constexpr int kSupportRuleCount = 22;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -141,7 +142,7 @@ inline constexpr double kExecutorGradBucketElements = 25e6;
 // The mechanisms of one implementation. Defaults: p3d's executor.
 struct Framework {
   std::string name = "p3d";
-  SupportRules limits = 0;
+  SupportRules limits = RuleBit(SupportRule::kPpBeforeDp);
   SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
                       RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kExpertParallel) |
                       RuleBit(SupportRule::kContextParallel) | RuleBit(SupportRule::kHybridShard);

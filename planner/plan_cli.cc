@@ -169,6 +169,13 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
       return Status::InvalidArgument(fmt::format("--offload must be none, optimizer or params, got '{}'", o.offload));
     s.fixed.offload = offload;
   }
+  if (!o.placement.empty()) {
+    Placement placement;
+    if (!ParsePlacement(o.placement, &placement))
+      return Status::InvalidArgument(
+          fmt::format("--placement must be tp-cp-ep-dp-pp or tp-pp-dp, got '{}'", o.placement));
+    s.fixed.placement = placement;
+  }
   s.rules.allow_tp_across_nodes = o.allow_tp_across_nodes;
   s.runnable_only = o.runnable;
   s.top_k = o.top;

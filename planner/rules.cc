@@ -152,6 +152,12 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
                          p.zero_shard > 0 ? fmt::format(" with shard groups of {}", p.zero_shard) : "");
     });
   if (const char* rule = HybridShardRule(p, detail)) return rule;
+  if (p.placement == Placement::kPpBeforeDp && (p.cp > 1 || p.ep > 1))
+    return RuleFailed(detail, "tp-pp-dp=>cp=1,ep=1", [&] {
+      return fmt::format("the tp-pp-dp placement (Megatron --use-tp-pp-dp-mapping) takes no context or expert "
+                         "parallelism (Megatron: \"Make sure EP and CP aren't used with this option\"), got CP={} EP={}",
+                         p.cp, p.ep);
+    });
   if (p.sequence_parallel && p.tp == 1)
     return RuleFailed(detail, "sp=>tp>1", [&] {
       return std::string("sequence parallel splits activations along TP, but TP=1");

@@ -45,6 +45,8 @@
 //                        with the default expert TP = TP: EP divides DP)
 //   moe_ffn%etp          expert FFN width divisible by the expert TP
 //   ep=>zero<=1          p3d models EP with ZeRO 0/1 (MCore's distributed optimizer), no hybrid sharding
+//   tp-pp-dp=>cp=1,ep=1  the tp-pp-dp placement (Plan::placement, Megatron's
+//                        --use-tp-pp-dp-mapping) with no CP or EP, as Megatron asks
 //   sp=>tp>1             sequence parallel splits along TP
 //   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)
 //   fp8=>fp8_tensor_cores an FP8 recipe (TrainingSpec::fp8) needs a GPU with FP8 tensor

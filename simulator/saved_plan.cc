@@ -80,7 +80,8 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"first_stage_layers", p.first_stage_layers},
               {"last_stage_layers", p.last_stage_layers},
               {"ep", p.ep},
-              {"etp", p.expert_tp()}};
+              {"etp", p.expert_tp()},
+              {"placement", PlacementName(p.placement)}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
@@ -192,7 +193,7 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   JsonFields l(*plan, origin + ": plan");
   P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "cp", "pp", "vpp", "zero", "zero_shard", "micro_batch", "grad_accum", "global_batch", "seq",
                                   "recompute", "sequence_parallel", "offload", "attention", "first_stage_layers",
-                                  "last_stage_layers", "ep", "etp"}));
+                                  "last_stage_layers", "ep", "etp", "placement"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
@@ -220,6 +221,12 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_ASSIGN_OR_RETURN(std::string recompute, l.String("recompute"));
   if (!ParseRecompute(recompute, &s.plan.recompute))
     return l.Error("recompute", fmt::format("must be none|selective|full, got '{}'", recompute));
+  // "placement" is absent from plans saved before placements existed: the default.
+  if (l.Has("placement")) {
+    P3D_ASSIGN_OR_RETURN(std::string placement, l.String("placement"));
+    if (!ParsePlacement(placement, &s.plan.placement))
+      return l.Error("placement", fmt::format("must be tp-cp-ep-dp-pp|tp-pp-dp, got '{}'", placement));
+  }
   // "offload" is absent from plans saved before offload existed: none.
   if (l.Has("offload")) {
     P3D_ASSIGN_OR_RETURN(std::string offload, l.String("offload"));

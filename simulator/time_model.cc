@@ -464,7 +464,7 @@ void TimeModel::Impl::CpRingExposed(const Plan& plan, ShapeCosts* s, Derivation*
   const double e = training.precision.activation_bytes;
   const double kv_bytes = MicroBatchTokens(plan, training) * 2 *
                           static_cast<double>(model.KvHeadsPerTpRank(plan.tp) * model.head_dim()) * e;
-  const GroupSpan ring = PlanGroupSpan(PlanGroup::kContext, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  const GroupSpan ring = PlanGroupSpan(PlanGroup::kContext, plan);
   const int from = SlowestHopRank(network, GroupPathFor(network, ring.size, ring.stride), ring.stride);
   const double kv = SendRecv(why, "cp.kv_send", network, kv_bytes, from, ring.stride);
   const double CP = plan.cp;
@@ -757,7 +757,7 @@ void TimeModel::Impl::Link(const Plan& plan, int v) {
   Derivation* w = v % pp == why_chunk_rank ? why : nullptr;
   const double bytes =
       MicroBatchTokens(plan, training) * model.hidden * training.precision.activation_bytes / plan.tp;
-  const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp);
+  const int stride = PlanGroupSpan(PlanGroup::kPipeline, plan).stride;
   const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
   costs.p2p_s[v] =
       SendRecv(w, "chunk.p2p_send", cluster.network, bytes, std::min(a, b), std::abs(a - b));
@@ -860,7 +860,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
     const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
     tied = CollectiveTime(
         w, "tail.tied_embedding_all_reduce", Collective::kAllReduce, emb * prec.grad_bytes,
-        GroupPathFor(cluster.network, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp) * (pp - 1)));
+        GroupPathFor(cluster.network, 2, PlanGroupSpan(PlanGroup::kPipeline, plan).stride * (pp - 1)));
   }
   // Collectives running under the backward take SMs and HBM bandwidth from
   // it: the compute they slow, by the backward's GEMM / memory-bound mix.
@@ -936,9 +936,8 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   costs.p2p_s.assign(stages - 1, 0.0);
   for (std::vector<double>* v : PerRank()) v->assign(pp, 0.0);
   PlanCommon pc;
-  const GroupSpan shard = PlanGroupSpan(PlanGroup::kShard, plan.tp, plan.cp, plan.dp, plan.zero_shard);
-  const GroupSpan replica =
-      PlanGroupSpan(PlanGroup::kReplica, plan.tp, plan.cp, plan.dp, plan.zero_shard);
+  const GroupSpan shard = PlanGroupSpan(PlanGroup::kShard, plan);
+  const GroupSpan replica = PlanGroupSpan(PlanGroup::kReplica, plan);
   pc.dp_path = GroupPathFor(cluster.network, shard.size, shard.stride);
   pc.replica_path = GroupPathFor(cluster.network, replica.size, replica.stride);
   const LayerKindCounts all = model.CountKinds(0, model.layers);

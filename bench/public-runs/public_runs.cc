@@ -179,6 +179,9 @@ Row Build(const json& r) {
   row.request.training.seq = Int(r, "seq_len", 0);
 
   SearchConstraints& f = row.fixed;
+  // The sources ran Megatron's default rank order (none states
+  // --use-tp-pp-dp-mapping): the placement is fixed, not searched.
+  f.placement = Placement::kDpBeforePp;
   f.tp = static_cast<int>(Int(r, "tp", 1));
   f.cp = static_cast<int>(Int(r, "cp", 1));  // not stated: none
   f.pp = static_cast<int>(pp);

@@ -101,6 +101,14 @@ TEST(RulesTest, EachRuleHasAFailingCase) {
   odd_ffn.model.hidden = 8192;
   odd_ffn.model.ffn = 13825;
   ExpectRule(CheckPlan(odd_ffn, Layout(8, 2, 1, 1, 8)), "ffn%tp");
+  // The tp-pp-dp placement takes no CP or EP (Megatron's --use-tp-pp-dp-mapping).
+  Plan pp_first = Layout(2, 2, 4, 4, 8);
+  pp_first.placement = Placement::kPpBeforeDp;
+  EXPECT_TRUE(CheckPlan(r, pp_first).ok()) << CheckPlan(r, pp_first).message();
+  Plan pp_first_cp = Layout(2, 2, 2, 4, 8);
+  pp_first_cp.placement = Placement::kPpBeforeDp;
+  pp_first_cp.cp = 2;
+  ExpectRule(CheckPlan(r, pp_first_cp), "tp-pp-dp=>cp=1,ep=1");
   // The innermost network tier bounds TP: NVLink domains of 4 GPUs refuse TP 8.
   PlanRequest small_nodes = r;
   small_nodes.cluster.network[0].gpus = 4;
