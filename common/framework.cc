@@ -32,7 +32,7 @@ constexpr const char* kRuleIds[kSupportRuleCount] = {"offload-params", "offload-
                                                      "no-ep",
                                                      "no-cp",          "no-hsdp",
                                                      "hsdp=>zero1",    "hsdp=>zero3",
-                                                     "account-split"};
+                                                     "account-split",  "no-tp-pp-dp"};
 
 }  // namespace
 
@@ -90,6 +90,8 @@ bool Breaks(SupportRule rule, const Plan& p) {
       return p.zero_shard > 0 && p.zero != 3;
     case SupportRule::kAccountSplit:
       return p.accounts_edges();
+    case SupportRule::kPpBeforeDp:
+      return p.placement == Placement::kPpBeforeDp;
   }
   return false;
 }
@@ -146,6 +148,8 @@ std::string DescribeBreach(SupportRule rule, const Plan& p) {
           p.account_for_embedding ? "embedding" : "",
           p.account_for_embedding && p.account_for_loss ? " and the " : "",
           p.account_for_loss ? "loss" : "");
+    case SupportRule::kPpBeforeDp:
+      return "the tp-pp-dp placement (pipeline stages on neighbouring ranks, Megatron --use-tp-pp-dp-mapping)";
   }
   return "?";
 }

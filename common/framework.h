@@ -48,8 +48,9 @@ enum class SupportRule : uint8_t {
   kHybridShardZero3,       // "hsdp=>zero3": hybrid sharding with a ZeRO stage other than 3
   kAccountSplit,           // "account-split": the embedding or loss counted as a pipeline layer
                            // (Megatron-Core's --account-for-embedding/loss-in-pipeline-split)
+  kPpBeforeDp,             // "no-tp-pp-dp": the tp-pp-dp placement (Plan::placement)
 };
-inline constexpr int kSupportRuleCount = 22;
+inline constexpr int kSupportRuleCount = 23;
 const char* SupportRuleId(SupportRule rule);
 // Inverse of SupportRuleId; false when `id` names no rule.
 bool ParseSupportRule(std::string_view id, SupportRule* out);
@@ -143,7 +144,7 @@ inline constexpr double kExecutorGradBucketElements = 25e6;
 // The mechanisms of one implementation. Defaults: p3d's executor.
 struct Framework {
   std::string name = "p3d";
-  SupportRules limits = 0;
+  SupportRules limits = RuleBit(SupportRule::kPpBeforeDp);
   SupportRules gaps = RuleBit(SupportRule::kOffloadParams) | RuleBit(SupportRule::kZeroWithTpPp) |
                       RuleBit(SupportRule::kUnevenStages) | RuleBit(SupportRule::kExpertParallel) |
                       RuleBit(SupportRule::kContextParallel) | RuleBit(SupportRule::kHybridShard) |

@@ -26,6 +26,11 @@ bool ParseRecompute(const std::string& name, Recompute* out) {
 
 const char* OffloadName(Offload o) { return EnumName(kOffloadNames, o); }
 
+constexpr EnumEntry<Placement> kPlacementNames[] = {{Placement::kDpBeforePp, "tp-cp-ep-dp-pp"},
+                                                    {Placement::kPpBeforeDp, "tp-pp-dp"}};
+const char* PlacementName(Placement p) { return EnumName(kPlacementNames, p); }
+bool ParsePlacement(const std::string& name, Placement* out) { return ParseEnum(kPlacementNames, name, out); }
+
 bool ParseOffload(const std::string& name, Offload* out) {
   return ParseEnum(kOffloadNames, name, out);
 }
@@ -187,6 +192,7 @@ std::string PlanSummary(const Plan& p) {
                           p.account_for_loss ? "loss" : "");
   if (p.ep > 1) stages += fmt::format(" EP{}", p.ep);
   if (p.etp > 0 && p.etp != p.tp) stages += fmt::format(" ETP{}", p.etp);
+  if (p.placement != Placement::kDpBeforePp) stages += fmt::format(" placement={}", PlacementName(p.placement));
   const std::string cp = p.cp > 1 ? fmt::format("CP{} ", p.cp) : "";
   const std::string shard = p.zero_shard > 0 ? fmt::format("/shard{}", p.zero_shard) : "";
   return fmt::format(

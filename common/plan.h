@@ -79,6 +79,23 @@ inline int64_t DefaultAttentionBlocks(int64_t seq) {
   return 1;
 }
 
+// Placement: the order in which the parallel groups take consecutive ranks,
+// fastest first; since ranks fill the network's domains in order
+// (simulator/network.h), it decides which tiers each group spans. Megatron's
+// `order` (megatron/core/parallel_state.py initialize_model_parallel, set in
+// megatron/training/initialize.py):
+//   kDpBeforePp  "tp-cp-ep-dp-pp", the default:
+//                rank = tp + TP*(cp + CP*(dp + DP*pp)): the data-parallel
+//                group inside a pipeline stage, the stages far apart
+//   kPpBeforeDp  "tp-pp-dp" (--use-tp-pp-dp-mapping):
+//                rank = tp + TP*(pp + PP*dp): a pipeline's stages TP apart,
+//                the data-parallel members TP*PP apart. Megatron asks for no
+//                CP or EP with it (rule tp-pp-dp=>cp=1,ep=1).
+enum class Placement { kDpBeforePp, kPpBeforeDp };
+const char* PlacementName(Placement p);  // "tp-cp-ep-dp-pp" | "tp-pp-dp"
+// Inverse of PlacementName; false when `name` is neither.
+bool ParsePlacement(const std::string& name, Placement* out);
+
 struct TrainingSpec {
   int64_t global_batch = 512;  // sequences per optimizer step
   int64_t seq = 2048;          // tokens per sequence
@@ -159,6 +176,8 @@ struct Plan {
   // gradients and shards their optimizer states, has DP*CP*TP/(EP*ETP) ranks,
   // stride EP*ETP (parallel_state.py's expert "tp-ep-dp-pp" order).
   int etp = 0;
+  // Which groups take the nearest ranks (see Placement).
+  Placement placement = Placement::kDpBeforePp;
 
   int gpus() const { return dp * tp * cp * pp; }
   int expert_tp() const { return etp > 0 ? etp : tp; }

@@ -29,17 +29,23 @@ int RankStride(GroupKind kind, int tp, int cp, int dp) {
   return -1;
 }
 
-GroupSpan PlanGroupSpan(PlanGroup group, int tp, int cp, int dp, int zero_shard) {
-  const int shard = zero_shard > 0 ? zero_shard : dp * cp;
+GroupSpan PlanGroupSpan(PlanGroup group, const Plan& p) {
+  const int shard = p.zero_shard > 0 ? p.zero_shard : p.grad_group();
+  const bool pp_first = p.placement == Placement::kPpBeforeDp;
+  // Consecutive members of the gradient group (DP x CP): TP apart, or with
+  // tp-pp-dp a whole pipeline (TP x PP ranks) apart.
+  const int grad_stride = pp_first ? p.tp * p.pp : p.tp;
   switch (group) {
     case PlanGroup::kContext:
-      return {cp, tp};
+      return {p.cp, p.tp};
     case PlanGroup::kGradient:
-      return {dp * cp, tp};
+      return {p.grad_group(), grad_stride};
     case PlanGroup::kShard:
-      return {shard, tp};
+      return {shard, grad_stride};
     case PlanGroup::kReplica:
-      return {dp * cp / shard, tp * shard};
+      return {p.grad_group() / shard, grad_stride * shard};
+    case PlanGroup::kPipeline:
+      return {p.pp, pp_first ? p.tp : RankStride(GroupKind::kPipeline, p.tp, p.cp, p.dp)};
   }
   return {};
 }

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "common/plan.h"
 #include "common/status.h"
 
 namespace p3d {
@@ -60,8 +61,8 @@ struct RankCoords {
 // (common/plan.h; the executor's grid has CP = 1): tensor 1, data TP*CP,
 // pipeline TP*CP*DP; -1 for kModel, whose members are not evenly spaced (TP
 // consecutive ranks per stage). For the simulator's communication paths as
-// much as for the executor's groups, e.g. the ranks of the pipeline stage
-// boundary s | s+1 are RankStride(kPipeline, TP, CP, DP) apart.
+// much as for the executor's groups, in Megatron's default placement (the
+// simulator takes a plan's placement from PlanGroupSpan).
 int RankStride(GroupKind kind, int tp, int cp, int dp);
 
 // The groups the planner's layout adds with context parallel and hybrid
@@ -75,13 +76,22 @@ int RankStride(GroupKind kind, int tp, int cp, int dp);
 //                                                   [0,2,4,6] [8,10,12,14]
 //   replica groups (kReplica, DP x CP / zero_shard, stride TP*zero_shard):
 //                                                   [0,8] [2,10] [4,12] [6,14]
-enum class PlanGroup { kContext, kGradient, kShard, kReplica };
+//   pipeline (kPipeline, PP ranks, stride TP*CP*DP: the stage boundary
+//   s | s+1 is one stride)
+// With the tp-pp-dp placement (Plan::placement; CP = 1), rank =
+// tp + TP*(pp + PP*dp): the pipeline's stride is TP and the gradient, shard
+// and replica groups' strides are PP times the ones above. Worked example,
+// TP2 PP2 DP4 (16 ranks, tp = 0 shown):
+//   default:  pipeline [0,8]  [2,10] ...   gradient group [0,2,4,6]   [8,10,12,14]
+//   tp-pp-dp: pipeline [0,2]  [4,6]  ...   gradient group [0,4,8,12]  [2,6,10,14]
+enum class PlanGroup { kContext, kGradient, kShard, kReplica, kPipeline };
 struct GroupSpan {
   int size = 1;
   int stride = 1;
 };
-// Preconditions: degrees >= 1; zero_shard 0 (= the gradient group) or a divisor of DP*CP.
-GroupSpan PlanGroupSpan(PlanGroup group, int tp, int cp, int dp, int zero_shard);
+// Preconditions: degrees >= 1; zero_shard 0 (= the gradient group) or a
+// divisor of DP*CP; CP = 1 with the tp-pp-dp placement.
+GroupSpan PlanGroupSpan(PlanGroup group, const Plan& plan);
 
 // Arguments for ncclCommSplit(comm, color, key, &newcomm, config).
 struct SplitArgs {

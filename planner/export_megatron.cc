@@ -153,6 +153,9 @@ void AddParallelism(const Plan& plan, const ModelSpec& m, Args& args,
                     std::to_string(m.layers / (plan.pp * plan.vpp))});
   }
   if (plan.sequence_parallel && plan.tp > 1) args.push_back({"--sequence-parallel", ""});
+  // The tp-pp-dp placement: megatron/training/initialize.py passes
+  // order='tp-pp-dp' to initialize_model_parallel with this flag.
+  if (plan.placement == Placement::kPpBeforeDp) args.push_back({"--use-tp-pp-dp-mapping", ""});
   if (m.moe()) {
     // EP (x expert TP) carved from DP x TP; the experts' TP defaults to TP
     // (MCore's default for --expert-tensor-parallel-size), stated so the layout is explicit.

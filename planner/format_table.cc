@@ -19,8 +19,12 @@ std::string FormatRequest(const PlanRequest& r) {
                        r.model.experts, r.model.experts_per_token,
                        r.model.shared_experts > 0 ? fmt::format(" + {} shared", r.model.shared_experts) : "",
                        r.model.expert_ffn(), r.model.MoeLayers(), r.model.layers, r.model.ActiveParams() / 1e9);
-  out += fmt::format("cluster  {} x {} ({:.1f} GiB each), {} nodes of {} GPUs [{}]\n", c.num_gpus, c.gpu.name,
-                     ToGiB(c.gpu.memory_bytes), c.nodes(), c.node.gpus_per_node, c.source);
+  // The network, where it is more than nodes joined by one network.
+  const std::string network = IsNodeNetwork(c.network, c.node.gpus_per_node)
+                                  ? ""
+                                  : fmt::format("; network {}", DescribeNetwork(c.network));
+  out += fmt::format("cluster  {} x {} ({:.1f} GiB each), {} nodes of {} GPUs{} [{}]\n", c.num_gpus, c.gpu.name,
+                     ToGiB(c.gpu.memory_bytes), c.nodes(), c.node.gpus_per_node, network, c.source);
   const Precision& p = r.training.precision;
   out += fmt::format("training global batch {} x seq {} = {} tokens/step; {} bytes/param of model state "
                      "(weights {} + grads {} + master {} + Adam {})\n",
@@ -48,6 +52,7 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                      "host/node", "fits", "runs");
   int rank = 0;
   std::string uneven;  // plans with uneven pipeline stages: their layers per stage
+  std::string pp_first;  // plans with the tp-pp-dp placement
   for (const EvaluatedPlan& e : res.plans) {
     const Plan& p = e.plan;
     MemoryBreakdown m = e.memory.peak();
@@ -70,9 +75,13 @@ std::string FormatPlanTable(const PlanRequest& r, const SearchResult& res) {
                        e.runs_rule ? e.runs_rule : "yes");
     if (p.uneven_stages() || p.accounts_edges())
       uneven += fmt::format("{}#{} {}", uneven.empty() ? "" : ", ", rank, StageLayersSummary(p, r.model.layers));
+    if (p.placement == Placement::kPpBeforeDp) pp_first += fmt::format("{}#{}", pp_first.empty() ? "" : ", ", rank);
   }
   if (!uneven.empty())
     out += "uneven pipeline stages, layers per stage (first, middle x stages, last): " + uneven + "\n";
+  if (!pp_first.empty())
+    out += "placement tp-pp-dp (pipeline stages on neighbouring ranks, data parallel a pipeline apart; Megatron "
+           "--use-tp-pp-dp-mapping): " + pp_first + "\n";
   out += "All figures are predictions of p3d's simulator. Memory: the peak pipeline stage of one GPU, GiB "
          "(2^30 bytes); step s: seconds per optimizer step; tokens/s: whole cluster; MFU: model FLOPs / "
          "(step x GPUs x peak); CP: context-parallel ranks per sequence; ZeRO: stage, /n its shard group (HSDP); host/node: CPU memory of one node with offload, GiB; runs: the framework runs the plan "

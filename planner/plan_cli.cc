@@ -58,7 +58,7 @@ StatusOr<ClusterSpec> ResolveCluster(const PlanCliOptions& o, std::ostream& err)
   if (o.gpus_per_node) {
     if (*o.gpus_per_node < 1 || *o.gpus_per_node > 4096)
       return Status::InvalidArgument(fmt::format("--gpus-per-node must be in 1..4096, got {}", *o.gpus_per_node));
-    cluster.node.gpus_per_node = *o.gpus_per_node;
+    P3D_RETURN_IF_ERROR(SetGpusPerNode(&cluster, *o.gpus_per_node));
   }
   const int per_node = cluster.node.gpus_per_node;
   if (o.gpus > per_node && o.gpus % per_node != 0)
@@ -170,6 +170,13 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
     if (!ParseOffload(o.offload, &offload))
       return Status::InvalidArgument(fmt::format("--offload must be none, optimizer or params, got '{}'", o.offload));
     s.fixed.offload = offload;
+  }
+  if (!o.placement.empty()) {
+    Placement placement;
+    if (!ParsePlacement(o.placement, &placement))
+      return Status::InvalidArgument(
+          fmt::format("--placement must be tp-cp-ep-dp-pp or tp-pp-dp, got '{}'", o.placement));
+    s.fixed.placement = placement;
   }
   s.rules.allow_tp_across_nodes = o.allow_tp_across_nodes;
   s.runnable_only = o.runnable;

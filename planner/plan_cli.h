@@ -26,6 +26,7 @@ struct PlanCliOptions {
   std::string recompute;              // "" (search), "none", "selective", "full"
   std::optional<bool> sequence_parallel;
   std::string offload;                // "" (search), "none", "optimizer", "params"
+  std::string placement;              // "" (search), "tp-cp-ep-dp-pp", "tp-pp-dp" (Plan::placement)
   std::string framework;              // profile name or file; "" = p3d, or the --export format's framework
   std::string attention;              // the attention core: "fused" | "unfused"; "" = the framework's
   std::string grad_dtype;             // "fp32" (18 bytes/param) or "bf16" (16); "" = the framework's

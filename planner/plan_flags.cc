@@ -71,6 +71,11 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
       ->check(NonEmpty());
   app.add_option("--offload", o->offload, "fix CPU offload: none | optimizer (ZeRO>=1) | params (ZeRO-3)")
       ->check(NonEmpty());
+  app.add_option("--placement", o->placement,
+                 "fix the rank order of the groups: tp-cp-ep-dp-pp (Megatron's default) | tp-pp-dp (Megatron "
+                 "--use-tp-pp-dp-mapping: pipeline stages on neighbouring ranks, no CP or EP); default: searched "
+                 "where the framework runs both")
+      ->check(NonEmpty());
   app.add_option("--grad-dtype", o->grad_dtype,
                  "gradient accumulation dtype: fp32 (18 B/param) | bf16 (16 B/param); default: the framework's")
       ->check(NonEmpty());

@@ -81,9 +81,11 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
     return RuleFailed(detail, "ffn%tp", [&] {
       return fmt::format("FFN size {} is not divisible by TP={}", m.ffn, p.tp);
     });
-  if (!options.allow_tp_across_nodes && p.tp > r.cluster.node.gpus_per_node)
-    return RuleFailed(detail, "tp<=gpus_per_node", [&] {
-      return fmt::format("TP={} would span nodes of {} GPUs", p.tp, r.cluster.node.gpus_per_node);
+  if (const int domain = InnermostDomainGpus(r.cluster.network);
+      !options.allow_tp_across_nodes && domain > 0 && p.tp > domain)
+    return RuleFailed(detail, "tp<=innermost_tier", [&] {
+      return fmt::format("TP={} would span domains of the innermost network tier ({}, {} GPUs each)", p.tp,
+                         r.cluster.network.front().link.name, domain);
     });
   if (const char* rule = PipelineSplitRule(p, m.layers, detail)) return rule;
   if (p.vpp > 1 && p.pp == 1)
@@ -151,6 +153,12 @@ const char* FailedRule(const PlanRequest& r, const Plan& p, const RuleOptions& o
                          p.zero_shard > 0 ? fmt::format(" with shard groups of {}", p.zero_shard) : "");
     });
   if (const char* rule = HybridShardRule(p, detail)) return rule;
+  if (p.placement == Placement::kPpBeforeDp && (p.cp > 1 || p.ep > 1))
+    return RuleFailed(detail, "tp-pp-dp=>cp=1,ep=1", [&] {
+      return fmt::format("the tp-pp-dp placement (Megatron --use-tp-pp-dp-mapping) takes no context or expert "
+                         "parallelism (Megatron: \"Make sure EP and CP aren't used with this option\"), got CP={} EP={}",
+                         p.cp, p.ep);
+    });
   if (p.sequence_parallel && p.tp == 1)
     return RuleFailed(detail, "sp=>tp>1", [&] {
       return std::string("sequence parallel splits activations along TP, but TP=1");

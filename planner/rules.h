@@ -11,7 +11,9 @@
 //   heads%tp             attention heads divisible by TP
 //   kv_heads%tp          key/value heads (GQA groups) divisible by TP
 //   ffn%tp               FFN size divisible by TP
-//   tp<=gpus_per_node    TP group inside one node (unless allowed across nodes)
+//   tp<=innermost_tier   TP group inside one domain of the network's innermost
+//                        tier (NVLink: a DGX node, an NVL72 rack; unless
+//                        allowed across, --allow-tp-across-nodes)
 //   layers%pp            layers divisible by PP (even stages; else set the
 //                        first/last stage's layers)
 //   layers%(pp*vpp)      layers divisible by PP x VPP (interleaved chunks)
@@ -50,6 +52,8 @@
 //   moe_ffn%etp          expert FFN width divisible by the expert TP
 //   ep=>zero!=2          p3d models EP with ZeRO 0/1 (MCore's distributed optimizer) and ZeRO-3 (the
 //                        experts FSDP-sharded over the expert-data-parallel group), no hybrid sharding
+//   tp-pp-dp=>cp=1,ep=1  the tp-pp-dp placement (Plan::placement, Megatron's
+//                        --use-tp-pp-dp-mapping) with no CP or EP, as Megatron asks
 //   sp=>tp>1             sequence parallel splits along TP
 //   seq<=positions       sequence fits the learned position table (GPT-2 style, not ALiBi)
 //   fp8=>fp8_tensor_cores an FP8 recipe (TrainingSpec::fp8) needs a GPU with FP8 tensor

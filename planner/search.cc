@@ -226,6 +226,17 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
         continue;
       }
       const std::vector<int> shards = ShardOptions(layout, fx, request.cluster.node.gpus_per_node);
+      // Placements (Plan::placement): tp-pp-dp only where it places the
+      // groups differently (PP > 1 and DP > 1; rule tp-pp-dp=>cp=1,ep=1 for
+      // the rest) and the framework can run it, unless fixed.
+      std::vector<Placement> placements;
+      for (Placement pl : {Placement::kDpBeforePp, Placement::kPpBeforeDp}) {
+        if (!Allowed(fx.placement, pl)) continue;
+        if (pl == Placement::kPpBeforeDp && !fx.placement &&
+            (pp == 1 || dp == 1 || cp > 1 || (fw.limits & RuleBit(SupportRule::kPpBeforeDp))))
+          continue;
+        placements.push_back(pl);
+      }
       // EP candidates: the divisors of DP x CP x TP that divide the experts
       // (rule experts%ep); 1 only for a dense model (ep=>moe). With a fixed
       // expert TP, EP x ETP must divide DP x CP x TP (rule dp*cp*tp%(ep*etp)).
@@ -255,8 +266,11 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   if (!Allowed(fx.sequence_parallel, sp == 1)) continue;
                  for (int ep : eps) {
                   if (!Allowed(fx.ep, ep)) continue;
+                 for (Placement placement : placements) {
+                  if (placement != Placement::kDpBeforePp && ep > 1 && !fx.placement) continue;
                   Plan p = layout;
                   p.ep = ep;
+                  p.placement = placement;
                   // The expert TP is TP unless fixed (--etp); TP's value is the default 0.
                   if (fx.etp && *fx.etp != static_cast<int>(tp)) p.etp = *fx.etp;
                   p.micro_batch = mb;
@@ -275,6 +289,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
                       (p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
                       (p.zero_shard != 0 && HybridShardRule(p) != nullptr) || (p.ep > 1 && (p.zero == 2 || p.zero_shard > 0)) ||
+                      (p.placement == Placement::kPpBeforeDp && (p.cp > 1 || p.ep > 1)) ||
                       (m.moe() && m.expert_ffn() % p.expert_tp() != 0)) {
                     reject(FailedRule(request, p, options.rules));
                     continue;
@@ -306,7 +321,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                       misses.resize(k);
                     }
                   }
-                 }
+                 }  // placement
+                 }  // ep
                 }
               }
             }
@@ -345,6 +361,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     probe.grad_accum = std::max<int64_t>(1, request.training.global_batch / std::max<int64_t>(1, probe.micro_batch * probe.dp));
     probe.sequence_parallel = fx.sequence_parallel.value_or(false);
     probe.offload = fx.offload.value_or(Offload::kNone);
+    probe.placement = fx.placement.value_or(Placement::kDpBeforePp);
     probe.attention = attention;
     Status detail = CheckPlan(request, probe, options.rules);
     if (detail.ok()) detail = CheckFrameworkRule(request.framework, RuleKind::kLimit, probe);

@@ -46,6 +46,10 @@ struct SearchConstraints {
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;
   std::optional<Offload> offload;
+  // Plan::placement; unset: the default, and tp-pp-dp too where the
+  // framework runs it and it places the groups differently (PP > 1, DP > 1,
+  // no CP or EP).
+  std::optional<Placement> placement;
   // Not searched: unset, the framework profile's core (request.framework).
   std::optional<AttentionImpl> attention;
 };

@@ -1,6 +1,7 @@
 #include "simulator/comm_model.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace p3d {
 
@@ -8,20 +9,19 @@ namespace {
 double Bandwidth(const LinkSpec& link) { return link.bytes_per_s * link.efficiency; }
 }  // namespace
 
-GroupPath GroupPathFor(const NodeSpec& node, int size, int stride) {
+GroupPath GroupPathFor(const Network& network, int size, int stride) {
   GroupPath p;
   p.size = std::max(size, 1);
-  const int g = std::max(node.gpus_per_node, 1);
-  p.members_per_node = std::min(p.size, std::max(1, g / std::max(stride, 1)));
-  p.spans_nodes = p.members_per_node < p.size;
-  const double intra = Bandwidth(node.intra);
-  if (!p.spans_nodes) {
-    p.bus_bytes_per_s = intra;
-    p.latency_s = node.intra.latency_s;
-  } else {
-    // The ring's bottleneck is the per-GPU network link (see comm_model.h).
-    p.bus_bytes_per_s = std::min(intra, Bandwidth(node.inter));
-    p.latency_s = std::max(node.intra.latency_s, node.inter.latency_s);
+  stride = std::max(stride, 1);
+  p.bus_bytes_per_s = std::numeric_limits<double>::infinity();
+  // Every tier up to the innermost one whose domain holds the whole group;
+  // the ring's bottleneck is the slowest of them (see comm_model.h).
+  for (size_t t = 0; t < network.size(); ++t) {
+    const NetworkTier& tier = network[t];
+    p.tier = static_cast<int>(t);
+    p.bus_bytes_per_s = std::min(p.bus_bytes_per_s, Bandwidth(tier.link));
+    p.latency_s = std::max(p.latency_s, tier.link.latency_s);
+    if (tier.gpus == 0 || std::min(p.size, std::max(1, tier.gpus / stride)) == p.size) break;
   }
   return p;
 }
@@ -31,11 +31,14 @@ double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path) {
   return BusFactor(kind, path.size) * bytes / path.bus_bytes_per_s + RingSteps(kind, path.size) * path.latency_s;
 }
 
-double SendRecvSeconds(const NodeSpec& node, double bytes, int rank, int stride) {
+double SendRecvSeconds(const Network& network, double bytes, int rank, int stride) {
   if (bytes <= 0) return 0;
-  const int g = std::max(node.gpus_per_node, 1);
-  const LinkSpec& link = rank / g == (rank + stride) / g ? node.intra : node.inter;
+  const LinkSpec& link = network[TierBetween(network, rank, stride)].link;
   return bytes / Bandwidth(link) + link.latency_s;
+}
+
+int SlowestHopRank(const Network& network, const GroupPath& path, int stride) {
+  return path.tier > 0 ? std::max(0, network[path.tier - 1].gpus - stride) : 0;
 }
 
 }  // namespace p3d

@@ -3,11 +3,16 @@
 //
 // Rank layout (common/plan.h): rank = tp + TP*(dp + DP*pp). A group is
 // `size` ranks spaced `stride` apart: TP groups have stride 1, DP groups
-// stride TP, PP neighbours stride TP*DP. With G GPUs per node, a group keeps
-// k = min(size, max(1, G/stride)) members in each node; it stays inside one
-// node when k == size, else it spans size/k nodes.
+// stride TP, PP neighbours stride TP*DP. The network (simulator/network.h) is
+// tiers of GPU domains, innermost first; in a tier of G GPUs per domain a
+// group keeps k = min(size, max(1, G/stride)) members in each domain, so it
+// stays inside one domain when k == size. The group's tier is the innermost
+// one it stays inside (the outermost tier holds everything); it crosses every
+// tier up to that one.
 //
-// Bandwidth a ring gets per member (bus bandwidth):
+// Bandwidth a ring gets per member (bus bandwidth): the slowest link of the
+// tiers it crosses, min over tiers 0..tier of bytes_per_s * efficiency.
+// Two tiers (a node of G GPUs, NVLink inside, one NIC per GPU across):
 //   inside a node:  intra.bytes_per_s * intra.efficiency            (NVLink)
 //   across nodes:   min(intra bus bandwidth, inter.bytes_per_s * inter.efficiency)
 // Across nodes the ring's bottleneck is the per-GPU share of the node's
@@ -21,7 +26,8 @@
 // communication-bound regime Narayanan et al. measured (Table 2; p3d predicts
 // 117 and 55 TFLOP/s/GPU incl. recompute where the paper has 88 and 44); with
 // k shares it would be compute-bound and faster than PTD-P, against the paper.
-// Latency (alpha) per ring step is the slower link's latency.
+// The same holds at every tier: each GPU's share of the tier's link.
+// Latency (alpha) per ring step is the slowest latency of the tiers crossed.
 //
 // Costs (n members, `bytes` = the full buffer each rank holds before an
 // all-reduce / after an all-gather / before a reduce-scatter):
@@ -41,21 +47,25 @@ namespace p3d {
 // The path one process group's collectives take.
 struct GroupPath {
   int size = 1;
-  int members_per_node = 1;
-  bool spans_nodes = false;
+  int tier = 0;                // outermost tier crossed (0: inside one innermost domain)
   double bus_bytes_per_s = 0;  // effective ring bandwidth per member
   double latency_s = 0;        // alpha per ring step
 };
 
-// Group of `size` ranks spaced `stride` apart in the rank layout.
-GroupPath GroupPathFor(const NodeSpec& node, int size, int stride);
+// Group of `size` ranks spaced `stride` apart in the rank layout, on a
+// validated network (ValidateNetwork).
+GroupPath GroupPathFor(const Network& network, int size, int stride);
 
 // Seconds for one ring collective (all-reduce, reduce-scatter, all-gather) of
 // `bytes` over `path` (0 when path.size == 1); send-recv: SendRecvSeconds.
 double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path);
 
-// Seconds to send `bytes` between two ranks `stride` apart that both start at
-// `rank` (same node when rank / G == (rank + stride) / G).
-double SendRecvSeconds(const NodeSpec& node, double bytes, int rank, int stride);
+// Seconds to send `bytes` from `rank` to `rank + stride`, over the link of
+// the innermost tier whose domain holds both (TierBetween).
+double SendRecvSeconds(const Network& network, double bytes, int rank, int stride);
+
+// A rank of a ring of `stride`-spaced members (on `path`) whose send to the
+// next member crosses the ring's outermost tier: its slowest hop.
+int SlowestHopRank(const Network& network, const GroupPath& path, int stride);
 
 }  // namespace p3d

@@ -13,7 +13,8 @@ namespace p3d {
 // first the layout sanity p3d-run's flags can break (legal plans never do):
 //   dp>=1, zero in 0..3, tp,cp,pp,vpp>=1, vpp needs pp>1, sp=>tp>1
 // then the p3d profile's rules ("p3d: rule <id>: ...": offload-params,
-// zero-with-tp/pp, uneven-stages, no-cp, no-hsdp, account-split).
+// zero-with-tp/pp, uneven-stages, no-cp, no-hsdp, account-split, and no-tp-pp-dp:
+// p3d builds the default rank order alone).
 Status CheckExecutorSupports(const Plan& plan);
 
 }  // namespace p3d

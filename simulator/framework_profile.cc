@@ -27,7 +27,7 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "zero_reduce_scatter",
     "param_gather_overlap", "reshard_after_forward", "master_is_param", "param_grads_kept",
     "grad_accumulation_bytes", "selective_recompute",
-    "tp_overlap_buffers", "fused_cross_entropy", "fp8", "fp8_param_gather"};
+    "tp_overlap_buffers", "fused_cross_entropy", "fp8", "fp8_param_gather", "placements"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
 // its source, which must say where the fact comes from.
@@ -137,6 +137,9 @@ Status ReadRules(const json& doc, const std::string& origin, FrameworkProfile* p
     P3D_ASSIGN_OR_RETURN(std::string kind, f.String("kind"));
     P3D_ASSIGN_OR_RETURN(std::string source, f.String("source"));
     SupportRule rule;
+    if (ParseSupportRule(id, &rule) && rule == SupportRule::kPpBeforeDp)
+      return f.Error("id", fmt::format("'{}' is not listed: it follows from 'placements' (absent: the default "
+                                       "order alone)", id));
     if (!ParseSupportRule(id, &rule)) {
       const std::string hint = ClosestMatch(id, ids);
       std::string known_list;
@@ -151,6 +154,28 @@ Status ReadRules(const json& doc, const std::string& origin, FrameworkProfile* p
     (kind == "limit" ? fw.limits : fw.gaps) |= RuleBit(rule);
     p->rule_sources[id] = source;
   }
+  return Status::Ok();
+}
+
+// "placements" (optional {"value", "source"}): the rank orders the framework
+// builds (Plan::placement), Megatron's default among them; absent: the
+// default alone. A framework without tp-pp-dp gets the limit no-tp-pp-dp.
+Status ReadPlacements(const json& doc, const std::string& origin, FrameworkProfile* p) {
+  Framework& fw = p->framework;
+  fw.limits |= RuleBit(SupportRule::kPpBeforeDp);
+  if (!doc.contains("placements")) return Status::Ok();
+  P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "placements", &p->sources));
+  bool has_default = false;
+  if (!f.value().is_array()) return f.fields().Error("value", "must be a list of placements");
+  for (const json& v : f.value()) {
+    Placement placement;
+    if (!v.is_string() || !ParsePlacement(v.get<std::string>(), &placement))
+      return f.fields().Error("value", fmt::format("must list tp-cp-ep-dp-pp or tp-pp-dp, got {}", v.dump()));
+    has_default |= placement == Placement::kDpBeforePp;
+    if (placement == Placement::kPpBeforeDp) fw.limits &= ~RuleBit(SupportRule::kPpBeforeDp);
+  }
+  if (!has_default)
+    return f.fields().Error("value", "must include tp-cp-ep-dp-pp (Megatron's default order)");
   return Status::Ok();
 }
 
@@ -192,6 +217,7 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
   P3D_ASSIGN_OR_RETURN(p.description, top.String("description"));
   P3D_ASSIGN_OR_RETURN(p.version, top.String("version"));
   P3D_RETURN_IF_ERROR(ReadRules(doc, origin, &p));
+  P3D_RETURN_IF_ERROR(ReadPlacements(doc, origin, &p));
 
   auto& src = p.sources;
   P3D_ASSIGN_OR_RETURN(std::string attention, ReadName(doc, origin, "attention", &src));
@@ -274,14 +300,14 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
   json rules = json::array();
   for (int i = 0; i < kSupportRuleCount; ++i) {
     const SupportRule r = static_cast<SupportRule>(i);
-    if (!((fw.limits | fw.gaps) & RuleBit(r))) continue;
+    if (r == SupportRule::kPpBeforeDp || !((fw.limits | fw.gaps) & RuleBit(r))) continue;
     auto it = p.rule_sources.find(SupportRuleId(r));
     rules.push_back(json{{"id", SupportRuleId(r)},
                          {"kind", fw.limits & RuleBit(r) ? "limit" : "gap"},
                          {"source", it == p.rule_sources.end() ? "" : it->second}});
   }
   const Precision& pr = p.precision;
-  return json{{"schema", kSchema},
+  json doc = json{{"schema", kSchema},
               {"name", fw.name},
               {"description", p.description},
               {"version", p.version},
@@ -314,6 +340,10 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)},
               {"fp8", field("fp8", json{{"runs", Fp8Names(fw.fp8_recipes)}, {"gaps", Fp8Names(fw.fp8_gaps)}})},
               {"fp8_param_gather", field("fp8_param_gather", Fp8Names(fw.fp8_param_gather))}};
+  if (!(fw.limits & RuleBit(SupportRule::kPpBeforeDp)))
+    doc["placements"] = field("placements", json::array({PlacementName(Placement::kDpBeforePp),
+                                                         PlacementName(Placement::kPpBeforeDp)}));
+  return doc;
 }
 
 namespace {
@@ -392,11 +422,17 @@ std::string FrameworkSummary(const FrameworkProfile& p) {
       f.grad_bucket_elements_per_dp > 0
           ? fmt::format("max({:.0f}M, {:.0f}M x DP)", f.grad_bucket_elements / 1e6, f.grad_bucket_elements_per_dp / 1e6)
           : fmt::format("{:.0f}M", f.grad_bucket_elements / 1e6);
+  // The rules a profile lists ("no-tp-pp-dp" follows from its placements,
+  // named only where the framework builds tp-pp-dp too).
   std::string rules;
   for (int i = 0; i < kSupportRuleCount; ++i) {
     const SupportRule r = static_cast<SupportRule>(i);
-    if ((f.limits | f.gaps) & RuleBit(r)) rules += (rules.empty() ? "" : ", ") + std::string(SupportRuleId(r));
+    if (r != SupportRule::kPpBeforeDp && ((f.limits | f.gaps) & RuleBit(r)))
+      rules += (rules.empty() ? "" : ", ") + std::string(SupportRuleId(r));
   }
+  if (!(f.limits & RuleBit(SupportRule::kPpBeforeDp)))
+    rules += fmt::format("{}placements {}, {}", rules.empty() ? "" : "; ", PlacementName(Placement::kDpBeforePp),
+                         PlacementName(Placement::kPpBeforeDp));
   std::string dp = f.grad_reduce_overlap ? fmt::format("overlapped in {} buckets", bucket) : "after the backward";
   if (f.grad_reduce_overlap && f.grad_reduce_overlap_with_pp != PpGradOverlap::kAll)
     dp += fmt::format(" ({} with PP)", f.grad_reduce_overlap_with_pp == PpGradOverlap::kNone ? "none" : "stage 0 only");

@@ -1,4 +1,5 @@
-// Hardware description: a GPU, the node it sits in, and the cluster.
+// Hardware description: a GPU, the node (host) it sits in, the network
+// (simulator/network.h: tiers of GPU domains) and the cluster.
 //
 // Figures come from the catalog (vendor datasheets, published.md section 5),
 // from a user's JSON file, or from a profile measured by p3d-calibrate. All
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "simulator/network.h"
 
 namespace p3d {
 
@@ -69,14 +71,6 @@ struct AttentionEfficiencyPoint {
   double backward = 0;
 };
 
-// One link class (NVLink inside a node, network across nodes, or PCIe).
-struct LinkSpec {
-  std::string name;            // "nvlink4", "ib-ndr", "pcie4"
-  double bytes_per_s = 0;      // per GPU, one direction, datasheet
-  double efficiency = 1.0;     // achievable fraction of bytes_per_s for large messages
-  double latency_s = 0;        // per collective step (alpha)
-};
-
 struct GpuSpec {
   std::string name;            // stable catalog id, e.g. "h100-sxm"
   std::string description;     // e.g. "NVIDIA H100 SXM5 80GB"
@@ -117,10 +111,10 @@ struct GpuSpec {
   RuntimeMemory runtime;
 };
 
+// One host: the GPUs one machine (and one launcher process set) holds, and
+// what they share. How GPUs talk to each other is the Network's.
 struct NodeSpec {
   int gpus_per_node = 8;
-  LinkSpec intra;              // GPU-GPU inside a node
-  LinkSpec inter;              // per-GPU share of the node's network
   double host_memory_bytes = 0;     // CPU memory per node
   double pcie_bytes_per_s = 0;      // host<->GPU per GPU, one direction
   // CPU AdamW throughput of the whole node (all cores, shared by its GPUs):
@@ -144,11 +138,17 @@ double CpuAdamParamsPerS(const NodeSpec& node);
 struct ClusterSpec {
   GpuSpec gpu;
   NodeSpec node;
+  Network network;  // innermost tier first (simulator/network.h)
   int num_gpus = 0;
   int nodes() const { return (num_gpus + node.gpus_per_node - 1) / node.gpus_per_node; }
   // Where the hardware figures came from ("catalog h100-sxm", "profile file.json", ...).
   std::string source;
 };
+
+// Sets node.gpus_per_node (--gpus-per-node); a network whose innermost tier
+// is the node (tier 0 holds the old gpus_per_node GPUs: the two-tier case)
+// keeps it so. Error (rule tiers-nest) when the tiers no longer nest.
+Status SetGpusPerNode(ClusterSpec* cluster, int gpus);
 
 // Catalog access (simulator/hardware_catalog.cc).
 const std::vector<std::string>& CatalogGpuNames();

@@ -35,6 +35,7 @@ constexpr RuntimeMemory kDefaultRuntime{.cuda_context_bytes = 1210 * kMiB,
 struct CatalogEntry {
   GpuSpec gpu;
   NodeSpec node;
+  Network network;
   std::string node_name;
   double marketed_gb = 0;  // > 0: what --mem GB picks (kMemoryTolerance)
   std::vector<std::string> device_names;
@@ -62,28 +63,55 @@ StatusOr<LinkSpec> ReadLink(const json& links, const std::string& name) {
   return l;
 }
 
-StatusOr<std::pair<NodeSpec, std::string>> ReadNode(const json& doc, const std::string& id) {
+// A node's "network": tiers innermost first, each {"link": a name under
+// "links", "gpus": GPUs per domain}, the outermost without "gpus".
+StatusOr<Network> ReadNetwork(const json& doc, const JsonFields& node) {
+  const json& tiers = node.object().contains("network") ? node.object()["network"] : json();
+  if (!tiers.is_array()) return node.Error("network", "must be an array of tiers, innermost first");
+  Network network;
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    if (!tiers[i].is_object()) return node.Error("network", fmt::format("tier {} must be an object", i));
+    JsonFields t(tiers[i], fmt::format("{}: network[{}]", node.where(), i));
+    P3D_RETURN_IF_ERROR(t.OnlyKeys({"link", "gpus"}));
+    NetworkTier tier;
+    P3D_ASSIGN_OR_RETURN(std::string link, t.String("link"));
+    P3D_ASSIGN_OR_RETURN(tier.link, ReadLink(doc["links"], link));
+    if (t.Has("gpus")) {
+      P3D_ASSIGN_OR_RETURN(int64_t gpus, t.IntInRange("gpus", 1, 1 << 24));
+      tier.gpus = static_cast<int>(gpus);
+    }
+    network.push_back(std::move(tier));
+  }
+  P3D_RETURN_IF_ERROR(ValidateNetwork(network, node.where() + ": field "));
+  return network;
+}
+
+struct CatalogNode {
+  NodeSpec node;
+  Network network;
+  std::string name;
+};
+
+StatusOr<CatalogNode> ReadNode(const json& doc, const std::string& id) {
   auto it = doc["nodes"].find(id);
   if (it == doc["nodes"].end() || !it->is_object())
     return Status::InvalidArgument(fmt::format("catalog: node '{}' is not defined under 'nodes'", id));
   JsonFields f(*it, "catalog node " + id);
-  P3D_RETURN_IF_ERROR(f.OnlyKeys({"name", "gpus_per_node", "intra", "inter", "host_memory_gib", "pcie_gb_per_s"}));
-  NodeSpec n;
+  P3D_RETURN_IF_ERROR(f.OnlyKeys({"name", "gpus_per_node", "network", "host_memory_gib", "pcie_gb_per_s"}));
+  CatalogNode out;
+  NodeSpec& n = out.node;
   P3D_ASSIGN_OR_RETURN(int64_t gpus, f.IntInRange("gpus_per_node", 1, 4096));
   n.gpus_per_node = static_cast<int>(gpus);
-  P3D_ASSIGN_OR_RETURN(std::string intra, f.String("intra"));
-  P3D_ASSIGN_OR_RETURN(std::string inter, f.String("inter"));
-  P3D_ASSIGN_OR_RETURN(n.intra, ReadLink(doc["links"], intra));
-  P3D_ASSIGN_OR_RETURN(n.inter, ReadLink(doc["links"], inter));
+  P3D_ASSIGN_OR_RETURN(out.network, ReadNetwork(doc, f));
   P3D_ASSIGN_OR_RETURN(double host_gib, f.Number("host_memory_gib", 1, 1e6));
   P3D_ASSIGN_OR_RETURN(double pcie, f.Number("pcie_gb_per_s", 0.1, 1e6));
   n.host_memory_bytes = host_gib * kGiB;
   n.pcie_bytes_per_s = pcie * kGBps;
-  std::string name = id;
+  out.name = id;
   if (f.Has("name")) {
-    P3D_ASSIGN_OR_RETURN(name, f.String("name"));
+    P3D_ASSIGN_OR_RETURN(out.name, f.String("name"));
   }
-  return std::pair{n, name};
+  return out;
 }
 
 StatusOr<CatalogEntry> ReadGpu(const json& doc, const json& g, size_t i) {
@@ -124,8 +152,10 @@ StatusOr<CatalogEntry> ReadGpu(const json& doc, const json& g, size_t i) {
   P3D_ASSIGN_OR_RETURN(gpu.fp8_tn_only, f.BoolOr("fp8_tn_only", false));
   P3D_ASSIGN_OR_RETURN(gpu.mxfp8, f.BoolOr("mxfp8", false));
   P3D_ASSIGN_OR_RETURN(std::string node, f.String("node"));
-  P3D_ASSIGN_OR_RETURN(auto node_and_name, ReadNode(doc, node));
-  std::tie(e.node, e.node_name) = node_and_name;
+  P3D_ASSIGN_OR_RETURN(CatalogNode catalog_node, ReadNode(doc, node));
+  e.node = catalog_node.node;
+  e.network = std::move(catalog_node.network);
+  e.node_name = std::move(catalog_node.name);
   if (!g.contains("device_names") || !g["device_names"].is_array())
     return f.Error("device_names", "must be an array of the driver's device names");
   for (const json& d : g["device_names"]) {
@@ -198,6 +228,7 @@ StatusOr<ClusterSpec> CatalogCluster(const std::string& gpu_name) {
     ClusterSpec c;
     c.gpu = e.gpu;
     c.node = e.node;
+    c.network = e.network;
     c.source = fmt::format("catalog {} in {}", e.gpu.name, e.node_name);
     return c;
   }

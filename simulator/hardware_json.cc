@@ -123,22 +123,27 @@ constexpr double kMinHbmRate = 1e10;      // bytes/s: 10 GB/s
 constexpr double kMinPeakFlops = 1e12;    // FLOP/s: 1 TFLOP/s
 constexpr double kMinMemoryBytes = 1e9;   // bytes: 1 GB of GPU or host memory
 
-Status ReadLink(const Reader& parent, const char* key, LinkSpec* link) {
-  P3D_ASSIGN_OR_RETURN(Reader r, parent.Child(key));
-  P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "bytes_per_s", "efficiency", "latency_s"}));
+// A link's fields of the object `r` (a node link or a network tier).
+Status ReadLinkFields(const Reader& r, LinkSpec* link) {
   P3D_RETURN_IF_ERROR(r.String("name", &link->name));
   P3D_RETURN_IF_ERROR(r.Plausible("bytes_per_s", kMinLinkRate, kMaxRate, "bytes/s", &link->bytes_per_s));
   P3D_RETURN_IF_ERROR(r.Positive("efficiency", 1.0, &link->efficiency));
   return r.Positive("latency_s", kMaxLatency, &link->latency_s);
 }
 
-// Calls read(reader, item path) for every element of the array gpu[key];
+Status ReadLink(const Reader& parent, const char* key, LinkSpec* link) {
+  P3D_ASSIGN_OR_RETURN(Reader r, parent.Child(key));
+  P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "bytes_per_s", "efficiency", "latency_s"}));
+  return ReadLinkFields(r, link);
+}
+
+// Calls read(reader, item path) for every element of the array parent[key];
 // each must be an object. Messages name the element ("gpu.key[3]").
 template <typename Read>
-Status ReadObjectArray(const Reader& gpu_reader, const json& gpu, const char* key, bool non_empty,
+Status ReadObjectArray(const Reader& parent_reader, const json& parent, const char* key, bool non_empty,
                        Read&& read) {
-  const std::string path = gpu_reader.Path(key);
-  const json& table = gpu.at(key);
+  const std::string path = parent_reader.Path(key);
+  const json& table = parent.at(key);
   if (!table.is_array() || (non_empty && table.empty()))
     return Status::InvalidArgument(fmt::format("hardware field '{}' must be a {}array", path,
                                                non_empty ? "non-empty " : ""));
@@ -313,18 +318,55 @@ Status ReadGpu(const Reader& root, GpuSpec* g) {
   return Status::Ok();
 }
 
-Status ReadNode(const Reader& root, NodeSpec* n) {
+// A positive integer no larger than `max`.
+Status Count(const Reader& r, const char* key, double max, int* out) {
+  double v = 0;
+  P3D_RETURN_IF_ERROR(r.Positive(key, max, &v));
+  if (v != std::floor(v))
+    return Status::InvalidArgument(fmt::format("hardware field '{}' must be an integer, got {}", r.Path(key), v));
+  *out = static_cast<int>(v);
+  return Status::Ok();
+}
+
+// The top-level "network": tiers innermost first, each a link plus "gpus"
+// (GPUs per domain), the outermost without it (network.h).
+Status ReadNetwork(const Reader& root, Network* network) {
+  P3D_RETURN_IF_ERROR(ReadObjectArray(
+      root, root.object(), "network", /*non_empty=*/true, [&](const Reader& r, const std::string&) -> Status {
+        P3D_RETURN_IF_ERROR(r.OnlyKeys({"name", "gpus", "bytes_per_s", "efficiency", "latency_s"}));
+        NetworkTier tier;
+        if (r.Has("gpus")) P3D_RETURN_IF_ERROR(Count(r, "gpus", 1 << 24, &tier.gpus));
+        P3D_RETURN_IF_ERROR(ReadLinkFields(r, &tier.link));
+        network->push_back(std::move(tier));
+        return Status::Ok();
+      }));
+  return ValidateNetwork(*network, "hardware field ");
+}
+
+// The node, and the network: the top-level "network", or (files before
+// network tiers) the node's "intra" and "inter" links, the two-tier network
+// of nodes of gpus_per_node GPUs (NodeNetwork).
+Status ReadNode(const Reader& root, NodeSpec* n, Network* network) {
   P3D_ASSIGN_OR_RETURN(Reader r, root.Child("node"));
   P3D_RETURN_IF_ERROR(r.OnlyKeys({"gpus_per_node", "intra", "inter", "host_memory_bytes", "cpu_adam_params_per_s",
                                   "pcie_bytes_per_s"}));
-  double gpus = 0;
-  P3D_RETURN_IF_ERROR(r.Positive("gpus_per_node", 1024, &gpus));
-  if (gpus != std::floor(gpus))
+  P3D_RETURN_IF_ERROR(Count(r, "gpus_per_node", 1024, &n->gpus_per_node));
+  const bool two_tier = r.Has("intra") || r.Has("inter");
+  if (two_tier && root.Has("network"))
     return Status::InvalidArgument(
-        fmt::format("hardware field 'node.gpus_per_node' must be an integer, got {}", gpus));
-  n->gpus_per_node = static_cast<int>(gpus);
-  P3D_RETURN_IF_ERROR(ReadLink(r, "intra", &n->intra));
-  P3D_RETURN_IF_ERROR(ReadLink(r, "inter", &n->inter));
+        "hardware field 'network' and 'node.intra'/'node.inter' both describe the network: give one");
+  if (two_tier) {
+    LinkSpec intra, inter;
+    P3D_RETURN_IF_ERROR(ReadLink(r, "intra", &intra));
+    P3D_RETURN_IF_ERROR(ReadLink(r, "inter", &inter));
+    *network = NodeNetwork(n->gpus_per_node, std::move(intra), std::move(inter));
+  } else if (!root.Has("network")) {
+    return Status::InvalidArgument(
+        "hardware field 'network' is missing (the network tiers, innermost first; or, two tiers, "
+        "'node.intra' and 'node.inter')");
+  } else {
+    P3D_RETURN_IF_ERROR(ReadNetwork(root, network));
+  }
   P3D_RETURN_IF_ERROR(r.Plausible("host_memory_bytes", kMinMemoryBytes, kMaxBytes, "bytes", &n->host_memory_bytes));
   if (r.Has("cpu_adam_params_per_s"))
     P3D_RETURN_IF_ERROR(r.Positive("cpu_adam_params_per_s", kMaxRate, &n->cpu_adam_params_per_s));
@@ -348,9 +390,9 @@ StatusOr<ClusterSpec> ParseClusterJson(const std::string& text, const std::strin
   Reader root(j, "");
   ClusterSpec c;
   // A profile is this hardware document plus "schema" and "calibration".
-  Status s = root.OnlyKeys({"gpu", "node", "schema", "calibration"});
+  Status s = root.OnlyKeys({"gpu", "node", "network", "schema", "calibration"});
   if (s.ok()) s = ReadGpu(root, &c.gpu);
-  if (s.ok()) s = ReadNode(root, &c.node);
+  if (s.ok()) s = ReadNode(root, &c.node, &c.network);
   if (!s.ok())
     return Status::InvalidArgument(fmt::format("hardware file {}: {}", origin, s.message()));
   c.source = fmt::format("file {}", origin);
@@ -392,12 +434,16 @@ std::string ClusterToJson(const ClusterSpec& c) {
   if (g.fp8_tn_only) gpu["fp8_tn_only"] = true;
   if (g.mxfp8) gpu["mxfp8"] = true;
   json node = {{"gpus_per_node", c.node.gpus_per_node},
-               {"intra", LinkToJson(c.node.intra)},
-               {"inter", LinkToJson(c.node.inter)},
                {"host_memory_bytes", c.node.host_memory_bytes},
                {"pcie_bytes_per_s", c.node.pcie_bytes_per_s}};
   if (c.node.cpu_adam_params_per_s > 0) node["cpu_adam_params_per_s"] = c.node.cpu_adam_params_per_s;
-  return json{{"gpu", gpu}, {"node", node}}.dump(2);
+  json network = json::array();
+  for (const NetworkTier& t : c.network) {
+    json tier = LinkToJson(t.link);
+    if (t.gpus > 0) tier["gpus"] = t.gpus;
+    network.push_back(tier);
+  }
+  return json{{"gpu", gpu}, {"node", node}, {"network", network}}.dump(2);
 }
 
 }  // namespace p3d

@@ -214,7 +214,7 @@ Status ApplyCollectives(const Fields& cal, ClusterSpec* c) {
   if (samples.empty()) return Status::Ok();  // one GPU: nothing to fit
   StatusOr<LinkFit> fit = FitCollectives(samples);
   if (!fit.ok()) return cal.Error("collectives", fit.status().message());
-  LinkSpec& l = c->node.intra;
+  LinkSpec& l = c->network.front().link;  // the innermost tier: what one host measures
   l.latency_s = fit->alpha_s;
   l.efficiency = fit->bus_bytes_per_s / l.bytes_per_s;
   if (l.efficiency > 1)
@@ -344,6 +344,7 @@ std::string ProfileToJson(const ClusterSpec& applied, const json& calibration) {
   json out = {{"schema", kProfileSchema}};
   out["gpu"] = doc["gpu"];
   out["node"] = doc["node"];
+  out["network"] = doc["network"];
   out["calibration"] = calibration;
   return out.dump(2);
 }

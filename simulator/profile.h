@@ -19,11 +19,12 @@
 //   gpu.runtime           context (memory_bytes - free after CUDA context +
 //                         cuBLASLt + first GEMM), NCCL bytes per communicator,
 //                         allocator overhead fraction of one arena allocation
-//   node.intra            efficiency and latency from one weighted least-
+//   network[0] (node.intra in two-tier files)
+//                         efficiency and latency from one weighted least-
 //                         squares fit of every measured intra-node collective
 //                         to the comm model's own formula (comm_model.h)
 // Datasheet figures (peak_flops, hbm_bytes_per_s, link bytes_per_s) and the
-// inter-node link are never changed: one host cannot measure a network.
+// outer network tiers are never changed: one host cannot measure a network.
 #pragma once
 
 #include <cstdint>

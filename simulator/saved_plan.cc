@@ -21,10 +21,12 @@ json ClusterSummaryToJson(const ClusterSpec& c) {
               {"memory_bytes_per_gpu", c.gpu.memory_bytes},
               {"peak_flops_per_gpu", c.gpu.peak_flops},
               {"hbm_bytes_per_s", c.gpu.hbm_bytes_per_s},
-              {"intra_node_link", c.node.intra.name},
-              {"intra_node_bytes_per_s", c.node.intra.bytes_per_s},
-              {"inter_node_link", c.node.inter.name},
-              {"inter_node_bytes_per_s", c.node.inter.bytes_per_s},
+              // The innermost and outermost network tiers (the node's two
+              // links in a two-tier network; all tiers under "hardware").
+              {"intra_node_link", c.network.front().link.name},
+              {"intra_node_bytes_per_s", c.network.front().link.bytes_per_s},
+              {"inter_node_link", c.network.back().link.name},
+              {"inter_node_bytes_per_s", c.network.back().link.bytes_per_s},
               {"source", c.source},
               {"hardware", json::parse(ClusterToJson(c))}};
 }
@@ -80,7 +82,8 @@ json LayoutToJson(const Plan& p, const TrainingSpec& t) {
               {"account_for_embedding", p.account_for_embedding},
               {"account_for_loss", p.account_for_loss},
               {"ep", p.ep},
-              {"etp", p.expert_tp()}};
+              {"etp", p.expert_tp()},
+              {"placement", PlacementName(p.placement)}};
 }
 
 json PredictionToJson(const EvaluatedPlan& e) {
@@ -193,7 +196,7 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_RETURN_IF_ERROR(l.OnlyKeys({"dp", "tp", "cp", "pp", "vpp", "zero", "zero_shard", "micro_batch", "grad_accum", "global_batch", "seq",
                                   "recompute", "sequence_parallel", "offload", "attention", "first_stage_layers",
                                   "last_stage_layers", "account_for_embedding", "account_for_loss", "ep",
-                                  "etp"}));
+                                  "etp", "placement"}));
   P3D_ASSIGN_OR_RETURN(s.plan.dp, Int(l, "dp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.tp, Int(l, "tp", 1, kMaxGpus));
   P3D_ASSIGN_OR_RETURN(s.plan.pp, Int(l, "pp", 1, kMaxGpus));
@@ -221,6 +224,12 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_ASSIGN_OR_RETURN(std::string recompute, l.String("recompute"));
   if (!ParseRecompute(recompute, &s.plan.recompute))
     return l.Error("recompute", fmt::format("must be none|selective|full, got '{}'", recompute));
+  // "placement" is absent from plans saved before placements existed: the default.
+  if (l.Has("placement")) {
+    P3D_ASSIGN_OR_RETURN(std::string placement, l.String("placement"));
+    if (!ParsePlacement(placement, &s.plan.placement))
+      return l.Error("placement", fmt::format("must be tp-cp-ep-dp-pp|tp-pp-dp, got '{}'", placement));
+  }
   // "offload" is absent from plans saved before offload existed: none.
   if (l.Has("offload")) {
     P3D_ASSIGN_OR_RETURN(std::string offload, l.String("offload"));

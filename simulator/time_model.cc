@@ -171,16 +171,14 @@ double UploadAfterCpu(double cpu, double upload, double chunks) {
 }
 
 // SendRecvSeconds, recorded as `name` when `why` is set.
-double SendRecv(Derivation* why, std::string_view name, const NodeSpec& node, double bytes,
+double SendRecv(Derivation* why, std::string_view name, const Network& network, double bytes,
                 int rank, int stride) {
-  const double t = SendRecvSeconds(node, bytes, rank, stride);
+  const double t = SendRecvSeconds(network, bytes, rank, stride);
   if (why == nullptr) return t;
-  const int g = std::max(node.gpus_per_node, 1);
-  const bool same_node = rank / g == (rank + stride) / g;
-  const LinkSpec& link = same_node ? node.intra : node.inter;
+  const int tier = TierBetween(network, rank, stride);
+  const LinkSpec& link = network[tier].link;
   return P3D_TERM(why, name, bytes > 0 ? "bytes/(bw*eff) + latency" : "0", t,
-                  same_node ? "activation to the next stage, inside a node"
-                            : "activation to the next stage, across nodes",
+                  fmt::format("activation to the next stage, over network tier {} ({})", tier, link.name),
                   {"bytes", bytes}, {"bw", link.bytes_per_s}, {"eff", link.efficiency},
                   {"latency", link.latency_s});
 }
@@ -199,7 +197,7 @@ double CollectiveTime(Derivation* why, std::string_view name, Collective kind, d
             {"latency", path.latency_s}},
            t,
            fmt::format("{} over {} ranks{}", CollectiveName(kind), path.size,
-                       path.spans_nodes ? ", across nodes" : ""));
+                       path.tier > 0 ? fmt::format(", across network tiers 0-{}", path.tier) : ""));
   return t;
 }
 
@@ -351,7 +349,7 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     kernel(prefix + ".backward", s.layer[k].backward);
     kernel(prefix + ".recompute", s.layer[k].recompute);
   }
-  const GroupPath tp = GroupPathFor(cluster.node, plan.tp, 1);
+  const GroupPath tp = GroupPathFor(cluster.network, plan.tp, 1);
   // B*S*H activations of one micro-batch.
   const double x =
       MicroBatchTokens(plan, training) * model.hidden * training.precision.activation_bytes;
@@ -424,7 +422,7 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     // ranks at stride ETP, carved from the stage's TP x CP x DP ranks by
     // Megatron-Core's expert "tp-ep-dp-pp" order: consecutive DP x CP ranks
     // when ETP = TP).
-    const GroupPath ep_path = GroupPathFor(cluster.node, plan.ep, plan.expert_tp());
+    const GroupPath ep_path = GroupPathFor(cluster.network, plan.ep, plan.expert_tp());
     const double T_r = MicroBatchTokens(plan, training) / plan.sequence_shards();
     const double k = static_cast<double>(model.experts_per_token);
     const double a2a = CollectiveTime(why, "ep.all_to_all", Collective::kAllGather,
@@ -469,17 +467,16 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
 // ([2, K/V] buffers): the first step sends K/V only, the CP-2 middle steps
 // both, the last dK/dV alone. A recomputed core (full recompute, Megatron's
 // core_attn selective recompute) runs the forward ring again in backward.
-// The ring's slowest hop decides every step: across nodes when TP*CP GPUs
-// span more than one node.
+// The ring's slowest hop decides every step: over the outermost network tier
+// the ring crosses (across nodes when TP*CP GPUs span more than one node).
 void TimeModel::Impl::CpRingExposed(const Plan& plan, ShapeCosts* s, Derivation* why) const {
-  const NodeSpec& node = cluster.node;
+  const Network& network = cluster.network;
   const double e = training.precision.activation_bytes;
   const double kv_bytes = MicroBatchTokens(plan, training) * 2 *
                           static_cast<double>(model.KvHeadsPerTpRank(plan.tp) * model.head_dim()) * e;
-  const GroupSpan ring = PlanGroupSpan(PlanGroup::kContext, plan.tp, plan.cp, plan.dp, plan.zero_shard);
-  const bool spans = GroupPathFor(node, ring.size, ring.stride).spans_nodes;
-  const int from = spans ? std::max(0, node.gpus_per_node - ring.stride) : 0;
-  const double kv = SendRecv(why, "cp.kv_send", node, kv_bytes, from, ring.stride);
+  const GroupSpan ring = PlanGroupSpan(PlanGroup::kContext, plan);
+  const int from = SlowestHopRank(network, GroupPathFor(network, ring.size, ring.stride), ring.stride);
+  const double kv = SendRecv(why, "cp.kv_send", network, kv_bytes, from, ring.stride);
   const double CP = plan.cp;
   // The core of the model's most common layer kind (MainKind) sets the pace.
   const LayerKernelTimes& main = s->layer[s->main];
@@ -546,11 +543,10 @@ Status TimeModel::Impl::Check(const Plan& p) const {
     return Status::InvalidArgument(fmt::format(
         "hardware '{}': peak_flops, hbm_bytes_per_s and hbm_efficiency must be positive", g.name));
   const NodeSpec& n = cluster.node;
-  if (n.gpus_per_node < 1 || !(n.intra.bytes_per_s * n.intra.efficiency > 0) ||
-      !(n.inter.bytes_per_s * n.inter.efficiency > 0))
-    return Status::InvalidArgument(fmt::format(
-        "hardware '{}': gpus_per_node and link bandwidths (intra, inter) must be positive",
-        g.name));
+  if (n.gpus_per_node < 1)
+    return Status::InvalidArgument(fmt::format("hardware '{}': gpus_per_node must be positive", g.name));
+  if (Status s = ValidateNetwork(cluster.network, "field "); !s.ok())
+    return Status::InvalidArgument(fmt::format("hardware '{}': {}", g.name, s.message()));
   if (p.offload != Offload::kNone && !(n.pcie_bytes_per_s > 0))
     return Status::InvalidArgument(
         fmt::format("hardware '{}': pcie_bytes_per_s must be positive for offload plans", g.name));
@@ -782,10 +778,10 @@ void TimeModel::Impl::Link(const Plan& plan, int v) {
   Derivation* w = v % pp == why_chunk_rank ? why : nullptr;
   const double bytes =
       MicroBatchTokens(plan, training) * model.hidden * training.precision.activation_bytes / plan.tp;
-  const int stride = RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp);
+  const int stride = PlanGroupSpan(PlanGroup::kPipeline, plan).stride;
   const int a = stride * (v % pp), b = stride * ((v + 1) % pp);
   costs.p2p_s[v] =
-      SendRecv(w, "chunk.p2p_send", cluster.node, bytes, std::min(a, b), std::abs(a - b));
+      SendRecv(w, "chunk.p2p_send", cluster.network, bytes, std::min(a, b), std::abs(a - b));
 }
 
 // After the last backward of pipeline rank r: the gradient reduction's exposed
@@ -884,7 +880,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
     const double emb = static_cast<double>(model.vocab) * model.hidden / plan.tp;
     tied = CollectiveTime(
         w, "tail.tied_embedding_all_reduce", Collective::kAllReduce, emb * prec.grad_bytes,
-        GroupPathFor(node, 2, RankStride(GroupKind::kPipeline, plan.tp, plan.cp, plan.dp) * (pp - 1)));
+        GroupPathFor(cluster.network, 2, PlanGroupSpan(PlanGroup::kPipeline, plan).stride * (pp - 1)));
   }
   // Collectives running under the backward take SMs and HBM bandwidth from
   // it: the compute they slow, by the backward's GEMM / memory-bound mix.
@@ -960,14 +956,13 @@ Status TimeModel::Impl::Prepare(const Plan& plan) {
   costs.p2p_s.assign(stages - 1, 0.0);
   for (std::vector<double>* v : PerRank()) v->assign(pp, 0.0);
   PlanCommon pc;
-  const GroupSpan shard = PlanGroupSpan(PlanGroup::kShard, plan.tp, plan.cp, plan.dp, plan.zero_shard);
-  const GroupSpan replica =
-      PlanGroupSpan(PlanGroup::kReplica, plan.tp, plan.cp, plan.dp, plan.zero_shard);
-  pc.dp_path = GroupPathFor(cluster.node, shard.size, shard.stride);
-  pc.replica_path = GroupPathFor(cluster.node, replica.size, replica.stride);
+  const GroupSpan shard = PlanGroupSpan(PlanGroup::kShard, plan);
+  const GroupSpan replica = PlanGroupSpan(PlanGroup::kReplica, plan);
+  pc.dp_path = GroupPathFor(cluster.network, shard.size, shard.stride);
+  pc.replica_path = GroupPathFor(cluster.network, replica.size, replica.stride);
   const LayerKindCounts all = model.CountKinds(0, model.layers);
   pc.mixed = all.count[sc.main] != model.layers;
-  pc.edp_path = plan.ep > 1 ? GroupPathFor(cluster.node, plan.expert_dp(), plan.expert_tp() * plan.ep) : pc.dp_path;
+  pc.edp_path = plan.ep > 1 ? GroupPathFor(cluster.network, plan.expert_dp(), plan.expert_tp() * plan.ep) : pc.dp_path;
   pc.layer_params =
       StageLayerParams(model, all, plan.tp, plan.ep, plan.expert_tp()) / static_cast<double>(model.layers);
   pc.layer_experts = LayerExperts(plan, all) / static_cast<double>(model.layers);

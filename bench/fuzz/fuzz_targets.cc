@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "common/input_file.h"
 #include "common/json_fields.h"
@@ -71,13 +72,18 @@ Target ModelTarget(const std::string& root) {
 }
 
 bool SaneCluster(const ClusterSpec& c, std::string* why) {
-  const double v[] = {c.gpu.memory_bytes, c.gpu.hbm_bytes_per_s, c.gpu.peak_flops, c.node.intra.bytes_per_s,
-                      c.node.inter.bytes_per_s, c.node.pcie_bytes_per_s, c.node.host_memory_bytes};
+  std::vector<double> v = {c.gpu.memory_bytes, c.gpu.hbm_bytes_per_s, c.gpu.peak_flops, c.node.pcie_bytes_per_s,
+                           c.node.host_memory_bytes};
+  for (const NetworkTier& t : c.network) v.push_back(t.link.bytes_per_s);
   for (double x : v)
     if (!(x > 0 && Finite(x))) {
       *why = "accepted hardware with a non-positive or non-finite figure";
       return false;
     }
+  if (!ValidateNetwork(c.network, "").ok()) {
+    *why = "accepted hardware whose network tiers break a rule";
+    return false;
+  }
   if (c.gpu.gemm_efficiency.empty()) {
     *why = "accepted hardware without a GEMM efficiency curve";
     return false;

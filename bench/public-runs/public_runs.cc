@@ -50,7 +50,8 @@ int64_t Int(const json& r, const char* k, int64_t fallback) {
 std::string CatalogGpu(const std::string& gpu) {
   static const std::map<std::string, std::string> names = {{"h100-sxm", "h100-sxm"},   {"a100-80", "a100-80gb"},
                                                            {"a100-40", "a100-40gb"},   {"v100-32", "v100-32gb"},
-                                                           {"b200", "b200"},           {"h200", "h200"}};
+                                                           {"b200", "b200"},           {"h200", "h200"},
+                                                           {"gb200", "gb200"}};
   auto it = names.find(gpu);
   return it == names.end() ? "" : it->second;
 }
@@ -156,7 +157,9 @@ Row Build(const json& r) {
   StatusOr<ClusterSpec> c = CatalogCluster(gpu);
   row.request.cluster = *c;
   row.request.cluster.num_gpus = static_cast<int>(Int(r, "num_gpus", 0));
-  if (Has(r, "gpus_per_node")) row.request.cluster.node.gpus_per_node = static_cast<int>(Int(r, "gpus_per_node", 8));
+  if (Has(r, "gpus_per_node"))
+    if (Status s = SetGpusPerNode(&row.request.cluster, static_cast<int>(Int(r, "gpus_per_node", 8))); !s.ok())
+      return no(s.message());
   SetFramework(*profile, &row.request);
   row.request.training.fp8 = fp8;
   std::string fp8_refusal;
@@ -169,6 +172,9 @@ Row Build(const json& r) {
   row.request.training.seq = Int(r, "seq_len", 0);
 
   SearchConstraints& f = row.fixed;
+  // The sources ran Megatron's default rank order (none states
+  // --use-tp-pp-dp-mapping): the placement is fixed, not searched.
+  f.placement = Placement::kDpBeforePp;
   f.tp = static_cast<int>(Int(r, "tp", 1));
   f.cp = static_cast<int>(Int(r, "cp", 1));  // not stated: none
   f.pp = static_cast<int>(pp);

@@ -187,9 +187,9 @@ void PrintSummary(const ClusterSpec& c, std::ostream& out) {
                      "collective: {:.2f} (GEMM), {:.2f} (memory-bound)\n",
                      c.gpu.optimizer_efficiency, c.gpu.overlap_slowdown_gemm,
                      c.gpu.overlap_slowdown_memory);
+  const LinkSpec& intra = c.network.front().link;  // the innermost tier: what one host measures
   out << fmt::format("  intra-node link {}: efficiency {:.3f} of {:.0f} GB/s, latency {:.2f} us\n",
-                     c.node.intra.name, c.node.intra.efficiency, c.node.intra.bytes_per_s / 1e9,
-                     c.node.intra.latency_s * 1e6);
+                     intra.name, intra.efficiency, intra.bytes_per_s / 1e9, intra.latency_s * 1e6);
 }
 
 Status RunRank(const Options& o) {

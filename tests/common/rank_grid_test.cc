@@ -133,21 +133,27 @@ TEST(RankGridTest, RejectsInvalidLayoutsNamingTheRule) {
 }
 
 // The planner's groups with context parallel and hybrid sharding, from the
-// coordinates of rank = tp + TP*(cp + CP*(dp + DP*pp)): each span run from
-// the group's lowest rank lists exactly the ranks whose coordinates put them
-// in that group (common/rank_grid.h's worked example among the layouts).
+// coordinates of rank = tp + TP*(cp + CP*(dp + DP*pp)), or with the tp-pp-dp
+// placement rank = tp + TP*(pp + PP*dp): each span run from the group's
+// lowest rank lists exactly the ranks whose coordinates put them in that
+// group (common/rank_grid.h's worked examples among the layouts).
 TEST(RankGridTest, PlanGroupSpansMatchTheCoordinates) {
-  const std::vector<std::tuple<int, int, int, int, int>> layouts = {  // tp, cp, dp, pp, shard
-      {2, 2, 4, 1, 4}, {1, 4, 2, 2, 0}, {8, 2, 4, 2, 2}, {2, 1, 8, 1, 4}, {4, 4, 1, 1, 0}};
-  for (const auto& [tp, cp, dp, pp, shard] : layouts) {
+  constexpr Placement kDefault = Placement::kDpBeforePp, kPpFirst = Placement::kPpBeforeDp;
+  const std::vector<std::tuple<int, int, int, int, int, Placement>> layouts = {  // tp, cp, dp, pp, shard
+      {2, 2, 4, 1, 4, kDefault}, {1, 4, 2, 2, 0, kDefault}, {8, 2, 4, 2, 2, kDefault}, {2, 1, 8, 1, 4, kDefault},
+      {4, 4, 1, 1, 0, kDefault}, {2, 1, 4, 2, 0, kPpFirst},  {2, 1, 8, 4, 2, kPpFirst},  {1, 1, 4, 8, 0, kPpFirst}};
+  for (const auto& [tp, cp, dp, pp, shard, placement] : layouts) {
     SCOPED_TRACE(testing::Message() << "TP" << tp << " CP" << cp << " DP" << dp << " PP" << pp
-                                    << " shard" << shard);
+                                    << " shard" << shard << " " << PlacementName(placement));
+    Plan plan;
+    plan.tp = tp, plan.cp = cp, plan.dp = dp, plan.pp = pp, plan.zero_shard = shard, plan.placement = placement;
     const int world = tp * cp * dp * pp, z = shard > 0 ? shard : dp * cp;
     struct C {
       int t, c, d, p, g;  // g: index in the DP x CP gradient group
     };
     auto coords = [&](int r) {
-      C x{r % tp, (r / tp) % cp, (r / (tp * cp)) % dp, r / (tp * cp * dp), 0};
+      C x = placement == kDefault ? C{r % tp, (r / tp) % cp, (r / (tp * cp)) % dp, r / (tp * cp * dp), 0}
+                                  : C{r % tp, 0, r / (tp * pp), (r / tp) % pp, 0};
       x.g = x.c + cp * x.d;
       return x;
     };
@@ -158,9 +164,10 @@ TEST(RankGridTest, PlanGroupSpansMatchTheCoordinates) {
         {PlanGroup::kShard,
          [&](const C& a, const C& b) { return a.t == b.t && a.p == b.p && a.g / z == b.g / z; }},
         {PlanGroup::kReplica,
-         [&](const C& a, const C& b) { return a.t == b.t && a.p == b.p && a.g % z == b.g % z; }}};
+         [&](const C& a, const C& b) { return a.t == b.t && a.p == b.p && a.g % z == b.g % z; }},
+        {PlanGroup::kPipeline, [](const C& a, const C& b) { return a.t == b.t && a.c == b.c && a.d == b.d; }}};
     for (const auto& [kind, same] : kinds) {
-      const GroupSpan span = PlanGroupSpan(kind, tp, cp, dp, shard);
+      const GroupSpan span = PlanGroupSpan(kind, plan);
       for (int r = 0; r < world; ++r) {
         std::vector<int> want;
         for (int o = 0; o < world; ++o)

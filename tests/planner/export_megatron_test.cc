@@ -378,6 +378,19 @@ TEST(MegatronExport, Bf16GradientReductionFollowsThePrecision) {
   EXPECT_EQ(ParseArgs(r->text).count("--grad-reduce-in-bf16"), 1u);
 }
 
+// The tp-pp-dp placement is Megatron's --use-tp-pp-dp-mapping (megatron/training/initialize.py).
+TEST(MegatronExport, PlacementWritesTheMappingFlag) {
+  Plan plan = MakePlan(2, 1, 4, 1, 1, 1, 8);
+  PlanRequest request = RequestFor(testing::Llama2_7B(), plan);
+  auto plain = ExportMegatronArgs(request, Evaluated(plan));
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(ParseArgs(plain->text).count("--use-tp-pp-dp-mapping"), 0u);
+  plan.placement = Placement::kPpBeforeDp;
+  auto mapped = ExportMegatronArgs(request, Evaluated(plan));
+  ASSERT_TRUE(mapped.ok()) << mapped.status().ToString();
+  EXPECT_EQ(ParseArgs(mapped->text).count("--use-tp-pp-dp-mapping"), 1u);
+}
+
 TEST(MegatronExport, RefusesOptimizerStatePrecisionItDoesNotWrite) {
   Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
   PlanRequest request = RequestFor(testing::Llama2_7B(), plan);

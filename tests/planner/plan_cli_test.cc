@@ -202,6 +202,31 @@ TEST(PlanCliTest, SavedPlanRoundTrips) {
   std::remove(path.c_str());
 }
 
+// --placement: the megatron-core framework with tp-pp-dp fixed; the table
+// names the plans of that placement, the saved plan keeps it, a bad name and
+// a framework that cannot run it are errors naming the flag or rule.
+TEST(PlanCliTest, PlacementIsFixedSavedAndRefusedWhereUnsupported) {
+  std::string path = testing::TempDir() + "/saved_placement.json";
+  PlanCliOptions o = MainJob();
+  o.framework = "megatron-core";
+  o.placement = "tp-pp-dp";
+  o.pp = 8;
+  o.save_plan = path;
+  CliResult r = RunCli(o);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_NE(r.out.find("placement tp-pp-dp"), std::string::npos) << r.out;
+  std::ifstream f(path);
+  nlohmann::json j = nlohmann::json::parse(f);
+  EXPECT_EQ(j["plan"]["placement"], "tp-pp-dp");
+  std::remove(path.c_str());
+  o = MainJob();
+  o.placement = "dp-first";
+  ExpectError(o, "--placement");
+  o = MainJob();
+  o.placement = "tp-pp-dp";  // p3d's executor: one rank order
+  ExpectError(o, "no-tp-pp-dp");
+}
+
 TEST(PlanCliTest, NothingFitsExitsInfeasible) {
   PlanCliOptions o;
   o.model = "13B";

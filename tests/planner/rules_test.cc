@@ -14,6 +14,7 @@ PlanRequest Llama13bOn(int gpus) {
                       .ffn = 13824, .heads = 40, .kv_heads = 40, .vocab = 32000, .max_positions = 4096};
   r.cluster.num_gpus = gpus;
   r.cluster.node.gpus_per_node = 8;
+  r.cluster.network = NodeNetwork(8, {"nvlink4", 450e9, 0.84, 8e-6}, {"ib-ndr", 50e9, 0.9, 15e-6});
   r.training.global_batch = 64;
   r.training.seq = 2048;
   return r;
@@ -103,12 +104,32 @@ TEST(RulesTest, EachRuleHasAFailingCase) {
   odd_ffn.model.hidden = 8192;
   odd_ffn.model.ffn = 13825;
   ExpectRule(CheckPlan(odd_ffn, Layout(8, 2, 1, 1, 8)), "ffn%tp");
+  // The tp-pp-dp placement takes no CP or EP (Megatron's --use-tp-pp-dp-mapping).
+  Plan pp_first = Layout(2, 2, 4, 4, 8);
+  pp_first.placement = Placement::kPpBeforeDp;
+  EXPECT_TRUE(CheckPlan(r, pp_first).ok()) << CheckPlan(r, pp_first).message();
+  Plan pp_first_cp = Layout(2, 2, 2, 4, 8);
+  pp_first_cp.placement = Placement::kPpBeforeDp;
+  pp_first_cp.cp = 2;
+  ExpectRule(CheckPlan(r, pp_first_cp), "tp-pp-dp=>cp=1,ep=1");
+  // The innermost network tier bounds TP: NVLink domains of 4 GPUs refuse TP 8.
   PlanRequest small_nodes = r;
-  small_nodes.cluster.node.gpus_per_node = 4;
-  ExpectRule(CheckPlan(small_nodes, Layout(2, 8, 1, 4, 8)), "tp<=gpus_per_node");
+  small_nodes.cluster.network[0].gpus = 4;
+  ExpectRule(CheckPlan(small_nodes, Layout(2, 8, 1, 4, 8)), "tp<=innermost_tier");
   RuleOptions across;
   across.allow_tp_across_nodes = true;
   EXPECT_TRUE(CheckPlan(small_nodes, Layout(2, 8, 1, 4, 8), across).ok());
+  // It is the NVLink domain, not the host: trays of 4 GPUs in a 72-GPU NVLink
+  // domain (GB200 NVL72) take TP 8 ...
+  PlanRequest nvl = r;
+  nvl.cluster.node.gpus_per_node = 4;
+  nvl.cluster.network[0].gpus = 72;
+  EXPECT_TRUE(CheckPlan(nvl, Layout(2, 8, 1, 4, 8)).ok());
+  // ... and a domain of 2 refuses it, naming the tier.
+  nvl.cluster.network[0].gpus = 2;
+  Status two = CheckPlan(nvl, Layout(2, 8, 1, 4, 8));
+  ExpectRule(two, "tp<=innermost_tier");
+  EXPECT_NE(two.message().find("nvlink4, 2 GPUs each"), std::string::npos) << two.message();
   ExpectRule(CheckPlan(Llama13bOn(48), Layout(1, 1, 48, 1, 64)), "layers%pp");
   Plan vpp3 = Layout(4, 2, 2, 2, 8);
   vpp3.vpp = 3;  // 40 layers / (2*3) is not whole

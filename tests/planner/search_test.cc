@@ -14,6 +14,7 @@
 #include "models/zoo.h"
 #include "planner/rules.h"
 #include "planner/stage_split.h"
+#include "simulator/framework_profile.h"
 #include "simulator/hardware.h"
 #include "simulator/memory_model.h"
 #include "tests/planner/catalog_request.h"
@@ -103,7 +104,7 @@ TEST(SearchTest, EnumeratesExactlyTheLegalPlans) {
 TEST(SearchTest, EnumeratesExactlyTheLegalPlansWithShardGroups) {
   PlanRequest r = CatalogRequest("gpt2-xl", "a100-40gb", 8, 32);
   r.training.seq = 1024;
-  r.cluster.node.gpus_per_node = 2;
+  ASSERT_TRUE(SetGpusPerNode(&r.cluster, 2).ok());  // nodes of 2 GPUs, each its own NVLink domain
   SearchOptions o;
   o.min_cp_rank_tokens = 0;  // every legal CP, as the oracle
   int64_t enumerated = 0, hybrid = 0;
@@ -303,6 +304,33 @@ TEST(SearchTest, FixedDimensionsAreHonoured) {
     EXPECT_EQ(p.micro_batch, 2);
   };
   ASSERT_TRUE(SearchPlans(r, o).ok());
+}
+
+// The tp-pp-dp placement is searched where the framework runs it and it
+// differs from the default (PP > 1, DP > 1, no CP or EP), never for p3d's
+// executor, and a fixed one the framework cannot run names its rule.
+TEST(SearchTest, PlacementIsSearchedWhereTheFrameworkRunsIt) {
+  PlanRequest r = CatalogRequest("llama-2-7b", "h100-sxm", 16, 64);
+  SearchOptions o;
+  int64_t pp_first = 0;
+  o.on_candidate = [&](const Plan& p, double, bool) {
+    if (p.placement != Placement::kPpBeforeDp) return;
+    ++pp_first;
+    EXPECT_TRUE(p.pp > 1 && p.dp > 1 && p.cp == 1 && p.ep == 1) << PlanSummary(p);
+    EXPECT_TRUE(CheckPlan(r, p).ok()) << PlanSummary(p) << ": " << CheckPlan(r, p).message();
+  };
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_EQ(pp_first, 0);  // p3d: limit no-tp-pp-dp
+  SetFramework(LoadFrameworkProfile("megatron-core").value(), &r);
+  ASSERT_TRUE(SearchPlans(r, o).ok());
+  EXPECT_GT(pp_first, 0);
+  PlanRequest p3d = CatalogRequest("llama-2-7b", "h100-sxm", 16, 64);
+  o.on_candidate = nullptr;
+  o.fixed.placement = Placement::kPpBeforeDp;
+  o.fixed.pp = 2;
+  StatusOr<SearchResult> refused = SearchPlans(p3d, o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("no-tp-pp-dp"), std::string::npos) << refused.status().message();
 }
 
 TEST(SearchTest, ImpossibleLayoutNamesTheRule) {

@@ -9,17 +9,11 @@
 namespace p3d {
 namespace {
 
-NodeSpec DgxA100() {
-  NodeSpec n;
-  n.gpus_per_node = 8;
-  n.intra = {"nvlink3", 300e9, 0.8, 8e-6};
-  n.inter = {"ib-hdr", 25e9, 0.9, 15e-6};
-  return n;
-}
+Network DgxA100() { return NodeNetwork(8, {"nvlink3", 300e9, 0.8, 8e-6}, {"ib-hdr", 25e9, 0.9, 15e-6}); }
 
 TEST(CommModelTest, RingFormulasInsideANode) {
   const GroupPath tp8 = GroupPathFor(DgxA100(), 8, 1);
-  ASSERT_FALSE(tp8.spans_nodes);
+  ASSERT_EQ(tp8.tier, 0);
   const double bw = 300e9 * 0.8, bytes = 1e9;
   EXPECT_DOUBLE_EQ(CollectiveSeconds(Collective::kAllReduce, bytes, tp8),
                    2.0 * 7 / 8 * bytes / bw + 2 * 7 * 8e-6);
@@ -34,23 +28,21 @@ TEST(CommModelTest, RingFormulasInsideANode) {
 }
 
 TEST(CommModelTest, RankLayoutDecidesTheLink) {
-  const NodeSpec n = DgxA100();
+  const Network n = DgxA100();
   // TP=4, DP=2: DP members are 4 apart, TP*DP = 8 <= 8: inside one node.
   GroupPath dp = GroupPathFor(n, 2, 4);
-  EXPECT_FALSE(dp.spans_nodes);
-  EXPECT_EQ(dp.members_per_node, 2);
+  EXPECT_EQ(dp.tier, 0);
+  EXPECT_DOUBLE_EQ(dp.bus_bytes_per_s, 300e9 * 0.8);
   // TP=4, DP=4: TP*DP = 16 > 8: two members per node, two nodes.
   dp = GroupPathFor(n, 4, 4);
-  EXPECT_TRUE(dp.spans_nodes);
-  EXPECT_EQ(dp.members_per_node, 2);
+  EXPECT_EQ(dp.tier, 1);
   EXPECT_DOUBLE_EQ(dp.bus_bytes_per_s, 25e9 * 0.9);
   EXPECT_DOUBLE_EQ(dp.latency_s, 15e-6);
   // TP=8: each DP member on its own node.
   dp = GroupPathFor(n, 16, 8);
-  EXPECT_EQ(dp.members_per_node, 1);
-  EXPECT_TRUE(dp.spans_nodes);
+  EXPECT_EQ(dp.tier, 1);
   // TP=16 crosses nodes too (allowed only when the planner is told so).
-  EXPECT_TRUE(GroupPathFor(n, 16, 1).spans_nodes);
+  EXPECT_EQ(GroupPathFor(n, 16, 1).tier, 1);
   // Across nodes the same bytes take intra/inter bandwidth ratio longer.
   const double inside = CollectiveSeconds(Collective::kAllReduce, 1e9, GroupPathFor(n, 8, 1));
   const double across = CollectiveSeconds(Collective::kAllReduce, 1e9, GroupPathFor(n, 8, 8));
@@ -58,12 +50,68 @@ TEST(CommModelTest, RankLayoutDecidesTheLink) {
 }
 
 TEST(CommModelTest, SendRecvUsesTheLinkBetweenTheTwoRanks) {
-  const NodeSpec n = DgxA100();
+  const Network n = DgxA100();
   const double bytes = 64e6;
   // PP neighbours TP*DP = 4 apart: ranks 0 and 4 share node 0; ranks 4 and 8 do not.
   EXPECT_DOUBLE_EQ(SendRecvSeconds(n, bytes, 0, 4), bytes / (300e9 * 0.8) + 8e-6);
   EXPECT_DOUBLE_EQ(SendRecvSeconds(n, bytes, 4, 4), bytes / (25e9 * 0.9) + 15e-6);
   EXPECT_EQ(SendRecvSeconds(n, 0, 0, 4), 0);
+}
+
+// Three tiers (network.h): NVLink domains of 8, leaf switches of 32 GPUs at
+// 50 GB/s per GPU, a spine oversubscribed 2:1 (25 GB/s per GPU).
+Network ThreeTiers() {
+  return {{8, {"nvlink4", 450e9, 0.8, 8e-6}}, {32, {"leaf", 50e9, 0.9, 15e-6}}, {0, {"spine", 25e9, 0.9, 25e-6}}};
+}
+
+TEST(CommModelTest, AGroupIsBoundByTheSlowestTierItCrosses) {
+  const Network n = ThreeTiers();
+  // Inside an NVLink domain: TP 8.
+  GroupPath p = GroupPathFor(n, 8, 1);
+  EXPECT_EQ(p.tier, 0);
+  EXPECT_DOUBLE_EQ(p.bus_bytes_per_s, 450e9 * 0.8);
+  // DP 4 at stride 8 (TP 8): 32 GPUs, one leaf: the leaf bounds it.
+  p = GroupPathFor(n, 4, 8);
+  EXPECT_EQ(p.tier, 1);
+  EXPECT_DOUBLE_EQ(p.bus_bytes_per_s, 50e9 * 0.9);
+  EXPECT_DOUBLE_EQ(p.latency_s, 15e-6);
+  // DP 8 at stride 8: 64 GPUs over two leaves: the spine bounds it.
+  p = GroupPathFor(n, 8, 8);
+  EXPECT_EQ(p.tier, 2);
+  EXPECT_DOUBLE_EQ(p.bus_bytes_per_s, 25e9 * 0.9);
+  EXPECT_DOUBLE_EQ(p.latency_s, 25e-6);
+  // DP 2 at stride 2 stays in the NVLink domain; DP 16 at stride 2 fills a leaf.
+  EXPECT_EQ(GroupPathFor(n, 2, 2).tier, 0);
+  EXPECT_EQ(GroupPathFor(n, 16, 2).tier, 1);
+  // The two-tier node network is the special case: the same group over nodes
+  // of 8 crosses tier 1, the node network.
+  EXPECT_EQ(GroupPathFor(DgxA100(), 4, 8).tier, 1);
+}
+
+TEST(CommModelTest, TheNvlinkDomainCanHoldManyNodes) {
+  // GB200 NVL72: 72 GPUs on NVLink5, trays of 4 GPUs. EP 64 (stride 1) stays on
+  // NVLink; a DP group of 2 at stride 64 crosses racks (tier 1, the NIC).
+  const Network nvl = NodeNetwork(72, {"nvlink5", 900e9, 0.8, 8e-6}, {"ib-ndr", 50e9, 0.9, 15e-6});
+  EXPECT_EQ(GroupPathFor(nvl, 64, 1).tier, 0);
+  EXPECT_DOUBLE_EQ(GroupPathFor(nvl, 64, 1).bus_bytes_per_s, 900e9 * 0.8);
+  EXPECT_EQ(GroupPathFor(nvl, 2, 64).tier, 1);
+  EXPECT_DOUBLE_EQ(SendRecvSeconds(nvl, 1e9, 4, 4), 1e9 / (900e9 * 0.8) + 8e-6);   // tray 1 -> 2
+  EXPECT_DOUBLE_EQ(SendRecvSeconds(nvl, 1e9, 68, 4), 1e9 / (50e9 * 0.9) + 15e-6);  // rack 0 -> 1
+}
+
+TEST(CommModelTest, SendRecvAndTheRingsSlowestHopUseTheTierBetween) {
+  const Network n = ThreeTiers();
+  EXPECT_EQ(TierBetween(n, 0, 4), 0);
+  EXPECT_EQ(TierBetween(n, 4, 4), 1);   // 4 -> 8: next NVLink domain, same leaf
+  EXPECT_EQ(TierBetween(n, 28, 4), 2);  // 28 -> 32: next leaf
+  EXPECT_DOUBLE_EQ(SendRecvSeconds(n, 1e9, 28, 4), 1e9 / (25e9 * 0.9) + 25e-6);
+  // A ring of 16 members 4 apart spans 64 GPUs (two leaves): its slowest hop
+  // leaves the first leaf, from rank 28.
+  const GroupPath ring = GroupPathFor(n, 16, 4);
+  EXPECT_EQ(ring.tier, 2);
+  EXPECT_EQ(SlowestHopRank(n, ring, 4), 28);
+  EXPECT_EQ(TierBetween(n, SlowestHopRank(n, ring, 4), 4), ring.tier);
+  EXPECT_EQ(SlowestHopRank(n, GroupPathFor(n, 2, 4), 4), 0);  // inside NVLink
 }
 
 }  // namespace

@@ -173,6 +173,18 @@ TEST_F(BadProfile, ValuesAreCheckedAndNamed) {
   ExpectRefused(doc, "grad_bytes");
 }
 
+TEST_F(BadProfile, PlacementsAreCheckedAndNamed) {
+  json doc = Good();
+  doc["placements"]["value"] = json::array({"tp-pp-dp"});  // without Megatron's default order
+  ExpectRefused(doc, "must include tp-cp-ep-dp-pp");
+  doc = Good();
+  doc["placements"]["value"] = json::array({"tp-cp-ep-dp-pp", "pp-first"});
+  ExpectRefused(doc, "must list tp-cp-ep-dp-pp or tp-pp-dp");
+  doc = Good();
+  doc["rules"].push_back(json{{"id", "no-tp-pp-dp"}, {"kind", "limit"}, {"source", "x"}});
+  ExpectRefused(doc, "it follows from 'placements'");
+}
+
 TEST_F(BadProfile, ContradictionsAreRefused) {
   json doc = Good();
   doc["zero_reduce_scatter"]["value"] = false;  // --overlap-param-gather needs the distributed optimizer
@@ -245,6 +257,27 @@ TEST(FrameworkProfiles, ContextParallelAndHybridShardRules) {
     EXPECT_FALSE(limits(name) & RuleBit(SupportRule::kContextParallel)) << name;
   for (const char* name : {"deepspeed", "llm-foundry", "megatron-lm-2021", "megatron-lm-2022", "megatron-deepspeed"})
     EXPECT_TRUE(limits(name) & RuleBit(SupportRule::kContextParallel)) << name;
+}
+
+// Which frameworks build the tp-pp-dp placement (their "placements"), the
+// rule the others get, and p3d-run's refusal naming it.
+TEST(FrameworkProfiles, PlacementsFollowTheProfile) {
+  auto limits = [](const char* name) { return LoadFrameworkProfile(name).value().framework.limits; };
+  for (const char* name : {"megatron-core", "nemo"})
+    EXPECT_FALSE(limits(name) & RuleBit(SupportRule::kPpBeforeDp)) << name;
+  for (const char* name : {"p3d", "deepspeed", "llm-foundry", "megatron-lm-2021", "megatron-lm-2022",
+                           "megatron-deepspeed", "torchtitan"})
+    EXPECT_TRUE(limits(name) & RuleBit(SupportRule::kPpBeforeDp)) << name;
+  EXPECT_NE(FrameworkSummary(LoadFrameworkProfile("nemo").value()).find("placements tp-cp-ep-dp-pp, tp-pp-dp"),
+            std::string::npos);
+  EXPECT_EQ(FrameworkSummary(P3dFrameworkProfile()).find("tp-pp-dp"), std::string::npos);
+  Plan plan;
+  plan.dp = 4, plan.pp = 2, plan.zero = 1;
+  EXPECT_TRUE(CheckExecutorSupports(plan).ok()) << CheckExecutorSupports(plan).message();
+  plan.placement = Placement::kPpBeforeDp;
+  const Status s = CheckExecutorSupports(plan);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("rule no-tp-pp-dp"), std::string::npos) << s.message();
 }
 
 }  // namespace

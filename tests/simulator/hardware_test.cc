@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <span>
 
 #include "common/units.h"
 
@@ -42,7 +43,7 @@ TEST(Catalog, IsDataWithACurveForEveryGpu) {
   EXPECT_EQ(CatalogGpuForDevice("NVIDIA H100 NVL").status().code(), Status::Code::kNotFound);
   // H800: an H100 whose NVLink carries 400 GB/s in both directions together (issue 16).
   ClusterSpec h800 = CatalogCluster("h800").value(), h100 = CatalogCluster("h100-sxm").value();
-  EXPECT_EQ(h800.node.intra.bytes_per_s, 200e9);
+  EXPECT_EQ(h800.network[0].link.bytes_per_s, 200e9);
   EXPECT_EQ(h800.gpu.peak_flops, h100.gpu.peak_flops);
   EXPECT_EQ(h800.gpu.memory_bytes, h100.gpu.memory_bytes);
 }
@@ -59,15 +60,18 @@ TEST(Catalog, EveryEntryIsPhysicallySane) {
     EXPECT_GT(c.gpu.runtime.cuda_context_bytes, 0);
     EXPECT_GT(c.gpu.runtime.nccl_per_comm_bytes, 0);
     EXPECT_GE(c.node.gpus_per_node, 1);
-    for (const LinkSpec* l : {&c.node.intra, &c.node.inter}) {
+    EXPECT_TRUE(ValidateNetwork(c.network, "").ok());
+    for (const NetworkTier& t : c.network) {
+      const LinkSpec* l = &t.link;
       EXPECT_FALSE(l->name.empty());
       EXPECT_GT(l->bytes_per_s, 0);
       EXPECT_GT(l->efficiency, 0);
       EXPECT_LE(l->efficiency, 1);
       EXPECT_GT(l->latency_s, 0);
     }
-    // Inside a node is never slower than the per-GPU share of the network.
-    EXPECT_GE(c.node.intra.bytes_per_s, c.node.inter.bytes_per_s);
+    // An inner tier is never slower than the per-GPU share of an outer one.
+    for (size_t i = 1; i < c.network.size(); ++i)
+      EXPECT_GE(c.network[i - 1].link.bytes_per_s, c.network[i].link.bytes_per_s);
     EXPECT_GT(c.node.host_memory_bytes, 0);
     EXPECT_GT(c.node.pcie_bytes_per_s, 0);
     // The GEMM table is the time model's default for this GPU.
@@ -85,15 +89,31 @@ TEST(Catalog, DatasheetFigures) {
   EXPECT_EQ(h100.gpu.memory_bytes, 81559 * kMiB);
   EXPECT_EQ(h100.gpu.peak_flops, 989e12);
   EXPECT_EQ(h100.gpu.hbm_bytes_per_s, 3350e9);
-  EXPECT_EQ(h100.node.intra.bytes_per_s, 450e9);  // NVLink4, per direction
-  EXPECT_EQ(h100.node.inter.bytes_per_s, 50e9);   // NDR 400 Gb/s per GPU
+  EXPECT_EQ(h100.network[0].link.bytes_per_s, 450e9);  // NVLink4, per direction
+  EXPECT_EQ(h100.network[0].gpus, 8);                  // the DGX node is the NVLink domain
+  EXPECT_EQ(h100.network[1].link.bytes_per_s, 50e9);   // NDR 400 Gb/s per GPU
   ClusterSpec a100 = CatalogCluster("a100-80gb").value();
   EXPECT_EQ(a100.gpu.memory_bytes, 81920 * kMiB);
   EXPECT_EQ(a100.gpu.peak_flops, 312e12);
-  EXPECT_EQ(a100.node.intra.bytes_per_s, 300e9);  // NVLink3
-  EXPECT_EQ(a100.node.inter.bytes_per_s, 25e9);   // HDR 200 Gb/s per GPU
+  EXPECT_EQ(a100.network[0].link.bytes_per_s, 300e9);  // NVLink3
+  EXPECT_EQ(a100.network[1].link.bytes_per_s, 25e9);   // HDR 200 Gb/s per GPU
   EXPECT_EQ(CatalogCluster("h200").value().gpu.memory_bytes, 143771 * kMiB);
-  EXPECT_EQ(CatalogCluster("b200").value().node.intra.bytes_per_s, 900e9);
+  EXPECT_EQ(CatalogCluster("b200").value().network[0].link.bytes_per_s, 900e9);
+  // GB200 NVL72 datasheet: 186 GB HBM3e (nvidia-smi 189471 MiB), 8 TB/s,
+  // 2.5 PFLOP/s dense bf16, 5 dense FP8, NVLink5 1.8 TB/s per GPU both
+  // directions across the 72-GPU rack; compute trays of 4 GPUs, one
+  // 400 Gb/s NIC per GPU.
+  ClusterSpec gb200 = CatalogCluster("gb200").value();
+  EXPECT_EQ(gb200.gpu.memory_bytes, 189471 * kMiB);
+  EXPECT_EQ(gb200.gpu.hbm_bytes_per_s, 8000e9);
+  EXPECT_EQ(gb200.gpu.peak_flops, 2500e12);
+  EXPECT_EQ(gb200.gpu.fp8_peak_flops, 5000e12);
+  EXPECT_EQ(gb200.node.gpus_per_node, 4);
+  ASSERT_EQ(gb200.network.size(), 2u);
+  EXPECT_EQ(gb200.network[0].gpus, 72);
+  EXPECT_EQ(gb200.network[0].link.bytes_per_s, 900e9);
+  EXPECT_EQ(gb200.network[1].link.bytes_per_s, 50e9);
+  EXPECT_EQ(*CatalogGpuForDevice("NVIDIA GB200"), "gb200");
   EXPECT_TRUE(CatalogCluster("mi300x").value().gpu.plan_only);
   EXPECT_FALSE(h100.gpu.plan_only);
 }
@@ -153,9 +173,14 @@ TEST(ClusterJson, RoundTripsEveryCatalogEntry) {
     EXPECT_EQ(back->gpu.runtime.nccl_per_comm_bytes, c.gpu.runtime.nccl_per_comm_bytes);
     EXPECT_EQ(back->gpu.gemm_efficiency.size(), c.gpu.gemm_efficiency.size());
     EXPECT_EQ(back->node.gpus_per_node, c.node.gpus_per_node);
-    EXPECT_EQ(back->node.intra.name, c.node.intra.name);
-    EXPECT_EQ(back->node.inter.bytes_per_s, c.node.inter.bytes_per_s);
-    EXPECT_EQ(back->node.inter.latency_s, c.node.inter.latency_s);
+    ASSERT_EQ(back->network.size(), c.network.size());
+    for (size_t i = 0; i < c.network.size(); ++i) {
+      EXPECT_EQ(back->network[i].gpus, c.network[i].gpus);
+      EXPECT_EQ(back->network[i].link.name, c.network[i].link.name);
+      EXPECT_EQ(back->network[i].link.bytes_per_s, c.network[i].link.bytes_per_s);
+      EXPECT_EQ(back->network[i].link.efficiency, c.network[i].link.efficiency);
+      EXPECT_EQ(back->network[i].link.latency_s, c.network[i].link.latency_s);
+    }
     EXPECT_EQ(back->node.pcie_bytes_per_s, c.node.pcie_bytes_per_s);
     EXPECT_EQ(back->source, "file roundtrip");
   }
@@ -184,12 +209,24 @@ TEST(ClusterJson, MinimalFileUsesDocumentedDefaults) {
   EXPECT_EQ(c->gpu.runtime.allocator_fraction, DefaultRuntimeMemory().allocator_fraction);
 }
 
-// Replaces the first occurrence of `from` in kGood.
-std::string Edit(const std::string& from, const std::string& to) {
-  std::string s = kGood;
+// Replaces the first occurrence of `from` in `base`.
+std::string Edit(const std::string& from, const std::string& to, const std::string& base = kGood) {
+  std::string s = base;
   size_t at = s.find(from);
   EXPECT_NE(at, std::string::npos) << from;
   return s.replace(at, from.size(), to);
+}
+
+// Each (file, field) case is refused with an error naming the field and the file.
+void ExpectEachNamesItsField(std::span<const std::pair<std::string, std::string>> cases) {
+  for (const auto& [text, field] : cases) {
+    auto c = ParseClusterJson(text, "bad.json");
+    ASSERT_FALSE(c.ok()) << "accepted: " << text;
+    EXPECT_EQ(c.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(c.status().message().find(field), std::string::npos)
+        << "want '" << field << "' in: " << c.status().message();
+    EXPECT_NE(c.status().message().find("bad.json"), std::string::npos);
+  }
 }
 
 TEST(ClusterJson, BadFilesNameTheField) {
@@ -226,14 +263,7 @@ TEST(ClusterJson, BadFilesNameTheField) {
       {"[1, 2]", "top level"},
       {"", "not valid JSON"},
   };
-  for (const auto& [text, field] : cases) {
-    auto c = ParseClusterJson(text, "bad.json");
-    ASSERT_FALSE(c.ok()) << "accepted: " << text;
-    EXPECT_EQ(c.status().code(), Status::Code::kInvalidArgument);
-    EXPECT_NE(c.status().message().find(field), std::string::npos)
-        << "want '" << field << "' in: " << c.status().message();
-    EXPECT_NE(c.status().message().find("bad.json"), std::string::npos);
-  }
+  ExpectEachNamesItsField(cases);
 }
 
 TEST(ClusterJson, LoadsFilesAndReportsMissingOnes) {
@@ -248,6 +278,119 @@ TEST(ClusterJson, LoadsFilesAndReportsMissingOnes) {
   auto missing = LoadClusterJson(path + ".does-not-exist");  // bad input: exit 2
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), Status::Code::kInvalidArgument);
+}
+
+// A three-tier network (network.h): NVLink domains of 8, leaf switches of
+// 256 GPUs, an oversubscribed spine.
+constexpr const char* kTiered = R"({
+  "gpu": {"name": "my-gpu", "memory_bytes": 68719476736, "hbm_bytes_per_s": 2e12,
+          "hbm_efficiency": 0.8,
+          "gemm_efficiency": [{"flops": 1e9, "efficiency": 0.3}, {"flops": 1e12, "efficiency": 0.8}],
+          "peak_flops": 4e14},
+  "node": {"gpus_per_node": 8, "host_memory_bytes": 5e11, "pcie_bytes_per_s": 3.15e10},
+  "network": [
+    {"name": "nvlink", "gpus": 8, "bytes_per_s": 4.5e11, "efficiency": 0.8, "latency_s": 8e-6},
+    {"name": "leaf", "gpus": 256, "bytes_per_s": 5e10, "efficiency": 0.9, "latency_s": 1.5e-5},
+    {"name": "spine", "bytes_per_s": 2.5e10, "efficiency": 0.9, "latency_s": 2.5e-5}]
+})";
+
+std::string EditTiered(const std::string& from, const std::string& to) { return Edit(from, to, kTiered); }
+
+// kTiered up to its "network" (left open).
+std::string WithoutNetwork() {
+  const std::string s = kTiered;
+  return s.substr(0, s.find(",\n  \"network\""));
+}
+
+TEST(ClusterJson, NetworkTiersLoadAndRoundTrip) {
+  auto c = ParseClusterJson(kTiered, "tiers.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->network.size(), 3u);
+  EXPECT_EQ(c->network[0].gpus, 8);
+  EXPECT_EQ(c->network[1].gpus, 256);
+  EXPECT_EQ(c->network[2].gpus, 0);  // the outermost tier: the whole cluster
+  EXPECT_EQ(c->network[2].link.name, "spine");
+  EXPECT_EQ(c->network[2].link.bytes_per_s, 2.5e10);
+  auto back = ParseClusterJson(ClusterToJson(*c), "back.json");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->network.size(), 3u);
+  EXPECT_EQ(back->network[1].gpus, 256);
+  EXPECT_EQ(back->network[1].link.latency_s, 1.5e-5);
+  // An old file (node.intra / node.inter) is the two-tier network of its nodes.
+  auto old = ParseClusterJson(kGood, "good.json");
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  ASSERT_EQ(old->network.size(), 2u);
+  EXPECT_EQ(old->network[0].gpus, 4);
+  EXPECT_EQ(old->network[0].link.name, "nvlink");
+  EXPECT_EQ(old->network[1].gpus, 0);
+  EXPECT_EQ(old->network[1].link.bytes_per_s, 1.25e10);
+  EXPECT_TRUE(IsNodeNetwork(old->network, old->node.gpus_per_node));
+  EXPECT_FALSE(IsNodeNetwork(c->network, c->node.gpus_per_node));
+}
+
+TEST(ClusterJson, BadNetworkTiersNameTheFieldAndRule) {
+  const std::pair<std::string, std::string> cases[] = {
+      // Tier sizes that do not nest: 100 is no multiple of 8; 8 is not larger than 8.
+      {EditTiered("\"gpus\": 256", "\"gpus\": 100"), "'network[1].gpus' must be a multiple of network[0].gpus (8)"},
+      {EditTiered("\"gpus\": 256", "\"gpus\": 8"), "(rule tiers-nest)"},
+      {EditTiered("\"gpus\": 256", "\"gpus\": 0"), "'network[1].gpus' must be in (0, "},
+      {EditTiered("\"gpus\": 256", "\"gpus\": 2.5"), "'network[1].gpus' must be an integer"},
+      {EditTiered("\"gpus\": 8, ", ""), "'network[0].gpus' must be >= 1 on every tier but the outermost"},
+      {EditTiered("{\"name\": \"spine\", ", "{\"name\": \"spine\", \"gpus\": 1024, "),
+       "'network[2].gpus' must be left out: the outermost tier spans the whole cluster"},
+      // Non-positive or implausible bandwidths, efficiencies and latencies.
+      {EditTiered("\"bytes_per_s\": 2.5e10", "\"bytes_per_s\": -1"), "'network[2].bytes_per_s' must be in [1e+08"},
+      {EditTiered("\"bytes_per_s\": 5e10", "\"bytes_per_s\": 0"), "'network[1].bytes_per_s'"},
+      {EditTiered("4.5e11, \"efficiency\": 0.8", "4.5e11, \"efficiency\": 0"), "'network[0].efficiency'"},
+      {EditTiered("\"latency_s\": 8e-6", "\"latency_s\": -1"), "'network[0].latency_s'"},
+      {EditTiered(", \"latency_s\": 2.5e-5", ""), "'network[2].latency_s' is missing"},
+      {EditTiered("{\"name\": \"leaf\", ", "{\"nme\": \"leaf\", "), "did you mean 'name'"},
+      // The list itself.
+      {WithoutNetwork() + ", \"network\": []}", "'network' must be a non-empty array"},
+      {WithoutNetwork() + ", \"network\": {}}", "'network' must be a non-empty array"},
+      {EditTiered("\"network\": [", "\"networks\": ["), "did you mean 'network'"},
+      {EditTiered("\"pcie_bytes_per_s\": 3.15e10}",
+                  "\"pcie_bytes_per_s\": 3.15e10, \"intra\": {\"name\": \"x\", \"bytes_per_s\": 1e11, "
+                  "\"efficiency\": 0.8, \"latency_s\": 1e-5}}"),
+       "both describe the network"},
+  };
+  ExpectEachNamesItsField(cases);
+  // Neither a network nor the node's two links.
+  auto none = ParseClusterJson(WithoutNetwork() + "}", "none.json");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("'network' is missing"), std::string::npos) << none.status().message();
+}
+
+TEST(ValidateNetwork, RulesWithABadCaseEach) {
+  const LinkSpec nv{"nvlink", 4.5e11, 0.8, 8e-6}, ib{"ib", 5e10, 0.9, 1.5e-5};
+  EXPECT_TRUE(ValidateNetwork(NodeNetwork(8, nv, ib), "").ok());
+  EXPECT_TRUE(ValidateNetwork({{0, nv}}, "").ok());  // one tier: everything on one fabric
+  auto rule = [](const Network& n) { return ValidateNetwork(n, "net: ").message(); };
+  EXPECT_NE(rule({}).find("rule network-tiers"), std::string::npos);
+  EXPECT_NE(rule({{8, nv}}).find("rule tier-gpus"), std::string::npos);
+  EXPECT_NE(rule({{0, nv}, {0, ib}}).find("rule tier-gpus"), std::string::npos);
+  EXPECT_NE(rule({{8, nv}, {12, ib}, {0, ib}}).find("rule tiers-nest"), std::string::npos);
+  EXPECT_NE(rule({{8, nv}, {16, {"ib", 5e10, 0, 1e-5}}, {0, ib}}).find("'network[1].efficiency'"),
+            std::string::npos);
+  EXPECT_NE(rule({{8, {"nv", 0, 0.8, 1e-5}}, {0, ib}}).find("rule tier-bandwidth"), std::string::npos);
+}
+
+TEST(SetGpusPerNode, TheNodeTierFollowsTheNode) {
+  // Two tiers whose innermost is the node (DGX): --gpus-per-node 16 (a DGX-2) widens the NVLink domain.
+  ClusterSpec dgx = CatalogCluster("h100-sxm").value();
+  ASSERT_TRUE(SetGpusPerNode(&dgx, 16).ok());
+  EXPECT_EQ(dgx.node.gpus_per_node, 16);
+  EXPECT_EQ(dgx.network[0].gpus, 16);
+  // NVL72: the tray is 4 GPUs of the 72-GPU NVLink domain; the domain stays.
+  ClusterSpec nvl = CatalogCluster("gb200").value();
+  ASSERT_TRUE(SetGpusPerNode(&nvl, 4).ok());
+  EXPECT_EQ(nvl.network[0].gpus, 72);
+  // Three tiers: a node of 12 no longer nests in leaves of 256 (rule tiers-nest).
+  ClusterSpec tiered = ParseClusterJson(kTiered, "tiers.json").value();
+  Status s = SetGpusPerNode(&tiered, 12);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("--gpus-per-node 12"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("rule tiers-nest"), std::string::npos) << s.message();
 }
 
 // The reader's interval messages to the letter (hardware_json.cc Reader::Number).

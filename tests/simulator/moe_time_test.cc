@@ -94,11 +94,11 @@ double LayerGather(int dp, int ep) {
 
 TEST(MoeZero3, ExpertsAreGatheredOverTheExpertDataParallelGroupOnly) {
   const ModelSpec model = ZooModel("qwen3-30b-a3b").value();
-  const NodeSpec node = CatalogCluster("h100-sxm").value().node;
+  const Network network = CatalogCluster("h100-sxm").value().network;
   const LayerKind moe{true, false};
   const double pb = TrainingSpec{}.precision.param_bytes;
   auto ag = [&](double params, int size, int stride) {
-    return CollectiveSeconds(Collective::kAllGather, params * pb, GroupPathFor(node, size, stride));
+    return CollectiveSeconds(Collective::kAllGather, params * pb, GroupPathFor(network, size, stride));
   };
   // EP 1: the whole layer (all 128 experts) over DP 8.
   EXPECT_NEAR(LayerGather(8, 1), ag(LayerParamsPerGpu(model, moe, 1), 8, 1), 1e-12);

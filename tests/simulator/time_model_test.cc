@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "models/flops.h"
 #include "models/zoo.h"
 #include "simulator/framework_profile.h"
@@ -200,6 +202,31 @@ TEST(TimeModelTest, TimelineHasEveryForwardAndBackward) {
   EXPECT_EQ(fwd, 2 * 2 * 32);
   EXPECT_EQ(bwd, 2 * 2 * 32);
   EXPECT_EQ(opt, 2);
+}
+
+// The placement decides which network tier each group crosses: TP1 PP8 DP8
+// on nodes of 8. Megatron's default order keeps a stage's DP group in a node
+// (NVLink) and sends the activations between nodes; tp-pp-dp keeps a
+// pipeline in a node and reduces the gradients across nodes.
+TEST(TimeModelTest, ThePlacementDecidesWhichTierEachGroupCrosses) {
+  const ClusterSpec c = Cluster("h100-sxm", 64);
+  Plan p;
+  p.tp = 1, p.pp = 8, p.dp = 8, p.zero = 1, p.micro_batch = 1, p.grad_accum = 64;
+  auto run = [&](Placement placement) {
+    p.placement = placement;
+    std::map<std::string, double> terms;
+    const StatusOr<std::vector<DerivedTerm>> explained = ExplainTime(Llama70B(), TrainingSpec{}, c, p);
+    for (const DerivedTerm& t : explained.value()) terms[t.name] = t.value;
+    return std::pair{EstimateTime(Llama70B(), TrainingSpec{}, c, p).value(), terms};
+  };
+  const auto [dp_pp, dp_pp_terms] = run(Placement::kDpBeforePp);
+  const auto [pp_dp, pp_dp_terms] = run(Placement::kPpBeforeDp);
+  // Activations between stages: across nodes (ranks 0 -> 8) against NVLink (0 -> 1).
+  EXPECT_GT(dp_pp.time.pp_comm_s, 3 * pp_dp.time.pp_comm_s) << dp_pp.time.pp_comm_s << " vs " << pp_dp.time.pp_comm_s;
+  // The gradient all-reduce over DP 8: NVLink (stride 1) against the network (stride 8).
+  const double bytes_ratio = (450e9 * 0.84) / (50e9 * 0.9);
+  EXPECT_NEAR(pp_dp_terms.at("tail.grad_all_reduce") / dp_pp_terms.at("tail.grad_all_reduce"), bytes_ratio,
+              0.05 * bytes_ratio);
 }
 
 TEST(TimeModelTest, InvalidPlansGiveNamedErrors) {
