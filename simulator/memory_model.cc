@@ -109,7 +109,7 @@ double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, in
   return total;
 }
 
-double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp) {
+double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp, int ep, int etp) {
   const double h = static_cast<double>(model.hidden);
   double attention;
   if (model.mla()) {
@@ -126,18 +126,20 @@ double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int 
   attention += static_cast<double>(model.attn_out_dim()) * h / tp;  // o (row-parallel)
   // MLP: fc + proj (GPT) or gate, up, down (Llama) per FFN; a MoE layer's
   // routed and shared experts (not the router).
-  const double per_ffn = (model.arch == Arch::kGpt2 ? 2 : 3) * h / tp;
-  const double mlp = kind.moe ? static_cast<double>(model.experts + model.shared_experts) * per_ffn *
+  const double matrices = model.arch == Arch::kGpt2 ? 2 : 3;
+  const double per_ffn = matrices * h / tp, per_expert = matrices * h / (etp > 0 ? etp : tp);
+  const double mlp = kind.moe ? (static_cast<double>(model.experts) / ep * per_expert +
+                                 static_cast<double>(model.shared_experts) * per_ffn) *
                                     static_cast<double>(model.expert_ffn())
                               : per_ffn * static_cast<double>(model.ffn);
   return attention + mlp;
 }
 
-double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp) {
+double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep, int etp) {
   double total = 0;
   for (int k = 0; k < kLayerKinds; ++k)
     if (kinds.count[k] > 0)
-      total += static_cast<double>(kinds.count[k]) * LinearWeightsPerLayer(model, LayerKind::FromIndex(k), tp);
+      total += static_cast<double>(kinds.count[k]) * LinearWeightsPerLayer(model, LayerKind::FromIndex(k), tp, ep, etp);
   return total;
 }
 
@@ -354,7 +356,7 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
 // gathered weights of the module computing, so no copy persists: 0.
 void Fp8Weights(const ModelSpec& model, const TrainingSpec& training, const GpuSpec& gpu,
                 const Plan& plan, StageMemoryDetail* d, Derivation* why) {
-  const double W = StageLinearWeights(model, d->kinds, plan.tp);
+  const double W = StageLinearWeights(model, d->kinds, plan.tp, plan.ep, plan.expert_tp());
   const double copies = Fp8Copies(gpu, training.fp8), s = Fp8WeightScaleBytes(training.fp8);
   // FP8 primary weights (Framework::fp8_param_gather): the linear weights'
   // bf16 copy is not kept (primary = 1 takes param_bytes*W back off).

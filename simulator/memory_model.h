@@ -92,10 +92,12 @@ double StageExpertParams(const ModelSpec& model, const LayerKindCounts& kinds, i
 double StageLayerParams(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep = 1, int etp = 0);
 // The weights of one `kind` layer's linear layers (q/k/v and MLA's
 // projections, out-proj, the MLP or the routed and shared experts; no biases,
-// norms or router) on one TP rank: what FP8 GEMMs multiply.
-double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp);
+// norms or router) on one TP rank: what FP8 GEMMs multiply. The routed
+// experts as RoutedExpertParamsPerGpu holds them: E/EP of them at expert TP
+// `etp` (0: TP); shared experts TP-split.
+double LinearWeightsPerLayer(const ModelSpec& model, const LayerKind& kind, int tp, int ep = 1, int etp = 0);
 // LinearWeightsPerLayer of `kinds.count[k]` layers of each kind.
-double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp);
+double StageLinearWeights(const ModelSpec& model, const LayerKindCounts& kinds, int tp, int ep = 1, int etp = 0);
 StageParams ParamsOnStage(const ModelSpec& model, const Plan& plan, int stage);
 
 // Activation bytes one transformer layer stores for one micro-batch on one GPU,

@@ -865,7 +865,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
     // FP8 primary weights (Framework::fp8_param_gather) are gathered in FP8:
     // the stage's bytes per parameter averaged over bf16 and FP8 weights.
     const double fp8_w = fw.Fp8PrimaryWeights(training.fp8)
-                             ? StageLinearWeights(model, StageKinds(model, plan, r), plan.tp)
+                             ? StageLinearWeights(model, StageKinds(model, plan, r), plan.tp, plan.ep, plan.expert_tp())
                              : 0;
     const double gathered =
         (params - fp8_w) * prec.param_bytes + fp8_w * (1 + Fp8WeightScaleBytes(training.fp8));
@@ -936,7 +936,7 @@ void TimeModel::Impl::StageTail(const Plan& plan, const ShapeCosts& sc, const Pl
 // param_bytes, write `copies` FP8 copies (docs/time-model.md "FP8"). Counted
 // with the optimizer, which produced the weights it casts.
 double TimeModel::Impl::Fp8WeightCast(const Plan& plan, int r, Derivation* w) const {
-  const double weights = StageLinearWeights(model, StageKinds(model, plan, r), plan.tp);
+  const double weights = StageLinearWeights(model, StageKinds(model, plan, r), plan.tp, plan.ep, plan.expert_tp());
   const double pb = training.precision.param_bytes, copies = Fp8Copies(cluster.gpu, training.fp8);
   const double s = Fp8WeightScaleBytes(training.fp8);
   const double bytes = weights * (pb + copies * (1 + s));

@@ -129,6 +129,30 @@ TEST(Fp8Memory, WeightCopiesScalingStateAndSavedInputs) {
   EXPECT_LT(w1 - w0, 1e7);  // the scaling state only
 }
 
+// The FP8 copies cover the linear weights a GPU holds: with expert
+// parallelism E/EP routed experts (the bug this guards: all E counted, which
+// with NeMo's FP8 primary weights made the weights term negative).
+TEST(Fp8Memory, ExpertParallelCopiesCoverTheLocalExpertsOnly) {
+  const ModelSpec mixtral = ZooModel("mixtral-8x7b").value();
+  const LayerKind moe{true, false};
+  const double expert = 3.0 * static_cast<double>(mixtral.hidden) * static_cast<double>(mixtral.expert_ffn());
+  EXPECT_NEAR(LinearWeightsPerLayer(mixtral, moe, 1, 1) - LinearWeightsPerLayer(mixtral, moe, 1, 8), 7 * expert, 1.0);
+  // Expert TP 2 halves each local expert; the attention stays at TP.
+  EXPECT_NEAR(LinearWeightsPerLayer(mixtral, moe, 1, 8) - LinearWeightsPerLayer(mixtral, moe, 1, 8, 2), expert / 2, 1.0);
+  TrainingSpec training;
+  ApplyFrameworkProfile(LoadFrameworkProfile("nemo").value(), &training);
+  training.fp8 = Fp8Recipe::kTensorwise;
+  training.seq = 2048;
+  const ClusterSpec b200 = CatalogCluster("b200").value();
+  Plan plan;
+  plan.dp = 8, plan.ep = 8, plan.zero = 1, plan.micro_batch = 1, plan.grad_accum = 8;
+  training.global_batch = plan.global_batch();
+  const StageMemoryDetail d = StageMemoryDetails(mixtral, training, b200, plan, 0);
+  const StageParams p = ParamsOnStage(mixtral, plan, 0);
+  EXPECT_GT(d.memory.weights, 0);
+  EXPECT_LT(d.memory.weights, 2.5 * p.total());  // bf16 non-linear weights + at most 2 FP8 bytes per linear one
+}
+
 TEST(Fp8Frameworks, SupportRuleNamesLimitsAndGaps) {
   auto fw = [](const char* name) { return LoadFrameworkProfile(name).value().framework; };
   std::string detail;
