@@ -19,16 +19,28 @@ GroupPath GroupPathFor(const Network& network, int size, int stride) {
   for (size_t t = 0; t < network.size(); ++t) {
     const NetworkTier& tier = network[t];
     p.tier = static_cast<int>(t);
+    p.inner_bytes_per_s = p.bus_bytes_per_s;  // the tiers below this one
     p.bus_bytes_per_s = std::min(p.bus_bytes_per_s, Bandwidth(tier.link));
     p.latency_s = std::max(p.latency_s, tier.link.latency_s);
-    if (tier.gpus == 0 || std::min(p.size, std::max(1, tier.gpus / stride)) == p.size) break;
+    const int members = tier.gpus == 0 ? p.size : std::min(p.size, std::max(1, tier.gpus / stride));
+    if (members == p.size) break;
+    p.inner_members = members;
   }
+  if (p.tier == 0) p.inner_members = p.size, p.inner_bytes_per_s = p.bus_bytes_per_s;
   return p;
 }
 
 double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path) {
   if (path.size <= 1 || bytes <= 0) return 0;
   return BusFactor(kind, path.size) * bytes / path.bus_bytes_per_s + RingSteps(kind, path.size) * path.latency_s;
+}
+
+double AllToAllSeconds(double bytes, const GroupPath& path) {
+  if (path.size <= 1 || bytes <= 0) return 0;
+  const double n = path.size, m = path.inner_members;
+  const double inside = m > 1 ? (m - 1) / n * bytes / path.inner_bytes_per_s : 0;
+  const double across = (n - m) / n * bytes / path.bus_bytes_per_s;
+  return std::max(inside, across) + (n - 1) * path.latency_s;
 }
 
 double SendRecvSeconds(const Network& network, double bytes, int rank, int stride) {

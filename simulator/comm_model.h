@@ -35,6 +35,11 @@
 //   reduce-scatter     (n-1)/n * bytes / bw +  (n-1) * alpha
 //   all-gather         (n-1)/n * bytes / bw +  (n-1) * alpha
 //   send/recv                    bytes / bw +         alpha   (bw of one GPU's link)
+//   all-to-all  max((m-1)/n * bytes / bw_in, (n-m)/n * bytes / bw) + (n-1) * alpha
+//     (each rank sends 1/n of `bytes` to every other member directly, not
+//     round a ring: the m-1 members in its domain below the outermost tier
+//     crossed over that domain's links, bw_in, the n-m others over the
+//     crossed tier's per-GPU share, bw, both at once)
 // Contention between concurrent collectives of different kinds (e.g. DP and
 // PP at once) is not modelled.
 #pragma once
@@ -47,6 +52,8 @@ namespace p3d {
 // The path one process group's collectives take.
 struct GroupPath {
   int size = 1;
+  int inner_members = 1;        // members sharing one domain of the tier below `tier` (size when tier is 0)
+  double inner_bytes_per_s = 0;  // bandwidth per member inside that domain (bus_bytes_per_s when tier is 0)
   int tier = 0;                // outermost tier crossed (0: inside one innermost domain)
   double bus_bytes_per_s = 0;  // effective ring bandwidth per member
   double latency_s = 0;        // alpha per ring step
@@ -59,6 +66,9 @@ GroupPath GroupPathFor(const Network& network, int size, int stride);
 // Seconds for one ring collective (all-reduce, reduce-scatter, all-gather) of
 // `bytes` over `path` (0 when path.size == 1); send-recv: SendRecvSeconds.
 double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path);
+// Seconds for an all-to-all in which each member holds `bytes` and sends 1/n
+// of them to every member (formula above; 0 when path.size == 1).
+double AllToAllSeconds(double bytes, const GroupPath& path);
 
 // Seconds to send `bytes` from `rank` to `rank + stride`, over the link of
 // the innermost tier whose domain holds both (TierBetween).

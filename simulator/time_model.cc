@@ -416,17 +416,24 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     // MoE dispatch and combine (Megatron-Core's MoEAlltoAllTokenDispatcher):
     // each rank sends its T/SPd tokens' k routed copies of H activations,
     // (EP-1)/EP of them to other EP ranks, and receives as many back
-    // (balanced routing, "moe.balanced_routing"). An all-to-all moves the
-    // same (n-1)/n of a rank's buffer as an all-gather of that buffer, so it
-    // is priced with the all-gather's bus model on the EP group's span (EP
-    // ranks at stride ETP, carved from the stage's TP x CP x DP ranks by
-    // Megatron-Core's expert "tp-ep-dp-pp" order: consecutive DP x CP ranks
-    // when ETP = TP).
+    // (balanced routing, "moe.balanced_routing"): 1/EP of them to each
+    // member directly (AllToAllSeconds: the members in the rank's own domain
+    // over its links, the others over the crossed tier's per-GPU share, at
+    // once), on the EP group's span (EP ranks at stride ETP, carved from the
+    // stage's TP x CP x DP ranks by Megatron-Core's expert "tp-ep-dp-pp"
+    // order: consecutive DP x CP ranks when ETP = TP).
     const GroupPath ep_path = GroupPathFor(cluster.network, plan.ep, plan.expert_tp());
     const double T_r = MicroBatchTokens(plan, training) / plan.sequence_shards();
     const double k = static_cast<double>(model.experts_per_token);
-    const double a2a = CollectiveTime(why, "ep.all_to_all", Collective::kAllGather,
-                                      T_r * k * model.hidden * training.precision.activation_bytes, ep_path);
+    const double bytes = T_r * k * model.hidden * training.precision.activation_bytes;
+    const double a2a = P3D_TERM(why, "ep.all_to_all", "max((m - 1)/n*bytes/bw_in, (n - m)/n*bytes/bw) + (n - 1)*latency",
+                                AllToAllSeconds(bytes, ep_path),
+                                "all-to-all over the EP group: m of its n members share a domain below the "
+                                "outermost tier it crosses",
+                                {"m", static_cast<double>(ep_path.inner_members)},
+                                {"n", static_cast<double>(ep_path.size)}, {"bytes", bytes},
+                                {"bw_in", ep_path.inner_bytes_per_s}, {"bw", ep_path.bus_bytes_per_s},
+                                {"latency", ep_path.latency_s});
     s.ep_layer_fwd = P3D_TERM(why, "layer.ep_comm.forward", "2*a2a", 2 * a2a,
                               "dispatch + combine of one MoE layer", {"a2a", a2a}, {"full", full});
     s.ep_layer_bwd = P3D_TERM(why, "layer.ep_comm.backward", "2*a2a + full*2*a2a", 2 * a2a + full * 2 * a2a,

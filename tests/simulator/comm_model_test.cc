@@ -49,6 +49,27 @@ TEST(CommModelTest, RankLayoutDecidesTheLink) {
   EXPECT_GT(across, inside * 10);
 }
 
+// All-to-all: each rank sends 1/n of its buffer to every member directly,
+// to the members of its own node over NVLink and to the others over its NIC
+// share, at once.
+TEST(CommModelTest, AllToAllSplitsTheBufferByWhereThePeersAre) {
+  const Network net = DgxA100();
+  const double bytes = 1e9, nvlink = 300e9 * 0.8, nic = 25e9 * 0.9;
+  // Inside one node: the all-gather's volume over NVLink.
+  const GroupPath in = GroupPathFor(net, 8, 1);
+  EXPECT_DOUBLE_EQ(AllToAllSeconds(bytes, in), 7.0 / 8 * bytes / nvlink + 7 * 8e-6);
+  // 16 ranks on 2 nodes: 7/16 over NVLink beside 8/16 over the NIC.
+  const GroupPath two = GroupPathFor(net, 16, 1);
+  EXPECT_EQ(two.inner_members, 8);
+  EXPECT_DOUBLE_EQ(AllToAllSeconds(bytes, two), 8.0 / 16 * bytes / nic + 15 * 15e-6);
+  EXPECT_LT(AllToAllSeconds(bytes, two), CollectiveSeconds(Collective::kAllGather, bytes, two));
+  // One rank per node: everything crosses the network, as an all-gather's volume.
+  const GroupPath spread = GroupPathFor(net, 16, 8);
+  EXPECT_EQ(spread.inner_members, 1);
+  EXPECT_DOUBLE_EQ(AllToAllSeconds(bytes, spread), CollectiveSeconds(Collective::kAllGather, bytes, spread));
+  EXPECT_EQ(AllToAllSeconds(bytes, GroupPathFor(net, 1, 1)), 0);
+}
+
 TEST(CommModelTest, SendRecvUsesTheLinkBetweenTheTwoRanks) {
   const Network n = DgxA100();
   const double bytes = 64e6;
