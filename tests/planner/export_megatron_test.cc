@@ -17,6 +17,7 @@ namespace {
 
 using testing::Evaluated;
 using testing::ExportCase;
+using testing::ExpectRefused;
 using testing::MakePlan;
 
 // Megatron-LM flags state the megatron-core profile's mechanisms.
@@ -308,12 +309,6 @@ INSTANTIATE_TEST_SUITE_P(
 Status ExportStatus(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
   auto r = ExportMegatronArgs(RequestFor(model, plan, seq), Evaluated(plan));
   return r.ok() ? Status::Ok() : r.status();
-}
-
-void ExpectRefused(const Status& s, const std::string& needle) {
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), Status::Code::kInfeasible);
-  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
 }
 
 TEST(MegatronExport, RefusesSplitsMegatronRejects) {

@@ -5,6 +5,9 @@
 #include <ostream>
 #include <string>
 
+#include <gtest/gtest.h>
+
+#include "common/status.h"
 #include "models/zoo.h"
 #include "simulator/evaluated_plan.h"
 
@@ -68,5 +71,12 @@ struct ExportCase {
   int64_t seq = 2048;
 };
 inline void PrintTo(const ExportCase& c, std::ostream* os) { *os << c.name; }
+
+// An export refused as infeasible, its message naming `needle` (the rule).
+inline void ExpectRefused(const Status& s, const std::string& needle) {
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Status::Code::kInfeasible);
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
 
 }  // namespace p3d::testing

@@ -15,6 +15,7 @@ namespace {
 
 using testing::Evaluated;
 using testing::ExportCase;
+using testing::ExpectRefused;
 using testing::MakePlan;
 
 PlanRequest RequestFor(const ModelSpec& model, const Plan& plan, int64_t seq = 2048) {
@@ -169,12 +170,6 @@ INSTANTIATE_TEST_SUITE_P(
 Status ExportStatus(const Plan& plan, int64_t seq = 2048) {
   auto r = ExportTorchtitanConfig(RequestFor(testing::Llama2_7B(), plan, seq), Evaluated(plan));
   return r.ok() ? Status::Ok() : r.status();
-}
-
-void ExpectRefused(const Status& s, const std::string& needle) {
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), Status::Code::kInfeasible);
-  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
 }
 
 TEST(TorchtitanExport, RefusesWhatTorchtitanCannotRun) {
