@@ -18,6 +18,20 @@ int64_t Alignment(const void* ptr, int64_t stride_bytes = 0) {
 
 cudaDataType_t CudaType(DType t) { return t == DType::kBf16 ? CUDA_R_16BF : CUDA_R_32F; }
 
+// Row sums of our A are cuBLAS's BGRADB: our A is cuBLAS's B (see GetPlan).
+cublasLtEpilogue_t EpilogueOf(const MatmulParams& p) {
+  if (p.a_row_sums) return CUBLASLT_EPILOGUE_BGRADB;
+  switch (p.epilogue) {
+    case Epilogue::kGeluAux:
+      return p.bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+    case Epilogue::kDGelu:
+      return CUBLASLT_EPILOGUE_DGELU;
+    case Epilogue::kNone:
+      break;
+  }
+  return p.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+}
+
 }  // namespace
 
 struct Matmul::Plan : CublasLtPlan {};
@@ -51,13 +65,26 @@ StatusOr<const Matmul::Plan*> Matmul::GetPlan(const MatmulParams& p, const Key& 
       cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-  if (p.bias) {
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    cudaDataType_t bias_type = CUDA_R_16BF;
+  const cublasLtEpilogue_t epi = EpilogueOf(p);
+  if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                 sizeof(epi)));
+  }
+  if (p.bias || p.a_row_sums) {
+    // A bias is bf16; a bias gradient has D's type (cublasLt.h, BIAS_POINTER).
+    cudaDataType_t bias_type = p.bias ? CUDA_R_16BF : CudaType(p.d_type);
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                 &bias_type, sizeof(bias_type)));
+  }
+  if (p.epilogue != Epilogue::kNone) {
+    // The pre-activation has D's [m, n] row-major layout: cuBLAS's column-major
+    // D' [n, m] with leading dimension n.
+    int64_t aux_ld = p.n;
+    cudaDataType_t aux_type = CUDA_R_16BF;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                &aux_ld, sizeof(aux_ld)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &aux_type, sizeof(aux_type)));
   }
   // Stored (column-major) shapes: cuBLAS A is our B read column-major.
   uint64_t a_rows = p.trans_b ? p.k : p.n, a_cols = p.trans_b ? p.n : p.k;
@@ -109,7 +136,8 @@ StatusOr<const Matmul::Plan*> Matmul::GetPlan(const MatmulParams& p, const Key& 
     return Status::Internal(StrCat(
         "cuBLASLt has no algorithm for m=", p.m, " n=", p.n, " k=", p.k, " trans_a=", p.trans_a,
         " trans_b=", p.trans_b, " lda=", p.lda, " ldb=", p.ldb, " ldd=", p.ldd,
-        " out=", p.d_type == DType::kBf16 ? "bf16" : "fp32", " batch=", p.batch));
+        " out=", p.d_type == DType::kBf16 ? "bf16" : "fp32", " batch=", p.batch,
+        " epilogue=", static_cast<int>(EpilogueOf(p))));
   }
   plan->algo = result.algo;
   const Plan* raw = plan.get();
@@ -133,6 +161,18 @@ Status Matmul::Run(const MatmulParams& in, cudaStream_t stream) {
                                           " or ldd=", p.ldd, " < ", p.n, ")"));
   if (p.bias && p.d_type != DType::kBf16)
     return Status::InvalidArgument("matmul: a bias epilogue needs bf16 output");
+  if (p.epilogue != Epilogue::kNone &&
+      (p.d_type != DType::kBf16 || !p.aux || p.batch > 1 || p.n % 8 != 0 || p.ldd != p.n))
+    return Status::InvalidArgument(StrCat(
+        "matmul: a GELU epilogue needs bf16 output, an aux buffer, batch 1, n % 8 == 0 and a "
+        "dense D (n=", p.n, " ldd=", p.ldd, " batch=", p.batch, ")"));
+  if (p.aux && p.epilogue == Epilogue::kNone)
+    return Status::InvalidArgument("matmul: an aux buffer needs a GELU epilogue");
+  if (p.epilogue == Epilogue::kDGelu && p.bias)
+    return Status::InvalidArgument("matmul: the GELU-gradient epilogue takes no bias");
+  if (p.a_row_sums && (p.bias || p.epilogue != Epilogue::kNone || p.batch > 1))
+    return Status::InvalidArgument(
+        "matmul: row sums of A (bias gradient) take no bias, no GELU epilogue and batch 1");
 
   const int64_t d_bytes = DTypeBytes(p.d_type);
   const bool batched = p.batch > 1;
@@ -153,11 +193,19 @@ Status Matmul::Run(const MatmulParams& in, cudaStream_t stream) {
              Alignment(p.a, batched ? p.stride_a * 2 : 0),
              Alignment(p.d, batched ? p.stride_d * d_bytes : 0),
              batched ? p.stride_d : 0,
-             p.bias ? Alignment(p.bias) : 0};
+             p.bias ? Alignment(p.bias) : 0,
+             static_cast<int64_t>(p.epilogue),
+             p.aux ? Alignment(p.aux) : 0,
+             p.a_row_sums ? Alignment(p.a_row_sums) : 0};
   P3D_ASSIGN_OR_RETURN(const Plan* plan, GetPlan(p, key));
-  if (p.bias) {
+  // The descriptor is cached per shape; its pointers are this call's.
+  if (const void* bias = p.bias ? static_cast<const void*>(p.bias) : p.a_row_sums) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                &p.bias, sizeof(p.bias)));
+                                                &bias, sizeof(bias)));
+  }
+  if (p.aux) {
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &p.aux, sizeof(p.aux)));
   }
   CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &p.alpha, p.b, plan->a, p.a, plan->b, &p.beta,
                               p.d, plan->d, p.d, plan->d, &plan->algo, workspace_, workspace_bytes_,

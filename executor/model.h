@@ -111,6 +111,10 @@ struct ModelConfig {
   // states. kOptimizerAndParams is refused.
   Offload offload = Offload::kNone;
   int offload_threads = 0;
+  // GPT-2's bias + GELU and GELU-gradient, and every bias gradient, run as
+  // cuBLASLt GEMM epilogues (executor/matmul.h) instead of separate kernels;
+  // false: the separate kernels (--gemm-epilogues off, for A/B measurements).
+  bool gemm_epilogues = true;
   double rope_theta = 10000.0;  // Llama rotary base
   float norm_eps = 1e-5f;
 };
@@ -307,12 +311,16 @@ class Model final : public PipelineStage {
   Status ModelParallelReduceLoss(float* loss_sum);
   Status SumTiedEmbeddingGrads();
   Status ModelParallelNormPartials(const float* grads, double* partials);
-  // y [rows, out] = x [rows, in] @ w[out, in]^T (+ bias).
+  // y [rows, out] = x [rows, in] @ w[out, in]^T (+ bias). With gelu_pre (GEMM
+  // epilogues on): y = gelu(x w^T + bias) and gelu_pre receives x w^T + bias.
   Status Linear(const bf16* x, const bf16* w, const bf16* bias, bf16* y, int64_t rows, int64_t in,
-                int64_t out);
-  // dx = dy @ w (if dx); dw += dy^T @ x; db += column sums of dy (if db).
+                int64_t out, bf16* gelu_pre = nullptr);
+  // dx = dy @ w (if dx; times gelu'(gelu_pre) when gelu_pre is given: the
+  // gradient of the GELU's input); dw += dy^T @ x; db += column sums of dy (if
+  // db; with GEMM epilogues the dw GEMM computes them).
   Status LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16* dx, float* dw,
-                        float* db, int64_t rows, int64_t in, int64_t out);
+                        float* db, int64_t rows, int64_t in, int64_t out,
+                        const bf16* gelu_pre = nullptr);
   // The attention core of this rank with the step's shapes and buffers.
   AttentionCore Core() const;
   // Layer l's attention core, forward (qkv in, att_out out; the fused core
@@ -321,6 +329,10 @@ class Model final : public PipelineStage {
   Status AttentionForward(int64_t l, bf16* qkv);
   Status AttentionBackward(int64_t l, const bf16* d_att_out, bf16* dqkv);
   bool Fused() const { return fused_ != nullptr; }
+  // GPT-2's MLP activation runs in the fc GEMMs' epilogues (ModelConfig::gemm_epilogues).
+  bool GeluInEpilogue() const {
+    return config_.gemm_epilogues && config_.spec.arch == Arch::kGpt2 && local_.ffn % 8 == 0;
+  }
   // A layer's two pre-norms (before attention, before the MLP): where their
   // input, parameters, output and saved statistics live (byte offsets / elements).
   enum class PreNorm { kAttention, kMlp };

@@ -25,7 +25,7 @@
 namespace p3d {
 
 Status Model::Linear(const bf16* x, const bf16* w, const bf16* bias, bf16* y, int64_t rows,
-                     int64_t in, int64_t out) {
+                     int64_t in, int64_t out, bf16* gelu_pre) {
   MatmulParams p;
   p.m = rows;
   p.n = out;
@@ -35,11 +35,16 @@ Status Model::Linear(const bf16* x, const bf16* w, const bf16* bias, bf16* y, in
   p.trans_b = true;
   p.d = y;
   p.bias = bias;
+  if (gelu_pre) {
+    p.epilogue = Epilogue::kGeluAux;
+    p.aux = gelu_pre;
+  }
   return matmul_->Run(p, stream_);
 }
 
 Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16* dx, float* dw,
-                             float* db, int64_t rows, int64_t in, int64_t out) {
+                             float* db, int64_t rows, int64_t in, int64_t out,
+                             const bf16* gelu_pre) {
   if (dx) {
     MatmulParams p;  // dx [rows, in] = dy [rows, out] @ w [out, in]
     p.m = rows;
@@ -48,8 +53,13 @@ Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16*
     p.a = dy;
     p.b = w;
     p.d = dx;
+    if (gelu_pre) {
+      p.epilogue = Epilogue::kDGelu;
+      p.aux = const_cast<bf16*>(gelu_pre);  // read only (cuBLASLt's aux input)
+    }
     P3D_RETURN_IF_ERROR(matmul_->Run(p, stream_));
   }
+  float* partials = At<float>(plan_.column_partials);
   MatmulParams g;  // dw [out, in] += dy^T [out, rows] @ x [rows, in]
   g.m = out;
   g.n = in;
@@ -60,12 +70,12 @@ Status Model::LinearBackward(const bf16* dy, const bf16* x, const bf16* w, bf16*
   g.d = dw;
   g.d_type = DType::kF32;
   g.beta = 1.0f;
+  const bool epilogue = db && config_.gemm_epilogues;
+  if (epilogue) g.a_row_sums = partials;  // the bias gradient, written
   P3D_RETURN_IF_ERROR(matmul_->Run(g, stream_));
-  if (db) {
-    P3D_RETURN_IF_ERROR(
-        BiasGradAccumulate(dy, rows, out, At<float>(plan_.column_partials), db, stream_));
-  }
-  return Status::Ok();
+  if (!db) return Status::Ok();
+  if (epilogue) return AccumulateColumnPartials(partials, out, db, stream_, /*slabs=*/1);
+  return BiasGradAccumulate(dy, rows, out, partials, db, stream_);
 }
 
 Status Model::GatherTokens(const bf16* slice, const bf16** full) {
@@ -205,13 +215,18 @@ Status Model::LayerForward(int64_t l, bool write_output) {
 
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   const int64_t pre_cols = gpt2 ? F : 2 * F;
-  P3D_RETURN_IF_ERROR(
-      Linear(norm2_full, W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre), T, H, pre_cols));
-  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  if (gpt2) {
-    P3D_RETURN_IF_ERROR(GeluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T * F, stream_));
+  if (GeluInEpilogue()) {  // mlp_act = gelu(norm2 fc^T + b), mlp_pre its input
+    P3D_RETURN_IF_ERROR(Linear(norm2_full, W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_act), T, H, F,
+                               At<bf16>(o.mlp_pre)));
   } else {
-    P3D_RETURN_IF_ERROR(SwiGluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T, F, stream_));
+    P3D_RETURN_IF_ERROR(
+        Linear(norm2_full, W(w.fc_w), WOpt(w.fc_b), At<bf16>(o.mlp_pre), T, H, pre_cols));
+    P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+    if (gpt2) {
+      P3D_RETURN_IF_ERROR(GeluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T * F, stream_));
+    } else {
+      P3D_RETURN_IF_ERROR(SwiGluForward(At<bf16>(o.mlp_pre), At<bf16>(o.mlp_act), T, F, stream_));
+    }
   }
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   P3D_RETURN_IF_ERROR(Linear(At<bf16>(o.mlp_act), W(w.proj_w), RowBias(w.proj_b), branch, T, F, H));
@@ -283,13 +298,18 @@ Status Model::LayerBackward(int64_t l) {
   P3D_RETURN_IF_ERROR(Mark(Phase::kGemm));
   bf16* dact = At<bf16>(plan_.dmlp_act);
   bf16* dpre = At<bf16>(plan_.dmlp_pre);
-  P3D_RETURN_IF_ERROR(LinearBackward(dy, At<bf16>(o.mlp_act), W(w.proj_w), dact, G(w.proj_w),
-                                     GOpt(w.proj_b), T, F, H));
-  P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
-  if (gpt2) {
-    P3D_RETURN_IF_ERROR(GeluBackward(dact, At<bf16>(o.mlp_pre), dpre, T * F, stream_));
+  if (GeluInEpilogue()) {  // dpre = (dy proj) * gelu'(mlp_pre) in one GEMM
+    P3D_RETURN_IF_ERROR(LinearBackward(dy, At<bf16>(o.mlp_act), W(w.proj_w), dpre, G(w.proj_w),
+                                       GOpt(w.proj_b), T, F, H, At<bf16>(o.mlp_pre)));
   } else {
-    P3D_RETURN_IF_ERROR(SwiGluBackward(dact, At<bf16>(o.mlp_pre), dpre, T, F, stream_));
+    P3D_RETURN_IF_ERROR(LinearBackward(dy, At<bf16>(o.mlp_act), W(w.proj_w), dact, G(w.proj_w),
+                                       GOpt(w.proj_b), T, F, H));
+    P3D_RETURN_IF_ERROR(Mark(Phase::kOther));
+    if (gpt2) {
+      P3D_RETURN_IF_ERROR(GeluBackward(dact, At<bf16>(o.mlp_pre), dpre, T * F, stream_));
+    } else {
+      P3D_RETURN_IF_ERROR(SwiGluBackward(dact, At<bf16>(o.mlp_pre), dpre, T, F, stream_));
+    }
   }
   const bf16* norm2_full = nullptr;
   P3D_RETURN_IF_ERROR(GatherTokens(At<bf16>(o.norm2_out), &norm2_full));

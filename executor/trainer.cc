@@ -168,6 +168,7 @@ StatusOr<ModelConfig> ModelConfigFor(const TrainOptions& o, const RankCoords& co
   config.shape.attention = p.attention;
   config.offload = p.offload;
   config.offload_threads = o.offload_threads;
+  config.gemm_epilogues = o.gemm_epilogues;
   config.data = {p.dp, coords.dp, p.zero, p.dp > 1 ? &o.groups->group(GroupKind::kData) : nullptr,
                  o.grad_bucket_bytes};
   return config;

@@ -229,18 +229,22 @@ PY
   record loss_curve "${verdict%% *}" "${verdict#* }"
 }
 
+# gpt-1.3b (B4, S2048, one GPU) MFU with each --gemm-epilogues setting of
+# EPILOGUES (default "on"; "on off" for the A/B of executor/matmul.h's epilogues).
 section_speed_1p3b() {
   RUN_TEE=$RES/gemm-bench-gpt-1.3b.txt run "$BIN/p3d-gemm-bench" --model gpt-1.3b --micro-batch 4 --seq 2048
   local status=PASS details=""
-  for cfg in "none 1 12" "selective 1 8" "none 4 5"; do
-    set -- $cfg
-    local json=$RES/speed-gpt-1.3b-$1-ga$2.json
-    if run "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --grad-accum "$2" \
-        --steps "$3" --warmup 2 --recompute "$1" --profile --json "$json"; then
-      details+="$(summarize "$json"); "
-    else
-      status=FAIL; details+="gpt-1.3b rc=$1 ga=$2 failed; "
-    fi
+  for epi in ${EPILOGUES:-on}; do
+    for cfg in "none 1 12" "selective 1 8" "none 4 5"; do
+      set -- $cfg
+      local json=$RES/speed-gpt-1.3b-$1-ga$2-epilogues-$epi.json
+      if run "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --grad-accum "$2" \
+          --steps "$3" --warmup 2 --recompute "$1" --gemm-epilogues "$epi" --profile --json "$json"; then
+        details+="epilogues $epi: $(summarize "$json"); "
+      else
+        status=FAIL; details+="gpt-1.3b rc=$1 ga=$2 epilogues=$epi failed; "
+      fi
+    done
   done
   record speed_1p3b $status "$details"
 }
@@ -894,7 +898,8 @@ section_kernel_profile() {
   local status=PASS
   command -v ncu >/dev/null || { record kernel_profile SKIP "ncu not installed"; return; }
   RUN_LIMIT=300 run ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$RES/ncu-1p3b.csv" \
-      "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --steps 1 --warmup 0 || status=FAIL
+      "$BIN/p3d-run" --model gpt-1.3b --micro-batch 4 --seq 2048 --steps 1 --warmup 0 ${PROFILE_ARGS:-} ||
+      status=FAIL
   RUN_TEE=$RES/kernel-times-1p3b.txt run python3 bench/executor/kernel_times.py "$RES/ncu-1p3b.csv" --top 40 ||
     status=FAIL
   record kernel_profile $status "$(head -12 "$RES/kernel-times-1p3b.txt" 2>/dev/null | tr -s ' ' | tr '\n' ';')"

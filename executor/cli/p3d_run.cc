@@ -148,6 +148,7 @@ int Run(int argc, char** argv) {
   p3d::Plan& plan = o.plan;
   std::string model_arg, recompute = "none", json_path, plan_path, fault_arg, offload = "none";
   std::string attention = "fused";
+  std::string gemm_epilogues = "on";
   double bucket_mb = p3d::kDefaultGradBucketBytes / 1e6;
   int nproc = 1;
   double nccl_timeout_s = 300;
@@ -193,6 +194,10 @@ int Run(int argc, char** argv) {
   app.add_option("--attention", attention,
                  "attention core: fused (cuDNN flash attention) | unfused (batched GEMMs over "
                  "the S x S scores)");
+  app.add_option("--gemm-epilogues", gemm_epilogues,
+                 "on: GPT-2's bias+GELU, its gradient and the bias gradients run inside the "
+                 "cuBLASLt GEMMs (default); off: as separate kernels")
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--seed", o.seed, "initialisation and synthetic-data seed");
   app.add_option("--lr", o.adam.lr, "AdamW learning rate (constant)");
   app.add_option("--weight-decay", o.adam.weight_decay,
@@ -234,6 +239,7 @@ int Run(int argc, char** argv) {
                                              ": a bucket holds more than 0 and at most 1e12 MB"),
                 rank);
   o.grad_bucket_bytes = std::max<int64_t>(1, std::llround(bucket_mb * 1e6));
+  o.gemm_epilogues = gemm_epilogues == "on";
 
   if (!plan_path.empty()) {
     if (!model_arg.empty()) return fail(p3d::Status::InvalidArgument("--plan replaces --model"));

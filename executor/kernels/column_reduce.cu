@@ -23,20 +23,23 @@ __global__ void ColumnSumPartialsKernel(const bf16* dy, int64_t rows, int64_t n,
   partials[blockIdx.y * n + j + 1] = s1;
 }
 
-__global__ void AccumulatePartialsKernel(const float* partials, int64_t n, float* grad) {
+__global__ void AccumulatePartialsKernel(const float* partials, int64_t n, int64_t slabs,
+                                         float* grad) {
   for (int64_t j : kernels::GridStride(n)) {
     float s = 0.0f;
-    for (int64_t k = 0; k < kColumnSlabs; ++k) s += partials[k * n + j];
+    for (int64_t k = 0; k < slabs; ++k) s += partials[k * n + j];
     grad[j] += s;
   }
 }
 
 }  // namespace
 
-Status AccumulateColumnPartials(const float* partials, int64_t n, float* grad,
-                                cudaStream_t stream) {
+Status AccumulateColumnPartials(const float* partials, int64_t n, float* grad, cudaStream_t stream,
+                                int64_t slabs) {
   P3D_RETURN_IF_ERROR(RequirePositive("AccumulateColumnPartials", "n", n));
-  AccumulatePartialsKernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(partials, n, grad);
+  P3D_RETURN_IF_ERROR(RequirePositive("AccumulateColumnPartials", "slabs", slabs));
+  AccumulatePartialsKernel<<<kernels::GridFor(n, 256), 256, 0, stream>>>(partials, n, slabs,
+                                                                          grad);
   CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }

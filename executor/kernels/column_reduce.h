@@ -24,7 +24,9 @@ constexpr int64_t ColumnPartialsFloats(int64_t n) { return kColumnSlabs * n; }
 Status BiasGradAccumulate(const bf16* dy, int64_t rows, int64_t n, float* partials, float* grad,
                           cudaStream_t stream);
 
-// grad[j] += sum_s partials[s * n + j], s = 0 .. kColumnSlabs-1 in order.
-Status AccumulateColumnPartials(const float* partials, int64_t n, float* grad, cudaStream_t stream);
+// grad[j] += sum_s partials[s * n + j], s = 0 .. slabs-1 in order (slabs = 1:
+// adds one fp32 vector, e.g. a bias gradient a GEMM epilogue wrote).
+Status AccumulateColumnPartials(const float* partials, int64_t n, float* grad, cudaStream_t stream,
+                                int64_t slabs = kColumnSlabs);
 
 }  // namespace p3d

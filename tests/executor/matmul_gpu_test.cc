@@ -1,8 +1,10 @@
 // The cuBLASLt wrapper against a float64 CPU product of the same bf16 inputs,
 // for every transpose combination, bias, accumulation, padded leading
-// dimensions and the strided-batched attention shapes.
+// dimensions and the strided-batched attention shapes; the GELU and
+// bias-gradient epilogues against the same product with the op applied after.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <memory>
 
 #include "executor/matmul.h"
@@ -162,6 +164,120 @@ TEST(MatmulTest, RejectsBadArgumentsWithAMessage) {
   p.lda = 4;
   s = mm.value()->Run(p, nullptr);
   EXPECT_NE(s.message().find("lda=4"), std::string::npos) << s.message();
+}
+
+// GELU (tanh approximation) and its derivative, float64.
+double Gelu(double x) {
+  const double c = std::sqrt(2.0 / M_PI), u = c * (x + 0.044715 * x * x * x);
+  return 0.5 * x * (1.0 + std::tanh(u));
+}
+double GeluGrad(double x) {
+  const double c = std::sqrt(2.0 / M_PI), t = std::tanh(c * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+// Linear-layer shapes: x [m, k] @ w^T ([n, k] stored), as the MLP's fc1.
+struct Epilogued {
+  int64_t m = 64, n = 96, k = 128;
+  std::vector<float> x = testing::RandomBf16Values(m * k, 60);
+  std::vector<float> w = testing::RandomBf16Values(n * k, 61, 0.2f);
+  std::vector<float> bias = testing::RandomBf16Values(n, 62);
+  DeviceArray<bf16> dx{testing::ToBf16(x)}, dw{testing::ToBf16(w)}, dbias{testing::ToBf16(bias)};
+  DeviceArray<char> workspace{Matmul::kWorkspaceBytes};
+  std::unique_ptr<Matmul> mm = Matmul::Create(workspace.get(), Matmul::kWorkspaceBytes).value();
+  double Product(int64_t i, int64_t j) const {
+    double acc = 0;
+    for (int64_t p = 0; p < k; ++p) acc += double{x[i * k + p]} * w[j * k + p];
+    return acc;
+  }
+  MatmulParams Params(bf16* out) const {
+    MatmulParams p;
+    p.m = m, p.n = n, p.k = k;
+    p.a = dx.get(), p.b = dw.get(), p.trans_b = true, p.d = out;
+    return p;
+  }
+};
+
+TEST(MatmulEpilogueTest, GeluAuxBiasStoresThePreActivationAndItsGelu) {
+  Epilogued e;
+  DeviceArray<bf16> out(e.m * e.n), aux(e.m * e.n);
+  out.Poison();
+  aux.Poison();
+  MatmulParams p = e.Params(out.get());
+  p.bias = e.dbias.get();
+  p.epilogue = Epilogue::kGeluAux;
+  p.aux = aux.get();
+  ASSERT_TRUE(e.mm->Run(p, nullptr).ok());
+  std::vector<double> pre, act;
+  for (int64_t i = 0; i < e.m; ++i)
+    for (int64_t j = 0; j < e.n; ++j) {
+      pre.push_back(e.Product(i, j) + e.bias[j]);
+      act.push_back(Gelu(pre.back()));
+    }
+  EXPECT_LT(testing::RelError(testing::FromBf16(aux.Download()), pre), testing::kBf16Tol);
+  EXPECT_LT(testing::RelError(testing::FromBf16(out.Download()), act), testing::kBf16Tol);
+}
+
+TEST(MatmulEpilogueTest, DGeluMultipliesTheProductByTheGeluDerivative) {
+  Epilogued e;
+  const std::vector<float> pre = testing::RandomBf16Values(e.m * e.n, 63, 2.0f);
+  DeviceArray<bf16> out(e.m * e.n), aux(testing::ToBf16(pre));
+  out.Poison();
+  MatmulParams p = e.Params(out.get());
+  p.epilogue = Epilogue::kDGelu;
+  p.aux = aux.get();
+  ASSERT_TRUE(e.mm->Run(p, nullptr).ok());
+  std::vector<double> ref;
+  for (int64_t i = 0; i < e.m; ++i)
+    for (int64_t j = 0; j < e.n; ++j) ref.push_back(e.Product(i, j) * GeluGrad(pre[i * e.n + j]));
+  EXPECT_LT(testing::RelError(testing::FromBf16(out.Download()), ref), testing::kBf16Tol);
+}
+
+TEST(MatmulEpilogueTest, RowSumsOfAAreTheWeightGradientGemmsBiasGradient) {
+  // dW [n_out, k_in] += dY^T X with dY [rows, n_out]: A = dY^T, row sums = db.
+  const int64_t rows = 192, out = 72, in = 40;
+  const auto dy = testing::RandomBf16Values(rows * out, 70);
+  const auto x = testing::RandomBf16Values(rows * in, 71);
+  const auto g0 = testing::RandomFloats(out * in, 72);
+  DeviceArray<bf16> ddy(testing::ToBf16(dy)), dx(testing::ToBf16(x));
+  DeviceArray<float> grad(out * in), sums(out);
+  grad.Upload(g0);
+  sums.Poison();
+  DeviceArray<char> workspace(Matmul::kWorkspaceBytes);
+  auto mm = Matmul::Create(workspace.get(), Matmul::kWorkspaceBytes);
+  ASSERT_TRUE(mm.ok());
+  MatmulParams p;
+  p.m = out, p.n = in, p.k = rows;
+  p.a = ddy.get(), p.trans_a = true, p.b = dx.get();
+  p.d = grad.get(), p.d_type = DType::kF32, p.beta = 1.0f;
+  p.a_row_sums = sums.get();
+  ASSERT_TRUE(mm.value()->Run(p, nullptr).ok());
+  std::vector<double> ref_grad(g0.begin(), g0.end()), ref_sums(out, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      ref_sums[o] += dy[r * out + o];
+      for (int64_t i = 0; i < in; ++i) ref_grad[o * in + i] += double{dy[r * out + o]} * x[r * in + i];
+    }
+  EXPECT_LT(testing::RelError(grad.Download(), ref_grad), 1e-5);
+  EXPECT_LT(testing::RelError(sums.Download(), ref_sums), 1e-5);
+}
+
+TEST(MatmulEpilogueTest, RejectsEpiloguesItCannotRun) {
+  Epilogued e;
+  DeviceArray<bf16> out(e.m * e.n);
+  MatmulParams p = e.Params(out.get());
+  p.epilogue = Epilogue::kGeluAux;  // no aux buffer
+  Status s = e.mm->Run(p, nullptr);
+  EXPECT_NE(s.message().find("aux buffer"), std::string::npos) << s.message();
+  p.epilogue = Epilogue::kNone;
+  p.aux = out.get();  // aux without an epilogue
+  s = e.mm->Run(p, nullptr);
+  EXPECT_NE(s.message().find("needs a GELU epilogue"), std::string::npos) << s.message();
+  p.aux = nullptr;
+  p.a_row_sums = out.get();
+  p.bias = e.dbias.get();
+  s = e.mm->Run(p, nullptr);
+  EXPECT_NE(s.message().find("row sums"), std::string::npos) << s.message();
 }
 
 }  // namespace
