@@ -213,6 +213,12 @@ struct Framework {
   // fp32 copy (flash-attn's xentropy, Transformer Engine's fused loss); else
   // the logits are cast to fp32 and the fp32 softmax kept for the backward.
   bool fused_cross_entropy = false;
+  // GPT-2's MLP: bias + GELU forward and the GELU gradient run in the fc GEMMs'
+  // epilogues (cuBLASLt GELU_AUX_BIAS / DGELU): no activation kernels.
+  bool gelu_in_gemm_epilogue = false;
+  // Bias gradients come out of the weight-gradient GEMMs (cuBLASLt BGRADB): no
+  // separate pass over the linear layers' output gradients.
+  bool bias_grad_in_gemm_epilogue = false;
   // Activation-sized [B*S, H] buffers the userbuffers TP overlap registers,
   // one per overlapped GEMM (Transformer Engine's initialize_ub: 10), held
   // instead of the SP all-gather buffer while it is in use.

@@ -49,7 +49,7 @@ struct TrainOptions {
   std::string dump_dir;  // non-empty: write the reference-check tensors here
   std::string save_path, load_path;
   bool profile = false;  // one extra, phase-timed step after the run
-  bool gemm_epilogues = true;  // ModelConfig::gemm_epilogues (--gemm-epilogues)
+  bool gemm_epilogues = false;  // ModelConfig::gemm_epilogues (--gemm-epilogues)
 };
 
 // Runs exactly the saved plan (p3d-plan --save-plan): its Plan, model,

@@ -230,11 +230,11 @@ PY
 }
 
 # gpt-1.3b (B4, S2048, one GPU) MFU with each --gemm-epilogues setting of
-# EPILOGUES (default "on"; "on off" for the A/B of executor/matmul.h's epilogues).
+# EPILOGUES (default "off on": the A/B of executor/matmul.h's epilogues).
 section_speed_1p3b() {
   RUN_TEE=$RES/gemm-bench-gpt-1.3b.txt run "$BIN/p3d-gemm-bench" --model gpt-1.3b --micro-batch 4 --seq 2048
   local status=PASS details=""
-  for epi in ${EPILOGUES:-on}; do
+  for epi in ${EPILOGUES:-off on}; do
     for cfg in "none 1 12" "selective 1 8" "none 4 5"; do
       set -- $cfg
       local json=$RES/speed-gpt-1.3b-$1-ga$2-epilogues-$epi.json

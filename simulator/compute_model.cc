@@ -60,6 +60,8 @@ struct Dims {
   double blocks;   // causal query blocks of the attention core (TrainingSpec::AttentionBlocks)
   bool moe, llama, dropout;
   bool qkv_bias, linear_bias;  // biases on q/k/v (a kernel of their own); biases on every linear (GPT-2)
+  bool gelu_epilogue;          // GELU and its gradient inside the fc GEMMs (Framework::gelu_in_gemm_epilogue)
+  bool bias_grad_epilogue;     // bias gradients inside the weight-gradient GEMMs
   bool qk_norm;                // Qwen3: norms on q and k
   bool rotary;                 // rotary positions (Llama without ALiBi)
   bool learned_positions;      // a position table added after the gather (GPT-2 without ALiBi)
@@ -102,6 +104,8 @@ Dims MakeDims(const ModelSpec& m, const LayerKind& kind, const TrainingSpec& t, 
   d.dropout = t.dropout;
   d.linear_bias = m.arch == Arch::kGpt2;
   d.qkv_bias = d.linear_bias || m.qkv_bias || m.attention_bias;
+  d.gelu_epilogue = !d.llama && t.framework.gelu_in_gemm_epilogue;
+  d.bias_grad_epilogue = t.framework.bias_grad_in_gemm_epilogue;
   d.qk_norm = m.qk_norm;
   d.rotary = d.llama && !m.alibi;
   d.learned_positions = m.learned_positions();
@@ -392,7 +396,9 @@ double MoeShuffleSeconds(const GpuSpec& gpu, const MoeShuffle& m) {
 //   2 residual adds     read 2, write 1                      2 * 3*T_sp*H*a
 //   2 hidden dropouts   (dropout on) + 1-byte mask write     2 * T_sp*H*1
 //   activation          GELU: read, write T*F; SwiGLU: read gate and up, write one
-//                       (MoE: per routed token, k*T, and per shared expert, s*T)
+//                       (MoE: per routed token, k*T, and per shared expert, s*T);
+//                       none where the GELU runs in the fc GEMM's epilogue (its
+//                       extra store is in the GEMM's time, which is compute-bound)
 //   MoE token shuffles  MoeShuffleBytes: permute + unpermute, and with an
 //                       all-to-all dispatch the sort + unsort by local expert
 //   q/k/v bias add      a separate kernel after the GEMM (the other biases
@@ -405,7 +411,8 @@ double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrat
   if (d.mla) s += k(2 * d.t * (d.q_lora + d.kv_lora) * d.a);
   if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h);
-  s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 3 : 2) * d.a);
+  if (!d.gelu_epilogue)
+    s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 3 : 2) * d.a);
   return s + MoeShuffleSeconds(gpu, MoeShuffleBytes(d));
 }
 // Backward: norm backward reads x and dy twice (one pass for the weight
@@ -414,18 +421,21 @@ double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrat
 // mask and writes dx; GELU backward reads x and dy, writes dx (3); SwiGLU
 // backward reads gate, up, dy and writes dgate, dup (5); MoE permutes the
 // gradients back (MoeShuffleBytes); each bias gradient reads its GEMM's output gradient once
-// (q/k/v: T*(q+2kv); GPT-2 also fc: T*F/TP, out-proj and fc2: T_sp*H); the
-// q/k and latent norms as the layer norms (5 tensors).
+// (q/k/v: T*(q+2kv); GPT-2 also fc: T*F/TP, out-proj and fc2: T_sp*H) unless
+// the weight-gradient GEMMs compute them; no GELU pass with the GELU gradient in
+// the GEMM's epilogue; the q/k and latent norms as the layer norms (5 tensors).
 double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrated) {
   auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
   double s = 2 * k(5 * d.t_sp * d.h * d.a) + 2 * k(3 * d.t_sp * d.h * d.a);
-  if (d.qkv_bias) s += k(d.t * (d.q + 2 * d.kv) * d.a);
+  if (d.qkv_bias && !d.bias_grad_epilogue) s += k(d.t * (d.q + 2 * d.kv) * d.a);
   if (d.qk_norm) s += k(5 * d.t * (d.q + d.kv) * d.a / 2);
   if (d.mla) s += k(5 * d.t * (d.q_lora + d.kv_lora) * d.a / 2);
-  if (d.linear_bias) s += k(d.t * d.f * d.topk * d.a) + 2 * k(d.t_sp * d.h * d.a);
+  if (d.linear_bias && !d.bias_grad_epilogue)
+    s += k(d.t * d.f * d.topk * d.a) + 2 * k(d.t_sp * d.h * d.a);
   if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h * (2 * d.a + 1));
-  s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 5 : 3) * d.a);
+  if (!d.gelu_epilogue)
+    s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 5 : 3) * d.a);
   return s + MoeShuffleSeconds(gpu, MoeShuffleBytes(d));
 }
 

@@ -27,7 +27,8 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "zero_reduce_scatter",
     "param_gather_overlap", "reshard_after_forward", "master_is_param", "param_grads_kept",
     "grad_accumulation_bytes", "selective_recompute",
-    "tp_overlap_buffers", "fused_cross_entropy", "fp8", "fp8_param_gather", "placements"};
+    "tp_overlap_buffers", "fused_cross_entropy",
+    "gelu_in_gemm_epilogue", "bias_grad_in_gemm_epilogue", "fp8", "fp8_param_gather", "placements"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
 // its source, which must say where the fact comes from.
@@ -266,6 +267,9 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
     fw.grad_accumulation_bytes = static_cast<int>(bytes);
   }
   P3D_ASSIGN_OR_RETURN(fw.fused_cross_entropy, ReadBool(doc, origin, "fused_cross_entropy", &src));
+  P3D_ASSIGN_OR_RETURN(fw.gelu_in_gemm_epilogue, ReadBool(doc, origin, "gelu_in_gemm_epilogue", &src));
+  P3D_ASSIGN_OR_RETURN(fw.bias_grad_in_gemm_epilogue,
+                       ReadBool(doc, origin, "bias_grad_in_gemm_epilogue", &src));
   P3D_ASSIGN_OR_RETURN(std::string selective, ReadName(doc, origin, "selective_recompute", &src));
   if (!ParseSelectiveRecompute(selective, &fw.selective))
     return top.Error("selective_recompute",
@@ -338,6 +342,9 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
               {"selective_recompute", field("selective_recompute", SelectiveRecomputeName(fw.selective))},
               {"tp_overlap_buffers", field("tp_overlap_buffers", fw.tp_overlap_buffers)},
               {"fused_cross_entropy", field("fused_cross_entropy", fw.fused_cross_entropy)},
+              {"gelu_in_gemm_epilogue", field("gelu_in_gemm_epilogue", fw.gelu_in_gemm_epilogue)},
+              {"bias_grad_in_gemm_epilogue",
+               field("bias_grad_in_gemm_epilogue", fw.bias_grad_in_gemm_epilogue)},
               {"fp8", field("fp8", json{{"runs", Fp8Names(fw.fp8_recipes)}, {"gaps", Fp8Names(fw.fp8_gaps)}})},
               {"fp8_param_gather", field("fp8_param_gather", Fp8Names(fw.fp8_param_gather))}};
   if (!(fw.limits & RuleBit(SupportRule::kPpBeforeDp)))

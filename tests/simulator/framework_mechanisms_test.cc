@@ -202,6 +202,37 @@ TEST(FrameworkMechanisms, FusedCrossEntropyKeepsNoFp32Logits) {
   EXPECT_LT(c.Time().step_s, head_fp32);
 }
 
+// GPT-2 on one GPU: the bias-gradient passes and the GELU kernels leave the
+// compute time when the GEMM epilogues do the work; Llama (no biases, SwiGLU)
+// does not move.
+TEST(FrameworkMechanisms, GemmEpiloguesRemoveTheBiasGradientAndGeluPasses) {
+  Case c(1, 1, 1, 0, false);
+  c.model = ZooModel("gpt-1.3b").value();
+  c.plan.micro_batch = 4;
+  c.plan.grad_accum = 1;
+  c.training.global_batch = 4;
+  c.training.seq = 2048;
+  const double kernels = c.Time().compute_s;
+  c.training.framework.bias_grad_in_gemm_epilogue = true;
+  const double bias_fused = c.Time().compute_s;
+  c.training.framework.gelu_in_gemm_epilogue = true;
+  const double both = c.Time().compute_s;
+  EXPECT_LT(bias_fused, kernels);
+  // GELU forward (read + write) and backward (read 2, write 1) of T x F bf16
+  // per layer: at most datasheet speed, at least half of it.
+  const double t = 4.0 * 2048, gelu_bytes = 5 * t * c.model.ffn * 2 * c.model.layers;
+  const double hbm = c.cluster.gpu.hbm_bytes_per_s;
+  EXPECT_GT(bias_fused - both, gelu_bytes / hbm);
+  EXPECT_LT(bias_fused - both, 2 * gelu_bytes / hbm);
+
+  Case llama(1, 1, 1, 0, false);
+  llama.model = ZooModel("llama-2-7b").value();
+  const double swiglu = llama.Time().compute_s;
+  llama.training.framework.gelu_in_gemm_epilogue = true;
+  llama.training.framework.bias_grad_in_gemm_epilogue = true;
+  EXPECT_DOUBLE_EQ(llama.Time().compute_s, swiglu);
+}
+
 TEST(FrameworkMechanisms, SelectiveRecomputePoliciesStoreAndRerunWhatTheyName) {
   Case c(8, 1, 1, 1, false);
   c.model = ZooModel("llama-2-7b").value();
