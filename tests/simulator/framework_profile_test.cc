@@ -164,8 +164,8 @@ TEST_F(BadProfile, EagerFieldsAreCheckedLikeTheOthers) {
   doc["elementwise_bytes"]["value"].erase("loss");
   ExpectRefused(doc, "field 'loss' must be [forward, backward]");
   doc = eager;
-  doc["fsdp_copy_bytes"]["value"]["gather"] = 14;
-  ExpectRefused(doc, "did you mean 'gather_out'");
+  doc["fsdp_copy_bytes"]["value"]["gather_shrd"] = 10;
+  ExpectRefused(doc, "did you mean 'gather_shard'");
   doc = eager;
   doc["loss_fp32_tensors"]["value"] = 0;
   ExpectRefused(doc, "loss_fp32_tensors");
