@@ -868,7 +868,8 @@ JSON
       [ "$ac" != none ] && rc=$ac
       [ "$mode" = compile ] && framework=torchtitan flag=--compile
       if ! RUN_LIMIT=600 run python3 bench/frameworks/fsdp2_train.py --config "$RES/fsdp2-$model.json" \
-          --micro-batch "$mb" --grad-accum "$ga" --seq "$seq" --ac "$ac" $flag --json "$RES/fsdp2-$tag.json"; then
+          --micro-batch "$mb" --grad-accum "$ga" --seq "$seq" --ac "$ac" $flag --json "$RES/fsdp2-$tag.json" \
+          --kernels "$RES/fsdp2-$tag-kernels.txt"; then
         status=FAIL; details+="$tag: run failed; "; continue
       fi
       log "+ p3d-plan ... --framework $framework ($tag) --json > fsdp2-$tag-plan.json"

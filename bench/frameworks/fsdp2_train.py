@@ -33,6 +33,8 @@ model_type "llama" (RMSNorm, rotary, SwiGLU, GQA, no biases) or "gpt2"
 Time: CUDA events around each optimizer step (all micro-batches), median of
 --steps after --warmup. Memory: torch.cuda.max_memory_allocated and
 max_memory_reserved over the timed steps (the CUDA context is in neither).
+--kernels PATH: one more step under torch.profiler, its CUDA kernels by
+total time (not part of the figures above).
 """
 import argparse
 import json
@@ -220,6 +222,8 @@ def main():
     p.add_argument("--steps", type=int, default=8, help="timed steps")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--kernels", help="after the timed steps, profile one more step (torch.profiler, CUDA) and "
+                   "write its kernels by total CUDA time here: what the eager step spends beyond p3d's prediction")
     a = p.parse_args()
 
     rank, world = init_distributed()
@@ -262,6 +266,20 @@ def main():
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3)
     median = statistics.median(times)
+    allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+    if a.kernels:  # every rank steps (the collectives need all); rank 0 writes
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        if rank == 0:
+            averages = prof.key_averages()
+            try:  # torch >= 2.4 names it device time; older, cuda time
+                table = averages.table(sort_by="device_time_total", row_limit=60)
+            except (AttributeError, KeyError):
+                table = averages.table(sort_by="cuda_time_total", row_limit=60)
+            with open(a.kernels, "w") as f:
+                f.write(table + "\n")
     result = {
         "framework": f"fsdp2 (torch {torch.__version__})",
         "device": torch.cuda.get_device_name(),
@@ -276,8 +294,8 @@ def main():
         "compile": a.compile,
         "step_time_s": {"median": median, "all": times},
         "tokens_per_s": world * a.micro_batch * a.grad_accum * a.seq / median,
-        "max_memory_allocated_bytes": torch.cuda.max_memory_allocated(),
-        "max_memory_reserved_bytes": torch.cuda.max_memory_reserved(),
+        "max_memory_allocated_bytes": allocated,
+        "max_memory_reserved_bytes": reserved,
         "loss": float(loss),
     }
     if rank == 0:
