@@ -197,19 +197,29 @@ Status ReadPrecision(const json& doc, const std::string& origin, FrameworkProfil
   return Status::Ok();
 }
 
+// An optional field whose value is an object of the keys `keys`: its value,
+// or null when the profile does not set it.
+StatusOr<const json*> ReadOptionalObject(const json& doc, const std::string& origin, const char* key,
+                                         std::initializer_list<std::string_view> keys, FrameworkProfile* p) {
+  if (!doc.contains(key)) return static_cast<const json*>(nullptr);
+  P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, key, &p->sources));
+  if (!f.value().is_object()) return f.fields().Error("value", "must be an object");
+  P3D_RETURN_IF_ERROR(JsonFields(f.value(), fmt::format("{}: field '{}.value'", origin, key)).OnlyKeys(keys));
+  return &f.value();
+}
+
 // "elementwise_bytes" (optional): {"rotary": [forward, backward], "swiglu":
 // [...], "qkv_split": [...], "loss": [...]}, bytes per element of each op
 // run as eager PyTorch kernels (ElementwiseBytes); absent: the fused table.
 Status ReadElementwise(const json& doc, const std::string& origin, FrameworkProfile* p) {
-  if (!doc.contains("elementwise_bytes")) return Status::Ok();
-  P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "elementwise_bytes", &p->sources));
-  if (!f.value().is_object()) return f.fields().Error("value", "must be {\"rotary\": [forward, backward], ...}");
-  JsonFields v(f.value(), origin + ": field 'elementwise_bytes.value'");
-  P3D_RETURN_IF_ERROR(v.OnlyKeys({"rotary", "swiglu", "qkv_split", "loss"}));
+  P3D_ASSIGN_OR_RETURN(const json* value,
+                       ReadOptionalObject(doc, origin, "elementwise_bytes", {"rotary", "swiglu", "qkv_split", "loss"}, p));
+  if (!value) return Status::Ok();
+  JsonFields v(*value, origin + ": field 'elementwise_bytes.value'");
   ElementwiseBytes e;
   for (auto [key, op] : {std::pair{"rotary", &e.rotary}, std::pair{"swiglu", &e.swiglu},
                          std::pair{"qkv_split", &e.qkv_split}, std::pair{"loss", &e.loss}}) {
-    const json* pair = f.value().contains(key) ? &f.value().at(key) : nullptr;
+    const json* pair = value->contains(key) ? &value->at(key) : nullptr;
     if (!pair || !pair->is_array() || pair->size() != 2 || !(*pair)[0].is_number() || !(*pair)[1].is_number() ||
         (*pair)[0].get<double>() < 0 || (*pair)[1].get<double>() < 0 || (*pair)[0].get<double>() > 1024 ||
         (*pair)[1].get<double>() > 1024)
@@ -223,11 +233,11 @@ Status ReadElementwise(const json& doc, const std::string& origin, FrameworkProf
 // "fsdp_copy_bytes" (optional): FSDP2's copies around its collectives,
 // bytes per parameter (FsdpCopyBytes); absent: none.
 Status ReadFsdpCopies(const json& doc, const std::string& origin, FrameworkProfile* p) {
-  if (!doc.contains("fsdp_copy_bytes")) return Status::Ok();
-  P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "fsdp_copy_bytes", &p->sources));
-  if (!f.value().is_object()) return f.fields().Error("value", "must be an object of bytes per parameter");
-  JsonFields v(f.value(), origin + ": field 'fsdp_copy_bytes.value'");
-  P3D_RETURN_IF_ERROR(v.OnlyKeys({"gather_shard", "gather_out", "reduce", "local_reduce", "accumulate"}));
+  P3D_ASSIGN_OR_RETURN(const json* value,
+                       ReadOptionalObject(doc, origin, "fsdp_copy_bytes",
+                                          {"gather_shard", "gather_out", "reduce", "local_reduce", "accumulate"}, p));
+  if (!value) return Status::Ok();
+  JsonFields v(*value, origin + ": field 'fsdp_copy_bytes.value'");
   FsdpCopyBytes c;
   P3D_ASSIGN_OR_RETURN(c.gather_shard, v.Number("gather_shard", 0, 64));
   P3D_ASSIGN_OR_RETURN(c.gather_out, v.Number("gather_out", 0, 64));

@@ -202,14 +202,21 @@ TEST(FrameworkMechanisms, FusedCrossEntropyKeepsNoFp32Logits) {
   EXPECT_LT(c.Time().step_s, head_fp32);
 }
 
+// llama-2-7b on one GPU (DP 1, ZeRO-0: what fully_shard wraps with a world
+// of one), `grad_accum` micro-batches per step.
+Case OneRank(int64_t grad_accum) {
+  Case c(1, 1, 1, 0, false);
+  c.model = ZooModel("llama-2-7b").value();
+  c.plan.grad_accum = grad_accum;
+  c.training.global_batch = c.plan.global_batch();
+  return c;
+}
+
 // Eager PyTorch's elementwise kernels (Framework::elementwise): with the fused
 // kernels' own bytes the profile reproduces p3d's table exactly; with the
 // eager counts of pytorch-fsdp2 every layer and the loss take longer.
 TEST(FrameworkMechanisms, EagerElementwiseKernelsMoveTheirOwnBytes) {
-  Case c(1, 1, 1, 0, false);
-  c.model = ZooModel("llama-2-7b").value();
-  c.plan.grad_accum = 1;
-  c.training.global_batch = c.plan.global_batch();
+  Case c = OneRank(1);
   const double fused = c.Time().step_s;
   const double a = c.training.precision.activation_bytes;
   c.training.framework.elementwise =
@@ -229,10 +236,7 @@ TEST(FrameworkMechanisms, EagerElementwiseKernelsMoveTheirOwnBytes) {
 // FSDP2's casts and copies (Framework::fsdp_copies) cost HBM time where
 // fully_shard wraps the plan: ZeRO-3, and one data-parallel rank (ZeRO-0).
 TEST(FrameworkMechanisms, FsdpCopiesCostEveryGatherAndReduce) {
-  Case c(1, 1, 1, 0, false);
-  c.model = ZooModel("llama-2-7b").value();
-  c.plan.grad_accum = 2;
-  c.training.global_batch = c.plan.global_batch();
+  Case c = OneRank(2);
   c.training.framework.master_is_param = true;
   const double none = c.Time().step_s;
   const double gather_buffer = c.Memory().zero3_gather;
@@ -260,8 +264,7 @@ TEST(FrameworkMechanisms, FsdpCopiesCostEveryGatherAndReduce) {
 }
 
 TEST(FrameworkMechanisms, EagerLossAndSwigluKeepTheirTensors) {
-  Case c(1, 1, 1, 0, false);
-  c.model = ZooModel("llama-2-7b").value();
+  Case c = OneRank(8);
   c.training.logits_chunk_tokens = 0;
   const StageMemoryDetail one = c.Memory();
   c.training.framework.loss_fp32_tensors = 3;
@@ -277,18 +280,15 @@ TEST(FrameworkMechanisms, EagerLossAndSwigluKeepTheirTensors) {
 // zero_grad(set_to_none=True): at one micro-batch per step the gradients and
 // the activations peak apart, so the stage holds the larger, not the sum.
 TEST(FrameworkMechanisms, GradientsSetToNoneMeetTheActivationsOnlyWithAccumulation) {
-  Case c(1, 1, 1, 0, false);
-  c.model = ZooModel("llama-2-7b").value();
-  c.plan.grad_accum = 1;
-  c.training.global_batch = c.plan.global_batch();
+  Case c = OneRank(1);
   const StageMemoryDetail kept = c.Memory();
   c.training.framework.grads_set_to_none = true;
   const StageMemoryDetail freed = c.Memory();
   const MemoryBreakdown& k = kept.memory;
   EXPECT_DOUBLE_EQ(freed.memory.gradients, std::max(0.0, k.gradients - (k.activations + k.buffers)));
   EXPECT_LT(freed.memory.total(), k.total());
-  c.plan.grad_accum = 2;  // the first micro-batch's gradients exist during the second's forward
-  c.training.global_batch = c.plan.global_batch();
+  c = OneRank(2);  // the first micro-batch's gradients exist during the second's forward
+  c.training.framework.grads_set_to_none = true;
   const double with_accumulation = c.Memory().memory.gradients;
   c.training.framework.grads_set_to_none = false;
   EXPECT_DOUBLE_EQ(c.Memory().memory.gradients, with_accumulation);
