@@ -44,6 +44,10 @@ bool ParseSupportRule(std::string_view id, SupportRule* out) {
   return ParseName(id, all, SupportRuleId, out);
 }
 
+bool Framework::FsdpWraps(const Plan& plan) const {
+  return fsdp_copies.has_value() && (plan.zero >= 3 || (plan.zero == 0 && plan.grad_group() == 1));
+}
+
 bool Breaks(SupportRule rule, const Plan& p) {
   switch (rule) {
     case SupportRule::kOffloadParams:

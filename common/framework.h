@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -141,6 +142,53 @@ bool ParseReshard(std::string_view name, Reshard* out);
 // by framework_profile_test) and p3d-run's default --bucket-mb (x 4 bytes).
 inline constexpr double kExecutorGradBucketElements = 25e6;
 
+// Bytes one elementwise op moves through HBM per element of its tensor, in
+// the forward and in the backward pass.
+struct OpBytes {
+  double forward = 0, backward = 0;
+  bool operator==(const OpBytes&) const = default;
+};
+
+// The elementwise ops an implementation runs as separate eager PyTorch
+// kernels (no torch.compile, no fused kernel), each replacing the fused
+// kernel's bytes of p3d's table (docs/time-model.md section 2), per element:
+//   rotary     of q and k, T*(q + kv) (the model code's own expression:
+//              slices, fp32 upcasts, products, stack, downcast, and the
+//              autograd graph of each in backward)
+//   swiglu     of the product silu(gate) * up, T*F (two kernels forward;
+//              backward two products, silu's backward and the cat of the
+//              gate and up gradients)
+//   qkv_split  of q, k and v, T*(q + 2kv): the split of the fused q/k/v
+//              output, whose backward concatenates the three gradients
+//   loss       of the logits, T*V/TP, without a fused cross-entropy: the
+//              fp32 upcast, log_softmax and nll_loss, and their backward
+//              (zero-filled fp32 gradient, log_softmax backward, downcast)
+struct ElementwiseBytes {
+  OpBytes rotary, swiglu, qkv_split, loss;
+  bool operator==(const ElementwiseBytes&) const = default;
+};
+
+// Bytes per parameter FSDP2 (fully_shard) moves in its own copies around the
+// collectives, beside the gathers and reduce-scatters the comm model prices
+// (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py):
+//   gather_shard  per parameter of the rank's shard, every gather of its
+//                 module: the fp32 -> bf16 cast (_get_param_all_gather_inputs'
+//                 foreach copy) and the copy into the all-gather buffer
+//                 (all_gather_copy_in)
+//   gather_out    per unsharded parameter, every gather: the copy out of the
+//                 all-gather output into the parameters (split_with_sizes_copy)
+//   reduce        per unsharded parameter, every micro-batch: the bf16 ->
+//                 fp32 copy of the gradient into the reduce-scatter input
+//                 (foreach_reduce's chunk_cat)
+//   local_reduce  per parameter, on a shard group of one rank: the copy of
+//                 that input to the output, which replaces the reduce-scatter
+//   accumulate    per parameter of the shard, every micro-batch after a
+//                 step's first: sharded gradient += the new one
+struct FsdpCopyBytes {
+  double gather_shard = 0, gather_out = 0, reduce = 0, local_reduce = 0, accumulate = 0;
+  bool operator==(const FsdpCopyBytes&) const = default;
+};
+
 // The mechanisms of one implementation. Defaults: p3d's executor.
 struct Framework {
   std::string name = "p3d";
@@ -234,6 +282,28 @@ struct Framework {
   // and ZeRO-1/2 all-gathers them in FP8 (1 + scale bytes per weight).
   Fp8Recipes fp8_param_gather = 0;
   bool Fp8PrimaryWeights(Fp8Recipe r) const { return r != Fp8Recipe::kOff && (fp8_param_gather & Fp8Bit(r)); }
+  // Eager PyTorch (ElementwiseBytes); unset: p3d's fused kernels.
+  std::optional<ElementwiseBytes> elementwise;
+  // fp32 [T_c, V/TP] tensors alive at the unfused cross-entropy's peak: p3d's
+  // executor keeps its fp32 softmax (1); eager PyTorch's log_softmax output,
+  // nll_loss's zero-filled gradient and log_softmax's input gradient (3).
+  int loss_fp32_tensors = 1;
+  // SwiGLU as silu(gate) * up in eager PyTorch: autograd's mul saves both
+  // operands, so silu's output (T*F) is stored beside gate, up and the
+  // product (4 MLP intermediates of width F instead of 3).
+  bool swiglu_saves_silu = false;
+  // FSDP2's copies (FsdpCopyBytes); unset: none. Where they run: FsdpWraps.
+  std::optional<FsdpCopyBytes> fsdp_copies;
+  // optimizer.zero_grad(set_to_none=True) (PyTorch's default since 2.0):
+  // the gradients are freed after each step and made again by the backward,
+  // so with one micro-batch per step they do not exist while the forward's
+  // activations peak (memory: max of the two, docs/memory-model.md).
+  bool grads_set_to_none = false;
+  // True when the implementation runs `plan` under fully_shard, so that
+  // FsdpCopyBytes apply: ZeRO-3, and a plan of one data-parallel rank
+  // (DP x CP = 1, planned as ZeRO-0 since nothing is sharded), which
+  // fully_shard wraps the same way with a world of one.
+  bool FsdpWraps(const Plan& plan) const;
 };
 
 // nullptr when `framework` runs `plan` as far as rules of `kind` go; else the

@@ -839,11 +839,15 @@ section_accuracy() {
 
 # FSDP2 as torchtitan runs it (bench/frameworks/fsdp2_train.py: fully_shard per
 # block, SDPA, bf16 mixed precision, fp32 loss) on one GPU for three layouts,
-# each beside p3d-plan's prediction with the torchtitan profile (issue 15).
-# Measured: median step and torch.cuda.max_memory_allocated/reserved (no CUDA
-# context); predicted: step and peak total, and the total without runtime
-# (CUDA context, NCCL, allocator reserve), the figure comparable to allocated.
-# Needs torch (>= 2.4) in python3; FSDP2_CONFIGS overrides the layouts.
+# each eager and with every block under torch.compile (--compile), beside
+# p3d-plan's prediction with the matching profile: pytorch-fsdp2 (eager) or
+# torchtitan (compiled) (issue 15). Measured: median step and
+# torch.cuda.max_memory_allocated/reserved (no CUDA context); predicted: step
+# and peak total, and the total without runtime (CUDA context, NCCL,
+# allocator reserve), the figure comparable to allocated. One rank: p3d plans
+# it as ZeRO-0 (nothing is sharded), FSDP2's copies priced by the profile.
+# Needs torch (>= 2.4) in python3; FSDP2_CONFIGS overrides the layouts,
+# FSDP2_MODES the modes ("eager compile").
 section_fsdp2() {
   if ! python3 -c "import torch" 2>/dev/null; then
     record fsdp2 SKIP "python3 has no torch"; return
@@ -863,29 +867,33 @@ JSON
   local configs=${FSDP2_CONFIGS:-"llama-1b:2:2:2048:none llama-1b:1:2:4096:selective gpt-1.3b:4:1:2048:full"}
   for cfg in $configs; do
     IFS=: read -r model mb ga seq ac <<<"$cfg"
-    local tag="$model-mb$mb-ga$ga-s$seq-$ac" rc=none
-    [ "$ac" != none ] && rc=$ac
-    if ! RUN_LIMIT=600 run python3 bench/frameworks/fsdp2_train.py --config "$RES/fsdp2-$model.json" \
-        --micro-batch "$mb" --grad-accum "$ga" --seq "$seq" --ac "$ac" --json "$RES/fsdp2-$tag.json"; then
-      status=FAIL; details+="$tag: run failed; "; continue
-    fi
-    log "+ p3d-plan ... --framework torchtitan ($tag) --json > fsdp2-$tag-plan.json"
-    "$BIN/p3d-plan" --model "$RES/fsdp2-$model.json" --gpus 1 --gpu $gpu --framework torchtitan --dp 1 --tp 1 \
-        --pp 1 --zero 0 --micro-batch "$mb" --global-batch $((mb * ga)) --seq "$seq" --recompute "$rc" --top 1 \
-        --json >"$RES/fsdp2-$tag-plan.json" 2>>"$LOG" || status=FAIL  # exit 3: predicted not to fit
-    details+="$(python3 - "$RES/fsdp2-$tag.json" "$RES/fsdp2-$tag-plan.json" "$tag" <<'PY'
+    for mode in ${FSDP2_MODES:-eager compile}; do
+      local tag="$model-mb$mb-ga$ga-s$seq-$ac-$mode" rc=none framework=pytorch-fsdp2 flag=""
+      [ "$ac" != none ] && rc=$ac
+      [ "$mode" = compile ] && framework=torchtitan flag=--compile
+      if ! RUN_LIMIT=600 run python3 bench/frameworks/fsdp2_train.py --config "$RES/fsdp2-$model.json" \
+          --micro-batch "$mb" --grad-accum "$ga" --seq "$seq" --ac "$ac" $flag --json "$RES/fsdp2-$tag.json" \
+          --kernels "$RES/fsdp2-$tag-kernels.txt"; then
+        status=FAIL; details+="$tag: run failed; "; continue
+      fi
+      log "+ p3d-plan ... --framework $framework ($tag) --json > fsdp2-$tag-plan.json"
+      "$BIN/p3d-plan" --model "$RES/fsdp2-$model.json" --gpus 1 --gpu $gpu --framework $framework --dp 1 --tp 1 \
+          --pp 1 --zero 0 --offload none --micro-batch "$mb" --global-batch $((mb * ga)) --seq "$seq" \
+          --recompute "$rc" --top 1 --json >"$RES/fsdp2-$tag-plan.json" 2>>"$LOG" || status=FAIL  # exit 3: predicted not to fit
+      details+="$(python3 - "$RES/fsdp2-$tag.json" "$RES/fsdp2-$tag-plan.json" "$tag" "$framework" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 p = json.load(open(sys.argv[2]))["plans"][0]
 gib = 2 ** 30
 step, pred = m["step_time_s"]["median"], p["time"]["step_s"]
 mem = p["memory"]
-print(f"{sys.argv[3]}: step measured {step*1e3:.1f} ms, predicted {pred*1e3:.1f} ms ({(pred/step-1)*100:+.1f}%); "
-      f"memory measured allocated {m['max_memory_allocated_bytes']/gib:.2f} / reserved "
+print(f"{sys.argv[3]} ({sys.argv[4]}): step measured {step*1e3:.1f} ms, predicted {pred*1e3:.1f} ms "
+      f"({(pred/step-1)*100:+.1f}%); memory measured allocated {m['max_memory_allocated_bytes']/gib:.2f} / reserved "
       f"{m['max_memory_reserved_bytes']/gib:.2f} GiB, predicted {(mem['total']-mem['runtime'])/gib:.2f} GiB without "
       f"runtime, {mem['total']/gib:.2f} GiB total ({'fits' if p['fits'] else 'NOT fits'}); ", end="")
 PY
 )"
+    done
   done
   record fsdp2 $status "$details"
 }

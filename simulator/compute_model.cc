@@ -67,6 +67,11 @@ struct Dims {
   bool learned_positions;      // a position table added after the gather (GPT-2 without ALiBi)
   bool embedding_norm;         // a norm after the embedding (BLOOM)
   Fp8Recipe fp8;               // TrainingSpec::fp8
+  // Elementwise bytes in units of a per element (Framework::elementwise, an
+  // eager framework's bytes / a; else the fused kernels of the table below):
+  double rotary_f, rotary_b;  // rotary, per element of q and k: 2, 2
+  double act_f, act_b;        // MLP activation, per element of its output: GELU 2, 3; SwiGLU 3, 5
+  double split_f, split_b;    // the q/k/v split, per element of q, k and v: 0, 0
   // MLA (ModelSpec::mla): q_lora (0: q from H), kv_lora, rope widths.
   bool mla;
   double q_lora, kv_lora, rope;
@@ -111,6 +116,13 @@ Dims MakeDims(const ModelSpec& m, const LayerKind& kind, const TrainingSpec& t, 
   d.learned_positions = m.learned_positions();
   d.embedding_norm = m.embedding_norm;
   d.fp8 = t.fp8;
+  const std::optional<ElementwiseBytes>& eager = t.framework.elementwise;
+  d.rotary_f = eager ? eager->rotary.forward / d.a : 2;
+  d.rotary_b = eager ? eager->rotary.backward / d.a : 2;
+  d.act_f = !d.llama ? 2 : eager ? eager->swiglu.forward / d.a : 3;
+  d.act_b = !d.llama ? 3 : eager ? eager->swiglu.backward / d.a : 5;
+  d.split_f = eager ? eager->qkv_split.forward / d.a : 0;
+  d.split_b = eager ? eager->qkv_split.backward / d.a : 0;
   d.mla = m.mla();
   d.q_lora = static_cast<double>(m.q_lora_rank);
   d.kv_lora = static_cast<double>(m.kv_lora_rank);
@@ -403,16 +415,20 @@ double MoeShuffleSeconds(const GpuSpec& gpu, const MoeShuffle& m) {
 //                       all-to-all dispatch the sort + unsort by local expert
 //   q/k/v bias add      a separate kernel after the GEMM (the other biases
 //                       fuse into bias-GELU and bias-dropout-add)   2*T*(q + 2kv)*a
+//   q/k/v split         eager PyTorch only (Framework::elementwise)  split_f*T*(q + 2kv)*a
+// An eager framework's rotary and SwiGLU move its own bytes per element
+// (Dims::rotary_f, act_f) instead of the fused kernels' 2a and 3a.
 double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrated) {
   auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
   double s = 2 * k(2 * d.t_sp * d.h * d.a) + 2 * k(3 * d.t_sp * d.h * d.a);
   if (d.qkv_bias) s += k(2 * d.t * (d.q + 2 * d.kv) * d.a);
   if (d.qk_norm) s += k(2 * d.t * (d.q + d.kv) * d.a);
   if (d.mla) s += k(2 * d.t * (d.q_lora + d.kv_lora) * d.a);
-  if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
+  if (d.rotary && !core_calibrated) s += k(d.rotary_f * d.t * (d.q + d.kv) * d.a);
+  if (d.split_f > 0) s += k(d.split_f * d.t * (d.q + 2 * d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h);
   if (!d.gelu_epilogue)
-    s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 3 : 2) * d.a);
+    s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * d.act_f * d.a);
   return s + MoeShuffleSeconds(gpu, MoeShuffleBytes(d));
 }
 // Backward: norm backward reads x and dy twice (one pass for the weight
@@ -423,7 +439,8 @@ double LayerForwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrat
 // gradients back (MoeShuffleBytes); each bias gradient reads its GEMM's output gradient once
 // (q/k/v: T*(q+2kv); GPT-2 also fc: T*F/TP, out-proj and fc2: T_sp*H) unless
 // the weight-gradient GEMMs compute them; no GELU pass with the GELU gradient in
-// the GEMM's epilogue; the q/k and latent norms as the layer norms (5 tensors).
+// the GEMM's epilogue; the q/k and latent norms as the layer norms (5 tensors);
+// an eager framework's rotary, SwiGLU and q/k/v split as Dims::rotary_b, act_b, split_b.
 double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibrated) {
   auto k = [&](double bytes) { return MemoryBoundSeconds(gpu, bytes); };
   double s = 2 * k(5 * d.t_sp * d.h * d.a) + 2 * k(3 * d.t_sp * d.h * d.a);
@@ -432,10 +449,11 @@ double LayerBackwardSeconds(const GpuSpec& gpu, const Dims& d, bool core_calibra
   if (d.mla) s += k(5 * d.t * (d.q_lora + d.kv_lora) * d.a / 2);
   if (d.linear_bias && !d.bias_grad_epilogue)
     s += k(d.t * d.f * d.topk * d.a) + 2 * k(d.t_sp * d.h * d.a);
-  if (d.rotary && !core_calibrated) s += k(2 * d.t * (d.q + d.kv) * d.a);
+  if (d.rotary && !core_calibrated) s += k(d.rotary_b * d.t * (d.q + d.kv) * d.a);
+  if (d.split_b > 0) s += k(d.split_b * d.t * (d.q + 2 * d.kv) * d.a);
   if (d.dropout) s += 2 * k(d.t_sp * d.h * (2 * d.a + 1));
   if (!d.gelu_epilogue)
-    s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * (d.llama ? 5 : 3) * d.a);
+    s += k(d.t * (d.topk / d.tp_over_etp * d.f + d.shared * d.fs) * d.act_b * d.a);
   return s + MoeShuffleSeconds(gpu, MoeShuffleBytes(d));
 }
 
@@ -607,10 +625,14 @@ EdgeKernelTimes EdgeKernels(const ModelSpec& model, const TrainingSpec& training
   }
   // Final norm, then the cross-entropy passes over the logits; a fused
   // cross-entropy (Framework::fused_cross_entropy) reads the bf16 logits once
-  // forward and reads them and writes their gradient backward.
+  // forward and reads them and writes their gradient backward; eager PyTorch
+  // (Framework::elementwise) moves its own bytes per logit.
   const bool fused_ce = training.framework.fused_cross_entropy;
-  e.head_forward.memory_s = k(2 * d.t_sp * d.h * d.a) + k(d.t * v * (fused_ce ? d.a : d.a + 16));
-  e.head_backward.memory_s = k(3 * d.t_sp * d.h * d.a) + k(d.t * v * (fused_ce ? 2 * d.a : 4 + d.a));
+  const std::optional<ElementwiseBytes>& eager = training.framework.elementwise;
+  const double loss_f = fused_ce ? d.a : eager ? eager->loss.forward : d.a + 16;
+  const double loss_b = fused_ce ? 2 * d.a : eager ? eager->loss.backward : 4 + d.a;
+  e.head_forward.memory_s = k(2 * d.t_sp * d.h * d.a) + k(d.t * v * loss_f);
+  e.head_backward.memory_s = k(3 * d.t_sp * d.h * d.a) + k(d.t * v * loss_b);
   return e;
 }
 

@@ -28,7 +28,9 @@ const std::initializer_list<std::string_view> kTopKeys = {
     "param_gather_overlap", "reshard_after_forward", "master_is_param", "param_grads_kept",
     "grad_accumulation_bytes", "selective_recompute",
     "tp_overlap_buffers", "fused_cross_entropy",
-    "gelu_in_gemm_epilogue", "bias_grad_in_gemm_epilogue", "fp8", "fp8_param_gather", "placements"};
+    "gelu_in_gemm_epilogue", "bias_grad_in_gemm_epilogue", "fp8", "fp8_param_gather", "placements",
+    // Optional (absent: p3d's executor): eager PyTorch and FSDP2's copies.
+    "elementwise_bytes", "loss_fp32_tensors", "swiglu_saves_silu", "fsdp_copy_bytes", "grads_set_to_none"};
 
 // One {"value", "source"} field: its value (null allowed only where noted) and
 // its source, which must say where the fact comes from.
@@ -196,6 +198,77 @@ Status ReadPrecision(const json& doc, const std::string& origin, FrameworkProfil
   return Status::Ok();
 }
 
+// An optional field whose value is an object of the keys `keys`: its value,
+// or null when the profile does not set it.
+StatusOr<const json*> ReadOptionalObject(const json& doc, const std::string& origin, const char* key,
+                                         std::initializer_list<std::string_view> keys, FrameworkProfile* p) {
+  if (!doc.contains(key)) return static_cast<const json*>(nullptr);
+  P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, key, &p->sources));
+  if (!f.value().is_object()) return f.fields().Error("value", "must be an object");
+  P3D_RETURN_IF_ERROR(JsonFields(f.value(), fmt::format("{}: field '{}.value'", origin, key)).OnlyKeys(keys));
+  return &f.value();
+}
+
+// "elementwise_bytes" (optional): {"rotary": [forward, backward], "swiglu":
+// [...], "qkv_split": [...], "loss": [...]}, bytes per element of each op
+// run as eager PyTorch kernels (ElementwiseBytes); absent: the fused table.
+Status ReadElementwise(const json& doc, const std::string& origin, FrameworkProfile* p) {
+  P3D_ASSIGN_OR_RETURN(const json* value,
+                       ReadOptionalObject(doc, origin, "elementwise_bytes", {"rotary", "swiglu", "qkv_split", "loss"}, p));
+  if (!value) return Status::Ok();
+  JsonFields v(*value, origin + ": field 'elementwise_bytes.value'");
+  ElementwiseBytes e;
+  for (auto [key, op] : {std::pair{"rotary", &e.rotary}, std::pair{"swiglu", &e.swiglu},
+                         std::pair{"qkv_split", &e.qkv_split}, std::pair{"loss", &e.loss}}) {
+    const json* pair = value->contains(key) ? &value->at(key) : nullptr;
+    if (!pair || !pair->is_array() || pair->size() != 2 || !(*pair)[0].is_number() || !(*pair)[1].is_number() ||
+        (*pair)[0].get<double>() < 0 || (*pair)[1].get<double>() < 0 || (*pair)[0].get<double>() > 1024 ||
+        (*pair)[1].get<double>() > 1024)
+      return v.Error(key, "must be [forward, backward]: bytes per element, 0-1024 each");
+    *op = OpBytes{(*pair)[0].get<double>(), (*pair)[1].get<double>()};
+  }
+  p->framework.elementwise = e;
+  return Status::Ok();
+}
+
+// "fsdp_copy_bytes" (optional): FSDP2's copies around its collectives,
+// bytes per parameter (FsdpCopyBytes); absent: none.
+Status ReadFsdpCopies(const json& doc, const std::string& origin, FrameworkProfile* p) {
+  P3D_ASSIGN_OR_RETURN(const json* value,
+                       ReadOptionalObject(doc, origin, "fsdp_copy_bytes",
+                                          {"gather_shard", "gather_out", "reduce", "local_reduce", "accumulate"}, p));
+  if (!value) return Status::Ok();
+  JsonFields v(*value, origin + ": field 'fsdp_copy_bytes.value'");
+  FsdpCopyBytes c;
+  P3D_ASSIGN_OR_RETURN(c.gather_shard, v.Number("gather_shard", 0, 64));
+  P3D_ASSIGN_OR_RETURN(c.gather_out, v.Number("gather_out", 0, 64));
+  P3D_ASSIGN_OR_RETURN(c.reduce, v.Number("reduce", 0, 64));
+  P3D_ASSIGN_OR_RETURN(c.local_reduce, v.Number("local_reduce", 0, 64));
+  P3D_ASSIGN_OR_RETURN(c.accumulate, v.Number("accumulate", 0, 64));
+  p->framework.fsdp_copies = c;
+  return Status::Ok();
+}
+
+// The eager-PyTorch fields beside the two objects above: each optional, its
+// absence p3d's executor's value (Framework{}).
+Status ReadEager(const json& doc, const std::string& origin, FrameworkProfile* p) {
+  P3D_RETURN_IF_ERROR(ReadElementwise(doc, origin, p));
+  P3D_RETURN_IF_ERROR(ReadFsdpCopies(doc, origin, p));
+  Framework& fw = p->framework;
+  if (doc.contains("loss_fp32_tensors")) {
+    P3D_ASSIGN_OR_RETURN(Field f, Field::Read(doc, origin, "loss_fp32_tensors", &p->sources));
+    P3D_ASSIGN_OR_RETURN(int64_t n, f.fields().IntInRange("value", 1, 8));
+    fw.loss_fp32_tensors = static_cast<int>(n);
+  }
+  if (doc.contains("swiglu_saves_silu")) {
+    P3D_ASSIGN_OR_RETURN(fw.swiglu_saves_silu, ReadBool(doc, origin, "swiglu_saves_silu", &p->sources));
+  }
+  if (doc.contains("grads_set_to_none")) {
+    P3D_ASSIGN_OR_RETURN(fw.grads_set_to_none, ReadBool(doc, origin, "grads_set_to_none", &p->sources));
+  }
+  return Status::Ok();
+}
+
 bool ValidName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(),
@@ -280,6 +353,7 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
     fw.tp_overlap_buffers = static_cast<int>(buffers);
   }
   P3D_RETURN_IF_ERROR(ReadFp8(doc, origin, &p));
+  P3D_RETURN_IF_ERROR(ReadEager(doc, origin, &p));
   // Settings that contradict each other.
   if (fw.grad_reduce_overlap_with_pp != PpGradOverlap::kNone && !fw.grad_reduce_overlap)
     return top.Error("grad_reduce_overlap_with_pp", "must be none while grad_reduce_overlap is false");
@@ -292,6 +366,9 @@ StatusOr<FrameworkProfile> ParseFrameworkProfile(const json& doc, const std::str
     return top.Error("tp_overlap_buffers", "must be > 0 exactly when tp_overlap is userbuffers");
   if (fw.master_is_param && p.precision.master_bytes == 0)
     return top.Error("master_is_param", "is true but precision.master_bytes is 0 (no high-precision copy)");
+  if (fw.fused_cross_entropy && (doc.contains("loss_fp32_tensors") || fw.elementwise))
+    return top.Error(doc.contains("loss_fp32_tensors") ? "loss_fp32_tensors" : "elementwise_bytes",
+                     "prices the unfused cross-entropy, but fused_cross_entropy is true");
   return p;
 }
 
@@ -350,6 +427,23 @@ json FrameworkProfileToJson(const FrameworkProfile& p) {
   if (!(fw.limits & RuleBit(SupportRule::kPpBeforeDp)))
     doc["placements"] = field("placements", json::array({PlacementName(Placement::kDpBeforePp),
                                                          PlacementName(Placement::kPpBeforeDp)}));
+  // The optional eager-PyTorch fields, where the profile sets them.
+  if (const auto& e = fw.elementwise) {
+    auto pair = [](const OpBytes& b) { return json::array({b.forward, b.backward}); };
+    doc["elementwise_bytes"] = field("elementwise_bytes", json{{"rotary", pair(e->rotary)},
+                                                               {"swiglu", pair(e->swiglu)},
+                                                               {"qkv_split", pair(e->qkv_split)},
+                                                               {"loss", pair(e->loss)}});
+  }
+  if (const auto& c = fw.fsdp_copies)
+    doc["fsdp_copy_bytes"] = field("fsdp_copy_bytes", json{{"gather_shard", c->gather_shard},
+                                                           {"gather_out", c->gather_out},
+                                                           {"reduce", c->reduce},
+                                                           {"local_reduce", c->local_reduce},
+                                                           {"accumulate", c->accumulate}});
+  if (p.sources.count("loss_fp32_tensors")) doc["loss_fp32_tensors"] = field("loss_fp32_tensors", fw.loss_fp32_tensors);
+  if (p.sources.count("swiglu_saves_silu")) doc["swiglu_saves_silu"] = field("swiglu_saves_silu", fw.swiglu_saves_silu);
+  if (p.sources.count("grads_set_to_none")) doc["grads_set_to_none"] = field("grads_set_to_none", fw.grads_set_to_none);
   return doc;
 }
 
@@ -445,7 +539,7 @@ std::string FrameworkSummary(const FrameworkProfile& p) {
     dp += fmt::format(" ({} with PP)", f.grad_reduce_overlap_with_pp == PpGradOverlap::kNone ? "none" : "stage 0 only");
   return fmt::format(
       "{}: {}\n          attention {}{}; TP overlap {}; DP reduce {}{}{}; ZeRO-3 reshard {}; selective = {}; "
-      "{} loss{}; rules: {}",
+      "{} loss{}{}{}; rules: {}",
       f.name, p.description, AttentionImplName(p.attention),
       p.attention == AttentionImpl::kFused ? fmt::format(" ({})", AttentionKernelName(f.attention_kernel)) : "",
       TpOverlapName(f.tp_overlap), dp,
@@ -453,6 +547,7 @@ std::string FrameworkSummary(const FrameworkProfile& p) {
       ReshardName(f.reshard_after_forward), SelectiveRecomputeName(f.selective),
       f.fused_cross_entropy ? "fused" : "fp32",
       p.logits_chunk_tokens > 0 ? fmt::format(" in {}-token chunks", p.logits_chunk_tokens) : "",
+      f.elementwise ? "; eager elementwise kernels" : "", f.fsdp_copies ? "; FSDP2 casts and copies" : "",
       rules.empty() ? "none" : rules);
 }
 

@@ -280,6 +280,14 @@ double CpRingBytes(const ModelSpec& model, const TrainingSpec& training, const P
 
 namespace {
 
+// optimizer.zero_grad(set_to_none=True) with one micro-batch per step
+// (Framework::grads_set_to_none): no gradient exists while the forward's
+// activations and the loss peak; the backward makes them as it frees the
+// activations, so a stage holds the larger of the two (Gradients below).
+bool GradientsAfterActivations(const Framework& fw, const Plan& plan) {
+  return fw.grads_set_to_none && plan.grad_accum == 1 && plan.offload == Offload::kNone;
+}
+
 // Model states, sharded over DP by the ZeRO stage. Offload moves the
 // optimizer states, the ZeRO-2/3 gradient shard (ZeRO-1 still accumulates the
 // full gradient on the GPU) and with parameter offload the ZeRO-3 weight
@@ -317,13 +325,15 @@ void ModelStates(const Precision& prec, const Framework& fw, const Plan& plan, d
   // Framework::param_grads_kept: the bf16 .grad tensors beside the fp32
   // buffer (DeepSpeed's BF16_Optimizer, ZeRO-0/1 without offload).
   const bool kept = fw.param_grads_kept && plan.zero <= 1 && !offload;
-  mem.gradients = offload && plan.zero >= 2 ? P3D_PART(why, "gradients", "0", 0, off)
-                  : plan.zero >= 2 ? P3D_PART(why, "gradients", ep1 ? "grad_bytes*P_r/Z" : "grad_bytes*P_z", gb * Pz,
+  // Recorded by Gradients instead when they come after the activations.
+  Derivation* const why_grads = GradientsAfterActivations(fw, plan) ? nullptr : why;
+  mem.gradients = offload && plan.zero >= 2 ? P3D_PART(why_grads, "gradients", "0", 0, off)
+                  : plan.zero >= 2 ? P3D_PART(why_grads, "gradients", ep1 ? "grad_bytes*P_r/Z" : "grad_bytes*P_z", gb * Pz,
                                               "", {"grad_bytes", gb}, {"P_r", n}, {"Z", Z}, {"P_z", Pz})
-                  : kept           ? P3D_PART(why, "gradients", "(grad_bytes + param_bytes)*P_r",
+                  : kept           ? P3D_PART(why_grads, "gradients", "(grad_bytes + param_bytes)*P_r",
                                               (gb + pb) * n, "fp32 buffer and the bf16 .grad kept beside it",
                                               {"grad_bytes", gb}, {"param_bytes", pb}, {"P_r", n})
-                                   : P3D_PART(why, "gradients", "grad_bytes*P_r", gb * n, "",
+                                   : P3D_PART(why_grads, "gradients", "grad_bytes*P_r", gb * n, "",
                                               {"grad_bytes", gb}, {"P_r", n});
   mem.optimizer =
       offload ? P3D_PART(why, "optimizer", "0", 0, off)
@@ -423,11 +433,11 @@ void Activations(const PlanShared& shared, const ModelSpec& model, const Trainin
         ScheduleOf(plan) == ScheduleKind::kGPipe ? static_cast<double>(plan.grad_accum) : 1.0;
     const double T_c = memory_internal::LogitTokens(training, plan);
     const double V = static_cast<double>(model.vocab), TP = plan.tp;
-    const double f32 = training.framework.fused_cross_entropy ? 0 : 4;  // fused: no fp32 softmax
+    const double f32 = memory_internal::LossFp32Bytes(training);
     d->loss_activations =
         P3D_PART(why, "activations.loss", "m_loss*(2*e*T*H/SPd + T_c*V/TP*(e + f32))",
                  m_loss * shared.loss_per_micro_batch,
-                 "final-norm and head inputs, bf16 logits and fp32 softmax of a loss chunk",
+                 "final-norm and head inputs, bf16 logits and the fp32 tensors of a loss chunk",
                  {"m_loss", m_loss}, {"e", e}, {"T", T}, {"H", H}, {"SPd", SPd}, {"T_c", T_c},
                  {"V", V}, {"TP", TP}, {"f32", f32});
   } else {
@@ -444,8 +454,10 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
   const bool offload = plan.offload != Offload::kNone;
   const double e = prec.activation_bytes, T = MicroBatchTokens(plan, training);
   const double H = static_cast<double>(model.hidden), SPd = plan.sequence_shards();
+  // FSDP2 gathers whole modules on one rank too (Framework::FsdpWraps).
   const bool sharded3 =
-      plan.zero >= 3 && (plan.zero_shards() > 1 || plan.offload == Offload::kOptimizerAndParams);
+      (plan.zero >= 3 && (plan.zero_shards() > 1 || plan.offload == Offload::kOptimizerAndParams)) ||
+      fw.FsdpWraps(plan);
   if (sharded3 && !fw.Reshards(plan.pp)) {
     // Not resharded after forward (Framework::Reshards): the stage's gathered
     // parameters stay until its backward.
@@ -498,6 +510,19 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
   d->cp_buffers = CpRingBytes(model, training, plan, why);
   d->memory.buffers = d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers +
                       d->backward_scratch + d->cp_buffers;
+}
+
+// The gradients beside the activations and buffers when they come after them
+// (GradientsAfterActivations): the stage's peak holds max(G, activations +
+// buffers), i.e. the gradients beyond what the freed activations make room for.
+void Gradients(const Framework& fw, const Plan& plan, StageMemoryDetail* d, Derivation* why) {
+  if (!GradientsAfterActivations(fw, plan)) return;
+  MemoryBreakdown& m = d->memory;
+  m.gradients = P3D_PART(why, "gradients", "max(0, G - (activations + buffers))",
+                         std::max(0.0, m.gradients - (m.activations + m.buffers)),
+                         "freed after each step (zero_grad set_to_none), made by the backward as it frees "
+                         "the activations: the part beyond them",
+                         {"G", m.gradients}, {"activations", m.activations}, {"buffers", m.buffers});
 }
 
 void Runtime(const ModelSpec& model, const ClusterSpec& cluster, const Plan& plan, int stage,
@@ -558,6 +583,7 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
   if (training.fp8 != Fp8Recipe::kOff) Fp8Weights(model, training, cluster.gpu, plan, &d, why);
   Activations(shared, model, training, plan, stage, &d, why);
   Buffers(shared, model, training, plan, &d, why);
+  Gradients(training.framework, plan, &d, why);
   Runtime(model, cluster, plan, stage, &d, why);
   return d;
 }

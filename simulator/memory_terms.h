@@ -95,7 +95,8 @@ struct LayerActivations {
     const double k = moe ? static_cast<double>(model.experts_per_token) : 1;
     const double s = moe ? static_cast<double>(model.shared_experts) : 0;
     const double F = static_cast<double>(moe ? model.expert_ffn() : model.ffn);
-    const double c = model.arch == Arch::kGpt2 ? 2 : 3;
+    // SwiGLU in eager PyTorch also keeps silu's output (Framework::swiglu_saves_silu).
+    const double c = model.arch == Arch::kGpt2 ? 2 : training.framework.swiglu_saves_silu ? 4 : 3;
     const double drop = training.dropout ? 1 : 0;
     const double TP = plan.tp;
     const AttentionWidths w = AttentionWidths::Of(model, plan.tp);
@@ -205,15 +206,22 @@ inline double LogitTokens(const TrainingSpec& training, const Plan& plan) {
   return chunk > 0 && chunk < tokens ? chunk : tokens;
 }
 
+// Bytes per logit of the fp32 tensors alive at the loss's peak: the fp32
+// softmax the vocab-parallel cross-entropy keeps for backward (4), eager
+// PyTorch's three (Framework::loss_fp32_tensors); none with a fused
+// cross-entropy (Framework::fused_cross_entropy).
+inline double LossFp32Bytes(const TrainingSpec& training) {
+  return training.framework.fused_cross_entropy ? 0 : 4.0 * training.framework.loss_fp32_tensors;
+}
+
 // Last stage, one micro-batch: final-norm input and LM-head input
-// (2 x e*B*S*H/SPd), bf16 logits and the fp32 softmax the vocab-parallel
-// cross-entropy keeps for backward (T_c * V/TP * (e + 4)); a fused
-// cross-entropy (Framework::fused_cross_entropy) keeps the bf16 logits only.
+// (2 x e*B*S*H/SPd), bf16 logits and the fp32 tensors of LossFp32Bytes
+// (T_c * V/TP * (e + f32)).
 inline double LossBytesPerMicroBatch(const ModelSpec& model, const TrainingSpec& training,
                                      const Plan& plan) {
   const double e = training.precision.activation_bytes;
   const double tokens = MicroBatchTokens(plan, training);
-  const double fp32 = training.framework.fused_cross_entropy ? 0 : 4;
+  const double fp32 = LossFp32Bytes(training);
   return 2 * e * tokens * model.hidden / plan.sequence_shards() +
          LogitTokens(training, plan) * static_cast<double>(model.vocab) / plan.tp * (e + fp32);
 }

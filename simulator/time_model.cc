@@ -759,6 +759,36 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
         "the gradient-accumulation pass after each backward", {"bytes", bytes},
         {"hbm", cluster.gpu.hbm_bytes_per_s}, {"eff", HbmEfficiency(cluster.gpu, bytes)});
   }
+  if (fw.FsdpWraps(plan)) {
+    // FSDP2's own copies around its gathers and reduces (Framework::
+    // fsdp_copies), memory-bound and in the step: every gather of a module
+    // casts its shard and copies it in, and copies the unsharded parameters
+    // out; forward all the chunk's modules, backward again the layers when
+    // resharding (the root module keeps its parameters from forward to
+    // backward: _fsdp_state.py _lazy_init). Every micro-batch's gradient is
+    // copied into the fp32 reduce input, on a shard group of one copied again
+    // in place of the reduce-scatter, and from a step's second micro-batch on
+    // added into the sharded gradient ((m - 1)/m of the micro-batches).
+    const FsdpCopyBytes& c = *fw.fsdp_copies;
+    const double Z = plan.zero_shards(), regathered = reshard ? chunk_layer_params : 0.0;
+    const double gather = c.gather_shard / Z + c.gather_out;
+    const double local = Z == 1 ? c.local_reduce : 0.0;
+    const double fwd_bytes = gather * chunk_params;
+    const double bwd_bytes = gather * regathered + (c.reduce + local) * chunk_params +
+                             c.accumulate * chunk_params / Z * (m - 1) / m;
+    fwd += P3D_TERM(w, "chunk.fsdp_copies.forward", "(shard/Z + out)*P/(hbm*eff)",
+                    MemoryBoundSeconds(cluster.gpu, fwd_bytes),
+                    "FSDP2's cast and copies of every forward gather", {"shard", c.gather_shard}, {"Z", Z},
+                    {"out", c.gather_out}, {"P", chunk_params}, {"hbm", cluster.gpu.hbm_bytes_per_s},
+                    {"eff", HbmEfficiency(cluster.gpu, fwd_bytes)});
+    bwd += P3D_TERM(w, "chunk.fsdp_copies.backward",
+                    "((shard/Z + out)*P_re + (reduce + local)*P + acc*P/Z*(m - 1)/m)/(hbm*eff)",
+                    MemoryBoundSeconds(cluster.gpu, bwd_bytes),
+                    "FSDP2's copies of the backward re-gathers and of the gradient's reduce path",
+                    {"shard", c.gather_shard}, {"Z", Z}, {"out", c.gather_out}, {"P_re", regathered},
+                    {"reduce", c.reduce}, {"local", local}, {"P", chunk_params}, {"acc", c.accumulate},
+                    {"m", m}, {"hbm", cluster.gpu.hbm_bytes_per_s}, {"eff", HbmEfficiency(cluster.gpu, bwd_bytes)});
+  }
   if (plan.offload != Offload::kNone && plan.zero >= 2) {
     // ZeRO-2/3 offload: every micro-batch's reduced bf16 gradient shard is
     // copied to the host bucket by bucket under the backward (DeepSpeed

@@ -2,13 +2,15 @@
 """Trains a Llama- or GPT-shaped decoder with PyTorch FSDP2, the way torchtitan
 does (docs/frameworks/torchtitan.md), and prints its median step time and peak
 memory as JSON: the measurement beside which scripts/gpu_check.sh (section
-fsdp2) prints p3d-plan's torchtitan-profile prediction for the same layout.
+fsdp2) prints p3d-plan's prediction for the same layout: the pytorch-fsdp2
+profile (eager, the default) or the torchtitan profile (--compile).
 
   torchrun --nproc-per-node 1 bench/frameworks/fsdp2_train.py --config model.json \\
       --micro-batch 2 --grad-accum 2 --seq 2048 --ac none
   python3 bench/frameworks/fsdp2_train.py ...      # one GPU without torchrun
+  ... --compile                                    # torch.compile each block (torchtitan's compile on)
 
-What it runs, per the torchtitan profile (simulator/frameworks/torchtitan.json):
+What it runs, as torchtitan does (simulator/frameworks/torchtitan.json):
   - fully_shard on every block and on the whole model (the root), with
     MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32) over fp32
     parameters; reshard after forward (no pipeline here);
@@ -18,13 +20,21 @@ What it runs, per the torchtitan profile (simulator/frameworks/torchtitan.json):
   - AdamW (fused), gradient clipping at 1.0;
   - activation checkpointing: none; full (every block); selective (per op:
     the outputs of attention and of every other matmul are saved, the rest is
-    recomputed: torchtitan's "op" policy).
+    recomputed: torchtitan's "op" policy);
+  - eager PyTorch by default (simulator/frameworks/pytorch-fsdp2.json prices
+    its separate elementwise kernels); --compile wraps each block, after its
+    activation checkpointing and before fully_shard, in torch.compile, as
+    torchtitan's apply_compile does with compile.enable (parallelize.py:
+    per TransformerBlock, fullgraph=True), leaving the loss and FSDP2's
+    gathers, casts and reduces eager (the torchtitan profile).
 --config is a Hugging Face style config.json (the file p3d-plan --model reads):
 model_type "llama" (RMSNorm, rotary, SwiGLU, GQA, no biases) or "gpt2"
 (LayerNorm, learned positions, GELU, biases, tied embeddings).
 Time: CUDA events around each optimizer step (all micro-batches), median of
 --steps after --warmup. Memory: torch.cuda.max_memory_allocated and
 max_memory_reserved over the timed steps (the CUDA context is in neither).
+--kernels PATH: one more step under torch.profiler, its CUDA kernels by
+total time (not part of the figures above).
 """
 import argparse
 import json
@@ -151,13 +161,30 @@ def attention_backends():
         return sdpa_kernel(SDPA_ORDER)
 
 
+class Checkpointed(nn.Module):
+    """A block under --ac's activation checkpointing, one module as torchtitan's
+    apply_ac makes it (checkpoint_wrapper per block), so that --compile compiles
+    the checkpointed block whole, recompute included."""
+
+    def __init__(self, block, ac):
+        super().__init__()
+        self.block, self.ac = block, ac
+
+    def forward(self, x, cos, sin):
+        if self.ac == "full":
+            return checkpoint(self.block, x, cos, sin, use_reentrant=False)
+        if self.ac == "selective":
+            return checkpoint(self.block, x, cos, sin, use_reentrant=False, context_fn=op_level_contexts)
+        return self.block(x, cos, sin)
+
+
 class Model(nn.Module):
     def __init__(self, sh, ac):
         super().__init__()
-        self.sh, self.ac = sh, ac
+        self.sh = sh
         self.embed = nn.Embedding(sh.vocab, sh.hidden)
         self.positions = None if sh.llama else nn.Embedding(sh.positions, sh.hidden)
-        self.blocks = nn.ModuleList(Block(sh) for _ in range(sh.layers))
+        self.blocks = nn.ModuleList(Checkpointed(Block(sh), ac) for _ in range(sh.layers))
         self.norm = nn.RMSNorm(sh.hidden, eps=1e-5) if sh.llama else nn.LayerNorm(sh.hidden, eps=1e-5)
         self.head = nn.Linear(sh.hidden, sh.vocab, bias=False)
         if sh.tied:
@@ -168,12 +195,7 @@ class Model(nn.Module):
         if self.positions is not None:
             x = x + self.positions(torch.arange(tokens.shape[1], device=tokens.device))[None]
         for block in self.blocks:
-            if self.ac == "full":
-                x = checkpoint(block, x, cos, sin, use_reentrant=False)
-            elif self.ac == "selective":
-                x = checkpoint(block, x, cos, sin, use_reentrant=False, context_fn=op_level_contexts)
-            else:
-                x = block(x, cos, sin)
+            x = block(x, cos, sin)
         return self.head(self.norm(x))
 
 
@@ -195,9 +217,13 @@ def main():
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--ac", choices=["none", "full", "selective"], default="none")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each block (fullgraph), as torchtitan with compile.enable")
     p.add_argument("--steps", type=int, default=8, help="timed steps")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--kernels", help="after the timed steps, profile one more step (torch.profiler, CUDA) and "
+                   "write its kernels by total CUDA time here: what the eager step spends beyond p3d's prediction")
     a = p.parse_args()
 
     rank, world = init_distributed()
@@ -205,6 +231,9 @@ def main():
     torch.manual_seed(0)
     model = Model(sh, a.ac).cuda()  # fp32 parameters, as torchtitan keeps them
     params = sum(t.numel() for t in model.parameters())
+    if a.compile:  # torchtitan's apply_compile: after activation checkpointing, before fully_shard
+        for i, block in enumerate(model.blocks):
+            model.blocks[i] = torch.compile(block, fullgraph=True)
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for block in model.blocks:
         fully_shard(block, mp_policy=mp, reshard_after_forward=True)
@@ -237,6 +266,20 @@ def main():
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3)
     median = statistics.median(times)
+    allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+    if a.kernels:  # every rank steps (the collectives need all); rank 0 writes
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        if rank == 0:
+            averages = prof.key_averages()
+            try:  # torch >= 2.4 names it device time; older, cuda time
+                table = averages.table(sort_by="device_time_total", row_limit=60)
+            except (AttributeError, KeyError):
+                table = averages.table(sort_by="cuda_time_total", row_limit=60)
+            with open(a.kernels, "w") as f:
+                f.write(table + "\n")
     result = {
         "framework": f"fsdp2 (torch {torch.__version__})",
         "device": torch.cuda.get_device_name(),
@@ -248,10 +291,11 @@ def main():
         "grad_accum": a.grad_accum,
         "seq": a.seq,
         "ac": a.ac,
+        "compile": a.compile,
         "step_time_s": {"median": median, "all": times},
         "tokens_per_s": world * a.micro_batch * a.grad_accum * a.seq / median,
-        "max_memory_allocated_bytes": torch.cuda.max_memory_allocated(),
-        "max_memory_reserved_bytes": torch.cuda.max_memory_reserved(),
+        "max_memory_allocated_bytes": allocated,
+        "max_memory_reserved_bytes": reserved,
         "loss": float(loss),
     }
     if rank == 0:

@@ -121,6 +121,12 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
        "megatron-lm-2021"},
       {"llama-2-13b", "a100-80gb", 4, 2, 2, 1, 1, 1, 8, full, false, no, unfused, true, 0, 0,
        "megatron-deepspeed"},
+      // Eager PyTorch FSDP2: its elementwise bytes and FSDP2 copies on one rank
+      // (the gather buffer, the local reduce copy, gradients after the
+      // activations at one micro-batch) and under ZeRO-3 with accumulation.
+      {"llama-3-8b", "h100-sxm", 1, 1, 1, 1, 0, 1, 1, none, false, no, fused, false, 0, 0,
+       "pytorch-fsdp2"},
+      {"gpt2-xl", "h100-sxm", 8, 1, 1, 1, 3, 2, 2, sel, false, no, fused, false, 0, 0, "pytorch-fsdp2"},
       // MoE: DeepSeek-V3's MLA, shared experts and 3 leading dense layers on
       // a mixed first stage, EP 8; gpt-oss's windowed layers and biases with
       // EP 4; Qwen3's explicit head_dim, unfused core and optimizer offload

@@ -233,6 +233,98 @@ TEST(FrameworkMechanisms, GemmEpiloguesRemoveTheBiasGradientAndGeluPasses) {
   EXPECT_DOUBLE_EQ(llama.Time().compute_s, swiglu);
 }
 
+// llama-2-7b on one GPU (DP 1, ZeRO-0: what fully_shard wraps with a world
+// of one), `grad_accum` micro-batches per step.
+Case OneRank(int64_t grad_accum) {
+  Case c(1, 1, 1, 0, false);
+  c.model = ZooModel("llama-2-7b").value();
+  c.plan.grad_accum = grad_accum;
+  c.training.global_batch = c.plan.global_batch();
+  return c;
+}
+
+// Eager PyTorch's elementwise kernels (Framework::elementwise): with the fused
+// kernels' own bytes the profile reproduces p3d's table exactly; with the
+// eager counts of pytorch-fsdp2 every layer and the loss take longer.
+TEST(FrameworkMechanisms, EagerElementwiseKernelsMoveTheirOwnBytes) {
+  Case c = OneRank(1);
+  const double fused = c.Time().step_s;
+  const double a = c.training.precision.activation_bytes;
+  c.training.framework.elementwise =
+      ElementwiseBytes{{2 * a, 2 * a}, {3 * a, 5 * a}, {0, 0}, {a + 16, 4 + a}};
+  EXPECT_DOUBLE_EQ(c.Time().step_s, fused);
+  c.training.framework.elementwise = LoadFrameworkProfile("pytorch-fsdp2").value().framework.elementwise;
+  const double eager = c.Time().step_s;
+  EXPECT_GT(eager, 1.05 * fused);
+  // The rotary entry alone moves it.
+  ElementwiseBytes lighter = *c.training.framework.elementwise;
+  lighter.rotary = {20, 20};  // torchtitan's complex-number rotary
+  c.training.framework.elementwise = lighter;
+  EXPECT_LT(c.Time().step_s, eager);
+  EXPECT_GT(c.Time().step_s, fused);
+}
+
+// FSDP2's casts and copies (Framework::fsdp_copies) cost HBM time where
+// fully_shard wraps the plan: ZeRO-3, and one data-parallel rank (ZeRO-0).
+TEST(FrameworkMechanisms, FsdpCopiesCostEveryGatherAndReduce) {
+  Case c = OneRank(2);
+  c.training.framework.master_is_param = true;
+  const double none = c.Time().step_s;
+  const double gather_buffer = c.Memory().zero3_gather;
+  c.training.framework.fsdp_copies = FsdpCopyBytes{10, 4, 6, 8, 12};
+  const double params = ParamsOnStage(c.model, c.plan, 0).total();
+  const double layers = params - ParamsOnStage(c.model, c.plan, 0).embedding - ParamsOnStage(c.model, c.plan, 0).head -
+                        ParamsOnStage(c.model, c.plan, 0).final_norm;
+  // Per micro-batch: forward 14 x P; backward 14 x the layers again + (6 + 8) x P; the
+  // second micro-batch also adds 12 x P into the sharded gradient.
+  const GpuSpec& gpu = c.cluster.gpu;
+  const double expected = 2 * MemoryBoundSeconds(gpu, 14 * params) +
+                          2 * MemoryBoundSeconds(gpu, 14 * layers + 14 * params + 12 * params / 2);
+  const double copied = c.Time().step_s;
+  EXPECT_NEAR(copied - none, expected, 1e-6 * none);
+  EXPECT_GT(c.Memory().zero3_gather, gather_buffer);  // fully_shard gathers on one rank too
+  // Parameters kept from forward to backward: no re-gather, fewer copies.
+  c.training.framework.reshard_after_forward = Reshard::kNever;
+  EXPECT_LT(c.Time().step_s, copied);
+  // DP 2 at ZeRO-0 is DDP, not fully_shard: no copies.
+  c.plan.dp = 2, c.cluster.num_gpus = 2;
+  c.training.global_batch = c.plan.global_batch();
+  const double ddp = c.Time().step_s;
+  c.training.framework.fsdp_copies.reset();
+  EXPECT_DOUBLE_EQ(c.Time().step_s, ddp);
+}
+
+TEST(FrameworkMechanisms, EagerLossAndSwigluKeepTheirTensors) {
+  Case c = OneRank(8);
+  c.training.logits_chunk_tokens = 0;
+  const StageMemoryDetail one = c.Memory();
+  c.training.framework.loss_fp32_tensors = 3;
+  c.training.framework.swiglu_saves_silu = true;
+  const StageMemoryDetail eager = c.Memory();
+  const double tokens = static_cast<double>(c.plan.micro_batch) * c.training.seq;
+  EXPECT_DOUBLE_EQ(eager.loss_activations - one.loss_activations, 8 * tokens * c.model.vocab);
+  const double silu = c.training.precision.activation_bytes * tokens * c.model.ffn;
+  EXPECT_NEAR(eager.layer_activations - one.layer_activations, silu * c.model.layers * eager.in_flight,
+              1e-9 * one.layer_activations);
+}
+
+// zero_grad(set_to_none=True): at one micro-batch per step the gradients and
+// the activations peak apart, so the stage holds the larger, not the sum.
+TEST(FrameworkMechanisms, GradientsSetToNoneMeetTheActivationsOnlyWithAccumulation) {
+  Case c = OneRank(1);
+  const StageMemoryDetail kept = c.Memory();
+  c.training.framework.grads_set_to_none = true;
+  const StageMemoryDetail freed = c.Memory();
+  const MemoryBreakdown& k = kept.memory;
+  EXPECT_DOUBLE_EQ(freed.memory.gradients, std::max(0.0, k.gradients - (k.activations + k.buffers)));
+  EXPECT_LT(freed.memory.total(), k.total());
+  c = OneRank(2);  // the first micro-batch's gradients exist during the second's forward
+  c.training.framework.grads_set_to_none = true;
+  const double with_accumulation = c.Memory().memory.gradients;
+  c.training.framework.grads_set_to_none = false;
+  EXPECT_DOUBLE_EQ(c.Memory().memory.gradients, with_accumulation);
+}
+
 TEST(FrameworkMechanisms, SelectiveRecomputePoliciesStoreAndRerunWhatTheyName) {
   Case c(8, 1, 1, 1, false);
   c.model = ZooModel("llama-2-7b").value();

@@ -68,6 +68,27 @@ TEST(FrameworkProfiles, P3dProfileIsTheExecutorDefaults) {
   EXPECT_EQ(request.framework.framework.name, "p3d");
 }
 
+// pytorch-fsdp2 (docs/frameworks/pytorch-fsdp2.md): the eager fields load;
+// every other built-in leaves them at p3d's executor's values.
+TEST(FrameworkProfiles, PytorchFsdp2CarriesTheEagerMechanisms) {
+  const Framework fsdp2 = LoadFrameworkProfile("pytorch-fsdp2").value().framework;
+  ASSERT_TRUE(fsdp2.elementwise.has_value());
+  EXPECT_EQ(fsdp2.elementwise->rotary, (OpBytes{48, 58}));
+  EXPECT_EQ(fsdp2.elementwise->loss, (OpBytes{22, 26}));
+  ASSERT_TRUE(fsdp2.fsdp_copies.has_value());
+  EXPECT_EQ(*fsdp2.fsdp_copies, (FsdpCopyBytes{10, 4, 6, 8, 12}));
+  EXPECT_EQ(fsdp2.loss_fp32_tensors, 3);
+  EXPECT_TRUE(fsdp2.swiglu_saves_silu);
+  EXPECT_TRUE(fsdp2.grads_set_to_none);
+  EXPECT_TRUE(fsdp2.master_is_param);
+  for (const std::string& name : BuiltinFrameworkNames()) {
+    if (name == "pytorch-fsdp2") continue;
+    const Framework f = LoadFrameworkProfile(name).value().framework;
+    EXPECT_FALSE(f.elementwise || f.fsdp_copies || f.swiglu_saves_silu || f.grads_set_to_none) << name;
+    EXPECT_EQ(f.loss_fp32_tensors, 1) << name;
+  }
+}
+
 TEST(FrameworkProfiles, ApplySetsTheRecipeAndTheMechanisms) {
   TrainingSpec t;
   const FrameworkProfile legacy = LoadFrameworkProfile("megatron-lm-2022").value();
@@ -132,6 +153,28 @@ TEST_F(BadProfile, UnknownKeysAreRefusedWithAHint) {
   doc = Good();
   doc["rules"][0]["id"] = "pp=>zero<=2";
   ExpectRefused(doc, "did you mean 'pp=>zero<=1'");
+}
+
+TEST_F(BadProfile, EagerFieldsAreCheckedLikeTheOthers) {
+  const json eager = FrameworkProfileToJson(LoadFrameworkProfile("pytorch-fsdp2").value());
+  json doc = eager;
+  doc["elementwise_bytes"]["value"]["rotary"] = json::array({48});
+  ExpectRefused(doc, "field 'rotary' must be [forward, backward]");
+  doc = eager;
+  doc["elementwise_bytes"]["value"].erase("loss");
+  ExpectRefused(doc, "field 'loss' must be [forward, backward]");
+  doc = eager;
+  doc["fsdp_copy_bytes"]["value"]["gather_shrd"] = 10;
+  ExpectRefused(doc, "did you mean 'gather_shard'");
+  doc = eager;
+  doc["loss_fp32_tensors"]["value"] = 0;
+  ExpectRefused(doc, "loss_fp32_tensors");
+  doc = eager;
+  doc["grads_set_to_none"].erase("source");
+  ExpectRefused(doc, "field 'source' is missing");
+  doc = eager;
+  doc["fused_cross_entropy"]["value"] = true;
+  ExpectRefused(doc, "prices the unfused cross-entropy");
 }
 
 TEST_F(BadProfile, EveryFieldNeedsASource) {
