@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <unordered_map>
 
 #include "common/rank_grid.h"
 #include "models/flops.h"
@@ -217,6 +218,20 @@ struct TimeModel::Impl {
   ClusterSpec cluster;
   double model_flops = 0;
   std::vector<ShapeCosts> shapes;
+  // Where each key's costs lie in `shapes`.
+  struct ShapeHash {
+    size_t operator()(const ComputeShape& k) const {
+      size_t h = static_cast<size_t>(k.micro_batch);
+      for (int64_t v : {int64_t{k.tp}, int64_t{k.cp}, int64_t{k.ep}, int64_t{k.etp}, int64_t(k.recompute),
+                        int64_t{k.sequence_parallel}, int64_t(k.attention)})
+        h = h * 1000003 ^ static_cast<size_t>(v);
+      return h;
+    }
+  };
+  struct ShapeEqual {
+    bool operator()(const ComputeShape& a, const ComputeShape& b) const { return SameShape(a, b); }
+  };
+  std::unordered_map<ComputeShape, size_t, ShapeHash, ShapeEqual> shape_index;
   struct ScheduleEntry {
     int pp, vpp;
     int64_t m;
@@ -318,10 +333,9 @@ struct TimeModel::Impl {
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
   const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
                          plan.attention, plan.cp, plan.ep, plan.expert_tp()};
-  for (const ShapeCosts& s : shapes)
-    if (SameShape(s.key, key)) return s;
-  shapes.push_back(CostsOfShape(plan, nullptr));
-  return shapes.back();
+  const auto [at, added] = shape_index.try_emplace(key, shapes.size());
+  if (added) shapes.push_back(CostsOfShape(plan, nullptr));
+  return shapes[at->second];
 }
 
 ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
