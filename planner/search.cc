@@ -281,6 +281,21 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
         if (!Allowed(fx.micro_batch, mb)) continue;
         for (const SplitOption& split : splits) {
           if (!Allowed(fx.vpp, split.vpp)) continue;
+          Plan outer = layout;  // the dimensions fixed from here down
+          outer.micro_batch = mb;
+          outer.grad_accum = per_dp / mb;
+          outer.vpp = split.vpp;
+          outer.first_stage_layers = split.first;
+          outer.last_stage_layers = split.last;
+          outer.account_for_embedding = split.embedding;
+          outer.account_for_loss = split.loss;
+          // An interleaved split the micro-batches cannot run rejects every
+          // plan below it, by the same rule: FailedRule's rules up to
+          // vpp>1=>m%pp read only the dimensions fixed here.
+          const char* split_rule =
+              outer.vpp > 1 && (outer.pp == 1 || outer.grad_accum % outer.pp != 0)
+                  ? FailedRule(request, outer, options.rules)
+                  : nullptr;
           for (int zero = 0; zero <= 3; ++zero) {
            if (!Allowed(fx.zero, zero)) continue;
            for (int shard : shards) {
@@ -299,26 +314,22 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   if (!Allowed(fx.ep, ep)) continue;
                  for (Placement placement : placements) {
                   if (placement != Placement::kDpBeforePp && ep > 1 && !fx.placement) continue;
-                  Plan p = layout;
+                  if (split_rule != nullptr) {
+                    reject(split_rule);
+                    continue;
+                  }
+                  Plan p = outer;
                   p.ep = ep;
                   p.placement = placement;
                   // The expert TP is TP unless fixed (--etp); TP's value is the default 0.
                   if (fx.etp && *fx.etp != static_cast<int>(tp)) p.etp = *fx.etp;
-                  p.micro_batch = mb;
-                  p.grad_accum = per_dp / mb;
-                  p.vpp = split.vpp;
-                  p.first_stage_layers = split.first;
-                  p.last_stage_layers = split.last;
-                  p.account_for_embedding = split.embedding;
-                  p.account_for_loss = split.loss;
                   p.zero = zero;
                   p.zero_shard = shard;
                   p.offload = Offload(off);
                   p.recompute = rc;
                   p.sequence_parallel = sp == 1;
                   // Rules that depend on the inner dimensions.
-                  if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
-                      (p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
+                  if ((p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
                       (p.zero_shard != 0 && HybridShardRule(p) != nullptr) || (p.ep > 1 && (p.zero == 2 || p.zero_shard > 0)) ||
                       (p.placement == Placement::kPpBeforeDp && (p.cp > 1 || p.ep > 1)) ||
                       (m.moe() && m.expert_ffn() % p.expert_tp() != 0)) {

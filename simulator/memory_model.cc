@@ -10,6 +10,7 @@
 
 #include "simulator/compute_model.h"
 #include "simulator/memory_terms.h"
+#include "simulator/recent_values.h"
 #include "simulator/stage_kinds.h"
 
 namespace p3d {
@@ -705,27 +706,6 @@ struct SharedKey {
   bool operator==(const SharedKey&) const = default;
 };
 
-// The values of the last kSlots keys looked up, replaced in turn.
-template <typename Key, typename Value>
-class RecentValues {
- public:
-  template <typename Make>
-  const Value& Get(const Key& key, Make make) {
-    if (size_ > 0 && entries_[last_].first == key) return entries_[last_].second;
-    for (int i = 0; i < size_; ++i)
-      if (entries_[i].first == key) return entries_[last_ = i].second;
-    last_ = next_;
-    next_ = (next_ + 1) % kSlots;
-    size_ = std::max(size_, last_ + 1);
-    entries_[last_] = {key, make()};
-    return entries_[last_].second;
-  }
-
- private:
-  static constexpr int kSlots = 8;  // the search's inner loops revisit a few: SP x EP
-  std::pair<Key, Value> entries_[kSlots];
-  int size_ = 0, next_ = 0, last_ = 0;
-};
 
 }  // namespace
 
