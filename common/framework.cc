@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <bit>
+
 #include "common/enum_names.h"
 #include "common/plan.h"
 
@@ -216,9 +218,9 @@ const char* FrameworkRuleBroken(const Framework& f, RuleKind kind, const Plan& p
                                 std::string* detail) {
   const SupportRules rules = kind == RuleKind::kLimit ? f.limits : f.gaps;
   if (rules == 0) return nullptr;  // p3d has no limits: the search's common case
-  for (int i = 0; i < kSupportRuleCount; ++i) {
-    const SupportRule rule = static_cast<SupportRule>(i);
-    if (!(rules & RuleBit(rule)) || !Breaks(rule, plan)) continue;
+  for (SupportRules left = rules; left != 0; left &= left - 1) {  // the set bits, in rule order
+    const SupportRule rule = static_cast<SupportRule>(std::countr_zero(left));
+    if (!Breaks(rule, plan)) continue;
     if (detail)
       *detail = fmt::format("{}: rule {}: {}; {} {}", f.name, SupportRuleId(rule),
                             DescribeBreach(rule, plan), f.name,

@@ -1,13 +1,16 @@
 #include "planner/evaluator.h"
 
+#include <limits>
+
 #include "simulator/memory_model.h"
 #include "simulator/time_model.h"
 
 namespace p3d {
 
 struct PlanEvaluator::Impl {
-  explicit Impl(const PlanRequest& r) : time(r.model, r.training, r.cluster) {}
+  explicit Impl(const PlanRequest& r) : time(r.model, r.training, r.cluster), memory(r.model, r.training, r.cluster) {}
   TimeModel time;
+  PeakMemoryCache memory;
 };
 
 PlanEvaluator::PlanEvaluator(const PlanRequest& request)
@@ -15,11 +18,12 @@ PlanEvaluator::PlanEvaluator(const PlanRequest& request)
 
 PlanEvaluator::~PlanEvaluator() { delete impl_; }
 
-PlanEvaluator::Quick PlanEvaluator::EvaluateMemory(const Plan& plan) {
+PlanEvaluator::Quick PlanEvaluator::EvaluateMemory(const Plan& plan, bool exact_peak) {
   Quick q;
   double host_bytes_per_node = 0;
-  const MemoryBreakdown peak =
-      PeakStageMemory(request_.model, request_.training, request_.cluster, plan, nullptr, &host_bytes_per_node);
+  const MemoryBreakdown peak = impl_->memory.Peak(
+      plan, &host_bytes_per_node,
+      exact_peak ? std::numeric_limits<double>::infinity() : request_.cluster.gpu.memory_bytes);
   q.peak_bytes = peak.total();
   q.fits = FitsInMemory(peak, request_.cluster.gpu) && FitsInHostMemory(host_bytes_per_node, request_.cluster.node);
   return q;

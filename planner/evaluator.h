@@ -16,13 +16,15 @@ class PlanEvaluator {
   PlanEvaluator(const PlanEvaluator&) = delete;
   PlanEvaluator& operator=(const PlanEvaluator&) = delete;
 
-  // Peak-stage memory only; no heap allocation.
+  // Peak-stage memory only; no heap allocation. Without `exact_peak`, a plan
+  // over the GPU's memory is evaluated only up to its first stage over it:
+  // `fits` is exact, `peak_bytes` then that stage's total (<= the peak).
   struct Quick {
     double peak_bytes = 0;
     double step_s = 0;  // filled by the caller from StepSeconds when the plan is timed
     bool fits = false;
   };
-  Quick EvaluateMemory(const Plan& plan);
+  Quick EvaluateMemory(const Plan& plan, bool exact_peak = true);
   // A bound no slower than the simulated step (cheap), and the simulated step
   // with its breakdown (errors name the plan field at fault).
   double StepLowerBound(const Plan& plan);

@@ -46,8 +46,13 @@ Status ValidateRequest(const PlanRequest& r) {
 struct Candidate {
   Plan plan;
   PlanEvaluator::Quick quick;
-  std::optional<StatusOr<TimeEstimate>> time;  // kept for simulated plans, reused for output
   double floor = 0;  // TimeModel::StepFloor, for fitting plans
+};
+
+// A candidate of the top K, with its simulation (kept for the output).
+struct Ranked {
+  Candidate c;
+  std::optional<StatusOr<TimeEstimate>> time;
 };
 
 bool Better(const Candidate& a, const Candidate& b) {
@@ -55,6 +60,32 @@ bool Better(const Candidate& a, const Candidate& b) {
   if (a.quick.fits && a.quick.step_s != b.quick.step_s) return a.quick.step_s < b.quick.step_s;
   return a.quick.peak_bytes < b.quick.peak_bytes;
 }
+bool BetterRanked(const Ranked& a, const Ranked& b) { return Better(a.c, b.c); }
+
+// Layouts each rule eliminated. Rule ids are string literals: counted by
+// pointer first (no allocation per rejection), merged by name at the end.
+class RuleCounts {
+ public:
+  void Add(const char* rule) {
+    for (auto& [id, count] : counts_)
+      if (id == rule) {
+        ++count;
+        return;
+      }
+    counts_.emplace_back(rule, 1);
+  }
+  // (rule id, count), most frequent first.
+  std::vector<std::pair<std::string, int64_t>> Sorted() const {
+    std::map<std::string, int64_t> by_name;
+    for (const auto& [id, count] : counts_) by_name[id] += count;
+    std::vector<std::pair<std::string, int64_t>> out(by_name.begin(), by_name.end());
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    return out;
+  }
+
+ private:
+  std::vector<std::pair<const char*, int64_t>> counts_;
+};
 
 template <typename T>
 bool Allowed(const std::optional<T>& fixed, T value) {
@@ -168,8 +199,8 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
       FrameworkRuleBroken(request.training.framework, RuleKind::kLimit, accounting) == nullptr &&
       FrameworkRuleBroken(request.training.framework, RuleKind::kGap, accounting) == nullptr;
   SearchResult result;
-  std::map<std::string, int64_t> rejected;  // rule id -> layouts it eliminated
-  auto reject = [&](const char* rule) { ++rejected[rule]; };
+  RuleCounts rejected;
+  auto reject = [&](const char* rule) { rejected.Add(rule); };
 
   const size_t k = static_cast<size_t>(std::max(options.top_k, 1));
   std::vector<Candidate> fitting;  // with their step-time lower bounds
@@ -250,6 +281,21 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
         if (!Allowed(fx.micro_batch, mb)) continue;
         for (const SplitOption& split : splits) {
           if (!Allowed(fx.vpp, split.vpp)) continue;
+          Plan outer = layout;  // the dimensions fixed from here down
+          outer.micro_batch = mb;
+          outer.grad_accum = per_dp / mb;
+          outer.vpp = split.vpp;
+          outer.first_stage_layers = split.first;
+          outer.last_stage_layers = split.last;
+          outer.account_for_embedding = split.embedding;
+          outer.account_for_loss = split.loss;
+          // An interleaved split the micro-batches cannot run rejects every
+          // plan below it, by the same rule: FailedRule's rules up to
+          // vpp>1=>m%pp read only the dimensions fixed here.
+          const char* split_rule =
+              outer.vpp > 1 && (outer.pp == 1 || outer.grad_accum % outer.pp != 0)
+                  ? FailedRule(request, outer, options.rules)
+                  : nullptr;
           for (int zero = 0; zero <= 3; ++zero) {
            if (!Allowed(fx.zero, zero)) continue;
            for (int shard : shards) {
@@ -268,26 +314,22 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                   if (!Allowed(fx.ep, ep)) continue;
                  for (Placement placement : placements) {
                   if (placement != Placement::kDpBeforePp && ep > 1 && !fx.placement) continue;
-                  Plan p = layout;
+                  if (split_rule != nullptr) {
+                    reject(split_rule);
+                    continue;
+                  }
+                  Plan p = outer;
                   p.ep = ep;
                   p.placement = placement;
                   // The expert TP is TP unless fixed (--etp); TP's value is the default 0.
                   if (fx.etp && *fx.etp != static_cast<int>(tp)) p.etp = *fx.etp;
-                  p.micro_batch = mb;
-                  p.grad_accum = per_dp / mb;
-                  p.vpp = split.vpp;
-                  p.first_stage_layers = split.first;
-                  p.last_stage_layers = split.last;
-                  p.account_for_embedding = split.embedding;
-                  p.account_for_loss = split.loss;
                   p.zero = zero;
                   p.zero_shard = shard;
                   p.offload = Offload(off);
                   p.recompute = rc;
                   p.sequence_parallel = sp == 1;
                   // Rules that depend on the inner dimensions.
-                  if ((p.vpp > 1 && (p.pp == 1 || p.grad_accum % p.pp != 0)) ||
-                      (p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
+                  if ((p.zero > 0 && p.grad_group() == 1 && !ZeroMeaningfulAtDp1(p)) ||
                       (p.zero_shard != 0 && HybridShardRule(p) != nullptr) || (p.ep > 1 && (p.zero == 2 || p.zero_shard > 0)) ||
                       (p.placement == Placement::kPpBeforeDp && (p.cp > 1 || p.ep > 1)) ||
                       (m.moe() && m.expert_ffn() % p.expert_tp() != 0)) {
@@ -306,7 +348,10 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
                       continue;
                     }
                   }
-                  Candidate c{p, evaluator.EvaluateMemory(p)};
+                  // The exact peak of a plan that does not fit is needed
+                  // only by on_candidate and while no plan fits (the misses).
+                  const bool exact_peak = options.on_candidate || result.fitting == 0;
+                  Candidate c{p, evaluator.EvaluateMemory(p, exact_peak)};
                   ++result.candidates;
                   if (options.on_candidate) options.on_candidate(p, c.quick.peak_bytes, c.quick.fits);
                   if (options.progress && (result.candidates & 0xFFFF) == 0) options.progress(result.candidates);
@@ -334,9 +379,7 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
    }
   }
 
-  for (auto& [rule, count] : rejected) result.rejected_by_rule.emplace_back(rule, count);
-  std::sort(result.rejected_by_rule.begin(), result.rejected_by_rule.end(),
-            [](const auto& a, const auto& b) { return a.second > b.second; });
+  result.rejected_by_rule = rejected.Sorted();
 
   if (result.candidates == 0) {
     std::string why;
@@ -378,20 +421,23 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
   // below every bound not yet simulated, so the plans are simulated in the
   // same order as with every bound computed, and a plan whose floor cannot
   // beat the K-th best is never bounded.
-  std::sort(fitting.begin(), fitting.end(),
-            [](const Candidate& a, const Candidate& b) { return a.floor < b.floor; });
+  // Sorted as (floor, index) pairs: the same order as sorting the candidates
+  // by floor, without moving them.
+  std::vector<std::pair<double, uint32_t>> by_floor(fitting.size());
+  for (size_t i = 0; i < fitting.size(); ++i) by_floor[i] = {fitting[i].floor, static_cast<uint32_t>(i)};
+  std::sort(by_floor.begin(), by_floor.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   auto by_bound = [](const Candidate* a, const Candidate* b) {
     return a->quick.step_s > b->quick.step_s;  // min-heap
   };
   std::vector<Candidate*> bounded;
-  std::vector<Candidate> top;  // max-heap, worst first
+  std::vector<Ranked> top;  // max-heap, worst first
   size_t next = 0;
   while (true) {
     const bool full = top.size() == k;
     if (next < fitting.size() &&
-        (bounded.empty() || fitting[next].floor < bounded.front()->quick.step_s)) {
-      Candidate& c = fitting[next++];
-      if (full && !(c.floor < top.front().quick.step_s)) {
+        (bounded.empty() || by_floor[next].first < bounded.front()->quick.step_s)) {
+      Candidate& c = fitting[by_floor[next++].second];
+      if (full && !(c.floor < top.front().c.quick.step_s)) {
         next = fitting.size();  // floors ascend: no plan left can beat the K-th best
         continue;
       }
@@ -405,27 +451,27 @@ StatusOr<SearchResult> SearchPlans(const PlanRequest& request, const SearchOptio
     std::pop_heap(bounded.begin(), bounded.end(), by_bound);
     Candidate& c = *bounded.back();
     bounded.pop_back();
-    if (full && !(c.quick.step_s < top.front().quick.step_s)) break;
-    c.time = evaluator.Time(c.plan, /*with_timeline=*/false);
-    c.quick.step_s = c.time->ok() ? (*c.time)->time.step_s : std::numeric_limits<double>::infinity();
+    if (full && !(c.quick.step_s < top.front().c.quick.step_s)) break;
+    Ranked r{c, evaluator.Time(c.plan, /*with_timeline=*/false)};
+    r.c.quick.step_s = r.time->ok() ? (*r.time)->time.step_s : std::numeric_limits<double>::infinity();
     ++result.simulated;
     if (top.size() < k) {
-      top.push_back(c);
-      std::push_heap(top.begin(), top.end(), Better);
-    } else if (Better(c, top.front())) {
-      std::pop_heap(top.begin(), top.end(), Better);
-      top.back() = c;
-      std::push_heap(top.begin(), top.end(), Better);
+      top.push_back(std::move(r));
+      std::push_heap(top.begin(), top.end(), BetterRanked);
+    } else if (Better(r.c, top.front().c)) {
+      std::pop_heap(top.begin(), top.end(), BetterRanked);
+      top.back() = std::move(r);
+      std::push_heap(top.begin(), top.end(), BetterRanked);
     }
   }
-  std::vector<Candidate>& pool = top.empty() ? misses : top;
-  if (top.empty() && !options.keep_non_fitting) pool.clear();
-  size_t n = std::min(pool.size(), k);
-  std::partial_sort(pool.begin(), pool.begin() + n, pool.end(), Better);
+  if (top.empty() && options.keep_non_fitting)
+    for (const Candidate& c : misses) top.push_back({c, std::nullopt});
+  size_t n = std::min(top.size(), k);
+  std::partial_sort(top.begin(), top.begin() + n, top.end(), BetterRanked);
   for (size_t i = 0; i < n; ++i) {
-    const Candidate& c = pool[i];
-    result.plans.push_back(options.with_timeline || !c.time ? evaluator.Evaluate(c.plan, options.with_timeline)
-                                                             : evaluator.Evaluate(c.plan, *c.time));
+    const Ranked& r = top[i];
+    result.plans.push_back(options.with_timeline || !r.time ? evaluator.Evaluate(r.c.plan, options.with_timeline)
+                                                             : evaluator.Evaluate(r.c.plan, *r.time));
   }
 
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

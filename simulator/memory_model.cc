@@ -5,9 +5,12 @@
 #include "simulator/memory_model.h"
 
 #include <algorithm>
+#include <limits>
+#include <utility>
 
 #include "simulator/compute_model.h"
 #include "simulator/memory_terms.h"
+#include "simulator/recent_values.h"
 #include "simulator/stage_kinds.h"
 
 namespace p3d {
@@ -178,13 +181,21 @@ StageParams ParamsOnStageWith(const ModelSpec& model, const Plan& plan, int stag
 // What every stage of one plan shares; computed once per plan.
 // Per FFN kind (0: dense, 1: MoE) where the model has it; `why` records the
 // activation groups of the model's MoE layers (of its dense ones for a dense model).
+// It depends on the plan's TP, CP, micro-batch, SP, attention, EP and ETP
+// only (SharedKey), so PeakMemoryCache keeps it across plans.
 struct PlanShared {
   memory_internal::LayerActivations act[2];
   double layer_params[2] = {0, 0};  // one layer on one TP rank (window kinds hold the same)
-  double loss_per_micro_batch;
+  double loss_per_micro_batch = 0;
+  // Every stage's BackwardScratchBytes and CpRingBytes (recorded by the
+  // stage's Buffers where `why` is set, in the order --explain lists them).
+  double backward_scratch = 0, cp_ring = 0;
+  PlanShared() = default;
   PlanShared(const ModelSpec& model, const TrainingSpec& training, const Plan& plan,
              Derivation* why = nullptr)
-      : loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)) {
+      : loss_per_micro_batch(memory_internal::LossBytesPerMicroBatch(model, training, plan)),
+        backward_scratch(BackwardScratchBytes(model, training, plan)),
+        cp_ring(CpRingBytes(model, training, plan)) {
     for (int moe = 0; moe < 2; ++moe) {
       if (moe == 1 ? !model.moe() : model.dense_layers == 0 && model.moe()) continue;
       const bool main = moe == (model.moe() ? 1 : 0);
@@ -204,9 +215,23 @@ struct FfnCounts {
   }
 };
 
-StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
+// What a stage holds: its layers, by kind, and their parameters. It depends
+// on the plan's TP, PP, VPP, pipeline split, EP and ETP only (LayoutKey), so
+// PeakMemoryCache keeps it across plans.
+struct StageShape {
+  int stage = 0;
+  int64_t layers = 0;
+  LayerKindCounts kinds;
+  StageParams params;
+  StageShape() = default;
+  StageShape(const ModelSpec& model, const Plan& plan, int r)
+      : stage(r), layers(StageLayers(plan, model.layers, r)), kinds(StageKinds(model, plan, r)),
+        params(ParamsOnStageWith(model, plan, r, kinds)) {}
+};
+
+StageMemoryDetail StageDetail(const PlanShared& shared, const StageShape& shape, const ModelSpec& model,
                               const TrainingSpec& training, const ClusterSpec& cluster,
-                              const Plan& plan, int stage, Derivation* why = nullptr);
+                              const Plan& plan, Derivation* why = nullptr);
 
 }  // namespace
 
@@ -506,8 +531,8 @@ void Buffers(const PlanShared& shared, const ModelSpec& model, const TrainingSpe
                      "the all-gathered sequence (userbuffers: one per overlapped GEMM input)",
                      {"bufs", tp_bufs}, {"e", e}, {"T", T}, {"H", H})
           : P3D_PART(why, "buffers.sp_all_gather", "0", 0, "");
-  d->backward_scratch = BackwardScratchBytes(model, training, plan, why);
-  d->cp_buffers = CpRingBytes(model, training, plan, why);
+  d->backward_scratch = why != nullptr ? BackwardScratchBytes(model, training, plan, why) : shared.backward_scratch;
+  d->cp_buffers = why != nullptr ? CpRingBytes(model, training, plan, why) : shared.cp_ring;
   d->memory.buffers = d->zero3_gather + d->grad_buckets + d->pp_buffers + d->tp_buffers +
                       d->backward_scratch + d->cp_buffers;
 }
@@ -549,14 +574,15 @@ void Runtime(const ModelSpec& model, const ClusterSpec& cluster, const Plan& pla
   d->memory.runtime = d->cuda_context + d->nccl + d->allocator;
 }
 
-StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
+StageMemoryDetail StageDetail(const PlanShared& shared, const StageShape& shape, const ModelSpec& model,
                               const TrainingSpec& training, const ClusterSpec& cluster,
-                              const Plan& plan, int stage, Derivation* why) {
+                              const Plan& plan, Derivation* why) {
+  const int stage = shape.stage;
   StageMemoryDetail d;
   d.stage = stage;
-  d.layers = StageLayers(plan, model.layers, stage);
-  d.kinds = StageKinds(model, plan, stage);
-  d.params = ParamsOnStageWith(model, plan, stage, d.kinds);
+  d.layers = shape.layers;
+  d.kinds = shape.kinds;
+  d.params = shape.params;
   const StageParams& p = d.params;
   const FfnCounts ffn(d.kinds);
   const double n =
@@ -592,7 +618,8 @@ StageMemoryDetail StageDetail(const PlanShared& shared, const ModelSpec& model,
 
 StageMemoryDetail StageMemoryDetails(const ModelSpec& model, const TrainingSpec& training,
                                      const ClusterSpec& cluster, const Plan& plan, int stage) {
-  return StageDetail(PlanShared(model, training, plan), model, training, cluster, plan, stage);
+  return StageDetail(PlanShared(model, training, plan), StageShape(model, plan, stage), model, training,
+                     cluster, plan);
 }
 
 MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& training,
@@ -601,7 +628,7 @@ MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& traini
   MemoryEstimate est;
   est.stages.reserve(plan.pp);
   for (int r = 0; r < plan.pp; ++r) {
-    StageMemoryDetail d = StageDetail(shared, model, training, cluster, plan, r);
+    StageMemoryDetail d = StageDetail(shared, StageShape(model, plan, r), model, training, cluster, plan);
     est.stages.push_back({r, d.layers, d.memory, d.host.total()});
     if (d.memory.total() > est.stages[est.peak_stage].memory.total()) est.peak_stage = r;
     est.host_bytes_per_node =
@@ -641,6 +668,71 @@ struct PeakCandidates {
   }
 };
 
+// The shapes of the PeakCandidates stages, in stage order.
+struct PeakStages {
+  StageShape shape[4];
+  int count = 0;
+  PeakStages() = default;
+  PeakStages(const ModelSpec& model, const Plan& plan) {
+    const PeakCandidates candidates(model, plan);
+    for (; count < candidates.count; ++count) shape[count] = StageShape(model, plan, candidates.stage[count]);
+  }
+};
+
+// PeakStageMemory over `stages`, stopping at the first stage whose total
+// exceeds `stop_above` (see PeakMemoryCache::Peak).
+MemoryBreakdown PeakOver(const PlanShared& shared, const PeakStages& stages, const ModelSpec& model,
+                         const TrainingSpec& training, const ClusterSpec& cluster, const Plan& plan,
+                         int* peak_stage, double* host_bytes_per_node, double stop_above) {
+  // The middle stages hold equal parameters and layers, and every term but
+  // the stored activations (which grow with the in-flight micro-batches, most
+  // on stage 1) is equal among them; so the peak is stage 0 (embedding),
+  // stage 1 or the last stage (head, loss). In stage order, so that a tie
+  // goes to the first stage, as in EstimateMemory. Host bytes grow with the
+  // stage's parameters, so the same stages bound them.
+  MemoryBreakdown peak;
+  int stage = 0;
+  double host = 0;
+  for (int i = 0; i < stages.count; ++i) {
+    const StageMemoryDetail d = StageDetail(shared, stages.shape[i], model, training, cluster, plan);
+    const double total = d.memory.total();
+    if (i == 0 || total > peak.total()) {
+      peak = d.memory;
+      stage = stages.shape[i].stage;
+    }
+    host = std::max(host, d.host.total());
+    if (total > stop_above) break;  // the largest so far: the stages before it were below
+  }
+  if (peak_stage != nullptr) *peak_stage = stage;
+  if (host_bytes_per_node != nullptr)
+    *host_bytes_per_node = plan.offload == Offload::kNone ? 0 : GpusOnNode(cluster) * host;
+  return peak;
+}
+
+// The plan fields StageShape depends on.
+struct LayoutKey {
+  int tp = 0, pp = 0, vpp = 0, first = 0, last = 0, ep = 0, etp = 0;
+  bool embedding = false, loss = false;
+  LayoutKey() = default;
+  explicit LayoutKey(const Plan& p)
+      : tp(p.tp), pp(p.pp), vpp(p.vpp), first(p.first_stage_layers), last(p.last_stage_layers), ep(p.ep),
+        etp(p.etp), embedding(p.account_for_embedding), loss(p.account_for_loss) {}
+  bool operator==(const LayoutKey&) const = default;
+};
+
+// The plan fields PlanShared depends on.
+struct SharedKey {
+  int tp = 0, cp = 0, sequence_shards = 0, ep = 0, etp = 0;
+  int64_t micro_batch = 0;
+  AttentionImpl attention = AttentionImpl::kFused;
+  SharedKey() = default;
+  explicit SharedKey(const Plan& p)
+      : tp(p.tp), cp(p.cp), sequence_shards(p.sequence_shards()), ep(p.ep), etp(p.etp),
+        micro_batch(p.micro_batch), attention(p.attention) {}
+  bool operator==(const SharedKey&) const = default;
+};
+
+
 }  // namespace
 
 double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
@@ -654,35 +746,39 @@ double HostBytesPerNode(const ModelSpec& model, const TrainingSpec& training,
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
                                 const ClusterSpec& cluster, const Plan& plan, int* peak_stage,
                                 double* host_bytes_per_node) {
-  // The middle stages hold equal parameters and layers, and every term but
-  // the stored activations (which grow with the in-flight micro-batches, most
-  // on stage 1) is equal among them; so the peak is stage 0 (embedding),
-  // stage 1 or the last stage (head, loss). In stage order, so that a tie
-  // goes to the first stage, as in EstimateMemory. Host bytes grow with the
-  // stage's parameters, so the same stages bound them.
-  const PlanShared shared(model, training, plan);
-  const PeakCandidates candidates(model, plan);
-  MemoryBreakdown peak;
-  int stage = 0;
-  double host = 0;
-  for (int i = 0; i < candidates.count; ++i) {
-    const StageMemoryDetail d = StageDetail(shared, model, training, cluster, plan, candidates.stage[i]);
-    if (i == 0 || d.memory.total() > peak.total()) {
-      peak = d.memory;
-      stage = candidates.stage[i];
-    }
-    host = std::max(host, d.host.total());
-  }
-  if (peak_stage != nullptr) *peak_stage = stage;
-  if (host_bytes_per_node != nullptr)
-    *host_bytes_per_node = plan.offload == Offload::kNone ? 0 : GpusOnNode(cluster) * host;
-  return peak;
+  return PeakOver(PlanShared(model, training, plan), PeakStages(model, plan), model, training, cluster,
+                  plan, peak_stage, host_bytes_per_node, std::numeric_limits<double>::infinity());
+}
+
+struct PeakMemoryCache::Impl {
+  const ModelSpec& model;
+  const TrainingSpec& training;
+  const ClusterSpec& cluster;
+  RecentValues<LayoutKey, PeakStages> stages;
+  RecentValues<SharedKey, PlanShared> shared;
+};
+
+PeakMemoryCache::PeakMemoryCache(const ModelSpec& model, const TrainingSpec& training,
+                                 const ClusterSpec& cluster)
+    : impl_(new Impl{model, training, cluster, {}, {}}) {}
+
+PeakMemoryCache::~PeakMemoryCache() = default;
+
+MemoryBreakdown PeakMemoryCache::Peak(const Plan& plan, double* host_bytes_per_node, double stop_above) {
+  Impl& im = *impl_;
+  const PeakStages& stages =
+      im.stages.Get(LayoutKey(plan), [&] { return PeakStages(im.model, plan); });
+  const PlanShared& shared =
+      im.shared.Get(SharedKey(plan), [&] { return PlanShared(im.model, im.training, plan); });
+  return PeakOver(shared, stages, im.model, im.training, im.cluster, plan, nullptr, host_bytes_per_node,
+                  stop_above);
 }
 
 std::vector<DerivedTerm> ExplainMemory(const ModelSpec& model, const TrainingSpec& training,
                                        const ClusterSpec& cluster, const Plan& plan, int stage) {
   Derivation why;
-  StageDetail(PlanShared(model, training, plan, &why), model, training, cluster, plan, stage, &why);
+  StageDetail(PlanShared(model, training, plan, &why), StageShape(model, plan, stage), model, training,
+              cluster, plan, &why);
   std::vector<DerivedTerm> terms;
   for (const DerivedTerm& t : why.terms())
     if (!t.name.starts_with("host.")) terms.push_back(t);
@@ -695,7 +791,8 @@ std::vector<DerivedTerm> ExplainHostMemory(const ModelSpec& model, const Trainin
   std::vector<DerivedTerm> terms;
   if (plan.offload == Offload::kNone) return terms;
   Derivation why;
-  StageDetail(PlanShared(model, training, plan), model, training, cluster, plan, stage, &why);
+  StageDetail(PlanShared(model, training, plan), StageShape(model, plan, stage), model, training, cluster,
+              plan, &why);
   for (const DerivedTerm& t : why.terms())
     if (t.name.starts_with("host.")) terms.push_back(t);
   const double gpus = GpusOnNode(cluster);

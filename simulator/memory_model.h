@@ -28,6 +28,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -165,6 +167,34 @@ MemoryEstimate EstimateMemory(const ModelSpec& model, const TrainingSpec& traini
 MemoryBreakdown PeakStageMemory(const ModelSpec& model, const TrainingSpec& training,
                                 const ClusterSpec& cluster, const Plan& plan, int* peak_stage,
                                 double* host_bytes_per_node = nullptr);
+
+// PeakStageMemory over the many plans of a search: the same figures, exactly,
+// with what plans share kept instead of recomputed for each: the peak
+// candidate stages' layers and parameters (they depend on TP, PP, VPP, the
+// pipeline split, EP and ETP only) and the per-micro-batch terms (per-layer
+// activations, loss, backward scratch, CP ring: TP, CP, micro-batch, SP,
+// attention, EP and ETP only), each for the last few values looked up (the
+// search's inner loops revisit a handful). The specs must outlive it.
+// Thread-safety: one per thread.
+class PeakMemoryCache {
+ public:
+  PeakMemoryCache(const ModelSpec& model, const TrainingSpec& training, const ClusterSpec& cluster);
+  ~PeakMemoryCache();
+  PeakMemoryCache(const PeakMemoryCache&) = delete;
+  PeakMemoryCache& operator=(const PeakMemoryCache&) = delete;
+
+  // PeakStageMemory(model, training, cluster, plan, nullptr, host_bytes_per_node).
+  // Evaluation stops at the first stage whose total exceeds `stop_above` and
+  // returns that stage's breakdown (the plan's peak is then above
+  // stop_above, perhaps higher still) and the host figure of the stages
+  // evaluated: the search needs no more to reject a plan that does not fit.
+  MemoryBreakdown Peak(const Plan& plan, double* host_bytes_per_node,
+                       double stop_above = std::numeric_limits<double>::infinity());
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // A plan fits when its peak stage total is within the GPU's memory.
 inline bool FitsInMemory(const MemoryBreakdown& peak, const GpuSpec& gpu) {

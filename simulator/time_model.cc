@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <unordered_map>
 
 #include "common/rank_grid.h"
 #include "models/flops.h"
@@ -14,6 +15,7 @@
 #include "simulator/compute_model.h"
 #include "simulator/memory_model.h"
 #include "simulator/pipeline_sim.h"
+#include "simulator/recent_values.h"
 #include "simulator/schedule.h"
 #include "simulator/stage_kinds.h"
 
@@ -41,11 +43,33 @@ struct ShapeCosts {
   double cp_layer_fwd = 0, cp_layer_bwd = 0;
 };
 
+// The shape a plan's kernel times depend on.
+ComputeShape ShapeOf(const Plan& plan) {
+  return {plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
+          plan.attention, plan.cp, plan.ep, plan.expert_tp()};
+}
+
 bool SameShape(const ComputeShape& a, const ComputeShape& b) {
   return a.tp == b.tp && a.cp == b.cp && a.micro_batch == b.micro_batch && a.recompute == b.recompute &&
          a.sequence_parallel == b.sequence_parallel && a.attention == b.attention && a.ep == b.ep &&
          a.etp == b.etp;
 }
+
+// What TimeModel::StepFloor reads of a plan: its shape, pipeline split and micro-batches.
+struct FloorKey {
+  ComputeShape shape;
+  int pp = 0, vpp = 0, first = 0, last = 0;
+  bool embedding = false, loss = false;
+  int64_t m = 0;
+  FloorKey() = default;
+  explicit FloorKey(const Plan& p)
+      : shape(ShapeOf(p)), pp(p.pp), vpp(p.vpp), first(p.first_stage_layers), last(p.last_stage_layers),
+        embedding(p.account_for_embedding), loss(p.account_for_loss), m(p.grad_accum) {}
+  bool operator==(const FloorKey& o) const {
+    return SameShape(shape, o.shape) && pp == o.pp && vpp == o.vpp && first == o.first && last == o.last &&
+           embedding == o.embedding && loss == o.loss && m == o.m;
+  }
+};
 
 // Exposed time of a collective of C seconds that runs in `buckets` equal
 // buckets as a backward of Tb seconds produces them: bucket i can start once
@@ -217,6 +241,22 @@ struct TimeModel::Impl {
   ClusterSpec cluster;
   double model_flops = 0;
   std::vector<ShapeCosts> shapes;
+  // Where each key's costs lie in `shapes`.
+  struct ShapeHash {
+    size_t operator()(const ComputeShape& k) const {
+      size_t h = static_cast<size_t>(k.micro_batch);
+      for (int64_t v : {int64_t{k.tp}, int64_t{k.cp}, int64_t{k.ep}, int64_t{k.etp}, int64_t(k.recompute),
+                        int64_t{k.sequence_parallel}, int64_t(k.attention)})
+        h = h * 1000003 ^ static_cast<size_t>(v);
+      return h;
+    }
+  };
+  struct ShapeEqual {
+    bool operator()(const ComputeShape& a, const ComputeShape& b) const { return SameShape(a, b); }
+  };
+  std::unordered_map<ComputeShape, size_t, ShapeHash, ShapeEqual> shape_index;
+  RecentValues<FloorKey, double> floors;  // StepFloor's
+  double StepFloor(const Plan& plan);
   struct ScheduleEntry {
     int pp, vpp;
     int64_t m;
@@ -316,17 +356,14 @@ struct TimeModel::Impl {
 };
 
 const ShapeCosts& TimeModel::Impl::Shape(const Plan& plan) {
-  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention, plan.cp, plan.ep, plan.expert_tp()};
-  for (const ShapeCosts& s : shapes)
-    if (SameShape(s.key, key)) return s;
-  shapes.push_back(CostsOfShape(plan, nullptr));
-  return shapes.back();
+  const ComputeShape key = ShapeOf(plan);
+  const auto [at, added] = shape_index.try_emplace(key, shapes.size());
+  if (added) shapes.push_back(CostsOfShape(plan, nullptr));
+  return shapes[at->second];
 }
 
 ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) const {
-  const ComputeShape key{plan.tp, plan.micro_batch, plan.recompute, plan.sequence_shards() > 1,
-                         plan.attention, plan.cp, plan.ep, plan.expert_tp()};
+  const ComputeShape key = ShapeOf(plan);
   ShapeCosts s;
   s.key = key;
   const LayerKindCounts kinds = model.CountKinds(0, model.layers);
@@ -1170,7 +1207,11 @@ double TimeModel::StepLowerBound(const Plan& plan) {
 }
 
 double TimeModel::StepFloor(const Plan& plan) {
-  Impl& im = *impl_;
+  return impl_->floors.Get(FloorKey(plan), [&] { return impl_->StepFloor(plan); });
+}
+
+double TimeModel::Impl::StepFloor(const Plan& plan) {
+  Impl& im = *this;
   const ShapeCosts& sc = im.Shape(plan);
   const EdgeKernelTimes& ek = sc.edge;
   const int pp = plan.pp;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <tuple>
+#include <vector>
 
 #include "models/zoo.h"
 #include "planner/rules.h"
@@ -356,6 +357,52 @@ TEST(SearchTest, NothingFitsReturnsClosestMisses) {
   ASSERT_EQ(res->plans.size(), 5u);
   for (size_t i = 1; i < res->plans.size(); ++i)
     EXPECT_LE(res->plans[i - 1].memory.peak().total(), res->plans[i].memory.peak().total());
+}
+
+// The search evaluates memory through PeakMemoryCache (stage shapes and
+// per-micro-batch terms kept across plans) and stops a plan at its first
+// stage over memory once it needs no exact peak: every candidate's figure
+// must equal PeakStageMemory's for the plan alone, and the search without an
+// on_candidate observer (which takes the early stop) must return the same.
+TEST(SearchTest, KeptMemoryTermsGiveEachPlanItsOwnFigure) {
+  std::vector<PlanRequest> requests = {
+      CatalogRequest("llama-2-70b", "h100-sxm", 64),       // dense, uneven splits, CP, HSDP, offload
+      CatalogRequest("mixtral-8x7b", "h100-sxm", 32, 256),  // MoE: EP searched
+      CatalogRequest("gpt-oss-20b", "h100-sxm", 16, 128),   // windowed attention, MoE
+      CatalogRequest("deepseek-v3", "h100-sxm", 256, 1024),  // leading dense layers, MLA
+  };
+  requests[1].training.fp8 = Fp8Recipe::kDelayed;
+  SetFramework(LoadFrameworkProfile("megatron-core").value(), &requests[2]);
+  for (PlanRequest& r : requests) {
+    SCOPED_TRACE(r.model.name);
+    SearchOptions o;
+    int64_t checked = 0;
+    o.on_candidate = [&](const Plan& p, double peak, bool fits) {
+      double host = 0;
+      const MemoryBreakdown alone = PeakStageMemory(r.model, r.training, r.cluster, p, nullptr, &host);
+      ASSERT_EQ(peak, alone.total()) << PlanSummary(p);
+      ASSERT_EQ(fits, FitsInMemory(alone, r.cluster.gpu) && FitsInHostMemory(host, r.cluster.node))
+          << PlanSummary(p);
+      ++checked;
+    };
+    StatusOr<SearchResult> observed = SearchPlans(r, o);
+    ASSERT_TRUE(observed.ok()) << observed.status().ToString();
+    EXPECT_EQ(checked, observed->candidates);
+    EXPECT_GT(observed->fitting, 0);
+    o.on_candidate = nullptr;
+    StatusOr<SearchResult> plain = SearchPlans(r, o);
+    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+    EXPECT_EQ(plain->candidates, observed->candidates);
+    EXPECT_EQ(plain->fitting, observed->fitting);
+    EXPECT_EQ(plain->simulated, observed->simulated);
+    EXPECT_EQ(plain->rejected_by_rule, observed->rejected_by_rule);
+    ASSERT_EQ(plain->plans.size(), observed->plans.size());
+    for (size_t i = 0; i < plain->plans.size(); ++i) {
+      EXPECT_EQ(PlanSummary(plain->plans[i].plan), PlanSummary(observed->plans[i].plan));
+      EXPECT_EQ(plain->plans[i].time.step_s, observed->plans[i].time.step_s);
+      EXPECT_EQ(plain->plans[i].memory.peak().total(), observed->plans[i].memory.peak().total());
+    }
+  }
 }
 
 // Over the enumerated space: model-state memory never rises with the ZeRO
