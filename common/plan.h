@@ -117,6 +117,12 @@ struct TrainingSpec {
   }
   // FP8 recipe of the linear layers' GEMMs (common/fp8.h); kOff: all bf16.
   Fp8Recipe fp8 = Fp8Recipe::kOff;
+  // MoE expert-parallel all-to-all overlap (Megatron-Core
+  // --overlap-moe-expert-parallel-comm, Megatron-Bridge moe_a2a_overlap): the
+  // 1F1B steady state runs one micro-batch's forward with another's backward,
+  // each pass's dispatch/combine hidden under the other's compute
+  // (docs/time-model.md "MoE layers"). Off: the all-to-alls are exposed.
+  bool ep_a2a_overlap = false;
   // The implementation the plan is predicted for (common/framework.h): p3d's
   // executor unless a framework profile sets it (p3d-plan --framework), along
   // with the recipe fields above.

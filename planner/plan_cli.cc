@@ -102,6 +102,7 @@ Status ResolveTraining(const PlanCliOptions& o, TrainingSpec* out) {
     t.precision.optimizer_bytes = *o.adam_bytes;
   }
   if (o.dropout) t.dropout = *o.dropout;
+  t.ep_a2a_overlap = o.ep_a2a_overlap;
   if (!o.fp8.empty() && !ParseFp8Recipe(o.fp8, &t.fp8))
     return Status::InvalidArgument(fmt::format("--fp8 must be one of {}, got '{}'", Fp8RecipeNames(), o.fp8));
   // A recipe the framework cannot run at all (rule fp8-recipe, kind limit).
