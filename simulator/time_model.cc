@@ -727,7 +727,9 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       const ModuleComm& lay = uploads ? z3.layer_up : z3.layer;
       const Module front{ek.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
       const Module back{ek.head_forward.total() + sc.tp_head_fwd, head.fetch};
-      const Module layer{layer_fwd + sc.tp_layer_fwd + sc.cp_layer_fwd, lay.fetch};
+      // The chunk's EP all-to-alls spread over its layers (ef, eb: n_moe of them).
+      const double ep_f = n > 0 ? ef / n : 0, ep_b = n > 0 ? eb / n : 0;
+      const Module layer{layer_fwd + sc.tp_layer_fwd + sc.cp_layer_fwd + ep_f, lay.fetch};
       *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, layers, layer,
                           is_last ? &back : nullptr);
       // Backward (reverse order): gather again (unless kept from the
@@ -737,7 +739,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                           again * head.fetch + head.scatter};
       const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd,
                          again * emb.fetch + emb.scatter};
-      const Module blayer{layer_bwd + sc.tp_layer_bwd + sc.cp_layer_bwd,
+      const Module blayer{layer_bwd + sc.tp_layer_bwd + sc.cp_layer_bwd + ep_b,
                           again * lay.fetch + lay.scatter};
       *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, layers, blayer,
                           is_first ? &bback : nullptr);
@@ -754,11 +756,11 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                    {"tb", tb}, {"tb0", tb0});
     }
     dp_in = P3D_TERM(w, "chunk.dp_exposed",
-                     "(tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off",
-                     (tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off_in,
+                     "(tf - (fk + ft + fc + ef)) + (tb - (bk + bt + bc + eb)) - off",
+                     (tf - (fk + ft + fc + ef)) + (tb - (bk + bt + bc + eb)) - off_in,
                      "ZeRO-3 gathers and reduce-scatters the chains could not hide", {"tf", tf},
-                     {"fk", fk}, {"ft", ft}, {"fc", fc}, {"tb", tb}, {"bk", bk}, {"bt", bt},
-                     {"bc", bc}, {"off", off_in});
+                     {"fk", fk}, {"ft", ft}, {"fc", fc}, {"ef", ef}, {"tb", tb}, {"bk", bk}, {"bt", bt},
+                     {"bc", bc}, {"eb", eb}, {"off", off_in});
     fwd = tf;
     bwd = tb;
     const double fetches = reshard ? 2.0 : 1.0;
