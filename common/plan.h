@@ -121,7 +121,8 @@ struct TrainingSpec {
   // --overlap-moe-expert-parallel-comm, Megatron-Bridge moe_a2a_overlap): the
   // 1F1B steady state runs one micro-batch's forward with another's backward,
   // each pass's dispatch/combine hidden under the other's compute
-  // (docs/time-model.md "MoE layers"). Off: the all-to-alls are exposed.
+  // (docs/time-model.md "MoE layers"). Off, and for full-recompute plans
+  // (which Megatron-Core refuses it with): the all-to-alls are exposed.
   bool ep_a2a_overlap = false;
   // The implementation the plan is predicted for (common/framework.h): p3d's
   // executor unless a framework profile sets it (p3d-plan --framework), along

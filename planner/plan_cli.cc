@@ -159,6 +159,12 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
     if (!ParseRecompute(o.recompute, &recompute))
       return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
     s.fixed.recompute = recompute;
+    // Megatron-Core's validate_args refuses the EP all-to-all overlap with
+    // full recompute (TrainingSpec::ep_a2a_overlap).
+    if (o.ep_a2a_overlap && recompute == Recompute::kFull)
+      return Status::InvalidArgument(
+          "--ep-a2a-overlap with --recompute full: Megatron-Core refuses --overlap-moe-expert-parallel-comm "
+          "with full recomputation");
   }
   if (!o.attention.empty()) {
     AttentionImpl attention;

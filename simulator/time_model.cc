@@ -610,20 +610,21 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const
 // dispatch + combine `ef` hide under the paired backward's compute `bk` and the
 // backward's `eb` under the forward's `fk`; what exceeds it stays exposed. The
 // warm-up forwards, and as many cool-down backwards, run unpaired with their
-// all-to-alls exposed: rank r's warm-up of the schedule (WarmupForwards) plus
-// the one more micro-batch Megatron warms up with the overlap on (a forward
-// must run before the first pair: with PP = 1 only the first forward and the
-// last backward are unpaired). A chunk's pass takes the mean over its m*VPP
-// passes of the step (the pipeline simulator times one duration per chunk),
-// its partner's compute taken as its own chunk's.
+// all-to-alls exposed: the forwards rank r runs before its first backward
+// (WarmupForwards: the schedule's warm-up and its first steady forward, which
+// is the one more warm-up micro-batch Megatron runs with the overlap on, so
+// that the first pair has a backward to meet; with PP = 1 only the first
+// forward and the last backward are unpaired). A chunk's pass takes the mean
+// over its m*VPP passes of the step (the pipeline simulator times one
+// duration per chunk), its partner's compute taken as its own chunk's.
 void TimeModel::Impl::EpOverlap(const Plan& plan, int r, double fk, double bk, double* ef, double* eb,
                                 Derivation* w) {
   Status status;
   const PipeSchedule* schedule = Schedule(plan, &status);
   const double passes = static_cast<double>(plan.grad_accum) * plan.vpp;
   const double warm = schedule ? static_cast<double>(WarmupForwards(*schedule, r)) : passes;
-  const double u = P3D_TERM(w, "chunk.ep_overlap.unpaired", "min(1, (warm + 1)/(m*VPP))",
-                            std::min(1.0, (warm + 1) / passes),
+  const double u = P3D_TERM(w, "chunk.ep_overlap.unpaired", "min(1, warm/(m*VPP))",
+                            std::min(1.0, warm / passes),
                             "share of the rank's forwards (and backwards) that run unpaired, all-to-alls exposed",
                             {"warm", warm}, {"m", static_cast<double>(plan.grad_accum)},
                             {"VPP", static_cast<double>(plan.vpp)});
@@ -702,7 +703,8 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const double fc = n * sc.cp_layer_fwd, bc = n * sc.cp_layer_bwd;  // CP ring, exposed
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
   double ef = n_moe * sc.ep_layer_fwd, eb = n_moe * sc.ep_layer_bwd;
-  if (training.ep_a2a_overlap && n_moe > 0) EpOverlap(plan, r, fk + ft + fc, bk + bt + bc, &ef, &eb, w);
+  // Megatron-Core refuses the overlap with full recompute: such a plan's all-to-alls stay exposed.
+  if (training.ep_a2a_overlap && n_moe > 0 && plan.recompute != Recompute::kFull) EpOverlap(plan, r, fk + ft + fc, bk + bt + bc, &ef, &eb, w);
   const double chunk_params = chunk_layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
   const Framework& fw = training.framework;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/planner/catalog_request.h"
+#include "tests/planner/run_cli.h"
 #include "planner/search.h"
 
 namespace p3d {
@@ -35,6 +36,18 @@ TEST(PlanFlagsTest, SpFlagsSetTheDimensionAndExcludeEachOther) {
   EXPECT_EQ(*Parse({"--sp"})->sequence_parallel, true);
   EXPECT_EQ(*Parse({"--no-sp"})->sequence_parallel, false);
   EXPECT_FALSE(Parse({"--sp", "--no-sp"}).ok());
+}
+
+TEST(PlanFlagsTest, EpAllToAllOverlapIsOffUnlessAskedAndRefusedWithFullRecompute) {
+  EXPECT_FALSE(Parse({})->ep_a2a_overlap);
+  auto o = Parse({"--model", "qwen3-30b-a3b", "--gpus", "8", "--gpu", "h100-sxm", "--framework", "megatron-core",
+                  "--ep", "8", "--ep-a2a-overlap", "--recompute", "full"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(o->ep_a2a_overlap);
+  const CliResult r = RunCli(*o);
+  EXPECT_EQ(r.status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(r.status.message().find("--ep-a2a-overlap with --recompute full"), std::string::npos)
+      << r.status.message();
 }
 
 // The CLI's default search covers exactly the library's default search space.
