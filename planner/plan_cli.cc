@@ -145,6 +145,12 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.cp = o.cp;
   s.fixed.zero_shard = o.zero_shard;
   s.fixed.vpp = o.vpp;
+  // Megatron-Core refuses the EP all-to-all overlap with PP > 1 without
+  // interleaving (EpOverlapRuns), as with full recompute below.
+  if (o.ep_a2a_overlap && o.pp && *o.pp > 1 && o.vpp && *o.vpp == 1)
+    return Status::InvalidArgument(
+        "--ep-a2a-overlap with --pp > 1 and --vpp 1: Megatron-Core runs --overlap-moe-expert-parallel-comm "
+        "only with interleaved pipeline stages when PP > 1");
   s.fixed.ep = o.ep;
   s.fixed.etp = o.etp;
   s.fixed.first_stage_layers = o.first_stage_layers;
@@ -159,8 +165,8 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
     if (!ParseRecompute(o.recompute, &recompute))
       return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
     s.fixed.recompute = recompute;
-    // Megatron-Core's validate_args refuses the EP all-to-all overlap with
-    // full recompute (TrainingSpec::ep_a2a_overlap).
+    // Megatron-Core refuses the EP all-to-all overlap with full recompute
+    // (EpOverlapRuns).
     if (o.ep_a2a_overlap && recompute == Recompute::kFull)
       return Status::InvalidArgument(
           "--ep-a2a-overlap with --recompute full: Megatron-Core refuses --overlap-moe-expert-parallel-comm "

@@ -703,8 +703,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
   const double fc = n * sc.cp_layer_fwd, bc = n * sc.cp_layer_bwd;  // CP ring, exposed
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
   double ef = n_moe * sc.ep_layer_fwd, eb = n_moe * sc.ep_layer_bwd;
-  // Megatron-Core refuses the overlap with full recompute: such a plan's all-to-alls stay exposed.
-  if (training.ep_a2a_overlap && n_moe > 0 && plan.recompute != Recompute::kFull) EpOverlap(plan, r, fk + ft + fc, bk + bt + bc, &ef, &eb, w);
+  if (n_moe > 0 && EpOverlapRuns(training, plan)) EpOverlap(plan, r, fk + ft + fc, bk + bt + bc, &ef, &eb, w);
   const double chunk_params = chunk_layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
   const Framework& fw = training.framework;
@@ -1046,7 +1045,7 @@ bool TimeModel::Impl::SameWork(const Plan& plan, int a, int b) const {
       fw.OverlapsGradReduce(plan.pp, a) != fw.OverlapsGradReduce(plan.pp, b))
     return false;
   // The EP all-to-all overlap depends on the rank's warm-up (EpOverlap).
-  if (training.ep_a2a_overlap && plan.ep > 1) return false;
+  if (EpOverlapRuns(training, plan)) return false;
   // Layer kinds (stage_kinds.h): every chunk of the two ranks alike.
   if (!model.moe() && model.sliding_window == 0) return true;
   for (int c = 0; c < plan.vpp; ++c) {

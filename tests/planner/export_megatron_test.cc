@@ -387,8 +387,8 @@ TEST(MegatronExport, PlacementWritesTheMappingFlag) {
 }
 
 TEST(MegatronExport, EpAllToAllOverlapWritesMegatronsFlagWhereItRuns) {
-  // TrainingSpec::ep_a2a_overlap: written with EP > 1, never with full
-  // recompute (Megatron-Core's validate_args refuses the two together).
+  // TrainingSpec::ep_a2a_overlap: written where Megatron-Core runs it
+  // (EpOverlapRuns: EP > 1, no full recompute, VPP > 1 when PP > 1).
   const ModelSpec qwen = *ZooModel("qwen3-30b-a3b");
   auto count = [&](const Plan& plan, bool overlap) {
     PlanRequest request = RequestFor(qwen, plan, 4096);
@@ -402,6 +402,9 @@ TEST(MegatronExport, EpAllToAllOverlapWritesMegatronsFlagWhereItRuns) {
   EXPECT_EQ(count(ep8, true), 1u);
   EXPECT_EQ(count(MakePlan(8, 1, 1, 1, 1, 1, 64), true), 0u);  // EP 1
   EXPECT_EQ(count(WithEp(MakePlan(8, 1, 1, 1, 1, 1, 64, Recompute::kFull), 8), true), 0u);
+  // PP > 1 needs interleaving.
+  EXPECT_EQ(count(WithEp(MakePlan(8, 1, 2, 1, 1, 1, 64), 8), true), 0u);
+  EXPECT_EQ(count(WithEp(MakePlan(8, 1, 2, 2, 1, 1, 64), 8), true), 1u);
 }
 
 TEST(MegatronExport, RefusesOptimizerStatePrecisionItDoesNotWrite) {

@@ -188,6 +188,20 @@ TEST(MoeEpOverlap, AllToAllsLongerThanThePartnersComputeStayExposedBeyondIt) {
   EXPECT_NEAR(exposed_b, 0.25 * eb + 0.75 * (eb - fk), 1e-12);
 }
 
+TEST(MoeEpOverlap, PlansMegatronRefusesItForKeepTheirAllToAllsExposed) {
+  // Full recompute, and PP > 1 without interleaving (EpOverlapRuns).
+  EpOverlapCase full(1, 4);
+  full.plan.recompute = Recompute::kFull;
+  EXPECT_DOUBLE_EQ(full.Time(true).ep_comm_s, full.Time(false).ep_comm_s);
+  EXPECT_EQ(full.Term(true, "chunk.ep_overlap.unpaired"), -1);  // not recorded
+  EpOverlapCase plain(1, 8);
+  plain.plan.dp = 4, plain.plan.ep = 4, plain.plan.pp = 2;
+  plain.training.global_batch = plain.plan.global_batch();
+  EXPECT_DOUBLE_EQ(plain.Time(true).ep_comm_s, plain.Time(false).ep_comm_s);
+  plain.plan.vpp = 2;
+  EXPECT_LT(plain.Time(true).ep_comm_s, plain.Time(false).ep_comm_s);
+}
+
 TEST(MoeZero3, AllToAllsRunInsideTheGatherChains) {
   // ZeRO-3 with EP = DP (no expert weight gathered): the all-to-alls are part
   // of the chains' layer modules, so the kernels left after the collectives
