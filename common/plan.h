@@ -117,6 +117,13 @@ struct TrainingSpec {
   }
   // FP8 recipe of the linear layers' GEMMs (common/fp8.h); kOff: all bf16.
   Fp8Recipe fp8 = Fp8Recipe::kOff;
+  // MoE expert-parallel all-to-all overlap (Megatron-Core
+  // --overlap-moe-expert-parallel-comm, Megatron-Bridge moe_a2a_overlap): the
+  // 1F1B steady state runs one micro-batch's forward with another's backward,
+  // each pass's dispatch/combine hidden under the other's compute
+  // (docs/time-model.md "MoE layers"). Off, and for plans Megatron-Core
+  // refuses it with (EpOverlapRuns): the all-to-alls are exposed.
+  bool ep_a2a_overlap = false;
   // The implementation the plan is predicted for (common/framework.h): p3d's
   // executor unless a framework profile sets it (p3d-plan --framework), along
   // with the recipe fields above.
@@ -200,6 +207,16 @@ struct Plan {
   // The embedding or the loss counts as a layer in the pipeline split.
   bool accounts_edges() const { return account_for_embedding || account_for_loss; }
 };
+
+// Whether the EP all-to-all overlap the training asks for
+// (TrainingSpec::ep_a2a_overlap) runs for `plan`: Megatron-Core's
+// TransformerConfig refuses it without expert parallelism, with full
+// recompute, and with PP > 1 without interleaving (VPP > 1). A plan outside
+// it is priced and exported with its all-to-alls exposed.
+inline bool EpOverlapRuns(const TrainingSpec& training, const Plan& plan) {
+  return training.ep_a2a_overlap && plan.ep > 1 && plan.recompute != Recompute::kFull &&
+         (plan.pp == 1 || plan.vpp > 1);
+}
 
 // Tokens of one micro-batch on one rank: B*S/CP (a CP rank holds S/CP
 // tokens of each of its B sequences).

@@ -225,6 +225,9 @@ void AddMechanisms(const PlanRequest& request, const Plan& plan, Args& args) {
   if (dp_cp > 1 && plan.zero == 1 && fw.param_gather_overlap) args.push_back({"--overlap-param-gather", ""});
   if (plan.tp > 1 && plan.sequence_parallel && fw.tp_overlap == TpOverlap::kUserBuffers)
     args.push_back({"--tp-comm-overlap", ""});
+  // TrainingSpec::ep_a2a_overlap, where Megatron-Core runs it (EpOverlapRuns).
+  if (EpOverlapRuns(request.training, plan))
+    args.push_back({"--overlap-moe-expert-parallel-comm", ""});
 }
 
 void AddBatchAndPrecision(const PlanRequest& request, const Plan& plan, Args& args) {

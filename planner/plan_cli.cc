@@ -102,6 +102,7 @@ Status ResolveTraining(const PlanCliOptions& o, TrainingSpec* out) {
     t.precision.optimizer_bytes = *o.adam_bytes;
   }
   if (o.dropout) t.dropout = *o.dropout;
+  t.ep_a2a_overlap = o.ep_a2a_overlap;
   if (!o.fp8.empty() && !ParseFp8Recipe(o.fp8, &t.fp8))
     return Status::InvalidArgument(fmt::format("--fp8 must be one of {}, got '{}'", Fp8RecipeNames(), o.fp8));
   // A recipe the framework cannot run at all (rule fp8-recipe, kind limit).
@@ -144,6 +145,12 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
   s.fixed.cp = o.cp;
   s.fixed.zero_shard = o.zero_shard;
   s.fixed.vpp = o.vpp;
+  // Megatron-Core refuses the EP all-to-all overlap with PP > 1 without
+  // interleaving (EpOverlapRuns), as with full recompute below.
+  if (o.ep_a2a_overlap && o.pp && *o.pp > 1 && o.vpp && *o.vpp == 1)
+    return Status::InvalidArgument(
+        "--ep-a2a-overlap with --pp > 1 and --vpp 1: Megatron-Core runs --overlap-moe-expert-parallel-comm "
+        "only with interleaved pipeline stages when PP > 1");
   s.fixed.ep = o.ep;
   s.fixed.etp = o.etp;
   s.fixed.first_stage_layers = o.first_stage_layers;
@@ -158,6 +165,12 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
     if (!ParseRecompute(o.recompute, &recompute))
       return Status::InvalidArgument(fmt::format("--recompute must be none, selective or full, got '{}'", o.recompute));
     s.fixed.recompute = recompute;
+    // Megatron-Core refuses the EP all-to-all overlap with full recompute
+    // (EpOverlapRuns).
+    if (o.ep_a2a_overlap && recompute == Recompute::kFull)
+      return Status::InvalidArgument(
+          "--ep-a2a-overlap with --recompute full: Megatron-Core refuses --overlap-moe-expert-parallel-comm "
+          "with full recomputation");
   }
   if (!o.attention.empty()) {
     AttentionImpl attention;

@@ -83,6 +83,9 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
                  "FP8 recipe of the linear layers' GEMMs (Transformer Engine): off (default) | delayed | tensorwise | "
                  "blockwise | mxfp8 (Blackwell)")
       ->check(NonEmpty());
+  app.add_flag("--ep-a2a-overlap", o->ep_a2a_overlap,
+               "MoE: hide the expert-parallel all-to-alls under another micro-batch's compute in the 1F1B "
+               "steady state (Megatron-Core --overlap-moe-expert-parallel-comm); default off");
   app.add_option("--master-bytes", o->master_bytes, "bytes/param of master weights (default 4 = fp32)");
   app.add_option("--adam-bytes", o->adam_bytes, "bytes/param of Adam moments (default 8 = two fp32)");
   CLI::Option* dropout = app.add_flag_callback("--dropout", [o] { o->dropout = true; },

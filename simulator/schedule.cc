@@ -150,4 +150,14 @@ StatusOr<PipeSchedule> BuildSchedule(ScheduleKind kind, int pp, int vpp, int64_t
   return Status::InvalidArgument("schedule: unknown schedule kind");
 }
 
+int64_t WarmupForwards(const PipeSchedule& schedule, int rank) {
+  if (rank < 0 || rank >= static_cast<int>(schedule.size())) return 0;
+  int64_t forwards = 0;
+  for (const PipeStep& step : schedule[rank]) {
+    if (step.kind == StepKind::kBackward) break;
+    forwards += step.kind == StepKind::kForward;
+  }
+  return forwards;
+}
+
 }  // namespace p3d

@@ -44,4 +44,9 @@ using PipeSchedule = std::vector<std::vector<PipeStep>>;
 // interleaved needs vpp > 1 and m % pp == 0 (Megatron's constraint).
 StatusOr<PipeSchedule> BuildSchedule(ScheduleKind kind, int pp, int vpp, int64_t microbatches);
 
+// Forwards pipeline rank `rank` runs before its first backward: the warm-up
+// of the 1F1B schedules (all of its forwards under GPipe). A rank out of
+// range has none.
+int64_t WarmupForwards(const PipeSchedule& schedule, int rank);
+
 }  // namespace p3d

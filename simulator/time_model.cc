@@ -298,6 +298,8 @@ struct TimeModel::Impl {
   const ShapeCosts& Shape(const Plan& plan);
   ShapeCosts CostsOfShape(const Plan& plan, Derivation* why) const;
   const PipeSchedule* Schedule(const Plan& plan, Status* status);
+  // The chunk's exposed EP all-to-alls `ef`, `eb` under TrainingSpec::ep_a2a_overlap.
+  void EpOverlap(const Plan& plan, int r, double fk, double bk, double* ef, double* eb, Derivation* w);
   void CpRingExposed(const Plan& plan, ShapeCosts* s, Derivation* why) const;
   // Fills costs (per-chunk durations, p2p) and the per-rank TP, in-stage DP,
   // end-of-step DP and optimizer seconds: everything but the simulation.
@@ -636,6 +638,44 @@ TimeModel::Impl::Zero3Comm TimeModel::Impl::Zero3Modules(const Plan& plan, const
   return z3;
 }
 
+// EP all-to-all overlap (TrainingSpec::ep_a2a_overlap; Megatron-Core
+// --overlap-moe-expert-parallel-comm: pipeline_parallel/combined_1f1b.py and
+// the fine-grained layer schedule, which split each layer into attention,
+// dispatch, experts and combine nodes and run one micro-batch's forward with
+// another's backward, the all-to-alls on a communication stream). In the 1F1B
+// steady state every forward is paired with a backward: the forward's
+// dispatch + combine `ef` hide under the paired backward's compute `bk` and the
+// backward's `eb` under the forward's `fk`; what exceeds it stays exposed. The
+// warm-up forwards, and as many cool-down backwards, run unpaired with their
+// all-to-alls exposed: the forwards rank r runs before its first backward
+// (WarmupForwards: the schedule's warm-up and its first steady forward, which
+// is the one more warm-up micro-batch Megatron runs with the overlap on, so
+// that the first pair has a backward to meet; with PP = 1 only the first
+// forward and the last backward are unpaired). A chunk's pass takes the mean
+// over its m*VPP passes of the step (the pipeline simulator times one
+// duration per chunk), its partner's compute taken as its own chunk's.
+void TimeModel::Impl::EpOverlap(const Plan& plan, int r, double fk, double bk, double* ef, double* eb,
+                                Derivation* w) {
+  Status status;
+  const PipeSchedule* schedule = Schedule(plan, &status);
+  const double passes = static_cast<double>(plan.grad_accum) * plan.vpp;
+  const double warm = schedule ? static_cast<double>(WarmupForwards(*schedule, r)) : passes;
+  const double u = P3D_TERM(w, "chunk.ep_overlap.unpaired", "min(1, warm/(m*VPP))",
+                            std::min(1.0, warm / passes),
+                            "share of the rank's forwards (and backwards) that run unpaired, all-to-alls exposed",
+                            {"warm", warm}, {"m", static_cast<double>(plan.grad_accum)},
+                            {"VPP", static_cast<double>(plan.vpp)});
+  const double f = *ef, b = *eb;
+  *ef = P3D_TERM(w, "chunk.ep_overlap.forward", "u*ef + (1 - u)*max(0, ef - bk)",
+                 u * f + (1 - u) * std::max(0.0, f - bk),
+                 "exposed forward all-to-alls: unpaired, or beyond the paired backward's compute", {"u", u},
+                 {"ef", f}, {"bk", bk});
+  *eb = P3D_TERM(w, "chunk.ep_overlap.backward", "u*eb + (1 - u)*max(0, eb - fk)",
+                 u * b + (1 - u) * std::max(0.0, b - fk),
+                 "exposed backward all-to-alls: unpaired, or beyond the paired forward's compute", {"u", u},
+                 {"eb", b}, {"fk", fk});
+}
+
 // Chunk c of pipeline rank r (virtual stage v = c*PP + r), one micro-batch:
 // its forward and backward seconds (kernels, TP collectives, and under ZeRO-3
 // the prefetched parameter gathers), the DP/offload traffic exposed inside
@@ -697,9 +737,10 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       plan.ep > 1 && layers > 0 ? static_cast<double>(ChunkKinds(model, plan, v).count[LayerKind{true, false}.index()] +
                                                       ChunkKinds(model, plan, v).count[LayerKind{true, true}.index()])
                                 : 0.0;
-  const double ef = n_moe * sc.ep_layer_fwd, eb = n_moe * sc.ep_layer_bwd;
   const double fc = n * sc.cp_layer_fwd, bc = n * sc.cp_layer_bwd;  // CP ring, exposed
   const double fk = n * layer_fwd + edge_fwd, bk = n * layer_bwd + edge_bwd;
+  double ef = n_moe * sc.ep_layer_fwd, eb = n_moe * sc.ep_layer_bwd;
+  if (n_moe > 0 && EpOverlapRuns(training, plan)) EpOverlap(plan, r, fk + ft + fc, bk + bt + bc, &ef, &eb, w);
   const double chunk_params = chunk_layer_params + (is_first ? pc.first.embedding : 0) +
                               (is_last ? pc.last.head + pc.last.final_norm : 0);
   const Framework& fw = training.framework;
@@ -724,7 +765,9 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
       const ModuleComm& lay = uploads ? z3.layer_up : z3.layer;
       const Module front{ek.embedding_forward.total() + sc.tp_emb_fwd, emb.fetch};
       const Module back{ek.head_forward.total() + sc.tp_head_fwd, head.fetch};
-      const Module layer{layer_fwd + sc.tp_layer_fwd + sc.cp_layer_fwd, lay.fetch};
+      // The chunk's EP all-to-alls spread over its layers (ef, eb: n_moe of them).
+      const double ep_f = n > 0 ? ef / n : 0, ep_b = n > 0 ? eb / n : 0;
+      const Module layer{layer_fwd + sc.tp_layer_fwd + sc.cp_layer_fwd + ep_f, lay.fetch};
       *tf = PrefetchChain(rec, "chunk.forward", is_first ? &front : nullptr, layers, layer,
                           is_last ? &back : nullptr);
       // Backward (reverse order): gather again (unless kept from the
@@ -734,7 +777,7 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                           again * head.fetch + head.scatter};
       const Module bback{ek.embedding_backward.total() + sc.tp_emb_bwd,
                          again * emb.fetch + emb.scatter};
-      const Module blayer{layer_bwd + sc.tp_layer_bwd + sc.cp_layer_bwd,
+      const Module blayer{layer_bwd + sc.tp_layer_bwd + sc.cp_layer_bwd + ep_b,
                           again * lay.fetch + lay.scatter};
       *tb = PrefetchChain(rec, "chunk.backward", is_last ? &bfront : nullptr, layers, blayer,
                           is_first ? &bback : nullptr);
@@ -751,11 +794,11 @@ void TimeModel::Impl::Chunk(const Plan& plan, const ShapeCosts& sc, const PlanCo
                    {"tb", tb}, {"tb0", tb0});
     }
     dp_in = P3D_TERM(w, "chunk.dp_exposed",
-                     "(tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off",
-                     (tf - (fk + ft + fc)) + (tb - (bk + bt + bc)) - off_in,
+                     "(tf - (fk + ft + fc + ef)) + (tb - (bk + bt + bc + eb)) - off",
+                     (tf - (fk + ft + fc + ef)) + (tb - (bk + bt + bc + eb)) - off_in,
                      "ZeRO-3 gathers and reduce-scatters the chains could not hide", {"tf", tf},
-                     {"fk", fk}, {"ft", ft}, {"fc", fc}, {"tb", tb}, {"bk", bk}, {"bt", bt},
-                     {"bc", bc}, {"off", off_in});
+                     {"fk", fk}, {"ft", ft}, {"fc", fc}, {"ef", ef}, {"tb", tb}, {"bk", bk}, {"bt", bt},
+                     {"bc", bc}, {"eb", eb}, {"off", off_in});
     fwd = tf;
     bwd = tb;
     const double fetches = reshard ? 2.0 : 1.0;
@@ -1068,6 +1111,8 @@ bool TimeModel::Impl::SameWork(const Plan& plan, int a, int b) const {
   if (StageLayers(plan, model.layers, a) != StageLayers(plan, model.layers, b) ||
       fw.OverlapsGradReduce(plan.pp, a) != fw.OverlapsGradReduce(plan.pp, b))
     return false;
+  // The EP all-to-all overlap depends on the rank's warm-up (EpOverlap).
+  if (EpOverlapRuns(training, plan)) return false;
   // Layer kinds (stage_kinds.h): every chunk of the two ranks alike.
   if (!model.moe() && model.sliding_window == 0) return true;
   for (int c = 0; c < plan.vpp; ++c) {

@@ -171,6 +171,12 @@ Row Build(const json& r) {
   // (Composer's MixedPrecision; the row's precision says which it ran).
   if (Str(r, "precision").find("PURE") != std::string::npos)
     row.request.training.framework.sharded_grad_reduce_bytes = 2;
+  // Megatron-Core's EP all-to-all overlap, where the row's source or its
+  // recipe turns it on (field ep_a2a_overlap; TrainingSpec::ep_a2a_overlap).
+  if (Has(r, "ep_a2a_overlap")) {
+    if (!r["ep_a2a_overlap"].is_boolean()) return no("'ep_a2a_overlap' must be true or false");
+    row.request.training.ep_a2a_overlap = r["ep_a2a_overlap"].get<bool>();
+  }
   row.request.training.global_batch = Int(r, "global_batch", 0);
   row.request.training.seq = Int(r, "seq_len", 0);
 

@@ -386,6 +386,27 @@ TEST(MegatronExport, PlacementWritesTheMappingFlag) {
   EXPECT_EQ(ParseArgs(mapped->text).count("--use-tp-pp-dp-mapping"), 1u);
 }
 
+TEST(MegatronExport, EpAllToAllOverlapWritesMegatronsFlagWhereItRuns) {
+  // TrainingSpec::ep_a2a_overlap: written where Megatron-Core runs it
+  // (EpOverlapRuns: EP > 1, no full recompute, VPP > 1 when PP > 1).
+  const ModelSpec qwen = *ZooModel("qwen3-30b-a3b");
+  auto count = [&](const Plan& plan, bool overlap) {
+    PlanRequest request = RequestFor(qwen, plan, 4096);
+    request.training.ep_a2a_overlap = overlap;
+    auto out = ExportMegatronArgs(request, Evaluated(plan));
+    EXPECT_TRUE(out.ok()) << out.status().ToString();
+    return out.ok() ? ParseArgs(out->text).count("--overlap-moe-expert-parallel-comm") : 99u;
+  };
+  const Plan ep8 = WithEp(MakePlan(8, 1, 1, 1, 1, 1, 64), 8);
+  EXPECT_EQ(count(ep8, false), 0u);
+  EXPECT_EQ(count(ep8, true), 1u);
+  EXPECT_EQ(count(MakePlan(8, 1, 1, 1, 1, 1, 64), true), 0u);  // EP 1
+  EXPECT_EQ(count(WithEp(MakePlan(8, 1, 1, 1, 1, 1, 64, Recompute::kFull), 8), true), 0u);
+  // PP > 1 needs interleaving.
+  EXPECT_EQ(count(WithEp(MakePlan(8, 1, 2, 1, 1, 1, 64), 8), true), 0u);
+  EXPECT_EQ(count(WithEp(MakePlan(8, 1, 2, 2, 1, 1, 64), 8), true), 1u);
+}
+
 TEST(MegatronExport, RefusesOptimizerStatePrecisionItDoesNotWrite) {
   Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
   PlanRequest request = RequestFor(testing::Llama2_7B(), plan);

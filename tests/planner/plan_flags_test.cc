@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/planner/catalog_request.h"
+#include "tests/planner/run_cli.h"
 #include "planner/search.h"
 
 namespace p3d {
@@ -35,6 +36,25 @@ TEST(PlanFlagsTest, SpFlagsSetTheDimensionAndExcludeEachOther) {
   EXPECT_EQ(*Parse({"--sp"})->sequence_parallel, true);
   EXPECT_EQ(*Parse({"--no-sp"})->sequence_parallel, false);
   EXPECT_FALSE(Parse({"--sp", "--no-sp"}).ok());
+}
+
+TEST(PlanFlagsTest, EpAllToAllOverlapIsOffUnlessAskedAndRefusedWhereMegatronRefusesIt) {
+  EXPECT_FALSE(Parse({})->ep_a2a_overlap);
+  auto o = Parse({"--model", "qwen3-30b-a3b", "--gpus", "8", "--gpu", "h100-sxm", "--framework", "megatron-core",
+                  "--ep", "8", "--ep-a2a-overlap", "--recompute", "full"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(o->ep_a2a_overlap);
+  const CliResult r = RunCli(*o);
+  EXPECT_EQ(r.status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(r.status.message().find("--ep-a2a-overlap with --recompute full"), std::string::npos)
+      << r.status.message();
+  auto plain = Parse({"--model", "qwen3-30b-a3b", "--gpus", "16", "--gpu", "h100-sxm", "--framework",
+                      "megatron-core", "--ep", "8", "--pp", "2", "--vpp", "1", "--ep-a2a-overlap"});
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  const CliResult p = RunCli(*plain);
+  EXPECT_EQ(p.status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(p.status.message().find("--ep-a2a-overlap with --pp > 1 and --vpp 1"), std::string::npos)
+      << p.status.message();
 }
 
 // The CLI's default search covers exactly the library's default search space.

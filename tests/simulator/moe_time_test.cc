@@ -1,6 +1,7 @@
-// MoE layer terms of the compute model (docs/time-model.md, "MoE layers and
-// expert parallelism"): the token shuffles of the dispatch, priced as
-// memory-bound kernels at their own sizes.
+// MoE layer terms of the compute and time models (docs/time-model.md, "MoE
+// layers and expert parallelism"): the token shuffles of the dispatch, priced
+// as memory-bound kernels at their own sizes; ZeRO-3's gathers with EP; the
+// EP all-to-all overlap.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -109,6 +110,111 @@ TEST(MoeZero3, ExpertsAreGatheredOverTheExpertDataParallelGroupOnly) {
   // EP 4 of DP 8: 32 experts per rank, sharded over the 2 expert-DP ranks 4 apart.
   const double experts4 = RoutedExpertParamsPerGpu(model, moe, 1, 4);
   EXPECT_NEAR(LayerGather(8, 4), ag(dense, 8, 1) + ag(experts4, 2, 4), 1e-12);
+}
+
+// The EP all-to-all overlap (TrainingSpec::ep_a2a_overlap): Qwen3-30B-A3B
+// on 8 H100s, DP 8 = EP 8, PP 1, m micro-batches of 2 x 4096 tokens.
+struct EpOverlapCase {
+  ModelSpec model = ZooModel("qwen3-30b-a3b").value();
+  ClusterSpec cluster = CatalogCluster("h100-sxm").value();
+  TrainingSpec training;
+  Plan plan;
+  EpOverlapCase(int zero, int m) {
+    plan.dp = 8, plan.ep = 8, plan.zero = zero, plan.micro_batch = 2, plan.grad_accum = m;
+    cluster.num_gpus = plan.gpus();
+    training.seq = 4096;
+    training.global_batch = plan.global_batch();
+  }
+  TimeBreakdown Time(bool overlap) {
+    training.ep_a2a_overlap = overlap;
+    auto t = EstimateTime(model, training, cluster, plan);
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? t->time : TimeBreakdown{};
+  }
+  double Term(bool overlap, const char* name) {
+    training.ep_a2a_overlap = overlap;
+    auto terms = ExplainTime(model, training, cluster, plan);
+    EXPECT_TRUE(terms.ok()) << terms.status().ToString();
+    if (!terms.ok()) return -1;
+    for (const DerivedTerm& t : *terms)
+      if (t.name == name) return t.value;
+    return -1;
+  }
+};
+
+TEST(MoeEpOverlap, SteadyPairsHideTheAllToAllsUnderThePartnersCompute) {
+  EpOverlapCase c(1, 4);
+  // Without the overlap every pass's dispatch + combine is exposed.
+  const TimeBreakdown off = c.Time(false);
+  const double ef = c.Term(false, "layer.ep_comm.forward") * c.model.layers;
+  const double eb = c.Term(false, "layer.ep_comm.backward") * c.model.layers;
+  EXPECT_NEAR(off.ep_comm_s, 4 * (ef + eb), 1e-9);
+  // PP 1: the first forward and the last backward of 4 run unpaired.
+  EXPECT_DOUBLE_EQ(c.Term(true, "chunk.ep_overlap.unpaired"), 0.25);
+  // The all-to-alls of one Qwen3-30B-A3B layer at EP 8 inside a node are
+  // shorter than the partner pass's kernels: only the unpaired quarter shows.
+  const TimeBreakdown on = c.Time(true);
+  EXPECT_NEAR(c.Term(true, "chunk.ep_overlap.forward"), 0.25 * ef, 1e-12);
+  EXPECT_NEAR(c.Term(true, "chunk.ep_overlap.backward"), 0.25 * eb, 1e-12);
+  EXPECT_NEAR(on.ep_comm_s, 0.25 * off.ep_comm_s, 1e-9);
+  EXPECT_NEAR(on.compute_s, off.compute_s, 1e-9);
+  EXPECT_LT(on.step_s, off.step_s);
+}
+
+TEST(MoeEpOverlap, AllToAllsLongerThanThePartnersComputeStayExposedBeyondIt) {
+  // A 25x slower NVLink makes each pass's all-to-alls outlast the partner's
+  // kernels: a paired pass shows the excess, ef - bk and eb - fk.
+  EpOverlapCase c(1, 4);
+  for (NetworkTier& tier : c.cluster.network) tier.link.bytes_per_s /= 25;
+  const double ef = c.Term(false, "layer.ep_comm.forward") * c.model.layers;
+  const double eb = c.Term(false, "layer.ep_comm.backward") * c.model.layers;
+  c.training.ep_a2a_overlap = true;
+  auto terms = ExplainTime(c.model, c.training, c.cluster, c.plan);
+  ASSERT_TRUE(terms.ok()) << terms.status().ToString();
+  double bk = -1, fk = -1, exposed_f = -1, exposed_b = -1;
+  for (const DerivedTerm& t : *terms) {
+    if (t.name == "chunk.ep_overlap.forward") exposed_f = t.value;
+    if (t.name == "chunk.ep_overlap.backward") exposed_b = t.value;
+    for (const TermInput& in : t.inputs) {
+      if (t.name == "chunk.ep_overlap.forward" && std::string_view(in.name) == "bk") bk = in.value;
+      if (t.name == "chunk.ep_overlap.backward" && std::string_view(in.name) == "fk") fk = in.value;
+    }
+  }
+  ASSERT_GT(bk, 0);
+  ASSERT_GT(fk, 0);
+  ASSERT_GT(ef, bk);
+  ASSERT_GT(eb, fk);
+  EXPECT_NEAR(exposed_f, 0.25 * ef + 0.75 * (ef - bk), 1e-12);
+  EXPECT_NEAR(exposed_b, 0.25 * eb + 0.75 * (eb - fk), 1e-12);
+}
+
+TEST(MoeEpOverlap, PlansMegatronRefusesItForKeepTheirAllToAllsExposed) {
+  // Full recompute, and PP > 1 without interleaving (EpOverlapRuns).
+  EpOverlapCase full(1, 4);
+  full.plan.recompute = Recompute::kFull;
+  EXPECT_DOUBLE_EQ(full.Time(true).ep_comm_s, full.Time(false).ep_comm_s);
+  EXPECT_EQ(full.Term(true, "chunk.ep_overlap.unpaired"), -1);  // not recorded
+  EpOverlapCase plain(1, 8);
+  plain.plan.dp = 4, plain.plan.ep = 4, plain.plan.pp = 2;
+  plain.training.global_batch = plain.plan.global_batch();
+  EXPECT_DOUBLE_EQ(plain.Time(true).ep_comm_s, plain.Time(false).ep_comm_s);
+  plain.plan.vpp = 2;
+  EXPECT_LT(plain.Time(true).ep_comm_s, plain.Time(false).ep_comm_s);
+}
+
+TEST(MoeZero3, AllToAllsRunInsideTheGatherChains) {
+  // ZeRO-3 with EP = DP (no expert weight gathered): the all-to-alls are part
+  // of the chains' layer modules, so the kernels left after the collectives
+  // are the same as under ZeRO-1's plain chunks.
+  EpOverlapCase z3(3, 4), z1(1, 4);
+  const TimeBreakdown a = z3.Time(false), b = z1.Time(false);
+  EXPECT_GT(a.ep_comm_s, 0);
+  EXPECT_NEAR(a.ep_comm_s, b.ep_comm_s, 1e-9);
+  EXPECT_NEAR(a.compute_s, b.compute_s, 1e-6 * b.compute_s);
+  // The step holds the kernels and the all-to-alls, and what the chains
+  // could not hide is never negative.
+  EXPECT_GE(a.step_s, a.compute_s + a.ep_comm_s);
+  EXPECT_GE(a.dp_comm_s, 0);
 }
 
 }  // namespace

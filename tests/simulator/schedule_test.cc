@@ -102,6 +102,27 @@ TEST(ScheduleTest, OneFOneBWarmupDepth) {
   }
 }
 
+TEST(ScheduleTest, WarmupForwardsCountsForwardsBeforeTheFirstBackward) {
+  // 1F1B: pp-r-1 warm-up forwards + the first steady one; GPipe: all m.
+  auto one = BuildSchedule(ScheduleKind::k1F1B, 4, 1, 8);
+  ASSERT_TRUE(one.ok());
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(WarmupForwards(*one, r), 4 - r) << r;
+  auto gpipe = BuildSchedule(ScheduleKind::kGPipe, 4, 1, 8);
+  ASSERT_TRUE(gpipe.ok());
+  EXPECT_EQ(WarmupForwards(*gpipe, 2), 8);
+  // Interleaved (Megatron): (pp-r-1)*2 + (vpp-1)*pp warm-up + 1, capped at m*vpp.
+  auto inter = BuildSchedule(ScheduleKind::kInterleaved1F1B, 4, 2, 8);
+  ASSERT_TRUE(inter.ok());
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(WarmupForwards(*inter, r), (4 - r - 1) * 2 + 4 + 1) << r;
+  // PP = 1: one forward, then its backward.
+  auto single = BuildSchedule(ScheduleKind::k1F1B, 1, 1, 8);
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ(WarmupForwards(*single, 0), 1);
+  // A rank outside the schedule has none.
+  EXPECT_EQ(WarmupForwards(*one, 4), 0);
+  EXPECT_EQ(WarmupForwards(*one, -1), 0);
+}
+
 TEST(ScheduleTest, InvalidInputsGiveNamedErrors) {
   auto expect_error = [](StatusOr<PipeSchedule> s, const char* needle) {
     ASSERT_FALSE(s.ok());
