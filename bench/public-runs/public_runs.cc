@@ -61,15 +61,19 @@ std::string CatalogGpu(const std::string& gpu) {
 // covers stacks with different mechanisms: Megatron-LM before Megatron-Core
 // by year (the 2022 release added sequence parallelism, selective recompute
 // and the async TP all-reduce); PyTorch FSDP rows run by Composer
-// (llm-foundry), by NeMo AutoModel (nemo-automodel) or else by PyTorch's FSDP2
-// (torchtitan's profile). "" for stacks without a profile.
+// (llm-foundry), NeMo AutoModel's MoE models (nemo-automodel: its
+// components/moe/parallelizer.py path) or else by PyTorch's FSDP2 (torchtitan's
+// profile; AutoModel's dense path, components/distributed/parallelizer.py, is
+// "taken and modified from torchtitan"). "" for stacks without a profile.
 std::string ProfileOf(const json& r) {
   const std::string framework = Str(r, "framework"), version = Str(r, "framework_version");
   if (framework == "megatron-lm")
     return version.find("2022") != std::string::npos ? "megatron-lm-2022" : "megatron-lm-2021";
   if (framework == "fsdp") {
     if (version.find("Composer") != std::string::npos) return "llm-foundry";
-    return version.find("AutoModel") != std::string::npos ? "nemo-automodel" : "torchtitan";
+    const bool automodel_moe =
+        version.find("AutoModel") != std::string::npos && Int(r, "num_experts", 1) > 1;
+    return automodel_moe ? "nemo-automodel" : "torchtitan";
   }
   if (framework == "other") return "";
   return framework;
@@ -363,8 +367,8 @@ std::string Table(const json& doc, const std::string& only_set) {
       "regenerated). Sources, definitions and the held-aside rule: bench/public-runs/SOURCES.md. Every\n"
       "p3d figure is a **prediction** from the catalog GPU (no calibration) and the framework profile of the\n"
       "row's framework (`profile` column; simulator/frameworks/, docs/frameworks.md): Megatron-LM before\n"
-      "Megatron-Core by version year, PyTorch FSDP rows run by Composer with llm-foundry's, by NeMo AutoModel\n"
-      "with nemo-automodel's, others with torchtitan's; published figures are the sources' measurements. Fixed from the source: shape, GPU and\n"
+      "Megatron-Core by version year, PyTorch FSDP rows run by Composer with llm-foundry's, MoE rows of NeMo\n"
+      "AutoModel with nemo-automodel's, others with torchtitan's; published figures are the sources' measurements. Fixed from the source: shape, GPU and\n"
       "count, TP, PP, VPP, uneven stages where stated, DP, micro-batch, global batch, sequence length, and\n"
       "where stated recompute, sequence parallel and sharding (distributed optimizer = ZeRO-1, FSDP or\n"
       "ZeRO-3 = ZeRO-3), for MoE rows EP and expert TP with the zoo model of the row's HF config\n"
