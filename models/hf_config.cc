@@ -115,6 +115,10 @@ Status ParseDeepSeek(const JsonFields& f, ModelSpec& m) {
     P3D_ASSIGN_OR_RETURN(m.dense_layers, f.IntInRange("first_k_dense_replace", 0, kMaxModelLayers));
   }
   P3D_RETURN_IF_ERROR(CheckMoeEveryLayer(f, "moe_layer_freq"));
+  if (f.Has("n_group") || f.Has("topk_group")) {  // group-limited routing
+    P3D_ASSIGN_OR_RETURN(m.expert_groups, f.IntInRange("n_group", 1, kMaxModelExperts));
+    P3D_ASSIGN_OR_RETURN(m.groups_per_token, f.IntInRange("topk_group", 1, kMaxModelExperts));
+  }
   if (f.Has("topk_method")) {
     P3D_ASSIGN_OR_RETURN(std::string method, f.String("topk_method"));
     m.router_bias = method == "noaux_tc";

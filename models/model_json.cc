@@ -12,12 +12,13 @@ namespace p3d {
 namespace {
 
 // The shape fields, and the other fields a p3d model object may carry.
-constexpr std::array<std::string_view, 30> kShapeFields = {
+constexpr std::array<std::string_view, 32> kShapeFields = {
     "arch",     "layers",  "hidden",            "ffn",   "heads",         "kv_heads",       "vocab",
     "max_positions", "tie_embeddings", "qkv_bias", "experts", "experts_per_token", "alibi", "embedding_norm",
     "head_dim", "qk_norm", "attention_bias", "attention_sinks", "sliding_window", "full_attention_every",
     "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
-    "moe_ffn", "shared_experts", "dense_layers", "router_bias", "expert_bias"};
+    "moe_ffn", "shared_experts", "dense_layers", "router_bias", "expert_bias", "expert_groups",
+    "groups_per_token"};
 
 // The optional integer fields (0 = absent) and flags of the attention and MoE
 // variants (docs/models.md), with their ModelSpec members.
@@ -31,7 +32,8 @@ constexpr IntField kVariantInts[] = {
     {"q_lora_rank", &ModelSpec::q_lora_rank},       {"kv_lora_rank", &ModelSpec::kv_lora_rank},
     {"qk_nope_head_dim", &ModelSpec::qk_nope_head_dim}, {"qk_rope_head_dim", &ModelSpec::qk_rope_head_dim},
     {"v_head_dim", &ModelSpec::v_head_dim},         {"moe_ffn", &ModelSpec::moe_ffn},
-    {"shared_experts", &ModelSpec::shared_experts}, {"dense_layers", &ModelSpec::dense_layers}};
+    {"shared_experts", &ModelSpec::shared_experts}, {"dense_layers", &ModelSpec::dense_layers},
+    {"expert_groups", &ModelSpec::expert_groups},   {"groups_per_token", &ModelSpec::groups_per_token}};
 struct BoolField {
   const char* key;
   bool ModelSpec::*member;

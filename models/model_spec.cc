@@ -63,6 +63,26 @@ int64_t FfnParams(const ModelSpec& m, int64_t f, bool bias) {
   if (m.arch == Arch::kGpt2) return 2 * m.hidden * f + f + m.hidden;
   return 3 * m.hidden * f + (bias ? 2 * f + m.hidden : 0);
 }
+
+// Group-limited routing: both fields or neither; equal groups; the allowed
+// groups hold at least experts_per_token experts.
+Status CheckExpertGroups(const ModelSpec& m) {
+  if ((m.expert_groups > 0) != (m.groups_per_token > 0))
+    return Status::InvalidArgument(fmt::format(
+        "model fields 'expert_groups' ({}) and 'groups_per_token' ({}) are set together or not at all",
+        m.expert_groups, m.groups_per_token));
+  if (m.expert_groups == 0) return Status::Ok();
+  if (m.experts % m.expert_groups != 0)
+    return Status::InvalidArgument(fmt::format("model: experts {} do not split into expert_groups {} equal groups",
+                                               m.experts, m.expert_groups));
+  if (m.groups_per_token > m.expert_groups ||
+      m.groups_per_token * (m.experts / m.expert_groups) < m.experts_per_token)
+    return Status::InvalidArgument(fmt::format(
+        "model: groups_per_token {} must be at most expert_groups {} and its groups must hold experts_per_token {} "
+        "experts ({} per group)",
+        m.groups_per_token, m.expert_groups, m.experts_per_token, m.experts / m.expert_groups));
+  return Status::Ok();
+}
 }  // namespace
 
 int64_t ModelSpec::DenseMlpParams() const { return FfnParams(*this, ffn, false); }
@@ -143,10 +163,13 @@ Status Validate(const ModelSpec& m) {
   P3D_RETURN_IF_ERROR(non_negative("moe_ffn", m.moe_ffn, kMaxModelWidth));
   P3D_RETURN_IF_ERROR(non_negative("shared_experts", m.shared_experts, kMaxModelExperts));
   P3D_RETURN_IF_ERROR(non_negative("dense_layers", m.dense_layers, kMaxModelLayers));
+  P3D_RETURN_IF_ERROR(non_negative("expert_groups", m.expert_groups, kMaxModelExperts));
+  P3D_RETURN_IF_ERROR(non_negative("groups_per_token", m.groups_per_token, kMaxModelExperts));
   if (!m.moe()) {
     const std::pair<const char*, bool> moe_only[] = {
         {"moe_ffn", m.moe_ffn > 0}, {"shared_experts", m.shared_experts > 0},
-        {"dense_layers", m.dense_layers > 0}, {"router_bias", m.router_bias}, {"expert_bias", m.expert_bias}};
+        {"dense_layers", m.dense_layers > 0}, {"router_bias", m.router_bias}, {"expert_bias", m.expert_bias},
+        {"expert_groups", m.expert_groups > 0}};
     for (const auto& [field, set] : moe_only)
       if (set)
         return Status::InvalidArgument(
@@ -192,7 +215,7 @@ Status Validate(const ModelSpec& m) {
     return Status::InvalidArgument(fmt::format("model: heads {} is not divisible by kv_heads {}", m.heads, m.kv_heads));
   if (m.experts_per_token > m.experts)
     return Status::InvalidArgument(fmt::format("model: experts_per_token {} exceeds experts {}", m.experts_per_token, m.experts));
-  return Status::Ok();
+  return CheckExpertGroups(m);
 }
 
 }  // namespace p3d

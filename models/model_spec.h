@@ -79,6 +79,11 @@ struct ModelSpec {
   bool router_bias = false;       // E router parameters beside the H x E weight (gpt-oss bias,
                                   // DeepSeek-V3 e_score_correction_bias)
   bool expert_bias = false;       // gpt-oss: biases on every expert linear
+  // Group-limited routing (DeepSeek-V3 n_group / topk_group): the routed experts
+  // form expert_groups equal groups and a token's experts_per_token experts come
+  // from at most groups_per_token of them (0, 0: no limit).
+  int64_t expert_groups = 0;
+  int64_t groups_per_token = 0;
 
   bool moe() const { return experts > 1; }
   bool mla() const { return kv_lora_rank > 0; }

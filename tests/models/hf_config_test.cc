@@ -99,6 +99,8 @@ TEST(HfConfigTest, MatchesZoo) {
   for (const auto& [file, id] : kPairs) {
     ModelSpec a = Load(file), b = *ZooModel(id);
     EXPECT_EQ(a.TotalParams(), b.TotalParams()) << id;
+    EXPECT_EQ(a.expert_groups, b.expert_groups) << id;  // DeepSeek-V3: n_group 8, topk_group 4
+    EXPECT_EQ(a.groups_per_token, b.groups_per_token) << id;
     EXPECT_EQ(a.ActiveParams(), b.ActiveParams()) << id;
     EXPECT_EQ(a.max_positions, b.max_positions) << id;
     for (int64_t i = 0; i < a.layers; ++i) EXPECT_EQ(a.KindOfLayer(i).index(), b.KindOfLayer(i).index()) << id;

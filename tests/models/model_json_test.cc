@@ -86,6 +86,11 @@ TEST(ModelJsonTest, MoeAndAttentionVariantsNameTheField) {
       {moe, "v_head_dim", 0, "'v_head_dim' > 0"},
       {moe, "kv_heads", 8, "kv_heads 8 must equal heads 128"},
       {moe, "qk_norm", true, "MLA attention takes no"},
+      {dense, "expert_groups", 8, "'expert_groups' applies to MoE models only"},
+      {moe, "groups_per_token", 0, "set together or not at all"},
+      {moe, "expert_groups", 7, "do not split into expert_groups 7"},
+      {moe, "groups_per_token", 9, "groups_per_token 9 must be at most expert_groups 8"},
+      {moe, "expert_groups", 256, "its groups must hold experts_per_token 8"},
   };
   for (const auto& [base, field, value, needle] : kCases) {
     nlohmann::json obj = base;
