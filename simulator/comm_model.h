@@ -40,8 +40,9 @@
 //     round a ring: the m-1 members in its domain below the outermost tier
 //     crossed over that domain's links, bw_in, the n-m others over the
 //     crossed tier's per-GPU share, bw, both at once)
-//   DeepEP dispatch (token_bytes per token, k experts per token out of E, the
-//   group's n members in n/m domains of m, "nodes"):
+//   DeepEP dispatch (token_bytes: one copy of each of the member's tokens,
+//   each token routed to k of E experts; the group's n members in n/m
+//   domains of m, "nodes"):
 //     max(r*(m-1)/m * token_bytes / bw_in, d*(N-1)/N * token_bytes / bw) + (n-1) * alpha
 //     with N = n/m nodes, d = ExpectedDistinctGroups(E, N, k) nodes and
 //     r = ExpectedDistinctGroups(E, n, k) ranks a token's experts are on
@@ -87,10 +88,11 @@ double AllToAllSeconds(double bytes, const GroupPath& path);
 // probability C(items - items/groups, k) / C(items, k); by linearity of
 // expectation groups * (1 - C(items - items/groups, k) / C(items, k)).
 double ExpectedDistinctGroups(double items, double groups, double k);
-// Seconds for one DeepEP dispatch (or combine) of `token_bytes` per token,
-// each token routed to k of `experts` experts spread evenly over `path`'s
-// members (formula above; 0 when path.size == 1). Against AllToAllSeconds of
-// k*token_bytes it crosses the outermost tier with d/k of the bytes.
+// Seconds for one DeepEP dispatch (or combine) in which each member holds
+// `token_bytes` (one copy of each of its tokens), each token routed to k of
+// `experts` experts spread evenly over `path`'s members (formula above; 0
+// when path.size == 1). Against AllToAllSeconds of k*token_bytes it crosses
+// the outermost tier with d/k of the bytes.
 double DeepEpAllToAllSeconds(double token_bytes, double k, double experts, const GroupPath& path);
 
 // Seconds to send `bytes` from `rank` to `rank + stride`, over the link of

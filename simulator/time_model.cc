@@ -465,18 +465,19 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     const GroupPath ep_path = GroupPathFor(cluster.network, plan.ep, plan.expert_tp());
     const double T_r = MicroBatchTokens(plan, training) / plan.sequence_shards();
     const double k = static_cast<double>(model.experts_per_token);
-    const double bytes = T_r * k * model.hidden * training.precision.activation_bytes;
+    const double tb = T_r * model.hidden * training.precision.activation_bytes;  // one copy of each token
+    const double bytes = tb * k;
     const double m = ep_path.inner_members, n = ep_path.size, E = static_cast<double>(model.experts);
     // DeepEP (TrainingSpec::ep_deepep): one copy of each token per node
     // holding one of its experts across, fanned out inside the node.
     const double a2a =
         training.ep_deepep
             ? P3D_TERM(why, "ep.deepep", "max(r*(m - 1)/m*tb/bw_in, d*(n/m - 1)/(n/m)*tb/bw) + (n - 1)*latency",
-                       DeepEpAllToAllSeconds(bytes / k, k, E, ep_path),
-                       "DeepEP dispatch over the EP group's n/m nodes of m: a token's tb bytes cross once "
-                       "to each of the d nodes its k experts are on (expected, balanced routing), "
-                       "reach the r ranks over NVLink",
-                       {"m", m}, {"n", n}, {"tb", bytes / k}, {"k", k}, {"E", E},
+                       DeepEpAllToAllSeconds(tb, k, E, ep_path),
+                       "DeepEP dispatch over the EP group's n/m nodes of m, tb = one copy of the rank's tokens: "
+                       "a token crosses once to each of the d nodes its k experts are on (expected, balanced "
+                       "routing) and reaches the r ranks there over NVLink",
+                       {"m", m}, {"n", n}, {"tb", tb}, {"k", k}, {"E", E},
                        {"d", ExpectedDistinctGroups(E, n / m, k)}, {"r", ExpectedDistinctGroups(E, n, k)},
                        {"bw_in", ep_path.inner_bytes_per_s}, {"bw", ep_path.bus_bytes_per_s},
                        {"latency", ep_path.latency_s})
