@@ -124,6 +124,13 @@ struct TrainingSpec {
   // (docs/time-model.md "MoE layers"). Off, and for plans Megatron-Core
   // refuses it with (EpOverlapRuns): the all-to-alls are exposed.
   bool ep_a2a_overlap = false;
+  // MoE token dispatch with DeepEP (Megatron-Core --moe-token-dispatcher-type
+  // flex --moe-enable-deepep, NeMo AutoModel backend.enable_deepep): each token
+  // crosses to every node holding one of its experts once, over RDMA, and fans
+  // out inside that node over NVLink (DeepEpAllToAllSeconds,
+  // simulator/comm_model.h; docs/time-model.md "MoE layers"). Off: the
+  // all-to-all dispatcher, one copy per routed expert.
+  bool ep_deepep = false;
   // The implementation the plan is predicted for (common/framework.h): p3d's
   // executor unless a framework profile sets it (p3d-plan --framework), along
   // with the recipe fields above.

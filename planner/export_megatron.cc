@@ -286,8 +286,15 @@ void AddModelShape(const PlanRequest& request, Args& args) {
     args.push_back({"--num-experts", std::to_string(m.experts)});
     args.push_back({"--moe-router-topk", std::to_string(m.experts_per_token)});
     args.push_back({"--moe-ffn-hidden-size", std::to_string(m.expert_ffn())});
-    // The all-to-all dispatcher p3d prices (simulator time model, "ep.all_to_all").
-    args.push_back({"--moe-token-dispatcher-type", "alltoall"});
+    // The dispatcher p3d prices (simulator time model): all-to-all
+    // ("ep.all_to_all") or DeepEP through the flex dispatcher
+    // ("ep.deepep", TrainingSpec::ep_deepep).
+    if (request.training.ep_deepep) {
+      args.push_back({"--moe-token-dispatcher-type", "flex"});
+      args.push_back({"--moe-enable-deepep", ""});
+    } else {
+      args.push_back({"--moe-token-dispatcher-type", "alltoall"});
+    }
     if (m.shared_experts > 0)
       args.push_back({"--moe-shared-expert-intermediate-size", std::to_string(m.shared_experts * m.expert_ffn())});
     // Leading dense layers: a per-layer pattern (1 = MoE).

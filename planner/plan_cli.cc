@@ -103,6 +103,7 @@ Status ResolveTraining(const PlanCliOptions& o, TrainingSpec* out) {
   }
   if (o.dropout) t.dropout = *o.dropout;
   t.ep_a2a_overlap = o.ep_a2a_overlap;
+  t.ep_deepep = o.ep_deepep;
   if (!o.fp8.empty() && !ParseFp8Recipe(o.fp8, &t.fp8))
     return Status::InvalidArgument(fmt::format("--fp8 must be one of {}, got '{}'", Fp8RecipeNames(), o.fp8));
   // A recipe the framework cannot run at all (rule fp8-recipe, kind limit).
@@ -151,6 +152,10 @@ StatusOr<SearchOptions> ResolveSearch(const PlanCliOptions& o) {
     return Status::InvalidArgument(
         "--ep-a2a-overlap with --pp > 1 and --vpp 1: Megatron-Core runs --overlap-moe-expert-parallel-comm "
         "only with interleaved pipeline stages when PP > 1");
+  // DeepEP dispatches over the expert-parallel group; a fixed EP 1 has none
+  // (Megatron-Core's flex dispatcher asserts TP x EP > 1).
+  if (o.ep_deepep && o.ep && *o.ep == 1)
+    return Status::InvalidArgument("--ep-deepep with --ep 1: DeepEP dispatches tokens over an expert-parallel group");
   s.fixed.ep = o.ep;
   s.fixed.etp = o.etp;
   s.fixed.first_stage_layers = o.first_stage_layers;

@@ -44,6 +44,7 @@ struct PlanCliOptions {
   bool runnable = false;              // only plans p3d-run runs
   std::optional<bool> dropout;        // unset: the framework's default
   bool ep_a2a_overlap = false;        // TrainingSpec::ep_a2a_overlap
+  bool ep_deepep = false;             // TrainingSpec::ep_deepep
   std::string save_plan;              // write the picked plan as JSON here
   std::string export_format;          // deepspeed | megatron | torchrun | slurm
   std::string report;                 // write a self-contained HTML report here

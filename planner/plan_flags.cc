@@ -86,6 +86,10 @@ void AddPlanFlags(CLI::App& app, PlanCliOptions* o) {
   app.add_flag("--ep-a2a-overlap", o->ep_a2a_overlap,
                "MoE: hide the expert-parallel all-to-alls under another micro-batch's compute in the 1F1B "
                "steady state (Megatron-Core --overlap-moe-expert-parallel-comm); default off");
+  app.add_flag("--ep-deepep", o->ep_deepep,
+               "MoE: dispatch tokens with DeepEP, once per destination node across nodes and fanned out over "
+               "NVLink inside it (Megatron-Core --moe-token-dispatcher-type flex --moe-enable-deepep); default "
+               "off: the all-to-all dispatcher");
   app.add_option("--master-bytes", o->master_bytes, "bytes/param of master weights (default 4 = fp32)");
   app.add_option("--adam-bytes", o->adam_bytes, "bytes/param of Adam moments (default 8 = two fp32)");
   CLI::Option* dropout = app.add_flag_callback("--dropout", [o] { o->dropout = true; },

@@ -43,6 +43,23 @@ double AllToAllSeconds(double bytes, const GroupPath& path) {
   return std::max(inside, across) + (n - 1) * path.latency_s;
 }
 
+double ExpectedDistinctGroups(double items, double groups, double k) {
+  const double outside = items - items / groups;  // the items of the other groups
+  double miss = 1;                                // C(outside, k) / C(items, k)
+  for (int i = 0; i < k; ++i) miss *= std::max(0.0, (outside - i) / (items - i));
+  return groups * (1 - miss);
+}
+
+double DeepEpAllToAllSeconds(double token_bytes, double k, double experts, const GroupPath& path) {
+  if (path.size <= 1 || token_bytes <= 0) return 0;
+  const double n = path.size, m = path.inner_members, nodes = n / m;
+  const double ranks_hit = ExpectedDistinctGroups(experts, n, k);
+  const double nodes_hit = ExpectedDistinctGroups(experts, nodes, k);
+  const double nvlink = m > 1 ? ranks_hit * (m - 1) / m * token_bytes / path.inner_bytes_per_s : 0;
+  const double rdma = nodes_hit * (nodes - 1) / nodes * token_bytes / path.bus_bytes_per_s;
+  return std::max(nvlink, rdma) + (n - 1) * path.latency_s;
+}
+
 double SendRecvSeconds(const Network& network, double bytes, int rank, int stride) {
   if (bytes <= 0) return 0;
   const LinkSpec& link = network[TierBetween(network, rank, stride)].link;

@@ -40,6 +40,17 @@
 //     round a ring: the m-1 members in its domain below the outermost tier
 //     crossed over that domain's links, bw_in, the n-m others over the
 //     crossed tier's per-GPU share, bw, both at once)
+//   DeepEP dispatch (token_bytes: one copy of each of the member's tokens,
+//   each token routed to k of E experts; the group's n members in n/m
+//   domains of m, "nodes"):
+//     max(r*(m-1)/m * token_bytes / bw_in, d*(N-1)/N * token_bytes / bw) + (n-1) * alpha
+//     with N = n/m nodes, d = ExpectedDistinctGroups(E, N, k) nodes and
+//     r = ExpectedDistinctGroups(E, n, k) ranks a token's experts are on
+//     (deepseek-ai/DeepEP csrc/kernels/internode.cu: a token goes once to each
+//     node holding one of its experts, to the GPU of the sender's local index
+//     there, with a SourceMeta bitmask of the node's ranks it is for; that GPU
+//     forwards it over NVLink once to each of them; intranode.cu sends once per
+//     destination rank; combine reduces in the same two stages, backwards)
 // Contention between concurrent collectives of different kinds (e.g. DP and
 // PP at once) is not modelled.
 #pragma once
@@ -69,6 +80,20 @@ double CollectiveSeconds(Collective kind, double bytes, const GroupPath& path);
 // Seconds for an all-to-all in which each member holds `bytes` and sends 1/n
 // of them to every member (formula above; 0 when path.size == 1).
 double AllToAllSeconds(double bytes, const GroupPath& path);
+
+// Expected number of the `groups` equal groups of `items` items (items
+// divisible by groups) that k distinct items drawn uniformly at random
+// (balanced routing: every k-subset of the experts equally likely) fall in:
+// a group is missed when all k fall in the other items - items/groups, with
+// probability C(items - items/groups, k) / C(items, k); by linearity of
+// expectation groups * (1 - C(items - items/groups, k) / C(items, k)).
+double ExpectedDistinctGroups(double items, double groups, double k);
+// Seconds for one DeepEP dispatch (or combine) in which each member holds
+// `token_bytes` (one copy of each of its tokens), each token routed to k of
+// `experts` experts spread evenly over `path`'s members (formula above; 0
+// when path.size == 1). Against AllToAllSeconds of k*token_bytes it crosses
+// the outermost tier with d/k of the bytes.
+double DeepEpAllToAllSeconds(double token_bytes, double k, double experts, const GroupPath& path);
 
 // Seconds to send `bytes` from `rank` to `rank + stride`, over the link of
 // the innermost tier whose domain holds both (TierBetween).

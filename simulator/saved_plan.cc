@@ -38,6 +38,7 @@ json TrainingToJson(const TrainingSpec& t) {
               {"dropout", t.dropout},
               {"fp8", Fp8RecipeName(t.fp8)},
               {"ep_a2a_overlap", t.ep_a2a_overlap},
+              {"ep_deepep", t.ep_deepep},
               {"precision",
                {{"param_bytes", p.param_bytes},
                 {"grad_bytes", p.grad_bytes},
@@ -181,6 +182,8 @@ StatusOr<SavedPlan> ParseSavedPlan(const json& doc, const std::string& origin) {
   P3D_ASSIGN_OR_RETURN(tr.dropout, t.BoolOr("dropout", false));
   // Absent in plans saved before the EP all-to-all overlap: off.
   P3D_ASSIGN_OR_RETURN(tr.ep_a2a_overlap, t.BoolOr("ep_a2a_overlap", false));
+  // Absent in plans saved before the DeepEP dispatcher: the all-to-all one.
+  P3D_ASSIGN_OR_RETURN(tr.ep_deepep, t.BoolOr("ep_deepep", false));
   if (t.Has("fp8")) {  // absent in plans saved before FP8: off
     P3D_ASSIGN_OR_RETURN(std::string fp8, t.String("fp8"));
     if (!ParseFp8Recipe(fp8, &tr.fp8))

@@ -452,7 +452,8 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
              {"T", T}, {"k", k}, {"EP", EP}, {"ETP", ETP}, {"TP", TP}, {"E", E});
   }
   if (plan.ep > 1) {
-    // MoE dispatch and combine (Megatron-Core's MoEAlltoAllTokenDispatcher):
+    // MoE dispatch and combine (Megatron-Core's MoEAlltoAllTokenDispatcher;
+    // DeepEP below):
     // each rank sends its T/SPd tokens' k routed copies of H activations,
     // (EP-1)/EP of them to other EP ranks, and receives as many back
     // (balanced routing, "moe.balanced_routing"): 1/EP of them to each
@@ -464,15 +465,28 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     const GroupPath ep_path = GroupPathFor(cluster.network, plan.ep, plan.expert_tp());
     const double T_r = MicroBatchTokens(plan, training) / plan.sequence_shards();
     const double k = static_cast<double>(model.experts_per_token);
-    const double bytes = T_r * k * model.hidden * training.precision.activation_bytes;
-    const double a2a = P3D_TERM(why, "ep.all_to_all", "max((m - 1)/n*bytes/bw_in, (n - m)/n*bytes/bw) + (n - 1)*latency",
-                                AllToAllSeconds(bytes, ep_path),
-                                "all-to-all over the EP group: m of its n members share a domain below the "
-                                "outermost tier it crosses",
-                                {"m", static_cast<double>(ep_path.inner_members)},
-                                {"n", static_cast<double>(ep_path.size)}, {"bytes", bytes},
-                                {"bw_in", ep_path.inner_bytes_per_s}, {"bw", ep_path.bus_bytes_per_s},
-                                {"latency", ep_path.latency_s});
+    const double tb = T_r * model.hidden * training.precision.activation_bytes;  // one copy of each token
+    const double bytes = tb * k;
+    const double m = ep_path.inner_members, n = ep_path.size, E = static_cast<double>(model.experts);
+    // DeepEP (TrainingSpec::ep_deepep): one copy of each token per node
+    // holding one of its experts across, fanned out inside the node.
+    const double a2a =
+        training.ep_deepep
+            ? P3D_TERM(why, "ep.deepep", "max(r*(m - 1)/m*tb/bw_in, d*(n/m - 1)/(n/m)*tb/bw) + (n - 1)*latency",
+                       DeepEpAllToAllSeconds(tb, k, E, ep_path),
+                       "DeepEP dispatch over the EP group's n/m nodes of m, tb = one copy of the rank's tokens: "
+                       "a token crosses once to each of the d nodes its k experts are on (expected, balanced "
+                       "routing) and reaches the r ranks there over NVLink",
+                       {"m", m}, {"n", n}, {"tb", tb}, {"k", k}, {"E", E},
+                       {"d", ExpectedDistinctGroups(E, n / m, k)}, {"r", ExpectedDistinctGroups(E, n, k)},
+                       {"bw_in", ep_path.inner_bytes_per_s}, {"bw", ep_path.bus_bytes_per_s},
+                       {"latency", ep_path.latency_s})
+            : P3D_TERM(why, "ep.all_to_all", "max((m - 1)/n*bytes/bw_in, (n - m)/n*bytes/bw) + (n - 1)*latency",
+                       AllToAllSeconds(bytes, ep_path),
+                       "all-to-all over the EP group: m of its n members share a domain below the "
+                       "outermost tier it crosses",
+                       {"m", m}, {"n", n}, {"bytes", bytes}, {"bw_in", ep_path.inner_bytes_per_s},
+                       {"bw", ep_path.bus_bytes_per_s}, {"latency", ep_path.latency_s});
     s.ep_layer_fwd = P3D_TERM(why, "layer.ep_comm.forward", "2*a2a", 2 * a2a,
                               "dispatch + combine of one MoE layer", {"a2a", a2a}, {"full", full});
     s.ep_layer_bwd = P3D_TERM(why, "layer.ep_comm.backward", "2*a2a + full*2*a2a", 2 * a2a + full * 2 * a2a,

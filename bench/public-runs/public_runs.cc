@@ -181,6 +181,12 @@ Row Build(const json& r) {
     if (!r["ep_a2a_overlap"].is_boolean()) return no("'ep_a2a_overlap' must be true or false");
     row.request.training.ep_a2a_overlap = r["ep_a2a_overlap"].get<bool>();
   }
+  // DeepEP token dispatch, where the row's source or its recipe uses it
+  // (field ep_deepep; TrainingSpec::ep_deepep).
+  if (Has(r, "ep_deepep")) {
+    if (!r["ep_deepep"].is_boolean()) return no("'ep_deepep' must be true or false");
+    row.request.training.ep_deepep = r["ep_deepep"].get<bool>();
+  }
   row.request.training.global_batch = Int(r, "global_batch", 0);
   row.request.training.seq = Int(r, "seq_len", 0);
 

@@ -407,6 +407,22 @@ TEST(MegatronExport, EpAllToAllOverlapWritesMegatronsFlagWhereItRuns) {
   EXPECT_EQ(count(WithEp(MakePlan(8, 1, 2, 2, 1, 1, 64), 8), true), 1u);
 }
 
+TEST(MegatronExport, DeepEpWritesTheFlexDispatcher) {
+  // TrainingSpec::ep_deepep: Megatron-Core's flex dispatcher with DeepEP,
+  // else the all-to-all dispatcher.
+  const ModelSpec qwen = *ZooModel("qwen3-30b-a3b");
+  const Plan ep8 = WithEp(MakePlan(8, 1, 1, 1, 1, 1, 64), 8);
+  for (bool deepep : {false, true}) {
+    PlanRequest request = RequestFor(qwen, ep8, 4096);
+    request.training.ep_deepep = deepep;
+    auto out = ExportMegatronArgs(request, Evaluated(ep8));
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    auto a = ParseArgs(out->text);
+    EXPECT_EQ(a["--moe-token-dispatcher-type"], deepep ? "flex" : "alltoall");
+    EXPECT_EQ(a.count("--moe-enable-deepep"), deepep ? 1u : 0u);
+  }
+}
+
 TEST(MegatronExport, RefusesOptimizerStatePrecisionItDoesNotWrite) {
   Plan plan = MakePlan(8, 1, 1, 1, 1, 1, 8);
   PlanRequest request = RequestFor(testing::Llama2_7B(), plan);

@@ -57,6 +57,17 @@ TEST(PlanFlagsTest, EpAllToAllOverlapIsOffUnlessAskedAndRefusedWhereMegatronRefu
       << p.status.message();
 }
 
+TEST(PlanFlagsTest, DeepEpIsOffUnlessAskedAndRefusedWithoutExpertParallelism) {
+  EXPECT_FALSE(Parse({})->ep_deepep);
+  auto o = Parse({"--model", "qwen3-30b-a3b", "--gpus", "8", "--gpu", "h100-sxm", "--framework", "megatron-core",
+                  "--ep", "1", "--ep-deepep"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(o->ep_deepep);
+  const CliResult r = RunCli(*o);
+  EXPECT_EQ(r.status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(r.status.message().find("--ep-deepep with --ep 1"), std::string::npos) << r.status.message();
+}
+
 // The CLI's default search covers exactly the library's default search space.
 TEST(PlanFlagsTest, CliSearchesTheLibrarysWholeSpace) {
   auto o = Parse({"--model", "70B", "--gpus", "64", "--mem", "80", "--json", "--top", "1"});

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace p3d {
 namespace {
 
@@ -68,6 +70,46 @@ TEST(CommModelTest, AllToAllSplitsTheBufferByWhereThePeersAre) {
   EXPECT_EQ(spread.inner_members, 1);
   EXPECT_DOUBLE_EQ(AllToAllSeconds(bytes, spread), CollectiveSeconds(Collective::kAllGather, bytes, spread));
   EXPECT_EQ(AllToAllSeconds(bytes, GroupPathFor(net, 1, 1)), 0);
+}
+
+// Balanced top-k routing: the expected number of groups of experts a token's
+// k distinct experts fall in, N*(1 - C(E - E/N, k)/C(E, k)).
+TEST(CommModelTest, ExpectedDistinctGroupsOfATokensExperts) {
+  // 4 experts in 2 groups, top-2: both in one group for 2 of the 6 pairs.
+  EXPECT_DOUBLE_EQ(ExpectedDistinctGroups(4, 2, 2), 2 * (1 - 1.0 / 6));
+  EXPECT_DOUBLE_EQ(ExpectedDistinctGroups(256, 8, 1), 1);   // top-1: one group
+  EXPECT_DOUBLE_EQ(ExpectedDistinctGroups(256, 1, 8), 1);   // one group holds them all
+  EXPECT_NEAR(ExpectedDistinctGroups(256, 256, 8), 8, 1e-12);  // one expert per group
+  EXPECT_DOUBLE_EQ(ExpectedDistinctGroups(8, 4, 8), 4);     // every expert: every group
+  // DeepSeek-V3 (top-8 of 256) over 8 nodes: 5.29 of them, not 8.
+  double miss = 1;
+  for (int i = 0; i < 8; ++i) miss *= (224.0 - i) / (256.0 - i);
+  EXPECT_NEAR(ExpectedDistinctGroups(256, 8, 8), 8 * (1 - miss), 1e-12);
+  EXPECT_NEAR(ExpectedDistinctGroups(256, 8, 8), 5.2947, 1e-4);
+}
+
+// DeepEP sends a token once to each node holding one of its experts (RDMA,
+// at the NIC share) and fans it out inside the node over NVLink, once per
+// destination rank; the all-to-all dispatcher sends one copy per expert.
+TEST(CommModelTest, DeepEpCrossesOncePerDestinationNode) {
+  const Network net = DgxA100();
+  const double tb = 1e6, nvlink = 300e9 * 0.8, nic = 25e9 * 0.9;
+  // EP 64 on 8 nodes, top-8 of 256 experts: d = 5.29 of a token's 8 copies
+  // go to distinct nodes, 7/8 of them remote.
+  const GroupPath ep64 = GroupPathFor(net, 64, 1);
+  const double d = ExpectedDistinctGroups(256, 8, 8), r = ExpectedDistinctGroups(256, 64, 8);
+  const double deepep = DeepEpAllToAllSeconds(tb, 8, 256, ep64), plain = AllToAllSeconds(8 * tb, ep64);
+  EXPECT_LT(d, 8);
+  EXPECT_DOUBLE_EQ(deepep, std::max(r * 7 / 8 * tb / nvlink, d * 7 / 8 * tb / nic) + 63 * 15e-6);
+  EXPECT_DOUBLE_EQ(plain, 8.0 * 7 / 8 * tb / nic + 63 * 15e-6);
+  // The NIC leg bounds both: the cross-node time shrinks by d/8.
+  EXPECT_NEAR((deepep - 63 * 15e-6) / (plain - 63 * 15e-6), d / 8, 1e-12);
+  // Inside one node: once per destination rank over NVLink (r of k = 4 copies).
+  const GroupPath in = GroupPathFor(net, 8, 1);
+  const double r8 = ExpectedDistinctGroups(32, 8, 4);
+  EXPECT_DOUBLE_EQ(DeepEpAllToAllSeconds(tb, 4, 32, in), r8 * 7 / 8 * tb / nvlink + 7 * 8e-6);
+  EXPECT_LT(DeepEpAllToAllSeconds(tb, 4, 32, in), AllToAllSeconds(4 * tb, in));
+  EXPECT_EQ(DeepEpAllToAllSeconds(tb, 8, 256, GroupPathFor(net, 1, 1)), 0);
 }
 
 TEST(CommModelTest, SendRecvUsesTheLinkBetweenTheTwoRanks) {

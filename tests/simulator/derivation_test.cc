@@ -85,6 +85,7 @@ struct Case {
   int ep = 1;                     // expert parallelism (MoE models)
   int etp = 0;                    // expert TP (0 = TP)
   Fp8Recipe fp8 = Fp8Recipe::kOff;
+  bool deepep = false;  // TrainingSpec::ep_deepep
 };
 
 TEST(Derivation, EveryRecordedTermMatchesItsValue) {
@@ -140,6 +141,9 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
       // Expert TP 1 under TP 2 (Megatron-Core's Qwen3-235B recipe): EP 32 over DP 16 x TP 2.
       {"qwen3-235b-a22b", "h100-sxm", 16, 2, 8, 1, 1, 1, 8, sel, true, no, fused, false, 11, 11,
        "megatron-core", 1, 0, 0, 32, 1},
+      // ... with DeepEP's dispatch (Megatron-Core's flex dispatcher).
+      {"qwen3-235b-a22b", "h100-sxm", 16, 2, 8, 1, 1, 1, 8, sel, true, no, fused, false, 11, 11,
+       "megatron-core", 1, 0, 0, 32, 1, Fp8Recipe::kOff, true},
       // EP with context parallel: EP 8 carved from DP 4 x CP 2 (Megatron-Core's
       // expert-data-parallel group DP*CP*TP/(EP*ETP) = 1).
       {"gpt-oss-120b", "h100-sxm", 4, 1, 2, 1, 1, 1, 8, none, false, no, fused, false, 0, 0,
@@ -188,6 +192,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
     t.seq = c.seq > 0 ? c.seq : std::min<int64_t>(2048, m.max_positions);
     t.dropout = c.dropout;
     t.fp8 = c.fp8;
+    t.ep_deepep = c.deepep;
     const std::string where =
         std::string(c.model) + " " + PlanSummary(p) + " " + c.framework + " fp8=" + Fp8RecipeName(c.fp8);
     const MemoryEstimate est = EstimateMemory(m, t, cluster, p);
@@ -216,6 +221,7 @@ TEST(Derivation, EveryRecordedTermMatchesItsValue) {
   for (const char* name : {"weights",
                            "params.zero_shard",
                            "ep.all_to_all",
+                           "ep.deepep",
                            "layer.ep_comm.forward",
                            "moe.balanced_routing",
                            "layer.moe.sort_bytes",

@@ -116,6 +116,7 @@ TEST(FrameworkProfiles, ASavedPlanCarriesItsProfile) {
   SetFramework(LoadFrameworkProfile("torchtitan").value(), &request);
   request.training.dropout = true;  // a flag over the profile's default survives too
   request.training.ep_a2a_overlap = true;
+  request.training.ep_deepep = true;
   request.training.global_batch = 8;
   EvaluatedPlan e;
   e.plan.dp = 8;
@@ -129,6 +130,7 @@ TEST(FrameworkProfiles, ASavedPlanCarriesItsProfile) {
   EXPECT_EQ(saved->request.training.logits_chunk_tokens, 0);
   EXPECT_TRUE(saved->request.training.dropout);
   EXPECT_TRUE(saved->request.training.ep_a2a_overlap);
+  EXPECT_TRUE(saved->request.training.ep_deepep);
   // p3d-run refuses it: its prediction assumed torchtitan's mechanisms.
   const Status run = CheckPlannedForExecutor(saved->request.framework);
   EXPECT_EQ(run.code(), Status::Code::kInvalidArgument);

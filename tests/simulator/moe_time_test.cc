@@ -142,6 +142,31 @@ struct EpOverlapCase {
   }
 };
 
+// DeepEP (TrainingSpec::ep_deepep): EP 16 over two H100 nodes; a token's 8
+// of 128 experts sit on 1.9 of the 2 nodes, so it crosses to the other node
+// with d/2 copies on average instead of its 4 (of 8) remote ones.
+TEST(MoeDeepEp, DispatchCrossesOncePerDestinationNode) {
+  EpOverlapCase c(1, 4);
+  c.plan.dp = 16, c.plan.ep = 16;
+  c.cluster.num_gpus = c.plan.gpus();
+  c.training.global_batch = c.plan.global_batch();
+  const GroupPath path = GroupPathFor(c.cluster.network, 16, 1);
+  ASSERT_EQ(path.inner_members, 8);
+  const double tb = 2.0 * 4096 * static_cast<double>(c.model.hidden) * c.training.precision.activation_bytes;
+  const double plain = c.Term(false, "layer.ep_comm.forward");
+  EXPECT_NEAR(plain, 2 * AllToAllSeconds(8 * tb, path), 1e-15);
+  EXPECT_EQ(c.Term(false, "ep.deepep"), -1);
+  c.training.ep_deepep = true;
+  const double deepep = c.Term(false, "layer.ep_comm.forward");
+  EXPECT_NEAR(deepep, 2 * DeepEpAllToAllSeconds(tb, 8, 128, path), 1e-15);
+  EXPECT_NEAR(c.Term(false, "ep.deepep"), deepep / 2, 1e-15);
+  EXPECT_EQ(c.Term(false, "ep.all_to_all"), -1);
+  EXPECT_LT(deepep, plain);
+  const TimeBreakdown on = c.Time(false);
+  c.training.ep_deepep = false;
+  EXPECT_LT(on.ep_comm_s, c.Time(false).ep_comm_s);
+}
+
 TEST(MoeEpOverlap, SteadyPairsHideTheAllToAllsUnderThePartnersCompute) {
   EpOverlapCase c(1, 4);
   // Without the overlap every pass's dispatch + combine is exposed.
