@@ -1,6 +1,7 @@
 #include "simulator/comm_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace p3d {
@@ -50,11 +51,45 @@ double ExpectedDistinctGroups(double items, double groups, double k) {
   return groups * (1 - miss);
 }
 
-double DeepEpAllToAllSeconds(double token_bytes, double k, double experts, const GroupPath& path) {
+namespace {
+// C(a - b, k) / C(a, k): k items drawn from a all miss a given b of them.
+double MissRatio(double a, double b, double k) {
+  double miss = 1;
+  for (int i = 0; i < k; ++i) miss *= std::max(0.0, (a - b - i) / (a - i));
+  return miss;
+}
+// C(n, r) as a double (small n: group counts).
+double Choose(double n, double r) {
+  if (r < 0 || r > n) return 0;
+  double c = 1;
+  for (int i = 0; i < r; ++i) c = c * (n - i) / (i + 1);
+  return c;
+}
+bool Divides(double a, double b) { return a > 0 && b >= a && std::fmod(b, a) == 0; }
+}  // namespace
+
+double ExpectedSlicesHit(const ExpertRouting& r, double slices) {
+  const double G = r.groups, g = r.groups_per_token;
+  if (G <= 0 || g <= 0) return ExpectedDistinctGroups(r.experts, slices, r.k);
+  const double allowed = g * r.experts / G;  // experts of the chosen groups
+  if (Divides(slices, G)) {                  // q whole groups per slice
+    const double q = G / slices;
+    double hit = 0;
+    for (int j = 1; j <= std::min(q, g); ++j)
+      hit += Choose(q, j) * Choose(G - q, g - j) / Choose(G, g) *
+             (1 - MissRatio(allowed, j * r.experts / G, r.k));
+    return slices * hit;
+  }
+  if (Divides(G, slices))  // slices/G slices per group
+    return g * slices / G * (1 - MissRatio(allowed, r.experts / slices, r.k));
+  return ExpectedDistinctGroups(r.experts, slices, r.k);
+}
+
+double DeepEpAllToAllSeconds(double token_bytes, const ExpertRouting& routing, const GroupPath& path) {
   if (path.size <= 1 || token_bytes <= 0) return 0;
   const double n = path.size, m = path.inner_members, nodes = n / m;
-  const double ranks_hit = ExpectedDistinctGroups(experts, n, k);
-  const double nodes_hit = ExpectedDistinctGroups(experts, nodes, k);
+  const double ranks_hit = ExpectedSlicesHit(routing, n);
+  const double nodes_hit = ExpectedSlicesHit(routing, nodes);
   const double nvlink = m > 1 ? ranks_hit * (m - 1) / m * token_bytes / path.inner_bytes_per_s : 0;
   const double rdma = nodes_hit * (nodes - 1) / nodes * token_bytes / path.bus_bytes_per_s;
   return std::max(nvlink, rdma) + (n - 1) * path.latency_s;

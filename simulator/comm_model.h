@@ -88,12 +88,30 @@ double AllToAllSeconds(double bytes, const GroupPath& path);
 // probability C(items - items/groups, k) / C(items, k); by linearity of
 // expectation groups * (1 - C(items - items/groups, k) / C(items, k)).
 double ExpectedDistinctGroups(double items, double groups, double k);
+
+// A token's routing: k of `experts` experts; with group-limited routing
+// (ModelSpec::expert_groups, groups_per_token) the k come from g of G equal
+// groups (balanced: the g groups uniformly, then the k experts uniformly
+// among theirs).
+struct ExpertRouting {
+  double experts = 1, k = 1;
+  double groups = 0, groups_per_token = 0;  // G, g; 0: no group limit
+};
+// Expected number of `slices` equal slices of the experts (a rank's, a
+// node's) holding at least one of a token's k experts. No group limit, or
+// groups that neither tile the slices nor are tiled by them:
+// ExpectedDistinctGroups(E, slices, k). A slice of q = G/slices whole groups is
+// hit when j >= 1 of its groups are among the g chosen (hypergeometric) and one
+// of the k experts falls in them: sum_j P(j) * (1 - C((g - j)E/G, k) / C(gE/G, k)).
+// Groups of several slices: g*slices/G slices lie in the chosen groups, each
+// hit with probability 1 - C(gE/G - E/slices, k) / C(gE/G, k).
+double ExpectedSlicesHit(const ExpertRouting& routing, double slices);
 // Seconds for one DeepEP dispatch (or combine) in which each member holds
-// `token_bytes` (one copy of each of its tokens), each token routed to k of
-// `experts` experts spread evenly over `path`'s members (formula above; 0
+// `token_bytes` (one copy of each of its tokens), each token routed as
+// `routing` to experts spread evenly over `path`'s members (formula above; 0
 // when path.size == 1). Against AllToAllSeconds of k*token_bytes it crosses
-// the outermost tier with d/k of the bytes.
-double DeepEpAllToAllSeconds(double token_bytes, double k, double experts, const GroupPath& path);
+// the outermost tier with d/k of the bytes, d = ExpectedSlicesHit(routing, nodes).
+double DeepEpAllToAllSeconds(double token_bytes, const ExpertRouting& routing, const GroupPath& path);
 
 // Seconds to send `bytes` from `rank` to `rank + stride`, over the link of
 // the innermost tier whose domain holds both (TierBetween).

@@ -468,17 +468,19 @@ ShapeCosts TimeModel::Impl::CostsOfShape(const Plan& plan, Derivation* why) cons
     const double tb = T_r * model.hidden * training.precision.activation_bytes;  // one copy of each token
     const double bytes = tb * k;
     const double m = ep_path.inner_members, n = ep_path.size, E = static_cast<double>(model.experts);
+    const ExpertRouting routing{E, k, static_cast<double>(model.expert_groups),
+                                static_cast<double>(model.groups_per_token)};
     // DeepEP (TrainingSpec::ep_deepep): one copy of each token per node
     // holding one of its experts across, fanned out inside the node.
     const double a2a =
         training.ep_deepep
             ? P3D_TERM(why, "ep.deepep", "max(r*(m - 1)/m*tb/bw_in, d*(n/m - 1)/(n/m)*tb/bw) + (n - 1)*latency",
-                       DeepEpAllToAllSeconds(tb, k, E, ep_path),
+                       DeepEpAllToAllSeconds(tb, routing, ep_path),
                        "DeepEP dispatch over the EP group's n/m nodes of m, tb = one copy of the rank's tokens: "
                        "a token crosses once to each of the d nodes its k experts are on (expected, balanced "
                        "routing) and reaches the r ranks there over NVLink",
                        {"m", m}, {"n", n}, {"tb", tb}, {"k", k}, {"E", E},
-                       {"d", ExpectedDistinctGroups(E, n / m, k)}, {"r", ExpectedDistinctGroups(E, n, k)},
+                       {"d", ExpectedSlicesHit(routing, n / m)}, {"r", ExpectedSlicesHit(routing, n)},
                        {"bw_in", ep_path.inner_bytes_per_s}, {"bw", ep_path.bus_bytes_per_s},
                        {"latency", ep_path.latency_s})
             : P3D_TERM(why, "ep.all_to_all", "max((m - 1)/n*bytes/bw_in, (n - m)/n*bytes/bw) + (n - 1)*latency",

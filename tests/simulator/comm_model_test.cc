@@ -98,7 +98,7 @@ TEST(CommModelTest, DeepEpCrossesOncePerDestinationNode) {
   // go to distinct nodes, 7/8 of them remote.
   const GroupPath ep64 = GroupPathFor(net, 64, 1);
   const double d = ExpectedDistinctGroups(256, 8, 8), r = ExpectedDistinctGroups(256, 64, 8);
-  const double deepep = DeepEpAllToAllSeconds(tb, 8, 256, ep64), plain = AllToAllSeconds(8 * tb, ep64);
+  const double deepep = DeepEpAllToAllSeconds(tb, {256, 8}, ep64), plain = AllToAllSeconds(8 * tb, ep64);
   EXPECT_LT(d, 8);
   EXPECT_DOUBLE_EQ(deepep, std::max(r * 7 / 8 * tb / nvlink, d * 7 / 8 * tb / nic) + 63 * 15e-6);
   EXPECT_DOUBLE_EQ(plain, 8.0 * 7 / 8 * tb / nic + 63 * 15e-6);
@@ -107,9 +107,39 @@ TEST(CommModelTest, DeepEpCrossesOncePerDestinationNode) {
   // Inside one node: once per destination rank over NVLink (r of k = 4 copies).
   const GroupPath in = GroupPathFor(net, 8, 1);
   const double r8 = ExpectedDistinctGroups(32, 8, 4);
-  EXPECT_DOUBLE_EQ(DeepEpAllToAllSeconds(tb, 4, 32, in), r8 * 7 / 8 * tb / nvlink + 7 * 8e-6);
-  EXPECT_LT(DeepEpAllToAllSeconds(tb, 4, 32, in), AllToAllSeconds(4 * tb, in));
-  EXPECT_EQ(DeepEpAllToAllSeconds(tb, 8, 256, GroupPathFor(net, 1, 1)), 0);
+  EXPECT_DOUBLE_EQ(DeepEpAllToAllSeconds(tb, {32, 4}, in), r8 * 7 / 8 * tb / nvlink + 7 * 8e-6);
+  EXPECT_LT(DeepEpAllToAllSeconds(tb, {32, 4}, in), AllToAllSeconds(4 * tb, in));
+  EXPECT_EQ(DeepEpAllToAllSeconds(tb, {256, 8}, GroupPathFor(net, 1, 1)), 0);
+}
+
+// DeepSeek-V3's group-limited routing (8 groups of 32 experts, a token's top-8
+// from at most 4 groups): with EP 64 on 8 nodes each node holds one group, so
+// a token reaches at most 4 nodes (the paper's node-limited routing, M = 4);
+// without the limit 5.29. Slices finer than a group: only the chosen groups'
+// ranks can be hit. No limit or no tiling: the unrestricted count.
+TEST(CommModelTest, GroupLimitedRoutingCapsTheNodesATokenReaches) {
+  const ExpertRouting dsv3{256, 8, 8, 4}, free{256, 8};
+  // One group per node: the 4 chosen groups' nodes, each missed only when all
+  // 8 experts land in the other 3 chosen groups (C(96, 8) / C(128, 8)).
+  double miss = 1;
+  for (int i = 0; i < 8; ++i) miss *= (96.0 - i) / (128.0 - i);
+  EXPECT_NEAR(ExpectedSlicesHit(dsv3, 8), 8 * 0.5 * (1 - miss), 1e-12);
+  EXPECT_LT(ExpectedSlicesHit(dsv3, 8), 4);
+  EXPECT_LT(ExpectedSlicesHit(dsv3, 8), ExpectedSlicesHit(free, 8));
+  EXPECT_DOUBLE_EQ(ExpectedSlicesHit(free, 8), ExpectedDistinctGroups(256, 8, 8));
+  // Two groups per node (4 nodes): at most 4, and never fewer than the 2 nodes
+  // 4 groups fill at the least.
+  EXPECT_LE(ExpectedSlicesHit(dsv3, 4), 4);
+  EXPECT_GE(ExpectedSlicesHit(dsv3, 4), 2);
+  // 64 ranks of 4 experts, 8 per group: 32 ranks lie in the chosen groups.
+  double rank_miss = 1;
+  for (int i = 0; i < 8; ++i) rank_miss *= (124.0 - i) / (128.0 - i);
+  EXPECT_NEAR(ExpectedSlicesHit(dsv3, 64), 32 * (1 - rank_miss), 1e-12);
+  // 3 slices neither tile nor are tiled by 8 groups: the unrestricted count.
+  EXPECT_DOUBLE_EQ(ExpectedSlicesHit(ExpertRouting{240, 8, 8, 4}, 3), ExpectedDistinctGroups(240, 3, 8));
+  // The DeepEP time follows: fewer nodes, less over the NIC.
+  const GroupPath ep64 = GroupPathFor(DgxA100(), 64, 1);
+  EXPECT_LT(DeepEpAllToAllSeconds(1e6, dsv3, ep64), DeepEpAllToAllSeconds(1e6, free, ep64));
 }
 
 TEST(CommModelTest, SendRecvUsesTheLinkBetweenTheTwoRanks) {

@@ -158,7 +158,7 @@ TEST(MoeDeepEp, DispatchCrossesOncePerDestinationNode) {
   EXPECT_EQ(c.Term(false, "ep.deepep"), -1);
   c.training.ep_deepep = true;
   const double deepep = c.Term(false, "layer.ep_comm.forward");
-  EXPECT_NEAR(deepep, 2 * DeepEpAllToAllSeconds(tb, 8, 128, path), 1e-15);
+  EXPECT_NEAR(deepep, 2 * DeepEpAllToAllSeconds(tb, {128, 8}, path), 1e-15);
   EXPECT_NEAR(c.Term(false, "ep.deepep"), deepep / 2, 1e-15);
   EXPECT_EQ(c.Term(false, "ep.all_to_all"), -1);
   EXPECT_LT(deepep, plain);
