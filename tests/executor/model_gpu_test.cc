@@ -41,9 +41,10 @@ constexpr int64_t kB = 2, kS = 128;  // S: the fused core's multiple of 128 (cuD
 // B=2, S=128, logits chunk 24 (not dividing T=256: a short last chunk), 4
 // causal attention blocks of 32 positions (unfused) unless told otherwise.
 std::unique_ptr<Model> Build(const ModelSpec& spec, Recompute rc, AttentionImpl attention,
-                             int64_t attention_blocks = 4) {
+                             int64_t attention_blocks = 4, bool gemm_epilogues = false) {
   ModelConfig c;
   c.spec = spec;
+  c.gemm_epilogues = gemm_epilogues;
   c.parallel = SingleGpuContext(spec);
   c.shape = {kB, kS, rc, 24, attention_blocks};
   c.shape.attention = attention;
@@ -242,6 +243,44 @@ TEST(ModelAttentionTest, FusedAndUnfusedGradientsAgree) {
     EXPECT_NEAR(losses[0], losses[1], 2e-3) << ArchName(arch);
     EXPECT_LT(std::sqrt(num / den), 2e-2) << ArchName(arch);
   }
+}
+
+// GPT-2 with the GELU, GELU-gradient and bias-gradient epilogues
+// (ModelConfig::gemm_epilogues) trains to the separate kernels' loss and
+// gradients up to bf16 rounding (the epilogues skip one bf16 rounding of the
+// pre-activation and of the GELU's input gradient), and its recompute modes
+// stay bit-identical (the epilogue GEMMs are as deterministic as the others).
+TEST(ModelEpilogueTest, GemmEpiloguesAgreeWithTheSeparateKernels) {
+  const ModelSpec spec = Tiny(Arch::kGpt2);
+  std::vector<std::vector<float>> grads;
+  std::vector<float> losses;
+  const std::pair<bool, Recompute> kRuns[] = {
+      {false, Recompute::kNone}, {true, Recompute::kNone}, {true, Recompute::kFull}};
+  for (const auto& [epilogues, rc] : kRuns) {
+    auto model = Build(spec, rc, AttentionImpl::kFused, 4, epilogues);
+    ASSERT_TRUE(model);
+    ASSERT_TRUE(model->InitParameters(3).ok());
+    auto data = MakeSyntheticSource(9, spec.vocab, {kB, kS, 1});
+    std::vector<int32_t> tok, tgt;
+    ASSERT_TRUE((*data)->Batch(0, 0, &tok, &tgt).ok());
+    for (int micro = 0; micro < 2; ++micro)  // two micro-batches: bias gradients accumulate
+      ASSERT_TRUE(model->TrainMicroBatch(tok, tgt, 1.0f / (kB * kS), nullptr, nullptr).ok());
+    auto sc = model->ReadScalars();
+    ASSERT_TRUE(sc.ok());
+    losses.push_back(sc->loss_sum / (kB * kS));
+    grads.push_back(Grads(*model));
+  }
+  double num = 0, den = 0;
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    num += (static_cast<double>(grads[1][i]) - grads[0][i]) * (grads[1][i] - grads[0][i]);
+    den += static_cast<double>(grads[0][i]) * grads[0][i];
+  }
+  std::printf("epilogues: loss %.6f vs kernels %.6f, gradient rel diff %.2e\n", losses[1], losses[0],
+              std::sqrt(num / den));
+  EXPECT_NEAR(losses[1], losses[0], 2e-3);
+  EXPECT_LT(std::sqrt(num / den), 2e-2);
+  EXPECT_EQ(losses[1], losses[2]);
+  EXPECT_EQ(std::memcmp(grads[1].data(), grads[2].data(), grads[1].size() * 4), 0) << "full recompute";
 }
 
 // TP and PP need their communicators (p3d-run builds them); MoE is not executable.
