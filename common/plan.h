@@ -135,6 +135,13 @@ struct TrainingSpec {
   // executor unless a framework profile sets it (p3d-plan --framework), along
   // with the recipe fields above.
   Framework framework;
+  // Working-weight bytes stored per parameter: none where the fp32 master is
+  // the parameter (Framework::master_is_param, FSDP2), else precision's.
+  int StoredParamBytes() const { return framework.master_is_param ? 0 : precision.param_bytes; }
+  // Bytes of model state stored per parameter (the table header's figure).
+  int StateBytesPerParam() const {
+    return StoredParamBytes() + precision.grad_bytes + precision.master_bytes + precision.optimizer_bytes;
+  }
 };
 
 // One point of the search space. DP * TP * CP * PP == number of GPUs.

@@ -29,7 +29,8 @@ std::string FormatRequest(const PlanRequest& r) {
   out += fmt::format("training global batch {} x seq {} = {} tokens/step; {} bytes/param of model state "
                      "(weights {} + grads {} + master {} + Adam {})\n",
                      r.training.global_batch, r.training.seq, r.training.global_batch * r.training.seq,
-                     p.StateBytesPerParam(), p.param_bytes, p.grad_bytes, p.master_bytes, p.optimizer_bytes);
+                     r.training.StateBytesPerParam(), r.training.StoredParamBytes(), p.grad_bytes,
+                     p.master_bytes, p.optimizer_bytes);
   if (r.training.fp8 != Fp8Recipe::kOff)
     out += fmt::format("fp8      recipe {}: q/k/v, out-proj and MLP GEMMs in FP8 ({:.0f} TFLOP/s dense peak); "
                        "attention core, norms, embedding and LM head in bf16\n",

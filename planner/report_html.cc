@@ -46,7 +46,8 @@ std::string RequestTable(const PlanRequest& r) {
   t += Row("precision",
            fmt::format("{} bytes/param of model states (weights {}, gradients {}, master {}, "
                        "Adam {}); activations {} bytes",
-                       p.StateBytesPerParam(), p.param_bytes, p.grad_bytes, p.master_bytes,
+                       r.training.StateBytesPerParam(), r.training.StoredParamBytes(), p.grad_bytes,
+                       p.master_bytes,
                        p.optimizer_bytes, p.activation_bytes));
   t += Row("FP8 recipe", r.training.fp8 == Fp8Recipe::kOff
                              ? std::string("off (bf16 GEMMs)")

@@ -84,6 +84,38 @@ std::vector<float> Grads(Model& model) {
   return g;
 }
 
+// Loss per token of one micro-batch and the gradients after `micro_batches`
+// micro-batches of the fixed test batch (data seed 9) from seed-3 weights.
+struct Trained {
+  float loss = 0;
+  std::vector<float> grads;
+};
+Trained TrainFixedBatch(Model& model, int micro_batches) {
+  Trained t;
+  EXPECT_TRUE(model.InitParameters(3).ok());
+  auto data = MakeSyntheticSource(9, model.config().spec.vocab, {kB, kS, 1});
+  EXPECT_TRUE(data.ok());
+  std::vector<int32_t> tok, tgt;
+  EXPECT_TRUE((*data)->Batch(0, 0, &tok, &tgt).ok());
+  for (int i = 0; i < micro_batches; ++i)
+    EXPECT_TRUE(model.TrainMicroBatch(tok, tgt, 1.0f / (kB * kS), nullptr, nullptr).ok());
+  auto sc = model.ReadScalars();
+  EXPECT_TRUE(sc.ok());
+  if (sc.ok()) t.loss = sc->loss_sum / (kB * kS);
+  t.grads = Grads(model);
+  return t;
+}
+
+// Relative L2 distance of `a` from `ref`.
+double RelDiff(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += (static_cast<double>(a[i]) - ref[i]) * (a[i] - ref[i]);
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
 class ModelTest : public ::testing::TestWithParam<std::tuple<Arch, AttentionImpl>> {
  protected:
   ModelSpec Spec() const { return Tiny(std::get<0>(GetParam())); }
@@ -128,19 +160,9 @@ TEST_P(ModelTest, CausalBlockingMatchesTheFullSquare) {
     auto model = Build(spec, Recompute::kNone, AttentionImpl::kUnfused, blocks);
     ASSERT_TRUE(model);
     EXPECT_EQ(model->memory().attention_blocks, blocks);
-    ASSERT_TRUE(model->InitParameters(3).ok());
-    auto data = MakeSyntheticSource(9, spec.vocab, {kB, kS, 1});
-    std::vector<int32_t> tok, tgt;
-    ASSERT_TRUE((*data)->Batch(0, 0, &tok, &tgt).ok());
-    ASSERT_TRUE(model->TrainMicroBatch(tok, tgt, 1.0f / (kB * kS), nullptr, nullptr).ok());
-    grads.push_back(Grads(*model));
+    grads.push_back(TrainFixedBatch(*model, 1).grads);
   }
-  double num = 0, den = 0;
-  for (size_t i = 0; i < grads[0].size(); ++i) {
-    num += (static_cast<double>(grads[0][i]) - grads[1][i]) * (grads[0][i] - grads[1][i]);
-    den += static_cast<double>(grads[0][i]) * grads[0][i];
-  }
-  EXPECT_LT(std::sqrt(num / den), 1e-2);  // bf16 activations: rounding-level differences
+  EXPECT_LT(RelDiff(grads[1], grads[0]), 1e-2);  // bf16 activations: rounding-level differences
 }
 
 TEST_P(ModelTest, EveryParameterTensorGetsAGradient) {
@@ -218,30 +240,17 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(ModelAttentionTest, FusedAndUnfusedGradientsAgree) {
   for (Arch arch : {Arch::kGpt2, Arch::kLlama}) {
     const ModelSpec spec = Tiny(arch);
-    std::vector<std::vector<float>> grads;
-    std::vector<float> losses;
+    std::vector<Trained> runs;
     for (AttentionImpl a : {AttentionImpl::kFused, AttentionImpl::kUnfused}) {
       auto model = Build(spec, Recompute::kNone, a);
       ASSERT_TRUE(model);
-      ASSERT_TRUE(model->InitParameters(3).ok());
-      auto data = MakeSyntheticSource(9, spec.vocab, {kB, kS, 1});
-      std::vector<int32_t> tok, tgt;
-      ASSERT_TRUE((*data)->Batch(0, 0, &tok, &tgt).ok());
-      ASSERT_TRUE(model->TrainMicroBatch(tok, tgt, 1.0f / (kB * kS), nullptr, nullptr).ok());
-      auto sc = model->ReadScalars();
-      ASSERT_TRUE(sc.ok());
-      losses.push_back(sc->loss_sum / (kB * kS));
-      grads.push_back(Grads(*model));
+      runs.push_back(TrainFixedBatch(*model, 1));
     }
-    double num = 0, den = 0;
-    for (size_t i = 0; i < grads[0].size(); ++i) {
-      num += (static_cast<double>(grads[0][i]) - grads[1][i]) * (grads[0][i] - grads[1][i]);
-      den += static_cast<double>(grads[1][i]) * grads[1][i];
-    }
+    const double rel = RelDiff(runs[0].grads, runs[1].grads);
     std::printf("%s: loss fused %.6f unfused %.6f, gradient rel diff %.2e\n", ArchName(arch),
-                losses[0], losses[1], std::sqrt(num / den));
-    EXPECT_NEAR(losses[0], losses[1], 2e-3) << ArchName(arch);
-    EXPECT_LT(std::sqrt(num / den), 2e-2) << ArchName(arch);
+                runs[0].loss, runs[1].loss, rel);
+    EXPECT_NEAR(runs[0].loss, runs[1].loss, 2e-3) << ArchName(arch);
+    EXPECT_LT(rel, 2e-2) << ArchName(arch);
   }
 }
 
@@ -252,35 +261,22 @@ TEST(ModelAttentionTest, FusedAndUnfusedGradientsAgree) {
 // stay bit-identical (the epilogue GEMMs are as deterministic as the others).
 TEST(ModelEpilogueTest, GemmEpiloguesAgreeWithTheSeparateKernels) {
   const ModelSpec spec = Tiny(Arch::kGpt2);
-  std::vector<std::vector<float>> grads;
-  std::vector<float> losses;
+  std::vector<Trained> runs;
   const std::pair<bool, Recompute> kRuns[] = {
       {false, Recompute::kNone}, {true, Recompute::kNone}, {true, Recompute::kFull}};
   for (const auto& [epilogues, rc] : kRuns) {
     auto model = Build(spec, rc, AttentionImpl::kFused, 4, epilogues);
     ASSERT_TRUE(model);
-    ASSERT_TRUE(model->InitParameters(3).ok());
-    auto data = MakeSyntheticSource(9, spec.vocab, {kB, kS, 1});
-    std::vector<int32_t> tok, tgt;
-    ASSERT_TRUE((*data)->Batch(0, 0, &tok, &tgt).ok());
-    for (int micro = 0; micro < 2; ++micro)  // two micro-batches: bias gradients accumulate
-      ASSERT_TRUE(model->TrainMicroBatch(tok, tgt, 1.0f / (kB * kS), nullptr, nullptr).ok());
-    auto sc = model->ReadScalars();
-    ASSERT_TRUE(sc.ok());
-    losses.push_back(sc->loss_sum / (kB * kS));
-    grads.push_back(Grads(*model));
+    runs.push_back(TrainFixedBatch(*model, 2));  // two micro-batches: bias gradients accumulate
   }
-  double num = 0, den = 0;
-  for (size_t i = 0; i < grads[0].size(); ++i) {
-    num += (static_cast<double>(grads[1][i]) - grads[0][i]) * (grads[1][i] - grads[0][i]);
-    den += static_cast<double>(grads[0][i]) * grads[0][i];
-  }
-  std::printf("epilogues: loss %.6f vs kernels %.6f, gradient rel diff %.2e\n", losses[1], losses[0],
-              std::sqrt(num / den));
-  EXPECT_NEAR(losses[1], losses[0], 2e-3);
-  EXPECT_LT(std::sqrt(num / den), 2e-2);
-  EXPECT_EQ(losses[1], losses[2]);
-  EXPECT_EQ(std::memcmp(grads[1].data(), grads[2].data(), grads[1].size() * 4), 0) << "full recompute";
+  const double rel = RelDiff(runs[1].grads, runs[0].grads);
+  std::printf("epilogues: loss %.6f vs kernels %.6f, gradient rel diff %.2e\n", runs[1].loss,
+              runs[0].loss, rel);
+  EXPECT_NEAR(runs[1].loss, runs[0].loss, 2e-3);
+  EXPECT_LT(rel, 2e-2);
+  EXPECT_EQ(runs[1].loss, runs[2].loss);
+  EXPECT_EQ(std::memcmp(runs[1].grads.data(), runs[2].grads.data(), runs[1].grads.size() * 4), 0)
+      << "full recompute";
 }
 
 // TP and PP need their communicators (p3d-run builds them); MoE is not executable.
